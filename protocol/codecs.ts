@@ -1,0 +1,45 @@
+import { codecFor } from './codec.ts';
+import { HostCtl, HostEvent } from './messages/host-events.ts';
+import { JobSpec } from './messages/job-spec.ts';
+import {
+  HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister, HostRegisterReply,
+  ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello,
+} from './messages/registry.ts';
+import {
+  CtlReply, CtlRequest, FrameEvent, JobEvent, JobReply, JobsReply, QueryRequest, SubmitReply, SubmitRequest,
+} from './messages/scheduler.ts';
+import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
+import { Reply } from './messages/common.ts';
+import { Type } from '@sinclair/typebox';
+
+/** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
+export const codecs = {
+  jobSpec: codecFor(JobSpec),
+  regHello: codecFor(RegistryHello),
+  hostRegister: codecFor(HostRegister),
+  hostRegisterReply: codecFor(HostRegisterReply),
+  hostHeartbeat: codecFor(HostHeartbeat),
+  hostHeartbeatReply: codecFor(HostHeartbeatReply),
+  hostBye: codecFor(HostBye),
+  hostByeReply: codecFor(HostByeReply),
+  matchRequest: codecFor(MatchRequest),
+  matchReply: codecFor(MatchReply),
+  listRequest: codecFor(ListRequest),
+  listReply: codecFor(ListReply),
+  submitRequest: codecFor(SubmitRequest),
+  submitReply: codecFor(SubmitReply),
+  queryRequest: codecFor(QueryRequest),
+  jobsReply: codecFor(JobsReply),
+  jobReply: codecFor(JobReply),
+  ctlRequest: codecFor(CtlRequest),
+  ctlReply: codecFor(CtlReply),
+  assignRequest: codecFor(AssignRequest),
+  assignReply: codecFor(AssignReply),
+  taskResult: codecFor(TaskResult),
+  taskResultReply: codecFor(TaskResultReply),
+  jobEvent: codecFor(JobEvent),
+  frameEvent: codecFor(FrameEvent),
+  hostEvent: codecFor(HostEvent),
+  hostCtl: codecFor(HostCtl),
+  hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
+};

@@ -1,0 +1,55 @@
+/** Every error that crosses a module or wire boundary; the table doubles as documentation. */
+export const ErrorCodes = {
+  RB_BAD_SUBJECT_TOKEN: 'subject token is invalid',
+  RB_DECODE_FAILED: 'payload is not valid MessagePack',
+  RB_SCHEMA_MISMATCH: 'payload does not match its schema',
+  RB_PROTOCOL_MISMATCH: 'peer speaks another protocol major',
+  RB_BAD_FRAMES: 'frame range is invalid',
+  RB_BAD_SPEC: 'requirement pattern is invalid',
+  RB_BAD_JOB: 'job description is invalid',
+  RB_UNKNOWN_JOB: 'no such job',
+  RB_UNKNOWN_HOST: 'no such host',
+  RB_SLOT_BUSY: 'slot already holds a task',
+  RB_NO_SUCH_SLOT: 'no such slot',
+  RB_SCHEDULER_UNAVAILABLE: 'the scheduler did not answer',
+  RB_REGISTRY_UNAVAILABLE: 'the registry did not answer',
+  RB_FARM_NOT_FOUND: 'no farm found',
+  RB_RENDER_FAILED: 'the renderer failed',
+  RB_RENDERER_MISSING: 'the rendering package is not installed',
+  RB_OUTPUT_FAILED: 'could not store the output',
+  RB_DRAINING: 'the actor is draining and takes no new work',
+  RB_BAD_ARGUMENT: 'command-line argument is invalid',
+  RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
+} as const;
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** What an error looks like on the wire, inside a reply envelope. */
+export interface WireError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export class FarmError extends Error {
+  override name = 'FarmError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message?: string, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message ?? ErrorCodes[code], { cause: opts.cause });
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+  }
+  toWire(): WireError {
+    return { code: this.code, message: this.message, retryable: this.retryable };
+  }
+  static fromWire(e: WireError): FarmError {
+    const code = (e.code in ErrorCodes ? e.code : 'RB_REMOTE_UNKNOWN') as ErrorCode;
+    return new FarmError(code, e.message, { retryable: e.retryable });
+  }
+  /** Any thrown value as a FarmError, keeping the original as cause. */
+  static from(err: unknown, fallback: ErrorCode = 'RB_REMOTE_UNKNOWN'): FarmError {
+    if (err instanceof FarmError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new FarmError(fallback, message, { cause: err });
+  }
+}

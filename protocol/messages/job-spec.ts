@@ -1,0 +1,59 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Renderers the farm can drive; `command` runs any command template (docs/jobs.md). */
+export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('command')]);
+export type RendererName = Static<typeof RendererName>;
+export const RENDERERS: readonly RendererName[] = ['povray', 'command'];
+
+/**
+ * Hardware and software a job needs. Every field is optional ("don't care"); patterns
+ * are `[family/]type[@version]` with `*` wildcards (protocol/profile.ts). Numbers are minimums.
+ */
+export const Requirements = Type.Object(
+  {
+    machine: Type.Optional(Type.String({ description: "machine family/type, e.g. 'x86_64/*'" })),
+    os: Type.Optional(Type.String({ description: "OS [family/]type@version, e.g. 'linux@6.*'" })),
+    cpu: Type.Optional(Type.String({ description: "CPU family/type, e.g. 'intel/*xeon*'" })),
+    cpuCount: Type.Optional(Type.Integer({ minimum: 0, description: 'minimum CPU count' })),
+    cpuMhz: Type.Optional(Type.Number({ minimum: 0, description: 'minimum CPU speed in MHz' })),
+    ramMb: Type.Optional(Type.Integer({ minimum: 0, description: 'minimum RAM in MB' })),
+    swapMb: Type.Optional(Type.Integer({ minimum: 0, description: 'minimum swap in MB' })),
+    packages: Type.Optional(Type.Array(Type.String(), { description: "rendering packages, e.g. 'povray@3.7.*'" })),
+    licenses: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'named licenses the host must hold' })),
+  },
+  { additionalProperties: false },
+);
+export type Requirements = Static<typeof Requirements>;
+
+/** The job description a client submits (the job file's schema, docs/jobs.md). */
+export const JobSpec = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'display name' })),
+    scene: Type.String({ minLength: 1, description: 'scene file; absolute once submitted' }),
+    renderer: Type.Optional(RendererName),
+    command: Type.Optional(Type.String({ minLength: 1, description: 'command template for renderer "command"' })),
+    frames: Type.String({ minLength: 1, description: "frames: '1-100', '1-100x5', '1,5,10-12'" }),
+    chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task' })),
+    resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
+    priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    group: Type.Optional(Type.String({ minLength: 1 })),
+    notify: Type.Optional(Type.Array(Type.String({ pattern: '^https?://' }), { description: 'webhook URLs told when the job ends' })),
+    requirements: Type.Optional(Requirements),
+    supportFiles: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    output: Type.Optional(
+      Type.Object(
+        {
+          dir: Type.Optional(Type.String({ minLength: 1, description: 'where frames land; absolute once submitted' })),
+          pattern: Type.Optional(Type.String({ pattern: '^[^/]*#+[^/]*$', description: "file name with '#' for the frame number, e.g. 'shot_####.png'" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type JobSpec = Static<typeof JobSpec>;
+
+export const DEFAULT_PRIORITY = 50;
+export const DEFAULT_OUTPUT_PATTERN = 'frame_####.png';

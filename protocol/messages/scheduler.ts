@@ -1,0 +1,120 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Millis, Reply, Token, V } from './common.ts';
+import { JobSpec } from './job-spec.ts';
+import { TaskStats } from './task.ts';
+
+export const JobState = {
+  Queued: 'queued',
+  Rendering: 'rendering',
+  Done: 'done',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+const JobStateSchema = Type.Union(Object.values(JobState).map((s) => Type.Literal(s)));
+
+export const FrameState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
+export type FrameState = (typeof FrameState)[keyof typeof FrameState];
+const FrameStateSchema = Type.Union(Object.values(FrameState).map((s) => Type.Literal(s)));
+
+/** Client → scheduler, request on `sched.submit`. `jobId` may be chosen by the client (idempotent retry). */
+export const SubmitRequest = Type.Object({ v: V, spec: JobSpec, jobId: Type.Optional(Token) });
+export type SubmitRequest = Static<typeof SubmitRequest>;
+export const SubmitReply = Reply(Type.Object({ jobId: Token, frames: Type.Integer(), tasks: Type.Integer() }));
+export type SubmitReply = Static<typeof SubmitReply>;
+
+export const FrameCounts = Type.Object({
+  total: Type.Integer({ minimum: 0 }),
+  queued: Type.Integer({ minimum: 0 }),
+  running: Type.Integer({ minimum: 0 }),
+  done: Type.Integer({ minimum: 0 }),
+  failed: Type.Integer({ minimum: 0 }),
+});
+export type FrameCounts = Static<typeof FrameCounts>;
+
+/** One job as `renderbus jobs` lists it. */
+export const JobSummary = Type.Object({
+  jobId: Token,
+  name: Type.String(),
+  user: Type.String(),
+  group: Type.String(),
+  priority: Type.Integer(),
+  state: JobStateSchema,
+  counts: FrameCounts,
+  submittedAt: Millis,
+  startedAt: Type.Optional(Millis),
+  finishedAt: Type.Optional(Millis),
+  /** Why the job is not rendering right now, when it is waiting. */
+  waiting: Type.Optional(Type.String()),
+  outputDir: Type.String(),
+  /** Estimated milliseconds to completion, from measured frame times. */
+  etaMs: Type.Optional(Type.Number({ minimum: 0 })),
+});
+export type JobSummary = Static<typeof JobSummary>;
+
+export const FrameRecord = Type.Object({
+  frame: Type.Integer({ minimum: 0 }),
+  state: FrameStateSchema,
+  taskIndex: Type.Integer({ minimum: 0 }),
+  attempt: Type.Integer({ minimum: 0 }),
+  host: Type.Optional(Type.String()),
+  slot: Type.Optional(Type.Integer()),
+  startedAt: Type.Optional(Millis),
+  finishedAt: Type.Optional(Millis),
+  output: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  stats: Type.Optional(TaskStats),
+});
+export type FrameRecord = Static<typeof FrameRecord>;
+
+export const JobDetail = Type.Composite([JobSummary, Type.Object({ spec: JobSpec, frames: Type.Array(FrameRecord) })]);
+export type JobDetail = Static<typeof JobDetail>;
+
+/** Anyone → scheduler, request on `sched.query`. */
+export const QueryRequest = Type.Union([
+  Type.Object({ v: V, what: Type.Literal('jobs') }),
+  Type.Object({ v: V, what: Type.Literal('job'), jobId: Type.String() }),
+]);
+export type QueryRequest = Static<typeof QueryRequest>;
+export const JobsReply = Reply(Type.Object({ jobs: Type.Array(JobSummary) }));
+export type JobsReply = Static<typeof JobsReply>;
+export const JobReply = Reply(Type.Object({ job: JobDetail }));
+export type JobReply = Static<typeof JobReply>;
+
+/** Anyone → scheduler, request on `sched.ctl`: steer a job. */
+export const CtlRequest = Type.Object({ v: V, action: Type.Literal('cancel'), jobId: Type.String() });
+export type CtlRequest = Static<typeof CtlRequest>;
+export const CtlReply = Reply(Type.Object({ job: JobSummary }));
+export type CtlReply = Static<typeof CtlReply>;
+
+/** Scheduler → anyone, on `evt.job.<job>.<event>` (submitted, started, progress, waiting, done, failed, cancelled). */
+export const JobEvent = Type.Object({
+  v: V,
+  jobId: Token,
+  event: Type.String(),
+  at: Millis,
+  job: JobSummary,
+  /** For failed jobs: which frames failed and why. */
+  failures: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer(), error: Type.String() }))),
+});
+export type JobEvent = Static<typeof JobEvent>;
+
+/** Scheduler or render server → anyone, on `evt.frame.<job>.<frame>.<event>` (dispatched, started, progress, done, failed). */
+export const FrameEvent = Type.Object({
+  v: V,
+  jobId: Token,
+  frame: Type.Integer({ minimum: 0 }),
+  event: Type.String(),
+  at: Millis,
+  host: Type.Optional(Type.String()),
+  slot: Type.Optional(Type.Integer()),
+  attempt: Type.Optional(Type.Integer()),
+  /** Percent of the frame rendered (progress events). */
+  percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  output: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  stats: Type.Optional(TaskStats),
+  /** Started events: how long the slot stood idle before this task reached it. */
+  waitMs: Type.Optional(Type.Number({ minimum: 0 })),
+});
+export type FrameEvent = Static<typeof FrameEvent>;

@@ -1,0 +1,64 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Reply, Resolution, Token, V } from './common.ts';
+import { RendererName } from './job-spec.ts';
+
+/**
+ * One task (a frame or a chunk of consecutive frames) leased to one slot. `attempt`
+ * grows with each dispatch of the same task, so a late result of an older attempt is known.
+ */
+export const TaskAssignment = Type.Object({
+  taskId: Type.String({ minLength: 1, description: '<jobId>.<taskIndex>' }),
+  jobId: Token,
+  taskIndex: Type.Integer({ minimum: 0 }),
+  attempt: Type.Integer({ minimum: 1 }),
+  slot: Type.Integer({ minimum: 0 }),
+  frames: Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 }),
+  renderer: RendererName,
+  scene: Type.String({ minLength: 1 }),
+  command: Type.Optional(Type.String()),
+  resolution: Type.Optional(Resolution),
+  outputDir: Type.String({ minLength: 1 }),
+  outputPattern: Type.String({ minLength: 1 }),
+});
+export type TaskAssignment = Static<typeof TaskAssignment>;
+
+/** Scheduler → render server, request on `host.<host>.assign`. */
+export const AssignRequest = Type.Object({ v: V, host: Token, assignments: Type.Array(TaskAssignment, { minItems: 1 }) });
+export type AssignRequest = Static<typeof AssignRequest>;
+export const AssignReply = Reply(
+  Type.Object({
+    accepted: Type.Array(Type.String()),
+    rejected: Type.Array(Type.Object({ taskId: Type.String(), code: Type.String(), message: Type.String() })),
+  }),
+);
+export type AssignReply = Static<typeof AssignReply>;
+
+/** Per-task accounting the slot measured (DESIGN §5). */
+export const TaskStats = Type.Object({
+  wallMs: Type.Number({ minimum: 0 }),
+  cpuMs: Type.Number({ minimum: 0 }),
+  peakRssKb: Type.Number({ minimum: 0 }),
+  bytesWritten: Type.Number({ minimum: 0 }),
+});
+export type TaskStats = Static<typeof TaskStats>;
+
+/** Render server → scheduler, request on `sched.result`: a task ended. The reply may carry the slot's next task. */
+export const TaskResult = Type.Object({
+  v: V,
+  host: Token,
+  slot: Type.Integer({ minimum: 0 }),
+  taskId: Type.String({ minLength: 1 }),
+  jobId: Token,
+  taskIndex: Type.Integer({ minimum: 0 }),
+  attempt: Type.Integer({ minimum: 1 }),
+  status: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
+  /** Final paths of the frames stored, by frame number. */
+  outputs: Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() })),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  stats: TaskStats,
+  /** False when the render server is draining and wants no next task. */
+  wantNext: Type.Boolean(),
+});
+export type TaskResult = Static<typeof TaskResult>;
+export const TaskResultReply = Reply(Type.Object({ next: Type.Union([TaskAssignment, Type.Null()]) }));
+export type TaskResultReply = Static<typeof TaskResultReply>;

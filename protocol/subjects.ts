@@ -1,0 +1,60 @@
+import { FarmError } from './errors.ts';
+
+const TOKEN = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** Checks one subject token: lower-case letters, digits, '-' and '_'. */
+export function token(what: string, v: string): string {
+  if (typeof v !== 'string' || !TOKEN.test(v) || v.length > 64) {
+    throw new FarmError('RB_BAD_SUBJECT_TOKEN', `${what} '${String(v)}' is not a subject token (a-z, 0-9, '-', '_', at most 64)`);
+  }
+  return v;
+}
+
+export function isToken(v: string): boolean {
+  return TOKEN.test(v) && v.length <= 64;
+}
+
+const root = (site: string) => `rb.${token('site', site)}`;
+
+/** The only place a subject string is assembled (DESIGN §2; docs/protocol.md). */
+export const subjects = {
+  // registry protocol
+  regHello: (site: string) => `${root(site)}.reg.hello`,
+  regRegister: (site: string) => `${root(site)}.reg.register`,
+  regHeartbeat: (site: string) => `${root(site)}.reg.heartbeat`,
+  regBye: (site: string) => `${root(site)}.reg.bye`,
+  regMatch: (site: string) => `${root(site)}.reg.match`,
+  regList: (site: string) => `${root(site)}.reg.list`,
+  // scheduler requests
+  schedSubmit: (site: string) => `${root(site)}.sched.submit`,
+  schedCtl: (site: string) => `${root(site)}.sched.ctl`,
+  schedQuery: (site: string) => `${root(site)}.sched.query`,
+  schedResult: (site: string) => `${root(site)}.sched.result`,
+  // one render server
+  hostAssign: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.assign`,
+  hostCtl: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.ctl`,
+  // events
+  jobEvent: (site: string, jobId: string, event: string) => `${root(site)}.evt.job.${token('job', jobId)}.${token('event', event)}`,
+  frameEvent: (site: string, jobId: string, frame: number, event: string) =>
+    `${root(site)}.evt.frame.${token('job', jobId)}.${frameToken(frame)}.${token('event', event)}`,
+  hostEvent: (site: string, host: string, event: string) => `${root(site)}.evt.host.${token('host', host)}.${token('event', event)}`,
+  // wildcards for subscribers
+  allEvents: (site: string) => `${root(site)}.evt.>`,
+  allHostSlotEvents: (site: string) => `${root(site)}.evt.host.*.slot`,
+  jobEvents: (site: string, jobId: string) => `${root(site)}.evt.job.${token('job', jobId)}.*`,
+  jobFrameEvents: (site: string, jobId: string) => `${root(site)}.evt.frame.${token('job', jobId)}.>`,
+  // scheduler's durable journal (JetStream)
+  journal: (site: string, kind: string) => `${root(site)}.journal.${token('kind', kind)}`,
+  allJournal: (site: string) => `${root(site)}.journal.>`,
+};
+
+function frameToken(frame: number): string {
+  if (!Number.isInteger(frame) || frame < 0) throw new FarmError('RB_BAD_SUBJECT_TOKEN', `frame '${frame}' is not a frame number`);
+  return String(frame);
+}
+
+/** Stream names (JetStream allows no dots): one per site. */
+export const streams = {
+  events: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_EVT`,
+  journal: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_JOURNAL`,
+};

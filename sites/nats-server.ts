@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface NatsServerOptions {
+  /** Directory for the config, the ports file and the JetStream store. */
+  dir: string;
+  host?: string;
+  /** -1 picks a free port. */
+  port?: number;
+  serverName?: string;
+  bin?: string;
+}
+
+export interface NatsServerHandle {
+  url: string;
+  pid: number;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a nats-server child with JetStream (file store under `dir/jetstream`) and waits until it listens. */
+export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerHandle> {
+  const bin = o.bin ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
+  await mkdir(join(o.dir, 'jetstream'), { recursive: true });
+  const conf = join(o.dir, 'nats.conf');
+  await writeFile(
+    conf,
+    [
+      `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
+      `server_name: "${o.serverName ?? 'renderbus'}"`,
+      `max_payload: 1048576`,
+      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))} }`,
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn(bin, ['-c', conf, '--ports_file_dir', o.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const spawned = once(proc, 'spawn').then(() => null);
+  const exited = once(proc, 'exit');
+  const failed = once(proc, 'error').then(([err]) => {
+    throw new Error(`could not start ${bin}: ${(err as Error).message} (install it: apt-get install nats-server)`);
+  });
+  await Promise.race([spawned, failed]);
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await exited.catch(() => {});
+      clearTimeout(t);
+    }
+  };
+  const early = exited.then(([code]) => {
+    throw new Error(`${bin} exited with ${String(code)} before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  });
+  try {
+    const portsFile = join(o.dir, `${basename(bin)}_${proc.pid}.ports`);
+    const ports = await Promise.race([early, readJsonWhenPresent(portsFile, 10_000)]);
+    const url = (ports as { nats: string[] }).nats[0]!;
+    return { url, pid: proc.pid!, proc, stop: async () => { await stop(); await rm(portsFile, { force: true }); } };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function readJsonWhenPresent(path: string, timeoutMs: number): Promise<unknown> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return JSON.parse(await readFile(path, 'utf8'));
+    } catch {
+      if (Date.now() > until) throw new Error(`nats-server did not write ${path} within ${timeoutMs} ms`);
+      await sleep(25);
+    }
+  }
+}

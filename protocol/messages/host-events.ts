@@ -12,6 +12,8 @@ export const HostEvent = Type.Object({
   host: Token,
   event: Type.String(),
   at: Millis,
+  /** The render server instance; changes when it restarts. */
+  serverId: Type.Optional(Type.String()),
   slot: Type.Optional(SlotInfo),
   reason: Type.Optional(Type.String()),
 });

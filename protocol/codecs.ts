@@ -6,10 +6,11 @@ import {
   ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello,
 } from './messages/registry.ts';
 import {
-  CtlReply, CtlRequest, FrameEvent, JobEvent, JobReply, JobsReply, QueryRequest, SubmitReply, SubmitRequest,
+  CtlReply, CtlRequest, FrameEvent, JobEvent, JobReply, JobsReply, QueryReply, QueryRequest, SubmitReply, SubmitRequest,
 } from './messages/scheduler.ts';
 import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
 import { Reply } from './messages/common.ts';
+import { JournalRecord } from './messages/journal.ts';
 import { Type } from '@sinclair/typebox';
 
 /** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
@@ -31,6 +32,7 @@ export const codecs = {
   queryRequest: codecFor(QueryRequest),
   jobsReply: codecFor(JobsReply),
   jobReply: codecFor(JobReply),
+  queryReply: codecFor(QueryReply),
   ctlRequest: codecFor(CtlRequest),
   ctlReply: codecFor(CtlReply),
   assignRequest: codecFor(AssignRequest),
@@ -41,5 +43,6 @@ export const codecs = {
   frameEvent: codecFor(FrameEvent),
   hostEvent: codecFor(HostEvent),
   hostCtl: codecFor(HostCtl),
+  journalRecord: codecFor(JournalRecord),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
 };

@@ -34,6 +34,7 @@ export const JobSpec = Type.Object(
     command: Type.Optional(Type.String({ minLength: 1, description: 'command template for renderer "command"' })),
     frames: Type.String({ minLength: 1, description: "frames: '1-100', '1-100x5', '1,5,10-12'" }),
     chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task' })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'tries per task before its frames fail; default 3' })),
     resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),
     user: Type.Optional(Type.String({ minLength: 1 })),

@@ -80,6 +80,9 @@ export const JobsReply = Reply(Type.Object({ jobs: Type.Array(JobSummary) }));
 export type JobsReply = Static<typeof JobsReply>;
 export const JobReply = Reply(Type.Object({ job: JobDetail }));
 export type JobReply = Static<typeof JobReply>;
+/** What `sched.query` answers: `{ jobs }` for what 'jobs', `{ job }` for what 'job'. */
+export const QueryReply = Reply(Type.Union([Type.Object({ jobs: Type.Array(JobSummary) }), Type.Object({ job: JobDetail })]));
+export type QueryReply = Static<typeof QueryReply>;
 
 /** Anyone → scheduler, request on `sched.ctl`: steer a job. */
 export const CtlRequest = Type.Object({ v: V, action: Type.Literal('cancel'), jobId: Type.String() });

@@ -1,0 +1,65 @@
+import type { HostInventory, MatchBody, TaskAssignment } from '../../protocol/index.ts';
+import type { Job, JobBook } from './job-book.ts';
+
+/** What the scheduler remembers of a host from the registry's answers. */
+export interface KnownHost {
+  serverId: string;
+  inventory: HostInventory;
+}
+
+export interface DispatchPlan {
+  /** Assignments to send, by host. */
+  byHost: Map<string, TaskAssignment[]>;
+  /** Jobs that received no slot this round and run nothing, with the reason. */
+  waiting: Map<Job, string>;
+}
+
+/**
+ * One dispatch round, pure: walks the queue in priority order and leases each job's tasks
+ * to the free slots of the hosts the registry says match it. A slot is free when the
+ * registry reports it idle and the scheduler holds no lease on it.
+ */
+export function planDispatch(
+  book: JobBook,
+  jobs: readonly Job[],
+  matchFor: (job: Job) => MatchBody | undefined,
+  now: number,
+): DispatchPlan {
+  const byHost = new Map<string, TaskAssignment[]>();
+  const waiting = new Map<Job, string>();
+  const freeSlots = new Map<string, number[]>(); // host → idle, unleased slot indexes not yet used this round
+  for (const job of jobs) {
+    const match = matchFor(job);
+    if (!match) continue;
+    let given = 0;
+    for (const h of match.hosts) {
+      let free = freeSlots.get(h.host);
+      if (!free) {
+        free = h.slots.filter((s) => s.state === 'idle' && !book.isLeased(h.host, s.index)).map((s) => s.index);
+        freeSlots.set(h.host, free);
+      }
+      while (free.length > 0 && job.queuedTasks > 0) {
+        const a = book.lease(job, h.host, free[0]!, now);
+        if (!a) break;
+        free.shift();
+        given += 1;
+        const list = byHost.get(h.host) ?? [];
+        list.push(a);
+        byHost.set(h.host, list);
+      }
+      if (job.queuedTasks === 0) break;
+    }
+    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match));
+  }
+  return { byHost, waiting };
+}
+
+/** Why a job got no slot, in words an artist can act on. */
+export function waitingReason(m: MatchBody): string {
+  if (m.totalHosts === 0) return 'no render hosts are registered';
+  if (m.hosts.length === 0 && m.closest.length > 0) {
+    const near = m.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ');
+    return `no host matches the requirements (${near})`;
+  }
+  return 'all matching slots are busy';
+}

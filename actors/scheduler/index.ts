@@ -1,0 +1,5 @@
+export { startScheduler, type SchedulerOptions, type SchedulerHandle } from './runtime.ts';
+export { schedulerMachine } from './machine.ts';
+export { jobMachine } from './job-machine.ts';
+export { JobBook, TaskState, type Job, type Task } from './job-book.ts';
+export { planDispatch, waitingReason } from './dispatch.ts';

@@ -1,0 +1,372 @@
+import { createActor, type Actor } from 'xstate';
+import {
+  DEFAULT_MAX_ATTEMPTS, hostMatches, taskId, toProfile,
+  type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
+  type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
+} from '../../protocol/index.ts';
+import { jobMachine } from './job-machine.ts';
+
+export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+export interface Task {
+  index: number;
+  frames: number[];
+  state: TaskState;
+  /** Attempt of the latest dispatch; 0 before the first. */
+  attempt: number;
+  host?: string;
+  slot?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  outputs?: { frame: number; path: string }[];
+  error?: string;
+  stats?: TaskStats;
+}
+
+export interface Job {
+  id: string;
+  seq: number;
+  spec: JobSpec;
+  prepared: PreparedJob;
+  profile: ResourceProfile;
+  profileKey: string;
+  name: string;
+  user: string;
+  group: string;
+  submittedAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  tasks: Task[];
+  /** Next never-dispatched task, and tasks handed back (host lost, assignment refused, retry). */
+  cursor: number;
+  requeued: number[];
+  queuedTasks: number;
+  inPending: boolean;
+  waiting?: string;
+  machine: Actor<typeof jobMachine>;
+  /** Host name → matches this job's profile; inventories rarely change, so this is cached. */
+  matchCache: Map<string, boolean>;
+  timedTasks: number;
+  timedMs: number;
+  runningTasks: number;
+}
+
+export type ResultOutcome =
+  | { kind: 'unknown' }
+  | { kind: 'stale'; job: Job; task: Task }
+  | { kind: 'accepted'; job: Job; task: Task; retried: boolean };
+
+const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
+
+/**
+ * The scheduler's queue and leases: pure data, no I/O. Jobs wait in priority order (lower
+ * number first, FIFO within a priority); each task is leased to one host slot at a time
+ * with a growing attempt number, so a late result of an older attempt is recognised.
+ */
+export class JobBook {
+  readonly jobs = new Map<string, Job>();
+  /** Jobs that have queued tasks, in queue order. */
+  private pending: Job[] = [];
+  /** `host/slot` → the task leased there. */
+  private leases = new Map<string, { job: Job; task: Task }>();
+  private seq = 0;
+
+  add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
+    const machine = createActor(jobMachine, { input: { total: prepared.frames.length } }).start();
+    const job: Job = {
+      id,
+      seq: this.seq++,
+      spec,
+      prepared,
+      profile: toProfile(prepared.requirements),
+      profileKey: JSON.stringify(prepared.requirements),
+      name: spec.name ?? id,
+      user: spec.user ?? 'unknown',
+      group: spec.group ?? 'unknown',
+      submittedAt: at,
+      tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0 })),
+      cursor: 0,
+      requeued: [],
+      queuedTasks: prepared.tasks.length,
+      inPending: false,
+      machine,
+      matchCache: new Map(),
+      timedTasks: 0,
+      timedMs: 0,
+      runningTasks: 0,
+    };
+    this.jobs.set(id, job);
+    this.enqueue(job);
+    return job;
+  }
+
+  state(job: Job): JobState {
+    const v = job.machine.getSnapshot().value;
+    return (v === 'settling' ? 'rendering' : v) as JobState;
+  }
+
+  isFinished(job: Job): boolean {
+    return FINISHED.has(this.state(job));
+  }
+
+  /** Jobs with queued tasks, most urgent first. */
+  queue(): readonly Job[] {
+    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !this.isFinished(j)));
+    return this.pending;
+  }
+
+  matches(job: Job, host: string, inv: HostInventory): boolean {
+    let m = job.matchCache.get(host);
+    if (m === undefined) {
+      m = hostMatches(job.profile, inv);
+      job.matchCache.set(host, m);
+    }
+    return m;
+  }
+
+  forgetHost(host: string): void {
+    for (const job of this.pending) job.matchCache.delete(host);
+  }
+
+  isLeased(host: string, slot: number): boolean {
+    return this.leases.has(`${host}/${slot}`);
+  }
+
+  /** Leases the job's next queued task to a slot; undefined when it has none. */
+  lease(job: Job, host: string, slot: number, now: number): TaskAssignment | undefined {
+    const task = this.takeQueued(job);
+    if (!task) return undefined;
+    task.state = TaskState.Running;
+    job.runningTasks += 1;
+    task.attempt += 1;
+    task.host = host;
+    task.slot = slot;
+    task.startedAt = now;
+    task.finishedAt = undefined;
+    this.leases.set(`${host}/${slot}`, { job, task });
+    job.startedAt ??= now;
+    job.waiting = undefined;
+    job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
+    const p = job.prepared;
+    return {
+      taskId: taskId(job.id, task.index),
+      jobId: job.id,
+      taskIndex: task.index,
+      attempt: task.attempt,
+      slot,
+      frames: task.frames,
+      renderer: p.renderer,
+      scene: job.spec.scene,
+      ...(job.spec.command ? { command: job.spec.command } : {}),
+      ...(p.resolution ? { resolution: p.resolution } : {}),
+      outputDir: p.outputDir,
+      outputPattern: p.outputPattern,
+    };
+  }
+
+  /** The assignment never reached the slot (refused, or no answer): the task goes back to the queue. */
+  unlease(jobId: string, taskIndex: number, attempt: number): void {
+    const job = this.jobs.get(jobId);
+    const task = job?.tasks[taskIndex];
+    if (!job || !task || task.state !== TaskState.Running || task.attempt !== attempt) return;
+    this.requeue(job, task);
+  }
+
+  /** Applies a task's result once; a result of another attempt, or for an ended task, is stale. */
+  result(r: TaskResult, now: number): ResultOutcome {
+    const job = this.jobs.get(r.jobId);
+    const task = job?.tasks[r.taskIndex];
+    if (!job || !task) return { kind: 'unknown' };
+    const leaseKey = `${r.host}/${r.slot}`;
+    const lease = this.leases.get(leaseKey);
+    if (lease && lease.task === task && lease.job === job) this.leases.delete(leaseKey);
+    if (task.attempt !== r.attempt || (task.state !== TaskState.Running && task.state !== TaskState.Queued)) {
+      return { kind: 'stale', job, task };
+    }
+    if (this.isFinished(job)) return { kind: 'stale', job, task };
+    const wasQueued = task.state === TaskState.Queued;
+    if (wasQueued) this.dropQueued(job, task);
+    else job.runningTasks -= 1;
+    task.finishedAt = now;
+    task.stats = r.stats;
+    if (r.status === 'done') {
+      task.state = TaskState.Done;
+      task.outputs = r.outputs;
+      task.error = undefined;
+      job.timedTasks += 1;
+      job.timedMs += r.stats.wallMs;
+      job.machine.send({ type: 'frames.done', n: task.frames.length, fromQueue: wasQueued });
+      this.finishIfEnded(job, now);
+      return { kind: 'accepted', job, task, retried: false };
+    }
+    task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
+    if (task.attempt < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+      if (!wasQueued) this.requeue(job, task);
+      else this.pushQueued(job, task);
+      return { kind: 'accepted', job, task, retried: true };
+    }
+    task.state = TaskState.Failed;
+    job.machine.send({ type: 'frames.failed', n: task.frames.length, fromQueue: wasQueued });
+    this.finishIfEnded(job, now);
+    return { kind: 'accepted', job, task, retried: false };
+  }
+
+  /** A host went away: every task leased there goes back to the queue. */
+  releaseHost(host: string): Job[] {
+    const touched = new Set<Job>();
+    for (const [key, { job, task }] of this.leases) {
+      if (!key.startsWith(`${host}/`)) continue;
+      this.leases.delete(key);
+      if (task.state === TaskState.Running && !this.isFinished(job)) {
+        this.requeue(job, task);
+        touched.add(job);
+      }
+    }
+    return [...touched];
+  }
+
+  /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
+  cancel(job: Job, now: number): Task[] {
+    const running = job.tasks.filter((t) => t.state === TaskState.Running);
+    job.runningTasks = 0;
+    for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
+    for (const [key, l] of this.leases) if (l.job === job) this.leases.delete(key);
+    job.queuedTasks = 0;
+    job.requeued = [];
+    job.finishedAt = now;
+    job.machine.send({ type: 'job.cancel' });
+    return running;
+  }
+
+  /** Journal replay: a task ended before the restart. */
+  restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>): void {
+    const task = job.tasks[taskIndex];
+    if (!task || task.state !== TaskState.Queued) return;
+    this.dropQueued(job, task);
+    Object.assign(task, detail);
+    task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
+    job.machine.send({ type: status === 'done' ? 'frames.done' : 'frames.failed', n: task.frames.length, fromQueue: true });
+    this.finishIfEnded(job, detail.finishedAt ?? job.submittedAt);
+  }
+
+  summary(job: Job): JobSummary {
+    const c = job.machine.getSnapshot().context;
+    const s: JobSummary = {
+      jobId: job.id,
+      name: job.name,
+      user: job.user,
+      group: job.group,
+      priority: job.prepared.priority,
+      state: this.state(job),
+      counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
+      submittedAt: job.submittedAt,
+      outputDir: job.prepared.outputDir,
+    };
+    if (job.startedAt !== undefined) s.startedAt = job.startedAt;
+    if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
+    if (job.waiting && !this.isFinished(job)) s.waiting = job.waiting;
+    const eta = this.eta(job);
+    if (eta !== undefined) s.etaMs = eta;
+    return s;
+  }
+
+  detail(job: Job): JobDetail {
+    const frames: FrameRecord[] = [];
+    for (const t of job.tasks) {
+      for (const frame of t.frames) {
+        const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
+        if (t.host !== undefined) r.host = t.host;
+        if (t.slot !== undefined) r.slot = t.slot;
+        if (t.startedAt !== undefined) r.startedAt = t.startedAt;
+        if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
+        const out = t.outputs?.find((o) => o.frame === frame);
+        if (out) r.output = out.path;
+        if (t.error !== undefined) r.error = t.error;
+        if (t.stats) r.stats = t.stats;
+        frames.push(r);
+      }
+    }
+    return { ...this.summary(job), spec: job.spec, frames };
+  }
+
+  /** Active jobs in queue order, then ended ones, newest first. */
+  list(): Job[] {
+    const all = [...this.jobs.values()];
+    const active = all.filter((j) => !this.isFinished(j)).sort(queueOrder);
+    const ended = all.filter((j) => this.isFinished(j)).sort((a, b) => b.seq - a.seq);
+    return [...active, ...ended];
+  }
+
+  failures(job: Job): { frame: number; error: string }[] {
+    return job.tasks.filter((t) => t.state === TaskState.Failed).flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
+  }
+
+  private eta(job: Job): number | undefined {
+    if (job.timedTasks === 0 || this.isFinished(job)) return undefined;
+    const perTask = job.timedMs / job.timedTasks;
+    const left = job.queuedTasks + job.runningTasks;
+    return Math.round((perTask * left) / Math.max(1, job.runningTasks));
+  }
+
+  private finishIfEnded(job: Job, now: number): void {
+    if (this.isFinished(job)) job.finishedAt ??= now;
+  }
+
+  private takeQueued(job: Job): Task | undefined {
+    while (job.requeued.length > 0) {
+      const t = job.tasks[job.requeued.shift()!]!;
+      if (t.state === TaskState.Queued) {
+        job.queuedTasks -= 1;
+        return t;
+      }
+    }
+    while (job.cursor < job.tasks.length) {
+      const t = job.tasks[job.cursor++]!;
+      if (t.state === TaskState.Queued) {
+        job.queuedTasks -= 1;
+        return t;
+      }
+    }
+    return undefined;
+  }
+
+  private requeue(job: Job, task: Task): void {
+    for (const [key, l] of this.leases) if (l.task === task) this.leases.delete(key);
+    task.state = TaskState.Queued;
+    job.runningTasks -= 1;
+    job.machine.send({ type: 'frames.requeued', n: task.frames.length });
+    this.pushQueued(job, task);
+  }
+
+  private pushQueued(job: Job, task: Task): void {
+    task.state = TaskState.Queued;
+    job.requeued.push(task.index);
+    job.queuedTasks += 1;
+    this.enqueue(job);
+  }
+
+  /** A queued task ends without a dispatch (a late result, or replay). */
+  private dropQueued(job: Job, task: Task): void {
+    task.state = TaskState.Running; // leaves the queue; takeQueued skips non-queued entries
+    job.queuedTasks -= 1;
+  }
+
+  private enqueue(job: Job): void {
+    if (job.inPending || job.queuedTasks === 0) return;
+    job.inPending = true;
+    let lo = 0;
+    let hi = this.pending.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (queueOrder(this.pending[mid]!, job) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.pending.splice(lo, 0, job);
+  }
+}
+
+/** Lower priority number first; FIFO within a priority. */
+function queueOrder(a: Job, b: Job): number {
+  return a.prepared.priority - b.prepared.priority || a.seq - b.seq;
+}

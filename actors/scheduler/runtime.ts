@@ -1,0 +1,307 @@
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { createActor, fromPromise, waitFor } from 'xstate';
+import {
+  codecs, FarmError, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  type CtlRequest, type JobEvent, type JournalRecord, type MatchBody, type QueryRequest,
+  type SubmitRequest, type TaskAssignment, type TaskResult,
+} from '../../protocol/index.ts';
+import { call, listen, serve } from '../bus/index.ts';
+import { planDispatch, type KnownHost } from './dispatch.ts';
+import { JobBook, type Job } from './job-book.ts';
+import { Journal } from './journal.ts';
+import { schedulerMachine } from './machine.ts';
+import { postWebhook } from './notify.ts';
+
+export interface SchedulerOptions {
+  nc: NatsConnection;
+  site: string;
+  log: Logger;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export interface SchedulerHandle {
+  stop(): Promise<void>;
+}
+
+/** How many queued jobs one dispatch round looks at (the most urgent ones). */
+const ROUND_JOBS = 500;
+
+/** Binds the scheduler machine to NATS: the queue in a JobBook, its journal in JetStream. */
+export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHandle> {
+  const { nc, site } = o;
+  const log = o.log.child({ actor: 'scheduler', site });
+  const now = o.now ?? Date.now;
+  let book = new JobBook();
+  let journal: Journal | null = null;
+  const hosts = new Map<string, KnownHost>();
+  const subs: Subscription[] = [];
+  const webhooks = new Set<Promise<unknown>>();
+
+  // --- events out -------------------------------------------------------------------
+  const publish = (subject: string, data: Uint8Array) => {
+    try {
+      nc.publish(subject, data);
+    } catch (err) {
+      log.warn({ err, subject }, 'could not publish event');
+    }
+  };
+  const jobEvent = (job: Job, event: string): JobEvent => {
+    const evt: JobEvent = { v: PROTOCOL_MAJOR, jobId: job.id, event, at: now(), job: book.summary(job) };
+    if (event === 'failed') evt.failures = book.failures(job);
+    publish(subjects.jobEvent(site, job.id, event), codecs.jobEvent.encode(evt));
+    return evt;
+  };
+  const frameEvents = (job: Job, frames: readonly number[], event: string, extra: (frame: number) => Record<string, unknown>) => {
+    const at = now();
+    for (const frame of frames) {
+      publish(subjects.frameEvent(site, job.id, frame, event), codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: job.id, frame, event, at, ...extra(frame) }));
+    }
+  };
+  const onLeased = (job: Job, a: TaskAssignment, firstStart: boolean) => {
+    if (firstStart) jobEvent(job, 'started');
+    frameEvents(job, a.frames, 'dispatched', () => ({ slot: a.slot, attempt: a.attempt, host: job.tasks[a.taskIndex]!.host }));
+  };
+  const finishJob = (job: Job) => {
+    const state = book.state(job);
+    const evt = jobEvent(job, state);
+    log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
+    for (const url of job.spec.notify ?? []) {
+      const p = postWebhook(url, evt, log).finally(() => webhooks.delete(p));
+      webhooks.add(p);
+    }
+  };
+  const journalAsync = (rec: JournalRecord, id: string) => {
+    if (!journal) return;
+    journal.append(rec, id).catch((err: unknown) => log.error({ err, jobId: rec.jobId }, 'journal write failed'));
+  };
+
+  // --- requests ---------------------------------------------------------------------
+  const requireServing = () => {
+    if (!actor.getSnapshot().matches('serving')) {
+      throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is still recovering its queue; try again shortly', { retryable: true });
+    }
+  };
+
+  async function submit(req: SubmitRequest) {
+    requireServing();
+    const prepared = prepareJob(req.spec);
+    const jobId = req.jobId ?? newJobId(now());
+    const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
+    if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
+    const at = now();
+    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
+    if (book.jobs.has(jobId)) return counts;
+    const job = book.add(jobId, req.spec, prepared, at);
+    log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
+    jobEvent(job, 'submitted');
+    actor.send({ type: 'dispatch.wanted' });
+    return counts;
+  }
+
+  function query(req: QueryRequest) {
+    requireServing();
+    if (req.what === 'jobs') return { jobs: book.list().map((j) => book.summary(j)) };
+    const job = book.jobs.get(req.jobId);
+    if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
+    return { job: book.detail(job) };
+  }
+
+  async function control(req: CtlRequest) {
+    requireServing();
+    const job = book.jobs.get(req.jobId);
+    if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
+    if (book.isFinished(job)) return { job: book.summary(job) };
+    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'cancel', jobId: job.id, at: now() }, `cancel-${job.id}`);
+    const running = book.cancel(job, now());
+    for (const t of running) {
+      if (!t.host) continue;
+      const msg = codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: `${job.id}.${t.index}` });
+      nc.request(subjects.hostCtl(site, t.host), msg, { timeout: 3_000 }).catch((err: unknown) => log.warn({ err, host: t.host }, 'could not tell a host to kill a cancelled task'));
+    }
+    finishJob(job);
+    return { job: book.summary(job) };
+  }
+
+  /** A task ended on a slot; the reply hands that slot its next task when one fits. */
+  function result(r: TaskResult) {
+    requireServing();
+    const at = now();
+    const outcome = book.result(r, at);
+    if (outcome.kind === 'unknown') {
+      log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
+    } else if (outcome.kind === 'stale') {
+      log.info({ jobId: r.jobId, taskIndex: r.taskIndex, attempt: r.attempt, current: outcome.task.attempt }, 'stale result ignored');
+    } else {
+      const { job, task, retried } = outcome;
+      if (r.status === 'done') {
+        const paths = new Map(r.outputs.map((x) => [x.frame, x.path]));
+        frameEvents(job, task.frames, 'done', (f) => ({ host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats, ...(paths.has(f) ? { output: paths.get(f) } : {}) }));
+      } else {
+        frameEvents(job, task.frames, retried ? 'retrying' : 'failed', () => ({ host: r.host, slot: r.slot, attempt: r.attempt, error: task.error }));
+      }
+      if (!retried) {
+        journalAsync(
+          { v: PROTOCOL_MAJOR, kind: 'task', jobId: job.id, taskIndex: task.index, status: r.status, attempt: r.attempt, host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.error && r.status === 'failed' ? { error: task.error } : {}) },
+          `task-${job.id}-${task.index}-${r.attempt}`,
+        );
+      }
+      if (book.isFinished(job)) finishJob(job);
+      else jobEvent(job, 'progress');
+    }
+    const next = r.wantNext ? leaseNext(r.host, r.slot, at) : null;
+    return { next };
+  }
+
+  function leaseNext(host: string, slot: number, at: number): TaskAssignment | null {
+    const known = hosts.get(host);
+    if (!known || book.isLeased(host, slot)) return null;
+    for (const job of book.queue()) {
+      if (!book.matches(job, host, known.inventory)) continue;
+      const first = job.startedAt === undefined;
+      const a = book.lease(job, host, slot, at);
+      if (a) {
+        onLeased(job, a, first);
+        return a;
+      }
+    }
+    return null;
+  }
+
+  // --- dispatch ---------------------------------------------------------------------
+  const rememberHost = (host: string, serverId: string, inventory: KnownHost['inventory']) => {
+    const known = hosts.get(host);
+    if (known && known.serverId !== serverId) forgetHost(host, 'restarted');
+    hosts.set(host, { serverId, inventory });
+  };
+  const forgetHost = (host: string, reason: string) => {
+    hosts.delete(host);
+    book.forgetHost(host);
+    const touched = book.releaseHost(host);
+    if (touched.length > 0) log.warn({ host, reason, jobs: touched.map((j) => j.id) }, 'tasks of a lost host requeued');
+  };
+
+  async function dispatchRound(): Promise<void> {
+    const jobs = book.queue().slice(0, ROUND_JOBS);
+    if (jobs.length === 0) return;
+    const byProfile = new Map<string, Job>();
+    for (const j of jobs) if (!byProfile.has(j.profileKey)) byProfile.set(j.profileKey, j);
+    const matches = new Map<string, MatchBody>();
+    let registryDown = false;
+    await Promise.all(
+      [...byProfile].map(async ([key, j]) => {
+        try {
+          const body = await call(nc, subjects.regMatch(site), codecs.matchRequest, { v: PROTOCOL_MAJOR, requirements: j.prepared.requirements, freeOnly: true }, codecs.matchReply, { timeoutMs: 3_000, unavailable: 'RB_REGISTRY_UNAVAILABLE' });
+          matches.set(key, body);
+          for (const h of body.hosts) rememberHost(h.host, h.serverId, h.inventory);
+        } catch (err) {
+          registryDown = true;
+          log.debug({ err }, 'registry match failed');
+        }
+      }),
+    );
+    if (registryDown) {
+      for (const j of jobs) if (!matches.has(j.profileKey) && j.runningTasks === 0) setWaiting(j, 'the resource registry is not answering');
+    }
+    const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
+    const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
+    for (const [job, reason] of plan.waiting) setWaiting(job, reason);
+    await Promise.all([...plan.byHost].map(([host, list]) => sendAssignments(host, list, firstStarts)));
+  }
+
+  const setWaiting = (job: Job, reason: string) => {
+    if (job.waiting === reason) return;
+    job.waiting = reason;
+    jobEvent(job, 'waiting');
+  };
+
+  async function sendAssignments(host: string, list: TaskAssignment[], firstStarts: Set<Job>): Promise<void> {
+    for (const a of list) {
+      const job = book.jobs.get(a.jobId)!;
+      onLeased(job, a, firstStarts.delete(job));
+    }
+    try {
+      const body = await call(nc, subjects.hostAssign(site, host), codecs.assignRequest, { v: PROTOCOL_MAJOR, host, assignments: list }, codecs.assignReply, { timeoutMs: 3_000 });
+      for (const r of body.rejected) {
+        const a = list.find((x) => x.taskId === r.taskId);
+        if (a) book.unlease(a.jobId, a.taskIndex, a.attempt);
+        log.info({ host, taskId: r.taskId, code: r.code }, 'assignment refused; task requeued');
+      }
+    } catch (err) {
+      for (const a of list) book.unlease(a.jobId, a.taskIndex, a.attempt);
+      log.warn({ err, host, tasks: list.length }, 'assignment not delivered; tasks requeued');
+    }
+  }
+
+  // --- machine ----------------------------------------------------------------------
+  const machine = schedulerMachine.provide({
+    actors: {
+      openStore: fromPromise(async () => {
+        journal = await Journal.open(nc, site, log);
+      }),
+      recover: fromPromise(async () => {
+        book = new JobBook();
+        return journal!.replay(applyRecord);
+      }),
+      dispatchRound: fromPromise(dispatchRound),
+    },
+    actions: {
+      reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'durable store unavailable; retrying'),
+      reportRecovered: ({ event }) => log.info({ records: (event as { output?: number }).output, jobs: book.jobs.size }, 'journal replayed; serving'),
+      reportDispatchFailure: ({ event }) => log.error({ err: (event as { error?: unknown }).error }, 'dispatch round failed'),
+    },
+  });
+
+  function applyRecord(rec: JournalRecord): void {
+    if (rec.kind === 'submit') {
+      if (book.jobs.has(rec.jobId)) return;
+      book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
+      return;
+    }
+    const job = book.jobs.get(rec.jobId);
+    if (!job) return;
+    if (rec.kind === 'cancel') book.cancel(job, rec.at);
+    else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) });
+  }
+
+  const actor = createActor(machine);
+  actor.subscribe({
+    next: (s) => log.debug({ state: s.value }, 'scheduler state'),
+    error: (err) => log.error({ err }, 'scheduler machine failed'),
+  });
+
+  subs.push(
+    serve(nc, { subject: subjects.schedSubmit(site), request: codecs.submitRequest, reply: codecs.submitReply, handle: submit, log }),
+    serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
+    serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
+    serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
+    listen(nc, `rb.${site}.evt.host.*.*`, codecs.hostEvent, log, (evt) => {
+      if (evt.event === 'down') {
+        forgetHost(evt.host, evt.reason ?? 'down');
+        actor.send({ type: 'dispatch.wanted' });
+      } else if (evt.event === 'up') {
+        const known = hosts.get(evt.host);
+        if (known && evt.serverId && known.serverId !== evt.serverId) forgetHost(evt.host, 'restarted');
+        actor.send({ type: 'dispatch.wanted' });
+      } else if (evt.event === 'slot' && evt.slot?.state === 'idle' && book.queue().length > 0) {
+        actor.send({ type: 'dispatch.wanted' });
+      }
+    }),
+  );
+  actor.start();
+  try {
+    await waitFor(actor, (s) => s.matches('serving'), { timeout: 30_000 });
+  } catch {
+    log.warn('scheduler not serving after 30 s; it keeps trying');
+  }
+
+  return {
+    async stop() {
+      actor.send({ type: 'scheduler.stop' });
+      for (const s of subs) s.unsubscribe();
+      await Promise.race([Promise.allSettled([...webhooks]), new Promise((r) => setTimeout(r, 2_000))]);
+      actor.stop();
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import { FarmError } from './errors.ts';
+import { chunkFrames, parseFrames } from './frames.ts';
+import { frameFileName } from './output-names.ts';
+import { toProfile } from './profile.ts';
+import type { Resolution } from './messages/common.ts';
+import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
+
+/** Attempts per task before its frames count as failed. */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+
+/** A job description checked and expanded: what the scheduler queues. */
+export interface PreparedJob {
+  renderer: RendererName;
+  frames: number[];
+  tasks: number[][];
+  resolution: Resolution | undefined;
+  priority: number;
+  outputDir: string;
+  outputPattern: string;
+  /** Requirements plus what the renderer implies (a POV-Ray job needs `povray`). */
+  requirements: Requirements;
+}
+
+const bad = (field: string, what: string) => new FarmError('RB_BAD_JOB', `${field}: ${what}`);
+
+export function parseResolution(text: string): Resolution {
+  const m = /^([1-9]\d{0,4})x([1-9]\d{0,4})$/.exec(text.trim());
+  if (!m) throw bad('resolution', `'${text}' is not WIDTHxHEIGHT (e.g. 320x240)`);
+  return { width: Number(m[1]), height: Number(m[2]) };
+}
+
+/** Renderer named by the job, or implied by the scene's extension. */
+export function rendererFor(spec: Pick<JobSpec, 'renderer' | 'scene' | 'command'>): RendererName {
+  if (spec.renderer) return spec.renderer;
+  if (spec.command) return 'command';
+  if (/\.pov$/i.test(spec.scene)) return 'povray';
+  throw bad('renderer', `cannot tell the renderer of '${spec.scene}': name one (povray, command)`);
+}
+
+/**
+ * Checks a job description beyond its schema and expands it. Every error names the field
+ * and what was expected. `scene` and `output.dir` must be absolute (clients resolve them).
+ */
+export function prepareJob(spec: JobSpec): PreparedJob {
+  const renderer = rendererFor(spec);
+  if (renderer === 'command' && !spec.command) throw bad('command', "renderer 'command' needs a command template (e.g. 'sh -c \"echo {frame} > {output}\"')");
+  if (renderer !== 'command' && spec.command) throw bad('command', `a command template only goes with renderer 'command', not '${renderer}'`);
+  if (!spec.scene.startsWith('/')) throw bad('scene', `'${spec.scene}' must be an absolute path`);
+  const dir = spec.output?.dir;
+  if (!dir) throw bad('output.dir', 'is required (where the frames land)');
+  if (!dir.startsWith('/')) throw bad('output.dir', `'${dir}' must be an absolute path`);
+  let frames: number[];
+  try {
+    frames = parseFrames(spec.frames);
+  } catch (err) {
+    throw bad('frames', (err as Error).message);
+  }
+  const outputPattern = spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
+  frameFileName(outputPattern, 0); // throws on a bad pattern
+  const requirements: Requirements = { ...(spec.requirements ?? {}) };
+  if (renderer === 'povray' && !(requirements.packages ?? []).some((p) => /^povray(@|$)/i.test(p))) {
+    requirements.packages = [...(requirements.packages ?? []), 'povray'];
+  }
+  toProfile(requirements); // throws RB_BAD_SPEC naming the field
+  return {
+    renderer,
+    frames,
+    tasks: chunkFrames(frames, spec.chunk ?? 1),
+    resolution: spec.resolution ? parseResolution(spec.resolution) : undefined,
+    priority: spec.priority ?? DEFAULT_PRIORITY,
+    outputDir: dir,
+    outputPattern,
+    requirements,
+  };
+}

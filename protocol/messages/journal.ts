@@ -1,0 +1,28 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Millis, Token, V } from './common.ts';
+import { JobSpec } from './job-spec.ts';
+import { TaskStats } from './task.ts';
+
+/**
+ * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel.
+ */
+export const JournalRecord = Type.Union([
+  Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
+  Type.Object({
+    v: V,
+    kind: Type.Literal('task'),
+    jobId: Token,
+    taskIndex: Type.Integer({ minimum: 0 }),
+    status: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
+    attempt: Type.Integer({ minimum: 1 }),
+    host: Type.String(),
+    slot: Type.Integer({ minimum: 0 }),
+    outputs: Type.Array(Type.Object({ frame: Type.Integer(), path: Type.String() })),
+    error: Type.Optional(Type.String()),
+    stats: TaskStats,
+    at: Millis,
+  }),
+  Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
+]);
+export type JournalRecord = Static<typeof JournalRecord>;

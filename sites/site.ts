@@ -1,0 +1,98 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { FarmError, isToken } from '../protocol/index.ts';
+import { connectBus } from '../actors/bus/index.ts';
+import { startRegistry } from '../actors/registry/index.ts';
+import { startScheduler } from '../actors/scheduler/index.ts';
+import { startRenderServer } from '../actors/render-server/index.ts';
+import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
+import { startNatsServer } from './nats-server.ts';
+
+export interface FarmOptions {
+  dataDir: string;
+  site?: string;
+  /** Render slots of the local render server; 0 starts none. Default: one per CPU. */
+  slots?: number;
+  host?: string;
+  /** NATS port; -1 picks a free one. Default 4222. */
+  port?: number;
+  /** Address nats-server listens on. Default 127.0.0.1 (only this machine). */
+  listen?: string;
+  log: Logger;
+}
+
+export interface FarmHandle {
+  url: string;
+  site: string;
+  dataDir: string;
+  outputDir: string;
+  host: string | null;
+  nc: NatsConnection;
+  stop(): Promise<void>;
+}
+
+/** A host name made into a subject token: lower-case, [a-z0-9_-]. */
+export function hostToken(name: string): string {
+  const t = name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 64);
+  return t || 'host';
+}
+
+/**
+ * One whole site on this machine (`renderbus up`): a nats-server child with JetStream under
+ * `<data>/nats`, then the registry, the scheduler and a render server, each an actor with its
+ * own connection, talking only over NATS. Writes `<data>/farm.json` so other commands find it.
+ */
+export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
+  const dataDir = resolve(o.dataDir);
+  const site = o.site ?? DEFAULT_SITE;
+  if (!isToken(site)) throw new FarmError('RB_BAD_ARGUMENT', `site '${site}' must be lower-case letters, digits, '-' or '_'`);
+  const existing = await readFarmFile(dataDir).catch(() => null);
+  if (existing && existing.pid !== process.pid && pidAlive(existing.pid)) {
+    throw new FarmError('RB_BAD_ARGUMENT', `a farm is already running on ${dataDir} (pid ${existing.pid}, ${existing.url}); stop it first or use another --data`);
+  }
+  const outputDir = join(dataDir, 'output');
+  await mkdir(outputDir, { recursive: true });
+  const log = o.log.child({ site });
+  const nats = await startNatsServer({ dir: join(dataDir, 'nats'), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}` });
+  const stops: (() => Promise<void>)[] = [nats.stop];
+  const conns: NatsConnection[] = [];
+  const conn = async (name: string) => {
+    const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, log: log.child({ conn: name }) });
+    conns.push(c);
+    return c;
+  };
+  const stopAll = async () => {
+    for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
+  };
+  try {
+    const nc = await conn('farm');
+    stops.push(() => nc.drain());
+    const regNc = await conn('registry');
+    stops.push(() => regNc.drain());
+    const registry = await startRegistry({ nc: regNc, site, log });
+    stops.push(registry.stop);
+    const schedNc = await conn('scheduler');
+    stops.push(() => schedNc.drain());
+    const scheduler = await startScheduler({ nc: schedNc, site, log });
+    stops.push(scheduler.stop);
+    const slots = o.slots ?? availableParallelism();
+    let host: string | null = null;
+    if (slots > 0) {
+      host = o.host ?? hostToken(hostname());
+      const rsNc = await conn('render-server');
+      stops.push(() => rsNc.drain());
+      const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
+      stops.push(rs.stop);
+    }
+    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now() });
+    stops.push(() => rm(farmFilePath(dataDir), { force: true }));
+    log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
+    return { url: nats.url, site, dataDir, outputDir, host, nc, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

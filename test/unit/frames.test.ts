@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chunkFrames, FarmError, formatFrames, parseFrames, frameFileName } from '../../protocol/index.ts';
+
+test('frames - parses ranges, steps and lists in order without duplicates', () => {
+  assert.deepEqual(parseFrames('1-5'), [1, 2, 3, 4, 5]);
+  assert.deepEqual(parseFrames('1-10x3'), [1, 4, 7, 10]);
+  assert.deepEqual(parseFrames('10-12, 1,5,11'), [1, 5, 10, 11, 12]);
+  assert.deepEqual(parseFrames('0'), [0]);
+});
+
+test('frames - refuses reversed, malformed, empty and oversized ranges with a message naming the part', () => {
+  const cases: [string, RegExp][] = [
+    ['10-1', /'10-1' ends before it starts/],
+    ['abc', /'abc' is not a frame/],
+    ['', /empty/],
+    ['1-5x0', /step/],
+    ['1--3', /'1--3'/],
+    ['0-2000000', /more than/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(() => parseFrames(text), (e: unknown) => e instanceof FarmError && e.code === 'RB_BAD_FRAMES' && re.test(e.message), text);
+  }
+});
+
+test('frames - chunks hold only consecutive frames', () => {
+  assert.deepEqual(chunkFrames([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
+  assert.deepEqual(chunkFrames([1, 2, 5, 6, 7], 3), [[1, 2], [5, 6, 7]]);
+  assert.equal(formatFrames([1, 2, 3, 7, 9, 10]), '1-3,7,9-10');
+});
+
+test('frames - output names pad the frame number to the run of #', () => {
+  assert.equal(frameFileName('shot_####.png', 7), 'shot_0007.png');
+  assert.equal(frameFileName('f#.exr', 123), 'f123.exr');
+  assert.throws(() => frameFileName('shot.png', 1), /needs a run of '#'/);
+  assert.throws(() => frameFileName('a/#.png', 1), /no '\/'/);
+});

@@ -16,3 +16,4 @@ export * from './messages/scheduler.ts';
 export * from './messages/host-events.ts';
 export * from './messages/journal.ts';
 export * from './codecs.ts';
+export * from './catalog.ts';

@@ -4,15 +4,16 @@ import { createActor, fromPromise, SimulatedClock } from 'xstate';
 import { schedulerMachine } from '../../actors/scheduler/index.ts';
 
 const ok = <T>(v: T) => fromPromise<T>(async () => v);
+const done = () => fromPromise<void>(async () => {});
 const flush = () => new Promise((r) => setImmediate(r));
 
 test('scheduler - opens its store, replays the journal, then serves', async () => {
   const order: string[] = [];
   const m = schedulerMachine.provide({
     actors: {
-      openStore: fromPromise(async () => void order.push('open')),
+      openStore: fromPromise<void>(async () => void order.push('open')),
       recover: fromPromise(async () => (order.push('recover'), 3)),
-      dispatchRound: fromPromise(async () => void order.push('dispatch')),
+      dispatchRound: fromPromise<void>(async () => void order.push('dispatch')),
     },
   });
   const a = createActor(m, { clock: new SimulatedClock() }).start();
@@ -31,7 +32,7 @@ test('scheduler - retries opening its store with backoff', async () => {
         if (tries < 3) throw new Error('no JetStream');
       }),
       recover: ok(0),
-      dispatchRound: ok(undefined),
+      dispatchRound: done(),
     },
   });
   const a = createActor(m, { clock }).start();
@@ -56,7 +57,7 @@ test('scheduler - runs one dispatch round at a time and repeats it when work arr
   let release: () => void = () => {};
   const m = schedulerMachine.provide({
     actors: {
-      openStore: ok(undefined),
+      openStore: done(),
       recover: ok(0),
       dispatchRound: fromPromise(() => {
         rounds += 1;

@@ -1,0 +1,38 @@
+import type { TSchema } from '@sinclair/typebox';
+import { HostCtl, HostEvent } from './messages/host-events.ts';
+import { JournalRecord } from './messages/journal.ts';
+import { HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister, HostRegisterReply, ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello } from './messages/registry.ts';
+import { CtlReply, CtlRequest, FrameEvent, JobEvent, QueryReply, QueryRequest, SubmitReply, SubmitRequest } from './messages/scheduler.ts';
+import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
+import { Reply } from './messages/common.ts';
+import { Type } from '@sinclair/typebox';
+
+export interface SubjectEntry {
+  subject: string;
+  kind: 'request' | 'event' | 'journal';
+  from: string;
+  to: string;
+  what: string;
+  message: [string, TSchema];
+  reply?: [string, TSchema];
+}
+
+/** Every subject the farm uses, with its message schemas: docs/protocol.md is generated from this. */
+export const catalog: SubjectEntry[] = [
+  { subject: 'rb.<site>.reg.hello', kind: 'event', from: 'registry', to: 'render servers', what: 'The registry announces itself at start and every few seconds; a new registryId means it restarted.', message: ['RegistryHello', RegistryHello] },
+  { subject: 'rb.<site>.reg.register', kind: 'request', from: 'render server', to: 'registry', what: 'A render server registers its host: inventory and slots.', message: ['HostRegister', HostRegister], reply: ['HostRegisterReply', HostRegisterReply] },
+  { subject: 'rb.<site>.reg.heartbeat', kind: 'request', from: 'render server', to: 'registry', what: 'Periodic slot states; `known: false` in the reply asks the server to register again.', message: ['HostHeartbeat', HostHeartbeat], reply: ['HostHeartbeatReply', HostHeartbeatReply] },
+  { subject: 'rb.<site>.reg.bye', kind: 'request', from: 'render server', to: 'registry', what: 'A render server leaves on purpose.', message: ['HostBye', HostBye], reply: ['HostByeReply', HostByeReply] },
+  { subject: 'rb.<site>.reg.match', kind: 'request', from: 'scheduler', to: 'registry', what: 'The resource list: hosts matching a resource profile, with their free slots; the closest misses when none match.', message: ['MatchRequest', MatchRequest], reply: ['MatchReply', MatchReply] },
+  { subject: 'rb.<site>.reg.list', kind: 'request', from: 'anyone', to: 'registry', what: 'The whole resource database (`renderbus hosts`).', message: ['ListRequest', ListRequest], reply: ['ListReply', ListReply] },
+  { subject: 'rb.<site>.sched.submit', kind: 'request', from: 'client', to: 'scheduler', what: 'Submit a job; answered once the job is stored durably.', message: ['SubmitRequest', SubmitRequest], reply: ['SubmitReply', SubmitReply] },
+  { subject: 'rb.<site>.sched.query', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List jobs, or one job with every frame.', message: ['QueryRequest', QueryRequest], reply: ['QueryReply', QueryReply] },
+  { subject: 'rb.<site>.sched.ctl', kind: 'request', from: 'anyone', to: 'scheduler', what: 'Steer a job (cancel).', message: ['CtlRequest', CtlRequest], reply: ['CtlReply', CtlReply] },
+  { subject: 'rb.<site>.sched.result', kind: 'request', from: 'render server', to: 'scheduler', what: 'A task ended (outputs already in storage); the reply may hand the slot its next task.', message: ['TaskResult', TaskResult], reply: ['TaskResultReply', TaskResultReply] },
+  { subject: 'rb.<site>.host.<host>.assign', kind: 'request', from: 'scheduler', to: 'render server', what: 'Lease tasks to idle slots of one host.', message: ['AssignRequest', AssignRequest], reply: ['AssignReply', AssignReply] },
+  { subject: 'rb.<site>.host.<host>.ctl', kind: 'request', from: 'anyone', to: 'render server', what: 'Steer a render server (kill a task, drain, stop).', message: ['HostCtl', HostCtl], reply: ['HostCtlReply', Reply(Type.Object({ host: Type.String(), action: Type.String() }))] },
+  { subject: 'rb.<site>.evt.job.<job>.<event>', kind: 'event', from: 'scheduler', to: 'anyone', what: 'Job events: submitted, started, progress, waiting, done, failed, cancelled.', message: ['JobEvent', JobEvent] },
+  { subject: 'rb.<site>.evt.frame.<job>.<frame>.<event>', kind: 'event', from: 'scheduler, render server', to: 'anyone', what: 'Frame events: dispatched, retrying, done, failed (scheduler); started, progress (render server).', message: ['FrameEvent', FrameEvent] },
+  { subject: 'rb.<site>.evt.host.<host>.<event>', kind: 'event', from: 'render server, registry', to: 'anyone', what: 'Host events: slot (render server), up and down (registry).', message: ['HostEvent', HostEvent] },
+  { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel records.', message: ['JournalRecord', JournalRecord] },
+];

@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { call } from '../../actors/bus/index.ts';
+import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
+import { startNatsServer } from './nats-server.ts';
+
+export const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
+
+/** One actor process (`renderbus registry|scheduler|render-server …`), its output kept for failure messages. */
+export class ActorProcess {
+  output = '';
+  readonly exited: Promise<unknown>;
+  constructor(readonly name: string, readonly proc: ChildProcess) {
+    proc.stdout?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000)));
+    proc.stderr?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000)));
+    this.exited = once(proc, 'exit');
+  }
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    this.proc.kill(signal);
+    await this.exited;
+  }
+}
+
+export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** A tiny POV-Ray animation: a sphere that moves with the frame number. */
+export const TINY_SCENE = `
+camera { location <0, 1, -4> look_at <0, 0.5, 0> }
+light_source { <4, 6, -6> color rgb 1 }
+plane { y, 0 pigment { checker color rgb 1 color rgb 0.2 } }
+sphere { <-1.5 + clock * 0.1, 0.5, 0>, 0.5 pigment { color rgb <1, 0.3, 0.2> } }
+`;
+
+/**
+ * A real farm for a test: its own nats-server, and actors as separate processes started
+ * through the CLI, on a site name of its own.
+ */
+export class TestFarm {
+  readonly site = `t${randomUUID().slice(0, 8)}`;
+  readonly procs: ActorProcess[] = [];
+  private constructor(
+    readonly url: string,
+    readonly dir: string,
+    readonly nc: NatsConnection,
+    private readonly stopNats: () => Promise<void>,
+  ) {}
+
+  static async start(): Promise<TestFarm> {
+    const nats = await startNatsServer();
+    const dir = await mkdtemp(join(tmpdir(), 'rb-farm-'));
+    const nc = await connect({ servers: nats.url });
+    return new TestFarm(nats.url, dir, nc, nats.stop);
+  }
+
+  spawnActor(name: string, args: string[]): ActorProcess {
+    const proc = spawn(process.execPath, [CLI, ...args, '--nats', this.url, '--site', this.site], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info' },
+    });
+    const a = new ActorProcess(name, proc);
+    this.procs.push(a);
+    return a;
+  }
+
+  async registry(): Promise<ActorProcess> {
+    const p = this.spawnActor('registry', ['registry']);
+    await waitUntil('the registry to answer', () => this.hosts().then(() => true), 20_000);
+    return p;
+  }
+
+  async scheduler(): Promise<ActorProcess> {
+    const p = this.spawnActor('scheduler', ['scheduler']);
+    await waitUntil('the scheduler to serve', () => this.jobs().then(() => true), 20_000);
+    return p;
+  }
+
+  /** Starts a render server and waits until the registry lists it. */
+  async renderServer(host: string, slots: number, extra: string[] = []): Promise<ActorProcess> {
+    const p = this.spawnActor(`render-server ${host}`, ['render-server', '--host', host, '--slots', String(slots), ...extra]);
+    await waitUntil(`render server ${host} to register`, async () => (await this.hosts()).some((h) => h.host === host), 20_000);
+    return p;
+  }
+
+  async hosts(): Promise<HostRecord[]> {
+    const body = await call(this.nc, subjects.regList(this.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 1_000 });
+    return body.hosts;
+  }
+
+  async jobs() {
+    const body = await call(this.nc, subjects.schedQuery(this.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 1_000 });
+    if (!('jobs' in body)) throw new Error('expected jobs');
+    return body.jobs;
+  }
+
+  async job(jobId: string): Promise<JobDetail> {
+    const body = await call(this.nc, subjects.schedQuery(this.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 });
+    if (!('job' in body)) throw new Error('expected job');
+    return body.job;
+  }
+
+  async submit(spec: JobSpec): Promise<string> {
+    const body = await call(this.nc, subjects.schedSubmit(this.site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+    return body.jobId;
+  }
+
+  async waitJob(jobId: string, state: 'done' | 'failed' | 'cancelled' = 'done', timeoutMs = 60_000): Promise<JobDetail> {
+    return waitUntil(`job ${jobId} to be ${state}`, async () => {
+      const j = await this.job(jobId);
+      if (j.state !== state && ['done', 'failed', 'cancelled'].includes(j.state)) {
+        throw new Error(`job ended ${j.state}: ${JSON.stringify(j.frames.filter((f) => f.error).slice(0, 3))}`);
+      }
+      return j.state === state ? j : undefined;
+    }, timeoutMs, 200);
+  }
+
+  async writeScene(name = 'scene.pov', text = TINY_SCENE): Promise<string> {
+    const path = join(this.dir, name);
+    await writeFile(path, text);
+    return path;
+  }
+
+  /** The actors' recent output, for assertion messages. */
+  logs(): string {
+    return this.procs.map((p) => `--- ${p.name}\n${p.output.split('\n').slice(-15).join('\n')}`).join('\n');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
+    await this.nc.close().catch(() => {});
+    await this.stopNats();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

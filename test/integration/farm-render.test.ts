@@ -1,0 +1,107 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import { codecs, decodeAny, encodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
+import { TestFarm } from '../helpers/farm.ts';
+
+// One farm for this file: registry, scheduler and a render server as separate processes.
+let farm: TestFarm;
+before(async () => {
+  farm = await TestFarm.start();
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('node-a', 2);
+});
+after(async () => farm?.stop());
+
+test('farm - renders a POV-Ray animation: every frame present, a PNG of the requested size', async () => {
+  const scene = await farm.writeScene();
+  const out = join(farm.dir, 'out-anim');
+  const jobId = await farm.submit({ name: 'anim', scene, frames: '1-6', chunk: 2, resolution: '64x48', output: { dir: out, pattern: 'anim_####.png' } });
+  const job = await farm.waitJob(jobId, 'done', 90_000).catch((e: Error) => assert.fail(`${e.message}\n${farm.logs()}`));
+  assert.deepEqual(job.counts, { total: 6, queued: 0, running: 0, done: 6, failed: 0 });
+  const files = (await readdir(out)).filter((f) => f.endsWith('.png')).sort();
+  assert.deepEqual(files, ['anim_0001.png', 'anim_0002.png', 'anim_0003.png', 'anim_0004.png', 'anim_0005.png', 'anim_0006.png']);
+  const images = await Promise.all(files.map(async (f) => PNG.sync.read(await readFile(join(out, f)))));
+  for (const png of images) assert.deepEqual([png.width, png.height], [64, 48]);
+  assert.notDeepEqual(images[0]!.data, images[5]!.data, 'the animation moves');
+  for (const f of job.frames) {
+    assert.equal(f.host, 'node-a');
+    assert.equal(f.output, join(out, `anim_${String(f.frame).padStart(4, '0')}.png`));
+    assert.ok(f.stats && f.stats.wallMs > 0, 'wall time recorded');
+  }
+});
+
+test('farm - a scene that does not parse fails the job, naming the frames and the error', async () => {
+  const scene = await farm.writeScene('broken.pov', 'sphere { <0,0,0> 1 pigment { colour rgb <1,0,0> }\n');
+  const jobId = await farm.submit({ name: 'broken', scene, frames: '1-2', maxAttempts: 1, resolution: '32x24', output: { dir: join(farm.dir, 'out-broken') } });
+  const job = await farm.waitJob(jobId, 'failed', 60_000);
+  assert.equal(job.counts.failed, 2);
+  for (const f of job.frames) assert.match(f.error ?? '', /Parse Error|Render failed|error/i);
+});
+
+test('farm - a finished job emits its done event and posts to its webhook', async () => {
+  const posts: { headers: Record<string, unknown>; body: { jobId: string; event: string; job: { state: string } } }[] = [];
+  const server = createServer((req, res) => {
+    let data = '';
+    req.on('data', (c: Buffer) => (data += c.toString()));
+    req.on('end', () => {
+      posts.push({ headers: req.headers, body: JSON.parse(data) });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const events: string[] = [];
+    const sub = farm.nc.subscribe(`rb.${farm.site}.evt.job.*.done`, { callback: (_e, m) => void events.push((decodeAny(m.data) as { jobId: string }).jobId) });
+    const scene = await farm.writeScene();
+    const jobId = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1-3', notify: [`http://127.0.0.1:${port}/hook`], output: { dir: join(farm.dir, 'out-hook') } });
+    await farm.waitJob(jobId);
+    const deadline = Date.now() + 10_000;
+    while (posts.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    sub.unsubscribe();
+    assert.equal(posts.length, 1);
+    assert.equal(posts[0]!.body.jobId, jobId);
+    assert.equal(posts[0]!.body.event, 'done');
+    assert.equal(posts[0]!.body.job.state, 'done');
+    assert.equal(posts[0]!.headers['x-renderbus-event'], 'done');
+    assert.ok(events.includes(jobId), 'done event on the bus');
+  } finally {
+    server.close();
+  }
+});
+
+test('farm - malformed requests get error replies naming the problem, and the farm goes on', async () => {
+  const ask = async (subject: string, data: Uint8Array) => decodeAny((await farm.nc.request(subject, data, { timeout: 2_000 })).data) as { ok: boolean; error?: { code: string; message: string } };
+  const garbage = new Uint8Array([0xc1, 0xff, 0x00]);
+  const cases: [string, Uint8Array, string][] = [
+    [subjects.schedSubmit(farm.site), garbage, 'RB_DECODE_FAILED'],
+    [subjects.schedSubmit(farm.site), encodeAny({ v: PROTOCOL_MAJOR, spec: { frames: '1' } }), 'RB_SCHEMA_MISMATCH'],
+    [subjects.schedSubmit(farm.site), encodeAny({ v: 9, spec: {} }), 'RB_PROTOCOL_MISMATCH'],
+    [subjects.schedSubmit(farm.site), encodeAny({ v: PROTOCOL_MAJOR, spec: { scene: '/x.pov', frames: '5-1', output: { dir: '/tmp/x' } } }), 'RB_BAD_JOB'],
+    [subjects.schedQuery(farm.site), encodeAny({ v: PROTOCOL_MAJOR, what: 'job', jobId: 'nope' }), 'RB_UNKNOWN_JOB'],
+    [subjects.schedResult(farm.site), encodeAny({ v: PROTOCOL_MAJOR, host: 'x' }), 'RB_SCHEMA_MISMATCH'],
+    [subjects.regMatch(farm.site), encodeAny({ v: PROTOCOL_MAJOR, requirements: { os: 'linux@6.x.y**' } }), 'RB_BAD_SPEC'],
+    [subjects.regRegister(farm.site), garbage, 'RB_DECODE_FAILED'],
+    [subjects.hostAssign(farm.site, 'node-a'), encodeAny({ v: PROTOCOL_MAJOR, host: 'node-a', assignments: [] }), 'RB_SCHEMA_MISMATCH'],
+  ];
+  for (const [subject, data, code] of cases) {
+    const reply = await ask(subject, data);
+    assert.equal(reply.ok, false, subject);
+    assert.equal(reply.error?.code, code, `${subject}: ${reply.error?.message}`);
+    assert.ok(reply.error!.message.length > 0);
+  }
+  // events with garbage are dropped, not fatal
+  farm.nc.publish(`rb.${farm.site}.evt.host.node-a.slot`, garbage);
+  farm.nc.publish(subjects.regHello(farm.site), garbage);
+  const scene = await farm.writeScene();
+  const jobId = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1-2', output: { dir: join(farm.dir, 'out-after') } });
+  await farm.waitJob(jobId);
+  assert.ok(farm.procs.every((p) => p.running), `every actor still runs\n${farm.logs()}`);
+  const decoded = codecs.queryReply.decode((await farm.nc.request(subjects.schedQuery(farm.site), codecs.queryRequest.encode({ v: PROTOCOL_MAJOR, what: 'jobs' }))).data);
+  assert.ok(decoded.ok);
+});

@@ -1,0 +1,1 @@
+export { startRegistry, type RegistryOptions } from './runtime.ts';

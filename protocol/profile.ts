@@ -72,10 +72,18 @@ export function toProfile(req: Requirements | undefined): ResourceProfile {
   };
 }
 
+// Compiled globs, shared: a match walks every host, so each pattern is compiled once.
+const globs = new Map<string, RegExp>();
+
 function globMatch(pattern: string, value: string): boolean {
   if (pattern === '*') return true;
   if (!pattern.includes('*')) return pattern.toLowerCase() === value.toLowerCase();
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+  let re = globs.get(pattern);
+  if (!re) {
+    re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+    if (globs.size > 10_000) globs.clear();
+    globs.set(pattern, re);
+  }
   return re.test(value);
 }
 

@@ -14,6 +14,17 @@ export function isToken(v: string): boolean {
   return TOKEN.test(v) && v.length <= 64;
 }
 
+/** Any host name made into a subject token: lower-case, anything else becomes '-'. */
+export function hostToken(name: string): string {
+  const t = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-')
+    .replace(/^[-_]+/, '')
+    .slice(0, 64)
+    .replace(/[-_]+$/, '');
+  return t === '' ? 'host' : t;
+}
+
 const root = (site: string) => `rb.${token('site', site)}`;
 
 /** The only place a subject string is assembled (DESIGN §2; docs/protocol.md). */

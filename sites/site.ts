@@ -3,7 +3,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FarmError, isToken } from '../protocol/index.ts';
+import { FarmError, hostToken, isToken } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler } from '../actors/scheduler/index.ts';
@@ -34,12 +34,6 @@ export interface FarmHandle {
   stop(): Promise<void>;
 }
 
-/** A host name made into a subject token: lower-case, [a-z0-9_-]. */
-export function hostToken(name: string): string {
-  const t = name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 64);
-  return t || 'host';
-}
-
 /**
  * One whole site on this machine (`renderbus up`): a nats-server child with JetStream under
  * `<data>/nats`, then the registry, the scheduler and a render server, each an actor with its
@@ -55,7 +49,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   }
   const outputDir = join(dataDir, 'output');
   await mkdir(outputDir, { recursive: true });
-  const log = o.log.child({ site });
+  const log = o.log;
   const nats = await startNatsServer({ dir: join(dataDir, 'nats'), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}` });
   const stops: (() => Promise<void>)[] = [nats.stop];
   const conns: NatsConnection[] = [];
@@ -81,7 +75,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     const slots = o.slots ?? availableParallelism();
     let host: string | null = null;
     if (slots > 0) {
-      host = o.host ?? hostToken(hostname());
+      host = o.host ?? hostToken(hostname().split('.')[0] ?? '');
       const rsNc = await conn('render-server');
       stops.push(() => rsNc.drain());
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });

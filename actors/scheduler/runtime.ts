@@ -147,10 +147,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
           `task-${job.id}-${task.index}-${r.attempt}`,
         );
       }
-      if (book.isFinished(job)) finishJob(job);
-      else jobEvent(job, 'progress');
     }
     const next = r.wantNext ? leaseNext(r.host, r.slot, at) : null;
+    if (outcome.kind === 'accepted') {
+      // after the next lease, so the counts the event carries include it
+      if (book.isFinished(outcome.job)) finishJob(outcome.job);
+      else jobEvent(outcome.job, 'progress');
+    }
     return { next };
   }
 

@@ -1,0 +1,118 @@
+#!/bin/sh
+# Installs what renderbus needs, and says nothing when nothing is missing.
+#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, nats-server povray bubblewrap
+#   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it)
+# As root, missing Debian packages are installed; otherwise the command to run is printed and
+# the script exits 1. Safe to run any number of times.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+with_test=no
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_test=yes ;;
+    -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown argument '$arg' (expected --test)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "bootstrap: $*" >&2; }
+
+# --- Node.js --------------------------------------------------------------------------------
+if ! command -v node >/dev/null 2>&1; then
+  say "Node.js is not installed: renderbus needs Node.js 20.18 or later (https://nodejs.org/, or 'sudo apt-get install nodejs npm' on Debian 13+)"
+  exit 1
+fi
+node_version=$(node -p 'process.versions.node')
+node_major=${node_version%%.*}
+node_minor=${node_version#*.}; node_minor=${node_minor%%.*}
+if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt 18 ]; }; then
+  say "Node.js $node_version is too old: renderbus needs 20.18 or later (package.json engines)"
+  exit 1
+fi
+
+# --- npm packages: install when node_modules is missing or older than the manifests ---------
+# npm rewrites node_modules/.package-lock.json on every install: it is the stamp.
+stamp=node_modules/.package-lock.json
+stale=no
+if [ ! -f "$stamp" ]; then
+  stale=yes
+elif [ -n "$(find package.json package-lock.json -newer "$stamp" 2>/dev/null)" ]; then
+  stale=yes
+fi
+if [ "$stale" = yes ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    say "npm is not installed (it comes with Node.js)"
+    exit 1
+  fi
+  if [ -f package-lock.json ]; then
+    say "installing npm packages (npm ci)"
+    npm_log=$(mktemp)
+    if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+      # e.g. a lock file that misses optional platform packages: npm install still works
+      say "npm ci failed ($(grep -v -e '^npm error *$' -e '^npm error code ' "$npm_log" | head -n 1 | sed 's/^npm error //' | cut -c 1-120)); trying npm install"
+      npm install --no-audit --no-fund --loglevel=error
+    fi
+    rm -f "$npm_log"
+  else
+    say "installing npm packages (npm install)"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
+  touch "$stamp" # npm keeps the old stamp when nothing changed
+fi
+
+# --- Debian packages ------------------------------------------------------------------------
+# Each is checked by the program it provides, so a copy installed some other way counts too.
+program_of() {
+  case "$1" in
+    nats-server) echo "${NATS_SERVER_BIN:-nats-server}" ;;
+    bubblewrap) echo bwrap ;;
+    *) echo "$1" ;;
+  esac
+}
+
+missing=""
+for pkg in nats-server povray bubblewrap; do
+  command -v "$(program_of "$pkg")" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ "$with_test" = yes ]; then
+  command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
+fi
+[ -z "$missing" ] && exit 0
+
+is_root=no
+[ "$(id -u)" = 0 ] && is_root=yes
+
+lists_empty() {
+  ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1
+}
+
+apt_updated=no
+apt_update() {
+  if [ "$apt_updated" = no ]; then
+    say "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=yes
+  fi
+}
+
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  say "missing:$missing (no apt-get here: install them with your package manager)"
+  exit 1
+fi
+if [ "$is_root" = no ]; then
+  say "missing:$missing; install them with:"
+  echo "  sudo apt-get install -y --no-install-recommends$missing" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+say "installing:$missing"
+lists_empty && apt_update
+# shellcheck disable=SC2086 # one word per package
+if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null; then
+  apt_update
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

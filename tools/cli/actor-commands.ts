@@ -1,0 +1,91 @@
+import { availableParallelism } from 'node:os';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { connectBus } from '../../actors/bus/index.ts';
+import { locateFarm } from '../../sites/farm-file.ts';
+import { rootLogger } from '../../sites/logger.ts';
+import { ExitCode } from './cli-error.ts';
+import type { CommandContext } from './command-context.ts';
+import { checkGlobals, type GlobalOptions } from './global-options.ts';
+import { defaultHostName, parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
+import { untilSignal } from './signals.ts';
+
+interface Stoppable {
+  stop(): Promise<void>;
+}
+
+/** `renderbus registry`: the resource registry alone, against the farm's NATS. */
+export async function registryCommand(c: CommandContext): Promise<number> {
+  return runActor(c, 'registry', async (nc, site, log) => {
+    const { startRegistry } = await import('../../actors/registry/index.ts');
+    return startRegistry({ nc, site, log });
+  });
+}
+
+/** `renderbus scheduler`: the scheduler alone, against the farm's NATS. */
+export async function schedulerCommand(c: CommandContext): Promise<number> {
+  return runActor(c, 'scheduler', async (nc, site, log) => {
+    const { startScheduler } = await import('../../actors/scheduler/index.ts');
+    return startScheduler({ nc, site, log });
+  });
+}
+
+export interface RenderServerOptions {
+  slots?: string;
+  host?: string;
+  packages?: string;
+  licenses?: string;
+}
+
+/** `renderbus render-server`: one render host with its slots, joining the farm. */
+export async function renderServerCommand(c: CommandContext<RenderServerOptions>): Promise<number> {
+  const o = renderServerOptions(c.opts);
+  return runActor(c, 'render-server', async (nc, site, log) => {
+    const { startRenderServer } = await import('../../actors/render-server/index.ts');
+    return startRenderServer({ nc, site, log, ...o });
+  });
+}
+
+/** The render server's flags, checked (exported for tests). */
+export function renderServerOptions(opts: RenderServerOptions) {
+  return {
+    host: opts.host !== undefined ? parseToken('--host', opts.host) : defaultHostName(),
+    slots: opts.slots !== undefined ? parseCount('--slots', opts.slots, { min: 1, max: 1024 }) : availableParallelism(),
+    ...(opts.packages !== undefined ? { packages: parsePackages('--packages', opts.packages) } : {}),
+    ...(opts.licenses !== undefined ? { licenses: parseList('--licenses', opts.licenses) } : {}),
+  };
+}
+
+/**
+ * Runs one actor until SIGINT/SIGTERM with JSON logs on stdout: finds the farm, connects as
+ * a daemon (reconnecting forever), starts the actor, and on a signal stops it and drains.
+ */
+async function runActor(
+  c: { globals: GlobalOptions },
+  kind: string,
+  start: (nc: NatsConnection, site: string, log: Logger) => Promise<Stoppable>,
+): Promise<number> {
+  const where = await locateFarm(checkGlobals(c.globals));
+  const log = rootLogger({ name: `renderbus-${kind}` });
+  const nc = await connectBus({ servers: where.url, name: `renderbus-${kind}`, log });
+  const sig = untilSignal();
+  let actor: Stoppable;
+  try {
+    actor = await start(nc, where.site, log);
+  } catch (err) {
+    sig.dispose();
+    await nc.close();
+    throw err;
+  }
+  log.info({ url: where.url, site: where.site }, 'actor running');
+  const signal = await sig.signal;
+  log.info({ signal }, 'stopping');
+  try {
+    await actor.stop();
+    await nc.drain().catch(() => nc.close());
+  } finally {
+    sig.dispose();
+    log.flush();
+  }
+  return ExitCode.Ok;
+}

@@ -1,0 +1,66 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { call, connectClient } from '../../actors/bus/index.ts';
+import { locateFarm, type FarmFile } from '../../sites/farm-file.ts';
+import { FarmError, type Codec, type WireError } from '../../protocol/index.ts';
+import { checkGlobals, type GlobalOptions } from './global-options.ts';
+
+type Envelope<B> = { v: 1; ok: true; body: B } | { v: 1; ok: false; error: WireError };
+
+/** A short-lived connection of one CLI command to one farm. */
+export interface FarmClient {
+  nc: NatsConnection;
+  url: string;
+  site: string;
+  farm: FarmFile | null;
+  close(): Promise<void>;
+}
+
+/** Finds the farm (--nats, RENDERBUS_NATS or <data>/farm.json) and connects, failing fast. */
+export async function openFarm(g: GlobalOptions, clientName: string): Promise<FarmClient> {
+  const where = await locateFarm(checkGlobals(g));
+  let nc: NatsConnection;
+  try {
+    nc = await connectClient(where.url, clientName);
+  } catch (cause) {
+    const hint = where.farm ? ` (named by ${where.farm.dataDir}/farm.json)` : '';
+    throw new FarmError('RB_FARM_NOT_FOUND', `cannot reach the farm's NATS server at ${where.url}${hint}: ${(cause as Error).message}`, { cause });
+  }
+  return {
+    nc,
+    url: where.url,
+    site: where.site,
+    farm: where.farm,
+    close: async () => {
+      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+const ACTORS = {
+  scheduler: { code: 'RB_SCHEDULER_UNAVAILABLE', start: "'renderbus up' or 'renderbus scheduler'" },
+  registry: { code: 'RB_REGISTRY_UNAVAILABLE', start: "'renderbus up' or 'renderbus registry'" },
+} as const;
+
+/**
+ * One request to the scheduler or the registry. When nobody answers the error says which
+ * actor is missing and how to start it.
+ */
+export async function ask<Req, Body>(
+  fc: FarmClient,
+  actor: keyof typeof ACTORS,
+  subject: string,
+  request: Codec<Req>,
+  msg: Req,
+  reply: Codec<Envelope<Body>>,
+  timeoutMs = 5_000,
+): Promise<Body> {
+  const a = ACTORS[actor];
+  try {
+    return await call(fc.nc, subject, request, msg, reply, { timeoutMs, unavailable: a.code });
+  } catch (err) {
+    if (err instanceof FarmError && err.code === a.code) {
+      throw new FarmError(a.code, `${actor} unavailable: nobody answered on ${subject} at ${fc.url} (is ${a.start} running for site '${fc.site}'?)`, { cause: err, retryable: true });
+    }
+    throw err;
+  }
+}

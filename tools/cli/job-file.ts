@@ -1,0 +1,330 @@
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, extname, relative, resolve } from 'node:path';
+import { TypeCompiler, ValueErrorType, type ValueError } from '@sinclair/typebox/compiler';
+import {
+  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, RENDERERS, codecs, parseFrames, parsePattern, toProfile,
+} from '../../protocol/index.ts';
+import { UsageError } from './cli-error.ts';
+
+/** `renderbus submit` flags as commander hands them over: raw text, checked here. */
+export interface SubmitFlags {
+  frames?: string;
+  renderer?: string;
+  command?: string;
+  resolution?: string;
+  priority?: string;
+  require?: string[];
+  license?: string[];
+  chunk?: string;
+  output?: string;
+  pattern?: string;
+  name?: string;
+  user?: string;
+  group?: string;
+  notify?: string[];
+}
+
+export interface JobInput {
+  /** Positional arguments: `[JOBFILE.json] [SCENE]` or `SCENE`. */
+  args: string[];
+  flags: SubmitFlags;
+  /** Where relative paths on the command line start. */
+  cwd: string;
+  /** Fills what neither the job file nor the flags say. */
+  defaults: { user: string; group: string; outputRoot: string };
+  /** The id the job will get (chosen by the client: names the default output folder). */
+  jobId: string;
+}
+
+export interface BuiltJob {
+  spec: JobSpec;
+  frames: number[];
+  /** The job file the spec came from, as given on the command line. */
+  jobFile?: string;
+}
+
+const compiled = TypeCompiler.Compile(JobSpec);
+
+/** The field each flag fills (`--require` fills requirements.packages), so an error names what the user typed. */
+const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
+  ['frames', '/frames'],
+  ['renderer', '/renderer'],
+  ['command', '/command'],
+  ['resolution', '/resolution'],
+  ['priority', '/priority'],
+  ['require', '/requirements/packages'],
+  ['license', '/requirements/licenses'],
+  ['chunk', '/chunk'],
+  ['output', '/output/dir'],
+  ['pattern', '/output/pattern'],
+  ['name', '/name'],
+  ['user', '/user'],
+  ['group', '/group'],
+  ['notify', '/notify'],
+];
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Builds and validates a job description from a job file and/or flags (flags override the
+ * file's fields). Every problem found is reported at once, each naming the field where the
+ * user wrote it (`--frames: ...`, `job file shot.json: /priority: ...`). Relative paths are
+ * resolved against the job file's folder (fields of the file) or `cwd` (flags). Throws
+ * UsageError.
+ */
+export function buildJob(input: JobInput): BuiltJob {
+  const { jobFile, sceneArg } = splitArgs(input.args);
+  const raw: Json = jobFile ? readJobFile(resolve(input.cwd, jobFile), jobFile) : {};
+  const fileDir = jobFile ? dirname(resolve(input.cwd, jobFile)) : input.cwd;
+  const fromFlag = new Map<string, string>(); // JSON path → label
+  const problems: string[] = [];
+
+  // Paths in a job file are relative to the file, so it can travel with its scene.
+  if (typeof raw.scene === 'string') raw.scene = resolve(fileDir, raw.scene);
+  if (isObject(raw.output) && typeof raw.output.dir === 'string') raw.output = { ...raw.output, dir: resolve(fileDir, raw.output.dir) };
+  if (Array.isArray(raw.supportFiles)) raw.supportFiles = raw.supportFiles.map((f) => (typeof f === 'string' ? resolve(fileDir, f) : f));
+
+  if (sceneArg !== undefined) {
+    raw.scene = resolve(input.cwd, sceneArg);
+    fromFlag.set('/scene', 'scene');
+  }
+  applyFlags(raw, input, fromFlag, problems);
+
+  const label = (path: string): string => {
+    let best: [string, string] | undefined;
+    for (const [p, l] of fromFlag) if ((path === p || path.startsWith(`${p}/`)) && (!best || p.length > best[0].length)) best = [p, l];
+    if (best) return best[1]; // the message itself quotes the value when it is one of several
+    return jobFile ? `job file ${jobFile}: ${path}` : path.slice(1);
+  };
+
+  // Missing essentials get a sentence saying how to give them.
+  if (raw.scene === undefined) {
+    problems.push(`scene: missing: give the scene file${jobFile ? ` after ${jobFile}, or "scene" in the job file` : ' as an argument'}`);
+  }
+  if (raw.frames === undefined) {
+    problems.push(`frames: missing: give --frames (e.g. 1-24, 1-100x5, 1,5,10-12)${jobFile ? ' or "frames" in the job file' : ''}`);
+  }
+
+  applyDefaults(raw, input, problems);
+
+  const seen = new Set<string>();
+  for (const e of compiled.Errors(raw)) {
+    if ([...seen].some((p) => e.path === p || e.path.startsWith(`${p}/`))) continue; // one message per field
+    seen.add(e.path);
+    if (e.type === ValueErrorType.ObjectRequiredProperty && (e.path === '/scene' || e.path === '/frames')) continue; // said above
+    problems.push(`${label(e.path)}: ${explain(e)}`);
+  }
+  const typed = (path: string) => ![...seen].some((p) => path === p || path.startsWith(`${p}/`));
+
+  if (typeof raw.frames === 'string' && typed('/frames')) {
+    try {
+      parseFrames(raw.frames);
+    } catch (err) {
+      problems.push(`${label('/frames')}: ${(err as Error).message}`);
+    }
+  }
+  checkRequirements(raw.requirements, label, typed, problems);
+  checkRenderer(raw, label, typed, problems);
+  checkFiles(raw, input.cwd, label, typed, problems);
+
+  if (problems.length === 1) throw new UsageError(problems[0]!);
+  if (problems.length > 1) throw new UsageError(`the job has ${problems.length} problems:\n  ${problems.join('\n  ')}`);
+
+  try {
+    const spec = codecs.jobSpec.check(raw);
+    toProfile(spec.requirements);
+    return { spec, frames: parseFrames(spec.frames), ...(jobFile ? { jobFile } : {}) };
+  } catch (err) {
+    // the checks above should have said it; never let an invalid spec through regardless
+    throw new UsageError(`invalid job: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function splitArgs(args: string[]): { jobFile?: string; sceneArg?: string } {
+  const [first, second, ...rest] = args;
+  if (first === undefined) {
+    throw new UsageError("give a scene or a job file: 'renderbus submit scene.pov --frames 1-24' or 'renderbus submit job.json'");
+  }
+  if (rest.length > 0) throw new UsageError(`too many arguments: ${args.map((a) => `'${a}'`).join(' ')} (give [JOBFILE.json] [SCENE])`);
+  if (first.toLowerCase().endsWith('.json')) return second === undefined ? { jobFile: first } : { jobFile: first, sceneArg: second };
+  if (second !== undefined) throw new UsageError(`'${first}' is not a job file (those end in .json), so '${second}' cannot be the scene: give [JOBFILE.json] [SCENE]`);
+  return { sceneArg: first };
+}
+
+/** Reads a job file: a JSON object, the JobSpec of protocol/messages/job-spec.ts (docs/jobs.md). */
+export function readJobFile(path: string, shown = path): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`job file ${shown}: ${code === 'ENOENT' ? 'does not exist' : `cannot read it (${(err as Error).message})`}`, { cause: err });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`job file ${shown}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isObject(value)) {
+    throw new UsageError(`job file ${shown}: must hold one JSON object (the job description), not ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
+  }
+  return { ...value };
+}
+
+function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, problems: string[]): void {
+  const f = input.flags;
+  for (const [key, path] of FLAG_PATHS) {
+    const value = f[key];
+    if (value === undefined) continue;
+    const flag = `--${key}`;
+    fromFlag.set(path, flag);
+    let v: unknown = value;
+    if (key === 'priority' || key === 'chunk') {
+      const text = String(value).trim();
+      if (!/^[+-]?\d+$/.test(text)) {
+        problems.push(`${flag}: '${value}' is not a whole number (${key === 'priority' ? '0-1000, lower is more urgent' : 'frames per task, at least 1'})`);
+        continue;
+      }
+      v = Number(text);
+    } else if (key === 'output') {
+      v = resolve(input.cwd, String(value));
+    }
+    setPath(raw, path, v);
+  }
+}
+
+/** Sets `/a/b` in a job object, keeping the file's other fields of `a`. */
+function setPath(raw: Json, path: string, value: unknown): void {
+  const [head, leaf] = path.slice(1).split('/') as [string, string | undefined];
+  if (leaf === undefined) {
+    raw[head] = value;
+    return;
+  }
+  // a non-object in the file stays as it is, so its own error is reported
+  if (raw[head] === undefined) raw[head] = {};
+  if (isObject(raw[head])) raw[head] = { ...raw[head], [leaf]: value };
+}
+
+function applyDefaults(raw: Json, input: JobInput, problems: string[]): void {
+  const scene = typeof raw.scene === 'string' ? raw.scene : undefined;
+  if (raw.name === undefined && scene) raw.name = basename(scene, extname(scene)).slice(0, 200) || 'job';
+  if (raw.user === undefined) raw.user = input.defaults.user;
+  if (raw.group === undefined) raw.group = input.defaults.group;
+  if (raw.priority === undefined) raw.priority = DEFAULT_PRIORITY;
+  if (raw.renderer === undefined && scene) {
+    if (raw.command !== undefined) raw.renderer = 'command';
+    else if (extname(scene).toLowerCase() === '.pov') raw.renderer = 'povray';
+    else {
+      problems.push(
+        `renderer: cannot tell which renderer renders '${basename(scene)}': POV-Ray scenes end in .pov; for anything else give --renderer command --command 'TEMPLATE'`,
+      );
+    }
+  }
+  if (raw.output === undefined) raw.output = {};
+  if (isObject(raw.output)) {
+    const out = { ...raw.output };
+    if (out.dir === undefined) out.dir = resolve(input.defaults.outputRoot, `${folderName(raw.name)}-${input.jobId}`);
+    if (out.pattern === undefined) out.pattern = DEFAULT_OUTPUT_PATTERN;
+    raw.output = out;
+  }
+}
+
+/** A job name made safe as a folder name. */
+function folderName(name: unknown): string {
+  const s = typeof name === 'string' ? name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 80) : '';
+  return s === '' ? 'job' : s;
+}
+
+/** A schema error as a sentence with the expectation, the value found and the field's description. */
+function explain(e: ValueError): string {
+  const found = e.value === undefined ? '' : `, got ${short(e.value)}`;
+  switch (e.type) {
+    case ValueErrorType.ObjectAdditionalProperties: {
+      const known = Object.keys((e.schema as { properties?: object }).properties ?? {});
+      return `unknown field (known fields: ${known.join(', ')})`;
+    }
+    case ValueErrorType.ObjectRequiredProperty:
+      return 'missing (required)';
+    case ValueErrorType.Union:
+      if (e.path === '/renderer') return `${short(e.value)} is not a renderer this farm drives (${RENDERERS.join(', ')})`;
+      break;
+    case ValueErrorType.StringPattern:
+      if (e.path === '/resolution') return `${short(e.value)} is not WIDTHxHEIGHT (e.g. 320x240)`;
+      if (e.path.startsWith('/notify/')) return `${short(e.value)} is not an http:// or https:// URL`;
+      if (e.path === '/output/pattern') return `${short(e.value)} must be a file name with a run of '#' for the frame number, e.g. 'shot_####.png'`;
+      break;
+    default:
+      break;
+  }
+  const about = e.schema.description ? ` (${e.schema.description})` : '';
+  return `${e.message}${found}${about}`;
+}
+
+function short(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+const PATTERN_FIELDS = [
+  ['machine', false],
+  ['os', true],
+  ['cpu', false],
+] as const;
+
+function checkRequirements(req: unknown, label: (p: string) => string, typed: (p: string) => boolean, problems: string[]): void {
+  if (!isObject(req) || !typed('/requirements')) return;
+  const one = (path: string, field: string, text: string, allowVersion: boolean) => {
+    try {
+      parsePattern(field, text, allowVersion);
+    } catch (err) {
+      const msg = (err as Error).message;
+      problems.push(`${label(path)}: ${msg.startsWith(`${field}: `) ? msg.slice(field.length + 2) : msg}`);
+    }
+  };
+  for (const [key, allowVersion] of PATTERN_FIELDS) {
+    const v = req[key];
+    if (typeof v === 'string' && typed(`/requirements/${key}`)) one(`/requirements/${key}`, `requirements.${key}`, v, allowVersion);
+  }
+  if (Array.isArray(req.packages)) {
+    req.packages.forEach((p, i) => {
+      if (typeof p === 'string') one(`/requirements/packages/${i}`, `requirements.packages[${i}]`, p, true);
+    });
+  }
+}
+
+function checkRenderer(raw: Json, label: (p: string) => string, typed: (p: string) => boolean, problems: string[]): void {
+  if (!typed('/renderer') || !typed('/command')) return;
+  if (raw.renderer === 'command' && raw.command === undefined) {
+    problems.push(`${label('/renderer')}: renderer 'command' needs a command template: --command 'TEMPLATE' (tokens {frame} {first} {last} {output} {scene})`);
+  }
+  if (raw.renderer === 'povray' && raw.command !== undefined) {
+    problems.push(`${label('/command')}: a command template is only used with renderer 'command' (this job's renderer is 'povray')`);
+  }
+}
+
+function checkFiles(raw: Json, cwd: string, label: (p: string) => string, typed: (p: string) => boolean, problems: string[]): void {
+  const shown = (p: string) => (p.startsWith(cwd) ? relative(cwd, p) || p : p);
+  if (typeof raw.scene === 'string' && typed('/scene')) {
+    const kind = fileKind(raw.scene);
+    if (kind === 'none') problems.push(`${label('/scene')}: ${shown(raw.scene)} does not exist`);
+    else if (kind === 'dir') problems.push(`${label('/scene')}: ${shown(raw.scene)} is a folder, not a scene file`);
+  }
+  if (Array.isArray(raw.supportFiles) && typed('/supportFiles')) {
+    raw.supportFiles.forEach((f, i) => {
+      if (typeof f === 'string' && fileKind(f) === 'none') problems.push(`${label(`/supportFiles/${i}`)}: ${shown(f)} does not exist`);
+    });
+  }
+  if (isObject(raw.output) && typeof raw.output.dir === 'string' && typed('/output/dir') && fileKind(raw.output.dir) === 'file') {
+    problems.push(`${label('/output/dir')}: ${shown(raw.output.dir)} is a file, not a folder`);
+  }
+}
+
+function fileKind(path: string): 'file' | 'dir' | 'none' {
+  try {
+    return statSync(path).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'none';
+  }
+}

@@ -1,0 +1,77 @@
+import { PROTOCOL_MAJOR, codecs, subjects, type FrameRecord, type JobDetail } from '../../protocol/index.ts';
+import { ExitCode } from './cli-error.ts';
+import type { CommandContext } from './command-context.ts';
+import { ask, openFarm } from './farm-client.ts';
+import { ago, dateTime, duration, json, paint, stateColour, table, type Paint } from './format.ts';
+import { parseToken } from './option-values.ts';
+
+/** `renderbus job <id>`: one job's summary and every frame (state, host/slot, attempt, time, error). */
+export async function jobCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
+  const jobId = parseToken('job id', c.args[0] ?? '');
+  const fc = await openFarm(c.globals, 'renderbus-job');
+  try {
+    const { job } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply);
+    c.io.stdout.write(c.opts.json ? json(job) : describeJob(job, paint(c.io.stdout)));
+    return ExitCode.Ok;
+  } finally {
+    await fc.close();
+  }
+}
+
+export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string {
+  const c = job.counts;
+  const spec = job.spec;
+  const lines: [string, string][] = [
+    ['job', `${job.jobId}  ${p.bold(job.name)}`],
+    ['state', `${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running, ${c.queued} queued, ${c.failed} failed`],
+  ];
+  if (job.waiting) lines.push(['waiting', p.yellow(job.waiting)]);
+  if (job.etaMs !== undefined && job.state === 'rendering') lines.push(['eta', duration(job.etaMs)]);
+  lines.push(['priority', `${job.priority} (lower is more urgent)`]);
+  lines.push(['user', `${job.user} / ${job.group}`]);
+  lines.push(['scene', `${spec.scene} (${spec.renderer ?? 'povray'}${spec.resolution ? `, ${spec.resolution}` : ''})`]);
+  if (spec.command) lines.push(['command', spec.command]);
+  lines.push(['frames', `${spec.frames}${spec.chunk ? `, chunks of ${spec.chunk}` : ''}`]);
+  const req = spec.requirements;
+  if (req && Object.keys(req).length > 0) lines.push(['requires', requirementsText(req)]);
+  lines.push(['output', job.outputDir]);
+  lines.push(['submitted', `${dateTime(job.submittedAt)} (${ago(job.submittedAt, now)})`]);
+  if (job.startedAt !== undefined) lines.push(['started', dateTime(job.startedAt)]);
+  if (job.finishedAt !== undefined) {
+    const took = job.startedAt !== undefined ? `, took ${duration(job.finishedAt - job.startedAt)}` : '';
+    lines.push(['finished', `${dateTime(job.finishedAt)}${took}`]);
+  }
+  const width = Math.max(...lines.map(([k]) => k.length));
+  let out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+  out += '\n\n';
+  out += job.frames.length === 0 ? 'no frames\n' : table(['FRAME', 'STATE', 'HOST/SLOT', 'ATTEMPT', 'TIME', 'ERROR'], job.frames.map((f) => frameRow(f, p, now)));
+  return out;
+}
+
+function frameRow(f: FrameRecord, p: Paint, now: number): string[] {
+  const where = f.host !== undefined ? `${f.host}/${f.slot ?? '-'}` : '-';
+  let time = '-';
+  if (f.stats) time = duration(f.stats.wallMs);
+  else if (f.startedAt !== undefined && f.finishedAt !== undefined) time = duration(f.finishedAt - f.startedAt);
+  else if (f.startedAt !== undefined && f.state === 'running') time = `${duration(now - f.startedAt)}…`;
+  return [String(f.frame), stateColour(p, f.state), where, String(f.attempt), time, f.error ? p.red(oneLine(f.error)) : ''];
+}
+
+function oneLine(s: string): string {
+  const t = s.replace(/\s+/g, ' ').trim();
+  return t.length > 120 ? `${t.slice(0, 119)}…` : t;
+}
+
+function requirementsText(r: NonNullable<JobDetail['spec']['requirements']>): string {
+  const parts: string[] = [];
+  if (r.machine) parts.push(`machine ${r.machine}`);
+  if (r.os) parts.push(`os ${r.os}`);
+  if (r.cpu) parts.push(`cpu ${r.cpu}`);
+  if (r.cpuCount) parts.push(`${r.cpuCount}+ CPUs`);
+  if (r.cpuMhz) parts.push(`${r.cpuMhz}+ MHz`);
+  if (r.ramMb) parts.push(`${r.ramMb}+ MB RAM`);
+  if (r.swapMb) parts.push(`${r.swapMb}+ MB swap`);
+  for (const pk of r.packages ?? []) parts.push(pk);
+  for (const l of r.licenses ?? []) parts.push(`license ${l}`);
+  return parts.join(', ');
+}

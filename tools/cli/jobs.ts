@@ -1,0 +1,34 @@
+import { PROTOCOL_MAJOR, codecs, subjects } from '../../protocol/index.ts';
+import { ExitCode } from './cli-error.ts';
+import type { CommandContext } from './command-context.ts';
+import { ask, openFarm } from './farm-client.ts';
+import { cut, json, paint, stateColour, table } from './format.ts';
+
+/** `renderbus jobs`: the scheduler's queue, most urgent first as the scheduler orders it. */
+export async function jobsCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
+  const fc = await openFarm(c.globals, 'renderbus-jobs');
+  try {
+    const { jobs } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply);
+    if (c.opts.json) {
+      c.io.stdout.write(json(jobs));
+      return ExitCode.Ok;
+    }
+    if (jobs.length === 0) {
+      c.io.stdout.write(`no jobs on site ${fc.site} (submit one: renderbus submit SCENE --frames 1-24)\n`);
+      return ExitCode.Ok;
+    }
+    const p = paint(c.io.stdout);
+    const rows = jobs.map((j) => [
+      j.jobId,
+      cut(j.name, 30),
+      stateColour(p, j.state),
+      String(j.priority),
+      `${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? p.red(` (${j.counts.failed} failed)`) : ''}`,
+      j.waiting ?? '',
+    ]);
+    c.io.stdout.write(table(['ID', 'NAME', 'STATE', 'PRI', 'DONE/TOTAL', 'WAITING'], rows));
+    return ExitCode.Ok;
+  } finally {
+    await fc.close();
+  }
+}

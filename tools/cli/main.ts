@@ -1,0 +1,221 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { JobSpec, Requirements } from '../../protocol/index.ts';
+import type { RenderServerOptions } from './actor-commands.ts';
+import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
+import type { CommandContext, CommandHandler } from './command-context.ts';
+import type { DemoOptions } from './demo.ts';
+import { processIo, type Io } from './format.ts';
+import { collect } from './option-values.ts';
+import type { SubmitOptions } from './submit.ts';
+import type { UpOptions } from './up.ts';
+
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'hosts' | 'tail' | 'demo';
+export type Handlers = Record<CommandName, CommandHandler>;
+
+// Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
+export const defaultHandlers: Handlers = {
+  up: async (c) => (await import('./up.ts')).upCommand(c as CommandContext<UpOptions>),
+  registry: async (c) => (await import('./actor-commands.ts')).registryCommand(c),
+  scheduler: async (c) => (await import('./actor-commands.ts')).schedulerCommand(c),
+  'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
+  submit: async (c) => (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>),
+  jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),
+  job: async (c) => (await import('./job.ts')).jobCommand(c),
+  cancel: async (c) => (await import('./cancel.ts')).cancelCommand(c),
+  hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
+  tail: async (c) => (await import('./tail.ts')).tailCommand(c),
+  demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+const FARM_LOOKUP = `
+Finding the farm: --nats URL, else $RENDERBUS_NATS, else <data>/farm.json written by a
+running 'renderbus up' (data: --data DIR, default ./.renderbus).
+Exit codes: 0 ok, 1 failed (farm unreachable, job failed, ...), 2 bad input or usage.`;
+
+const SUBMIT_HELP = `
+Examples:
+  renderbus submit shot.pov --frames 1-24 --wait
+  renderbus submit shot.pov --frames 1-100x5 --resolution 640x480 --priority 10 --require 'povray@3.7.*'
+  renderbus submit shot.json                    a job file
+  renderbus submit shot.json --priority 5       flags override the file's fields
+  renderbus submit notes.txt --frames 1-10 --command 'sh -c "echo {frame} > {output}"' --pattern 'out_####.txt'
+
+Frames: '1-100', '1-100x5' (every 5th), '1,5,10-12'. Priority: lower is more urgent (default 50).
+Renderer: povray for .pov scenes; anything else needs --command TEMPLATE with the tokens
+{frame} {first} {last} {output} {scene} (--renderer command is then implied).
+Requirements are patterns with "don't care" parts: 'povray@3.7.*', 'blender@*', 'linux@6.*'.
+Output: --output DIR (default <farm output>/<name>-<job id>), --pattern with '#' for the frame number.
+User and group default to the OS user and its group.
+
+Job file: one JSON object with the fields
+  ${Object.keys(JobSpec.properties).join(', ')}
+  requirements: { ${Object.keys(Requirements.properties).join(', ')} }
+  output: { dir, pattern }
+Paths in a job file are relative to the file. Every wrong field is reported by name.
+
+Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
+terminal, plain lines otherwise; exits 0 when every frame is done, 1 when the job failed or was
+cancelled (naming the frames that failed and why), 2 for bad input.`;
+
+/**
+ * The `renderbus` command tree. `handlers` run the commands (tests pass fakes); `onResult`
+ * receives the exit code of the command that ran.
+ */
+export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number, command: string) => void): Command {
+  const program = new Command('renderbus');
+  program
+    .description('renderbus: a render farm manager. Schedulers, resource registries and render servers are actors that talk over NATS.')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .option('--data <dir>', 'farm data directory (default: ./.renderbus)')
+    .addOption(new Option('--nats <url>', 'NATS URL of the farm (default: from <data>/farm.json)').env('RENDERBUS_NATS'))
+    .option('--site <name>', "site name, the root of every subject (default: from farm.json, else 'studio')")
+    .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
+    .configureHelp({ showGlobalOptions: true })
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .addHelpText('after', FARM_LOOKUP);
+
+  const action = (name: CommandName) => async (...params: unknown[]) => {
+    const cmd = params[params.length - 1] as Command;
+    const args = (cmd.processedArgs as unknown[]).filter((a): a is string => typeof a === 'string');
+    const code = await handlers[name]({ args, opts: cmd.opts(), globals: program.opts(), io });
+    onResult(code, name);
+  };
+
+  program
+    .command('up')
+    .summary('start a whole farm on this machine, until Ctrl-C')
+    .description('start a whole farm on this machine: nats-server, registry, scheduler and a render server; runs until Ctrl-C or SIGTERM')
+    .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
+    .option('--port <n>', 'NATS client port; -1 picks a free one (default: 4222)')
+    .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1)')
+    .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
+    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.')
+    .action(action('up'));
+
+  program
+    .command('registry')
+    .summary('run the resource registry alone')
+    .description('run the resource registry alone against the farm\'s NATS (JSON logs on stdout)')
+    .action(action('registry'));
+
+  program
+    .command('scheduler')
+    .summary('run the scheduler alone')
+    .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
+    .action(action('scheduler'));
+
+  program
+    .command('render-server')
+    .summary('run a render server on this machine and join the farm')
+    .description('run a render server with its render slots and join the farm (JSON logs on stdout)')
+    .option('--slots <n>', 'render slots (default: one per CPU)')
+    .option('--host <name>', 'host name on the farm: a-z, 0-9, - and _ (default: this machine\'s name)')
+    .option('--packages <list>', "rendering packages to offer as name@version, comma-separated, e.g. 'povray@3.7.0.10,blender@4.1'")
+    .option('--licenses <list>', "licenses this host holds, comma-separated, e.g. 'arnold,nuke'")
+    .addHelpText('after', '\nExample, a second render host on another machine:\n  RENDERBUS_NATS=nats://farm-host:4222 renderbus render-server --slots 8')
+    .action(action('render-server'));
+
+  program
+    .command('submit')
+    .summary('submit a render job: a scene and flags, or a job file')
+    .description('submit a render job: a scene file with flags, or a job file (JSON) whose fields the flags override')
+    .argument('[file]', 'a job file (*.json), or else the scene file')
+    .argument('[scene]', 'the scene, when a job file comes first (overrides its "scene")')
+    .option('--frames <list>', "frames to render: '1-24', '1-100x5', '1,5,10-12'")
+    .option('--renderer <name>', 'povray or command (default: povray for .pov scenes)')
+    .option('--command <template>', 'command template for --renderer command')
+    .option('--resolution <WxH>', 'image size, e.g. 320x240')
+    .option('--priority <n>', 'priority 0-1000, lower is more urgent (default: 50)')
+    .option('--require <pattern>', "a package the host must have, e.g. 'povray@3.7.*' (repeatable)", collect)
+    .option('--license <name>', 'a license the host must hold (repeatable)', collect)
+    .option('--chunk <n>', 'frames per task: consecutive frames rendered in one process')
+    .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
+    .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")
+    .option('--name <name>', 'job name (default: the scene file name)')
+    .option('--user <user>', 'submitting user (default: the OS user)')
+    .option('--group <group>', 'group (default: the OS user\'s group)')
+    .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
+    .option('--wait', 'follow the job until it ends, with progress')
+    .option('--json', 'print machine-readable JSON')
+    .addHelpText('after', SUBMIT_HELP)
+    .action(action('submit'));
+
+  program
+    .command('jobs')
+    .summary('list the jobs')
+    .description('list the jobs: id, name, state, priority, frames done/total, why a job waits')
+    .option('--json', 'print the job summaries as JSON')
+    .action(action('jobs'));
+
+  program
+    .command('job')
+    .summary('show one job and its frames')
+    .description('show one job: its summary and every frame (state, host/slot, attempt, time, error)')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .option('--json', 'print the job as JSON')
+    .action(action('job'));
+
+  program
+    .command('cancel')
+    .summary('cancel a job')
+    .description('cancel a job: queued frames are dropped and running ones stopped')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .option('--json', 'print the job summary as JSON')
+    .action(action('cancel'));
+
+  program
+    .command('hosts')
+    .summary('list the render hosts with their inventory and slots')
+    .description('list the render hosts: inventory, packages, slots busy/free, last seen')
+    .option('--json', 'print the host records as JSON')
+    .action(action('hosts'));
+
+  program
+    .command('tail')
+    .summary('print the messages on a subject filter, decoded, as they flow')
+    .description('print the messages on a subject filter as they flow, decoded, one line each (Ctrl-C stops)')
+    .argument('[filter]', "NATS subject filter (default: 'rb.<site>.evt.>', every event of the site)")
+    .option('--json', "one JSON object per message: {subject, data}")
+    .addHelpText('after', "\nExamples:\n  renderbus tail\n  renderbus tail 'rb.studio.evt.job.>'\n  renderbus tail 'rb.studio.>' --json")
+    .action(action('tail'));
+
+  program
+    .command('demo')
+    .summary('render a small POV-Ray animation on a temporary farm')
+    .description('render a small POV-Ray animation on a temporary farm: starts it, renders 36 frames with progress, copies them to ./renderbus-demo-output/, stops it')
+    .option('--slots <n>', 'render slots (default: one per CPU)')
+    .option('--keep', 'keep the temporary farm data directory (logs, frames)')
+    .addHelpText('after', '\nNeeds povray and nats-server (npm run demo installs them). With --data DIR the farm lives in DIR\ninstead of a temporary directory, and DIR is kept.')
+    .action(action('demo'));
+
+  return program;
+}
+
+/** Runs one command line; resolves to the exit code. Errors are printed, never thrown. */
+export async function run(argv: string[], io: Io = processIo(), handlers: Handlers = defaultHandlers): Promise<number> {
+  let code: number = ExitCode.Ok;
+  let command = '';
+  const program = buildProgram(io, handlers, (c) => (code = c));
+  program.hook('preAction', (_program, actionCommand) => {
+    command = actionCommand.name();
+  });
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and --version end with exit code 0; any parse error is a usage error
+      return err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    }
+    io.stderr.write(describeError(err, command));
+    return exitCodeFor(err);
+  }
+}

@@ -1,0 +1,82 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_DATA_DIR, pidAlive, readFarmFile } from '../../sites/farm-file.ts';
+import { rootLogger } from '../../sites/logger.ts';
+import { ExitCode, UsageError } from './cli-error.ts';
+import type { CommandContext } from './command-context.ts';
+import { paint } from './format.ts';
+import { checkGlobals, dataDirOf } from './global-options.ts';
+import { parseCount, parsePort, parseToken } from './option-values.ts';
+import { untilSignal } from './signals.ts';
+
+export interface UpOptions {
+  slots?: string;
+  port?: string;
+  listen?: string;
+  host?: string;
+}
+
+/**
+ * `renderbus up`: one whole farm on this machine (nats-server, registry, scheduler, one
+ * render server), logging to <data>/logs/farm.log, until Ctrl-C or SIGTERM.
+ */
+export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
+  const g = checkGlobals(c.globals);
+  const slots = c.opts.slots !== undefined ? parseCount('--slots', c.opts.slots, { min: 0, max: 1024 }) : availableParallelism();
+  const port = c.opts.port !== undefined ? parsePort('--port', c.opts.port) : undefined;
+  const host = c.opts.host !== undefined ? parseToken('--host', c.opts.host) : undefined;
+  const dataDir = dataDirOf(g);
+
+  const running = await readFarmFile(dataDir).catch(() => null);
+  if (running && running.pid !== process.pid && pidAlive(running.pid)) {
+    throw new UsageError(`a farm is already running in ${dataDir} (pid ${running.pid}, ${running.url}): stop it first, or give another --data DIR`);
+  }
+
+  const logFile = join(dataDir, 'logs', 'farm.log');
+  const log = rootLogger({ name: 'renderbus', file: logFile });
+  const { startFarm } = await import('../../sites/site.ts');
+  const sig = untilSignal();
+  let farm: Awaited<ReturnType<typeof startFarm>>;
+  try {
+    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, log });
+  } catch (err) {
+    sig.dispose();
+    log.error({ err }, 'farm failed to start');
+    log.flush();
+    throw err;
+  }
+
+  const p = paint(c.io.stdout);
+  const data = g.data !== undefined && g.data !== DEFAULT_DATA_DIR ? ` --data ${g.data}` : '';
+  const local = /\/\/(127\.|localhost|\[::1\])/.test(farm.url);
+  c.io.stdout.write(
+    [
+      `${p.bold(`renderbus farm '${farm.site}' is up`)} (pid ${process.pid}, ${slots} slots on this machine)`,
+      `  NATS URL  ${farm.url}`,
+      `  data      ${farm.dataDir}`,
+      `  output    ${farm.outputDir}`,
+      `  log       ${logFile}`,
+      '',
+      'In another terminal:',
+      `  renderbus${data} submit scene.pov --frames 1-24 --wait`,
+      `  renderbus${data} jobs     renderbus${data} hosts     renderbus${data} tail`,
+      local
+        ? `Other machines cannot join: NATS listens on ${farm.url} only (use --listen 0.0.0.0 to change that).`
+        : `Other machines join with: RENDERBUS_NATS=${farm.url} renderbus render-server`,
+      'Stop with Ctrl-C.',
+      '',
+    ].join('\n'),
+  );
+
+  const signal = await sig.signal;
+  c.io.stdout.write(`${signal === 'SIGINT' ? '\n' : ''}stopping the farm...\n`);
+  log.info({ signal }, 'stopping the farm');
+  try {
+    await farm.stop();
+  } finally {
+    sig.dispose();
+    log.flush();
+  }
+  c.io.stdout.write('farm stopped\n');
+  return ExitCode.Ok;
+}

@@ -1,0 +1,129 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { call } from '../../actors/bus/index.ts';
+import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
+import { startNatsServer } from '../../sites/nats-server.ts';
+import { bareNodeLoop, externalRunner } from './baselines.ts';
+
+/*
+ * npm run bench [-- --frames N --slots 2,4 --no-write]
+ * N trivial frames (`true` through the command adapter) through the whole farm, the
+ * registry, scheduler and one render server each a separate process, against a bare
+ * Node spawn loop, GNU parallel and xargs at the same concurrency. Also the dispatch
+ * latency: how long a slot stands idle between tasks (the render server's `waitMs`).
+ * Results go to docs/benchmarks.md.
+ */
+const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
+};
+const N = Number(opt('frames', '1000'));
+const SLOTS = opt('slots', '2,4').split(',').map(Number);
+const write = !argv.includes('--no-write');
+
+interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function farmRun(n: number, slots: number): Promise<FarmRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), port: -1 });
+  const site = 'bench';
+  const procs: ChildProcess[] = [];
+  const actor = (...args: string[]) => {
+    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
+    procs.push(p);
+  };
+  const nc: NatsConnection = await connect({ servers: nats.url });
+  try {
+    actor('registry');
+    actor('scheduler');
+    actor('render-server', '--host', 'bench', '--slots', String(slots));
+    await until('the render server to register', async () => {
+      const b = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 });
+      return b.hosts.length === 1 ? true : undefined;
+    });
+    await until('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);
+    const waits: number[] = [];
+    nc.subscribe(`rb.${site}.evt.frame.*.*.started`, {
+      callback: (_e, m) => {
+        const w = (decodeAny(m.data) as { waitMs?: number }).waitMs;
+        if (typeof w === 'number') waits.push(w);
+      },
+    });
+    const scene = join(dir, 'none.scene');
+    await writeFile(scene, '');
+    const t0 = performance.now();
+    const { jobId } = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } } }, codecs.submitReply);
+    const done = new Promise<void>((res) => nc.subscribe(subjects.jobEvent(site, jobId, 'done'), { max: 1, callback: () => res() }));
+    await Promise.race([done, sleep(600_000)]);
+    const wall = performance.now() - t0;
+    await sleep(200); // the last started events
+    // the first task of each slot waited for the submit itself: count only slot-to-slot gaps
+    const gaps = waits.slice(slots).sort((a, b) => a - b);
+    const q = (p: number) => gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))] ?? NaN;
+    return { fps: (n / wall) * 1000, p50: q(0.5), p99: q(0.99), wallS: wall / 1000 };
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
+    await nc.close();
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const rows: string[] = [];
+const latency: string[] = [];
+for (const s of SLOTS) {
+  const farm = await farmRun(N, s);
+  const node = await bareNodeLoop(N, s);
+  const parallel = await externalRunner('parallel', ['-j', String(s), 'true'], N).catch(() => NaN);
+  const xargs = await externalRunner('xargs', ['-P', String(s), '-n', '1', 'true'], N);
+  const r = (x: number) => (Number.isFinite(x) ? (farm.fps / x).toFixed(2) : 'n/a');
+  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
+  rows.push(`| ${N} | ${s} | ${f(farm.fps)} | ${f(node)} | ${f(parallel)} | ${f(xargs)} | ${r(node)}× | ${r(parallel)}× | ${r(xargs)}× |`);
+  latency.push(`| ${s} | ${farm.p50.toFixed(2)} | ${farm.p99.toFixed(2)} |`);
+  console.log(`S=${s}: farm ${f(farm.fps)}/s (${farm.wallS.toFixed(1)} s), node loop ${f(node)}/s, parallel ${f(parallel)}/s, xargs ${f(xargs)}/s; dispatch p50 ${farm.p50.toFixed(2)} ms p99 ${farm.p99.toFixed(2)} ms`);
+}
+
+if (write) {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const section = [
+    `## Farm throughput: ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpu}, Node ${process.version}`,
+    '',
+    `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency.`,
+    '',
+    '| frames | slots | farm frames/s | bare Node loop | GNU parallel | xargs | farm ÷ Node | farm ÷ parallel | farm ÷ xargs |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    'Dispatch latency: how long a slot stands idle between the end of one task\'s delivery and the arrival of its next task (the render server\'s `waitMs`), in ms.',
+    '',
+    '| slots | p50 | p99 |',
+    '|---|---|---|',
+    ...latency,
+    '',
+  ].join('\n');
+  const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench`; the newest is first.\n\n';
+  const old = await readFile(path, 'utf8').catch(() => head);
+  await writeFile(path, head + section + '\n' + old.slice(old.startsWith(head) ? head.length : 0));
+  console.log(`wrote ${path}`);
+}
+process.exit(0);

@@ -54,6 +54,14 @@ export const subjects = {
   allHostSlotEvents: (site: string) => `${root(site)}.evt.host.*.slot`,
   jobEvents: (site: string, jobId: string) => `${root(site)}.evt.job.${token('job', jobId)}.*`,
   jobFrameEvents: (site: string, jobId: string) => `${root(site)}.evt.frame.${token('job', jobId)}.>`,
+  /** What the site's event stream keeps for replay: job events, frame outcomes, hosts coming and going. */
+  storedEvents: (site: string) => [
+    `${root(site)}.evt.job.>`,
+    `${root(site)}.evt.frame.*.*.done`,
+    `${root(site)}.evt.frame.*.*.failed`,
+    `${root(site)}.evt.host.*.up`,
+    `${root(site)}.evt.host.*.down`,
+  ],
   // scheduler's durable journal (JetStream)
   journal: (site: string, kind: string) => `${root(site)}.journal.${token('kind', kind)}`,
   allJournal: (site: string) => `${root(site)}.journal.>`,

@@ -30,7 +30,7 @@ export class Journal {
     });
     await ensureStream(jsm, {
       name: streams.events(site),
-      subjects: [subjects.allEvents(site)],
+      subjects: subjects.storedEvents(site),
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,

@@ -27,6 +27,8 @@ export interface SchedulerHandle {
 
 /** How many queued jobs one dispatch round looks at (the most urgent ones). */
 const ROUND_JOBS = 500;
+/** A job's progress event goes out at most this often; watchers also poll, and the end always goes out. */
+const PROGRESS_EVERY_MS = 250;
 
 /** Binds the scheduler machine to NATS: the queue in a JobBook, its journal in JetStream. */
 export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHandle> {
@@ -38,6 +40,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const hosts = new Map<string, KnownHost>();
   const subs: Subscription[] = [];
   const webhooks = new Set<Promise<unknown>>();
+  const lastProgress = new Map<string, number>();
 
   // --- events out -------------------------------------------------------------------
   const publish = (subject: string, data: Uint8Array) => {
@@ -65,6 +68,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
   const finishJob = (job: Job) => {
     const state = book.state(job);
+    lastProgress.delete(job.id);
     const evt = jobEvent(job, state);
     log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
     for (const url of job.spec.notify ?? []) {
@@ -152,7 +156,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (outcome.kind === 'accepted') {
       // after the next lease, so the counts the event carries include it
       if (book.isFinished(outcome.job)) finishJob(outcome.job);
-      else jobEvent(outcome.job, 'progress');
+      else if (at - (lastProgress.get(outcome.job.id) ?? 0) >= PROGRESS_EVERY_MS) {
+        lastProgress.set(outcome.job.id, at);
+        jobEvent(outcome.job, 'progress');
+      }
     }
     return { next };
   }

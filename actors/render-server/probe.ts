@@ -1,0 +1,135 @@
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { arch, cpus, endianness, platform, release, type } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { HostInventory, PackageInfo } from '../../protocol/index.ts';
+
+export interface ProbeOptions {
+  /** Replaces the probed rendering packages (configuration or tests). */
+  packages?: PackageInfo[];
+  /** Named licenses this host holds. */
+  licenses?: string[];
+  /** Longest a `--version` call may take before the package counts as missing (default 3000 ms). */
+  versionTimeoutMs?: number;
+  /** Where /proc, /sys and /etc are (tests). */
+  root?: string;
+}
+
+const ARCH: Record<string, string> = {
+  x64: 'x86_64',
+  ia32: 'i686',
+  arm64: 'aarch64',
+  arm: 'arm',
+  ppc64: endianness() === 'LE' ? 'ppc64le' : 'ppc64',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  mips: 'mips',
+  mipsel: 'mipsel',
+  loong64: 'loongarch64',
+};
+
+/** Packages the render server looks for: binary, and how to read the version from `--version`. */
+const KNOWN_PACKAGES: { name: string; bin: string; version: RegExp }[] = [
+  { name: 'povray', bin: 'povray', version: /POV-Ray\s+(\d+(?:\.\d+)+)/ },
+  { name: 'blender', bin: 'blender', version: /Blender\s+(\d+(?:\.\d+)+)/ },
+];
+
+/** What this host is (DESIGN §1.4): machine, OS, CPU, memory, rendering packages, licenses. */
+export async function probeHost(o: ProbeOptions = {}): Promise<HostInventory> {
+  const root = o.root ?? '/';
+  const text = (path: string) => readFile(join(root, path), 'utf8').catch(() => '');
+  const [product, osRelease, cpuinfo, meminfo, packages] = await Promise.all([
+    text('sys/class/dmi/id/product_name'),
+    text('etc/os-release'),
+    text('proc/cpuinfo'),
+    text('proc/meminfo'),
+    o.packages ? Promise.resolve(o.packages) : probePackages(o.versionTimeoutMs ?? 3_000),
+  ]);
+  const a = arch();
+  const cores = cpus();
+  const cpu = parseCpuinfo(cpuinfo, a);
+  const mem = parseMeminfo(meminfo);
+  const distro = parseOsRelease(osRelease);
+  return {
+    machine: { family: ARCH[a] ?? a, type: product.trim().toLowerCase() || 'generic' },
+    os: {
+      family: platform() === 'win32' ? 'windows' : 'unix',
+      type: type().toLowerCase(),
+      version: kernelVersion(release()),
+      ...(distro ? { distro } : {}),
+    },
+    cpu: {
+      count: Math.max(1, cores.length),
+      family: cpu.family,
+      type: cpu.type ?? cores[0]?.model.trim() ?? 'unknown',
+      speedMhz: Math.round(cpu.mhz ?? cores[0]?.speed ?? 0),
+    },
+    ramMb: mem.ramMb,
+    swapMb: mem.swapMb,
+    packages,
+    licenses: [...(o.licenses ?? [])],
+  };
+}
+
+/** `6.1.0-18-amd64` → `6.1.0`. */
+export function kernelVersion(rel: string): string {
+  return /^\d+(?:\.\d+)*/.exec(rel)?.[0] ?? rel;
+}
+
+/** `/etc/os-release` → `debian@12` (ID@VERSION_ID), or null. */
+export function parseOsRelease(text: string): string | null {
+  const field = (k: string) => {
+    const m = new RegExp(`^${k}=(.*)$`, 'm').exec(text);
+    return m ? m[1]!.trim().replace(/^["']|["']$/g, '') : '';
+  };
+  const id = field('ID');
+  if (!id) return null;
+  const ver = field('VERSION_ID');
+  return ver ? `${id}@${ver}` : id;
+}
+
+export function parseCpuinfo(text: string, nodeArch: string): { family: string; type: string | null; mhz: number | null } {
+  const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, 'mi').exec(text)?.[1]?.trim() || null;
+  const vendor = field('vendor_id');
+  const family =
+    vendor === 'GenuineIntel' ? 'intel'
+    : vendor === 'AuthenticAMD' ? 'amd'
+    : vendor ? vendor.toLowerCase()
+    : (field('CPU implementer') !== null || nodeArch.startsWith('arm')) ? 'arm'
+    : nodeArch;
+  const mhz = field('cpu MHz');
+  return { family, type: field('model name') ?? field('Model') ?? field('cpu'), mhz: mhz ? Number(mhz) : null };
+}
+
+export function parseMeminfo(text: string): { ramMb: number; swapMb: number } {
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+  return { ramMb: Math.floor(kb('MemTotal') / 1024), swapMb: Math.floor(kb('SwapTotal') / 1024) };
+}
+
+async function probePackages(timeoutMs: number): Promise<PackageInfo[]> {
+  const found = await Promise.all(KNOWN_PACKAGES.map((p) => probePackage(p.name, p.bin, p.version, timeoutMs)));
+  return found.filter((p): p is PackageInfo => p !== null);
+}
+
+/** A package on PATH and its version, or null when it is missing, hangs or says no version. */
+export async function probePackage(name: string, bin: string, version: RegExp, timeoutMs: number): Promise<PackageInfo | null> {
+  const path = await which(bin);
+  if (!path) return null;
+  const out = await new Promise<string>((resolve) => {
+    execFile(path, ['--version'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 }, (_err, stdout, stderr) => {
+      resolve(`${stdout}\n${stderr}`); // POV-Ray prints its version on stderr
+    });
+  });
+  const v = version.exec(out)?.[1];
+  return v ? { name, version: v, path } : null;
+}
+
+async function which(bin: string): Promise<string | null> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, bin);
+    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+  }
+  return null;
+}

@@ -1,0 +1,206 @@
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { createActor, fromPromise, waitFor } from 'xstate';
+import { call, listen, serve } from '../bus/index.ts';
+import {
+  codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
+  type AssignReply, type PackageInfo, type TaskAssignment,
+} from '../../protocol/index.ts';
+import { createAdapters, startRenderSlot, type RenderSlot } from '../render-slot/index.ts';
+import { renderServerMachine } from './machine.ts';
+import { probeHost } from './probe.ts';
+
+export interface RenderServerOptions {
+  nc: NatsConnection;
+  site: string;
+  host: string;
+  slots: number;
+  log: Logger;
+  /** Replaces the probed rendering packages. */
+  packages?: PackageInfo[];
+  licenses?: string[];
+  /** Heartbeat period (default 2000 ms). */
+  heartbeatMs?: number;
+}
+
+export interface RenderServerHandle {
+  host: string;
+  inventory: HostInventory;
+  stop(): Promise<void>;
+}
+
+type AssignBody = Extract<AssignReply, { ok: true }>['body'];
+
+const inventoryCodec = codecFor(HostInventory);
+const REGISTRY_TIMEOUT_MS = 2_000;
+const BYE_TIMEOUT_MS = 1_000;
+/** On stop, how long cancelled tasks get to end and report before the server leaves anyway. */
+const STOP_SETTLE_MS = 8_000;
+const MAX_SLOTS = 1024;
+
+/**
+ * One render host: probes itself, registers with the site's registry and keeps it informed,
+ * serves `host.<host>.assign` (and `.ctl`), and runs one render slot per `slots`. Resolves
+ * once the host is probed (registration goes on in the background until a registry answers).
+ */
+export async function startRenderServer(o: RenderServerOptions): Promise<RenderServerHandle> {
+  const host = token('host', o.host);
+  if (!Number.isInteger(o.slots) || o.slots < 1 || o.slots > MAX_SLOTS) {
+    throw new FarmError('RB_BAD_ARGUMENT', `slots must be a whole number from 1 to ${MAX_SLOTS}, not ${o.slots}`);
+  }
+  const heartbeatMs = o.heartbeatMs ?? 2_000;
+  if (!Number.isFinite(heartbeatMs) || heartbeatMs < 1) throw new FarmError('RB_BAD_ARGUMENT', `heartbeatMs must be a positive number of milliseconds, not ${heartbeatMs}`);
+  const { nc, site } = o;
+  const log = o.log.child({ actor: 'render-server', host });
+  const serverId = newInstanceId();
+  const adapters = createAdapters();
+  const slots: RenderSlot[] = [];
+  for (let index = 0; index < o.slots; index++) {
+    slots.push(startRenderSlot({ nc, site, host, serverId, index, log, adapters }));
+  }
+  const slotInfos = () => slots.map((s) => s.info());
+
+  const machine = renderServerMachine.provide({
+    actors: {
+      // checked like any message: bad `packages`/`licenses` options fail here, not at every registration
+      probe: fromPromise(async () => inventoryCodec.check(await probeHost({ packages: o.packages, licenses: o.licenses }))),
+      register: fromPromise(async ({ input }) =>
+        call(
+          nc,
+          subjects.regRegister(site),
+          codecs.hostRegister,
+          { v: PROTOCOL_MAJOR, host, serverId, inventory: input.inventory, slots: slotInfos(), heartbeatMs },
+          codecs.hostRegisterReply,
+          { timeoutMs: REGISTRY_TIMEOUT_MS, unavailable: 'RB_REGISTRY_UNAVAILABLE' },
+        ),
+      ),
+      heartbeat: fromPromise(async ({ input }) =>
+        call(
+          nc,
+          subjects.regHeartbeat(site),
+          codecs.hostHeartbeat,
+          { v: PROTOCOL_MAJOR, host, serverId, slots: slotInfos(), load: loadavg()[0] ?? 0, draining: input.draining },
+          codecs.hostHeartbeatReply,
+          { timeoutMs: REGISTRY_TIMEOUT_MS, unavailable: 'RB_REGISTRY_UNAVAILABLE' },
+        ),
+      ),
+      shutdown: fromPromise(async ({ input }) => {
+        for (const s of slots) if (!s.isIdle()) s.cancel('the render server is stopping', 'RB_DRAINING');
+        await Promise.all(slots.map((s) => s.settled(STOP_SETTLE_MS)));
+        for (const s of slots) {
+          const taskId = s.heldResult();
+          // its lease expires at the scheduler, which gives the frames to another slot
+          if (taskId) log.warn({ taskId, slot: s.index }, 'stopping with a result the scheduler never took');
+        }
+        if (input.registered) {
+          await call(nc, subjects.regBye(site), codecs.hostBye, { v: PROTOCOL_MAJOR, host, serverId }, codecs.hostByeReply, {
+            timeoutMs: BYE_TIMEOUT_MS,
+            unavailable: 'RB_REGISTRY_UNAVAILABLE',
+          }).catch((err: unknown) => log.debug({ err }, 'registry did not take the bye'));
+        }
+      }),
+    },
+    actions: {
+      drainSlots: () => {
+        for (const s of slots) s.drain();
+        try {
+          nc.publish(subjects.hostEvent(site, host, 'draining'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host, event: 'draining', at: Date.now(), serverId }));
+        } catch (err) {
+          log.warn({ err }, 'could not publish host event');
+        }
+      },
+      registered: (_, params) => log.info({ registryId: params.registryId, serverId }, 'registered with the registry'),
+    },
+  });
+  const actor = createActor(machine, { input: { host, heartbeatMs } });
+  actor.subscribe({
+    next: (snap) => log.debug({ state: snap.value }, 'render server state'),
+    error: (err) => log.error({ err }, 'render server failed'),
+  });
+
+  const refusing = (): boolean => {
+    const s = actor.getSnapshot();
+    return s.status !== 'active' || s.context.draining || s.matches('stopping');
+  };
+
+  const assignOne = (a: TaskAssignment, receivedAt: number): { code: string; message: string } | null => {
+    if (refusing()) return { code: 'RB_DRAINING', message: `render server ${host} is ${actor.getSnapshot().context.draining ? 'draining' : 'stopping'} and takes no new tasks` };
+    const slot = slots[a.slot];
+    if (!slot) return { code: 'RB_NO_SUCH_SLOT', message: `render server ${host} has slots 0 to ${slots.length - 1}, not ${a.slot}` };
+    const held = slot.task();
+    if (!slot.isIdle()) {
+      // the same assignment again (a retried request) is already being worked on
+      if (held && held.taskId === a.taskId && held.attempt === a.attempt) return null;
+      return { code: 'RB_SLOT_BUSY', message: `slot ${a.slot} of ${host} is busy with task ${held?.taskId ?? '?'}` };
+    }
+    slot.assign(a, receivedAt);
+    return null;
+  };
+
+  const subs: Subscription[] = [
+    listen(nc, subjects.regHello(site), codecs.regHello, log, (hello) => actor.send({ type: 'registry.hello', registryId: hello.registryId })),
+    serve(nc, {
+      subject: subjects.hostAssign(site, host),
+      request: codecs.assignRequest,
+      reply: codecs.assignReply,
+      log,
+      handle: (req): AssignBody => {
+        const receivedAt = performance.now();
+        if (req.host !== host) throw new FarmError('RB_UNKNOWN_HOST', `this is render server '${host}', the request is for '${req.host}'`);
+        const body: AssignBody = { accepted: [], rejected: [] };
+        for (const a of req.assignments) {
+          const refused = assignOne(a, receivedAt);
+          if (refused) body.rejected.push({ taskId: a.taskId, ...refused });
+          else body.accepted.push(a.taskId);
+        }
+        if (body.rejected.length > 0) log.debug({ rejected: body.rejected }, 'assignments rejected');
+        return body;
+      },
+    }),
+    serve(nc, {
+      subject: subjects.hostCtl(site, host),
+      request: codecs.hostCtl,
+      reply: codecs.hostCtlReply,
+      log,
+      handle: (req) => {
+        if (req.action === 'drain') actor.send({ type: 'server.drain' });
+        else if (req.action === 'stop') setImmediate(() => void stop());
+        else {
+          const slot = slots.find((s) => s.task()?.taskId === req.taskId);
+          if (!slot || !req.taskId) throw new FarmError('RB_NO_SUCH_SLOT', `no slot of ${host} is running task '${req.taskId ?? ''}'`);
+          slot.cancel('killed on request');
+        }
+        log.info({ action: req.action, taskId: req.taskId }, 'control request');
+        return { host, action: req.action };
+      },
+    }),
+  ];
+
+  let stopping: Promise<void> | null = null;
+  const release = () => {
+    for (const s of subs) s.unsubscribe();
+    for (const s of slots) s.stop();
+    actor.stop();
+  };
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      actor.send({ type: 'server.stop' });
+      await waitFor(actor, (s) => s.status !== 'active', { timeout: STOP_SETTLE_MS + 5_000 }).catch((err: unknown) => log.warn({ err }, 'render server did not stop in time'));
+      release();
+      log.info({ serverId }, 'render server stopped');
+    })();
+    return stopping;
+  };
+
+  actor.start();
+  const probed = await waitFor(actor, (s) => !s.matches('probing'));
+  if (probed.status !== 'active' || !probed.context.inventory) {
+    release();
+    throw new FarmError('RB_BAD_ARGUMENT', `render server ${host} could not describe its host (check packages and licenses): ${probed.context.error ?? 'unknown error'}`);
+  }
+  const inventory = probed.context.inventory;
+  log.info({ serverId, slots: slots.length, packages: inventory.packages.map((p) => `${p.name}@${p.version}`) }, 'render server started');
+  return { host, inventory, stop };
+}

@@ -1,0 +1,174 @@
+import { basename, dirname } from 'node:path';
+import { parse, quote } from 'shell-quote';
+import { FarmError, frameFileName } from '../../../protocol/index.ts';
+import { LineSplitter, LineTail } from './lines.ts';
+import { DEFAULT_RESOLUTION, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
+
+/**
+ * The generic command adapter: any renderer driven by a template such as
+ * `kick -i {scene} -o {output} -frame {frame}` or `blender -b {scene} -o {outdir}/frame_#### -s {first} -e {last} -a`.
+ *
+ * - The template is split into argv like a POSIX shell would (quotes, backslashes) but no
+ *   shell runs it: `|`, `>`, `;`, `&&` are refused, `*` is not expanded, `$X` is not replaced.
+ *   A template that needs a shell says so itself: `sh -c '...'`.
+ * - Tokens are replaced inside each argument: `{frame}` `{first}` `{last}` (optionally
+ *   zero-padded, `{frame:4}`), `{scene}`, `{output}`, `{outdir}`, `{width}`, `{height}`.
+ *   A value never splits or joins arguments. Inside the script of `sh -c` (bash, dash...)
+ *   values are shell-quoted, so a scene named `$(rm -rf ~).pov` stays a name: do not quote
+ *   tokens there yourself.
+ * - With `{frame}` or `{output}` the command runs once per frame, in order; otherwise once
+ *   for the whole task.
+ * - `{output}` is the frame's file in the private work dir, named by the job's output pattern.
+ *   `{outdir}` is the work dir itself: the command must write files named by the output
+ *   pattern there. Either way a frame whose file is missing after exit 0 fails. A template
+ *   that names neither writes its output elsewhere and reports no files.
+ */
+
+const TOKENS = ['frame', 'first', 'last', 'output', 'scene', 'outdir', 'width', 'height'] as const;
+type TokenName = (typeof TOKENS)[number];
+const TOKEN_RE = /\{([a-z]+)(?::(\d{1,2}))?\}/g;
+const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ksh', 'ash', 'busybox']);
+
+/** A template split into argv once, with the tokens it uses. */
+export interface CommandTemplate {
+  args: string[];
+  uses: Set<TokenName>;
+  /** Indexes of arguments that are a shell script (after `sh -c`): their values are shell-quoted. */
+  scripts: Set<number>;
+}
+
+export function parseTemplate(template: string): CommandTemplate {
+  const args: string[] = [];
+  for (const entry of parse(template, (key) => `$${key}`)) {
+    if (typeof entry === 'string') args.push(entry);
+    else if ('comment' in entry) break;
+    else if (entry.op === 'glob') args.push(entry.pattern);
+    else {
+      throw new FarmError('RB_BAD_JOB', `command template uses the shell operator '${entry.op}' but runs without a shell: write "sh -c '...'" if it needs one (template: ${template})`);
+    }
+  }
+  if (args.length === 0) throw new FarmError('RB_BAD_JOB', 'command template is empty');
+  const uses = new Set<TokenName>();
+  args.forEach((arg, i) => {
+    for (const m of arg.matchAll(TOKEN_RE)) {
+      const name = m[1] as TokenName;
+      if (!TOKENS.includes(name)) {
+        throw new FarmError('RB_BAD_JOB', `command template argument ${i} ('${arg}') names the unknown token {${m[1]}}; known: ${TOKENS.map((t) => `{${t}}`).join(' ')}`);
+      }
+      if (m[2] !== undefined && !['frame', 'first', 'last'].includes(name)) {
+        throw new FarmError('RB_BAD_JOB', `command template: only {frame}, {first} and {last} take a width, not {${m[0].slice(1, -1)}}`);
+      }
+      uses.add(name);
+    }
+  });
+  const scripts = new Set<number>();
+  if (SHELLS.has(basename(args[0]!))) {
+    const c = args.findIndex((a, i) => i > 0 && /^-[a-z]*c[a-z]*$/.test(a));
+    if (c > 0 && c + 1 < args.length) scripts.add(c + 1);
+  }
+  return { args, uses, scripts };
+}
+
+function fill(t: CommandTemplate, values: Record<TokenName, string>): string[] {
+  return t.args.map((arg, i) =>
+    arg.replace(TOKEN_RE, (_all, name: TokenName, width: string | undefined) => {
+      let v = values[name];
+      if (width !== undefined) v = v.padStart(Number(width), '0');
+      return t.scripts.has(i) ? quote([v]) : v;
+    }),
+  );
+}
+
+export function createCommandAdapter(): RenderAdapter {
+  return {
+    name: 'command',
+    plan(task: RenderTask): Invocation[] {
+      if (!task.command) throw new FarmError('RB_BAD_JOB', "renderer 'command' needs a command template (the job's 'command' field)");
+      if (task.frames.length === 0) throw new FarmError('RB_BAD_JOB', 'command: the task has no frames');
+      const t = parseTemplate(task.command);
+      const { width, height } = task.resolution ?? DEFAULT_RESOLUTION;
+      const first = task.frames[0]!;
+      const last = task.frames[task.frames.length - 1]!;
+      const cwd = dirname(task.scene);
+      const base = {
+        first: String(first),
+        last: String(last),
+        scene: task.scene,
+        outdir: task.workDir,
+        width: String(width),
+        height: String(height),
+      };
+      const fileOf = (frame: number) => `${task.workDir}/${frameFileName(task.outputPattern, frame)}`;
+      const tracked = t.uses.has('output') || t.uses.has('outdir');
+      if (t.uses.has('frame') || t.uses.has('output')) {
+        return task.frames.map((frame) => ({
+          argv: fill(t, { ...base, frame: String(frame), output: fileOf(frame) }),
+          cwd,
+          frames: [frame],
+          outputs: tracked ? [{ frame, file: fileOf(frame) }] : [],
+        }));
+      }
+      return [
+        {
+          argv: fill(t, { ...base, frame: String(first), output: fileOf(first) }),
+          cwd,
+          frames: [...task.frames],
+          outputs: tracked ? task.frames.map((frame) => ({ frame, file: fileOf(frame) })) : [],
+        },
+      ];
+    },
+    parser: (inv, onProgress) => new CommandParser(inv.frames, onProgress),
+  };
+}
+
+const PERCENT_RE = /(\d{1,3}(?:\.\d+)?)\s?%/;
+const FRAME_RE = /\b(?:Fra:|frame[ :#]?)\s*(\d+)/i;
+
+/**
+ * Generic output reading: an `NN%` on a line is progress; `Fra:N` or `frame N` names the
+ * frame in a whole-task run. The error text is the tail of stderr (else of stdout).
+ */
+export class CommandParser implements OutputParser {
+  private readonly frames: readonly number[];
+  private readonly onProgress: (p: Progress) => void;
+  private readonly out: LineSplitter;
+  private readonly err: LineSplitter;
+  private readonly outTail = new LineTail(8);
+  private readonly errTail = new LineTail(8);
+  private frame: number;
+
+  constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
+    this.frames = frames;
+    this.onProgress = onProgress;
+    this.frame = frames[0]!;
+    this.out = new LineSplitter((l) => this.line(l, this.outTail));
+    this.err = new LineSplitter((l) => this.line(l, this.errTail));
+  }
+
+  push(stream: 'stdout' | 'stderr', text: string): void {
+    (stream === 'stderr' ? this.err : this.out).push(text);
+  }
+
+  end(): void {
+    this.out.end();
+    this.err.end();
+  }
+
+  finishedFrames(): number[] {
+    return []; // a generic command's output does not say when a frame's file is complete
+  }
+
+  errorText(): string {
+    return this.errTail.size > 0 ? this.errTail.text() : this.outTail.text();
+  }
+
+  private line(line: string, tail: LineTail): void {
+    tail.add(line);
+    if (this.frames.length > 1) {
+      const f = FRAME_RE.exec(line);
+      if (f && this.frames.includes(Number(f[1]))) this.frame = Number(f[1]);
+    }
+    const p = PERCENT_RE.exec(line);
+    if (p) this.onProgress({ frame: this.frame, percent: Math.min(100, Number(p[1])) });
+  }
+}

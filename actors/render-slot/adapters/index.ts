@@ -1,0 +1,27 @@
+import { FarmError, RENDERERS } from '../../../protocol/index.ts';
+import { createCommandAdapter } from './command.ts';
+import { createPovrayAdapter } from './povray.ts';
+import type { RenderAdapter } from './types.ts';
+
+export * from './types.ts';
+export { createPovrayAdapter, povrayFormat, povrayWorkFile, PovrayParser, type PovrayOptions } from './povray.ts';
+export { createCommandAdapter, parseTemplate, CommandParser, type CommandTemplate } from './command.ts';
+export { LineSplitter, LineTail } from './lines.ts';
+
+export interface AdapterOptions {
+  /** The POV-Ray executable (default `povray` on PATH). */
+  povrayBin?: string;
+}
+
+/** The adapters of one render host, by renderer name. */
+export function createAdapters(o: AdapterOptions = {}): (renderer: string) => RenderAdapter {
+  const table: Record<string, RenderAdapter> = {
+    povray: createPovrayAdapter({ bin: o.povrayBin }),
+    command: createCommandAdapter(),
+  };
+  return (renderer) => {
+    const a = Object.hasOwn(table, renderer) ? table[renderer] : undefined;
+    if (!a) throw new FarmError('RB_BAD_JOB', `renderer '${renderer}' is unknown; this render server drives ${RENDERERS.join(', ')}`);
+    return a;
+  };
+}

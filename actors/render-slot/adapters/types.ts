@@ -1,0 +1,63 @@
+import type { Resolution } from '../../../protocol/index.ts';
+
+/** Size used when a job names no resolution (POV-Ray's own default, too). */
+export const DEFAULT_RESOLUTION: Resolution = { width: 320, height: 240 };
+
+/** What an adapter needs to know about one task: the assignment, reduced to rendering. */
+export interface RenderTask {
+  renderer: string;
+  /** Absolute path of the scene file. */
+  scene: string;
+  /** Command template (renderer `command` only). */
+  command?: string;
+  /** Consecutive frames, ascending. */
+  frames: readonly number[];
+  resolution?: Resolution;
+  /** The job's output file pattern (`frame_####.png`); gives the extension. */
+  outputPattern: string;
+  /** Private, empty, writable directory for this attempt (absolute). */
+  workDir: string;
+}
+
+/** One file a frame is expected to leave in the work dir. */
+export interface ExpectedOutput {
+  frame: number;
+  /** Absolute path inside the work dir. */
+  file: string;
+}
+
+/** One process to run: argv and cwd, never a shell unless the user's own template asks for one. */
+export interface Invocation {
+  argv: string[];
+  cwd: string;
+  /** Frames this process renders, ascending. */
+  frames: number[];
+  /** Files this process must leave behind when it exits 0 (empty: it writes none we track). */
+  outputs: ExpectedOutput[];
+}
+
+/** Progress the renderer reported: the frame it works on and how far along it is. */
+export interface Progress {
+  frame: number;
+  /** 0–100 of that frame. */
+  percent: number;
+}
+
+/** Reads one invocation's output as it streams, line by line (lines end in '\r' or '\n'). */
+export interface OutputParser {
+  push(stream: 'stdout' | 'stderr', text: string): void;
+  /** Flushes a last unterminated line. */
+  end(): void;
+  /** Frames the renderer finished so far, as far as its output tells (ascending). */
+  finishedFrames(): number[];
+  /** The renderer's own error text, or a tail of its output when it gave none. */
+  errorText(): string;
+}
+
+export interface RenderAdapter {
+  readonly name: string;
+  /** Turns a task into processes to run in order; throws FarmError RB_BAD_JOB on a bad task. */
+  plan(task: RenderTask): Invocation[];
+  /** A fresh parser for one invocation; `onProgress` is called as the renderer reports progress. */
+  parser(inv: Invocation, onProgress: (p: Progress) => void): OutputParser;
+}

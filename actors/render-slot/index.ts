@@ -1,0 +1,14 @@
+export {
+  renderSlotMachine, failedResult, wireError,
+  SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, SLOT_REAP_TIMEOUT_MS,
+  type RenderSlotMachine, type RenderSlotContext, type RenderSlotEvent,
+  type PreparedTask, type RenderOutcome, type SlotResult, type ReportOutput,
+} from './machine.ts';
+export {
+  startRenderSlot, prepareTask, renderTask, deliverTask,
+  type RenderSlot, type RenderSlotOptions, type RenderTaskOptions, type AdapterLookup,
+} from './runtime.ts';
+export { runProcess, sampleTree, type RunOptions, type RunningProcess, type ProcessExit, type ProcessUsage, type LogSink } from './process.ts';
+export { TaskLog } from './task-log.ts';
+export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, forgetLogsDir, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame } from './output.ts';
+export * from './adapters/index.ts';

@@ -1,0 +1,139 @@
+import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { FarmError, frameFileName } from '../../protocol/index.ts';
+
+/**
+ * Where a task's files live while it renders. The work dir sits inside the output dir, so
+ * moving a finished frame to its final name is a rename on the same filesystem: a frame
+ * appears under its final name whole or not at all.
+ *
+ *   <outputDir>/.rb-partial/<taskId>-a<attempt>/    private work dir, removed after delivery
+ *   <outputDir>/.rb-logs/<taskId>-a<attempt>.log    the renderer's output, kept
+ */
+export interface TaskPaths {
+  workDir: string;
+  logFile: string;
+}
+
+export const PARTIAL_DIR = '.rb-partial';
+export const LOGS_DIR = '.rb-logs';
+
+const TASK_ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+export function taskPaths(outputDir: string, taskId: string, attempt: number): TaskPaths {
+  if (!isAbsolute(outputDir)) throw new FarmError('RB_BAD_JOB', `output directory '${outputDir}' must be an absolute path`);
+  if (!TASK_ID.test(taskId) || taskId.includes('..')) {
+    throw new FarmError('RB_BAD_JOB', `task id '${taskId}' cannot name a file (letters, digits, '.', '-', '_'; no '..')`);
+  }
+  if (!Number.isInteger(attempt) || attempt < 1) throw new FarmError('RB_BAD_JOB', `attempt ${attempt} must be a whole number from 1`);
+  const name = `${taskId}-a${attempt}`;
+  return { workDir: join(outputDir, PARTIAL_DIR, name), logFile: join(outputDir, LOGS_DIR, `${name}.log`) };
+}
+
+// Logs dirs known to exist: the hot path skips the mkdir for every task after the first.
+const knownLogDirs = new Set<string>();
+
+/** Forget that a logs dir exists (a log could not be written there), so the next task makes it again. */
+export function forgetLogsDir(outputDir: string): void {
+  knownLogDirs.delete(join(outputDir, LOGS_DIR));
+}
+
+/**
+ * Creates the logs dir and, when the task writes into it, an empty work dir (clearing a
+ * stale one left by a crash of this very attempt).
+ */
+export async function prepareDirs(p: TaskPaths, outputDir: string, o: { workDir?: boolean } = {}): Promise<void> {
+  const logs = join(outputDir, LOGS_DIR);
+  const makeWork = o.workDir ?? true;
+  let created: [string | undefined, unknown];
+  try {
+    created = await Promise.all([
+      makeWork ? mkdir(p.workDir, { recursive: true }) : 'skipped',
+      knownLogDirs.has(logs) ? null : mkdir(logs, { recursive: true }),
+    ]);
+  } catch (cause) {
+    throw new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
+  }
+  knownLogDirs.add(logs);
+  if (created[0] === undefined) {
+    // it existed: leftovers of an earlier run of this very attempt must not pass for output
+    await rm(p.workDir, { recursive: true, force: true });
+    await mkdir(p.workDir, { recursive: true });
+  }
+}
+
+export interface StoredFrame {
+  frame: number;
+  /** Final absolute path. */
+  path: string;
+  bytes: number;
+}
+
+export interface MissingFrame {
+  frame: number;
+  file: string;
+  reason: string;
+}
+
+/**
+ * Moves each frame's file from the work dir to `<outputDir>/<frameFileName(pattern, frame)>`
+ * by rename, all frames at once. A file that is not there is reported, not thrown.
+ */
+export async function moveFrames(
+  outputDir: string,
+  pattern: string,
+  produced: readonly { frame: number; file: string }[],
+): Promise<{ moved: { frame: number; path: string }[]; missing: MissingFrame[] }> {
+  const moved: { frame: number; path: string }[] = [];
+  const missing: MissingFrame[] = [];
+  await Promise.all(
+    produced.map(async ({ frame, file }) => {
+      const path = join(outputDir, frameFileName(pattern, frame));
+      try {
+        await rename(file, path);
+        moved.push({ frame, path });
+      } catch (cause) {
+        const reason = (cause as NodeJS.ErrnoException).code === 'ENOENT'
+          ? `the renderer exited without writing ${file}`
+          : `cannot move ${file} to ${path}: ${(cause as Error).message}`;
+        missing.push({ frame, file, reason });
+      }
+    }),
+  );
+  moved.sort((a, b) => a.frame - b.frame);
+  missing.sort((a, b) => a.frame - b.frame);
+  return { moved, missing };
+}
+
+/** Sizes of frames already in place; a path that is not a regular file is reported as missing. */
+export async function sizeFrames(moved: readonly { frame: number; path: string }[]): Promise<{ stored: StoredFrame[]; missing: MissingFrame[] }> {
+  const sized = await Promise.all(moved.map(async (m) => ({ ...m, st: await stat(m.path).catch(() => null) })));
+  const stored: StoredFrame[] = [];
+  const missing: MissingFrame[] = [];
+  for (const { frame, path, st } of sized) {
+    if (st?.isFile()) stored.push({ frame, path, bytes: st.size });
+    else missing.push({ frame, file: path, reason: `${path} is not a regular file` });
+  }
+  return { stored, missing };
+}
+
+/** moveFrames, then sizeFrames. */
+export async function storeFrames(
+  outputDir: string,
+  pattern: string,
+  produced: readonly { frame: number; file: string }[],
+): Promise<{ stored: StoredFrame[]; missing: MissingFrame[] }> {
+  const { moved, missing } = await moveFrames(outputDir, pattern, produced);
+  const sized = await sizeFrames(moved);
+  return { stored: sized.stored, missing: [...missing, ...sized.missing].sort((a, b) => a.frame - b.frame) };
+}
+
+/** Removes a work dir: one rmdir when delivery left it empty (the usual case), else recursively. */
+export async function removeWorkDir(workDir: string): Promise<void> {
+  try {
+    await rmdir(workDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    await rm(workDir, { recursive: true, force: true });
+  }
+}

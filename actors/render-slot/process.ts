@@ -1,0 +1,219 @@
+import { spawn } from 'node:child_process';
+import { access, readdir, readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { FarmError } from '../../protocol/index.ts';
+
+/** What one process (with its whole process tree) cost. */
+export interface ProcessUsage {
+  wallMs: number;
+  cpuMs: number;
+  peakRssKb: number;
+}
+
+export interface ProcessExit {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** cancel() was called before it ended. */
+  cancelled: boolean;
+  usage: ProcessUsage;
+}
+
+/** Where the process's output is copied (a per-task log file). */
+export interface LogSink {
+  write(text: string): unknown;
+}
+
+export interface RunOptions {
+  argv: string[];
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  /** Every chunk of output as it arrives, decoded as UTF-8. */
+  onOutput?: (stream: 'stdout' | 'stderr', text: string) => void;
+  log?: LogSink | null;
+  /** Aborting it cancels the process. */
+  signal?: AbortSignal;
+  /** SIGTERM first, then SIGKILL after this long (default 5000 ms). */
+  killGraceMs?: number;
+  /** /proc sampling period (default 50 ms); the first sample is taken one period after start. */
+  pollMs?: number;
+}
+
+export interface RunningProcess {
+  readonly pid: number | undefined;
+  /** Settles when the process ended and its output was read; rejects (FarmError) when it could not start. */
+  readonly exited: Promise<ProcessExit>;
+  /** SIGTERM to the process group, SIGKILL after the grace period. */
+  cancel(): void;
+}
+
+// Linux constants (notes/renderers.md): utime/stime in clock ticks of 1/100 s, rss in 4 KiB pages.
+const MS_PER_TICK = 10;
+const PAGE_KB = 4;
+const MAX_TREE = 256;
+
+/**
+ * Spawns one renderer invocation in its own process group (so a cancel reaches a whole
+ * `sh -c` pipeline) and measures it. Accounting polls /proc over the process tree; a
+ * process that ends before the first period costs no /proc reads at all (its CPU and
+ * memory then read 0: too small to bill).
+ */
+export function runProcess(o: RunOptions): RunningProcess {
+  const started = performance.now();
+  const child = spawn(o.argv[0]!, o.argv.slice(1), {
+    cwd: o.cwd,
+    env: o.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const pollMs = o.pollMs ?? 50;
+  let cancelled = false;
+  let done = false;
+  let cpuTicks = 0;
+  let peakKb = 0;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+
+  const signalGroup = (sig: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      // the group is gone already
+    }
+  };
+  const cancel = () => {
+    if (done || cancelled) return;
+    cancelled = true;
+    signalGroup('SIGTERM');
+    killTimer = setTimeout(() => signalGroup('SIGKILL'), o.killGraceMs ?? 5_000);
+    killTimer.unref();
+  };
+  const onAbort = () => cancel();
+  if (o.signal?.aborted) queueMicrotask(cancel);
+  else o.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const sample = async () => {
+    pollTimer = undefined;
+    if (done || child.pid === undefined) return;
+    const s = await sampleTree(child.pid);
+    if (s) {
+      if (s.ticks > cpuTicks) cpuTicks = s.ticks;
+      if (s.peakKb > peakKb) peakKb = s.peakKb;
+    }
+    if (!done) pollTimer = setTimeout(() => void sample(), pollMs);
+  };
+  pollTimer = setTimeout(() => void sample(), pollMs);
+
+  const feed = (stream: 'stdout' | 'stderr') => (text: string) => {
+    o.log?.write(text);
+    o.onOutput?.(stream, text);
+  };
+  child.stdout!.setEncoding('utf8').on('data', feed('stdout'));
+  child.stderr!.setEncoding('utf8').on('data', feed('stderr'));
+  o.log?.write(`$ ${o.argv.join(' ')}\n`);
+
+  const exited = new Promise<ProcessExit>((resolve, reject) => {
+    const finish = () => {
+      done = true;
+      if (pollTimer) clearTimeout(pollTimer);
+      if (killTimer) clearTimeout(killTimer);
+      o.signal?.removeEventListener('abort', onAbort);
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (done) return;
+      finish();
+      void startError(o.argv[0]!, o.cwd, err).then(reject);
+    });
+    child.once('exit', () => {
+      // a grandchild that keeps the pipes open must not hold the result forever
+      const t = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 2_000);
+      t.unref();
+      child.once('close', () => clearTimeout(t));
+    });
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      if (done) return;
+      finish();
+      const usage = { wallMs: performance.now() - started, cpuMs: cpuTicks * MS_PER_TICK, peakRssKb: peakKb };
+      o.log?.write(`\n[exit ${code ?? signal} wall ${usage.wallMs.toFixed(0)} ms cpu ${usage.cpuMs} ms peak ${usage.peakRssKb} KiB${cancelled ? ' cancelled' : ''}]\n`);
+      resolve({ code, signal, cancelled, usage });
+    });
+  });
+  return { pid: child.pid, exited, cancel };
+}
+
+async function startError(bin: string, cwd: string, err: NodeJS.ErrnoException): Promise<FarmError> {
+  if (err.code === 'ENOENT') {
+    // spawn says ENOENT for a missing working directory as well as a missing program
+    const cwdExists = await access(cwd).then(() => true, () => false);
+    if (!cwdExists) return new FarmError('RB_RENDER_FAILED', `working directory '${cwd}' does not exist (the scene's directory)`, { cause: err });
+    return new FarmError('RB_RENDERER_MISSING', `'${bin}' is not installed on this host (not found on PATH)`, { cause: err });
+  }
+  if (err.code === 'EACCES') return new FarmError('RB_RENDERER_MISSING', `'${bin}' is not executable`, { cause: err });
+  return new FarmError('RB_RENDER_FAILED', `could not start '${bin}': ${err.message}`, { cause: err });
+}
+
+/** Sum of CPU ticks and memory over a live process tree, or null when the root is gone. */
+export async function sampleTree(root: number): Promise<{ ticks: number; peakKb: number } | null> {
+  const pids = await treePids(root);
+  if (pids.length === 0) return null;
+  const stats = await Promise.all(pids.map(readProc));
+  let ticks = 0;
+  let rssKb = 0;
+  let hwmKb = 0;
+  for (const s of stats) {
+    if (!s) continue;
+    ticks += s.ticks;
+    rssKb += s.rssKb;
+    if (s.hwmKb > hwmKb) hwmKb = s.hwmKb;
+  }
+  if (!stats[0]) return null;
+  return { ticks, peakKb: Math.max(rssKb, hwmKb) };
+}
+
+/** The root and all its descendants, found through /proc/<pid>/task/<tid>/children. */
+async function treePids(root: number): Promise<number[]> {
+  const out: number[] = [];
+  let level = [root];
+  while (level.length > 0 && out.length < MAX_TREE) {
+    out.push(...level);
+    const next = await Promise.all(level.map(childrenOf));
+    level = next.flat();
+  }
+  return out;
+}
+
+async function childrenOf(pid: number): Promise<number[]> {
+  let tids: string[];
+  try {
+    tids = await readdir(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const lists = await Promise.all(
+    tids.map((tid) => readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '')),
+  );
+  const kids: number[] = [];
+  for (const l of lists) for (const p of l.split(' ')) if (p.trim() !== '') kids.push(Number(p));
+  return kids;
+}
+
+/**
+ * One process: its own CPU plus that of the children it reaped (cutime/cstime), so CPU of
+ * descendants that already ended is still counted once; current RSS and peak (VmHWM).
+ */
+async function readProc(pid: number): Promise<{ ticks: number; rssKb: number; hwmKb: number } | null> {
+  try {
+    const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    const rssKb = Number(f[21]) * PAGE_KB;
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+    return { ticks, rssKb, hwmKb: hwm ? Number(hwm[1]) : 0 };
+  } catch {
+    return null;
+  }
+}

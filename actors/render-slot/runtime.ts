@@ -1,0 +1,326 @@
+import { performance } from 'node:perf_hooks';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
+import { call } from '../bus/index.ts';
+import {
+  codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
+  type ErrorCode, type SlotInfo, type TaskAssignment, type TaskResult,
+} from '../../protocol/index.ts';
+import type { Progress, RenderAdapter } from './adapters/index.ts';
+import { renderSlotMachine, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
+import { forgetLogsDir, moveFrames, prepareDirs, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { runProcess, type ProcessExit } from './process.ts';
+import { TaskLog } from './task-log.ts';
+
+export type AdapterLookup = (renderer: string) => RenderAdapter;
+
+/** Validates a task, creates its private directories and plans its processes. */
+export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup): Promise<PreparedTask> {
+  const adapter = adapters(task.renderer);
+  const paths = taskPaths(task.outputDir, task.taskId, task.attempt);
+  frameFileName(task.outputPattern, task.frames[0] ?? 0); // a bad pattern fails now, not after rendering
+  const invocations = adapter.plan({
+    renderer: task.renderer,
+    scene: task.scene,
+    command: task.command,
+    frames: task.frames,
+    resolution: task.resolution,
+    outputPattern: task.outputPattern,
+    workDir: paths.workDir,
+  });
+  // a command that writes no files of ours (`true`, or output elsewhere) needs no work dir
+  const workDirUsed = invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
+  await prepareDirs(paths, task.outputDir, { workDir: workDirUsed });
+  return { ...paths, workDirUsed, invocations };
+}
+
+export interface RenderTaskOptions {
+  adapters: AdapterLookup;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  killGraceMs?: number;
+  /** Told when the task's log could not be written (the render goes on). */
+  onLogError?: (err: Error) => void;
+}
+
+/**
+ * Runs a prepared task's processes in order, streaming their output to the task's log and the
+ * adapter's parser, and stops at the first failure. A renderer that failed, was cancelled or
+ * could not start (RB_RENDERER_MISSING) is a failed outcome, not a throw.
+ */
+export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o: RenderTaskOptions): Promise<RenderOutcome> {
+  const adapter = o.adapters(task.renderer);
+  const log = new TaskLog(prepared.logFile, (err) => {
+    forgetLogsDir(task.outputDir);
+    o.onLogError?.(err);
+  });
+  const usage = { wallMs: 0, cpuMs: 0, peakRssKb: 0 };
+  const produced: { frame: number; file: string }[] = [];
+  let error: { code: string; message: string } | undefined;
+  try {
+    for (const inv of prepared.invocations) {
+      if (o.signal?.aborted) {
+        error = { code: 'RB_RENDER_FAILED', message: 'task cancelled' };
+        break;
+      }
+      const parser = adapter.parser(inv, o.onProgress ?? (() => {}));
+      const proc = runProcess({
+        argv: inv.argv,
+        cwd: inv.cwd,
+        onOutput: (stream, text) => parser.push(stream, text),
+        log,
+        signal: o.signal,
+        killGraceMs: o.killGraceMs,
+      });
+      let exit: ProcessExit;
+      try {
+        exit = await proc.exited;
+      } catch (err) {
+        const fe = FarmError.from(err, 'RB_RENDER_FAILED');
+        error = { code: fe.code, message: fe.message };
+        log.write(`[could not start: ${fe.message}]\n`);
+        break;
+      }
+      parser.end();
+      usage.wallMs += exit.usage.wallMs;
+      usage.cpuMs += exit.usage.cpuMs;
+      usage.peakRssKb = Math.max(usage.peakRssKb, exit.usage.peakRssKb);
+      if (exit.code === 0 && !exit.cancelled) {
+        produced.push(...inv.outputs);
+        continue;
+      }
+      const finished = new Set(parser.finishedFrames());
+      produced.push(...inv.outputs.filter((out) => finished.has(out.frame)));
+      error = exit.cancelled
+        ? { code: 'RB_RENDER_FAILED', message: 'task cancelled' }
+        : { code: 'RB_RENDER_FAILED', message: failureText(inv.argv[0]!, exit, parser.errorText()) };
+      break;
+    }
+  } finally {
+    // not awaited: the log reaches the disk a moment later, off the path to the next frame
+    void log.close();
+  }
+  return error ? { status: 'failed', produced, error, usage } : { status: 'done', produced, usage };
+}
+
+function failureText(bin: string, exit: ProcessExit, text: string): string {
+  const how = exit.code !== null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
+  return text.trim() === '' ? `${bin} ${how}` : `${bin} ${how}: ${text.trim()}`;
+}
+
+/**
+ * Moves the finished frames into place, removes the work dir and sums up the task. A frame
+ * the renderer was expected to write but did not turns a done task into a failed one.
+ */
+export async function deliverTask(task: TaskAssignment, prepared: PreparedTask | null, outcome: RenderOutcome, slot: number): Promise<SlotResult> {
+  let outputs: { frame: number; path: string }[] = [];
+  let bytes = 0;
+  let error = outcome.error;
+  if (prepared?.workDirUsed) {
+    const { moved, missing: unmoved } = await moveFrames(task.outputDir, task.outputPattern, outcome.produced);
+    // the frames are out: measuring them and removing the work dir can go together
+    const [sized] = await Promise.all([sizeFrames(moved), removeWorkDir(prepared.workDir).catch(() => {})]);
+    outputs = sized.stored.map(({ frame, path }) => ({ frame, path }));
+    for (const s of sized.stored) bytes += s.bytes;
+    const missing = [...unmoved, ...sized.missing].sort((a, b) => a.frame - b.frame);
+    if (missing.length > 0 && !error) {
+      const m = missing[0]!;
+      const more = missing.length > 1 ? ` (and ${missing.length - 1} more frames)` : '';
+      error = { code: 'RB_OUTPUT_FAILED', message: `frame ${m.frame}: ${m.reason}${more}` };
+    }
+  }
+  return {
+    taskId: task.taskId,
+    jobId: task.jobId,
+    taskIndex: task.taskIndex,
+    attempt: task.attempt,
+    slot,
+    status: error ? 'failed' : 'done',
+    outputs,
+    ...(error ? { error } : {}),
+    stats: { ...outcome.usage, bytesWritten: bytes },
+  };
+}
+
+export interface RenderSlotOptions {
+  nc: NatsConnection;
+  site: string;
+  host: string;
+  /** Changes on every render server start; carried in slot events. */
+  serverId: string;
+  index: number;
+  log: Logger;
+  adapters: AdapterLookup;
+  /** Per request of `sched.result` (default 5000 ms). */
+  resultTimeoutMs?: number;
+  killGraceMs?: number;
+  /** Told on every slot state change (the render server reports slots in heartbeats). */
+  onChange?: (info: SlotInfo) => void;
+}
+
+export interface RenderSlot {
+  readonly index: number;
+  readonly actor: ActorRefFrom<typeof renderSlotMachine>;
+  /** The slot as the registry sees it. */
+  info(): SlotInfo;
+  isIdle(): boolean;
+  /** The task it holds, if any. */
+  task(): TaskAssignment | null;
+  /** Hands it a task; the caller checked isIdle(). `receivedAt` is performance.now() when the assignment arrived. */
+  assign(task: TaskAssignment, receivedAt: number): void;
+  cancel(reason: string, code?: ErrorCode): void;
+  drain(): void;
+  /** Resolves once the slot is idle or only holding a result the scheduler has not taken (or after timeoutMs). */
+  settled(timeoutMs: number): Promise<void>;
+  /** The task whose result waits for the scheduler to come back, if any. */
+  heldResult(): string | null;
+  stop(): void;
+}
+
+const PROGRESS_EVERY_MS = 1_000;
+
+/** One render slot bound to NATS: runs tasks, stores frames, reports results, publishes events. */
+export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
+  const log = o.log.child({ actor: 'render-slot', slot: o.index });
+  let idleSince = performance.now(); // when the slot last became free for work (see waitMs)
+  let lastProgressAt = -Infinity;
+  let running: Promise<RenderOutcome> | null = null;
+  let since = Date.now();
+  let draining = false;
+  const resultSubject = subjects.schedResult(o.site);
+  const slotSubject = subjects.hostEvent(o.site, o.host, 'slot');
+
+  const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number }) => {
+    try {
+      o.nc.publish(
+        subjects.frameEvent(o.site, task.jobId, frame, event),
+        codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: task.jobId, frame, event, at: Date.now(), host: o.host, slot: o.index, attempt: task.attempt, ...extra }),
+      );
+    } catch (err) {
+      log.warn({ err, event }, 'could not publish frame event');
+    }
+  };
+
+  // Built from the machine's context in its actions: inside an action getSnapshot() is still the previous state.
+  let current: SlotInfo = { index: o.index, state: 'idle', since };
+  const slotChanged = (task: TaskAssignment | null) => {
+    since = Date.now();
+    current = task
+      ? { index: o.index, state: 'busy', taskId: task.taskId, jobId: task.jobId, frames: [...task.frames], since }
+      : { index: o.index, state: draining ? 'draining' : 'idle', since };
+    o.onChange?.(current);
+    try {
+      o.nc.publish(slotSubject, codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: o.host, event: 'slot', at: since, serverId: o.serverId, slot: current }));
+    } catch (err) {
+      log.warn({ err }, 'could not publish slot event');
+    }
+  };
+
+  const machine = renderSlotMachine.provide({
+    actors: {
+      prepare: fromPromise(({ input }) => prepareTask(input, o.adapters)),
+      runTask: fromPromise(({ input, signal }) => {
+        const { task } = input;
+        running = renderTask(task, input.prepared, {
+          adapters: o.adapters,
+          signal,
+          killGraceMs: o.killGraceMs,
+          onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
+          onProgress: (p) => {
+            const now = performance.now();
+            if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
+            lastProgressAt = now;
+            publishFrame(task, p.frame, 'progress', { percent: p.percent });
+          },
+        });
+        return running;
+      }),
+      reap: fromPromise(async () => {
+        if (!running) throw new FarmError('RB_RENDER_FAILED', 'no render to reap');
+        return running;
+      }),
+      deliver: fromPromise(({ input }) => deliverTask(input.task, input.prepared, input.outcome, input.slot)),
+      report: fromPromise(async ({ input }): Promise<ReportOutput> => {
+        const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext };
+        idleSince = performance.now();
+        const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, {
+          timeoutMs: o.resultTimeoutMs ?? 5_000,
+          unavailable: 'RB_SCHEDULER_UNAVAILABLE',
+        });
+        return { next: reply.next, waitMs: performance.now() - idleSince };
+      }),
+    },
+    actions: {
+      slotIdle: () => {
+        running = null;
+        slotChanged(null);
+      },
+      taskStarted: ({ context }) => {
+        const task = context.task!;
+        running = null;
+        lastProgressAt = -Infinity;
+        slotChanged(task);
+        for (const frame of task.frames) publishFrame(task, frame, 'started', { waitMs: context.waitMs });
+        log.debug({ taskId: task.taskId, attempt: task.attempt, waitMs: context.waitMs }, 'task started');
+      },
+      resultDropped: ({ context }, params) => {
+        log.error({ err: params.error, taskId: context.result?.taskId }, 'scheduler refused the task result');
+      },
+    },
+  });
+
+  const actor = createActor(machine, { input: { index: o.index } });
+  const tracing = log.isLevelEnabled('trace'); // transitions happen several times per frame
+  actor.subscribe({
+    next: (snap) => {
+      if (tracing) log.trace({ state: snap.value }, 'slot state');
+    },
+    error: (err) => log.error({ err }, 'render slot failed'),
+  });
+  actor.start();
+
+  return {
+    index: o.index,
+    actor,
+    info: () => current,
+    isIdle: () => actor.getSnapshot().value === 'idle',
+    task: () => actor.getSnapshot().context.task,
+    assign(task, receivedAt) {
+      actor.send({ type: 'slot.assign', task, waitMs: Math.max(0, receivedAt - idleSince) });
+    },
+    cancel(reason, code) {
+      actor.send({ type: 'slot.cancel', reason, code });
+    },
+    drain() {
+      draining = true;
+      actor.send({ type: 'slot.drain' });
+      if (actor.getSnapshot().value === 'idle') slotChanged(null);
+    },
+    settled(timeoutMs) {
+      const done = () => {
+        const s = actor.getSnapshot();
+        return s.value === 'idle' || s.matches({ delivering: 'retrying' }) || s.status !== 'active';
+      };
+      if (done()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const t = setTimeout(finish, timeoutMs);
+        const sub = actor.subscribe(() => {
+          if (done()) finish();
+        });
+        function finish() {
+          clearTimeout(t);
+          sub.unsubscribe();
+          resolve();
+        }
+      });
+    },
+    heldResult() {
+      const s = actor.getSnapshot();
+      return s.matches({ delivering: 'retrying' }) ? (s.context.result?.taskId ?? null) : null;
+    },
+    stop() {
+      actor.stop();
+    },
+  };
+}

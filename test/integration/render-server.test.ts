@@ -1,0 +1,335 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { startRenderServer } from '../../actors/render-server/index.ts';
+import {
+  codecs, encodeAny, PROTOCOL_MAJOR, subjects,
+  type FrameEvent, type HostEvent, type HostHeartbeat, type HostRegister, type TaskAssignment, type TaskResult,
+} from '../../protocol/index.ts';
+import { silentLogger } from '../../sites/logger.ts';
+import { startNatsServer } from '../helpers/nats-server.ts';
+
+const v = PROTOCOL_MAJOR;
+
+async function until<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 8_000): Promise<T> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const x = probe();
+    if (x) return x;
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A real nats-server, a client for the test, a unique site and a scratch dir. */
+async function farm(t: TestContext) {
+  const nats = await startNatsServer();
+  const nc = await connect({ servers: nats.url });
+  const serverNc = await connect({ servers: nats.url, name: 'render-server-under-test' });
+  const dir = await mkdtemp(join(tmpdir(), 'rb-rs-'));
+  t.after(async () => {
+    await serverNc.drain().catch(() => {});
+    await nc.drain().catch(() => {});
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const site = `t${randomUUID().slice(0, 8)}`;
+  await mkdir(join(dir, 'scenes'));
+  const scene = join(dir, 'scenes', 'shot.scene');
+  await writeFile(scene, 'scene');
+  return { nc, serverNc, site, dir, scene, out: join(dir, 'out') };
+}
+
+/** The registry side, answered by hand: records what the render server says. */
+function fakeRegistry(nc: NatsConnection, site: string, o: { registryId: () => string; known?: (hb: HostHeartbeat) => boolean }) {
+  const rec = { registers: [] as HostRegister[], heartbeats: [] as HostHeartbeat[], byes: 0 };
+  nc.subscribe(subjects.regRegister(site), {
+    callback: (_e, m) => {
+      rec.registers.push(codecs.hostRegister.decode(m.data));
+      m.respond(codecs.hostRegisterReply.encode({ v, ok: true, body: { registryId: o.registryId() } }));
+    },
+  });
+  nc.subscribe(subjects.regHeartbeat(site), {
+    callback: (_e, m) => {
+      const hb = codecs.hostHeartbeat.decode(m.data);
+      rec.heartbeats.push(hb);
+      m.respond(codecs.hostHeartbeatReply.encode({ v, ok: true, body: { known: o.known ? o.known(hb) : true, registryId: o.registryId() } }));
+    },
+  });
+  nc.subscribe(subjects.regBye(site), {
+    callback: (_e, m) => {
+      codecs.hostBye.decode(m.data);
+      rec.byes++;
+      m.respond(codecs.hostByeReply.encode({ v, ok: true, body: {} }));
+    },
+  });
+  return rec;
+}
+
+/** The scheduler side: takes results and answers each with what `next` returns. */
+function fakeScheduler(nc: NatsConnection, site: string, next: (r: TaskResult) => TaskAssignment | null = () => null) {
+  const results: TaskResult[] = [];
+  const sub = nc.subscribe(subjects.schedResult(site), {
+    callback: (_e, m: Msg) => {
+      const r = codecs.taskResult.decode(m.data);
+      results.push(r);
+      m.respond(codecs.taskResultReply.encode({ v, ok: true, body: { next: next(r) } }));
+    },
+  });
+  return { results, sub };
+}
+
+function events(nc: NatsConnection, site: string) {
+  const frames: FrameEvent[] = [];
+  const slots: HostEvent[] = [];
+  nc.subscribe(subjects.jobFrameEvents(site, 'j1'), { callback: (_e, m) => void frames.push(codecs.frameEvent.decode(m.data)) });
+  nc.subscribe(subjects.allHostSlotEvents(site), { callback: (_e, m) => void slots.push(codecs.hostEvent.decode(m.data)) });
+  return { frames, slots };
+}
+
+async function assign(nc: NatsConnection, site: string, host: string, assignments: TaskAssignment[]) {
+  const m = await nc.request(subjects.hostAssign(site, host), codecs.assignRequest.encode({ v, host, assignments }), { timeout: 3_000 });
+  return codecs.assignReply.decode(m.data);
+}
+
+let taskNo = 0;
+const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir'>): TaskAssignment => ({
+  taskId: `j1.${taskNo}`,
+  jobId: 'j1',
+  taskIndex: taskNo++,
+  attempt: 1,
+  slot: 0,
+  frames: [1],
+  renderer: 'command',
+  command: `sh -c 'printf {frame} > {output}'`,
+  outputPattern: 'f_####.txt',
+  ...o,
+});
+
+test('render-server - registers, heartbeats, and registers again for a new registry or when forgotten', async (t) => {
+  const f = await farm(t);
+  let registryId = 'r1';
+  let forget = false;
+  // the render server starts before any registry exists
+  const rs = await startRenderServer({
+    nc: f.serverNc, site: f.site, host: 'node-1', slots: 2, log: silentLogger(), heartbeatMs: 150,
+    packages: [{ name: 'povray', version: '3.7.0.10' }], licenses: ['maya'],
+  });
+  t.after(() => rs.stop());
+  assert.equal(rs.host, 'node-1');
+  assert.deepEqual(rs.inventory.packages, [{ name: 'povray', version: '3.7.0.10' }]);
+  assert.deepEqual(rs.inventory.licenses, ['maya']);
+  assert.equal(rs.inventory.os.type, 'linux');
+  assert.ok(rs.inventory.cpu.count >= 1 && rs.inventory.ramMb > 0);
+  await new Promise((r) => setTimeout(r, 300));
+  const reg = fakeRegistry(f.nc, f.site, { registryId: () => registryId, known: () => !forget });
+  const first = await until('registration', () => reg.registers[0]);
+  assert.equal(first.host, 'node-1');
+  assert.equal(first.heartbeatMs, 150);
+  assert.deepEqual(first.inventory, rs.inventory);
+  assert.deepEqual(first.slots.map((s) => [s.index, s.state]), [[0, 'idle'], [1, 'idle']]);
+  await until('two heartbeats', () => reg.heartbeats.length >= 2);
+  const hb = reg.heartbeats[0]!;
+  assert.equal(hb.serverId, first.serverId);
+  assert.equal(hb.slots.length, 2);
+  assert.equal(typeof hb.load, 'number');
+  assert.equal(reg.registers.length, 1);
+
+  // the registry restarted: its hello carries a new id
+  registryId = 'r2';
+  f.nc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
+  await until('registration with the new registry', () => reg.registers.length === 2);
+  // the same id again changes nothing
+  f.nc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
+  const beats = reg.heartbeats.length;
+  await until('more heartbeats', () => reg.heartbeats.length >= beats + 2);
+  assert.equal(reg.registers.length, 2);
+
+  // a heartbeat answered known: false
+  forget = true;
+  await until('registration after being forgotten', () => reg.registers.length >= 3);
+  forget = false;
+  assert.equal(reg.registers[2]!.serverId, first.serverId);
+
+  await rs.stop();
+  assert.equal(reg.byes, 1);
+});
+
+test('render-server - runs an assignment, sends its result and starts the next task the reply carries', async (t) => {
+  const f = await farm(t);
+  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const evts = events(f.nc, f.site);
+  const taskA = aTask({ scene: f.scene, outputDir: f.out, frames: [1, 2] });
+  const taskB = aTask({ scene: f.scene, outputDir: f.out, frames: [3] });
+  const sched = fakeScheduler(f.nc, f.site, (r) => (r.taskId === taskA.taskId ? taskB : null));
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-2', slots: 2, log: silentLogger(), heartbeatMs: 500 });
+  t.after(() => rs.stop());
+  await f.nc.flush();
+  const reply = await assign(f.nc, f.site, 'node-2', [taskA]);
+  assert.deepEqual(reply, { v, ok: true, body: { accepted: [taskA.taskId], rejected: [] } });
+
+  await until('both results', () => sched.results.length === 2);
+  const [ra, rb] = sched.results;
+  assert.equal(ra!.taskId, taskA.taskId);
+  assert.equal(ra!.status, 'done');
+  assert.equal(ra!.host, 'node-2');
+  assert.equal(ra!.slot, 0);
+  assert.equal(ra!.wantNext, true);
+  assert.deepEqual(ra!.outputs, [{ frame: 1, path: join(f.out, 'f_0001.txt') }, { frame: 2, path: join(f.out, 'f_0002.txt') }]);
+  assert.equal(ra!.stats.bytesWritten, 2);
+  assert.ok(ra!.stats.wallMs > 0);
+  assert.equal(rb!.taskId, taskB.taskId);
+  assert.equal(rb!.status, 'done');
+  assert.equal(await readFile(join(f.out, 'f_0003.txt'), 'utf8'), '3');
+
+  const slot0 = () => evts.slots.filter((e) => e.slot?.index === 0).map((e) => `${e.slot!.state}:${e.slot!.taskId ?? ''}`);
+  await until('slot 0 idle after task B', () => slot0().slice(slot0().indexOf(`busy:${taskB.taskId}`)).includes('idle:'));
+  // busy with A, then busy with B without an idle in between, then idle
+  assert.deepEqual(slot0().slice(-3), [`busy:${taskA.taskId}`, `busy:${taskB.taskId}`, 'idle:']);
+  const started = evts.frames.filter((e) => e.event === 'started');
+  assert.deepEqual(started.map((e) => e.frame), [1, 2, 3]);
+  for (const e of started) {
+    assert.equal(e.host, 'node-2');
+    assert.equal(e.slot, 0);
+    assert.equal(typeof e.waitMs, 'number');
+  }
+  // B reached the slot in the reply to A's result: its wait is that round trip, not the slot's life
+  assert.ok(started[2]!.waitMs! < started[0]!.waitMs! + 1_000, `waits ${started.map((e) => e.waitMs).join(', ')}`);
+  assert.ok(started[2]!.waitMs! < 1_000);
+});
+
+test('render-server - rejects busy and unknown slots, answers malformed requests with an error, cancels on stop', async (t) => {
+  const f = await farm(t);
+  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const sched = fakeScheduler(f.nc, f.site);
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-3', slots: 2, log: silentLogger(), heartbeatMs: 500 });
+  await until('registration', () => reg.registers.length === 1);
+  const long = aTask({ scene: f.scene, outputDir: f.out, command: 'sleep 30' });
+  const other = aTask({ scene: f.scene, outputDir: f.out });
+  const nowhere = aTask({ scene: f.scene, outputDir: f.out, slot: 9 });
+  assert.deepEqual((await assign(f.nc, f.site, 'node-3', [long])).ok, true);
+  const r = await assign(f.nc, f.site, 'node-3', [long, other, nowhere]);
+  assert.ok(r.ok);
+  assert.deepEqual(r.body.accepted, [long.taskId]); // the same assignment again is not an error
+  assert.deepEqual(r.body.rejected.map((x) => [x.taskId, x.code]), [[other.taskId, 'RB_SLOT_BUSY'], [nowhere.taskId, 'RB_NO_SUCH_SLOT']]);
+  assert.match(r.body.rejected[0]!.message, new RegExp(`slot 0 of node-3 is busy with task ${long.taskId.replace('.', '\\.')}`));
+  assert.match(r.body.rejected[1]!.message, /slots 0 to 1, not 9/);
+
+  const garbage = codecs.assignReply.decode((await f.nc.request(subjects.hostAssign(f.site, 'node-3'), new Uint8Array([0xc1, 0x00]), { timeout: 3_000 })).data);
+  assert.ok(!garbage.ok);
+  assert.equal(garbage.error.code, 'RB_DECODE_FAILED');
+  const wrong = codecs.assignReply.decode((await f.nc.request(subjects.hostAssign(f.site, 'node-3'), encodeAny({ v, host: 'node-3', assignments: [{ taskId: 'x' }] }), { timeout: 3_000 })).data);
+  assert.ok(!wrong.ok);
+  assert.equal(wrong.error.code, 'RB_SCHEMA_MISMATCH');
+  assert.match(wrong.error.message, /assignments/);
+  const elsewhere = await f.nc.request(subjects.hostAssign(f.site, 'node-3'), codecs.assignRequest.encode({ v, host: 'node-4', assignments: [other] }), { timeout: 3_000 });
+  const e3 = codecs.assignReply.decode(elsewhere.data);
+  assert.ok(!e3.ok && e3.error.code === 'RB_UNKNOWN_HOST');
+
+  // stop: the running task is killed and reported, then the server says bye
+  const t0 = performance.now();
+  await rs.stop();
+  assert.ok(performance.now() - t0 < 8_000);
+  assert.equal(sched.results.length, 1);
+  assert.equal(sched.results[0]!.taskId, long.taskId);
+  assert.equal(sched.results[0]!.status, 'failed');
+  assert.deepEqual(sched.results[0]!.error, { code: 'RB_DRAINING', message: 'task killed: the render server is stopping' });
+  assert.equal(reg.byes, 1);
+  // and it no longer answers
+  await assert.rejects(assign(f.nc, f.site, 'node-3', [other]));
+});
+
+test('render-server - holds a result until the scheduler is back', async (t) => {
+  const f = await farm(t);
+  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-5', slots: 1, log: silentLogger(), heartbeatMs: 500 });
+  t.after(() => rs.stop());
+  const task = aTask({ scene: f.scene, outputDir: f.out });
+  assert.ok((await assign(f.nc, f.site, 'node-5', [task])).ok);
+  // nobody takes sched.result for a while: the result must not be lost
+  await new Promise((r) => setTimeout(r, 900));
+  const sched = fakeScheduler(f.nc, f.site);
+  await until('the held result', () => sched.results.length === 1, 6_000);
+  assert.equal(sched.results[0]!.taskId, task.taskId);
+  assert.equal(sched.results[0]!.status, 'done');
+});
+
+test('render-server - drains: refuses new work and asks for no next task', async (t) => {
+  const f = await farm(t);
+  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const sched = fakeScheduler(f.nc, f.site);
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-6', slots: 2, log: silentLogger(), heartbeatMs: 100 });
+  t.after(() => rs.stop());
+  await until('registration', () => reg.registers.length === 1);
+  const slow = aTask({ scene: f.scene, outputDir: f.out, command: `sh -c 'sleep 0.5; printf x > {output}'` });
+  assert.ok((await assign(f.nc, f.site, 'node-6', [slow])).ok);
+  const ctl = await f.nc.request(subjects.hostCtl(f.site, 'node-6'), codecs.hostCtl.encode({ v, action: 'drain' }), { timeout: 3_000 });
+  assert.deepEqual(codecs.hostCtlReply.decode(ctl.data), { v, ok: true, body: { host: 'node-6', action: 'drain' } });
+  const r = await assign(f.nc, f.site, 'node-6', [aTask({ scene: f.scene, outputDir: f.out, slot: 1 })]);
+  assert.ok(r.ok);
+  assert.equal(r.body.rejected[0]!.code, 'RB_DRAINING');
+  await until('the result', () => sched.results.length === 1);
+  assert.equal(sched.results[0]!.status, 'done');
+  assert.equal(sched.results[0]!.wantNext, false);
+  await until('a draining heartbeat', () => reg.heartbeats.some((h) => h.draining === true));
+});
+
+test('render-server - runs a real POV-Ray task and publishes progress', async (t) => {
+  const f = await farm(t);
+  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const sched = fakeScheduler(f.nc, f.site);
+  const evts = events(f.nc, f.site);
+  const scene = join(f.dir, 'scenes', 'ball.pov');
+  await writeFile(scene, '#version 3.7;\ncamera { location <0,1,-4> look_at 0 }\nlight_source { <3,5,-3> color rgb 1 }\nsphere { 0, 1 pigment { color rgb <clock/5, 0.5, 1> } }\n');
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-7', slots: 1, log: silentLogger() });
+  t.after(() => rs.stop());
+  const task = aTask({ scene, outputDir: f.out, renderer: 'povray', command: undefined, frames: [1, 2], outputPattern: 'ball_##.png', resolution: { width: 48, height: 32 } });
+  assert.ok((await assign(f.nc, f.site, 'node-7', [task])).ok);
+  await until('the result', () => sched.results.length === 1, 20_000);
+  const res = sched.results[0]!;
+  assert.equal(res.status, 'done', res.error?.message);
+  assert.deepEqual(res.outputs.map((o) => o.path), [join(f.out, 'ball_01.png'), join(f.out, 'ball_02.png')]);
+  assert.ok(res.stats.cpuMs > 0 && res.stats.peakRssKb > 0 && res.stats.bytesWritten > 0);
+  const progress = evts.frames.filter((e) => e.event === 'progress');
+  assert.ok(progress.length >= 1);
+  assert.ok(progress.every((e) => e.jobId === 'j1' && typeof e.percent === 'number'));
+});
+
+test('render-server - kill-task on the control subject kills that task and reports it', async (t) => {
+  const f = await farm(t);
+  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const sched = fakeScheduler(f.nc, f.site);
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-8', slots: 1, log: silentLogger(), heartbeatMs: 500 });
+  t.after(() => rs.stop());
+  const long = aTask({ scene: f.scene, outputDir: f.out, command: 'sleep 30' });
+  assert.ok((await assign(f.nc, f.site, 'node-8', [long])).ok);
+  const ctl = async (taskId: string) => codecs.hostCtlReply.decode((await f.nc.request(subjects.hostCtl(f.site, 'node-8'), codecs.hostCtl.encode({ v, action: 'kill-task', taskId }), { timeout: 3_000 })).data);
+  const unknown = await ctl('j9.9');
+  assert.ok(!unknown.ok);
+  assert.equal(unknown.error.code, 'RB_NO_SUCH_SLOT');
+  assert.match(unknown.error.message, /no slot of node-8 is running task 'j9\.9'/);
+  const t0 = performance.now();
+  assert.deepEqual(await ctl(long.taskId), { v, ok: true, body: { host: 'node-8', action: 'kill-task' } });
+  await until('the killed result', () => sched.results.length === 1);
+  assert.ok(performance.now() - t0 < 3_000);
+  assert.deepEqual(sched.results[0]!.error, { code: 'RB_RENDER_FAILED', message: 'task killed: killed on request' });
+  assert.equal(sched.results[0]!.wantNext, true);
+});
+
+test('render-server - bad options are refused with a clear error', async (t) => {
+  const f = await farm(t);
+  const base = { nc: f.serverNc, site: f.site, host: 'node-9', slots: 1, log: silentLogger() };
+  const refused = (code: string, text: RegExp) => (e: unknown) => (e as { code?: string }).code === code && text.test((e as Error).message);
+  await assert.rejects(startRenderServer({ ...base, host: 'Node 9' }), refused('RB_BAD_SUBJECT_TOKEN', /host 'Node 9' is not a subject token/));
+  await assert.rejects(startRenderServer({ ...base, slots: 0 }), refused('RB_BAD_ARGUMENT', /slots must be a whole number from 1/));
+  await assert.rejects(
+    startRenderServer({ ...base, packages: [{ name: 'povray', version: '' }] }),
+    refused('RB_BAD_ARGUMENT', /could not describe its host.*\/packages\/0\/version/),
+  );
+  // nothing was left serving
+  await assert.rejects(assign(f.nc, f.site, 'node-9', [aTask({ scene: f.scene, outputDir: f.out })]));
+});

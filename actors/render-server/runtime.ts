@@ -8,7 +8,7 @@ import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
   type AssignReply, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
-import { createAdapters, startRenderSlot, type RenderSlot } from '../render-slot/index.ts';
+import { createAdapters, Launcher, startRenderSlot, type RenderSlot } from '../render-slot/index.ts';
 import { renderServerMachine } from './machine.ts';
 import { probeHost } from './probe.ts';
 
@@ -56,9 +56,12 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const log = o.log.child({ actor: 'render-server', host });
   const serverId = newInstanceId();
   const adapters = createAdapters();
+  // renderers start from a small fork server: far cheaper than forking this process (launcher.ts)
+  const launcher = Launcher.available() ? new Launcher() : undefined;
+  if (!launcher) log.warn('perl not found: renderers start with a direct spawn, which costs more per frame');
   const slots: RenderSlot[] = [];
   for (let index = 0; index < o.slots; index++) {
-    slots.push(startRenderSlot({ nc, site, host, serverId, index, log, adapters }));
+    slots.push(startRenderSlot({ nc, site, host, serverId, index, log, adapters, launcher }));
   }
   const slotInfos = () => slots.map((s) => s.info());
 
@@ -182,6 +185,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const release = () => {
     for (const s of subs) s.unsubscribe();
     for (const s of slots) s.stop();
+    launcher?.close();
     actor.stop();
   };
   const stop = (): Promise<void> => {

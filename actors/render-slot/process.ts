@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { access, readdir, readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { FarmError } from '../../protocol/index.ts';
+import type { Launcher, LaunchHandlers } from './launcher.ts';
 
 /** What one process (with its whole process tree) cost. */
 export interface ProcessUsage {
@@ -37,6 +38,8 @@ export interface RunOptions {
   killGraceMs?: number;
   /** /proc sampling period (default 50 ms); the first sample is taken one period after start. */
   pollMs?: number;
+  /** The fork server to start it from; without one (or with `env`) it is spawned directly. */
+  launcher?: Launcher;
 }
 
 export interface RunningProcess {
@@ -53,20 +56,16 @@ const PAGE_KB = 4;
 const MAX_TREE = 256;
 
 /**
- * Spawns one renderer invocation in its own process group (so a cancel reaches a whole
- * `sh -c` pipeline) and measures it. Accounting polls /proc over the process tree; a
- * process that ends before the first period costs no /proc reads at all (its CPU and
- * memory then read 0: too small to bill).
+ * Starts one renderer invocation in its own process group (so a cancel reaches a whole
+ * `sh -c` pipeline) and measures it: through the fork server when one is given (much
+ * cheaper per process, launcher.ts), else with a direct spawn. Accounting polls /proc over
+ * the process tree; a process that ends before the first period costs no /proc reads at all
+ * (its CPU and memory then read 0: too small to bill).
  */
 export function runProcess(o: RunOptions): RunningProcess {
   const started = performance.now();
-  const child = spawn(o.argv[0]!, o.argv.slice(1), {
-    cwd: o.cwd,
-    env: o.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
   const pollMs = o.pollMs ?? 50;
+  let pid: number | undefined;
   let cancelled = false;
   let done = false;
   let cpuTicks = 0;
@@ -75,9 +74,9 @@ export function runProcess(o: RunOptions): RunningProcess {
   let killTimer: NodeJS.Timeout | undefined;
 
   const signalGroup = (sig: NodeJS.Signals) => {
-    if (child.pid === undefined) return;
+    if (pid === undefined) return;
     try {
-      process.kill(-child.pid, sig);
+      process.kill(-pid, sig);
     } catch {
       // the group is gone already
     }
@@ -85,7 +84,7 @@ export function runProcess(o: RunOptions): RunningProcess {
   const cancel = () => {
     if (done || cancelled) return;
     cancelled = true;
-    signalGroup('SIGTERM');
+    signalGroup('SIGTERM'); // before the pid is known, onStart sends it
     killTimer = setTimeout(() => signalGroup('SIGKILL'), o.killGraceMs ?? 5_000);
     killTimer.unref();
   };
@@ -95,8 +94,8 @@ export function runProcess(o: RunOptions): RunningProcess {
 
   const sample = async () => {
     pollTimer = undefined;
-    if (done || child.pid === undefined) return;
-    const s = await sampleTree(child.pid);
+    if (done) return;
+    const s = pid === undefined ? null : await sampleTree(pid);
     if (s) {
       if (s.ticks > cpuTicks) cpuTicks = s.ticks;
       if (s.peakKb > peakKb) peakKb = s.peakKb;
@@ -104,13 +103,6 @@ export function runProcess(o: RunOptions): RunningProcess {
     if (!done) pollTimer = setTimeout(() => void sample(), pollMs);
   };
   pollTimer = setTimeout(() => void sample(), pollMs);
-
-  const feed = (stream: 'stdout' | 'stderr') => (text: string) => {
-    o.log?.write(text);
-    o.onOutput?.(stream, text);
-  };
-  child.stdout!.setEncoding('utf8').on('data', feed('stdout'));
-  child.stderr!.setEncoding('utf8').on('data', feed('stderr'));
   o.log?.write(`$ ${o.argv.join(' ')}\n`);
 
   const exited = new Promise<ProcessExit>((resolve, reject) => {
@@ -120,29 +112,57 @@ export function runProcess(o: RunOptions): RunningProcess {
       if (killTimer) clearTimeout(killTimer);
       o.signal?.removeEventListener('abort', onAbort);
     };
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (done) return;
-      finish();
-      void startError(o.argv[0]!, o.cwd, err).then(reject);
-    });
-    child.once('exit', () => {
-      // a grandchild that keeps the pipes open must not hold the result forever
-      const t = setTimeout(() => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-      }, 2_000);
-      t.unref();
-      child.once('close', () => clearTimeout(t));
-    });
-    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-      if (done) return;
-      finish();
-      const usage = { wallMs: performance.now() - started, cpuMs: cpuTicks * MS_PER_TICK, peakRssKb: peakKb };
-      o.log?.write(`\n[exit ${code ?? signal} wall ${usage.wallMs.toFixed(0)} ms cpu ${usage.cpuMs} ms peak ${usage.peakRssKb} KiB${cancelled ? ' cancelled' : ''}]\n`);
-      resolve({ code, signal, cancelled, usage });
-    });
+    const h: LaunchHandlers = {
+      onStart: (p) => {
+        pid = p;
+        if (cancelled) signalGroup('SIGTERM');
+      },
+      onOutput: (stream, text) => {
+        o.log?.write(text);
+        o.onOutput?.(stream, text);
+      },
+      onExit: (code, signal) => {
+        if (done) return;
+        finish();
+        const usage = { wallMs: performance.now() - started, cpuMs: cpuTicks * MS_PER_TICK, peakRssKb: peakKb };
+        o.log?.write(`\n[exit ${code ?? signal} wall ${usage.wallMs.toFixed(0)} ms cpu ${usage.cpuMs} ms peak ${usage.peakRssKb} KiB${cancelled ? ' cancelled' : ''}]\n`);
+        resolve({ code, signal, cancelled, usage });
+      },
+      onError: (err) => {
+        if (done) return;
+        finish();
+        void startError(o.argv[0]!, o.cwd, err).then(reject);
+      },
+    };
+    if (o.launcher && !o.env) o.launcher.launch(o.argv, o.cwd, h);
+    else spawnDirect(o, h);
   });
-  return { pid: child.pid, exited, cancel };
+  return {
+    get pid() {
+      return pid;
+    },
+    exited,
+    cancel,
+  };
+}
+
+/** A plain spawn from this process, reporting through the same handlers as the fork server. */
+function spawnDirect(o: RunOptions, h: LaunchHandlers): void {
+  const child = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, env: o.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (child.pid !== undefined) h.onStart(child.pid);
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => h.onOutput('stdout', t));
+  child.stderr!.setEncoding('utf8').on('data', (t: string) => h.onOutput('stderr', t));
+  child.once('error', (err: NodeJS.ErrnoException) => h.onError(err));
+  child.once('exit', () => {
+    // a grandchild that keeps the pipes open must not hold the result forever
+    const t = setTimeout(() => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }, 2_000);
+    t.unref();
+    child.once('close', () => clearTimeout(t));
+  });
+  child.once('close', (code: number | null, signal: NodeJS.Signals | null) => h.onExit(code, signal));
 }
 
 async function startError(bin: string, cwd: string, err: NodeJS.ErrnoException): Promise<FarmError> {

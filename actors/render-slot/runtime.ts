@@ -11,6 +11,7 @@ import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { renderSlotMachine, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { forgetLogsDir, moveFrames, prepareDirs, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, type ProcessExit } from './process.ts';
+import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
 
 export type AdapterLookup = (renderer: string) => RenderAdapter;
@@ -42,6 +43,8 @@ export interface RenderTaskOptions {
   killGraceMs?: number;
   /** Told when the task's log could not be written (the render goes on). */
   onLogError?: (err: Error) => void;
+  /** The fork server renderers start from (launcher.ts); without it they are spawned directly. */
+  launcher?: Launcher;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
   const usage = { wallMs: 0, cpuMs: 0, peakRssKb: 0 };
   const produced: { frame: number; file: string }[] = [];
   let error: { code: string; message: string } | undefined;
+  let spoke = false; // whether the renderer printed anything
   try {
     for (const inv of prepared.invocations) {
       if (o.signal?.aborted) {
@@ -68,10 +72,14 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
       const proc = runProcess({
         argv: inv.argv,
         cwd: inv.cwd,
-        onOutput: (stream, text) => parser.push(stream, text),
+        onOutput: (stream, text) => {
+          spoke = true;
+          parser.push(stream, text);
+        },
         log,
         signal: o.signal,
         killGraceMs: o.killGraceMs,
+        launcher: o.launcher,
       });
       let exit: ProcessExit;
       try {
@@ -98,8 +106,10 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
       break;
     }
   } finally {
-    // not awaited: the log reaches the disk a moment later, off the path to the next frame
-    void log.close();
+    // not awaited: the log reaches the disk a moment later, off the path to the next frame.
+    // A task that succeeded without a word leaves no log: there is nothing to read, and at
+    // hundreds of frames a second the file costs more than the frame (its figures are in the job).
+    void log.close({ discard: !spoke && !error });
   }
   return error ? { status: 'failed', produced, error, usage } : { status: 'done', produced, usage };
 }
@@ -155,6 +165,7 @@ export interface RenderSlotOptions {
   /** Per request of `sched.result` (default 5000 ms). */
   resultTimeoutMs?: number;
   killGraceMs?: number;
+  launcher?: Launcher;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
   onChange?: (info: SlotInfo) => void;
 }
@@ -205,11 +216,15 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   // Built from the machine's context in its actions: inside an action getSnapshot() is still the previous state.
   let current: SlotInfo = { index: o.index, state: 'idle', since };
   const slotChanged = (task: TaskAssignment | null) => {
+    const was = current.state;
     since = Date.now();
     current = task
       ? { index: o.index, state: 'busy', taskId: task.taskId, jobId: task.jobId, frames: [...task.frames], since }
       : { index: o.index, state: draining ? 'draining' : 'idle', since };
     o.onChange?.(current);
+    // busy → busy (the next task came with the last result) is news to nobody: the frame's
+    // started event says it, and heartbeats carry the task; only a change of state goes out
+    if (was === current.state) return;
     try {
       o.nc.publish(slotSubject, codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: o.host, event: 'slot', at: since, serverId: o.serverId, slot: current }));
     } catch (err) {
@@ -226,6 +241,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           adapters: o.adapters,
           signal,
           killGraceMs: o.killGraceMs,
+          launcher: o.launcher,
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
           onProgress: (p) => {
             const now = performance.now();

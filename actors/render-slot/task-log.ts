@@ -36,10 +36,17 @@ export class TaskLog implements LogSink {
     if (this.size > STREAM_AFTER_CHARS || performance.now() - this.started > STREAM_AFTER_MS) this.openStream();
   }
 
-  /** Writes what is left and closes; resolves when it is on disk (or dropped). Never rejects. */
-  close(): Promise<void> {
+  /**
+   * Writes what is left and closes; resolves when it is on disk (or dropped). Never rejects.
+   * `discard` drops a log that never reached the disk (nothing worth keeping).
+   */
+  close(opts: { discard?: boolean } = {}): Promise<void> {
     if (this.failed) return Promise.resolve();
     const stream = this.stream;
+    if (!stream && opts.discard) {
+      this.chunks = [];
+      return Promise.resolve();
+    }
     if (stream) {
       return new Promise((resolve) => {
         stream.once('error', () => resolve());

@@ -25,6 +25,13 @@ export interface SchedulerHandle {
   stop(): Promise<void>;
 }
 
+interface Leased {
+  job: Job;
+  assignment: TaskAssignment;
+  /** This lease started the job. */
+  firstStart: boolean;
+}
+
 /** How many queued jobs one dispatch round looks at (the most urgent ones). */
 const ROUND_JOBS = 500;
 /** A job's progress event goes out at most this often; watchers also poll, and the end always goes out. */
@@ -133,48 +140,52 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     requireServing();
     const at = now();
     const outcome = book.result(r, at);
-    if (outcome.kind === 'unknown') {
-      log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
-    } else if (outcome.kind === 'stale') {
-      log.info({ jobId: r.jobId, taskIndex: r.taskIndex, attempt: r.attempt, current: outcome.task.attempt }, 'stale result ignored');
-    } else {
-      const { job, task, retried } = outcome;
-      if (r.status === 'done') {
-        const paths = new Map(r.outputs.map((x) => [x.frame, x.path]));
-        frameEvents(job, task.frames, 'done', (f) => ({ host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats, ...(paths.has(f) ? { output: paths.get(f) } : {}) }));
-      } else {
-        frameEvents(job, task.frames, retried ? 'retrying' : 'failed', () => ({ host: r.host, slot: r.slot, attempt: r.attempt, error: task.error }));
-      }
-      if (!retried) {
-        journalAsync(
-          { v: PROTOCOL_MAJOR, kind: 'task', jobId: job.id, taskIndex: task.index, status: r.status, attempt: r.attempt, host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.error && r.status === 'failed' ? { error: task.error } : {}) },
-          `task-${job.id}-${task.index}-${r.attempt}`,
-        );
-      }
-    }
     const next = r.wantNext ? leaseNext(r.host, r.slot, at) : null;
-    if (outcome.kind === 'accepted') {
-      // after the next lease, so the counts the event carries include it
-      if (book.isFinished(outcome.job)) finishJob(outcome.job);
-      else if (at - (lastProgress.get(outcome.job.id) ?? 0) >= PROGRESS_EVERY_MS) {
-        lastProgress.set(outcome.job.id, at);
-        jobEvent(outcome.job, 'progress');
-      }
-    }
-    return { next };
+    // The slot waits for this reply: answer first, tell the world right after (events and the
+    // journal go out on the next turn of the loop, after the reply has been written).
+    setImmediate(() => reportResult(r, outcome, next, at));
+    return { next: next?.assignment ?? null };
   }
 
-  function leaseNext(host: string, slot: number, at: number): TaskAssignment | null {
+  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, next: Leased | null, at: number): void {
+    if (next) onLeased(next.job, next.assignment, next.firstStart);
+    if (outcome.kind === 'unknown') {
+      log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
+      return;
+    }
+    if (outcome.kind === 'stale') {
+      log.info({ jobId: r.jobId, taskIndex: r.taskIndex, attempt: r.attempt, current: outcome.task.attempt }, 'stale result ignored');
+      return;
+    }
+    const { job, task, retried } = outcome;
+    if (r.status === 'done') {
+      const paths = new Map(r.outputs.map((x) => [x.frame, x.path]));
+      frameEvents(job, task.frames, 'done', (f) => ({ host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats, ...(paths.has(f) ? { output: paths.get(f) } : {}) }));
+    } else {
+      frameEvents(job, task.frames, retried ? 'retrying' : 'failed', () => ({ host: r.host, slot: r.slot, attempt: r.attempt, error: task.error }));
+    }
+    if (!retried) {
+      journalAsync(
+        { v: PROTOCOL_MAJOR, kind: 'task', jobId: job.id, taskIndex: task.index, status: r.status, attempt: r.attempt, host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.error && r.status === 'failed' ? { error: task.error } : {}) },
+        `task-${job.id}-${task.index}-${r.attempt}`,
+      );
+    }
+    if (book.isFinished(job)) finishJob(job);
+    else if (at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
+      lastProgress.set(job.id, at);
+      jobEvent(job, 'progress');
+    }
+  }
+
+  /** The most urgent queued task this host can take, leased to the slot that just came free. */
+  function leaseNext(host: string, slot: number, at: number): Leased | null {
     const known = hosts.get(host);
     if (!known || book.isLeased(host, slot)) return null;
     for (const job of book.queue()) {
       if (!book.matches(job, host, known.inventory)) continue;
-      const first = job.startedAt === undefined;
-      const a = book.lease(job, host, slot, at);
-      if (a) {
-        onLeased(job, a, first);
-        return a;
-      }
+      const firstStart = job.startedAt === undefined;
+      const assignment = book.lease(job, host, slot, at);
+      if (assignment) return { job, assignment, firstStart };
     }
     return null;
   }

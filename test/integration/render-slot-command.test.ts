@@ -46,13 +46,22 @@ async function render(task: TaskAssignment): Promise<SlotResult> {
 
 test('render-slot - a command with {output} runs once per frame and its files land under their final names', async (t) => {
   const w = await workspace(t);
-  const r = await render(aTask({ scene: w.scene, outputDir: w.out, command: `sh -c 'printf "%s from %s" {frame} {scene} > {output}'` }));
+  const r = await render(aTask({ scene: w.scene, outputDir: w.out, command: `sh -c 'printf "%s from %s" {frame} {scene} > {output}; echo rendered {frame}'` }));
   assert.equal(r.status, 'done', r.error?.message);
   assert.deepEqual(r.outputs.map((o) => o.path), [1, 2, 3].map((f) => join(w.out, `f_000${f}.txt`)));
   assert.equal(await readFile(join(w.out, 'f_0002.txt'), 'utf8'), `2 from ${w.scene}`);
   assert.equal(r.stats.bytesWritten, 3 * `1 from ${w.scene}`.length);
   const log = await logOf(join(w.out, '.rb-logs', `${r.taskId}-a1.log`));
   assert.equal(log.match(/^\$ sh -c/gm)?.length, 3);
+  assert.equal(log.match(/^rendered \d/gm)?.length, 3);
+});
+
+test('render-slot - a task that succeeds without printing anything leaves no log', async (t) => {
+  const w = await workspace(t);
+  const r = await render(aTask({ scene: w.scene, outputDir: w.out, command: `sh -c 'printf x > {output}'` }));
+  assert.equal(r.status, 'done', r.error?.message);
+  await new Promise((res) => setTimeout(res, 200)); // logs are written just after the task
+  await assert.rejects(readFile(join(w.out, '.rb-logs', `${r.taskId}-a1.log`)), { code: 'ENOENT' });
 });
 
 test('render-slot - a whole-task command writes into {outdir} by the output pattern', async (t) => {

@@ -1,0 +1,149 @@
+#!/usr/bin/perl
+# renderbus launcher: a small fork server that starts renderer processes for a render server.
+# Forking from this ~5 MB process costs ~1.4 ms; forking the render server's Node process
+# itself costs ~5.7 ms (docs/benchmarks.md), so every frame is started from here. Only
+# perl-base modules (Debian: Essential), so it runs on every Debian host.
+#
+# stdin (from the render server), one request at a time:
+#   "R <id> <len>\n" then <len> bytes: cwd, argv[0], argv[1], ... separated by NUL
+# stdout (to the render server):
+#   "S <id> <pid>\n"             started (in a new session: its pid is its process group)
+#   "O <id> <fd> <len>\n<bytes>" output from its stdout (1) or stderr (2)
+#   "X <id> <code> <signal>\n"   ended, after all its output; code -1 when a signal ended it
+#   "E <id> <what> <errno>\n"    could not start: what is 'cwd', 'exec' or 'fork'
+# The render server kills a process group itself (it knows the pid). When stdin closes the
+# launcher takes no more requests and exits once its running children have ended.
+use strict;
+use warnings;
+use POSIX qw(setsid _exit WNOHANG);
+use IO::Select;
+use Errno qw(EINTR EAGAIN);
+
+binmode STDIN;
+binmode STDOUT;
+$SIG{CHLD} = sub { };    # wakes select when a child ends
+$SIG{PIPE} = 'IGNORE';
+
+my $sel = IO::Select->new(\*STDIN);
+my (%pipe, %open, %kid, %status, %ended);    # fileno -> [id, fd, fh]; id -> open pipes; pid -> id; id -> wait status, time reaped
+my $in = '';
+my $eof = 0;
+
+sub emit {
+  my ($s) = @_;
+  while (length $s) {
+    my $n = syswrite(STDOUT, $s);
+    if (!defined $n) { next if $! == EINTR || $! == EAGAIN; exit 0; }
+    substr($s, 0, $n) = '';
+  }
+}
+
+sub finish {
+  my ($id) = @_;
+  return if $open{$id} || !defined $status{$id};
+  my $st = delete $status{$id};
+  delete $open{$id};
+  delete $ended{$id};
+  my $sig = $st & 127;
+  emit($sig ? "X $id -1 $sig\n" : "X $id " . ($st >> 8) . " 0\n");
+}
+
+sub reap {
+  while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
+    my $id = delete $kid{$pid};
+    next unless defined $id;
+    $status{$id} = $?;
+    $ended{$id} = time;
+    finish($id);
+  }
+}
+
+sub launch {
+  my ($id, $payload) = @_;
+  my ($cwd, @argv) = split /\0/, $payload, -1;
+  pipe(my $or, my $ow) or return emit("E $id fork " . ($! + 0) . "\n");
+  pipe(my $er, my $ew) or return emit("E $id fork " . ($! + 0) . "\n");
+  pipe(my $xr, my $xw) or return emit("E $id fork " . ($! + 0) . "\n");    # close-on-exec: EOF means exec worked
+  my $pid = fork();
+  if (!defined $pid) { emit("E $id fork " . ($! + 0) . "\n"); return; }
+  if ($pid == 0) {
+    $SIG{CHLD} = 'DEFAULT';
+    $SIG{PIPE} = 'DEFAULT';
+    setsid();
+    open(STDIN, '<', '/dev/null');
+    open(STDOUT, '>&', $ow);
+    open(STDERR, '>&', $ew);
+    if (!chdir $cwd) { syswrite($xw, "cwd " . ($! + 0)); _exit(127); }
+    { no warnings 'exec'; exec { $argv[0] } @argv; }
+    syswrite($xw, "exec " . ($! + 0));
+    _exit(127);
+  }
+  close $ow;
+  close $ew;
+  close $xw;
+  my $err = '';
+  while (1) { my $n = sysread($xr, $err, 64, length $err); last if defined $n && $n == 0; next if !defined $n && $! == EINTR; last if !defined $n || length $err >= 64; }
+  close $xr;
+  if ($err ne '') {
+    waitpid($pid, 0);
+    close $or;
+    close $er;
+    emit("E $id $err\n");
+    return;
+  }
+  $kid{$pid} = $id;
+  $open{$id} = 2;
+  emit("S $id $pid\n");
+  for ([$or, 1], [$er, 2]) {
+    my ($fh, $fd) = @$_;
+    $pipe{fileno $fh} = [$id, $fd, $fh];
+    $sel->add($fh);
+  }
+}
+
+sub requests {
+  while ($in =~ /\A(R (\d+) (\d+)\n)/) {
+    my ($head, $id, $len) = ($1, $2, $3);
+    return if length($in) < length($head) + $len;
+    my $payload = substr($in, length $head, $len);
+    substr($in, 0, length($head) + $len) = '';
+    launch($id, $payload);
+  }
+  die "launcher: bad request\n" if length $in && $in !~ /\AR/;
+}
+
+while (1) {
+  reap();
+  exit 0 if $eof && !%kid && !%open;
+  # a grandchild that keeps the pipes open (`sh -c 'daemon &'`) must not hold the result forever
+  for my $fno (keys %pipe) {
+    my $p = $pipe{$fno};
+    next unless defined $ended{$p->[0]} && time - $ended{$p->[0]} >= 2;
+    $sel->remove($p->[2]);
+    close $p->[2];
+    delete $pipe{$fno};
+    $open{$p->[0]}--;
+    finish($p->[0]);
+  }
+  my @ready = $sel->can_read(0.5);
+  for my $fh (@ready) {
+    if (fileno $fh == fileno STDIN) {
+      my $n = sysread(STDIN, $in, 65536, length $in);
+      next if !defined $n && ($! == EINTR || $! == EAGAIN);
+      if (!$n) { $sel->remove(\*STDIN); $eof = 1; next; }
+      requests();
+      next;
+    }
+    my $p = $pipe{fileno $fh};
+    my $buf;
+    my $n = sysread($fh, $buf, 65536);
+    next if !defined $n && ($! == EINTR || $! == EAGAIN);
+    if ($n) { emit("O $p->[0] $p->[1] $n\n$buf"); next; }
+    $sel->remove($fh);
+    delete $pipe{fileno $fh};
+    close $fh;
+    $open{$p->[0]}--;
+    reap();
+    finish($p->[0]);
+  }
+}

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Launcher, runProcess, type LaunchHandlers } from '../../actors/render-slot/index.ts';
+
+interface Seen { pid?: number; out: string; err: string; exit?: [number | null, NodeJS.Signals | null]; error?: NodeJS.ErrnoException }
+
+function run(l: Launcher, argv: string[], cwd = tmpdir()): Promise<Seen> {
+  return new Promise((resolve) => {
+    const seen: Seen = { out: '', err: '' };
+    const h: LaunchHandlers = {
+      onStart: (pid) => (seen.pid = pid),
+      onOutput: (s, t) => (s === 'stdout' ? (seen.out += t) : (seen.err += t)),
+      onExit: (code, signal) => resolve({ ...seen, exit: [code, signal] }),
+      onError: (error) => resolve({ ...seen, error }),
+    };
+    l.launch(argv, cwd, h);
+  });
+}
+
+test('launcher - relays output, exit codes and signals of the processes it starts', async (t) => {
+  const l = new Launcher();
+  t.after(() => l.close());
+  const a = await run(l, ['sh', '-c', 'echo out; echo err >&2; printf "é"; exit 3']);
+  assert.ok(a.pid && a.pid > 1);
+  assert.equal(a.out, 'out\né');
+  assert.equal(a.err, 'err\n');
+  assert.deepEqual(a.exit, [3, null]);
+  const b = await run(l, ['sh', '-c', 'kill -TERM $$']);
+  assert.deepEqual(b.exit, [null, 'SIGTERM']);
+  const big = await run(l, ['sh', '-c', 'head -c 300000 /dev/zero | tr "\\0" x']);
+  assert.equal(big.out.length, 300_000, 'large output arrives whole');
+});
+
+test('launcher - says why a process could not start', async (t) => {
+  const l = new Launcher();
+  t.after(() => l.close());
+  assert.equal((await run(l, ['no-such-renderer-here'])).error?.code, 'ENOENT');
+  assert.equal((await run(l, ['true'], '/no/such/dir')).error?.code, 'ENOENT');
+  const dir = await mkdtemp(join(tmpdir(), 'rb-launch-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const plain = join(dir, 'not-a-program');
+  await writeFile(plain, 'text', { mode: 0o644 });
+  assert.equal((await run(l, [plain])).error?.code, 'EACCES');
+  assert.equal((await run(l, ['echo', 'a\0b'])).error?.code, 'EINVAL');
+});
+
+test('launcher - runs many processes at once and keeps them apart', async (t) => {
+  const l = new Launcher();
+  t.after(() => l.close());
+  const all = await Promise.all(Array.from({ length: 40 }, (_, i) => run(l, ['sh', '-c', `sleep 0.0$((${i} % 5)); echo ${i}`])));
+  assert.deepEqual(all.map((s) => s.out), Array.from({ length: 40 }, (_, i) => `${i}\n`));
+});
+
+test('launcher - a process that leaves a child holding its pipes still ends', async (t) => {
+  const l = new Launcher();
+  t.after(() => l.close());
+  const t0 = performance.now();
+  const s = await run(l, ['sh', '-c', 'sleep 30 & echo started']);
+  assert.deepEqual(s.exit, [0, null]);
+  assert.ok(performance.now() - t0 < 6_000, 'not held by the background sleep');
+});
+
+test('launcher - a process started through it is measured and can be cancelled as a group', async (t) => {
+  const l = new Launcher();
+  t.after(() => l.close());
+  const busy = runProcess({ argv: ['sh', '-c', 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'], cwd: tmpdir(), launcher: l });
+  const done = await busy.exited;
+  assert.equal(done.code, 0);
+  assert.ok(done.usage.cpuMs > 0, `cpu ${done.usage.cpuMs}`);
+  assert.ok(done.usage.peakRssKb > 0);
+  const ac = new AbortController();
+  const slow = runProcess({ argv: ['sh', '-c', 'sleep 30; echo never'], cwd: tmpdir(), launcher: l, signal: ac.signal, killGraceMs: 500 });
+  setTimeout(() => ac.abort(), 100);
+  const cancelled = await slow.exited;
+  assert.equal(cancelled.cancelled, true);
+  assert.ok(cancelled.usage.wallMs < 5_000);
+});

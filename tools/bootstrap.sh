@@ -46,19 +46,11 @@ if [ "$stale" = yes ]; then
     say "npm is not installed (it comes with Node.js)"
     exit 1
   fi
-  if [ -f package-lock.json ]; then
-    say "installing npm packages (npm ci)"
-    npm_log=$(mktemp)
-    if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
-      # e.g. a lock file that misses optional platform packages: npm install still works
-      say "npm ci failed ($(grep -v -e '^npm error *$' -e '^npm error code ' "$npm_log" | head -n 1 | sed 's/^npm error //' | cut -c 1-120)); trying npm install"
-      npm install --no-audit --no-fund --loglevel=error
-    fi
-    rm -f "$npm_log"
-  else
-    say "installing npm packages (npm install)"
-    npm install --no-audit --no-fund --loglevel=error
-  fi
+  # npm install, not npm ci: it honours package-lock.json as well, and npm ci refuses this lock
+  # (npm leaves msgpackr-extract's optional packages for other platforms out of it, then calls
+  # the lock out of sync)
+  say "installing npm packages"
+  npm install --no-audit --no-fund --loglevel=error
   touch "$stamp" # npm keeps the old stamp when nothing changed
 fi
 

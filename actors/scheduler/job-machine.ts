@@ -55,7 +55,8 @@ export const jobMachine = setup({
     'frames.requeued': {
       actions: assign(({ context, event }) => ({ running: context.running - event.n, queued: context.queued + event.n })),
     },
-    'job.cancel': '.cancelled',
+    // a cancelled job's unfinished frames are neither queued nor running any more
+    'job.cancel': { target: '.cancelled', actions: assign({ queued: 0, running: 0 }) },
   },
   states: {
     queued: {

@@ -85,6 +85,7 @@ test('job-book - cancel drops queued tasks and returns the running ones', () => 
   const running = book.cancel(job, 5);
   assert.deepEqual(running.map((t) => t.frames), [[1]]);
   assert.equal(book.state(job), 'cancelled');
+  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 0, running: 0, done: 0, failed: 0 });
   assert.equal(book.isLeased('h1', 0), false);
   assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1 }), 6).kind, 'stale');
 });

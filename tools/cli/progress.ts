@@ -161,7 +161,9 @@ function etaOf(): (s: ViewState) => string {
 function statusOf(s: ViewState): string {
   const c = s.summary?.counts;
   const parts: string[] = [s.state];
-  if (c && c.running > 0) parts.push(`${c.running} running`);
+  // frame events can be ahead of the last summary: what is done is no longer running
+  const running = c ? Math.min(c.running, Math.max(0, c.total - s.done - c.failed)) : 0;
+  if (running > 0) parts.push(`${running} running`);
   if (c && c.failed > 0) parts.push(`${c.failed} failed`);
   if (s.summary?.waiting) parts.push(`waiting: ${s.summary.waiting}`);
   return parts.join(', ');

@@ -4,18 +4,8 @@ import { SimulatedClock, createActor } from 'xstate';
 import { registryMachine, registryPhase, type HostEventOut, type RegistryInput } from '../../actors/registry/machine.ts';
 import { hostEntries, hostEntry } from '../../actors/registry/database.ts';
 import type { HostHeartbeat, HostInventory, HostRegister, SlotInfo } from '../../protocol/index.ts';
+import { anInventory } from '../helpers/builders.ts';
 
-function anInventory(): HostInventory {
-  return {
-    machine: { family: 'x86_64', type: 'pc' },
-    os: { family: 'linux', type: 'linux', version: '6.1.0' },
-    cpu: { count: 2, family: 'intel', type: 'xeon', speedMhz: 2400 },
-    ramMb: 8_192,
-    swapMb: 0,
-    packages: [{ name: 'povray', version: '3.7.0.10' }],
-    licenses: [],
-  };
-}
 
 const idle = (n: number): SlotInfo[] => Array.from({ length: n }, (_, index) => ({ index, state: 'idle' as const }));
 

@@ -3,16 +3,10 @@ import { test } from 'node:test';
 import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
 import { MAX_MISSED_HEARTBEATS, renderServerMachine } from '../../actors/render-server/index.ts';
 import { FarmError, type HostInventory } from '../../protocol/index.ts';
+import { anInventory } from '../helpers/builders.ts';
 
-const INVENTORY: HostInventory = {
-  machine: { family: 'x86_64', type: 'generic' },
-  os: { family: 'unix', type: 'linux', version: '6.1.0', distro: 'debian@12' },
-  cpu: { count: 2, family: 'amd', type: 'AMD EPYC', speedMhz: 2400 },
-  ramMb: 4096,
-  swapMb: 0,
-  packages: [{ name: 'povray', version: '3.7.0.10' }],
-  licenses: [],
-};
+const INVENTORY: HostInventory = anInventory();
+
 const gone = () => new FarmError('RB_REGISTRY_UNAVAILABLE', 'no answer', { retryable: true });
 
 /** The server machine with fake effects: `registry` decides what register and heartbeat answer. */

@@ -20,6 +20,7 @@ import {
   type SlotInfo,
 } from '../../protocol/index.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
+import { anInventory } from '../helpers/builders.ts';
 
 let nats: Awaited<ReturnType<typeof startNatsServer>>;
 before(async () => {
@@ -29,18 +30,6 @@ after(async () => {
   await nats.stop();
 });
 
-function anInventory(o: Partial<HostInventory> = {}): HostInventory {
-  return {
-    machine: { family: 'x86_64', type: 'pc' },
-    os: { family: 'linux', type: 'linux', version: '6.1.0' },
-    cpu: { count: 2, family: 'intel', type: 'xeon', speedMhz: 2400 },
-    ramMb: 8_192,
-    swapMb: 0,
-    packages: [{ name: 'povray', version: '3.7.0.10' }],
-    licenses: [],
-    ...o,
-  };
-}
 
 const idle = (n: number): SlotInfo[] => Array.from({ length: n }, (_, index) => ({ index, state: 'idle' as const }));
 

@@ -25,19 +25,8 @@ import {
   type Requirements,
   type SlotInfo,
 } from '../../protocol/index.ts';
+import { anInventory } from '../helpers/builders.ts';
 
-function anInventory(o: Partial<HostInventory> = {}): HostInventory {
-  return {
-    machine: { family: 'x86_64', type: 'pc' },
-    os: { family: 'linux', type: 'linux', version: '6.1.0' },
-    cpu: { count: 4, family: 'intel', type: 'xeon', speedMhz: 2400 },
-    ramMb: 8_192,
-    swapMb: 1_024,
-    packages: [{ name: 'povray', version: '3.7.0.10' }],
-    licenses: [],
-    ...o,
-  };
-}
 
 const slots = (...states: SlotInfo['state'][]): SlotInfo[] => states.map((state, index) => ({ index, state }));
 

@@ -52,6 +52,7 @@ export const subjects = {
   // wildcards for subscribers
   allEvents: (site: string) => `${root(site)}.evt.>`,
   allHostSlotEvents: (site: string) => `${root(site)}.evt.host.*.slot`,
+  allHostEvents: (site: string) => `${root(site)}.evt.host.*.*`,
   jobEvents: (site: string, jobId: string) => `${root(site)}.evt.job.${token('job', jobId)}.*`,
   jobFrameEvents: (site: string, jobId: string) => `${root(site)}.evt.frame.${token('job', jobId)}.>`,
   /** What the site's event stream keeps for replay: job events, frame outcomes, hosts coming and going. */

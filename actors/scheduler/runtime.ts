@@ -297,7 +297,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
     serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
     serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
-    listen(nc, `rb.${site}.evt.host.*.*`, codecs.hostEvent, log, (evt) => {
+    listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
       if (evt.event === 'down') {
         forgetHost(evt.host, evt.reason ?? 'down');
         actor.send({ type: 'dispatch.wanted' });

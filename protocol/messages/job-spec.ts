@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 
-/** Renderers the farm can drive; `command` runs any command template (docs/jobs.md). */
+/** Renderers the farm can drive; `command` runs any command template (README.md, "Jobs"). */
 export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('command')]);
 export type RendererName = Static<typeof RendererName>;
 export const RENDERERS: readonly RendererName[] = ['povray', 'command'];
@@ -25,7 +25,7 @@ export const Requirements = Type.Object(
 );
 export type Requirements = Static<typeof Requirements>;
 
-/** The job description a client submits (the job file's schema, docs/jobs.md). */
+/** The job description a client submits (the job file's schema; README.md, "Jobs"). */
 export const JobSpec = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'display name' })),

@@ -152,7 +152,7 @@ function splitArgs(args: string[]): { jobFile?: string; sceneArg?: string } {
   return { sceneArg: first };
 }
 
-/** Reads a job file: a JSON object, the JobSpec of protocol/messages/job-spec.ts (docs/jobs.md). */
+/** Reads a job file: a JSON object, the JobSpec of protocol/messages/job-spec.ts (README.md, "Jobs"). */
 export function readJobFile(path: string, shown = path): Json {
   let text: string;
   try {

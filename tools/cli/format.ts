@@ -24,7 +24,7 @@ export function table(headers: string[], rows: string[][]): string {
     .join('\n')}\n`;
 }
 
-// eslint-disable-next-line no-control-regex
+ 
 const ANSI = /\x1b\[[0-9;]*m/g;
 function visibleLength(s: string): number {
   return s.replace(ANSI, '').length;

@@ -128,7 +128,7 @@ function rawText(bytes: Uint8Array): string {
 }
 
 function isPrintable(s: string): boolean {
-  // eslint-disable-next-line no-control-regex
+   
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(s);
 }
 

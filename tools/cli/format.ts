@@ -24,7 +24,6 @@ export function table(headers: string[], rows: string[][]): string {
     .join('\n')}\n`;
 }
 
- 
 const ANSI = /\x1b\[[0-9;]*m/g;
 function visibleLength(s: string): number {
   return s.replace(ANSI, '').length;

@@ -128,7 +128,6 @@ function rawText(bytes: Uint8Array): string {
 }
 
 function isPrintable(s: string): boolean {
-   
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(s);
 }
 

@@ -172,8 +172,10 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
         else if (req.action === 'stop') setImmediate(() => void stop());
         else {
           const slot = slots.find((s) => s.task()?.taskId === req.taskId);
-          if (!slot || !req.taskId) throw new FarmError('RB_NO_SUCH_SLOT', `no slot of ${host} is running task '${req.taskId ?? ''}'`);
-          slot.cancel('killed on request');
+          // a task held in hand is simply dropped: it never started
+          const dropped = !slot && req.taskId !== undefined && slots.some((s) => s.dropHeld(req.taskId!));
+          if (!dropped && (!slot || !req.taskId)) throw new FarmError('RB_NO_SUCH_SLOT', `no slot of ${host} is running task '${req.taskId ?? ''}'`);
+          slot?.cancel('killed on request');
         }
         log.info({ action: req.action, taskId: req.taskId }, 'control request');
         return { host, action: req.action };

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
@@ -8,7 +9,7 @@ import {
   type ErrorCode, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
-import { renderSlotMachine, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
+import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { forgetLogsDir, moveFrames, prepareDirs, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, type ProcessExit } from './process.ts';
 import type { Launcher } from './launcher.ts';
@@ -182,7 +183,11 @@ export interface RenderSlot {
   assign(task: TaskAssignment, receivedAt: number): void;
   cancel(reason: string, code?: ErrorCode): void;
   drain(): void;
-  /** Resolves once the slot is idle or only holding a result the scheduler has not taken (or after timeoutMs). */
+  /** Tasks leased to the slot and held to start next. */
+  heldTasks(): string[];
+  /** Drops a held task (its job was cancelled); false when it is not held. */
+  dropHeld(taskId: string): boolean;
+  /** Resolves once the slot is idle (or only holding a result the scheduler has not taken) and results sent in the background are taken, or after timeoutMs. */
   settled(timeoutMs: number): Promise<void>;
   /** The task whose result waits for the scheduler to come back, if any. */
   heldResult(): string | null;
@@ -200,6 +205,42 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   let since = Date.now();
   let draining = false;
   const resultSubject = subjects.schedResult(o.site);
+  // Tasks in hand: leased to this slot, started the moment the current one ends, so the slot
+  // need not wait a round trip for its next task (docs/architecture.md, "task in hand").
+  const held: TaskAssignment[] = [];
+  const reporting = new Set<Promise<void>>();
+  let stopped = false;
+
+  /** A task that arrived while the slot was busy is held; an idle slot starts it. */
+  const take = (task: TaskAssignment) => {
+    if (!stopped && actor.getSnapshot().value === 'idle' && held.length === 0) {
+      actor.send({ type: 'slot.assign', task, waitMs: Math.max(0, performance.now() - idleSince) });
+    } else held.push(task);
+  };
+
+  /** Reports a result while the slot renders its next task; retried with backoff until taken. */
+  const reportInBackground = (msg: TaskResult) => {
+    const p = (async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, {
+            timeoutMs: o.resultTimeoutMs ?? 5_000,
+            unavailable: 'RB_SCHEDULER_UNAVAILABLE',
+          });
+          if (reply.next) take(reply.next);
+          if (reply.following) take(reply.following);
+          return;
+        } catch (err) {
+          if (stopped || !(err instanceof FarmError && err.retryable)) {
+            log.error({ err, taskId: msg.taskId }, 'scheduler refused the task result');
+            return;
+          }
+          await sleep(Math.min(SLOT_RESULT_RETRY_MAX_MS, SLOT_RESULT_RETRY_BASE_MS * 2 ** attempt));
+        }
+      }
+    })().finally(() => reporting.delete(p));
+    reporting.add(p);
+  };
   const slotSubject = subjects.hostEvent(o.site, o.host, 'slot');
 
   const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number }) => {
@@ -258,12 +299,19 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       }),
       deliver: fromPromise(({ input }) => deliverTask(input.task, input.prepared, input.outcome, input.slot)),
       report: fromPromise(async ({ input }): Promise<ReportOutput> => {
-        const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext };
+        const next = held.shift();
+        if (next) {
+          // a task in hand: start it now, and report this one meanwhile (retried until taken)
+          reportInBackground({ v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 1 : 0 });
+          return { next, waitMs: 0 };
+        }
+        const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 2 : 0 };
         idleSince = performance.now();
         const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, {
           timeoutMs: o.resultTimeoutMs ?? 5_000,
           unavailable: 'RB_SCHEDULER_UNAVAILABLE',
         });
+        if (reply.next && reply.following) held.push(reply.following);
         return { next: reply.next, waitMs: performance.now() - idleSince };
       }),
     },
@@ -271,6 +319,13 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       slotIdle: () => {
         running = null;
         slotChanged(null);
+        // a task that came in hand while the slot was reporting must not wait for a next result
+        if (held.length > 0 && !stopped) {
+          queueMicrotask(() => {
+            const task = held.shift();
+            if (task) take(task);
+          });
+        }
       },
       taskStarted: ({ context }) => {
         const task = context.task!;
@@ -313,30 +368,47 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       actor.send({ type: 'slot.drain' });
       if (actor.getSnapshot().value === 'idle') slotChanged(null);
     },
-    settled(timeoutMs) {
-      const done = () => {
-        const s = actor.getSnapshot();
-        return s.value === 'idle' || s.matches({ delivering: 'retrying' }) || s.status !== 'active';
-      };
-      if (done()) return Promise.resolve();
-      return new Promise((resolve) => {
-        const t = setTimeout(finish, timeoutMs);
-        const sub = actor.subscribe(() => {
-          if (done()) finish();
-        });
-        function finish() {
-          clearTimeout(t);
-          sub.unsubscribe();
-          resolve();
-        }
-      });
+    heldTasks: () => held.map((t) => t.taskId),
+    dropHeld(taskId) {
+      const i = held.findIndex((t) => t.taskId === taskId);
+      if (i < 0) return false;
+      held.splice(i, 1);
+      return true;
+    },
+    async settled(timeoutMs) {
+      const until = performance.now() + timeoutMs;
+      await machineSettled(timeoutMs);
+      const left = until - performance.now();
+      if (reporting.size > 0 && left > 0) await Promise.race([Promise.allSettled([...reporting]), sleep(left)]);
     },
     heldResult() {
       const s = actor.getSnapshot();
       return s.matches({ delivering: 'retrying' }) ? (s.context.result?.taskId ?? null) : null;
     },
     stop() {
+      stopped = true;
+      held.length = 0; // their leases go back to the queue when the registry reports this host gone
       actor.stop();
     },
   };
+
+  /** Resolves once the slot is idle or only holding a result the scheduler has not taken (or after timeoutMs). */
+  function machineSettled(timeoutMs: number): Promise<void> {
+    const done = () => {
+      const s = actor.getSnapshot();
+      return s.value === 'idle' || s.matches({ delivering: 'retrying' }) || s.status !== 'active';
+    };
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(finish, timeoutMs);
+      const sub = actor.subscribe(() => {
+        if (done()) finish();
+      });
+      function finish() {
+        clearTimeout(t);
+        sub.unsubscribe();
+        resolve();
+      }
+    });
+  }
 }

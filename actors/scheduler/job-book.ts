@@ -68,8 +68,10 @@ export class JobBook {
   readonly jobs = new Map<string, Job>();
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
-  /** `host/slot` → the task leased there. */
-  private leases = new Map<string, { job: Job; task: Task }>();
+  /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
+  private leases = new Map<Task, { job: Job; host: string; slot: number }>();
+  /** `host/slot` → how many leases that slot holds. */
+  private perSlot = new Map<string, number>();
   private seq = 0;
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
@@ -130,7 +132,28 @@ export class JobBook {
   }
 
   isLeased(host: string, slot: number): boolean {
-    return this.leases.has(`${host}/${slot}`);
+    return this.leasesOn(host, slot) > 0;
+  }
+
+  /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
+  leasesOn(host: string, slot: number): number {
+    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+  }
+
+  private addLease(job: Job, task: Task, host: string, slot: number): void {
+    this.leases.set(task, { job, host, slot });
+    const key = `${host}/${slot}`;
+    this.perSlot.set(key, (this.perSlot.get(key) ?? 0) + 1);
+  }
+
+  private dropLease(task: Task): void {
+    const l = this.leases.get(task);
+    if (!l) return;
+    this.leases.delete(task);
+    const key = `${l.host}/${l.slot}`;
+    const n = (this.perSlot.get(key) ?? 1) - 1;
+    if (n > 0) this.perSlot.set(key, n);
+    else this.perSlot.delete(key);
   }
 
   /** Leases the job's next queued task to a slot; undefined when it has none. */
@@ -144,7 +167,7 @@ export class JobBook {
     task.slot = slot;
     task.startedAt = now;
     task.finishedAt = undefined;
-    this.leases.set(`${host}/${slot}`, { job, task });
+    this.addLease(job, task, host, slot);
     job.startedAt ??= now;
     job.waiting = undefined;
     job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
@@ -178,9 +201,8 @@ export class JobBook {
     const job = this.jobs.get(r.jobId);
     const task = job?.tasks[r.taskIndex];
     if (!job || !task) return { kind: 'unknown' };
-    const leaseKey = `${r.host}/${r.slot}`;
-    const lease = this.leases.get(leaseKey);
-    if (lease && lease.task === task && lease.job === job) this.leases.delete(leaseKey);
+    const lease = this.leases.get(task);
+    if (lease && lease.host === r.host && lease.slot === r.slot) this.dropLease(task);
     if (task.attempt !== r.attempt || (task.state !== TaskState.Running && task.state !== TaskState.Queued)) {
       return { kind: 'stale', job, task };
     }
@@ -215,9 +237,9 @@ export class JobBook {
   /** A host went away: every task leased there goes back to the queue. */
   releaseHost(host: string): Job[] {
     const touched = new Set<Job>();
-    for (const [key, { job, task }] of this.leases) {
-      if (!key.startsWith(`${host}/`)) continue;
-      this.leases.delete(key);
+    for (const [task, { job, host: h }] of this.leases) {
+      if (h !== host) continue;
+      this.dropLease(task);
       if (task.state === TaskState.Running && !this.isFinished(job)) {
         this.requeue(job, task);
         touched.add(job);
@@ -231,7 +253,7 @@ export class JobBook {
     const running = job.tasks.filter((t) => t.state === TaskState.Running);
     job.runningTasks = 0;
     for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
-    for (const [key, l] of this.leases) if (l.job === job) this.leases.delete(key);
+    for (const [task, l] of this.leases) if (l.job === job) this.dropLease(task);
     job.queuedTasks = 0;
     job.requeued = [];
     job.finishedAt = now;
@@ -332,7 +354,7 @@ export class JobBook {
   }
 
   private requeue(job: Job, task: Task): void {
-    for (const [key, l] of this.leases) if (l.task === task) this.leases.delete(key);
+    this.dropLease(task);
     task.state = TaskState.Queued;
     job.runningTasks -= 1;
     job.machine.send({ type: 'frames.requeued', n: task.frames.length });

@@ -140,15 +140,22 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     requireServing();
     const at = now();
     const outcome = book.result(r, at);
-    const next = r.wantNext ? leaseNext(r.host, r.slot, at) : null;
+    // a slot holds at most two leases: the task it renders and one in hand
+    const want = Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
+    const leased: Leased[] = [];
+    for (let i = 0; i < want; i++) {
+      const l = leaseNext(r.host, r.slot, at, i > 0 || book.leasesOn(r.host, r.slot) > 0);
+      if (!l) break;
+      leased.push(l);
+    }
     // The slot waits for this reply: answer first, tell the world right after (events and the
     // journal go out on the next turn of the loop, after the reply has been written).
-    setImmediate(() => reportResult(r, outcome, next, at));
-    return { next: next?.assignment ?? null };
+    setImmediate(() => reportResult(r, outcome, leased, at));
+    return { next: leased[0]?.assignment ?? null, following: leased[1]?.assignment ?? null };
   }
 
-  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, next: Leased | null, at: number): void {
-    if (next) onLeased(next.job, next.assignment, next.firstStart);
+  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number): void {
+    for (const l of leased) onLeased(l.job, l.assignment, l.firstStart);
     if (outcome.kind === 'unknown') {
       log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
       return;
@@ -177,12 +184,18 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
   }
 
-  /** The most urgent queued task this host can take, leased to the slot that just came free. */
-  function leaseNext(host: string, slot: number, at: number): Leased | null {
+  /**
+   * The most urgent queued task this host can take, leased to a slot that reported a result.
+   * A task to hold in hand (`inHand`) comes only from that same most urgent job, and only while
+   * the job has more queued tasks than running ones: the last tasks of a job spread over the
+   * slots that free up next instead of queueing behind each other in one slot.
+   */
+  function leaseNext(host: string, slot: number, at: number, inHand: boolean): Leased | null {
     const known = hosts.get(host);
-    if (!known || book.isLeased(host, slot)) return null;
+    if (!known) return null;
     for (const job of book.queue()) {
       if (!book.matches(job, host, known.inventory)) continue;
+      if (inHand && job.queuedTasks <= job.runningTasks) return null;
       const firstStart = job.startedAt === undefined;
       const assignment = book.lease(job, host, slot, at);
       if (assignment) return { job, assignment, firstStart };
@@ -321,7 +334,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     async stop() {
       actor.send({ type: 'scheduler.stop' });
       for (const s of subs) s.unsubscribe();
-      await Promise.race([Promise.allSettled([...webhooks]), new Promise((r) => setTimeout(r, 2_000))]);
+      if (webhooks.size > 0) {
+        // give webhooks in flight a moment, without holding the process open when there are none
+        const grace = new Promise((r) => setTimeout(r, 2_000).unref());
+        await Promise.race([Promise.allSettled([...webhooks]), grace]);
+      }
       actor.stop();
     },
   };

@@ -58,7 +58,21 @@ export const TaskResult = Type.Object({
   stats: TaskStats,
   /** False when the render server is draining and wants no next task. */
   wantNext: Type.Boolean(),
+  /**
+   * How many tasks the slot would take: 2 when it has nothing to render (one to start, one to
+   * hold in hand), 1 when it already started the task it held. Absent: 1 if wantNext, else 0.
+   */
+  want: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 })),
 });
 export type TaskResult = Static<typeof TaskResult>;
-export const TaskResultReply = Reply(Type.Object({ next: Type.Union([TaskAssignment, Type.Null()]) }));
+/**
+ * `next`: the slot's next task, started at once by a slot with nothing to render, held in hand by
+ * a busy one. `following`: one more to hold, when the slot wanted two.
+ */
+export const TaskResultReply = Reply(
+  Type.Object({
+    next: Type.Union([TaskAssignment, Type.Null()]),
+    following: Type.Optional(Type.Union([TaskAssignment, Type.Null()])),
+  }),
+);
 export type TaskResultReply = Static<typeof TaskResultReply>;

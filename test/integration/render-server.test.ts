@@ -71,13 +71,19 @@ function fakeRegistry(nc: NatsConnection, site: string, o: { registryId: () => s
 }
 
 /** The scheduler side: takes results and answers each with what `next` returns. */
-function fakeScheduler(nc: NatsConnection, site: string, next: (r: TaskResult) => TaskAssignment | null = () => null) {
+function fakeScheduler(
+  nc: NatsConnection,
+  site: string,
+  next: (r: TaskResult) => TaskAssignment | null | { next: TaskAssignment | null; following: TaskAssignment | null } = () => null,
+) {
   const results: TaskResult[] = [];
   const sub = nc.subscribe(subjects.schedResult(site), {
     callback: (_e, m: Msg) => {
       const r = codecs.taskResult.decode(m.data);
       results.push(r);
-      m.respond(codecs.taskResultReply.encode({ v, ok: true, body: { next: next(r) } }));
+      const n = next(r);
+      const body = n && 'following' in n ? n : { next: n };
+      m.respond(codecs.taskResultReply.encode({ v, ok: true, body }));
     },
   });
   return { results, sub };
@@ -333,4 +339,31 @@ test('render-server - bad options are refused with a clear error', async (t) => 
   );
   // nothing was left serving
   await assert.rejects(assign(f.nc, f.site, 'node-9', [aTask({ scene: f.scene, outputDir: f.out })]));
+});
+
+test('render-server - a task held in hand starts the moment the previous one ends; that result goes out meanwhile', async (t) => {
+  const f = await farm(t);
+  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const evts = events(f.nc, f.site);
+  const taskA = aTask({ scene: f.scene, outputDir: f.out, frames: [1] });
+  const taskB = aTask({ scene: f.scene, outputDir: f.out, frames: [2] });
+  const taskC = aTask({ scene: f.scene, outputDir: f.out, frames: [3] });
+  const taskD = aTask({ scene: f.scene, outputDir: f.out, frames: [4] });
+  const sched = fakeScheduler(f.nc, f.site, (r) => {
+    if (r.taskId === taskA.taskId) return { next: taskB, following: taskC }; // B now, C in hand
+    if (r.taskId === taskB.taskId) return taskD; // B's result went out while C ran: D goes in hand
+    return null;
+  });
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-3', slots: 1, log: silentLogger(), heartbeatMs: 500 });
+  t.after(() => rs.stop());
+  await f.nc.flush();
+  await assign(f.nc, f.site, 'node-3', [taskA]);
+  await until('four results', () => sched.results.length === 4);
+  assert.deepEqual(sched.results.map((r) => r.taskId), [taskA, taskB, taskC, taskD].map((x) => x.taskId));
+  // A had nothing in hand: it asked for two; B and C ended with a task in hand: one each
+  assert.deepEqual(sched.results.map((r) => r.want), [2, 1, 1, 2]);
+  for (const [i, frame] of [1, 2, 3, 4].entries()) assert.equal(await readFile(join(f.out, `f_000${frame}.txt`), 'utf8'), String(frame), `task ${i}`);
+  const started = evts.frames.filter((e) => e.event === 'started');
+  assert.deepEqual(started.map((e) => e.frame), [1, 2, 3, 4]);
+  assert.deepEqual(started.slice(2).map((e) => e.waitMs), [0, 0], 'held tasks start without waiting');
 });

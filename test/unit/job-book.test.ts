@@ -107,3 +107,18 @@ test('job-book - journal replay restores ended tasks without dispatching them', 
   assert.deepEqual([book.lease(job, 'h', 0, 10)!.frames, book.lease(job, 'h', 1, 10)!.frames], [[1], [3]]);
   assert.equal(book.lease(job, 'h', 2, 10), undefined);
 });
+
+test('job-book - a slot may hold a second lease (a task in hand); each result releases its own', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-3' });
+  const a = book.lease(job, 'h1', 0, 1)!;
+  const b = book.lease(job, 'h1', 0, 1)!; // in hand
+  assert.equal(book.leasesOn('h1', 0), 2);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: a.taskIndex, attempt: 1 }), 2);
+  assert.equal(book.leasesOn('h1', 0), 1);
+  assert.ok(book.isLeased('h1', 0));
+  book.releaseHost('h1'); // both leases of a lost host go back to the queue
+  assert.equal(book.leasesOn('h1', 0), 0);
+  assert.equal(book.summary(job).counts.queued, 2);
+  assert.equal(book.lease(job, 'h2', 0, 3)!.taskIndex, b.taskIndex, 'the held task is queued again first');
+});

@@ -64,6 +64,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     slots.push(startRenderSlot({ nc, site, host, serverId, index, log, adapters, launcher }));
   }
   const slotInfos = () => slots.map((s) => s.info());
+  let everRegistered = false;
 
   const machine = renderServerMachine.provide({
     actors: {
@@ -97,7 +98,8 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
           // its lease expires at the scheduler, which gives the frames to another slot
           if (taskId) log.warn({ taskId, slot: s.index }, 'stopping with a result the scheduler never took');
         }
-        if (input.registered) {
+        // also when it was re-registering: the registry takes a bye from a host it lost as well
+        if (input.registered || everRegistered) {
           await call(nc, subjects.regBye(site), codecs.hostBye, { v: PROTOCOL_MAJOR, host, serverId }, codecs.hostByeReply, {
             timeoutMs: BYE_TIMEOUT_MS,
             unavailable: 'RB_REGISTRY_UNAVAILABLE',
@@ -114,7 +116,10 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
           log.warn({ err }, 'could not publish host event');
         }
       },
-      registered: (_, params) => log.info({ registryId: params.registryId, serverId }, 'registered with the registry'),
+      registered: (_, params) => {
+        everRegistered = true;
+        log.info({ registryId: params.registryId, serverId }, 'registered with the registry');
+      },
     },
   });
   const actor = createActor(machine, { input: { host, heartbeatMs } });

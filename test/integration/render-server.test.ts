@@ -132,7 +132,15 @@ test('render-server - registers, heartbeats, and registers again for a new regis
   assert.equal(rs.inventory.os.type, 'linux');
   assert.ok(rs.inventory.cpu.count >= 1 && rs.inventory.ramMb > 0);
   await new Promise((r) => setTimeout(r, 300));
-  const reg = fakeRegistry(f.nc, f.site, { registryId: () => registryId, known: () => !forget });
+  // forgets the server for exactly one heartbeat once `forget` is set
+  const reg = fakeRegistry(f.nc, f.site, {
+    registryId: () => registryId,
+    known: () => {
+      if (!forget) return true;
+      forget = false;
+      return false;
+    },
+  });
   const first = await until('registration', () => reg.registers[0]);
   assert.equal(first.host, 'node-1');
   assert.equal(first.heartbeatMs, 150);
@@ -158,7 +166,6 @@ test('render-server - registers, heartbeats, and registers again for a new regis
   // a heartbeat answered known: false
   forget = true;
   await until('registration after being forgotten', () => reg.registers.length >= 3);
-  forget = false;
   assert.equal(reg.registers[2]!.serverId, first.serverId);
 
   await rs.stop();

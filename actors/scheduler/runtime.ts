@@ -73,7 +73,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (firstStart) jobEvent(job, 'started');
     frameEvents(job, a.frames, 'dispatched', () => ({ slot: a.slot, attempt: a.attempt, host: job.tasks[a.taskIndex]!.host }));
   };
+  const announcedEnd = new Set<string>();
+  /** Announces a job's end (event, log, webhooks): once per job, whatever path ended it. */
   const finishJob = (job: Job) => {
+    if (announcedEnd.has(job.id)) return;
+    announcedEnd.add(job.id);
     const state = book.state(job);
     lastProgress.delete(job.id);
     const evt = jobEvent(job, state);
@@ -135,11 +139,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return { job: book.summary(job) };
   }
 
-  /** A task ended on a slot; the reply hands that slot its next task when one fits. */
+  /**
+   * A task ended on a slot. The reply hands that slot its next task when one fits, and one more to
+   * hold in hand when the slot has room (docs/architecture.md, "a task in hand").
+   */
   function result(r: TaskResult) {
     requireServing();
     const at = now();
     const outcome = book.result(r, at);
+    // decided now: by the time the deferred report runs, a later result may have ended the job
+    const endedJob = outcome.kind === 'accepted' && book.isFinished(outcome.job);
     // a slot holds at most two leases: the task it renders and one in hand
     const want = Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];
@@ -150,11 +159,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     // The slot waits for this reply: answer first, tell the world right after (events and the
     // journal go out on the next turn of the loop, after the reply has been written).
-    setImmediate(() => reportResult(r, outcome, leased, at));
+    setImmediate(() => reportResult(r, outcome, leased, at, endedJob));
     return { next: leased[0]?.assignment ?? null, following: leased[1]?.assignment ?? null };
   }
 
-  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number): void {
+  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean): void {
     for (const l of leased) onLeased(l.job, l.assignment, l.firstStart);
     if (outcome.kind === 'unknown') {
       log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
@@ -177,8 +186,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         `task-${job.id}-${task.index}-${r.attempt}`,
       );
     }
-    if (book.isFinished(job)) finishJob(job);
-    else if (at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
+    if (endedJob) finishJob(job);
+    else if (!book.isFinished(job) && at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
       lastProgress.set(job.id, at);
       jobEvent(job, 'progress');
     }

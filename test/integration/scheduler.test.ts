@@ -1,0 +1,109 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { call } from '../../actors/bus/index.ts';
+import { startScheduler } from '../../actors/scheduler/index.ts';
+import { silentLogger } from '../../sites/logger.ts';
+import { codecs, decodeAny, PROTOCOL_MAJOR as v, subjects, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
+import { aJobSpec, anInventory } from '../helpers/builders.ts';
+import { startNatsServer } from '../helpers/nats-server.ts';
+import { waitUntil } from '../helpers/farm.ts';
+
+/** The real scheduler against a registry and a render server answered by hand. */
+async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2) {
+  const nats = await startNatsServer();
+  const nc = await connect({ servers: nats.url });
+  const schedNc = await connect({ servers: nats.url });
+  const site = `s${randomUUID().slice(0, 8)}`;
+  const idle = Array.from({ length: slots }, (_, index) => ({ index, state: 'idle' as const }));
+  nc.subscribe(subjects.regMatch(site), {
+    callback: (_e, m) => void m.respond(codecs.matchReply.encode({ v, ok: true, body: { hosts: [{ host: 'h', serverId: 'srv1', inventory: anInventory(), slots: idle, free: slots }], closest: [], totalHosts: 1 } })),
+  });
+  const assigned: TaskAssignment[] = [];
+  nc.subscribe(subjects.hostAssign(site, 'h'), {
+    callback: (_e, m) => {
+      const req = codecs.assignRequest.decode(m.data);
+      assigned.push(...req.assignments);
+      m.respond(codecs.assignReply.encode({ v, ok: true, body: { accepted: req.assignments.map((a) => a.taskId), rejected: [] } }));
+    },
+  });
+  const sched = await startScheduler({ nc: schedNc, site, log: silentLogger() });
+  t.after(async () => {
+    await sched.stop();
+    await schedNc.close();
+    await nc.close();
+    await nats.stop();
+  });
+  const submit = (over: Parameters<typeof aJobSpec>[0]) =>
+    call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v, spec: aJobSpec({ renderer: 'command', command: 'true', ...over }) }, codecs.submitReply);
+  const result = (a: TaskAssignment, over: Partial<TaskResult> = {}) =>
+    call(nc, subjects.schedResult(site), codecs.taskResult, {
+      v, host: 'h', slot: a.slot, taskId: a.taskId, jobId: a.jobId, taskIndex: a.taskIndex, attempt: a.attempt,
+      status: 'done', outputs: [], stats: { wallMs: 5, cpuMs: 1, peakRssKb: 100, bytesWritten: 0 }, wantNext: true, want: 2, ...over,
+    }, codecs.taskResultReply);
+  return { nc, site, assigned, submit, result };
+}
+
+test('scheduler - two last results in the same instant end the job once: one done event, one webhook', async (t) => {
+  const s = await setup(t);
+  const posts: string[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      posts.push(body);
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => void server.close());
+  const done: string[] = [];
+  s.nc.subscribe(`rb.${s.site}.evt.job.*.done`, { callback: (_e, m) => void done.push((decodeAny(m.data) as { jobId: string }).jobId) });
+  const { jobId } = await s.submit({ frames: '1-2', notify: [`http://127.0.0.1:${(server.address() as { port: number }).port}/`] });
+  await waitUntil('both tasks assigned', () => s.assigned.length === 2);
+  // both results leave in one tick, so the scheduler handles them back to back
+  await Promise.all(s.assigned.map((a) => s.result(a)));
+  await waitUntil('the webhook', () => posts.length > 0);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(posts.length, 1);
+  assert.deepEqual(done, [jobId]);
+});
+
+test('scheduler - a result is answered with the next task and, for a long job, one to hold in hand', async (t) => {
+  const s = await setup(t, 1);
+  await s.submit({ frames: '1-10' });
+  await waitUntil('the first task', () => s.assigned.length === 1);
+  const reply = await s.result(s.assigned[0]!);
+  assert.deepEqual([reply.next?.frames, reply.following?.frames], [[2], [3]]);
+  // the slot started what it held and reports the next result wanting one more
+  const again = await s.result(reply.next!, { want: 1 });
+  assert.deepEqual([again.next?.frames, again.following], [[4], null]);
+});
+
+test('scheduler - the last tasks of a job are not held in hand, so they spread over free slots', async (t) => {
+  const s = await setup(t, 2);
+  await s.submit({ frames: '1-3' });
+  await waitUntil('two tasks', () => s.assigned.length === 2);
+  const reply = await s.result(s.assigned[0]!);
+  assert.deepEqual(reply.next?.frames, [3]);
+  assert.equal(reply.following, null, 'one queued, one running: nothing to hold');
+});
+
+test('scheduler - a result of an older attempt is acknowledged and ignored', async (t) => {
+  const s = await setup(t, 1);
+  const { jobId } = await s.submit({ frames: '1' });
+  await waitUntil('the task', () => s.assigned.length === 1);
+  const a = s.assigned[0]!;
+  const stale = await s.result({ ...a, attempt: a.attempt + 5 }, { status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'old' } });
+  assert.equal(stale.next, null);
+  const q = await call(s.nc, subjects.schedQuery(s.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply);
+  assert.ok('job' in q);
+  assert.equal(q.job.state, 'rendering', 'the stale failure changed nothing');
+  await s.result(a);
+  await waitUntil('the job done', async () => {
+    const j = await call(s.nc, subjects.schedQuery(s.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply);
+    return 'job' in j && j.job.state === 'done';
+  });
+});

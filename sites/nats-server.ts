@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+const SETPRIV = '/usr/bin/setpriv';
 
 export interface NatsServerOptions {
   /** Directory for the config, the ports file and the JetStream store. */
@@ -36,7 +39,13 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
       '',
     ].join('\n'),
   );
-  const proc = spawn(bin, ['-c', conf, '--ports_file_dir', o.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = ['-c', conf, '--ports_file_dir', o.dir];
+  // The kernel stops the server if this process dies, even by SIGKILL: no nats-server is left
+  // holding the port and the store. setpriv (util-linux, Essential on Debian) sets that up and
+  // execs the server in place, so the pid stays the server's.
+  const proc = existsSync(SETPRIV)
+    ? spawn(SETPRIV, ['--pdeathsig', 'TERM', '--', bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -56,7 +65,9 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     }
   };
   const early = exited.then(([code]) => {
-    throw new Error(`${bin} exited with ${String(code)} before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const said = stderr.trim().split('\n').slice(-3).join(' | ');
+    const hint = code === 127 ? ' (is it installed? apt-get install nats-server)' : '';
+    throw new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
   });
   try {
     const portsFile = join(o.dir, `${basename(bin)}_${proc.pid}.ports`);

@@ -11,8 +11,10 @@
 #   "O <id> <fd> <len>\n<bytes>" output from its stdout (1) or stderr (2)
 #   "X <id> <code> <signal>\n"   ended, after all its output; code -1 when a signal ended it
 #   "E <id> <what> <errno>\n"    could not start: what is 'cwd', 'exec' or 'fork'
-# The render server kills a process group itself (it knows the pid). When stdin closes the
-# launcher takes no more requests and exits once its running children have ended.
+# The render server kills a process group itself (it knows the pid). When stdin closes, the
+# render server is gone (a clean stop cancels every task first): the launcher stops what still
+# runs (SIGTERM to each process group, SIGKILL 5 s later) and exits once all have ended, so no
+# renderer outlives its render server.
 use strict;
 use warnings;
 use POSIX qw(setsid _exit WNOHANG);
@@ -115,6 +117,7 @@ sub requests {
 while (1) {
   reap();
   exit 0 if $eof && !%kid && !%open;
+  if ($eof && time - $eof >= 5) { kill 'KILL', -$_ for keys %kid; }
   # a grandchild that keeps the pipes open (`sh -c 'daemon &'`) must not hold the result forever
   for my $fno (keys %pipe) {
     my $p = $pipe{$fno};
@@ -130,7 +133,12 @@ while (1) {
     if (fileno $fh == fileno STDIN) {
       my $n = sysread(STDIN, $in, 65536, length $in);
       next if !defined $n && ($! == EINTR || $! == EAGAIN);
-      if (!$n) { $sel->remove(\*STDIN); $eof = 1; next; }
+      if (!$n) {
+        $sel->remove(\*STDIN);
+        $eof = time;
+        kill 'TERM', -$_ for keys %kid;
+        next;
+      }
       requests();
       next;
     }

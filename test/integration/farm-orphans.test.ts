@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, waitUntil } from '../helpers/farm.ts';
+import { CLI, TestFarm, waitUntil } from '../helpers/farm.ts';
 import { pidAlive } from '../../sites/farm-file.ts';
 
 /** Children of a process, from /proc. */
@@ -32,4 +32,25 @@ test('farm - renderbus up killed outright leaves no nats-server behind', async (
   await exited;
   await waitUntil('the nats-server to go', () => !pidAlive(nats) || undefined, 10_000);
   assert.equal(pidAlive(nats), false);
+});
+
+test('farm - a render server killed outright leaves no renderer running', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  const rs = await farm.renderServer('doomed', 1);
+  const marker = `60.${Date.now() % 1_000_000}`; // a sleep argument nobody else uses
+  const scene = await farm.writeScene();
+  await farm.submit({ scene, renderer: 'command', command: `sleep ${marker}`, frames: '1', output: { dir: join(farm.dir, 'out') } });
+  const renderer = await waitUntil('the renderer to run', async () => {
+    for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmd === `sleep\0${marker}\0`) return Number(pid);
+    }
+    return undefined;
+  });
+  await rs.kill('SIGKILL');
+  await waitUntil('the renderer to stop', () => !pidAlive(renderer) || undefined, 10_000);
+  assert.equal(pidAlive(renderer), false);
 });

@@ -6,20 +6,10 @@ import {
   type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult,
 } from '../../actors/render-slot/index.ts';
 import { FarmError, type TaskAssignment } from '../../protocol/index.ts';
+import { aTaskAssignment } from '../helpers/builders.ts';
 
-const aTask = (o: Partial<TaskAssignment> = {}): TaskAssignment => ({
-  taskId: 'j1.0',
-  jobId: 'j1',
-  taskIndex: 0,
-  attempt: 1,
-  slot: 0,
-  frames: [1, 2],
-  renderer: 'povray',
-  scene: '/s/scene.pov',
-  outputDir: '/out',
-  outputPattern: 'f_##.png',
-  ...o,
-});
+const aTask = (o: Partial<TaskAssignment> = {}): TaskAssignment =>
+  aTaskAssignment({ taskIndex: 0, frames: [1, 2], renderer: 'povray', scene: '/s/scene.pov', outputDir: '/out', outputPattern: 'f_##.png', ...o });
 const PREPARED: PreparedTask = { workDir: '/out/.rb-partial/j1.0-a1', logFile: '/out/.rb-logs/j1.0-a1.log', workDirUsed: true, invocations: [] };
 const DONE: RenderOutcome = {
   status: 'done',

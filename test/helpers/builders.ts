@@ -1,4 +1,4 @@
-import type { HostInventory, JobSpec, TaskResult } from '../../protocol/index.ts';
+import type { HostInventory, JobSpec, TaskAssignment, TaskResult } from '../../protocol/index.ts';
 import { PROTOCOL_MAJOR } from '../../protocol/index.ts';
 
 /** A job description with defaults; override what the test is about. */
@@ -38,3 +38,27 @@ export function aTaskResult(over: Partial<TaskResult> & Pick<TaskResult, 'jobId'
     ...over,
   };
 }
+
+let nextTaskIndex = 0;
+
+/** A task leased to a slot, with defaults; each call is a new task of its job unless taskIndex is given. */
+export function aTaskAssignment(over: Partial<TaskAssignment> = {}): TaskAssignment {
+  const jobId = over.jobId ?? 'j1';
+  const taskIndex = over.taskIndex ?? nextTaskIndex++;
+  const renderer = over.renderer ?? 'command';
+  return {
+    taskId: `${jobId}.${taskIndex}`,
+    jobId,
+    taskIndex,
+    attempt: 1,
+    slot: 0,
+    frames: [1],
+    renderer,
+    ...(renderer === 'command' ? { command: `sh -c 'printf {frame} > {output}'` } : {}),
+    scene: '/scenes/scene.pov',
+    outputDir: '/out',
+    outputPattern: 'f_####.txt',
+    ...over,
+  };
+}
+

@@ -12,6 +12,7 @@ import {
 } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
+import { aTaskAssignment } from '../helpers/builders.ts';
 
 const v = PROTOCOL_MAJOR;
 
@@ -102,19 +103,7 @@ async function assign(nc: NatsConnection, site: string, host: string, assignment
   return codecs.assignReply.decode(m.data);
 }
 
-let taskNo = 0;
-const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir'>): TaskAssignment => ({
-  taskId: `j1.${taskNo}`,
-  jobId: 'j1',
-  taskIndex: taskNo++,
-  attempt: 1,
-  slot: 0,
-  frames: [1],
-  renderer: 'command',
-  command: `sh -c 'printf {frame} > {output}'`,
-  outputPattern: 'f_####.txt',
-  ...o,
-});
+const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir'>): TaskAssignment => aTaskAssignment(o);
 
 test('render-server - registers, heartbeats, and registers again for a new registry or when forgotten', async (t) => {
   const f = await farm(t);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { createAdapters, deliverTask, prepareTask, renderTask, runProcess, type SlotResult } from '../../actors/render-slot/index.ts';
 import type { TaskAssignment } from '../../protocol/index.ts';
+import { aTaskAssignment } from '../helpers/builders.ts';
 
 async function workspace(t: TestContext) {
   const dir = await mkdtemp(join(tmpdir(), 'rb-cmd-'));
@@ -15,18 +16,8 @@ async function workspace(t: TestContext) {
   return { dir, scene, out: join(dir, 'out dir') }; // a space in the output path on purpose
 }
 
-let taskNo = 0;
-const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir' | 'command'>): TaskAssignment => ({
-  taskId: `j2.${taskNo}`,
-  jobId: 'j2',
-  taskIndex: taskNo++,
-  attempt: 1,
-  slot: 1,
-  frames: [1, 2, 3],
-  renderer: 'command',
-  outputPattern: 'f_####.txt',
-  ...o,
-});
+const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir' | 'command'>): TaskAssignment =>
+  aTaskAssignment({ jobId: 'j2', slot: 1, frames: [1, 2, 3], ...o });
 const adapters = createAdapters();
 
 /** The task log, once written: it reaches the disk just after the task ends, off the hot path. */

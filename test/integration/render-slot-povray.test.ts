@@ -10,6 +10,7 @@ import {
   type Progress, type SlotResult,
 } from '../../actors/render-slot/index.ts';
 import type { TaskAssignment } from '../../protocol/index.ts';
+import { aTaskAssignment } from '../helpers/builders.ts';
 
 // Small, fast, and visibly animated: the sphere moves and changes colour with clock (= frame number).
 const SCENE = `#version 3.7;
@@ -36,18 +37,8 @@ async function workspace(t: TestContext) {
   return { dir, scene, bad, out: join(dir, 'out') };
 }
 
-let taskNo = 0;
-const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir' | 'frames'>): TaskAssignment => ({
-  taskId: `j1.${taskNo}`,
-  jobId: 'j1',
-  taskIndex: taskNo++,
-  attempt: 1,
-  slot: 0,
-  renderer: 'povray',
-  resolution: { width: 64, height: 48 },
-  outputPattern: 'frame_####.png',
-  ...o,
-});
+const aTask = (o: Partial<TaskAssignment> & Pick<TaskAssignment, 'scene' | 'outputDir' | 'frames'>): TaskAssignment =>
+  aTaskAssignment({ renderer: 'povray', resolution: { width: 64, height: 48 }, outputPattern: 'frame_####.png', ...o });
 
 const adapters = createAdapters();
 

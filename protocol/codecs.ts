@@ -11,6 +11,7 @@ import {
 import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
 import { Reply } from './messages/common.ts';
 import { JournalRecord } from './messages/journal.ts';
+import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { Type } from '@sinclair/typebox';
 
 /** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
@@ -44,5 +45,7 @@ export const codecs = {
   hostEvent: codecFor(HostEvent),
   hostCtl: codecFor(HostCtl),
   journalRecord: codecFor(JournalRecord),
+  leaseReport: codecFor(LeaseReport),
+  schedHello: codecFor(SchedulerHello),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
 };

@@ -41,6 +41,9 @@ export const subjects = {
   schedCtl: (site: string) => `${root(site)}.sched.ctl`,
   schedQuery: (site: string) => `${root(site)}.sched.query`,
   schedResult: (site: string) => `${root(site)}.sched.result`,
+  // leases: render servers report theirs; a scheduler asks for reports when it (re)starts
+  schedLeases: (site: string) => `${root(site)}.sched.leases`,
+  schedHello: (site: string) => `${root(site)}.sched.hello`,
   // one render server
   hostAssign: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.assign`,
   hostCtl: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.ctl`,

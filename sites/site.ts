@@ -31,7 +31,8 @@ export interface FarmHandle {
   outputDir: string;
   host: string | null;
   nc: NatsConnection;
-  stop(): Promise<void>;
+  /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
+  stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -51,6 +52,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   await mkdir(outputDir, { recursive: true });
   const log = o.log;
   const nats = await startNatsServer({ dir: join(dataDir, 'nats'), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}` });
+  let graceMs = 0;
   const stops: (() => Promise<void>)[] = [nats.stop];
   const conns: NatsConnection[] = [];
   const conn = async (name: string) => {
@@ -79,12 +81,16 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       const rsNc = await conn('render-server');
       stops.push(() => rsNc.drain());
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
-      stops.push(rs.stop);
+      stops.push(() => rs.stop({ graceMs }));
     }
     await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now() });
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
     log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
-    return { url: nats.url, site, dataDir, outputDir, host, nc, stop: stopAll };
+    const stop = (so: { graceMs?: number } = {}) => {
+      graceMs = so.graceMs ?? 0;
+      return stopAll();
+    };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, stop };
   } catch (err) {
     await stopAll();
     throw err;

@@ -224,6 +224,15 @@ export function sweepSilent(
   return { db: next, dropped };
 }
 
+/**
+ * The registry is back on the bus after an outage of its own: every host counts as seen now,
+ * so none is dropped for heartbeats that could not reach the registry.
+ */
+export function graceAll(db: RegistryDatabase, now: number): RegistryDatabase {
+  const buckets = db.buckets.map((b) => new Map([...b].map(([host, e]) => [host, { ...e, record: { ...e.record, lastSeenAt: now } }])));
+  return { buckets, size: db.size };
+}
+
 /** Slots free for new work: the idle ones, none on a draining host. */
 export function freeSlots(e: HostEntry): number {
   return e.record.draining === true ? 0 : e.idle;

@@ -4,6 +4,7 @@ import {
   applyHeartbeat,
   applySlotEvent,
   emptyDatabase,
+  graceAll,
   registerHost,
   removeHost,
   sweepSilent,
@@ -31,6 +32,9 @@ export interface RegistryContext extends RegistryInput {
 export type RegistryEvent =
   | { type: 'registry.started' }
   | { type: 'registry.stop' }
+  /** The registry's own connection to NATS dropped, or came back. */
+  | { type: 'bus.down' }
+  | { type: 'bus.up' }
   | { type: 'host.register'; msg: HostRegister }
   | { type: 'host.heartbeat'; msg: HostHeartbeat }
   | { type: 'host.bye'; msg: HostBye }
@@ -49,7 +53,8 @@ export interface HostEventOut {
  * The resource registry: starting → rebuilding → serving → stopped. The database lives in the
  * context; while live, three regions run side by side: the phase (rebuilding for a while after
  * start, render servers re-registering, then serving), the hello announcer and the sweep that
- * drops silent hosts. Requests change the database through events; the runtime answers queries
+ * drops silent hosts. The sweep stops while the registry itself is off the bus (no heartbeat can
+ * reach it then) and gives every host a fresh start when it is back. Requests change the database through events; the runtime answers queries
  * from the snapshot.
  */
 export const registryMachine = setup({
@@ -142,7 +147,13 @@ export const registryMachine = setup({
         sweeper: {
           initial: 'waiting',
           states: {
+            offBus: {
+              on: {
+                'bus.up': { target: 'waiting', actions: enqueueActions(({ context, enqueue }) => enqueue.assign({ db: graceAll(context.db, context.now()) })) },
+              },
+            },
             waiting: {
+              on: { 'bus.down': 'offBus' },
               after: {
                 sweepEvery: {
                   target: 'waiting',

@@ -164,6 +164,13 @@ export async function startRegistry(
     }),
   ];
 
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') actor.send({ type: 'bus.down' });
+      else if (s.type === 'reconnect') actor.send({ type: 'bus.up' });
+    }
+  })();
+
   // hello only once the server holds our subscriptions, so nobody registers into the void
   await nc.flush();
   actor.send({ type: 'registry.started' });

@@ -1,4 +1,4 @@
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, fromCallback, fromPromise, setup, type EventObject } from 'xstate';
 import type { HostInventory } from '../../protocol/index.ts';
 
 export interface RenderServerContext {
@@ -51,7 +51,7 @@ const heartbeating = {
 
 /**
  * One render server: probing → locating (registering with the registry) → registered →
- * draining → stopped. It registers again whenever the registry forgets it (a heartbeat
+ * draining → stopped. All along, it reports the leases it holds to the scheduler. It registers again whenever the registry forgets it (a heartbeat
  * answered `known: false`), a hello shows a new registry instance, or heartbeats go
  * unanswered. Effects are placeholders here; runtime.ts provides them.
  */
@@ -71,6 +71,11 @@ export const renderServerMachine = setup({
     heartbeat: fromPromise<{ known: boolean; registryId: string }, { draining: boolean }>(async () => {
       throw new Error('heartbeat not provided');
     }),
+    /**
+     * Reports the server's leases to the scheduler every `everyMs`, and at once when a scheduler
+     * says hello; runs for the server's whole life, whatever the registry does.
+     */
+    reportLeases: fromCallback<EventObject, { everyMs: number }>(() => () => {}),
     /** Cancels running tasks, says bye, lets go of subscriptions. */
     shutdown: fromPromise<void, { registered: boolean }>(async () => {
       throw new Error('shutdown not provided');
@@ -109,6 +114,7 @@ export const renderServerMachine = setup({
     error: null,
   }),
   initial: 'probing',
+  invoke: { src: 'reportLeases', input: ({ context }) => ({ everyMs: context.heartbeatMs }) },
   on: {
     'server.stop': '.stopping',
   },

@@ -2,11 +2,11 @@ import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { createActor, fromPromise, waitFor } from 'xstate';
+import { createActor, fromCallback, fromPromise, waitFor, type EventObject } from 'xstate';
 import { call, listen, serve } from '../bus/index.ts';
 import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
-  type AssignReply, type PackageInfo, type TaskAssignment,
+  type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
 import { createAdapters, Launcher, startRenderSlot, type RenderSlot } from '../render-slot/index.ts';
 import { renderServerMachine } from './machine.ts';
@@ -28,7 +28,12 @@ export interface RenderServerOptions {
 export interface RenderServerHandle {
   host: string;
   inventory: HostInventory;
-  stop(): Promise<void>;
+  /**
+   * Leaves the farm. With a grace period it drains first: takes no new tasks, hands back the
+   * ones held in hand, and lets running ones finish for up to `graceMs`; what still runs then
+   * is stopped and handed back. Then it says bye to the registry.
+   */
+  stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 type AssignBody = Extract<AssignReply, { ok: true }>['body'];
@@ -39,6 +44,8 @@ const BYE_TIMEOUT_MS = 1_000;
 /** On stop, how long cancelled tasks get to end and report before the server leaves anyway. */
 const STOP_SETTLE_MS = 8_000;
 const MAX_SLOTS = 1024;
+/** How long running tasks may finish when a render server is asked to stop (SIGTERM, `stop` request). */
+export const DEFAULT_GRACE_MS = 60_000;
 
 /**
  * One render host: probes itself, registers with the site's registry and keeps it informed,
@@ -65,6 +72,15 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   }
   const slotInfos = () => slots.map((s) => s.info());
   let everRegistered = false;
+  const leaseSubject = subjects.schedLeases(site);
+  const reportLeases = (everyMs: number) => {
+    const msg: LeaseReport = { v: PROTOCOL_MAJOR, host, serverId, at: Date.now(), everyMs, tasks: slots.flatMap((s) => s.leases()) };
+    try {
+      nc.publish(leaseSubject, codecs.leaseReport.encode(msg));
+    } catch (err) {
+      log.debug({ err }, 'could not publish the lease report');
+    }
+  };
 
   const machine = renderServerMachine.provide({
     actors: {
@@ -90,7 +106,18 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
           { timeoutMs: REGISTRY_TIMEOUT_MS, unavailable: 'RB_REGISTRY_UNAVAILABLE' },
         ),
       ),
+      reportLeases: fromCallback<EventObject, { everyMs: number }>(({ input }) => {
+        const timer = setInterval(() => reportLeases(input.everyMs), input.everyMs);
+        // a scheduler that (re)starts asks for reports, to re-adopt running tasks before it dispatches
+        const hello = listen(nc, subjects.schedHello(site), codecs.schedHello, log, () => reportLeases(input.everyMs));
+        return () => {
+          clearInterval(timer);
+          hello.unsubscribe();
+        };
+      }),
       shutdown: fromPromise(async ({ input }) => {
+        // held tasks go back to the scheduler; running ones are stopped and handed back too
+        for (const s of slots) s.drain();
         for (const s of slots) if (!s.isIdle()) s.cancel('the render server is stopping', 'RB_DRAINING');
         await Promise.all(slots.map((s) => s.settled(STOP_SETTLE_MS)));
         for (const s of slots) {
@@ -174,11 +201,12 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       log,
       handle: (req) => {
         if (req.action === 'drain') actor.send({ type: 'server.drain' });
-        else if (req.action === 'stop') setImmediate(() => void stop());
+        else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: DEFAULT_GRACE_MS }));
         else {
-          const slot = slots.find((s) => s.task()?.taskId === req.taskId);
+          const mine = (t: TaskAssignment | null) => t?.taskId === req.taskId && (req.attempt === undefined || t?.attempt === req.attempt);
+          const slot = slots.find((s) => mine(s.task()));
           // a task held in hand is simply dropped: it never started
-          const dropped = !slot && req.taskId !== undefined && slots.some((s) => s.dropHeld(req.taskId!));
+          const dropped = !slot && req.taskId !== undefined && slots.some((s) => s.dropHeld(req.taskId!, req.attempt));
           if (!dropped && (!slot || !req.taskId)) throw new FarmError('RB_NO_SUCH_SLOT', `no slot of ${host} is running task '${req.taskId ?? ''}'`);
           slot?.cancel('killed on request');
         }
@@ -195,8 +223,14 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     launcher?.close();
     actor.stop();
   };
-  const stop = (): Promise<void> => {
+  const stop = (so: { graceMs?: number } = {}): Promise<void> => {
     stopping ??= (async () => {
+      const graceMs = so.graceMs ?? 0;
+      if (graceMs > 0 && actor.getSnapshot().status === 'active') {
+        actor.send({ type: 'server.drain' });
+        log.info({ graceMs, running: slots.filter((s) => !s.isIdle()).length }, 'draining: running tasks may finish');
+        await Promise.all(slots.map((s) => s.settled(graceMs)));
+      }
       actor.send({ type: 'server.stop' });
       await waitFor(actor, (s) => s.status !== 'active', { timeout: STOP_SETTLE_MS + 5_000 }).catch((err: unknown) => log.warn({ err }, 'render server did not stop in time'));
       release();

@@ -28,7 +28,8 @@ export interface SlotResult {
   taskIndex: number;
   attempt: number;
   slot: number;
-  status: 'done' | 'failed';
+  /** `returned`: stopped unfinished because the server drains; the scheduler gives it to another slot. */
+  status: 'done' | 'failed' | 'returned';
   outputs: { frame: number; path: string }[];
   error?: { code: string; message: string };
   stats: TaskStats;

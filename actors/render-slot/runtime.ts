@@ -6,7 +6,7 @@ import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { call } from '../bus/index.ts';
 import {
   codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
-  type ErrorCode, type SlotInfo, type TaskAssignment, type TaskResult,
+  type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
@@ -147,7 +147,8 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
     taskIndex: task.taskIndex,
     attempt: task.attempt,
     slot,
-    status: error ? 'failed' : 'done',
+    // stopped because the server is draining: handed back, not failed (another slot renders it)
+    status: error ? (error.code === 'RB_DRAINING' ? 'returned' : 'failed') : 'done',
     outputs,
     ...(error ? { error } : {}),
     stats: { ...outcome.usage, bytesWritten: bytes },
@@ -185,8 +186,10 @@ export interface RenderSlot {
   drain(): void;
   /** Tasks leased to the slot and held to start next. */
   heldTasks(): string[];
-  /** Drops a held task (its job was cancelled); false when it is not held. */
-  dropHeld(taskId: string): boolean;
+  /** Drops a held task (its job was cancelled, or its lease is another slot's now); false when it is not held. */
+  dropHeld(taskId: string, attempt?: number): boolean;
+  /** Every task this slot holds a lease for: rendering, held in hand, or ended with its result not yet taken. */
+  leases(): HeldLease[];
   /** Resolves once the slot is idle (or only holding a result the scheduler has not taken) and results sent in the background are taken, or after timeoutMs. */
   settled(timeoutMs: number): Promise<void>;
   /** The task whose result waits for the scheduler to come back, if any. */
@@ -209,6 +212,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   // need not wait a round trip for its next task (docs/architecture.md, "task in hand").
   const held: TaskAssignment[] = [];
   const reporting = new Set<Promise<void>>();
+  /** Results sent in the background and not yet taken, by task id (their leases are still ours). */
+  const unacked = new Map<string, TaskResult>();
   let stopped = false;
 
   /** A task that arrived while the slot was busy is held; an idle slot starts it. */
@@ -220,6 +225,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
 
   /** Reports a result while the slot renders its next task; retried with backoff until taken. */
   const reportInBackground = (msg: TaskResult) => {
+    unacked.set(msg.taskId, msg);
     const p = (async () => {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -238,10 +244,18 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           await sleep(Math.min(SLOT_RESULT_RETRY_MAX_MS, SLOT_RESULT_RETRY_BASE_MS * 2 ** attempt));
         }
       }
-    })().finally(() => reporting.delete(p));
+    })().finally(() => {
+      reporting.delete(p);
+      if (unacked.get(msg.taskId) === msg) unacked.delete(msg.taskId);
+    });
     reporting.add(p);
   };
   const slotSubject = subjects.hostEvent(o.site, o.host, 'slot');
+  /** A task given back unrendered (the server drains): queued again at the scheduler, no attempt used. */
+  const handBack = (task: TaskAssignment): TaskResult => ({
+    v: PROTOCOL_MAJOR, host: o.host, taskId: task.taskId, jobId: task.jobId, taskIndex: task.taskIndex, attempt: task.attempt, slot: o.index,
+    status: 'returned', outputs: [], stats: { wallMs: 0, cpuMs: 0, peakRssKb: 0, bytesWritten: 0 }, wantNext: false, want: 0,
+  });
 
   const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number }) => {
     try {
@@ -366,14 +380,27 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     drain() {
       draining = true;
       actor.send({ type: 'slot.drain' });
+      // tasks in hand go back at once, so other slots can take them while this one finishes
+      for (const task of held.splice(0)) reportInBackground(handBack(task));
       if (actor.getSnapshot().value === 'idle') slotChanged(null);
     },
     heldTasks: () => held.map((t) => t.taskId),
-    dropHeld(taskId) {
-      const i = held.findIndex((t) => t.taskId === taskId);
+    dropHeld(taskId, attempt) {
+      const i = held.findIndex((t) => t.taskId === taskId && (attempt === undefined || t.attempt === attempt));
       if (i < 0) return false;
       held.splice(i, 1);
       return true;
+    },
+    leases() {
+      const out: HeldLease[] = [];
+      const add = (t: { taskId: string; jobId: string; taskIndex: number; attempt: number }, state: LeaseState) =>
+        out.push({ taskId: t.taskId, jobId: t.jobId, taskIndex: t.taskIndex, attempt: t.attempt, slot: o.index, state });
+      const s = actor.getSnapshot();
+      const ending = s.matches({ delivering: 'reporting' }) || s.matches({ delivering: 'retrying' });
+      if (s.status === 'active' && s.context.task) add(s.context.task, ending ? 'reporting' : 'running');
+      for (const t of held) add(t, 'held');
+      for (const r of unacked.values()) add(r, 'reporting');
+      return out;
     },
     async settled(timeoutMs) {
       const until = performance.now() + timeoutMs;

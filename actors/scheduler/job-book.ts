@@ -2,7 +2,7 @@ import { createActor, type Actor } from 'xstate';
 import {
   DEFAULT_MAX_ATTEMPTS, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
-  type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
+  type HeldLease, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine } from './job-machine.ts';
 
@@ -15,6 +15,10 @@ export interface Task {
   state: TaskState;
   /** Attempt of the latest dispatch; 0 before the first. */
   attempt: number;
+  /** Failed attempts so far (a lost host or a hand-back is not a failure). */
+  failures: number;
+  /** The attempt whose result was applied last: the same result again is a duplicate. */
+  resolvedAttempt?: number;
   host?: string;
   slot?: number;
   startedAt?: number;
@@ -55,7 +59,35 @@ export interface Job {
 export type ResultOutcome =
   | { kind: 'unknown' }
   | { kind: 'stale'; job: Job; task: Task }
+  /** The result was applied before (a retry whose acknowledgement was lost). */
+  | { kind: 'duplicate'; job: Job; task: Task }
+  | { kind: 'returned'; job: Job; task: Task }
   | { kind: 'accepted'; job: Job; task: Task; retried: boolean };
+
+/** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
+interface Lease {
+  job: Job;
+  host: string;
+  slot: number;
+  grantedAt: number;
+  /** Lease reports from its host since the grace period that did not list it. */
+  unconfirmed: number;
+}
+
+/** What a host's lease report changed. */
+export interface RenewOutcome {
+  /** Tasks a restarted scheduler took back from the report. */
+  adopted: Task[];
+  /** Leases the host holds that are no longer its own (another attempt, or an ended task): it should drop them. */
+  foreign: HeldLease[];
+  /** Jobs whose tasks the host lost (unlisted in two reports) went back to the queue. */
+  lost: Job[];
+}
+
+/** A lease granted within this window may not be in the host's next report yet. */
+export const LEASE_REPORT_GRACE_MS = 1_000;
+/** Reports in a row that leave a lease out before it is taken back. */
+export const LEASE_UNLISTED_LIMIT = 2;
 
 const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 
@@ -69,7 +101,7 @@ export class JobBook {
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
   /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
-  private leases = new Map<Task, { job: Job; host: string; slot: number }>();
+  private leases = new Map<Task, Lease>();
   /** `host/slot` → how many leases that slot holds. */
   private perSlot = new Map<string, number>();
   private seq = 0;
@@ -87,7 +119,7 @@ export class JobBook {
       user: spec.user ?? 'unknown',
       group: spec.group ?? 'unknown',
       submittedAt: at,
-      tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0 })),
+      tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0, failures: 0 })),
       cursor: 0,
       requeued: [],
       queuedTasks: prepared.tasks.length,
@@ -140,8 +172,8 @@ export class JobBook {
     return this.perSlot.get(`${host}/${slot}`) ?? 0;
   }
 
-  private addLease(job: Job, task: Task, host: string, slot: number): void {
-    this.leases.set(task, { job, host, slot });
+  private addLease(job: Job, task: Task, host: string, slot: number, now: number): void {
+    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
     const key = `${host}/${slot}`;
     this.perSlot.set(key, (this.perSlot.get(key) ?? 0) + 1);
   }
@@ -167,7 +199,7 @@ export class JobBook {
     task.slot = slot;
     task.startedAt = now;
     task.finishedAt = undefined;
-    this.addLease(job, task, host, slot);
+    this.addLease(job, task, host, slot, now);
     job.startedAt ??= now;
     job.waiting = undefined;
     job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
@@ -196,20 +228,37 @@ export class JobBook {
     this.requeue(job, task);
   }
 
-  /** Applies a task's result once; a result of another attempt, or for an ended task, is stale. */
+  /**
+   * Applies a task's result once. The running attempt's result is taken; so is a result for a
+   * queued task from its latest attempt or a newer one (the lease expired or the scheduler
+   * restarted, but the frame was rendered all the same). Any other attempt is stale, and the
+   * result already applied is a duplicate.
+   */
   result(r: TaskResult, now: number): ResultOutcome {
     const job = this.jobs.get(r.jobId);
     const task = job?.tasks[r.taskIndex];
     if (!job || !task) return { kind: 'unknown' };
     const lease = this.leases.get(task);
-    if (lease && lease.host === r.host && lease.slot === r.slot) this.dropLease(task);
-    if (task.attempt !== r.attempt || (task.state !== TaskState.Running && task.state !== TaskState.Queued)) {
+    const fromLeaseHolder = lease !== undefined && lease.host === r.host && lease.slot === r.slot && task.attempt === r.attempt;
+    if (task.resolvedAttempt === r.attempt && r.status !== 'returned') return { kind: 'duplicate', job, task };
+    const current = task.state === TaskState.Running ? task.attempt === r.attempt : task.state === TaskState.Queued && r.attempt >= task.attempt;
+    if (!current || this.isFinished(job)) {
+      if (fromLeaseHolder) this.dropLease(task);
       return { kind: 'stale', job, task };
     }
-    if (this.isFinished(job)) return { kind: 'stale', job, task };
+    if (r.status === 'returned') {
+      // handed back unrendered: queued again, and no attempt is used up
+      if (task.state === TaskState.Running) this.requeue(job, task);
+      return { kind: 'returned', job, task };
+    }
+    if (lease) this.dropLease(task);
     const wasQueued = task.state === TaskState.Queued;
     if (wasQueued) this.dropQueued(job, task);
     else job.runningTasks -= 1;
+    task.attempt = r.attempt;
+    task.resolvedAttempt = r.attempt;
+    task.host = r.host;
+    task.slot = r.slot;
     task.finishedAt = now;
     task.stats = r.stats;
     if (r.status === 'done') {
@@ -223,9 +272,13 @@ export class JobBook {
       return { kind: 'accepted', job, task, retried: false };
     }
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
-    if (task.attempt < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
-      if (!wasQueued) this.requeue(job, task);
-      else this.pushQueued(job, task);
+    task.failures += 1;
+    if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+      if (wasQueued) this.pushQueued(job, task);
+      else {
+        job.runningTasks += 1; // requeue() moves it from running to queued
+        this.requeue(job, task);
+      }
       return { kind: 'accepted', job, task, retried: true };
     }
     task.state = TaskState.Failed;
@@ -248,6 +301,74 @@ export class JobBook {
     return [...touched];
   }
 
+  /** Hosts that hold at least one lease. */
+  leaseholders(): Set<string> {
+    const out = new Set<string>();
+    for (const l of this.leases.values()) out.add(l.host);
+    return out;
+  }
+
+  /**
+   * A host's lease report: renews the leases it lists, and takes back (adopts) tasks that a
+   * restarted scheduler had queued again. Leases the host holds that are no longer its own
+   * (another attempt runs, or the task ended) come back as `foreign`. A lease the host leaves
+   * out of LEASE_UNLISTED_LIMIT reports after its grace period was lost (an assignment that
+   * never arrived, a server that restarted): its task goes back to the queue.
+   */
+  renew(host: string, held: readonly HeldLease[], now: number): RenewOutcome {
+    const out: RenewOutcome = { adopted: [], foreign: [], lost: [] };
+    const listed = new Set<Task>();
+    for (const h of held) {
+      const job = this.jobs.get(h.jobId);
+      const task = job?.tasks[h.taskIndex];
+      if (!job || !task) {
+        out.foreign.push(h);
+        continue;
+      }
+      const lease = this.leases.get(task);
+      if (lease && lease.host === host && lease.slot === h.slot && task.attempt === h.attempt) {
+        lease.unconfirmed = 0;
+        listed.add(task);
+      } else if (task.state === TaskState.Queued && h.attempt >= task.attempt && task.resolvedAttempt !== h.attempt && !this.isFinished(job)) {
+        this.adopt(job, task, host, h.slot, h.attempt, now);
+        listed.add(task);
+        out.adopted.push(task);
+      } else if (h.state !== 'reporting') {
+        // a result on its way is judged when it arrives (it may still be taken)
+        out.foreign.push(h);
+      }
+    }
+    const lost = new Set<Job>();
+    for (const [task, lease] of this.leases) {
+      if (lease.host !== host || listed.has(task) || now - lease.grantedAt < LEASE_REPORT_GRACE_MS) continue;
+      lease.unconfirmed += 1;
+      if (lease.unconfirmed < LEASE_UNLISTED_LIMIT) continue;
+      this.dropLease(task);
+      if (task.state === TaskState.Running && !this.isFinished(lease.job)) {
+        this.requeue(lease.job, task);
+        lost.add(lease.job);
+      }
+    }
+    out.lost = [...lost];
+    return out;
+  }
+
+  /** A queued task turns out to be running on a slot (reported after a scheduler restart). */
+  private adopt(job: Job, task: Task, host: string, slot: number, attempt: number, now: number): void {
+    this.dropQueued(job, task);
+    task.state = TaskState.Running;
+    task.attempt = attempt;
+    task.host = host;
+    task.slot = slot;
+    task.startedAt = now;
+    task.finishedAt = undefined;
+    job.runningTasks += 1;
+    this.addLease(job, task, host, slot, now);
+    job.startedAt ??= now;
+    job.waiting = undefined;
+    job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
+  }
+
   /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
   cancel(job: Job, now: number): Task[] {
     const running = job.tasks.filter((t) => t.state === TaskState.Running);
@@ -261,12 +382,23 @@ export class JobBook {
     return running;
   }
 
+  /** Journal replay: an attempt failed and the task was queued again. */
+  restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined): void {
+    const task = job.tasks[taskIndex];
+    if (!task || task.state !== TaskState.Queued || task.resolvedAttempt === attempt) return;
+    task.failures += 1;
+    task.attempt = Math.max(task.attempt, attempt);
+    task.resolvedAttempt = attempt;
+    task.error = error;
+  }
+
   /** Journal replay: a task ended before the restart. */
   restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>): void {
     const task = job.tasks[taskIndex];
     if (!task || task.state !== TaskState.Queued) return;
     this.dropQueued(job, task);
     Object.assign(task, detail);
+    task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
     job.machine.send({ type: status === 'done' ? 'frames.done' : 'frames.failed', n: task.frames.length, fromQueue: true });
     this.finishIfEnded(job, detail.finishedAt ?? job.submittedAt);

@@ -4,11 +4,19 @@ export type SchedulerEvent =
   | { type: 'dispatch.wanted' }
   | { type: 'scheduler.stop' };
 
+/** How long a restarted scheduler listens to lease reports before it dispatches anything. */
+export const ADOPT_WINDOW_MS = 1_000;
+/** How often leases of silent hosts are looked for. */
+export const LEASE_CHECK_MS = 1_000;
+
 /**
  * The scheduler's lifecycle: starting (open the durable store) → recovering (replay the
- * journal) → serving (idle ⇄ dispatching) → stopped. Requests are answered only while
- * serving; a dispatch round runs whenever work or slots change, one at a time, and again
- * at once if something changed during the round. A slow tick catches anything missed.
+ * journal) → serving → stopped. Requests are answered only while serving. Serving starts by
+ * adopting: render servers, asked by a hello, report the tasks they hold, and nothing is
+ * dispatched until they had the time to, so no running frame is given out twice. Then a
+ * dispatch round runs whenever work or slots change, one at a time, and again at once if
+ * something changed during the round; a slow tick catches anything missed. Alongside, leases
+ * of hosts that went silent are taken back every LEASE_CHECK_MS.
  */
 export const schedulerMachine = setup({
   types: {
@@ -25,10 +33,16 @@ export const schedulerMachine = setup({
     reportOpenFailure: () => {},
     reportRecovered: () => {},
     reportDispatchFailure: () => {},
+    /** Ask render servers for their lease reports (sched.hello). */
+    announce: () => {},
+    /** Take back the leases of hosts whose reports stopped. */
+    expireLeases: () => {},
   },
   delays: {
     retryOpen: ({ context }) => Math.min(10_000, 500 * 2 ** Math.min(context.openFailures, 5)),
     dispatchTick: 2_000,
+    adoptWindow: ADOPT_WINDOW_MS,
+    leaseCheck: LEASE_CHECK_MS,
   },
   guards: {
     again: ({ context }) => context.again,
@@ -61,20 +75,33 @@ export const schedulerMachine = setup({
       },
     },
     serving: {
-      initial: 'dispatching',
+      type: 'parallel',
+      entry: 'announce',
       states: {
-        idle: {
-          on: { 'dispatch.wanted': 'dispatching' },
-          after: { dispatchTick: 'dispatching' },
-        },
-        dispatching: {
-          entry: assign({ again: false }),
-          invoke: {
-            src: 'dispatchRound',
-            onDone: [{ guard: 'again', target: 'dispatching', reenter: true }, { target: 'idle' }],
-            onError: { target: 'idle', actions: 'reportDispatchFailure' },
+        dispatch: {
+          initial: 'adopting',
+          states: {
+            adopting: { after: { adoptWindow: 'dispatching' } },
+            idle: {
+              on: { 'dispatch.wanted': 'dispatching' },
+              after: { dispatchTick: 'dispatching' },
+            },
+            dispatching: {
+              entry: assign({ again: false }),
+              invoke: {
+                src: 'dispatchRound',
+                onDone: [{ guard: 'again', target: 'dispatching', reenter: true }, { target: 'idle' }],
+                onError: { target: 'idle', actions: 'reportDispatchFailure' },
+              },
+              on: { 'dispatch.wanted': { actions: assign({ again: true }) } },
+            },
           },
-          on: { 'dispatch.wanted': { actions: assign({ again: true }) } },
+        },
+        leases: {
+          initial: 'watching',
+          states: {
+            watching: { after: { leaseCheck: { target: 'watching', reenter: true, actions: 'expireLeases' } } },
+          },
         },
       },
     },

@@ -2,14 +2,15 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  codecs, FarmError, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
-  type CtlRequest, type JobEvent, type JournalRecord, type MatchBody, type QueryRequest,
+  codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  type CtlRequest, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
   type SubmitRequest, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import { call, listen, serve } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
-import { JobBook, type Job } from './job-book.ts';
+import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
+import { HostLiveness } from './liveness.ts';
 import { schedulerMachine } from './machine.ts';
 import { postWebhook } from './notify.ts';
 
@@ -44,6 +45,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const now = o.now ?? Date.now;
   let book = new JobBook();
   let journal: Journal | null = null;
+  const schedulerId = newInstanceId();
+  const liveness = new HostLiveness();
   const hosts = new Map<string, KnownHost>();
   const subs: Subscription[] = [];
   const webhooks = new Set<Promise<unknown>>();
@@ -87,9 +90,20 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       webhooks.add(p);
     }
   };
-  const journalAsync = (rec: JournalRecord, id: string) => {
-    if (!journal) return;
-    journal.append(rec, id).catch((err: unknown) => log.error({ err, jobId: rec.jobId }, 'journal write failed'));
+  /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
+  const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
+    {
+      v: PROTOCOL_MAJOR, kind: 'task', jobId: r.jobId, taskIndex: r.taskIndex, status: r.status === 'done' ? 'done' : 'failed', attempt: r.attempt,
+      host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at,
+      ...(task.error && r.status === 'failed' ? { error: task.error } : {}), ...(retry ? { retry } : {}),
+    },
+    `task-${r.jobId}-${r.taskIndex}-${r.attempt}`,
+  ];
+  /** Tells a host to drop a task that is no longer its own. */
+  const killTask = (host: string, taskId: string, why: string, attempt?: number) => {
+    log.info({ host, taskId, attempt, why }, 'telling a host to drop a task');
+    const msg = codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId, ...(attempt !== undefined ? { attempt } : {}) });
+    nc.request(subjects.hostCtl(site, host), msg, { timeout: 3_000 }).catch((err: unknown) => log.warn({ err, host, taskId }, 'could not tell a host to drop a task'));
   };
 
   // --- requests ---------------------------------------------------------------------
@@ -130,27 +144,32 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (book.isFinished(job)) return { job: book.summary(job) };
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'cancel', jobId: job.id, at: now() }, `cancel-${job.id}`);
     const running = book.cancel(job, now());
-    for (const t of running) {
-      if (!t.host) continue;
-      const msg = codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: `${job.id}.${t.index}` });
-      nc.request(subjects.hostCtl(site, t.host), msg, { timeout: 3_000 }).catch((err: unknown) => log.warn({ err, host: t.host }, 'could not tell a host to kill a cancelled task'));
-    }
+    for (const t of running) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'job cancelled');
     finishJob(job);
     return { job: book.summary(job) };
   }
 
   /**
-   * A task ended on a slot. The reply hands that slot its next task when one fits, and one more to
-   * hold in hand when the slot has room (docs/architecture.md, "a task in hand").
+   * A task ended on a slot. The reply is the acknowledgement: it goes out only once the result is
+   * in the journal, so a render server holds a result until it is durable. It hands that slot its
+   * next task when one fits, and one more to hold in hand when the slot has room
+   * (docs/architecture.md, "a task in hand").
    */
-  function result(r: TaskResult) {
+  async function result(r: TaskResult) {
     requireServing();
     const at = now();
     const outcome = book.result(r, at);
     // decided now: by the time the deferred report runs, a later result may have ended the job
     const endedJob = outcome.kind === 'accepted' && book.isFinished(outcome.job);
+    if (outcome.kind === 'accepted' || outcome.kind === 'duplicate') {
+      const retry = outcome.kind === 'accepted' ? outcome.retried : outcome.task.state === 'queued';
+      // a failed write throws RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, which is then a duplicate
+      await journal!.append(...taskRecord(r, outcome.task, retry, at));
+    }
+    // nothing is handed out while lease reports may still bring back tasks that are running
+    const adopting = actor.getSnapshot().matches({ serving: { dispatch: 'adopting' } });
     // a slot holds at most two leases: the task it renders and one in hand
-    const want = Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
+    const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];
     for (let i = 0; i < want; i++) {
       const l = leaseNext(r.host, r.slot, at, i > 0 || book.leasesOn(r.host, r.slot) > 0);
@@ -173,18 +192,18 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       log.info({ jobId: r.jobId, taskIndex: r.taskIndex, attempt: r.attempt, current: outcome.task.attempt }, 'stale result ignored');
       return;
     }
+    if (outcome.kind === 'duplicate') return;
+    if (outcome.kind === 'returned') {
+      log.info({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'task handed back unrendered; queued again');
+      actor.send({ type: 'dispatch.wanted' });
+      return;
+    }
     const { job, task, retried } = outcome;
     if (r.status === 'done') {
       const paths = new Map(r.outputs.map((x) => [x.frame, x.path]));
       frameEvents(job, task.frames, 'done', (f) => ({ host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats, ...(paths.has(f) ? { output: paths.get(f) } : {}) }));
     } else {
       frameEvents(job, task.frames, retried ? 'retrying' : 'failed', () => ({ host: r.host, slot: r.slot, attempt: r.attempt, error: task.error }));
-    }
-    if (!retried) {
-      journalAsync(
-        { v: PROTOCOL_MAJOR, kind: 'task', jobId: job.id, taskIndex: task.index, status: r.status, attempt: r.attempt, host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.error && r.status === 'failed' ? { error: task.error } : {}) },
-        `task-${job.id}-${task.index}-${r.attempt}`,
-      );
     }
     if (endedJob) finishJob(job);
     else if (!book.isFinished(job) && at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
@@ -220,6 +239,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
   const forgetHost = (host: string, reason: string) => {
     hosts.delete(host);
+    liveness.forget(host);
     book.forgetHost(host);
     const touched = book.releaseHost(host);
     if (touched.length > 0) log.warn({ host, reason, jobs: touched.map((j) => j.id) }, 'tasks of a lost host requeued');
@@ -277,6 +297,51 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
   }
 
+  // --- leases -----------------------------------------------------------------------
+  /** A render server's lease report: renews, re-adopts, and sorts out leases that are not its own any more. */
+  function onLeaseReport(rep: LeaseReport): void {
+    if (!actor.getSnapshot().matches('serving')) return; // the queue is not rebuilt yet; reports repeat
+    const at = now();
+    if (liveness.report(rep.host, rep.serverId, rep.everyMs, at)) {
+      forgetHost(rep.host, 'restarted'); // the leases of its previous instance are gone with it
+      liveness.report(rep.host, rep.serverId, rep.everyMs, at);
+    }
+    const out = book.renew(rep.host, rep.tasks, at);
+    if (out.adopted.length > 0) log.info({ host: rep.host, tasks: out.adopted.length }, 'running tasks re-adopted');
+    for (const h of out.foreign) dropForeign(rep.host, h);
+    if (out.lost.length > 0) {
+      log.warn({ host: rep.host, jobs: out.lost.map((j) => j.id) }, 'leases the host no longer holds were requeued');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+  }
+
+  const dropForeign = (host: string, h: HeldLease) => {
+    const task = book.jobs.get(h.jobId)?.tasks[h.taskIndex];
+    const why = !task ? 'unknown job' : task.state === 'running' ? `attempt ${task.attempt} runs on ${task.host ?? '?'}` : `task is ${task.state}`;
+    killTask(host, h.taskId, why, h.attempt);
+  };
+
+  /** Leases of hosts whose reports stopped go back to the queue (the machine calls this every second). */
+  function expireLeases(): void {
+    for (const host of liveness.overdue(book.leaseholders(), now())) {
+      forgetHost(host, 'its lease reports stopped');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+  }
+
+  const announce = () => publish(subjects.schedHello(site), codecs.schedHello.encode({ v: PROTOCOL_MAJOR, schedulerId, at: now() }));
+
+  /** While this scheduler is off the bus no report can reach it: lease clocks stop, and restart when it is back. */
+  async function watchBus(): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') liveness.pause();
+      else if (s.type === 'reconnect') {
+        liveness.resume(now());
+        if (actor.getSnapshot().matches('serving')) announce();
+      }
+    }
+  }
+
   // --- machine ----------------------------------------------------------------------
   const machine = schedulerMachine.provide({
     actors: {
@@ -293,6 +358,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'durable store unavailable; retrying'),
       reportRecovered: ({ event }) => log.info({ records: (event as { output?: number }).output, jobs: book.jobs.size }, 'journal replayed; serving'),
       reportDispatchFailure: ({ event }) => log.error({ err: (event as { error?: unknown }).error }, 'dispatch round failed'),
+      announce,
+      expireLeases,
     },
   });
 
@@ -305,6 +372,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const job = book.jobs.get(rec.jobId);
     if (!job) return;
     if (rec.kind === 'cancel') book.cancel(job, rec.at);
+    else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error);
     else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) });
   }
 
@@ -319,6 +387,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
     serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
     serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
+    listen(nc, subjects.schedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
       if (evt.event === 'down') {
         forgetHost(evt.host, evt.reason ?? 'down');
@@ -332,6 +401,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       }
     }),
   );
+  void watchBus();
   actor.start();
   try {
     await waitFor(actor, (s) => s.matches('serving'), { timeout: 30_000 });

@@ -24,5 +24,7 @@ export const HostCtl = Type.Object({
   v: V,
   action: Type.Union([Type.Literal('drain'), Type.Literal('stop'), Type.Literal('kill-task')]),
   taskId: Type.Optional(Type.String()),
+  /** With kill-task: only this attempt of the task (a later lease of the same task to this host is left alone). */
+  attempt: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type HostCtl = Static<typeof HostCtl>;

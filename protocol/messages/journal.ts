@@ -20,6 +20,8 @@ export const JournalRecord = Type.Union([
     slot: Type.Integer({ minimum: 0 }),
     outputs: Type.Array(Type.Object({ frame: Type.Integer(), path: Type.String() })),
     error: Type.Optional(Type.String()),
+    /** A failed attempt that was queued again (counts toward the job's maxAttempts after a restart). */
+    retry: Type.Optional(Type.Boolean()),
     stats: TaskStats,
     at: Millis,
   }),

@@ -51,7 +51,8 @@ export const TaskResult = Type.Object({
   jobId: Token,
   taskIndex: Type.Integer({ minimum: 0 }),
   attempt: Type.Integer({ minimum: 1 }),
-  status: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
+  /** `returned`: handed back unrendered (the server is draining); not counted as an attempt. */
+  status: Type.Union([Type.Literal('done'), Type.Literal('failed'), Type.Literal('returned')]),
   /** Final paths of the frames stored, by frame number. */
   outputs: Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() })),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),

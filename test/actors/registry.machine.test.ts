@@ -165,3 +165,18 @@ test('registry - stop ends hello and the sweep', () => {
   assert.deepEqual(r.hellos, [0]);
   assert.equal(r.published.length, 1, 'no down events after stop');
 });
+
+test('registry - drops nobody while itself off the bus, and gives every host a full period once back', () => {
+  const r = aRegistry();
+  r.actor.send({ type: 'registry.started' });
+  r.actor.send({ type: 'host.register', msg: aRegister() });
+  r.actor.send({ type: 'bus.down' });
+  for (let t = 0; t < 60_000; t += 500) r.clock.increment(500); // a 60 s outage
+  assert.deepEqual(r.hosts(), ['h1'], 'heartbeats could not reach the registry: not the host\'s fault');
+  r.actor.send({ type: 'bus.up' });
+  for (let t = 0; t < 3_000; t += 500) r.clock.increment(500);
+  assert.deepEqual(r.hosts(), ['h1'], 'three heartbeat periods from the reconnect');
+  for (let t = 0; t < 1_000; t += 500) r.clock.increment(500);
+  assert.deepEqual(r.hosts(), [], 'still silent after the grace: dropped');
+  assert.equal(r.published.filter((e) => e.event === 'down').length, 1);
+});

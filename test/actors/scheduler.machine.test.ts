@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActor, fromPromise, SimulatedClock } from 'xstate';
 import { schedulerMachine } from '../../actors/scheduler/index.ts';
+import { ADOPT_WINDOW_MS, LEASE_CHECK_MS } from '../../actors/scheduler/machine.ts';
 
 const ok = <T>(v: T) => fromPromise<T>(async () => v);
 const done = () => fromPromise<void>(async () => {});
@@ -16,10 +17,15 @@ test('scheduler - opens its store, replays the journal, then serves', async () =
       dispatchRound: fromPromise<void>(async () => void order.push('dispatch')),
     },
   });
-  const a = createActor(m, { clock: new SimulatedClock() }).start();
+  const clock = new SimulatedClock();
+  const a = createActor(m, { clock }).start();
+  await flush();
+  assert.deepEqual(order, ['open', 'recover']);
+  assert.ok(a.getSnapshot().matches({ serving: { dispatch: 'adopting' } }), 'serving, but first listening for running tasks');
+  clock.increment(ADOPT_WINDOW_MS);
   await flush();
   assert.deepEqual(order, ['open', 'recover', 'dispatch']);
-  assert.ok(a.getSnapshot().matches({ serving: 'idle' }));
+  assert.ok(a.getSnapshot().matches({ serving: { dispatch: 'idle' } }));
 });
 
 test('scheduler - retries opening its store with backoff', async () => {
@@ -67,6 +73,8 @@ test('scheduler - runs one dispatch round at a time and repeats it when work arr
   });
   const a = createActor(m, { clock }).start();
   await flush();
+  clock.increment(ADOPT_WINDOW_MS);
+  await flush();
   assert.equal(rounds, 1);
   a.send({ type: 'dispatch.wanted' });
   a.send({ type: 'dispatch.wanted' });
@@ -77,8 +85,30 @@ test('scheduler - runs one dispatch round at a time and repeats it when work arr
   assert.equal(rounds, 2, 'exactly one more round for the work that arrived');
   release();
   await flush();
-  assert.ok(a.getSnapshot().matches({ serving: 'idle' }));
+  assert.ok(a.getSnapshot().matches({ serving: { dispatch: 'idle' } }));
   clock.increment(2000);
   await flush();
   assert.equal(rounds, 3, 'the slow tick runs a round');
+});
+
+test('scheduler - says hello when it starts serving, and looks for expired leases every second', async () => {
+  const clock = new SimulatedClock();
+  let hellos = 0;
+  let checks = 0;
+  const m = schedulerMachine.provide({
+    actors: { openStore: done(), recover: ok(0), dispatchRound: done() },
+    actions: { announce: () => void (hellos += 1), expireLeases: () => void (checks += 1) },
+  });
+  const a = createActor(m, { clock }).start();
+  await flush();
+  assert.equal(hellos, 1);
+  assert.equal(checks, 0);
+  clock.increment(LEASE_CHECK_MS);
+  assert.equal(checks, 1);
+  for (let i = 0; i < 3; i++) clock.increment(LEASE_CHECK_MS);
+  assert.equal(checks, 4);
+  a.send({ type: 'scheduler.stop' });
+  for (let i = 0; i < 3; i++) clock.increment(LEASE_CHECK_MS);
+  assert.equal(checks, 4, 'a stopped scheduler checks nothing');
+  assert.equal(hellos, 1);
 });

@@ -205,7 +205,7 @@ test('render-server - runs an assignment, sends its result and starts the next t
   assert.ok(started[2]!.waitMs! < 1_000);
 });
 
-test('render-server - rejects busy and unknown slots, answers malformed requests with an error, cancels on stop', async (t) => {
+test('render-server - rejects busy and unknown slots, answers malformed requests with an error, hands its task back on stop', async (t) => {
   const f = await farm(t);
   const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
@@ -233,13 +233,13 @@ test('render-server - rejects busy and unknown slots, answers malformed requests
   const e3 = codecs.assignReply.decode(elsewhere.data);
   assert.ok(!e3.ok && e3.error.code === 'RB_UNKNOWN_HOST');
 
-  // stop: the running task is killed and reported, then the server says bye
+  // stop: the running task is stopped and handed back, then the server says bye
   const t0 = performance.now();
   await rs.stop();
   assert.ok(performance.now() - t0 < 8_000);
   assert.equal(sched.results.length, 1);
   assert.equal(sched.results[0]!.taskId, long.taskId);
-  assert.equal(sched.results[0]!.status, 'failed');
+  assert.equal(sched.results[0]!.status, 'returned', 'handed back: another slot renders it, no attempt used');
   assert.deepEqual(sched.results[0]!.error, { code: 'RB_DRAINING', message: 'task killed: the render server is stopping' });
   assert.equal(reg.byes, 1);
   // and it no longer answers

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { prepareJob } from '../../protocol/index.ts';
+import { prepareJob, type HeldLease } from '../../protocol/index.ts';
 import { JobBook } from '../../actors/scheduler/index.ts';
+import { LEASE_REPORT_GRACE_MS, LEASE_UNLISTED_LIMIT } from '../../actors/scheduler/job-book.ts';
 import { aJobSpec, aTaskResult, anInventory } from '../helpers/builders.ts';
 
 const add = (book: JobBook, id: string, over: Parameters<typeof aJobSpec>[0] = {}) => {
@@ -48,7 +49,8 @@ test('job-book - a result of an older attempt is ignored', () => {
   assert.equal(book.state(job), 'rendering');
   assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, host: 'h2' }), 4).kind, 'accepted');
   assert.equal(book.state(job), 'done');
-  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, host: 'h2' }), 5).kind, 'stale', 'a duplicate is stale too');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, host: 'h2' }), 5).kind, 'duplicate', 'the same result again is a duplicate (its acknowledgement was lost)');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1 }), 6).kind, 'stale', 'still stale once the task is done');
 });
 
 test('job-book - a failed task is retried up to maxAttempts, then the job fails naming the frames', () => {
@@ -121,4 +123,78 @@ test('job-book - a slot may hold a second lease (a task in hand); each result re
   assert.equal(book.leasesOn('h1', 0), 0);
   assert.equal(book.summary(job).counts.queued, 2);
   assert.equal(book.lease(job, 'h2', 0, 3)!.taskIndex, b.taskIndex, 'the held task is queued again first');
+});
+
+const held = (taskIndex: number, attempt: number, over: Partial<HeldLease> = {}): HeldLease => ({ taskId: `a.${taskIndex}`, jobId: 'a', taskIndex, attempt, slot: 0, state: 'running', ...over });
+
+test('job-book - lease reports renew leases; a lease left out of two reports after its grace goes back to the queue', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-2' });
+  book.lease(job, 'h1', 0, 0);
+  book.lease(job, 'h1', 1, 0);
+  // too early to miss anything: the assignment may still be on its way
+  assert.deepEqual(book.renew('h1', [], LEASE_REPORT_GRACE_MS - 1).lost, []);
+  for (let i = 1; i < LEASE_UNLISTED_LIMIT; i++) assert.deepEqual(book.renew('h1', [held(0, 1)], LEASE_REPORT_GRACE_MS + i).lost, []);
+  const out = book.renew('h1', [held(0, 1)], LEASE_REPORT_GRACE_MS + 10);
+  assert.deepEqual(out.lost.map((j) => j.id), ['a'], 'task 1 was never listed');
+  assert.equal(job.tasks[1]!.state, 'queued');
+  assert.equal(job.tasks[0]!.state, 'running', 'task 0 was listed every time');
+  assert.deepEqual(book.summary(job).counts, { total: 2, queued: 1, running: 1, done: 0, failed: 0 });
+});
+
+test('job-book - a restarted scheduler re-adopts the running tasks a host reports, and names leases that are not the host\'s any more', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-3' });
+  book.restoreEnded(job, 2, 'done', { attempt: 1, host: 'h1', slot: 0, outputs: [], finishedAt: 5 });
+  const out = book.renew('h1', [held(0, 4, { slot: 1 }), held(1, 2, { state: 'held' }), held(2, 1, { state: 'running' }), { ...held(0, 1), jobId: 'gone', taskId: 'gone.0' }], 10);
+  assert.deepEqual(out.adopted.map((t) => t.index), [0, 1]);
+  assert.deepEqual(out.foreign.map((h) => h.taskId), ['a.2', 'gone.0'], 'an ended task and an unknown job');
+  assert.equal(job.tasks[0]!.attempt, 4);
+  assert.equal(book.leasesOn('h1', 1), 1);
+  assert.equal(book.state(job), 'rendering');
+  assert.equal(book.lease(job, 'h2', 0, 11), undefined, 'nothing left to hand out');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 4, slot: 1 }), 12).kind, 'accepted');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 2 }), 12).kind, 'accepted');
+  assert.equal(book.state(job), 'done');
+});
+
+test('job-book - a result for a queued task from its latest attempt or a newer one is taken, an older one is not', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-2' });
+  book.lease(job, 'h1', 0, 0); // attempt 1
+  book.releaseHost('h1');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1 }), 1).kind, 'accepted', 'the lease expired, but the frame was rendered');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 3, slot: 1 }), 1).kind, 'accepted', 'attempts before a restart are not known');
+  assert.equal(book.state(job), 'done');
+  const job2 = add(book, 'b', { frames: '1' });
+  book.lease(job2, 'h1', 0, 0);
+  book.releaseHost('h1');
+  book.lease(job2, 'h2', 0, 0);
+  book.releaseHost('h2'); // attempt 2, queued again
+  assert.equal(book.result(aTaskResult({ jobId: 'b', taskIndex: 0, attempt: 1 }), 2).kind, 'stale');
+});
+
+test('job-book - a task handed back is queued again without using up an attempt; losing hosts does not either', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1', maxAttempts: 1 });
+  book.lease(job, 'h1', 0, 0);
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, status: 'returned' }), 1).kind, 'returned');
+  assert.deepEqual(book.summary(job).counts, { total: 1, queued: 1, running: 0, done: 0, failed: 0 });
+  book.lease(job, 'h2', 0, 2);
+  book.releaseHost('h2');
+  const a3 = book.lease(job, 'h3', 0, 3)!;
+  assert.equal(a3.attempt, 3);
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 3, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 4).kind, 'accepted');
+  assert.equal(book.state(job), 'failed', 'one failure is the one attempt maxAttempts allows');
+});
+
+test('job-book - replayed retries count toward maxAttempts', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1', maxAttempts: 2 });
+  book.restoreRetry(job, 0, 1, 'RB_RENDER_FAILED: x');
+  book.restoreRetry(job, 0, 1, 'RB_RENDER_FAILED: x'); // the same record twice counts once
+  const a = book.lease(job, 'h1', 0, 0)!;
+  assert.equal(a.attempt, 2);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 1);
+  assert.equal(book.state(job), 'failed');
 });

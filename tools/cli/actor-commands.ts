@@ -7,11 +7,12 @@ import { rootLogger } from '../../sites/logger.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
+import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { defaultHostName, parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
 interface Stoppable {
-  stop(): Promise<void>;
+  stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 /** `renderbus registry`: the resource registry alone, against the farm's NATS. */
@@ -35,15 +36,21 @@ export interface RenderServerOptions {
   host?: string;
   packages?: string;
   licenses?: string;
+  grace?: string;
 }
 
 /** `renderbus render-server`: one render host with its slots, joining the farm. */
 export async function renderServerCommand(c: CommandContext<RenderServerOptions>): Promise<number> {
-  const o = renderServerOptions(c.opts);
-  return runActor(c, 'render-server', async (nc, site, log) => {
-    const { startRenderServer } = await import('../../actors/render-server/index.ts');
-    return startRenderServer({ nc, site, log, ...o });
-  });
+  const { graceMs, ...o } = renderServerOptions(c.opts);
+  return runActor(
+    c,
+    'render-server',
+    async (nc, site, log) => {
+      const { startRenderServer } = await import('../../actors/render-server/index.ts');
+      return startRenderServer({ nc, site, log, ...o });
+    },
+    { graceMs },
+  );
 }
 
 /** The render server's flags, checked (exported for tests). */
@@ -53,17 +60,20 @@ export function renderServerOptions(opts: RenderServerOptions) {
     slots: opts.slots !== undefined ? parseCount('--slots', opts.slots, { min: 1, max: 1024 }) : availableParallelism(),
     ...(opts.packages !== undefined ? { packages: parsePackages('--packages', opts.packages) } : {}),
     ...(opts.licenses !== undefined ? { licenses: parseList('--licenses', opts.licenses) } : {}),
+    graceMs: opts.grace !== undefined ? parseCount('--grace', opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS,
   };
 }
 
 /**
  * Runs one actor until SIGINT/SIGTERM with JSON logs on stdout: finds the farm, connects as
- * a daemon (reconnecting forever), starts the actor, and on a signal stops it and drains.
+ * a daemon (reconnecting forever), starts the actor, and on a signal stops it (with a grace
+ * period for the actor's work, when it has one) and drains the connection.
  */
 async function runActor(
   c: { globals: GlobalOptions },
   kind: string,
   start: (nc: NatsConnection, site: string, log: Logger) => Promise<Stoppable>,
+  stopOptions: { graceMs?: number } = {},
 ): Promise<number> {
   const where = await locateFarm(checkGlobals(c.globals));
   const log = rootLogger({ name: `renderbus-${kind}` });
@@ -81,7 +91,7 @@ async function runActor(
   const signal = await sig.signal;
   log.info({ signal }, 'stopping');
   try {
-    await actor.stop();
+    await actor.stop(stopOptions);
     await nc.drain().catch(() => nc.close());
   } finally {
     sig.dispose();

@@ -97,6 +97,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--port <n>', 'NATS client port; -1 picks a free one (default: 4222)')
     .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1)')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
+    .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
     .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.')
     .action(action('up'));
 
@@ -120,6 +121,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--host <name>', 'host name on the farm: a-z, 0-9, - and _ (default: this machine\'s name)')
     .option('--packages <list>', "rendering packages to offer as name@version, comma-separated, e.g. 'povray@3.7.0.10,blender@4.1'")
     .option('--licenses <list>', "licenses this host holds, comma-separated, e.g. 'arnold,nuke'")
+    .option('--grace <seconds>', 'on SIGTERM or Ctrl-C the server drains: no new frames, frames in hand go back, running ones may finish this long before they are stopped and handed back (default: 60)')
     .addHelpText('after', '\nExample, a second render host on another machine:\n  RENDERBUS_NATS=nats://farm-host:4222 renderbus render-server --slots 8')
     .action(action('render-server'));
 

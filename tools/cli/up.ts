@@ -6,6 +6,7 @@ import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { paint } from './format.ts';
 import { checkGlobals, dataDirOf } from './global-options.ts';
+import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { parseCount, parsePort, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
@@ -14,6 +15,7 @@ export interface UpOptions {
   port?: string;
   listen?: string;
   host?: string;
+  grace?: string;
 }
 
 /**
@@ -25,6 +27,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const slots = c.opts.slots !== undefined ? parseCount('--slots', c.opts.slots, { min: 0, max: 1024 }) : availableParallelism();
   const port = c.opts.port !== undefined ? parsePort('--port', c.opts.port) : undefined;
   const host = c.opts.host !== undefined ? parseToken('--host', c.opts.host) : undefined;
+  const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const dataDir = dataDirOf(g);
 
   const running = await readFarmFile(dataDir).catch(() => null);
@@ -69,10 +72,10 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   );
 
   const signal = await sig.signal;
-  c.io.stdout.write(`${signal === 'SIGINT' ? '\n' : ''}stopping the farm...\n`);
-  log.info({ signal }, 'stopping the farm');
+  c.io.stdout.write(`${signal === 'SIGINT' ? '\n' : ''}stopping the farm: running frames may finish for ${graceMs / 1000} s...\n`);
+  log.info({ signal, graceMs }, 'stopping the farm');
   try {
-    await farm.stop();
+    await farm.stop({ graceMs });
   } finally {
     sig.dispose();
     log.flush();

@@ -30,6 +30,16 @@ export function taskPaths(outputDir: string, taskId: string, attempt: number): T
   return { workDir: join(outputDir, PARTIAL_DIR, name), logFile: join(outputDir, LOGS_DIR, `${name}.log`) };
 }
 
+/**
+ * A later attempt of a task clears the work dirs of its earlier attempts: one whose render server
+ * was killed mid-frame left its half-written files there. (A cut-off host still writing into one
+ * fails its delivery; its result would be stale anyway.) First attempts, the common case, skip this.
+ */
+export async function removeEarlierAttempts(outputDir: string, taskId: string, attempt: number): Promise<void> {
+  const earlier = Array.from({ length: attempt - 1 }, (_, i) => taskPaths(outputDir, taskId, i + 1).workDir);
+  await Promise.all(earlier.map((dir) => rm(dir, { recursive: true, force: true }).catch(() => {})));
+}
+
 // Logs dirs known to exist: the hot path skips the mkdir for every task after the first.
 const knownLogDirs = new Set<string>();
 

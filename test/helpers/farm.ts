@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -65,14 +65,26 @@ export class TestFarm {
     readonly url: string,
     readonly dir: string,
     readonly nc: NatsConnection,
-    private readonly stopNats: () => Promise<void>,
+    private nats: Awaited<ReturnType<typeof startNatsServer>>,
   ) {}
 
   static async start(): Promise<TestFarm> {
     const nats = await startNatsServer();
     const dir = await mkdtemp(join(tmpdir(), 'rb-farm-'));
-    const nc = await connect({ servers: nats.url });
-    return new TestFarm(nats.url, dir, nc, nats.stop);
+    // the test's own connection rides out nats-server restarts, like the actors'
+    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    return new TestFarm(nats.url, dir, nc, nats);
+  }
+
+  /** nats-server killed outright (kill -9): no goodbye to anyone. */
+  async killNats(): Promise<void> {
+    this.nats.proc.kill('SIGKILL');
+    await once(this.nats.proc, 'exit').catch(() => {});
+  }
+
+  /** nats-server started again on the same port and the same JetStream store. */
+  async startNats(): Promise<void> {
+    this.nats = await startNatsServer({ dir: this.nats.dir, port: this.nats.port });
   }
 
   spawnActor(name: string, args: string[]): ActorProcess {
@@ -142,6 +154,17 @@ export class TestFarm {
     return path;
   }
 
+  /**
+   * A command-renderer job whose frames each sleep, then append their number to a ledger file
+   * (so a test can count how often each frame ran to the end) and write their output.
+   */
+  async ledgerJob(name: string, frames: string, sleepS: number, over: Partial<JobSpec> = {}): Promise<{ spec: JobSpec; ledger: string }> {
+    const ledger = join(this.dir, `${name}.ledger`);
+    const scene = await this.writeScene();
+    const command = `sh -c 'sleep ${sleepS}; echo {frame} >> ${ledger}; echo frame {frame} > {output}'`;
+    return { ledger, spec: { name, scene, renderer: 'command', command, frames, output: { dir: join(this.dir, `out-${name}`), pattern: 'f_####.txt' }, ...over } };
+  }
+
   /** The actors' recent output, for assertion messages. */
   logs(): string {
     return this.procs.map((p) => `--- ${p.name}\n${p.output.split('\n').slice(-15).join('\n')}`).join('\n');
@@ -150,7 +173,16 @@ export class TestFarm {
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
     await this.nc.close().catch(() => {});
-    await this.stopNats();
+    await this.nats.stop();
+    await rm(this.nats.dir, { recursive: true, force: true });
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** How often each frame ran to the end, from a ledger file (see TestFarm.ledgerJob). */
+export async function readLedger(path: string): Promise<Map<number, number>> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  const runs = new Map<number, number>();
+  for (const line of text.split('\n')) if (line.trim() !== '') runs.set(Number(line), (runs.get(Number(line)) ?? 0) + 1);
+  return runs;
 }

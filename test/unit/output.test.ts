@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { prepareDirs, removeWorkDir, storeFrames, taskPaths, TaskLog } from '../../actors/render-slot/index.ts';
+import { PARTIAL_DIR, removeEarlierAttempts } from '../../actors/render-slot/output.ts';
 import { FarmError } from '../../protocol/index.ts';
 
 async function outDir(t: TestContext): Promise<string> {
@@ -113,4 +114,13 @@ test('output - a log that cannot be written is reported once and never throws', 
   await log.close();
   assert.equal(errors.length, 1);
   assert.match(errors[0]!.message, /ENOENT/);
+});
+
+test('output - a later attempt clears the work dirs its earlier attempts left behind, and only those', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'rb-attempts-'));
+  t.after(() => rm(out, { recursive: true, force: true }));
+  for (const a of [1, 2, 3]) await mkdir(taskPaths(out, 'job.7', a).workDir, { recursive: true });
+  await mkdir(taskPaths(out, 'job.8', 1).workDir, { recursive: true });
+  await removeEarlierAttempts(out, 'job.7', 3);
+  assert.deepEqual((await readdir(join(out, PARTIAL_DIR))).sort(), ['job.7-a3', 'job.8-a1']);
 });

@@ -29,13 +29,24 @@ $SIG{PIPE} = 'IGNORE';
 my $sel = IO::Select->new(\*STDIN);
 my (%pipe, %open, %kid, %status, %ended);    # fileno -> [id, fd, fh]; id -> open pipes; pid -> id; id -> wait status, time reaped
 my $in = '';
-my $eof = 0;
+my $eof = 0;    # when the render server went away (0 while it is there)
+
+# The render server is gone (stdin closed, or stdout broken because it died while we were
+# starting a renderer): stop every renderer, and exit once all have ended. Each is signalled as
+# a group and by pid: a child killed between fork and setsid has no group of its own yet.
+sub server_gone {
+  return if $eof;
+  $eof = time;
+  $sel->remove(\*STDIN);
+  kill 'TERM', -$_, $_ for keys %kid;
+}
 
 sub emit {
   my ($s) = @_;
+  return if $eof;    # nobody is reading any more
   while (length $s) {
     my $n = syswrite(STDOUT, $s);
-    if (!defined $n) { next if $! == EINTR || $! == EAGAIN; exit 0; }
+    if (!defined $n) { next if $! == EINTR || $! == EAGAIN; server_gone(); return; }
     substr($s, 0, $n) = '';
   }
 }
@@ -117,7 +128,7 @@ sub requests {
 while (1) {
   reap();
   exit 0 if $eof && !%kid && !%open;
-  if ($eof && time - $eof >= 5) { kill 'KILL', -$_ for keys %kid; }
+  if ($eof && time - $eof >= 5) { kill 'KILL', -$_, $_ for keys %kid; }
   # a grandchild that keeps the pipes open (`sh -c 'daemon &'`) must not hold the result forever
   for my $fno (keys %pipe) {
     my $p = $pipe{$fno};
@@ -134,9 +145,7 @@ while (1) {
       my $n = sysread(STDIN, $in, 65536, length $in);
       next if !defined $n && ($! == EINTR || $! == EAGAIN);
       if (!$n) {
-        $sel->remove(\*STDIN);
-        $eof = time;
-        kill 'TERM', -$_ for keys %kid;
+        server_gone();
         next;
       }
       requests();

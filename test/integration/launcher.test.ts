@@ -2,7 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Launcher, runProcess, type LaunchHandlers } from '../../actors/render-slot/index.ts';
 
 interface Seen { pid?: number; out: string; err: string; exit?: [number | null, NodeJS.Signals | null]; error?: NodeJS.ErrnoException }
@@ -77,4 +81,21 @@ test('launcher - a process started through it is measured and can be cancelled a
   const cancelled = await slow.exited;
   assert.equal(cancelled.cancelled, true);
   assert.ok(cancelled.usage.wallMs < 5_000);
+});
+
+test('launcher - a render server that dies while a renderer is being started takes that renderer with it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'rb-launcher-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const marker = join(dir, 'ran-to-the-end');
+  // stdout is a pipe nobody reads (the render server is dead); stdin stays open
+  const script = resolve(import.meta.dirname, '../../actors/render-slot/launcher.pl');
+  const p = spawn('perl', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  p.stdout.destroy();
+  const payload = [dir, 'sh', '-c', `sleep 1; touch ${marker}`].join('\0');
+  p.stdin.write(`R 1 ${Buffer.byteLength(payload)}\n${payload}`);
+  const [code] = (await once(p, 'exit')) as [number | null];
+  assert.equal(code, 0, 'it stops once its renderer has ended');
+  await sleep(1_500);
+  assert.equal(existsSync(marker), false, 'the renderer was stopped, not left to run on its own');
+  p.stdin.destroy();
 });

@@ -22,7 +22,7 @@ export function codecFor<S extends TSchema>(schema: S): Codec<Static<S>> {
   const compiled = TypeCompiler.Compile(schema);
   const check = (value: unknown): Static<S> => {
     if (value !== null && typeof value === 'object' && 'v' in value && (value as { v: unknown }).v !== PROTOCOL_MAJOR) {
-      throw new FarmError('RB_PROTOCOL_MISMATCH', `message speaks protocol ${String((value as { v: unknown }).v)}, this peer speaks ${PROTOCOL_MAJOR}`);
+      throw new FarmError('RB_PROTOCOL_MISMATCH', `message speaks protocol ${describeVersion((value as { v: unknown }).v)}, this peer speaks ${PROTOCOL_MAJOR}`);
     }
     if (!compiled.Check(value)) {
       const e = compiled.Errors(value).First();
@@ -57,4 +57,11 @@ export function decodeAny(bytes: Uint8Array): unknown {
 
 export function encodeAny(value: unknown): Uint8Array {
   return packr.pack(value);
+}
+
+/** A peer's `v` as text, whatever it is (String() throws on an object whose toString is not a function). */
+function describeVersion(v: unknown): string {
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  return `a${Array.isArray(v) ? 'n array' : 'n object'} (not a number)`;
 }

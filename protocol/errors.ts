@@ -30,6 +30,9 @@ export interface WireError {
   retryable: boolean;
 }
 
+/** Longest error message sent on the wire (an error may quote a near-1 MiB field of a hostile request). */
+export const MAX_WIRE_MESSAGE = 2_000;
+
 export class FarmError extends Error {
   override name = 'FarmError';
   readonly code: ErrorCode;
@@ -39,8 +42,10 @@ export class FarmError extends Error {
     this.code = code;
     this.retryable = opts.retryable ?? false;
   }
+  /** The error as it travels; a message quoting a huge value is cut, so the reply still fits in a message. */
   toWire(): WireError {
-    return { code: this.code, message: this.message, retryable: this.retryable };
+    const message = this.message.length > MAX_WIRE_MESSAGE ? `${this.message.slice(0, MAX_WIRE_MESSAGE)}… (${this.message.length - MAX_WIRE_MESSAGE} more characters)` : this.message;
+    return { code: this.code, message, retryable: this.retryable };
   }
   static fromWire(e: WireError): FarmError {
     const code = (e.code in ErrorCodes ? e.code : 'RB_REMOTE_UNKNOWN') as ErrorCode;

@@ -11,7 +11,10 @@ export const MAX_FRAMES_PER_JOB = 1_000_000;
 export function parseFrames(text: string): number[] {
   const src = String(text).trim();
   if (src === '') throw new FarmError('RB_BAD_FRAMES', 'frame range is empty');
-  const out = new Set<number>();
+  // every part is checked and counted before any is expanded: a list naming too many frames
+  // costs nothing to refuse (overlapping parts count twice here; nobody overlaps a million frames)
+  const ranges: [number, number, number][] = [];
+  let count = 0;
   for (const raw of src.split(',')) {
     const part = raw.trim();
     const m = /^(\d+)(?:-(\d+)(?:x(\d+))?)?$/.exec(part);
@@ -24,11 +27,12 @@ export function parseFrames(text: string): number[] {
     if (first > MAX_FRAME || last > MAX_FRAME) throw new FarmError('RB_BAD_FRAMES', `frame numbers go up to ${MAX_FRAME} (in '${part}')`);
     if (last < first) throw new FarmError('RB_BAD_FRAMES', `range '${part}' ends before it starts`);
     if (step < 1) throw new FarmError('RB_BAD_FRAMES', `step in '${part}' must be at least 1`);
-    if ((last - first) / step + 1 + out.size > MAX_FRAMES_PER_JOB) {
-      throw new FarmError('RB_BAD_FRAMES', `'${src}' names more than ${MAX_FRAMES_PER_JOB} frames`);
-    }
-    for (let f = first; f <= last; f += step) out.add(f);
+    count += Math.floor((last - first) / step) + 1;
+    if (count > MAX_FRAMES_PER_JOB) throw new FarmError('RB_BAD_FRAMES', `'${src}' names more than ${MAX_FRAMES_PER_JOB} frames`);
+    ranges.push([first, last, step]);
   }
+  const out = new Set<number>();
+  for (const [first, last, step] of ranges) for (let f = first; f <= last; f += step) out.add(f);
   return [...out].sort((a, b) => a - b);
 }
 

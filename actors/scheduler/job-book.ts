@@ -229,23 +229,24 @@ export class JobBook {
   }
 
   /**
-   * Applies a task's result once. The running attempt's result is taken; so is a result for a
-   * queued task from its latest attempt or a newer one (the lease expired or the scheduler
-   * restarted, but the frame was rendered all the same). Any other attempt is stale, and the
-   * result already applied is a duplicate.
+   * Applies a task's result once. The running attempt's result is taken from the slot that holds
+   * its lease. So is the result of a queued task's latest attempt from the host it was leased to
+   * (the lease expired, but the frame was rendered all the same). Anything else is stale (another
+   * attempt, another host, a task never handed out: ignored), and the result already applied is a
+   * duplicate (its acknowledgement was lost).
    */
   result(r: TaskResult, now: number): ResultOutcome {
     const job = this.jobs.get(r.jobId);
     const task = job?.tasks[r.taskIndex];
     if (!job || !task) return { kind: 'unknown' };
     const lease = this.leases.get(task);
-    const fromLeaseHolder = lease !== undefined && lease.host === r.host && lease.slot === r.slot && task.attempt === r.attempt;
-    if (task.resolvedAttempt === r.attempt && r.status !== 'returned') return { kind: 'duplicate', job, task };
-    const current = task.state === TaskState.Running ? task.attempt === r.attempt : task.state === TaskState.Queued && r.attempt >= task.attempt;
-    if (!current || this.isFinished(job)) {
-      if (fromLeaseHolder) this.dropLease(task);
-      return { kind: 'stale', job, task };
-    }
+    const fromHolder = lease !== undefined && lease.host === r.host && lease.slot === r.slot;
+    if (task.resolvedAttempt === r.attempt && task.host === r.host && r.status !== 'returned') return { kind: 'duplicate', job, task };
+    const current =
+      task.state === TaskState.Running
+        ? task.attempt === r.attempt && fromHolder
+        : task.state === TaskState.Queued && task.attempt >= 1 && task.attempt === r.attempt && task.host === r.host && task.resolvedAttempt !== r.attempt;
+    if (!current || this.isFinished(job)) return { kind: 'stale', job, task };
     if (r.status === 'returned') {
       // handed back unrendered: queued again, and no attempt is used up
       if (task.state === TaskState.Running) this.requeue(job, task);

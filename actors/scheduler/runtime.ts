@@ -159,6 +159,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     requireServing();
     const at = now();
     const outcome = book.result(r, at);
+    // nothing is handed out while lease reports may still bring back tasks that are running
+    const adopting = actor.getSnapshot().matches({ serving: { dispatch: 'adopting' } });
+    if (adopting && outcome.kind === 'stale' && outcome.task.state === 'queued') {
+      // its lease may be about to come back in its host's report: ask for the result again then
+      throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is taking back running tasks after a restart; send the result again shortly', { retryable: true });
+    }
     // decided now: by the time the deferred report runs, a later result may have ended the job
     const endedJob = outcome.kind === 'accepted' && book.isFinished(outcome.job);
     if (outcome.kind === 'accepted' || outcome.kind === 'duplicate') {
@@ -166,8 +172,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       // a failed write throws RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, which is then a duplicate
       await journal!.append(...taskRecord(r, outcome.task, retry, at));
     }
-    // nothing is handed out while lease reports may still bring back tasks that are running
-    const adopting = actor.getSnapshot().matches({ serving: { dispatch: 'adopting' } });
     // a slot holds at most two leases: the task it renders and one in hand
     const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];

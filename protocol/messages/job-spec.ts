@@ -46,7 +46,7 @@ export const JobSpec = Type.Object(
       Type.Object(
         {
           dir: Type.Optional(Type.String({ minLength: 1, description: 'where frames land; absolute once submitted' })),
-          pattern: Type.Optional(Type.String({ pattern: '^[^/]*#+[^/]*$', description: "file name with '#' for the frame number, e.g. 'shot_####.png'" })),
+          pattern: Type.Optional(Type.String({ pattern: '^[^/#]*#[^/]*$', description: "file name with '#' for the frame number, e.g. 'shot_####.png'" })),
         },
         { additionalProperties: false },
       ),

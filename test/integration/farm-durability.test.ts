@@ -106,22 +106,23 @@ test('durability - SIGTERM drains a render server: its running frame finishes, t
   const leaving = await farm.renderServer('leaving', 1);
   const { spec, ledger } = await farm.ledgerJob('drain', '1-4', 2);
   const jobId = await farm.submit(spec);
-  // after its first frame the slot renders the next one and holds one more in hand: two leases
-  const leased = await waitUntil('a frame done on the leaving host and two more leased to it', async () => {
+  // after its first frame the slot renders the next one and holds one more in hand: two leases,
+  // given together; catch them early in the frame, so it is still running when SIGTERM lands
+  const leased = await waitUntil('a frame done on the leaving host and two more just leased to it', async () => {
     const j = await farm.job(jobId);
-    const mine = j.frames.filter((f) => f.state === 'running' && f.host === 'leaving');
-    return count(j, 'done', 'leaving') === 1 && mine.length === 2 ? mine : undefined;
-  });
-  await farm.renderServer('staying', 1);
+    const mine = j.frames.filter((f) => f.state === 'running' && f.host === 'leaving').sort((x, y) => x.frame - y.frame);
+    return count(j, 'done', 'leaving') === 1 && mine.length === 2 && Date.now() - mine[0]!.startedAt! < 1_000 ? mine : undefined;
+  }, 30_000, 50);
   const t0 = Date.now();
   leaving.proc.kill('SIGTERM');
+  await farm.renderServer('staying', 1);
   const [code] = (await leaving.exited) as [number | null];
   assert.equal(code, 0, leaving.output);
   assert.ok(Date.now() - t0 < 10_000, 'it left once its frame was done, without waiting out the grace period');
   assert.ok(!(await farm.hosts()).some((h) => h.host === 'leaving'), 'the registry was told');
   const job = await farm.waitJob(jobId, 'done', 60_000);
   const runs = await checkOutputs(job, ledger);
-  const endedOn = leased.map((l) => job.frames.find((f) => f.frame === l.frame)!.host).sort();
+  const endedOn = leased.map((l) => job.frames.find((f) => f.frame === l.frame)!.host);
   assert.deepEqual(endedOn, ['leaving', 'staying'], `the running frame finished where it ran; the one in hand went to the other host\n${farm.logs()}`);
   assert.ok([...runs.values()].every((n) => n === 1), 'nothing rendered twice');
   assert.match(leaving.output, /draining/);

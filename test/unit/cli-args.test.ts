@@ -183,10 +183,11 @@ test('cli - bad flag values name the flag', (t) => {
   assert.throws(() => build({ frames: '1' }, ['ball.pov', 'other.pov']), /'ball.pov' is not a job file/);
 });
 
-test('cli - render server options: packages, licenses, host and slots', () => {
-  assert.deepEqual(renderServerOptions({ slots: '3', host: 'box-2', packages: 'povray@3.7.0.10, blender@4.1', licenses: 'arnold,nuke' }), {
+test('cli - render server options: packages, licenses, host, slots and grace', () => {
+  assert.deepEqual(renderServerOptions({ slots: '3', host: 'box-2', packages: 'povray@3.7.0.10, blender@4.1', licenses: 'arnold,nuke', grace: '90' }), {
     host: 'box-2',
     slots: 3,
+    graceMs: 90_000,
     packages: [
       { name: 'povray', version: '3.7.0.10' },
       { name: 'blender', version: '4.1' },
@@ -198,6 +199,8 @@ test('cli - render server options: packages, licenses, host and slots', () => {
   assert.throws(() => parsePackages('--packages', 'povray@3.7,'), /--packages: .* has an empty item/);
   assert.throws(() => renderServerOptions({ host: 'Box.local' }), /--host: 'Box.local' must be lower-case/);
   assert.throws(() => renderServerOptions({ slots: '0' }), /--slots: 0 is out of range \(1-1024\)/);
+  assert.equal(renderServerOptions({ slots: '1' }).graceMs, 60_000, 'a minute by default');
+  assert.throws(() => renderServerOptions({ grace: '-5' }), /--grace: '-5' is not a whole number/);
   assert.throws(() => parseCount('--slots', 'four', { min: 1, max: 8 }), /--slots: 'four' is not a whole number/);
   assert.equal(parsePort('--port', '-1'), -1);
   assert.throws(() => parsePort('--port', '70000'), /--port: 70000 is out of range/);

@@ -35,3 +35,9 @@ test('frames - output names pad the frame number to the run of #', () => {
   assert.throws(() => frameFileName('shot.png', 1), /needs a run of '#'/);
   assert.throws(() => frameFileName('a/#.png', 1), /no '\/'/);
 });
+
+test('frames - a list naming too many frames is refused before any part is expanded', () => {
+  const t0 = performance.now();
+  assert.throws(() => parseFrames('1-900000,1000000-1900000'), /names more than 1000000 frames/);
+  assert.ok(performance.now() - t0 < 200, 'refused without building 900,000 frames first (that took ~430 ms)');
+});

@@ -158,20 +158,22 @@ test('job-book - a restarted scheduler re-adopts the running tasks a host report
   assert.equal(book.state(job), 'done');
 });
 
-test('job-book - a result for a queued task from its latest attempt or a newer one is taken, an older one is not', () => {
+test('job-book - a result for a queued task is taken from the holder of its latest lease only; a forged or older one is not', () => {
   const book = new JobBook();
   const job = add(book, 'a', { frames: '1-2' });
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, host: 'h9' }), 0).kind, 'stale', 'never handed out: a forged result');
   book.lease(job, 'h1', 0, 0); // attempt 1
-  book.releaseHost('h1');
-  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1 }), 1).kind, 'accepted', 'the lease expired, but the frame was rendered');
-  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 3, slot: 1 }), 1).kind, 'accepted', 'attempts before a restart are not known');
-  assert.equal(book.state(job), 'done');
+  book.releaseHost('h1'); // its lease expired: queued again
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, host: 'h2' }), 1).kind, 'stale', 'not from the host it was leased to');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, host: 'h1' }), 1).kind, 'accepted', 'the lease expired, but the frame was rendered');
+  assert.deepEqual(book.summary(job).counts, { total: 2, queued: 1, running: 0, done: 1, failed: 0 });
   const job2 = add(book, 'b', { frames: '1' });
   book.lease(job2, 'h1', 0, 0);
   book.releaseHost('h1');
   book.lease(job2, 'h2', 0, 0);
-  book.releaseHost('h2'); // attempt 2, queued again
-  assert.equal(book.result(aTaskResult({ jobId: 'b', taskIndex: 0, attempt: 1 }), 2).kind, 'stale');
+  assert.equal(book.result(aTaskResult({ jobId: 'b', taskIndex: 0, attempt: 1, host: 'h1' }), 2).kind, 'stale', 'attempt 2 runs on h2');
+  assert.equal(book.result(aTaskResult({ jobId: 'b', taskIndex: 0, attempt: 2, host: 'h3' }), 2).kind, 'stale', 'the right attempt from the wrong host');
+  assert.equal(book.result(aTaskResult({ jobId: 'b', taskIndex: 0, attempt: 2, host: 'h2' }), 2).kind, 'accepted');
 });
 
 test('job-book - a task handed back is queued again without using up an attempt; losing hosts does not either', () => {
@@ -184,7 +186,7 @@ test('job-book - a task handed back is queued again without using up an attempt;
   book.releaseHost('h2');
   const a3 = book.lease(job, 'h3', 0, 3)!;
   assert.equal(a3.attempt, 3);
-  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 3, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 4).kind, 'accepted');
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 3, host: 'h3', status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 4).kind, 'accepted');
   assert.equal(book.state(job), 'failed', 'one failure is the one attempt maxAttempts allows');
 });
 

@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { call, connectBus } from '../../actors/bus/index.ts';
+import { startRegistry } from '../../actors/registry/index.ts';
+import { startRenderServer } from '../../actors/render-server/index.ts';
+import { startScheduler } from '../../actors/scheduler/index.ts';
+import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec } from '../../protocol/index.ts';
+
+/** A registry, a scheduler and one render server in this process, each with its own connection, plus a client connection. */
+export interface InProcessFarm {
+  site: string;
+  host: string;
+  /** The client's connection (the fuzzer's). */
+  nc: NatsConnection;
+  submit(spec: JobSpec): Promise<string>;
+  job(jobId: string): Promise<JobDetail>;
+  /** Waits until the job's summary satisfies `done` (default: it ended). */
+  waitJob(jobId: string, done?: (j: JobDetail) => boolean, timeoutMs?: number): Promise<JobDetail>;
+  stop(): Promise<void>;
+}
+
+export interface InProcessFarmOptions {
+  url: string;
+  log: Logger;
+  site?: string;
+  host?: string;
+  slots?: number;
+}
+
+/** Starts the actors against a running nats-server and waits until the render server is registered. */
+export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InProcessFarm> {
+  const site = o.site ?? `fz${randomUUID().slice(0, 8)}`;
+  const host = o.host ?? 'fuzz-node';
+  const stops: (() => Promise<unknown>)[] = [];
+  const stop = async () => {
+    for (const s of stops.splice(0).reverse()) await s().catch(() => {});
+  };
+  try {
+    const conn = async (name: string) => {
+      const c = await connectBus({ servers: o.url, name: `${site}-${name}` });
+      stops.push(() => c.close());
+      return c;
+    };
+    const nc = await conn('client');
+    const registry = await startRegistry({ nc: await conn('registry'), site, log: o.log });
+    stops.push(registry.stop);
+    const scheduler = await startScheduler({ nc: await conn('scheduler'), site, log: o.log });
+    stops.push(scheduler.stop);
+    const rs = await startRenderServer({
+      nc: await conn('render-server'), site, host, slots: o.slots ?? 1, log: o.log,
+      packages: [{ name: 'povray', version: '3.7.0.10' }],
+    });
+    stops.push(rs.stop);
+
+    const job = async (jobId: string): Promise<JobDetail> => {
+      const body = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 });
+      if (!('job' in body)) throw new Error(`sched.query answered job ${jobId} without it`);
+      return body.job;
+    };
+    await until(`render server ${host} to register`, async () => {
+      const l = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 1_000 });
+      return l.hosts.some((h) => h.host === host);
+    }, 20_000);
+    return {
+      site, host, nc, job, stop,
+      async submit(spec) {
+        const body = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+        return body.jobId;
+      },
+      async waitJob(jobId, done = (j) => ['done', 'failed', 'cancelled'].includes(j.state), timeoutMs = 30_000) {
+        return until(`job ${jobId}`, async () => {
+          const j = await job(jobId);
+          return done(j) ? j : undefined;
+        }, timeoutMs);
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Gives a fresh farm (jobs with their scene and output under `dir`) something to lose: one finished job (tasks with attempts to repeat results
+ * of) and one that no host can take, queued with its reason (tasks never dispatched). Returns
+ * once both have settled, so a quiet farm publishes nothing more on its own.
+ */
+export async function seedFarmState(farm: InProcessFarm, dir: string): Promise<{ finished: string; waiting: string }> {
+  await mkdir(dir, { recursive: true });
+  const scene = join(dir, 'scene.txt');
+  await writeFile(scene, 'fuzz\n');
+  const output = { dir: join(dir, 'out') };
+  const finished = await farm.submit({ name: 'fuzz-done', scene, renderer: 'command', command: 'true', frames: '1-4', chunk: 2, output });
+  const waiting = await farm.submit({
+    name: 'fuzz-waiting', scene, renderer: 'command', command: 'true', frames: '1-3', output,
+    requirements: { licenses: ['fuzz-license-nobody-holds'] },
+  });
+  const done = await farm.waitJob(finished);
+  if (done.state !== 'done') throw new Error(`the seed job ended ${done.state}: ${JSON.stringify(done.frames.find((f) => f.error))}`);
+  await farm.waitJob(waiting, (j) => j.waiting !== undefined);
+  return { finished, waiting };
+}

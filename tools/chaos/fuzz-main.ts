@@ -1,0 +1,83 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startNatsServer } from '../../sites/nats-server.ts';
+import { silentLogger } from '../../sites/logger.ts';
+import { formatReport, passed, runFuzz, type FuzzReport } from './fuzz.ts';
+import { seedFarmState, startInProcessFarm } from './fuzz-farm.ts';
+
+const USAGE = `usage: node --import tsx tools/chaos/fuzz-main.ts [--cases N] [--seed S] [--only SUBJECT#CASE]... [--json]
+
+Starts a nats-server and a farm in this process (registry, scheduler, one render server), gives
+it a finished job and a waiting one, fuzzes every request subject of protocol/catalog.ts with N
+cases each (default 500), prints the report and exits 1 on any finding. --seed replays a run;
+--only (with its seed) replays single cases, e.g. --only 'rb.<site>.sched.submit#17'.`;
+
+export interface FuzzMainOptions {
+  cases: number;
+  seed?: number;
+  only?: { subject: string; index: number }[];
+  log?: (line: string) => void;
+}
+
+/** One fuzz run against a farm of its own: what `npm run chaos` calls. */
+export async function fuzzOwnFarm(o: FuzzMainOptions): Promise<FuzzReport> {
+  const dir = await mkdtemp(join(tmpdir(), 'rb-fuzz-'));
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), host: '127.0.0.1', port: -1 });
+  try {
+    const farm = await startInProcessFarm({ url: nats.url, log: silentLogger() });
+    try {
+      await seedFarmState(farm, join(dir, 'farm'));
+      return await runFuzz({
+        nc: farm.nc, site: farm.site, host: farm.host, cases: o.cases, concurrency: 16,
+        ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.only ? { only: o.only } : {}), ...(o.log ? { log: o.log } : {}),
+      });
+    } finally {
+      await farm.stop();
+    }
+  } finally {
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      cases: { type: 'string', default: '500' },
+      seed: { type: 'string' },
+      only: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const cases = Number(values.cases);
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (!Number.isInteger(cases) || cases < 1 || (seed !== undefined && !Number.isInteger(seed))) {
+    console.error(USAGE);
+    return 2;
+  }
+  const only = values.only?.map((s) => {
+    const at = s.lastIndexOf('#');
+    return { subject: s.slice(0, at), index: Number(s.slice(at + 1)) };
+  });
+  const report = await fuzzOwnFarm({ cases, ...(seed !== undefined ? { seed } : {}), ...(only ? { only } : {}), log: (l) => console.error(l) });
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  if (!passed(report)) console.error(`fuzz: findings; replay with --seed ${report.seed}`);
+  return passed(report) ? 0 : 1;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

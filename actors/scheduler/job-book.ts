@@ -54,6 +54,8 @@ export interface Job {
   timedTasks: number;
   timedMs: number;
   runningTasks: number;
+  /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
+  restored?: { done: number; failed: number; at: number };
 }
 
 export type ResultOutcome =
@@ -372,6 +374,7 @@ export class JobBook {
 
   /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
   cancel(job: Job, now: number): Task[] {
+    this.flushRestored(job); // a replayed cancel comes after the job's replayed results
     const running = job.tasks.filter((t) => t.state === TaskState.Running);
     job.runningTasks = 0;
     for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
@@ -401,8 +404,26 @@ export class JobBook {
     Object.assign(task, detail);
     task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
-    job.machine.send({ type: status === 'done' ? 'frames.done' : 'frames.failed', n: task.frames.length, fromQueue: true });
-    this.finishIfEnded(job, detail.finishedAt ?? job.submittedAt);
+    // counted here and told to the job's machine once per job: a transition per record was a
+    // third of a long replay (docs/benchmarks.md, scheduler recovery)
+    const r = (job.restored ??= { done: 0, failed: 0, at: job.submittedAt });
+    if (status === 'done') r.done += task.frames.length;
+    else r.failed += task.frames.length;
+    r.at = Math.max(r.at, detail.finishedAt ?? job.submittedAt);
+  }
+
+  /** The end of a journal replay: every job's machine learns how many of its frames had ended. */
+  finishReplay(): void {
+    for (const job of this.jobs.values()) this.flushRestored(job);
+  }
+
+  private flushRestored(job: Job): void {
+    const r = job.restored;
+    if (!r) return;
+    job.restored = undefined;
+    if (r.done > 0) job.machine.send({ type: 'frames.done', n: r.done, fromQueue: true });
+    if (r.failed > 0) job.machine.send({ type: 'frames.failed', n: r.failed, fromQueue: true });
+    this.finishIfEnded(job, r.at);
   }
 
   summary(job: Job): JobSummary {

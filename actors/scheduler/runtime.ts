@@ -354,7 +354,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       }),
       recover: fromPromise(async () => {
         book = new JobBook();
-        return journal!.replay(applyRecord);
+        const records = await journal!.replay(applyRecord);
+        book.finishReplay();
+        return records;
       }),
       dispatchRound: fromPromise(dispatchRound),
     },

@@ -105,6 +105,7 @@ test('job-book - journal replay restores ended tasks without dispatching them', 
   const book = new JobBook();
   const job = add(book, 'a', { frames: '1-3' });
   book.restoreEnded(job, 1, 'done', { outputs: [{ frame: 2, path: '/o/2.png' }], attempt: 1, finishedAt: 9 });
+  book.finishReplay();
   assert.deepEqual(book.summary(job).counts, { total: 3, queued: 2, running: 0, done: 1, failed: 0 });
   assert.deepEqual([book.lease(job, 'h', 0, 10)!.frames, book.lease(job, 'h', 1, 10)!.frames], [[1], [3]]);
   assert.equal(book.lease(job, 'h', 2, 10), undefined);
@@ -146,6 +147,7 @@ test('job-book - a restarted scheduler re-adopts the running tasks a host report
   const book = new JobBook();
   const job = add(book, 'a', { frames: '1-3' });
   book.restoreEnded(job, 2, 'done', { attempt: 1, host: 'h1', slot: 0, outputs: [], finishedAt: 5 });
+  book.finishReplay();
   const out = book.renew('h1', [held(0, 4, { slot: 1 }), held(1, 2, { state: 'held' }), held(2, 1, { state: 'running' }), { ...held(0, 1), jobId: 'gone', taskId: 'gone.0' }], 10);
   assert.deepEqual(out.adopted.map((t) => t.index), [0, 1]);
   assert.deepEqual(out.foreign.map((h) => h.taskId), ['a.2', 'gone.0'], 'an ended task and an unknown job');
@@ -199,4 +201,21 @@ test('job-book - replayed retries count toward maxAttempts', () => {
   assert.equal(a.attempt, 2);
   book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 1);
   assert.equal(book.state(job), 'failed');
+});
+
+test('job-book - a replay ends jobs whose frames all ended, and a replayed cancel keeps the frames done before it', () => {
+  const book = new JobBook();
+  const done = add(book, 'a', { frames: '1-2' });
+  const cancelled = add(book, 'b', { frames: '1-3' });
+  book.restoreEnded(done, 0, 'done', { attempt: 1, outputs: [], finishedAt: 1005 });
+  book.restoreEnded(done, 1, 'failed', { attempt: 3, outputs: [], finishedAt: 1007, error: 'x' });
+  book.restoreEnded(cancelled, 0, 'done', { attempt: 1, outputs: [], finishedAt: 6 });
+  book.cancel(cancelled, 8);
+  book.finishReplay();
+  assert.equal(book.state(done), 'failed');
+  assert.equal(done.finishedAt, 1007);
+  assert.deepEqual(book.summary(done).counts, { total: 2, queued: 0, running: 0, done: 1, failed: 1 });
+  assert.equal(book.state(cancelled), 'cancelled');
+  assert.equal(book.summary(cancelled).counts.done, 1);
+  assert.deepEqual(book.queue(), []);
 });

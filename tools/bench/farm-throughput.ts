@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -10,22 +10,20 @@ import { startNatsServer } from '../../sites/nats-server.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
 
 /*
- * npm run bench [-- --frames N --slots 2,4 --no-write]
  * N trivial frames (`true` through the command adapter) through the whole farm, the
  * registry, scheduler and one render server each a separate process, against a bare
  * Node spawn loop, GNU parallel and xargs at the same concurrency. Also the dispatch
  * latency: how long a slot stands idle between tasks (the render server's `waitMs`).
- * Results go to docs/benchmarks.md.
+ * Run from tools/bench/main.ts (`npm run bench`), which writes docs/benchmarks.md.
  */
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
-const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
-};
-const N = Number(opt('frames', '1000'));
-const SLOTS = opt('slots', '2,4').split(',').map(Number);
-const write = !argv.includes('--no-write');
+
+export interface ThroughputOptions {
+  /** Frames per run. */
+  frames: number;
+  /** One run per slot count. */
+  slots: number[];
+}
 
 interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
 
@@ -88,24 +86,24 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
   }
 }
 
-const rows: string[] = [];
-const latency: string[] = [];
-for (const s of SLOTS) {
-  const farm = await farmRun(N, s);
-  const node = await bareNodeLoop(N, s);
-  const parallel = await externalRunner('parallel', ['-j', String(s), 'true'], N).catch(() => NaN);
-  const xargs = await externalRunner('xargs', ['-P', String(s), '-n', '1', 'true'], N);
-  const r = (x: number) => (Number.isFinite(x) ? (farm.fps / x).toFixed(2) : 'n/a');
-  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
-  rows.push(`| ${N} | ${s} | ${f(farm.fps)} | ${f(node)} | ${f(parallel)} | ${f(xargs)} | ${r(node)}× | ${r(parallel)}× | ${r(xargs)}× |`);
-  latency.push(`| ${s} | ${farm.p50.toFixed(2)} | ${farm.p99.toFixed(2)} |`);
-  console.log(`S=${s}: farm ${f(farm.fps)}/s (${farm.wallS.toFixed(1)} s), node loop ${f(node)}/s, parallel ${f(parallel)}/s, xargs ${f(xargs)}/s; dispatch p50 ${farm.p50.toFixed(2)} ms p99 ${farm.p99.toFixed(2)} ms`);
-}
-
-if (write) {
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const section = [
-    `## Farm throughput: ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpu}, Node ${process.version}`,
+/** Runs the throughput benchmark; returns its docs/benchmarks.md section. */
+export async function throughputBench(o: ThroughputOptions, machine: string): Promise<string> {
+  const N = o.frames;
+  const rows: string[] = [];
+  const latency: string[] = [];
+  for (const s of o.slots) {
+    const farm = await farmRun(N, s);
+    const node = await bareNodeLoop(N, s);
+    const parallel = await externalRunner('parallel', ['-j', String(s), 'true'], N).catch(() => NaN);
+    const xargs = await externalRunner('xargs', ['-P', String(s), '-n', '1', 'true'], N);
+    const r = (x: number) => (Number.isFinite(x) ? (farm.fps / x).toFixed(2) : 'n/a');
+    const f = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
+    rows.push(`| ${N} | ${s} | ${f(farm.fps)} | ${f(node)} | ${f(parallel)} | ${f(xargs)} | ${r(node)}× | ${r(parallel)}× | ${r(xargs)}× |`);
+    latency.push(`| ${s} | ${farm.p50.toFixed(2)} | ${farm.p99.toFixed(2)} |`);
+    console.log(`S=${s}: farm ${f(farm.fps)}/s (${farm.wallS.toFixed(1)} s), node loop ${f(node)}/s, parallel ${f(parallel)}/s, xargs ${f(xargs)}/s; dispatch p50 ${farm.p50.toFixed(2)} ms p99 ${farm.p99.toFixed(2)} ms`);
+  }
+  return [
+    `## Farm throughput: ${machine}`,
     '',
     `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency.`,
     '',
@@ -120,10 +118,4 @@ if (write) {
     ...latency,
     '',
   ].join('\n');
-  const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench`; the newest is first.\n\n';
-  const old = await readFile(path, 'utf8').catch(() => head);
-  await writeFile(path, head + section + '\n' + old.slice(old.startsWith(head) ? head.length : 0));
-  console.log(`wrote ${path}`);
 }
-process.exit(0);

@@ -108,9 +108,23 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       ),
       reportLeases: fromCallback<EventObject, { everyMs: number }>(({ input }) => {
         const timer = setInterval(() => reportLeases(input.everyMs), input.everyMs);
-        // a scheduler that (re)starts asks for reports, to re-adopt running tasks before it dispatches
-        const hello = listen(nc, subjects.schedHello(site), codecs.schedHello, log, () => reportLeases(input.everyMs));
+        // A scheduler that (re)starts asks for reports, to re-adopt running tasks before it
+        // dispatches; results waiting out their backoff go at once. The same when our own
+        // connection returns: a scheduler may have started while we were away.
+        const schedulerBack = () => {
+          reportLeases(input.everyMs);
+          for (const s of slots) s.retryNow();
+        };
+        const hello = listen(nc, subjects.schedHello(site), codecs.schedHello, log, schedulerBack);
+        let watching = true;
+        void (async () => {
+          for await (const st of nc.status()) {
+            if (!watching) break;
+            if (st.type === 'reconnect') schedulerBack();
+          }
+        })();
         return () => {
+          watching = false;
           clearInterval(timer);
           hello.unsubscribe();
         };

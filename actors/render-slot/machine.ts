@@ -57,7 +57,9 @@ export interface RenderSlotContext {
 export type RenderSlotEvent =
   | { type: 'slot.assign'; task: TaskAssignment; waitMs: number }
   | { type: 'slot.cancel'; reason: string; code?: string }
-  | { type: 'slot.drain' };
+  | { type: 'slot.drain' }
+  /** The scheduler is back (its hello, or our connection returned): a result waiting out its backoff goes now. */
+  | { type: 'slot.retryNow' };
 
 export const SLOT_RESULT_RETRY_BASE_MS = 250;
 export const SLOT_RESULT_RETRY_MAX_MS = 5_000;
@@ -258,6 +260,7 @@ export const renderSlotMachine = setup({
         retrying: {
           entry: assign({ reportAttempts: ({ context }) => context.reportAttempts + 1 }),
           after: { resultRetry: 'reporting' },
+          on: { 'slot.retryNow': 'reporting' },
         },
       },
     },

@@ -195,6 +195,8 @@ export interface RenderSlot {
   settled(timeoutMs: number): Promise<void>;
   /** The task whose result waits for the scheduler to come back, if any. */
   heldResult(): string | null;
+  /** The scheduler is back: results waiting out their backoff are sent now. */
+  retryNow(): void;
   stop(): void;
 }
 
@@ -213,6 +215,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   // need not wait a round trip for its next task (docs/architecture.md, "task in hand").
   const held: TaskAssignment[] = [];
   const reporting = new Set<Promise<void>>();
+  // background reports sleep on this between tries; retryNow() wakes them all
+  let wake = signal();
   /** Results sent in the background and not yet taken, by task id (their leases are still ours). */
   const unacked = new Map<string, TaskResult>();
   let stopped = false;
@@ -242,7 +246,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
             log.error({ err, taskId: msg.taskId }, 'scheduler refused the task result');
             return;
           }
-          await sleep(Math.min(SLOT_RESULT_RETRY_MAX_MS, SLOT_RESULT_RETRY_BASE_MS * 2 ** attempt));
+          await Promise.race([sleep(Math.min(SLOT_RESULT_RETRY_MAX_MS, SLOT_RESULT_RETRY_BASE_MS * 2 ** attempt)), wake.promise]);
         }
       }
     })().finally(() => {
@@ -409,6 +413,12 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       const left = until - performance.now();
       if (reporting.size > 0 && left > 0) await Promise.race([Promise.allSettled([...reporting]), sleep(left)]);
     },
+    retryNow() {
+      const w = wake;
+      wake = signal();
+      w.resolve();
+      actor.send({ type: 'slot.retryNow' });
+    },
     heldResult() {
       const s = actor.getSnapshot();
       return s.matches({ delivering: 'retrying' }) ? (s.context.result?.taskId ?? null) : null;
@@ -439,4 +449,11 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       }
     });
   }
+}
+
+/** A promise and the function that resolves it (Promise.withResolvers arrives with Node 22). */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => {};
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

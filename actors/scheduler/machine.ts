@@ -4,8 +4,12 @@ export type SchedulerEvent =
   | { type: 'dispatch.wanted' }
   | { type: 'scheduler.stop' };
 
-/** How long a restarted scheduler listens to lease reports before it dispatches anything. */
-export const ADOPT_WINDOW_MS = 1_000;
+/**
+ * How long a restarted scheduler listens to lease reports before it dispatches anything: render
+ * servers answer its hello at once, and those that missed it (reconnecting) report within their
+ * period anyway (2 s by default), so this covers one period and a margin.
+ */
+export const ADOPT_WINDOW_MS = 2_500;
 /** How often leases of silent hosts are looked for. */
 export const LEASE_CHECK_MS = 1_000;
 

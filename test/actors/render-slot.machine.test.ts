@@ -207,6 +207,18 @@ test('render-slot - holds a result and retries with growing backoff while the sc
   assert.equal(rec.delivered.length, 1); // the files were stored once
 });
 
+test('render-slot - a result waiting out its backoff goes at once when the scheduler is back', async () => {
+  const away = new FarmError('RB_SCHEDULER_UNAVAILABLE', 'no answer', { retryable: true });
+  const { actor, rec } = aSlot({ report: async (_i, n) => { if (n <= 4) throw away; return { next: null, waitMs: 0 }; } });
+  actor.send({ type: 'slot.assign', task: aTask(), waitMs: 0 });
+  for (let attempt = 1; attempt <= 4; attempt++) {
+    await waitFor(actor, (s) => s.matches({ delivering: 'retrying' }) && s.context.reportAttempts === attempt);
+    actor.send({ type: 'slot.retryNow' }); // no clock moves: only the nudge sends it again
+  }
+  await waitFor(actor, (s) => s.value === 'idle');
+  assert.equal(rec.reported.length, 5);
+});
+
 test('render-slot - a result the scheduler refuses for good is dropped, not retried', async () => {
   const { actor, rec } = aSlot({ report: async () => { throw new FarmError('RB_UNKNOWN_JOB', 'no such job j1'); } });
   actor.send({ type: 'slot.assign', task: aTask(), waitMs: 0 });

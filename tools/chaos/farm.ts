@@ -1,0 +1,338 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { call } from '../../actors/bus/index.ts';
+import { codecs, PROTOCOL_MAJOR, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary } from '../../protocol/index.ts';
+
+/*
+ * A real farm for the chaos driver, every part a separate process that can be killed with
+ * SIGKILL and started again: a nats-server (same port, same JetStream store every time), a
+ * registry, a scheduler and render servers, the actors started through the CLI. Each
+ * process's output goes to <dir>/logs/<name>.log, appended across restarts with a header
+ * line per start. Every child is started through `setpriv --pdeathsig KILL`, so none
+ * outlives the driver, even when the driver itself is killed outright.
+ */
+
+export const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
+const SETPRIV = '/usr/bin/setpriv';
+
+export type MemberKind = 'nats-server' | 'registry' | 'scheduler' | 'render-server';
+
+export interface ExitRecord {
+  at: number;
+  code: number | null;
+  signal: string | null;
+  /** We killed or stopped it; otherwise it died on its own. */
+  expected: boolean;
+}
+
+/** One process of the farm: started, killed and started again, its exits recorded. */
+export abstract class Member {
+  proc: ChildProcess | null = null;
+  starts = 0;
+  readonly exits: ExitRecord[] = [];
+  /** Told when the process exits without being killed by us. */
+  onUnexpectedExit: ((m: Member, e: ExitRecord) => void) | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  private expecting = false;
+
+  constructor(
+    readonly name: string,
+    readonly kind: MemberKind,
+    readonly logFile: string,
+  ) {}
+
+  get running(): boolean {
+    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.proc!.pid : undefined;
+  }
+
+  protected abstract command(): { bin: string; args: string[]; env?: NodeJS.ProcessEnv };
+
+  /** Spawns the process (resolves once it has been spawned; subclasses may wait for more). */
+  async start(): Promise<void> {
+    if (this.running) throw new Error(`${this.name} is already running`);
+    const { bin, args, env } = this.command();
+    const fd = openSync(this.logFile, 'a');
+    this.starts += 1;
+    writeSync(fd, `=== chaos: start #${this.starts} of ${this.name} at ${new Date().toISOString()}\n`);
+    let proc: ChildProcess;
+    try {
+      const [b, a] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
+      proc = spawn(b, a, { stdio: ['ignore', fd, fd], env: env ?? process.env });
+    } finally {
+      closeSync(fd);
+    }
+    this.proc = proc;
+    this.expecting = false;
+    this.exited = new Promise<void>((res) => {
+      let recorded = false;
+      const record = (code: number | null, signal: string | null) => {
+        if (recorded) return;
+        recorded = true;
+        const rec: ExitRecord = { at: Date.now(), code, signal, expected: this.expecting };
+        this.exits.push(rec);
+        if (!rec.expected) this.onUnexpectedExit?.(this, rec);
+        res();
+      };
+      proc.once('exit', (code, signal) => record(code, signal));
+      proc.once('error', (err) => record(null, `spawn error: ${err.message}`));
+    });
+    await new Promise<void>((res, rej) => {
+      proc.once('spawn', () => res());
+      proc.once('error', rej);
+    });
+  }
+
+  /** Sends a signal and waits (at most timeoutMs, then SIGKILL) until the process is gone. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.expecting = true;
+    this.proc!.kill(signal);
+    const t = setTimeout(() => this.proc?.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+
+  /** SIGKILL now, synchronously (for the process's exit handler). */
+  killNow(): void {
+    if (!this.running) return;
+    this.expecting = true;
+    this.proc!.kill('SIGKILL');
+  }
+
+  /** Resolves once the current process has exited. */
+  waitExit(): Promise<void> {
+    return this.exited;
+  }
+
+  /** The last lines of this member's log file. */
+  async logTail(lines = 20): Promise<string[]> {
+    const text = await readFile(this.logFile, 'utf8').catch(() => '');
+    return text.trimEnd().split('\n').slice(-lines);
+  }
+}
+
+/** The nats-server: the first start picks a free port; every restart reuses it and the same store. */
+export class NatsMember extends Member {
+  port = -1;
+  url = '';
+
+  constructor(
+    readonly dir: string,
+    logFile: string,
+  ) {
+    super('nats-server', 'nats-server', logFile);
+  }
+
+  protected command() {
+    return { bin: process.env.NATS_SERVER_BIN ?? 'nats-server', args: ['-c', join(this.dir, 'nats.conf'), '--ports_file_dir', this.dir] };
+  }
+
+  override async start(): Promise<void> {
+    await mkdir(join(this.dir, 'jetstream'), { recursive: true });
+    await writeFile(
+      join(this.dir, 'nats.conf'),
+      [
+        `listen: "127.0.0.1:${this.port}"`,
+        'server_name: "chaos"',
+        'max_payload: 1048576',
+        `jetstream { store_dir: ${JSON.stringify(join(this.dir, 'jetstream'))} }`,
+        '',
+      ].join('\n'),
+    );
+    await super.start();
+    const portsFile = join(this.dir, `nats-server_${this.proc!.pid!}.ports`);
+    const until = Date.now() + 20_000;
+    for (;;) {
+      if (!this.running) throw new Error(`nats-server exited before it listened; see ${this.logFile}`);
+      try {
+        const ports = JSON.parse(await readFile(portsFile, 'utf8')) as { nats: string[] };
+        this.url = ports.nats[0]!;
+        this.port = Number(new URL(this.url).port);
+        return;
+      } catch {
+        if (Date.now() > until) {
+          this.killNow();
+          throw new Error(`nats-server did not write ${portsFile} within 20 s; see ${this.logFile}`);
+        }
+        await sleep(25);
+      }
+    }
+  }
+}
+
+/** An actor started through the CLI (`renderbus registry|scheduler|render-server`), with RENDERBUS_LOG=info. */
+export class ActorMember extends Member {
+  constructor(
+    name: string,
+    kind: Exclude<MemberKind, 'nats-server'>,
+    logFile: string,
+    private readonly args: () => string[],
+    private readonly extraEnv: Record<string, string> = {},
+  ) {
+    super(name, kind, logFile);
+  }
+
+  protected command() {
+    return {
+      bin: process.execPath,
+      args: [CLI, ...this.args()],
+      env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info', ...this.extraEnv },
+    };
+  }
+}
+
+export interface ChaosFarmOptions {
+  dir: string;
+  site: string;
+  renderServers: number;
+  slots: number;
+}
+
+/** The whole farm: its members, and a monitoring NATS connection that reconnects forever. */
+export class ChaosFarm {
+  readonly nats: NatsMember;
+  readonly registry: ActorMember;
+  readonly scheduler: ActorMember;
+  readonly renderServers: ActorMember[] = [];
+  readonly logsDir: string;
+  nc: NatsConnection | null = null;
+
+  constructor(readonly o: ChaosFarmOptions) {
+    this.logsDir = join(o.dir, 'logs');
+    this.nats = new NatsMember(join(o.dir, 'nats'), join(this.logsDir, 'nats-server.log'));
+    const global = () => ['--nats', this.nats.url, '--site', o.site];
+    this.registry = new ActorMember('registry', 'registry', join(this.logsDir, 'registry.log'), () => ['registry', ...global()]);
+    this.scheduler = new ActorMember('scheduler', 'scheduler', join(this.logsDir, 'scheduler.log'), () => ['scheduler', ...global()]);
+    for (let i = 1; i <= o.renderServers; i++) {
+      const host = `rs-${i}`;
+      this.renderServers.push(
+        // renderers inherit the environment: CHAOS_HOST tells a frame script where it runs
+        new ActorMember(host, 'render-server', join(this.logsDir, `${host}.log`), () => ['render-server', '--host', host, '--slots', String(o.slots), ...global()], { CHAOS_HOST: host }),
+      );
+    }
+  }
+
+  get site(): string {
+    return this.o.site;
+  }
+
+  members(): Member[] {
+    return [this.nats, this.registry, this.scheduler, ...this.renderServers];
+  }
+
+  /** Starts nats-server, the monitoring connection and every actor; waits until the farm serves. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    await mkdir(this.logsDir, { recursive: true });
+    await this.nats.start();
+    this.nc = await connect({
+      servers: this.nats.url,
+      name: 'renderbus-chaos',
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      waitOnFirstConnect: true,
+      pingInterval: 5_000,
+      maxPingOut: 2,
+    });
+    await Promise.all([this.registry, this.scheduler, ...this.renderServers].map((m) => m.start()));
+    await this.waitServing(timeoutMs);
+  }
+
+  /** Until the registry lists every render server and the scheduler answers. */
+  async waitServing(timeoutMs: number): Promise<void> {
+    const want = this.renderServers.map((m) => m.name);
+    await waitFor('the farm to serve (the registry lists every render server, the scheduler answers)', async () => {
+      const hosts = await this.hosts(1_000);
+      if (!want.every((h) => hosts.some((x) => x.host === h))) return false;
+      await this.jobs(1_000);
+      return true;
+    }, timeoutMs, 250);
+  }
+
+  /** SIGKILL every process at once (a power cut of the whole site). */
+  async killAll(): Promise<void> {
+    const ms = this.members();
+    for (const m of ms) m.killNow();
+    await Promise.all(ms.map((m) => m.waitExit()));
+  }
+
+  /** Starts every member that is not running: nats-server first, then the actors together. */
+  async startMissing(): Promise<Member[]> {
+    const started: Member[] = [];
+    if (!this.nats.running) {
+      await this.nats.start();
+      started.push(this.nats);
+    }
+    const actors = [this.registry, this.scheduler, ...this.renderServers].filter((m) => !m.running);
+    await Promise.all(actors.map((m) => m.start()));
+    return [...started, ...actors];
+  }
+
+  /** Stops everything: actors with SIGTERM (SIGKILL after a grace), then nats-server. */
+  async stop(): Promise<void> {
+    const actors = [this.registry, this.scheduler, ...this.renderServers];
+    await Promise.all(actors.map((m) => m.kill('SIGTERM', 10_000)));
+    await this.nc?.close().catch(() => {});
+    this.nc = null;
+    await this.nats.kill('SIGTERM', 5_000);
+  }
+
+  /** SIGKILL every child now, synchronously: for exit and signal handlers. */
+  killNow(): void {
+    for (const m of this.members()) m.killNow();
+  }
+
+  // --- requests ---------------------------------------------------------------------
+  private client(): NatsConnection {
+    if (!this.nc) throw new Error('the farm is not started');
+    return this.nc;
+  }
+
+  async hosts(timeoutMs = 2_000): Promise<HostRecord[]> {
+    return (await this.registryList(timeoutMs)).hosts;
+  }
+
+  async registryList(timeoutMs = 2_000): Promise<{ registryId: string; hosts: HostRecord[] }> {
+    return call(this.client(), subjects.regList(this.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs });
+  }
+
+  async jobs(timeoutMs = 2_000): Promise<JobSummary[]> {
+    const body = await call(this.client(), subjects.schedQuery(this.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs });
+    if (!('jobs' in body)) throw new Error('sched.query answered without jobs');
+    return body.jobs;
+  }
+
+  async job(jobId: string, timeoutMs = 5_000): Promise<JobDetail> {
+    const body = await call(this.client(), subjects.schedQuery(this.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.queryReply, { timeoutMs });
+    if (!('job' in body)) throw new Error('sched.query answered without a job');
+    return body.job;
+  }
+
+  /** One submit request with a client-chosen job id (a retry of the same id is idempotent). */
+  async submit(spec: JobSpec, jobId: string, timeoutMs = 5_000): Promise<{ jobId: string; frames: number; tasks: number }> {
+    return call(this.client(), subjects.schedSubmit(this.site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec, jobId }, codecs.submitReply, { timeoutMs });
+  }
+}
+
+/** Polls fn until it returns something truthy; throws after timeoutMs naming what it waited for. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(everyMs);
+  }
+}

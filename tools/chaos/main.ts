@@ -1,0 +1,88 @@
+import { parseArgs } from 'node:util';
+import { runChaos, type ChaosOptions } from './driver.ts';
+import { formatReport } from './report.ts';
+
+/*
+ * npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
+ *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill]
+ * Runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints the
+ * report and exits 0 when every check passed, 1 when one failed, 2 on bad usage, 130 when
+ * interrupted.
+ */
+const USAGE = `usage: npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
+         [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill]`;
+
+function num(name: string, v: string | undefined, o: { min: number; integer?: boolean }): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < o.min || (o.integer && !Number.isInteger(n))) {
+    process.stderr.write(`chaos: --${name} must be ${o.integer ? 'a whole number' : 'a number'} of at least ${o.min}, not '${v}'\n${USAGE}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        minutes: { type: 'string' },
+        seconds: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean' },
+        keep: { type: 'boolean' },
+        'render-servers': { type: 'string' },
+        slots: { type: 'string' },
+        load: { type: 'string' },
+        'pov-frames': { type: 'string' },
+        'no-site-kill': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const o: ChaosOptions = {};
+  const minutes = num('minutes', values.minutes, { min: 0.1 });
+  const seconds = num('seconds', values.seconds, { min: 5 });
+  const seed = num('seed', values.seed, { min: 0, integer: true });
+  const rs = num('render-servers', values['render-servers'], { min: 1, integer: true });
+  const slots = num('slots', values.slots, { min: 1, integer: true });
+  const load = num('load', values.load, { min: 0.05 });
+  const pov = num('pov-frames', values['pov-frames'], { min: 0, integer: true });
+  if (minutes !== undefined) o.minutes = minutes;
+  if (seconds !== undefined) o.seconds = seconds;
+  if (seed !== undefined) o.seed = seed;
+  if (rs !== undefined) o.renderServers = rs;
+  if (slots !== undefined) o.slots = slots;
+  if (load !== undefined) o.load = load;
+  if (pov !== undefined) o.povFrames = pov;
+  if (values['no-site-kill']) o.siteKill = false;
+  if (values.keep) o.keep = true;
+
+  const report = await runChaos(o);
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${formatReport(report)}\n`);
+  if (report.interrupted) return 130;
+  return report.ok ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // a handle left open by a library must not keep a finished run alive
+    setTimeout(() => process.exit(code), 3_000).unref();
+  },
+  (err: unknown) => {
+    const dir = (err as { chaosDir?: string }).chaosDir;
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n${dir ? `run directory kept: ${dir}\n` : ''}`);
+    process.exitCode = 1;
+    setTimeout(() => process.exit(1), 3_000).unref();
+  },
+);

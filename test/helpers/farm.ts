@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
 import { startNatsServer } from './nats-server.ts';
+import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 export const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
 
@@ -31,20 +32,7 @@ export class ActorProcess {
   }
 }
 
-export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(everyMs);
-  }
-}
+export { waitUntil };
 
 /** A tiny POV-Ray animation: a sphere that moves with the frame number. */
 export const TINY_SCENE = `

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
+import { waitUntil } from '../lib/wait-until.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary } from '../../protocol/index.ts';
 
 /*
@@ -248,7 +249,7 @@ export class ChaosFarm {
   /** Until the registry lists every render server and the scheduler answers. */
   async waitServing(timeoutMs: number): Promise<void> {
     const want = this.renderServers.map((m) => m.name);
-    await waitFor('the farm to serve (the registry lists every render server, the scheduler answers)', async () => {
+    await waitUntil('the farm to serve (the registry lists every render server, the scheduler answers)', async () => {
       const hosts = await this.hosts(1_000);
       if (!want.every((h) => hosts.some((x) => x.host === h))) return false;
       await this.jobs(1_000);
@@ -321,18 +322,3 @@ export class ChaosFarm {
   }
 }
 
-/** Polls fn until it returns something truthy; throws after timeoutMs naming what it waited for. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(everyMs);
-  }
-}

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call, connectBus } from '../../actors/bus/index.ts';
+import { waitUntil } from '../lib/wait-until.ts';
 import { startRegistry } from '../../actors/registry/index.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
@@ -61,7 +62,7 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
       if (!('job' in body)) throw new Error(`sched.query answered job ${jobId} without it`);
       return body.job;
     };
-    await until(`render server ${host} to register`, async () => {
+    await waitUntil(`render server ${host} to register`, async () => {
       const l = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 1_000 });
       return l.hosts.some((h) => h.host === host);
     }, 20_000);
@@ -72,7 +73,7 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
         return body.jobId;
       },
       async waitJob(jobId, done = (j) => ['done', 'failed', 'cancelled'].includes(j.state), timeoutMs = 30_000) {
-        return until(`job ${jobId}`, async () => {
+        return waitUntil(`job ${jobId}`, async () => {
           const j = await job(jobId);
           return done(j) ? j : undefined;
         }, timeoutMs);
@@ -84,20 +85,6 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
   }
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
-    await sleep(100);
-  }
-}
 
 /**
  * Gives a fresh farm (jobs with their scene and output under `dir`) something to lose: one finished job (tasks with attempts to repeat results

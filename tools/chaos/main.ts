@@ -1,16 +1,19 @@
 import { parseArgs } from 'node:util';
 import { runChaos, type ChaosOptions } from './driver.ts';
 import { formatReport } from './report.ts';
+import { fuzzOwnFarm } from './fuzz-main.ts';
+import { formatReport as formatFuzzReport, passed as fuzzPassed } from './fuzz.ts';
 
 /*
  * npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
- *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill]
- * Runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints the
- * report and exits 0 when every check passed, 1 when one failed, 2 on bad usage, 130 when
+ *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
+ * First fuzzes every request subject (tools/chaos/fuzz.ts, N cases each, default 1000; 0 skips
+ * it), then runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints
+ * both reports and exits 0 when every check passed, 1 when one failed, 2 on bad usage, 130 when
  * interrupted.
  */
 const USAGE = `usage: npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
-         [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill]`;
+         [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]`;
 
 function num(name: string, v: string | undefined, o: { min: number; integer?: boolean }): number | undefined {
   if (v === undefined) return undefined;
@@ -37,6 +40,7 @@ async function main(): Promise<number> {
         load: { type: 'string' },
         'pov-frames': { type: 'string' },
         'no-site-kill': { type: 'boolean' },
+        'fuzz-cases': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -66,11 +70,20 @@ async function main(): Promise<number> {
   if (values['no-site-kill']) o.siteKill = false;
   if (values.keep) o.keep = true;
 
+  const fuzzCases = num('fuzz-cases', values['fuzz-cases'], { min: 0, integer: true }) ?? 1000;
+
+  let fuzzOk = true;
+  if (fuzzCases > 0) {
+    const fuzz = await fuzzOwnFarm({ cases: fuzzCases, ...(seed !== undefined ? { seed } : {}) });
+    fuzzOk = fuzzPassed(fuzz);
+    if (values.json) process.stdout.write(`${JSON.stringify({ fuzz }, null, 2)}\n`);
+    else process.stdout.write(`${formatFuzzReport(fuzz)}\n${fuzzOk ? '' : `fuzz: findings; replay with node --import tsx tools/chaos/fuzz-main.ts --seed ${fuzz.seed}\n`}\n`);
+  }
   const report = await runChaos(o);
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${formatReport(report)}\n`);
   if (report.interrupted) return 130;
-  return report.ok ? 0 : 1;
+  return report.ok && fuzzOk ? 0 : 1;
 }
 
 main().then(

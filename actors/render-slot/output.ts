@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
 
@@ -7,7 +7,7 @@ import { FarmError, frameFileName } from '../../protocol/index.ts';
  * moving a finished frame to its final name is a rename on the same filesystem: a frame
  * appears under its final name whole or not at all.
  *
- *   <outputDir>/.rb-partial/<taskId>-a<attempt>/    private work dir, removed after delivery
+ *   <outputDir>/.rb-partial/<taskId>-a<attempt>[-<host>.<slot>]/    private work dir, removed after delivery
  *   <outputDir>/.rb-logs/<taskId>-a<attempt>.log    the renderer's output, kept
  */
 export interface TaskPaths {
@@ -20,14 +20,20 @@ export const LOGS_DIR = '.rb-logs';
 
 const TASK_ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-export function taskPaths(outputDir: string, taskId: string, attempt: number): TaskPaths {
+/**
+ * A task's private paths. `holder` (`<host>.<slot>`) makes the work dir the lease's own: after a
+ * scheduler restart the same attempt number can be handed out again (docs/reliability.md), and
+ * two runs of it must not write into one directory.
+ */
+export function taskPaths(outputDir: string, taskId: string, attempt: number, holder?: string): TaskPaths {
   if (!isAbsolute(outputDir)) throw new FarmError('RB_BAD_JOB', `output directory '${outputDir}' must be an absolute path`);
   if (!TASK_ID.test(taskId) || taskId.includes('..')) {
     throw new FarmError('RB_BAD_JOB', `task id '${taskId}' cannot name a file (letters, digits, '.', '-', '_'; no '..')`);
   }
   if (!Number.isInteger(attempt) || attempt < 1) throw new FarmError('RB_BAD_JOB', `attempt ${attempt} must be a whole number from 1`);
+  if (holder !== undefined && !/^[a-z0-9_-]{1,64}\.\d{1,4}$/.test(holder)) throw new FarmError('RB_BAD_JOB', `'${holder}' is not a host.slot`);
   const name = `${taskId}-a${attempt}`;
-  return { workDir: join(outputDir, PARTIAL_DIR, name), logFile: join(outputDir, LOGS_DIR, `${name}.log`) };
+  return { workDir: join(outputDir, PARTIAL_DIR, holder ? `${name}-${holder}` : name), logFile: join(outputDir, LOGS_DIR, `${name}.log`) };
 }
 
 /**
@@ -36,8 +42,15 @@ export function taskPaths(outputDir: string, taskId: string, attempt: number): T
  * fails its delivery; its result would be stale anyway.) First attempts, the common case, skip this.
  */
 export async function removeEarlierAttempts(outputDir: string, taskId: string, attempt: number): Promise<void> {
-  const earlier = Array.from({ length: attempt - 1 }, (_, i) => taskPaths(outputDir, taskId, i + 1).workDir);
-  await Promise.all(earlier.map((dir) => rm(dir, { recursive: true, force: true }).catch(() => {})));
+  const partial = join(outputDir, PARTIAL_DIR);
+  const names = await readdir(partial).catch(() => [] as string[]);
+  const prefix = `${taskId}-a`;
+  const earlier = names.filter((n) => {
+    if (!n.startsWith(prefix)) return false;
+    const m = /^(\d+)(?:-|$)/.exec(n.slice(prefix.length));
+    return m !== null && Number(m[1]) < attempt;
+  });
+  await Promise.all(earlier.map((n) => rm(join(partial, n), { recursive: true, force: true }).catch(() => {})));
 }
 
 // Logs dirs known to exist: the hot path skips the mkdir for every task after the first.

@@ -18,9 +18,9 @@ import { TaskLog } from './task-log.ts';
 export type AdapterLookup = (renderer: string) => RenderAdapter;
 
 /** Validates a task, creates its private directories and plans its processes. */
-export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup): Promise<PreparedTask> {
+export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup, host?: string): Promise<PreparedTask> {
   const adapter = adapters(task.renderer);
-  const paths = taskPaths(task.outputDir, task.taskId, task.attempt);
+  const paths = taskPaths(task.outputDir, task.taskId, task.attempt, host !== undefined ? `${host}.${task.slot}` : undefined);
   frameFileName(task.outputPattern, task.frames[0] ?? 0); // a bad pattern fails now, not after rendering
   const invocations = adapter.plan({
     renderer: task.renderer,
@@ -294,7 +294,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
 
   const machine = renderSlotMachine.provide({
     actors: {
-      prepare: fromPromise(({ input }) => prepareTask(input, o.adapters)),
+      prepare: fromPromise(({ input }) => prepareTask(input, o.adapters, o.host)),
       runTask: fromPromise(({ input, signal }) => {
         const { task } = input;
         running = renderTask(task, input.prepared, {

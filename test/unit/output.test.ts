@@ -18,6 +18,8 @@ test('output - work dir and log live inside the output dir, named by task and at
     workDir: '/farm/out/j1/.rb-partial/j1.3-a2',
     logFile: '/farm/out/j1/.rb-logs/j1.3-a2.log',
   });
+  assert.equal(taskPaths('/farm/out/j1', 'j1.3', 2, 'node-4.1').workDir, '/farm/out/j1/.rb-partial/j1.3-a2-node-4.1', 'the lease holder\'s own, when named');
+  assert.throws(() => taskPaths('/out', 'j1.0', 1, '../x.1'), /not a host\.slot/);
 });
 
 test('output - refuses paths that could escape the output dir', () => {
@@ -119,8 +121,11 @@ test('output - a log that cannot be written is reported once and never throws', 
 test('output - a later attempt clears the work dirs its earlier attempts left behind, and only those', async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'rb-attempts-'));
   t.after(() => rm(out, { recursive: true, force: true }));
-  for (const a of [1, 2, 3]) await mkdir(taskPaths(out, 'job.7', a).workDir, { recursive: true });
-  await mkdir(taskPaths(out, 'job.8', 1).workDir, { recursive: true });
+  for (const a of [1, 2, 3]) await mkdir(taskPaths(out, 'job.7', a, 'h1.0').workDir, { recursive: true });
+  await mkdir(taskPaths(out, 'job.7', 1, 'h2.3').workDir, { recursive: true });
+  await mkdir(taskPaths(out, 'job.7', 3, 'h2.3').workDir, { recursive: true });
+  await mkdir(taskPaths(out, 'job.8', 1, 'h1.0').workDir, { recursive: true });
+  await mkdir(taskPaths(out, 'job.70', 1, 'h1.0').workDir, { recursive: true });
   await removeEarlierAttempts(out, 'job.7', 3);
-  assert.deepEqual((await readdir(join(out, PARTIAL_DIR))).sort(), ['job.7-a3', 'job.8-a1']);
+  assert.deepEqual((await readdir(join(out, PARTIAL_DIR))).sort(), ['job.7-a3-h1.0', 'job.7-a3-h2.3', 'job.70-a1-h1.0', 'job.8-a1-h1.0']);
 });

@@ -243,7 +243,8 @@ export interface LedgerEvent {
   out: string;
 }
 
-const WORK_DIR_RE = /\.rb-partial\/([^/]+)-a(\d+)\//;
+/** `<out>/.rb-partial/<taskId>-a<attempt>-<host>.<slot>/` (actors/render-slot/output.ts). */
+const WORK_DIR_RE = /\.rb-partial\/(.+?)-a(\d+)(?:-[^/]*)?\//;
 
 /** A command job's ledger: every frame start and end, in the order they were written. */
 export async function readLedgerEvents(job: PlannedJob): Promise<LedgerEvent[]> {

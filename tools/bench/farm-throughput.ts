@@ -67,6 +67,14 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     });
     const scene = join(dir, 'none.scene');
     await writeFile(scene, '');
+    // a one-frame job first: a starting scheduler dispatches nothing during its adoption window
+    // (docs/architecture.md, "Re-adoption"), which is start-up, not throughput
+    const warm = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } } }, codecs.submitReply);
+    await until('the warm-up job', async () => {
+      const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm.jobId }, codecs.queryReply, { timeoutMs: 500 });
+      return 'job' in b && b.job.state === 'done' ? true : undefined;
+    });
+    waits.length = 0;
     const t0 = performance.now();
     const { jobId } = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } } }, codecs.submitReply);
     const done = new Promise<void>((res) => nc.subscribe(subjects.jobEvent(site, jobId, 'done'), { max: 1, callback: () => res() }));

@@ -37,20 +37,22 @@ export function taskPaths(outputDir: string, taskId: string, attempt: number, ho
 }
 
 /**
- * A later attempt of a task clears the work dirs of its earlier attempts: one whose render server
- * was killed mid-frame left its half-written files there. (A cut-off host still writing into one
- * fails its delivery; its result would be stale anyway.) First attempts, the common case, skip this.
+ * A run of a task clears the work dirs other runs of it left behind: a render server killed
+ * mid-frame leaves its half-written files there. Those of earlier attempts go, and those of the
+ * same attempt on another slot (after a scheduler restart an attempt number can be handed out
+ * again, docs/reliability.md); a run still writing into one of them was not the lease holder's,
+ * so its result would be ignored anyway. Newer attempts are left alone.
  */
-export async function removeEarlierAttempts(outputDir: string, taskId: string, attempt: number): Promise<void> {
+export async function removeOtherRuns(outputDir: string, taskId: string, attempt: number, own: string): Promise<void> {
   const partial = join(outputDir, PARTIAL_DIR);
   const names = await readdir(partial).catch(() => [] as string[]);
   const prefix = `${taskId}-a`;
-  const earlier = names.filter((n) => {
-    if (!n.startsWith(prefix)) return false;
+  const others = names.filter((n) => {
+    if (!n.startsWith(prefix) || join(partial, n) === own) return false;
     const m = /^(\d+)(?:-|$)/.exec(n.slice(prefix.length));
-    return m !== null && Number(m[1]) < attempt;
+    return m !== null && Number(m[1]) <= attempt;
   });
-  await Promise.all(earlier.map((n) => rm(join(partial, n), { recursive: true, force: true }).catch(() => {})));
+  await Promise.all(others.map((n) => rm(join(partial, n), { recursive: true, force: true }).catch(() => {})));
 }
 
 // Logs dirs known to exist: the hot path skips the mkdir for every task after the first.

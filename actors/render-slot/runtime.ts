@@ -10,7 +10,7 @@ import {
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
-import { forgetLogsDir, moveFrames, prepareDirs, removeEarlierAttempts, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, type ProcessExit } from './process.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
@@ -34,7 +34,7 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
   // a command that writes no files of ours (`true`, or output elsewhere) needs no work dir
   const workDirUsed = invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
   await prepareDirs(paths, task.outputDir, { workDir: workDirUsed });
-  if (task.attempt > 1) await removeEarlierAttempts(task.outputDir, task.taskId, task.attempt);
+  if (workDirUsed) await removeOtherRuns(task.outputDir, task.taskId, task.attempt, paths.workDir);
   return { ...paths, workDirUsed, invocations };
 }
 

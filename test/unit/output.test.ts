@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { prepareDirs, removeWorkDir, storeFrames, taskPaths, TaskLog } from '../../actors/render-slot/index.ts';
-import { PARTIAL_DIR, removeEarlierAttempts } from '../../actors/render-slot/output.ts';
+import { PARTIAL_DIR, removeOtherRuns } from '../../actors/render-slot/output.ts';
 import { FarmError } from '../../protocol/index.ts';
 
 async function outDir(t: TestContext): Promise<string> {
@@ -118,14 +118,13 @@ test('output - a log that cannot be written is reported once and never throws', 
   assert.match(errors[0]!.message, /ENOENT/);
 });
 
-test('output - a later attempt clears the work dirs its earlier attempts left behind, and only those', async (t) => {
+test('output - a run clears the work dirs other runs of its task left behind: earlier attempts, and its own attempt on other slots', async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'rb-attempts-'));
   t.after(() => rm(out, { recursive: true, force: true }));
-  for (const a of [1, 2, 3]) await mkdir(taskPaths(out, 'job.7', a, 'h1.0').workDir, { recursive: true });
-  await mkdir(taskPaths(out, 'job.7', 1, 'h2.3').workDir, { recursive: true });
-  await mkdir(taskPaths(out, 'job.7', 3, 'h2.3').workDir, { recursive: true });
-  await mkdir(taskPaths(out, 'job.8', 1, 'h1.0').workDir, { recursive: true });
-  await mkdir(taskPaths(out, 'job.70', 1, 'h1.0').workDir, { recursive: true });
-  await removeEarlierAttempts(out, 'job.7', 3);
-  assert.deepEqual((await readdir(join(out, PARTIAL_DIR))).sort(), ['job.7-a3-h1.0', 'job.7-a3-h2.3', 'job.70-a1-h1.0', 'job.8-a1-h1.0']);
+  const dir = (task: string, attempt: number, holder: string) => taskPaths(out, task, attempt, holder).workDir;
+  for (const d of [dir('job.7', 1, 'h1.0'), dir('job.7', 2, 'h1.0'), dir('job.7', 3, 'h1.0'), dir('job.7', 3, 'h2.3'), dir('job.7', 4, 'h2.3'), dir('job.8', 1, 'h1.0'), dir('job.70', 1, 'h1.0')]) {
+    await mkdir(d, { recursive: true });
+  }
+  await removeOtherRuns(out, 'job.7', 3, dir('job.7', 3, 'h1.0'));
+  assert.deepEqual((await readdir(join(out, PARTIAL_DIR))).sort(), ['job.7-a3-h1.0', 'job.7-a4-h2.3', 'job.70-a1-h1.0', 'job.8-a1-h1.0']);
 });

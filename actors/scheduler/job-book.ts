@@ -54,6 +54,9 @@ export interface Job {
   timedTasks: number;
   timedMs: number;
   runningTasks: number;
+  /** Held at submission until released; paused by an operator. Either way nothing new starts. */
+  held: boolean;
+  paused: boolean;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -131,6 +134,8 @@ export class JobBook {
       timedTasks: 0,
       timedMs: 0,
       runningTasks: 0,
+      held: spec.hold === true,
+      paused: false,
     };
     this.jobs.set(id, job);
     this.enqueue(job);
@@ -139,6 +144,9 @@ export class JobBook {
 
   state(job: Job): JobState {
     const v = job.machine.getSnapshot().value;
+    if (FINISHED.has(v)) return v as JobState;
+    if (job.held) return 'held';
+    if (job.paused) return 'paused';
     return (v === 'settling' ? 'rendering' : v) as JobState;
   }
 
@@ -146,10 +154,59 @@ export class JobBook {
     return FINISHED.has(this.state(job));
   }
 
-  /** Jobs with queued tasks, most urgent first. */
+  /** Jobs with queued tasks that may start, most urgent first. */
   queue(): readonly Job[] {
-    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !this.isFinished(j)));
+    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !j.held && !j.paused && !this.isFinished(j)));
     return this.pending;
+  }
+
+  /** Pause (no new frames; running ones finish) or resume a job. */
+  setPaused(job: Job, paused: boolean): void {
+    job.paused = paused;
+    if (!paused) this.enqueue(job);
+  }
+
+  /** A job held at submission may start. */
+  release(job: Job): void {
+    job.held = false;
+    this.enqueue(job);
+  }
+
+  /** A new priority; its place in the queue follows. Running tasks go on. */
+  setPriority(job: Job, priority: number): void {
+    job.prepared.priority = priority;
+    this.pending = this.pending.filter((j) => j !== job);
+    job.inPending = false;
+    this.enqueue(job);
+  }
+
+  /**
+   * Queues ended frames again, with fresh attempts: every failed task, or the tasks holding the
+   * chosen frames (done or failed). Returns the tasks queued; a cancelled job retries nothing.
+   */
+  retry(job: Job, frames?: readonly number[]): Task[] {
+    this.flushRestored(job); // replayed: the results before this retry count first
+    if (this.state(job) === 'cancelled') return [];
+    const chosen = frames ? new Set(frames) : null;
+    const tasks = job.tasks.filter((t) => (chosen ? t.frames.some((f) => chosen.has(f)) && (t.state === TaskState.Done || t.state === TaskState.Failed) : t.state === TaskState.Failed));
+    if (tasks.length === 0) return [];
+    let done = 0;
+    let failed = 0;
+    for (const t of tasks) {
+      if (t.state === TaskState.Done) done += t.frames.length;
+      else failed += t.frames.length;
+      t.failures = 0;
+      t.outputs = undefined;
+      t.error = undefined;
+      t.resolvedAttempt = undefined;
+      t.state = TaskState.Queued;
+      job.requeued.push(t.index);
+      job.queuedTasks += 1;
+    }
+    job.finishedAt = undefined;
+    job.machine.send({ type: 'frames.retry', done, failed });
+    this.enqueue(job);
+    return tasks;
   }
 
   matches(job: Job, host: string, inv: HostInventory): boolean {

@@ -14,20 +14,29 @@ export type JobMachineEvent =
   | { type: 'frames.requeued'; n: number }
   | { type: 'frames.done'; n: number; fromQueue?: boolean }
   | { type: 'frames.failed'; n: number; fromQueue?: boolean }
-  | { type: 'job.cancel' };
+  | { type: 'job.cancel' }
+  /** Ended frames queued again (`retry`): `done` and `failed` say how many of each. */
+  | { type: 'frames.retry'; done: number; failed: number };
 
 const allEnded = (c: JobCounts) => c.done + c.failed === c.total;
 
 /**
  * One job's lifecycle: queued → rendering → done | failed, or cancelled. Counts move with
  * each task; the job ends when every frame is done or failed. `fromQueue` marks frames that
- * end without a running lease (journal replay after a restart).
+ * end without a running lease (journal replay after a restart). A done or failed job renders
+ * again when frames are retried; a cancelled one is final.
  */
 export const jobMachine = setup({
   types: {
     context: {} as JobCounts,
     input: {} as { total: number },
     events: {} as JobMachineEvent,
+  },
+  actions: {
+    retried: assign(({ context, event }) => {
+      const e = event as Extract<JobMachineEvent, { type: 'frames.retry' }>;
+      return { done: context.done - e.done, failed: context.failed - e.failed, queued: context.queued + e.done + e.failed };
+    }),
   },
   guards: {
     ended: ({ context }) => allEnded(context),
@@ -69,6 +78,7 @@ export const jobMachine = setup({
     },
     rendering: {
       on: {
+        'frames.retry': { actions: 'retried' },
         'frames.dispatched': {
           actions: assign(({ context, event }) => ({ queued: context.queued - event.n, running: context.running + event.n })),
         },
@@ -82,8 +92,8 @@ export const jobMachine = setup({
         { target: 'rendering' },
       ],
     },
-    done: { type: 'final' },
-    failed: { type: 'final' },
+    done: { on: { 'frames.retry': { target: 'rendering', actions: 'retried' } } },
+    failed: { on: { 'frames.retry': { target: 'rendering', actions: 'retried' } } },
     cancelled: { type: 'final' },
   },
 });

@@ -137,16 +137,50 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return { job: book.detail(job) };
   }
 
+  /** Steers a job. Each accepted action is journaled before it is applied and answered, so it is durable. */
   async function control(req: CtlRequest) {
     requireServing();
     const job = book.jobs.get(req.jobId);
     if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
-    if (book.isFinished(job)) return { job: book.summary(job) };
-    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'cancel', jobId: job.id, at: now() }, `cancel-${job.id}`);
-    const running = book.cancel(job, now());
-    for (const t of running) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'job cancelled');
-    finishJob(job);
+    const at = now();
+    const state = book.state(job);
+    if (req.action === 'cancel') {
+      if (book.isFinished(job)) return { job: book.summary(job) };
+      await journal!.append({ v: PROTOCOL_MAJOR, kind: 'cancel', jobId: job.id, at }, `cancel-${job.id}`);
+      const running = book.cancel(job, at);
+      for (const t of running) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'job cancelled');
+      finishJob(job);
+      return { job: book.summary(job) };
+    }
+    const refuse = (why: string) => new FarmError('RB_BAD_ARGUMENT', `cannot ${req.action} job ${job.id}: ${why}`);
+    if (state === 'cancelled') throw refuse('it was cancelled');
+    if (req.action === 'priority' && req.priority === undefined) throw new FarmError('RB_BAD_ARGUMENT', 'priority needs the new priority (0 to 1000, lower is more urgent)');
+    if (req.action === 'release' && !job.held) throw refuse('it is not held');
+    if ((req.action === 'pause' || req.action === 'resume') && book.isFinished(job)) throw refuse(`it is ${state}`);
+    if (req.action === 'retry' && req.frames) {
+      const known = new Set(job.prepared.frames);
+      const unknown = req.frames.filter((f) => !known.has(f));
+      if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
+    }
+    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
+    const retried = applyControl(job, req);
+    jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);
+    log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried }, 'job control');
+    actor.send({ type: 'dispatch.wanted' });
     return { job: book.summary(job) };
+  }
+
+  /** Applies a control action other than cancel (live, or replayed from the journal); returns how many frames were queued again. */
+  function applyControl(job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
+    if (c.action === 'pause' || c.action === 'resume') book.setPaused(job, c.action === 'pause');
+    else if (c.action === 'release') book.release(job);
+    else if (c.action === 'priority' && c.priority !== undefined) book.setPriority(job, c.priority);
+    else if (c.action === 'retry') {
+      const tasks = book.retry(job, c.frames);
+      if (tasks.length > 0) announcedEnd.delete(job.id); // it may end, and be announced, again
+      return tasks.reduce((n, t) => n + t.frames.length, 0);
+    }
+    return 0;
   }
 
   /**
@@ -378,6 +412,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const job = book.jobs.get(rec.jobId);
     if (!job) return;
     if (rec.kind === 'cancel') book.cancel(job, rec.at);
+    else if (rec.kind === 'ctl') applyControl(job, rec);
     else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error);
     else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) });
   }

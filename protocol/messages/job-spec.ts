@@ -37,6 +37,7 @@ export const JobSpec = Type.Object(
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'tries per task before its frames fail; default 3' })),
     resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),
+    hold: Type.Optional(Type.Boolean({ description: 'queue the job held: nothing runs until it is released' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
     notify: Type.Optional(Type.Array(Type.String({ pattern: '^https?://' }), { description: 'webhook URLs told when the job ends' })),

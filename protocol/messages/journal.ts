@@ -5,7 +5,7 @@ import { TaskStats } from './task.ts';
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel.
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl.
  */
 export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
@@ -26,5 +26,15 @@ export const JournalRecord = Type.Union([
     at: Millis,
   }),
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
+  /** A control action other than cancel, as accepted (CtlRequest's fields). */
+  Type.Object({
+    v: V,
+    kind: Type.Literal('ctl'),
+    jobId: Token,
+    action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('release'), Type.Literal('retry'), Type.Literal('priority')]),
+    priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+    frames: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }))),
+    at: Millis,
+  }),
 ]);
 export type JournalRecord = Static<typeof JournalRecord>;

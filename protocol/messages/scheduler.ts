@@ -5,7 +5,11 @@ import { TaskStats } from './task.ts';
 
 export const JobState = {
   Queued: 'queued',
+  /** Held at submission: nothing is dispatched until it is released. */
+  Held: 'held',
   Rendering: 'rendering',
+  /** Paused: no new frames start; running ones finish. */
+  Paused: 'paused',
   Done: 'done',
   Failed: 'failed',
   Cancelled: 'cancelled',
@@ -85,7 +89,20 @@ export const QueryReply = Reply(Type.Union([Type.Object({ jobs: Type.Array(JobSu
 export type QueryReply = Static<typeof QueryReply>;
 
 /** Anyone → scheduler, request on `sched.ctl`: steer a job. */
-export const CtlRequest = Type.Object({ v: V, action: Type.Literal('cancel'), jobId: Type.String() });
+/**
+ * Steer a job: `cancel` (running frames are killed), `pause` (no new frames; running ones
+ * finish), `resume`, `release` (a job held at submission), `retry` (failed frames, or the chosen
+ * `frames` whatever their state, are queued again), `priority` (the new `priority`).
+ */
+export const CtlRequest = Type.Object({
+  v: V,
+  action: Type.Union([Type.Literal('cancel'), Type.Literal('pause'), Type.Literal('resume'), Type.Literal('release'), Type.Literal('retry'), Type.Literal('priority')]),
+  jobId: Type.String(),
+  /** With `priority`: the new priority (lower is more urgent). */
+  priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+  /** With `retry`: these frames (done or failed) are queued again; without, every failed frame. */
+  frames: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 1_000_000 })),
+});
 export type CtlRequest = Static<typeof CtlRequest>;
 export const CtlReply = Reply(Type.Object({ job: JobSummary }));
 export type CtlReply = Static<typeof CtlReply>;

@@ -219,3 +219,49 @@ test('job-book - a replay ends jobs whose frames all ended, and a replayed cance
   assert.equal(book.summary(cancelled).counts.done, 1);
   assert.deepEqual(book.queue(), []);
 });
+
+test('job-book - a held job waits until released; a paused one starts nothing new until resumed', () => {
+  const book = new JobBook();
+  const held = add(book, 'h', { frames: '1-2', hold: true });
+  const paused = add(book, 'p', { frames: '1-3' });
+  assert.equal(book.state(held), 'held');
+  book.lease(paused, 'h1', 0, 1);
+  book.setPaused(paused, true);
+  assert.equal(book.state(paused), 'paused');
+  assert.deepEqual(book.queue(), [], 'nothing may start');
+  assert.equal(book.result(aTaskResult({ jobId: 'p', taskIndex: 0, attempt: 1 }), 2).kind, 'accepted', 'a running frame finishes');
+  book.release(held);
+  book.setPaused(paused, false);
+  assert.deepEqual(book.queue().map((j) => j.id), ['h', 'p']);
+  assert.equal(book.state(paused), 'rendering');
+});
+
+test('job-book - a new priority moves a job in the queue', () => {
+  const book = new JobBook();
+  add(book, 'a', { priority: 50 });
+  const b = add(book, 'b', { priority: 50 });
+  book.setPriority(b, 10);
+  assert.deepEqual(book.queue().map((j) => j.id), ['b', 'a']);
+  assert.equal(book.summary(b).priority, 10);
+});
+
+test('job-book - retry queues failed frames, or chosen ended ones, with fresh attempts; the job renders again', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-3', maxAttempts: 1 });
+  for (const i of [0, 1, 2]) book.lease(job, 'h1', i, 1);
+  const fail = { status: 'failed' as const, error: { code: 'RB_RENDER_FAILED', message: 'x' } };
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, slot: 0 }), 2);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, slot: 1, ...fail }), 2);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 2, attempt: 1, slot: 2 }), 2);
+  assert.equal(book.state(job), 'failed');
+  assert.deepEqual(book.retry(job).map((t) => t.index), [1]);
+  assert.equal(book.state(job), 'rendering');
+  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 0, done: 2, failed: 0 });
+  assert.equal(job.finishedAt, undefined);
+  const again = book.lease(job, 'h1', 0, 3)!;
+  assert.equal(again.attempt, 2);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 2 }), 4);
+  assert.equal(book.state(job), 'done', 'the retried frame may fail again: maxAttempts counts afresh');
+  assert.deepEqual(book.retry(job, [3]).map((t) => t.index), [2], 'a chosen frame that was done is rendered again');
+  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 0, done: 2, failed: 0 });
+});

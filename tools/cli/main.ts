@@ -10,7 +10,7 @@ import { collect } from './option-values.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'hosts' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'hosts' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -22,7 +22,12 @@ export const defaultHandlers: Handlers = {
   submit: async (c) => (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>),
   jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),
   job: async (c) => (await import('./job.ts')).jobCommand(c),
-  cancel: async (c) => (await import('./cancel.ts')).cancelCommand(c),
+  cancel: async (c) => (await import('./control.ts')).controlCommand('cancel', c),
+  pause: async (c) => (await import('./control.ts')).controlCommand('pause', c),
+  resume: async (c) => (await import('./control.ts')).controlCommand('resume', c),
+  release: async (c) => (await import('./control.ts')).controlCommand('release', c),
+  retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
+  priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
@@ -145,6 +150,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--user <user>', 'submitting user (default: the OS user)')
     .option('--group <group>', 'group (default: the OS user\'s group)')
     .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
+    .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
     .option('--wait', 'follow the job until it ends, with progress')
     .option('--json', 'print machine-readable JSON')
     .addHelpText('after', SUBMIT_HELP)
@@ -172,6 +178,28 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--json', 'print the job summary as JSON')
     .action(action('cancel'));
+
+  const control = (name: 'pause' | 'resume' | 'release', summary: string, description: string) =>
+    program.command(name).summary(summary).description(description).argument('<id>', 'job id (see renderbus jobs)').option('--json', 'print the job summary as JSON').action(action(name));
+  control('pause', 'pause a job', 'pause a job: no new frames start; running ones finish (resume with renderbus resume)');
+  control('resume', 'resume a paused job', 'resume a paused job: its frames start again');
+  control('release', 'release a job submitted with --hold', 'release a job submitted with --hold, so its frames may start');
+  program
+    .command('retry')
+    .summary('render failed frames again')
+    .description('queue a job\'s failed frames again with fresh attempts, or, with --frames, the chosen frames whether they failed or were done')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .option('--frames <list>', "the frames to render again, e.g. '12,40-45' (default: every failed frame)")
+    .option('--json', 'print the job summary as JSON')
+    .action(action('retry'));
+  program
+    .command('priority')
+    .summary('change a job\'s priority')
+    .description('change the priority of a queued or running job (0-1000, lower is more urgent); running frames go on')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .argument('<priority>', 'the new priority, 0-1000')
+    .option('--json', 'print the job summary as JSON')
+    .action(action('priority'));
 
   program
     .command('hosts')

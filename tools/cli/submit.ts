@@ -13,6 +13,7 @@ import { untilSignal } from './signals.ts';
 
 export interface SubmitOptions extends SubmitFlags {
   wait?: boolean;
+  hold?: boolean;
   json?: boolean;
 }
 
@@ -29,6 +30,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
     defaults: { ...currentUser(), outputRoot: farmFile?.outputDir ?? join(dataDir, 'output') },
     jobId,
   });
+  if (c.opts.hold) spec.hold = true; // a job file may say so too
 
   const fc = await openFarm(g, 'renderbus-submit');
   try {

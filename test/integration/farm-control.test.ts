@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLI, TestFarm, waitUntil } from '../helpers/farm.ts';
+
+/** Runs one CLI command against the test farm; its exit code and output. */
+function rb(farm: TestFarm, ...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('control - hold and release, pause and resume, priority: each answered, journaled (it survives a scheduler restart) and obeyed', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  let scheduler = await farm.scheduler();
+  await farm.renderServer('box', 1);
+  const { spec } = await farm.ledgerJob('steered', '1-6', 0.6);
+  const jobId = await farm.submit({ ...spec, hold: true });
+  await sleep(1_500);
+  let job = await farm.job(jobId);
+  assert.equal(job.state, 'held');
+  assert.equal(job.counts.running + job.counts.done, 0, 'a held job starts nothing');
+
+  const released = rb(farm, 'release', jobId);
+  assert.equal(released.code, 0, released.stderr);
+  assert.match(released.stdout, /released/);
+  await waitUntil('a frame done', async () => (await farm.job(jobId)).counts.done >= 1);
+
+  const paused = rb(farm, 'pause', jobId, '--json');
+  assert.equal(paused.code, 0, paused.stderr);
+  assert.equal((JSON.parse(paused.stdout) as { state: string }).state, 'paused');
+  const prio = rb(farm, 'priority', jobId, '7');
+  assert.equal(prio.code, 0, prio.stderr);
+
+  // the pause and the new priority are durable: a restarted scheduler still has them
+  await scheduler.kill('SIGKILL');
+  scheduler = await farm.scheduler();
+  await waitUntil('running frames to finish', async () => (await farm.job(jobId)).counts.running === 0, 20_000);
+  const doneWhilePaused = (await farm.job(jobId)).counts.done;
+  await sleep(2_000);
+  job = await farm.job(jobId);
+  assert.equal(job.state, 'paused');
+  assert.equal(job.priority, 7);
+  assert.equal(job.counts.done, doneWhilePaused, 'no new frame started while paused');
+  assert.ok(job.counts.done < 6);
+
+  assert.equal(rb(farm, 'resume', jobId).code, 0);
+  job = await farm.waitJob(jobId, 'done', 60_000);
+  assert.equal(job.counts.done, 6);
+  assert.match(scheduler.output, /job control|journal replayed/);
+});
+
+test('control - retry renders failed frames again, or chosen ones; bad requests are refused with the reason', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('box', 2);
+  const marker = join(farm.dir, 'fixed');
+  const scene = await farm.writeScene();
+  // frame 3 fails until the marker exists: a broken asset, fixed by hand
+  const jobId = await farm.submit({
+    name: 'flaky', scene, renderer: 'command', frames: '1-4', maxAttempts: 1,
+    command: `sh -c 'if [ {frame} -eq 3 ] && [ ! -e ${marker} ]; then exit 1; fi; echo {frame} > {output}'`,
+    output: { dir: join(farm.dir, 'out'), pattern: 'f_#.txt' },
+  });
+  let job = await farm.waitJob(jobId, 'failed', 60_000);
+  assert.deepEqual(job.frames.filter((f) => f.state === 'failed').map((f) => f.frame), [3]);
+
+  await writeFile(marker, '');
+  const retried = rb(farm, 'retry', jobId);
+  assert.equal(retried.code, 0, retried.stderr);
+  job = await farm.waitJob(jobId, 'done', 60_000);
+  assert.equal(job.frames.find((f) => f.frame === 3)!.attempt, 2);
+
+  const chosen = rb(farm, 'retry', jobId, '--frames', '1,4');
+  assert.equal(chosen.code, 0, chosen.stderr);
+  job = await farm.waitJob(jobId, 'done', 60_000);
+  assert.deepEqual(job.frames.map((f) => f.attempt), [2, 1, 2, 2], 'frames 1 and 4 rendered again');
+
+  const noFrame = rb(farm, 'retry', jobId, '--frames', '9');
+  assert.equal(noFrame.code, 1);
+  assert.match(noFrame.stderr, /has no frame 9/);
+  const notHeld = rb(farm, 'release', jobId);
+  assert.equal(notHeld.code, 1);
+  assert.match(notHeld.stderr, /not held/);
+  const badPriority = rb(farm, 'priority', jobId, 'high');
+  assert.equal(badPriority.code, 2);
+  assert.match(badPriority.stderr, /priority: 'high' is not a whole number/);
+});

@@ -3,10 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test, type TestContext } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startRegistry } from '../../actors/registry/index.ts';
-import { call } from '../../actors/bus/index.ts';
+import { call, connectBus } from '../../actors/bus/index.ts';
+import { once } from 'node:events';
+import { waitUntil } from '../../tools/lib/wait-until.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import {
   FarmError,
+  PROTOCOL_MAJOR,
   codecs,
   encodeAny,
   subjects,
@@ -307,4 +310,22 @@ test('registry - malformed requests get error replies naming the problem, and it
   assert.deepEqual((await req.list()).hosts, [], 'nothing malformed was registered');
   await req.register(aRegister());
   assert.deepEqual((await req.match({ requirements: { packages: ['povray@3.7.*'] } })).hosts.map((h) => h.host), ['h1']);
+});
+
+test('registry - a connection that drops while it starts does not fail its start; it serves once the server is back', async (t) => {
+  const own = await startNatsServer();
+  t.after(() => own.stop());
+  const nc = await connectBus({ servers: own.url, name: 'registry-start' });
+  t.after(() => nc.close());
+  own.proc.kill('SIGKILL'); // nats-server dies just as the registry starts
+  await once(own.proc, 'exit');
+  const started = startRegistry({ nc, site: 'drop', log: silentLogger() });
+  const registry = await started; // resolves instead of throwing 'connection disconnected'
+  t.after(() => registry.stop());
+  const again = await startNatsServer({ dir: own.dir, port: own.port });
+  t.after(() => again.stop());
+  const client = await connect({ servers: again.url });
+  t.after(() => client.close());
+  const body = await waitUntil('the registry to answer', () => call(client, subjects.regList('drop'), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 }), 20_000);
+  assert.equal(body.registryId, registry.registryId);
 });

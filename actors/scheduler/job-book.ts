@@ -57,6 +57,9 @@ export interface Job {
   /** Held at submission until released; paused by an operator. Either way nothing new starts. */
   held: boolean;
   paused: boolean;
+  /** Jobs that must be done before this one starts (`after`), and the jobs waiting for this one. */
+  after: Job[];
+  dependents: Job[];
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -136,7 +139,11 @@ export class JobBook {
       runningTasks: 0,
       held: spec.hold === true,
       paused: false,
+      // the scheduler checked at submission that they exist (jobs can only wait for older jobs: no cycles)
+      after: (spec.after ?? []).map((id) => this.jobs.get(id)).filter((j): j is Job => j !== undefined),
+      dependents: [],
     };
+    for (const dep of job.after) dep.dependents.push(job);
     this.jobs.set(id, job);
     this.enqueue(job);
     return job;
@@ -156,8 +163,31 @@ export class JobBook {
 
   /** Jobs with queued tasks that may start, most urgent first. */
   queue(): readonly Job[] {
-    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !j.held && !j.paused && !this.isFinished(j)));
+    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j)));
     return this.pending;
+  }
+
+  /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
+  whyWaiting(job: Job): string | undefined {
+    if (job.held) return `held: it starts once released (renderbus release ${job.id})`;
+    if (job.paused) return `paused: running frames finish, no new ones start (renderbus resume ${job.id})`;
+    return this.dependencyReason(job) ?? job.waiting;
+  }
+
+  /** The first job this one waits for (`after`) that is not done yet, if any. */
+  blockedBy(job: Job): Job | undefined {
+    for (const dep of job.after) if (this.state(dep) !== 'done') return dep;
+    return undefined;
+  }
+
+  /** Why a job that waits for others does not start, in words; undefined when it does not wait. */
+  dependencyReason(job: Job): string | undefined {
+    const dep = this.blockedBy(job);
+    if (!dep) return undefined;
+    const state = this.state(dep);
+    return state === 'failed' || state === 'cancelled'
+      ? `job ${dep.id} (${dep.name}), which it runs after, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
+      : `waiting for job ${dep.id} (${dep.name}) to finish (${state})`;
   }
 
   /** Pause (no new frames; running ones finish) or resume a job. */
@@ -498,7 +528,8 @@ export class JobBook {
     };
     if (job.startedAt !== undefined) s.startedAt = job.startedAt;
     if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
-    if (job.waiting && !this.isFinished(job)) s.waiting = job.waiting;
+    const waiting = this.isFinished(job) ? undefined : this.whyWaiting(job);
+    if (waiting) s.waiting = waiting;
     const eta = this.eta(job);
     if (eta !== undefined) s.etaMs = eta;
     return s;
@@ -543,7 +574,10 @@ export class JobBook {
   }
 
   private finishIfEnded(job: Job, now: number): void {
-    if (this.isFinished(job)) job.finishedAt ??= now;
+    if (!this.isFinished(job)) return;
+    job.finishedAt ??= now;
+    // jobs that ran after this one may start now
+    if (this.state(job) === 'done') for (const d of job.dependents) this.enqueue(d);
   }
 
   private takeQueued(job: Job): Task | undefined {

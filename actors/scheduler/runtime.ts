@@ -85,6 +85,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     lastProgress.delete(job.id);
     const evt = jobEvent(job, state);
     log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
+    // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
+    if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
     for (const url of job.spec.notify ?? []) {
       const p = postWebhook(url, evt, log).finally(() => webhooks.delete(p));
       webhooks.add(p);
@@ -119,12 +121,15 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
     if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
+    const unknown = (req.spec.after ?? []).filter((id) => !book.jobs.has(id));
+    if (unknown.length > 0) throw new FarmError('RB_BAD_JOB', `after: no job ${unknown.map((id) => `'${id}'`).join(', ')} on this farm (a job can only run after jobs already submitted)`);
     const at = now();
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
     if (book.jobs.has(jobId)) return counts;
     const job = book.add(jobId, req.spec, prepared, at);
     log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
     jobEvent(job, 'submitted');
+    if (book.whyWaiting(job)) jobEvent(job, 'waiting');
     actor.send({ type: 'dispatch.wanted' });
     return counts;
   }

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Token } from './common.ts';
 
 /** Renderers the farm can drive; `command` runs any command template (README.md, "Jobs"). */
 export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('command')]);
@@ -38,6 +39,7 @@ export const JobSpec = Type.Object(
     resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),
     hold: Type.Optional(Type.Boolean({ description: 'queue the job held: nothing runs until it is released' })),
+    after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
     notify: Type.Optional(Type.Array(Type.String({ pattern: '^https?://' }), { description: 'webhook URLs told when the job ends' })),

@@ -92,3 +92,30 @@ test('control - retry renders failed frames again, or chosen ones; bad requests 
   assert.equal(badPriority.code, 2);
   assert.match(badPriority.stderr, /priority: 'high' is not a whole number/);
 });
+
+test('control - a comp submitted --after its render starts once the render is done; an unknown job is refused', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('box', 2);
+  const render = await farm.ledgerJob('render', '1-3', 0.8);
+  const renderId = await farm.submit(render.spec);
+  const scene = await farm.writeScene('comp.txt', 'x');
+  const out = join(farm.dir, 'comp');
+  const sub = rb(farm, 'submit', scene, '--frames', '1-2', '--command', 'sh -c "echo {frame} > {output}"', '--pattern', 'c_#.txt', '--output', out, '--after', renderId, '--json');
+  assert.equal(sub.code, 0, sub.stderr);
+  const compId = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
+  const early = await farm.job(compId);
+  assert.equal(early.counts.done + early.counts.running, 0);
+  assert.match(early.waiting ?? '', new RegExp(`waiting for job ${renderId} \\(render\\)`));
+  const renderDone = await farm.waitJob(renderId, 'done', 60_000);
+  const comp = await farm.waitJob(compId, 'done', 60_000);
+  const firstComp = Math.min(...comp.frames.map((f) => f.startedAt!));
+  const lastRender = Math.max(...renderDone.frames.map((f) => f.finishedAt!));
+  assert.ok(firstComp >= lastRender, 'no comp frame started before the render was done');
+
+  const unknown = rb(farm, 'submit', scene, '--frames', '1', '--command', 'true', '--output', out, '--after', 'jnosuchjob');
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /after: no job 'jnosuchjob' on this farm/);
+});

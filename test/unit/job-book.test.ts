@@ -265,3 +265,38 @@ test('job-book - retry queues failed frames, or chosen ended ones, with fresh at
   assert.deepEqual(book.retry(job, [3]).map((t) => t.index), [2], 'a chosen frame that was done is rendered again');
   assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 0, done: 2, failed: 0 });
 });
+
+test('job-book - a job that runs after others waits until they are done, and says why', () => {
+  const book = new JobBook();
+  const render = add(book, 'render', { name: 'render', frames: '1' });
+  const comp = add(book, 'comp', { frames: '1', after: ['render'] });
+  assert.deepEqual(book.queue().map((j) => j.id), ['render']);
+  assert.match(book.summary(comp).waiting!, /waiting for job render \(render\) to finish \(queued\)/);
+  book.lease(render, 'h1', 0, 1);
+  book.result(aTaskResult({ jobId: 'render', taskIndex: 0, attempt: 1 }), 2);
+  assert.deepEqual(book.queue().map((j) => j.id), ['comp'], 'it starts once the render is done');
+  assert.equal(book.summary(comp).waiting, undefined);
+});
+
+test('job-book - a failed dependency is reported on the waiting job, which starts once it is retried and done', () => {
+  const book = new JobBook();
+  const render = add(book, 'render', { name: 'render', frames: '1', maxAttempts: 1 });
+  const comp = add(book, 'comp', { frames: '1', after: ['render'] });
+  book.lease(render, 'h1', 0, 1);
+  book.result(aTaskResult({ jobId: 'render', taskIndex: 0, attempt: 1, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 2);
+  assert.match(book.summary(comp).waiting!, /render \(render\), which it runs after, failed: retry or cancel one of them/);
+  assert.deepEqual(book.queue(), []);
+  book.retry(render);
+  book.lease(render, 'h1', 0, 3);
+  book.result(aTaskResult({ jobId: 'render', taskIndex: 0, attempt: 2 }), 4);
+  assert.deepEqual(book.queue().map((j) => j.id), ['comp']);
+});
+
+test('job-book - held and paused jobs say so when asked why they wait', () => {
+  const book = new JobBook();
+  const held = add(book, 'h', { hold: true });
+  const paused = add(book, 'p');
+  book.setPaused(paused, true);
+  assert.match(book.summary(held).waiting!, /^held: it starts once released \(renderbus release h\)/);
+  assert.match(book.summary(paused).waiting!, /^paused/);
+});

@@ -22,6 +22,7 @@ export interface SubmitFlags {
   user?: string;
   group?: string;
   notify?: string[];
+  after?: string[];
 }
 
 export interface JobInput {
@@ -61,6 +62,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['user', '/user'],
   ['group', '/group'],
   ['notify', '/notify'],
+  ['after', '/after'],
 ];
 
 type Json = Record<string, unknown>;

@@ -150,6 +150,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--user <user>', 'submitting user (default: the OS user)')
     .option('--group <group>', 'group (default: the OS user\'s group)')
     .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
+    .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
     .option('--wait', 'follow the job until it ends, with progress')
     .option('--json', 'print machine-readable JSON')

@@ -18,6 +18,7 @@ export const ErrorCodes = {
   RB_RENDERER_MISSING: 'the rendering package is not installed',
   RB_OUTPUT_FAILED: 'could not store the output',
   RB_DRAINING: 'the actor is draining and takes no new work',
+  RB_TIMEOUT: 'the task ran past its time limit',
   RB_BAD_ARGUMENT: 'command-line argument is invalid',
   RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
 } as const;

@@ -7,6 +7,8 @@ import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, type JobSpec, type RendererNa
 
 /** Attempts per task before its frames count as failed. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Failed tasks of one job after which a host gets no more of that job's tasks. */
+export const DEFAULT_MAX_HOST_FAILURES = 3;
 
 /** A job description checked and expanded: what the scheduler queues. */
 export interface PreparedJob {

@@ -297,6 +297,12 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       prepare: fromPromise(({ input }) => prepareTask(input, o.adapters, o.host)),
       runTask: fromPromise(({ input, signal }) => {
         const { task } = input;
+        // a task that runs past the job's time limit is killed like a cancel, and retried by the scheduler
+        const limit = task.timeLimitMs
+          ? setTimeout(() => {
+              if (actor.getSnapshot().context.task === task) actor.send({ type: 'slot.cancel', reason: `it ran past the job's time limit of ${task.timeLimitMs! / 1000} s`, code: 'RB_TIMEOUT' });
+            }, task.timeLimitMs)
+          : undefined;
         running = renderTask(task, input.prepared, {
           adapters: o.adapters,
           signal,
@@ -310,6 +316,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
             publishFrame(task, p.frame, 'progress', { percent: p.percent });
           },
         });
+        if (limit) void running.then(() => clearTimeout(limit), () => clearTimeout(limit));
         return running;
       }),
       reap: fromPromise(async () => {

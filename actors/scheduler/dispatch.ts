@@ -33,6 +33,7 @@ export function planDispatch(
     if (!match) continue;
     let given = 0;
     for (const h of match.hosts) {
+      if (book.isBadHost(job, h.host)) continue;
       let free = freeSlots.get(h.host);
       if (!free) {
         free = h.slots.filter((s) => s.state === 'idle' && !book.isLeased(h.host, s.index)).map((s) => s.index);
@@ -49,14 +50,18 @@ export function planDispatch(
       }
       if (job.queuedTasks === 0) break;
     }
-    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match));
+    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job)));
   }
   return { byHost, waiting };
 }
 
 /** Why a job got no slot, in words an artist can act on. */
-export function waitingReason(m: MatchBody): string {
+export function waitingReason(m: MatchBody, badHosts: readonly string[] = []): string {
   if (m.totalHosts === 0) return 'no render hosts are registered';
+  const bad = new Set(badHosts);
+  if (m.hosts.length > 0 && m.hosts.every((h) => bad.has(h.host))) {
+    return `the free hosts that match failed too many of its frames and are kept away from it (${[...bad].slice(0, 3).join(', ')}); it waits for other hosts, or fix them and retry the job`;
+  }
   if (m.hosts.length === 0 && m.closest.length > 0) {
     const near = m.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ');
     return `no host matches the requirements (${near})`;

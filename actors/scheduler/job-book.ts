@@ -1,6 +1,6 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  DEFAULT_MAX_ATTEMPTS, hostMatches, taskId, toProfile,
+  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
@@ -57,6 +57,8 @@ export interface Job {
   /** Held at submission until released; paused by an operator. Either way nothing new starts. */
   held: boolean;
   paused: boolean;
+  /** Failed tasks of this job by host; a host at the job's maxHostFailures gets no more of them. */
+  hostFailures: Map<string, number>;
   /** Jobs that must be done before this one starts (`after`), and the jobs waiting for this one. */
   after: Job[];
   dependents: Job[];
@@ -137,6 +139,7 @@ export class JobBook {
       timedTasks: 0,
       timedMs: 0,
       runningTasks: 0,
+      hostFailures: new Map(),
       held: spec.hold === true,
       paused: false,
       // the scheduler checked at submission that they exist (jobs can only wait for older jobs: no cycles)
@@ -234,12 +237,24 @@ export class JobBook {
       job.queuedTasks += 1;
     }
     job.finishedAt = undefined;
+    job.hostFailures.clear(); // a retry is a fresh start for every host too
     job.machine.send({ type: 'frames.retry', done, failed });
     this.enqueue(job);
     return tasks;
   }
 
+  /** A host that failed too many of this job's tasks: kept away from the job (the rest of the farm still uses it). */
+  isBadHost(job: Job, host: string): boolean {
+    return (job.hostFailures.get(host) ?? 0) >= (job.spec.maxHostFailures ?? DEFAULT_MAX_HOST_FAILURES);
+  }
+
+  /** Hosts kept away from a job, for "why is it waiting". */
+  badHosts(job: Job): string[] {
+    return [...job.hostFailures.keys()].filter((h) => this.isBadHost(job, h));
+  }
+
   matches(job: Job, host: string, inv: HostInventory): boolean {
+    if (this.isBadHost(job, host)) return false;
     let m = job.matchCache.get(host);
     if (m === undefined) {
       m = hostMatches(job.profile, inv);
@@ -306,6 +321,7 @@ export class JobBook {
       ...(p.resolution ? { resolution: p.resolution } : {}),
       outputDir: p.outputDir,
       outputPattern: p.outputPattern,
+      ...(job.spec.timeLimit !== undefined ? { timeLimitMs: Math.round(job.spec.timeLimit * 1000) } : {}),
     };
   }
 
@@ -363,6 +379,7 @@ export class JobBook {
     }
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
     task.failures += 1;
+    job.hostFailures.set(r.host, (job.hostFailures.get(r.host) ?? 0) + 1);
     if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
       if (wasQueued) this.pushQueued(job, task);
       else {

@@ -19,6 +19,8 @@ export const TaskAssignment = Type.Object({
   resolution: Type.Optional(Resolution),
   outputDir: Type.String({ minLength: 1 }),
   outputPattern: Type.String({ minLength: 1 }),
+  /** The slot kills the task (RB_TIMEOUT) when it runs longer than this. */
+  timeLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type TaskAssignment = Static<typeof TaskAssignment>;
 

@@ -119,3 +119,34 @@ test('control - a comp submitted --after its render starts once the render is do
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /after: no job 'jnosuchjob' on this farm/);
 });
+
+test('retries - a frame past the time limit is killed and retried; a host that keeps failing a job gets no more of it', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('bad', 1);
+  await farm.renderServer('good', 1);
+  const scene = await farm.writeScene();
+  // the first run of frame 1 hangs; the time limit kills it and the retry finds the flag
+  const flag = join(farm.dir, 'hung-once');
+  const t0 = Date.now();
+  const slowId = await farm.submit({
+    name: 'hangs', scene, renderer: 'command', frames: '1', timeLimit: 1,
+    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; echo 1 > {output}'`,
+    output: { dir: join(farm.dir, 'slow') },
+  });
+  const slow = await farm.waitJob(slowId, 'done', 30_000);
+  assert.equal(slow.frames[0]!.attempt, 2);
+  assert.ok(Date.now() - t0 < 20_000, 'killed at its time limit, not after the 60 s sleep');
+
+  // every run on host 'bad' fails (its work dir names the host); after one failure it is kept away
+  const jobId = await farm.submit({
+    name: 'picky', scene, renderer: 'command', frames: '1-6', maxHostFailures: 1, maxAttempts: 3,
+    command: `sh -c 'case {outdir} in *-bad.*) exit 1;; esac; sleep 0.3; echo {frame} > {output}'`,
+    output: { dir: join(farm.dir, 'picky') },
+  });
+  const job = await farm.waitJob(jobId, 'done', 60_000);
+  assert.deepEqual([...new Set(job.frames.map((f) => f.host))], ['good'], 'every frame ended on the good host');
+  assert.ok(job.frames.filter((f) => f.attempt > 1).length <= 1, 'the bad host failed one task, then got no more');
+});

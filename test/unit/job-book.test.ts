@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { prepareJob, type HeldLease } from '../../protocol/index.ts';
 import { JobBook } from '../../actors/scheduler/index.ts';
+import { waitingReason } from '../../actors/scheduler/dispatch.ts';
 import { LEASE_REPORT_GRACE_MS, LEASE_UNLISTED_LIMIT } from '../../actors/scheduler/job-book.ts';
 import { aJobSpec, aTaskResult, anInventory } from '../helpers/builders.ts';
 
@@ -299,4 +300,31 @@ test('job-book - held and paused jobs say so when asked why they wait', () => {
   book.setPaused(paused, true);
   assert.match(book.summary(held).waiting!, /^held: it starts once released \(renderbus release h\)/);
   assert.match(book.summary(paused).waiting!, /^paused/);
+});
+
+test('job-book - a host that fails maxHostFailures tasks of a job gets no more of them; a retry forgives it', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-4', maxHostFailures: 2, maxAttempts: 1 });
+  const inv = anInventory();
+  const fail = { status: 'failed' as const, error: { code: 'RB_RENDER_FAILED', message: 'x' } };
+  assert.equal(book.matches(job, 'h1', inv), true);
+  book.lease(job, 'h1', 0, 1);
+  book.lease(job, 'h1', 1, 1);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, slot: 0, ...fail }), 2);
+  assert.equal(book.isBadHost(job, 'h1'), false, 'one failure is not enough');
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, slot: 1, ...fail }), 2);
+  assert.equal(book.isBadHost(job, 'h1'), true);
+  assert.equal(book.matches(job, 'h1', inv), false, 'kept away from this job');
+  assert.equal(book.matches(job, 'h2', inv), true);
+  assert.deepEqual(book.badHosts(job), ['h1']);
+  assert.match(waitingReason({ hosts: [{ host: 'h1', serverId: 's', inventory: inv, slots: [], free: 1 }], closest: [], totalHosts: 1 }, book.badHosts(job)), /failed too many of its frames and are kept away from it \(h1\)/);
+  assert.equal(book.retry(job).length, 2, 'the two failed frames');
+  assert.equal(book.isBadHost(job, 'h1'), false);
+});
+
+test('job-book - a time limit travels with each assignment', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1', timeLimit: 1.5 });
+  assert.equal(book.lease(job, 'h1', 0, 1)!.timeLimitMs, 1500);
+  assert.equal(book.lease(add(book, 'b', { frames: '1' }), 'h1', 1, 1)!.timeLimitMs, undefined);
 });

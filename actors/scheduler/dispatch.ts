@@ -1,4 +1,4 @@
-import type { HostInventory, MatchBody, TaskAssignment } from '../../protocol/index.ts';
+import type { HostInventory, MatchBody, TaskAssignment, WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 
 /** What the scheduler remembers of a host from the registry's answers. */
@@ -11,7 +11,7 @@ export interface DispatchPlan {
   /** Assignments to send, by host. */
   byHost: Map<string, TaskAssignment[]>;
   /** Jobs that received no slot this round and run nothing, with the reason. */
-  waiting: Map<Job, string>;
+  waiting: Map<Job, WaitReason>;
 }
 
 /**
@@ -26,7 +26,7 @@ export function planDispatch(
   now: number,
 ): DispatchPlan {
   const byHost = new Map<string, TaskAssignment[]>();
-  const waiting = new Map<Job, string>();
+  const waiting = new Map<Job, WaitReason>();
   const freeSlots = new Map<string, number[]>(); // host → idle, unleased slot indexes not yet used this round
   for (const job of jobs) {
     const match = matchFor(job);
@@ -50,21 +50,25 @@ export function planDispatch(
       }
       if (job.queuedTasks === 0) break;
     }
-    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job)));
+    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job)));
   }
   return { byHost, waiting };
 }
 
-/** Why a job got no slot, in words an artist can act on. */
-export function waitingReason(m: MatchBody, badHosts: readonly string[] = []): string {
-  if (m.totalHosts === 0) return 'no render hosts are registered';
+/** Why a job got no slot: in words an artist can act on, and in fields a tool can read. */
+export function waitingReason(m: MatchBody, badHosts: readonly string[] = [], busy?: () => NonNullable<WaitReason['busy']>): WaitReason {
+  if (m.totalHosts === 0) return { kind: 'no-hosts', text: 'no render hosts are registered' };
   const bad = new Set(badHosts);
   if (m.hosts.length > 0 && m.hosts.every((h) => bad.has(h.host))) {
-    return `the free hosts that match failed too many of its frames and are kept away from it (${[...bad].slice(0, 3).join(', ')}); it waits for other hosts, or fix them and retry the job`;
+    const hosts = [...bad];
+    return { kind: 'bad-hosts', hosts, text: `the free hosts that match failed too many of its frames and are kept away from it (${hosts.slice(0, 3).join(', ')}); it waits for other hosts, or fix them and retry the job` };
   }
   if (m.hosts.length === 0 && m.closest.length > 0) {
     const near = m.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ');
-    return `no host matches the requirements (${near})`;
+    return { kind: 'no-match', closest: m.closest, text: `no host matches the requirements (${near})` };
   }
-  return 'all matching slots are busy';
+  const b = busy?.();
+  if (!b) return { kind: 'busy', text: 'all matching slots are busy' };
+  const parts = [b.moreUrgent > 0 ? `${b.moreUrgent} with more urgent jobs` : '', b.samePriority > 0 ? `${b.samePriority} with jobs of its priority submitted earlier` : '', b.lessUrgent > 0 ? `${b.lessUrgent} with less urgent jobs that started first (their frames finish, then it goes first)` : ''].filter(Boolean);
+  return { kind: 'busy', busy: b, text: `all matching slots are busy${parts.length > 0 ? `: ${parts.join(', ')}` : ''}` };
 }

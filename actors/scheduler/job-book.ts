@@ -2,7 +2,7 @@ import { createActor, type Actor } from 'xstate';
 import {
   DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
-  type HeldLease, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
+  type HeldLease, type WaitReason, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine } from './job-machine.ts';
 
@@ -47,7 +47,8 @@ export interface Job {
   requeued: number[];
   queuedTasks: number;
   inPending: boolean;
-  waiting?: string;
+  /** Why the last dispatch round gave it no slot. */
+  waiting?: WaitReason;
   machine: Actor<typeof jobMachine>;
   /** Host name → matches this job's profile; inventories rarely change, so this is cached. */
   matchCache: Map<string, boolean>;
@@ -171,10 +172,23 @@ export class JobBook {
   }
 
   /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
-  whyWaiting(job: Job): string | undefined {
-    if (job.held) return `held: it starts once released (renderbus release ${job.id})`;
-    if (job.paused) return `paused: running frames finish, no new ones start (renderbus resume ${job.id})`;
+  whyWaiting(job: Job): WaitReason | undefined {
+    if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
+    if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
     return this.dependencyReason(job) ?? job.waiting;
+  }
+
+  /** The slots running other jobs' tasks, by how their jobs rank against this one. */
+  busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
+    const b = { moreUrgent: 0, samePriority: 0, lessUrgent: 0 };
+    for (const l of this.leases.values()) {
+      if (l.job === job) continue;
+      const d = l.job.prepared.priority - job.prepared.priority;
+      if (d < 0) b.moreUrgent += 1;
+      else if (d === 0 && l.job.seq < job.seq) b.samePriority += 1;
+      else b.lessUrgent += 1;
+    }
+    return b;
   }
 
   /** The first job this one waits for (`after`) that is not done yet, if any. */
@@ -183,14 +197,15 @@ export class JobBook {
     return undefined;
   }
 
-  /** Why a job that waits for others does not start, in words; undefined when it does not wait. */
-  dependencyReason(job: Job): string | undefined {
+  /** Why a job that waits for others does not start; undefined when it does not wait. */
+  dependencyReason(job: Job): WaitReason | undefined {
     const dep = this.blockedBy(job);
     if (!dep) return undefined;
     const state = this.state(dep);
-    return state === 'failed' || state === 'cancelled'
+    const text = state === 'failed' || state === 'cancelled'
       ? `job ${dep.id} (${dep.name}), which it runs after, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
       : `waiting for job ${dep.id} (${dep.name}) to finish (${state})`;
+    return { kind: 'after', job: dep.id, jobState: state, text };
   }
 
   /** Pause (no new frames; running ones finish) or resume a job. */
@@ -545,8 +560,11 @@ export class JobBook {
     };
     if (job.startedAt !== undefined) s.startedAt = job.startedAt;
     if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
-    const waiting = this.isFinished(job) ? undefined : this.whyWaiting(job);
-    if (waiting) s.waiting = waiting;
+    const why = this.isFinished(job) ? undefined : this.whyWaiting(job);
+    if (why) {
+      s.waiting = why.text;
+      s.why = why;
+    }
     const eta = this.eta(job);
     if (eta !== undefined) s.etaMs = eta;
     return s;

@@ -4,7 +4,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type SubmitRequest, type TaskAssignment, type TaskResult,
+  type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, listen, serve } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -308,7 +308,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       }),
     );
     if (registryDown) {
-      for (const j of jobs) if (!matches.has(j.profileKey) && j.runningTasks === 0) setWaiting(j, 'the resource registry is not answering');
+      for (const j of jobs) if (!matches.has(j.profileKey) && j.runningTasks === 0) setWaiting(j, { kind: 'registry', text: 'the resource registry is not answering' });
     }
     const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
     const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
@@ -316,8 +316,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     await Promise.all([...plan.byHost].map(([host, list]) => sendAssignments(host, list, firstStarts)));
   }
 
-  const setWaiting = (job: Job, reason: string) => {
-    if (job.waiting === reason) return;
+  const setWaiting = (job: Job, reason: WaitReason) => {
+    if (job.waiting?.text === reason.text) return;
     job.waiting = reason;
     jobEvent(job, 'waiting');
   };

@@ -36,6 +36,25 @@ export const FrameCounts = Type.Object({
 });
 export type FrameCounts = Static<typeof FrameCounts>;
 
+/** Why a job is not rendering right now, for people (`text`) and for tools (`kind` and details). */
+export const WaitReason = Type.Object({
+  kind: Type.Union([
+    Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
+    Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'),
+  ]),
+  text: Type.String(),
+  /** after: the job it waits for, and that job's state. */
+  job: Type.Optional(Token),
+  jobState: Type.Optional(Type.String()),
+  /** no-match: the nearest hosts and what each lacks. */
+  closest: Type.Optional(Type.Array(Type.Object({ host: Token, missing: Type.Array(Type.String()) }))),
+  /** busy: slots that run more urgent jobs, jobs of its priority submitted earlier, and less urgent ones that started first. */
+  busy: Type.Optional(Type.Object({ moreUrgent: Type.Integer({ minimum: 0 }), samePriority: Type.Integer({ minimum: 0 }), lessUrgent: Type.Integer({ minimum: 0 }) })),
+  /** bad-hosts: hosts kept away after failing too many of its tasks. */
+  hosts: Type.Optional(Type.Array(Token)),
+});
+export type WaitReason = Static<typeof WaitReason>;
+
 /** One job as `renderbus jobs` lists it. */
 export const JobSummary = Type.Object({
   jobId: Token,
@@ -48,8 +67,9 @@ export const JobSummary = Type.Object({
   submittedAt: Millis,
   startedAt: Type.Optional(Millis),
   finishedAt: Type.Optional(Millis),
-  /** Why the job is not rendering right now, when it is waiting. */
+  /** Why the job is not rendering right now, when it is waiting (`why.text`). */
   waiting: Type.Optional(Type.String()),
+  why: Type.Optional(WaitReason),
   outputDir: Type.String(),
   /** Estimated milliseconds to completion, from measured frame times. */
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),

@@ -150,3 +150,28 @@ test('retries - a frame past the time limit is killed and retried; a host that k
   assert.deepEqual([...new Set(job.frames.map((f) => f.host))], ['good'], 'every frame ended on the good host');
   assert.ok(job.frames.filter((f) => f.attempt > 1).length <= 1, 'the bad host failed one task, then got no more');
 });
+
+test('why - says why a job waits: held, and no host matching with the nearest hosts and what they lack', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('box', 1);
+  const scene = await farm.writeScene();
+  const heldId = await farm.submit({ name: 'held', scene, renderer: 'command', command: 'true', frames: '1', hold: true, output: { dir: join(farm.dir, 'h') } });
+  const held = rb(farm, 'why', heldId, '--json');
+  assert.equal(held.code, 0, held.stderr);
+  assert.equal((JSON.parse(held.stdout) as { why: { kind: string } }).why.kind, 'held');
+
+  const needsId = await farm.submit({ name: 'needs', scene, renderer: 'command', command: 'true', frames: '1', requirements: { packages: ['blender@4.*'] }, output: { dir: join(farm.dir, 'n') } });
+  const text = await waitUntil('a reason', async () => {
+    const r = rb(farm, 'why', needsId);
+    return r.code === 0 && /no host matches/.test(r.stdout) ? r.stdout : undefined;
+  }, 20_000, 500);
+  assert.match(text, /why: no host matches the requirements/);
+  assert.match(text, /^ {2}box lacks .*blender/m);
+
+  const unknown = rb(farm, 'why', 'jnosuchjob');
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /no job 'jnosuchjob'/);
+});

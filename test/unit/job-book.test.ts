@@ -317,7 +317,7 @@ test('job-book - a host that fails maxHostFailures tasks of a job gets no more o
   assert.equal(book.matches(job, 'h1', inv), false, 'kept away from this job');
   assert.equal(book.matches(job, 'h2', inv), true);
   assert.deepEqual(book.badHosts(job), ['h1']);
-  assert.match(waitingReason({ hosts: [{ host: 'h1', serverId: 's', inventory: inv, slots: [], free: 1 }], closest: [], totalHosts: 1 }, book.badHosts(job)), /failed too many of its frames and are kept away from it \(h1\)/);
+  assert.match(waitingReason({ hosts: [{ host: 'h1', serverId: 's', inventory: inv, slots: [], free: 1 }], closest: [], totalHosts: 1 }, book.badHosts(job)).text, /failed too many of its frames and are kept away from it \(h1\)/);
   assert.equal(book.retry(job).length, 2, 'the two failed frames');
   assert.equal(book.isBadHost(job, 'h1'), false);
 });
@@ -327,4 +327,21 @@ test('job-book - a time limit travels with each assignment', () => {
   const job = add(book, 'a', { frames: '1', timeLimit: 1.5 });
   assert.equal(book.lease(job, 'h1', 0, 1)!.timeLimitMs, 1500);
   assert.equal(book.lease(add(book, 'b', { frames: '1' }), 'h1', 1, 1)!.timeLimitMs, undefined);
+});
+
+test('job-book - "all slots busy" says who holds them: more urgent jobs, earlier ones of its priority, less urgent ones that started first', () => {
+  const book = new JobBook();
+  const urgent = add(book, 'u', { priority: 10, frames: '1-2' });
+  const early = add(book, 'e', { priority: 50, frames: '1' });
+  const mine = add(book, 'm', { priority: 50, frames: '1' });
+  const lazy = add(book, 'l', { priority: 90, frames: '1' });
+  book.lease(urgent, 'h1', 0, 1);
+  book.lease(urgent, 'h1', 1, 1);
+  book.lease(early, 'h1', 2, 1);
+  book.lease(lazy, 'h1', 3, 1);
+  assert.deepEqual(book.busyBreakdown(mine), { moreUrgent: 2, samePriority: 1, lessUrgent: 1 });
+  const why = waitingReason({ hosts: [], closest: [], totalHosts: 1 }, [], () => book.busyBreakdown(mine));
+  assert.equal(why.kind, 'busy');
+  assert.match(why.text, /all matching slots are busy: 2 with more urgent jobs, 1 with jobs of its priority submitted earlier, 1 with less urgent jobs that started first/);
+  assert.deepEqual(waitingReason({ hosts: [], closest: [{ host: 'n1', missing: ['blender@4.*'] }], totalHosts: 1 }), { kind: 'no-match', closest: [{ host: 'n1', missing: ['blender@4.*'] }], text: 'no host matches the requirements (n1 blender@4.*)' });
 });

@@ -10,7 +10,7 @@ import { collect } from './option-values.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'hosts' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'hosts' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -28,6 +28,7 @@ export const defaultHandlers: Handlers = {
   release: async (c) => (await import('./control.ts')).controlCommand('release', c),
   retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
+  why: async (c) => (await import('./why.ts')).whyCommand(c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
@@ -171,6 +172,14 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--json', 'print the job as JSON')
     .action(action('job'));
+
+  program
+    .command('why')
+    .summary('say why a job is not rendering')
+    .description('say why a job is not rendering: held, paused, waiting for another job, no host matching (the nearest ones and what they lack), slots taken by more urgent work, hosts kept away')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .option('--json', 'print the reason as JSON (kind, text and details)')
+    .action(action('why'));
 
   program
     .command('cancel')

@@ -12,6 +12,7 @@ import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messa
 import { Reply } from './messages/common.ts';
 import { JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
+import { LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { Type } from '@sinclair/typebox';
 
 /** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
@@ -47,5 +48,7 @@ export const codecs = {
   journalRecord: codecFor(JournalRecord),
   leaseReport: codecFor(LeaseReport),
   schedHello: codecFor(SchedulerHello),
+  limitsRequest: codecFor(LimitsRequest),
+  limitsReply: codecFor(LimitsReply),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
 };

@@ -16,5 +16,6 @@ export * from './messages/scheduler.ts';
 export * from './messages/host-events.ts';
 export * from './messages/journal.ts';
 export * from './messages/lease.ts';
+export * from './messages/limits.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';

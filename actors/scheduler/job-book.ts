@@ -2,7 +2,7 @@ import { createActor, type Actor } from 'xstate';
 import {
   DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
-  type HeldLease, type WaitReason, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
+  type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine } from './job-machine.ts';
 
@@ -115,6 +115,8 @@ export class JobBook {
   private leases = new Map<Task, Lease>();
   /** `host/slot` → how many leases that slot holds. */
   private perSlot = new Map<string, number>();
+  /** The site's named limits (licences): a job's tasks count against those it names in `limits`. */
+  readonly limits = new Map<string, { max: number; per: LimitCount }>();
   private seq = 0;
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
@@ -175,7 +177,57 @@ export class JobBook {
   whyWaiting(job: Job): WaitReason | undefined {
     if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
     if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
-    return this.dependencyReason(job) ?? job.waiting;
+    const dep = this.dependencyReason(job);
+    if (dep) return dep;
+    const limit = job.spec.limits && job.queuedTasks > 0 ? this.limitBlocking(job) : undefined;
+    if (limit) {
+      const text = limit.max === undefined
+        ? `limit ${limit.name} is not set on this farm, so none of its tasks may run (renderbus limit ${limit.name} <max>)`
+        : `limit ${limit.name} at ${limit.inUse}/${limit.max}${this.limits.get(limit.name)?.per === 'host' ? ' hosts' : ''}`;
+      return { kind: 'limit', limit, text };
+    }
+    return job.waiting;
+  }
+
+  /** Sets a named limit, or removes it (`max` undefined). */
+  setLimit(name: string, max: number | undefined, per: LimitCount = 'task'): void {
+    if (max === undefined) this.limits.delete(name);
+    else this.limits.set(name, { max, per });
+    // jobs held back by it may start now
+    for (const job of this.jobs.values()) if (job.spec.limits?.includes(name)) this.enqueue(job);
+  }
+
+  /** Every limit with how much of it is in use. */
+  limitUses(): LimitUse[] {
+    return [...this.limits].map(([name, l]) => ({ name, max: l.max, per: l.per, inUse: this.limitUse(name, l.per) })).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
+  private limitUse(name: string, per: LimitCount): number {
+    let tasks = 0;
+    const hosts = new Set<string>();
+    for (const l of this.leases.values()) {
+      if (!l.job.spec.limits?.includes(name)) continue;
+      tasks += 1;
+      hosts.add(l.host);
+    }
+    return per === 'host' ? hosts.size : tasks;
+  }
+
+  /**
+   * The first limit that keeps one more task of this job off a host (any host when none is
+   * named): one at its maximum, or one not set on this farm (nothing may use an unknown licence).
+   * A per-host limit already counted for that host costs nothing more there.
+   */
+  limitBlocking(job: Job, host?: string): { name: string; inUse: number; max?: number } | undefined {
+    for (const name of job.spec.limits ?? []) {
+      const l = this.limits.get(name);
+      if (!l) return { name, inUse: 0 };
+      if (l.per === 'host' && host !== undefined && [...this.leases.values()].some((x) => x.host === host && x.job.spec.limits?.includes(name))) continue;
+      const inUse = this.limitUse(name, l.per);
+      if (inUse >= l.max) return { name, inUse, max: l.max };
+    }
+    return undefined;
   }
 
   /** The slots running other jobs' tasks, by how their jobs rank against this one. */
@@ -307,8 +359,9 @@ export class JobBook {
     else this.perSlot.delete(key);
   }
 
-  /** Leases the job's next queued task to a slot; undefined when it has none. */
+  /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
   lease(job: Job, host: string, slot: number, now: number): TaskAssignment | undefined {
+    if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
     const task = this.takeQueued(job);
     if (!task) return undefined;
     task.state = TaskState.Running;

@@ -4,7 +4,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type LimitsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, listen, serve } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -186,6 +186,21 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       return tasks.reduce((n, t) => n + t.frames.length, 0);
     }
     return 0;
+  }
+
+  /** Lists, sets or removes the site's named limits; a change is journaled before it is answered. */
+  async function limits(req: LimitsRequest) {
+    requireServing();
+    if (req.action !== 'list') {
+      const at = now();
+      const rec: Extract<JournalRecord, { kind: 'limit' }> = req.action === 'set' ? { v: PROTOCOL_MAJOR, kind: 'limit', name: req.limit.name, max: req.limit.max, per: req.limit.per, at } : { v: PROTOCOL_MAJOR, kind: 'limit', name: req.name, at };
+      if (req.action === 'remove' && !book.limits.has(req.name)) throw new FarmError('RB_BAD_ARGUMENT', `no limit '${req.name}' on this farm`);
+      await journal!.append(rec);
+      book.setLimit(rec.name, rec.max, rec.per);
+      log.info({ limit: rec.name, max: rec.max, per: rec.per }, req.action === 'set' ? 'limit set' : 'limit removed');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+    return { limits: book.limitUses() };
   }
 
   /**
@@ -414,6 +429,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
       return;
     }
+    if (rec.kind === 'limit') {
+      book.setLimit(rec.name, rec.max, rec.per);
+      return;
+    }
     const job = book.jobs.get(rec.jobId);
     if (!job) return;
     if (rec.kind === 'cancel') book.cancel(job, rec.at);
@@ -432,6 +451,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedSubmit(site), request: codecs.submitRequest, reply: codecs.submitReply, handle: submit, log }),
     serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
     serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
+    serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: limits, log }),
     serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
     listen(nc, subjects.schedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {

@@ -2,10 +2,11 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Millis, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
+import { LimitRecord } from './limits.ts';
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl.
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit.
  */
 export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
@@ -26,6 +27,7 @@ export const JournalRecord = Type.Union([
     at: Millis,
   }),
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
+  LimitRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

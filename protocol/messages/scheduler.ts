@@ -40,8 +40,10 @@ export type FrameCounts = Static<typeof FrameCounts>;
 export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
-    Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'),
+    Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'),
   ]),
+  /** limit: the limit at its maximum (or not set on this farm: max absent). */
+  limit: Type.Optional(Type.Object({ name: Token, inUse: Type.Integer({ minimum: 0 }), max: Type.Optional(Type.Integer({ minimum: 0 })) })),
   text: Type.String(),
   /** after: the job it waits for, and that job's state. */
   job: Type.Optional(Token),

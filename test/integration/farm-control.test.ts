@@ -175,3 +175,33 @@ test('why - says why a job waits: held, and no host matching with the nearest ho
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no job 'jnosuchjob'/);
 });
+
+test('limits - a licence limit of 1 keeps a job to one running task on a 3-slot farm, survives a scheduler restart, and is listed with its use', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  let scheduler = await farm.scheduler();
+  await farm.renderServer('box', 3);
+  const set = rb(farm, 'limit', 'maya', '1');
+  assert.equal(set.code, 0, set.stderr);
+  await scheduler.kill('SIGKILL');
+  scheduler = await farm.scheduler();
+  const listed = rb(farm, 'limit', '--json');
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(JSON.parse(listed.stdout), [{ name: 'maya', max: 1, per: 'task', inUse: 0 }], 'the limit came back from the journal');
+
+  const { spec } = await farm.ledgerJob('licensed', '1-4', 0.5);
+  const jobId = await farm.submit({ ...spec, limits: ['maya'] });
+  const why = await waitUntil('the job to wait on its licence', async () => {
+    const r = rb(farm, 'why', jobId, '--json');
+    const w = (JSON.parse(r.stdout) as { why: { kind: string; text: string } | null }).why;
+    return w?.kind === 'limit' ? w.text : undefined;
+  }, 20_000, 300);
+  assert.equal(why, 'limit maya at 1/1');
+  const job = await farm.waitJob(jobId, 'done', 60_000);
+  const spans = job.frames.map((f) => [f.startedAt!, f.finishedAt!] as const).sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1], `frames ran one at a time: ${JSON.stringify(spans)}`);
+  const bad = rb(farm, 'limit', 'maya');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /give its maximum too/);
+});

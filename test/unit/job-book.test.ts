@@ -345,3 +345,26 @@ test('job-book - "all slots busy" says who holds them: more urgent jobs, earlier
   assert.match(why.text, /all matching slots are busy: 2 with more urgent jobs, 1 with jobs of its priority submitted earlier, 1 with less urgent jobs that started first/);
   assert.deepEqual(waitingReason({ hosts: [], closest: [{ host: 'n1', missing: ['blender@4.*'] }], totalHosts: 1 }), { kind: 'no-match', closest: [{ host: 'n1', missing: ['blender@4.*'] }], text: 'no host matches the requirements (n1 blender@4.*)' });
 });
+
+test('job-book - limits: never more running tasks than a limit allows; a per-host limit counts a host once; an unset limit lets nothing run', () => {
+  const book = new JobBook();
+  const maya = add(book, 'm', { frames: '1-6', limits: ['maya'] });
+  assert.equal(book.lease(maya, 'h1', 0, 1), undefined, 'maya is not set on this farm');
+  assert.match(book.summary(maya).why!.text, /limit maya is not set on this farm/);
+  book.setLimit('maya', 2);
+  assert.ok(book.lease(maya, 'h1', 0, 1));
+  assert.ok(book.lease(maya, 'h2', 0, 1));
+  assert.equal(book.lease(maya, 'h3', 0, 1), undefined, '2/2 in use');
+  assert.deepEqual(book.summary(maya).why, { kind: 'limit', limit: { name: 'maya', inUse: 2, max: 2 }, text: 'limit maya at 2/2' });
+  book.result(aTaskResult({ jobId: 'm', taskIndex: 0, attempt: 1 }), 2);
+  assert.ok(book.lease(maya, 'h3', 0, 3), 'a licence came free');
+
+  const nuke = add(book, 'n', { frames: '1-6', limits: ['nuke'] });
+  book.setLimit('nuke', 1, 'host');
+  assert.ok(book.lease(nuke, 'h1', 0, 1));
+  assert.ok(book.lease(nuke, 'h1', 1, 1), 'the same host again: the licence is the machine\'s');
+  assert.equal(book.lease(nuke, 'h2', 0, 1), undefined, 'another host would be a second licence');
+  assert.deepEqual(book.limitUses(), [{ name: 'maya', max: 2, per: 'task', inUse: 2 }, { name: 'nuke', max: 1, per: 'host', inUse: 1 }]);
+  book.setLimit('nuke', undefined);
+  assert.deepEqual(book.limitUses().map((l) => l.name), ['maya']);
+});

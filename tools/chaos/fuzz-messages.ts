@@ -1,5 +1,5 @@
 import { Kind, type TSchema } from '@sinclair/typebox';
-import { PROTOCOL_MAJOR, type ErrorCode } from '../../protocol/index.ts';
+import { isToken, PROTOCOL_MAJOR, type ErrorCode } from '../../protocol/index.ts';
 import type { Rng } from './fuzz-prng.ts';
 
 /**
@@ -74,6 +74,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   SubmitRequest: () => ({ v: PROTOCOL_MAJOR, spec: unrunnableSpec() }),
   QueryRequest: () => ({ v: PROTOCOL_MAJOR, what: 'job', jobId: noJob }),
   CtlRequest: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: noJob }),
+  LimitsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name: 'fuzz-no-such-limit' }),
   TaskResult: () => ({
     v: PROTOCOL_MAJOR, host: ghost, slot: 0, taskId: `${noJob}.0`, jobId: noJob, taskIndex: 0, attempt: 1, status: 'done',
     outputs: [{ frame: 1, path: '/nonexistent/fuzz/f_0001.png' }], stats, wantNext: false, want: 0,
@@ -227,11 +228,28 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     ...HOSTILE_IDS.map((jobId): SemanticCase => ({ label: `cancel '${jobId}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId }), expect: { refuse: 'RB_UNKNOWN_JOB' } })),
     { label: 'cancel an unknown job', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: `fuzz-${r.string(10)}` }), expect: { refuse: 'RB_UNKNOWN_JOB' } },
     { label: 'cancel a near-limit job id', make: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: FILL }), expect: { refuse: 'RB_UNKNOWN_JOB' }, once: true },
+    { label: 'pause an unknown job', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'pause', jobId: `fuzz-${r.string(10)}` }), expect: { refuse: 'RB_UNKNOWN_JOB' } },
+    { label: 'priority without a priority', make: (f, r) => (f.jobs.length === 0 ? undefined : { v: PROTOCOL_MAJOR, action: 'priority', jobId: r.pick(f.jobs).jobId }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
+    {
+      label: 'release a job that is not held',
+      make: (f, r) => (finishedJobs(f).length === 0 ? undefined : { v: PROTOCOL_MAJOR, action: 'release', jobId: r.pick(finishedJobs(f)).jobId }),
+      expect: { refuse: 'RB_BAD_ARGUMENT' },
+    },
+    {
+      label: 'retry frames a job does not have',
+      make: (f, r) => (finishedJobs(f).length === 0 ? undefined : { v: PROTOCOL_MAJOR, action: 'retry', jobId: r.pick(finishedJobs(f)).jobId, frames: [900_000 + r.int(0, 1000)] }),
+      expect: { refuse: 'RB_BAD_ARGUMENT' },
+    },
     {
       label: 'cancel a job that already ended',
       make: (f, r) => (finishedJobs(f).length === 0 ? undefined : { v: PROTOCOL_MAJOR, action: 'cancel', jobId: r.pick(finishedJobs(f)).jobId }),
       expect: { answer: true },
     },
+  ],
+  LimitsRequest: [
+    { label: 'remove a limit that does not exist', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', name: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
+    // a name that is a valid token is looked up in a Map (no prototype to trip on), the rest fail the schema
+    ...HOSTILE_IDS.map((name): SemanticCase => ({ label: `remove limit '${name}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name }), expect: { refuse: isToken(name) ? 'RB_BAD_ARGUMENT' : 'RB_SCHEMA_MISMATCH' } })),
   ],
   TaskResult: [
     { label: 'an unknown job', make: (f, r) => result(f, r, `fuzz-${r.string(8)}`, r.int(0, 5), r.int(1, 3), r.pick(['done', 'failed'])), expect: { answer: true, check: noTaskHandedOut } },

@@ -23,6 +23,7 @@ export interface SubmitFlags {
   group?: string;
   notify?: string[];
   after?: string[];
+  limit?: string[];
 }
 
 export interface JobInput {
@@ -63,6 +64,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['group', '/group'],
   ['notify', '/notify'],
   ['after', '/after'],
+  ['limit', '/limits'],
 ];
 
 type Json = Record<string, unknown>;

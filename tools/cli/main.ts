@@ -10,7 +10,7 @@ import { collect } from './option-values.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'hosts' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'limit' | 'hosts' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -29,6 +29,7 @@ export const defaultHandlers: Handlers = {
   retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   why: async (c) => (await import('./why.ts')).whyCommand(c),
+  limit: async (c) => (await import('./limit.ts')).limitCommand(c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
@@ -151,6 +152,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--user <user>', 'submitting user (default: the OS user)')
     .option('--group <group>', 'group (default: the OS user\'s group)')
     .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
+    .option('--limit <name>', 'a limit (licence) the job\'s tasks count against, see renderbus limit (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
     .option('--wait', 'follow the job until it ends, with progress')
@@ -172,6 +174,17 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--json', 'print the job as JSON')
     .action(action('job'));
+
+  program
+    .command('limit')
+    .summary('list or set the site\'s limits (licences)')
+    .description('list the site\'s named limits with their use; NAME MAX sets one (jobs name the limits they need in "limits"); NAME --remove removes one')
+    .argument('[name]', 'limit name, e.g. maya')
+    .argument('[max]', 'how many may be in use at once')
+    .option('--per-host', 'count hosts, not running tasks: a per-machine licence counts once however many of the host\'s slots use it')
+    .option('--remove', 'remove the limit (jobs that name it then wait)')
+    .option('--json', 'print the limits as JSON')
+    .action(action('limit'));
 
   program
     .command('why')

@@ -1,0 +1,33 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Millis, Reply, Token, V } from './common.ts';
+
+/** How a limit counts: each running task, or each host running any of the limit's tasks (a per-machine licence). */
+export const LimitCount = Type.Union([Type.Literal('task'), Type.Literal('host')]);
+export type LimitCount = Static<typeof LimitCount>;
+
+/** One named limit of the site, e.g. `maya: 5` licences. */
+export const Limit = Type.Object({
+  name: Token,
+  max: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
+  per: LimitCount,
+});
+export type Limit = Static<typeof Limit>;
+
+/**
+ * Anyone → scheduler, request on `sched.limits`: `list`, `set` (a limit and its maximum; jobs
+ * name the limits they need in `limits`), `remove`. Answered once a change is journaled.
+ */
+export const LimitsRequest = Type.Union([
+  Type.Object({ v: V, action: Type.Literal('list') }),
+  Type.Object({ v: V, action: Type.Literal('set'), limit: Limit }),
+  Type.Object({ v: V, action: Type.Literal('remove'), name: Token }),
+]);
+export type LimitsRequest = Static<typeof LimitsRequest>;
+
+export const LimitUse = Type.Object({ name: Token, max: Type.Integer({ minimum: 0 }), per: LimitCount, inUse: Type.Integer({ minimum: 0 }) });
+export type LimitUse = Static<typeof LimitUse>;
+export const LimitsReply = Reply(Type.Object({ limits: Type.Array(LimitUse) }));
+export type LimitsReply = Static<typeof LimitsReply>;
+
+/** The journal record of a limit change (`max` absent: removed). */
+export const LimitRecord = Type.Object({ v: V, kind: Type.Literal('limit'), name: Token, max: Type.Optional(Type.Integer({ minimum: 0 })), per: Type.Optional(LimitCount), at: Millis });

@@ -44,6 +44,8 @@ export interface Job {
   tasks: Task[];
   /** Next never-dispatched task, and tasks handed back (host lost, assignment refused, retry). */
   cursor: number;
+  /** previewFirst: the order tasks are first handed out in (first, last, middle, then the rest); else index order. */
+  order: number[] | null;
   requeued: number[];
   queuedTasks: number;
   inPending: boolean;
@@ -134,6 +136,7 @@ export class JobBook {
       submittedAt: at,
       tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0, failures: 0 })),
       cursor: 0,
+      order: spec.previewFirst ? previewOrder(prepared.tasks.length) : null,
       requeued: [],
       queuedTasks: prepared.tasks.length,
       inPending: false,
@@ -677,7 +680,8 @@ export class JobBook {
       }
     }
     while (job.cursor < job.tasks.length) {
-      const t = job.tasks[job.cursor++]!;
+      const i = job.cursor++;
+      const t = job.tasks[job.order ? job.order[i]! : i]!;
       if (t.state === TaskState.Queued) {
         job.queuedTasks -= 1;
         return t;
@@ -719,6 +723,13 @@ export class JobBook {
     }
     this.pending.splice(lo, 0, job);
   }
+}
+
+/** First, last and middle task, then the rest in order: a look at the whole shot before it all renders. */
+export function previewOrder(n: number): number[] {
+  const first = [...new Set([0, n - 1, Math.floor((n - 1) / 2)])].filter((i) => i >= 0 && i < n);
+  const picked = new Set(first);
+  return [...first, ...Array.from({ length: n }, (_, i) => i).filter((i) => !picked.has(i))];
 }
 
 /** Lower priority number first; FIFO within a priority. */

@@ -40,6 +40,7 @@ export const JobSpec = Type.Object(
     timeLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may run before it is killed and retried' })),
     resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),
+    previewFirst: Type.Optional(Type.Boolean({ description: 'render the first, last and middle frames first, then the rest' })),
     hold: Type.Optional(Type.Boolean({ description: 'queue the job held: nothing runs until it is released' })),
     limits: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 20, description: "named limits the job's tasks count against, e.g. ['maya'] (renderbus limit)" })),
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { prepareJob, type HeldLease } from '../../protocol/index.ts';
 import { JobBook } from '../../actors/scheduler/index.ts';
 import { waitingReason } from '../../actors/scheduler/dispatch.ts';
-import { LEASE_REPORT_GRACE_MS, LEASE_UNLISTED_LIMIT } from '../../actors/scheduler/job-book.ts';
+import { LEASE_REPORT_GRACE_MS, LEASE_UNLISTED_LIMIT, previewOrder } from '../../actors/scheduler/job-book.ts';
 import { aJobSpec, aTaskResult, anInventory } from '../helpers/builders.ts';
 
 const add = (book: JobBook, id: string, over: Parameters<typeof aJobSpec>[0] = {}) => {
@@ -367,4 +367,14 @@ test('job-book - limits: never more running tasks than a limit allows; a per-hos
   assert.deepEqual(book.limitUses(), [{ name: 'maya', max: 2, per: 'task', inUse: 2 }, { name: 'nuke', max: 1, per: 'host', inUse: 1 }]);
   book.setLimit('nuke', undefined);
   assert.deepEqual(book.limitUses().map((l) => l.name), ['maya']);
+});
+
+test('job-book - preview first: the first, last and middle frames go out before the rest', () => {
+  assert.deepEqual(previewOrder(7), [0, 6, 3, 1, 2, 4, 5]);
+  assert.deepEqual(previewOrder(2), [0, 1]);
+  assert.deepEqual(previewOrder(1), [0]);
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1-5', previewFirst: true });
+  const frames = Array.from({ length: 5 }, (_, slot) => book.lease(job, 'h1', slot, 1)!.frames[0]);
+  assert.deepEqual(frames, [1, 5, 3, 2, 4]);
 });

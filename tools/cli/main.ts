@@ -155,6 +155,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--limit <name>', 'a limit (licence) the job\'s tasks count against, see renderbus limit (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
+    .option('--preview-first', 'render the first, last and middle frames first, then the rest')
     .option('--wait', 'follow the job until it ends, with progress')
     .option('--json', 'print machine-readable JSON')
     .addHelpText('after', SUBMIT_HELP)

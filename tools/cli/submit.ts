@@ -14,6 +14,7 @@ import { untilSignal } from './signals.ts';
 export interface SubmitOptions extends SubmitFlags {
   wait?: boolean;
   hold?: boolean;
+  previewFirst?: boolean;
   json?: boolean;
 }
 
@@ -31,6 +32,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
     jobId,
   });
   if (c.opts.hold) spec.hold = true; // a job file may say so too
+  if (c.opts.previewFirst) spec.previewFirst = true;
 
   const fc = await openFarm(g, 'renderbus-submit');
   try {

@@ -45,6 +45,8 @@ export interface RenderTaskOptions {
   killGraceMs?: number;
   /** Told when the task's log could not be written (the render goes on). */
   onLogError?: (err: Error) => void;
+  /** Told whenever the renderer prints something: a sign of life for the stall limit. */
+  onActivity?: () => void;
   /** The fork server renderers start from (launcher.ts); without it they are spawned directly. */
   launcher?: Launcher;
 }
@@ -76,6 +78,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         cwd: inv.cwd,
         onOutput: (stream, text) => {
           spoke = true;
+          o.onActivity?.();
           parser.push(stream, text);
         },
         log,
@@ -297,17 +300,24 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       prepare: fromPromise(({ input }) => prepareTask(input, o.adapters, o.host)),
       runTask: fromPromise(({ input, signal }) => {
         const { task } = input;
-        // a task that runs past the job's time limit is killed like a cancel, and retried by the scheduler
-        const limit = task.timeLimitMs
-          ? setTimeout(() => {
-              if (actor.getSnapshot().context.task === task) actor.send({ type: 'slot.cancel', reason: `it ran past the job's time limit of ${task.timeLimitMs! / 1000} s`, code: 'RB_TIMEOUT' });
-            }, task.timeLimitMs)
+        // a task that runs past the job's time limit, or prints nothing for its stall limit, is
+        // killed like a cancel, and retried by the scheduler
+        const kill = (reason: string) => {
+          if (actor.getSnapshot().context.task === task) actor.send({ type: 'slot.cancel', reason, code: 'RB_TIMEOUT' });
+        };
+        const limit = task.timeLimitMs ? setTimeout(() => kill(`it ran past the job's time limit of ${task.timeLimitMs! / 1000} s`), task.timeLimitMs) : undefined;
+        let lastSign = performance.now();
+        const stall = task.stallLimitMs
+          ? setInterval(() => {
+              if (performance.now() - lastSign > task.stallLimitMs!) kill(`it showed no progress (no output) for ${task.stallLimitMs! / 1000} s`);
+            }, Math.min(1_000, task.stallLimitMs))
           : undefined;
         running = renderTask(task, input.prepared, {
           adapters: o.adapters,
           signal,
           killGraceMs: o.killGraceMs,
           launcher: o.launcher,
+          onActivity: () => (lastSign = performance.now()),
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
           onProgress: (p) => {
             const now = performance.now();
@@ -316,7 +326,11 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
             publishFrame(task, p.frame, 'progress', { percent: p.percent });
           },
         });
-        if (limit) void running.then(() => clearTimeout(limit), () => clearTimeout(limit));
+        const stop = () => {
+          clearTimeout(limit);
+          clearInterval(stall);
+        };
+        if (limit || stall) void running.then(stop, stop);
         return running;
       }),
       reap: fromPromise(async () => {

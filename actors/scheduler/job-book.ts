@@ -393,6 +393,7 @@ export class JobBook {
       outputDir: p.outputDir,
       outputPattern: p.outputPattern,
       ...(job.spec.timeLimit !== undefined ? { timeLimitMs: Math.round(job.spec.timeLimit * 1000) } : {}),
+      ...(job.spec.stallLimit !== undefined ? { stallLimitMs: Math.round(job.spec.stallLimit * 1000) } : {}),
     };
   }
 

@@ -37,6 +37,7 @@ export const JobSpec = Type.Object(
     chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task' })),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'tries per task before its frames fail; default 3' })),
     maxHostFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'a host that fails this many tasks of the job gets no more of them; default 3' })),
+    stallLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may print nothing (no progress) before it is killed and retried' })),
     timeLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may run before it is killed and retried' })),
     resolution: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$', description: "'WIDTHxHEIGHT'" })),
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'lower is more urgent; default 50' })),

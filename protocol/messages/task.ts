@@ -21,6 +21,8 @@ export const TaskAssignment = Type.Object({
   outputPattern: Type.String({ minLength: 1 }),
   /** The slot kills the task (RB_TIMEOUT) when it runs longer than this. */
   timeLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The slot kills the task (RB_TIMEOUT) when its renderer prints nothing for this long. */
+  stallLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type TaskAssignment = Static<typeof TaskAssignment>;
 

@@ -205,3 +205,28 @@ test('limits - a licence limit of 1 keeps a job to one running task on a 3-slot 
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /give its maximum too/);
 });
+
+test('retries - a frame that prints nothing for its stall limit is killed and retried; one that keeps printing runs on', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('box', 2);
+  const scene = await farm.writeScene();
+  const flag = join(farm.dir, 'stalled-once');
+  const stuckId = await farm.submit({
+    name: 'stuck', scene, renderer: 'command', frames: '1', stallLimit: 1,
+    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; echo 1 > {output}'`,
+    output: { dir: join(farm.dir, 'stuck') },
+  });
+  const chattyId = await farm.submit({
+    name: 'chatty', scene, renderer: 'command', frames: '1', stallLimit: 1.5,
+    command: `sh -c 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.5; done; echo 1 > {output}'`,
+    output: { dir: join(farm.dir, 'chatty') },
+  });
+  const stuck = await farm.waitJob(stuckId, 'done', 30_000);
+  assert.equal(stuck.frames[0]!.attempt, 2, 'the silent first run was killed');
+  const chatty = await farm.waitJob(chattyId, 'done', 30_000);
+  assert.equal(chatty.frames[0]!.attempt, 1, 'a renderer that keeps printing is not stalled, however long it runs');
+  assert.ok(chatty.frames[0]!.stats!.wallMs > 2_000);
+});

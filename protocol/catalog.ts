@@ -4,7 +4,7 @@ import { JournalRecord } from './messages/journal.ts';
 import { HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister, HostRegisterReply, ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello } from './messages/registry.ts';
 import { CtlReply, CtlRequest, FrameEvent, JobEvent, QueryReply, QueryRequest, SubmitReply, SubmitRequest } from './messages/scheduler.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
-import { LimitsReply, LimitsRequest } from './messages/limits.ts';
+import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
 import { Reply } from './messages/common.ts';
 import { Type } from '@sinclair/typebox';
@@ -31,6 +31,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.sched.query', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List jobs, or one job with every frame.', message: ['QueryRequest', QueryRequest], reply: ['QueryReply', QueryReply] },
   { subject: 'rb.<site>.sched.ctl', kind: 'request', from: 'anyone', to: 'scheduler', what: 'Steer a job: cancel, pause, resume, release, retry, priority; answered once the action is journaled.', message: ['CtlRequest', CtlRequest], reply: ['CtlReply', CtlReply] },
   { subject: 'rb.<site>.sched.limits', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List, set or remove the site\'s named limits (licences); answered once a change is journaled.', message: ['LimitsRequest', LimitsRequest], reply: ['LimitsReply', LimitsReply] },
+  { subject: 'rb.<site>.sched.hosts', kind: 'request', from: 'anyone', to: 'scheduler', what: 'The sick hosts (failed frames of several jobs: no work for a while), or clear one.', message: ['HostsRequest', HostsRequest], reply: ['HostsReply', HostsReply] },
   { subject: 'rb.<site>.sched.result', kind: 'request', from: 'render server', to: 'scheduler', what: 'A task ended (outputs already in storage); the reply may hand the slot its next task.', message: ['TaskResult', TaskResult], reply: ['TaskResultReply', TaskResultReply] },
   { subject: 'rb.<site>.sched.leases', kind: 'event', from: 'render server', to: 'scheduler', what: 'Every heartbeat period (and at once after a scheduler hello): the tasks the server holds leases for. Renews them; a restarted scheduler re-adopts them.', message: ['LeaseReport', LeaseReport] },
   { subject: 'rb.<site>.sched.hello', kind: 'event', from: 'scheduler', to: 'render servers', what: 'A scheduler started serving, or its connection came back: render servers report their leases at once.', message: ['SchedulerHello', SchedulerHello] },

@@ -12,7 +12,7 @@ import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messa
 import { Reply } from './messages/common.ts';
 import { JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
-import { LimitsReply, LimitsRequest } from './messages/limits.ts';
+import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { Type } from '@sinclair/typebox';
 
 /** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
@@ -50,5 +50,7 @@ export const codecs = {
   schedHello: codecFor(SchedulerHello),
   limitsRequest: codecFor(LimitsRequest),
   limitsReply: codecFor(LimitsReply),
+  hostsRequest: codecFor(HostsRequest),
+  hostsReply: codecFor(HostsReply),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
 };

@@ -42,6 +42,7 @@ export const subjects = {
   schedQuery: (site: string) => `${root(site)}.sched.query`,
   schedResult: (site: string) => `${root(site)}.sched.result`,
   schedLimits: (site: string) => `${root(site)}.sched.limits`,
+  schedHosts: (site: string) => `${root(site)}.sched.hosts`,
   // leases: render servers report theirs; a scheduler asks for reports when it (re)starts
   schedLeases: (site: string) => `${root(site)}.sched.leases`,
   schedHello: (site: string) => `${root(site)}.sched.hello`,

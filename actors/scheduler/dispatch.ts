@@ -33,7 +33,7 @@ export function planDispatch(
     if (!match) continue;
     let given = 0;
     for (const h of match.hosts) {
-      if (book.isBadHost(job, h.host)) continue;
+      if (book.isBadHost(job, h.host) || book.health.isSick(h.host, now)) continue;
       let free = freeSlots.get(h.host);
       if (!free) {
         free = h.slots.filter((s) => s.state === 'idle' && !book.isLeased(h.host, s.index)).map((s) => s.index);
@@ -50,14 +50,20 @@ export function planDispatch(
       }
       if (job.queuedTasks === 0) break;
     }
-    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job)));
+    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job), book.health.list(now).map((s) => s.host)));
   }
   return { byHost, waiting };
 }
 
 /** Why a job got no slot: in words an artist can act on, and in fields a tool can read. */
-export function waitingReason(m: MatchBody, badHosts: readonly string[] = [], busy?: () => NonNullable<WaitReason['busy']>): WaitReason {
+export function waitingReason(m: MatchBody, badHosts: readonly string[] = [], busy?: () => NonNullable<WaitReason['busy']>, sickHosts: readonly string[] = []): WaitReason {
   if (m.totalHosts === 0) return { kind: 'no-hosts', text: 'no render hosts are registered' };
+  const sick = new Set(sickHosts);
+  const kept = m.hosts.filter((h) => !badHosts.includes(h.host));
+  if (kept.length > 0 && kept.every((h) => sick.has(h.host))) {
+    const hosts = kept.map((h) => h.host);
+    return { kind: 'sick-hosts', hosts, text: `the free hosts that match are sick (they failed frames of several jobs) and get no work for a while: ${hosts.slice(0, 3).join(', ')} (renderbus sick <host> --clear once fixed)` };
+  }
   const bad = new Set(badHosts);
   if (m.hosts.length > 0 && m.hosts.every((h) => bad.has(h.host))) {
     const hosts = [...bad];

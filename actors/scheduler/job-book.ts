@@ -5,6 +5,7 @@ import {
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine } from './job-machine.ts';
+import { HostHealth, type SickHost } from './host-health.ts';
 
 export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
@@ -75,7 +76,7 @@ export type ResultOutcome =
   /** The result was applied before (a retry whose acknowledgement was lost). */
   | { kind: 'duplicate'; job: Job; task: Task }
   | { kind: 'returned'; job: Job; task: Task }
-  | { kind: 'accepted'; job: Job; task: Task; retried: boolean };
+  | { kind: 'accepted'; job: Job; task: Task; retried: boolean; sick?: SickHost };
 
 /** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
 interface Lease {
@@ -119,6 +120,8 @@ export class JobBook {
   private perSlot = new Map<string, number>();
   /** The site's named limits (licences): a job's tasks count against those it names in `limits`. */
   readonly limits = new Map<string, { max: number; per: LimitCount }>();
+  /** Hosts that failed frames of several jobs get no work for a while. */
+  readonly health = new HostHealth();
   private seq = 0;
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
@@ -364,6 +367,7 @@ export class JobBook {
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
   lease(job: Job, host: string, slot: number, now: number): TaskAssignment | undefined {
+    if (this.health.isSick(host, now)) return undefined;
     if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
     const task = this.takeQueued(job);
     if (!task) return undefined;
@@ -452,18 +456,19 @@ export class JobBook {
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
     task.failures += 1;
     job.hostFailures.set(r.host, (job.hostFailures.get(r.host) ?? 0) + 1);
+    const sick = this.health.failed(r.host, job.id, now);
     if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
       if (wasQueued) this.pushQueued(job, task);
       else {
         job.runningTasks += 1; // requeue() moves it from running to queued
         this.requeue(job, task);
       }
-      return { kind: 'accepted', job, task, retried: true };
+      return { kind: 'accepted', job, task, retried: true, ...(sick ? { sick } : {}) };
     }
     task.state = TaskState.Failed;
     job.machine.send({ type: 'frames.failed', n: task.frames.length, fromQueue: wasQueued });
     this.finishIfEnded(job, now);
-    return { kind: 'accepted', job, task, retried: false };
+    return { kind: 'accepted', job, task, retried: false, ...(sick ? { sick } : {}) };
   }
 
   /** A host went away: every task leased there goes back to the queue. */

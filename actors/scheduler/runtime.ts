@@ -4,7 +4,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type LimitsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type LimitsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, listen, serve } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -203,6 +203,17 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return { limits: book.limitUses() };
   }
 
+  /** The sick hosts, or an operator clearing one. */
+  function hostsRequest(req: HostsRequest) {
+    requireServing();
+    if (req.action === 'clear') {
+      if (!book.health.clear(req.host)) throw new FarmError('RB_UNKNOWN_HOST', `host '${req.host}' is not sick`);
+      log.info({ host: req.host }, 'sick host cleared by an operator');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+    return { sick: book.health.list(now()) };
+  }
+
   /**
    * A task ended on a slot. The reply is the acknowledgement: it goes out only once the result is
    * in the journal, so a render server holds a result until it is durable. It hands that slot its
@@ -262,6 +273,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       frameEvents(job, task.frames, 'done', (f) => ({ host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats, ...(paths.has(f) ? { output: paths.get(f) } : {}) }));
     } else {
       frameEvents(job, task.frames, retried ? 'retrying' : 'failed', () => ({ host: r.host, slot: r.slot, attempt: r.attempt, error: task.error }));
+    }
+    if (outcome.sick) {
+      log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs }, 'host is sick: it failed frames of several jobs and gets no work for a while');
+      publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason: `failed frames of jobs ${outcome.sick.jobs.join(', ')}` }));
     }
     if (endedJob) finishJob(job);
     else if (!book.isFinished(job) && at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
@@ -451,6 +466,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedSubmit(site), request: codecs.submitRequest, reply: codecs.submitReply, handle: submit, log }),
     serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
     serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
+    serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: hostsRequest, log }),
     serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: limits, log }),
     serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
     listen(nc, subjects.schedLeases(site), codecs.leaseReport, log, onLeaseReport),

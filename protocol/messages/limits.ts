@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Millis, Reply, Token, V } from './common.ts';
 
+// The scheduler's site-wide controls that are not about one job: limits (licences) and sick hosts.
+
 /** How a limit counts: each running task, or each host running any of the limit's tasks (a per-machine licence). */
 export const LimitCount = Type.Union([Type.Literal('task'), Type.Literal('host')]);
 export type LimitCount = Static<typeof LimitCount>;
@@ -31,3 +33,16 @@ export type LimitsReply = Static<typeof LimitsReply>;
 
 /** The journal record of a limit change (`max` absent: removed). */
 export const LimitRecord = Type.Object({ v: V, kind: Type.Literal('limit'), name: Token, max: Type.Optional(Type.Integer({ minimum: 0 })), per: Type.Optional(LimitCount), at: Millis });
+
+/** A host that failed frames of several different jobs and gets no work for a while. */
+export const SickHost = Type.Object({ host: Token, until: Millis, jobs: Type.Array(Token) });
+export type SickHost = Static<typeof SickHost>;
+
+/** Anyone → scheduler, request on `sched.hosts`: `sick` lists the sick hosts, `clear` gives one work again (an operator fixed it). */
+export const HostsRequest = Type.Union([
+  Type.Object({ v: V, action: Type.Literal('sick') }),
+  Type.Object({ v: V, action: Type.Literal('clear'), host: Token }),
+]);
+export type HostsRequest = Static<typeof HostsRequest>;
+export const HostsReply = Reply(Type.Object({ sick: Type.Array(SickHost) }));
+export type HostsReply = Static<typeof HostsReply>;

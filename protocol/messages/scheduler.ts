@@ -40,7 +40,7 @@ export type FrameCounts = Static<typeof FrameCounts>;
 export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
-    Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'),
+    Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'), Type.Literal('sick-hosts'),
   ]),
   /** limit: the limit at its maximum (or not set on this farm: max absent). */
   limit: Type.Optional(Type.Object({ name: Token, inUse: Type.Integer({ minimum: 0 }), max: Type.Optional(Type.Integer({ minimum: 0 })) })),

@@ -230,3 +230,33 @@ test('retries - a frame that prints nothing for its stall limit is killed and re
   assert.equal(chatty.frames[0]!.attempt, 1, 'a renderer that keeps printing is not stalled, however long it runs');
   assert.ok(chatty.frames[0]!.stats!.wallMs > 2_000);
 });
+
+test('sick hosts - a host that fails frames of three jobs gets no more work; renderbus sick lists it and --clear gives it work again', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('flaky', 1);
+  await farm.renderServer('good', 1);
+  const scene = await farm.writeScene();
+  const ids: string[] = [];
+  for (const name of ['a', 'b', 'c', 'd']) {
+    ids.push(await farm.submit({
+      name, scene, renderer: 'command', frames: '1-3', maxAttempts: 5, maxHostFailures: 2,
+      command: `sh -c 'case {outdir} in *-flaky.*) exit 1;; esac; sleep 0.2; echo {frame} > {output}'`,
+      output: { dir: join(farm.dir, name) },
+    }));
+  }
+  for (const id of ids) await farm.waitJob(id, 'done', 60_000);
+  const listed = rb(farm, 'sick', '--json');
+  assert.equal(listed.code, 0, listed.stderr);
+  const sick = JSON.parse(listed.stdout) as { host: string; jobs: string[] }[];
+  assert.deepEqual(sick.map((s) => s.host), ['flaky']);
+  assert.equal(sick[0]!.jobs.length, 3);
+  const cleared = rb(farm, 'sick', 'flaky', '--clear');
+  assert.equal(cleared.code, 0, cleared.stderr);
+  assert.match(cleared.stdout, /flaky cleared: it gets work again\nno sick hosts/);
+  const again = rb(farm, 'sick', 'flaky', '--clear');
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /host 'flaky' is not sick/);
+});

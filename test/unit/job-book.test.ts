@@ -378,3 +378,24 @@ test('job-book - preview first: the first, last and middle frames go out before 
   const frames = Array.from({ length: 5 }, (_, slot) => book.lease(job, 'h1', slot, 1)!.frames[0]);
   assert.deepEqual(frames, [1, 5, 3, 2, 4]);
 });
+
+test('job-book - a host that fails frames of several jobs goes sick: no job gets it until it is cleared', () => {
+  const book = new JobBook();
+  const fail = { status: 'failed' as const, error: { code: 'RB_RENDER_FAILED', message: 'x' } };
+  const jobs = ['a', 'b', 'c'].map((id) => add(book, id, { frames: '1-2', maxAttempts: 3 }));
+  let sick;
+  for (const [i, job] of jobs.entries()) {
+    book.lease(job, 'h1', i, 1);
+    const out = book.result(aTaskResult({ jobId: job.id, taskIndex: 0, attempt: 1, slot: i, ...fail }), 2);
+    if (out.kind === 'accepted' && out.sick) sick = out.sick;
+  }
+  assert.deepEqual(sick?.jobs, ['a', 'b', 'c']);
+  const other = add(book, 'd', { frames: '1' });
+  assert.equal(book.lease(other, 'h1', 0, 3), undefined, 'no work for a sick host');
+  assert.ok(book.lease(other, 'h2', 0, 3), 'other hosts go on');
+  const why = waitingReason({ hosts: [{ host: 'h1', serverId: 's', inventory: anInventory(), slots: [], free: 1 }], closest: [], totalHosts: 2 }, [], undefined, ['h1']);
+  assert.equal(why.kind, 'sick-hosts');
+  assert.match(why.text, /sick .*h1 \(renderbus sick <host> --clear once fixed\)/);
+  assert.equal(book.health.clear('h1'), true);
+  assert.ok(book.lease(jobs[0]!, 'h1', 0, 4));
+});

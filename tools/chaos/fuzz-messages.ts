@@ -75,6 +75,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   QueryRequest: () => ({ v: PROTOCOL_MAJOR, what: 'job', jobId: noJob }),
   CtlRequest: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: noJob }),
   LimitsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name: 'fuzz-no-such-limit' }),
+  HostsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'clear', host: ghost }),
   TaskResult: () => ({
     v: PROTOCOL_MAJOR, host: ghost, slot: 0, taskId: `${noJob}.0`, jobId: noJob, taskIndex: 0, attempt: 1, status: 'done',
     outputs: [{ frame: 1, path: '/nonexistent/fuzz/f_0001.png' }], stats, wantNext: false, want: 0,
@@ -245,6 +246,10 @@ export const semanticCases: Record<string, SemanticCase[]> = {
       make: (f, r) => (finishedJobs(f).length === 0 ? undefined : { v: PROTOCOL_MAJOR, action: 'cancel', jobId: r.pick(finishedJobs(f)).jobId }),
       expect: { answer: true },
     },
+  ],
+  HostsRequest: [
+    { label: 'clear a host that is not sick', make: (f, r) => ({ v: PROTOCOL_MAJOR, action: 'clear', host: r.bool() ? f.host : `fuzz-${r.string(6)}` }), expect: { refuse: 'RB_UNKNOWN_HOST' } },
+    { label: 'list the sick hosts', make: () => ({ v: PROTOCOL_MAJOR, action: 'sick' }), expect: { answer: true } },
   ],
   LimitsRequest: [
     { label: 'remove a limit that does not exist', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', name: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },

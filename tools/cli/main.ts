@@ -10,7 +10,7 @@ import { collect } from './option-values.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'limit' | 'hosts' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'limit' | 'sick' | 'hosts' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -30,6 +30,7 @@ export const defaultHandlers: Handlers = {
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   why: async (c) => (await import('./why.ts')).whyCommand(c),
   limit: async (c) => (await import('./limit.ts')).limitCommand(c),
+  sick: async (c) => (await import('./sick.ts')).sickCommand(c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
@@ -186,6 +187,15 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--remove', 'remove the limit (jobs that name it then wait)')
     .option('--json', 'print the limits as JSON')
     .action(action('limit'));
+
+  program
+    .command('sick')
+    .summary('list sick hosts, or give one work again')
+    .description('list the hosts that failed frames of several different jobs and get no work for a while (30 min); HOST --clear gives one work again once it is fixed')
+    .argument('[host]', 'the host to clear')
+    .option('--clear', 'give the host work again')
+    .option('--json', 'print the sick hosts as JSON')
+    .action(action('sick'));
 
   program
     .command('why')

@@ -1,0 +1,58 @@
+/** Different jobs a host must fail within the window to go sick. */
+export const SICK_AFTER_JOBS = 3;
+/** How far back failures count. */
+export const SICK_WINDOW_MS = 10 * 60_000;
+/** How long a sick host gets no work unless an operator clears it first. */
+export const SICK_FOR_MS = 30 * 60_000;
+
+export interface SickHost {
+  host: string;
+  /** When it gets work again by itself. */
+  until: number;
+  /** The jobs whose frames it failed. */
+  jobs: string[];
+}
+
+/**
+ * Which hosts are sick: pure data. A host that fails frames of several different jobs is more
+ * likely broken than those jobs (a bad disk, a missing font, a driver): it gets no work at all
+ * until an operator clears it or SICK_FOR_MS pass. Failures of one job alone only keep the host
+ * away from that job (JobBook.isBadHost). Not journaled: a restarted scheduler gives every host
+ * another chance.
+ */
+export class HostHealth {
+  private readonly failures = new Map<string, Map<string, number>>();
+  private readonly sick = new Map<string, SickHost>();
+
+  /** A task of `jobId` failed on `host`; returns the host's record when this made it sick. */
+  failed(host: string, jobId: string, now: number): SickHost | undefined {
+    if (this.isSick(host, now)) return undefined;
+    const byJob = this.failures.get(host) ?? new Map<string, number>();
+    byJob.set(jobId, now);
+    for (const [j, at] of byJob) if (now - at > SICK_WINDOW_MS) byJob.delete(j);
+    this.failures.set(host, byJob);
+    if (byJob.size < SICK_AFTER_JOBS) return undefined;
+    const s: SickHost = { host, until: now + SICK_FOR_MS, jobs: [...byJob.keys()] };
+    this.sick.set(host, s);
+    this.failures.delete(host);
+    return s;
+  }
+
+  isSick(host: string, now: number): boolean {
+    const s = this.sick.get(host);
+    if (!s) return false;
+    if (now < s.until) return true;
+    this.sick.delete(host); // its time is up: it gets work again
+    return false;
+  }
+
+  /** An operator says the host is fixed; false when it was not sick. */
+  clear(host: string): boolean {
+    this.failures.delete(host);
+    return this.sick.delete(host);
+  }
+
+  list(now: number): SickHost[] {
+    return [...this.sick.values()].filter((s) => this.isSick(s.host, now)).sort((a, b) => a.host.localeCompare(b.host));
+  }
+}

@@ -66,6 +66,10 @@ export interface Job {
   /** Jobs that must be done before this one starts (`after`), and the jobs waiting for this one. */
   after: Job[];
   dependents: Job[];
+  /** Frame by frame: frame N of this job waits for frame N of each of these (`afterFrames`). */
+  afterFrames: Job[];
+  /** Frame number → its task, built when another job first waits on this one's frames. */
+  frameTasks?: Map<number, Task>;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -154,6 +158,7 @@ export class JobBook {
       // the scheduler checked at submission that they exist (jobs can only wait for older jobs: no cycles)
       after: (spec.after ?? []).map((id) => this.jobs.get(id)).filter((j): j is Job => j !== undefined),
       dependents: [],
+      afterFrames: (spec.afterFrames ?? []).map((id) => this.jobs.get(id)).filter((j): j is Job => j !== undefined),
     };
     for (const dep of job.after) dep.dependents.push(job);
     this.jobs.set(id, job);
@@ -183,7 +188,7 @@ export class JobBook {
   whyWaiting(job: Job): WaitReason | undefined {
     if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
     if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
-    const dep = this.dependencyReason(job);
+    const dep = this.dependencyReason(job) ?? this.frameDependencyReason(job);
     if (dep) return dep;
     const limit = job.spec.limits && job.queuedTasks > 0 ? this.limitBlocking(job) : undefined;
     if (limit) {
@@ -193,6 +198,19 @@ export class JobBook {
       return { kind: 'limit', limit, text };
     }
     return job.waiting;
+  }
+
+  /** Frame by frame: why none of its queued frames may start, when that is so. */
+  private frameDependencyReason(job: Job): WaitReason | undefined {
+    if (job.afterFrames.length === 0 || job.queuedTasks === 0) return undefined;
+    if (job.tasks.some((t) => t.state === TaskState.Queued && this.framesReady(job, t))) return undefined;
+    const ended = job.afterFrames.find((d) => ['failed', 'cancelled'].includes(this.state(d)));
+    const dep = ended ?? job.afterFrames.find((d) => !this.isFinished(d)) ?? job.afterFrames[0]!;
+    const state = this.state(dep);
+    const text = ended
+      ? `job ${dep.id} (${dep.name}), whose frames it waits for one by one, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
+      : `waiting for frames of job ${dep.id} (${dep.name}) to be done, frame by frame (${state})`;
+    return { kind: 'after', job: dep.id, jobState: state, text };
   }
 
   /** Sets a named limit, or removes it (`max` undefined). */
@@ -677,7 +695,51 @@ export class JobBook {
     if (this.state(job) === 'done') for (const d of job.dependents) this.enqueue(d);
   }
 
+  /** Whether every frame of the task may start: each job it runs after frame by frame has that frame done (or does not have it). */
+  private framesReady(job: Job, task: Task): boolean {
+    for (const dep of job.afterFrames) {
+      dep.frameTasks ??= new Map(dep.tasks.flatMap((t) => t.frames.map((f) => [f, t] as const)));
+      for (const f of task.frames) {
+        const t = dep.frameTasks.get(f);
+        if (t && t.state !== TaskState.Done) return false;
+      }
+    }
+    return true;
+  }
+
+  /** Frame by frame: the first queued task whose frames may start, taken without skipping the others. */
+  private takeReady(job: Job): Task | undefined {
+    job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
+    const at = job.requeued.findIndex((i) => job.tasks[i]!.state === TaskState.Queued && this.framesReady(job, job.tasks[i]!));
+    if (at >= 0) {
+      const [i] = job.requeued.splice(at, 1);
+      job.queuedTasks -= 1;
+      return job.tasks[i!];
+    }
+    for (let i = job.cursor; i < job.tasks.length; i++) {
+      const t = job.tasks[job.order ? job.order[i]! : i]!;
+      if (t.state !== TaskState.Queued || !this.framesReady(job, t)) continue;
+      // the queued tasks it passed over wait in `requeued`, checked first next time
+      job.requeued.push(...this.skippedBetween(job, job.cursor, i));
+      job.cursor = i + 1;
+      job.queuedTasks -= 1;
+      return t;
+    }
+    return undefined;
+  }
+
+  /** Tasks still queued between two cursor positions (frame by frame: passed over, to be taken later). */
+  private skippedBetween(job: Job, from: number, to: number): number[] {
+    const out: number[] = [];
+    for (let i = from; i < to; i++) {
+      const index = job.order ? job.order[i]! : i;
+      if (job.tasks[index]!.state === TaskState.Queued) out.push(index);
+    }
+    return out;
+  }
+
   private takeQueued(job: Job): Task | undefined {
+    if (job.afterFrames.length > 0) return this.takeReady(job);
     while (job.requeued.length > 0) {
       const t = job.tasks[job.requeued.shift()!]!;
       if (t.state === TaskState.Queued) {

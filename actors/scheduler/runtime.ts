@@ -121,8 +121,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
     if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
-    const unknown = (req.spec.after ?? []).filter((id) => !book.jobs.has(id));
-    if (unknown.length > 0) throw new FarmError('RB_BAD_JOB', `after: no job ${unknown.map((id) => `'${id}'`).join(', ')} on this farm (a job can only run after jobs already submitted)`);
+    for (const field of ['after', 'afterFrames'] as const) {
+      const unknown = (req.spec[field] ?? []).filter((id) => !book.jobs.has(id));
+      if (unknown.length > 0) throw new FarmError('RB_BAD_JOB', `${field}: no job ${unknown.map((id) => `'${id}'`).join(', ')} on this farm (a job can only run after jobs already submitted)`);
+    }
     const at = now();
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
     if (book.jobs.has(jobId)) return counts;

@@ -44,6 +44,7 @@ export const JobSpec = Type.Object(
     previewFirst: Type.Optional(Type.Boolean({ description: 'render the first, last and middle frames first, then the rest' })),
     hold: Type.Optional(Type.Boolean({ description: 'queue the job held: nothing runs until it is released' })),
     limits: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 20, description: "named limits the job's tasks count against, e.g. ['maya'] (renderbus limit)" })),
+    afterFrames: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs whose frame N must be done before frame N of this one starts (frames they do not have do not wait)' })),
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),

@@ -260,3 +260,24 @@ test('sick hosts - a host that fails frames of three jobs gets no more work; ren
   assert.equal(again.code, 1);
   assert.match(again.stderr, /host 'flaky' is not sick/);
 });
+
+test('control - a comp submitted --after-frames its render runs frame by frame behind it', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('box', 2);
+  const render = await farm.ledgerJob('render', '1-4', 0.8);
+  const renderId = await farm.submit(render.spec);
+  const scene = await farm.writeScene('comp.txt', 'x');
+  const sub = rb(farm, 'submit', scene, '--frames', '1-4', '--command', 'sh -c "echo {frame} > {output}"', '--pattern', 'c_#.txt', '--output', join(farm.dir, 'comp'), '--after-frames', renderId, '--json');
+  assert.equal(sub.code, 0, sub.stderr);
+  const compId = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
+  const comp = await farm.waitJob(compId, 'done', 60_000);
+  const rendered = await farm.waitJob(renderId, 'done', 60_000);
+  for (const f of comp.frames) {
+    const r = rendered.frames.find((x) => x.frame === f.frame)!;
+    assert.ok(f.startedAt! >= r.finishedAt!, `comp frame ${f.frame} started after render frame ${f.frame} was done`);
+  }
+  assert.ok(Math.min(...comp.frames.map((f) => f.startedAt!)) < Math.max(...rendered.frames.map((f) => f.finishedAt!)), 'and before the whole render was done');
+});

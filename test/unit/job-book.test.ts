@@ -399,3 +399,22 @@ test('job-book - a host that fails frames of several jobs goes sick: no job gets
   assert.equal(book.health.clear('h1'), true);
   assert.ok(book.lease(jobs[0]!, 'h1', 0, 4));
 });
+
+test('job-book - frame by frame: frame N starts once frame N of the job it follows is done; frames that job lacks do not wait', () => {
+  const book = new JobBook();
+  const render = add(book, 'render', { name: 'render', frames: '1-3', maxAttempts: 1 });
+  const comp = add(book, 'comp', { frames: '1-4', afterFrames: ['render'] });
+  assert.deepEqual(book.lease(comp, 'h1', 0, 1)!.frames, [4], 'frame 4 has nothing to wait for');
+  assert.equal(book.lease(comp, 'h1', 1, 1), undefined);
+  assert.match(book.summary(comp).why!.text, /waiting for frames of job render \(render\) to be done, frame by frame/);
+  const r2 = book.lease(render, 'h2', 0, 1)!; // frame 1
+  const r1 = book.lease(render, 'h2', 1, 1)!; // frame 2
+  book.result(aTaskResult({ jobId: 'render', taskIndex: r1.taskIndex, attempt: 1, host: 'h2', slot: 1 }), 2);
+  assert.deepEqual(book.lease(comp, 'h1', 1, 3)!.frames, [2], 'frame 2 of the render is done: frame 2 of the comp starts, ahead of frame 1');
+  book.result(aTaskResult({ jobId: 'render', taskIndex: r2.taskIndex, attempt: 1, host: 'h2', slot: 0 }), 4);
+  assert.deepEqual(book.lease(comp, 'h1', 2, 5)!.frames, [1], 'the frame passed over is taken once ready');
+  const r3 = book.lease(render, 'h2', 0, 6)!;
+  book.result(aTaskResult({ jobId: 'render', taskIndex: r3.taskIndex, attempt: 1, host: 'h2', slot: 0, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'x' } }), 7);
+  assert.match(book.summary(comp).why!.text, /whose frames it waits for one by one, failed: retry or cancel one of them/);
+  assert.equal(book.lease(comp, 'h1', 3, 8), undefined);
+});

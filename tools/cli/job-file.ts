@@ -23,6 +23,7 @@ export interface SubmitFlags {
   group?: string;
   notify?: string[];
   after?: string[];
+  afterFrames?: string[];
   limit?: string[];
 }
 
@@ -64,6 +65,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['group', '/group'],
   ['notify', '/notify'],
   ['after', '/after'],
+  ['afterFrames', '/afterFrames'],
   ['limit', '/limits'],
 ];
 

@@ -154,6 +154,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--group <group>', 'group (default: the OS user\'s group)')
     .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
     .option('--limit <name>', 'a limit (licence) the job\'s tasks count against, see renderbus limit (repeatable)', collect)
+    .option('--after-frames <id>', 'frame by frame: frame N starts once frame N of this job is done (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
     .option('--preview-first', 'render the first, last and middle frames first, then the rest')

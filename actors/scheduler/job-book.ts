@@ -226,6 +226,12 @@ export class JobBook {
     return [...this.limits].map(([name, l]) => ({ name, max: l.max, per: l.per, inUse: this.limitUse(name, l.per) })).sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Whether a host already runs (or holds) a task counted against a limit. */
+  private hostUses(host: string, name: string): boolean {
+    for (const l of this.leases.values()) if (l.host === host && l.job.spec.limits?.includes(name)) return true;
+    return false;
+  }
+
   /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
   private limitUse(name: string, per: LimitCount): number {
     let tasks = 0;
@@ -247,7 +253,7 @@ export class JobBook {
     for (const name of job.spec.limits ?? []) {
       const l = this.limits.get(name);
       if (!l) return { name, inUse: 0 };
-      if (l.per === 'host' && host !== undefined && [...this.leases.values()].some((x) => x.host === host && x.job.spec.limits?.includes(name))) continue;
+      if (l.per === 'host' && host !== undefined && this.hostUses(host, name)) continue;
       const inUse = this.limitUse(name, l.per);
       if (inUse >= l.max) return { name, inUse, max: l.max };
     }

@@ -8,6 +8,7 @@ import { call } from '../../actors/bus/index.ts';
 import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
+import { waitUntil } from '../lib/wait-until.ts';
 
 /*
  * N trivial frames (`true` through the command adapter) through the whole farm, the
@@ -27,17 +28,6 @@ export interface ThroughputOptions {
 
 interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch { /* not yet */ }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function farmRun(n: number, slots: number): Promise<FarmRun> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
@@ -53,11 +43,11 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     actor('registry');
     actor('scheduler');
     actor('render-server', '--host', 'bench', '--slots', String(slots));
-    await until('the render server to register', async () => {
+    await waitUntil('the render server to register', async () => {
       const b = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 });
       return b.hosts.length === 1 ? true : undefined;
     });
-    await until('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);
+    await waitUntil('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);
     const waits: number[] = [];
     nc.subscribe(`rb.${site}.evt.frame.*.*.started`, {
       callback: (_e, m) => {
@@ -70,7 +60,7 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     // a one-frame job first: a starting scheduler dispatches nothing during its adoption window
     // (docs/architecture.md, "Re-adoption"), which is start-up, not throughput
     const warm = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } } }, codecs.submitReply);
-    await until('the warm-up job', async () => {
+    await waitUntil('the warm-up job', async () => {
       const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm.jobId }, codecs.queryReply, { timeoutMs: 500 });
       return 'job' in b && b.job.state === 'done' ? true : undefined;
     });

@@ -184,7 +184,7 @@ function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, p
   for (const [key, path] of FLAG_PATHS) {
     const value = f[key];
     if (value === undefined) continue;
-    const flag = `--${key}`;
+    const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`; // afterFrames → --after-frames
     fromFlag.set(path, flag);
     let v: unknown = value;
     if (key === 'priority' || key === 'chunk') {

@@ -5,8 +5,10 @@ import { HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister,
 import { CtlReply, CtlRequest, FrameEvent, JobEvent, QueryReply, QueryRequest, SubmitReply, SubmitRequest } from './messages/scheduler.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
+import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
 import { Reply } from './messages/common.ts';
+import { NotifyEvent } from './messages/notify.ts';
 import { Type } from '@sinclair/typebox';
 
 export interface SubjectEntry {
@@ -31,6 +33,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.sched.query', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List jobs, or one job with every frame.', message: ['QueryRequest', QueryRequest], reply: ['QueryReply', QueryReply] },
   { subject: 'rb.<site>.sched.ctl', kind: 'request', from: 'anyone', to: 'scheduler', what: 'Steer a job: cancel, pause, resume, release, retry, priority; answered once the action is journaled.', message: ['CtlRequest', CtlRequest], reply: ['CtlReply', CtlReply] },
   { subject: 'rb.<site>.sched.limits', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List, set or remove the site\'s named limits (licences); answered once a change is journaled.', message: ['LimitsRequest', LimitsRequest], reply: ['LimitsReply', LimitsReply] },
+  { subject: 'rb.<site>.sched.shares', kind: 'request', from: 'anyone', to: 'scheduler', what: 'List, set or remove the projects\' fair-share weights; answered once a change is journaled.', message: ['SharesRequest', SharesRequest], reply: ['SharesReply', SharesReply] },
   { subject: 'rb.<site>.sched.hosts', kind: 'request', from: 'anyone', to: 'scheduler', what: 'The sick hosts (failed frames of several jobs: no work for a while), or clear one.', message: ['HostsRequest', HostsRequest], reply: ['HostsReply', HostsReply] },
   { subject: 'rb.<site>.sched.result', kind: 'request', from: 'render server', to: 'scheduler', what: 'A task ended (outputs already in storage); the reply may hand the slot its next task.', message: ['TaskResult', TaskResult], reply: ['TaskResultReply', TaskResultReply] },
   { subject: 'rb.<site>.sched.leases', kind: 'event', from: 'render server', to: 'scheduler', what: 'Every heartbeat period (and at once after a scheduler hello): the tasks the server holds leases for. Renews them; a restarted scheduler re-adopts them.', message: ['LeaseReport', LeaseReport] },
@@ -39,6 +42,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.host.<host>.ctl', kind: 'request', from: 'anyone', to: 'render server', what: 'Steer a render server (kill a task, drain, stop).', message: ['HostCtl', HostCtl], reply: ['HostCtlReply', Reply(Type.Object({ host: Type.String(), action: Type.String() }))] },
   { subject: 'rb.<site>.evt.job.<job>.<event>', kind: 'event', from: 'scheduler', to: 'anyone', what: 'Job events: submitted, started, progress, waiting, done, failed, cancelled.', message: ['JobEvent', JobEvent] },
   { subject: 'rb.<site>.evt.frame.<job>.<frame>.<event>', kind: 'event', from: 'scheduler, render server', to: 'anyone', what: 'Frame events: dispatched, retrying, done, failed (scheduler); started, progress (render server).', message: ['FrameEvent', FrameEvent] },
+  { subject: 'rb.<site>.evt.notify.<job>.<event>', kind: 'event', from: 'notifier', to: 'anyone', what: 'Notifications of a job (its end, its progress every N%): sent (a webhook answered 2xx, or the SMTP server took the email) or failed (given up, with the error). One per webhook URL, and one per email, each time. The notifier learns what a job asks for from the journal\'s submit records (live) or from `sched.query`.', message: ['NotifyEvent', NotifyEvent] },
   { subject: 'rb.<site>.evt.host.<host>.<event>', kind: 'event', from: 'render server, registry', to: 'anyone', what: 'Host events: slot (render server), up and down (registry).', message: ['HostEvent', HostEvent] },
-  { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel records.', message: ['JournalRecord', JournalRecord] },
+  { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel, ctl, limit and share records.', message: ['JournalRecord', JournalRecord] },
 ];

@@ -13,6 +13,9 @@ import { Reply } from './messages/common.ts';
 import { JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
+import { SharesReply, SharesRequest } from './messages/shares.ts';
+import { NotifyEvent } from './messages/notify.ts';
+import { WebhookPayload } from './messages/notify-payload.ts';
 import { Type } from '@sinclair/typebox';
 
 /** One compiled codec per message; runtimes and tools use these, never raw msgpack. */
@@ -50,7 +53,11 @@ export const codecs = {
   schedHello: codecFor(SchedulerHello),
   limitsRequest: codecFor(LimitsRequest),
   limitsReply: codecFor(LimitsReply),
+  sharesRequest: codecFor(SharesRequest),
+  sharesReply: codecFor(SharesReply),
   hostsRequest: codecFor(HostsRequest),
   hostsReply: codecFor(HostsReply),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
+  notifyEvent: codecFor(NotifyEvent),
+  webhookPayload: codecFor(WebhookPayload),
 };

@@ -19,6 +19,7 @@ export const ErrorCodes = {
   RB_OUTPUT_FAILED: 'could not store the output',
   RB_DRAINING: 'the actor is draining and takes no new work',
   RB_TIMEOUT: 'the task ran past its time limit',
+  RB_OUT_OF_MEMORY: 'the task used more memory than it was given',
   RB_BAD_ARGUMENT: 'command-line argument is invalid',
   RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
 } as const;

@@ -17,5 +17,8 @@ export * from './messages/host-events.ts';
 export * from './messages/journal.ts';
 export * from './messages/lease.ts';
 export * from './messages/limits.ts';
+export * from './messages/shares.ts';
+export * from './messages/notify.ts';
+export * from './messages/notify-payload.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';

@@ -63,6 +63,8 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   if (renderer === 'povray' && !(requirements.packages ?? []).some((p) => /^povray(@|$)/i.test(p))) {
     requirements.packages = [...(requirements.packages ?? []), 'povray'];
   }
+  // a task's memory is a floor on the host's RAM: smaller hosts never take it
+  if (spec.memoryMb !== undefined && (requirements.ramMb ?? 0) < spec.memoryMb) requirements.ramMb = spec.memoryMb;
   toProfile(requirements); // throws RB_BAD_SPEC naming the field
   return {
     renderer,

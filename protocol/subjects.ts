@@ -43,6 +43,7 @@ export const subjects = {
   schedResult: (site: string) => `${root(site)}.sched.result`,
   schedLimits: (site: string) => `${root(site)}.sched.limits`,
   schedHosts: (site: string) => `${root(site)}.sched.hosts`,
+  schedShares: (site: string) => `${root(site)}.sched.shares`,
   // leases: render servers report theirs; a scheduler asks for reports when it (re)starts
   schedLeases: (site: string) => `${root(site)}.sched.leases`,
   schedHello: (site: string) => `${root(site)}.sched.hello`,
@@ -54,11 +55,17 @@ export const subjects = {
   frameEvent: (site: string, jobId: string, frame: number, event: string) =>
     `${root(site)}.evt.frame.${token('job', jobId)}.${frameToken(frame)}.${token('event', event)}`,
   hostEvent: (site: string, host: string, event: string) => `${root(site)}.evt.host.${token('host', host)}.${token('event', event)}`,
+  /** The notifier: a notification sent or given up (event: sent, failed). */
+  notifyEvent: (site: string, jobId: string, event: string) => `${root(site)}.evt.notify.${token('job', jobId)}.${token('event', event)}`,
   // wildcards for subscribers
   allEvents: (site: string) => `${root(site)}.evt.>`,
   allHostSlotEvents: (site: string) => `${root(site)}.evt.host.*.slot`,
   allHostEvents: (site: string) => `${root(site)}.evt.host.*.*`,
   jobEvents: (site: string, jobId: string) => `${root(site)}.evt.job.${token('job', jobId)}.*`,
+  allJobEvents: (site: string) => `${root(site)}.evt.job.*.*`,
+  /** One frame event of every job, e.g. 'done'. */
+  allFrameEvents: (site: string, event: string) => `${root(site)}.evt.frame.*.*.${token('event', event)}`,
+  allNotifyEvents: (site: string) => `${root(site)}.evt.notify.*.*`,
   jobFrameEvents: (site: string, jobId: string) => `${root(site)}.evt.frame.${token('job', jobId)}.>`,
   /** What the site's event stream keeps for replay: job events, frame outcomes, hosts coming and going. */
   storedEvents: (site: string) => [

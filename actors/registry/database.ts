@@ -272,6 +272,25 @@ export function matchHosts(
   return { hosts, closest: anyMatch ? [] : closest, totalHosts: db.size };
 }
 
+/**
+ * A match as long as fits `budget` bytes: the first hosts (the most free slots first, as
+ * matchHosts orders them) whose sizes (`sizeOf`, bytes encoded) add up to at most the budget,
+ * after `fixed` bytes for the rest of the reply. A farm of thousands of hosts does not fit one
+ * NATS message (about 1,100 idle 16-slot hosts fill 1 MiB): the scheduler gets the hosts with
+ * the most room, and the rest in its next rounds, once these are busy. Returns the same body
+ * when everything fits.
+ */
+export function fitMatch(body: MatchBody, budget: number, fixed: number, sizeOf: (h: MatchedHost) => number): MatchBody {
+  let used = fixed;
+  let n = 0;
+  for (const h of body.hosts) {
+    used += sizeOf(h);
+    if (used > budget) break;
+    n += 1;
+  }
+  return n === body.hosts.length ? body : { ...body, hosts: body.hosts.slice(0, n) };
+}
+
 interface Near {
   host: string;
   missing: string[];

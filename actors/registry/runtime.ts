@@ -3,8 +3,10 @@ import type { Logger } from 'pino';
 import { createActor } from 'xstate';
 import {
   FarmError,
+  MAX_PAYLOAD,
   PROTOCOL_MAJOR,
   codecs,
+  encodeAny,
   newInstanceId,
   subjects,
   toProfile,
@@ -12,7 +14,7 @@ import {
   type RegistryHello,
 } from '../../protocol/index.ts';
 import { listen, serve } from '../bus/index.ts';
-import { checkHeartbeat, checkRegistration, knownHost, listHosts, matchHosts } from './database.ts';
+import { checkHeartbeat, checkRegistration, fitMatch, knownHost, listHosts, matchHosts } from './database.ts';
 import {
   registryMachine,
   registryPhase,
@@ -29,6 +31,9 @@ export interface RegistryOptions {
   /** A host is dropped after this many of its heartbeat periods without one (default 3). */
   missedBeats?: number;
 }
+
+/** Bytes of a match reply kept for its envelope (v, ok, field names, array headers). */
+const MATCH_MARGIN = 1_024;
 
 /**
  * Starts a resource registry for one site: binds the registry machine to the `reg.*` request
@@ -143,7 +148,10 @@ export async function startRegistry(
       log,
       handle: (req) => {
         const profile = toProfile(req.requirements); // RB_BAD_SPEC names the field
-        return matchHosts(db(), profile, { freeOnly: req.freeOnly });
+        const body = matchHosts(db(), profile, { freeOnly: req.freeOnly });
+        // at most what one message carries (thousands of hosts do not fit): the most free first
+        const budget = Math.min(MAX_PAYLOAD, nc.info?.max_payload ?? MAX_PAYLOAD) - MATCH_MARGIN;
+        return fitMatch(body, budget, encodeAny({ closest: body.closest, totalHosts: body.totalHosts }).length, (h) => encodeAny(h).length);
       },
     }),
     serve(nc, {

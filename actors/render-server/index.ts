@@ -4,3 +4,4 @@ export {
   type RenderServerMachine, type RenderServerContext, type RenderServerEvent,
 } from './machine.ts';
 export { probeHost, probePackage, kernelVersion, parseCpuinfo, parseMeminfo, parseOsRelease, type ProbeOptions } from './probe.ts';
+export { startSimulatedFarm, simulatedInventory, type SimulatedFarm, type SimulatedFarmOptions } from './simulated.ts';

@@ -8,7 +8,7 @@ import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
   type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
-import { createAdapters, Launcher, startRenderSlot, type RenderSlot } from '../render-slot/index.ts';
+import { createAdapters, Launcher, startRenderSlot, type SlotFactory, type SlotHandle } from '../render-slot/index.ts';
 import { renderServerMachine } from './machine.ts';
 import { probeHost } from './probe.ts';
 
@@ -21,8 +21,17 @@ export interface RenderServerOptions {
   /** Replaces the probed rendering packages. */
   packages?: PackageInfo[];
   licenses?: string[];
-  /** Heartbeat period (default 2000 ms). */
+  /** Heartbeat period (default 2000 ms); lease reports go out as often. */
   heartbeatMs?: number;
+  /** How long running tasks may finish when the server is told to stop over the bus (default DEFAULT_GRACE_MS). */
+  graceMs?: number;
+  /** The host's inventory as it is, instead of probing this machine (a simulated farm, tests). */
+  inventory?: HostInventory;
+  /**
+   * Makes the slots instead of startRenderSlot: a simulated farm's slots render by waiting
+   * (actors/render-slot/simulated.ts). Then no renderer adapters and no fork server are set up.
+   */
+  slotFactory?: SlotFactory;
 }
 
 export interface RenderServerHandle {
@@ -34,6 +43,8 @@ export interface RenderServerHandle {
    * is stopped and handed back. Then it says bye to the registry.
    */
   stop(o?: { graceMs?: number }): Promise<void>;
+  /** Settles once the server has stopped, whoever asked (a signal, or a `stop` over the bus). */
+  readonly stopped: Promise<void>;
 }
 
 type AssignBody = Extract<AssignReply, { ok: true }>['body'];
@@ -62,13 +73,18 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const { nc, site } = o;
   const log = o.log.child({ actor: 'render-server', host });
   const serverId = newInstanceId();
-  const adapters = createAdapters();
-  // renderers start from a small fork server: far cheaper than forking this process (launcher.ts)
-  const launcher = Launcher.available() ? new Launcher() : undefined;
-  if (!launcher) log.warn('perl not found: renderers start with a direct spawn, which costs more per frame');
-  const slots: RenderSlot[] = [];
+  let launcher: Launcher | undefined;
+  let makeSlot = o.slotFactory;
+  if (!makeSlot) {
+    const adapters = createAdapters();
+    // renderers start from a small fork server: far cheaper than forking this process (launcher.ts)
+    launcher = Launcher.available() ? new Launcher() : undefined;
+    if (!launcher) log.warn('perl not found: renderers start with a direct spawn, which costs more per frame');
+    makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher });
+  }
+  const slots: SlotHandle[] = [];
   for (let index = 0; index < o.slots; index++) {
-    slots.push(startRenderSlot({ nc, site, host, serverId, index, log, adapters, launcher }));
+    slots.push(makeSlot({ nc, site, host, serverId, index, log }));
   }
   const slotInfos = () => slots.map((s) => s.info());
   let everRegistered = false;
@@ -85,7 +101,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const machine = renderServerMachine.provide({
     actors: {
       // checked like any message: bad `packages`/`licenses` options fail here, not at every registration
-      probe: fromPromise(async () => inventoryCodec.check(await probeHost({ packages: o.packages, licenses: o.licenses }))),
+      probe: fromPromise(async () => inventoryCodec.check(o.inventory ?? (await probeHost({ packages: o.packages, licenses: o.licenses })))),
       register: fromPromise(async ({ input }) =>
         call(
           nc,
@@ -189,7 +205,12 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   };
 
   const subs: Subscription[] = [
-    listen(nc, subjects.regHello(site), codecs.regHello, log, (hello) => actor.send({ type: 'registry.hello', registryId: hello.registryId })),
+    listen(nc, subjects.regHello(site), codecs.regHello, log, (hello) => {
+      // the registry we are registered with, saying hello again (every 2 s) changes nothing: not
+      // sent to the machine, whose every state ignores it then (a process of simulated hosts gets
+      // thousands of these a second)
+      if (hello.registryId !== actor.getSnapshot().context.registryId) actor.send({ type: 'registry.hello', registryId: hello.registryId });
+    }),
     serve(nc, {
       subject: subjects.hostAssign(site, host),
       request: codecs.assignRequest,
@@ -215,7 +236,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       log,
       handle: (req) => {
         if (req.action === 'drain') actor.send({ type: 'server.drain' });
-        else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: DEFAULT_GRACE_MS }));
+        else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: o.graceMs ?? DEFAULT_GRACE_MS }));
         else {
           const mine = (t: TaskAssignment | null) => t?.taskId === req.taskId && (req.attempt === undefined || t?.attempt === req.attempt);
           const slot = slots.find((s) => mine(s.task()));
@@ -231,6 +252,8 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   ];
 
   let stopping: Promise<void> | null = null;
+  let markStopped!: () => void;
+  const stopped = new Promise<void>((r) => (markStopped = r));
   const release = () => {
     for (const s of subs) s.unsubscribe();
     for (const s of slots) s.stop();
@@ -249,6 +272,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       await waitFor(actor, (s) => s.status !== 'active', { timeout: STOP_SETTLE_MS + 5_000 }).catch((err: unknown) => log.warn({ err }, 'render server did not stop in time'));
       release();
       log.info({ serverId }, 'render server stopped');
+      markStopped();
     })();
     return stopping;
   };
@@ -261,5 +285,5 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   }
   const inventory = probed.context.inventory;
   log.info({ serverId, slots: slots.length, packages: inventory.packages.map((p) => `${p.name}@${p.version}`) }, 'render server started');
-  return { host, inventory, stop };
+  return { host, inventory, stop, stopped };
 }

@@ -6,8 +6,11 @@ export {
 } from './machine.ts';
 export {
   startRenderSlot, prepareTask, renderTask, deliverTask,
-  type RenderSlot, type RenderSlotOptions, type RenderTaskOptions, type AdapterLookup,
+  type RenderSlot, type RenderSlotOptions, type RenderTaskOptions, type AdapterLookup, type SlotHandle, type SlotFactory,
 } from './runtime.ts';
+export { simulatedSlots, startSimulatedSlot, type SimulationOptions, type SimulatedSlotOptions } from './simulated.ts';
+export { SimTimers, type SimTimer } from './sim-timers.ts';
+export { SimStats, Histogram, type SimStatsSnapshot, type TaskSource } from './sim-stats.ts';
 export { runProcess, sampleTree, type RunOptions, type RunningProcess, type ProcessExit, type ProcessUsage, type LogSink } from './process.ts';
 export { TaskLog } from './task-log.ts';
 export { Launcher, type LaunchHandlers } from './launcher.ts';

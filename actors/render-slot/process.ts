@@ -38,6 +38,8 @@ export interface RunOptions {
   killGraceMs?: number;
   /** /proc sampling period (default 50 ms); the first sample is taken one period after start. */
   pollMs?: number;
+  /** Every /proc sample: the tree's memory now (resident, summed over its processes). */
+  onSample?: (s: { rssKb: number }) => void;
   /** The fork server to start it from; without one (or with `env`) it is spawned directly. */
   launcher?: Launcher;
 }
@@ -99,6 +101,7 @@ export function runProcess(o: RunOptions): RunningProcess {
     if (s) {
       if (s.ticks > cpuTicks) cpuTicks = s.ticks;
       if (s.peakKb > peakKb) peakKb = s.peakKb;
+      o.onSample?.({ rssKb: s.rssKb });
     }
     if (!done) pollTimer = setTimeout(() => void sample(), pollMs);
   };
@@ -177,7 +180,7 @@ async function startError(bin: string, cwd: string, err: NodeJS.ErrnoException):
 }
 
 /** Sum of CPU ticks and memory over a live process tree, or null when the root is gone. */
-export async function sampleTree(root: number): Promise<{ ticks: number; peakKb: number } | null> {
+export async function sampleTree(root: number): Promise<{ ticks: number; rssKb: number; peakKb: number } | null> {
   const pids = await treePids(root);
   if (pids.length === 0) return null;
   const stats = await Promise.all(pids.map(readProc));
@@ -191,7 +194,7 @@ export async function sampleTree(root: number): Promise<{ ticks: number; peakKb:
     if (s.hwmKb > hwmKb) hwmKb = s.hwmKb;
   }
   if (!stats[0]) return null;
-  return { ticks, peakKb: Math.max(rssKb, hwmKb) };
+  return { ticks, rssKb, peakKb: Math.max(rssKb, hwmKb) };
 }
 
 /** The root and all its descendants, found through /proc/<pid>/task/<tid>/children. */

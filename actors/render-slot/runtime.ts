@@ -49,6 +49,8 @@ export interface RenderTaskOptions {
   onActivity?: () => void;
   /** The fork server renderers start from (launcher.ts); without it they are spawned directly. */
   launcher?: Launcher;
+  /** Told of the renderer's memory (resident, whole process tree) at every /proc sample. */
+  onMemory?: (rssKb: number) => void;
 }
 
 /**
@@ -85,6 +87,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         signal: o.signal,
         killGraceMs: o.killGraceMs,
         launcher: o.launcher,
+        ...(o.onMemory ? { onSample: (u: { rssKb: number }) => o.onMemory!(u.rssKb) } : {}),
       });
       let exit: ProcessExit;
       try {
@@ -107,7 +110,10 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
       produced.push(...inv.outputs.filter((out) => finished.has(out.frame)));
       error = exit.cancelled
         ? { code: 'RB_RENDER_FAILED', message: 'task cancelled' }
-        : { code: 'RB_RENDER_FAILED', message: failureText(inv.argv[0]!, exit, parser.errorText()) };
+        : exit.signal === 'SIGKILL'
+          ? // nobody here sent it: on Linux that is, as a rule, the kernel's out-of-memory killer
+            { code: 'RB_OUT_OF_MEMORY', message: `${failureText(inv.argv[0]!, exit, parser.errorText())} (most likely by the kernel's out-of-memory killer; peak ${Math.round(exit.usage.peakRssKb / 1024)} MB)` }
+          : { code: 'RB_RENDER_FAILED', message: failureText(inv.argv[0]!, exit, parser.errorText()) };
       break;
     }
   } finally {
@@ -176,9 +182,9 @@ export interface RenderSlotOptions {
   onChange?: (info: SlotInfo) => void;
 }
 
-export interface RenderSlot {
+/** What a render server needs of a slot: the real one (startRenderSlot) or a simulated one (simulated.ts). */
+export interface SlotHandle {
   readonly index: number;
-  readonly actor: ActorRefFrom<typeof renderSlotMachine>;
   /** The slot as the registry sees it. */
   info(): SlotInfo;
   isIdle(): boolean;
@@ -202,6 +208,13 @@ export interface RenderSlot {
   retryNow(): void;
   stop(): void;
 }
+
+export interface RenderSlot extends SlotHandle {
+  readonly actor: ActorRefFrom<typeof renderSlotMachine>;
+}
+
+/** Makes slot `index` of a render server: startRenderServer's `slotFactory` (a simulated farm), instead of startRenderSlot. */
+export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log'>) => SlotHandle;
 
 const PROGRESS_EVERY_MS = 1_000;
 
@@ -302,9 +315,16 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         const { task } = input;
         // a task that runs past the job's time limit, or prints nothing for its stall limit, is
         // killed like a cancel, and retried by the scheduler
-        const kill = (reason: string) => {
-          if (actor.getSnapshot().context.task === task) actor.send({ type: 'slot.cancel', reason, code: 'RB_TIMEOUT' });
+        const kill = (reason: string, code = 'RB_TIMEOUT') => {
+          if (actor.getSnapshot().context.task === task) actor.send({ type: 'slot.cancel', reason, code });
         };
+        // a task over the memory it was given is stopped, and retried with more by the scheduler
+        const memoryKb = task.memoryLimitMb ? task.memoryLimitMb * 1024 : undefined;
+        const onMemory = memoryKb
+          ? (rssKb: number) => {
+              if (rssKb > memoryKb) kill(`it used ${Math.round(rssKb / 1024)} MB, over the ${task.memoryLimitMb} MB it was given`, 'RB_OUT_OF_MEMORY');
+            }
+          : undefined;
         const limit = task.timeLimitMs ? setTimeout(() => kill(`it ran past the job's time limit of ${task.timeLimitMs! / 1000} s`), task.timeLimitMs) : undefined;
         let lastSign = performance.now();
         const stall = task.stallLimitMs
@@ -318,6 +338,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           killGraceMs: o.killGraceMs,
           launcher: o.launcher,
           onActivity: () => (lastSign = performance.now()),
+          ...(onMemory ? { onMemory } : {}),
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
           onProgress: (p) => {
             const now = performance.now();

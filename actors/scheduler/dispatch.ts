@@ -15,9 +15,10 @@ export interface DispatchPlan {
 }
 
 /**
- * One dispatch round, pure: walks the queue in priority order and leases each job's tasks
- * to the free slots of the hosts the registry says match it. A slot is free when the
- * registry reports it idle and the scheduler holds no lease on it.
+ * One dispatch round, pure: leases queued tasks to the free slots of the hosts the registry says
+ * match them. A slot is free when the registry reports it idle and the scheduler holds no lease
+ * on it. Without fair share, jobs are served in queue order, each taking every free slot it
+ * matches. With fair share on, slots go one at a time to the project furthest under its share.
  */
 export function planDispatch(
   book: JobBook,
@@ -25,38 +26,122 @@ export function planDispatch(
   matchFor: (job: Job) => MatchBody | undefined,
   now: number,
 ): DispatchPlan {
-  const byHost = new Map<string, TaskAssignment[]>();
-  const waiting = new Map<Job, WaitReason>();
-  const freeSlots = new Map<string, number[]>(); // host → idle, unleased slot indexes not yet used this round
+  const round = new Round(book, now);
+  const candidates: Candidate[] = [];
   for (const job of jobs) {
     const match = matchFor(job);
-    if (!match) continue;
-    let given = 0;
-    for (const h of match.hosts) {
-      if (book.isBadHost(job, h.host) || book.health.isSick(h.host, now)) continue;
-      let free = freeSlots.get(h.host);
-      if (!free) {
-        free = h.slots.filter((s) => s.state === 'idle' && !book.isLeased(h.host, s.index)).map((s) => s.index);
-        freeSlots.set(h.host, free);
-      }
-      while (free.length > 0 && job.queuedTasks > 0) {
-        const a = book.lease(job, h.host, free[0]!, now);
-        if (!a) break;
-        free.shift();
-        given += 1;
-        const list = byHost.get(h.host) ?? [];
-        list.push(a);
-        byHost.set(h.host, list);
-      }
-      if (job.queuedTasks === 0) break;
-    }
-    if (given === 0 && job.machine.getSnapshot().context.running === 0) waiting.set(job, waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job), book.health.list(now).map((s) => s.host)));
+    if (match) candidates.push({ job, match, at: 0, given: 0 });
   }
-  return { byHost, waiting };
+  if (book.shares.size === 0) {
+    for (const c of candidates) while (round.give(c));
+  } else {
+    const byProject = new Map<string, Candidate[]>();
+    for (const c of candidates) {
+      const list = byProject.get(c.job.project);
+      if (list) list.push(c);
+      else byProject.set(c.job.project, [c]);
+    }
+    for (;;) {
+      // the project with work that holds the fewest slots per unit of weight
+      let best: Candidate[] | undefined;
+      let least = Infinity;
+      for (const [project, list] of byProject) {
+        if (list.length === 0) continue;
+        const u = book.usage(project);
+        if (u < least) {
+          least = u;
+          best = list;
+        }
+      }
+      if (!best) break;
+      if (!round.give(best[0]!)) best.shift();
+    }
+  }
+  const waiting = new Map<Job, WaitReason>();
+  for (const c of candidates) {
+    if (c.given > 0 || c.job.machine.getSnapshot().context.running > 0) continue;
+    waiting.set(c.job, whyNoSlot(book, c, now));
+  }
+  return { byHost: round.byHost, waiting };
+}
+
+/** A job in a dispatch round: the hosts that match it, and how far through them it got. */
+interface Candidate {
+  job: Job;
+  match: MatchBody;
+  /** Index in match.hosts of the next host to try. */
+  at: number;
+  given: number;
+}
+
+/** The free slots of one dispatch round, and the assignments made from them. */
+class Round {
+  readonly byHost = new Map<string, TaskAssignment[]>();
+  /** host → idle, unleased slot indexes not yet used this round */
+  private free = new Map<string, number[]>();
+
+  constructor(
+    private readonly book: JobBook,
+    private readonly now: number,
+  ) {}
+
+  /** Leases one more task of the candidate's job to a free slot it matches; false when it can take no more. */
+  give(c: Candidate): boolean {
+    const { job, match } = c;
+    while (c.at < match.hosts.length && job.queuedTasks > 0) {
+      const h = match.hosts[c.at]!;
+      const free = this.freeOn(h);
+      if (free.length === 0 || this.book.isBadHost(job, h.host) || this.book.health.isSick(h.host, this.now)) {
+        c.at += 1;
+        continue;
+      }
+      const a = this.book.lease(job, h.host, free[0]!, this.now, h.inventory.ramMb);
+      if (!a) {
+        // a limit, a frame dependency or memory keeps its next task off this host
+        c.at += 1;
+        continue;
+      }
+      free.shift();
+      c.given += 1;
+      const list = this.byHost.get(h.host);
+      if (list) list.push(a);
+      else this.byHost.set(h.host, [a]);
+      return true;
+    }
+    return false;
+  }
+
+  private freeOn(h: MatchBody['hosts'][number]): number[] {
+    let free = this.free.get(h.host);
+    if (!free) {
+      free = h.slots.filter((s) => s.state === 'idle' && !this.book.isLeased(h.host, s.index)).map((s) => s.index);
+      this.free.set(h.host, free);
+    }
+    return free;
+  }
+}
+
+/** Why a job got no slot this round. */
+function whyNoSlot(book: JobBook, c: Candidate, now: number): WaitReason {
+  const { job, match } = c;
+  if (match.hosts.length > 0) {
+    const biggest = Math.max(...match.hosts.map((h) => h.inventory.ramMb));
+    const need = book.memoryBlocked(job, biggest);
+    if (need !== undefined) {
+      return { kind: 'no-match', closest: [], text: `its frames that ran out of memory now need ${need} MB; the free hosts that match have at most ${biggest} MB` };
+    }
+  }
+  return waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job), book.health.list(now).map((s) => s.host), () => book.shareReason(job));
 }
 
 /** Why a job got no slot: in words an artist can act on, and in fields a tool can read. */
-export function waitingReason(m: MatchBody, badHosts: readonly string[] = [], busy?: () => NonNullable<WaitReason['busy']>, sickHosts: readonly string[] = []): WaitReason {
+export function waitingReason(
+  m: MatchBody,
+  badHosts: readonly string[] = [],
+  busy?: () => NonNullable<WaitReason['busy']>,
+  sickHosts: readonly string[] = [],
+  share?: () => WaitReason | undefined,
+): WaitReason {
   if (m.totalHosts === 0) return { kind: 'no-hosts', text: 'no render hosts are registered' };
   const sick = new Set(sickHosts);
   const kept = m.hosts.filter((h) => !badHosts.includes(h.host));
@@ -73,6 +158,8 @@ export function waitingReason(m: MatchBody, badHosts: readonly string[] = [], bu
     const near = m.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ');
     return { kind: 'no-match', closest: m.closest, text: `no host matches the requirements (${near})` };
   }
+  const overShare = share?.();
+  if (overShare) return overShare;
   const b = busy?.();
   if (!b) return { kind: 'busy', text: 'all matching slots are busy' };
   const parts = [b.moreUrgent > 0 ? `${b.moreUrgent} with more urgent jobs` : '', b.samePriority > 0 ? `${b.samePriority} with jobs of its priority submitted earlier` : '', b.lessUrgent > 0 ? `${b.lessUrgent} with less urgent jobs that started first (their frames finish, then it goes first)` : ''].filter(Boolean);

@@ -1,8 +1,8 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
+  chunkFrames, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
-  type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type TaskAssignment, type TaskResult, type TaskStats,
+  type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
@@ -27,6 +27,17 @@ export interface Task {
   outputs?: { frame: number; path: string }[];
   error?: string;
   stats?: TaskStats;
+  /** Memory it may use (MB), when raised above the job's memoryMb after it ran out. */
+  memoryMb?: number;
+  /** taskDuration: the re-split of the job's tasks that this task's result decided (journaled with it). */
+  rechunk?: Rechunk;
+}
+
+/** The job's tasks not handed out yet, from order position `from` on (all but `keep`), split again into tasks of `size` frames. */
+export interface Rechunk {
+  from: number;
+  keep: number[];
+  size: number;
 }
 
 export interface Job {
@@ -39,6 +50,8 @@ export interface Job {
   name: string;
   user: string;
   group: string;
+  /** What it counts against in fair share: spec.project, else its group. */
+  project: string;
   submittedAt: number;
   startedAt?: number;
   finishedAt?: number;
@@ -57,7 +70,14 @@ export interface Job {
   matchCache: Map<string, boolean>;
   timedTasks: number;
   timedMs: number;
+  timedFrames: number;
   runningTasks: number;
+  /** Leases its tasks hold (running, or in hand). */
+  leased: number;
+  /** Frames per task for tasks cut from now on (taskDuration changes it). */
+  chunkSize: number;
+  /** Some task's memory was raised after it ran out: tasks may no longer fit every matching host. */
+  memoryRaised: boolean;
   /** Held at submission until released; paused by an operator. Either way nothing new starts. */
   held: boolean;
   paused: boolean;
@@ -122,6 +142,20 @@ export class JobBook {
   private leases = new Map<Task, Lease>();
   /** `host/slot` → how many leases that slot holds. */
   private perSlot = new Map<string, number>();
+  /** Indexes over the leases, so that nothing on the path of a dispatch walks them all. */
+  private hostLeases = new Map<string, Set<Task>>();
+  private leasedJobs = new Set<Job>();
+  private projectLeases = new Map<string, number>();
+  /** Limit name → leases of jobs that name it, and → host → such leases on that host. */
+  private limitLeases = new Map<string, number>();
+  private limitHostLeases = new Map<string, Map<string, number>>();
+  /** Something may have made a pending job ineligible: queue() filters on its next call. */
+  private pendingDirty = false;
+  /** Grows whenever `pending` changes, so views of it can be cached. */
+  private pendingVersion = 0;
+  private byProject?: { version: number; groups: Map<string, Job[]> };
+  /** Fair share: projects' weights. Off while empty; projects not named weigh 1. */
+  readonly shares = new Map<string, number>();
   /** The site's named limits (licences): a job's tasks count against those it names in `limits`. */
   readonly limits = new Map<string, { max: number; per: LimitCount }>();
   /** Hosts that failed frames of several jobs get no work for a while. */
@@ -140,6 +174,7 @@ export class JobBook {
       name: spec.name ?? id,
       user: spec.user ?? 'unknown',
       group: spec.group ?? 'unknown',
+      project: spec.project ?? spec.group ?? 'unknown',
       submittedAt: at,
       tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0, failures: 0 })),
       cursor: 0,
@@ -151,7 +186,11 @@ export class JobBook {
       matchCache: new Map(),
       timedTasks: 0,
       timedMs: 0,
+      timedFrames: 0,
       runningTasks: 0,
+      leased: 0,
+      chunkSize: spec.chunk ?? 1,
+      memoryRaised: false,
       hostFailures: new Map(),
       held: spec.hold === true,
       paused: false,
@@ -180,8 +219,102 @@ export class JobBook {
 
   /** Jobs with queued tasks that may start, most urgent first. */
   queue(): readonly Job[] {
-    this.pending = this.pending.filter((j) => (j.inPending = j.queuedTasks > 0 && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j)));
+    if (this.pendingDirty) {
+      // filtered only after something may have changed a job's eligibility: at thousands of
+      // results a second, filtering at every call was the scheduler's largest cost
+      this.pendingDirty = false;
+      const before = this.pending.length;
+      this.pending = this.pending.filter((j) => (j.inPending = this.mayStart(j)));
+      if (this.pending.length !== before) this.pendingVersion += 1;
+    }
     return this.pending;
+  }
+
+  /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended). */
+  private mayStart(j: Job): boolean {
+    return j.queuedTasks > 0 && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+  }
+
+  /**
+   * The jobs a free slot looks at, in the order it should: the queue as it is, or with fair
+   * share on, project by project from the one furthest under its share (running slots per
+   * unit of weight), each project's jobs in queue order.
+   */
+  *forSlot(): Generator<Job> {
+    const queue = this.queue();
+    if (this.shares.size === 0) {
+      yield* queue;
+      return;
+    }
+    const groups = this.projectGroups();
+    const order = [...groups.keys()].sort((a, b) => this.usage(a) - this.usage(b) || queueOrder(groups.get(a)![0]!, groups.get(b)![0]!));
+    for (const p of order) yield* groups.get(p)!;
+  }
+
+  /** The queue split by project (each in queue order), cached until the queue changes. */
+  projectGroups(): Map<string, Job[]> {
+    const queue = this.queue();
+    if (this.byProject?.version === this.pendingVersion) return this.byProject.groups;
+    const groups = new Map<string, Job[]>();
+    for (const j of queue) {
+      const list = groups.get(j.project);
+      if (list) list.push(j);
+      else groups.set(j.project, [j]);
+    }
+    this.byProject = { version: this.pendingVersion, groups };
+    return groups;
+  }
+
+  /** Fair share: a project's weight (1 unless set). */
+  weight(project: string): number {
+    return this.shares.get(project) ?? 1;
+  }
+
+  /** Fair share: slots a project holds per unit of its weight; the lowest goes first. */
+  usage(project: string): number {
+    return (this.projectLeases.get(project) ?? 0) / this.weight(project);
+  }
+
+  /** Sets a project's fair-share weight, or removes it (`weight` undefined). */
+  setShare(project: string, weight: number | undefined): void {
+    if (weight === undefined) this.shares.delete(project);
+    else this.shares.set(project, weight);
+  }
+
+  /** Every project that has a share set or work on the farm, with what fair share gives it. */
+  shareUses(): ShareUse[] {
+    const queued = new Map<string, number>();
+    for (const j of this.queue()) queued.set(j.project, (queued.get(j.project) ?? 0) + j.queuedTasks);
+    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.projectLeases.keys()]);
+    const busy = (p: string) => (queued.get(p) ?? 0) + (this.projectLeases.get(p) ?? 0) > 0;
+    let total = 0;
+    for (const p of names) if (busy(p)) total += this.weight(p);
+    return [...names].sort().map((project) => ({
+      project,
+      weight: this.weight(project),
+      set: this.shares.has(project),
+      share: busy(project) ? this.weight(project) / total : 0,
+      running: this.projectLeases.get(project) ?? 0,
+      queued: queued.get(project) ?? 0,
+    }));
+  }
+
+  /**
+   * Fair share: why a job that got no slot waits, when its project already holds its share of
+   * the busy slots (or more) while another project with work waits: slots that free go there first.
+   */
+  shareReason(job: Job): WaitReason | undefined {
+    if (this.shares.size === 0) return undefined;
+    const uses = this.shareUses();
+    const mine = uses.find((u) => u.project === job.project);
+    if (!mine || !uses.some((u) => u.project !== job.project && u.share > 0)) return undefined;
+    const entitled = Math.round(mine.share * this.leases.size * 10) / 10;
+    if (mine.running < entitled) return undefined;
+    return {
+      kind: 'share',
+      share: { project: job.project, running: mine.running, entitled },
+      text: `its project ${job.project} holds ${mine.running} slots, at or over its share (${entitled} of the ${this.leases.size} busy slots, weight ${mine.weight}); slots that free go first to projects under their share`,
+    };
   }
 
   /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
@@ -228,20 +361,12 @@ export class JobBook {
 
   /** Whether a host already runs (or holds) a task counted against a limit. */
   private hostUses(host: string, name: string): boolean {
-    for (const l of this.leases.values()) if (l.host === host && l.job.spec.limits?.includes(name)) return true;
-    return false;
+    return (this.limitHostLeases.get(name)?.get(host) ?? 0) > 0;
   }
 
   /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
   private limitUse(name: string, per: LimitCount): number {
-    let tasks = 0;
-    const hosts = new Set<string>();
-    for (const l of this.leases.values()) {
-      if (!l.job.spec.limits?.includes(name)) continue;
-      tasks += 1;
-      hosts.add(l.host);
-    }
-    return per === 'host' ? hosts.size : tasks;
+    return per === 'host' ? (this.limitHostLeases.get(name)?.size ?? 0) : (this.limitLeases.get(name) ?? 0);
   }
 
   /**
@@ -263,12 +388,12 @@ export class JobBook {
   /** The slots running other jobs' tasks, by how their jobs rank against this one. */
   busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
     const b = { moreUrgent: 0, samePriority: 0, lessUrgent: 0 };
-    for (const l of this.leases.values()) {
-      if (l.job === job) continue;
-      const d = l.job.prepared.priority - job.prepared.priority;
-      if (d < 0) b.moreUrgent += 1;
-      else if (d === 0 && l.job.seq < job.seq) b.samePriority += 1;
-      else b.lessUrgent += 1;
+    for (const other of this.leasedJobs) {
+      if (other === job) continue;
+      const d = other.prepared.priority - job.prepared.priority;
+      if (d < 0) b.moreUrgent += other.leased;
+      else if (d === 0 && other.seq < job.seq) b.samePriority += other.leased;
+      else b.lessUrgent += other.leased;
     }
     return b;
   }
@@ -293,7 +418,8 @@ export class JobBook {
   /** Pause (no new frames; running ones finish) or resume a job. */
   setPaused(job: Job, paused: boolean): void {
     job.paused = paused;
-    if (!paused) this.enqueue(job);
+    if (paused) this.pendingDirty = true;
+    else this.enqueue(job);
   }
 
   /** A job held at submission may start. */
@@ -306,6 +432,7 @@ export class JobBook {
   setPriority(job: Job, priority: number): void {
     job.prepared.priority = priority;
     this.pending = this.pending.filter((j) => j !== job);
+    this.pendingVersion += 1;
     job.inPending = false;
     this.enqueue(job);
   }
@@ -335,6 +462,7 @@ export class JobBook {
     }
     job.finishedAt = undefined;
     job.hostFailures.clear(); // a retry is a fresh start for every host too
+    this.pendingDirty = true; // jobs that run after it wait again
     job.machine.send({ type: 'frames.retry', done, failed });
     this.enqueue(job);
     return tasks;
@@ -375,25 +503,47 @@ export class JobBook {
 
   private addLease(job: Job, task: Task, host: string, slot: number, now: number): void {
     this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
-    const key = `${host}/${slot}`;
-    this.perSlot.set(key, (this.perSlot.get(key) ?? 0) + 1);
+    bump(this.perSlot, `${host}/${slot}`, 1);
+    let tasks = this.hostLeases.get(host);
+    if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
+    tasks.add(task);
+    job.leased += 1;
+    this.leasedJobs.add(job);
+    bump(this.projectLeases, job.project, 1);
+    for (const name of job.spec.limits ?? []) {
+      bump(this.limitLeases, name, 1);
+      let hosts = this.limitHostLeases.get(name);
+      if (!hosts) this.limitHostLeases.set(name, (hosts = new Map()));
+      bump(hosts, host, 1);
+    }
   }
 
   private dropLease(task: Task): void {
     const l = this.leases.get(task);
     if (!l) return;
     this.leases.delete(task);
-    const key = `${l.host}/${l.slot}`;
-    const n = (this.perSlot.get(key) ?? 1) - 1;
-    if (n > 0) this.perSlot.set(key, n);
-    else this.perSlot.delete(key);
+    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
+    const tasks = this.hostLeases.get(l.host);
+    tasks?.delete(task);
+    if (tasks?.size === 0) this.hostLeases.delete(l.host);
+    l.job.leased -= 1;
+    if (l.job.leased === 0) this.leasedJobs.delete(l.job);
+    bump(this.projectLeases, l.job.project, -1);
+    for (const name of l.job.spec.limits ?? []) {
+      bump(this.limitLeases, name, -1);
+      const hosts = this.limitHostLeases.get(name);
+      if (hosts) {
+        bump(hosts, l.host, -1);
+        if (hosts.size === 0) this.limitHostLeases.delete(name);
+      }
+    }
   }
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
-  lease(job: Job, host: string, slot: number, now: number): TaskAssignment | undefined {
+  lease(job: Job, host: string, slot: number, now: number, hostRamMb?: number): TaskAssignment | undefined {
     if (this.health.isSick(host, now)) return undefined;
     if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
-    const task = this.takeQueued(job);
+    const task = this.takeQueued(job, hostRamMb);
     if (!task) return undefined;
     task.state = TaskState.Running;
     job.runningTasks += 1;
@@ -422,6 +572,7 @@ export class JobBook {
       outputPattern: p.outputPattern,
       ...(job.spec.timeLimit !== undefined ? { timeLimitMs: Math.round(job.spec.timeLimit * 1000) } : {}),
       ...(job.spec.stallLimit !== undefined ? { stallLimitMs: Math.round(job.spec.stallLimit * 1000) } : {}),
+      ...(memoryOf(job, task) !== undefined ? { memoryLimitMb: memoryOf(job, task) } : {}),
     };
   }
 
@@ -473,12 +624,21 @@ export class JobBook {
       task.error = undefined;
       job.timedTasks += 1;
       job.timedMs += r.stats.wallMs;
+      job.timedFrames += task.frames.length;
       job.machine.send({ type: 'frames.done', n: task.frames.length, fromQueue: wasQueued });
+      if (job.spec.taskDuration !== undefined) {
+        const plan = this.planRechunk(job);
+        if (plan) {
+          this.rechunk(job, plan);
+          task.rechunk = plan;
+        }
+      }
       this.finishIfEnded(job, now);
       return { kind: 'accepted', job, task, retried: false };
     }
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
     task.failures += 1;
+    if (r.error?.code === 'RB_OUT_OF_MEMORY') this.raiseMemory(job, task, r.stats);
     job.hostFailures.set(r.host, (job.hostFailures.get(r.host) ?? 0) + 1);
     const sick = this.health.failed(r.host, job.id, now);
     if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
@@ -498,8 +658,8 @@ export class JobBook {
   /** A host went away: every task leased there goes back to the queue. */
   releaseHost(host: string): Job[] {
     const touched = new Set<Job>();
-    for (const [task, { job, host: h }] of this.leases) {
-      if (h !== host) continue;
+    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+      const job = this.leases.get(task)!.job;
       this.dropLease(task);
       if (task.state === TaskState.Running && !this.isFinished(job)) {
         this.requeue(job, task);
@@ -511,9 +671,7 @@ export class JobBook {
 
   /** Hosts that hold at least one lease. */
   leaseholders(): Set<string> {
-    const out = new Set<string>();
-    for (const l of this.leases.values()) out.add(l.host);
-    return out;
+    return new Set(this.hostLeases.keys());
   }
 
   /**
@@ -547,8 +705,9 @@ export class JobBook {
       }
     }
     const lost = new Set<Job>();
-    for (const [task, lease] of this.leases) {
-      if (lease.host !== host || listed.has(task) || now - lease.grantedAt < LEASE_REPORT_GRACE_MS) continue;
+    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+      const lease = this.leases.get(task)!;
+      if (listed.has(task) || now - lease.grantedAt < LEASE_REPORT_GRACE_MS) continue;
       lease.unconfirmed += 1;
       if (lease.unconfirmed < LEASE_UNLISTED_LIMIT) continue;
       this.dropLease(task);
@@ -583,8 +742,9 @@ export class JobBook {
     const running = job.tasks.filter((t) => t.state === TaskState.Running);
     job.runningTasks = 0;
     for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
-    for (const [task, l] of this.leases) if (l.job === job) this.dropLease(task);
+    for (const t of job.tasks) this.dropLease(t);
     job.queuedTasks = 0;
+    this.pendingDirty = true;
     job.requeued = [];
     job.finishedAt = now;
     job.machine.send({ type: 'job.cancel' });
@@ -592,21 +752,31 @@ export class JobBook {
   }
 
   /** Journal replay: an attempt failed and the task was queued again. */
-  restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined): void {
+  restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats): void {
     const task = job.tasks[taskIndex];
     if (!task || task.state !== TaskState.Queued || task.resolvedAttempt === attempt) return;
     task.failures += 1;
+    if (error?.startsWith('RB_OUT_OF_MEMORY') && stats) this.raiseMemory(job, task, stats);
     task.attempt = Math.max(task.attempt, attempt);
     task.resolvedAttempt = attempt;
     task.error = error;
   }
 
   /** Journal replay: a task ended before the restart. */
-  restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>): void {
+  restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>, rechunk?: Rechunk): void {
     const task = job.tasks[taskIndex];
     if (!task || task.state !== TaskState.Queued) return;
     this.dropQueued(job, task);
     Object.assign(task, detail);
+    if (status === 'done' && detail.stats) {
+      job.timedTasks += 1;
+      job.timedMs += detail.stats.wallMs;
+      job.timedFrames += task.frames.length;
+    }
+    if (rechunk) {
+      this.rechunk(job, rechunk);
+      task.rechunk = rechunk;
+    }
     task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
     // counted here and told to the job's machine once per job: a transition per record was a
@@ -638,6 +808,7 @@ export class JobBook {
       name: job.name,
       user: job.user,
       group: job.group,
+      project: job.project,
       priority: job.prepared.priority,
       state: this.state(job),
       counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
@@ -672,6 +843,7 @@ export class JobBook {
         frames.push(r);
       }
     }
+    frames.sort((a, b) => a.frame - b.frame); // tasks re-split by taskDuration come after the rest
     return { ...this.summary(job), spec: job.spec, frames };
   }
 
@@ -697,6 +869,7 @@ export class JobBook {
   private finishIfEnded(job: Job, now: number): void {
     if (!this.isFinished(job)) return;
     job.finishedAt ??= now;
+    this.pendingDirty = true;
     // jobs that ran after this one may start now
     if (this.state(job) === 'done') for (const d of job.dependents) this.enqueue(d);
   }
@@ -714,12 +887,12 @@ export class JobBook {
   }
 
   /** Frame by frame: the first queued task whose frames may start, taken without skipping the others. */
-  private takeReady(job: Job): Task | undefined {
+  private takeReady(job: Job, hostRamMb?: number): Task | undefined {
     job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
-    const at = job.requeued.findIndex((i) => job.tasks[i]!.state === TaskState.Queued && this.framesReady(job, job.tasks[i]!));
+    const at = job.requeued.findIndex((i) => job.tasks[i]!.state === TaskState.Queued && fits(job.tasks[i]!, hostRamMb) && this.framesReady(job, job.tasks[i]!));
     if (at >= 0) {
       const [i] = job.requeued.splice(at, 1);
-      job.queuedTasks -= 1;
+      this.took(job);
       return job.tasks[i!];
     }
     for (let i = job.cursor; i < job.tasks.length; i++) {
@@ -728,7 +901,7 @@ export class JobBook {
       // the queued tasks it passed over wait in `requeued`, checked first next time
       job.requeued.push(...this.skippedBetween(job, job.cursor, i));
       job.cursor = i + 1;
-      job.queuedTasks -= 1;
+      this.took(job);
       return t;
     }
     return undefined;
@@ -744,24 +917,113 @@ export class JobBook {
     return out;
   }
 
-  private takeQueued(job: Job): Task | undefined {
-    if (job.afterFrames.length > 0) return this.takeReady(job);
-    while (job.requeued.length > 0) {
+  private takeQueued(job: Job, hostRamMb?: number): Task | undefined {
+    if (job.afterFrames.length > 0) return this.takeReady(job, hostRamMb);
+    if (job.memoryRaised) {
+      // a task whose memory was raised may not fit this host: take the first that does
+      job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
+      const at = job.requeued.findIndex((i) => fits(job.tasks[i]!, hostRamMb));
+      if (at >= 0) {
+        const [i] = job.requeued.splice(at, 1);
+        this.took(job);
+        return job.tasks[i!];
+      }
+    }
+    while (job.requeued.length > 0 && !job.memoryRaised) {
       const t = job.tasks[job.requeued.shift()!]!;
       if (t.state === TaskState.Queued) {
-        job.queuedTasks -= 1;
+        this.took(job);
         return t;
       }
     }
-    while (job.cursor < job.tasks.length) {
+    const length = job.order ? job.order.length : job.tasks.length;
+    while (job.cursor < length) {
       const i = job.cursor++;
       const t = job.tasks[job.order ? job.order[i]! : i]!;
       if (t.state === TaskState.Queued) {
-        job.queuedTasks -= 1;
+        this.took(job);
         return t;
       }
     }
     return undefined;
+  }
+
+  /** One queued task of the job was taken. */
+  private took(job: Job): void {
+    job.queuedTasks -= 1;
+    if (job.queuedTasks === 0) this.pendingDirty = true;
+  }
+
+  /** A task that ran out of memory gets 1.5 times as much (its last peak, when the job set none). */
+  private raiseMemory(job: Job, task: Task, stats: TaskStats): void {
+    const had = memoryOf(job, task) ?? Math.ceil(stats.peakRssKb / 1024);
+    task.memoryMb = Math.max(1, Math.ceil(had * 1.5));
+    job.memoryRaised = true;
+  }
+
+  /** The smallest memory a queued task of the job needs, when none fits a host of `maxRamMb` (raised after running out). */
+  memoryBlocked(job: Job, maxRamMb: number): number | undefined {
+    if (!job.memoryRaised) return undefined;
+    let least = Infinity;
+    for (const t of job.tasks) {
+      if (t.state !== TaskState.Queued) continue;
+      const need = memoryOf(job, t) ?? 0;
+      if (need <= maxRamMb) return undefined;
+      least = Math.min(least, need);
+    }
+    return least === Infinity ? undefined : least;
+  }
+
+  /**
+   * taskDuration: from the frame time measured so far, the chunk that makes a task last about
+   * the target; a re-split of the tasks not handed out yet when that chunk is 1.5 times off the
+   * present one or more (either way) and the split would change their number.
+   */
+  private planRechunk(job: Job): Rechunk | undefined {
+    if (job.timedTasks < 2 || job.timedFrames === 0) return undefined;
+    const perFrameMs = job.timedMs / job.timedFrames;
+    const ideal = Math.max(1, Math.min(10_000, Math.round((job.spec.taskDuration! * 1000) / Math.max(perFrameMs, 1))));
+    if (ideal < job.chunkSize * 1.5 && ideal * 1.5 > job.chunkSize) return undefined;
+    const { untouched, keep } = this.untouchedTail(job, job.cursor, []);
+    let frames = 0;
+    for (const t of untouched) frames += t.frames.length;
+    if (untouched.length === 0 || Math.ceil(frames / ideal) === untouched.length) return undefined; // nothing would change
+    return { from: job.cursor, keep, size: ideal };
+  }
+
+  /** Tasks at order positions `from` on never handed out (queued, no attempt, not handed back), and the others (`keep`). */
+  private untouchedTail(job: Job, from: number, keepGiven: readonly number[]): { untouched: Task[]; keep: number[] } {
+    const kept = new Set(keepGiven);
+    const requeued = new Set(job.requeued);
+    const untouched: Task[] = [];
+    const keep: number[] = [];
+    const length = job.order ? job.order.length : job.tasks.length;
+    for (let p = from; p < length; p++) {
+      const t = job.tasks[job.order ? job.order[p]! : p]!;
+      if (t.frames.length === 0) continue; // split before
+      if (kept.has(t.index) || t.state !== TaskState.Queued || t.attempt > 0 || requeued.has(t.index)) keep.push(t.index);
+      else untouched.push(t);
+    }
+    return { untouched, keep };
+  }
+
+  /** Applies a re-split (live, or replayed from the journal): the untouched tasks give their frames to new tasks of `size` frames. */
+  private rechunk(job: Job, plan: Rechunk): void {
+    const { untouched } = this.untouchedTail(job, plan.from, plan.keep);
+    const frames = untouched.flatMap((t) => t.frames).sort((a, b) => a - b);
+    for (const t of untouched) {
+      t.frames = [];
+      t.state = TaskState.Cancelled; // an empty husk: its frames live on in the new tasks
+    }
+    const chunks = chunkFrames(frames, plan.size);
+    for (const chunk of chunks) {
+      const index = job.tasks.length;
+      job.tasks.push({ index, frames: chunk, state: TaskState.Queued, attempt: 0, failures: 0 });
+      job.order?.push(index);
+    }
+    job.queuedTasks += chunks.length - untouched.length;
+    job.chunkSize = plan.size;
+    job.frameTasks = undefined; // jobs waiting on its frames look them up again
   }
 
   private requeue(job: Job, task: Task): void {
@@ -782,12 +1044,13 @@ export class JobBook {
   /** A queued task ends without a dispatch (a late result, or replay). */
   private dropQueued(job: Job, task: Task): void {
     task.state = TaskState.Running; // leaves the queue; takeQueued skips non-queued entries
-    job.queuedTasks -= 1;
+    this.took(job);
   }
 
   private enqueue(job: Job): void {
-    if (job.inPending || job.queuedTasks === 0) return;
+    if (job.inPending || !this.mayStart(job)) return;
     job.inPending = true;
+    this.pendingVersion += 1;
     let lo = 0;
     let hi = this.pending.length;
     while (lo < hi) {
@@ -809,4 +1072,21 @@ export function previewOrder(n: number): number[] {
 /** Lower priority number first; FIFO within a priority. */
 function queueOrder(a: Job, b: Job): number {
   return a.prepared.priority - b.prepared.priority || a.seq - b.seq;
+}
+
+/** Adds to a count in a map, deleting it at zero. */
+function bump<K>(m: Map<K, number>, key: K, by: number): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
+
+/** Memory a task may use (MB): raised after it ran out, else the job's; undefined: no limit. */
+function memoryOf(job: Job, task: Task): number | undefined {
+  return task.memoryMb ?? job.spec.memoryMb;
+}
+
+/** Whether a task's memory fits a host's RAM (unknown RAM: yes). */
+function fits(task: Task, hostRamMb: number | undefined): boolean {
+  return hostRamMb === undefined || task.memoryMb === undefined || task.memoryMb <= hostRamMb;
 }

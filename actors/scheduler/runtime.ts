@@ -2,9 +2,9 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  checkNotify, codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type LimitsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, listen, serve } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -12,7 +12,6 @@ import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
 import { HostLiveness } from './liveness.ts';
 import { schedulerMachine } from './machine.ts';
-import { postWebhook } from './notify.ts';
 
 export interface SchedulerOptions {
   nc: NatsConnection;
@@ -49,7 +48,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const liveness = new HostLiveness();
   const hosts = new Map<string, KnownHost>();
   const subs: Subscription[] = [];
-  const webhooks = new Set<Promise<unknown>>();
   const lastProgress = new Map<string, number>();
 
   // --- events out -------------------------------------------------------------------
@@ -77,7 +75,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     frameEvents(job, a.frames, 'dispatched', () => ({ slot: a.slot, attempt: a.attempt, host: job.tasks[a.taskIndex]!.host }));
   };
   const announcedEnd = new Set<string>();
-  /** Announces a job's end (event, log, webhooks): once per job, whatever path ended it. */
+  /** Announces a job's end (event, log): once per job, whatever path ended it. The notifier actor tells people. */
   const finishJob = (job: Job) => {
     if (announcedEnd.has(job.id)) return;
     announcedEnd.add(job.id);
@@ -87,10 +85,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
     // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
     if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
-    for (const url of job.spec.notify ?? []) {
-      const p = postWebhook(url, evt, log).finally(() => webhooks.delete(p));
-      webhooks.add(p);
-    }
   };
   /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
   const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
@@ -98,6 +92,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       v: PROTOCOL_MAJOR, kind: 'task', jobId: r.jobId, taskIndex: r.taskIndex, status: r.status === 'done' ? 'done' : 'failed', attempt: r.attempt,
       host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at,
       ...(task.error && r.status === 'failed' ? { error: task.error } : {}), ...(retry ? { retry } : {}),
+      ...(task.rechunk && r.status === 'done' ? { rechunk: task.rechunk } : {}),
     },
     `task-${r.jobId}-${r.taskIndex}-${r.attempt}`,
   ];
@@ -118,6 +113,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   async function submit(req: SubmitRequest) {
     requireServing();
     const prepared = prepareJob(req.spec);
+    checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
     if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
@@ -203,6 +199,22 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       actor.send({ type: 'dispatch.wanted' });
     }
     return { limits: book.limitUses() };
+  }
+
+  /** Lists, sets or removes the projects' fair-share weights; a change is journaled before it is answered. */
+  async function shares(req: SharesRequest) {
+    requireServing();
+    if (req.action !== 'list') {
+      if (req.action === 'remove' && !book.shares.has(req.project)) throw new FarmError('RB_BAD_ARGUMENT', `no share set for project '${req.project}'`);
+      const rec: Extract<JournalRecord, { kind: 'share' }> = req.action === 'set'
+        ? { v: PROTOCOL_MAJOR, kind: 'share', project: req.share.project, weight: req.share.weight, at: now() }
+        : { v: PROTOCOL_MAJOR, kind: 'share', project: req.project, at: now() };
+      await journal!.append(rec);
+      book.setShare(rec.project, rec.weight);
+      log.info({ project: rec.project, weight: rec.weight }, req.action === 'set' ? 'share set' : 'share removed');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+    return { enabled: book.shares.size > 0, projects: book.shareUses() };
   }
 
   /** The sick hosts, or an operator clearing one. */
@@ -296,11 +308,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   function leaseNext(host: string, slot: number, at: number, inHand: boolean): Leased | null {
     const known = hosts.get(host);
     if (!known) return null;
-    for (const job of book.queue()) {
+    for (const job of book.forSlot()) {
       if (!book.matches(job, host, known.inventory)) continue;
       if (inHand && job.queuedTasks <= job.runningTasks) return null;
       const firstStart = job.startedAt === undefined;
-      const assignment = book.lease(job, host, slot, at);
+      const assignment = book.lease(job, host, slot, at, known.inventory.ramMb);
       if (assignment) return { job, assignment, firstStart };
     }
     return null;
@@ -450,12 +462,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       book.setLimit(rec.name, rec.max, rec.per);
       return;
     }
+    if (rec.kind === 'share') {
+      book.setShare(rec.project, rec.weight);
+      return;
+    }
     const job = book.jobs.get(rec.jobId);
     if (!job) return;
     if (rec.kind === 'cancel') book.cancel(job, rec.at);
     else if (rec.kind === 'ctl') applyControl(job, rec);
-    else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error);
-    else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) });
+    else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats);
+    else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) }, rec.rechunk);
   }
 
   const actor = createActor(machine);
@@ -470,6 +486,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
     serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: hostsRequest, log }),
     serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: limits, log }),
+    serve(nc, { subject: subjects.schedShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: shares, log }),
     serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
     listen(nc, subjects.schedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
@@ -497,11 +514,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     async stop() {
       actor.send({ type: 'scheduler.stop' });
       for (const s of subs) s.unsubscribe();
-      if (webhooks.size > 0) {
-        // give webhooks in flight a moment, without holding the process open when there are none
-        const grace = new Promise((r) => setTimeout(r, 2_000).unref());
-        await Promise.race([Promise.allSettled([...webhooks]), grace]);
-      }
       actor.stop();
     },
   };

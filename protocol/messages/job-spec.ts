@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Token } from './common.ts';
+import { JobNotify } from './notify.ts';
 
 /** Renderers the farm can drive; `command` runs any command template (README.md, "Jobs"). */
 export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('command')]);
@@ -34,7 +35,9 @@ export const JobSpec = Type.Object(
     renderer: Type.Optional(RendererName),
     command: Type.Optional(Type.String({ minLength: 1, description: 'command template for renderer "command"' })),
     frames: Type.String({ minLength: 1, description: "frames: '1-100', '1-100x5', '1,5,10-12'" }),
-    chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task' })),
+    chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task (with taskDuration: the first tasks\' size)' })),
+    taskDuration: Type.Optional(Type.Number({ minimum: 1, maximum: 24 * 3600, description: 'seconds each task should last: the scheduler grows or shrinks the chunk from measured frame times' })),
+    memoryMb: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: 'MB of memory a task may use: hosts with less RAM do not take it; a task over it is stopped (RB_OUT_OF_MEMORY) and retried with 1.5 times as much' })),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'tries per task before its frames fail; default 3' })),
     maxHostFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'a host that fails this many tasks of the job gets no more of them; default 3' })),
     stallLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may print nothing (no progress) before it is killed and retried' })),
@@ -48,7 +51,8 @@ export const JobSpec = Type.Object(
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
-    notify: Type.Optional(Type.Array(Type.String({ pattern: '^https?://' }), { description: 'webhook URLs told when the job ends' })),
+    project: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'project (show) the job counts against in fair share; default: its group' })),
+    notify: Type.Optional(JobNotify),
     requirements: Type.Optional(Requirements),
     supportFiles: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     output: Type.Optional(

@@ -3,10 +3,11 @@ import { Millis, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
+import { ShareRecord } from './shares.ts';
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit.
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share.
  */
 export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
@@ -23,11 +24,18 @@ export const JournalRecord = Type.Union([
     error: Type.Optional(Type.String()),
     /** A failed attempt that was queued again (counts toward the job's maxAttempts after a restart). */
     retry: Type.Optional(Type.Boolean()),
+    /**
+     * taskDuration: this result made the scheduler split the job's tasks not handed out yet
+     * again: those at order positions `from` on (all but `keep`) became tasks of `size` frames,
+     * appended with new indices.
+     */
+    rechunk: Type.Optional(Type.Object({ from: Type.Integer({ minimum: 0 }), keep: Type.Array(Type.Integer({ minimum: 0 })), size: Type.Integer({ minimum: 1, maximum: 10000 }) })),
     stats: TaskStats,
     at: Millis,
   }),
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
   LimitRecord,
+  ShareRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

@@ -41,7 +41,10 @@ export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
     Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'), Type.Literal('sick-hosts'),
+    Type.Literal('share'),
   ]),
+  /** share: its project holds its share of the busy slots or more, and other projects wait under theirs. */
+  share: Type.Optional(Type.Object({ project: Type.String(), running: Type.Integer({ minimum: 0 }), entitled: Type.Number({ minimum: 0 }) })),
   /** limit: the limit at its maximum (or not set on this farm: max absent). */
   limit: Type.Optional(Type.Object({ name: Token, inUse: Type.Integer({ minimum: 0 }), max: Type.Optional(Type.Integer({ minimum: 0 })) })),
   text: Type.String(),
@@ -63,6 +66,8 @@ export const JobSummary = Type.Object({
   name: Type.String(),
   user: Type.String(),
   group: Type.String(),
+  /** The project it counts against in fair share (its group unless set). */
+  project: Type.String(),
   priority: Type.Integer(),
   state: JobStateSchema,
   counts: FrameCounts,

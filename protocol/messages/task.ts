@@ -23,6 +23,8 @@ export const TaskAssignment = Type.Object({
   timeLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
   /** The slot kills the task (RB_TIMEOUT) when its renderer prints nothing for this long. */
   stallLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The slot stops the task (RB_OUT_OF_MEMORY) when its processes use more memory than this. */
+  memoryLimitMb: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type TaskAssignment = Static<typeof TaskAssignment>;
 

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -165,6 +165,12 @@ export class TestFarm {
     await rm(this.nats.dir, { recursive: true, force: true });
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Runs one CLI command against a test farm; its exit code and output. */
+export function rb(farm: TestFarm, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** How often each frame ran to the end, from a ledger file (see TestFarm.ledgerJob). */

@@ -1,16 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, TestFarm, waitUntil } from '../helpers/farm.ts';
-
-/** Runs one CLI command against the test farm; its exit code and output. */
-function rb(farm: TestFarm, ...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 test('control - hold and release, pause and resume, priority: each answered, journaled (it survives a scheduler restart) and obeyed', async (t) => {
   const farm = await TestFarm.start();

@@ -43,37 +43,15 @@ test('farm - a scene that does not parse fails the job, naming the frames and th
   for (const f of job.frames) assert.match(f.error ?? '', /Parse Error|Render failed|error/i);
 });
 
-test('farm - a finished job emits its done event and posts to its webhook', async () => {
-  const posts: { headers: Record<string, unknown>; body: { jobId: string; event: string; job: { state: string } } }[] = [];
-  const server = createServer((req, res) => {
-    let data = '';
-    req.on('data', (c: Buffer) => (data += c.toString()));
-    req.on('end', () => {
-      posts.push({ headers: req.headers, body: JSON.parse(data) });
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  try {
-    const events: string[] = [];
-    const sub = farm.nc.subscribe(`rb.${farm.site}.evt.job.*.done`, { callback: (_e, m) => void events.push((decodeAny(m.data) as { jobId: string }).jobId) });
-    const scene = await farm.writeScene();
-    const jobId = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1-8', notify: [`http://127.0.0.1:${port}/hook`], output: { dir: join(farm.dir, 'out-hook') } });
-    await farm.waitJob(jobId);
-    const deadline = Date.now() + 10_000;
-    while (posts.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 500)); // a second POST would have arrived by now
-    sub.unsubscribe();
-    assert.equal(posts.length, 1);
-    assert.equal(posts[0]!.body.jobId, jobId);
-    assert.equal(posts[0]!.body.event, 'done');
-    assert.equal(posts[0]!.body.job.state, 'done');
-    assert.equal(posts[0]!.headers['x-renderbus-event'], 'done');
-    assert.deepEqual(events.filter((id) => id === jobId), [jobId], 'one done event on the bus');
-  } finally {
-    server.close();
-  }
+test('farm - a finished job emits its done event once', async () => {
+  const events: string[] = [];
+  const sub = farm.nc.subscribe(`rb.${farm.site}.evt.job.*.done`, { callback: (_e, m) => void events.push((decodeAny(m.data) as { jobId: string }).jobId) });
+  const scene = await farm.writeScene();
+  const jobId = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1-8', output: { dir: join(farm.dir, 'out-done') } });
+  await farm.waitJob(jobId);
+  await new Promise((r) => setTimeout(r, 500)); // a second one would have come by now
+  sub.unsubscribe();
+  assert.deepEqual(events.filter((id) => id === jobId), [jobId], 'one done event on the bus');
 });
 
 test('farm - malformed requests get error replies naming the problem, and the farm goes on', async () => {

@@ -3,27 +3,35 @@ import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { throughputBench } from './farm-throughput.ts';
 import { recoveryBench } from './scheduler-recovery.ts';
+import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery] [--no-write]
+ * npm run bench [-- --only throughput|recovery|scale] [--no-write]
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
+ *   scale (tools/bench/scheduler-scale.ts), only with --only scale (minutes, and GBs of memory):
+ *     --hosts N (10000) --slots N (16) --frames N (1000000) --jobs N (1000) --frame-ms N (8000)
+ *     --seconds N (60, the sustained window) --jitter F (0.5: frames last frame-ms × (1 ± F))
+ *     --sim-procs N (one per 2500 hosts) --heartbeat S (10) --submit-concurrency N (1)
+ *     --sim-nice N (19) --cpu-prof DIR (the scheduler; with --cpu-prof-all every process);
+ *     --small: 20 hosts × 4 slots, 20 jobs, 4000 frames of 100 ms, 3 s (flags still override it)
  * Each part run adds its section at the top of docs/benchmarks.md (newest first).
- * With --cpu-prof the restarted schedulers are profiled (the profiler slows them), so nothing is written.
+ * With --cpu-prof the schedulers are profiled (the profiler slows them), so nothing is written.
  */
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery'] as const;
+const PARTS = ['throughput', 'recovery', 'scale'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
   process.exit(2);
 }
-const runs = (part: (typeof PARTS)[number]) => !only || only === part;
+// scale runs only when asked for: it takes minutes and several GB
+const runs = (part: (typeof PARTS)[number]) => (!only && part !== 'scale') || only === part;
 const cpuProfDir = opt('cpu-prof', '');
 const write = !argv.includes('--no-write') && !cpuProfDir;
 
@@ -41,10 +49,38 @@ if (runs('recovery')) {
     ...(cpuProfDir ? { cpuProfDir: resolve(cpuProfDir) } : {}),
   }, machine));
 }
+if (runs('scale')) {
+  const small = argv.includes('--small');
+  const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
+  const o: ScaleOptions = {
+    hosts: num('hosts', 10_000, 20),
+    slots: num('slots', 16, 4),
+    frames: num('frames', 1_000_000, 4_000),
+    jobs: num('jobs', 1_000, 20),
+    frameMs: num('frame-ms', 8_000, 100),
+    seconds: num('seconds', 60, 3),
+    jitter: Number(opt('jitter', '0.5')),
+    heartbeatS: num('heartbeat', 10, 1),
+    submitConcurrency: num('submit-concurrency', 1, 1),
+    simNice: num('sim-nice', 19, 19),
+    ...(opt('sim-procs', '') ? { simProcs: Number(opt('sim-procs', '')) } : {}),
+    ...(cpuProfDir ? { cpuProfDir: resolve(cpuProfDir), cpuProfAll: argv.includes('--cpu-prof-all') } : {}),
+  };
+  const bad = Object.entries(o).filter(([k, v]) => typeof v === 'number' && (k === 'jitter' ? !(v >= 0 && v <= 1) : !(Number.isInteger(v) && v >= (k === 'frameMs' || k === 'simNice' ? 0 : 1))));
+  if (bad.length > 0) {
+    console.error(`scale: ${bad.map(([k, v]) => `${k} ${String(v)}`).join(', ')}: each must be a whole number (at least 1; frame-ms and sim-nice 0), jitter from 0 to 1`);
+    process.exit(2);
+  }
+  if (o.frames < o.jobs) {
+    console.error(`scale: --frames (${o.frames}) must be at least --jobs (${o.jobs})`);
+    process.exit(2);
+  }
+  sections.push(await scaleBench(o, machine));
+}
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|scale`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

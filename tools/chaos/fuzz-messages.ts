@@ -76,6 +76,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   CtlRequest: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: noJob }),
   LimitsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name: 'fuzz-no-such-limit' }),
   HostsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'clear', host: ghost }),
+  SharesRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', project: 'fuzz-no-such-project' }),
   TaskResult: () => ({
     v: PROTOCOL_MAJOR, host: ghost, slot: 0, taskId: `${noJob}.0`, jobId: noJob, taskIndex: 0, attempt: 1, status: 'done',
     outputs: [{ frame: 1, path: '/nonexistent/fuzz/f_0001.png' }], stats, wantNext: false, want: 0,
@@ -255,6 +256,11 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     { label: 'remove a limit that does not exist', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', name: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
     // a name that is a valid token is looked up in a Map (no prototype to trip on), the rest fail the schema
     ...HOSTILE_IDS.map((name): SemanticCase => ({ label: `remove limit '${name}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name }), expect: { refuse: isToken(name) ? 'RB_BAD_ARGUMENT' : 'RB_SCHEMA_MISMATCH' } })),
+  ],
+  SharesRequest: [
+    { label: 'remove a share that was never set', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', project: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
+    { label: 'list the shares', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
+    ...HOSTILE_IDS.map((project): SemanticCase => ({ label: `remove share '${project}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), expect: { refuse: isToken(project) ? 'RB_BAD_ARGUMENT' : 'RB_SCHEMA_MISMATCH' } })),
   ],
   TaskResult: [
     { label: 'an unknown job', make: (f, r) => result(f, r, `fuzz-${r.string(8)}`, r.int(0, 5), r.int(1, 3), r.pick(['done', 'failed'])), expect: { answer: true, check: noTaskHandedOut } },

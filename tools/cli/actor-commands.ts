@@ -8,11 +8,14 @@ import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
+import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { defaultHostName, parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
 interface Stoppable {
   stop(o?: { graceMs?: number }): Promise<void>;
+  /** Settles when the actor stopped by itself (a render server told to stop over the bus). */
+  readonly stopped?: Promise<void>;
 }
 
 /** `renderbus registry`: the resource registry alone, against the farm's NATS. */
@@ -28,6 +31,15 @@ export async function schedulerCommand(c: CommandContext): Promise<number> {
   return runActor(c, 'scheduler', async (nc, site, log) => {
     const { startScheduler } = await import('../../actors/scheduler/index.ts');
     return startScheduler({ nc, site, log });
+  });
+}
+
+/** `renderbus notifier`: the notifier alone (webhooks, email), against the farm's NATS. */
+export async function notifierCommand(c: CommandContext<NotifierFlags>): Promise<number> {
+  const settings = notifierSettings(c.opts); // bad flags fail before anything connects
+  return runActor(c, 'notifier', async (nc, site, log) => {
+    const { startNotifier } = await import('../../actors/notifier/index.ts');
+    return startNotifier({ nc, site, log, ...settings });
   });
 }
 
@@ -47,7 +59,7 @@ export async function renderServerCommand(c: CommandContext<RenderServerOptions>
     'render-server',
     async (nc, site, log) => {
       const { startRenderServer } = await import('../../actors/render-server/index.ts');
-      return startRenderServer({ nc, site, log, ...o });
+      return startRenderServer({ nc, site, log, ...o, graceMs });
     },
     { graceMs },
   );
@@ -88,7 +100,8 @@ async function runActor(
     throw err;
   }
   log.info({ url: where.url, site: where.site }, 'actor running');
-  const signal = await sig.signal;
+  // a signal, or the actor stopping by itself: either way the process ends
+  const signal = await Promise.race([sig.signal, actor.stopped?.then(() => 'stopped over the bus' as const) ?? new Promise<never>(() => {})]);
   log.info({ signal }, 'stopping');
   try {
     await actor.stop(stopOptions);

@@ -2,7 +2,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, relative, resolve } from 'node:path';
 import { TypeCompiler, ValueErrorType, type ValueError } from '@sinclair/typebox/compiler';
 import {
-  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, RENDERERS, codecs, parseFrames, parsePattern, toProfile,
+  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, NOTIFY_TRIGGERS, NotifySettings, NotifyUrls, RENDERERS, codecs, notifyPlan, parseFrames, parsePattern, toProfile,
+  type JobNotify,
 } from '../../protocol/index.ts';
 import { UsageError } from './cli-error.ts';
 
@@ -22,9 +23,17 @@ export interface SubmitFlags {
   user?: string;
   group?: string;
   notify?: string[];
+  notifyUrl?: string[];
+  notifyEmail?: string[];
+  notifyEvery?: string;
+  /** Comma-separated: done,failed,cancelled,progress. */
+  notifyOn?: string;
   after?: string[];
   afterFrames?: string[];
   limit?: string[];
+  project?: string;
+  memory?: string;
+  taskDuration?: string;
 }
 
 export interface JobInput {
@@ -47,6 +56,8 @@ export interface BuiltJob {
 }
 
 const compiled = TypeCompiler.Compile(JobSpec);
+const compiledNotifyUrls = TypeCompiler.Compile(NotifyUrls);
+const compiledNotifySettings = TypeCompiler.Compile(NotifySettings);
 
 /** The field each flag fills (`--require` fills requirements.packages), so an error names what the user typed. */
 const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
@@ -64,9 +75,16 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['user', '/user'],
   ['group', '/group'],
   ['notify', '/notify'],
+  ['notifyUrl', '/notify/webhooks'],
+  ['notifyEmail', '/notify/email'],
+  ['notifyEvery', '/notify/everyPercent'],
+  ['notifyOn', '/notify/on'],
   ['after', '/after'],
   ['afterFrames', '/afterFrames'],
   ['limit', '/limits'],
+  ['project', '/project'],
+  ['memory', '/memoryMb'],
+  ['taskDuration', '/taskDuration'],
 ];
 
 type Json = Record<string, unknown>;
@@ -119,8 +137,10 @@ export function buildJob(input: JobInput): BuiltJob {
     if ([...seen].some((p) => e.path === p || e.path.startsWith(`${p}/`))) continue; // one message per field
     seen.add(e.path);
     if (e.type === ValueErrorType.ObjectRequiredProperty && (e.path === '/scene' || e.path === '/frames')) continue; // said above
+    if (e.path === '/notify') continue; // either of two forms: said below, by the form it has
     problems.push(`${label(e.path)}: ${explain(e)}`);
   }
+  checkNotifyField(raw.notify, label, problems);
   const typed = (path: string) => ![...seen].some((p) => path === p || path.startsWith(`${p}/`));
 
   if (typeof raw.frames === 'string' && typed('/frames')) {
@@ -187,10 +207,31 @@ function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, p
     const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`; // afterFrames → --after-frames
     fromFlag.set(path, flag);
     let v: unknown = value;
-    if (key === 'priority' || key === 'chunk') {
+    if (path.startsWith('/notify/')) {
+      // the settings form: URLs given as the array form (file or --notify) become its webhooks
+      if (Array.isArray(raw.notify)) raw.notify = { webhooks: raw.notify };
+      if (key === 'notifyUrl' && f.notify) v = [...f.notify, ...(value as string[])];
+      if (key === 'notifyOn') v = String(value).split(',').map((x) => x.trim()).filter((x) => x !== '');
+      if (key === 'notifyEvery') {
+        const text = String(value).trim().replace(/%$/, '');
+        if (!/^[+-]?\d+$/.test(text)) {
+          problems.push(`${flag}: '${value}' is not a whole number (percent of the frames between progress notifications, 1-99)`);
+          continue;
+        }
+        v = Number(text);
+      }
+    } else if (key === 'priority' || key === 'chunk' || key === 'memory') {
       const text = String(value).trim();
       if (!/^[+-]?\d+$/.test(text)) {
-        problems.push(`${flag}: '${value}' is not a whole number (${key === 'priority' ? '0-1000, lower is more urgent' : 'frames per task, at least 1'})`);
+        const what = { priority: '0-1000, lower is more urgent', chunk: 'frames per task, at least 1', memory: 'MB of memory a task may use' }[key];
+        problems.push(`${flag}: '${value}' is not a whole number (${what})`);
+        continue;
+      }
+      v = Number(text);
+    } else if (key === 'taskDuration') {
+      const text = String(value).trim();
+      if (!/^\d+(\.\d+)?$/.test(text)) {
+        problems.push(`${flag}: '${value}' is not a number of seconds (how long each task should last, at least 1)`);
         continue;
       }
       v = Number(text);
@@ -255,10 +296,12 @@ function explain(e: ValueError): string {
       return 'missing (required)';
     case ValueErrorType.Union:
       if (e.path === '/renderer') return `${short(e.value)} is not a renderer this farm drives (${RENDERERS.join(', ')})`;
+      if (/^\/notify\/on\/\d+$/.test(e.path)) return `${short(e.value)} is not something to notify of (${NOTIFY_TRIGGERS.join(', ')})`;
       break;
     case ValueErrorType.StringPattern:
       if (e.path === '/resolution') return `${short(e.value)} is not WIDTHxHEIGHT (e.g. 320x240)`;
-      if (e.path.startsWith('/notify/')) return `${short(e.value)} is not an http:// or https:// URL`;
+      if (/^\/notify(\/webhooks)?\/\d+$/.test(e.path)) return `${short(e.value)} is not an http:// or https:// URL`;
+      if (/^\/notify\/email\/\d+$/.test(e.path)) return `${short(e.value)} is not an email address (name@domain)`;
       if (e.path === '/output/pattern') return `${short(e.value)} must be a file name with a run of '#' for the frame number, e.g. 'shot_####.png'`;
       break;
     default:
@@ -271,6 +314,29 @@ function explain(e: ValueError): string {
 function short(v: unknown): string {
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/**
+ * The job's `notify`, in either form: schema errors by the form it has, then what the schema
+ * cannot see (protocol/messages/notify.ts: the same problems the scheduler refuses with RB_BAD_JOB).
+ */
+function checkNotifyField(notify: unknown, label: (p: string) => string, problems: string[]): void {
+  if (notify === undefined) return;
+  const isArray = Array.isArray(notify);
+  if (!isArray && !isObject(notify)) {
+    problems.push(`${label('/notify')}: must be a list of webhook URLs, or { "webhooks": [...], "email": [...], "on": [...], "everyPercent": N }, got ${short(notify)}`);
+    return;
+  }
+  const schema = isArray ? compiledNotifyUrls : compiledNotifySettings;
+  const seen = new Set<string>();
+  for (const e of schema.Errors(notify)) {
+    const path = `/notify${e.path}`;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    problems.push(`${label(path)}: ${explain({ ...e, path })}`);
+  }
+  if (seen.size > 0) return;
+  for (const p of notifyPlan(notify as JobNotify)?.problems ?? []) problems.push(`${label(`/${p.field.replace(/\./g, '/')}`)}: ${p.message}`);
 }
 
 const PATTERN_FIELDS = [

@@ -4,13 +4,17 @@ import { JobSpec, Requirements } from '../../protocol/index.ts';
 import type { RenderServerOptions } from './actor-commands.ts';
 import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
+import type { ContactSheetOptions } from './contact-sheet.ts';
 import type { DemoOptions } from './demo.ts';
+import type { HostOptions } from './host.ts';
 import { processIo, type Io } from './format.ts';
+import { NOTIFIER_FLAG_HELP, type NotifierFlags } from './notifier.ts';
 import { collect } from './option-values.ts';
+import { addSimFarmCommand } from './sim-farm.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'limit' | 'sick' | 'hosts' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'queue' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -18,6 +22,7 @@ export const defaultHandlers: Handlers = {
   up: async (c) => (await import('./up.ts')).upCommand(c as CommandContext<UpOptions>),
   registry: async (c) => (await import('./actor-commands.ts')).registryCommand(c),
   scheduler: async (c) => (await import('./actor-commands.ts')).schedulerCommand(c),
+  notifier: async (c) => (await import('./actor-commands.ts')).notifierCommand(c as CommandContext<NotifierFlags>),
   'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
   submit: async (c) => (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>),
   jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),
@@ -29,9 +34,13 @@ export const defaultHandlers: Handlers = {
   retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   why: async (c) => (await import('./why.ts')).whyCommand(c),
+  'contact-sheet': async (c) => (await import('./contact-sheet.ts')).contactSheetCommand(c as CommandContext<ContactSheetOptions>),
   limit: async (c) => (await import('./limit.ts')).limitCommand(c),
+  share: async (c) => (await import('./share.ts')).shareCommand(c),
   sick: async (c) => (await import('./sick.ts')).sickCommand(c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
+  host: async (c) => (await import('./host.ts')).hostCommand(c as CommandContext<HostOptions>),
+  queue: async (c) => (await import('./queue.ts')).queueCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
 };
@@ -65,6 +74,7 @@ Job file: one JSON object with the fields
   ${Object.keys(JobSpec.properties).join(', ')}
   requirements: { ${Object.keys(Requirements.properties).join(', ')} }
   output: { dir, pattern }
+  notify: [URL, ...] or { webhooks: [URL, ...], email: [address, ...], on: [done, failed, cancelled, progress], everyPercent: N }
 Paths in a job file are relative to the file. Every wrong field is reported by name.
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
@@ -106,7 +116,11 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1)')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
     .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
-    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.')
+    .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)
+    .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
+    .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
+    .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
+    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md.')
     .action(action('up'));
 
   program
@@ -120,6 +134,17 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .summary('run the scheduler alone')
     .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
     .action(action('scheduler'));
+
+  program
+    .command('notifier')
+    .summary('run the notifier alone: webhooks and email for jobs')
+    .description('run the notifier alone against the farm\'s NATS (JSON logs on stdout): it sends the webhooks and emails that jobs ask for in "notify" (their end, and their progress every N%) and reports each as an event on rb.<site>.evt.notify.<job>.<sent|failed>')
+    .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)
+    .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
+    .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
+    .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
+    .addHelpText('after', '\nRun one notifier per site (two would send everything twice). `renderbus up` runs one already.\nExample:\n  RB_WEBHOOK_SECRET=s3cret renderbus notifier --smtp smtp://mail.studio.example:25 --smtp-from renderfarm@studio.example')
+    .action(action('notifier'));
 
   program
     .command('render-server')
@@ -147,12 +172,19 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--require <pattern>', "a package the host must have, e.g. 'povray@3.7.*' (repeatable)", collect)
     .option('--license <name>', 'a license the host must hold (repeatable)', collect)
     .option('--chunk <n>', 'frames per task: consecutive frames rendered in one process')
+    .option('--task-duration <seconds>', 'how long each task should last: the scheduler grows or shrinks the chunk from measured frame times')
+    .option('--memory <MB>', 'memory a task may use: smaller hosts do not take it; a task over it is stopped and retried with 1.5 times as much')
+    .option('--project <name>', 'project (show) the job counts against in fair share (default: its group)')
     .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
     .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")
     .option('--name <name>', 'job name (default: the scene file name)')
     .option('--user <user>', 'submitting user (default: the OS user)')
     .option('--group <group>', 'group (default: the OS user\'s group)')
-    .option('--notify <url>', 'webhook URL to POST to when the job ends (repeatable)', collect)
+    .option('--notify <url>', 'webhook URL to POST to when the job ends, the original form (repeatable)', collect)
+    .option('--notify-url <url>', 'webhook URL that gets a signed JSON POST for the job\'s notifications (repeatable)', collect)
+    .option('--notify-email <address>', 'email address told when the job ends, and of its progress with --notify-every (repeatable)', collect)
+    .option('--notify-every <percent>', 'also notify every this many percent of the frames, with a sample frame (a thumbnail by email), e.g. 25')
+    .option('--notify-on <events>', "what to notify of, comma-separated: done,failed,cancelled,progress (default: the job's end, and progress with --notify-every)")
     .option('--limit <name>', 'a limit (licence) the job\'s tasks count against, see renderbus limit (repeatable)', collect)
     .option('--after-frames <id>', 'frame by frame: frame N starts once frame N of this job is done (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
@@ -190,6 +222,17 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .action(action('limit'));
 
   program
+    .command('share')
+    .summary('list or set the projects\' fair shares')
+    .description('fair share between projects (shows): no arguments lists the projects with their weight, share and use; PROJECT WEIGHT sets one (fair share is on once any is set, and projects not named weigh 1); PROJECT --remove removes one')
+    .argument('[project]', 'project name, as jobs give it in "project" (default: their group)')
+    .argument('[weight]', 'its weight: busy projects split the slots in proportion (1-10000)')
+    .option('--remove', 'remove the project\'s weight (it weighs 1 again; with no weight left, fair share is off)')
+    .option('--json', 'print the shares as JSON')
+    .addHelpText('after', '\nShares are restored at frame boundaries: a project under its share gets the slots that free next; nothing is killed.\nExample: renderbus share feature 3 && renderbus share commercials 1')
+    .action(action('share'));
+
+  program
     .command('sick')
     .summary('list sick hosts, or give one work again')
     .description('list the hosts that failed frames of several different jobs and get no work for a while (30 min); HOST --clear gives one work again once it is fixed')
@@ -205,6 +248,18 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--json', 'print the reason as JSON (kind, text and details)')
     .action(action('why'));
+
+  program
+    .command('contact-sheet')
+    .summary('write one image with every frame\'s thumbnail, for dailies')
+    .description('write one image with a thumbnail of every frame of a job in frame order, each labelled with its frame number; frames not done are grey tiles naming their state')
+    .argument('<id>', 'job id (see renderbus jobs)')
+    .option('--out <file>', 'the image to write: .png, or .jpg for JPEG; a directory writes the default name in it (default: ./<job name>-<id>-contact-sheet.png)')
+    .option('--columns <n>', 'thumbnails per row, 1-200 (default: about square, at least 4)')
+    .option('--width <px>', 'width of each thumbnail in pixels, 16-4096; the height follows the frames\' aspect (default: 240)')
+    .option('--json', 'print {path, frames, done, width, height, columns, unreadable, tiles} as JSON')
+    .addHelpText('after', '\nReads the frames from the job\'s output files, so it runs where the farm\'s storage is mounted.\nExits 1 when the job has no done frame yet, or when a done frame\'s file cannot be read (the sheet\nis still written, with that frame as a placeholder; the files are listed on stderr).\n\nExamples:\n  renderbus contact-sheet j1a2b3c4\n  renderbus contact-sheet j1a2b3c4 --out dailies/shot010.jpg --columns 6 --width 320')
+    .action(action('contact-sheet'));
 
   program
     .command('cancel')
@@ -238,10 +293,29 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   program
     .command('hosts')
-    .summary('list the render hosts with their inventory and slots')
-    .description('list the render hosts: inventory, packages, slots busy/free, last seen')
-    .option('--json', 'print the host records as JSON')
+    .summary('list the render hosts: up/down/sick, slots busy/free, load')
+    .description('list every render host: up (in the registry; draining too), down (dropped by the registry in the last 7 days, with why), sick (the scheduler gives it no work); slots busy/free, load, cpu, ram, os, packages, last seen')
+    .option('--json', 'print the hosts as JSON: the registry\'s records with state, draining, sick (null: unknown), slotsBusy and slotsFree')
+    .addHelpText('after', '\nWhen the scheduler does not answer, the hosts are still listed and sickness is reported unknown.')
     .action(action('hosts'));
+
+  program
+    .command('host')
+    .summary('show one render host, or drain or stop it')
+    .description('show one render host: machine, OS, CPUs, RAM, swap, rendering packages and versions, licenses, and each slot (state, task, job, frames, since when); --drain or --stop steers its render server from anywhere')
+    .argument('<name>', 'host name (see renderbus hosts)')
+    .option('--drain', 'the render server takes no new frames, hands back those it held and finishes the running ones; it stays on the farm until stopped')
+    .option('--stop', 'the render server drains (running frames may finish for its --grace, default 60 s, then are handed back), leaves the farm and exits')
+    .option('--json', 'print the host as JSON (with --drain/--stop: the render server\'s answer)')
+    .addHelpText('after', '\nAn unknown host is an error (exit 1) that names the hosts there are.\nExamples:\n  renderbus host node-7\n  renderbus host node-7 --drain')
+    .action(action('host'));
+
+  program
+    .command('queue')
+    .summary('show the queue in order, with why each job waits')
+    .description('show the jobs that have not ended in queue order: position, job, name, project, priority, state, frames queued/running/done, and why it waits; with fair share on, the projects\' shares above')
+    .option('--json', 'print {shares, jobs} as JSON: the shares reply (null when it failed) and the job summaries, each with its position')
+    .action(action('queue'));
 
   program
     .command('tail')
@@ -261,6 +335,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .addHelpText('after', '\nNeeds povray and nats-server (npm run demo installs them). With --data DIR the farm lives in DIR\ninstead of a temporary directory, and DIR is kept.')
     .action(action('demo'));
 
+  addSimFarmCommand(program, io, onResult);
   return program;
 }
 

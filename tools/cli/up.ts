@@ -7,10 +7,11 @@ import type { CommandContext } from './command-context.ts';
 import { paint } from './format.ts';
 import { checkGlobals, dataDirOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
+import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { parseCount, parsePort, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
-export interface UpOptions {
+export interface UpOptions extends NotifierFlags {
   slots?: string;
   port?: string;
   listen?: string;
@@ -29,6 +30,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const host = c.opts.host !== undefined ? parseToken('--host', c.opts.host) : undefined;
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const dataDir = dataDirOf(g);
+  const notifierOptions = notifierSettings(c.opts);
 
   const running = await readFarmFile(dataDir).catch(() => null);
   if (running && running.pid !== process.pid && pidAlive(running.pid)) {
@@ -49,6 +51,24 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
     throw err;
   }
 
+  // the notifier joins like any other actor, with its own connection (sites/site.ts starts the rest)
+  const { connectBus } = await import('../../actors/bus/index.ts');
+  const { startNotifier } = await import('../../actors/notifier/index.ts');
+  let notifierNc: Awaited<ReturnType<typeof connectBus>> | undefined;
+  let notifier: Awaited<ReturnType<typeof startNotifier>>;
+  try {
+    notifierNc = await connectBus({ servers: farm.url, name: `${farm.site}-notifier`, log: log.child({ conn: 'notifier' }) });
+    notifier = await startNotifier({ nc: notifierNc, site: farm.site, log, ...notifierOptions });
+  } catch (err) {
+    sig.dispose();
+    log.error({ err }, 'notifier failed to start');
+    await notifierNc?.close();
+    await farm.stop();
+    log.flush();
+    throw err;
+  }
+  const nc = notifierNc;
+
   const p = paint(c.io.stdout);
   const data = g.data !== undefined && g.data !== DEFAULT_DATA_DIR ? ` --data ${g.data}` : '';
   const local = /\/\/(127\.|localhost|\[::1\])/.test(farm.url);
@@ -59,6 +79,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
+      `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',
       `  renderbus${data} submit scene.pov --frames 1-24 --wait`,
@@ -75,6 +96,9 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   c.io.stdout.write(`${signal === 'SIGINT' ? '\n' : ''}stopping the farm: running frames may finish for ${graceMs / 1000} s...\n`);
   log.info({ signal, graceMs }, 'stopping the farm');
   try {
+    // first, while NATS still runs: notifications in flight finish (a few seconds at most) and report
+    await notifier.stop();
+    await nc.drain().catch(() => nc.close());
     await farm.stop({ graceMs });
   } finally {
     sig.dispose();

@@ -31,6 +31,7 @@ export function explainWhy(job: JobSummary, p: Paint): string {
   for (const near of w.closest ?? []) lines.push(`  ${near.host} lacks ${near.missing.join(', ')}`);
   if (w.busy) lines.push(`  slots running more urgent jobs: ${w.busy.moreUrgent}; jobs of its priority submitted earlier: ${w.busy.samePriority}; less urgent jobs started first: ${w.busy.lessUrgent}`);
   if (w.hosts) lines.push(`  kept away from: ${w.hosts.join(', ')}`);
+  if (w.share) lines.push(`  see: renderbus share (projects, their weights and the slots they hold)`);
   if (w.job) lines.push(`  see: renderbus why ${w.job}`);
   return `${lines.join('\n')}\n`;
 }

@@ -1,0 +1,10 @@
+export { startNotifier, type NotifierOptions, type NotifierHandle } from './runtime.ts';
+export { notifierMachine, STOPPED_EARLY, type LookupResult, type NotifierInput } from './machine.ts';
+export { retryingMachine, isRetryable, type RetryReport } from './retry-machine.ts';
+export { DEFAULT_RETRY, backoffMs, backoffSchedule, type RetryPolicy } from './backoff.ts';
+export { SIGNATURE_HEADER, signBody, verifySignature } from './signature.ts';
+export { webhookRequest, postWebhook, webhookOrigin } from './webhook.ts';
+export { EmailSender, smtpFailure, type SmtpSettings } from './email.ts';
+export { emailText } from './email-text.ts';
+export { DeliveryError, type Notification, type Outcome, type DeliveryReceipt, type Sample } from './notification.ts';
+export { onJobEvent, watchFor, notificationsFor, type JobWatch } from './job-watch.ts';

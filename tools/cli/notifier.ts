@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { EmailAddress } from '../../protocol/index.ts';
+import type { NotifierOptions } from '../../actors/notifier/index.ts';
+import { UsageError } from './cli-error.ts';
+import { parseCount } from './option-values.ts';
+
+/** The notifier's flags (`renderbus notifier`, `renderbus up`) as commander hands them over. */
+export interface NotifierFlags {
+  smtp?: string;
+  smtpFrom?: string;
+  webhookSecretFile?: string;
+  notifyAttempts?: string;
+}
+
+/** The flags' help texts, shared by `notifier` and `up` so they say the same. */
+export const NOTIFIER_FLAG_HELP = {
+  smtp: 'SMTP server for email notifications, smtp://[user:pass@]host[:port] or smtps://… (default: $RB_SMTP_URL; none: email notifications fail)',
+  smtpFrom: 'sender of the emails (default: $RB_SMTP_FROM, else renderbus@<this host>)',
+  webhookSecretFile: 'file holding the secret that signs webhooks (x-renderbus-signature; default: $RB_WEBHOOK_SECRET; none: unsigned)',
+  notifyAttempts: 'attempts per notification before it is given up, waiting 1, 2, 4, 8 s… between them (default: 5)',
+} as const;
+
+const EMAIL = new RegExp(String(EmailAddress.pattern));
+
+/**
+ * The notifier's settings from its flags and the environment (RB_SMTP_URL, RB_SMTP_FROM,
+ * RB_WEBHOOK_SECRET); a flag wins over its variable. Throws UsageError naming the flag.
+ */
+export function notifierSettings(flags: NotifierFlags, env: NodeJS.ProcessEnv = process.env): Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'> {
+  const out: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'> = {};
+  const smtpUrl = flags.smtp ?? (env.RB_SMTP_URL || undefined);
+  const smtpFlag = flags.smtp !== undefined ? '--smtp' : 'RB_SMTP_URL';
+  if (smtpUrl !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(smtpUrl);
+    } catch {
+      throw new UsageError(`${smtpFlag}: '${smtpUrl}' is not a URL (e.g. smtp://mail.studio.example:25, smtps://user:pass@mail.studio.example)`);
+    }
+    if (u.protocol !== 'smtp:' && u.protocol !== 'smtps:') throw new UsageError(`${smtpFlag}: '${u.protocol}' is not smtp: or smtps: (e.g. smtp://mail.studio.example:25)`);
+    const from = flags.smtpFrom ?? (env.RB_SMTP_FROM || `renderbus@${hostname()}`);
+    if (!EMAIL.test(from)) throw new UsageError(`${flags.smtpFrom !== undefined ? '--smtp-from' : 'RB_SMTP_FROM'}: '${from}' is not an email address (name@domain)`);
+    out.smtp = { url: smtpUrl, from };
+  } else if (flags.smtpFrom !== undefined) {
+    throw new UsageError('--smtp-from: give the SMTP server as well (--smtp URL or RB_SMTP_URL)');
+  }
+  if (flags.webhookSecretFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(flags.webhookSecretFile, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--webhook-secret-file: cannot read ${flags.webhookSecretFile} (${(err as Error).message})`, { cause: err });
+    }
+    const secret = text.replace(/\r?\n$/, '');
+    if (secret.trim() === '') throw new UsageError(`--webhook-secret-file: ${flags.webhookSecretFile} is empty`);
+    out.webhookSecret = secret;
+  } else if (env.RB_WEBHOOK_SECRET) {
+    out.webhookSecret = env.RB_WEBHOOK_SECRET;
+  }
+  if (flags.notifyAttempts !== undefined) out.retry = { attempts: parseCount('--notify-attempts', flags.notifyAttempts, { min: 1, max: 100 }) };
+  return out;
+}

@@ -1,6 +1,6 @@
 import type { TSchema } from '@sinclair/typebox';
 import { HostCtl, HostEvent } from './messages/host-events.ts';
-import { JournalRecord } from './messages/journal.ts';
+import { JournalEntry } from './messages/journal.ts';
 import { HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister, HostRegisterReply, ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello } from './messages/registry.ts';
 import { CtlReply, CtlRequest, FrameEvent, JobEvent, QueryReply, QueryRequest, SubmitReply, SubmitRequest } from './messages/scheduler.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
@@ -44,5 +44,5 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.evt.frame.<job>.<frame>.<event>', kind: 'event', from: 'scheduler, render server', to: 'anyone', what: 'Frame events: dispatched, retrying, done, failed (scheduler); started, progress (render server).', message: ['FrameEvent', FrameEvent] },
   { subject: 'rb.<site>.evt.notify.<job>.<event>', kind: 'event', from: 'notifier', to: 'anyone', what: 'Notifications of a job (its end, its progress every N%): sent (a webhook answered 2xx, or the SMTP server took the email) or failed (given up, with the error). One per webhook URL, and one per email, each time. The notifier learns what a job asks for from the journal\'s submit records (live) or from `sched.query`.', message: ['NotifyEvent', NotifyEvent] },
   { subject: 'rb.<site>.evt.host.<host>.<event>', kind: 'event', from: 'render server, registry', to: 'anyone', what: 'Host events: slot (render server), up and down (registry).', message: ['HostEvent', HostEvent] },
-  { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel, ctl, limit and share records.', message: ['JournalRecord', JournalRecord] },
+  { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel, ctl, limit and share records; task records appended together go in one batch message.', message: ['JournalEntry', JournalEntry] },
 ];

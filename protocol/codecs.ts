@@ -10,7 +10,7 @@ import {
 } from './messages/scheduler.ts';
 import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messages/task.ts';
 import { Reply } from './messages/common.ts';
-import { JournalRecord } from './messages/journal.ts';
+import { JournalEntry, JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
@@ -49,6 +49,7 @@ export const codecs = {
   hostEvent: codecFor(HostEvent),
   hostCtl: codecFor(HostCtl),
   journalRecord: codecFor(JournalRecord),
+  journalEntry: codecFor(JournalEntry),
   leaseReport: codecFor(LeaseReport),
   schedHello: codecFor(SchedulerHello),
   limitsRequest: codecFor(LimitsRequest),

@@ -59,7 +59,7 @@ export function planDispatch(
   }
   const waiting = new Map<Job, WaitReason>();
   for (const c of candidates) {
-    if (c.given > 0 || c.job.machine.getSnapshot().context.running > 0) continue;
+    if (c.given > 0 || c.job.counts.running > 0) continue;
     waiting.set(c.job, whyNoSlot(book, c, now));
   }
   return { byHost: round.byHost, waiting };

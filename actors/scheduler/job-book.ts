@@ -4,7 +4,7 @@ import {
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
-import { jobMachine } from './job-machine.ts';
+import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
 
 export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
@@ -66,6 +66,8 @@ export interface Job {
   /** Why the last dispatch round gave it no slot. */
   waiting?: WaitReason;
   machine: Actor<typeof jobMachine>;
+  /** Frames queued, running, done and failed; the machine hears only what changes its state. */
+  counts: JobCounts;
   /** Host name → matches this job's profile; inventories rarely change, so this is cached. */
   matchCache: Map<string, boolean>;
   timedTasks: number;
@@ -163,7 +165,8 @@ export class JobBook {
   private seq = 0;
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
-    const machine = createActor(jobMachine, { input: { total: prepared.frames.length } }).start();
+    const machine = createActor(jobMachine).start();
+    const total = prepared.frames.length;
     const job: Job = {
       id,
       seq: this.seq++,
@@ -183,6 +186,7 @@ export class JobBook {
       queuedTasks: prepared.tasks.length,
       inPending: false,
       machine,
+      counts: { total, queued: total, running: 0, done: 0, failed: 0 },
       matchCache: new Map(),
       timedTasks: 0,
       timedMs: 0,
@@ -210,7 +214,7 @@ export class JobBook {
     if (FINISHED.has(v)) return v as JobState;
     if (job.held) return 'held';
     if (job.paused) return 'paused';
-    return (v === 'settling' ? 'rendering' : v) as JobState;
+    return v as JobState;
   }
 
   isFinished(job: Job): boolean {
@@ -463,7 +467,11 @@ export class JobBook {
     job.finishedAt = undefined;
     job.hostFailures.clear(); // a retry is a fresh start for every host too
     this.pendingDirty = true; // jobs that run after it wait again
-    job.machine.send({ type: 'frames.retry', done, failed });
+    const c = job.counts;
+    c.done -= done;
+    c.failed -= failed;
+    c.queued += done + failed;
+    job.machine.send({ type: 'job.retry' });
     this.enqueue(job);
     return tasks;
   }
@@ -555,7 +563,7 @@ export class JobBook {
     this.addLease(job, task, host, slot, now);
     job.startedAt ??= now;
     job.waiting = undefined;
-    job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
+    this.countDispatched(job, task.frames.length);
     const p = job.prepared;
     return {
       taskId: taskId(job.id, task.index),
@@ -625,7 +633,7 @@ export class JobBook {
       job.timedTasks += 1;
       job.timedMs += r.stats.wallMs;
       job.timedFrames += task.frames.length;
-      job.machine.send({ type: 'frames.done', n: task.frames.length, fromQueue: wasQueued });
+      this.countEnded(job, task.frames.length, 0, wasQueued);
       if (job.spec.taskDuration !== undefined) {
         const plan = this.planRechunk(job);
         if (plan) {
@@ -650,7 +658,7 @@ export class JobBook {
       return { kind: 'accepted', job, task, retried: true, ...(sick ? { sick } : {}) };
     }
     task.state = TaskState.Failed;
-    job.machine.send({ type: 'frames.failed', n: task.frames.length, fromQueue: wasQueued });
+    this.countEnded(job, 0, task.frames.length, wasQueued);
     this.finishIfEnded(job, now);
     return { kind: 'accepted', job, task, retried: false, ...(sick ? { sick } : {}) };
   }
@@ -733,7 +741,7 @@ export class JobBook {
     this.addLease(job, task, host, slot, now);
     job.startedAt ??= now;
     job.waiting = undefined;
-    job.machine.send({ type: 'frames.dispatched', n: task.frames.length });
+    this.countDispatched(job, task.frames.length);
   }
 
   /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
@@ -747,6 +755,8 @@ export class JobBook {
     this.pendingDirty = true;
     job.requeued = [];
     job.finishedAt = now;
+    job.counts.queued = 0; // a cancelled job's unfinished frames are neither queued nor running any more
+    job.counts.running = 0;
     job.machine.send({ type: 'job.cancel' });
     return running;
   }
@@ -796,13 +806,12 @@ export class JobBook {
     const r = job.restored;
     if (!r) return;
     job.restored = undefined;
-    if (r.done > 0) job.machine.send({ type: 'frames.done', n: r.done, fromQueue: true });
-    if (r.failed > 0) job.machine.send({ type: 'frames.failed', n: r.failed, fromQueue: true });
+    this.countEnded(job, r.done, r.failed, true);
     this.finishIfEnded(job, r.at);
   }
 
   summary(job: Job): JobSummary {
-    const c = job.machine.getSnapshot().context;
+    const c = job.counts;
     const s: JobSummary = {
       jobId: job.id,
       name: job.name,
@@ -948,6 +957,24 @@ export class JobBook {
     return undefined;
   }
 
+  /** Frames left the queue for slots; the first ones start the job. */
+  private countDispatched(job: Job, n: number): void {
+    job.counts.queued -= n;
+    job.counts.running += n;
+    if (job.machine.getSnapshot().value === 'queued') job.machine.send({ type: 'job.started' });
+  }
+
+  /** Frames ended, done or failed, from slots or straight from the queue (replay); the last ones end the job. */
+  private countEnded(job: Job, done: number, failed: number, fromQueue: boolean): void {
+    const c = job.counts;
+    if (job.machine.getSnapshot().status !== 'active') return; // cancelled: its counts stay as they are
+    c.done += done;
+    c.failed += failed;
+    if (fromQueue) c.queued -= done + failed;
+    else c.running -= done + failed;
+    if (done + failed > 0 && c.done + c.failed === c.total) job.machine.send({ type: 'job.ended', failed: c.failed > 0 });
+  }
+
   /** One queued task of the job was taken. */
   private took(job: Job): void {
     job.queuedTasks -= 1;
@@ -1030,7 +1057,8 @@ export class JobBook {
     this.dropLease(task);
     task.state = TaskState.Queued;
     job.runningTasks -= 1;
-    job.machine.send({ type: 'frames.requeued', n: task.frames.length });
+    job.counts.running -= task.frames.length;
+    job.counts.queued += task.frames.length;
     this.pushQueued(job, task);
   }
 

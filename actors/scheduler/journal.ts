@@ -1,7 +1,17 @@
 import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { codecs, FarmError, streams, subjects, type JournalRecord } from '../../protocol/index.ts';
+import { codecs, FarmError, PROTOCOL_MAJOR, streams, subjects, type JournalRecord } from '../../protocol/index.ts';
+
+type TaskRecord = Extract<JournalRecord, { kind: 'task' }>;
+interface Pending {
+  rec: JournalRecord;
+  id: string | undefined;
+  done: (err?: unknown) => void;
+}
+
+/** Task records stored in one message at most (well under a NATS message: a record is ~200 bytes). */
+const MAX_BATCH = 500;
 
 const DAY_NS = 24 * 3600 * 1e9;
 
@@ -11,6 +21,9 @@ const DAY_NS = 24 * 3600 * 1e9;
  * recent events. See docs/architecture.md, "Durability".
  */
 export class Journal {
+  /** Appends not written yet: written together at the end of this turn of the loop. */
+  private queue: Pending[] = [];
+
   private constructor(
     private readonly js: JetStreamClient,
     private readonly site: string,
@@ -40,16 +53,51 @@ export class Journal {
     return new Journal(jetstream(nc, { timeout: 5_000 }), site, log);
   }
 
-  /** Appends one record; resolves once JetStream has stored it. `id` makes a retry idempotent. */
-  async append(rec: JournalRecord, id?: string): Promise<void> {
-    try {
-      await this.js.publish(subjects.journal(this.site, rec.kind), codecs.journalRecord.encode(rec), id ? { msgID: id } : undefined);
-    } catch (cause) {
-      throw new FarmError('RB_SCHEDULER_UNAVAILABLE', `could not store the ${rec.kind} record durably: ${(cause as Error).message}`, { cause, retryable: true });
+  /**
+   * Appends one record; resolves once JetStream has stored it. Records appended in the same turn
+   * of the loop are written in order, consecutive task records together as one batch message:
+   * at thousands of results a second one write per result was an eighth of the scheduler's time
+   * and most of nats-server's. `id` makes a record written alone idempotent; a replay applies
+   * every record idempotently anyway.
+   */
+  append(rec: JournalRecord, id?: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ rec, id, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  /** Writes what was appended, in order: runs of task records as batches, anything else alone. */
+  private flush(): void {
+    const queue = this.queue;
+    this.queue = [];
+    let i = 0;
+    while (i < queue.length) {
+      let j = i + 1;
+      if (queue[i]!.rec.kind === 'task') while (j < queue.length && j - i < MAX_BATCH && queue[j]!.rec.kind === 'task') j += 1;
+      void this.write(queue.slice(i, j));
+      i = j;
     }
   }
 
-  /** Replays every record in order; a record that no longer decodes is logged and skipped. */
+  private async write(group: Pending[]): Promise<void> {
+    const first = group[0]!;
+    try {
+      if (group.length === 1) {
+        await this.js.publish(subjects.journal(this.site, first.rec.kind), codecs.journalEntry.encode(first.rec), first.id ? { msgID: first.id } : undefined);
+      } else {
+        const records = group.map((p) => p.rec as TaskRecord);
+        await this.js.publish(subjects.journal(this.site, 'batch'), codecs.journalEntry.encode({ v: PROTOCOL_MAJOR, kind: 'batch', records }));
+      }
+      for (const p of group) p.done();
+    } catch (cause) {
+      const what = group.length === 1 ? `the ${first.rec.kind} record` : `${group.length} task records`;
+      const err = new FarmError('RB_SCHEDULER_UNAVAILABLE', `could not store ${what} durably: ${(cause as Error).message}`, { cause, retryable: true });
+      for (const p of group) p.done(err);
+    }
+  }
+
+  /** Replays every record in order (batches record by record); a record that no longer decodes is logged and skipped. Returns how many records. */
   async replay(apply: (rec: JournalRecord) => void): Promise<number> {
     const jsm = await this.js.jetstreamManager();
     const info = await jsm.streams.info(streams.journal(this.site));
@@ -58,11 +106,20 @@ export class Journal {
     const iter = await consumer.consume({ max_messages: 1000 });
     let n = 0;
     for await (const m of iter) {
-      n += 1;
+      let records: JournalRecord[] = [];
       try {
-        apply(codecs.journalRecord.decode(m.data));
+        const entry = codecs.journalEntry.decode(m.data);
+        records = entry.kind === 'batch' ? entry.records : [entry];
       } catch (err) {
         this.log.warn({ err, seq: m.seq }, 'skipped unreadable journal record');
+      }
+      for (const rec of records) {
+        n += 1;
+        try {
+          apply(rec);
+        } catch (err) {
+          this.log.warn({ err, seq: m.seq, kind: rec.kind }, 'skipped a journal record that could not be applied');
+        }
       }
       if (m.info.pending === 0) break;
     }

@@ -5,34 +5,38 @@ import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
 
+/** A task's ended attempt (done, or failed: retried or for good). */
+export const TaskRecord = Type.Object({
+  v: V,
+  kind: Type.Literal('task'),
+  jobId: Token,
+  taskIndex: Type.Integer({ minimum: 0 }),
+  status: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
+  attempt: Type.Integer({ minimum: 1 }),
+  host: Type.String(),
+  slot: Type.Integer({ minimum: 0 }),
+  outputs: Type.Array(Type.Object({ frame: Type.Integer(), path: Type.String() })),
+  error: Type.Optional(Type.String()),
+  /** A failed attempt that was queued again (counts toward the job's maxAttempts after a restart). */
+  retry: Type.Optional(Type.Boolean()),
+  /**
+   * taskDuration: this result made the scheduler split the job's tasks not handed out yet
+   * again: those at order positions `from` on (all but `keep`) became tasks of `size` frames,
+   * appended with new indices.
+   */
+  rechunk: Type.Optional(Type.Object({ from: Type.Integer({ minimum: 0 }), keep: Type.Array(Type.Integer({ minimum: 0 })), size: Type.Integer({ minimum: 1, maximum: 10000 }) })),
+  stats: TaskStats,
+  at: Millis,
+});
+
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share.
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share
+ * (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
-  Type.Object({
-    v: V,
-    kind: Type.Literal('task'),
-    jobId: Token,
-    taskIndex: Type.Integer({ minimum: 0 }),
-    status: Type.Union([Type.Literal('done'), Type.Literal('failed')]),
-    attempt: Type.Integer({ minimum: 1 }),
-    host: Type.String(),
-    slot: Type.Integer({ minimum: 0 }),
-    outputs: Type.Array(Type.Object({ frame: Type.Integer(), path: Type.String() })),
-    error: Type.Optional(Type.String()),
-    /** A failed attempt that was queued again (counts toward the job's maxAttempts after a restart). */
-    retry: Type.Optional(Type.Boolean()),
-    /**
-     * taskDuration: this result made the scheduler split the job's tasks not handed out yet
-     * again: those at order positions `from` on (all but `keep`) became tasks of `size` frames,
-     * appended with new indices.
-     */
-    rechunk: Type.Optional(Type.Object({ from: Type.Integer({ minimum: 0 }), keep: Type.Array(Type.Integer({ minimum: 0 })), size: Type.Integer({ minimum: 1, maximum: 10000 }) })),
-    stats: TaskStats,
-    at: Millis,
-  }),
+  TaskRecord,
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
   LimitRecord,
   ShareRecord,
@@ -48,3 +52,13 @@ export const JournalRecord = Type.Union([
   }),
 ]);
 export type JournalRecord = Static<typeof JournalRecord>;
+
+/**
+ * What is written to the stream: one record, or task records that were appended in the same
+ * turn of the scheduler's loop, stored as one message (one JetStream write for many results).
+ */
+export const JournalEntry = Type.Union([
+  JournalRecord,
+  Type.Object({ v: V, kind: Type.Literal('batch'), records: Type.Array(TaskRecord, { minItems: 1, maxItems: 1000 }) }),
+]);
+export type JournalEntry = Static<typeof JournalEntry>;

@@ -93,7 +93,8 @@ test('control - a comp submitted --after its render starts once the render is do
   await farm.scheduler();
   await farm.renderServer('box', 2);
   const render = await farm.ledgerJob('render', '1-3', 0.8);
-  const renderId = await farm.submit(render.spec);
+  // held until the comp is queued: on a loaded machine the render could end before the CLI submits
+  const renderId = await farm.submit({ ...render.spec, hold: true });
   const scene = await farm.writeScene('comp.txt', 'x');
   const out = join(farm.dir, 'comp');
   const sub = rb(farm, 'submit', scene, '--frames', '1-2', '--command', 'sh -c "echo {frame} > {output}"', '--pattern', 'c_#.txt', '--output', out, '--after', renderId, '--json');
@@ -102,6 +103,7 @@ test('control - a comp submitted --after its render starts once the render is do
   const early = await farm.job(compId);
   assert.equal(early.counts.done + early.counts.running, 0);
   assert.match(early.waiting ?? '', new RegExp(`waiting for job ${renderId} \\(render\\)`));
+  assert.equal(rb(farm, 'release', renderId).code, 0);
   const renderDone = await farm.waitJob(renderId, 'done', 60_000);
   const comp = await farm.waitJob(compId, 'done', 60_000);
   const firstComp = Math.min(...comp.frames.map((f) => f.startedAt!));

@@ -124,7 +124,7 @@ class Round {
 /** Why a job got no slot this round. */
 function whyNoSlot(book: JobBook, c: Candidate, now: number): WaitReason {
   const { job, match } = c;
-  if (match.hosts.length > 0) {
+  if (job.memoryRaised && match.hosts.length > 0) {
     const biggest = Math.max(...match.hosts.map((h) => h.inventory.ramMb));
     const need = book.memoryBlocked(job, biggest);
     if (need !== undefined) {

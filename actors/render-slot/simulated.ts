@@ -8,7 +8,7 @@ import {
   type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import { SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS } from './machine.ts';
-import type { SlotFactory, SlotHandle } from './runtime.ts';
+import type { RenderSlotOptions, SlotFactory, SlotHandle } from './runtime.ts';
 import type { SimStats, TaskSource } from './sim-stats.ts';
 import type { SimTimer, SimTimers } from './sim-timers.ts';
 
@@ -35,14 +35,8 @@ export interface SimulationOptions {
   giveUp?: () => boolean;
 }
 
-export interface SimulatedSlotOptions extends SimulationOptions {
-  nc: NatsConnection;
-  site: string;
-  host: string;
-  serverId: string;
-  index: number;
-  log: Logger;
-}
+/** What a simulated slot is told: the simulation, and the same identity a real slot gets. */
+export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log'>;
 
 type Phase = 'idle' | 'rendering' | 'reporting' | 'retrying' | 'stopped';
 type Ended = Omit<TaskResult, 'v' | 'host' | 'wantNext' | 'want'>;

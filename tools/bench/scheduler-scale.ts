@@ -11,6 +11,7 @@ import { Histogram, type SimStatsSnapshot } from '../../actors/render-slot/index
 import { codecs, PROTOCOL_MAJOR, subjects, type JobSpec } from '../../protocol/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
 import { waitUntil } from '../lib/wait-until.ts';
+import { mulberry32 } from '../lib/prng.ts';
 
 /*
  * Issue 4, the scheduler at scale: "a simulated farm … so one machine can stand in for 10,000
@@ -180,17 +181,6 @@ async function runQueueS(pid: number): Promise<number> {
 
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
-/** A small, seeded PRNG (mulberry32): the same queue every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const GROUPS = ['anim', 'fx', 'lighting', 'comp', 'lookdev'];
 const PRIORITIES = [10, 30, 50, 50, 50, 70, 90];
@@ -202,7 +192,7 @@ const PRIORITIES = [10, 30, 50, 50, 50, 70, 90];
  * All held: they are released together once every one is queued.
  */
 export function scaleJobs(jobs: number, frames: number, dir: string): JobSpec[] {
-  const rand = prng(4);
+  const rand = mulberry32(4); // the same queue every run
   const weights = Array.from({ length: jobs }, () => 0.2 + 1.8 * rand());
   const total = weights.reduce((a, b) => a + b, 0);
   const sizes = weights.map((w) => Math.max(1, Math.floor((frames * w) / total)));

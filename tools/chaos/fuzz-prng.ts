@@ -1,21 +1,19 @@
+import { mulberry32 } from '../lib/prng.ts';
+
 /**
  * A small seeded PRNG (mulberry32) and the helpers the fuzzer draws with. Every case gets a
  * generator of its own, derived from (seed, subject, case number), so a case can be replayed
  * alone and the order requests happen to be answered in never changes what is generated.
  */
 export class Rng {
-  private state: number;
+  private readonly draw: () => number;
   constructor(seed: number) {
-    this.state = seed >>> 0;
+    this.draw = mulberry32(seed);
   }
 
   /** A float in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.draw();
   }
 
   /** An integer in [min, max]. */

@@ -12,17 +12,7 @@ import { frameFileName, type JobSpec } from '../../protocol/index.ts';
  * animation whose PNGs are decoded and compared.
  */
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same run plan. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../lib/prng.ts';
 
 export type Rng = () => number;
 export const uniform = (rnd: Rng, lo: number, hi: number) => lo + (hi - lo) * rnd();

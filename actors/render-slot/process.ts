@@ -179,11 +179,21 @@ async function startError(bin: string, cwd: string, err: NodeJS.ErrnoException):
   return new FarmError('RB_RENDER_FAILED', `could not start '${bin}': ${err.message}`, { cause: err });
 }
 
-/** Sum of CPU ticks and memory over a live process tree, or null when the root is gone. */
-export async function sampleTree(root: number): Promise<{ ticks: number; rssKb: number; peakKb: number } | null> {
+/** One sample of a process tree; the byte counts only when asked for (`io`). */
+export interface TreeSample {
+  ticks: number;
+  rssKb: number;
+  peakKb: number;
+  /** Bytes read and written through system calls (`/proc/<pid>/io` rchar/wchar, pipes included), summed over the live tree. */
+  readBytes?: number;
+  writtenBytes?: number;
+}
+
+/** Sum of CPU ticks and memory (and with `io`, bytes read and written) over a live process tree, or null when the root is gone. */
+export async function sampleTree(root: number, opts: { io?: boolean } = {}): Promise<TreeSample | null> {
   const pids = await treePids(root);
   if (pids.length === 0) return null;
-  const stats = await Promise.all(pids.map(readProc));
+  const [stats, io] = await Promise.all([Promise.all(pids.map(readProc)), opts.io ? Promise.all(pids.map(readIo)) : null]);
   let ticks = 0;
   let rssKb = 0;
   let hwmKb = 0;
@@ -194,7 +204,29 @@ export async function sampleTree(root: number): Promise<{ ticks: number; rssKb: 
     if (s.hwmKb > hwmKb) hwmKb = s.hwmKb;
   }
   if (!stats[0]) return null;
-  return { ticks, rssKb, peakKb: Math.max(rssKb, hwmKb) };
+  const out: TreeSample = { ticks, rssKb, peakKb: Math.max(rssKb, hwmKb) };
+  if (io) {
+    out.readBytes = 0;
+    out.writtenBytes = 0;
+    for (const x of io) {
+      if (!x) continue;
+      out.readBytes += x.read;
+      out.writtenBytes += x.written;
+    }
+  }
+  return out;
+}
+
+/** A process's I/O counters, or null when it is gone (or its io file is not readable). */
+async function readIo(pid: number): Promise<{ read: number; written: number } | null> {
+  try {
+    const text = await readFile(`/proc/${pid}/io`, 'utf8');
+    const read = /^rchar:\s+(\d+)/m.exec(text);
+    const written = /^wchar:\s+(\d+)/m.exec(text);
+    return { read: read ? Number(read[1]) : 0, written: written ? Number(written[1]) : 0 };
+  } catch {
+    return null;
+  }
 }
 
 /** The root and all its descendants, found through /proc/<pid>/task/<tid>/children. */

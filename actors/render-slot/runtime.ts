@@ -6,12 +6,12 @@ import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { call } from '../bus/index.ts';
 import {
   codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
-  type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
+  type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
-import { runProcess, type ProcessExit } from './process.ts';
+import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
 
@@ -51,6 +51,10 @@ export interface RenderTaskOptions {
   launcher?: Launcher;
   /** Told of the renderer's memory (resident, whole process tree) at every /proc sample. */
   onMemory?: (rssKb: number) => void;
+  /** Told of the task's process figures every `statsEveryMs` while a process runs (one timer per running task). */
+  onStats?: (s: LiveStats) => void;
+  /** Default 2000 ms. */
+  statsEveryMs?: number;
 }
 
 /**
@@ -68,6 +72,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
   const produced: { frame: number; file: string }[] = [];
   let error: { code: string; message: string } | undefined;
   let spoke = false; // whether the renderer printed anything
+  const taskStarted = performance.now();
   try {
     for (const inv of prepared.invocations) {
       if (o.signal?.aborted) {
@@ -89,15 +94,18 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         launcher: o.launcher,
         ...(o.onMemory ? { onSample: (u: { rssKb: number }) => o.onMemory!(u.rssKb) } : {}),
       });
+      const stopStats = o.onStats ? liveStats(proc, taskStarted, { ...usage }, o.statsEveryMs ?? 2_000, o.onStats) : () => {};
       let exit: ProcessExit;
       try {
         exit = await proc.exited;
       } catch (err) {
+        stopStats();
         const fe = FarmError.from(err, 'RB_RENDER_FAILED');
         error = { code: fe.code, message: fe.message };
         log.write(`[could not start: ${fe.message}]\n`);
         break;
       }
+      stopStats();
       parser.end();
       usage.wallMs += exit.usage.wallMs;
       usage.cpuMs += exit.usage.cpuMs;
@@ -123,6 +131,38 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
     void log.close({ discard: !spoke && !error });
   }
   return error ? { status: 'failed', produced, error, usage } : { status: 'done', produced, usage };
+}
+
+/**
+ * Samples a running process's tree (with its I/O counters) every `everyMs` and reports the
+ * task's figures so far: `before` holds what the task's earlier processes cost. Returns the stop.
+ */
+function liveStats(proc: { readonly pid: number | undefined }, taskStarted: number, before: { cpuMs: number; peakRssKb: number }, everyMs: number, report: (s: LiveStats) => void): () => void {
+  let lastCpuMs = before.cpuMs;
+  let lastAt = performance.now();
+  let peak = before.peakRssKb;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (proc.pid === undefined) return;
+    void sampleTree(proc.pid, { io: true }).then((t) => {
+      if (!t || stopped) return;
+      const now = performance.now();
+      const cpuMs = before.cpuMs + t.ticks * 10;
+      peak = Math.max(peak, t.peakKb);
+      const cpuPercent = now > lastAt ? Math.max(0, ((cpuMs - lastCpuMs) / (now - lastAt)) * 100) : 0;
+      lastCpuMs = cpuMs;
+      lastAt = now;
+      report({
+        wallMs: Math.round(now - taskStarted), cpuMs, cpuPercent: Math.round(cpuPercent * 10) / 10, rssKb: t.rssKb, peakRssKb: peak,
+        ...(t.readBytes !== undefined ? { readBytes: t.readBytes, writtenBytes: t.writtenBytes ?? 0 } : {}),
+      });
+    }, () => {});
+  }, everyMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
 }
 
 function failureText(bin: string, exit: ProcessExit, text: string): string {
@@ -278,7 +318,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     status: 'returned', outputs: [], stats: { wallMs: 0, cpuMs: 0, peakRssKb: 0, bytesWritten: 0 }, wantNext: false, want: 0,
   });
 
-  const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number }) => {
+  const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number; live?: LiveStats; log?: string }) => {
     try {
       o.nc.publish(
         subjects.frameEvent(o.site, task.jobId, frame, event),
@@ -340,6 +380,9 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           onActivity: () => (lastSign = performance.now()),
           ...(onMemory ? { onMemory } : {}),
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
+          onStats: (live) => {
+            for (const frame of task.frames) publishFrame(task, frame, 'stats', { live });
+          },
           onProgress: (p) => {
             const now = performance.now();
             if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
@@ -393,7 +436,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         running = null;
         lastProgressAt = -Infinity;
         slotChanged(task);
-        for (const frame of task.frames) publishFrame(task, frame, 'started', { waitMs: context.waitMs });
+        const logFile = logPathOf(task);
+        for (const frame of task.frames) publishFrame(task, frame, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
         log.debug({ taskId: task.taskId, attempt: task.attempt, waitMs: context.waitMs }, 'task started');
       },
       resultDropped: ({ context }, params) => {
@@ -490,6 +534,15 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         resolve();
       }
     });
+  }
+}
+
+/** Where the task's log goes (task-log.ts), or undefined for ids that cannot name a file (prepare refuses those). */
+function logPathOf(task: TaskAssignment): string | undefined {
+  try {
+    return taskPaths(task.outputDir, task.taskId, task.attempt).logFile;
+  } catch {
+    return undefined;
   }
 }
 

@@ -146,7 +146,24 @@ export const JobEvent = Type.Object({
 });
 export type JobEvent = Static<typeof JobEvent>;
 
-/** Scheduler or render server → anyone, on `evt.frame.<job>.<frame>.<event>` (dispatched, started, progress, done, failed). */
+/** A running task's process figures (its whole process tree), as its slot measures them. */
+export const LiveStats = Type.Object({
+  /** Since the task's first process started. */
+  wallMs: Type.Number({ minimum: 0 }),
+  /** CPU time so far (user + system, ended processes included). */
+  cpuMs: Type.Number({ minimum: 0 }),
+  /** CPU use over the last interval, 100 = one core. */
+  cpuPercent: Type.Number({ minimum: 0 }),
+  /** Resident memory now, summed over the tree. */
+  rssKb: Type.Number({ minimum: 0 }),
+  peakRssKb: Type.Number({ minimum: 0 }),
+  /** Bytes read / written through system calls (/proc/<pid>/io rchar/wchar, pipes included) by the live processes. */
+  readBytes: Type.Optional(Type.Number({ minimum: 0 })),
+  writtenBytes: Type.Optional(Type.Number({ minimum: 0 })),
+});
+export type LiveStats = Static<typeof LiveStats>;
+
+/** Scheduler or render server → anyone, on `evt.frame.<job>.<frame>.<event>` (dispatched, started, progress, stats, done, failed). */
 export const FrameEvent = Type.Object({
   v: V,
   jobId: Token,
@@ -163,5 +180,9 @@ export const FrameEvent = Type.Object({
   stats: Type.Optional(TaskStats),
   /** Started events: how long the slot stood idle before this task reached it. */
   waitMs: Type.Optional(Type.Number({ minimum: 0 })),
+  /** Stats events (every ~2 s while the frame's task runs): its process figures. */
+  live: Type.Optional(LiveStats),
+  /** Started events: the task's log file (the renderer's output) on the render host's filesystem. */
+  log: Type.Optional(Type.String()),
 });
 export type FrameEvent = Static<typeof FrameEvent>;

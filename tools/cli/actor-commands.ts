@@ -81,7 +81,7 @@ export function renderServerOptions(opts: RenderServerOptions) {
  * a daemon (reconnecting forever), starts the actor, and on a signal stops it (with a grace
  * period for the actor's work, when it has one) and drains the connection.
  */
-async function runActor(
+export async function runActor(
   c: { globals: GlobalOptions },
   kind: string,
   start: (nc: NatsConnection, site: string, log: Logger) => Promise<Stoppable>,

@@ -6,15 +6,17 @@ import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
 import type { ContactSheetOptions } from './contact-sheet.ts';
 import type { DemoOptions } from './demo.ts';
+import type { FrameOptions } from './frame.ts';
 import type { HostOptions } from './host.ts';
 import { processIo, type Io } from './format.ts';
 import { NOTIFIER_FLAG_HELP, type NotifierFlags } from './notifier.ts';
+import { MONITOR_FLAG_HELP, type MonitorFlags } from './monitor.ts';
 import { collect } from './option-values.ts';
 import { addSimFarmCommand } from './sim-farm.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'queue' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -23,6 +25,7 @@ export const defaultHandlers: Handlers = {
   registry: async (c) => (await import('./actor-commands.ts')).registryCommand(c),
   scheduler: async (c) => (await import('./actor-commands.ts')).schedulerCommand(c),
   notifier: async (c) => (await import('./actor-commands.ts')).notifierCommand(c as CommandContext<NotifierFlags>),
+  monitor: async (c) => (await import('./monitor.ts')).monitorCommand(c as CommandContext<MonitorFlags>),
   'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
   submit: async (c) => (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>),
   jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),
@@ -40,6 +43,8 @@ export const defaultHandlers: Handlers = {
   sick: async (c) => (await import('./sick.ts')).sickCommand(c),
   hosts: async (c) => (await import('./hosts.ts')).hostsCommand(c),
   host: async (c) => (await import('./host.ts')).hostCommand(c as CommandContext<HostOptions>),
+  frame: async (c) => (await import('./frame.ts')).frameCommand(c as CommandContext<FrameOptions>),
+  slot: async (c) => (await import('./slot.ts')).slotCommand(c as CommandContext<{ kill?: boolean; json?: boolean }>),
   queue: async (c) => (await import('./queue.ts')).queueCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
@@ -120,7 +125,8 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
-    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md.')
+    .option('--monitor-port <n>', 'HTTP port of the monitor\'s /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
+    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(Prometheus /metrics, on the address NATS listens on): see the README, Metrics.')
     .action(action('up'));
 
   program
@@ -145,6 +151,16 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .addHelpText('after', '\nRun one notifier per site (two would send everything twice). `renderbus up` runs one already.\nExample:\n  RB_WEBHOOK_SECRET=s3cret renderbus notifier --smtp smtp://mail.studio.example:25 --smtp-from renderfarm@studio.example')
     .action(action('notifier'));
+
+  program
+    .command('monitor')
+    .summary('run the farm monitor alone: Prometheus /metrics')
+    .description('run the farm monitor alone against the farm\'s NATS (JSON logs on stdout): it follows every event, asks the scheduler and the registry for a snapshot every few seconds, and serves GET /metrics (Prometheus text format) and GET /healthz over HTTP')
+    .option('--port <n>', MONITOR_FLAG_HELP.port)
+    .option('--listen <addr>', MONITOR_FLAG_HELP.listen)
+    .option('--interval <seconds>', MONITOR_FLAG_HELP.interval)
+    .addHelpText('after', '\nThe metrics are listed in the README (Metrics). `renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464')
+    .action(action('monitor'));
 
   program
     .command('render-server')
@@ -309,6 +325,27 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--json', 'print the host as JSON (with --drain/--stop: the render server\'s answer)')
     .addHelpText('after', '\nAn unknown host is an error (exit 1) that names the hosts there are.\nExamples:\n  renderbus host node-7\n  renderbus host node-7 --drain')
     .action(action('host'));
+
+  program
+    .command('frame')
+    .summary('show one frame: its process figures and its log; follow or kill it')
+    .description("show one frame: state, host/slot, attempt, times, error, stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written) and the end of its log")
+    .argument('<job:frame>', 'job id and frame number, e.g. j1a2b3c:12')
+    .option('--log', 'print the whole log only')
+    .option('--follow', 'print the log and follow it while the frame runs; ends when its attempt ends')
+    .option('--kill', 'kill the running frame; the scheduler retries it like a failure (up to maxAttempts)')
+    .option('--json', 'print {jobId, frame, live, logPath, log} as JSON (--follow: one {log} object per chunk)')
+    .addHelpText('after', "\nThe log is <output dir>/.rb-logs/<job>.<task>-a<attempt>.log, read from where the CLI runs (the shared filesystem).\nExamples:\n  renderbus frame j1a2b3c:12\n  renderbus frame j1a2b3c:12 --follow")
+    .action(action('frame'));
+
+  program
+    .command('slot')
+    .summary('show one render slot and the process it runs, or kill it')
+    .description("show one render slot: state, task, job, frames, since when, and its process's figures (CPU %, memory now and peak, bytes read/written, running time)")
+    .argument('<host/slot>', 'host name and slot number, e.g. node-7/0')
+    .option('--kill', "kill the slot's running task; the scheduler retries its frames like a failure")
+    .option('--json', "print the registry's slot record with {host, live} as JSON")
+    .action(action('slot'));
 
   program
     .command('queue')

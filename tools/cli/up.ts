@@ -8,6 +8,7 @@ import { paint } from './format.ts';
 import { checkGlobals, dataDirOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
+import { monitorSettings } from './monitor.ts';
 import { parseCount, parsePort, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
@@ -17,6 +18,7 @@ export interface UpOptions extends NotifierFlags {
   listen?: string;
   host?: string;
   grace?: string;
+  monitorPort?: string;
 }
 
 /**
@@ -31,6 +33,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const dataDir = dataDirOf(g);
   const notifierOptions = notifierSettings(c.opts);
+  const monitorOptions = monitorSettings({ ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.listen !== undefined ? { listen: c.opts.listen } : {}) });
 
   const running = await readFarmFile(dataDir).catch(() => null);
   if (running && running.pid !== process.pid && pidAlive(running.pid)) {
@@ -69,6 +72,25 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   }
   const nc = notifierNc;
 
+  // the monitor (Prometheus /metrics) too: on 8080 unless taken or --monitor-port says otherwise
+  const { startMonitor } = await import('../../actors/monitor/index.ts');
+  let monitorNc: Awaited<ReturnType<typeof connectBus>> | undefined;
+  let monitor: Awaited<ReturnType<typeof startMonitor>>;
+  try {
+    monitorNc = await connectBus({ servers: farm.url, name: `${farm.site}-monitor`, log: log.child({ conn: 'monitor' }) });
+    monitor = await startMonitor({ nc: monitorNc, site: farm.site, log, ...monitorOptions });
+  } catch (err) {
+    sig.dispose();
+    log.error({ err }, 'monitor failed to start');
+    await monitorNc?.close();
+    await notifier.stop();
+    await nc.close();
+    await farm.stop();
+    log.flush();
+    throw err;
+  }
+  const mnc = monitorNc;
+
   const p = paint(c.io.stdout);
   const data = g.data !== undefined && g.data !== DEFAULT_DATA_DIR ? ` --data ${g.data}` : '';
   const local = /\/\/(127\.|localhost|\[::1\])/.test(farm.url);
@@ -79,6 +101,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
+      `  metrics   ${monitor.url}/metrics${monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
       `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',
@@ -99,6 +122,8 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
     // first, while NATS still runs: notifications in flight finish (a few seconds at most) and report
     await notifier.stop();
     await nc.drain().catch(() => nc.close());
+    await monitor.stop();
+    await mnc.drain().catch(() => mnc.close());
     await farm.stop({ graceMs });
   } finally {
     sig.dispose();

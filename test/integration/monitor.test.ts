@@ -1,0 +1,101 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { TestFarm, waitUntil, type ActorProcess } from '../helpers/farm.ts';
+
+let farm: TestFarm;
+let scheduler: ActorProcess;
+
+before(async () => {
+  farm = await TestFarm.start();
+  await farm.registry();
+  scheduler = await farm.scheduler();
+  await farm.renderServer('node-a', 2);
+});
+after(async () => {
+  await farm?.stop();
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Sample lines of a Prometheus text exposition as name{labels} → value; throws on a line that is not one. */
+function parseMetrics(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?(?:[0-9.]+(?:e[+-]?[0-9]+)?|\+Inf|NaN))$/;
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const m = SAMPLE.exec(line);
+    assert.ok(m, `not a Prometheus sample line: '${line}'`);
+    samples.set(`${m[1]}${m[2] ?? ''}`, Number(m[3]));
+  }
+  return samples;
+}
+
+test('monitor - /metrics shows jobs, frames, slots, hosts and the dispatch latency of a real farm', async (t) => {
+  const port = await freePort();
+  const monitor: ActorProcess = farm.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
+  t.after(() => monitor.kill('SIGTERM'));
+  const base = `http://127.0.0.1:${port}`;
+  // ready once its first snapshot is in (so it follows the bus before the job starts)
+  await waitUntil('the monitor to serve', async () => {
+    if (!monitor.running) return true;
+    const r = await fetch(`${base}/healthz`).catch(() => null);
+    return r?.ok === true && ((await r.json()) as { snapshots: number }).snapshots >= 1;
+  }, 20_000);
+  assert.ok(monitor.running, monitor.output);
+
+  const frames = 4;
+  const { spec } = await farm.ledgerJob('metered', `1-${frames}`, 0.2);
+  const jobId = await farm.submit(spec);
+  await farm.waitJob(jobId, 'done', 30_000);
+
+  let last = '';
+  const want: Record<string, number> = {
+    'renderbus_jobs{state="done"}': 1,
+    'renderbus_jobs{state="queued"}': 0,
+    'renderbus_jobs{state="rendering"}': 0,
+    renderbus_frames_done_total: frames,
+    renderbus_frames_failed_total: 0,
+    'renderbus_slots{state="busy"}': 0,
+    'renderbus_slots{state="free"}': 2,
+    renderbus_hosts_up: 1,
+    renderbus_dispatch_latency_seconds_count: frames,
+    'renderbus_dispatch_latency_seconds_bucket{le="+Inf"}': frames,
+  };
+  const samples = await waitUntil('the metrics to show the finished job', async () => {
+    const r = await fetch(`${base}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    last = await r.text();
+    const s = parseMetrics(last);
+    // the load comes with the render server's heartbeats (every 2 s), through the next registry snapshot
+    return Object.entries(want).every(([k, v]) => s.get(k) === v) && s.has('renderbus_host_load{host="node-a"}') ? s : undefined;
+  }, 15_000).catch((e: Error) => assert.fail(`${e.message}\n${last}\n${farm.logs()}`));
+
+  assert.ok((samples.get('renderbus_host_load{host="node-a"}') ?? -1) >= 0, last);
+  assert.ok((samples.get('renderbus_dispatch_latency_seconds_sum') ?? -1) >= 0, last);
+  assert.match(last, /# TYPE renderbus_dispatch_latency_seconds histogram/);
+  assert.match(last, /# TYPE renderbus_frames_done_total counter/);
+
+  const health = await fetch(`${base}/healthz`);
+  assert.equal(health.status, 200);
+  const h = (await health.json()) as { snapshots: number; failedSnapshots: number };
+  assert.ok(h.snapshots >= 2 && h.failedSnapshots === 0, JSON.stringify(h)); // snapshots go on, every --interval
+  assert.equal((await fetch(`${base}/nothing-here`)).status, 404);
+
+  // a scheduler that does not answer: snapshots are incomplete, the model keeps what it had
+  await scheduler.kill('SIGKILL');
+  await waitUntil('a snapshot without the scheduler', async () => ((await (await fetch(`${base}/healthz`)).json()) as { failedSnapshots: number }).failedSnapshots >= 1, 15_000);
+  const still = parseMetrics(await (await fetch(`${base}/metrics`)).text());
+  assert.equal(still.get('renderbus_jobs{state="done"}'), 1);
+  assert.equal(still.get('renderbus_hosts_up'), 1);
+  assert.ok(monitor.running, monitor.output);
+  assert.match(monitor.output, /snapshot incomplete/);
+});

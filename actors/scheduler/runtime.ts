@@ -247,9 +247,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // decided now: by the time the deferred report runs, a later result may have ended the job
     const endedJob = outcome.kind === 'accepted' && book.isFinished(outcome.job);
     if (outcome.kind === 'accepted' || outcome.kind === 'duplicate') {
-      const retry = outcome.kind === 'accepted' ? outcome.retried : outcome.task.state === 'queued';
-      // a failed write throws RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, which is then a duplicate
-      await journal!.append(...taskRecord(r, outcome.task, retry, at));
+      const { task } = outcome;
+      const earlier = task.journaled?.attempt === r.attempt ? task.journaled.write : undefined;
+      // A duplicate whose record is stored, or on its way, waits for that write instead of making
+      // another: when the scheduler falls behind, slots resend results it is still writing, and
+      // writing each again only made it fall further behind. A failed write throws
+      // RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, and that one writes it.
+      const retry = outcome.kind === 'accepted' ? outcome.retried : task.state === 'queued';
+      const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at));
+      task.journaled = { attempt: r.attempt, write };
+      await write;
     }
     // a slot holds at most two leases: the task it renders and one in hand
     const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));

@@ -8,6 +8,8 @@ import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler } from '../actors/scheduler/index.ts';
 import { startRenderServer } from '../actors/render-server/index.ts';
+import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
+import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer } from './nats-server.ts';
 
@@ -21,6 +23,10 @@ export interface FarmOptions {
   port?: number;
   /** Address nats-server listens on. Default 127.0.0.1 (only this machine). */
   listen?: string;
+  /** The notifier's mail server, webhook secret and retries. */
+  notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
+  /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
+  monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
   log: Logger;
 }
 
@@ -31,14 +37,18 @@ export interface FarmHandle {
   outputDir: string;
   host: string | null;
   nc: NatsConnection;
+  /** The monitor's address (`/metrics`), and whether port 8080 was taken. */
+  monitor: { url: string; fellBack: boolean };
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
   stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 /**
  * One whole site on this machine (`renderbus up`): a nats-server child with JetStream under
- * `<data>/nats`, then the registry, the scheduler and a render server, each an actor with its
- * own connection, talking only over NATS. Writes `<data>/farm.json` so other commands find it.
+ * `<data>/nats`, then the registry, the scheduler, the notifier, the monitor and a render server,
+ * each an actor with its own connection, talking only over NATS. Writes `<data>/farm.json` so
+ * other commands find it. They stop in the reverse order: the render server drains first, so
+ * jobs that end meanwhile are still told and counted.
  */
 export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const dataDir = resolve(o.dataDir);
@@ -74,6 +84,14 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(() => schedNc.drain());
     const scheduler = await startScheduler({ nc: schedNc, site, log });
     stops.push(scheduler.stop);
+    const notifierNc = await conn('notifier');
+    stops.push(() => notifierNc.drain());
+    const notifier = await startNotifier({ nc: notifierNc, site, log, ...o.notifier });
+    stops.push(notifier.stop);
+    const monitorNc = await conn('monitor');
+    stops.push(() => monitorNc.drain());
+    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...(o.listen !== undefined ? { listen: o.listen } : {}), ...o.monitor });
+    stops.push(monitor.stop);
     const slots = o.slots ?? availableParallelism();
     let host: string | null = null;
     if (slots > 0) {
@@ -90,7 +108,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, stop };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, monitor: { url: monitor.url, fellBack: monitor.fellBack }, stop };
   } catch (err) {
     await stopAll();
     throw err;

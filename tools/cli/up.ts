@@ -46,7 +46,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, log });
+    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, notifier: notifierOptions, monitor: monitorOptions, log });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');
@@ -54,42 +54,6 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
     throw err;
   }
 
-  // the notifier joins like any other actor, with its own connection (sites/site.ts starts the rest)
-  const { connectBus } = await import('../../actors/bus/index.ts');
-  const { startNotifier } = await import('../../actors/notifier/index.ts');
-  let notifierNc: Awaited<ReturnType<typeof connectBus>> | undefined;
-  let notifier: Awaited<ReturnType<typeof startNotifier>>;
-  try {
-    notifierNc = await connectBus({ servers: farm.url, name: `${farm.site}-notifier`, log: log.child({ conn: 'notifier' }) });
-    notifier = await startNotifier({ nc: notifierNc, site: farm.site, log, ...notifierOptions });
-  } catch (err) {
-    sig.dispose();
-    log.error({ err }, 'notifier failed to start');
-    await notifierNc?.close();
-    await farm.stop();
-    log.flush();
-    throw err;
-  }
-  const nc = notifierNc;
-
-  // the monitor (Prometheus /metrics) too: on 8080 unless taken or --monitor-port says otherwise
-  const { startMonitor } = await import('../../actors/monitor/index.ts');
-  let monitorNc: Awaited<ReturnType<typeof connectBus>> | undefined;
-  let monitor: Awaited<ReturnType<typeof startMonitor>>;
-  try {
-    monitorNc = await connectBus({ servers: farm.url, name: `${farm.site}-monitor`, log: log.child({ conn: 'monitor' }) });
-    monitor = await startMonitor({ nc: monitorNc, site: farm.site, log, ...monitorOptions });
-  } catch (err) {
-    sig.dispose();
-    log.error({ err }, 'monitor failed to start');
-    await monitorNc?.close();
-    await notifier.stop();
-    await nc.close();
-    await farm.stop();
-    log.flush();
-    throw err;
-  }
-  const mnc = monitorNc;
 
   const p = paint(c.io.stdout);
   const data = g.data !== undefined && g.data !== DEFAULT_DATA_DIR ? ` --data ${g.data}` : '';
@@ -101,7 +65,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
-      `  metrics   ${monitor.url}/metrics${monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
+      `  metrics   ${farm.monitor.url}/metrics${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
       `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',
@@ -119,11 +83,6 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   c.io.stdout.write(`${signal === 'SIGINT' ? '\n' : ''}stopping the farm: running frames may finish for ${graceMs / 1000} s...\n`);
   log.info({ signal, graceMs }, 'stopping the farm');
   try {
-    // first, while NATS still runs: notifications in flight finish (a few seconds at most) and report
-    await notifier.stop();
-    await nc.drain().catch(() => nc.close());
-    await monitor.stop();
-    await mnc.drain().catch(() => mnc.close());
     await farm.stop({ graceMs });
   } finally {
     sig.dispose();

@@ -84,10 +84,14 @@ test('monitor - /metrics shows jobs, frames, slots, hosts and the dispatch laten
   assert.match(last, /# TYPE renderbus_dispatch_latency_seconds histogram/);
   assert.match(last, /# TYPE renderbus_frames_done_total counter/);
 
-  const health = await fetch(`${base}/healthz`);
-  assert.equal(health.status, 200);
-  const h = (await health.json()) as { snapshots: number; failedSnapshots: number };
-  assert.ok(h.snapshots >= 2 && h.failedSnapshots === 0, JSON.stringify(h)); // snapshots go on, every --interval
+  // snapshots go on, every --interval (the job may have ended before the second one)
+  const h = await waitUntil('a second snapshot', async () => {
+    const health = await fetch(`${base}/healthz`);
+    assert.equal(health.status, 200);
+    const body = (await health.json()) as { snapshots: number; failedSnapshots: number };
+    return body.snapshots >= 2 ? body : undefined;
+  }, 10_000);
+  assert.equal(h.failedSnapshots, 0, JSON.stringify(h));
   assert.equal((await fetch(`${base}/nothing-here`)).status, 404);
 
   // a scheduler that does not answer: snapshots are incomplete, the model keeps what it had

@@ -31,8 +31,6 @@ export interface Task {
   memoryMb?: number;
   /** taskDuration: the re-split of the job's tasks that this task's result decided (journaled with it). */
   rechunk?: Rechunk;
-  /** The journal write of the result last applied (runtime bookkeeping: a duplicate waits for it). */
-  journaled?: { attempt: number; write: Promise<void> };
 }
 
 /** The job's tasks not handed out yet, from order position `from` on (all but `keep`), split again into tasks of `size` frames. */

@@ -49,6 +49,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const hosts = new Map<string, KnownHost>();
   const subs: Subscription[] = [];
   const lastProgress = new Map<string, number>();
+  /** Each task's journal write of the result last applied: a duplicate of that result waits for it. */
+  const journaled = new WeakMap<Task, { attempt: number; write: Promise<void> }>();
 
   // --- events out -------------------------------------------------------------------
   const publish = (subject: string, data: Uint8Array) => {
@@ -248,14 +250,15 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const endedJob = outcome.kind === 'accepted' && book.isFinished(outcome.job);
     if (outcome.kind === 'accepted' || outcome.kind === 'duplicate') {
       const { task } = outcome;
-      const earlier = task.journaled?.attempt === r.attempt ? task.journaled.write : undefined;
+      const last = journaled.get(task);
+      const earlier = last?.attempt === r.attempt ? last.write : undefined;
       // A duplicate whose record is stored, or on its way, waits for that write instead of making
       // another: when the scheduler falls behind, slots resend results it is still writing, and
       // writing each again only made it fall further behind. A failed write throws
       // RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, and that one writes it.
       const retry = outcome.kind === 'accepted' ? outcome.retried : task.state === 'queued';
       const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at));
-      task.journaled = { attempt: r.attempt, write };
+      journaled.set(task, { attempt: r.attempt, write });
       await write;
     }
     // a slot holds at most two leases: the task it renders and one in hand

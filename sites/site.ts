@@ -10,6 +10,7 @@ import { startScheduler } from '../actors/scheduler/index.ts';
 import { startRenderServer } from '../actors/render-server/index.ts';
 import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
 import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
+import { addWebMonitor } from '../tools/web/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer } from './nats-server.ts';
 
@@ -91,6 +92,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     const monitorNc = await conn('monitor');
     stops.push(() => monitorNc.drain());
     const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...(o.listen !== undefined ? { listen: o.listen } : {}), ...o.monitor });
+    addWebMonitor(monitor, { nc: monitorNc, site });
     stops.push(monitor.stop);
     const slots = o.slots ?? availableParallelism();
     let host: string | null = null;

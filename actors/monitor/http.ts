@@ -1,14 +1,23 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** One route's answer: status, content type and body. */
+/** One route's answer: status, content type and body (and more headers, e.g. caching). */
 export interface HttpAnswer {
   status?: number;
   contentType: string;
-  body: string;
+  body: string | Uint8Array;
+  headers?: Record<string, string>;
 }
 
-export type Route = (req: IncomingMessage) => HttpAnswer | Promise<HttpAnswer>;
+/** What a route is handed: the request, its URL, the `:name` parts of its path, and the response for routes that stream. */
+export interface RouteContext {
+  url: URL;
+  params: Record<string, string>;
+  res: ServerResponse;
+}
+
+/** A route answers, or returns null when it wrote the response itself (a stream). */
+export type Route = (req: IncomingMessage, ctx: RouteContext) => HttpAnswer | null | Promise<HttpAnswer | null>;
 
 export interface HttpOptions {
   /** Port to listen on; 0 for any free port. */
@@ -17,7 +26,12 @@ export interface HttpOptions {
   host?: string;
   /** When `port` is taken, listen on a free port instead of failing. */
   fallback?: boolean;
-  /** `GET <path>` → its route. Other paths answer 404, other methods 405. */
+  /**
+   * Routes by `[METHOD ]path`: `/metrics` is `GET /metrics`; a path part `:name` matches one
+   * segment and hands it over in `params` (`POST /api/jobs/:job/:action`). Exact paths win over
+   * patterns. Unknown paths answer 404; known paths with another method 405. The map may grow
+   * after the server starts.
+   */
   routes: Map<string, Route>;
   onError?: (err: unknown, path: string) => void;
 }
@@ -31,18 +45,63 @@ export interface HttpHandle {
   close(): Promise<void>;
 }
 
-/** The monitor's HTTP server (node:http): a table of GET routes, so the web UI can add its own. */
+/** The route for a method and path, with its params; `allowed` lists the methods the path has when the method does not match. */
+export function findRoute(routes: ReadonlyMap<string, Route>, method: string, path: string): { route: Route; params: Record<string, string> } | { allowed: string[] } {
+  const want = method === 'HEAD' ? 'GET' : method;
+  const parts = path.split('/');
+  const allowed = new Set<string>();
+  let best: { route: Route; params: Record<string, string>; exact: boolean } | undefined;
+  for (const [key, route] of routes) {
+    const space = key.indexOf(' ');
+    const m = space < 0 ? 'GET' : key.slice(0, space);
+    const pattern = space < 0 ? key : key.slice(space + 1);
+    const params = matchPath(pattern.split('/'), parts);
+    if (!params) continue;
+    if (m !== want) {
+      allowed.add(m);
+      continue;
+    }
+    const exact = !pattern.includes(':');
+    if (!best || (exact && !best.exact)) best = { route, params, exact };
+  }
+  return best ?? { allowed: [...allowed] };
+}
+
+function matchPath(pattern: string[], parts: string[]): Record<string, string> | null {
+  if (pattern.length !== parts.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    const part = parts[i]!;
+    if (p.startsWith(':')) {
+      if (part === '') return null;
+      try {
+        params[p.slice(1)] = decodeURIComponent(part);
+      } catch {
+        return null; // a broken %-escape matches nothing
+      }
+    } else if (p !== part) return null;
+  }
+  return params;
+}
+
+/** The monitor's HTTP server (node:http): a table of routes, so the web monitor adds its own. */
 export async function startHttp(o: HttpOptions): Promise<HttpHandle> {
   const host = o.host ?? '127.0.0.1';
   const server = createServer((req, res) => void answer(req, res));
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://monitor').pathname;
-    const route = o.routes.get(path);
-    if (!route) return void res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; try ${[...o.routes.keys()].join(', ')}\n`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return void res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('GET only\n');
+    const url = new URL(req.url ?? '/', 'http://monitor');
+    const path = url.pathname;
+    const found = findRoute(o.routes, req.method ?? 'GET', path);
+    if ('allowed' in found) {
+      if (found.allowed.length === 0) return void res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}\n`);
+      const allow = found.allowed.includes('GET') ? [...found.allowed, 'HEAD'] : found.allowed;
+      return void res.writeHead(405, { allow: allow.join(', '), 'content-type': 'text/plain' }).end(`${req.method} is not allowed on ${path}: ${allow.join(', ')}\n`);
+    }
     try {
-      const a = await route(req);
-      res.writeHead(a.status ?? 200, { 'content-type': a.contentType, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : a.body);
+      const a = await found.route(req, { url, params: found.params, res });
+      if (a === null) return; // the route answered itself
+      res.writeHead(a.status ?? 200, { 'content-type': a.contentType, 'cache-control': 'no-store', ...a.headers }).end(req.method === 'HEAD' ? undefined : a.body);
     } catch (err) {
       o.onError?.(err, path);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });

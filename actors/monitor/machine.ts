@@ -1,5 +1,5 @@
 import { assign, enqueueActions, fromCallback, fromPromise, setup } from 'xstate';
-import type { HostRecord, JobSummary } from '../../protocol/index.ts';
+import type { HostRecord, JobSummary, SickHost } from '../../protocol/index.ts';
 import { FarmModel, type MonitorEvent } from './model.ts';
 
 /** What one round of snapshots brought back; a part that did not answer is absent. */
@@ -8,6 +8,8 @@ export interface Snapshot {
   at: number;
   jobs?: JobSummary[];
   hosts?: HostRecord[];
+  /** The scheduler's sick hosts. */
+  sick?: SickHost[];
   /** Which parts failed, and why (for the log). */
   errors: { from: 'scheduler' | 'registry'; error: string }[];
 }
@@ -41,6 +43,7 @@ export const monitorMachine = setup({
       const s = (event as unknown as { output: Snapshot }).output;
       if (s.jobs) context.model.applyJobs(s.jobs, s.at);
       if (s.hosts) context.model.applyHosts(s.hosts, s.at);
+      if (s.sick) context.model.applySick(s.sick, s.at); // after the hosts: it marks the hosts it knows
       enqueue.assign({ snapshots: context.snapshots + 1, failedSnapshots: context.failedSnapshots + (s.errors.length > 0 ? 1 : 0) });
     }),
     snapshotFailed: assign({ failedSnapshots: ({ context }) => context.failedSnapshots + 1 }),

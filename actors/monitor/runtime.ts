@@ -79,15 +79,18 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
 
   const snapshot = fromPromise<Snapshot>(async () => {
     const at = now();
-    const [jobs, hosts] = await Promise.allSettled([
+    const [jobs, hosts, sick] = await Promise.allSettled([
       call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
       call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs }),
+      call(nc, subjects.schedHosts(site), codecs.hostsRequest, { v: PROTOCOL_MAJOR, action: 'sick' }, codecs.hostsReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
     ]);
     const s: Snapshot = { at, errors: [] };
     if (jobs.status === 'fulfilled' && 'jobs' in jobs.value) s.jobs = jobs.value.jobs;
     else s.errors.push({ from: 'scheduler', error: jobs.status === 'rejected' ? errorText(jobs.reason) : 'unexpected reply' });
     if (hosts.status === 'fulfilled') s.hosts = hosts.value.hosts;
     else s.errors.push({ from: 'registry', error: errorText(hosts.reason) });
+    // the jobs' error already says the scheduler is missing; the sick list adds nothing then
+    if (sick.status === 'fulfilled') s.sick = sick.value.sick;
     return s;
   });
 
@@ -178,6 +181,9 @@ function registerGauges(registry: Registry, model: FarmModel): void {
   } });
   new Gauge({ name: 'renderbus_hosts_up', help: 'Render hosts registered and alive', registers: [registry], collect() {
     this.set(figures.hostsUp);
+  } });
+  new Gauge({ name: 'renderbus_hosts_sick', help: 'Render hosts the scheduler holds sick (failed frames of several jobs lately): they get no work until cleared or their time passes', registers: [registry], collect() {
+    this.set(figures.hostsSick);
   } });
   new Gauge({ name: 'renderbus_host_load', help: '1-minute load average of each render host that is up (from its heartbeat, via the registry)', labelNames: ['host'], registers: [registry], collect() {
     this.reset();

@@ -31,8 +31,10 @@ export async function monitorCommand(c: CommandContext<MonitorFlags>): Promise<n
   const { runActor } = await import('./actor-commands.ts');
   return runActor(c, 'monitor', async (nc, site, log) => {
     const { startMonitor } = await import('../../actors/monitor/index.ts');
+    const { addWebMonitor } = await import('../web/index.ts');
     const m = await startMonitor({ nc, site, log, ...settings });
-    c.io.stderr.write(`renderbus monitor: metrics on ${m.url}/metrics\n`);
+    addWebMonitor(m, { nc, site });
+    c.io.stderr.write(`renderbus monitor: web monitor on ${m.url}/ (metrics on ${m.url}/metrics)\n`);
     return m;
   });
 }

@@ -1,0 +1,475 @@
+// @ts-check
+// The renderbus web monitor: one page, four views (jobs, queue, hosts, timeline) and a job page,
+// fed by the monitor's live stream (/api/live: the farm model's changes as server-sent events)
+// and its JSON API (the same answers as the CLI's --json). No build step: ES modules as they are.
+import { h, render } from 'preact';
+import { useEffect, useMemo, useReducer, useRef, useState } from 'preact/hooks';
+import htm from 'htm';
+
+const html = htm.bind(h);
+
+// --- the live store: jobs, hosts and spans from the stream; frame changes go to listeners -----
+
+/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string }} Job */
+/** @typedef {{ id: number, host: string, slot: number, jobId: string, attempt: number, frames: number[], start: number, end?: number, outcome?: string }} Span */
+
+const store = {
+  site: '',
+  connected: false,
+  /** @type {Map<string, Job & { heardAt: number }>} */ jobs: new Map(),
+  /** @type {Map<string, any>} */ hosts: new Map(),
+  /** @type {Map<number, Span>} */ spans: new Map(),
+  /** Bumped whenever the stream brought a full state (the job page reloads its frames). */
+  epoch: 0,
+  /** @type {Set<() => void>} */ listeners: new Set(),
+  /** @type {Set<(changes: any[]) => void>} */ frameListeners: new Set(),
+};
+const MAX_SPANS = 5000;
+
+function changed() {
+  for (const l of store.listeners) l();
+}
+
+function applyDelta(/** @type {any} */ d) {
+  const now = Date.now();
+  store.site = d.site;
+  if (d.full) {
+    store.jobs.clear();
+    store.hosts.clear();
+    store.spans.clear();
+    store.epoch++;
+  }
+  for (const j of d.jobs) store.jobs.set(j.jobId, { ...j, heardAt: now });
+  for (const id of d.removedJobs) store.jobs.delete(id);
+  for (const host of d.hosts) store.hosts.set(host.host, host);
+  for (const s of d.spans) store.spans.set(s.id, s);
+  if (store.spans.size > MAX_SPANS) {
+    const ids = [...store.spans.keys()].sort((a, b) => a - b).slice(0, store.spans.size - MAX_SPANS);
+    for (const id of ids) store.spans.delete(id);
+  }
+  if (d.frames.length > 0) for (const l of store.frameListeners) l(d.frames);
+  changed();
+}
+
+function connect() {
+  const es = new EventSource('/api/live');
+  es.addEventListener('delta', (e) => applyDelta(JSON.parse(/** @type {MessageEvent} */ (e).data)));
+  es.onopen = () => {
+    store.connected = true;
+    changed();
+  };
+  es.onerror = () => {
+    store.connected = false; // EventSource reconnects by itself, sending the last id
+    changed();
+  };
+}
+
+/** Re-renders the component on store changes, at most once per animation frame. */
+function useStore() {
+  const [, tick] = useReducer((n) => n + 1, 0);
+  useEffect(() => {
+    let queued = false;
+    const l = () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        tick(0);
+      });
+    };
+    store.listeners.add(l);
+    return () => store.listeners.delete(l);
+  }, []);
+  return store;
+}
+
+/** Re-renders every `ms` (clocks, running times). */
+function useTicker(ms) {
+  const [, tick] = useReducer((n) => n + 1, 0);
+  useEffect(() => {
+    const t = setInterval(() => tick(0), ms);
+    return () => clearInterval(t);
+  }, [ms]);
+}
+
+/** The current hash route: `#/`, `#/job/<id>`, `#/hosts`, `#/queue`, `#/timeline`. */
+function useRoute() {
+  const [hash, setHash] = useState(location.hash || '#/');
+  useEffect(() => {
+    const on = () => setHash(location.hash || '#/');
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return hash.slice(1).split('/').filter(Boolean);
+}
+
+async function getJson(/** @type {string} */ url) {
+  const r = await fetch(url);
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error?.message ?? `${url}: HTTP ${r.status}`);
+  return body;
+}
+
+async function act(/** @type {string} */ jobId, /** @type {string} */ action, body = {}) {
+  const r = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/${action}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const answer = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(answer.error?.message ?? `${action}: HTTP ${r.status}`);
+  return answer.job;
+}
+
+// --- formatting ---------------------------------------------------------------------------
+
+function duration(/** @type {number} */ ms) {
+  if (!Number.isFinite(ms) || ms < 0) return '-';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+const clock = (/** @type {number} */ at) => new Date(at).toLocaleTimeString();
+const mib = (/** @type {number} */ kb) => (kb >= 1024 * 1024 ? `${(kb / 1024 / 1024).toFixed(1)} GiB` : `${(kb / 1024).toFixed(0)} MiB`);
+const ENDED = new Set(['done', 'failed', 'cancelled']);
+
+/** A stable colour per job, for the timeline and the slots. */
+function jobColour(/** @type {string} */ jobId) {
+  let hash = 0;
+  for (const c of jobId) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  return `hsl(${hash % 360} 55% 55%)`;
+}
+
+// --- components -----------------------------------------------------------------------------
+
+function StateBadge({ state }) {
+  return html`<span class=${`state state-${state}`} data-state=${state}>${state}</span>`;
+}
+
+function Progress({ counts }) {
+  const pct = (/** @type {number} */ n) => (counts.total > 0 ? (100 * n) / counts.total : 0);
+  return html`<div class="progress" title=${`${counts.done} done, ${counts.running} running, ${counts.failed} failed, ${counts.queued} queued of ${counts.total}`}>
+    <div class="bar done" style=${{ width: `${pct(counts.done)}%` }}></div>
+    <div class="bar running" style=${{ width: `${pct(counts.running)}%` }}></div>
+    <div class="bar failed" style=${{ width: `${pct(counts.failed)}%` }}></div>
+  </div>`;
+}
+
+function eta(/** @type {Job & { heardAt: number }} */ j) {
+  if (ENDED.has(j.state)) return j.finishedAt && j.startedAt ? `took ${duration(j.finishedAt - j.startedAt)}` : '';
+  if (j.etaMs === undefined) return j.waiting ? '' : '';
+  return `ETA ${duration(Math.max(0, j.etaMs - (Date.now() - j.heardAt)))}`;
+}
+
+function JobsView() {
+  const s = useStore();
+  useTicker(1000);
+  const jobs = [...s.jobs.values()].sort((a, b) => Number(ENDED.has(a.state)) - Number(ENDED.has(b.state)) || b.submittedAt - a.submittedAt);
+  if (jobs.length === 0) return html`<p class="empty">No jobs on site ${s.site}. Submit one: <code>renderbus submit job.json</code></p>`;
+  return html`<table class="jobs">
+    <thead><tr><th>job</th><th>name</th><th>user</th><th>project</th><th>prio</th><th>state</th><th>progress</th><th>frames</th><th></th></tr></thead>
+    <tbody>${jobs.map((j) => html`<tr key=${j.jobId} data-job=${j.jobId}>
+      <td><a href=${`#/job/${j.jobId}`}>${j.jobId}</a></td>
+      <td>${j.name}</td><td>${j.user}</td><td>${j.project}</td><td>${j.priority}</td>
+      <td><${StateBadge} state=${j.state} /></td>
+      <td><${Progress} counts=${j.counts} /></td>
+      <td class="num" data-done=${j.counts.done}>${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? html` <span class="bad">${j.counts.failed} failed</span>` : ''}</td>
+      <td class="why">${eta(j)}${j.waiting && !ENDED.has(j.state) ? html`<span title=${j.waiting}>${j.waiting}</span>` : ''}</td>
+    </tr>`)}</tbody>
+  </table>`;
+}
+
+function Actions({ job, onDone }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+  const [priority, setPriority] = useState(String(job.priority));
+  useEffect(() => setPriority(String(job.priority)), [job.priority]);
+  const run = async (/** @type {string} */ action, body = {}) => {
+    if (action === 'cancel' && !confirm(`Cancel job ${job.jobId} (${job.name})? Running frames are killed.`)) return;
+    setBusy(true);
+    setError('');
+    try {
+      onDone(await act(job.jobId, action, body));
+    } catch (e) {
+      setError(/** @type {Error} */ (e).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const ended = ENDED.has(job.state);
+  const button = (/** @type {string} */ action, /** @type {string} */ label, /** @type {boolean} */ enabled) =>
+    html`<button data-action=${action} disabled=${busy || !enabled} onClick=${() => run(action)}>${label}</button>`;
+  return html`<div class="actions">
+    ${button('pause', 'Pause', !ended && job.state !== 'paused')}
+    ${button('resume', 'Resume', job.state === 'paused')}
+    ${job.state === 'held' ? button('release', 'Release', true) : ''}
+    ${button('retry', 'Retry failed', job.counts.failed > 0)}
+    ${button('cancel', 'Cancel', !ended)}
+    <form class="priority" onSubmit=${(/** @type {Event} */ e) => { e.preventDefault(); void run('priority', { priority: Number(priority) }); }}>
+      <label>priority <input name="priority" type="number" min="0" max="1000" value=${priority} onInput=${(/** @type {any} */ e) => setPriority(e.currentTarget.value)} disabled=${busy || ended} /></label>
+      <button data-action="priority" type="submit" disabled=${busy || ended}>Set</button>
+    </form>
+    ${error ? html`<span class="error" role="alert">${error}</span>` : ''}
+  </div>`;
+}
+
+function FrameCell({ jobId, f, selected, onPick }) {
+  const thumb = f.state === 'done' ? `/api/jobs/${jobId}/frames/${f.frame}/thumbnail?w=160&a=${f.attempt}` : null;
+  return html`<button class=${`frame frame-${f.state}${selected ? ' selected' : ''}`} data-frame=${f.frame} data-state=${f.state} title=${`frame ${f.frame}: ${f.state}${f.host ? ` on ${f.host}/${f.slot}` : ''}${f.error ? ` — ${f.error}` : ''}`} onClick=${() => onPick(f.frame)}>
+    ${thumb ? html`<img class="thumb" src=${thumb} alt=${`frame ${f.frame}`} loading="lazy" />` : html`<span class="blank"></span>`}
+    <span class="n">${f.frame}</span>
+    ${f.percent !== undefined && f.state === 'running' ? html`<span class="pct" style=${{ width: `${f.percent}%` }}></span>` : ''}
+  </button>`;
+}
+
+function FramePanel({ jobId, frame, onClose }) {
+  const [data, setData] = useState(/** @type {any} */ (null));
+  const [error, setError] = useState('');
+  const logRef = useRef(/** @type {HTMLPreElement | null} */ (null));
+  useEffect(() => {
+    let stop = false;
+    let timer = 0;
+    const load = async () => {
+      try {
+        const d = await getJson(`/api/jobs/${jobId}/frames/${frame}`);
+        if (stop) return;
+        setData(d);
+        setError('');
+        if (d.frame.state === 'running' || d.frame.state === 'queued') timer = setTimeout(load, 2000);
+      } catch (e) {
+        if (!stop) setError(/** @type {Error} */ (e).message);
+      }
+    };
+    void load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, [jobId, frame]);
+  useEffect(() => {
+    if (logRef.current) logRef.current.scrollTop = logRef.current.scrollHeight;
+  }, [data?.log]);
+  const f = data?.frame;
+  const live = data?.live;
+  return html`<aside class="panel" data-panel-frame=${frame}>
+    <header><h3>frame ${frame}</h3><button class="close" onClick=${onClose} aria-label="close">×</button></header>
+    ${error ? html`<p class="error">${error}</p>` : ''}
+    ${f ? html`<dl>
+      <dt>state</dt><dd><${StateBadge} state=${f.state} /></dd>
+      <dt>host/slot</dt><dd>${f.host ? `${f.host}/${f.slot}` : '-'}</dd>
+      <dt>attempt</dt><dd>${f.attempt}</dd>
+      ${f.startedAt ? html`<dt>started</dt><dd>${clock(f.startedAt)}</dd>` : ''}
+      ${f.finishedAt ? html`<dt>finished</dt><dd>${clock(f.finishedAt)}</dd>` : ''}
+      ${f.error ? html`<dt>error</dt><dd class="bad">${f.error}</dd>` : ''}
+      ${f.stats ? html`<dt>stats</dt><dd class="stats">wall ${duration(f.stats.wallMs)}, cpu ${duration(f.stats.cpuMs)}, peak ${mib(f.stats.peakRssKb)}, written ${(f.stats.bytesWritten / 1024).toFixed(0)} KiB</dd>` : ''}
+      ${live ? html`<dt>live</dt><dd class="live">cpu ${live.cpuPercent.toFixed(0)}%, memory ${mib(live.rssKb)} (peak ${mib(live.peakRssKb)}), running ${duration(live.wallMs)}</dd>` : ''}
+    </dl>
+    <h4>log ${data.logPath ? html`<small>${data.logPath}</small>` : ''}</h4>
+    <pre class="log" ref=${logRef}>${data.log ?? (f.attempt > 0 ? 'no log here (the task printed nothing, or the output directory is not reachable from the monitor)' : 'not started yet')}</pre>` : error ? '' : html`<p>loading…</p>`}
+  </aside>`;
+}
+
+function JobPage({ jobId }) {
+  const s = useStore();
+  useTicker(1000);
+  const [detail, setDetail] = useState(/** @type {any} */ (null));
+  const [error, setError] = useState('');
+  const [picked, setPicked] = useState(/** @type {number | null} */ (null));
+  /** frame number → record, kept up to date by the stream's frame changes */
+  const framesRef = useRef(/** @type {Map<number, any>} */ (new Map()));
+  const [, bump] = useReducer((n) => n + 1, 0);
+
+  useEffect(() => {
+    let stop = false;
+    /** @type {any[]} */
+    let early = [];
+    let loaded = false;
+    const onFrames = (/** @type {any[]} */ changes) => {
+      const mine = changes.filter((c) => c.jobId === jobId);
+      if (mine.length === 0) return;
+      if (!loaded) {
+        early.push(...mine); // the detail is on its way: apply them on top of it
+        return;
+      }
+      for (const c of mine) applyFrameChange(framesRef.current, c);
+      bump(0);
+    };
+    store.frameListeners.add(onFrames);
+    getJson(`/api/jobs/${jobId}`).then((d) => {
+      if (stop) return;
+      framesRef.current = new Map(d.frames.map((/** @type {any} */ f) => [f.frame, f]));
+      for (const c of early) applyFrameChange(framesRef.current, c);
+      early = [];
+      loaded = true;
+      setDetail(d);
+      setError('');
+    }, (e) => !stop && setError(e.message));
+    return () => {
+      stop = true;
+      store.frameListeners.delete(onFrames);
+    };
+  }, [jobId, s.epoch]);
+
+  const live = s.jobs.get(jobId);
+  const job = live ?? (detail ? { ...detail, heardAt: Date.now() } : null);
+  if (error && !job) return html`<p class="error">${error}</p>`;
+  if (!job) return html`<p>loading job ${jobId}…</p>`;
+  const frames = [...framesRef.current.values()].sort((a, b) => a.frame - b.frame);
+  return html`<section class="job-page" data-job-page=${jobId}>
+    <header class="job-head">
+      <h2>${job.name} <small>${job.jobId}</small></h2>
+      <div class="facts">
+        <${StateBadge} state=${job.state} />
+        <span>${job.user} · ${job.project} · priority ${job.priority}</span>
+        <${Progress} counts=${job.counts} />
+        <span class="num">${job.counts.done}/${job.counts.total} done${job.counts.failed ? `, ${job.counts.failed} failed` : ''}</span>
+        <span>${eta(job)}</span>
+      </div>
+      ${job.waiting && !ENDED.has(job.state) ? html`<p class="why">waiting: ${job.waiting}</p>` : ''}
+      <${Actions} job=${job} onDone=${(/** @type {Job} */ j) => { s.jobs.set(j.jobId, { ...j, heardAt: Date.now() }); changed(); }} />
+    </header>
+    <div class="job-body">
+      <div class="grid">${frames.map((f) => html`<${FrameCell} key=${f.frame} jobId=${jobId} f=${f} selected=${picked === f.frame} onPick=${setPicked} />`)}</div>
+      ${picked !== null ? html`<${FramePanel} jobId=${jobId} frame=${picked} onClose=${() => setPicked(null)} />` : ''}
+    </div>
+  </section>`;
+}
+
+/** A frame change from the stream, applied to the job page's frames (never back from an end to an older attempt). */
+function applyFrameChange(/** @type {Map<number, any>} */ frames, /** @type {any} */ c) {
+  const f = frames.get(c.frame);
+  if (!f) return;
+  if ((f.state === 'done' || f.state === 'failed') && c.state === 'running' && (c.attempt ?? 0) <= f.attempt) return;
+  f.state = c.state;
+  if (c.host !== undefined) f.host = c.host;
+  if (c.slot !== undefined) f.slot = c.slot;
+  if (c.attempt !== undefined) f.attempt = c.attempt;
+  if (c.error !== undefined) f.error = c.error;
+  if (c.output !== undefined) f.output = c.output;
+  f.percent = c.state === 'running' ? c.percent ?? f.percent : undefined;
+}
+
+function Meter({ value, max, label }) {
+  const pct = max > 0 ? Math.min(100, (100 * value) / max) : 0;
+  return html`<div class="meter" title=${label}><div style=${{ width: `${pct}%` }}></div><span>${label}</span></div>`;
+}
+
+function HostsView() {
+  const s = useStore();
+  const hosts = [...s.hosts.values()].sort((a, b) => Number(b.up) - Number(a.up) || a.host.localeCompare(b.host));
+  if (hosts.length === 0) return html`<p class="empty">No render hosts on site ${s.site}. Start one: <code>renderbus render-server</code></p>`;
+  return html`<div class="hosts">${hosts.map((host) => html`<section key=${host.host} class=${`host${host.up ? '' : ' down'}${host.sick ? ' sick' : ''}`} data-host=${host.host}>
+    <header>
+      <h3>${host.host}</h3>
+      <span class="tag">${host.up ? 'up' : 'down'}</span>${host.sick ? html`<span class="tag bad" title=${host.sickUntil ? `until ${clock(host.sickUntil)}` : ''}>sick</span>` : ''}
+      ${host.load !== undefined ? html`<span class="load">load ${host.load.toFixed(2)}</span>` : ''}
+    </header>
+    ${host.up ? html`<${Meter} value=${host.cpuPercent} max=${(host.cpus ?? 1) * 100} label=${`cpu ${host.cpuPercent.toFixed(0)}% of ${host.cpus ?? '?'} cores`} />
+    <${Meter} value=${host.rssKb / 1024} max=${host.ramMb ?? 0} label=${`memory ${mib(host.rssKb)}${host.ramMb ? ` of ${(host.ramMb / 1024).toFixed(1)} GiB` : ''}`} />` : ''}
+    <ul class="slots">${host.slots.map((/** @type {any} */ slot) => html`<li key=${slot.index} class=${`slot slot-${slot.state}`} data-slot=${`${host.host}/${slot.index}`}>
+      <span class="idx">${slot.index}</span>
+      ${slot.run ? html`<a href=${`#/job/${slot.run.jobId}`} style=${{ borderColor: jobColour(slot.run.jobId) }}>${slot.run.jobId}:${slot.run.frames.join(',')}</a>
+        ${slot.run.live ? html`<span class="live">${slot.run.live.cpuPercent.toFixed(0)}% · ${mib(slot.run.live.rssKb)}</span>` : ''}
+        <span class="since">${duration(Date.now() - slot.run.startedAt)}</span>` : html`<span class="free">${slot.state === 'idle' ? 'free' : slot.state}</span>`}
+    </li>`)}</ul>
+  </section>`)}</div>`;
+}
+
+function QueueView() {
+  const [data, setData] = useState(/** @type {any} */ (null));
+  const [error, setError] = useState('');
+  useEffect(() => {
+    let stop = false;
+    let timer = 0;
+    const load = async () => {
+      try {
+        const d = await getJson('/api/queue');
+        if (!stop) { setData(d); setError(''); }
+      } catch (e) {
+        if (!stop) setError(/** @type {Error} */ (e).message);
+      }
+      if (!stop) timer = setTimeout(load, 3000);
+    };
+    void load();
+    return () => { stop = true; clearTimeout(timer); };
+  }, []);
+  if (!data) return error ? html`<p class="error">${error}</p>` : html`<p>loading the queue…</p>`;
+  return html`<div>
+    ${error ? html`<p class="error">${error} (showing the last answer)</p>` : ''}
+    ${data.shares && data.shares.shares?.length ? html`<p class="shares">shares: ${data.shares.shares.map((/** @type {any} */ sh) => `${sh.project} ${sh.weight}`).join(', ')}</p>` : ''}
+    ${data.jobs.length === 0 ? html`<p class="empty">The queue is empty.</p>` : html`<table class="queue">
+      <thead><tr><th>#</th><th>job</th><th>name</th><th>prio</th><th>project</th><th>state</th><th>queued</th><th>running</th><th>done</th><th>why it waits</th></tr></thead>
+      <tbody>${data.jobs.map((/** @type {any} */ j) => html`<tr key=${j.jobId} data-job=${j.jobId}>
+        <td>${j.position}</td><td><a href=${`#/job/${j.jobId}`}>${j.jobId}</a></td><td>${j.name}</td><td>${j.priority}</td><td>${j.project}</td>
+        <td><${StateBadge} state=${j.state} /></td><td class="num">${j.counts.queued}</td><td class="num">${j.counts.running}</td><td class="num">${j.counts.done}/${j.counts.total}</td>
+        <td class="why">${j.waiting ?? ''}</td>
+      </tr>`)}</tbody>
+    </table>`}
+  </div>`;
+}
+
+const WINDOWS = [{ label: '5 min', ms: 5 * 60_000 }, { label: '30 min', ms: 30 * 60_000 }, { label: '2 h', ms: 2 * 3600_000 }];
+
+function TimelineView() {
+  const s = useStore();
+  useTicker(1000);
+  const [windowMs, setWindowMs] = useState(WINDOWS[0].ms);
+  const now = Date.now();
+  const from = now - windowMs;
+  const spans = [...s.spans.values()].filter((sp) => (sp.end ?? now) >= from);
+  const rows = useMemo(() => {
+    const keys = new Set(spans.map((sp) => `${sp.host}/${sp.slot}`));
+    for (const host of s.hosts.values()) if (host.up) for (const slot of host.slots) keys.add(`${host.host}/${slot.index}`);
+    return [...keys].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  }, [spans.length, s.hosts.size]);
+  const rowH = 18;
+  const labelW = 130;
+  const width = 1000;
+  const x = (/** @type {number} */ t) => labelW + ((Math.max(t, from) - from) / windowMs) * (width - labelW);
+  return html`<div class="timeline">
+    <div class="windows">${WINDOWS.map((w) => html`<button class=${w.ms === windowMs ? 'on' : ''} onClick=${() => setWindowMs(w.ms)}>${w.label}</button>`)}</div>
+    ${rows.length === 0 ? html`<p class="empty">Nothing has run since the monitor started.</p>` : html`<svg viewBox=${`0 0 ${width} ${rows.length * rowH + 20}`} width="100%" role="img" aria-label="frames on slots over time">
+      ${rows.map((r, i) => html`<text x="4" y=${i * rowH + 13} class="row-label">${r}</text><line x1=${labelW} x2=${width} y1=${(i + 1) * rowH} y2=${(i + 1) * rowH} class="row-line" />`)}
+      ${spans.map((sp) => {
+        const i = rows.indexOf(`${sp.host}/${sp.slot}`);
+        if (i < 0) return null;
+        const x0 = x(sp.start);
+        const x1 = Math.max(x0 + 1.5, x(sp.end ?? now));
+        return html`<a href=${`#/job/${sp.jobId}`}><rect data-span=${sp.id} x=${x0} y=${i * rowH + 2} width=${x1 - x0} height=${rowH - 4} rx="2" fill=${jobColour(sp.jobId)} class=${`span span-${sp.outcome ?? 'running'}`}>
+          <title>${`${sp.jobId} frames ${sp.frames.join(',')} · attempt ${sp.attempt} · ${clock(sp.start)}–${sp.end ? clock(sp.end) : 'now'} (${duration((sp.end ?? now) - sp.start)}) · ${sp.outcome ?? 'running'}`}</title>
+        </rect></a>`;
+      })}
+      <text x=${labelW} y=${rows.length * rowH + 15} class="axis">${clock(from)}</text>
+      <text x=${width - 4} y=${rows.length * rowH + 15} class="axis" text-anchor="end">${clock(now)}</text>
+    </svg>`}
+  </div>`;
+}
+
+function App() {
+  const s = useStore();
+  const route = useRoute();
+  const [view, arg] = route;
+  const tab = (/** @type {string} */ href, /** @type {string} */ label, /** @type {boolean} */ on) => html`<a href=${href} class=${on ? 'on' : ''}>${label}</a>`;
+  const busy = [...s.hosts.values()].reduce((n, host) => n + host.slots.filter((/** @type {any} */ sl) => sl.state === 'busy').length, 0);
+  const slots = [...s.hosts.values()].reduce((n, host) => n + (host.up ? host.slots.length : 0), 0);
+  return html`<div class="app">
+    <nav>
+      <strong>renderbus</strong> <span class="site">${s.site}</span>
+      ${tab('#/', 'Jobs', !view || view === 'job')}${tab('#/queue', 'Queue', view === 'queue')}${tab('#/hosts', 'Hosts', view === 'hosts')}${tab('#/timeline', 'Timeline', view === 'timeline')}
+      <span class="spacer"></span>
+      <span class="slots-count">${busy}/${slots} slots busy</span>
+      <span class=${`conn ${s.connected ? 'on' : 'off'}`} data-connected=${String(s.connected)}>${s.connected ? 'live' : 'reconnecting…'}</span>
+    </nav>
+    <main>
+      ${view === 'job' && arg ? html`<${JobPage} key=${arg} jobId=${decodeURIComponent(arg)} />`
+        : view === 'hosts' ? html`<${HostsView} />`
+        : view === 'queue' ? html`<${QueueView} />`
+        : view === 'timeline' ? html`<${TimelineView} />`
+        : html`<${JobsView} />`}
+    </main>
+  </div>`;
+}
+
+connect();
+const root = document.getElementById('app');
+if (root) {
+  root.textContent = '';
+  render(html`<${App} />`, root);
+}

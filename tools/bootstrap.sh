@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what renderbus needs, and says nothing when nothing is missing.
 #   sh tools/bootstrap.sh          Node >= 20.18, npm packages, nats-server povray bubblewrap
-#   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it)
+#   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it) and
+#                                  chromium (the web monitor's browser test drives it)
 # As root, missing Debian packages are installed; otherwise the command to run is printed and
 # the script exits 1. Safe to run any number of times.
 set -eu
@@ -12,7 +13,7 @@ with_test=no
 for arg in "$@"; do
   case "$arg" in
     --test) with_test=yes ;;
-    -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
@@ -70,6 +71,8 @@ for pkg in nats-server povray bubblewrap; do
 done
 if [ "$with_test" = yes ]; then
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
+  # Debian's chromium, driven by playwright-core (which downloads no browser of its own)
+  [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$missing chromium"
 fi
 [ -z "$missing" ] && exit 0
 

@@ -344,7 +344,7 @@ export class FarmModel {
       case 'started': {
         const ms = evt.waitMs;
         if (ms !== undefined && (!Number.isFinite(ms) || ms < 0)) return { used: false }; // a broken event: none of it is trusted
-        if (onSlot && this.runs.started(host, slot, evt.jobId, evt.frame, evt.attempt ?? 0, evt.at, v)) this.touchHost(host, v);
+        if (onSlot && this.runs.started(host, slot, evt.jobId, evt.frame, evt.attempt ?? 0, evt.at, v, evt.log)) this.touchHost(host, v);
         change('running');
         if (ms === undefined) return { used: true };
         const s = ms / 1000;

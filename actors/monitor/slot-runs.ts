@@ -32,6 +32,8 @@ export interface SlotRun {
   /** Frames of the task whose end has not been heard yet. */
   frames: number[];
   startedAt: number;
+  /** The task attempt's log file, from its `started` event. */
+  log?: string;
   /** Its process figures from the latest `stats` event. */
   live?: LiveStats;
   span: Span;
@@ -39,8 +41,12 @@ export interface SlotRun {
 
 /** Spans kept for the timeline; older ones are forgotten first. */
 export const MAX_SPANS = 5_000;
-/** A `started` event for another frame of the same job and attempt within this time joins the run (the frames of one chunk). */
-const SAME_TASK_MS = 2_000;
+/**
+ * A `started` event for another frame of the same job and attempt joins the run (the frames of
+ * one chunk) when it names the same log file (one per task attempt), or, without one, when it
+ * comes this close: a slot publishes its task's `started` events in one go.
+ */
+const SAME_TASK_MS = 50;
 /** A snapshot showing a slot idle ends a run only if the run began at least this long before it (its events may still be on their way). */
 const SNAPSHOT_SLACK_MS = 10_000;
 
@@ -48,6 +54,12 @@ const slotKey = (host: string, slot: number) => `${host}/${slot}`;
 
 export class SlotRuns {
   private readonly runs = new Map<string, SlotRun>();
+  /**
+   * The run a slot's next task replaced before its frames' ends were heard: a slot starts a task
+   * it holds in hand at once, while the scheduler publishes the previous task's `done` a moment
+   * later. Their ends still find the span here.
+   */
+  private readonly replaced = new Map<string, SlotRun>();
   private readonly spans: Span[] = [];
   private nextId = 1;
 
@@ -73,35 +85,43 @@ export class SlotRuns {
   }
 
   /** A frame's `started` event. Returns whether anything changed. */
-  started(host: string, slot: number, jobId: string, frame: number, attempt: number, at: number, v: number): boolean {
+  started(host: string, slot: number, jobId: string, frame: number, attempt: number, at: number, v: number, log?: string): boolean {
     const key = slotKey(host, slot);
     const run = this.runs.get(key);
-    if (run && run.jobId === jobId && run.attempt === attempt && Math.abs(at - run.startedAt) <= SAME_TASK_MS) {
+    const sameTask = run !== undefined && (run.log !== undefined && log !== undefined ? run.log === log : Math.abs(at - run.startedAt) <= SAME_TASK_MS);
+    if (run && run.jobId === jobId && run.attempt === attempt && sameTask) {
       if (run.span.frames.includes(frame)) return false; // heard twice
       run.frames.push(frame);
       run.span.frames.push(frame);
       run.span.v = v;
       return true;
     }
-    if (run) this.close(key, run, at, 'ended', v); // its end was not heard: a new task took the slot
+    if (run) {
+      // the next task took the slot: the old one ended then; its frames' outcome may follow
+      this.close(key, run, at, 'ended', v);
+      this.replaced.set(key, run);
+    }
     this.open(key, host, slot, jobId, [frame], attempt, at, v);
+    if (log !== undefined) this.runs.get(key)!.log = log;
     return true;
   }
 
   /** A frame's end (`done`, `failed`, `retrying`) on a slot; the run's span ends with its last frame. */
   frameEnded(host: string, slot: number, jobId: string, frame: number, outcome: 'done' | 'failed' | 'retrying', at: number, v: number): boolean {
     const key = slotKey(host, slot);
-    const run = this.runs.get(key);
-    if (!run || run.jobId !== jobId) return false;
-    const i = run.frames.indexOf(frame);
-    if (i < 0) return false;
-    run.frames.splice(i, 1);
+    const current = this.runs.get(key);
+    const old = this.replaced.get(key);
+    const run = current?.jobId === jobId && current.frames.includes(frame) ? current : old?.jobId === jobId && old.frames.includes(frame) ? old : undefined;
+    if (!run) return false;
+    run.frames.splice(run.frames.indexOf(frame), 1);
     // a chunk's worst outcome is the span's: one failed frame makes the attempt a failure
-    const rank = { done: 0, retrying: 1, failed: 2 } as const;
+    const rank: Record<string, number> = { done: 0, retrying: 1, failed: 2 };
     const was = run.span.outcome;
-    if (was === undefined || (was in rank && rank[was as keyof typeof rank] < rank[outcome])) run.span.outcome = outcome;
+    if (was === undefined || was === 'ended' || (rank[was] ?? 0) < rank[outcome]!) run.span.outcome = outcome;
     run.span.v = v;
-    if (run.frames.length === 0) this.close(key, run, at, run.span.outcome ?? outcome, v);
+    if (run.frames.length > 0) return true;
+    if (run === current) this.close(key, run, at, run.span.outcome ?? outcome, v);
+    else this.replaced.delete(key); // its end is the next task's start, already set
     return true;
   }
 
@@ -117,6 +137,7 @@ export class SlotRuns {
   /** The job was cancelled: its running tasks are killed. */
   jobCancelled(jobId: string, at: number, v: number): boolean {
     let changed = false;
+    for (const [key, run] of this.replaced) if (run.jobId === jobId) this.replaced.delete(key);
     for (const [key, run] of this.runs) {
       if (run.jobId !== jobId) continue;
       this.close(key, run, at, 'cancelled', v);
@@ -128,6 +149,7 @@ export class SlotRuns {
   /** The host went down (or restarted): whatever ran on it is lost. */
   hostDown(host: string, at: number, v: number): boolean {
     let changed = false;
+    for (const key of this.replaced.keys()) if (key.startsWith(`${host}/`)) this.replaced.delete(key);
     for (const [key, run] of this.runs) {
       if (!key.startsWith(`${host}/`)) continue; // host names have no slash: node-1/ is not node-10/
       this.close(key, run, at, 'lost', v);

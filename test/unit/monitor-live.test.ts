@@ -50,6 +50,18 @@ test('monitor live - a cancelled job, a host going down and a new task on the sl
   assert.deepEqual(outcome, { 'j1@1000': 'cancelled', 'j2@1000': 'ended', 'j3@1000': 'lost', 'j2@9000': 'running' });
 });
 
+test('monitor live - a slot that starts its next task before the last one\'s end is heard keeps that span\'s outcome', () => {
+  const m = new FarmModel();
+  m.apply(frame('started', 1, 1_000));
+  m.apply(frame('started', 2, 2_000)); // the task in hand started at once
+  m.apply(frame('done', 1, 2_100)); // the scheduler's done for the first task comes after
+  const [first, second] = m.changesSince().spans;
+  assert.deepEqual([first!.frames, first!.end, first!.outcome], [[1], 2_000, 'done']);
+  assert.deepEqual([second!.frames, second!.end, second!.outcome], [[2], undefined, undefined]);
+  m.apply(frame('failed', 2, 3_000, { error: 'boom' }));
+  assert.equal(m.changesSince().spans[1]!.outcome, 'failed');
+});
+
 test('monitor live - a registry snapshot opens runs the monitor missed and ends runs whose slot is long idle', () => {
   const m = new FarmModel();
   m.applyHosts([record('node-a', [{ index: 0, state: 'busy', jobId: 'j1', frames: [3, 4], since: 800, taskId: 'j1.1' }, { index: 1, state: 'idle' }])], 1_000);

@@ -125,8 +125,8 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
-    .option('--monitor-port <n>', 'HTTP port of the monitor\'s /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
-    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(Prometheus /metrics, on the address NATS listens on): see the README, Metrics.')
+    .option('--monitor-port <n>', 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
+    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on the address NATS listens on): see the README,\nWeb monitor and Metrics.')
     .action(action('up'));
 
   program
@@ -154,12 +154,12 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   program
     .command('monitor')
-    .summary('run the farm monitor alone: Prometheus /metrics')
-    .description('run the farm monitor alone against the farm\'s NATS (JSON logs on stdout): it follows every event, asks the scheduler and the registry for a snapshot every few seconds, and serves GET /metrics (Prometheus text format) and GET /healthz over HTTP')
+    .summary('run the farm monitor alone: the web monitor and Prometheus /metrics')
+    .description('run the farm monitor alone against the farm\'s NATS (JSON logs on stdout): it follows every event, asks the scheduler and the registry for a snapshot every few seconds, and serves the web monitor (GET /), its JSON API and live stream (/api/...), GET /metrics (Prometheus text format) and GET /healthz over HTTP')
     .option('--port <n>', MONITOR_FLAG_HELP.port)
     .option('--listen <addr>', MONITOR_FLAG_HELP.listen)
     .option('--interval <seconds>', MONITOR_FLAG_HELP.interval)
-    .addHelpText('after', '\nThe metrics are listed in the README (Metrics). `renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464')
+    .addHelpText('after', '\nThe web monitor and the metrics are in the README (Web monitor, Metrics). `renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464')
     .action(action('monitor'));
 
   program
@@ -317,13 +317,14 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   program
     .command('host')
-    .summary('show one render host, or drain or stop it')
-    .description('show one render host: machine, OS, CPUs, RAM, swap, rendering packages and versions, licenses, and each slot (state, task, job, frames, since when); --drain or --stop steers its render server from anywhere')
+    .summary('show one render host, or drain, undrain or stop it')
+    .description('show one render host: machine, OS, CPUs, RAM, swap, rendering packages and versions, licenses, and each slot (state, task, job, frames, since when); --drain, --undrain or --stop steers its render server from anywhere')
     .argument('<name>', 'host name (see renderbus hosts)')
-    .option('--drain', 'the render server takes no new frames, hands back those it held and finishes the running ones; it stays on the farm until stopped')
+    .option('--drain', 'the render server takes no new frames, hands back those it held and finishes the running ones; it stays on the farm until undrained or stopped')
+    .option('--undrain', 'a drained render server takes new frames again (a server that is stopping refuses)')
     .option('--stop', 'the render server drains (running frames may finish for its --grace, default 60 s, then are handed back), leaves the farm and exits')
-    .option('--json', 'print the host as JSON (with --drain/--stop: the render server\'s answer)')
-    .addHelpText('after', '\nAn unknown host is an error (exit 1) that names the hosts there are.\nExamples:\n  renderbus host node-7\n  renderbus host node-7 --drain')
+    .option('--json', 'print the host as JSON (with --drain/--undrain/--stop: the render server\'s answer)')
+    .addHelpText('after', '\n--drain, --undrain and --stop go alone. An unknown host is an error (exit 1) that names the hosts there are.\nExamples:\n  renderbus host node-7\n  renderbus host node-7 --drain\n  renderbus host node-7 --undrain')
     .action(action('host'));
 
   program

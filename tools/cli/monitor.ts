@@ -11,7 +11,7 @@ export interface MonitorFlags {
 
 /** The flags' help texts, shared by `monitor` and `up`. */
 export const MONITOR_FLAG_HELP = {
-  port: 'HTTP port of /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)',
+  port: 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)',
   listen: 'address the HTTP server listens on, e.g. 0.0.0.0 for a Prometheus on another machine (default: 127.0.0.1)',
   interval: 'seconds between snapshots of the scheduler\'s jobs and the registry\'s hosts (default: 5)',
 } as const;

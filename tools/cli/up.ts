@@ -65,7 +65,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
-      `  metrics   ${farm.monitor.url}/metrics${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
+      `  monitor   ${farm.monitor.url}/ (web monitor; Prometheus at /metrics)${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
       `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',

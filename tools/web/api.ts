@@ -76,7 +76,7 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
 
   const routes = new Map<string, Route>([
     ['/api/farm', () => jsonAnswer({ site: o.site, ...o.model.changesSince() })],
-    ['/api/hosts', guarded(async () => jsonAnswer(await loadHosts(fc)))],
+    ['/api/hosts', guarded(async () => jsonAnswer((await loadHosts(fc)).views))], // hosts whose sickness is unknown say `sick: null`
     ['/api/queue', guarded(async () => {
       const [{ jobs }, shares] = await Promise.all([
         ask(fc, 'scheduler', subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply),

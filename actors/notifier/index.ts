@@ -8,3 +8,5 @@ export { EmailSender, smtpFailure, type SmtpSettings } from './email.ts';
 export { emailText } from './email-text.ts';
 export { DeliveryError, type Notification, type Outcome, type DeliveryReceipt, type Sample } from './notification.ts';
 export { onJobEvent, watchFor, notificationsFor, type JobWatch } from './job-watch.ts';
+export { AckBook, type Ackable } from './ack-book.ts';
+export { openJobEventFeed, NOTIFIER_CONSUMER } from './job-event-feed.ts';

@@ -5,7 +5,9 @@ import { codecs, FarmError, PROTOCOL_MAJOR, subjects, type NotifyEvent } from '.
 import { call, listen } from '../bus/index.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './backoff.ts';
 import { EmailSender, type MakeThumbnail, type SmtpSettings } from './email.ts';
-import { notifierMachine, type LookupResult } from './machine.ts';
+import { AckBook } from './ack-book.ts';
+import { openJobEventFeed } from './job-event-feed.ts';
+import { notifierMachine, STOPPED_EARLY, type LookupResult } from './machine.ts';
 import { DeliveryError, type DeliveryReceipt, type Notification, type Outcome } from './notification.ts';
 import { retryingMachine } from './retry-machine.ts';
 import { postWebhook, webhookOrigin, webhookRequest } from './webhook.ts';
@@ -41,8 +43,11 @@ const defaultThumbnail: MakeThumbnail = async (path) => {
 
 /**
  * Binds the notifier machine to NATS: job settings from the journal's submit records (or a
- * `sched.query` for a job first met through an event), job and frame events in, notifications
- * out by webhook (undici) and email (nodemailer), and each outcome as `evt.notify.<job>.<sent|failed>`.
+ * `sched.query` for a job first met through an event), job events from the site's event stream
+ * through a durable consumer (acknowledged once their notifications are sent or given up, so none
+ * is lost while no notifier runs or when one dies mid-delivery), frame events for sample frames,
+ * notifications out by webhook (undici) and email (nodemailer), and each outcome as
+ * `evt.notify.<job>.<sent|failed>`.
  */
 export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle> {
   const { nc, site } = o;
@@ -102,6 +107,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     actions: {
       publishOutcome: (_, out: Outcome) => {
         const n = out.note;
+        if (!out.ok && out.error === STOPPED_EARLY) acks.stoppedEarly(n.event.jobId); // its event comes back on restart
         const evt: NotifyEvent = {
           v: PROTOCOL_MAJOR,
           jobId: n.event.jobId,
@@ -131,23 +137,32 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     },
   });
 
+  const acks = new AckBook();
   const actor = createActor(machine, {
     input: { retry, lookupRetry: DEFAULT_RETRY, stopGraceMs },
   });
-  actor.subscribe({ error: (err) => log.error({ err }, 'notifier machine failed') });
+  actor.subscribe({
+    next: (s) => acks.settle(s.context), // a job's events are acknowledged once nothing of it is left to do
+    error: (err) => log.error({ err }, 'notifier machine failed'),
+  });
   actor.start();
+  // deliveries retry for up to a minute: keep their events from being delivered again meanwhile
+  const keepAlive = setInterval(() => acks.working(), 10_000);
 
   const subs: Subscription[] = [
     // the submit record carries the job's settings before any of its events (same publisher, in order)
     listen(nc, subjects.journal(site, 'submit'), codecs.journalRecord, log, (rec) => {
       if (rec.kind === 'submit') actor.send({ type: 'job.submitted', jobId: rec.jobId, ...(rec.spec.notify !== undefined ? { notify: rec.spec.notify } : {}) });
     }),
-    listen(nc, subjects.allJobEvents(site), codecs.jobEvent, log, (evt) => actor.send({ type: 'job.event', evt })),
     listen(nc, subjects.allFrameEvents(site, 'done'), codecs.frameEvent, log, (evt) => {
       if (evt.output !== undefined) actor.send({ type: 'frame.done', jobId: evt.jobId, sample: { frame: evt.frame, output: evt.output } });
     }),
   ];
   await nc.flush().catch((err: unknown) => log.warn({ err }, 'connection dropped while starting; going on'));
+  const feed = await openJobEventFeed(nc, site, log, (evt, msg) => {
+    acks.add(evt.jobId, msg);
+    actor.send({ type: 'job.event', evt });
+  });
   if (secret === undefined) log.warn('webhooks go out unsigned: no secret given (RB_WEBHOOK_SECRET or --webhook-secret-file)');
   log.info({ smtp: o.smtp ? smtpHost(o.smtp.url) : null, signed: secret !== undefined, attempts: retry.attempts }, 'notifier started');
 
@@ -156,9 +171,13 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     stop: () => {
       stopping ??= (async () => {
         for (const s of subs) s.unsubscribe();
+        await feed.stop();
         actor.send({ type: 'notifier.stop' });
         await waitFor(actor, (s) => s.status === 'done', { timeout: stopGraceMs + 1_000 }).catch(() => {});
         actor.stop();
+        clearInterval(keepAlive);
+        const back = acks.giveBack();
+        if (back > 0) log.info({ events: back }, 'job events not fully handled go back to the stream for the next notifier');
         email?.close();
         log.info('notifier stopped');
       })();

@@ -275,6 +275,30 @@ test(
   },
 );
 
+test('notify - a job that ends while no notifier runs is told when one starts, and only once', async (t) => {
+  const secretFile = join(farm.dir, 'webhook-secret');
+  await writeFile(secretFile, SECRET);
+  const first = await startNotifier(t, ['--webhook-secret-file', secretFile]); // the durable consumer exists from here on
+  await first.kill('SIGTERM');
+
+  const scene = await farm.writeScene();
+  const jobId = await farm.submit({ name: 'unattended', scene, renderer: 'command', command: 'true', frames: '1-2', output: { dir: join(farm.dir, 'out-unattended') }, notify: [hooks.url] });
+  await farm.waitJob(jobId, 'done', 30_000);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(hooks.posts.filter((p) => p.body.jobId === jobId).length, 0, 'no notifier ran: nobody posted yet');
+
+  const second = await startNotifier(t, ['--webhook-secret-file', secretFile]);
+  assert.deepEqual((await eventsOf(jobId, 1)).map((e) => [e.trigger, e.channel, e.event]), [['done', 'webhook', 'sent']]);
+  const posts = () => hooks.posts.filter((p) => p.body.jobId === jobId).map((p) => [p.body.event, p.attempt]);
+  assert.deepEqual(posts(), [['done', 1], ['done', 2]], 'told from the event stream once a notifier came');
+  await second.kill('SIGTERM');
+
+  // the event was acknowledged: the next notifier does not tell it again
+  await startNotifier(t, ['--webhook-secret-file', secretFile]);
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.deepEqual(posts(), [['done', 1], ['done', 2]]);
+});
+
 test('notify - renderbus submit refuses a job file with a bad notify, naming the field', async () => {
   const scene = await farm.writeScene();
   const file = join(farm.dir, 'bad-notify.json');

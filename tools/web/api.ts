@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { FarmModel, HttpAnswer, Route } from '../../actors/monitor/index.ts';
 import {
   DEFAULT_OUTPUT_PATTERN, FarmError, PROTOCOL_MAJOR, codecs, frameFileName, isToken, subjects,
-  type CtlRequest, type ErrorCode,
+  type CtlRequest, type ErrorCode, type JobDetail,
 } from '../../protocol/index.ts';
 import { ask, type FarmClient } from '../cli/farm-client.ts';
 import { frameLogPath, loadFrame } from '../cli/frame.ts';
@@ -30,6 +30,8 @@ export interface ApiOptions {
 export const LOG_TAIL_BYTES = 64 * 1024;
 const ACTIONS = new Set<CtlRequest['action']>(['pause', 'resume', 'cancel', 'retry', 'release', 'priority']);
 const MAX_BODY_BYTES = 64 * 1024;
+/** How long one job detail answers the thumbnail requests of a grid (a frame it does not show done is asked for afresh). */
+const DETAIL_REUSE_MS = 2_000;
 
 const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   RB_UNKNOWN_JOB: 404,
@@ -73,6 +75,18 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
   // the CLI's loaders take a FarmClient: this one is the monitor's own connection, never closed here
   const fc: FarmClient = { nc: o.nc, url: 'the monitor\'s NATS connection', site: o.site, farm: null, close: async () => {} };
   const jobDetail = (jobId: string) => ask(fc, 'scheduler', subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply).then((r) => r.job);
+  // a frame grid asks for every done frame's thumbnail at once: one job detail serves them all
+  const recentDetails = new Map<string, { at: number; job: Promise<JobDetail> }>();
+  const thumbnailDetail = (jobId: string, fresh = false): Promise<JobDetail> => {
+    const t = Date.now();
+    for (const [id, d] of recentDetails) if (t - d.at > DETAIL_REUSE_MS) recentDetails.delete(id);
+    const had = recentDetails.get(jobId);
+    if (had && !fresh) return had.job;
+    const job = jobDetail(jobId);
+    recentDetails.set(jobId, { at: t, job });
+    job.catch(() => recentDetails.delete(jobId));
+    return job;
+  };
 
   const routes = new Map<string, Route>([
     ['/api/farm', () => jsonAnswer({ site: o.site, ...o.model.changesSince() })],
@@ -102,7 +116,14 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
       if ('contentType' in ref) return ref;
       const width = url.searchParams.has('w') ? Number(url.searchParams.get('w')) : 160;
       if (!Number.isInteger(width) || width < 16 || width > 1024) return badRequest(`w=${url.searchParams.get('w')}: a width in pixels from 16 to 1024`);
-      const { job, record } = await loadFrame(fc, ref.jobId, ref.frame);
+      let job = await thumbnailDetail(ref.jobId);
+      let record = job.frames.find((f) => f.frame === ref.frame);
+      if (record?.state !== 'done') {
+        // the page heard the frame finish after the detail it reuses was taken
+        job = await thumbnailDetail(ref.jobId, true);
+        record = job.frames.find((f) => f.frame === ref.frame);
+      }
+      if (!record) return jsonAnswer({ error: { code: 'RB_BAD_ARGUMENT', message: `job ${ref.jobId} has no frame ${ref.frame}` } }, 404);
       if (record.state !== 'done') return jsonAnswer({ error: { code: 'RB_BAD_ARGUMENT', message: `frame ${ref.jobId}:${ref.frame} is ${record.state}: thumbnails are of done frames` } }, 404);
       const path = record.output ?? join(job.outputDir, frameFileName(job.spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN, record.frame));
       const { data, etag } = await o.thumbnails.get(path, width);

@@ -314,3 +314,51 @@ function keepClosest(list: Near[], c: Near): void {
 export function listHosts(db: RegistryDatabase): HostRecord[] {
   return [...hostEntries(db)].map((e) => e.record).sort((a, b) => byName(a.host, b.host));
 }
+
+/** One page of the host list (`reg.list`), and whether more hosts follow it. */
+export interface HostPage {
+  hosts: HostRecord[];
+  more: boolean;
+}
+
+export interface PageOptions {
+  /** Only hosts whose names sort after this one (the last host of the previous page). */
+  after?: string;
+  /** At most this many hosts. */
+  limit?: number;
+  /** Bytes one reply may carry: the page's host sizes plus `fixed` stay within it. */
+  budget: number;
+  /** Bytes of the reply besides its hosts. */
+  fixed: number;
+  /** A host record's size, encoded. */
+  sizeOf: (h: HostRecord) => number;
+}
+
+/**
+ * One page of the host list: the hosts sorted by name after `after`, at most `limit` of them and
+ * no more than fit `budget` bytes (as fitMatch: past about 1,000 hosts the list does not fit one
+ * NATS message). Sorted by name, a page ends at a host the next request can start after, whatever
+ * registers or leaves meanwhile. Throws when the next host alone does not fit: it could never be
+ * listed, and a page of none would send the client round forever.
+ */
+export function listPage(db: RegistryDatabase, o: PageOptions): HostPage {
+  const after = o.after;
+  const left: HostRecord[] = [];
+  for (const e of hostEntries(db)) if (after === undefined || e.record.host > after) left.push(e.record);
+  left.sort((a, b) => byName(a.host, b.host));
+  const most = Math.min(left.length, o.limit ?? Infinity);
+  let used = o.fixed;
+  let n = 0;
+  for (; n < most; n++) {
+    const size = o.sizeOf(left[n]!);
+    used += size;
+    if (used > o.budget) {
+      if (n === 0) {
+        const room = o.budget - o.fixed;
+        throw new FarmError('RB_REMOTE_UNKNOWN', `host ${left[0]!.host}'s record is ${size} bytes, more than one reply carries (${room}): the registry cannot list it`);
+      }
+      break;
+    }
+  }
+  return { hosts: left.slice(0, n), more: n < left.length };
+}

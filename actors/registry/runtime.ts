@@ -14,7 +14,7 @@ import {
   type RegistryHello,
 } from '../../protocol/index.ts';
 import { listen, serve } from '../bus/index.ts';
-import { checkHeartbeat, checkRegistration, fitMatch, knownHost, listHosts, matchHosts } from './database.ts';
+import { checkHeartbeat, checkRegistration, fitMatch, knownHost, listPage, matchHosts } from './database.ts';
 import {
   registryMachine,
   registryPhase,
@@ -32,8 +32,8 @@ export interface RegistryOptions {
   missedBeats?: number;
 }
 
-/** Bytes of a match reply kept for its envelope (v, ok, field names, array headers). */
-const MATCH_MARGIN = 1_024;
+/** Bytes of a match or list reply kept for its envelope (v, ok, field names, array headers). */
+const REPLY_MARGIN = 1_024;
 
 /**
  * Starts a resource registry for one site: binds the registry machine to the `reg.*` request
@@ -107,6 +107,8 @@ export async function startRegistry(
   });
   actor.start();
   const db = () => actor.getSnapshot().context.db;
+  // what one reply may carry: the server's max_payload (ours at most), less the envelope
+  const replyBudget = () => Math.min(MAX_PAYLOAD, nc.info?.max_payload ?? MAX_PAYLOAD) - REPLY_MARGIN;
 
   const subs: Subscription[] = [
     serve(nc, {
@@ -150,8 +152,7 @@ export async function startRegistry(
         const profile = toProfile(req.requirements); // RB_BAD_SPEC names the field
         const body = matchHosts(db(), profile, { freeOnly: req.freeOnly });
         // at most what one message carries (thousands of hosts do not fit): the most free first
-        const budget = Math.min(MAX_PAYLOAD, nc.info?.max_payload ?? MAX_PAYLOAD) - MATCH_MARGIN;
-        return fitMatch(body, budget, encodeAny({ closest: body.closest, totalHosts: body.totalHosts }).length, (h) => encodeAny(h).length);
+        return fitMatch(body, replyBudget(), encodeAny({ closest: body.closest, totalHosts: body.totalHosts }).length, (h) => encodeAny(h).length);
       },
     }),
     serve(nc, {
@@ -159,7 +160,12 @@ export async function startRegistry(
       request: codecs.listRequest,
       reply: codecs.listReply,
       log,
-      handle: () => ({ registryId, hosts: listHosts(db()) }),
+      handle: (req) => {
+        // a page at a time: every host of a large farm does not fit one message
+        const fixed = encodeAny({ registryId, more: true }).length;
+        const page = listPage(db(), { after: req.after, limit: req.limit, budget: replyBudget(), fixed, sizeOf: (h) => encodeAny(h).length });
+        return { registryId, ...page };
+      },
     }),
     listen(nc, subjects.allHostSlotEvents(site), codecs.hostEvent, log, (evt, subject) => {
       const subjectHost = subject.split('.')[4];

@@ -1,6 +1,6 @@
 export { startRenderServer, type RenderServerOptions, type RenderServerHandle } from './runtime.ts';
 export {
-  renderServerMachine, MAX_MISSED_HEARTBEATS, REGISTER_RETRY_MAX_MS,
+  renderServerMachine, undrainRefusal, MAX_MISSED_HEARTBEATS, REGISTER_RETRY_MAX_MS,
   type RenderServerMachine, type RenderServerContext, type RenderServerEvent,
 } from './machine.ts';
 export { probeHost, probePackage, kernelVersion, parseCpuinfo, parseMeminfo, parseOsRelease, type ProbeOptions } from './probe.ts';

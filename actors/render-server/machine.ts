@@ -1,4 +1,4 @@
-import { assign, fromCallback, fromPromise, setup, type EventObject } from 'xstate';
+import { assign, fromCallback, fromPromise, setup, type EventObject, type SnapshotFrom } from 'xstate';
 import type { HostInventory } from '../../protocol/index.ts';
 
 export interface RenderServerContext {
@@ -8,6 +8,8 @@ export interface RenderServerContext {
   /** The registry that acknowledged us last; null until registered. */
   registryId: string | null;
   draining: boolean;
+  /** Draining on its way out (a stop with a grace period): it cannot be undrained. */
+  leaving: boolean;
   /** Heartbeats in a row that got no answer. */
   missed: number;
   /** Why probing failed, when it did. */
@@ -17,6 +19,10 @@ export interface RenderServerContext {
 export type RenderServerEvent =
   | { type: 'registry.hello'; registryId: string }
   | { type: 'server.drain' }
+  /** Take work again after a drain; ignored when not draining, refused (no transition) when leaving. */
+  | { type: 'server.undrain' }
+  /** Drain to stop: running tasks get their grace period, then `server.stop` follows. */
+  | { type: 'server.leave' }
   | { type: 'server.stop' };
 
 /** Heartbeats in a row without an answer before the server looks for a registry again. */
@@ -49,9 +55,16 @@ const heartbeating = {
   },
 } as const;
 
+/** Before it registered, draining is only remembered (and told to the slots); the same for undraining. */
+const drainFlags = {
+  'server.drain': { actions: ['markDraining', 'drainSlots'] },
+  'server.leave': { actions: ['markLeaving', 'drainSlots'] },
+  'server.undrain': { guard: 'undrainable', actions: ['markUndrained', 'undrainSlots'] },
+} as const;
+
 /**
- * One render server: probing → locating (registering with the registry) → registered →
- * draining → stopped. All along, it reports the leases it holds to the scheduler. It registers again whenever the registry forgets it (a heartbeat
+ * One render server: probing → locating (registering with the registry) → registered ⇄
+ * draining → stopping → stopped. All along, it reports the leases it holds to the scheduler. It registers again whenever the registry forgets it (a heartbeat
  * answered `known: false`), a hello shows a new registry instance, or heartbeats go
  * unanswered. Effects are placeholders here; runtime.ts provides them.
  */
@@ -84,6 +97,11 @@ export const renderServerMachine = setup({
   actions: {
     /** Tell every slot to finish its task and take no next one. */
     drainSlots: () => {},
+    /** Tell every slot to take work again. */
+    undrainSlots: () => {},
+    markDraining: assign({ draining: true }),
+    markLeaving: assign({ draining: true, leaving: true }),
+    markUndrained: assign({ draining: false }),
     /** Registered (or registered again) with a registry (log it). */
     registered: (_: unknown, _params: { registryId: string }) => {},
     beatAnswered: assign({
@@ -97,6 +115,8 @@ export const renderServerMachine = setup({
     registryGone: ({ context }) => context.missed + 1 >= MAX_MISSED_HEARTBEATS,
     newRegistry: ({ context, event }) => event.type === 'registry.hello' && event.registryId !== context.registryId,
     draining: ({ context }) => context.draining,
+    /** Draining, and not on its way out: a stop is not taken back. */
+    undrainable: ({ context }) => context.draining && !context.leaving,
   },
   delays: {
     heartbeat: ({ context }) => context.heartbeatMs,
@@ -110,6 +130,7 @@ export const renderServerMachine = setup({
     inventory: null,
     registryId: null,
     draining: false,
+    leaving: false,
     missed: 0,
     error: null,
   }),
@@ -125,7 +146,7 @@ export const renderServerMachine = setup({
         onDone: { target: 'locating', actions: assign({ inventory: ({ event }) => event.output }) },
         onError: { target: 'stopped', actions: assign({ error: ({ event }) => String((event.error as Error)?.message ?? event.error) }) },
       },
-      on: { 'server.drain': { actions: [assign({ draining: true }), 'drainSlots'] } },
+      on: drainFlags,
     },
     locating: {
       entry: assign({ registryId: null, missed: 0 }),
@@ -154,17 +175,25 @@ export const renderServerMachine = setup({
           on: { 'registry.hello': 'registering' },
         },
       },
-      on: { 'server.drain': { actions: [assign({ draining: true }), 'drainSlots'] } },
+      on: drainFlags,
     },
     registered: {
       ...heartbeating,
       on: {
         ...heartbeating.on,
-        'server.drain': { target: 'draining', actions: [assign({ draining: true }), 'drainSlots'] },
+        'server.drain': { target: 'draining', actions: ['markDraining', 'drainSlots'] },
+        'server.leave': { target: 'draining', actions: ['markLeaving', 'drainSlots'] },
       },
     },
     draining: {
       ...heartbeating,
+      on: {
+        ...heartbeating.on,
+        'server.leave': { actions: 'markLeaving' },
+        // a heartbeat at once, so the registry stops marking the host draining (and the
+        // scheduler finds its slots free) without waiting a heartbeat period
+        'server.undrain': { guard: 'undrainable', target: '#server.registered.beating', actions: ['markUndrained', 'undrainSlots'] },
+      },
     },
     stopping: {
       invoke: {
@@ -182,3 +211,12 @@ export const renderServerMachine = setup({
 });
 
 export type RenderServerMachine = typeof renderServerMachine;
+
+/**
+ * Why the server refuses to be undrained, or null when it may be (undraining one that does not
+ * drain changes nothing): once a stop began, it goes through with it.
+ */
+export function undrainRefusal(s: SnapshotFrom<RenderServerMachine>): string | null {
+  if (s.status !== 'active' || s.matches('stopping') || s.context.leaving) return 'is stopping: a server that is stopping cannot be undrained';
+  return null;
+}

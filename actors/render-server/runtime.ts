@@ -9,7 +9,7 @@ import {
   type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
 import { createAdapters, Launcher, startRenderSlot, type SlotFactory, type SlotHandle } from '../render-slot/index.ts';
-import { renderServerMachine } from './machine.ts';
+import { renderServerMachine, undrainRefusal } from './machine.ts';
 import { probeHost } from './probe.ts';
 
 export interface RenderServerOptions {
@@ -173,6 +173,14 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
           log.warn({ err }, 'could not publish host event');
         }
       },
+      undrainSlots: () => {
+        for (const s of slots) s.undrain();
+        try {
+          nc.publish(subjects.hostEvent(site, host, 'undrained'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host, event: 'undrained', at: Date.now(), serverId }));
+        } catch (err) {
+          log.warn({ err }, 'could not publish host event');
+        }
+      },
       registered: (_, params) => {
         everRegistered = true;
         log.info({ registryId: params.registryId, serverId }, 'registered with the registry');
@@ -236,7 +244,11 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       log,
       handle: (req) => {
         if (req.action === 'drain') actor.send({ type: 'server.drain' });
-        else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: o.graceMs ?? DEFAULT_GRACE_MS }));
+        else if (req.action === 'undrain') {
+          const refused = undrainRefusal(actor.getSnapshot());
+          if (refused !== null) throw new FarmError('RB_DRAINING', `render server ${host} ${refused}`);
+          actor.send({ type: 'server.undrain' });
+        } else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: o.graceMs ?? DEFAULT_GRACE_MS }));
         else {
           const mine = (t: TaskAssignment | null) => t?.taskId === req.taskId && (req.attempt === undefined || t?.attempt === req.attempt);
           const slot = slots.find((s) => mine(s.task()));
@@ -264,7 +276,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     stopping ??= (async () => {
       const graceMs = so.graceMs ?? 0;
       if (graceMs > 0 && actor.getSnapshot().status === 'active') {
-        actor.send({ type: 'server.drain' });
+        actor.send({ type: 'server.leave' }); // a drain that cannot be undone: it is leaving
         log.info({ graceMs, running: slots.filter((s) => !s.isIdle()).length }, 'draining: running tasks may finish');
         await Promise.all(slots.map((s) => s.settled(graceMs)));
       }

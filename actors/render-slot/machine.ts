@@ -58,6 +58,8 @@ export type RenderSlotEvent =
   | { type: 'slot.assign'; task: TaskAssignment; waitMs: number }
   | { type: 'slot.cancel'; reason: string; code?: string }
   | { type: 'slot.drain' }
+  /** The server takes work again: the next result asks for a next task. */
+  | { type: 'slot.undrain' }
   /** The scheduler is back (its hello, or our connection returned): a result waiting out its backoff goes now. */
   | { type: 'slot.retryNow' };
 
@@ -159,6 +161,7 @@ export const renderSlotMachine = setup({
   initial: 'idle',
   on: {
     'slot.drain': { actions: assign({ draining: true }) },
+    'slot.undrain': { actions: assign({ draining: false }) },
   },
   states: {
     idle: {

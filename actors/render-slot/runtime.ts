@@ -233,7 +233,10 @@ export interface SlotHandle {
   /** Hands it a task; the caller checked isIdle(). `receivedAt` is performance.now() when the assignment arrived. */
   assign(task: TaskAssignment, receivedAt: number): void;
   cancel(reason: string, code?: ErrorCode): void;
+  /** Finish the running task, take no next one, hand back the tasks in hand. */
   drain(): void;
+  /** Take work again after a drain (idle again when it runs nothing). */
+  undrain(): void;
   /** Tasks leased to the slot and held to start next. */
   heldTasks(): string[];
   /** Drops a held task (its job was cancelled, or its lease is another slot's now); false when it is not held. */
@@ -473,6 +476,12 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       actor.send({ type: 'slot.drain' });
       // tasks in hand go back at once, so other slots can take them while this one finishes
       for (const task of held.splice(0)) reportInBackground(handBack(task));
+      if (actor.getSnapshot().value === 'idle') slotChanged(null);
+    },
+    undrain() {
+      draining = false;
+      actor.send({ type: 'slot.undrain' });
+      // draining → idle is news: the registry and the scheduler may hand it work again
       if (actor.getSnapshot().value === 'idle') slotChanged(null);
     },
     heldTasks: () => held.map((t) => t.taskId),

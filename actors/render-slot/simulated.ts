@@ -166,6 +166,11 @@ class SimulatedSlot implements SlotHandle {
     if (this.phase === 'idle') this.slotChanged(null);
   }
 
+  undrain(): void {
+    this.draining = false;
+    if (this.phase === 'idle') this.slotChanged(null);
+  }
+
   heldTasks(): string[] {
     return this.held.map((t) => t.taskId);
   }

@@ -5,7 +5,7 @@ import { SlotInfo } from './inventory.ts';
 /**
  * Render server or registry → anyone, on `evt.host.<host>.<event>`: `slot` (a slot changed;
  * render server), `up`, `down` (registry: host registered, or dropped after missed heartbeats),
- * `draining`.
+ * `draining` and `undrained` (render server: it stopped, or went back to, taking new work).
  */
 export const HostEvent = Type.Object({
   v: V,
@@ -19,10 +19,15 @@ export const HostEvent = Type.Object({
 });
 export type HostEvent = Static<typeof HostEvent>;
 
-/** Anyone → render server, request on `host.<host>.ctl`. */
+/**
+ * Anyone → render server, request on `host.<host>.ctl`. `undrain` takes a drained server back to
+ * work; a server that is stopping refuses it (RB_DRAINING).
+ */
 export const HostCtl = Type.Object({
   v: V,
-  action: Type.Union([Type.Literal('drain'), Type.Literal('stop'), Type.Literal('kill-task')]),
+  action: Type.Union([Type.Literal('drain'), Type.Literal('undrain'), Type.Literal('stop'), Type.Literal('kill-task')], {
+    description: 'drain: take no new work, finish the running tasks; undrain: take work again (a server that is stopping refuses, RB_DRAINING); stop: drain, then leave; kill-task: kill taskId',
+  }),
   taskId: Type.Optional(Type.String()),
   /** With kill-task: only this attempt of the task (a later lease of the same task to this host is left alone). */
   attempt: Type.Optional(Type.Integer({ minimum: 1 })),

@@ -73,8 +73,21 @@ export const MatchReply = Reply(
 export type MatchReply = Static<typeof MatchReply>;
 export type MatchBody = Extract<MatchReply, { ok: true }>['body'];
 
-/** Anyone → registry, request on `reg.list`: the whole resource database. */
-export const ListRequest = Type.Object({ v: V });
+/**
+ * Anyone → registry, request on `reg.list`: the resource database, one page per request (a farm of
+ * thousands of hosts does not fit one message). `{ v }` alone asks for the first page.
+ */
+export const ListRequest = Type.Object({
+  v: V,
+  after: Type.Optional(
+    Type.String({
+      pattern: Token.pattern,
+      maxLength: Token.maxLength,
+      description: 'a host name: only hosts whose names sort after it (the last host of the previous page). Hosts come sorted by name, so the cursor is stable',
+    }),
+  ),
+  limit: Type.Optional(Type.Integer({ minimum: 1, description: 'at most this many hosts in the page (fewer when they would not fit one message)' })),
+});
 export type ListRequest = Static<typeof ListRequest>;
 export const HostRecord = Type.Object({
   host: Token,
@@ -87,5 +100,17 @@ export const HostRecord = Type.Object({
   draining: Type.Optional(Type.Boolean()),
 });
 export type HostRecord = Static<typeof HostRecord>;
-export const ListReply = Reply(Type.Object({ registryId: Type.String(), hosts: Type.Array(HostRecord) }));
+export const ListReply = Reply(
+  Type.Object({
+    registryId: Type.String(),
+    hosts: Type.Array(HostRecord),
+    more: Type.Optional(
+      Type.Boolean({
+        description:
+          'true: more hosts follow this page; ask again with `after` set to its last host (and the same registryId expected: another one means the registry restarted, so start over). Absent from a registry older than paging, which sent every host',
+      }),
+    ),
+  }),
+);
 export type ListReply = Static<typeof ListReply>;
+export type ListBody = Extract<ListReply, { ok: true }>['body'];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
-import { MAX_MISSED_HEARTBEATS, renderServerMachine } from '../../actors/render-server/index.ts';
+import { MAX_MISSED_HEARTBEATS, renderServerMachine, undrainRefusal } from '../../actors/render-server/index.ts';
 import { FarmError, type HostInventory } from '../../protocol/index.ts';
 import { anInventory } from '../helpers/builders.ts';
 
@@ -15,7 +15,7 @@ function aServer(registry: {
   heartbeat?: (n: number, draining: boolean) => Promise<{ known: boolean; registryId: string }>;
   probe?: () => Promise<HostInventory>;
 } = {}) {
-  const rec = { registers: 0, heartbeats: [] as boolean[], drained: 0, byeRegistered: [] as boolean[], logged: [] as string[] };
+  const rec = { registers: 0, heartbeats: [] as boolean[], drained: 0, undrained: 0, byeRegistered: [] as boolean[], logged: [] as string[] };
   const clock = new SimulatedClock();
   const machine = renderServerMachine.provide({
     actors: {
@@ -33,6 +33,7 @@ function aServer(registry: {
     },
     actions: {
       drainSlots: () => void rec.drained++,
+      undrainSlots: () => void rec.undrained++,
       registered: (_, p) => void rec.logged.push(p.registryId),
     },
   });
@@ -120,6 +121,71 @@ test('render-server - drain tells the slots, heartbeats say so, and it stays dra
   clock.increment(1_000);
   await waitFor(actor, () => rec.heartbeats.length === 3);
   assert.deepEqual(rec.heartbeats, [true, true, true]);
+});
+
+test('render-server - undrain takes a drained server back to work: slots told, a heartbeat at once says so', async () => {
+  const { actor, clock, rec } = aServer();
+  await waitFor(actor, (s) => s.matches('registered'));
+  actor.send({ type: 'server.undrain' }); // not draining: nothing to take back
+  assert.ok(actor.getSnapshot().matches({ registered: 'waiting' }));
+  assert.equal(rec.undrained, 0);
+  actor.send({ type: 'server.drain' });
+  clock.increment(1_000);
+  await waitFor(actor, (s) => s.matches({ draining: 'waiting' }) && rec.heartbeats.length === 1);
+  assert.equal(undrainRefusal(actor.getSnapshot()), null);
+  actor.send({ type: 'server.undrain' });
+  assert.ok(actor.getSnapshot().matches('registered'));
+  assert.equal(actor.getSnapshot().context.draining, false);
+  assert.equal(rec.undrained, 1);
+  // without waiting a heartbeat period: the registry stops marking it draining now
+  await waitFor(actor, (s) => s.matches({ registered: 'waiting' }) && rec.heartbeats.length === 2);
+  assert.deepEqual(rec.heartbeats, [true, false]);
+  clock.increment(1_000);
+  await waitFor(actor, () => rec.heartbeats.length === 3);
+  assert.deepEqual(rec.heartbeats, [true, false, false]);
+  // and it can be drained again
+  actor.send({ type: 'server.drain' });
+  assert.ok(actor.getSnapshot().matches('draining'));
+  assert.equal(rec.drained, 2);
+});
+
+test('render-server - undrain before it registered is remembered like a drain', async () => {
+  const { actor, rec } = aServer({ register: async () => { throw gone(); } });
+  await waitFor(actor, (s) => s.matches({ locating: 'waiting' }));
+  actor.send({ type: 'server.drain' });
+  actor.send({ type: 'server.undrain' });
+  assert.equal(actor.getSnapshot().context.draining, false);
+  assert.deepEqual([rec.drained, rec.undrained], [1, 1]);
+});
+
+test('render-server - a server leaving (a stop with a grace period) cannot be undrained', async () => {
+  const { actor, clock, rec } = aServer();
+  await waitFor(actor, (s) => s.matches('registered'));
+  actor.send({ type: 'server.leave' });
+  assert.ok(actor.getSnapshot().matches('draining'));
+  assert.equal(rec.drained, 1);
+  assert.match(undrainRefusal(actor.getSnapshot()) ?? '', /^is stopping: a server that is stopping cannot be undrained$/);
+  actor.send({ type: 'server.undrain' }); // the machine refuses it too
+  assert.ok(actor.getSnapshot().matches('draining'));
+  assert.equal(rec.undrained, 0);
+  clock.increment(1_000);
+  await waitFor(actor, () => rec.heartbeats.length === 1);
+  assert.deepEqual(rec.heartbeats, [true]);
+
+  // a drained server told to leave is leaving too
+  const other = aServer();
+  await waitFor(other.actor, (s) => s.matches('registered'));
+  other.actor.send({ type: 'server.drain' });
+  other.actor.send({ type: 'server.leave' });
+  assert.notEqual(undrainRefusal(other.actor.getSnapshot()), null);
+  other.actor.send({ type: 'server.undrain' });
+  assert.ok(other.actor.getSnapshot().matches('draining'));
+
+  // and once stopping or stopped, all the more
+  actor.send({ type: 'server.stop' });
+  assert.notEqual(undrainRefusal(actor.getSnapshot()), null);
+  await waitFor(actor, (s) => s.status === 'done');
+  assert.notEqual(undrainRefusal(actor.getSnapshot()), null);
 });
 
 test('render-server - stop shuts down (saying bye when registered) and ends', async () => {

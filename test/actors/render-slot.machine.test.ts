@@ -234,3 +234,13 @@ test('render-slot - a draining slot asks for no next task', async () => {
   await waitFor(actor, (s) => s.value === 'idle' && rec.reported.length === 1);
   assert.equal(rec.reported[0]!.wantNext, false);
 });
+
+test('render-slot - an undrained slot asks for its next task again', async () => {
+  const { actor, rec } = aSlot();
+  actor.send({ type: 'slot.drain' });
+  actor.send({ type: 'slot.undrain' });
+  assert.equal(actor.getSnapshot().context.draining, false);
+  actor.send({ type: 'slot.assign', task: aTask(), waitMs: 0 });
+  await waitFor(actor, (s) => s.value === 'idle' && rec.reported.length === 1);
+  assert.equal(rec.reported[0]!.wantNext, true);
+});

@@ -47,7 +47,7 @@ interface HostJson {
   inventory?: { packages: { name: string; version: string }[]; licenses: string[]; cpu: { count: number }; ramMb: number; swapMb: number };
 }
 
-test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, stop), queue (order, why, shares), and the bad cases', { timeout: 90_000 }, async (t) => {
+test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, undrain, stop), queue (order, why, shares), and the bad cases', { timeout: 90_000 }, async (t) => {
   const farm = await TestFarm.start();
   t.after(async () => {
     // the scheduler is killed below: render servers stopped gently would wait out their grace to report results
@@ -94,12 +94,13 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
   assert.equal(typeof list[0]!.load, 'number');
 
   // the render manager: one host's inventory, packages, licenses and slots; the bad cases
-  const [one, oneJson, unknown, badName, both, unknownDrain] = await Promise.all([
+  const [one, oneJson, unknown, badName, both, drainUndrain, unknownDrain] = await Promise.all([
     rb(farm, ['host', 'alpha']),
     rb(farm, ['host', 'alpha', '--json']),
     rb(farm, ['host', 'nosuch']),
     rb(farm, ['host', 'Bad!']),
     rb(farm, ['host', 'alpha', '--drain', '--stop']),
+    rb(farm, ['host', 'alpha', '--drain', '--undrain']),
     rb(farm, ['host', 'nosuch', '--drain']),
   ]);
   const alpha = JSON.parse(ok(oneJson, 'host --json').stdout) as HostJson;
@@ -115,6 +116,8 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
   assert.match(badName.stderr, /^renderbus host: host name: 'Bad!' must be lower-case/);
   assert.equal(both.code, 2);
   assert.match(both.stderr, /--drain and --stop go alone/);
+  assert.equal(drainUndrain.code, 2);
+  assert.match(drainUndrain.stderr, /--drain and --undrain go alone: .*--undrain gives it work again/);
   assert.equal(unknownDrain.code, 1);
   assert.match(unknownDrain.stderr, /no render server answers for host 'nosuch' .*hosts up: alpha, beta/);
 
@@ -140,6 +143,12 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
   assert.match(afterDrain, /^HOST +STATE +SLOTS +LOAD +CPU +RAM +OS +PACKAGES +LAST SEEN$/m);
   assert.match(afterDrain, /^alpha +up +2 busy \/ 0 free +\d+\.\d\d +\d+× /m);
   assert.match(afterDrain, /^beta +up, draining +0 busy \/ 0 free +\d+\.\d\d /m);
+
+  // undrain beta from here: it takes frames of the running job again
+  const undrainedAt = Date.now();
+  assert.match(ok(await rb(farm, ['host', 'beta', '--undrain']), 'host beta --undrain').stdout, /^beta takes new frames again\n$/);
+  await waitUntil('beta to render again', async () => (await farm.job(runnerId)).frames.some((f) => f.host === 'beta' && f.startedAt !== undefined && f.startedAt >= undrainedAt), 15_000);
+  assert.equal((await farm.hosts()).find((h) => h.host === 'beta')?.draining, false, 'the registry no longer marks it draining');
 
   // stop beta from here: it leaves the registry and is listed down, with why
   assert.match(ok(await rb(farm, ['host', 'beta', '--stop']), 'host beta --stop').stdout, /^beta is stopping/);

@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { call } from '../../actors/bus/index.ts';
+import { listAllHosts, startRegistry } from '../../actors/registry/index.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
+import { startScheduler } from '../../actors/scheduler/index.ts';
+import { waitUntil } from '../../tools/lib/wait-until.ts';
 import {
   codecs, encodeAny, PROTOCOL_MAJOR, subjects,
   type FrameEvent, type HostEvent, type HostHeartbeat, type HostRegister, type TaskAssignment, type TaskResult,
@@ -42,7 +46,7 @@ async function farm(t: TestContext) {
   await mkdir(join(dir, 'scenes'));
   const scene = join(dir, 'scenes', 'shot.scene');
   await writeFile(scene, 'scene');
-  return { nc, serverNc, site, dir, scene, out: join(dir, 'out') };
+  return { nc, serverNc, site, dir, scene, out: join(dir, 'out'), url: nats.url };
 }
 
 /** The registry side, answered by hand: records what the render server says. */
@@ -280,6 +284,108 @@ test('render-server - drains: refuses new work and asks for no next task', async
   assert.equal(sched.results[0]!.wantNext, false);
   await until('a draining heartbeat', () => reg.heartbeats.some((h) => h.draining === true));
 });
+
+test('render-server - undrain: takes work again, says so in heartbeats and slot events; refused while it stops', async (t) => {
+  const f = await farm(t);
+  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const sched = fakeScheduler(f.nc, f.site);
+  const evts = events(f.nc, f.site);
+  const hostEvents: HostEvent[] = [];
+  f.nc.subscribe(subjects.allHostEvents(f.site), { callback: (_e, m) => void hostEvents.push(codecs.hostEvent.decode(m.data)) });
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-6u', slots: 2, log: silentLogger(), heartbeatMs: 100 });
+  t.after(() => rs.stop());
+  await until('registration', () => reg.registers.length === 1);
+  const ctl = async (action: 'drain' | 'undrain') => codecs.hostCtlReply.decode((await f.nc.request(subjects.hostCtl(f.site, 'node-6u'), codecs.hostCtl.encode({ v, action }), { timeout: 3_000 })).data);
+
+  assert.deepEqual(await ctl('undrain'), { v, ok: true, body: { host: 'node-6u', action: 'undrain' } }, 'a server that is not draining: nothing to do');
+  assert.deepEqual(await ctl('drain'), { v, ok: true, body: { host: 'node-6u', action: 'drain' } });
+  await until('draining slot events', () => evts.slots.filter((e) => e.slot?.state === 'draining').length === 2);
+  const refused = await assign(f.nc, f.site, 'node-6u', [aTask({ scene: f.scene, outputDir: f.out })]);
+  assert.ok(refused.ok);
+  assert.equal(refused.body.rejected[0]!.code, 'RB_DRAINING', 'no work is taken while draining');
+  await until('a draining heartbeat', () => reg.heartbeats.at(-1)?.draining === true && reg.heartbeats.at(-1)!.slots.every((x) => x.state === 'draining'));
+
+  const beatsBefore = reg.heartbeats.length;
+  const t0 = performance.now();
+  assert.deepEqual(await ctl('undrain'), { v, ok: true, body: { host: 'node-6u', action: 'undrain' } });
+  await until('idle slot events', () => evts.slots.filter((e) => e.slot?.state === 'idle').length === 2);
+  const beat = await until('a heartbeat that is not draining', () => reg.heartbeats.slice(beatsBefore).find((h) => h.draining === false));
+  assert.ok(beat.slots.every((x) => x.state === 'idle'), JSON.stringify(beat.slots));
+  assert.ok(performance.now() - t0 < 1_000);
+  assert.deepEqual(hostEvents.filter((e) => e.event !== 'slot').map((e) => e.event), ['draining', 'undrained']);
+
+  // it takes work again, and asks for more after it
+  const task = aTask({ scene: f.scene, outputDir: f.out });
+  const taken = await assign(f.nc, f.site, 'node-6u', [task]);
+  assert.ok(taken.ok);
+  assert.deepEqual(taken.body.accepted, [task.taskId]);
+  await until('the result', () => sched.results.length === 1);
+  assert.equal(sched.results[0]!.status, 'done', sched.results[0]!.error?.message);
+  assert.equal(sched.results[0]!.wantNext, true);
+  assert.equal(await readFile(join(f.out, 'f_0001.txt'), 'utf8'), '1');
+
+  // stopping (a grace period for the running task): undrain is refused
+  const slow = aTask({ scene: f.scene, outputDir: f.out, command: `sh -c 'sleep 1; printf x > {output}'`, frames: [2] });
+  assert.ok((await assign(f.nc, f.site, 'node-6u', [slow])).ok);
+  const stopping = rs.stop({ graceMs: 10_000 });
+  const no = await ctl('undrain');
+  assert.ok(!no.ok);
+  assert.equal(no.error.code, 'RB_DRAINING');
+  assert.match(no.error.message, /render server node-6u is stopping: a server that is stopping cannot be undrained/);
+  await stopping;
+  assert.equal(sched.results.find((r) => r.taskId === slow.taskId)?.status, 'done', 'the running task had its grace period');
+});
+
+test('render-server - drained, a job waits; undrained, the job renders on it (real registry and scheduler)', async (t) => {
+  const f = await farm(t);
+  const conns = await Promise.all(['registry', 'scheduler'].map((name) => connect({ servers: f.url, name })));
+  const log = silentLogger();
+  const registry = await startRegistry({ nc: conns[0]!, site: f.site, log, announceMs: 200 });
+  const scheduler = await startScheduler({ nc: conns[1]!, site: f.site, log });
+  const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-6j', slots: 2, log, heartbeatMs: 200 });
+  // stopped here, while nats-server still runs (the farm's own clean-up stops it first)
+  try {
+    await drainedThenUndrained(f, rs.host);
+  } finally {
+    await rs.stop();
+    await scheduler.stop();
+    await registry.stop();
+    for (const c of conns) await c.drain().catch(() => {});
+  }
+});
+
+async function drainedThenUndrained(f: Awaited<ReturnType<typeof farm>>, host: string): Promise<void> {
+  const record = async () => (await listAllHosts(f.nc, f.site, { timeoutMs: 1_000 })).hosts.find((h) => h.host === host);
+  await waitUntil('the render server to register', record, 10_000);
+  const ctl = async (action: 'drain' | 'undrain') => call(f.nc, subjects.hostCtl(f.site, host), codecs.hostCtl, { v, action }, codecs.hostCtlReply);
+
+  await ctl('drain');
+  await waitUntil('the registry to mark it draining', async () => (await record())?.draining === true, 5_000);
+  const { jobId } = await call(f.nc, subjects.schedSubmit(f.site), codecs.submitRequest, {
+    v, spec: { name: 'undrain', scene: f.scene, renderer: 'command', command: `sh -c 'printf {frame} > {output}'`, frames: '1-4', output: { dir: f.out, pattern: 'u_####.txt' } },
+  }, codecs.submitReply);
+  const job = async () => {
+    const b = await call(f.nc, subjects.schedQuery(f.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 });
+    assert.ok('job' in b);
+    return b.job;
+  };
+  await new Promise((r) => setTimeout(r, 2_500)); // past the scheduler's adoption window and a dispatch round
+  const waiting = await job();
+  assert.equal(waiting.state, 'queued');
+  assert.deepEqual(waiting.frames.filter((fr) => fr.startedAt !== undefined || fr.host !== undefined).map((fr) => fr.frame), [], 'no frame went to the drained host');
+
+  const undrainedAt = Date.now();
+  await ctl('undrain');
+  await waitUntil('the registry to mark it working', async () => (await record())?.draining === false, 5_000);
+  const done = await waitUntil('the job to render', async () => {
+    const j = await job();
+    return ['done', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
+  }, 15_000, 100);
+  assert.equal(done.state, 'done');
+  assert.deepEqual(done.frames.map((fr) => [fr.frame, fr.host]), [1, 2, 3, 4].map((n) => [n, host]));
+  assert.ok(done.frames.every((fr) => fr.startedAt! >= undrainedAt - 50));
+  assert.equal(await readFile(join(f.out, 'u_0003.txt'), 'utf8'), '3');
+}
 
 test('render-server - runs a real POV-Ray task and publishes progress', async (t) => {
   const f = await farm(t);

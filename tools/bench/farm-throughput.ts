@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
+import { listAllHosts } from '../../actors/registry/index.ts';
 import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
@@ -44,7 +45,7 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     actor('scheduler');
     actor('render-server', '--host', 'bench', '--slots', String(slots));
     await waitUntil('the render server to register', async () => {
-      const b = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 });
+      const b = await listAllHosts(nc, site, { timeoutMs: 500 });
       return b.hosts.length === 1 ? true : undefined;
     });
     await waitUntil('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
+import { listAllHosts } from '../../actors/registry/index.ts';
 import { Histogram, type SimStatsSnapshot } from '../../actors/render-slot/index.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type JobSpec } from '../../protocol/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
@@ -271,7 +272,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       });
       return Promise.race([what, died]);
     };
-    await failFast(waitUntil('the registry', () => call(nc, subjects.regList(SITE), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 }).then(() => true), 30_000));
+    await failFast(waitUntil('the registry', () => listAllHosts(nc, SITE, { timeoutMs: 500 }).then(() => true), 30_000));
     await failFast(waitUntil('the scheduler', () => query().then(() => true), 30_000));
     const maya = Math.max(1, Math.round(totalSlots * 0.1));
     const nuke = Math.max(1, Math.round(o.hosts * 0.25));

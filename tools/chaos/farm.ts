@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
+import { listAllHosts } from '../../actors/registry/index.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary } from '../../protocol/index.ts';
 
@@ -301,7 +302,7 @@ export class ChaosFarm {
   }
 
   async registryList(timeoutMs = 2_000): Promise<{ registryId: string; hosts: HostRecord[] }> {
-    return call(this.client(), subjects.regList(this.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs });
+    return listAllHosts(this.client(), this.site, { timeoutMs });
   }
 
   async jobs(timeoutMs = 2_000): Promise<JobSummary[]> {

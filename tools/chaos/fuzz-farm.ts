@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call, connectBus } from '../../actors/bus/index.ts';
 import { waitUntil } from '../lib/wait-until.ts';
-import { startRegistry } from '../../actors/registry/index.ts';
+import { listAllHosts, startRegistry } from '../../actors/registry/index.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec } from '../../protocol/index.ts';
@@ -63,7 +63,7 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
       return body.job;
     };
     await waitUntil(`render server ${host} to register`, async () => {
-      const l = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 1_000 });
+      const l = await listAllHosts(nc, site, { timeoutMs: 1_000 });
       return l.hosts.some((h) => h.host === host);
     }, 20_000);
     return {

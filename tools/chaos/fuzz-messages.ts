@@ -70,7 +70,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   HostHeartbeat: () => ({ v: PROTOCOL_MAJOR, host: ghost, serverId: 'fuzz-server', slots: [{ index: 0, state: 'idle' }], load: 0.5, draining: false }),
   HostBye: () => ({ v: PROTOCOL_MAJOR, host: ghost, serverId: 'fuzz-server' }),
   MatchRequest: () => ({ v: PROTOCOL_MAJOR, requirements: { os: 'linux@6.*', packages: ['povray@3.7.*'], ramMb: 1000, licenses: ['fuzz-license'] }, freeOnly: true }),
-  ListRequest: () => ({ v: PROTOCOL_MAJOR }),
+  ListRequest: () => ({ v: PROTOCOL_MAJOR, after: ghost, limit: 5 }),
   SubmitRequest: () => ({ v: PROTOCOL_MAJOR, spec: unrunnableSpec() }),
   QueryRequest: () => ({ v: PROTOCOL_MAJOR, what: 'job', jobId: noJob }),
   CtlRequest: () => ({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: noJob }),
@@ -126,6 +126,15 @@ const noTaskHandedOut = (body: unknown): string | undefined => {
   const b = body as { next?: unknown; following?: unknown };
   if (b.next || b.following) return `a result nobody should act on was handed a task: ${JSON.stringify(b).slice(0, 300)}`;
   return undefined;
+};
+/** A reg.list page must hold at most `n` hosts, sorted by name, each after `after`, and say whether more follow. */
+const pageOf = (n: number, after?: string) => (body: unknown): string | undefined => {
+  const b = body as { hosts?: { host?: unknown }[]; more?: unknown };
+  const names = (b.hosts ?? []).map((h) => String(h.host));
+  if (names.length > n) return `a page limited to ${n} holds ${names.length} hosts`;
+  if (names.some((h, i) => i > 0 && h <= names[i - 1]!)) return `a page not sorted by name: ${names.join(', ')}`;
+  if (after !== undefined && names.some((h) => h <= after)) return `a page after '${after}' holds ${names.filter((h) => h <= after).join(', ')}`;
+  return typeof b.more === 'boolean' ? undefined : `a page without more: ${JSON.stringify(b).slice(0, 200)}`;
 };
 const unknownToRegistry = (body: unknown): string | undefined =>
   (body as { known?: unknown }).known === false ? undefined : `the registry says it knows this host/server: ${JSON.stringify(body)}`;
@@ -196,6 +205,17 @@ export const semanticCases: Record<string, SemanticCase[]> = {
   ListRequest: [
     { label: 'plain', make: () => ({ v: PROTOCOL_MAJOR }), expect: { answer: true } },
     { label: 'with an unknown field', make: (_f, r) => ({ v: PROTOCOL_MAJOR, [r.string(6)]: r.string(10) }), expect: { answer: true } },
+    { label: 'after that is not a string', make: (_f, r) => ({ v: PROTOCOL_MAJOR, after: r.pick([42, true, null, ['h1'], { host: 'h1' }]) }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'after that is no host name', make: () => ({ v: PROTOCOL_MAJOR, after: 'Not A Host!' }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'a near-limit after', make: () => ({ v: PROTOCOL_MAJOR, after: FILL }), expect: { refuse: 'RB_SCHEMA_MISMATCH' }, once: true },
+    { label: 'limit 0', make: () => ({ v: PROTOCOL_MAJOR, limit: 0 }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'a negative limit', make: (_f, r) => ({ v: PROTOCOL_MAJOR, limit: -r.int(1, 1000) }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'a limit that is not a whole number', make: (_f, r) => ({ v: PROTOCOL_MAJOR, limit: r.pick([0.5, 2.5, Number.NaN, Infinity]) }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'a limit that is a string', make: () => ({ v: PROTOCOL_MAJOR, limit: '10' }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
+    { label: 'a page of one host', make: () => ({ v: PROTOCOL_MAJOR, limit: 1 }), expect: { answer: true, check: pageOf(1) } },
+    { label: "a page after 'm', a huge limit", make: () => ({ v: PROTOCOL_MAJOR, after: 'm', limit: 2 ** 31 }), expect: { answer: true, check: pageOf(Infinity, 'm') } },
+    // a host name is compared as a string, never looked up on an object
+    ...HOSTILE_IDS.map((after): SemanticCase => ({ label: `after '${after}'`, make: () => ({ v: PROTOCOL_MAJOR, after }), expect: isToken(after) ? { answer: true } : { refuse: 'RB_SCHEMA_MISMATCH' } })),
   ],
   SubmitRequest: [
     { label: 'frames that end before they start', make: () => ({ v: PROTOCOL_MAJOR, spec: { ...unrunnableSpec(), frames: '5-1' } }), expect: { refuse: 'RB_BAD_JOB' } },
@@ -348,8 +368,17 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     { label: 'kill without a task id', make: () => ({ v: PROTOCOL_MAJOR, action: 'kill-task' }), expect: { refuse: 'RB_NO_SUCH_SLOT' } },
     ...HOSTILE_IDS.map((taskId): SemanticCase => ({ label: `kill task '${taskId}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId }), expect: { refuse: 'RB_NO_SUCH_SLOT' } })),
     { label: 'kill a near-limit task id', make: () => ({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: FILL }), expect: { refuse: 'RB_NO_SUCH_SLOT' }, once: true },
+    // the server under test never drains (that would change the farm): undraining it changes nothing
+    { label: 'undrain a server that is not draining', make: () => ({ v: PROTOCOL_MAJOR, action: 'undrain' }), expect: { answer: true, check: ctlAnswered('undrain') } },
+    { label: 'undrain with a task id and an attempt', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'undrain', taskId: `fuzz-${r.string(8)}.0`, attempt: r.int(1, 9) }), expect: { answer: true, check: ctlAnswered('undrain') } },
+    { label: 'undrain, misspelt', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: r.pick(['Undrain', 'un-drain', 'undrain ', 'resume']) }), expect: { refuse: 'RB_SCHEMA_MISMATCH' } },
   ],
 };
+
+/** A control request answered for what it asked. */
+function ctlAnswered(action: string): (body: unknown) => string | undefined {
+  return (body) => ((body as { action?: unknown }).action === action ? undefined : `answered for another action: ${JSON.stringify(body).slice(0, 200)}`);
+}
 
 function nothingAccepted(body: unknown): string | undefined {
   const b = body as { accepted?: unknown[]; rejected?: { code?: string; message?: string }[] };

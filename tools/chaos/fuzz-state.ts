@@ -1,6 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
+import { listAllHosts } from '../../actors/registry/index.ts';
 import { codecs, PROTOCOL_MAJOR, streams, subjects } from '../../protocol/index.ts';
 import type { FarmFacts, KnownJob } from './fuzz-messages.ts';
 
@@ -30,7 +31,7 @@ export async function snapshotFarm(nc: NatsConnection, site: string, timeoutMs =
     const { etaMs: _eta, ...job } = d.job;
     jobs[j.jobId] = job;
   }
-  const l = await call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs });
+  const l = await listAllHosts(nc, site, { timeoutMs });
   const hosts: Record<string, unknown> = {};
   for (const h of l.hosts) {
     const { lastSeenAt: _seen, load: _load, ...rest } = h;

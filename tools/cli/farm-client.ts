@@ -1,7 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call, connectClient } from '../../actors/bus/index.ts';
+import { pageAllHosts, type AllHosts } from '../../actors/registry/index.ts';
 import { locateFarm, type FarmFile } from '../../sites/farm-file.ts';
-import { FarmError, type Codec, type WireError } from '../../protocol/index.ts';
+import { FarmError, codecs, subjects, type Codec, type WireError } from '../../protocol/index.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
 
 type Envelope<B> = { v: 1; ok: true; body: B } | { v: 1; ok: false; error: WireError };
@@ -63,4 +64,12 @@ export async function ask<Req, Body>(
     }
     throw err;
   }
+}
+
+/**
+ * Every host in the registry, page after page of `reg.list` (a large farm does not fit one
+ * reply), each page asked through `ask`: when nobody answers, the same error names the registry.
+ */
+export function askAllHosts(fc: FarmClient, timeoutMs = 5_000): Promise<AllHosts> {
+  return pageAllHosts((req) => ask(fc, 'registry', subjects.regList(fc.site), codecs.listRequest, req, codecs.listReply, timeoutMs));
 }

@@ -3,7 +3,7 @@ import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { PROTOCOL_MAJOR, codecs, FarmError, subjects, type HostCtl } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm, type FarmClient } from './farm-client.ts';
+import { askAllHosts, openFarm, type FarmClient } from './farm-client.ts';
 import { dateTime, json, paint } from './format.ts';
 import { loadHosts } from './hosts.ts';
 import { describeHost, type HostView, type UpHost } from './manager-format.ts';
@@ -11,19 +11,21 @@ import { parseToken } from './option-values.ts';
 
 export interface HostOptions {
   drain?: boolean;
+  undrain?: boolean;
   stop?: boolean;
   json?: boolean;
 }
 
+type Steering = Exclude<HostCtl['action'], 'kill-task'>;
+
 /**
  * `renderbus host <name>`: one render host's inventory, packages, licenses and slots (the
  * registry's record). `--drain` asks its render server to take no new work and finish what it
- * runs; `--stop` to drain and leave the farm (`host.<host>.ctl`).
+ * runs; `--undrain` to take work again; `--stop` to drain and leave the farm (`host.<host>.ctl`).
  */
 export async function hostCommand(c: CommandContext<HostOptions>): Promise<number> {
   const name = parseToken('host name', c.args[0] ?? '');
-  if (c.opts.drain && c.opts.stop) throw new UsageError('--drain and --stop go alone: --drain keeps the server on the farm without new work, --stop makes it leave');
-  const action: HostCtl['action'] | undefined = c.opts.drain ? 'drain' : c.opts.stop ? 'stop' : undefined;
+  const action = steering(c.opts);
   const fc = await openFarm(c.globals, 'renderbus-host');
   try {
     if (action !== undefined) return await steer(c, fc, name, action);
@@ -37,7 +39,16 @@ export async function hostCommand(c: CommandContext<HostOptions>): Promise<numbe
   }
 }
 
-async function steer(c: CommandContext<HostOptions>, fc: FarmClient, name: string, action: 'drain' | 'stop'): Promise<number> {
+/** The one steering flag given, if any; two of them are a usage error saying what each does. */
+function steering(o: HostOptions): Steering | undefined {
+  const given = (['drain', 'undrain', 'stop'] as const).filter((a) => o[a]);
+  if (given.length > 1) {
+    throw new UsageError(`${given.map((a) => `--${a}`).join(' and ')} go alone: --drain keeps the server on the farm without new work, --undrain gives it work again, --stop makes it leave`);
+  }
+  return given[0];
+}
+
+async function steer(c: CommandContext<HostOptions>, fc: FarmClient, name: string, action: Steering): Promise<number> {
   const subject = subjects.hostCtl(fc.site, name);
   let body: { host: string; action: string };
   try {
@@ -45,7 +56,7 @@ async function steer(c: CommandContext<HostOptions>, fc: FarmClient, name: strin
   } catch (err) {
     if (!(err instanceof FarmError) || err.code !== 'RB_UNKNOWN_HOST') throw err;
     // nobody serves the host: name the hosts there are, when the registry can say
-    const hosts = await ask(fc, 'registry', subjects.regList(fc.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, 2_000).then((l) => l.hosts, () => null);
+    const hosts = await askAllHosts(fc, 2_000).then((l) => l.hosts, () => null);
     if (hosts === null || !hosts.some((h) => h.host === name)) {
       const known = hosts === null ? 'the registry did not answer either' : hosts.length === 0 ? 'no render host is up' : `hosts up: ${hosts.map((h) => h.host).join(', ')}`;
       throw new FarmError('RB_UNKNOWN_HOST', `no render server answers for host '${name}' on site ${fc.site} (${known})`, { cause: err });
@@ -54,7 +65,9 @@ async function steer(c: CommandContext<HostOptions>, fc: FarmClient, name: strin
   }
   if (c.opts.json) c.io.stdout.write(json(body));
   else if (action === 'drain') {
-    c.io.stdout.write(`${name} is draining: it takes no new frames, hands back the ones it held and finishes the running ones; it stays on the farm until stopped (renderbus host ${name} --stop)\n`);
+    c.io.stdout.write(`${name} is draining: it takes no new frames, hands back the ones it held and finishes the running ones; it stays on the farm until stopped (renderbus host ${name} --stop) or undrained (renderbus host ${name} --undrain)\n`);
+  } else if (action === 'undrain') {
+    c.io.stdout.write(`${name} takes new frames again\n`);
   } else {
     c.io.stdout.write(`${name} is stopping: it takes no new frames, running ones may finish (up to ${DEFAULT_GRACE_MS / 1000} s, then they are handed back), then it leaves the farm\n`);
   }

@@ -2,7 +2,7 @@ import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { PROTOCOL_MAJOR, codecs, FarmError, streams, subjects } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm, type FarmClient } from './farm-client.ts';
+import { ask, askAllHosts, openFarm, type FarmClient } from './farm-client.ts';
 import { json, paint } from './format.ts';
 import { describeHosts, hostViews, type HostTurn, type HostView, type SickList } from './manager-format.ts';
 
@@ -37,7 +37,7 @@ export async function hostsCommand(c: CommandContext<{ json?: boolean }>): Promi
  */
 export async function loadHosts(fc: FarmClient): Promise<{ views: HostView[]; sickUnknown?: string }> {
   const [list, turns, sick] = await Promise.all([
-    ask(fc, 'registry', subjects.regList(fc.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply),
+    askAllHosts(fc),
     hostTurns(fc),
     sickHosts(fc),
   ]);

@@ -1,7 +1,7 @@
-import { PROTOCOL_MAJOR, codecs, FarmError, subjects, type LiveStats, type SlotInfo } from '../../protocol/index.ts';
+import { FarmError, type LiveStats, type SlotInfo } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { askAllHosts, openFarm } from './farm-client.ts';
 import { ago, dateTime, json } from './format.ts';
 import { killTask, liveText, nextLiveStats, parseSlotRef } from './frame.ts';
 
@@ -29,7 +29,7 @@ export async function slotCommand(c: CommandContext<{ kill?: boolean; json?: boo
   const { host, slot } = parseSlotRef(c.args[0] ?? '');
   const fc = await openFarm(c.globals, 'renderbus-slot');
   try {
-    const { hosts } = await ask(fc, 'registry', subjects.regList(fc.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply);
+    const { hosts } = await askAllHosts(fc);
     const h = hosts.find((x) => x.host === host);
     if (!h) throw new FarmError('RB_UNKNOWN_HOST', `no render host '${host}' on site ${fc.site} (hosts up: ${hosts.map((x) => x.host).join(', ') || 'none'})`);
     const s = h.slots.find((x) => x.index === slot);

@@ -421,6 +421,9 @@ export class FarmModel {
       case 'draining':
         for (const [i, s] of h.slots) if (s === 'idle') h.slots.set(i, 'draining');
         break;
+      case 'undrained':
+        for (const [i, s] of h.slots) if (s === 'draining') h.slots.set(i, 'idle');
+        break;
       default:
         return { used: false };
     }

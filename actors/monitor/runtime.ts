@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { codecs, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { call } from '../bus/index.ts';
+import { listAllHosts } from '../registry/index.ts';
 import { startHttp, type HttpHandle, type Route } from './http.ts';
 import { monitorMachine, type Snapshot } from './machine.ts';
 import { LATENCY_BUCKETS_S, type FarmModel, type MonitorEvent } from './model.ts';
@@ -81,7 +82,7 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
     const at = now();
     const [jobs, hosts, sick] = await Promise.allSettled([
       call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
-      call(nc, subjects.regList(site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs }),
+      listAllHosts(nc, site, { timeoutMs }),
       call(nc, subjects.schedHosts(site), codecs.hostsRequest, { v: PROTOCOL_MAJOR, action: 'sick' }, codecs.hostsReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
     ]);
     const s: Snapshot = { at, errors: [] };

@@ -112,3 +112,12 @@ test('monitor live - the sick list sets and clears hosts sick, and counts them',
   assert.equal(m.figures().hostsSick, 0);
   assert.equal(m.hosts.get('node-a')?.sick, false);
 });
+
+test('monitor live - a host drained and undrained: its idle slots are draining, then free again', () => {
+  const m = new FarmModel();
+  m.applyHosts([record('node-a', [{ index: 0, state: 'idle' }, { index: 1, state: 'busy', jobId: 'j1', frames: [1] }])], 100);
+  m.apply({ kind: 'host', evt: { v: 1, host: 'node-a', event: 'draining', at: 200 } });
+  assert.deepEqual(m.figures().slots, { busy: 1, free: 0, draining: 1 });
+  m.apply({ kind: 'host', evt: { v: 1, host: 'node-a', event: 'undrained', at: 300 } });
+  assert.deepEqual(m.figures().slots, { busy: 1, free: 1, draining: 0 });
+});

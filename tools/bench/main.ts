@@ -11,7 +11,7 @@ import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
  *   scale (tools/bench/scheduler-scale.ts), only with --only scale (minutes, and GBs of memory):
- *     --hosts N (10000) --slots N (16) --frames N (1000000) --jobs N (1000) --frame-ms N (8000)
+ *     --hosts N (10000) --slots N (16) --frames N (1000000) --jobs N (1000) --chunk N (1, frames a task) --frame-ms N (8000)
  *     --seconds N (60, the sustained window) --jitter F (0.5: frames last frame-ms × (1 ± F))
  *     --sim-procs N (one per 2500 hosts) --heartbeat S (10) --submit-concurrency N (1)
  *     --sim-nice N (19) --cpu-prof DIR (the scheduler; with --cpu-prof-all every process);
@@ -57,6 +57,7 @@ if (runs('scale')) {
     slots: num('slots', 16, 4),
     frames: num('frames', 1_000_000, 4_000),
     jobs: num('jobs', 1_000, 20),
+    chunk: num('chunk', 1, 1),
     frameMs: num('frame-ms', 8_000, 100),
     seconds: num('seconds', 60, 3),
     jitter: Number(opt('jitter', '0.5')),

@@ -25,7 +25,7 @@ import { mulberry32 } from '../lib/prng.ts';
  * slots render by waiting, actors/render-slot/simulated.ts). In order:
  *  1. the hosts start, spread over one heartbeat period (so are their heartbeats and lease
  *     reports), and register; the scheduler's VmRSS is read;
- *  2. `jobs` jobs totalling `frames` frames (chunk 1: a task per frame) are submitted held, one
+ *  2. `jobs` jobs totalling `frames` frames (`chunk` frames a task, default 1) are submitted held, one
  *     `sched.submit` after another (or `submitConcurrency` at a time): the submit rate; then the
  *     scheduler's VmRSS again: memory per queued frame; then `sched.query` jobs ten times;
  *  3. every job is released (`sched.ctl`): the fill, from the first release until as many frames
@@ -41,8 +41,10 @@ const SITE = 'bench';
 export interface ScaleOptions {
   hosts: number;
   slots: number;
-  /** Frames queued, over all jobs (chunk 1: one task per frame). */
+  /** Frames queued, over all jobs. */
   frames: number;
+  /** Frames per task (default 1: a task per frame, the most messages per frame). */
+  chunk?: number;
   jobs: number;
   frameMs: number;
   /** Each frame renders frameMs × (1 ± jitter) (default 0.5: frames of one farm vary, and all slots starting at once must not all finish at once). */
@@ -75,6 +77,7 @@ export interface ScaleResult {
   slots: number;
   frames: number;
   jobs: number;
+  chunk: number;
   frameMs: number;
   jitter: number;
   /** The sustained window asked for (it ends sooner when the queue runs low). */
@@ -192,7 +195,7 @@ const PRIORITIES = [10, 30, 50, 50, 50, 70, 90];
  * 16 GB), and about one job in ten counting against a limit (`maya` per task, `nuke` per host).
  * All held: they are released together once every one is queued.
  */
-export function scaleJobs(jobs: number, frames: number, dir: string): JobSpec[] {
+export function scaleJobs(jobs: number, frames: number, dir: string, chunk = 1): JobSpec[] {
   const rand = mulberry32(4); // the same queue every run
   const weights = Array.from({ length: jobs }, () => 0.2 + 1.8 * rand());
   const total = weights.reduce((a, b) => a + b, 0);
@@ -216,6 +219,7 @@ export function scaleJobs(jobs: number, frames: number, dir: string): JobSpec[] 
       user: `artist${Math.floor(rand() * 40)}`,
       hold: true,
       output: { dir: join(dir, 'out', `scale-${i}`), pattern: 'f_#####.exr' },
+      ...(chunk > 1 ? { chunk } : {}),
     };
     if (r < 0.3) spec.requirements = { packages: ['povray@3.7.*'] };
     else if (r < 0.5) spec.requirements = { packages: ['blender@4.*'], ramMb: 16_000 };
@@ -299,7 +303,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // 2. the queue
     await writeFile(join(dir, 'scene.txt'), '');
-    const specs = scaleJobs(o.jobs, o.frames, dir);
+    const specs = scaleJobs(o.jobs, o.frames, dir, o.chunk ?? 1);
     const ids: string[] = new Array<string>(specs.length);
     marks.submitStart = monoUs();
     const ts = performance.now();
@@ -437,7 +441,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     say(`  RSS: scheduler ${(endKb / 1024).toFixed(0)} MiB, registry ${(registryKb / 1024).toFixed(0)} MiB, sim-farm ${(simKb / 1024).toFixed(0)} MiB in all`);
     for (const c of children) if (c.said > 0) say(`  what ${c.name} logged last (warnings and errors):\n${c.output(4).replace(/^/gm, '    ')}`);
     const result: ScaleResult = {
-      hosts: o.hosts, slots: o.slots, frames: o.frames, jobs: o.jobs, frameMs: o.frameMs, jitter, seconds: o.seconds, simProcs, simNice, heartbeatS, hostsUpS,
+      hosts: o.hosts, slots: o.slots, frames: o.frames, jobs: o.jobs, chunk: o.chunk ?? 1, frameMs: o.frameMs, jitter, seconds: o.seconds, simProcs, simNice, heartbeatS, hostsUpS,
       submit: { seconds: submitS, jobsPerS: o.jobs / submitS, framesPerS: o.frames / submitS, concurrency },
       memory: { beforeKb, queuedKb, endKb, bytesPerFrame: ((queuedKb - beforeKb) * 1024) / o.frames, registryKb, simKb },
       jobsQuery: { idle, loaded, replyBytes },
@@ -472,7 +476,7 @@ const verdict = (met: boolean) => (met ? '**met**' : '**not met**');
 /** The flags of `npm run bench -- --only scale` that gave this run (those that differ from the defaults). */
 function flagsOf(r: ScaleResult): string {
   const given: [string, number, number][] = [
-    ['hosts', r.hosts, 10_000], ['slots', r.slots, 16], ['frames', r.frames, 1_000_000], ['jobs', r.jobs, 1_000], ['frame-ms', r.frameMs, 8_000],
+    ['hosts', r.hosts, 10_000], ['slots', r.slots, 16], ['frames', r.frames, 1_000_000], ['jobs', r.jobs, 1_000], ['chunk', r.chunk, 1], ['frame-ms', r.frameMs, 8_000],
     ['seconds', r.seconds, 60], ['jitter', r.jitter, 0.5], ['heartbeat', r.heartbeatS, 10], ['sim-nice', r.simNice, 19],
   ];
   return given.filter(([, v, d]) => v !== d).map(([k, v]) => ` --${k} ${v}`).join('');
@@ -489,7 +493,7 @@ export function scaleSection(r: ScaleResult, machine: string): string {
   return [
     `## Scheduler at scale (issue 4): ${machine}`,
     '',
-    `\`npm run bench -- --only scale${flagsOf(r)}\`: ${r.hosts} simulated hosts × ${r.slots} slots (${r.hosts * r.slots} slots) in ${r.simProcs} \`renderbus sim-farm\` processes at nice ${r.simNice} (they stand in for other machines: the CPU goes to the actors under test first; real render servers whose slots render by waiting ${r.frameMs} ms ± ${Math.round(r.jitter * 100)} % per frame; heartbeats and lease reports every ${r.heartbeatS} s), \`renderbus registry\` and \`renderbus scheduler\` as separate processes, a nats-server with JetStream on loopback. ${r.jobs} jobs, ${r.frames} frames in all (a task per frame; sizes 0.2-2× the mean, priorities 10-90, five groups, three requirement profiles, one job in ten under a limit: \`maya\` per task, \`nuke\` per host), submitted held one after another, then released together. Load average (1 min) ${r.load.before.toFixed(1)} at the start, ${r.load.window.toFixed(1)} at the end of the sustained window (other people's work shares these 2 cores).`,
+    `\`npm run bench -- --only scale${flagsOf(r)}\`: ${r.hosts} simulated hosts × ${r.slots} slots (${r.hosts * r.slots} slots) in ${r.simProcs} \`renderbus sim-farm\` processes at nice ${r.simNice} (they stand in for other machines: the CPU goes to the actors under test first; real render servers whose slots render by waiting ${r.frameMs} ms ± ${Math.round(r.jitter * 100)} % per frame; heartbeats and lease reports every ${r.heartbeatS} s), \`renderbus registry\` and \`renderbus scheduler\` as separate processes, a nats-server with JetStream on loopback. ${r.jobs} jobs, ${r.frames} frames in all (${r.chunk > 1 ? `${r.chunk} frames a task` : 'a task per frame'}; sizes 0.2-2× the mean, priorities 10-90, five groups, three requirement profiles, one job in ten under a limit: \`maya\` per task, \`nuke\` per host), submitted held one after another, then released together. Load average (1 min) ${r.load.before.toFixed(1)} at the start, ${r.load.window.toFixed(1)} at the end of the sustained window (other people's work shares these 2 cores).`,
     '',
     '| figure | measured | target |',
     '|---|---|---|',

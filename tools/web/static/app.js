@@ -154,7 +154,7 @@ function Progress({ counts }) {
 
 function eta(/** @type {Job & { heardAt: number }} */ j) {
   if (ENDED.has(j.state)) return j.finishedAt && j.startedAt ? `took ${duration(j.finishedAt - j.startedAt)}` : '';
-  if (j.etaMs === undefined) return j.waiting ? '' : '';
+  if (j.etaMs === undefined) return ''; // no frame time measured yet
   return `ETA ${duration(Math.max(0, j.etaMs - (Date.now() - j.heardAt)))}`;
 }
 

@@ -95,7 +95,11 @@ test('web monitor - a job submitted with the CLI appears, progresses, shows thum
   const doneAtPause = cliJob(jobId).counts.done;
   assert.ok(doneAtPause < 20, `paused before the end (${doneAtPause} done)`);
 
-  // hosts and the timeline show the slot and what ran on it
+  // the queue shows it, paused, with why it waits; hosts and the timeline show the slot and what ran on it
+  await page.goto(`${base}/#/queue`);
+  const queued = page.locator(`table.queue tr[data-job="${jobId}"]`);
+  await queued.waitFor({ timeout: 10_000 });
+  assert.match(await queued.innerText(), /paused/);
   await page.goto(`${base}/#/hosts`);
   await page.locator('[data-host="node-a"] [data-slot="node-a/0"]').waitFor({ timeout: 10_000 });
   await page.goto(`${base}/#/timeline`);

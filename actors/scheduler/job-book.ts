@@ -504,6 +504,13 @@ export class JobBook {
     return this.leasesOn(host, slot) > 0;
   }
 
+  /** The task's lease is still this attempt's, on this slot, and it has not ended. */
+  holds(jobId: string, taskIndex: number, attempt: number, host: string, slot: number): boolean {
+    const task = this.jobs.get(jobId)?.tasks[taskIndex];
+    const lease = task && this.leases.get(task);
+    return lease !== undefined && task!.state === TaskState.Running && task!.attempt === attempt && lease.host === host && lease.slot === slot;
+  }
+
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   leasesOn(host: string, slot: number): number {
     return this.perSlot.get(`${host}/${slot}`) ?? 0;

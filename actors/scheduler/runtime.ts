@@ -49,6 +49,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const hosts = new Map<string, KnownHost>();
   const subs: Subscription[] = [];
   const lastProgress = new Map<string, number>();
+  /**
+   * The tasks handed to a slot in the reply to a task's result. A slot sends its result again
+   * only when no reply reached it in time, so the tasks of that lost reply are handed again
+   * rather than left leased to a slot that never heard of them (until lease reports take them
+   * back, and they are dispatched a second time).
+   */
+  const handedWith = new WeakMap<Task, { attempt: number; leased: TaskAssignment[] }>();
   /** Each task's journal write of the result last applied: a duplicate of that result waits for it. */
   const journaled = new WeakMap<Task, { attempt: number; write: Promise<void> }>();
 
@@ -261,6 +268,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       journaled.set(task, { attempt: r.attempt, write });
       await write;
     }
+    if (outcome.kind === 'duplicate') {
+      const lost = handedWith.get(outcome.task);
+      const again = lost?.attempt === r.attempt ? lost.leased.filter((a) => book.holds(a.jobId, a.taskIndex, a.attempt, r.host, r.slot)) : [];
+      if (again.length > 0) return { next: again[0]!, following: again[1] ?? null };
+    }
     // a slot holds at most two leases: the task it renders and one in hand
     const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];
@@ -269,6 +281,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       if (!l) break;
       leased.push(l);
     }
+    if ((outcome.kind === 'accepted' || outcome.kind === 'duplicate') && leased.length > 0) handedWith.set(outcome.task, { attempt: r.attempt, leased: leased.map((l) => l.assignment) });
     // The slot waits for this reply: answer first, tell the world right after (events and the
     // journal go out on the next turn of the loop, after the reply has been written).
     setImmediate(() => reportResult(r, outcome, leased, at, endedJob));
@@ -367,7 +380,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
     const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
     for (const [job, reason] of plan.waiting) setWaiting(job, reason);
-    await Promise.all([...plan.byHost].map(([host, list]) => sendAssignments(host, list, firstStarts)));
+    // the leases are in the book already: the round does not wait for the hosts' answers (one
+    // slow host would hold up every other dispatch for the whole timeout)
+    for (const [host, list] of plan.byHost) void sendAssignments(host, list, firstStarts);
   }
 
   const setWaiting = (job: Job, reason: WaitReason) => {
@@ -389,6 +404,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         log.info({ host, taskId: r.taskId, code: r.code }, 'assignment refused; task requeued');
       }
     } catch (err) {
+      if ((err as { cause?: Error }).cause?.name === 'TimeoutError') {
+        // a host that is there but slow (a loaded machine) may have taken them: requeued now, they
+        // would run twice. Its lease reports settle it: listed, they run; left out twice, or the
+        // host silent for three report periods, they are requeued (JobBook.renew, expireLeases).
+        log.info({ host, tasks: list.length }, 'assignment not answered in time; the host\'s lease reports will settle it');
+        return;
+      }
       for (const a of list) book.unlease(a.jobId, a.taskIndex, a.attempt);
       log.warn({ err, host, tasks: list.length }, 'assignment not delivered; tasks requeued');
     }

@@ -12,7 +12,7 @@ import { startNatsServer } from '../helpers/nats-server.ts';
 import { waitUntil } from '../helpers/farm.ts';
 
 /** The real scheduler against a registry and a render server answered by hand. */
-async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2) {
+async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2, o: { answerAssign?: boolean } = {}) {
   const nats = await startNatsServer();
   const nc = await connect({ servers: nats.url });
   const schedNc = await connect({ servers: nats.url });
@@ -26,6 +26,7 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2)
     callback: (_e, m) => {
       const req = codecs.assignRequest.decode(m.data);
       assigned.push(...req.assignments);
+      if (o.answerAssign === false) return; // a host too loaded to answer in time
       m.respond(codecs.assignReply.encode({ v, ok: true, body: { accepted: req.assignments.map((a) => a.taskId), rejected: [] } }));
     },
   });
@@ -94,4 +95,37 @@ test('scheduler - a result of an older attempt is acknowledged and ignored', asy
     const j = await call(s.nc, subjects.schedQuery(s.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply);
     return 'job' in j && j.job.state === 'done';
   });
+});
+
+test('scheduler - a result sent again (its reply never reached the slot) is answered with the same next tasks, not new ones', async (t) => {
+  const s = await setup(t, 1);
+  const dispatched: string[] = [];
+  s.nc.subscribe(`rb.${s.site}.evt.frame.*.*.dispatched`, { callback: (_e, m) => void dispatched.push(m.subject.split('.')[5]!) });
+  await s.submit({ frames: '1-10' });
+  await waitUntil('the first task', () => s.assigned.length === 1);
+  const first = await s.result(s.assigned[0]!); // as if this reply were lost on its way
+  const again = await s.result(s.assigned[0]!);
+  assert.deepEqual([again.next?.taskId, again.next?.attempt, again.following?.taskId], [first.next?.taskId, first.next?.attempt, first.following?.taskId]);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(dispatched.sort(), ['1', '2', '3'], 'frames 2 and 3 dispatched once, nothing more leased');
+  // and the slot goes on from there as usual
+  const next = await s.result(again.next!, { want: 1 });
+  assert.deepEqual(next.next?.frames, [4]);
+});
+
+test('scheduler - an assignment not answered in time stays leased (the host may have taken it) until the host\'s lease reports say otherwise', async (t) => {
+  const s = await setup(t, 1, { answerAssign: false });
+  const { jobId } = await s.submit({ frames: '1' });
+  await waitUntil('the task', () => s.assigned.length === 1);
+  await new Promise((r) => setTimeout(r, 3_500)); // past the 3 s the scheduler waits for an answer
+  const job = async () => {
+    const q = await call(s.nc, subjects.schedQuery(s.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply);
+    assert.ok('job' in q);
+    return q.job;
+  };
+  assert.deepEqual((await job()).frames.map((f) => [f.state, f.host]), [['running', 'h']], 'not requeued on the timeout alone');
+  assert.equal(s.assigned.length, 1);
+  // no lease report ever comes from h: after three report periods its lease expires and the task goes out again
+  await waitUntil('the task assigned again', () => s.assigned.length === 2, 15_000);
+  assert.equal(s.assigned[1]!.taskId, s.assigned[0]!.taskId);
 });

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -104,6 +105,19 @@ export class TestFarm {
     return p;
   }
 
+  /** `renderbus monitor` on a free port, once its first snapshot is in (it follows the bus from then on). */
+  async monitor(): Promise<{ proc: ActorProcess; base: string }> {
+    const port = await freePort();
+    const proc = this.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
+    const base = `http://127.0.0.1:${port}`;
+    await waitUntil('the monitor to serve', async () => {
+      if (!proc.running) throw new Error(`the monitor exited:\n${proc.output}`);
+      const r = await fetch(`${base}/healthz`).catch(() => null);
+      return r?.ok === true && ((await r.json()) as { snapshots: number }).snapshots >= 1;
+    }, 20_000);
+    return { proc, base };
+  }
+
   async hosts(): Promise<HostRecord[]> {
     const body = await call(this.nc, subjects.regList(this.site), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 1_000 });
     return body.hosts;
@@ -165,6 +179,15 @@ export class TestFarm {
     await rm(this.nats.dir, { recursive: true, force: true });
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
 }
 
 /** Runs one CLI command against a test farm; its exit code and output. */

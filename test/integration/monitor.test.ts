@@ -1,7 +1,5 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { TestFarm, waitUntil, type ActorProcess } from '../helpers/farm.ts';
 
 let farm: TestFarm;
@@ -17,14 +15,6 @@ after(async () => {
   await farm?.stop();
 });
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 /** Sample lines of a Prometheus text exposition as name{labels} → value; throws on a line that is not one. */
 function parseMetrics(text: string): Map<string, number> {
   const samples = new Map<string, number>();
@@ -39,17 +29,9 @@ function parseMetrics(text: string): Map<string, number> {
 }
 
 test('monitor - /metrics shows jobs, frames, slots, hosts and the dispatch latency of a real farm', async (t) => {
-  const port = await freePort();
-  const monitor: ActorProcess = farm.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
-  t.after(() => monitor.kill('SIGTERM'));
-  const base = `http://127.0.0.1:${port}`;
   // ready once its first snapshot is in (so it follows the bus before the job starts)
-  await waitUntil('the monitor to serve', async () => {
-    if (!monitor.running) return true;
-    const r = await fetch(`${base}/healthz`).catch(() => null);
-    return r?.ok === true && ((await r.json()) as { snapshots: number }).snapshots >= 1;
-  }, 20_000);
-  assert.ok(monitor.running, monitor.output);
+  const { proc: monitor, base } = await farm.monitor();
+  t.after(() => monitor.kill('SIGTERM'));
 
   const frames = 4;
   const { spec } = await farm.ledgerJob('metered', `1-${frames}`, 0.2);

@@ -1,8 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { rb, TestFarm, waitUntil, type ActorProcess } from '../helpers/farm.ts';
@@ -19,14 +17,6 @@ let monitor: ActorProcess;
 let base: string;
 let browser: Browser;
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no chromium at ${CHROMIUM}: run 'sh tools/bootstrap.sh --test' (it installs Debian's chromium), or set CHROMIUM_PATH`);
   farm = await TestFarm.start();
@@ -34,15 +24,7 @@ before(async () => {
   await farm.scheduler();
   // one slot: the frames come one after the other (~0.7 s each), so the job is still running when the test pauses it
   await farm.renderServer('node-a', 1);
-  const port = await freePort();
-  monitor = farm.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
-  base = `http://127.0.0.1:${port}`;
-  await waitUntil('the monitor to serve', async () => {
-    if (!monitor.running) return true;
-    const r = await fetch(`${base}/healthz`).catch(() => null);
-    return r?.ok === true && ((await r.json()) as { snapshots: number }).snapshots >= 1;
-  }, 20_000);
-  assert.ok(monitor.running, monitor.output);
+  ({ proc: monitor, base } = await farm.monitor());
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 });
 after(async () => {
@@ -76,6 +58,8 @@ test('web monitor - a job submitted with the CLI appears, progresses, shows thum
   // its page: the frame grid fills in, done frames show their thumbnails
   await row.locator('a').first().click();
   await page.locator(`[data-job-page="${jobId}"]`).waitFor();
+  // the header shows at once from the live stream; the grid once the job's frames came from the scheduler
+  await page.locator('.grid .frame').nth(19).waitFor({ timeout: 10_000 });
   assert.equal(await page.locator('.grid .frame').count(), 20);
   await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('.grid img.thumb')].filter((i) => i.complete && i.naturalWidth > 0).length >= 2, null, { timeout: 30_000 });
   const thumb = await page.locator('.grid img.thumb').first().evaluate((i: HTMLImageElement) => ({ w: i.naturalWidth, h: i.naturalHeight }));

@@ -48,6 +48,7 @@ test('monitor - /metrics shows jobs, frames, slots, hosts and the dispatch laten
     'renderbus_slots{state="busy"}': 0,
     'renderbus_slots{state="free"}': 2,
     renderbus_hosts_up: 1,
+    renderbus_hosts_sick: 0,
     renderbus_dispatch_latency_seconds_count: frames,
     'renderbus_dispatch_latency_seconds_bucket{le="+Inf"}': frames,
   };

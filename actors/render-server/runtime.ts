@@ -98,6 +98,15 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     }
   };
 
+  /** The host's `draining` and `undrained` events, for the registry, the monitor and `renderbus tail`. */
+  const publishHostEvent = (event: 'draining' | 'undrained') => {
+    try {
+      nc.publish(subjects.hostEvent(site, host, event), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host, event, at: Date.now(), serverId }));
+    } catch (err) {
+      log.warn({ err, event }, 'could not publish host event');
+    }
+  };
+
   const machine = renderServerMachine.provide({
     actors: {
       // checked like any message: bad `packages`/`licenses` options fail here, not at every registration
@@ -167,19 +176,11 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     actions: {
       drainSlots: () => {
         for (const s of slots) s.drain();
-        try {
-          nc.publish(subjects.hostEvent(site, host, 'draining'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host, event: 'draining', at: Date.now(), serverId }));
-        } catch (err) {
-          log.warn({ err }, 'could not publish host event');
-        }
+        publishHostEvent('draining');
       },
       undrainSlots: () => {
         for (const s of slots) s.undrain();
-        try {
-          nc.publish(subjects.hostEvent(site, host, 'undrained'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host, event: 'undrained', at: Date.now(), serverId }));
-        } catch (err) {
-          log.warn({ err }, 'could not publish host event');
-        }
+        publishHostEvent('undrained');
       },
       registered: (_, params) => {
         everRegistered = true;

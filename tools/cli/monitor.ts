@@ -13,7 +13,7 @@ export interface MonitorFlags {
 export const MONITOR_FLAG_HELP = {
   port: 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)',
   listen: 'address the HTTP server listens on, e.g. 0.0.0.0 for a Prometheus on another machine (default: 127.0.0.1)',
-  interval: 'seconds between snapshots of the scheduler\'s jobs and the registry\'s hosts (default: 5)',
+  interval: 'seconds between snapshots of the scheduler\'s jobs and sick hosts and the registry\'s hosts (default: 5)',
 } as const;
 
 /** The monitor's settings from its flags: an explicit port must be free, the default one may fall back. */

@@ -89,6 +89,11 @@ function matchPath(pattern: string[], parts: string[]): Record<string, string> |
 export async function startHttp(o: HttpOptions): Promise<HttpHandle> {
   const host = o.host ?? '127.0.0.1';
   const server = createServer((req, res) => void answer(req, res));
+  // Idle keep-alive connections outlive their clients' own timeouts (undici 4 s, browsers and
+  // proxies about 60 s), so the client closes first. With Node's 5 s a request sent on a pooled
+  // connection as the server closed it failed ("fetch failed"; seen in the web monitor test).
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://monitor');
     const path = url.pathname;

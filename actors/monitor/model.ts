@@ -1,4 +1,4 @@
-import { JobState, type FrameEvent, type HostEvent, type HostRecord, type JobEvent, type JobSummary, type LiveStats, type SickHost, type SlotInfo } from '../../protocol/index.ts';
+import { eventFrames, JobState, type FrameEvent, type HostEvent, type HostRecord, type JobEvent, type JobSummary, type LiveStats, type SickHost, type SlotInfo } from '../../protocol/index.ts';
 import { SlotRuns, type Span } from './slot-runs.ts';
 
 /**
@@ -310,7 +310,24 @@ export class FarmModel {
     return { used: true };
   }
 
+  /** A frame event, for each frame it is about (a task's event names all of its frames); a task's wait is observed once. */
   private frame(evt: FrameEvent): Applied {
+    let applied: Applied = { used: false };
+    let first = true;
+    for (const f of eventFrames(evt)) {
+      const one: FrameEvent = { ...evt, frame: f.frame };
+      delete one.frames;
+      delete one.outputs;
+      if (f.output !== undefined) one.output = f.output;
+      else delete one.output;
+      const r = this.oneFrame(one, first);
+      first = false;
+      if (r.used && !applied.used) applied = r;
+    }
+    return applied;
+  }
+
+  private oneFrame(evt: FrameEvent, observeWait: boolean): Applied {
     const { host, slot } = evt;
     const onSlot = host !== undefined && slot !== undefined;
     const v = this.version + 1;
@@ -346,7 +363,7 @@ export class FarmModel {
         if (ms !== undefined && (!Number.isFinite(ms) || ms < 0)) return { used: false }; // a broken event: none of it is trusted
         if (onSlot && this.runs.started(host, slot, evt.jobId, evt.frame, evt.attempt ?? 0, evt.at, v, evt.log)) this.touchHost(host, v);
         change('running');
-        if (ms === undefined) return { used: true };
+        if (ms === undefined || !observeWait) return { used: true };
         const s = ms / 1000;
         this.latency.count++;
         this.latency.sum += s;

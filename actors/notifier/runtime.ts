@@ -1,7 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
-import { codecs, FarmError, PROTOCOL_MAJOR, subjects, type NotifyEvent } from '../../protocol/index.ts';
+import { codecs, eventFrames, FarmError, PROTOCOL_MAJOR, subjects, type NotifyEvent } from '../../protocol/index.ts';
 import { call, listen } from '../bus/index.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './backoff.ts';
 import { EmailSender, type MakeThumbnail, type SmtpSettings } from './email.ts';
@@ -155,7 +155,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
       if (rec.kind === 'submit') actor.send({ type: 'job.submitted', jobId: rec.jobId, ...(rec.spec.notify !== undefined ? { notify: rec.spec.notify } : {}) });
     }),
     listen(nc, subjects.allFrameEvents(site, 'done'), codecs.frameEvent, log, (evt) => {
-      if (evt.output !== undefined) actor.send({ type: 'frame.done', jobId: evt.jobId, sample: { frame: evt.frame, output: evt.output } });
+      for (const f of eventFrames(evt)) if (f.output !== undefined) actor.send({ type: 'frame.done', jobId: evt.jobId, sample: { frame: f.frame, output: f.output } });
     }),
   ];
   await nc.flush().catch((err: unknown) => log.warn({ err }, 'connection dropped while starting; going on'));

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { call } from '../bus/index.ts';
 import {
-  codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
+  aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
@@ -321,11 +321,13 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     status: 'returned', outputs: [], stats: { wallMs: 0, cpuMs: 0, peakRssKb: 0, bytesWritten: 0 }, wantNext: false, want: 0,
   });
 
-  const publishFrame = (task: TaskAssignment, frame: number, event: string, extra: { percent?: number; waitMs?: number; live?: LiveStats; log?: string }) => {
+  /** One event about these frames of the task (all of them, or the one a progress line is about). */
+  const publishFrames = (task: TaskAssignment, frames: readonly number[], event: string, extra: { percent?: number; waitMs?: number; live?: LiveStats; log?: string }) => {
+    const about = aboutFrames(frames);
     try {
       o.nc.publish(
-        subjects.frameEvent(o.site, task.jobId, frame, event),
-        codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: task.jobId, frame, event, at: Date.now(), host: o.host, slot: o.index, attempt: task.attempt, ...extra }),
+        subjects.frameEvent(o.site, task.jobId, about.frame, event),
+        codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: task.jobId, ...about, event, at: Date.now(), host: o.host, slot: o.index, attempt: task.attempt, ...extra }),
       );
     } catch (err) {
       log.warn({ err, event }, 'could not publish frame event');
@@ -384,13 +386,13 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           ...(onMemory ? { onMemory } : {}),
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),
           onStats: (live) => {
-            for (const frame of task.frames) publishFrame(task, frame, 'stats', { live });
+            publishFrames(task, task.frames, 'stats', { live });
           },
           onProgress: (p) => {
             const now = performance.now();
             if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
             lastProgressAt = now;
-            publishFrame(task, p.frame, 'progress', { percent: p.percent });
+            publishFrames(task, [p.frame], 'progress', { percent: p.percent });
           },
         });
         const stop = () => {
@@ -440,7 +442,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         lastProgressAt = -Infinity;
         slotChanged(task);
         const logFile = logPathOf(task);
-        for (const frame of task.frames) publishFrame(task, frame, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
+        publishFrames(task, task.frames, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
         log.debug({ taskId: task.taskId, attempt: task.attempt, waitMs: context.waitMs }, 'task started');
       },
       resultDropped: ({ context }, params) => {

@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../bus/index.ts';
 import {
-  codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
+  aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import { SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS } from './machine.ts';
@@ -239,15 +239,17 @@ class SimulatedSlot implements SlotHandle {
     return this.h.log.child({ actor: 'render-slot', slot: this.index, simulated: true });
   }
 
-  private publishFrame(t: TaskAssignment, frame: number, event: string, waitMs: number): void {
+  /** The task's `started` event (one for all its frames, as a real slot's). */
+  private publishStarted(t: TaskAssignment, waitMs: number): void {
     const { nc, site, host } = this.h;
+    const about = aboutFrames(t.frames);
     try {
       nc.publish(
-        subjects.frameEvent(site, t.jobId, frame, event),
-        codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: t.jobId, frame, event, at: Date.now(), host, slot: this.index, attempt: t.attempt, waitMs }),
+        subjects.frameEvent(site, t.jobId, about.frame, 'started'),
+        codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: t.jobId, ...about, event: 'started', at: Date.now(), host, slot: this.index, attempt: t.attempt, waitMs }),
       );
     } catch (err) {
-      this.log().warn({ err, event }, 'could not publish frame event');
+      this.log().warn({ err }, 'could not publish a started event');
     }
   }
 
@@ -279,7 +281,7 @@ class SimulatedSlot implements SlotHandle {
     // a slot's first task waited for the farm to start, not for the scheduler to answer a result
     if (this.reportedOnce) stats.wait.add(waitMs);
     this.slotChanged(t);
-    for (const f of t.frames) this.publishFrame(t, f, 'started', waitMs);
+    this.publishStarted(t, waitMs);
     let ms = this.h.frameMs * t.frames.length * (1 + this.h.jitter * (2 * random() - 1));
     const late = t.timeLimitMs !== undefined && ms > t.timeLimitMs;
     if (late) ms = t.timeLimitMs!;

@@ -92,7 +92,10 @@ export const FrameRecord = Type.Object({
   slot: Type.Optional(Type.Integer()),
   startedAt: Type.Optional(Millis),
   finishedAt: Type.Optional(Millis),
+  /** Done events of one frame: its output file. */
   output: Type.Optional(Type.String()),
+  /** Done events of several frames: each one's output file. */
+  outputs: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() }), { maxItems: 10_000 })),
   error: Type.Optional(Type.String()),
   stats: Type.Optional(TaskStats),
 });
@@ -163,11 +166,18 @@ export const LiveStats = Type.Object({
 });
 export type LiveStats = Static<typeof LiveStats>;
 
-/** Scheduler or render server → anyone, on `evt.frame.<job>.<frame>.<event>` (dispatched, started, progress, stats, done, failed). */
+/**
+ * Scheduler or render server → anyone, on `evt.frame.<job>.<frame>.<event>` (dispatched, started,
+ * progress, stats, done, failed). An event about a task's frames is one message, not one per
+ * frame: `frame` (and the subject) name the task's first frame and `frames` lists them all
+ * (`eventFrames` reads either form).
+ */
 export const FrameEvent = Type.Object({
   v: V,
   jobId: Token,
   frame: Type.Integer({ minimum: 0 }),
+  /** Every frame the event is about, when they are more than `frame` alone (a task of several frames). */
+  frames: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 10_000 })),
   event: Type.String(),
   at: Millis,
   host: Type.Optional(Type.String()),
@@ -175,7 +185,10 @@ export const FrameEvent = Type.Object({
   attempt: Type.Optional(Type.Integer()),
   /** Percent of the frame rendered (progress events). */
   percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  /** Done events of one frame: its output file. */
   output: Type.Optional(Type.String()),
+  /** Done events of several frames: each one's output file. */
+  outputs: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() }), { maxItems: 10_000 })),
   error: Type.Optional(Type.String()),
   stats: Type.Optional(TaskStats),
   /** Started events: how long the slot stood idle before this task reached it. */
@@ -186,3 +199,25 @@ export const FrameEvent = Type.Object({
   log: Type.Optional(Type.String()),
 });
 export type FrameEvent = Static<typeof FrameEvent>;
+
+/** A frame event's fields naming these frames (a task's, in order), with their output files for a done event. */
+export function aboutFrames(frames: readonly number[], outputs?: readonly { frame: number; path: string }[]): Pick<FrameEvent, 'frame' | 'frames' | 'output' | 'outputs'> {
+  const frame = frames[0]!;
+  if (frames.length === 1) {
+    const output = outputs?.find((o) => o.frame === frame)?.path;
+    return output !== undefined ? { frame, output } : { frame };
+  }
+  const mine = new Set(frames);
+  const outs = outputs?.filter((o) => mine.has(o.frame)).map((o) => ({ frame: o.frame, path: o.path }));
+  return { frame, frames: [...frames], ...(outs && outs.length > 0 ? { outputs: outs } : {}) };
+}
+
+/** The frames a frame event is about, each with its output file when the event says it. */
+export function eventFrames(evt: FrameEvent): { frame: number; output?: string }[] {
+  if (!evt.frames) return [evt.output !== undefined ? { frame: evt.frame, output: evt.output } : { frame: evt.frame }];
+  const paths = evt.outputs ? new Map(evt.outputs.map((o) => [o.frame, o.path])) : null;
+  return evt.frames.map((frame) => {
+    const output = paths?.get(frame) ?? (frame === evt.frame ? evt.output : undefined);
+    return output !== undefined ? { frame, output } : { frame };
+  });
+}

@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
-import { codecs, decodeAny, PROTOCOL_MAJOR as v, subjects, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
+import { codecs, decodeAny, eventFrames, PROTOCOL_MAJOR as v, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
 import { aJobSpec, anInventory } from '../helpers/builders.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 import { waitUntil } from '../helpers/farm.ts';
@@ -128,4 +128,21 @@ test('scheduler - an assignment not answered in time stays leased (the host may 
   // no lease report ever comes from h: after three report periods its lease expires and the task goes out again
   await waitUntil('the task assigned again', () => s.assigned.length === 2, 15_000);
   assert.equal(s.assigned[1]!.taskId, s.assigned[0]!.taskId);
+});
+
+test('scheduler - a task of several frames is one dispatched and one done event naming them all, with their outputs', async (t) => {
+  const s = await setup(t, 1);
+  const events: FrameEvent[] = [];
+  s.nc.subscribe(`rb.${s.site}.evt.frame.>`, { callback: (_e, m) => void events.push({ ...codecs.frameEvent.decode(m.data), subject: m.subject } as FrameEvent) });
+  const { jobId } = await s.submit({ frames: '1-5', chunk: 3 });
+  await waitUntil('the first task', () => s.assigned.length === 1);
+  const first = s.assigned[0]!;
+  assert.deepEqual(first.frames, [1, 2, 3]);
+  await s.result(first, { outputs: [1, 2, 3].map((f) => ({ frame: f, path: `/out/f${f}.exr` })), want: 0, wantNext: false });
+  await waitUntil('the done event', () => events.some((e) => e.event === 'done'));
+  const seen = events.map((e) => [(e as { subject?: string }).subject, e.event, e.frame, e.frames]);
+  assert.deepEqual(seen.filter(([, ev]) => ev === 'dispatched')[0], [`rb.${s.site}.evt.frame.${jobId}.1.dispatched`, 'dispatched', 1, [1, 2, 3]]);
+  const done = events.filter((e) => e.event === 'done');
+  assert.equal(done.length, 1, 'one done event for the task');
+  assert.deepEqual(eventFrames(done[0]!), [1, 2, 3].map((f) => ({ frame: f, output: `/out/f${f}.exr` })));
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chunkFrames, FarmError, formatFrames, parseFrames, frameFileName } from '../../protocol/index.ts';
+import { aboutFrames, chunkFrames, codecs, encodeAny, eventFrames, FarmError, formatFrames, parseFrames, frameFileName, PROTOCOL_MAJOR } from '../../protocol/index.ts';
 
 test('frames - parses ranges, steps and lists in order without duplicates', () => {
   assert.deepEqual(parseFrames('1-5'), [1, 2, 3, 4, 5]);
@@ -40,4 +40,17 @@ test('frames - a list naming too many frames is refused before any part is expan
   const t0 = performance.now();
   assert.throws(() => parseFrames('1-900000,1000000-1900000'), /names more than 1000000 frames/);
   assert.ok(performance.now() - t0 < 200, 'refused without building 900,000 frames first (that took ~430 ms)');
+});
+
+test('frames - a frame event about a task names its first frame, lists them all, and reads back frame by frame', () => {
+  const outputs = [{ frame: 3, path: '/o/3.exr' }, { frame: 4, path: '/o/4.exr' }, { frame: 9, path: '/o/9.exr' }];
+  assert.deepEqual(aboutFrames([7], outputs), { frame: 7 }, 'one frame, no output of its own');
+  assert.deepEqual(aboutFrames([3], outputs), { frame: 3, output: '/o/3.exr' });
+  const about = aboutFrames([3, 4, 5], outputs);
+  assert.deepEqual(about, { frame: 3, frames: [3, 4, 5], outputs: [{ frame: 3, path: '/o/3.exr' }, { frame: 4, path: '/o/4.exr' }] }, 'frame 9 is not the task\'s');
+  const evt = codecs.frameEvent.decode(codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: 'j1', ...about, event: 'done', at: 1 }));
+  assert.deepEqual(eventFrames(evt), [{ frame: 3, output: '/o/3.exr' }, { frame: 4, output: '/o/4.exr' }, { frame: 5 }]);
+  assert.deepEqual(eventFrames({ v: PROTOCOL_MAJOR, jobId: 'j1', frame: 8, output: '/o/8.exr', event: 'done', at: 1 }), [{ frame: 8, output: '/o/8.exr' }]);
+  assert.throws(() => codecs.frameEvent.decode(codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: 'j1', frame: 1, frames: [], event: 'done', at: 1 } as never)), /frames/);
+  assert.throws(() => codecs.frameEvent.decode(encodeAny({ v: PROTOCOL_MAJOR, jobId: 'j1', frame: 1, frames: [1, -2], event: 'done', at: 1 })), /frames/);
 });

@@ -51,6 +51,17 @@ test('monitor model - frame done, failed and retrying are counted; started feeds
   assert.equal(le(2.5), 3);
 });
 
+test('monitor model - one event about a task\'s frames counts each frame, with its own output; the task\'s wait is observed once', () => {
+  const m = new FarmModel();
+  assert.deepEqual(m.apply(frameEvt('started', { frame: 5, frames: [5, 6, 7], waitMs: 40 })), { used: true, latencyS: 0.04 });
+  m.apply(frameEvt('done', { frame: 5, frames: [5, 6, 7], outputs: [{ frame: 5, path: '/o/f5.exr' }, { frame: 7, path: '/o/f7.exr' }] }));
+  const f = m.figures();
+  assert.equal(f.framesDone, 3);
+  assert.equal(f.latency.count, 1, 'one task, one wait');
+  const done = m.changesSince(0).frames.filter((c) => c.event === 'done');
+  assert.deepEqual(done.map((c) => [c.frame, c.output]), [[5, '/o/f5.exr'], [6, undefined], [7, '/o/f7.exr']]);
+});
+
 test('monitor model - hosts: snapshot gives slots and load, slot and up/down events move them', () => {
   const m = new FarmModel();
   m.applyHosts([aHostRecord('node-a', ['idle', 'busy'], 1.5), aHostRecord('node-b', ['idle'], 0.25)], 1_000);

@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
 import { Histogram, type SimStatsSnapshot } from '../../actors/render-slot/index.ts';
-import { codecs, PROTOCOL_MAJOR, subjects, type JobSpec } from '../../protocol/index.ts';
+import { codecs, decodeAny, PROTOCOL_MAJOR, subjects, type JobSpec } from '../../protocol/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 import { mulberry32 } from '../lib/prng.ts';
@@ -342,15 +342,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const chunk = o.chunk ?? 1;
     nc.subscribe(`rb.${SITE}.evt.frame.*.*.dispatched`, {
       callback: (_err, m) => {
-        events += 1;
-        const parts = m.subject.split('.');
-        const key = `${parts[4]}.${parts[5]}`;
-        if (seen.has(key)) return;
-        seen.add(key);
-        dispatched += 1;
+        // one event per task, naming its frames (read without the schema check: this counts, the tests check)
+        const e = decodeAny(m.data) as { jobId: string; frame: number; frames?: number[] };
         const now = performance.now();
         const s = Math.floor((now - tRelease) / 1000);
-        perSecond[s] = (perSecond[s] ?? 0) + 1;
+        const frames = e.frames ?? [e.frame];
+        events += frames.length;
+        for (const frame of frames) {
+          const key = `${e.jobId}.${frame}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          dispatched += 1;
+          perSecond[s] = (perSecond[s] ?? 0) + 1;
+        }
         if (filledAt === null && dispatched >= totalSlots * chunk) filledAt = now;
       },
     });
@@ -446,7 +450,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     }
     const fromS = Math.ceil((w0 - tRelease) / 1000);
     const fullSeconds = Array.from({ length: Math.max(0, Math.floor((w0 - tRelease) / 1000 + wS) - fromS) }, (_, i) => perSecond[fromS + i] ?? 0);
-    say(`  sustained over ${wS.toFixed(1)} s: ${(wDispatched / wS).toFixed(0)} frames dispatched/s, each counted once (${(wEvents / wS).toFixed(0)} dispatched events/s) (per second: min ${Math.min(...fullSeconds)}, median ${median(fullSeconds)}, max ${Math.max(...fullSeconds)}); frames done ${(framesDone / wS).toFixed(0)}/s; slot wait p50 ${wait.quantile(0.5).toFixed(2)} p99 ${wait.quantile(0.99).toFixed(1)} max ${wait.max.toFixed(0)} ms; result round trip p50 ${rtt.quantile(0.5).toFixed(1)} p99 ${rtt.quantile(0.99).toFixed(0)} ms; ${retries} results sent again`);
+    say(`  sustained over ${wS.toFixed(1)} s: ${(wDispatched / wS).toFixed(0)} frames dispatched/s, each counted once (${(wEvents / wS).toFixed(0)}/s counted in every \`dispatched\` event) (per second: min ${Math.min(...fullSeconds)}, median ${median(fullSeconds)}, max ${Math.max(...fullSeconds)}); frames done ${(framesDone / wS).toFixed(0)}/s; slot wait p50 ${wait.quantile(0.5).toFixed(2)} p99 ${wait.quantile(0.99).toFixed(1)} max ${wait.max.toFixed(0)} ms; result round trip p50 ${rtt.quantile(0.5).toFixed(1)} p99 ${rtt.quantile(0.99).toFixed(0)} ms; ${retries} results sent again`);
     say(`  CPU per dispatched frame (µs): ${Object.entries(cpu).filter(([k]) => k !== 'bench').map(([k, v]) => `${k} ${((v * 10_000) / (wDispatched / wS)).toFixed(0)}`).join(', ')}`);
     say(`  jobs query under load: median ${median(loaded).toFixed(0)} ms, worst ${Math.max(...loaded).toFixed(0)} ms; CPU (% of one core): ${Object.entries(cpu).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}; main thread runnable but waiting for a CPU (% of the time): ${Object.entries(runQueue).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}; load ${loadWindow.toFixed(1)}`);
     const endKb = await rssKb(scheduler.pid);
@@ -511,7 +515,7 @@ export function scaleSection(r: ScaleResult, machine: string): string {
     '',
     '| figure | measured | target |',
     '|---|---|---|',
-    `| sustained dispatch rate (over ${f0(s.seconds)} s from one task time after the fill; frames from \`dispatched\` frame events, each frame once) | **${f0(s.perS)}/s** (per second: min ${f0(Math.min(...s.perSecond))}, median ${f0(median(s.perSecond))}, max ${f0(Math.max(...s.perSecond))}); ${f0(s.eventsPerS)} dispatched events/s, the rest frames dispatched again | ≥ 20,000/s: ${verdict(s.perS >= 20_000)} |`,
+    `| sustained dispatch rate (over ${f0(s.seconds)} s from one task time after the fill; frames from \`dispatched\` frame events, each frame once) | **${f0(s.perS)}/s** (per second: min ${f0(Math.min(...s.perSecond))}, median ${f0(median(s.perSecond))}, max ${f0(Math.max(...s.perSecond))}); ${f0(s.eventsPerS)}/s counted in every \`dispatched\` event, the rest frames dispatched again | ≥ 20,000/s: ${verdict(s.perS >= 20_000)} |`,
     `| dispatch rate while the slots fill (release → a task on every slot) | ${r.fill.seconds !== null ? `**${f0(r.fill.perS)}/s** (${f1(r.fill.seconds)} s)` : `not filled: ${r.fill.dispatched} of ${r.hosts * r.slots * r.chunk} frames after ${f0(r.fill.waitedS)} s (${f0(r.fill.perS)}/s)`} | |`,
     `| frames rendered (results taken) | ${f0(s.donePerS)}/s | |`,
     `| scheduler memory per queued frame (VmRSS with the queue − before, ÷ frames) | **${f0(r.memory.bytesPerFrame)} B** (${kb(r.memory.beforeKb)} → ${kb(r.memory.queuedKb)}; ${kb(r.memory.endKb)} at the end) | ≤ 1 KB: ${verdict(r.memory.bytesPerFrame <= 1024)} |`,

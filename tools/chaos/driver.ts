@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Subscription } from '@nats-io/transport-node';
-import { codecs, FarmError, frameFileName, type JobDetail, type JobSummary } from '../../protocol/index.ts';
+import { codecs, eventFrames, FarmError, frameFileName, type JobDetail, type JobSummary } from '../../protocol/index.ts';
 import { ChaosFarm, type Member, type MemberKind } from './farm.ts';
 import { checkOutputs, concurrentAttempts, ledgerRuns, mulberry32, planWorkload, readLedgerEvents, uniform, type LedgerRun, type PlannedJob } from './workload.ts';
 
@@ -319,7 +319,7 @@ class ChaosRun {
         if (err) return;
         try {
           const e = codecs.frameEvent.decode(m.data);
-          this.doneEvents.push({ at: Date.now(), jobId: e.jobId, frame: e.frame, ...(e.host ? { host: e.host } : {}), ...(e.attempt !== undefined ? { attempt: e.attempt } : {}) });
+          for (const f of eventFrames(e)) this.doneEvents.push({ at: Date.now(), jobId: e.jobId, frame: f.frame, ...(e.host ? { host: e.host } : {}), ...(e.attempt !== undefined ? { attempt: e.attempt } : {}) });
         } catch {
           /* not ours to judge */
         }
@@ -331,7 +331,7 @@ class ChaosRun {
           if (err) return;
           try {
             const e = codecs.frameEvent.decode(m.data);
-            this.failEvents.push({ at: Date.now(), jobId: e.jobId, frame: e.frame, event, ...(e.host ? { host: e.host } : {}), ...(e.attempt !== undefined ? { attempt: e.attempt } : {}), ...(e.error ? { error: e.error } : {}) });
+            for (const f of eventFrames(e)) this.failEvents.push({ at: Date.now(), jobId: e.jobId, frame: f.frame, event, ...(e.host ? { host: e.host } : {}), ...(e.attempt !== undefined ? { attempt: e.attempt } : {}), ...(e.error ? { error: e.error } : {}) });
           } catch {
             /* ignore */
           }

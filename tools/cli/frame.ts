@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from '../../actors/bus/index.ts';
 import {
-  PROTOCOL_MAJOR, codecs, FarmError, isToken, subjects, taskId,
+  PROTOCOL_MAJOR, codecs, eventFrames, FarmError, isToken, subjects, taskId,
   type FrameRecord, type JobDetail, type LiveStats,
 } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
@@ -98,11 +98,18 @@ export async function loadFrame(fc: FarmClient, jobId: string, frame: number): P
 
 /** The next `stats` event of a frame, or null when none comes within `timeoutMs`. */
 export async function nextLiveStats(fc: FarmClient, jobId: string, frame: number, timeoutMs: number): Promise<LiveStats | null> {
-  const sub = fc.nc.subscribe(subjects.frameEvent(fc.site, jobId, frame, 'stats'), { max: 1 });
+  // a task's stats event is one for all its frames, on the subject of its first
+  const sub = fc.nc.subscribe(subjects.jobFrameEvents(fc.site, jobId));
   const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
   try {
     for await (const m of sub) {
-      const ev = codecs.frameEvent.decode(m.data);
+      let ev;
+      try {
+        ev = codecs.frameEvent.decode(m.data);
+      } catch {
+        continue; // not a frame event we can read: not the answer
+      }
+      if (ev.event !== 'stats' || !eventFrames(ev).some((f) => f.frame === frame)) continue;
       return ev.live ?? null;
     }
     return null;
@@ -178,7 +185,7 @@ async function follow(c: CommandContext<FrameOptions>, fc: FarmClient, job: JobD
       if (err) return;
       try {
         const ev = codecs.frameEvent.decode(m.data);
-        if (ev.frame === record.frame && ['done', 'failed', 'retrying'].includes(ev.event)) ended = true;
+        if (['done', 'failed', 'retrying'].includes(ev.event) && eventFrames(ev).some((f) => f.frame === record.frame)) ended = true;
       } catch {
         // not a frame event of ours
       }

@@ -1,6 +1,6 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import {
-  FarmError, PROTOCOL_MAJOR, codecs, subjects, type JobDetail, type JobSummary,
+  FarmError, PROTOCOL_MAJOR, codecs, eventFrames, subjects, type JobDetail, type JobSummary,
 } from '../../protocol/index.ts';
 import { listen } from '../../actors/bus/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
@@ -55,7 +55,7 @@ export function waitForJob(fc: FarmClient, jobId: string, o: WaitOptions): Promi
         onSummary(e.job);
       }),
       listen(fc.nc, subjects.jobFrameEvents(fc.site, jobId), codecs.frameEvent, log, (e) => {
-        if (e.event === 'done') doneFrames.add(e.frame);
+        if (e.event === 'done') for (const f of eventFrames(e)) doneFrames.add(f.frame);
         render();
       }),
     ];

@@ -1,2 +1,2 @@
 export { connectBus, connectClient, type BusOptions } from './connect.ts';
-export { serve, call, listen, type ServeOptions } from './rpc.ts';
+export { serve, call, listen, timedOut, type ServeOptions } from './rpc.ts';

@@ -75,6 +75,11 @@ export async function call<Req, Body>(
   return env.body;
 }
 
+/** A `call` that failed because no reply came in time (not: nobody listening, or an error reply). */
+export function timedOut(err: unknown): boolean {
+  return (err as { cause?: Error } | null)?.cause?.name === 'TimeoutError';
+}
+
 /** Subscribes to events, decoding each; a malformed event is logged and dropped. */
 export function listen<T>(
   nc: NatsConnection,

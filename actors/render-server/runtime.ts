@@ -8,7 +8,7 @@ import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
   type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
-import { createAdapters, Launcher, startRenderSlot, type SlotFactory, type SlotHandle } from '../render-slot/index.ts';
+import { createAdapters, Launcher, ResultTimeout, startRenderSlot, type SlotFactory, type SlotHandle } from '../render-slot/index.ts';
 import { renderServerMachine, undrainRefusal } from './machine.ts';
 import { probeHost } from './probe.ts';
 
@@ -83,8 +83,9 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher });
   }
   const slots: SlotHandle[] = [];
+  const resultTimeout = new ResultTimeout(); // its slots talk to one scheduler: one estimate of its round trip
   for (let index = 0; index < o.slots; index++) {
-    slots.push(makeSlot({ nc, site, host, serverId, index, log }));
+    slots.push(makeSlot({ nc, site, host, serverId, index, log, resultTimeout }));
   }
   const slotInfos = () => slots.map((s) => s.info());
   let everRegistered = false;

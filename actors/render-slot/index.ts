@@ -10,6 +10,7 @@ export {
 } from './runtime.ts';
 export { simulatedSlots, startSimulatedSlot, type SimulationOptions, type SimulatedSlotOptions } from './simulated.ts';
 export { SimTimers, type SimTimer } from './sim-timers.ts';
+export { ResultTimeout, RESULT_TIMEOUT_MIN_MS, RESULT_TIMEOUT_MAX_MS } from './result-timeout.ts';
 export { SimStats, Histogram, type SimStatsSnapshot, type TaskSource } from './sim-stats.ts';
 export { runProcess, sampleTree, type RunOptions, type RunningProcess, type ProcessExit, type ProcessUsage, type LogSink } from './process.ts';
 export { TaskLog } from './task-log.ts';

@@ -126,7 +126,7 @@ export const renderSlotMachine = setup({
     deliver: fromPromise<SlotResult, { task: TaskAssignment; prepared: PreparedTask | null; outcome: RenderOutcome; slot: number }>(async () => {
       throw new Error('deliver not provided');
     }),
-    report: fromPromise<ReportOutput, { result: SlotResult; wantNext: boolean }>(async () => {
+    report: fromPromise<ReportOutput, { result: SlotResult; wantNext: boolean; attempt: number }>(async () => {
       throw new Error('report not provided');
     }),
   },
@@ -244,7 +244,7 @@ export const renderSlotMachine = setup({
         reporting: {
           invoke: {
             src: 'report',
-            input: ({ context }) => ({ result: context.result!, wantNext: !context.draining }),
+            input: ({ context }) => ({ result: context.result!, wantNext: !context.draining, attempt: context.reportAttempts }),
             onDone: [
               {
                 // a draining slot still runs a task it is handed, rather than lose the lease

@@ -3,12 +3,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
-import { call } from '../bus/index.ts';
+import { call, timedOut } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
+import { ResultTimeout } from './result-timeout.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
@@ -214,8 +215,8 @@ export interface RenderSlotOptions {
   index: number;
   log: Logger;
   adapters: AdapterLookup;
-  /** Per request of `sched.result` (default 5000 ms). */
-  resultTimeoutMs?: number;
+  /** How long to wait for `sched.result` replies; one per render server, shared by its slots (default: one of its own). */
+  resultTimeout?: ResultTimeout;
   killGraceMs?: number;
   launcher?: Launcher;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
@@ -257,7 +258,7 @@ export interface RenderSlot extends SlotHandle {
 }
 
 /** Makes slot `index` of a render server: startRenderServer's `slotFactory` (a simulated farm), instead of startRenderSlot. */
-export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log'>) => SlotHandle;
+export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>) => SlotHandle;
 
 const PROGRESS_EVERY_MS = 1_000;
 
@@ -287,16 +288,28 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     } else held.push(task);
   };
 
+  const resultTimeout = o.resultTimeout ?? new ResultTimeout();
+  /** Sends a result once (its `attempt`-th time), waiting as long as the server's ResultTimeout says. */
+  const sendResult = async (msg: TaskResult, attempt: number) => {
+    const sentAt = performance.now();
+    const timeoutMs = resultTimeout.forAttempt(attempt);
+    try {
+      const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+      if (attempt === 0) resultTimeout.answered(performance.now() - sentAt);
+      return reply;
+    } catch (err) {
+      if (attempt === 0 && timedOut(err)) resultTimeout.timedOut(timeoutMs);
+      throw err;
+    }
+  };
+
   /** Reports a result while the slot renders its next task; retried with backoff until taken. */
   const reportInBackground = (msg: TaskResult) => {
     unacked.set(msg.taskId, msg);
     const p = (async () => {
       for (let attempt = 0; ; attempt++) {
         try {
-          const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, {
-            timeoutMs: o.resultTimeoutMs ?? 5_000,
-            unavailable: 'RB_SCHEDULER_UNAVAILABLE',
-          });
+          const reply = await sendResult(msg, attempt);
           if (reply.next) take(reply.next);
           if (reply.following) take(reply.following);
           return;
@@ -416,10 +429,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         }
         const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 2 : 0 };
         idleSince = performance.now();
-        const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, {
-          timeoutMs: o.resultTimeoutMs ?? 5_000,
-          unavailable: 'RB_SCHEDULER_UNAVAILABLE',
-        });
+        const reply = await sendResult(msg, input.attempt);
         if (reply.next && reply.following) held.push(reply.following);
         return { next: reply.next, waitMs: performance.now() - idleSince };
       }),

@@ -2,13 +2,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { call } from '../bus/index.ts';
+import { call, timedOut } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import { SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS } from './machine.ts';
 import type { RenderSlotOptions, SlotFactory, SlotHandle } from './runtime.ts';
+import { ResultTimeout } from './result-timeout.ts';
 import type { SimStats, TaskSource } from './sim-stats.ts';
 import type { SimTimer, SimTimers } from './sim-timers.ts';
 
@@ -24,8 +25,8 @@ export interface SimulationOptions {
   timers: SimTimers;
   /** Shared by every simulated slot of the process. */
   stats: SimStats;
-  /** Per request of `sched.result` (default 5000 ms, as a real slot). */
-  resultTimeoutMs?: number;
+  /** How long to wait for `sched.result` replies (default: as a real slot, one per host). */
+  resultTimeout?: ResultTimeout;
   /** Random numbers in [0, 1) (tests make them predictable). */
   random?: () => number;
   /**
@@ -36,7 +37,7 @@ export interface SimulationOptions {
 }
 
 /** What a simulated slot is told: the simulation, and the same identity a real slot gets. */
-export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log'>;
+export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>;
 
 type Phase = 'idle' | 'rendering' | 'reporting' | 'retrying' | 'stopped';
 type Ended = Omit<TaskResult, 'v' | 'host' | 'wantNext' | 'want'>;
@@ -53,7 +54,7 @@ interface HostShared {
   frameMs: number;
   jitter: number;
   failRate: number;
-  resultTimeoutMs: number;
+  resultTimeout: ResultTimeout;
   timers: SimTimers;
   stats: SimStats;
   random: () => number;
@@ -84,7 +85,7 @@ function shared(o: SimulatedSlotOptions): HostShared {
   return {
     nc: o.nc, site: o.site, host: o.host, serverId: o.serverId, log: o.log,
     resultSubject: subjects.schedResult(o.site), slotSubject: subjects.hostEvent(o.site, o.host, 'slot'),
-    frameMs: o.frameMs, jitter: o.jitter ?? 0, failRate: o.failRate ?? 0, resultTimeoutMs: o.resultTimeoutMs ?? 5_000,
+    frameMs: o.frameMs, jitter: o.jitter ?? 0, failRate: o.failRate ?? 0, resultTimeout: o.resultTimeout ?? new ResultTimeout(),
     timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false),
   };
 }
@@ -339,7 +340,7 @@ class SimulatedSlot implements SlotHandle {
     this.idleSince = performance.now();
     this.reportedOnce = true;
     try {
-      const reply = await call(nc, this.h.resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs: this.h.resultTimeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+      const reply = await this.send(msg, this.reportAttempts);
       stats.resultRtt.add(performance.now() - this.idleSince);
       if (this.phase !== 'reporting' || this.ended !== r) return; // stopped meanwhile
       if (reply.next && reply.following) this.held.push(reply.following);
@@ -404,7 +405,7 @@ class SimulatedSlot implements SlotHandle {
     for (let attempt = 0; ; attempt++) {
       const sentAt = performance.now();
       try {
-        const reply = await call(nc, this.h.resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs: this.h.resultTimeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+        const reply = await this.send(msg, attempt);
         stats.resultRtt.add(performance.now() - sentAt);
         if (reply.next) this.take(reply.next, 'reply');
         if (reply.following) this.take(reply.following, 'reply');
@@ -419,6 +420,21 @@ class SimulatedSlot implements SlotHandle {
         const wake = (this.wake ??= signal());
         await Promise.race([new Promise<void>((r) => this.h.timers.after(retryDelay(attempt), r)), wake.promise]);
       }
+    }
+  }
+
+  /** Sends a result once (its `attempt`-th time), waiting as the host's ResultTimeout says, as a real slot does. */
+  private async send(msg: TaskResult, attempt: number) {
+    const { nc, resultSubject, resultTimeout } = this.h;
+    const sentAt = performance.now();
+    const timeoutMs = resultTimeout.forAttempt(attempt);
+    try {
+      const reply = await call(nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+      if (attempt === 0) resultTimeout.answered(performance.now() - sentAt);
+      return reply;
+    } catch (err) {
+      if (attempt === 0 && timedOut(err)) resultTimeout.timedOut(timeoutMs);
+      throw err;
     }
   }
 

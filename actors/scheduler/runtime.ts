@@ -6,7 +6,7 @@ import {
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
   type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
-import { call, listen, serve } from '../bus/index.ts';
+import { call, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
@@ -402,7 +402,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         log.info({ host, taskId: r.taskId, code: r.code }, 'assignment refused; task requeued');
       }
     } catch (err) {
-      if ((err as { cause?: Error }).cause?.name === 'TimeoutError') {
+      if (timedOut(err)) {
         // a host that is there but slow (a loaded machine) may have taken them: requeued now, they
         // would run twice. Its lease reports settle it: listed, they run; left out twice, or the
         // host silent for three report periods, they are requeued (JobBook.renew, expireLeases).

@@ -22,7 +22,7 @@ const flush = () => new Promise((r) => setImmediate(r));
 interface Record {
   prepared: TaskAssignment[];
   delivered: { task: TaskAssignment; outcome: RenderOutcome }[];
-  reported: { result: SlotResult; wantNext: boolean }[];
+  reported: { result: SlotResult; wantNext: boolean; attempt: number }[];
   idle: number;
   started: { taskId: string; waitMs: number }[];
   dropped: unknown[];
@@ -34,7 +34,7 @@ function aSlot(o: {
   prepare?: (t: TaskAssignment) => Promise<PreparedTask>;
   runTask?: (i: { task: TaskAssignment }, signal: AbortSignal) => Promise<RenderOutcome>;
   reap?: () => Promise<RenderOutcome>;
-  report?: (i: { result: SlotResult; wantNext: boolean }, n: number) => Promise<ReportOutput>;
+  report?: (i: { result: SlotResult; wantNext: boolean; attempt: number }, n: number) => Promise<ReportOutput>;
 } = {}) {
   const rec: Record = { prepared: [], delivered: [], reported: [], idle: 0, started: [], dropped: [], aborted: false };
   const clock = new SimulatedClock();
@@ -60,7 +60,7 @@ function aSlot(o: {
           stats: { ...input.outcome.usage, bytesWritten: 10 },
         };
       }),
-      report: fromPromise<ReportOutput, { result: SlotResult; wantNext: boolean }>(async ({ input }) => {
+      report: fromPromise<ReportOutput, { result: SlotResult; wantNext: boolean; attempt: number }>(async ({ input }) => {
         rec.reported.push(input);
         return o.report ? o.report(input, rec.reported.length) : { next: null, waitMs: 1 };
       }),
@@ -204,6 +204,7 @@ test('render-slot - holds a result and retries with growing backoff while the sc
   await waitFor(actor, (s) => s.value === 'idle');
   assert.equal(rec.reported.length, 4);
   assert.ok(rec.reported.every((r) => r.result.taskId === 'j1.0'));
+  assert.deepEqual(rec.reported.map((r) => r.attempt), [0, 1, 2, 3], 'each send knows its attempt: the later ones wait longer for a reply');
   assert.equal(rec.delivered.length, 1); // the files were stored once
 });
 

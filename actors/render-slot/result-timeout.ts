@@ -1,3 +1,5 @@
+import { timedOut as noReplyInTime } from '../bus/index.ts';
+
 /** The shortest wait for the scheduler to take a result: what every slot waited before. */
 export const RESULT_TIMEOUT_MIN_MS = 5_000;
 /** The longest: a scheduler that has not answered in a minute is restarting, and its hello wakes the slots. */
@@ -37,6 +39,20 @@ export class ResultTimeout {
   /** The wait of a result's attempt `attempt` (0: sent the first time); each attempt after waits twice the one before. */
   forAttempt(attempt: number): number {
     return Math.min(this.maxMs, this.rto * 2 ** Math.max(0, attempt));
+  }
+
+  /** Sends a result for the `attempt`-th time, with the wait for that attempt, and learns from how long its reply took. */
+  async send<T>(attempt: number, request: (timeoutMs: number) => Promise<T>): Promise<T> {
+    const sentAt = performance.now();
+    const timeoutMs = this.forAttempt(attempt);
+    try {
+      const reply = await request(timeoutMs);
+      if (attempt === 0) this.answered(performance.now() - sentAt);
+      return reply;
+    } catch (err) {
+      if (attempt === 0 && noReplyInTime(err)) this.timedOut(timeoutMs);
+      throw err;
+    }
   }
 
   /** A reply to a result sent once came after `ms`. */

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
-import { call, timedOut } from '../bus/index.ts';
+import { call } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
@@ -290,18 +290,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
 
   const resultTimeout = o.resultTimeout ?? new ResultTimeout();
   /** Sends a result once (its `attempt`-th time), waiting as long as the server's ResultTimeout says. */
-  const sendResult = async (msg: TaskResult, attempt: number) => {
-    const sentAt = performance.now();
-    const timeoutMs = resultTimeout.forAttempt(attempt);
-    try {
-      const reply = await call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
-      if (attempt === 0) resultTimeout.answered(performance.now() - sentAt);
-      return reply;
-    } catch (err) {
-      if (attempt === 0 && timedOut(err)) resultTimeout.timedOut(timeoutMs);
-      throw err;
-    }
-  };
+  const sendResult = (msg: TaskResult, attempt: number) =>
+    resultTimeout.send(attempt, (timeoutMs) => call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
 
   /** Reports a result while the slot renders its next task; retried with backoff until taken. */
   const reportInBackground = (msg: TaskResult) => {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { call, timedOut } from '../bus/index.ts';
+import { call } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
@@ -424,18 +424,9 @@ class SimulatedSlot implements SlotHandle {
   }
 
   /** Sends a result once (its `attempt`-th time), waiting as the host's ResultTimeout says, as a real slot does. */
-  private async send(msg: TaskResult, attempt: number) {
+  private send(msg: TaskResult, attempt: number) {
     const { nc, resultSubject, resultTimeout } = this.h;
-    const sentAt = performance.now();
-    const timeoutMs = resultTimeout.forAttempt(attempt);
-    try {
-      const reply = await call(nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
-      if (attempt === 0) resultTimeout.answered(performance.now() - sentAt);
-      return reply;
-    } catch (err) {
-      if (attempt === 0 && timedOut(err)) resultTimeout.timedOut(timeoutMs);
-      throw err;
-    }
+    return resultTimeout.send(attempt, (timeoutMs) => call(nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
   }
 
   /** A task given back unrendered (the server drains): queued again at the scheduler, no attempt used. */

@@ -45,3 +45,21 @@ test('result timeout - bad bounds and bad measures are refused or ignored', () =
   rt.answered(Number.POSITIVE_INFINITY);
   assert.equal(rt.currentMs, 100);
 });
+
+test('result timeout - send gives each attempt its wait, learns from first sends only, and only a timeout backs it off', async () => {
+  const rt = new ResultTimeout(5_000, 60_000);
+  const waits: number[] = [];
+  const noReply = () => Object.assign(new Error('no answer'), { cause: Object.assign(new Error('timeout'), { name: 'TimeoutError' }) });
+  const refused = new Error('RB_UNKNOWN_JOB');
+  await assert.rejects(rt.send(0, async (ms) => { waits.push(ms); throw refused; }), /RB_UNKNOWN_JOB/);
+  assert.equal(rt.currentMs, 5_000, 'an error reply is an answer in time: nothing to back off');
+  await assert.rejects(rt.send(0, async (ms) => { waits.push(ms); throw noReply(); }), /no answer/);
+  assert.equal(rt.currentMs, 10_000);
+  await assert.rejects(rt.send(2, async (ms) => { waits.push(ms); throw noReply(); }), /no answer/);
+  assert.equal(rt.currentMs, 10_000, 'a send made again backs off its own wait, not the next first sends\'');
+  assert.equal(await rt.send(1, async (ms) => { waits.push(ms); return 'taken'; }), 'taken');
+  assert.equal(rt.currentMs, 10_000, 'a reply to a send made again is not measured');
+  assert.deepEqual(waits, [5_000, 5_000, 40_000, 20_000]);
+  await rt.send(0, async () => 'taken');
+  assert.equal(rt.currentMs, 5_000, 'a fast first-send reply brings it back');
+});

@@ -67,6 +67,8 @@ export const subjects = {
   allFrameEvents: (site: string, event: string) => `${root(site)}.evt.frame.*.*.${token('event', event)}`,
   allNotifyEvents: (site: string) => `${root(site)}.evt.notify.*.*`,
   jobFrameEvents: (site: string, jobId: string) => `${root(site)}.evt.frame.${token('job', jobId)}.>`,
+  /** One frame event of one job's frames, e.g. 'stats'. */
+  jobFrameEventsOf: (site: string, jobId: string, event: string) => `${root(site)}.evt.frame.${token('job', jobId)}.*.${token('event', event)}`,
   /** What the site's event stream keeps for replay: job events, frame outcomes, hosts coming and going. */
   storedEvents: (site: string) => [
     `${root(site)}.evt.job.>`,

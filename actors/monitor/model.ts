@@ -314,13 +314,9 @@ export class FarmModel {
   private frame(evt: FrameEvent): Applied {
     let applied: Applied = { used: false };
     let first = true;
+    const { frames: _all, outputs: _outputs, output: _output, ...rest } = evt;
     for (const f of eventFrames(evt)) {
-      const one: FrameEvent = { ...evt, frame: f.frame };
-      delete one.frames;
-      delete one.outputs;
-      if (f.output !== undefined) one.output = f.output;
-      else delete one.output;
-      const r = this.oneFrame(one, first);
+      const r = this.oneFrame({ ...rest, ...f }, first);
       first = false;
       if (r.used && !applied.used) applied = r;
     }

@@ -92,10 +92,7 @@ export const FrameRecord = Type.Object({
   slot: Type.Optional(Type.Integer()),
   startedAt: Type.Optional(Millis),
   finishedAt: Type.Optional(Millis),
-  /** Done events of one frame: its output file. */
   output: Type.Optional(Type.String()),
-  /** Done events of several frames: each one's output file. */
-  outputs: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() }), { maxItems: 10_000 })),
   error: Type.Optional(Type.String()),
   stats: Type.Optional(TaskStats),
 });

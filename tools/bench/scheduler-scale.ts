@@ -333,6 +333,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     // 3. release: the fill
     // every `dispatched` event, and each frame's first one: a frame dispatched again (its
     // assignment not answered in time, and requeued) is work done twice, not more work done
+    /** Frames named by every `dispatched` event, repeats included (eventsPerS). */
     let events = 0;
     let dispatched = 0;
     const seen = new Set<string>();

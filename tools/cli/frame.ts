@@ -99,7 +99,7 @@ export async function loadFrame(fc: FarmClient, jobId: string, frame: number): P
 /** The next `stats` event of a frame, or null when none comes within `timeoutMs`. */
 export async function nextLiveStats(fc: FarmClient, jobId: string, frame: number, timeoutMs: number): Promise<LiveStats | null> {
   // a task's stats event is one for all its frames, on the subject of its first
-  const sub = fc.nc.subscribe(subjects.jobFrameEvents(fc.site, jobId));
+  const sub = fc.nc.subscribe(subjects.jobFrameEventsOf(fc.site, jobId, 'stats'));
   const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
   try {
     for await (const m of sub) {
@@ -109,7 +109,7 @@ export async function nextLiveStats(fc: FarmClient, jobId: string, frame: number
       } catch {
         continue; // not a frame event we can read: not the answer
       }
-      if (ev.event !== 'stats' || !eventFrames(ev).some((f) => f.frame === frame)) continue;
+      if (!eventFrames(ev).some((f) => f.frame === frame)) continue;
       return ev.live ?? null;
     }
     return null;

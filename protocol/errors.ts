@@ -22,6 +22,9 @@ export const ErrorCodes = {
   RB_OUT_OF_MEMORY: 'the task used more memory than it was given',
   RB_BAD_ARGUMENT: 'command-line argument is invalid',
   RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
+  RB_FORBIDDEN: 'the caller\'s credential does not allow this',
+  RB_NOT_AUTHENTICATED: 'the farm refused the connection\'s credentials',
+  RB_BAD_CREDENTIALS: 'a credentials file is invalid',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -22,3 +22,4 @@ export * from './messages/notify.ts';
 export * from './messages/notify-payload.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';
+export * from './roles.ts';

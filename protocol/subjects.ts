@@ -31,22 +31,38 @@ const root = (site: string) => `rb.${token('site', site)}`;
 export const subjects = {
   // registry protocol
   regHello: (site: string) => `${root(site)}.reg.hello`,
-  regRegister: (site: string) => `${root(site)}.reg.register`,
-  regHeartbeat: (site: string) => `${root(site)}.reg.heartbeat`,
-  regBye: (site: string) => `${root(site)}.reg.bye`,
+  // a render server's own requests name its host: the server's permissions let a host's credential
+  // publish only its own, so the token is the sender's identity (docs/security.md)
+  regRegister: (site: string, host: string) => `${root(site)}.reg.register.${token('host', host)}`,
+  regHeartbeat: (site: string, host: string) => `${root(site)}.reg.heartbeat.${token('host', host)}`,
+  regBye: (site: string, host: string) => `${root(site)}.reg.bye.${token('host', host)}`,
+  allRegRegister: (site: string) => `${root(site)}.reg.register.*`,
+  allRegHeartbeat: (site: string) => `${root(site)}.reg.heartbeat.*`,
+  allRegBye: (site: string) => `${root(site)}.reg.bye.*`,
   regMatch: (site: string) => `${root(site)}.reg.match`,
   regList: (site: string) => `${root(site)}.reg.list`,
   // scheduler requests
-  schedSubmit: (site: string) => `${root(site)}.sched.submit`,
-  schedCtl: (site: string) => `${root(site)}.sched.ctl`,
+  // submit and steer as a user: the last token is the caller's user, which its credential fixes
+  schedSubmit: (site: string, user: string) => `${root(site)}.sched.submit.${token('user', user)}`,
+  schedCtl: (site: string, user: string) => `${root(site)}.sched.ctl.${token('user', user)}`,
+  allSchedSubmit: (site: string) => `${root(site)}.sched.submit.*`,
+  allSchedCtl: (site: string) => `${root(site)}.sched.ctl.*`,
   schedQuery: (site: string) => `${root(site)}.sched.query`,
-  schedResult: (site: string) => `${root(site)}.sched.result`,
+  schedResult: (site: string, host: string) => `${root(site)}.sched.result.${token('host', host)}`,
+  allSchedResults: (site: string) => `${root(site)}.sched.result.*`,
   schedLimits: (site: string) => `${root(site)}.sched.limits`,
   schedHosts: (site: string) => `${root(site)}.sched.hosts`,
   schedShares: (site: string) => `${root(site)}.sched.shares`,
   // leases: render servers report theirs; a scheduler asks for reports when it (re)starts
-  schedLeases: (site: string) => `${root(site)}.sched.leases`,
+  schedLeases: (site: string, host: string) => `${root(site)}.sched.leases.${token('host', host)}`,
+  allSchedLeases: (site: string) => `${root(site)}.sched.leases.*`,
   schedHello: (site: string) => `${root(site)}.sched.hello`,
+  // operators: the same requests without the owner's check, and the changes of limits, shares and
+  // sick hosts; only operator credentials (and the monitor's) may publish here
+  opCtl: (site: string) => `${root(site)}.op.ctl`,
+  opLimits: (site: string) => `${root(site)}.op.limits`,
+  opShares: (site: string) => `${root(site)}.op.shares`,
+  opHosts: (site: string) => `${root(site)}.op.hosts`,
   // one render server
   hostAssign: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.assign`,
   hostCtl: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.ctl`,
@@ -81,6 +97,11 @@ export const subjects = {
   journal: (site: string, kind: string) => `${root(site)}.journal.${token('kind', kind)}`,
   allJournal: (site: string) => `${root(site)}.journal.>`,
 };
+
+/** The last token of a subject: the identity a per-caller subject names (`sched.result.<host>`). */
+export function lastToken(subject: string): string {
+  return subject.slice(subject.lastIndexOf('.') + 1);
+}
 
 function frameToken(frame: number): string {
   if (!Number.isInteger(frame) || frame < 0) throw new FarmError('RB_BAD_SUBJECT_TOKEN', `frame '${frame}' is not a frame number`);

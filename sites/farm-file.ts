@@ -10,6 +10,10 @@ export interface FarmFile {
   dataDir: string;
   outputDir: string;
   startedAt: number;
+  /** The nats-server's pid: `renderbus credentials` has it reload its users. */
+  natsPid?: number;
+  /** The operator credential of whoever ran `up` (<data>/auth/local/…, 0600): the CLI's default. */
+  credsFile?: string;
 }
 
 export const DEFAULT_DATA_DIR = '.renderbus';
@@ -49,22 +53,4 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-/**
- * Where a command finds the farm: `--nats URL`, else RENDERBUS_NATS, else the farm.json of
- * `--data DIR` (default ./.renderbus) when its `renderbus up` is still running.
- */
-export async function locateFarm(o: { nats?: string; data?: string; site?: string }): Promise<{ url: string; site: string; farm: FarmFile | null }> {
-  const dataDir = o.data ?? DEFAULT_DATA_DIR;
-  const farm = await readFarmFile(dataDir);
-  const url = o.nats ?? process.env.RENDERBUS_NATS;
-  if (url) return { url, site: o.site ?? farm?.site ?? DEFAULT_SITE, farm };
-  if (!farm) {
-    throw new FarmError('RB_FARM_NOT_FOUND', `no farm at ${resolve(dataDir)} (no farm.json): start one with 'renderbus up', or pass --nats URL / set RENDERBUS_NATS`);
-  }
-  if (!pidAlive(farm.pid)) {
-    throw new FarmError('RB_FARM_NOT_FOUND', `the farm in ${resolve(dataDir)} is not running (pid ${farm.pid} is gone): start it with 'renderbus up --data ${dataDir}'`);
-  }
-  return { url: farm.url, site: o.site ?? farm.site, farm };
 }

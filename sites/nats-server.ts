@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { authConfig, type AuthUser } from './nats-config.ts';
 
 const SETPRIV = '/usr/bin/setpriv';
 
@@ -15,6 +16,8 @@ export interface NatsServerOptions {
   port?: number;
   serverName?: string;
   bin?: string;
+  /** Who may log in: the site's users, each an nkey bound to its role's permissions. */
+  auth: { site: string; users: readonly AuthUser[] };
 }
 
 export interface NatsServerHandle {
@@ -27,8 +30,9 @@ export interface NatsServerHandle {
 /** Starts a nats-server child with JetStream (file store under `dir/jetstream`) and waits until it listens. */
 export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerHandle> {
   const bin = o.bin ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
-  await mkdir(join(o.dir, 'jetstream'), { recursive: true });
+  await mkdir(join(o.dir, 'jetstream'), { recursive: true, mode: 0o700 });
   const conf = join(o.dir, 'nats.conf');
+  await writeAuthConfig(o.dir, o.auth.site, o.auth.users);
   await writeFile(
     conf,
     [
@@ -36,8 +40,10 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
       `server_name: "${o.serverName ?? 'renderbus'}"`,
       `max_payload: 1048576`,
       `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))} }`,
+      'include "auth.conf"',
       '',
     ].join('\n'),
+    { mode: 0o600 },
   );
   const args = ['-c', conf, '--ports_file_dir', o.dir];
   // The kernel stops the server if this process dies, even by SIGKILL: no nats-server is left
@@ -77,6 +83,27 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** Writes the server's `auth.conf` (its accounts and users); a running server reads it on reload. */
+export async function writeAuthConfig(dir: string, site: string, users: readonly AuthUser[]): Promise<void> {
+  const path = join(dir, 'auth.conf');
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, authConfig(site, users), { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/**
+ * Tells a running nats-server to read its config again (SIGHUP): new users get in, and the
+ * connections of users no longer listed are closed. False when no such process runs.
+ */
+export function reloadNatsServer(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGHUP');
+    return true;
+  } catch {
+    return false;
   }
 }
 

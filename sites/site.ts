@@ -3,7 +3,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FarmError, hostToken, isToken } from '../protocol/index.ts';
+import { FarmError, hostToken, isToken, Role, type Principal } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler } from '../actors/scheduler/index.ts';
@@ -13,6 +13,7 @@ import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
 import { addWebMonitor } from '../tools/web/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer } from './nats-server.ts';
+import { keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
 
 export interface FarmOptions {
   dataDir: string;
@@ -24,6 +25,8 @@ export interface FarmOptions {
   port?: number;
   /** Address nats-server listens on. Default 127.0.0.1 (only this machine). */
   listen?: string;
+  /** The operator credential `up` makes for whoever runs it (default 'admin'). */
+  operator?: string;
   /** The notifier's mail server, webhook secret and retries. */
   notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
   /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
@@ -38,6 +41,8 @@ export interface FarmHandle {
   outputDir: string;
   host: string | null;
   nc: NatsConnection;
+  /** The operator credential of whoever ran the farm (the CLI on this machine finds it in farm.json). */
+  creds: string;
   /** The monitor's address (`/metrics`), and whether port 8080 was taken. */
   monitor: { url: string; fellBack: boolean };
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
@@ -62,12 +67,18 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const outputDir = join(dataDir, 'output');
   await mkdir(outputDir, { recursive: true });
   const log = o.log;
-  const nats = await startNatsServer({ dir: join(dataDir, 'nats'), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}` });
+  const slots = o.slots ?? availableParallelism();
+  const host = slots > 0 ? (o.host ?? hostToken(hostname().split('.')[0] ?? '')) : null;
+  // every actor logs in with a credential of its own; the server lets in nobody else
+  const operator: Principal = { role: Role.Operator, name: o.operator ?? 'admin' };
+  const auth = await prepareSiteAuth(dataDir, site, localPrincipals({ host, operator: operator.name }));
+  const credsOf = (role: Role, name: string) => auth.creds.get(keyOf({ role, name }))!;
+  const nats = await startNatsServer({ dir: natsDir(dataDir), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}`, auth: { site, users: auth.users } });
   let graceMs = 0;
   const stops: (() => Promise<void>)[] = [nats.stop];
   const conns: NatsConnection[] = [];
-  const conn = async (name: string) => {
-    const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, log: log.child({ conn: name }) });
+  const conn = async (name: string, role: Role, as = name) => {
+    const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
     conns.push(c);
     return c;
   };
@@ -75,42 +86,39 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
   };
   try {
-    const nc = await conn('farm');
+    const nc = await conn('farm', Role.Operator, operator.name);
     stops.push(() => nc.drain());
-    const regNc = await conn('registry');
+    const regNc = await conn('registry', Role.Registry);
     stops.push(() => regNc.drain());
     const registry = await startRegistry({ nc: regNc, site, log });
     stops.push(registry.stop);
-    const schedNc = await conn('scheduler');
+    const schedNc = await conn('scheduler', Role.Scheduler);
     stops.push(() => schedNc.drain());
     const scheduler = await startScheduler({ nc: schedNc, site, log });
     stops.push(scheduler.stop);
-    const notifierNc = await conn('notifier');
+    const notifierNc = await conn('notifier', Role.Notifier);
     stops.push(() => notifierNc.drain());
     const notifier = await startNotifier({ nc: notifierNc, site, log, ...o.notifier });
     stops.push(notifier.stop);
-    const monitorNc = await conn('monitor');
+    const monitorNc = await conn('monitor', Role.Monitor);
     stops.push(() => monitorNc.drain());
     const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...(o.listen !== undefined ? { listen: o.listen } : {}), ...o.monitor });
     addWebMonitor(monitor, { nc: monitorNc, site });
     stops.push(monitor.stop);
-    const slots = o.slots ?? availableParallelism();
-    let host: string | null = null;
-    if (slots > 0) {
-      host = o.host ?? hostToken(hostname().split('.')[0] ?? '');
-      const rsNc = await conn('render-server');
+    if (host !== null) {
+      const rsNc = await conn('render-server', Role.RenderServer, host);
       stops.push(() => rsNc.drain());
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
       stops.push(() => rs.stop({ graceMs }));
     }
-    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now() });
+    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator) });
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
     log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
     const stop = (so: { graceMs?: number } = {}) => {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, monitor: { url: monitor.url, fellBack: monitor.fellBack }, stop };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, fellBack: monitor.fellBack }, stop };
   } catch (err) {
     await stopAll();
     throw err;

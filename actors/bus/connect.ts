@@ -1,10 +1,20 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { FarmError, describePrincipal, inboxPrefix, type Credentials } from '../../protocol/index.ts';
+import { watchDenials } from './denials.ts';
 
 export interface BusOptions {
   servers: string;
   name: string;
+  /** Who this connection is: the site's nats-server refuses a connection without them. */
+  creds: Credentials;
   log?: Logger;
+}
+
+/** Log-in options for a principal: its nkey, and reply subjects beneath its own inbox prefix. */
+function identity(creds: Credentials): Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'> {
+  const seed = new TextEncoder().encode(creds.seed);
+  return { authenticator: nkeyAuthenticator(seed), inboxPrefix: inboxPrefix(creds) };
 }
 
 /**
@@ -15,6 +25,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
   const nc = await connect({
     servers: opts.servers,
     name: opts.name,
+    ...identity(opts.creds),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
@@ -22,19 +33,35 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     maxPingOut: 2,
     // no stack captured per request: at hundreds of requests a second it shows in profiles
     noAsyncTraces: true,
+  }).catch((err: unknown) => {
+    throw refused(err, opts.servers, opts.creds);
   });
+  watchDenials(nc, opts.creds, opts.log);
   if (opts.log) void logStatus(nc, opts.log);
   return nc;
 }
 
 /** A short-lived client's connection (CLI commands): fail fast when no farm is there. */
-export async function connectClient(servers: string, name: string): Promise<NatsConnection> {
-  return connect({ servers, name, maxReconnectAttempts: 0, timeout: 3_000 });
+export async function connectClient(servers: string, name: string, creds: Credentials): Promise<NatsConnection> {
+  const nc = await connect({ servers, name, ...identity(creds), maxReconnectAttempts: 0, timeout: 3_000 }).catch((err: unknown) => {
+    throw refused(err, servers, creds);
+  });
+  watchDenials(nc, creds);
+  return nc;
+}
+
+/** An authorization failure named as such (anything else passes through). */
+function refused(err: unknown, servers: string, creds: Credentials): unknown {
+  const text = String((err as Error)?.message ?? err);
+  if (/authorization|authentication/i.test(text)) {
+    return new FarmError('RB_NOT_AUTHENTICATED', `the NATS server at ${servers} refused the credential of ${describePrincipal(creds)} (site ${creds.site}): revoked, or issued by another farm`, { cause: err });
+  }
+  return err;
 }
 
 async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
   for await (const s of nc.status()) {
-    if (s.type === 'disconnect' || s.type === 'error') log.warn({ status: s.type }, 'nats connection status');
+    if (s.type === 'disconnect' || s.type === 'error') log.warn({ status: s.type, err: 'error' in s ? s.error : undefined }, 'nats connection status');
     else if (s.type === 'reconnect') log.info({ status: s.type }, 'nats connection status');
   }
 }

@@ -13,7 +13,7 @@ import {
   type HostEvent,
   type RegistryHello,
 } from '../../protocol/index.ts';
-import { listen, serve } from '../bus/index.ts';
+import { callerOf, listen, serve } from '../bus/index.ts';
 import { checkHeartbeat, checkRegistration, fitMatch, knownHost, listPage, matchHosts } from './database.ts';
 import {
   registryMachine,
@@ -112,33 +112,36 @@ export async function startRegistry(
 
   const subs: Subscription[] = [
     serve(nc, {
-      subject: subjects.regRegister(site),
+      subject: subjects.allRegRegister(site),
       request: codecs.hostRegister,
       reply: codecs.hostRegisterReply,
       log,
-      handle: (req) => {
+      handle: (req, msg) => {
+        callerOf(msg.subject, 'the registration', req.host); // nobody registers as another host
         checkRegistration(req);
         actor.send({ type: 'host.register', msg: req });
         return { registryId };
       },
     }),
     serve(nc, {
-      subject: subjects.regHeartbeat(site),
+      subject: subjects.allRegHeartbeat(site),
       request: codecs.hostHeartbeat,
       reply: codecs.hostHeartbeatReply,
       log,
-      handle: (req) => {
+      handle: (req, msg) => {
+        callerOf(msg.subject, 'the heartbeat', req.host);
         checkHeartbeat(req);
         actor.send({ type: 'host.heartbeat', msg: req });
         return { known: knownHost(db(), req.host, req.serverId) !== undefined, registryId };
       },
     }),
     serve(nc, {
-      subject: subjects.regBye(site),
+      subject: subjects.allRegBye(site),
       request: codecs.hostBye,
       reply: codecs.hostByeReply,
       log,
-      handle: (req) => {
+      handle: (req, msg) => {
+        callerOf(msg.subject, 'the goodbye', req.host);
         actor.send({ type: 'host.bye', msg: req });
         return {};
       },

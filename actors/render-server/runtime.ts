@@ -89,7 +89,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   }
   const slotInfos = () => slots.map((s) => s.info());
   let everRegistered = false;
-  const leaseSubject = subjects.schedLeases(site);
+  const leaseSubject = subjects.schedLeases(site, host);
   const reportLeases = (everyMs: number) => {
     const msg: LeaseReport = { v: PROTOCOL_MAJOR, host, serverId, at: Date.now(), everyMs, tasks: slots.flatMap((s) => s.leases()) };
     try {
@@ -115,7 +115,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       register: fromPromise(async ({ input }) =>
         call(
           nc,
-          subjects.regRegister(site),
+          subjects.regRegister(site, host),
           codecs.hostRegister,
           { v: PROTOCOL_MAJOR, host, serverId, inventory: input.inventory, slots: slotInfos(), heartbeatMs },
           codecs.hostRegisterReply,
@@ -125,7 +125,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
       heartbeat: fromPromise(async ({ input }) =>
         call(
           nc,
-          subjects.regHeartbeat(site),
+          subjects.regHeartbeat(site, host),
           codecs.hostHeartbeat,
           { v: PROTOCOL_MAJOR, host, serverId, slots: slotInfos(), load: loadavg()[0] ?? 0, draining: input.draining },
           codecs.hostHeartbeatReply,
@@ -167,7 +167,7 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
         }
         // also when it was re-registering: the registry takes a bye from a host it lost as well
         if (input.registered || everRegistered) {
-          await call(nc, subjects.regBye(site), codecs.hostBye, { v: PROTOCOL_MAJOR, host, serverId }, codecs.hostByeReply, {
+          await call(nc, subjects.regBye(site, host), codecs.hostBye, { v: PROTOCOL_MAJOR, host, serverId }, codecs.hostByeReply, {
             timeoutMs: BYE_TIMEOUT_MS,
             unavailable: 'RB_REGISTRY_UNAVAILABLE',
           }).catch((err: unknown) => log.debug({ err }, 'registry did not take the bye'));

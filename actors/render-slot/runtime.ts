@@ -270,7 +270,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   let running: Promise<RenderOutcome> | null = null;
   let since = Date.now();
   let draining = false;
-  const resultSubject = subjects.schedResult(o.site);
+  const resultSubject = subjects.schedResult(o.site, o.host);
   // Tasks in hand: leased to this slot, started the moment the current one ends, so the slot
   // need not wait a round trip for its next task (docs/architecture.md, "task in hand").
   const held: TaskAssignment[] = [];

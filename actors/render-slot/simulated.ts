@@ -84,7 +84,7 @@ export function startSimulatedSlot(o: SimulatedSlotOptions): SlotHandle {
 function shared(o: SimulatedSlotOptions): HostShared {
   return {
     nc: o.nc, site: o.site, host: o.host, serverId: o.serverId, log: o.log,
-    resultSubject: subjects.schedResult(o.site), slotSubject: subjects.hostEvent(o.site, o.host, 'slot'),
+    resultSubject: subjects.schedResult(o.site, o.host), slotSubject: subjects.hostEvent(o.site, o.host, 'slot'),
     frameMs: o.frameMs, jitter: o.jitter ?? 0, failRate: o.failRate ?? 0, resultTimeout: o.resultTimeout ?? new ResultTimeout(),
     timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false),
   };

@@ -1,12 +1,12 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  aboutFrames, checkNotify, codecs, FarmError, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  aboutFrames, checkNotify, codecs, FarmError, lastToken, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
   type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
-import { call, listen, serve, timedOut } from '../bus/index.ts';
+import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
@@ -115,14 +115,20 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
 
   // --- requests ---------------------------------------------------------------------
+  const forOperators = (what: string) => new FarmError('RB_FORBIDDEN', `${what} is for operators: use an operator's credential (renderbus credentials add operator <name>)`);
   const requireServing = () => {
     if (!actor.getSnapshot().matches('serving')) {
       throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is still recovering its queue; try again shortly', { retryable: true });
     }
   };
 
-  async function submit(req: SubmitRequest) {
+  /** A job submitted by `user`: the one its credential names (the subject's last token), never the message's word. */
+  async function submit(req: SubmitRequest, user: string) {
     requireServing();
+    if (req.spec.user !== undefined && req.spec.user !== user) {
+      throw new FarmError('RB_FORBIDDEN', `the job says user '${req.spec.user}' but was submitted with the credential of '${user}': a job belongs to whoever submits it`);
+    }
+    req = { ...req, spec: { ...req.spec, user } };
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
     const jobId = req.jobId ?? newJobId(now());
@@ -151,11 +157,17 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return { job: book.detail(job) };
   }
 
-  /** Steers a job. Each accepted action is journaled before it is applied and answered, so it is durable. */
-  async function control(req: CtlRequest) {
+  /**
+   * Steers a job, for its owner (`user`, from the credential) or for an operator (`user` null, on
+   * `op.ctl`). Each accepted action is journaled before it is applied and answered, so it is durable.
+   */
+  async function control(req: CtlRequest, user: string | null) {
     requireServing();
     const job = book.jobs.get(req.jobId);
     if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
+    if (user !== null && job.spec.user !== user) {
+      throw new FarmError('RB_FORBIDDEN', `job ${job.id} belongs to '${job.spec.user ?? 'nobody'}': only its owner or an operator may ${req.action} it`);
+    }
     const at = now();
     const state = book.state(job);
     if (req.action === 'cancel') {
@@ -198,9 +210,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   /** Lists, sets or removes the site's named limits; a change is journaled before it is answered. */
-  async function limits(req: LimitsRequest) {
+  async function limits(req: LimitsRequest, operator: boolean) {
     requireServing();
     if (req.action !== 'list') {
+      if (!operator) throw forOperators('changing limits');
       const at = now();
       const rec: Extract<JournalRecord, { kind: 'limit' }> = req.action === 'set' ? { v: PROTOCOL_MAJOR, kind: 'limit', name: req.limit.name, max: req.limit.max, per: req.limit.per, at } : { v: PROTOCOL_MAJOR, kind: 'limit', name: req.name, at };
       if (req.action === 'remove' && !book.limits.has(req.name)) throw new FarmError('RB_BAD_ARGUMENT', `no limit '${req.name}' on this farm`);
@@ -213,9 +226,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   /** Lists, sets or removes the projects' fair-share weights; a change is journaled before it is answered. */
-  async function shares(req: SharesRequest) {
+  async function shares(req: SharesRequest, operator: boolean) {
     requireServing();
     if (req.action !== 'list') {
+      if (!operator) throw forOperators('changing shares');
       if (req.action === 'remove' && !book.shares.has(req.project)) throw new FarmError('RB_BAD_ARGUMENT', `no share set for project '${req.project}'`);
       const rec: Extract<JournalRecord, { kind: 'share' }> = req.action === 'set'
         ? { v: PROTOCOL_MAJOR, kind: 'share', project: req.share.project, weight: req.share.weight, at: now() }
@@ -229,9 +243,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   /** The sick hosts, or an operator clearing one. */
-  function hostsRequest(req: HostsRequest) {
+  function hostsRequest(req: HostsRequest, operator: boolean) {
     requireServing();
     if (req.action === 'clear') {
+      if (!operator) throw forOperators('clearing a sick host');
       if (!book.health.clear(req.host)) throw new FarmError('RB_UNKNOWN_HOST', `host '${req.host}' is not sick`);
       log.info({ host: req.host }, 'sick host cleared by an operator');
       actor.send({ type: 'dispatch.wanted' });
@@ -245,8 +260,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
    * next task when one fits, and one more to hold in hand when the slot has room
    * (docs/architecture.md, "a task in hand").
    */
-  async function result(r: TaskResult) {
+  async function result(r: TaskResult, msg: Msg) {
     requireServing();
+    callerOf(msg.subject, 'the result', r.host); // only the host that holds the lease can end its task
     const at = now();
     const outcome = book.result(r, at);
     // nothing is handed out while lease reports may still bring back tasks that are running
@@ -416,8 +432,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
 
   // --- leases -----------------------------------------------------------------------
   /** A render server's lease report: renews, re-adopts, and sorts out leases that are not its own any more. */
-  function onLeaseReport(rep: LeaseReport): void {
+  function onLeaseReport(rep: LeaseReport, subject: string): void {
     if (!actor.getSnapshot().matches('serving')) return; // the queue is not rebuilt yet; reports repeat
+    if (lastToken(subject) !== rep.host) {
+      log.warn({ subject, host: rep.host }, 'ignored a lease report sent for another host');
+      return;
+    }
     const at = now();
     if (liveness.report(rep.host, rep.serverId, rep.everyMs, at)) {
       forgetHost(rep.host, 'restarted'); // the leases of its previous instance are gone with it
@@ -511,14 +531,20 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   });
 
   subs.push(
-    serve(nc, { subject: subjects.schedSubmit(site), request: codecs.submitRequest, reply: codecs.submitReply, handle: submit, log }),
+    serve(nc, { subject: subjects.allSchedSubmit(site), request: codecs.submitRequest, reply: codecs.submitReply, handle: (req, msg) => submit(req, callerOf(msg.subject, 'the job')), log }),
     serve(nc, { subject: subjects.schedQuery(site), request: codecs.queryRequest, reply: codecs.queryReply, handle: query, log }),
-    serve(nc, { subject: subjects.schedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: control, log }),
-    serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: hostsRequest, log }),
-    serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: limits, log }),
-    serve(nc, { subject: subjects.schedShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: shares, log }),
-    serve(nc, { subject: subjects.schedResult(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
-    listen(nc, subjects.schedLeases(site), codecs.leaseReport, log, onLeaseReport),
+    // the same requests twice: as a job's owner or a reader, and as an operator (op.*), which only
+    // operators' credentials may publish (protocol/roles.ts)
+    serve(nc, { subject: subjects.allSchedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req, msg) => control(req, callerOf(msg.subject, 'the request')), log }),
+    serve(nc, { subject: subjects.opCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req) => control(req, null), log }),
+    serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, false), log }),
+    serve(nc, { subject: subjects.opHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, true), log }),
+    serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: (req) => limits(req, false), log }),
+    serve(nc, { subject: subjects.opLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: (req) => limits(req, true), log }),
+    serve(nc, { subject: subjects.schedShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, false), log }),
+    serve(nc, { subject: subjects.opShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, true), log }),
+    serve(nc, { subject: subjects.allSchedResults(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
+    listen(nc, subjects.allSchedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
       if (evt.event === 'down') {
         forgetHost(evt.host, evt.reason ?? 'down');

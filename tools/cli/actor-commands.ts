@@ -2,14 +2,15 @@ import { availableParallelism } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { connectBus } from '../../actors/bus/index.ts';
-import { locateFarm } from '../../sites/farm-file.ts';
+import { locateFarm } from '../../sites/locate-farm.ts';
+import { ANY_HOST, describePrincipal, FarmError, Role, type Credentials } from '../../protocol/index.ts';
 import { rootLogger } from '../../sites/logger.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
-import { defaultHostName, parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
+import { parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
 interface Stoppable {
@@ -20,7 +21,7 @@ interface Stoppable {
 
 /** `renderbus registry`: the resource registry alone, against the farm's NATS. */
 export async function registryCommand(c: CommandContext): Promise<number> {
-  return runActor(c, 'registry', async (nc, site, log) => {
+  return runActor(c, Role.Registry, async (nc, site, log) => {
     const { startRegistry } = await import('../../actors/registry/index.ts');
     return startRegistry({ nc, site, log });
   });
@@ -28,7 +29,7 @@ export async function registryCommand(c: CommandContext): Promise<number> {
 
 /** `renderbus scheduler`: the scheduler alone, against the farm's NATS. */
 export async function schedulerCommand(c: CommandContext): Promise<number> {
-  return runActor(c, 'scheduler', async (nc, site, log) => {
+  return runActor(c, Role.Scheduler, async (nc, site, log) => {
     const { startScheduler } = await import('../../actors/scheduler/index.ts');
     return startScheduler({ nc, site, log });
   });
@@ -37,7 +38,7 @@ export async function schedulerCommand(c: CommandContext): Promise<number> {
 /** `renderbus notifier`: the notifier alone (webhooks, email), against the farm's NATS. */
 export async function notifierCommand(c: CommandContext<NotifierFlags>): Promise<number> {
   const settings = notifierSettings(c.opts); // bad flags fail before anything connects
-  return runActor(c, 'notifier', async (nc, site, log) => {
+  return runActor(c, Role.Notifier, async (nc, site, log) => {
     const { startNotifier } = await import('../../actors/notifier/index.ts');
     return startNotifier({ nc, site, log, ...settings });
   });
@@ -56,10 +57,13 @@ export async function renderServerCommand(c: CommandContext<RenderServerOptions>
   const { graceMs, ...o } = renderServerOptions(c.opts);
   return runActor(
     c,
-    'render-server',
-    async (nc, site, log) => {
+    Role.RenderServer,
+    async (nc, site, log, creds) => {
+      if (o.host !== undefined && o.host !== creds.name) {
+        throw new FarmError('RB_BAD_CREDENTIALS', `this credential is for render host '${creds.name}', not '${o.host}': each host needs its own (renderbus credentials add render-server ${o.host})`);
+      }
       const { startRenderServer } = await import('../../actors/render-server/index.ts');
-      return startRenderServer({ nc, site, log, ...o, graceMs });
+      return startRenderServer({ nc, site, log, ...o, host: creds.name, graceMs });
     },
     { graceMs },
   );
@@ -68,7 +72,8 @@ export async function renderServerCommand(c: CommandContext<RenderServerOptions>
 /** The render server's flags, checked (exported for tests). */
 export function renderServerOptions(opts: RenderServerOptions) {
   return {
-    host: opts.host !== undefined ? parseToken('--host', opts.host) : defaultHostName(),
+    // absent: the host its credential names
+    host: opts.host !== undefined ? parseToken('--host', opts.host) : undefined,
     slots: opts.slots !== undefined ? parseCount('--slots', opts.slots, { min: 1, max: 1024 }) : availableParallelism(),
     ...(opts.packages !== undefined ? { packages: parsePackages('--packages', opts.packages) } : {}),
     ...(opts.licenses !== undefined ? { licenses: parseList('--licenses', opts.licenses) } : {}),
@@ -83,17 +88,21 @@ export function renderServerOptions(opts: RenderServerOptions) {
  */
 export async function runActor(
   c: { globals: GlobalOptions },
-  kind: string,
-  start: (nc: NatsConnection, site: string, log: Logger) => Promise<Stoppable>,
+  kind: Role,
+  start: (nc: NatsConnection, site: string, log: Logger, creds: Credentials) => Promise<Stoppable>,
   stopOptions: { graceMs?: number } = {},
 ): Promise<number> {
   const where = await locateFarm(checkGlobals(c.globals));
+  if (where.creds.role !== kind) {
+    throw new FarmError('RB_BAD_CREDENTIALS', `a ${kind} needs a ${kind} credential (--creds FILE from 'renderbus credentials add ${kind} …'); this one is of ${describePrincipal(where.creds)}`);
+  }
+  if (where.creds.name === ANY_HOST) throw new FarmError('RB_BAD_CREDENTIALS', 'a credential for any host is for simulated farms (renderbus sim-farm) only');
   const log = rootLogger({ name: `renderbus-${kind}` });
-  const nc = await connectBus({ servers: where.url, name: `renderbus-${kind}`, log });
+  const nc = await connectBus({ servers: where.url, name: `renderbus-${kind}`, creds: where.creds, log });
   const sig = untilSignal();
   let actor: Stoppable;
   try {
-    actor = await start(nc, where.site, log);
+    actor = await start(nc, where.site, log, where.creds);
   } catch (err) {
     sig.dispose();
     await nc.close();

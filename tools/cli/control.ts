@@ -1,7 +1,7 @@
 import { FarmError, PROTOCOL_MAJOR, codecs, parseFrames, subjects, type CtlRequest } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, ctlSubject, openFarm } from './farm-client.ts';
 import { json } from './format.ts';
 import { parseCount, parseToken } from './option-values.ts';
 
@@ -36,7 +36,7 @@ export async function controlCommand(action: ControlAction, c: CommandContext<{ 
   }
   const fc = await openFarm(c.globals, `renderbus-${action}`);
   try {
-    const { job } = await ask(fc, 'scheduler', subjects.schedCtl(fc.site), codecs.ctlRequest, req, codecs.ctlReply);
+    const { job } = await ask(fc, 'scheduler', ctlSubject(fc), codecs.ctlRequest, req, codecs.ctlReply);
     const c2 = job.counts;
     c.io.stdout.write(c.opts.json ? json(job) : `job ${job.jobId} (${job.name}): ${DONE_TEXT[action]}; now ${job.state}, priority ${job.priority}, ${c2.done}/${c2.total} frames done\n`);
     return ExitCode.Ok;

@@ -58,7 +58,7 @@ export async function demoCommand(c: CommandContext<DemoOptions>): Promise<numbe
         args: [DEMO_SCENE],
         flags: { frames: DEMO_FRAMES, resolution: DEMO_RESOLUTION, chunk: DEMO_CHUNK, name: 'demo' },
         cwd: process.cwd(),
-        defaults: { ...currentUser(), outputRoot: farm.outputDir },
+        defaults: { group: currentUser().group, outputRoot: farm.outputDir },
         jobId,
       });
       const sent = await submitJob(fc, spec, jobId);

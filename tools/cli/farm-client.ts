@@ -1,8 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call, connectClient } from '../../actors/bus/index.ts';
 import { pageAllHosts, type AllHosts } from '../../actors/registry/index.ts';
-import { locateFarm, type FarmFile } from '../../sites/farm-file.ts';
-import { FarmError, codecs, subjects, type Codec, type WireError } from '../../protocol/index.ts';
+import type { FarmFile } from '../../sites/farm-file.ts';
+import { locateFarm } from '../../sites/locate-farm.ts';
+import { FarmError, Role, codecs, subjects, type Codec, type Principal, type WireError } from '../../protocol/index.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
 
 type Envelope<B> = { v: 1; ok: true; body: B } | { v: 1; ok: false; error: WireError };
@@ -13,6 +14,8 @@ export interface FarmClient {
   url: string;
   site: string;
   farm: FarmFile | null;
+  /** Who this command is on the farm (its credential decides what the server lets it do). */
+  creds: Principal;
   close(): Promise<void>;
 }
 
@@ -21,8 +24,9 @@ export async function openFarm(g: GlobalOptions, clientName: string): Promise<Fa
   const where = await locateFarm(checkGlobals(g));
   let nc: NatsConnection;
   try {
-    nc = await connectClient(where.url, clientName);
+    nc = await connectClient(where.url, clientName, where.creds);
   } catch (cause) {
+    if (cause instanceof FarmError) throw cause; // refused credentials say so themselves
     const hint = where.farm ? ` (named by ${where.farm.dataDir}/farm.json)` : '';
     throw new FarmError('RB_FARM_NOT_FOUND', `cannot reach the farm's NATS server at ${where.url}${hint}: ${(cause as Error).message}`, { cause });
   }
@@ -31,10 +35,22 @@ export async function openFarm(g: GlobalOptions, clientName: string): Promise<Fa
     url: where.url,
     site: where.site,
     farm: where.farm,
+    creds: where.creds,
     close: async () => {
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
     },
   };
+}
+
+/** Operators steer every job and the farm's settings on `op.*`; anyone else, their own jobs. */
+export const isOperator = (fc: FarmClient) => fc.creds.role === Role.Operator;
+
+/**
+ * Where this caller steers a job: `op.ctl` for an operator (and the monitor, whose pages check their
+ * own token), else `sched.ctl.<its user>`, its own jobs only.
+ */
+export function ctlSubject(fc: FarmClient): string {
+  return isOperator(fc) || fc.creds.role === Role.Monitor ? subjects.opCtl(fc.site) : subjects.schedCtl(fc.site, fc.creds.name);
 }
 
 const ACTORS = {

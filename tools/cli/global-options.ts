@@ -8,8 +8,10 @@ export interface GlobalOptions {
   data?: string;
   /** NATS URL of the farm (also RENDERBUS_NATS); else read from <data>/farm.json. */
   nats?: string;
-  /** Site name (subject root); else from farm.json, else 'studio'. */
+  /** Site name (subject root); else the credential's. */
   site?: string;
+  /** Credentials file (also RENDERBUS_CREDS); else the local operator's from <data>/farm.json. */
+  creds?: string;
 }
 
 /** The global options, checked: a bad --site is a usage error before anything connects. */
@@ -18,6 +20,7 @@ export function checkGlobals(g: GlobalOptions): GlobalOptions {
   if (g.data !== undefined) out.data = g.data;
   if (g.nats !== undefined && g.nats !== '') out.nats = g.nats;
   if (g.site !== undefined) out.site = parseToken('--site', g.site);
+  if (g.creds !== undefined && g.creds !== '') out.creds = g.creds;
   return out;
 }
 

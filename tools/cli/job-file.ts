@@ -43,7 +43,8 @@ export interface JobInput {
   /** Where relative paths on the command line start. */
   cwd: string;
   /** Fills what neither the job file nor the flags say. */
-  defaults: { user: string; group: string; outputRoot: string };
+  /** `user` absent: the scheduler takes the user from the submitting credential. */
+  defaults: { user?: string; group: string; outputRoot: string };
   /** The id the job will get (chosen by the client: names the default output folder). */
   jobId: string;
 }
@@ -257,7 +258,7 @@ function setPath(raw: Json, path: string, value: unknown): void {
 function applyDefaults(raw: Json, input: JobInput, problems: string[]): void {
   const scene = typeof raw.scene === 'string' ? raw.scene : undefined;
   if (raw.name === undefined && scene) raw.name = basename(scene, extname(scene)).slice(0, 200) || 'job';
-  if (raw.user === undefined) raw.user = input.defaults.user;
+  if (raw.user === undefined && input.defaults.user !== undefined) raw.user = input.defaults.user;
   if (raw.group === undefined) raw.group = input.defaults.group;
   if (raw.priority === undefined) raw.priority = DEFAULT_PRIORITY;
   if (raw.renderer === undefined && scene) {

@@ -1,7 +1,7 @@
 import { PROTOCOL_MAJOR, codecs, subjects, type LimitUse, type LimitsRequest } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, isOperator, openFarm } from './farm-client.ts';
 import { json, table } from './format.ts';
 import { parseCount, parseToken } from './option-values.ts';
 
@@ -29,7 +29,7 @@ export async function limitCommand(c: CommandContext<LimitOptions>): Promise<num
   }
   const fc = await openFarm(c.globals, 'renderbus-limit');
   try {
-    const { limits } = await ask(fc, 'scheduler', subjects.schedLimits(fc.site), codecs.limitsRequest, req, codecs.limitsReply);
+    const { limits } = await ask(fc, 'scheduler', (isOperator(fc) ? subjects.opLimits(fc.site) : subjects.schedLimits(fc.site)), codecs.limitsRequest, req, codecs.limitsReply);
     c.io.stdout.write(c.opts.json ? json(limits) : describeLimits(limits));
     return ExitCode.Ok;
   } finally {

@@ -5,6 +5,7 @@ import type { RenderServerOptions } from './actor-commands.ts';
 import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
 import type { ContactSheetOptions } from './contact-sheet.ts';
+import type { CredentialsOptions } from './credentials.ts';
 import type { DemoOptions } from './demo.ts';
 import type { FrameOptions } from './frame.ts';
 import type { HostOptions } from './host.ts';
@@ -16,7 +17,7 @@ import { addSimFarmCommand } from './sim-farm.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -48,6 +49,7 @@ export const defaultHandlers: Handlers = {
   queue: async (c) => (await import('./queue.ts')).queueCommand(c),
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
+  credentials: async (c) => (await import('./credentials.ts')).credentialsCommand(c as CommandContext<CredentialsOptions>),
 };
 
 function version(): string {
@@ -57,7 +59,9 @@ function version(): string {
 
 const FARM_LOOKUP = `
 Finding the farm: --nats URL, else $RENDERBUS_NATS, else <data>/farm.json written by a
-running 'renderbus up' (data: --data DIR, default ./.renderbus).
+running 'renderbus up' (data: --data DIR, default ./.renderbus), else the URL in the credentials.
+Credentials: --creds FILE, else $RENDERBUS_CREDS, else the operator credential that 'renderbus up'
+made for whoever ran it (named in <data>/farm.json). The farm refuses connections without one.
 Exit codes: 0 ok, 1 failed (farm unreachable, job failed, ...), 2 bad input or usage.`;
 
 const SUBMIT_HELP = `
@@ -73,7 +77,7 @@ Renderer: povray for .pov scenes; anything else needs --command TEMPLATE with th
 {frame} {first} {last} {output} {scene} (--renderer command is then implied).
 Requirements are patterns with "don't care" parts: 'povray@3.7.*', 'blender@*', 'linux@6.*'.
 Output: --output DIR (default <farm output>/<name>-<job id>), --pattern with '#' for the frame number.
-User and group default to the OS user and its group.
+The job's user is your credential's (--creds); the group defaults to your OS user's group.
 
 Job file: one JSON object with the fields
   ${Object.keys(JobSpec.properties).join(', ')}
@@ -98,7 +102,8 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .helpOption('-h, --help', 'show help for a command')
     .option('--data <dir>', 'farm data directory (default: ./.renderbus)')
     .addOption(new Option('--nats <url>', 'NATS URL of the farm (default: from <data>/farm.json)').env('RENDERBUS_NATS'))
-    .option('--site <name>', "site name, the root of every subject (default: from farm.json, else 'studio')")
+    .option('--site <name>', "site name, the root of every subject (default: the credential's site)")
+    .addOption(new Option('--creds <file>', "credentials file issued by the farm's operator (renderbus credentials add; default: the local operator's, from <data>/farm.json)").env('RENDERBUS_CREDS'))
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')
@@ -194,7 +199,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
     .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")
     .option('--name <name>', 'job name (default: the scene file name)')
-    .option('--user <user>', 'submitting user (default: the OS user)')
+    .option('--user <user>', "submitting user: must be your credential's (default: your credential's user)")
     .option('--group <group>', 'group (default: the OS user\'s group)')
     .option('--notify <url>', 'webhook URL to POST to when the job ends, the original form (repeatable)', collect)
     .option('--notify-url <url>', 'webhook URL that gets a signed JSON POST for the job\'s notifications (repeatable)', collect)
@@ -363,6 +368,21 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--json', "one JSON object per message: {subject, data}")
     .addHelpText('after', "\nExamples:\n  renderbus tail\n  renderbus tail 'rb.studio.evt.job.>'\n  renderbus tail 'rb.studio.>' --json")
     .action(action('tail'));
+
+  program
+    .command('credentials')
+    .summary("issue, list and revoke the credentials of the farm's bus")
+    .description("issue, list and revoke who may use the farm's NATS: run it where the farm's data directory is (--data); a running farm applies a change at once")
+    .argument('<verb>', 'add, list or revoke')
+    .argument('[role]', 'artist, operator, render-server, scheduler, registry, notifier or monitor')
+    .argument('[name]', 'the user (artist, operator), the render host, or the service')
+    .option('--out <file>', 'where add writes the credential (default: ./<role>-<name>.creds; mode 0600)')
+    .option('--url <url>', "the farm's NATS URL as the holder reaches it, written into the file (default: the running farm's)")
+    .option('--any-host', 'a render-server credential for any host: simulated farms only (renderbus sim-farm)')
+    .option('--force', 'overwrite --out')
+    .option('--json', 'one JSON document')
+    .addHelpText('after', "\nRoles and what each may do: docs/security.md.\nExamples, on the head node:\n  renderbus credentials add render-server node-7 --url nats://head.studio.example:4222\n  renderbus credentials add artist ann\n  renderbus credentials revoke artist ann\n  renderbus credentials list\nThen on node-7: renderbus render-server --creds render-server-node-7.creds")
+    .action(action('credentials'));
 
   program
     .command('demo')

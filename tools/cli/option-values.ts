@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import { hostToken, isToken, type PackageInfo } from '../../protocol/index.ts';
 import { UsageError } from './cli-error.ts';
 
@@ -48,10 +47,6 @@ export function parsePackages(flag: string, value: string): PackageInfo[] {
 }
 
 export { hostToken };
-
-export function defaultHostName(): string {
-  return hostToken(hostname().split('.')[0] ?? '');
-}
 
 /** Commander collector for repeatable flags (`--require a --require b`). */
 export function collect(value: string, previous: string[] | undefined): string[] {

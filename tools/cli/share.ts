@@ -1,7 +1,7 @@
 import { PROTOCOL_MAJOR, codecs, subjects, type SharesRequest, type ShareUse } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, isOperator, openFarm } from './farm-client.ts';
 import { json, table } from './format.ts';
 import { parseCount, parseToken } from './option-values.ts';
 
@@ -26,7 +26,7 @@ export async function shareCommand(c: CommandContext<ShareOptions>): Promise<num
   }
   const fc = await openFarm(c.globals, 'renderbus-share');
   try {
-    const reply = await ask(fc, 'scheduler', subjects.schedShares(fc.site), codecs.sharesRequest, req, codecs.sharesReply);
+    const reply = await ask(fc, 'scheduler', (isOperator(fc) ? subjects.opShares(fc.site) : subjects.schedShares(fc.site)), codecs.sharesRequest, req, codecs.sharesReply);
     c.io.stdout.write(c.opts.json ? json(reply) : describeShares(reply.enabled, reply.projects));
     return ExitCode.Ok;
   } finally {

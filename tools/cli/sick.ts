@@ -1,7 +1,7 @@
 import { PROTOCOL_MAJOR, codecs, subjects, type HostsRequest } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, isOperator, openFarm } from './farm-client.ts';
 import { dateTime, json, table } from './format.ts';
 import { parseToken } from './option-values.ts';
 
@@ -16,7 +16,7 @@ export async function sickCommand(c: CommandContext<{ clear?: boolean; json?: bo
   const req: HostsRequest = host !== undefined ? { v: PROTOCOL_MAJOR, action: 'clear', host: parseToken('host', host) } : { v: PROTOCOL_MAJOR, action: 'sick' };
   const fc = await openFarm(c.globals, 'renderbus-sick');
   try {
-    const { sick } = await ask(fc, 'scheduler', subjects.schedHosts(fc.site), codecs.hostsRequest, req, codecs.hostsReply);
+    const { sick } = await ask(fc, 'scheduler', (isOperator(fc) ? subjects.opHosts(fc.site) : subjects.schedHosts(fc.site)), codecs.hostsRequest, req, codecs.hostsReply);
     if (c.opts.json) c.io.stdout.write(json(sick));
     else {
       if (host !== undefined) c.io.stdout.write(`${host} cleared: it gets work again\n`);

@@ -110,14 +110,14 @@ export async function simFarmCommand(c: CommandContext<SimFarmOptions>): Promise
   const [{ default: pino }, { connectBus }, { locateFarm }, { startSimulatedFarm }, { untilSignal }] = await Promise.all([
     import('pino'),
     import('../../actors/bus/index.ts'),
-    import('../../sites/farm-file.ts'),
+    import('../../sites/locate-farm.ts'),
     import('../../actors/render-server/index.ts'),
     import('./signals.ts'),
   ]);
   const where = await locateFarm(checkGlobals(c.globals));
   // stdout carries the figures; the root logger of this command writes to stderr
   const log = pino({ name: 'renderbus-sim-farm', level: process.env.RENDERBUS_LOG ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
-  const nc = await connectBus({ servers: where.url, name: 'renderbus-sim-farm', log });
+  const nc = await connectBus({ servers: where.url, name: 'renderbus-sim-farm', creds: where.creds, log });
   const sig = untilSignal();
   const farm = startSimulatedFarm({
     nc, site: where.site, log, hosts: o.hosts, slots: o.slots, frameMs: o.frameMs, jitter: o.jitter, failRate: o.failRate,

@@ -28,7 +28,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
     args: c.args,
     flags: c.opts,
     cwd: process.cwd(),
-    defaults: { ...currentUser(), outputRoot: farmFile?.outputDir ?? join(dataDir, 'output') },
+    defaults: { group: currentUser().group, outputRoot: farmFile?.outputDir ?? join(dataDir, 'output') },
     jobId,
   });
   if (c.opts.hold) spec.hold = true; // a job file may say so too
@@ -65,7 +65,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
 /** Sends one job to the scheduler (`sched.submit`). The client picks the id, so a retry is idempotent. */
 export async function submitJob(fc: FarmClient, spec: JobSpec, jobId: string): Promise<{ jobId: string; frames: number; tasks: number }> {
   try {
-    return await ask(fc, 'scheduler', subjects.schedSubmit(fc.site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec, jobId }, codecs.submitReply, 10_000);
+    return await ask(fc, 'scheduler', subjects.schedSubmit(fc.site, fc.creds.name), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec, jobId }, codecs.submitReply, 10_000);
   } catch (err) {
     if (err instanceof FarmError && err.code !== 'RB_SCHEDULER_UNAVAILABLE') {
       throw new FarmError(err.code, `the scheduler refused the job: ${err.message}`, { cause: err });

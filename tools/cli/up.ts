@@ -9,7 +9,8 @@ import { checkGlobals, dataDirOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { monitorSettings } from './monitor.ts';
-import { parseCount, parsePort, parseToken } from './option-values.ts';
+import { hostToken, parseCount, parsePort, parseToken } from './option-values.ts';
+import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
 
 export interface UpOptions extends NotifierFlags {
@@ -46,7 +47,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, notifier: notifierOptions, monitor: monitorOptions, log });
+    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, log });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');
@@ -65,6 +66,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
+      `  you       ${farm.creds} (operator '${hostToken(currentUser().user)}': the CLI on this machine uses it; never share it)`,
       `  monitor   ${farm.monitor.url}/ (web monitor; Prometheus at /metrics)${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
       `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
@@ -73,7 +75,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  renderbus${data} jobs     renderbus${data} hosts     renderbus${data} tail`,
       local
         ? `Other machines cannot join: NATS listens on ${farm.url} only (use --listen 0.0.0.0 to change that).`
-        : `Other machines join with: RENDERBUS_NATS=${farm.url} renderbus render-server`,
+        : `Other machines join with a credential each: renderbus${data} credentials add render-server <host> --url ${farm.url}, then on <host>: renderbus render-server --creds <file>`,
       'Stop with Ctrl-C.',
       '',
     ].join('\n'),

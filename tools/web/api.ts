@@ -4,10 +4,10 @@ import type { IncomingMessage } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FarmModel, HttpAnswer, Route } from '../../actors/monitor/index.ts';
 import {
-  DEFAULT_OUTPUT_PATTERN, FarmError, PROTOCOL_MAJOR, codecs, frameFileName, isToken, subjects,
+  DEFAULT_OUTPUT_PATTERN, FarmError, PROTOCOL_MAJOR, Role, codecs, frameFileName, isToken, subjects,
   type CtlRequest, type ErrorCode, type JobDetail,
 } from '../../protocol/index.ts';
-import { ask, type FarmClient } from '../cli/farm-client.ts';
+import { ask, ctlSubject, type FarmClient } from '../cli/farm-client.ts';
 import { frameLogPath, loadFrame } from '../cli/frame.ts';
 import { loadHosts } from '../cli/hosts.ts';
 import { queueEntries } from '../cli/manager-format.ts';
@@ -73,7 +73,7 @@ function guarded(route: Route): Route {
 
 export function apiRoutes(o: ApiOptions): Map<string, Route> {
   // the CLI's loaders take a FarmClient: this one is the monitor's own connection, never closed here
-  const fc: FarmClient = { nc: o.nc, url: 'the monitor\'s NATS connection', site: o.site, farm: null, close: async () => {} };
+  const fc: FarmClient = { nc: o.nc, url: 'the monitor\'s NATS connection', site: o.site, farm: null, creds: { role: Role.Monitor, name: 'monitor' }, close: async () => {} };
   const jobDetail = (jobId: string) => ask(fc, 'scheduler', subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply).then((r) => r.job);
   // a frame grid asks for every done frame's thumbnail at once: one job detail serves them all
   const recentDetails = new Map<string, { at: number; job: Promise<JobDetail> }>();
@@ -150,7 +150,7 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
         if (!Array.isArray(f) || f.length === 0 || !f.every((n) => Number.isInteger(n) && n >= 0)) return badRequest(`frames: ${JSON.stringify(f)} is not a list of frame numbers`);
         ctl.frames = f as number[];
       }
-      const { job } = await ask(fc, 'scheduler', subjects.schedCtl(o.site), codecs.ctlRequest, ctl, codecs.ctlReply);
+      const { job } = await ask(fc, 'scheduler', ctlSubject(fc), codecs.ctlRequest, ctl, codecs.ctlReply);
       return jsonAnswer({ job });
     })],
   ]);

@@ -1,0 +1,180 @@
+import { FarmError } from './errors.ts';
+import { isToken, streams } from './subjects.ts';
+
+/**
+ * Who may do what on a site's bus. Each connection logs in with an nkey that the site's
+ * nats-server binds to one principal (a role and a name); the server enforces the allow lists
+ * below, so a message's subject is proof of who sent it: a render server's credential can publish
+ * `sched.result.<its host>` and nothing else of that kind (docs/security.md has the table).
+ */
+export const Role = {
+  /** Submits and steers its own jobs; reads the farm. */
+  Artist: 'artist',
+  /** Everything an artist does, for every job; steers hosts; changes limits, shares, sick hosts. */
+  Operator: 'operator',
+  /** One render host: its own registration, results, lease reports and events. */
+  RenderServer: 'render-server',
+  Scheduler: 'scheduler',
+  Registry: 'registry',
+  Notifier: 'notifier',
+  /** The monitor and its web pages: reads everything, steers jobs (its HTTP side checks a token). */
+  Monitor: 'monitor',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export const ROLES: readonly Role[] = Object.values(Role);
+
+/** The farm's own actors: the only roles that touch JetStream. */
+export const SERVICE_ROLES: readonly Role[] = [Role.Scheduler, Role.Registry, Role.Notifier, Role.Monitor];
+
+/**
+ * A render-server principal named `*` may act for any host. Only simulated farms (many simulated
+ * hosts on one connection, for benchmarks and tests) need it; `renderbus credentials` refuses it
+ * without `--any-host`.
+ */
+export const ANY_HOST = '*';
+
+export interface Principal {
+  role: Role;
+  /** A user name (artists, operators), a host name (render servers), or the service's name. */
+  name: string;
+}
+
+/** What a connection needs to log in: its principal and the nkey seed (a secret). */
+export interface Credentials extends Principal {
+  site: string;
+  /** The nkey seed, `SU...`: the secret half. */
+  seed: string;
+  /** Where the farm's NATS server was when the credential was issued (a hint; --nats wins). */
+  url?: string;
+}
+
+export function isRole(v: unknown): v is Role {
+  return typeof v === 'string' && (ROLES as readonly string[]).includes(v);
+}
+
+/** Checks a principal's name: a subject token, or `*` for a render server acting for any host. */
+export function checkPrincipal(p: { role: unknown; name: unknown }): Principal {
+  if (!isRole(p.role)) throw new FarmError('RB_BAD_CREDENTIALS', `role '${String(p.role)}' is not one of ${ROLES.join(', ')}`);
+  const name = String(p.name);
+  if (!(isToken(name) || (p.role === Role.RenderServer && name === ANY_HOST))) {
+    throw new FarmError('RB_BAD_CREDENTIALS', `name '${name}' of a ${p.role} must be lower-case letters, digits, '-' or '_' (at most 64)`);
+  }
+  return { role: p.role, name };
+}
+
+/**
+ * The prefix of the connection's reply subjects. Each principal subscribes only beneath its own,
+ * so nobody reads another's replies (a plain `_INBOX.>` allowance would let anyone read them all).
+ */
+export function inboxPrefix(p: Principal): string {
+  const name = p.name === ANY_HOST ? 'any-host' : p.name;
+  return `_INBOX.${p.role}.${name}`;
+}
+
+export interface Permissions {
+  publish: string[];
+  subscribe: string[];
+  /** May answer requests it received (publish once to each request's reply subject). */
+  allowResponses: boolean;
+}
+
+/**
+ * The allow lists of one principal on one site. Pure data: the nats-server config is generated
+ * from it, and docs/security.md describes it. Anything not listed is refused by the server.
+ */
+export function permissionsFor(site: string, p: Principal): Permissions {
+  const r = `rb.${site}`;
+  const inbox = `${inboxPrefix(p)}.>`;
+  // what any credential of the site may read and ask: events, the queue, hosts, limits, shares
+  const readFarm = [`${r}.sched.query`, `${r}.sched.limits`, `${r}.sched.shares`, `${r}.sched.hosts`, `${r}.reg.list`];
+  const evStream = streams.events(site);
+  switch (p.role) {
+    case Role.Artist:
+      return {
+        publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, ...readFarm],
+        subscribe: [`${r}.evt.>`, inbox],
+        allowResponses: false,
+      };
+    case Role.Operator:
+      return {
+        publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, ...readFarm],
+        // operators tail the whole site (requests included) but answer nothing
+        subscribe: [`${r}.>`, inbox],
+        allowResponses: false,
+      };
+    case Role.RenderServer: {
+      const h = p.name; // '*' for a simulated farm's connection
+      return {
+        publish: [
+          `${r}.reg.register.${h}`,
+          `${r}.reg.heartbeat.${h}`,
+          `${r}.reg.bye.${h}`,
+          `${r}.sched.result.${h}`,
+          `${r}.sched.leases.${h}`,
+          `${r}.evt.host.${h}.slot`,
+          `${r}.evt.host.${h}.draining`,
+          `${r}.evt.host.${h}.undrained`,
+          // live figures of the frames it runs; outcomes (done, failed) are the scheduler's alone
+          `${r}.evt.frame.*.*.started`,
+          `${r}.evt.frame.*.*.progress`,
+          `${r}.evt.frame.*.*.stats`,
+        ],
+        subscribe: [`${r}.host.${h}.>`, `${r}.reg.hello`, `${r}.sched.hello`, inbox],
+        allowResponses: true,
+      };
+    }
+    case Role.Scheduler:
+      return {
+        publish: [
+          `${r}.evt.job.>`,
+          `${r}.evt.frame.>`,
+          `${r}.evt.host.*.sick`,
+          `${r}.host.*.assign`,
+          `${r}.host.*.ctl`,
+          `${r}.sched.hello`,
+          `${r}.reg.match`,
+          `${r}.reg.list`,
+          `${r}.journal.>`,
+          '$JS.API.>',
+          '$JS.ACK.>',
+          '$JS.FC.>',
+        ],
+        subscribe: [`${r}.sched.>`, `${r}.op.>`, `${r}.evt.host.>`, inbox],
+        allowResponses: true,
+      };
+    case Role.Registry:
+      return {
+        publish: [`${r}.reg.hello`, `${r}.evt.host.*.up`, `${r}.evt.host.*.down`],
+        subscribe: [`${r}.reg.>`, `${r}.evt.host.*.slot`, inbox],
+        allowResponses: true,
+      };
+    case Role.Notifier:
+      return {
+        // a durable consumer of the event stream, and nothing else of JetStream: it cannot
+        // delete or purge a stream, nor read the journal's stream
+        publish: [
+          `${r}.evt.notify.>`,
+          `${r}.sched.query`,
+          '$JS.API.INFO',
+          `$JS.API.STREAM.INFO.${evStream}`,
+          `$JS.API.CONSUMER.*.${evStream}.>`,
+          `$JS.API.CONSUMER.*.*.${evStream}.>`,
+          `$JS.ACK.${evStream}.>`,
+        ],
+        subscribe: [`${r}.evt.>`, `${r}.journal.submit`, inbox],
+        allowResponses: false,
+      };
+    case Role.Monitor:
+      return {
+        publish: [`${r}.op.ctl`, ...readFarm],
+        subscribe: [`${r}.evt.>`, inbox],
+        allowResponses: false,
+      };
+  }
+}
+
+/** How a principal is named in messages and logs: `artist ann`, `render-server node-7`. */
+export function describePrincipal(p: Principal): string {
+  return p.name === ANY_HOST ? `${p.role} (any host)` : `${p.role} ${p.name}`;
+}

@@ -2,6 +2,8 @@ import { permissionsFor, type Principal } from '../protocol/index.ts';
 
 /** A user the site's nats-server lets in: a public nkey bound to a principal's permissions. */
 export interface AuthUser extends Principal {
+  /** The site whose subjects its permissions name. */
+  site: string;
   publicKey: string;
 }
 
@@ -14,11 +16,11 @@ const q = (s: string) => JSON.stringify(s);
  * these keys is refused, loopback included. There is no `no_auth_user`: the server has no
  * anonymous way in (notes/nats.md: never with a leaf listener).
  */
-export function authConfig(site: string, users: readonly AuthUser[]): string {
+export function authConfig(users: readonly AuthUser[]): string {
   const lines = ['accounts {', '  FARM {', '    jetstream: enabled', '    users: ['];
   for (const u of users) {
-    const p = permissionsFor(site, u);
-    lines.push(`      # ${u.role} ${u.name}`);
+    const p = permissionsFor(u.site, u);
+    lines.push(`      # ${u.role} ${u.name} of site ${u.site}`);
     lines.push(`      { nkey: ${q(u.publicKey)}, permissions: {`);
     lines.push(`          publish: { allow: [${p.publish.map(q).join(', ')}] }`);
     lines.push(`          subscribe: { allow: [${p.subscribe.map(q).join(', ')}] }`);

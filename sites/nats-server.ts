@@ -17,7 +17,7 @@ export interface NatsServerOptions {
   serverName?: string;
   bin?: string;
   /** Who may log in: the site's users, each an nkey bound to its role's permissions. */
-  auth: { site: string; users: readonly AuthUser[] };
+  auth: { users: readonly AuthUser[] };
 }
 
 export interface NatsServerHandle {
@@ -32,7 +32,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   const bin = o.bin ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
   await mkdir(join(o.dir, 'jetstream'), { recursive: true, mode: 0o700 });
   const conf = join(o.dir, 'nats.conf');
-  await writeAuthConfig(o.dir, o.auth.site, o.auth.users);
+  await writeAuthConfig(o.dir, o.auth.users);
   await writeFile(
     conf,
     [
@@ -87,10 +87,10 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
 }
 
 /** Writes the server's `auth.conf` (its accounts and users); a running server reads it on reload. */
-export async function writeAuthConfig(dir: string, site: string, users: readonly AuthUser[]): Promise<void> {
+export async function writeAuthConfig(dir: string, users: readonly AuthUser[]): Promise<void> {
   const path = join(dir, 'auth.conf');
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, authConfig(site, users), { mode: 0o600 });
+  await writeFile(tmp, authConfig(users), { mode: 0o600 });
   await rename(tmp, path);
 }
 

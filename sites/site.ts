@@ -73,7 +73,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const operator: Principal = { role: Role.Operator, name: o.operator ?? 'admin' };
   const auth = await prepareSiteAuth(dataDir, site, localPrincipals({ host, operator: operator.name }));
   const credsOf = (role: Role, name: string) => auth.creds.get(keyOf({ role, name }))!;
-  const nats = await startNatsServer({ dir: natsDir(dataDir), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}`, auth: { site, users: auth.users } });
+  const nats = await startNatsServer({ dir: natsDir(dataDir), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}`, auth: { users: auth.users } });
   let graceMs = 0;
   const stops: (() => Promise<void>)[] = [nats.stop];
   const conns: NatsConnection[] = [];

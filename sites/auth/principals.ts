@@ -7,6 +7,7 @@ import { pidAlive } from '../farm-file.ts';
 
 /** One principal the site's nats-server lets in: its public nkey only (the seed went to its holder). */
 export interface IssuedPrincipal extends Principal {
+  site: string;
   publicKey: string;
   issuedAt: number;
   /** Kept in `<data>/auth/local/` for the actors `renderbus up` runs itself. */
@@ -43,7 +44,7 @@ export async function listPrincipals(dataDir: string): Promise<IssuedPrincipal[]
   try {
     const doc = JSON.parse(text) as StoreFile;
     if (!Array.isArray(doc.principals)) throw new Error('no "principals" list');
-    return doc.principals.map((p) => ({ ...p, ...checkPrincipal(p) }));
+    return doc.principals.map((p) => ({ ...p, ...checkPrincipal(p), site: String(p.site) }));
   } catch (cause) {
     throw new FarmError('RB_BAD_CREDENTIALS', `${storePath(dataDir)} is damaged: ${(cause as Error).message}`, { cause });
   }
@@ -56,15 +57,15 @@ export async function listPrincipals(dataDir: string): Promise<IssuedPrincipal[]
 export async function issuePrincipal(dataDir: string, site: string, p: Principal, o: { url?: string; local?: boolean } = {}): Promise<Credentials> {
   const principal = checkPrincipal(p);
   const key = newUserKey();
-  await withStore(dataDir, (list) => [...list, { ...principal, publicKey: key.publicKey, issuedAt: Date.now(), ...(o.local ? { local: true } : {}) }]);
+  await withStore(dataDir, (list) => [...list, { ...principal, site, publicKey: key.publicKey, issuedAt: Date.now(), ...(o.local ? { local: true } : {}) }]);
   return { ...principal, site, seed: key.seed, ...(o.url ? { url: o.url } : {}) };
 }
 
 /** Takes every credential of that role and name out of the store; how many there were. */
-export async function revokePrincipal(dataDir: string, role: Role, name: string): Promise<number> {
+export async function revokePrincipal(dataDir: string, site: string, role: Role, name: string): Promise<number> {
   let removed = 0;
   await withStore(dataDir, (list) => {
-    const kept = list.filter((p) => !(p.role === role && p.name === name));
+    const kept = list.filter((p) => !(p.site === site && p.role === role && p.name === name));
     removed = list.length - kept.length;
     return kept;
   });

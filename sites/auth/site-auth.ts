@@ -52,7 +52,7 @@ export async function prepareSiteAuth(dataDir: string, site: string, wanted: Pri
 export const keyOf = (p: Principal) => `${p.role}/${p.name}`;
 
 export async function authUsers(dataDir: string): Promise<AuthUser[]> {
-  return (await listPrincipals(dataDir)).map((p) => ({ role: p.role, name: p.name, publicKey: p.publicKey }));
+  return (await listPrincipals(dataDir)).map((p) => ({ site: p.site, role: p.role, name: p.name, publicKey: p.publicKey }));
 }
 
 /**
@@ -60,8 +60,8 @@ export async function authUsers(dataDir: string): Promise<AuthUser[]> {
  * runs, have its nats-server read it (new credentials work at once, revoked ones are cut off).
  * Says whether a running server was told.
  */
-export async function applySiteAuth(dataDir: string, site: string): Promise<boolean> {
-  await writeAuthConfig(natsDir(dataDir), site, await authUsers(dataDir));
+export async function applySiteAuth(dataDir: string): Promise<boolean> {
+  await writeAuthConfig(natsDir(dataDir), await authUsers(dataDir));
   const farm = await readFarmFile(dataDir).catch(() => null);
   if (!farm?.natsPid || !pidAlive(farm.pid)) return false;
   return reloadNatsServer(farm.natsPid);

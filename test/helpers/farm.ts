@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
-import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
-import { startNatsServer } from './nats-server.ts';
+import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
+import { startNatsServer, type TestNats } from './nats-server.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 export const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
@@ -43,26 +43,42 @@ plane { y, 0 pigment { checker color rgb 1 color rgb 0.2 } }
 sphere { <-1.5 + clock * 0.1, 0.5, 0>, 0.5 pigment { color rgb <1, 0.3, 0.2> } }
 `;
 
+/** The user of a TestFarm's own connection and of `rb()`: an operator. */
+export const TEST_OPERATOR = 'op';
+
 /**
  * A real farm for a test: its own nats-server, and actors as separate processes started
- * through the CLI, on a site name of its own.
+ * through the CLI, on a site name of its own, each with a credential of its own.
  */
 export class TestFarm {
-  readonly site = `t${randomUUID().slice(0, 8)}`;
   readonly procs: ActorProcess[] = [];
   private constructor(
+    readonly site: string,
     readonly url: string,
     readonly dir: string,
     readonly nc: NatsConnection,
-    private nats: Awaited<ReturnType<typeof startNatsServer>>,
+    /** The operator's credentials file, which `rb()` uses. */
+    readonly operatorCreds: string,
+    private nats: TestNats,
   ) {}
 
   static async start(): Promise<TestFarm> {
+    const site = `t${randomUUID().slice(0, 8)}`;
     const nats = await startNatsServer();
     const dir = await mkdtemp(join(tmpdir(), 'rb-farm-'));
     // the test's own connection rides out nats-server restarts, like the actors'
-    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-    return new TestFarm(nats.url, dir, nc, nats);
+    const nc = await nats.connectAs(site, Role.Operator, TEST_OPERATOR);
+    return new TestFarm(site, nats.url, dir, nc, await nats.credsFile(site, Role.Operator, TEST_OPERATOR), nats);
+  }
+
+  /** A credentials file of another principal on this farm (issued on first use). */
+  credsFile(role: Role, name?: string): Promise<string> {
+    return this.nats.credsFile(this.site, role, name);
+  }
+
+  /** A connection as another principal on this farm. */
+  connectAs(role: Role, name?: string): Promise<NatsConnection> {
+    return this.nats.connectAs(this.site, role, name);
   }
 
   /** nats-server killed outright (kill -9): no goodbye to anyone. */
@@ -71,13 +87,21 @@ export class TestFarm {
     await once(this.nats.proc, 'exit').catch(() => {});
   }
 
-  /** nats-server started again on the same port and the same JetStream store. */
+  /** nats-server started again on the same port and the same JetStream store (and credentials). */
   async startNats(): Promise<void> {
     this.nats = await startNatsServer({ dir: this.nats.dir, port: this.nats.port });
   }
 
-  spawnActor(name: string, args: string[]): ActorProcess {
-    const proc = spawn(process.execPath, [CLI, ...args, '--nats', this.url, '--site', this.site], {
+  /**
+   * Starts `renderbus <actor> …` with the credential its role needs: a render server's names its
+   * `--host`. Call it through registry(), scheduler(), renderServer()… or with `await` on
+   * the promise it returns.
+   */
+  async spawnActor(name: string, args: string[], o: { creds?: string } = {}): Promise<ActorProcess> {
+    const kind = args[0] ?? '';
+    const host = args[args.indexOf('--host') + 1];
+    const creds = o.creds ?? (isRole(kind) ? await this.credsFile(kind, kind === Role.RenderServer ? host : kind) : this.operatorCreds);
+    const proc = spawn(process.execPath, [CLI, ...args, '--nats', this.url, '--site', this.site, '--creds', creds], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info' },
     });
@@ -87,20 +111,20 @@ export class TestFarm {
   }
 
   async registry(): Promise<ActorProcess> {
-    const p = this.spawnActor('registry', ['registry']);
+    const p = await this.spawnActor('registry', ['registry']);
     await waitUntil('the registry to answer', () => this.hosts().then(() => true), 20_000);
     return p;
   }
 
   async scheduler(): Promise<ActorProcess> {
-    const p = this.spawnActor('scheduler', ['scheduler']);
+    const p = await this.spawnActor('scheduler', ['scheduler']);
     await waitUntil('the scheduler to serve', () => this.jobs().then(() => true), 20_000);
     return p;
   }
 
   /** Starts a render server and waits until the registry lists it. */
   async renderServer(host: string, slots: number, extra: string[] = []): Promise<ActorProcess> {
-    const p = this.spawnActor(`render-server ${host}`, ['render-server', '--host', host, '--slots', String(slots), ...extra]);
+    const p = await this.spawnActor(`render-server ${host}`, ['render-server', '--host', host, '--slots', String(slots), ...extra]);
     await waitUntil(`render server ${host} to register`, async () => (await this.hosts()).some((h) => h.host === host), 20_000);
     return p;
   }
@@ -108,7 +132,7 @@ export class TestFarm {
   /** `renderbus monitor` on a free port, once its first snapshot is in (it follows the bus from then on). */
   async monitor(): Promise<{ proc: ActorProcess; base: string }> {
     const port = await freePort();
-    const proc = this.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
+    const proc = await this.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
     const base = `http://127.0.0.1:${port}`;
     await waitUntil('the monitor to serve', async () => {
       if (!proc.running) throw new Error(`the monitor exited:\n${proc.output}`);
@@ -136,7 +160,7 @@ export class TestFarm {
   }
 
   async submit(spec: JobSpec): Promise<string> {
-    const body = await call(this.nc, subjects.schedSubmit(this.site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+    const body = await call(this.nc, subjects.schedSubmit(this.site, TEST_OPERATOR), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
     return body.jobId;
   }
 
@@ -192,7 +216,12 @@ export async function freePort(): Promise<number> {
 
 /** Runs one CLI command against a test farm; its exit code and output. */
 export function rb(farm: TestFarm, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 30_000 });
+  return rbAs(farm, farm.operatorCreds, ...args);
+}
+
+/** `rb()` with another credential (e.g. an artist's, from farm.credsFile). */
+export function rbAs(farm: TestFarm, creds: string, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', creds], { encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

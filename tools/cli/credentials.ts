@@ -35,9 +35,9 @@ export async function credentialsCommand(c: CommandContext<CredentialsOptions>):
   if (verb !== 'add' && verb !== 'revoke') throw new UsageError(`give add, list or revoke (got '${verb ?? ''}')`);
   const principal = principalOf(role, name, c.opts.anyHost === true);
   if (verb === 'revoke') {
-    const n = await revokePrincipal(dataDir, principal.role, principal.name);
+    const n = await revokePrincipal(dataDir, site, principal.role, principal.name);
     if (n === 0) throw new UsageError(`no credential of ${principal.role} '${principal.name}' in ${dataDir} (renderbus credentials list)`);
-    const told = await applySiteAuth(dataDir, site);
+    const told = await applySiteAuth(dataDir);
     c.io.stderr.write(`revoked ${n} credential(s) of ${principal.role} '${principal.name}'${told ? '; the farm\'s NATS server cut off their connections' : ' (the farm is not running: it starts without them)'}\n`);
     return ExitCode.Ok;
   }
@@ -46,7 +46,7 @@ export async function credentialsCommand(c: CommandContext<CredentialsOptions>):
   const url = c.opts.url ?? farm?.url;
   const creds = await issuePrincipal(dataDir, site, principal, url ? { url } : {});
   await writeCredentials(out, creds);
-  const told = await applySiteAuth(dataDir, site);
+  const told = await applySiteAuth(dataDir);
   if (c.opts.json) c.io.stdout.write(json({ role: creds.role, name: creds.name, site, url: url ?? null, file: out, applied: told }));
   else {
     c.io.stdout.write(`${out}\n`);

@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test, type TestContext } from 'node:test';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { startRegistry } from '../../actors/registry/index.ts';
 import { call, connectBus } from '../../actors/bus/index.ts';
 import { once } from 'node:events';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import {
+  ANY_HOST,
   FarmError,
+  isToken,
+  Role,
   PROTOCOL_MAJOR,
   codecs,
   encodeAny,
@@ -44,29 +47,38 @@ function aHeartbeat(o: Partial<HostHeartbeat> = {}): HostHeartbeat {
   return { v: 1, host: 'h1', serverId: 's1', slots: idle(2), ...o };
 }
 
-/** A client connection and a fresh site; a registry started through `registry()` is stopped after the test. */
+/**
+ * A fresh site with an operator's connection (`nc`: reads everything), a render-server connection
+ * for any host (`hostNc`: plays the render servers) and a registry's; a registry started through
+ * `registry()` is stopped after the test.
+ */
 async function setup(t: TestContext, o: { announceMs?: number; missedBeats?: number } = {}) {
-  const nc = await connect({ servers: nats.url });
   const site = `t${randomUUID().slice(0, 8)}`;
+  const nc = await nats.connectAs(site, Role.Operator, 'op');
+  const hostNc = await nats.connectAs(site, Role.RenderServer, ANY_HOST);
+  const regNc = await nats.connectAs(site, Role.Registry);
   const stops: (() => Promise<void>)[] = [];
   t.after(async () => {
     for (const s of stops.reverse()) await s();
-    await nc.drain();
+    await Promise.all([nc.drain(), hostNc.drain(), regNc.drain()]);
   });
-  const registry = async (conn: NatsConnection = nc) => {
+  const registry = async (conn: NatsConnection = regNc) => {
     const r = await startRegistry({ nc: conn, site, log: silentLogger(), announceMs: o.announceMs ?? 100, missedBeats: o.missedBeats });
     stops.push(r.stop);
     return r;
   };
   const req = {
-    register: (m: HostRegister) => call(nc, subjects.regRegister(site), codecs.hostRegister, m, codecs.hostRegisterReply),
-    heartbeat: (m: HostHeartbeat) => call(nc, subjects.regHeartbeat(site), codecs.hostHeartbeat, m, codecs.hostHeartbeatReply),
-    bye: (host: string, serverId: string) => call(nc, subjects.regBye(site), codecs.hostBye, { v: 1, host, serverId }, codecs.hostByeReply),
+    register: (m: HostRegister) => call(hostNc, subjects.regRegister(site, tokenOr(m.host)), codecs.hostRegister, m, codecs.hostRegisterReply),
+    heartbeat: (m: HostHeartbeat) => call(hostNc, subjects.regHeartbeat(site, m.host), codecs.hostHeartbeat, m, codecs.hostHeartbeatReply),
+    bye: (host: string, serverId: string) => call(hostNc, subjects.regBye(site, host), codecs.hostBye, { v: 1, host, serverId }, codecs.hostByeReply),
     match: (m: Omit<MatchRequest, 'v'>) => call(nc, subjects.regMatch(site), codecs.matchRequest, { v: 1, ...m }, codecs.matchReply),
     list: () => call(nc, subjects.regList(site), codecs.listRequest, { v: 1 }, codecs.listReply),
   };
-  return { nc, site, registry, req };
+  return { nc, hostNc, site, registry, req };
 }
+
+/** A host name as its subject token; one that is no token (a test of bad input) goes as 'h1'. */
+const tokenOr = (host: string) => (isToken(host) ? host : 'h1');
 
 /** Collects decoded messages on a subject from now on (those `keep` accepts); `next` waits for one that fits. */
 async function collect<T>(nc: NatsConnection, subject: string, codec: Codec<T>, keep: (m: T) => boolean = () => true) {
@@ -202,25 +214,29 @@ test('registry - bye removes the host with a down event, reason stopped', async 
 });
 
 test('registry - slot events update free counts between heartbeats', async (t) => {
-  const { nc, site, registry, req } = await setup(t);
+  const { hostNc, site, registry, req } = await setup(t);
   await registry();
   await req.register(aRegister({ slots: idle(3) }));
   const slotEvent = (o: Partial<HostEvent>): HostEvent => ({
     v: 1, host: 'h1', event: 'slot', at: Date.now(), serverId: 's1', slot: { index: 1, state: 'busy', jobId: 'j1' }, ...o,
   });
-  const free = async (freeOnly = false) => (await req.match({ requirements: {}, freeOnly })).hosts.map((h) => h.free);
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({})));
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: { index: 2, state: 'busy' } })));
-  assert.deepEqual(await free(), [1], 'same connection: the events arrive before the match');
+  // the events go first: flushed, the server has passed them to the registry before the match
+  const free = async (freeOnly = false) => {
+    await hostNc.flush();
+    return (await req.match({ requirements: {}, freeOnly })).hosts.map((h) => h.free);
+  };
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({})));
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: { index: 2, state: 'busy' } })));
+  assert.deepEqual(await free(), [1], 'the events arrive before the match');
   // ignored: another instance, an unknown host, no slot, garbage
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ serverId: 'old', slot: { index: 0, state: 'busy' } })));
-  nc.publish(subjects.hostEvent(site, 'h9', 'slot'), codecs.hostEvent.encode(slotEvent({ host: 'h9', slot: { index: 0, state: 'busy' } })));
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: undefined })));
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), new Uint8Array([0xc1, 0xff, 0x00]));
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ serverId: 'old', slot: { index: 0, state: 'busy' } })));
+  hostNc.publish(subjects.hostEvent(site, 'h9', 'slot'), codecs.hostEvent.encode(slotEvent({ host: 'h9', slot: { index: 0, state: 'busy' } })));
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: undefined })));
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), new Uint8Array([0xc1, 0xff, 0x00]));
   assert.deepEqual(await free(), [1]);
   const [rec] = (await req.list()).hosts;
   assert.deepEqual(rec?.slots[1], { index: 1, state: 'busy', jobId: 'j1' });
-  nc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: { index: 0, state: 'busy' } })));
+  hostNc.publish(subjects.hostEvent(site, 'h1', 'slot'), codecs.hostEvent.encode(slotEvent({ slot: { index: 0, state: 'busy' } })));
   assert.deepEqual(await free(true), [], 'no free slot left: freeOnly leaves the host out');
   await req.heartbeat(aHeartbeat({ slots: idle(3) }));
   assert.deepEqual(await free(), [3], 'the next heartbeat sets every slot');
@@ -240,7 +256,7 @@ test('registry - a restarted registry says hello with a new id and rebuilds from
   await first.stop();
   await first.stop(); // stopping twice is harmless
 
-  const other = await connect({ servers: nats.url });
+  const other = await nats.connectAs(site, Role.Registry);
   t.after(() => other.drain());
   const second = await registry(other);
   assert.notEqual(second.registryId, first.registryId);
@@ -258,22 +274,22 @@ test('registry - a restarted registry says hello with a new id and rebuilds from
 });
 
 test('registry - malformed requests get error replies naming the problem, and it keeps serving', async (t) => {
-  const { nc, site, registry, req } = await setup(t);
+  const { nc, hostNc, site, registry, req } = await setup(t);
   await registry();
   const garbage = new Uint8Array([0xc1, 0xc1, 0xc1]);
-  for (const [subject, reply] of [
-    [subjects.regRegister(site), codecs.hostRegisterReply],
-    [subjects.regHeartbeat(site), codecs.hostHeartbeatReply],
-    [subjects.regBye(site), codecs.hostByeReply],
-    [subjects.regMatch(site), codecs.matchReply],
-    [subjects.regList(site), codecs.listReply],
+  for (const [conn, subject, reply] of [
+    [hostNc, subjects.regRegister(site, 'h1'), codecs.hostRegisterReply],
+    [hostNc, subjects.regHeartbeat(site, 'h1'), codecs.hostHeartbeatReply],
+    [hostNc, subjects.regBye(site, 'h1'), codecs.hostByeReply],
+    [nc, subjects.regMatch(site), codecs.matchReply],
+    [nc, subjects.regList(site), codecs.listReply],
   ] as const) {
-    const r = await raw<{ ok: boolean; error?: { code: string } }>(nc, subject, garbage, reply as Codec<never>);
+    const r = await raw<{ ok: boolean; error?: { code: string } }>(conn, subject, garbage, reply as Codec<never>);
     assert.equal(r.ok, false, subject);
     assert.equal(r.error?.code, 'RB_DECODE_FAILED', subject);
   }
 
-  const noInventory = await raw(nc, subjects.regRegister(site), encodeAny({ ...aRegister(), inventory: undefined }), codecs.hostRegisterReply);
+  const noInventory = await raw(hostNc, subjects.regRegister(site, 'h1'), encodeAny({ ...aRegister(), inventory: undefined }), codecs.hostRegisterReply);
   assert.ok(!noInventory.ok);
   assert.equal(noInventory.error.code, 'RB_SCHEMA_MISMATCH');
   assert.match(noInventory.error.message, /\/inventory/);
@@ -286,7 +302,7 @@ test('registry - malformed requests get error replies naming the problem, and it
   assert.equal(dupSlots.code, 'RB_SCHEMA_MISMATCH');
   assert.match(dupSlots.message, /slot index 0 appears twice/);
 
-  const v2 = await raw(nc, subjects.regRegister(site), encodeAny({ ...aRegister(), v: 2 }), codecs.hostRegisterReply);
+  const v2 = await raw(hostNc, subjects.regRegister(site, 'h1'), encodeAny({ ...aRegister(), v: 2 }), codecs.hostRegisterReply);
   assert.ok(!v2.ok);
   assert.equal(v2.error.code, 'RB_PROTOCOL_MISMATCH');
   assert.match(v2.error.message, /protocol 2/);
@@ -315,7 +331,7 @@ test('registry - malformed requests get error replies naming the problem, and it
 test('registry - a connection that drops while it starts does not fail its start; it serves once the server is back', async (t) => {
   const own = await startNatsServer();
   t.after(() => own.stop());
-  const nc = await connectBus({ servers: own.url, name: 'registry-start' });
+  const nc = await connectBus({ servers: own.url, name: 'registry-start', creds: await own.creds('drop', Role.Registry) });
   t.after(() => nc.close());
   own.proc.kill('SIGKILL'); // nats-server dies just as the registry starts
   await once(own.proc, 'exit');
@@ -324,7 +340,7 @@ test('registry - a connection that drops while it starts does not fail its start
   t.after(() => registry.stop());
   const again = await startNatsServer({ dir: own.dir, port: own.port });
   t.after(() => again.stop());
-  const client = await connect({ servers: again.url });
+  const client = await again.connectAs('drop', Role.Operator, 'op');
   t.after(() => client.close());
   const body = await waitUntil('the registry to answer', () => call(client, subjects.regList('drop'), codecs.listRequest, { v: PROTOCOL_MAJOR }, codecs.listReply, { timeoutMs: 500 }), 20_000);
   assert.equal(body.registryId, registry.registryId);

@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
-import { PROTOCOL_MAJOR, streams, type JournalRecord } from '../../protocol/index.ts';
+import { PROTOCOL_MAJOR, Role, streams, type JournalRecord } from '../../protocol/index.ts';
 import { Journal } from '../../actors/scheduler/journal.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
@@ -15,13 +14,13 @@ const task = (taskIndex: number): JournalRecord => ({
 
 test('journal - task records appended in one turn are stored as one message, in order with the rest, and replay record by record', async (t) => {
   const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
+  const site = 'jt';
+  const nc = await nats.connectAs(site, Role.Scheduler); // the journal's writer
   t.after(async () => {
     await nc.close();
     await nats.stop();
     await rm(nats.dir, { recursive: true, force: true });
   });
-  const site = 'jt';
   const journal = await Journal.open(nc, site, pino({ level: 'silent' }));
   const written: JournalRecord[] = [
     { v: PROTOCOL_MAJOR, kind: 'cancel', jobId: 'j0', at: 1 },

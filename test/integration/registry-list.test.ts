@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test, type TestContext } from 'node:test';
-import { connect } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts, startRegistry } from '../../actors/registry/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
-import { codecs, encodeAny, FarmError, MAX_PAYLOAD, PROTOCOL_MAJOR, subjects, type HostInventory, type ListRequest } from '../../protocol/index.ts';
+import { ANY_HOST, codecs, encodeAny, FarmError, MAX_PAYLOAD, PROTOCOL_MAJOR, Role, subjects, type HostInventory, type ListRequest } from '../../protocol/index.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 import { anInventory } from '../helpers/builders.ts';
 
@@ -21,19 +20,21 @@ after(async () => {
 
 /** A client connection, a fresh site and a real registry on it, stopped after the test. */
 async function setup(t: TestContext) {
-  const nc = await connect({ servers: nats.url });
-  const regNc = await connect({ servers: nats.url, name: 'registry' });
   const site = `t${randomUUID().slice(0, 8)}`;
+  const nc = await nats.connectAs(site, Role.Operator, 'op');
+  const hostNc = await nats.connectAs(site, Role.RenderServer, ANY_HOST); // registers hosts as render servers do
+  const regNc = await nats.connectAs(site, Role.Registry);
   const registry = await startRegistry({ nc: regNc, site, log: silentLogger(), announceMs: 1_000 });
   t.after(async () => {
     await registry.stop();
     await regNc.drain();
+    await hostNc.drain();
     await nc.drain();
   });
   /** Registers hosts as render servers do (reg.register), in the order given. */
   const register = async (hosts: string[], inventory: HostInventory = anInventory()) => {
     for (const host of hosts) {
-      await call(nc, subjects.regRegister(site), codecs.hostRegister, { v, host, serverId: `s-${host}`, inventory, slots: [{ index: 0, state: 'idle' }], heartbeatMs: 60_000 }, codecs.hostRegisterReply);
+      await call(hostNc, subjects.regRegister(site, host), codecs.hostRegister, { v, host, serverId: `s-${host}`, inventory, slots: [{ index: 0, state: 'idle' }], heartbeatMs: 60_000 }, codecs.hostRegisterReply);
     }
   };
   /** One raw reg.list request: the reply envelope and its size on the wire. */
@@ -137,7 +138,7 @@ test('registry-list - a bad cursor or limit is refused naming the field', async 
 });
 
 test('registry-list - nobody answering is RB_REGISTRY_UNAVAILABLE', async () => {
-  const nc = await connect({ servers: nats.url });
+  const nc = await nats.connectAs('nobody-here', Role.Operator, 'op');
   try {
     await assert.rejects(listAllHosts(nc, 'nobody-here', { timeoutMs: 300 }), (err: unknown) => err instanceof FarmError && err.code === 'RB_REGISTRY_UNAVAILABLE' && err.retryable);
   } finally {

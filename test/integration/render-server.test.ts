@@ -4,14 +4,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts, startRegistry } from '../../actors/registry/index.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 import {
-  codecs, encodeAny, eventFrames, PROTOCOL_MAJOR, subjects,
+  ANY_HOST, Role, codecs, encodeAny, eventFrames, PROTOCOL_MAJOR, subjects,
   type FrameEvent, type HostEvent, type HostHeartbeat, type HostRegister, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
@@ -33,39 +33,43 @@ async function until<T>(what: string, probe: () => T | undefined | null | false,
 /** A real nats-server, a client for the test, a unique site and a scratch dir. */
 async function farm(t: TestContext) {
   const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  const serverNc = await connect({ servers: nats.url, name: 'render-server-under-test' });
+  const site = `t${randomUUID().slice(0, 8)}`;
+  // the test plays the scheduler (nc), the registry (regNc) and an operator watching (opNc); the
+  // render server under test holds a credential for any host, as each test names its own
+  const nc = await nats.connectAs(site, Role.Scheduler);
+  const regNc = await nats.connectAs(site, Role.Registry);
+  const opNc = await nats.connectAs(site, Role.Operator, 'op');
+  const serverNc = await nats.connectAs(site, Role.RenderServer, ANY_HOST, { name: 'render-server-under-test' });
   const dir = await mkdtemp(join(tmpdir(), 'rb-rs-'));
   t.after(async () => {
     await serverNc.drain().catch(() => {});
-    await nc.drain().catch(() => {});
+    for (const c of [nc, regNc, opNc]) await c.drain().catch(() => {});
     await nats.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  const site = `t${randomUUID().slice(0, 8)}`;
   await mkdir(join(dir, 'scenes'));
   const scene = join(dir, 'scenes', 'shot.scene');
   await writeFile(scene, 'scene');
-  return { nc, serverNc, site, dir, scene, out: join(dir, 'out'), url: nats.url };
+  return { nc, regNc, opNc, serverNc, site, dir, scene, out: join(dir, 'out'), url: nats.url, nats };
 }
 
 /** The registry side, answered by hand: records what the render server says. */
 function fakeRegistry(nc: NatsConnection, site: string, o: { registryId: () => string; known?: (hb: HostHeartbeat) => boolean }) {
   const rec = { registers: [] as HostRegister[], heartbeats: [] as HostHeartbeat[], byes: 0 };
-  nc.subscribe(subjects.regRegister(site), {
+  nc.subscribe(subjects.allRegRegister(site), {
     callback: (_e, m) => {
       rec.registers.push(codecs.hostRegister.decode(m.data));
       m.respond(codecs.hostRegisterReply.encode({ v, ok: true, body: { registryId: o.registryId() } }));
     },
   });
-  nc.subscribe(subjects.regHeartbeat(site), {
+  nc.subscribe(subjects.allRegHeartbeat(site), {
     callback: (_e, m) => {
       const hb = codecs.hostHeartbeat.decode(m.data);
       rec.heartbeats.push(hb);
       m.respond(codecs.hostHeartbeatReply.encode({ v, ok: true, body: { known: o.known ? o.known(hb) : true, registryId: o.registryId() } }));
     },
   });
-  nc.subscribe(subjects.regBye(site), {
+  nc.subscribe(subjects.allRegBye(site), {
     callback: (_e, m) => {
       codecs.hostBye.decode(m.data);
       rec.byes++;
@@ -82,7 +86,7 @@ function fakeScheduler(
   next: (r: TaskResult) => TaskAssignment | null | { next: TaskAssignment | null; following: TaskAssignment | null } = () => null,
 ) {
   const results: TaskResult[] = [];
-  const sub = nc.subscribe(subjects.schedResult(site), {
+  const sub = nc.subscribe(subjects.allSchedResults(site), {
     callback: (_e, m: Msg) => {
       const r = codecs.taskResult.decode(m.data);
       results.push(r);
@@ -126,7 +130,7 @@ test('render-server - registers, heartbeats, and registers again for a new regis
   assert.ok(rs.inventory.cpu.count >= 1 && rs.inventory.ramMb > 0);
   await new Promise((r) => setTimeout(r, 300));
   // forgets the server for exactly one heartbeat once `forget` is set
-  const reg = fakeRegistry(f.nc, f.site, {
+  const reg = fakeRegistry(f.regNc, f.site, {
     registryId: () => registryId,
     known: () => {
       if (!forget) return true;
@@ -148,10 +152,10 @@ test('render-server - registers, heartbeats, and registers again for a new regis
 
   // the registry restarted: its hello carries a new id
   registryId = 'r2';
-  f.nc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
+  f.regNc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
   await until('registration with the new registry', () => reg.registers.length === 2);
   // the same id again changes nothing
-  f.nc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
+  f.regNc.publish(subjects.regHello(f.site), codecs.regHello.encode({ v, registryId: 'r2', at: Date.now(), announceMs: 1000 }));
   const beats = reg.heartbeats.length;
   await until('more heartbeats', () => reg.heartbeats.length >= beats + 2);
   assert.equal(reg.registers.length, 2);
@@ -167,8 +171,8 @@ test('render-server - registers, heartbeats, and registers again for a new regis
 
 test('render-server - runs an assignment, sends its result and starts the next task the reply carries', async (t) => {
   const f = await farm(t);
-  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
-  const evts = events(f.nc, f.site);
+  fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
+  const evts = events(f.opNc, f.site);
   const taskA = aTask({ scene: f.scene, outputDir: f.out, frames: [1, 2] });
   const taskB = aTask({ scene: f.scene, outputDir: f.out, frames: [3] });
   const sched = fakeScheduler(f.nc, f.site, (r) => (r.taskId === taskA.taskId ? taskB : null));
@@ -212,7 +216,7 @@ test('render-server - runs an assignment, sends its result and starts the next t
 
 test('render-server - rejects busy and unknown slots, answers malformed requests with an error, hands its task back on stop', async (t) => {
   const f = await farm(t);
-  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const reg = fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-3', slots: 2, log: silentLogger(), heartbeatMs: 500 });
   await until('registration', () => reg.registers.length === 1);
@@ -253,7 +257,7 @@ test('render-server - rejects busy and unknown slots, answers malformed requests
 
 test('render-server - holds a result until the scheduler is back', async (t) => {
   const f = await farm(t);
-  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-5', slots: 1, log: silentLogger(), heartbeatMs: 500 });
   t.after(() => rs.stop());
   const task = aTask({ scene: f.scene, outputDir: f.out });
@@ -268,14 +272,14 @@ test('render-server - holds a result until the scheduler is back', async (t) => 
 
 test('render-server - drains: refuses new work and asks for no next task', async (t) => {
   const f = await farm(t);
-  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const reg = fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-6', slots: 2, log: silentLogger(), heartbeatMs: 100 });
   t.after(() => rs.stop());
   await until('registration', () => reg.registers.length === 1);
   const slow = aTask({ scene: f.scene, outputDir: f.out, command: `sh -c 'sleep 0.5; printf x > {output}'` });
   assert.ok((await assign(f.nc, f.site, 'node-6', [slow])).ok);
-  const ctl = await f.nc.request(subjects.hostCtl(f.site, 'node-6'), codecs.hostCtl.encode({ v, action: 'drain' }), { timeout: 3_000 });
+  const ctl = await f.opNc.request(subjects.hostCtl(f.site, 'node-6'), codecs.hostCtl.encode({ v, action: 'drain' }), { timeout: 3_000 });
   assert.deepEqual(codecs.hostCtlReply.decode(ctl.data), { v, ok: true, body: { host: 'node-6', action: 'drain' } });
   const r = await assign(f.nc, f.site, 'node-6', [aTask({ scene: f.scene, outputDir: f.out, slot: 1 })]);
   assert.ok(r.ok);
@@ -288,15 +292,15 @@ test('render-server - drains: refuses new work and asks for no next task', async
 
 test('render-server - undrain: takes work again, says so in heartbeats and slot events; refused while it stops', async (t) => {
   const f = await farm(t);
-  const reg = fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  const reg = fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
-  const evts = events(f.nc, f.site);
+  const evts = events(f.opNc, f.site);
   const hostEvents: HostEvent[] = [];
-  f.nc.subscribe(subjects.allHostEvents(f.site), { callback: (_e, m) => void hostEvents.push(codecs.hostEvent.decode(m.data)) });
+  f.opNc.subscribe(subjects.allHostEvents(f.site), { callback: (_e, m) => void hostEvents.push(codecs.hostEvent.decode(m.data)) });
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-6u', slots: 2, log: silentLogger(), heartbeatMs: 100 });
   t.after(() => rs.stop());
   await until('registration', () => reg.registers.length === 1);
-  const ctl = async (action: 'drain' | 'undrain') => codecs.hostCtlReply.decode((await f.nc.request(subjects.hostCtl(f.site, 'node-6u'), codecs.hostCtl.encode({ v, action }), { timeout: 3_000 })).data);
+  const ctl = async (action: 'drain' | 'undrain') => codecs.hostCtlReply.decode((await f.opNc.request(subjects.hostCtl(f.site, 'node-6u'), codecs.hostCtl.encode({ v, action }), { timeout: 3_000 })).data);
 
   assert.deepEqual(await ctl('undrain'), { v, ok: true, body: { host: 'node-6u', action: 'undrain' } }, 'a server that is not draining: nothing to do');
   assert.deepEqual(await ctl('drain'), { v, ok: true, body: { host: 'node-6u', action: 'drain' } });
@@ -339,7 +343,7 @@ test('render-server - undrain: takes work again, says so in heartbeats and slot 
 
 test('render-server - drained, a job waits; undrained, the job renders on it (real registry and scheduler)', async (t) => {
   const f = await farm(t);
-  const conns = await Promise.all(['registry', 'scheduler'].map((name) => connect({ servers: f.url, name })));
+  const conns = await Promise.all([Role.Registry, Role.Scheduler].map((role) => f.nats.connectAs(f.site, role)));
   const log = silentLogger();
   const registry = await startRegistry({ nc: conns[0]!, site: f.site, log, announceMs: 200 });
   const scheduler = await startScheduler({ nc: conns[1]!, site: f.site, log });
@@ -356,17 +360,17 @@ test('render-server - drained, a job waits; undrained, the job renders on it (re
 });
 
 async function drainedThenUndrained(f: Awaited<ReturnType<typeof farm>>, host: string): Promise<void> {
-  const record = async () => (await listAllHosts(f.nc, f.site, { timeoutMs: 1_000 })).hosts.find((h) => h.host === host);
+  const record = async () => (await listAllHosts(f.opNc, f.site, { timeoutMs: 1_000 })).hosts.find((h) => h.host === host);
   await waitUntil('the render server to register', record, 10_000);
-  const ctl = async (action: 'drain' | 'undrain') => call(f.nc, subjects.hostCtl(f.site, host), codecs.hostCtl, { v, action }, codecs.hostCtlReply);
+  const ctl = async (action: 'drain' | 'undrain') => call(f.opNc, subjects.hostCtl(f.site, host), codecs.hostCtl, { v, action }, codecs.hostCtlReply);
 
   await ctl('drain');
   await waitUntil('the registry to mark it draining', async () => (await record())?.draining === true, 5_000);
-  const { jobId } = await call(f.nc, subjects.schedSubmit(f.site), codecs.submitRequest, {
+  const { jobId } = await call(f.opNc, subjects.schedSubmit(f.site, 'op'), codecs.submitRequest, {
     v, spec: { name: 'undrain', scene: f.scene, renderer: 'command', command: `sh -c 'printf {frame} > {output}'`, frames: '1-4', output: { dir: f.out, pattern: 'u_####.txt' } },
   }, codecs.submitReply);
   const job = async () => {
-    const b = await call(f.nc, subjects.schedQuery(f.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 });
+    const b = await call(f.opNc, subjects.schedQuery(f.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 });
     assert.ok('job' in b);
     return b.job;
   };
@@ -390,9 +394,9 @@ async function drainedThenUndrained(f: Awaited<ReturnType<typeof farm>>, host: s
 
 test('render-server - runs a real POV-Ray task and publishes progress', async (t) => {
   const f = await farm(t);
-  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
-  const evts = events(f.nc, f.site);
+  const evts = events(f.opNc, f.site);
   const scene = join(f.dir, 'scenes', 'ball.pov');
   await writeFile(scene, '#version 3.7;\ncamera { location <0,1,-4> look_at 0 }\nlight_source { <3,5,-3> color rgb 1 }\nsphere { 0, 1 pigment { color rgb <clock/5, 0.5, 1> } }\n');
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-7', slots: 1, log: silentLogger() });
@@ -411,13 +415,13 @@ test('render-server - runs a real POV-Ray task and publishes progress', async (t
 
 test('render-server - kill-task on the control subject kills that task and reports it', async (t) => {
   const f = await farm(t);
-  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
+  fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
   const sched = fakeScheduler(f.nc, f.site);
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-8', slots: 1, log: silentLogger(), heartbeatMs: 500 });
   t.after(() => rs.stop());
   const long = aTask({ scene: f.scene, outputDir: f.out, command: 'sleep 30' });
   assert.ok((await assign(f.nc, f.site, 'node-8', [long])).ok);
-  const ctl = async (taskId: string) => codecs.hostCtlReply.decode((await f.nc.request(subjects.hostCtl(f.site, 'node-8'), codecs.hostCtl.encode({ v, action: 'kill-task', taskId }), { timeout: 3_000 })).data);
+  const ctl = async (taskId: string) => codecs.hostCtlReply.decode((await f.opNc.request(subjects.hostCtl(f.site, 'node-8'), codecs.hostCtl.encode({ v, action: 'kill-task', taskId }), { timeout: 3_000 })).data);
   const unknown = await ctl('j9.9');
   assert.ok(!unknown.ok);
   assert.equal(unknown.error.code, 'RB_NO_SUCH_SLOT');
@@ -446,8 +450,8 @@ test('render-server - bad options are refused with a clear error', async (t) => 
 
 test('render-server - a task held in hand starts the moment the previous one ends; that result goes out meanwhile', async (t) => {
   const f = await farm(t);
-  fakeRegistry(f.nc, f.site, { registryId: () => 'r1' });
-  const evts = events(f.nc, f.site);
+  fakeRegistry(f.regNc, f.site, { registryId: () => 'r1' });
+  const evts = events(f.opNc, f.site);
   const taskA = aTask({ scene: f.scene, outputDir: f.out, frames: [1] });
   const taskB = aTask({ scene: f.scene, outputDir: f.out, frames: [2] });
   const taskC = aTask({ scene: f.scene, outputDir: f.out, frames: [3] });
@@ -459,7 +463,7 @@ test('render-server - a task held in hand starts the moment the previous one end
   });
   const rs = await startRenderServer({ nc: f.serverNc, site: f.site, host: 'node-3', slots: 1, log: silentLogger(), heartbeatMs: 500 });
   t.after(() => rs.stop());
-  await f.nc.flush();
+  await Promise.all([f.nc.flush(), f.opNc.flush()]);
   await assign(f.nc, f.site, 'node-3', [taskA]);
   await until('four results', () => sched.results.length === 4);
   assert.deepEqual(sched.results.map((r) => r.taskId), [taskA, taskB, taskC, taskD].map((x) => x.taskId));

@@ -2,11 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
-import { codecs, decodeAny, eventFrames, PROTOCOL_MAJOR as v, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
+import { codecs, decodeAny, eventFrames, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
 import { aJobSpec, anInventory } from '../helpers/builders.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 import { waitUntil } from '../helpers/farm.ts';
@@ -14,11 +14,14 @@ import { waitUntil } from '../helpers/farm.ts';
 /** The real scheduler against a registry and a render server answered by hand. */
 async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2, o: { answerAssign?: boolean } = {}) {
   const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  const schedNc = await connect({ servers: nats.url });
   const site = `s${randomUUID().slice(0, 8)}`;
+  // the test plays the registry (regNc), host h (nc) and its user (opNc)
+  const regNc = await nats.connectAs(site, Role.Registry);
+  const nc = await nats.connectAs(site, Role.RenderServer, 'h');
+  const opNc = await nats.connectAs(site, Role.Operator, 'op');
+  const schedNc = await nats.connectAs(site, Role.Scheduler);
   const idle = Array.from({ length: slots }, (_, index) => ({ index, state: 'idle' as const }));
-  nc.subscribe(subjects.regMatch(site), {
+  regNc.subscribe(subjects.regMatch(site), {
     callback: (_e, m) => void m.respond(codecs.matchReply.encode({ v, ok: true, body: { hosts: [{ host: 'h', serverId: 'srv1', inventory: anInventory(), slots: idle, free: slots }], closest: [], totalHosts: 1 } })),
   });
   const assigned: TaskAssignment[] = [];
@@ -33,18 +36,18 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2,
   const sched = await startScheduler({ nc: schedNc, site, log: silentLogger() });
   t.after(async () => {
     await sched.stop();
-    await schedNc.close();
-    await nc.close();
+    for (const c of [schedNc, nc, regNc, opNc]) await c.close();
     await nats.stop();
   });
   const submit = (over: Parameters<typeof aJobSpec>[0]) =>
-    call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v, spec: aJobSpec({ renderer: 'command', command: 'true', ...over }) }, codecs.submitReply);
+    call(opNc, subjects.schedSubmit(site, 'op'), codecs.submitRequest, { v, spec: aJobSpec({ renderer: 'command', command: 'true', ...over }) }, codecs.submitReply);
   const result = (a: TaskAssignment, over: Partial<TaskResult> = {}) =>
-    call(nc, subjects.schedResult(site), codecs.taskResult, {
+    call(nc, subjects.schedResult(site, 'h'), codecs.taskResult, {
       v, host: 'h', slot: a.slot, taskId: a.taskId, jobId: a.jobId, taskIndex: a.taskIndex, attempt: a.attempt,
       status: 'done', outputs: [], stats: { wallMs: 5, cpuMs: 1, peakRssKb: 100, bytesWritten: 0 }, wantNext: true, want: 2, ...over,
     }, codecs.taskResultReply);
-  return { nc, site, assigned, submit, result };
+  await Promise.all([regNc.flush(), nc.flush()]);
+  return { nc: opNc, site, assigned, submit, result };
 }
 
 test('scheduler - two last results in the same instant end the job once: one done event', async (t) => {

@@ -11,6 +11,8 @@ import { connect } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail } from '../../protocol/index.ts';
 import { pidAlive } from '../../sites/farm-file.ts';
+import { readCredentials } from '../../sites/auth/index.ts';
+import { loginOptions } from '../helpers/nats-server.ts';
 import { CLI, readLedger, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 const frameRange = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
@@ -140,10 +142,13 @@ test('durability - the whole site killed at once (renderbus up, SIGKILL) and sta
     p.stderr.on('data', (d: Buffer) => (out += d.toString()));
     return { p, exited: once(p, 'exit'), out: () => out };
   };
-  const farmUrl = async () => (JSON.parse(await readFile(join(data, 'farm.json'), 'utf8')) as { url: string; pid: number });
+  const farmUrl = async () => (JSON.parse(await readFile(join(data, 'farm.json'), 'utf8')) as { url: string; pid: number; credsFile: string });
+  // the CLI's way in: the operator credential `up` wrote for whoever ran it
+  const login = async (f: { credsFile: string }) => loginOptions(await readCredentials(f.credsFile));
   const first = up();
   t.after(() => void first.p.kill('SIGKILL'));
-  const { url } = await waitUntil('farm.json', () => farmUrl(), 30_000);
+  const firstFarm = await waitUntil('farm.json', () => farmUrl(), 30_000);
+  const { url } = firstFarm;
   const ledger = join(data, 'powercut.ledger');
   await writeFile(join(data, 'scene.txt'), 'x');
   const spec = {
@@ -151,8 +156,8 @@ test('durability - the whole site killed at once (renderbus up, SIGKILL) and sta
     command: `sh -c 'sleep 0.8; echo {frame} >> ${ledger}; echo frame {frame} > {output}'`,
     output: { dir: join(data, 'out'), pattern: 'f_####.txt' },
   };
-  const nc = await connect({ servers: url });
-  const { jobId } = await call(nc, subjects.schedSubmit('studio'), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply);
+  const nc = await connect({ servers: url, ...(await login(firstFarm)) });
+  const { jobId } = await call(nc, subjects.schedSubmit('studio', firstFarm.credsFile.match(/operator-([^/]+)\.creds$/)![1]!), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply);
   await nc.close();
   await waitUntil('two frames rendered', async () => ((await readLedger(ledger)).size >= 2 ? true : undefined));
   const natsPid = Number((await readdir(data)).find((n) => /^nats-server_\d+\.ports$/.test(n))?.match(/\d+/)?.[0] ?? NaN);
@@ -166,7 +171,7 @@ test('durability - the whole site killed at once (renderbus up, SIGKILL) and sta
     const f = await farmUrl();
     return f.pid === second.p.pid ? f : undefined;
   }, 30_000);
-  const nc2 = await connect({ servers: again.url });
+  const nc2 = await connect({ servers: again.url, ...(await login(again)) });
   t.after(() => nc2.close());
   const job = await waitUntil('the job to finish', async () => {
     const body = await call(nc2, subjects.schedQuery('studio'), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.queryReply);

@@ -4,8 +4,8 @@ import { createServer } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { codecs, decodeAny, encodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
-import { TestFarm } from '../helpers/farm.ts';
+import { codecs, decodeAny, encodeAny, PROTOCOL_MAJOR, Role, subjects } from '../../protocol/index.ts';
+import { TEST_OPERATOR, TestFarm } from '../helpers/farm.ts';
 
 // One farm for this file: registry, scheduler and a render server as separate processes.
 let farm: TestFarm;
@@ -54,18 +54,26 @@ test('farm - a finished job emits its done event once', async () => {
   assert.deepEqual(events.filter((id) => id === jobId), [jobId], 'one done event on the bus');
 });
 
-test('farm - malformed requests get error replies naming the problem, and the farm goes on', async () => {
-  const ask = async (subject: string, data: Uint8Array) => decodeAny((await farm.nc.request(subject, data, { timeout: 2_000 })).data) as { ok: boolean; error?: { code: string; message: string } };
+test('farm - malformed requests get error replies naming the problem, and the farm goes on', async (t) => {
+  // each request as the role that owns its subject: the server delivers it, and the actor must refuse it
+  const host = await farm.connectAs(Role.RenderServer, 'node-a');
+  const sched = await farm.connectAs(Role.Scheduler);
+  t.after(async () => {
+    await host.close();
+    await sched.close();
+  });
+  const connOf = (subject: string) => (/\.(sched\.result|reg\.register)\./.test(subject) ? host : /\.host\.[^.]+\.assign$/.test(subject) ? sched : farm.nc);
+  const ask = async (subject: string, data: Uint8Array) => decodeAny((await connOf(subject).request(subject, data, { timeout: 2_000 })).data) as { ok: boolean; error?: { code: string; message: string } };
   const garbage = new Uint8Array([0xc1, 0xff, 0x00]);
   const cases: [string, Uint8Array, string][] = [
-    [subjects.schedSubmit(farm.site), garbage, 'RB_DECODE_FAILED'],
-    [subjects.schedSubmit(farm.site), encodeAny({ v: PROTOCOL_MAJOR, spec: { frames: '1' } }), 'RB_SCHEMA_MISMATCH'],
-    [subjects.schedSubmit(farm.site), encodeAny({ v: 9, spec: {} }), 'RB_PROTOCOL_MISMATCH'],
-    [subjects.schedSubmit(farm.site), encodeAny({ v: PROTOCOL_MAJOR, spec: { scene: '/x.pov', frames: '5-1', output: { dir: '/tmp/x' } } }), 'RB_BAD_JOB'],
+    [subjects.schedSubmit(farm.site, TEST_OPERATOR), garbage, 'RB_DECODE_FAILED'],
+    [subjects.schedSubmit(farm.site, TEST_OPERATOR), encodeAny({ v: PROTOCOL_MAJOR, spec: { frames: '1' } }), 'RB_SCHEMA_MISMATCH'],
+    [subjects.schedSubmit(farm.site, TEST_OPERATOR), encodeAny({ v: 9, spec: {} }), 'RB_PROTOCOL_MISMATCH'],
+    [subjects.schedSubmit(farm.site, TEST_OPERATOR), encodeAny({ v: PROTOCOL_MAJOR, spec: { scene: '/x.pov', frames: '5-1', output: { dir: '/tmp/x' } } }), 'RB_BAD_JOB'],
     [subjects.schedQuery(farm.site), encodeAny({ v: PROTOCOL_MAJOR, what: 'job', jobId: 'nope' }), 'RB_UNKNOWN_JOB'],
-    [subjects.schedResult(farm.site), encodeAny({ v: PROTOCOL_MAJOR, host: 'x' }), 'RB_SCHEMA_MISMATCH'],
+    [subjects.schedResult(farm.site, 'node-a'), encodeAny({ v: PROTOCOL_MAJOR, host: 'x' }), 'RB_SCHEMA_MISMATCH'],
     [subjects.regMatch(farm.site), encodeAny({ v: PROTOCOL_MAJOR, requirements: { os: 'linux@6.x.y**' } }), 'RB_BAD_SPEC'],
-    [subjects.regRegister(farm.site), garbage, 'RB_DECODE_FAILED'],
+    [subjects.regRegister(farm.site, 'node-a'), garbage, 'RB_DECODE_FAILED'],
     [subjects.hostAssign(farm.site, 'node-a'), encodeAny({ v: PROTOCOL_MAJOR, host: 'node-a', assignments: [] }), 'RB_SCHEMA_MISMATCH'],
   ];
   for (const [subject, data, code] of cases) {

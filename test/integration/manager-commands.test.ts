@@ -67,8 +67,8 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
   const heldId = await farm.submit(held.spec);
   const gone = await farm.ledgerJob('gone', '1-2', 0.1);
   const goneId = await farm.submit({ ...gone.spec, hold: true });
-  await call(farm.nc, subjects.schedCtl(farm.site), codecs.ctlRequest, { v: PROTOCOL_MAJOR, action: 'cancel', jobId: goneId }, codecs.ctlReply);
-  await call(farm.nc, subjects.schedShares(farm.site), codecs.sharesRequest, { v: PROTOCOL_MAJOR, action: 'set', share: { project: 'feature', weight: 3 } }, codecs.sharesReply);
+  await call(farm.nc, subjects.opCtl(farm.site), codecs.ctlRequest, { v: PROTOCOL_MAJOR, action: 'cancel', jobId: goneId }, codecs.ctlReply);
+  await call(farm.nc, subjects.opShares(farm.site), codecs.sharesRequest, { v: PROTOCOL_MAJOR, action: 'set', share: { project: 'feature', weight: 3 } }, codecs.sharesReply);
   await waitUntil('every slot to render', async () => (await farm.hosts()).every((h) => h.slots.every((s) => s.state === 'busy')), 20_000);
 
   // the schedule manager: the queue in order, why each waits, the shares above it

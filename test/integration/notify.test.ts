@@ -143,7 +143,7 @@ after(async () => {
 
 /** A `renderbus notifier` process, stopped when the test ends (two would send everything twice). */
 async function startNotifier(t: { after(fn: () => Promise<void>): void }, args: string[]): Promise<ActorProcess> {
-  const p = farm.spawnActor('notifier', ['notifier', ...args]);
+  const p = await farm.spawnActor('notifier', ['notifier', ...args]);
   t.after(() => p.kill('SIGTERM'));
   await waitUntil('the notifier to start', () => p.output.includes('"msg":"notifier started"') || !p.running, 20_000);
   assert.ok(p.running, p.output);

@@ -24,8 +24,10 @@ export async function locateFarm(o: { nats?: string; data?: string; site?: strin
   const running = farm !== null && pidAlive(farm.pid);
   const credsFile = o.creds ?? process.env.RENDERBUS_CREDS ?? (running ? farm.credsFile : undefined);
   if (!credsFile) {
-    const where = farm && !running ? ` (the farm in ${resolve(dataDir)} is not running)` : farm ? '' : ` (no farm.json in ${resolve(dataDir)})`;
-    throw new FarmError('RB_NOT_AUTHENTICATED', `no credentials${where}: pass --creds FILE or set RENDERBUS_CREDS (a farm's operator issues them with 'renderbus credentials add')`);
+    const how = "pass --creds FILE or set RENDERBUS_CREDS (a farm's operator issues them with 'renderbus credentials add')";
+    if (!farm) throw new FarmError('RB_FARM_NOT_FOUND', `no farm at ${resolve(dataDir)} (no farm.json): start one with 'renderbus up', or to reach another farm ${how}`);
+    if (!running) throw new FarmError('RB_FARM_NOT_FOUND', `the farm in ${resolve(dataDir)} is not running (pid ${farm.pid} is gone): start it with 'renderbus up --data ${dataDir}', or to reach another farm ${how}`);
+    throw new FarmError('RB_NOT_AUTHENTICATED', `no credentials: ${how}`);
   }
   const creds = await readCredentials(credsFile);
   if (o.site !== undefined && o.site !== creds.site) {

@@ -7,6 +7,9 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Role } from '../../protocol/index.ts';
+import { newUserKey } from '../../sites/auth/principals.ts';
+import { writeCredentials } from '../../sites/auth/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'tools/bin/renderbus.js');
@@ -77,7 +80,10 @@ test('cli - commands that need a farm say there is none and exit 1', async (t) =
   const dir = await tempDir(t);
   await writeFile(join(dir, 'ball.pov'), 'sphere { 0, 1 }\n');
   const runs = [['jobs'], ['submit', 'ball.pov', '--frames', '1-3']];
-  const [refused, ...results] = await Promise.all([rb(['jobs', '--nats', 'nats://127.0.0.1:1'], dir), ...runs.map((args) => rb(args, dir))]);
+  // a credential of some farm, pointed at a port where no server listens
+  const creds = join(dir, 'ann.creds');
+  await writeCredentials(creds, { role: Role.Artist, name: 'ann', site: 'studio', seed: newUserKey().seed });
+  const [refused, ...results] = await Promise.all([rb(['jobs', '--nats', 'nats://127.0.0.1:1', '--creds', creds], dir), ...runs.map((args) => rb(args, dir))]);
   runs.forEach((args, i) => {
     const r = results[i]!;
     assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { silentLogger } from '../../sites/logger.ts';
 import { catalog, MAX_PAYLOAD } from '../../protocol/index.ts';
 import { formatReport, runFuzz, type CaseInfo, type Finding, type FuzzReport } from '../../tools/chaos/fuzz.ts';
-import { seedFarmState, startInProcessFarm, type InProcessFarm } from '../../tools/chaos/fuzz-farm.ts';
+import { FARM_OPERATOR, seedFarmState, startInProcessFarm, type InProcessFarm } from '../../tools/chaos/fuzz-farm.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
 // Issue 3, "Bad input and hostile peers": every request subject of the catalog is fuzzed against
@@ -14,6 +14,8 @@ import { startNatsServer } from '../helpers/nats-server.ts';
 // tool runs it longer (tools/chaos/fuzz-main.ts). FUZZ_SEED=<seed> replays a failing run.
 
 const CASES = 50;
+/** What the scheduler serves for operators beside the owners' requests (the same messages, without the owner's check). */
+const OPERATOR_SUBJECTS = ['rb.<site>.op.ctl', 'rb.<site>.op.limits', 'rb.<site>.op.shares', 'rb.<site>.op.hosts'];
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined;
 
 /**
@@ -37,10 +39,10 @@ let report: FuzzReport;
 before(async () => {
   nats = await startNatsServer();
   dir = await mkdtemp(join(tmpdir(), 'rb-fuzz-test-'));
-  farm = await startInProcessFarm({ url: nats.url, log: silentLogger() });
+  farm = await startInProcessFarm({ url: nats.url, log: silentLogger(), creds: nats.creds });
   await seedFarmState(farm, join(dir, 'farm'));
   report = await runFuzz({
-    nc: farm.nc, site: farm.site, host: farm.host, cases: CASES, concurrency: 16, timeoutMs: 3_000, exclude: neverDispatched,
+    nc: farm.nc, connectAs: farm.connectAs, user: FARM_OPERATOR, site: farm.site, host: farm.host, cases: CASES, concurrency: 16, timeoutMs: 3_000, exclude: neverDispatched,
     ...(SEED !== undefined ? { seed: SEED } : {}),
   });
 });
@@ -54,8 +56,8 @@ after(async () => {
 const findings = (...kinds: string[]) => report.findings.filter((f) => kinds.includes(f.kind));
 const explain = (what: string, r = report) => `${what} (replay with FUZZ_SEED=${r.seed})\n${formatReport(r)}`;
 
-test('fuzz - every request subject of the catalog is fuzzed, in every family', () => {
-  const requests = catalog.filter((e) => e.kind === 'request').map((e) => e.subject);
+test('fuzz - every request subject of the catalog and the operators\' twins are fuzzed, in every family', () => {
+  const requests = [...new Set([...catalog.filter((e) => e.kind === 'request').map((e) => e.subject), ...OPERATOR_SUBJECTS])];
   assert.deepEqual(report.subjects.map((s) => s.subject).sort(), [...requests].sort());
   assert.deepEqual(findings('not-covered'), [], explain('subjects left out'));
   for (const s of report.subjects) {
@@ -109,7 +111,7 @@ test('fuzz - a protocol major that cannot be printed is refused as a protocol mi
 
 test('fuzz - a result for a task never dispatched changes nothing', async () => {
   const r = await runFuzz({
-    nc: farm.nc, site: farm.site, host: farm.host, cases: 30, seed: report.seed, timeoutMs: 3_000,
+    nc: farm.nc, connectAs: farm.connectAs, user: FARM_OPERATOR, site: farm.site, host: farm.host, cases: 30, seed: report.seed, timeoutMs: 3_000,
     exclude: (c) => !neverDispatched(c), clientLimit: false, backtracking: false, events: false,
   });
   assert.ok(r.subjects.some((s) => s.sent > 0), explain('no case sent', r));

@@ -1,16 +1,25 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import { connect } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { startRegistry } from '../../actors/registry/index.ts';
 import { startSimulatedFarm } from '../../actors/render-server/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
-import { codecs, decodeAny, PROTOCOL_MAJOR as v, subjects, type FrameEvent } from '../../protocol/index.ts';
+import { ANY_HOST, codecs, decodeAny, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { runScale, scaleSection } from '../../tools/bench/scheduler-scale.ts';
-import { waitUntil } from '../helpers/farm.ts';
-import { startNatsServer } from '../helpers/nats-server.ts';
+import { TEST_OPERATOR, waitUntil } from '../helpers/farm.ts';
+import { startNatsServer, type TestNats } from '../helpers/nats-server.ts';
+
+/** The test's own connection (an operator), the registry's, the scheduler's and the simulated farm's (a render server for any host). */
+async function farmConnections(nats: TestNats, site: string) {
+  return Promise.all([
+    nats.connectAs(site, Role.Operator, TEST_OPERATOR),
+    nats.connectAs(site, Role.Registry),
+    nats.connectAs(site, Role.Scheduler),
+    nats.connectAs(site, Role.RenderServer, ANY_HOST),
+  ]);
+}
 
 const HOSTS = 50;
 const SLOTS = 4;
@@ -19,9 +28,9 @@ const FRAME_MS = 20;
 
 test('sim-farm - 50 simulated hosts × 4 slots render a 2,000-frame job against the real registry and scheduler: every frame done exactly once', async (t) => {
   const nats = await startNatsServer();
-  const conns = await Promise.all(['test', 'registry', 'scheduler', 'sim-farm'].map((name) => connect({ servers: nats.url, name })));
-  const [nc, regNc, schedNc, farmNc] = conns as [typeof conns[0], typeof conns[0], typeof conns[0], typeof conns[0]];
   const site = `t${randomUUID().slice(0, 8)}`;
+  const conns = await farmConnections(nats, site);
+  const [nc, regNc, schedNc, farmNc] = conns;
   const log = silentLogger();
   const registry = await startRegistry({ nc: regNc, site, log, announceMs: 500 });
   const scheduler = await startScheduler({ nc: schedNc, site, log });
@@ -49,7 +58,7 @@ test('sim-farm - 50 simulated hosts × 4 slots render a 2,000-frame job against 
     },
   });
   await nc.flush();
-  const { jobId } = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, {
+  const { jobId } = await call(nc, subjects.schedSubmit(site, TEST_OPERATOR), codecs.submitRequest, {
     v, spec: { name: 'sim', scene: '/scenes/sim.pov', renderer: 'command', command: 'true', frames: `1-${FRAMES}`, output: { dir: '/renders/sim', pattern: 'sim_####.exr' } },
   }, codecs.submitReply);
   const job = await waitUntil('the job to be done', async () => {
@@ -88,9 +97,9 @@ const HOSTS_WIDE = 1_200;
 
 test('sim-farm - with more idle hosts than one message holds (1,200 × 16 slots), reg.match answers the most free that fit, and the scheduler dispatches', async (t) => {
   const nats = await startNatsServer();
-  const conns = await Promise.all(['test', 'registry', 'scheduler', 'sim-farm'].map((name) => connect({ servers: nats.url, name })));
-  const [nc, regNc, schedNc, farmNc] = conns as [typeof conns[0], typeof conns[0], typeof conns[0], typeof conns[0]];
   const site = `t${randomUUID().slice(0, 8)}`;
+  const conns = await farmConnections(nats, site);
+  const [nc, regNc, schedNc, farmNc] = conns;
   const log = silentLogger();
   const registry = await startRegistry({ nc: regNc, site, log });
   const farm = startSimulatedFarm({ nc: farmNc, site, log, hosts: HOSTS_WIDE, slots: 16, frameMs: 60_000, heartbeatMs: 5_000, spreadMs: 0 });
@@ -118,8 +127,8 @@ test('sim-farm - with more idle hosts than one message holds (1,200 × 16 slots)
   // before, the registry could not send such a reply, and the scheduler dispatched nothing at all
   scheduler = await startScheduler({ nc: schedNc, site, log });
   const dispatched = new Set<string>();
-  nc.subscribe(`rb.${site}.evt.frame.*.*.dispatched`, { callback: (_e, m) => void dispatched.add(m.subject.split('.')[5]!) });
-  await call(nc, subjects.schedSubmit(site), codecs.submitRequest, {
+  nc.subscribe(subjects.allFrameEvents(site, 'dispatched'), { callback: (_e, m) => void dispatched.add(m.subject.split('.')[5]!) });
+  await call(nc, subjects.schedSubmit(site, TEST_OPERATOR), codecs.submitRequest, {
     v, spec: { name: 'wide', scene: '/scenes/wide.pov', renderer: 'command', command: 'true', frames: '1-2000', output: { dir: '/renders/wide' } },
   }, codecs.submitReply);
   await waitUntil('every frame to be dispatched and started', () => dispatched.size === 2_000 && farm.stats.busy >= 2_000, 30_000, 100);

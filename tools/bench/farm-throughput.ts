@@ -3,11 +3,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
-import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
-import { startNatsServer } from '../../sites/nats-server.ts';
+import { codecs, decodeAny, PROTOCOL_MAJOR, Role, subjects } from '../../protocol/index.ts';
+import { startBenchNats } from './bench-nats.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 
@@ -19,6 +18,8 @@ import { waitUntil } from '../lib/wait-until.ts';
  * Run from tools/bench/main.ts (`npm run bench`), which writes docs/benchmarks.md.
  */
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
+/** The operator the benchmark submits as. */
+const USER = 'bench';
 
 export interface ThroughputOptions {
   /** Frames per run. */
@@ -32,25 +33,32 @@ interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
 
 async function farmRun(n: number, slots: number): Promise<FarmRun> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), port: -1 });
   const site = 'bench';
+  const host = 'bench';
+  // each actor with its own credential, the benchmark as an operator (it submits and follows events)
+  const nats = await startBenchNats(dir, site, [
+    { role: Role.Registry, name: Role.Registry },
+    { role: Role.Scheduler, name: Role.Scheduler },
+    { role: Role.RenderServer, name: host },
+    { role: Role.Operator, name: USER },
+  ]);
   const procs: ChildProcess[] = [];
-  const actor = (...args: string[]) => {
-    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
+  const actor = (creds: string, ...args: string[]) => {
+    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
     procs.push(p);
   };
-  const nc: NatsConnection = await connect({ servers: nats.url });
+  const nc = await nats.connectAs(Role.Operator, USER);
   try {
-    actor('registry');
-    actor('scheduler');
-    actor('render-server', '--host', 'bench', '--slots', String(slots));
+    actor(nats.credsFile(Role.Registry), 'registry');
+    actor(nats.credsFile(Role.Scheduler), 'scheduler');
+    actor(nats.credsFile(Role.RenderServer, host), 'render-server', '--host', host, '--slots', String(slots));
     await waitUntil('the render server to register', async () => {
       const b = await listAllHosts(nc, site, { timeoutMs: 500 });
       return b.hosts.length === 1 ? true : undefined;
     });
     await waitUntil('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);
     const waits: number[] = [];
-    nc.subscribe(`rb.${site}.evt.frame.*.*.started`, {
+    nc.subscribe(subjects.allFrameEvents(site, 'started'), {
       callback: (_e, m) => {
         const w = (decodeAny(m.data) as { waitMs?: number }).waitMs;
         if (typeof w === 'number') waits.push(w);
@@ -60,14 +68,14 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     await writeFile(scene, '');
     // a one-frame job first: a starting scheduler dispatches nothing during its adoption window
     // (docs/architecture.md, "Re-adoption"), which is start-up, not throughput
-    const warm = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } } }, codecs.submitReply);
+    const warm = await call(nc, subjects.schedSubmit(site, USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } } }, codecs.submitReply);
     await waitUntil('the warm-up job', async () => {
       const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm.jobId }, codecs.queryReply, { timeoutMs: 500 });
       return 'job' in b && b.job.state === 'done' ? true : undefined;
     });
     waits.length = 0;
     const t0 = performance.now();
-    const { jobId } = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } } }, codecs.submitReply);
+    const { jobId } = await call(nc, subjects.schedSubmit(site, USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } } }, codecs.submitReply);
     const done = new Promise<void>((res) => nc.subscribe(subjects.jobEvent(site, jobId, 'done'), { max: 1, callback: () => res() }));
     await Promise.race([done, sleep(600_000)]);
     const wall = performance.now() - t0;

@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
-import { codecs, PROTOCOL_MAJOR, subjects, type JobSummary, type JournalRecord } from '../../protocol/index.ts';
-import { startNatsServer } from '../../sites/nats-server.ts';
+import { codecs, PROTOCOL_MAJOR, Role, subjects, type JobSummary, type JournalRecord } from '../../protocol/index.ts';
+import { startBenchNats } from './bench-nats.ts';
 
 /*
  * Issue 3: "with 100,000 queued frames the scheduler is serving again within 3 s of its restart".
@@ -33,6 +33,10 @@ import { startNatsServer } from '../../sites/nats-server.ts';
  */
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
 const SITE = 'bench';
+/** The operator the benchmark submits as. */
+const USER = 'bench';
+/** The scheduler-role credential that writes task records straight into the journal, as a scheduler does. */
+const JOURNAL_WRITER = 'bench-journal';
 const POLL_MS = 20;
 const SERVE_TIMEOUT_MS = 120_000;
 
@@ -64,9 +68,9 @@ class SchedulerProcess {
   readonly exited: Promise<unknown>;
   private tail: string[] = [];
 
-  constructor(url: string, cpuProfDir?: string) {
+  constructor(url: string, creds: string, cpuProfDir?: string) {
     const prof = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
-    this.proc = spawn(process.execPath, [...prof, CLI, 'scheduler', '--nats', url, '--site', SITE], {
+    this.proc = spawn(process.execPath, [...prof, CLI, 'scheduler', '--nats', url, '--site', SITE, '--creds', creds], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RENDERBUS_LOG: 'debug' },
     });
@@ -180,9 +184,9 @@ interface Scenario {
 }
 
 /** Kills the running scheduler, starts a new one and measures how long until it serves. */
-async function restart(nc: NatsConnection, url: string, prev: SchedulerProcess, expect: { jobs: number; queued: number; done: number }, o: RecoveryOptions): Promise<{ next: SchedulerProcess; r: Restart }> {
+async function restart(nc: NatsConnection, url: string, creds: string, prev: SchedulerProcess, expect: { jobs: number; queued: number; done: number }, o: RecoveryOptions): Promise<{ next: SchedulerProcess; r: Restart }> {
   await prev.stop(o.cpuProfDir ? 'SIGTERM' : 'SIGKILL');
-  const s = new SchedulerProcess(url, o.cpuProfDir);
+  const s = new SchedulerProcess(url, creds, o.cpuProfDir);
   let ans: Answer;
   try {
     ans = await firstAnswer(nc, SERVE_TIMEOUT_MS);
@@ -216,9 +220,14 @@ async function restart(nc: NatsConnection, url: string, prev: SchedulerProcess, 
 async function scenario(name: string, jobs: number, queuedPerJob: number, donePerJob: number, o: RecoveryOptions): Promise<Scenario> {
   console.log(`recovery, ${name}: ${jobs} jobs × ${queuedPerJob} queued frames${donePerJob ? ` + ${donePerJob} done` : ''}`);
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-recovery-'));
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), port: -1 });
-  const nc = await connect({ servers: nats.url });
-  let sched = new SchedulerProcess(nats.url);
+  const nats = await startBenchNats(dir, SITE, [
+    { role: Role.Scheduler, name: Role.Scheduler },
+    { role: Role.Scheduler, name: JOURNAL_WRITER },
+    { role: Role.Operator, name: USER },
+  ]);
+  const schedCreds = nats.credsFile(Role.Scheduler);
+  const nc = await nats.connectAs(Role.Operator, USER);
+  let sched = new SchedulerProcess(nats.url, schedCreds);
   try {
     await firstAnswer(nc, SERVE_TIMEOUT_MS);
     const scene = join(dir, 'none.scene');
@@ -228,15 +237,23 @@ async function scenario(name: string, jobs: number, queuedPerJob: number, donePe
     const ids: string[] = [];
     for (let i = 0; i < jobs; i++) {
       const spec = { name: `recovery-${i}`, scene, renderer: 'command' as const, command: 'true', frames: `1-${frames}`, output: { dir: join(dir, 'out', String(i)) } };
-      const { jobId } = await call(nc, subjects.schedSubmit(SITE), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 10_000 });
+      const { jobId } = await call(nc, subjects.schedSubmit(SITE, USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 10_000 });
       ids.push(jobId);
     }
-    if (donePerJob > 0) await journalResults(nc, ids, donePerJob, join(dir, 'out'));
+    if (donePerJob > 0) {
+      // only a scheduler's credential may write the journal
+      const writer = await nats.connectAs(Role.Scheduler, JOURNAL_WRITER);
+      try {
+        await journalResults(writer, ids, donePerJob, join(dir, 'out'));
+      } finally {
+        await writer.close();
+      }
+    }
     console.log(`  queue in place after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const expect = { jobs, queued: jobs * queuedPerJob, done: jobs * donePerJob };
     const restarts: Restart[] = [];
     for (let i = 0; i < o.runs; i++) {
-      const { next, r } = await restart(nc, nats.url, sched, expect, o);
+      const { next, r } = await restart(nc, nats.url, schedCreds, sched, expect, o);
       sched = next;
       restarts.push(r);
     }

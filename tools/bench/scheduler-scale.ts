@@ -5,12 +5,12 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
 import { Histogram, type SimStatsSnapshot } from '../../actors/render-slot/index.ts';
-import { codecs, decodeAny, PROTOCOL_MAJOR, subjects, type JobSpec } from '../../protocol/index.ts';
-import { startNatsServer } from '../../sites/nats-server.ts';
+import { ANY_HOST, codecs, decodeAny, PROTOCOL_MAJOR, Role, subjects, type JobSpec, type Principal } from '../../protocol/index.ts';
+import { startBenchNats } from './bench-nats.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 import { mulberry32 } from '../lib/prng.ts';
 
@@ -26,9 +26,9 @@ import { mulberry32 } from '../lib/prng.ts';
  *  1. the hosts start, spread over one heartbeat period (so are their heartbeats and lease
  *     reports), and register; the scheduler's VmRSS is read;
  *  2. `jobs` jobs totalling `frames` frames (`chunk` frames a task, default 1) are submitted held, one
- *     `sched.submit` after another (or `submitConcurrency` at a time): the submit rate; then the
+ *     `sched.submit.<user>` after another, each by its own artist (or `submitConcurrency` at a time): the submit rate; then the
  *     scheduler's VmRSS again: memory per queued frame; then `sched.query` jobs ten times;
- *  3. every job is released (`sched.ctl`): the fill, from the first release until every slot has
+ *  3. every job is released by an operator (`op.ctl`): the fill, from the first release until every slot has
  *     a task (`dispatched` frame events on `evt.frame.>`, counted here, each frame once: a frame
  *     dispatched again after its assignment went unanswered is work repeated, not more work);
  *  4. one task time later (at most 30 s: the slots that started together have stopped finishing
@@ -38,6 +38,8 @@ import { mulberry32 } from '../lib/prng.ts';
  */
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
 const SITE = 'bench';
+/** The operator the benchmark steers the farm as (limits, release, queries). */
+const OPERATOR = 'bench';
 
 export interface ScaleOptions {
   hosts: number;
@@ -248,15 +250,27 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const loadBefore = loadavg()[0]!;
   const marks: Record<string, number> = {};
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-scale-'));
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), port: -1 });
-  const nc: NatsConnection = await connect({ servers: nats.url, name: 'bench', noAsyncTraces: true });
+  const specs = scaleJobs(o.jobs, o.frames, dir, o.chunk ?? 1);
+  // every job is submitted by its own user, each an artist with a credential of their own; the
+  // simulated hosts share one render-server credential for any host
+  const users = [...new Set(specs.map((s) => s.user!))];
+  const principals: Principal[] = [
+    { role: Role.Registry, name: Role.Registry },
+    { role: Role.Scheduler, name: Role.Scheduler },
+    { role: Role.RenderServer, name: ANY_HOST },
+    { role: Role.Operator, name: OPERATOR },
+    ...users.map((name) => ({ role: Role.Artist, name })),
+  ];
+  const nats = await startBenchNats(dir, SITE, principals);
+  const nc: NatsConnection = await nats.connectAs(Role.Operator, OPERATOR, 'bench');
+  const artists = new Map<string, NatsConnection>();
   const children: Child[] = [];
   const sims: Child[] = [];
   const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [];
   const simNice = o.simNice ?? 19;
   const jitter = o.jitter ?? 0.5;
-  const actor = (name: string, args: string[], profiled = o.cpuProfAll === true, nice = 0) => {
-    const c = new Child(name, [...args, '--nats', nats.url, '--site', SITE], profiled ? prof : [], nice);
+  const actor = (name: string, creds: string, args: string[], profiled = o.cpuProfAll === true, nice = 0) => {
+    const c = new Child(name, [...args, '--nats', nats.url, '--site', SITE, '--creds', creds], profiled ? prof : [], nice);
     children.push(c);
     return c;
   };
@@ -269,8 +283,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   };
   try {
     if (o.cpuProfDir) await mkdir(o.cpuProfDir, { recursive: true });
-    const registry = actor('registry', ['registry']);
-    const scheduler = actor('scheduler', ['scheduler'], true);
+    const registry = actor('registry', nats.credsFile(Role.Registry), ['registry']);
+    const scheduler = actor('scheduler', nats.credsFile(Role.Scheduler), ['scheduler'], true);
     const failFast = async <T>(what: Promise<T>): Promise<T> => {
       const died = Promise.race(children.map((c) => c.exited.then(() => c))).then((c) => {
         throw new Error(`${c.name} exited (${c.proc.exitCode ?? c.proc.signalCode})\n${c.output()}`);
@@ -281,8 +295,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await failFast(waitUntil('the scheduler', () => query().then(() => true), 30_000));
     const maya = Math.max(1, Math.round(totalSlots * 0.1));
     const nuke = Math.max(1, Math.round(o.hosts * 0.25));
-    await call(nc, subjects.schedLimits(SITE), codecs.limitsRequest, { v: PROTOCOL_MAJOR, action: 'set', limit: { name: 'maya', max: maya, per: 'task' } }, codecs.limitsReply);
-    await call(nc, subjects.schedLimits(SITE), codecs.limitsRequest, { v: PROTOCOL_MAJOR, action: 'set', limit: { name: 'nuke', max: nuke, per: 'host' } }, codecs.limitsReply);
+    await call(nc, subjects.opLimits(SITE), codecs.limitsRequest, { v: PROTOCOL_MAJOR, action: 'set', limit: { name: 'maya', max: maya, per: 'task' } }, codecs.limitsReply);
+    await call(nc, subjects.opLimits(SITE), codecs.limitsRequest, { v: PROTOCOL_MAJOR, action: 'set', limit: { name: 'nuke', max: nuke, per: 'host' } }, codecs.limitsReply);
 
     // 1. the hosts
     const up = new Set<string>();
@@ -292,7 +306,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     for (let p = 0; p < simProcs; p++) {
       const first = Math.floor((o.hosts * p) / simProcs);
       const n = Math.floor((o.hosts * (p + 1)) / simProcs) - first;
-      const c = actor(`sim-farm ${p}`, ['sim-farm', '--hosts', String(n), '--first', String(first), '--slots', String(o.slots), '--frame-ms', String(o.frameMs), '--jitter', String(jitter), '--heartbeat', String(heartbeatS), '--stats', '1', '--json'], o.cpuProfAll === true, simNice);
+      const c = actor(`sim-farm ${p}`, nats.credsFile(Role.RenderServer, ANY_HOST), ['sim-farm', '--hosts', String(n), '--first', String(first), '--slots', String(o.slots), '--frame-ms', String(o.frameMs), '--jitter', String(jitter), '--heartbeat', String(heartbeatS), '--stats', '1', '--json'], o.cpuProfAll === true, simNice);
       sims.push(c);
     }
     say(`scale: ${o.hosts} hosts × ${o.slots} slots in ${simProcs} sim-farm processes, starting over ${heartbeatS} s`);
@@ -304,14 +318,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // 2. the queue
     await writeFile(join(dir, 'scene.txt'), '');
-    const specs = scaleJobs(o.jobs, o.frames, dir, o.chunk ?? 1);
+    for (const u of users) artists.set(u, await nats.connectAs(Role.Artist, u, `bench-${u}`));
     const ids: string[] = new Array<string>(specs.length);
     marks.submitStart = monoUs();
     const ts = performance.now();
     let next = 0;
     await failFast(Promise.all(Array.from({ length: concurrency }, async () => {
       for (let i = next++; i < specs.length; i = next++) {
-        const r = await call(nc, subjects.schedSubmit(SITE), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: specs[i]! }, codecs.submitReply, { timeoutMs: 60_000 });
+        const user = specs[i]!.user!;
+        const r = await call(artists.get(user)!, subjects.schedSubmit(SITE, user), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: specs[i]! }, codecs.submitReply, { timeoutMs: 60_000 });
         ids[i] = r.jobId;
       }
     })));
@@ -341,7 +356,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     let tRelease = 0;
     let filledAt: number | null = null;
     const chunk = o.chunk ?? 1;
-    nc.subscribe(`rb.${SITE}.evt.frame.*.*.dispatched`, {
+    nc.subscribe(subjects.allFrameEvents(SITE, 'dispatched'), {
       callback: (_err, m) => {
         // one event per task, naming its frames (read without the schema check: this counts, the tests check)
         const e = decodeAny(m.data) as { jobId: string; frame: number; frames?: number[] };
@@ -367,7 +382,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     next = 0;
     await failFast(Promise.all(Array.from({ length: 16 }, async () => {
       for (let i = next++; i < ids.length; i = next++) {
-        await call(nc, subjects.schedCtl(SITE), codecs.ctlRequest, { v: PROTOCOL_MAJOR, action: 'release', jobId: ids[i]! }, codecs.ctlReply, { timeoutMs: 60_000 });
+        await call(nc, subjects.opCtl(SITE), codecs.ctlRequest, { v: PROTOCOL_MAJOR, action: 'release', jobId: ids[i]! }, codecs.ctlReply, { timeoutMs: 60_000 });
       }
     })));
     say(`  released every job in ${((performance.now() - tRelease) / 1000).toFixed(1)} s`);
@@ -482,6 +497,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await sched?.stop('SIGTERM');
     await Promise.all(children.map((c) => c.stop(o.cpuProfDir && o.cpuProfAll ? 'SIGTERM' : 'SIGKILL')));
     await nc.close().catch(() => {});
+    await Promise.all([...artists.values()].map((c) => c.close().catch(() => {})));
     await nats.stop();
     await rm(dir, { recursive: true, force: true });
   }
@@ -512,7 +528,7 @@ export function scaleSection(r: ScaleResult, machine: string): string {
   return [
     `## Scheduler at scale (issue 4): ${machine}`,
     '',
-    `\`npm run bench -- --only scale${flagsOf(r)}\`: ${r.hosts} simulated hosts × ${r.slots} slots (${r.hosts * r.slots} slots) in ${r.simProcs} \`renderbus sim-farm\` processes at nice ${r.simNice} (they stand in for other machines: the CPU goes to the actors under test first; real render servers whose slots render by waiting ${r.frameMs} ms ± ${Math.round(r.jitter * 100)} % per frame; heartbeats and lease reports every ${r.heartbeatS} s), \`renderbus registry\` and \`renderbus scheduler\` as separate processes, a nats-server with JetStream on loopback. ${r.jobs} jobs, ${r.frames} frames in all (${r.chunk > 1 ? `${r.chunk} frames a task` : 'a task per frame'}; sizes 0.2-2× the mean, priorities 10-90, five groups, three requirement profiles, one job in ten under a limit: \`maya\` per task, \`nuke\` per host), submitted held one after another, then released together. Load average (1 min) ${r.load.before.toFixed(1)} at the start, ${r.load.window.toFixed(1)} at the end of the sustained window (other people's work shares these 2 cores).`,
+    `\`npm run bench -- --only scale${flagsOf(r)}\`: ${r.hosts} simulated hosts × ${r.slots} slots (${r.hosts * r.slots} slots) in ${r.simProcs} \`renderbus sim-farm\` processes at nice ${r.simNice} (they stand in for other machines: the CPU goes to the actors under test first; real render servers whose slots render by waiting ${r.frameMs} ms ± ${Math.round(r.jitter * 100)} % per frame; heartbeats and lease reports every ${r.heartbeatS} s), \`renderbus registry\` and \`renderbus scheduler\` as separate processes, a nats-server with JetStream on loopback. ${r.jobs} jobs, ${r.frames} frames in all (${r.chunk > 1 ? `${r.chunk} frames a task` : 'a task per frame'}; sizes 0.2-2× the mean, priorities 10-90, five groups, three requirement profiles, one job in ten under a limit: \`maya\` per task, \`nuke\` per host), submitted held one after another, then released together by an operator; every process logs in with a credential of its own (the simulated hosts share one for any host). Load average (1 min) ${r.load.before.toFixed(1)} at the start, ${r.load.window.toFixed(1)} at the end of the sustained window (other people's work shares these 2 cores).`,
     '',
     '| figure | measured | target |',
     '|---|---|---|',

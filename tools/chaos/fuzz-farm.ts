@@ -9,14 +9,22 @@ import { waitUntil } from '../lib/wait-until.ts';
 import { listAllHosts, startRegistry } from '../../actors/registry/index.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
-import { codecs, PROTOCOL_MAJOR, subjects, type JobDetail, type JobSpec } from '../../protocol/index.ts';
+import { codecs, PROTOCOL_MAJOR, Role, subjects, type Credentials, type JobDetail, type JobSpec, type Principal } from '../../protocol/index.ts';
 
-/** A registry, a scheduler and one render server in this process, each with its own connection, plus a client connection. */
+/** The operator of the in-process farm's client connection: the farm's jobs are submitted as this user. */
+export const FARM_OPERATOR = 'fuzz';
+
+/**
+ * A registry, a scheduler and one render server in this process, each with its own connection
+ * and credential, plus a client connection (an operator's).
+ */
 export interface InProcessFarm {
   site: string;
   host: string;
-  /** The client's connection (the fuzzer's). */
+  /** The client's connection, an operator's (the fuzzer reads the farm through it). */
   nc: NatsConnection;
+  /** Another connection to the farm's bus, as any principal of the site (closed when the farm stops). */
+  connectAs(p: Principal): Promise<NatsConnection>;
   submit(spec: JobSpec): Promise<string>;
   job(jobId: string): Promise<JobDetail>;
   /** Waits until the job's summary satisfies `done` (default: it ended). */
@@ -27,9 +35,21 @@ export interface InProcessFarm {
 export interface InProcessFarmOptions {
   url: string;
   log: Logger;
+  /** A credential of the farm's site, for each connection (the nats-server lets in nobody else). */
+  creds: (site: string, role: Role, name: string) => Promise<Credentials>;
   site?: string;
   host?: string;
   slots?: number;
+}
+
+/** The principals an in-process farm of `host` connects as. */
+export function inProcessFarmPrincipals(host: string): Principal[] {
+  return [
+    { role: Role.Operator, name: FARM_OPERATOR },
+    { role: Role.Registry, name: Role.Registry },
+    { role: Role.Scheduler, name: Role.Scheduler },
+    { role: Role.RenderServer, name: host },
+  ];
 }
 
 /** Starts the actors against a running nats-server and waits until the render server is registered. */
@@ -41,18 +61,18 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
     for (const s of stops.splice(0).reverse()) await s().catch(() => {});
   };
   try {
-    const conn = async (name: string) => {
-      const c = await connectBus({ servers: o.url, name: `${site}-${name}` });
+    const connectAs = async (p: Principal, name = `${p.role}-${p.name}`) => {
+      const c = await connectBus({ servers: o.url, name: `${site}-${name}`, creds: await o.creds(site, p.role, p.name) });
       stops.push(() => c.close());
       return c;
     };
-    const nc = await conn('client');
-    const registry = await startRegistry({ nc: await conn('registry'), site, log: o.log });
+    const nc = await connectAs({ role: Role.Operator, name: FARM_OPERATOR }, 'client');
+    const registry = await startRegistry({ nc: await connectAs({ role: Role.Registry, name: Role.Registry }), site, log: o.log });
     stops.push(registry.stop);
-    const scheduler = await startScheduler({ nc: await conn('scheduler'), site, log: o.log });
+    const scheduler = await startScheduler({ nc: await connectAs({ role: Role.Scheduler, name: Role.Scheduler }), site, log: o.log });
     stops.push(scheduler.stop);
     const rs = await startRenderServer({
-      nc: await conn('render-server'), site, host, slots: o.slots ?? 1, log: o.log,
+      nc: await connectAs({ role: Role.RenderServer, name: host }), site, host, slots: o.slots ?? 1, log: o.log,
       packages: [{ name: 'povray', version: '3.7.0.10' }],
     });
     stops.push(rs.stop);
@@ -67,9 +87,9 @@ export async function startInProcessFarm(o: InProcessFarmOptions): Promise<InPro
       return l.hosts.some((h) => h.host === host);
     }, 20_000);
     return {
-      site, host, nc, job, stop,
+      site, host, nc, job, stop, connectAs: (p) => connectAs(p),
       async submit(spec) {
-        const body = await call(nc, subjects.schedSubmit(site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+        const body = await call(nc, subjects.schedSubmit(site, FARM_OPERATOR), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
         return body.jobId;
       },
       async waitJob(jobId, done = (j) => ['done', 'failed', 'cancelled'].includes(j.state), timeoutMs = 30_000) {

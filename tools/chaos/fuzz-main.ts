@@ -1,11 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Role } from '../../protocol/index.ts';
+import { keyOf, natsDir, prepareSiteAuth } from '../../sites/auth/index.ts';
 import { startNatsServer } from '../../sites/nats-server.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { formatReport, passed, runFuzz, type FuzzReport } from './fuzz.ts';
-import { seedFarmState, startInProcessFarm } from './fuzz-farm.ts';
+import { FARM_OPERATOR, inProcessFarmPrincipals, seedFarmState, startInProcessFarm } from './fuzz-farm.ts';
+import { fuzzPrincipals } from './fuzz-senders.ts';
 
 const USAGE = `usage: node --import tsx tools/chaos/fuzz-main.ts [--cases N] [--seed S] [--only SUBJECT#CASE]... [--json]
 
@@ -24,13 +28,22 @@ export interface FuzzMainOptions {
 /** One fuzz run against a farm of its own: what `npm run chaos` calls. */
 export async function fuzzOwnFarm(o: FuzzMainOptions): Promise<FuzzReport> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-fuzz-'));
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), host: '127.0.0.1', port: -1 });
+  const site = `fz${randomUUID().slice(0, 8)}`;
+  const host = 'fuzz-node';
+  // an authenticated bus, as a farm's: a credential for each actor and for each role the fuzzer sends as
+  const auth = await prepareSiteAuth(dir, site, [...inProcessFarmPrincipals(host), ...fuzzPrincipals({ host, user: FARM_OPERATOR })]);
+  const nats = await startNatsServer({ dir: natsDir(dir), host: '127.0.0.1', port: -1, auth: { users: auth.users } });
   try {
-    const farm = await startInProcessFarm({ url: nats.url, log: silentLogger() });
+    const creds = async (_site: string, role: Role, name: string) => {
+      const c = auth.creds.get(keyOf({ role, name }));
+      if (!c) throw new Error(`fuzz-main issued no credential for ${role} ${name}`);
+      return c;
+    };
+    const farm = await startInProcessFarm({ url: nats.url, log: silentLogger(), site, host, creds });
     try {
       await seedFarmState(farm, join(dir, 'farm'));
       return await runFuzz({
-        nc: farm.nc, site: farm.site, host: farm.host, cases: o.cases, concurrency: 16,
+        nc: farm.nc, connectAs: farm.connectAs, user: FARM_OPERATOR, site: farm.site, host: farm.host, cases: o.cases, concurrency: 16,
         ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.only ? { only: o.only } : {}), ...(o.log ? { log: o.log } : {}),
       });
     } finally {

@@ -1,5 +1,5 @@
 import { Kind, type TSchema } from '@sinclair/typebox';
-import { isToken, PROTOCOL_MAJOR, type ErrorCode } from '../../protocol/index.ts';
+import { isToken, PROTOCOL_MAJOR, Role, type ErrorCode } from '../../protocol/index.ts';
 import type { Rng } from './fuzz-prng.ts';
 
 /**
@@ -44,7 +44,22 @@ export interface SemanticCase {
    * hand-made cases, never drawn again at random.
    */
   once?: boolean;
+  /**
+   * Only when sent as one of these roles (default: as whoever sends on the subject). The same
+   * message may be answered otherwise on an owner's subject (`sched.limits`, as an artist) and on
+   * an operator's twin (`op.limits`).
+   */
+  roles?: Role[];
 }
+
+/** One message, expected to be answered one way for an operator (on `op.*`) and another for an artist. */
+function byRole(label: string, make: SemanticCase['make'], operator: Expectation, artist: Expectation): SemanticCase[] {
+  return [
+    { label, make, expect: operator, roles: [Role.Operator] },
+    { label: `${label}, as an artist`, make, expect: artist, roles: [Role.Artist] },
+  ];
+}
+const forbidden: Expectation = { refuse: 'RB_FORBIDDEN' };
 
 const ghost = 'fuzz-ghost';
 const noJob = 'fuzz-nojob';
@@ -118,7 +133,6 @@ export const FILL = Symbol('fill');
 
 const finishedJobs = (f: FarmFacts) => f.jobs.filter((j) => j.finished);
 const finishedTasks = (f: FarmFacts) => finishedJobs(f).flatMap((j) => j.tasks.filter((t) => t.attempt > 0).map((t) => ({ jobId: j.jobId, ...t })));
-const someHost = (f: FarmFacts, r: Rng) => (r.bool() ? f.host : `${ghost}-${r.string(4)}`);
 const someSlot = (f: FarmFacts, r: Rng) => r.pick([0, f.slotCount, f.slotCount + 100, 1023]);
 
 /** An ok reply to a result must not hand a forged slot any task. */
@@ -142,7 +156,7 @@ const unknownToRegistry = (body: unknown): string | undefined =>
 function result(f: FarmFacts, r: Rng, jobId: string, taskIndex: number, attempt: number, status: string): Record<string, unknown> {
   const want = r.int(0, 2);
   return {
-    v: PROTOCOL_MAJOR, host: someHost(f, r), slot: someSlot(f, r), taskId: `${jobId}.${taskIndex}`, jobId, taskIndex, attempt, status,
+    v: PROTOCOL_MAJOR, host: f.host, slot: someSlot(f, r), taskId: `${jobId}.${taskIndex}`, jobId, taskIndex, attempt, status,
     outputs: status === 'done' ? [{ frame: 1, path: '/nonexistent/fuzz/f_0001.png' }] : [],
     ...(status === 'failed' ? { error: { code: 'RB_RENDER_FAILED', message: 'fuzz' } } : {}),
     stats, wantNext: want > 0, want,
@@ -162,16 +176,18 @@ export const semanticCases: Record<string, SemanticCase[]> = {
       expect: { refuse: 'RB_SCHEMA_MISMATCH' },
     },
     {
-      label: 'ghost host, slot index twice',
-      make: (f) => ({ ...(baseMessages.HostRegister!(f) as object), slots: [{ index: 3, state: 'idle' }, { index: 1, state: 'idle' }, { index: 3, state: 'idle' }] }),
+      label: 'this host, slot index twice out of order',
+      make: (f, r) => ({ ...(baseMessages.HostRegister!(f) as object), host: f.host, serverId: `fuzz-${r.string(6)}`, slots: [{ index: 3, state: 'idle' }, { index: 1, state: 'idle' }, { index: 3, state: 'idle' }] }),
       expect: { refuse: 'RB_SCHEMA_MISMATCH' },
     },
+    // the subject names the sender: nobody registers another host
+    { label: 'another host than the sender', make: (f) => baseMessages.HostRegister!(f), expect: forbidden },
   ],
   HostHeartbeat: [
     {
-      label: 'unknown host',
+      label: 'another host than the sender',
       make: (_f, r) => ({ v: PROTOCOL_MAJOR, host: `${ghost}-${r.string(5)}`, serverId: 'fuzz-server', slots: [{ index: 0, state: 'busy', taskId: 'x.0' }], draining: true }),
-      expect: { answer: true, check: unknownToRegistry },
+      expect: forbidden,
     },
     {
       label: 'this host, another server instance, draining',
@@ -184,14 +200,14 @@ export const semanticCases: Record<string, SemanticCase[]> = {
       expect: { refuse: 'RB_SCHEMA_MISMATCH' },
     },
     {
-      label: 'unknown host, near-limit slot list',
-      make: () => ({ v: PROTOCOL_MAJOR, host: ghost, serverId: 'fuzz-server', slots: Array.from({ length: 40_000 }, (_, index) => ({ index, state: 'idle' })) }),
+      label: 'this host, another server instance, near-limit slot list',
+      make: (f) => ({ v: PROTOCOL_MAJOR, host: f.host, serverId: 'fuzz-server', slots: Array.from({ length: 40_000 }, (_, index) => ({ index, state: 'idle' })) }),
       expect: { answer: true, check: unknownToRegistry },
       once: true,
     },
   ],
   HostBye: [
-    { label: 'unknown host', make: (_f, r) => ({ v: PROTOCOL_MAJOR, host: `${ghost}-${r.string(5)}`, serverId: 'fuzz-server' }), expect: { answer: true } },
+    { label: 'another host than the sender', make: (_f, r) => ({ v: PROTOCOL_MAJOR, host: `${ghost}-${r.string(5)}`, serverId: 'fuzz-server' }), expect: forbidden },
     { label: 'this host, another server instance', make: (f, r) => ({ v: PROTOCOL_MAJOR, host: f.host, serverId: `fuzz-${r.string(8)}` }), expect: { answer: true } },
   ],
   MatchRequest: [
@@ -238,6 +254,8 @@ export const semanticCases: Record<string, SemanticCase[]> = {
       expect: { answer: true },
     },
     { label: 'near-limit frames that are not frames', make: () => ({ v: PROTOCOL_MAJOR, spec: { ...unrunnableSpec(), frames: FILL } }), expect: { refuse: 'RB_BAD_JOB' }, once: true },
+    // a job belongs to whoever submits it: the subject's user, never the message's word
+    { label: 'a job that names another user', make: (_f, r) => ({ v: PROTOCOL_MAJOR, spec: { ...unrunnableSpec(), user: `fuzz-other-${r.string(4)}` } }), expect: forbidden },
   ],
   QueryRequest: [
     ...HOSTILE_IDS.map((jobId): SemanticCase => ({ label: `job '${jobId}'`, make: () => ({ v: PROTOCOL_MAJOR, what: 'job', jobId }), expect: { refuse: 'RB_UNKNOWN_JOB' } })),
@@ -269,20 +287,24 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     },
   ],
   HostsRequest: [
-    { label: 'clear a host that is not sick', make: (f, r) => ({ v: PROTOCOL_MAJOR, action: 'clear', host: r.bool() ? f.host : `fuzz-${r.string(6)}` }), expect: { refuse: 'RB_UNKNOWN_HOST' } },
+    ...byRole('clear a host that is not sick', (f, r) => ({ v: PROTOCOL_MAJOR, action: 'clear', host: r.bool() ? f.host : `fuzz-${r.string(6)}` }), { refuse: 'RB_UNKNOWN_HOST' }, forbidden),
     { label: 'list the sick hosts', make: () => ({ v: PROTOCOL_MAJOR, action: 'sick' }), expect: { answer: true } },
   ],
   LimitsRequest: [
-    { label: 'remove a limit that does not exist', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', name: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
+    // changes are for operators (op.limits); an artist's (sched.limits) is refused before anything is looked up
+    ...byRole('remove a limit that does not exist', (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', name: `fuzz-${r.string(8)}` }), { refuse: 'RB_BAD_ARGUMENT' }, forbidden),
+    { label: 'list the limits', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
     // a name that is a valid token is looked up in a Map (no prototype to trip on), the rest fail the schema
-    ...HOSTILE_IDS.map((name): SemanticCase => ({ label: `remove limit '${name}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name }), expect: { refuse: isToken(name) ? 'RB_BAD_ARGUMENT' : 'RB_SCHEMA_MISMATCH' } })),
+    ...HOSTILE_IDS.flatMap((name) => byRole(`remove limit '${name}'`, () => ({ v: PROTOCOL_MAJOR, action: 'remove', name }), isToken(name) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(name) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
   ],
   SharesRequest: [
-    { label: 'remove a share that was never set', make: (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', project: `fuzz-${r.string(8)}` }), expect: { refuse: 'RB_BAD_ARGUMENT' } },
+    ...byRole('remove a share that was never set', (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', project: `fuzz-${r.string(8)}` }), { refuse: 'RB_BAD_ARGUMENT' }, forbidden),
     { label: 'list the shares', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
-    ...HOSTILE_IDS.map((project): SemanticCase => ({ label: `remove share '${project}'`, make: () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), expect: { refuse: isToken(project) ? 'RB_BAD_ARGUMENT' : 'RB_SCHEMA_MISMATCH' } })),
+    ...HOSTILE_IDS.flatMap((project) => byRole(`remove share '${project}'`, () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), isToken(project) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(project) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
   ],
   TaskResult: [
+    // only the host that holds a lease can end its task: a result naming another is refused
+    { label: 'another host than the sender', make: (f, r) => ({ ...result(f, r, `fuzz-${r.string(8)}`, 0, 1, 'done'), host: `${ghost}-${r.string(4)}` }), expect: forbidden },
     { label: 'an unknown job', make: (f, r) => result(f, r, `fuzz-${r.string(8)}`, r.int(0, 5), r.int(1, 3), r.pick(['done', 'failed'])), expect: { answer: true, check: noTaskHandedOut } },
     {
       label: 'a known job, a task it does not have',

@@ -1,13 +1,15 @@
 import { performance } from 'node:perf_hooks';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { NoRespondersError, type NatsConnection } from '@nats-io/transport-node';
 import {
-  catalog, codecFor, codecs, decodeAny, encodeAny, ErrorCodes, MAX_PAYLOAD, PROTOCOL_MAJOR, subjects,
-  type Codec, type SubjectEntry,
+  catalog, codecFor, codecs, decodeAny, encodeAny, ErrorCodes, MAX_PAYLOAD, PROTOCOL_MAJOR, Role, streams, subjects,
+  type Codec, type Principal, type SubjectEntry,
 } from '../../protocol/index.ts';
 import { accepts, backtrackingProbe, makeCase, malformed, reason, setPath, type CaseSource, type Family, type FuzzCase } from './fuzz-cases.ts';
 import { baseMessages, exampleFor, patternFields, semanticCases, type FarmFacts } from './fuzz-messages.ts';
 import { caseRng, randomSeed } from './fuzz-prng.ts';
-import { diffSnapshots, factsFrom, snapshotFarm } from './fuzz-state.ts';
+import { OPERATOR_TWINS, senderFor, subjectMatches, type SenderNames } from './fuzz-senders.ts';
+import { diffSnapshots, factsFrom, snapshotFarm, type FarmSnapshot } from './fuzz-state.ts';
 
 export { diffSnapshots, snapshotFarm, type FarmSnapshot } from './fuzz-state.ts';
 export type { Family } from './fuzz-cases.ts';
@@ -25,10 +27,23 @@ export type { Family } from './fuzz-cases.ts';
  * duplicated, stale and out-of-order results, bad patterns), patterns that backtrack, and
  * malformed events on the subjects the actors listen to. Only messages the local codec refuses
  * are sent, apart from the hand-made cases, which are chosen to change nothing.
+ *
+ * The bus is authenticated: each subject is sent on as the role that owns it, with its identity
+ * token (tools/chaos/fuzz-senders.ts), so that the server delivers it and what is tested is the
+ * actor's own validation. The operators' twins of owners' requests (`op.ctl` beside `sched.ctl`)
+ * are fuzzed too.
  */
 
 export interface FuzzOptions {
+  /** The fuzzer's reader: an operator's connection (it reads the farm's state and follows its events). */
   nc: NatsConnection;
+  /** A connection to the farm's bus as a principal of its site: the fuzzer sends as several (fuzzPrincipals) and closes them when done. */
+  connectAs: (p: Principal) => Promise<NatsConnection>;
+  /**
+   * The artist and operator the fuzzer sends as (default 'fuzz'); the farm's jobs should be this
+   * user's, so that steering them gets past the owner's check to the checks behind it.
+   */
+  user?: string;
   site: string;
   /** The render server whose `host.<host>.*` subjects are fuzzed. */
   host: string;
@@ -133,8 +148,12 @@ const MAX_NOTES = 100;
 
 interface Target extends CaseSource {
   entry: SubjectEntry;
-  /** The subject filled in for this farm. */
+  /** The subject filled in for this farm, with the sender's identity token. */
   subject: string;
+  /** Who sends on it. */
+  as: Principal;
+  /** The sender's connection (opened before the first case). */
+  nc: NatsConnection;
   reply: Codec<unknown>;
   stats: SubjectStats;
 }
@@ -148,6 +167,18 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const slowMs = o.slowMs ?? Infinity;
   const quiet = o.quiet ?? true;
   const { nc, site, host } = o;
+  const names: SenderNames = { site, host, user: o.user ?? 'fuzz' };
+  // one connection per principal the fuzzer sends as
+  const conns = new Map<string, Promise<NatsConnection>>();
+  const connFor = (p: Principal): Promise<NatsConnection> => {
+    const key = `${p.role}/${p.name}`;
+    let c = conns.get(key);
+    if (!c) {
+      c = o.connectAs(p);
+      conns.set(key, c);
+    }
+    return c;
+  };
   const report: FuzzReport = {
     seed, cases: o.cases, durationMs: 0, subjects: [], eventsPublished: {}, findings: [], findingsDropped: 0,
     stateChanged: false, stateDiff: [], eventsSeen: {}, slowest: [], notes: [],
@@ -162,12 +193,28 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const limit = Math.min(MAX_PAYLOAD, nc.info?.max_payload ?? MAX_PAYLOAD);
   if (limit !== MAX_PAYLOAD) note(`the server's max_payload is ${limit}, the protocol's limit ${MAX_PAYLOAD}`);
 
-  const before = await snapshotFarm(nc, site, timeoutMs);
+  /**
+   * The farm's state: jobs and hosts through the reader, the journal's counters through a
+   * scheduler's credential (only the scheduler's role may use the JetStream API).
+   */
+  const snapshot = async (): Promise<FarmSnapshot> => {
+    const snap = await snapshotFarm(nc, site, timeoutMs);
+    try {
+      const jsm = await jetstreamManager(await connFor({ role: Role.Scheduler, name: names.user }), { timeout: timeoutMs });
+      const info = await jsm.streams.info(streams.journal(site));
+      snap.journal = { messages: info.state.messages, lastSeq: info.state.last_seq };
+    } catch (err) {
+      note(`the journal's counters could not be read, so the state check leaves them out: ${(err as Error).message}`);
+    }
+    return snap;
+  };
+  const before = await snapshot();
   const facts = factsFrom(site, host, before);
   if (!before.hosts[host]) note(`render server '${host}' is not in the registry: slots assumed 1`);
   log(`fuzz: seed ${seed}, ${o.cases} cases per request subject, ${facts.jobs.length} job(s), host ${host} with ${facts.slotCount} slot(s)`);
 
-  const targets = requestTargets(site, host, facts, note, find);
+  const targets: Target[] = [];
+  for (const t of requestTargets(names, facts, note, find)) targets.push({ ...t, nc: await connFor(t.as) });
   const only = o.only ? new Map(o.only.map((x) => [`${x.subject}#${x.index}`, true])) : null;
 
   // Everything the farm publishes while fuzzed: with a quiet farm, nothing should be.
@@ -198,6 +245,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   } finally {
     watch.unsubscribe();
   }
+  await liveness();
   for (const [s, n] of seen) {
     const own = published.get(s) ?? 0;
     if (n > own) report.eventsSeen[s] = n - own;
@@ -206,13 +254,13 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     find({ kind: 'events', subject: 'rb.<site>.evt.>', problem: `the farm published events while only refused or settled requests came in: ${JSON.stringify(report.eventsSeen)}` });
   }
 
-  await liveness();
   try {
-    const after = await snapshotFarm(nc, site, timeoutMs);
+    const after = await snapshot();
     report.stateDiff = diffSnapshots(before, after);
   } catch (err) {
     report.stateDiff = [`could not read the farm's state afterwards: ${(err as Error).message}`];
   }
+  for (const c of conns.values()) await (await c).close().catch(() => {});
   report.stateChanged = report.stateDiff.length > 0;
   if (report.stateChanged) find({ kind: 'state-changed', subject: '*', problem: report.stateDiff.slice(0, 20).join('\n') });
   report.subjects = targets.map((t) => t.stats);
@@ -247,7 +295,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     const t0 = performance.now();
     let data: Uint8Array;
     try {
-      data = (await nc.request(t.subject, c.data, { timeout: timeoutMs })).data;
+      data = (await t.nc.request(t.subject, c.data, { timeout: timeoutMs })).data;
     } catch (err) {
       s.noReply++;
       const noResponder = err instanceof NoRespondersError || (err as Error).cause instanceof NoRespondersError;
@@ -313,14 +361,14 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     };
     let ok = true;
     try {
-      await nc.request(t.subject, over, { timeout: timeoutMs });
+      await t.nc.request(t.subject, over, { timeout: timeoutMs });
       find({ kind: 'client-limit', subject: t.entry.subject, problem: `a ${over.length}-byte request was sent and answered` });
       ok = false;
     } catch (err) {
       ok = refused('request', err) && ok;
     }
     try {
-      nc.publish(t.subject, over);
+      t.nc.publish(t.subject, over);
       find({ kind: 'client-limit', subject: t.entry.subject, problem: `a ${over.length}-byte publish was sent` });
       ok = false;
     } catch (err) {
@@ -328,7 +376,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     }
     if (ok) t.stats.clientRefused++;
     try {
-      await nc.flush();
+      await t.nc.flush();
     } catch (err) {
       find({ kind: 'client-limit', subject: t.entry.subject, problem: `the connection broke after an over-limit request: ${(err as Error).message}` });
     }
@@ -362,13 +410,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   async function fuzzEvents(): Promise<void> {
     const stored = subjects.storedEvents(site);
     const n = Math.max(1, Math.min(o.cases, 30));
+    const used = new Set<NatsConnection>();
     for (const entry of catalog) {
       if (entry.kind !== 'event') continue;
-      const subject = fillEventSubject(entry.subject, site, host, stored);
-      if (!subject) {
+      const filled = fillEventSubject(entry.subject, names, stored);
+      if (!filled) {
         note(`${entry.subject}: not fuzzed (every fill of it is kept in the event stream)`);
         continue;
       }
+      const sender = senderFor(entry.subject, filled, names);
+      if ('problem' in sender) {
+        find({ kind: 'not-covered', subject: entry.subject, problem: sender.problem });
+        continue;
+      }
+      const { subject } = sender;
+      const pub = await connFor(sender.as);
+      used.add(pub);
       const codec = codecFor(entry.message[1]);
       let base = exampleFor(entry.message[1]);
       if (base !== undefined && !accepts(codec, base)) base = undefined;
@@ -378,19 +435,20 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         const family = (['random-bytes', 'random-msgpack', 'mutated', 'wrong-major'] as const)[i % 4]!;
         const c = malformed(family, r, codec, base, Object.keys((base ?? {}) as object), facts);
         if (!c) continue;
-        nc.publish(subject, c.data);
+        pub.publish(subject, c.data);
         sent++;
       }
       published.set(subject, (published.get(subject) ?? 0) + sent);
       report.eventsPublished[entry.subject] = sent;
     }
-    await nc.flush();
+    for (const c of used) await c.flush();
   }
 
   async function liveness(): Promise<void> {
-    const ask = async (who: string, subject: string, data: Uint8Array, okWanted: boolean) => {
+    const operator = await connFor({ role: Role.Operator, name: names.user });
+    const ask = async (who: string, subject: string, data: Uint8Array, okWanted: boolean, via = nc) => {
       try {
-        const env = decodeAny((await nc.request(subject, data, { timeout: timeoutMs })).data) as { ok?: boolean; error?: { code?: string } };
+        const env = decodeAny((await via.request(subject, data, { timeout: timeoutMs })).data) as { ok?: boolean; error?: { code?: string } };
         if (okWanted ? env.ok !== true : !env.error?.code?.startsWith('RB_')) {
           find({ kind: 'actor-down', subject, problem: `${who} answered a normal request strangely: ${JSON.stringify(env).slice(0, 300)}` });
         }
@@ -400,18 +458,27 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     };
     await ask('the registry', subjects.regList(site), codecs.listRequest.encode({ v: PROTOCOL_MAJOR }), true);
     await ask('the scheduler', subjects.schedQuery(site), codecs.queryRequest.encode({ v: PROTOCOL_MAJOR, what: 'jobs' }), true);
-    await ask(`render server ${host}`, subjects.hostCtl(site, host), codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: 'fuzz-liveness.0' }), false);
+    await ask(`render server ${host}`, subjects.hostCtl(site, host), codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: 'fuzz-liveness.0' }), false, operator);
   }
 }
 
-/** The request subjects of the catalog, filled in for this farm, each with its codecs and messages. */
-function requestTargets(site: string, host: string, facts: FarmFacts, note: (line: string) => void, find: (f: Finding) => void): Target[] {
-  const targets: Target[] = [];
-  for (const entry of catalog) {
-    if (entry.kind !== 'request') continue;
-    const subject = entry.subject.replaceAll('<site>', site).replaceAll('<host>', host);
-    if (/[<>]/.test(subject)) {
-      find({ kind: 'not-covered', subject: entry.subject, problem: `the fuzzer cannot fill ${subject.match(/<[^>]+>/)?.[0]}: teach tools/chaos/fuzz.ts` });
+/** The request subjects of the catalog and the operators' twins, each filled in for this farm and its sender, with its codecs and messages. */
+function requestTargets(names: SenderNames, facts: FarmFacts, note: (line: string) => void, find: (f: Finding) => void): Omit<Target, 'nc'>[] {
+  const targets: Omit<Target, 'nc'>[] = [];
+  const requests = catalog.filter((e) => e.kind === 'request');
+  for (const [twin, of] of Object.entries(OPERATOR_TWINS)) {
+    const entry = requests.find((e) => e.subject === of);
+    if (entry && !requests.some((e) => e.subject === twin)) requests.push({ ...entry, subject: twin, from: 'operator', what: `${entry.what} (an operator's, for any job)` });
+  }
+  for (const entry of requests) {
+    const filled = fill(entry.subject, names);
+    if (/[<>]/.test(filled)) {
+      find({ kind: 'not-covered', subject: entry.subject, problem: `the fuzzer cannot fill ${filled.match(/<[^>]+>/)?.[0]}: teach tools/chaos/fuzz.ts` });
+      continue;
+    }
+    const sender = senderFor(entry.subject, filled, names);
+    if ('problem' in sender) {
+      find({ kind: 'not-covered', subject: entry.subject, problem: sender.problem });
       continue;
     }
     if (!entry.reply) {
@@ -430,35 +497,29 @@ function requestTargets(site: string, host: string, facts: FarmFacts, note: (lin
       if (base !== undefined && !accepts(request, base)) base = undefined;
       if (base === undefined) note(`${entry.subject}: no valid ${name} to mutate; random and oversize cases only`);
     }
-    const semantic = semanticCases[name] ?? [];
+    const semantic = (semanticCases[name] ?? []).filter((c) => !c.roles || c.roles.includes(sender.as.role));
     if (semantic.length === 0) note(`${entry.subject}: no hand-made cases for ${name}`);
     targets.push({
-      entry, subject, template: entry.subject, request, reply: codecFor(entry.reply[1]) as Codec<unknown>, base, semantic,
+      entry, subject: sender.subject, as: sender.as, template: entry.subject, request, reply: codecFor(entry.reply[1]) as Codec<unknown>, base, semantic,
       stats: { subject: entry.subject, schema: name, sent: 0, refused: 0, answeredOk: 0, noReply: 0, skipped: 0, excluded: 0, clientRefused: 0, families: {}, codes: {}, okLabels: {}, maxLatencyMs: 0 },
     });
   }
   return targets;
 }
 
+/** A catalog template filled in: the site, the render server under test, the fuzzer's user. */
+function fill(template: string, n: SenderNames): string {
+  return template.replaceAll('<site>', n.site).replaceAll('<host>', n.host).replaceAll('<user>', n.user);
+}
+
 /** One subject of an event template that is not kept in the event stream (so garbage does not pile up there). */
-function fillEventSubject(template: string, site: string, host: string, stored: string[]): string | undefined {
+function fillEventSubject(template: string, n: SenderNames, stored: string[]): string | undefined {
   for (const event of ['slot', 'progress', 'started', 'fuzz']) {
-    const s = template.replaceAll('<site>', site).replaceAll('<host>', host).replaceAll('<job>', 'fuzz-nojob').replaceAll('<frame>', '1').replaceAll('<event>', event);
+    const s = fill(template, n).replaceAll('<job>', 'fuzz-nojob').replaceAll('<frame>', '1').replaceAll('<event>', event);
     if (/[<>]/.test(s)) return undefined;
     if (!stored.some((p) => subjectMatches(p, s))) return s;
   }
   return undefined;
-}
-
-/** NATS wildcard matching: `*` one token, `>` the rest. */
-function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return s.length > i;
-    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
-  }
-  return p.length === s.length;
 }
 
 // --- helpers -------------------------------------------------------------------------------

@@ -3,11 +3,13 @@ import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
 import { waitUntil } from '../lib/wait-until.ts';
-import { codecs, PROTOCOL_MAJOR, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary } from '../../protocol/index.ts';
+import { codecs, inboxPrefix, PROTOCOL_MAJOR, Role, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary, type Principal } from '../../protocol/index.ts';
+import { keyOf, localCredsPath, prepareSiteAuth } from '../../sites/auth/index.ts';
+import { writeAuthConfig } from '../../sites/nats-server.ts';
 
 /*
  * A real farm for the chaos driver, every part a separate process that can be killed with
@@ -15,7 +17,9 @@ import { codecs, PROTOCOL_MAJOR, subjects, type HostRecord, type JobDetail, type
  * registry, a scheduler and render servers, the actors started through the CLI. Each
  * process's output goes to <dir>/logs/<name>.log, appended across restarts with a header
  * line per start. Every child is started through `setpriv --pdeathsig KILL`, so none
- * outlives the driver, even when the driver itself is killed outright.
+ * outlives the driver, even when the driver itself is killed outright. Like a real site's, the
+ * bus is authenticated: each actor logs in with a credential of its own, the driver as an
+ * operator (the credentials live in <dir>/auth, nats-server's user list in <dir>/nats/auth.conf).
  */
 
 export const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
@@ -146,8 +150,11 @@ export class NatsMember extends Member {
         'server_name: "chaos"',
         'max_payload: 1048576',
         `jetstream { store_dir: ${JSON.stringify(join(this.dir, 'jetstream'))} }`,
+        // the users and their permissions (sites/nats-server.ts writeAuthConfig): no anonymous way in
+        'include "auth.conf"',
         '',
       ].join('\n'),
+      { mode: 0o600 },
     );
     await super.start();
     const portsFile = join(this.dir, `nats-server_${this.proc!.pid!}.ports`);
@@ -198,6 +205,9 @@ export interface ChaosFarmOptions {
   slots: number;
 }
 
+/** The operator the driver acts as: it submits the jobs and follows the farm. */
+export const CHAOS_OPERATOR = 'chaos';
+
 /** The whole farm: its members, and a monitoring NATS connection that reconnects forever. */
 export class ChaosFarm {
   readonly nats: NatsMember;
@@ -210,16 +220,25 @@ export class ChaosFarm {
   constructor(readonly o: ChaosFarmOptions) {
     this.logsDir = join(o.dir, 'logs');
     this.nats = new NatsMember(join(o.dir, 'nats'), join(this.logsDir, 'nats-server.log'));
-    const global = () => ['--nats', this.nats.url, '--site', o.site];
-    this.registry = new ActorMember('registry', 'registry', join(this.logsDir, 'registry.log'), () => ['registry', ...global()]);
-    this.scheduler = new ActorMember('scheduler', 'scheduler', join(this.logsDir, 'scheduler.log'), () => ['scheduler', ...global()]);
+    const global = (p: Principal) => ['--nats', this.nats.url, '--site', o.site, '--creds', localCredsPath(o.dir, p)];
+    this.registry = new ActorMember('registry', 'registry', join(this.logsDir, 'registry.log'), () => ['registry', ...global({ role: Role.Registry, name: Role.Registry })]);
+    this.scheduler = new ActorMember('scheduler', 'scheduler', join(this.logsDir, 'scheduler.log'), () => ['scheduler', ...global({ role: Role.Scheduler, name: Role.Scheduler })]);
     for (let i = 1; i <= o.renderServers; i++) {
       const host = `rs-${i}`;
-      this.renderServers.push(
-        // renderers inherit the environment: CHAOS_HOST tells a frame script where it runs
-        new ActorMember(host, 'render-server', join(this.logsDir, `${host}.log`), () => ['render-server', '--host', host, '--slots', String(o.slots), ...global()], { CHAOS_HOST: host }),
-      );
+      const args = () => ['render-server', '--host', host, '--slots', String(o.slots), ...global({ role: Role.RenderServer, name: host })];
+      // renderers inherit the environment: CHAOS_HOST tells a frame script where it runs
+      this.renderServers.push(new ActorMember(host, 'render-server', join(this.logsDir, `${host}.log`), args, { CHAOS_HOST: host }));
     }
+  }
+
+  /** Every process's principal: one credential each, issued once and kept across restarts. */
+  principals(): Principal[] {
+    return [
+      { role: Role.Registry, name: Role.Registry },
+      { role: Role.Scheduler, name: Role.Scheduler },
+      ...this.renderServers.map((m) => ({ role: Role.RenderServer, name: m.name })),
+      { role: Role.Operator, name: CHAOS_OPERATOR },
+    ];
   }
 
   get site(): string {
@@ -233,10 +252,16 @@ export class ChaosFarm {
   /** Starts nats-server, the monitoring connection and every actor; waits until the farm serves. */
   async start(timeoutMs = 60_000): Promise<void> {
     await mkdir(this.logsDir, { recursive: true });
+    const auth = await prepareSiteAuth(this.o.dir, this.site, this.principals());
+    await mkdir(this.nats.dir, { recursive: true, mode: 0o700 });
+    await writeAuthConfig(this.nats.dir, auth.users);
+    const operator = auth.creds.get(keyOf({ role: Role.Operator, name: CHAOS_OPERATOR }))!;
     await this.nats.start();
     this.nc = await connect({
       servers: this.nats.url,
       name: 'renderbus-chaos',
+      authenticator: nkeyAuthenticator(new TextEncoder().encode(operator.seed)),
+      inboxPrefix: inboxPrefix(operator),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       waitOnFirstConnect: true,
@@ -319,7 +344,7 @@ export class ChaosFarm {
 
   /** One submit request with a client-chosen job id (a retry of the same id is idempotent). */
   async submit(spec: JobSpec, jobId: string, timeoutMs = 5_000): Promise<{ jobId: string; frames: number; tasks: number }> {
-    return call(this.client(), subjects.schedSubmit(this.site), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec, jobId }, codecs.submitReply, { timeoutMs });
+    return call(this.client(), subjects.schedSubmit(this.site, CHAOS_OPERATOR), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec, jobId }, codecs.submitReply, { timeoutMs });
   }
 }
 

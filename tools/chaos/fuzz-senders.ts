@@ -1,4 +1,4 @@
-import { permissionsFor, Role, subjects, type Principal } from '../../protocol/index.ts';
+import { describePrincipal, permissionsFor, Role, subjects, type Principal } from '../../protocol/index.ts';
 
 /*
  * Who the fuzzer is when it sends on each subject of the catalog. The bus is authenticated: the
@@ -101,7 +101,7 @@ export function senderFor(template: string, filled: string, n: SenderNames): Sen
   if (!route) return { problem: `the fuzzer does not know who sends on ${template}: teach tools/chaos/fuzz-senders.ts` };
   const as = principal(route.who, n);
   const subject = route.subject ? route.subject(n, filled) : filled;
-  if (!mayPublish(n.site, as, subject)) return { problem: `a ${as.role} may not publish ${subject} (protocol/roles.ts), yet it is the one that sends there` };
+  if (!mayPublish(n.site, as, subject)) return { problem: `${describePrincipal(as)} may not publish ${subject} (protocol/roles.ts), yet it is the one that sends there` };
   return { as, subject };
 }
 

@@ -30,6 +30,18 @@ export function watchDenials(nc: NatsConnection, who: Principal, log?: Logger): 
   })();
 }
 
+/**
+ * The client may itself fail a request the server refused (a RequestError naming the permission
+ * violation): the same RB_FORBIDDEN, naming whose credential it was. Null for any other failure.
+ */
+export function asRefusal(nc: NatsConnection, subject: string, cause: unknown): FarmError | null {
+  if (cause instanceof FarmError) return cause.code === 'RB_FORBIDDEN' ? cause : null;
+  const text = `${(cause as Error)?.message ?? ''} ${((cause as Error)?.cause as Error | undefined)?.message ?? ''}`;
+  if (!/permissions violation/i.test(text)) return null;
+  const who = watches.get(nc)?.who;
+  return new FarmError('RB_FORBIDDEN', `the NATS server refused ${subject} to this credential${who ? ` (${describePrincipal(who)})` : ''}`, { cause });
+}
+
 /** Settles (rejects) when the server refuses a publish on `subject`; `done()` stops waiting. */
 export function refusal(nc: NatsConnection, subject: string): { refused: Promise<never>; done(): void } {
   const w = watches.get(nc);

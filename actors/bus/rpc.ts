@@ -1,7 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { FarmError, PROTOCOL_MAJOR, type Codec, type ErrorCode, type WireError } from '../../protocol/index.ts';
-import { refusal } from './denials.ts';
+import { asRefusal, refusal } from './denials.ts';
 
 type Envelope<B> = { v: 1; ok: true; body: B } | { v: 1; ok: false; error: WireError };
 
@@ -69,7 +69,8 @@ export async function call<Req, Body>(
     const m = await Promise.race([nc.request(subject, request.encode(msg), { timeout: opts.timeoutMs ?? 5_000 }), denied.refused]);
     data = m.data;
   } catch (cause) {
-    if (cause instanceof FarmError) throw cause; // the server refused this credential the subject
+    const refused = asRefusal(nc, subject, cause); // the server refused this credential the subject
+    if (refused) throw refused;
     const code = opts.unavailable ?? 'RB_REMOTE_UNKNOWN';
     throw new FarmError(code, `no answer on ${subject}: ${(cause as Error).message}`, { cause, retryable: true });
   } finally {

@@ -1,44 +1,14 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  chunkFrames, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
+  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
+import { PreviewOrder, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
-export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
-export type TaskState = (typeof TaskState)[keyof typeof TaskState];
-
-export interface Task {
-  index: number;
-  frames: number[];
-  state: TaskState;
-  /** Attempt of the latest dispatch; 0 before the first. */
-  attempt: number;
-  /** Failed attempts so far (a lost host or a hand-back is not a failure). */
-  failures: number;
-  /** The attempt whose result was applied last: the same result again is a duplicate. */
-  resolvedAttempt?: number;
-  host?: string;
-  slot?: number;
-  startedAt?: number;
-  finishedAt?: number;
-  outputs?: { frame: number; path: string }[];
-  error?: string;
-  stats?: TaskStats;
-  /** Memory it may use (MB), when raised above the job's memoryMb after it ran out. */
-  memoryMb?: number;
-  /** taskDuration: the re-split of the job's tasks that this task's result decided (journaled with it). */
-  rechunk?: Rechunk;
-}
-
-/** The job's tasks not handed out yet, from order position `from` on (all but `keep`), split again into tasks of `size` frames. */
-export interface Rechunk {
-  from: number;
-  keep: number[];
-  size: number;
-}
+export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
 
 export interface Job {
   id: string;
@@ -55,11 +25,12 @@ export interface Job {
   submittedAt: number;
   startedAt?: number;
   finishedAt?: number;
-  tasks: Task[];
+  /** Its tasks: untouched ones are computed from its frame runs, not stored. */
+  tasks: TaskTable;
   /** Next never-dispatched task, and tasks handed back (host lost, assignment refused, retry). */
   cursor: number;
   /** previewFirst: the order tasks are first handed out in (first, last, middle, then the rest); else index order. */
-  order: number[] | null;
+  order: PreviewOrder | null;
   requeued: number[];
   queuedTasks: number;
   inPending: boolean;
@@ -90,8 +61,6 @@ export interface Job {
   dependents: Job[];
   /** Frame by frame: frame N of this job waits for frame N of each of these (`afterFrames`). */
   afterFrames: Job[];
-  /** Frame number → its task, built when another job first waits on this one's frames. */
-  frameTasks?: Map<number, Task>;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -166,7 +135,7 @@ export class JobBook {
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
     const machine = createActor(jobMachine).start();
-    const total = prepared.frames.length;
+    const total = prepared.frames.count;
     const job: Job = {
       id,
       seq: this.seq++,
@@ -179,11 +148,11 @@ export class JobBook {
       group: spec.group ?? 'unknown',
       project: spec.project ?? spec.group ?? 'unknown',
       submittedAt: at,
-      tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0, failures: 0 })),
+      tasks: new TaskTable(prepared.frames, prepared.chunk, { dir: prepared.outputDir, pattern: prepared.outputPattern, base: at }),
       cursor: 0,
-      order: spec.previewFirst ? previewOrder(prepared.tasks.length) : null,
+      order: spec.previewFirst ? new PreviewOrder(prepared.taskCount) : null,
       requeued: [],
-      queuedTasks: prepared.tasks.length,
+      queuedTasks: prepared.taskCount,
       inPending: false,
       machine,
       counts: { total, queued: total, running: 0, done: 0, failed: 0 },
@@ -340,7 +309,7 @@ export class JobBook {
   /** Frame by frame: why none of its queued frames may start, when that is so. */
   private frameDependencyReason(job: Job): WaitReason | undefined {
     if (job.afterFrames.length === 0 || job.queuedTasks === 0) return undefined;
-    if (job.tasks.some((t) => t.state === TaskState.Queued && this.framesReady(job, t))) return undefined;
+    for (let i = 0; i < job.tasks.length; i++) if (job.tasks.stateOf(i) === TaskState.Queued && this.framesReady(job, i)) return undefined;
     const ended = job.afterFrames.find((d) => ['failed', 'cancelled'].includes(this.state(d)));
     const dep = ended ?? job.afterFrames.find((d) => !this.isFinished(d)) ?? job.afterFrames[0]!;
     const state = this.state(dep);
@@ -448,8 +417,14 @@ export class JobBook {
   retry(job: Job, frames?: readonly number[]): Task[] {
     this.flushRestored(job); // replayed: the results before this retry count first
     if (this.state(job) === 'cancelled') return [];
-    const chosen = frames ? new Set(frames) : null;
-    const tasks = job.tasks.filter((t) => (chosen ? t.frames.some((f) => chosen.has(f)) && (t.state === TaskState.Done || t.state === TaskState.Failed) : t.state === TaskState.Failed));
+    // ended tasks were all touched: only stored tasks can be retried
+    const ended = (s: TaskState) => s === TaskState.Done || s === TaskState.Failed;
+    const tasks = frames
+      ? [...new Set(frames.map((f) => job.tasks.taskOfFrame(f)))]
+        .filter((i): i is number => i !== undefined && ended(job.tasks.stateOf(i)))
+        .sort((a, b) => a - b)
+        .map((i) => job.tasks.get(i)!)
+      : [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.index - b.index);
     if (tasks.length === 0) return [];
     let done = 0;
     let failed = 0;
@@ -506,7 +481,7 @@ export class JobBook {
 
   /** The task's lease is still this attempt's, on this slot, and it has not ended. */
   holds(jobId: string, taskIndex: number, attempt: number, host: string, slot: number): boolean {
-    const task = this.jobs.get(jobId)?.tasks[taskIndex];
+    const task = this.jobs.get(jobId)?.tasks.peek(taskIndex);
     const lease = task && this.leases.get(task);
     return lease !== undefined && task!.state === TaskState.Running && task!.attempt === attempt && lease.host === host && lease.slot === slot;
   }
@@ -594,7 +569,7 @@ export class JobBook {
   /** The assignment never reached the slot (refused, or no answer): the task goes back to the queue. */
   unlease(jobId: string, taskIndex: number, attempt: number): void {
     const job = this.jobs.get(jobId);
-    const task = job?.tasks[taskIndex];
+    const task = job?.tasks.peek(taskIndex);
     if (!job || !task || task.state !== TaskState.Running || task.attempt !== attempt) return;
     this.requeue(job, task);
   }
@@ -608,8 +583,9 @@ export class JobBook {
    */
   result(r: TaskResult, now: number): ResultOutcome {
     const job = this.jobs.get(r.jobId);
-    const task = job?.tasks[r.taskIndex];
-    if (!job || !task) return { kind: 'unknown' };
+    if (!job || !job.tasks.has(r.taskIndex)) return { kind: 'unknown' };
+    // an untouched task was never handed out: its result is stale, and it stays untouched
+    const task = job.tasks.peek(r.taskIndex) ?? job.tasks.view(r.taskIndex)!;
     const lease = this.leases.get(task);
     const fromHolder = lease !== undefined && lease.host === r.host && lease.slot === r.slot;
     if (task.resolvedAttempt === r.attempt && task.host === r.host && r.status !== 'returned') return { kind: 'duplicate', job, task };
@@ -648,6 +624,7 @@ export class JobBook {
           task.rechunk = plan;
         }
       }
+      job.tasks.done(task);
       this.finishIfEnded(job, now);
       return { kind: 'accepted', job, task, retried: false };
     }
@@ -701,7 +678,7 @@ export class JobBook {
     const listed = new Set<Task>();
     for (const h of held) {
       const job = this.jobs.get(h.jobId);
-      const task = job?.tasks[h.taskIndex];
+      const task = job?.tasks.view(h.taskIndex);
       if (!job || !task) {
         out.foreign.push(h);
         continue;
@@ -711,9 +688,10 @@ export class JobBook {
         lease.unconfirmed = 0;
         listed.add(task);
       } else if (task.state === TaskState.Queued && h.attempt >= task.attempt && task.resolvedAttempt !== h.attempt && !this.isFinished(job)) {
-        this.adopt(job, task, host, h.slot, h.attempt, now);
-        listed.add(task);
-        out.adopted.push(task);
+        const kept = job.tasks.get(h.taskIndex)!;
+        this.adopt(job, kept, host, h.slot, h.attempt, now);
+        listed.add(kept);
+        out.adopted.push(kept);
       } else if (h.state !== 'reporting') {
         // a result on its way is judged when it arrives (it may still be taken)
         out.foreign.push(h);
@@ -754,10 +732,12 @@ export class JobBook {
   /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
   cancel(job: Job, now: number): Task[] {
     this.flushRestored(job); // a replayed cancel comes after the job's replayed results
-    const running = job.tasks.filter((t) => t.state === TaskState.Running);
+    const touched = [...job.tasks.touchedTasks()];
+    const running = touched.filter((t) => t.state === TaskState.Running).sort((a, b) => a.index - b.index);
     job.runningTasks = 0;
-    for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
-    for (const t of job.tasks) this.dropLease(t);
+    for (const t of touched) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
+    job.tasks.cancelUntouched();
+    for (const t of running) this.dropLease(t);
     job.queuedTasks = 0;
     this.pendingDirty = true;
     job.requeued = [];
@@ -770,8 +750,8 @@ export class JobBook {
 
   /** Journal replay: an attempt failed and the task was queued again. */
   restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats): void {
-    const task = job.tasks[taskIndex];
-    if (!task || task.state !== TaskState.Queued || task.resolvedAttempt === attempt) return;
+    if (job.tasks.stateOf(taskIndex) !== TaskState.Queued || job.tasks.peek(taskIndex)?.resolvedAttempt === attempt) return;
+    const task = job.tasks.get(taskIndex)!;
     task.failures += 1;
     if (error?.startsWith('RB_OUT_OF_MEMORY') && stats) this.raiseMemory(job, task, stats);
     task.attempt = Math.max(task.attempt, attempt);
@@ -781,8 +761,8 @@ export class JobBook {
 
   /** Journal replay: a task ended before the restart. */
   restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>, rechunk?: Rechunk): void {
-    const task = job.tasks[taskIndex];
-    if (!task || task.state !== TaskState.Queued) return;
+    if (!job.tasks.has(taskIndex) || job.tasks.stateOf(taskIndex) !== TaskState.Queued) return;
+    const task = job.tasks.get(taskIndex)!;
     this.dropQueued(job, task);
     Object.assign(task, detail);
     if (status === 'done' && detail.stats) {
@@ -796,6 +776,7 @@ export class JobBook {
     }
     task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
+    if (status === 'done') job.tasks.done(task);
     // counted here and told to the job's machine once per job: a transition per record was a
     // third of a long replay (docs/benchmarks.md, scheduler recovery)
     const r = (job.restored ??= { done: 0, failed: 0, at: job.submittedAt });
@@ -843,24 +824,32 @@ export class JobBook {
     return s;
   }
 
+  /** The job with every frame (a large job's view is paged instead: frameRecords). */
   detail(job: Job): JobDetail {
-    const frames: FrameRecord[] = [];
-    for (const t of job.tasks) {
-      for (const frame of t.frames) {
-        const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
-        if (t.host !== undefined) r.host = t.host;
-        if (t.slot !== undefined) r.slot = t.slot;
-        if (t.startedAt !== undefined) r.startedAt = t.startedAt;
-        if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
-        const out = t.outputs?.find((o) => o.frame === frame);
-        if (out) r.output = out.path;
-        if (t.error !== undefined) r.error = t.error;
-        if (t.stats) r.stats = t.stats;
-        frames.push(r);
+    return { ...this.summary(job), spec: job.spec, frames: [...this.frameRecords(job)] };
+  }
+
+  /** The job's frames from after frame `after` on (all when undefined), ascending, each as its task has it. */
+  *frameRecords(job: Job, after?: number): Generator<FrameRecord> {
+    let settled: Task | undefined; // a settled task read back once for all its frames
+    for (const { frame, task } of job.tasks.framesFrom(after)) {
+      let t = job.tasks.peek(task);
+      if (!t && job.tasks.stateOf(task) === TaskState.Done) t = settled?.index === task ? settled : (settled = job.tasks.view(task));
+      if (!t) {
+        yield { frame, state: job.tasks.stateOf(task), taskIndex: task, attempt: 0 };
+        continue;
       }
+      const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
+      if (t.host !== undefined) r.host = t.host;
+      if (t.slot !== undefined) r.slot = t.slot;
+      if (t.startedAt !== undefined) r.startedAt = t.startedAt;
+      if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
+      const out = t.outputs?.find((o) => o.frame === frame);
+      if (out) r.output = out.path;
+      if (t.error !== undefined) r.error = t.error;
+      if (t.stats) r.stats = t.stats;
+      yield r;
     }
-    frames.sort((a, b) => a.frame - b.frame); // tasks re-split by taskDuration come after the rest
-    return { ...this.summary(job), spec: job.spec, frames };
   }
 
   /** Active jobs in queue order, then ended ones, newest first. */
@@ -872,7 +861,8 @@ export class JobBook {
   }
 
   failures(job: Job): { frame: number; error: string }[] {
-    return job.tasks.filter((t) => t.state === TaskState.Failed).flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
+    const failed = [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.frames[0]! - b.frames[0]!);
+    return failed.flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
   }
 
   private eta(job: Job): number | undefined {
@@ -891,12 +881,14 @@ export class JobBook {
   }
 
   /** Whether every frame of the task may start: each job it runs after frame by frame has that frame done (or does not have it). */
-  private framesReady(job: Job, task: Task): boolean {
+  private framesReady(job: Job, index: number): boolean {
+    if (job.afterFrames.length === 0) return true;
+    const first = job.tasks.firstFrameOf(index);
+    const n = job.tasks.frameCountOf(index);
     for (const dep of job.afterFrames) {
-      dep.frameTasks ??= new Map(dep.tasks.flatMap((t) => t.frames.map((f) => [f, t] as const)));
-      for (const f of task.frames) {
-        const t = dep.frameTasks.get(f);
-        if (t && t.state !== TaskState.Done) return false;
+      for (let f = first; f < first + n; f++) {
+        const t = dep.tasks.taskOfFrame(f);
+        if (t !== undefined && dep.tasks.stateOf(t) !== TaskState.Done) return false;
       }
     }
     return true;
@@ -904,21 +896,22 @@ export class JobBook {
 
   /** Frame by frame: the first queued task whose frames may start, taken without skipping the others. */
   private takeReady(job: Job, hostRamMb?: number): Task | undefined {
-    job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
-    const at = job.requeued.findIndex((i) => job.tasks[i]!.state === TaskState.Queued && fits(job.tasks[i]!, hostRamMb) && this.framesReady(job, job.tasks[i]!));
+    const tasks = job.tasks;
+    job.requeued = job.requeued.filter((i) => tasks.stateOf(i) === TaskState.Queued);
+    const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb) && this.framesReady(job, i));
     if (at >= 0) {
       const [i] = job.requeued.splice(at, 1);
       this.took(job);
-      return job.tasks[i!];
+      return tasks.get(i!);
     }
-    for (let i = job.cursor; i < job.tasks.length; i++) {
-      const t = job.tasks[job.order ? job.order[i]! : i]!;
-      if (t.state !== TaskState.Queued || !this.framesReady(job, t)) continue;
+    for (let p = job.cursor; p < tasks.length; p++) {
+      const i = job.order ? job.order.at(p) : p;
+      if (tasks.stateOf(i) !== TaskState.Queued || !this.framesReady(job, i)) continue;
       // the queued tasks it passed over wait in `requeued`, checked first next time
-      job.requeued.push(...this.skippedBetween(job, job.cursor, i));
-      job.cursor = i + 1;
+      job.requeued.push(...this.skippedBetween(job, job.cursor, p));
+      job.cursor = p + 1;
       this.took(job);
-      return t;
+      return tasks.get(i);
     }
     return undefined;
   }
@@ -926,39 +919,40 @@ export class JobBook {
   /** Tasks still queued between two cursor positions (frame by frame: passed over, to be taken later). */
   private skippedBetween(job: Job, from: number, to: number): number[] {
     const out: number[] = [];
-    for (let i = from; i < to; i++) {
-      const index = job.order ? job.order[i]! : i;
-      if (job.tasks[index]!.state === TaskState.Queued) out.push(index);
+    for (let p = from; p < to; p++) {
+      const index = job.order ? job.order.at(p) : p;
+      if (job.tasks.stateOf(index) === TaskState.Queued) out.push(index);
     }
     return out;
   }
 
   private takeQueued(job: Job, hostRamMb?: number): Task | undefined {
     if (job.afterFrames.length > 0) return this.takeReady(job, hostRamMb);
+    const tasks = job.tasks;
     if (job.memoryRaised) {
       // a task whose memory was raised may not fit this host: take the first that does
-      job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
-      const at = job.requeued.findIndex((i) => fits(job.tasks[i]!, hostRamMb));
+      job.requeued = job.requeued.filter((i) => tasks.stateOf(i) === TaskState.Queued);
+      const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb));
       if (at >= 0) {
         const [i] = job.requeued.splice(at, 1);
         this.took(job);
-        return job.tasks[i!];
+        return tasks.get(i!);
       }
     }
     while (job.requeued.length > 0 && !job.memoryRaised) {
-      const t = job.tasks[job.requeued.shift()!]!;
-      if (t.state === TaskState.Queued) {
+      const i = job.requeued.shift()!;
+      if (tasks.stateOf(i) === TaskState.Queued) {
         this.took(job);
-        return t;
+        return tasks.get(i);
       }
     }
-    const length = job.order ? job.order.length : job.tasks.length;
+    const length = job.order ? job.order.length : tasks.length;
     while (job.cursor < length) {
-      const i = job.cursor++;
-      const t = job.tasks[job.order ? job.order[i]! : i]!;
-      if (t.state === TaskState.Queued) {
+      const p = job.cursor++;
+      const i = job.order ? job.order.at(p) : p;
+      if (tasks.stateOf(i) === TaskState.Queued) {
         this.took(job);
-        return t;
+        return tasks.get(i);
       }
     }
     return undefined;
@@ -999,12 +993,14 @@ export class JobBook {
   memoryBlocked(job: Job, maxRamMb: number): number | undefined {
     if (!job.memoryRaised) return undefined;
     let least = Infinity;
-    for (const t of job.tasks) {
+    for (const t of job.tasks.touchedTasks()) {
       if (t.state !== TaskState.Queued) continue;
       const need = memoryOf(job, t) ?? 0;
       if (need <= maxRamMb) return undefined;
       least = Math.min(least, need);
     }
+    // untouched tasks need the job's memory, which every matching host has
+    if (least !== Infinity && job.tasks.untouchedQueued()) return undefined;
     return least === Infinity ? undefined : least;
   }
 
@@ -1020,23 +1016,24 @@ export class JobBook {
     if (ideal < job.chunkSize * 1.5 && ideal * 1.5 > job.chunkSize) return undefined;
     const { untouched, keep } = this.untouchedTail(job, job.cursor, []);
     let frames = 0;
-    for (const t of untouched) frames += t.frames.length;
+    for (const i of untouched) frames += job.tasks.frameCountOf(i);
     if (untouched.length === 0 || Math.ceil(frames / ideal) === untouched.length) return undefined; // nothing would change
     return { from: job.cursor, keep, size: ideal };
   }
 
   /** Tasks at order positions `from` on never handed out (queued, no attempt, not handed back), and the others (`keep`). */
-  private untouchedTail(job: Job, from: number, keepGiven: readonly number[]): { untouched: Task[]; keep: number[] } {
+  private untouchedTail(job: Job, from: number, keepGiven: readonly number[]): { untouched: number[]; keep: number[] } {
     const kept = new Set(keepGiven);
     const requeued = new Set(job.requeued);
-    const untouched: Task[] = [];
+    const untouched: number[] = [];
     const keep: number[] = [];
-    const length = job.order ? job.order.length : job.tasks.length;
+    const tasks = job.tasks;
+    const length = job.order ? job.order.length : tasks.length;
     for (let p = from; p < length; p++) {
-      const t = job.tasks[job.order ? job.order[p]! : p]!;
-      if (t.frames.length === 0) continue; // split before
-      if (kept.has(t.index) || t.state !== TaskState.Queued || t.attempt > 0 || requeued.has(t.index)) keep.push(t.index);
-      else untouched.push(t);
+      const i = job.order ? job.order.at(p) : p;
+      if (tasks.frameCountOf(i) === 0) continue; // split before
+      if (kept.has(i) || tasks.stateOf(i) !== TaskState.Queued || (tasks.peek(i)?.attempt ?? 0) > 0 || requeued.has(i)) keep.push(i);
+      else untouched.push(i);
     }
     return { untouched, keep };
   }
@@ -1044,20 +1041,20 @@ export class JobBook {
   /** Applies a re-split (live, or replayed from the journal): the untouched tasks give their frames to new tasks of `size` frames. */
   private rechunk(job: Job, plan: Rechunk): void {
     const { untouched } = this.untouchedTail(job, plan.from, plan.keep);
-    const frames = untouched.flatMap((t) => t.frames).sort((a, b) => a - b);
-    for (const t of untouched) {
-      t.frames = [];
-      t.state = TaskState.Cancelled; // an empty husk: its frames live on in the new tasks
+    const tasks = job.tasks;
+    // their frames as runs of consecutive frames, cut into tasks of `size` (as chunkFrames cuts)
+    const spans = untouched.map((i) => ({ first: tasks.firstFrameOf(i), count: tasks.frameCountOf(i) })).sort((a, b) => a.first - b.first);
+    const runs: { first: number; count: number }[] = [];
+    for (const sp of spans) {
+      const last = runs.at(-1);
+      if (last && last.first + last.count === sp.first) last.count += sp.count;
+      else runs.push({ ...sp });
     }
-    const chunks = chunkFrames(frames, plan.size);
-    for (const chunk of chunks) {
-      const index = job.tasks.length;
-      job.tasks.push({ index, frames: chunk, state: TaskState.Queued, attempt: 0, failures: 0 });
-      job.order?.push(index);
-    }
+    const chunks: { first: number; count: number }[] = [];
+    for (const r of runs) for (let k = 0; k < r.count; k += plan.size) chunks.push({ first: r.first + k, count: Math.min(plan.size, r.count - k) });
+    for (const index of tasks.resplit(untouched, chunks)) job.order?.push(index);
     job.queuedTasks += chunks.length - untouched.length;
     job.chunkSize = plan.size;
-    job.frameTasks = undefined; // jobs waiting on its frames look them up again
   }
 
   private requeue(job: Job, task: Task): void {
@@ -1097,13 +1094,6 @@ export class JobBook {
   }
 }
 
-/** First, last and middle task, then the rest in order: a look at the whole shot before it all renders. */
-export function previewOrder(n: number): number[] {
-  const first = [...new Set([0, n - 1, Math.floor((n - 1) / 2)])].filter((i) => i >= 0 && i < n);
-  const picked = new Set(first);
-  return [...first, ...Array.from({ length: n }, (_, i) => i).filter((i) => !picked.has(i))];
-}
-
 /** Lower priority number first; FIFO within a priority. */
 function queueOrder(a: Job, b: Job): number {
   return a.prepared.priority - b.prepared.priority || a.seq - b.seq;
@@ -1121,7 +1111,7 @@ function memoryOf(job: Job, task: Task): number | undefined {
   return task.memoryMb ?? job.spec.memoryMb;
 }
 
-/** Whether a task's memory fits a host's RAM (unknown RAM: yes). */
-function fits(task: Task, hostRamMb: number | undefined): boolean {
-  return hostRamMb === undefined || task.memoryMb === undefined || task.memoryMb <= hostRamMb;
+/** Whether a task's memory fits a host's RAM (unknown RAM, or an untouched task: yes). */
+function fits(task: Task | undefined, hostRamMb: number | undefined): boolean {
+  return hostRamMb === undefined || task?.memoryMb === undefined || task.memoryMb <= hostRamMb;
 }

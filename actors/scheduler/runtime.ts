@@ -83,7 +83,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
   const onLeased = (job: Job, a: TaskAssignment, firstStart: boolean) => {
     if (firstStart) jobEvent(job, 'started');
-    frameEvent(job, a.frames, 'dispatched', { slot: a.slot, attempt: a.attempt, host: job.tasks[a.taskIndex]!.host });
+    frameEvent(job, a.frames, 'dispatched', { slot: a.slot, attempt: a.attempt, host: job.tasks.peek(a.taskIndex)?.host });
   };
   const announcedEnd = new Set<string>();
   /** Announces a job's end (event, log): once per job, whatever path ended it. The notifier actor tells people. */
@@ -126,7 +126,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
     const jobId = req.jobId ?? newJobId(now());
-    const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
+    const counts = { jobId, frames: prepared.frames.count, tasks: prepared.taskCount };
     if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
     for (const field of ['after', 'afterFrames'] as const) {
       const unknown = (req.spec[field] ?? []).filter((id) => !book.jobs.has(id));
@@ -172,8 +172,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (req.action === 'release' && !job.held) throw refuse('it is not held');
     if ((req.action === 'pause' || req.action === 'resume') && book.isFinished(job)) throw refuse(`it is ${state}`);
     if (req.action === 'retry' && req.frames) {
-      const known = new Set(job.prepared.frames);
-      const unknown = req.frames.filter((f) => !known.has(f));
+      const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
       if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
     }
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
@@ -433,7 +432,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   const dropForeign = (host: string, h: HeldLease) => {
-    const task = book.jobs.get(h.jobId)?.tasks[h.taskIndex];
+    const task = book.jobs.get(h.jobId)?.tasks.view(h.taskIndex);
     const why = !task ? 'unknown job' : task.state === 'running' ? `attempt ${task.attempt} runs on ${task.host ?? '?'}` : `task is ${task.state}`;
     killTask(host, h.taskId, why, h.attempt);
   };

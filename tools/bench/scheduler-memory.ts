@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { JobBook } from '../../actors/scheduler/index.ts';
-import { prepareJob, type JobSpec } from '../../protocol/index.ts';
+import { DEFAULT_OUTPUT_PATTERN, frameFileName, prepareJob, type JobSpec } from '../../protocol/index.ts';
 
 /*
  * Issue 12: "15 submits of 1,000,000 frames took the whole farm down, and its replay died again".
@@ -24,10 +24,12 @@ export interface MemoryOptions {
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
+/** The JS heap used plus array buffers (typed arrays live outside the heap). */
 function heapUsed(): number {
   gc();
   gc();
-  return process.memoryUsage().heapUsed;
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 }
 
 const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
@@ -43,8 +45,9 @@ function measure(spec: JobSpec, done: number): { bytes: number; ms: number } {
   const book = new JobBook();
   const job = book.add('bench-job', spec, prepareJob(spec), 1_000);
   for (let i = 0; i < done; i++) {
-    const frame = 1 + i * (spec.chunk ?? 1);
-    const outputs = [{ frame, path: `/bench/out/frame-${String(frame).padStart(4, '0')}.png` }];
+    const first = 1 + i * (spec.chunk ?? 1);
+    // where render servers put a frame's file (output.ts)
+    const outputs = Array.from({ length: spec.chunk ?? 1 }, (_, k) => ({ frame: first + k, path: `/bench/out/${frameFileName(DEFAULT_OUTPUT_PATTERN, first + k)}` }));
     book.restoreEnded(job, i, 'done', { outputs, stats: { wallMs: 1000, cpuMs: 900, peakRssKb: 50_000, bytesWritten: 10_000 }, finishedAt: 2_000 + i, host: 'node-1', slot: i % 16, attempt: 1 });
   }
   book.finishReplay();
@@ -71,7 +74,7 @@ export function memoryBench(o: MemoryOptions, machine: string): string {
   return [
     `## Scheduler memory per job (issue 12): ${machine}`,
     '',
-    `One job of ${o.frames.toLocaleString('en')} frames in a JobBook, in a plain process (tools/bench/scheduler-memory.ts): heap used after a full GC, before and after the job was submitted (prepared and queued), or replayed (rebuilt from its submit record and the journalled results of its first tasks). The job must cost well under 50 MB.`,
+    `One job of ${o.frames.toLocaleString('en')} frames in a JobBook, in a plain process (tools/bench/scheduler-memory.ts): heap used (with array buffers) after a full GC, before and after the job was submitted (prepared and queued), or replayed (rebuilt from its submit record and the journalled results of its first tasks). The job must cost well under 50 MB.`,
     '',
     '| | chunk | tasks | tasks done | heap kept (MB) | time (ms) |',
     '|---|---|---|---|---|---|',

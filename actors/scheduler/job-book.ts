@@ -61,6 +61,8 @@ export interface Job {
   dependents: Job[];
   /** Frame by frame: frame N of this job waits for frame N of each of these (`afterFrames`). */
   afterFrames: Job[];
+  /** Stream sequence of its submit record in the journal: where reading it back starts once it left memory. */
+  journalSeq?: number;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -72,6 +74,13 @@ export type ResultOutcome =
   | { kind: 'duplicate'; job: Job; task: Task }
   | { kind: 'returned'; job: Job; task: Task }
   | { kind: 'accepted'; job: Job; task: Task; retried: boolean; sick?: SickHost };
+
+/** A finished job that left memory (retention): where its records start in the journal, and how it ended. */
+export interface ArchivedJob {
+  /** Stream sequence of its submit record. */
+  seq: number;
+  state: JobState;
+}
 
 /** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
 interface Lease {
@@ -107,6 +116,8 @@ const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
  */
 export class JobBook {
   readonly jobs = new Map<string, Job>();
+  /** Finished jobs that left memory (retention), read back from the journal when asked for. */
+  readonly archived = new Map<string, ArchivedJob>();
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
   /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
@@ -850,6 +861,23 @@ export class JobBook {
       if (t.stats) r.stats = t.stats;
       yield r;
     }
+  }
+
+  /**
+   * A finished job leaves memory (retention): only where its records start in the journal, and
+   * how it ended, are kept. The caller checked that nothing needs it (jobsToEvict).
+   */
+  evict(job: Job): void {
+    if (!this.isFinished(job) || job.journalSeq === undefined) return;
+    this.archived.set(job.id, { seq: job.journalSeq, state: this.state(job) });
+    this.jobs.delete(job.id);
+    for (const dep of job.after) dep.dependents = dep.dependents.filter((d) => d !== job);
+    if (job.inPending) {
+      this.pending = this.pending.filter((j) => j !== job);
+      job.inPending = false;
+      this.pendingVersion += 1;
+    }
+    job.machine.stop();
   }
 
   /** Active jobs in queue order, then ended ones, newest first. */

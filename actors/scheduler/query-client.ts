@@ -56,7 +56,7 @@ export async function pageWholeJob(page: JobPageRequest, jobId: string, limit?: 
     const body = await page(req);
     archived ||= body.archived === true;
     if (whole) whole.frames.push(...body.job.frames);
-    else whole = body.job;
+    else whole = { ...body.job, frames: [...body.job.frames] };
     if (body.more !== true) return { job: whole, archived };
     const last = body.job.frames.at(-1)?.frame;
     // a page that does not move the cursor would be asked for again and again

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { codecs, encodeAny, MAX_PAYLOAD, prepareJob, type JobBody, type JobsBody } from '../../protocol/index.ts';
+import { codecs, encodeAny, MAX_PAYLOAD, prepareJob, PROTOCOL_MAJOR, type JobBody, type JobsBody } from '../../protocol/index.ts';
 import { JobBook, pageAllJobs, pageWholeJob } from '../../actors/scheduler/index.ts';
 import { jobPage, jobsPage } from '../../actors/scheduler/query-pages.ts';
 import { aJobSpec, aTaskResult } from '../helpers/builders.ts';
@@ -9,7 +9,7 @@ import { aJobSpec, aTaskResult } from '../helpers/builders.ts';
 const BUDGET = MAX_PAYLOAD - 1_024;
 const bytes = (v: unknown) => encodeAny(v).length;
 /** A page as it goes on the wire: the reply envelope around the body. */
-const wire = (body: JobsBody | JobBody) => codecs.queryReply.encode({ ok: true, body }).length;
+const wire = (body: JobsBody | JobBody) => codecs.queryReply.encode({ v: PROTOCOL_MAJOR, ok: true, body }).length;
 
 test('query-pages - a 60,000-frame job view comes whole through pages that each fit one message', async () => {
   const book = new JobBook();

@@ -6,6 +6,7 @@ import {
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
+import { LeaseTable } from './lease-table.ts';
 import { PreviewOrder, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
 export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
@@ -82,16 +83,6 @@ export interface ArchivedJob {
   state: JobState;
 }
 
-/** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
-interface Lease {
-  job: Job;
-  host: string;
-  slot: number;
-  grantedAt: number;
-  /** Lease reports from its host since the grace period that did not list it. */
-  unconfirmed: number;
-}
-
 /** What a host's lease report changed. */
 export interface RenewOutcome {
   /** Tasks a restarted scheduler took back from the report. */
@@ -120,17 +111,8 @@ export class JobBook {
   readonly archived = new Map<string, ArchivedJob>();
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
-  /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
-  private leases = new Map<Task, Lease>();
-  /** `host/slot` → how many leases that slot holds. */
-  private perSlot = new Map<string, number>();
-  /** Indexes over the leases, so that nothing on the path of a dispatch walks them all. */
-  private hostLeases = new Map<string, Set<Task>>();
-  private leasedJobs = new Set<Job>();
-  private projectLeases = new Map<string, number>();
-  /** Limit name → leases of jobs that name it, and → host → such leases on that host. */
-  private limitLeases = new Map<string, number>();
-  private limitHostLeases = new Map<string, Map<string, number>>();
+  /** Every lease, with the counts dispatch asks for. */
+  private readonly leases = new LeaseTable<Job, Task>();
   /** Something may have made a pending job ineligible: queue() filters on its next call. */
   private pendingDirty = false;
   /** Grows whenever `pending` changes, so views of it can be cached. */
@@ -256,7 +238,7 @@ export class JobBook {
 
   /** Fair share: slots a project holds per unit of its weight; the lowest goes first. */
   usage(project: string): number {
-    return (this.projectLeases.get(project) ?? 0) / this.weight(project);
+    return this.leases.ofProject(project) / this.weight(project);
   }
 
   /** Sets a project's fair-share weight, or removes it (`weight` undefined). */
@@ -269,8 +251,8 @@ export class JobBook {
   shareUses(): ShareUse[] {
     const queued = new Map<string, number>();
     for (const j of this.queue()) queued.set(j.project, (queued.get(j.project) ?? 0) + j.queuedTasks);
-    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.projectLeases.keys()]);
-    const busy = (p: string) => (queued.get(p) ?? 0) + (this.projectLeases.get(p) ?? 0) > 0;
+    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.leases.projects()]);
+    const busy = (p: string) => (queued.get(p) ?? 0) + this.leases.ofProject(p) > 0;
     let total = 0;
     for (const p of names) if (busy(p)) total += this.weight(p);
     return [...names].sort().map((project) => ({
@@ -278,7 +260,7 @@ export class JobBook {
       weight: this.weight(project),
       set: this.shares.has(project),
       share: busy(project) ? this.weight(project) / total : 0,
-      running: this.projectLeases.get(project) ?? 0,
+      running: this.leases.ofProject(project),
       queued: queued.get(project) ?? 0,
     }));
   }
@@ -343,14 +325,12 @@ export class JobBook {
     return [...this.limits].map(([name, l]) => ({ name, max: l.max, per: l.per, inUse: this.limitUse(name, l.per) })).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Whether a host already runs (or holds) a task counted against a limit. */
   private hostUses(host: string, name: string): boolean {
-    return (this.limitHostLeases.get(name)?.get(host) ?? 0) > 0;
+    return this.leases.hostUses(host, name);
   }
 
-  /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
   private limitUse(name: string, per: LimitCount): number {
-    return per === 'host' ? (this.limitHostLeases.get(name)?.size ?? 0) : (this.limitLeases.get(name) ?? 0);
+    return this.leases.limitUse(name, per);
   }
 
   /**
@@ -372,7 +352,7 @@ export class JobBook {
   /** The slots running other jobs' tasks, by how their jobs rank against this one. */
   busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
     const b = { moreUrgent: 0, samePriority: 0, lessUrgent: 0 };
-    for (const other of this.leasedJobs) {
+    for (const other of this.leases.leasedJobs) {
       if (other === job) continue;
       const d = other.prepared.priority - job.prepared.priority;
       if (d < 0) b.moreUrgent += other.leased;
@@ -499,45 +479,15 @@ export class JobBook {
 
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   leasesOn(host: string, slot: number): number {
-    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+    return this.leases.onSlot(host, slot);
   }
 
   private addLease(job: Job, task: Task, host: string, slot: number, now: number): void {
-    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
-    bump(this.perSlot, `${host}/${slot}`, 1);
-    let tasks = this.hostLeases.get(host);
-    if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
-    tasks.add(task);
-    job.leased += 1;
-    this.leasedJobs.add(job);
-    bump(this.projectLeases, job.project, 1);
-    for (const name of job.spec.limits ?? []) {
-      bump(this.limitLeases, name, 1);
-      let hosts = this.limitHostLeases.get(name);
-      if (!hosts) this.limitHostLeases.set(name, (hosts = new Map()));
-      bump(hosts, host, 1);
-    }
+    this.leases.add(job, task, host, slot, now);
   }
 
   private dropLease(task: Task): void {
-    const l = this.leases.get(task);
-    if (!l) return;
-    this.leases.delete(task);
-    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
-    const tasks = this.hostLeases.get(l.host);
-    tasks?.delete(task);
-    if (tasks?.size === 0) this.hostLeases.delete(l.host);
-    l.job.leased -= 1;
-    if (l.job.leased === 0) this.leasedJobs.delete(l.job);
-    bump(this.projectLeases, l.job.project, -1);
-    for (const name of l.job.spec.limits ?? []) {
-      bump(this.limitLeases, name, -1);
-      const hosts = this.limitHostLeases.get(name);
-      if (hosts) {
-        bump(hosts, l.host, -1);
-        if (hosts.size === 0) this.limitHostLeases.delete(name);
-      }
-    }
+    this.leases.drop(task);
   }
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
@@ -661,7 +611,7 @@ export class JobBook {
   /** A host went away: every task leased there goes back to the queue. */
   releaseHost(host: string): Job[] {
     const touched = new Set<Job>();
-    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+    for (const task of this.leases.onHost(host)) {
       const job = this.leases.get(task)!.job;
       this.dropLease(task);
       if (task.state === TaskState.Running && !this.isFinished(job)) {
@@ -674,7 +624,7 @@ export class JobBook {
 
   /** Hosts that hold at least one lease. */
   leaseholders(): Set<string> {
-    return new Set(this.hostLeases.keys());
+    return this.leases.hosts();
   }
 
   /**
@@ -709,7 +659,7 @@ export class JobBook {
       }
     }
     const lost = new Set<Job>();
-    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+    for (const task of this.leases.onHost(host)) {
       const lease = this.leases.get(task)!;
       if (listed.has(task) || now - lease.grantedAt < LEASE_REPORT_GRACE_MS) continue;
       lease.unconfirmed += 1;

@@ -8,7 +8,7 @@ import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
 
 /*
  * npm run bench [-- --only throughput|recovery|memory|scale] [--no-write]
- *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (100000)
+ *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -55,7 +55,7 @@ if (runs('memory')) {
   sections.push(memoryBench({
     frames: Number(opt('memory-frames', '1000000')),
     chunks: opt('memory-chunks', '1,10').split(',').map(Number),
-    doneTasks: Number(opt('memory-done', '100000')),
+    doneTasks: Number(opt('memory-done', '1000000')),
   }, machine));
 }
 if (runs('scale')) {

@@ -77,6 +77,15 @@ test('bounds - a flood of million-frame submits is refused past the queue limits
   for (const id of ids) assert.ok(listedIds.has(id), `job ${id} listed`);
   const firstPage = await call(farm.nc, subjects.schedQuery(farm.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply, { timeoutMs: 5_000 });
   assert.equal(firstPage.more, true, 'more than one page');
+
+  // the incident's second half: the replay of all that after a restart
+  await scheduler.kill('SIGKILL');
+  const again2 = await schedulerWith(farm, ['--max-site-frames', '2500000']);
+  const aliceJob = await call(farm.nc, subjects.schedQuery(farm.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: alice, limit: 1 }, codecs.jobReply, { timeoutMs: 5_000 });
+  assert.deepEqual(aliceJob.job.counts, { total: 1_000_000, queued: 1_000_000, running: 0, done: 0, failed: 0 });
+  const stillFull = await refusal(farm.submit(held(farm, 'alice', '1-10')));
+  assert.equal(stillFull.code, 'RB_QUEUE_FULL', 'the replayed queue counts');
+  assert.ok(again2.running);
 });
 
 test('bounds - finished jobs leave the scheduler\'s memory by the retention rule and are read back from the journal, also after a restart', async (t) => {

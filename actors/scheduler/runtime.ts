@@ -113,7 +113,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
     // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
     if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
-    setImmediate(applyRetention); // after whatever ended it has been answered
+    retentionSoon();
   };
   /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
   const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
@@ -205,6 +205,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   let lastRetention = 0;
+  let retentionDue = false;
+  /** The retention rule, once after whatever ended a job has been answered (jobs ending together: once for all). */
+  const retentionSoon = () => {
+    if (retentionDue) return;
+    retentionDue = true;
+    setImmediate(() => {
+      retentionDue = false;
+      applyRetention();
+    });
+  };
   /** Finished jobs past the retention rule leave memory (they stay readable from the journal). */
   function applyRetention(): void {
     lastRetention = now();

@@ -7,6 +7,9 @@ import {
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
 import { LeaseTable } from './lease-table.ts';
+import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
+import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
+import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
 import { PreviewOrder, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
 export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
@@ -265,51 +268,31 @@ export class JobBook {
     }));
   }
 
-  /**
-   * Fair share: why a job that got no slot waits, when its project already holds its share of
-   * the busy slots (or more) while another project with work waits: slots that free go there first.
-   */
-  shareReason(job: Job): WaitReason | undefined {
-    if (this.shares.size === 0) return undefined;
-    const uses = this.shareUses();
-    const mine = uses.find((u) => u.project === job.project);
-    if (!mine || !uses.some((u) => u.project !== job.project && u.share > 0)) return undefined;
-    const entitled = Math.round(mine.share * this.leases.size * 10) / 10;
-    if (mine.running < entitled) return undefined;
-    return {
-      kind: 'share',
-      share: { project: job.project, running: mine.running, entitled },
-      text: `its project ${job.project} holds ${mine.running} slots, at or over its share (${entitled} of the ${this.leases.size} busy slots, weight ${mine.weight}); slots that free go first to projects under their share`,
-    };
-  }
-
-  /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
+  /** Why an unfinished job starts nothing new, most fundamental first (wait-reasons.ts); undefined when nothing holds it back. */
   whyWaiting(job: Job): WaitReason | undefined {
-    if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
-    if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
-    const dep = this.dependencyReason(job) ?? this.frameDependencyReason(job);
-    if (dep) return dep;
-    const limit = job.spec.limits && job.queuedTasks > 0 ? this.limitBlocking(job) : undefined;
-    if (limit) {
-      const text = limit.max === undefined
-        ? `limit ${limit.name} is not set on this farm, so none of its tasks may run (renderbus limit ${limit.name} <max>)`
-        : `limit ${limit.name} at ${limit.inUse}/${limit.max}${this.limits.get(limit.name)?.per === 'host' ? ' hosts' : ''}`;
-      return { kind: 'limit', limit, text };
-    }
-    return job.waiting;
+    return whyWaiting(this, job);
   }
 
-  /** Frame by frame: why none of its queued frames may start, when that is so. */
-  private frameDependencyReason(job: Job): WaitReason | undefined {
-    if (job.afterFrames.length === 0 || job.queuedTasks === 0) return undefined;
-    for (let i = 0; i < job.tasks.length; i++) if (job.tasks.stateOf(i) === TaskState.Queued && this.framesReady(job, i)) return undefined;
-    const ended = job.afterFrames.find((d) => ['failed', 'cancelled'].includes(this.state(d)));
-    const dep = ended ?? job.afterFrames.find((d) => !this.isFinished(d)) ?? job.afterFrames[0]!;
-    const state = this.state(dep);
-    const text = ended
-      ? `job ${dep.id} (${dep.name}), whose frames it waits for one by one, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
-      : `waiting for frames of job ${dep.id} (${dep.name}) to be done, frame by frame (${state})`;
-    return { kind: 'after', job: dep.id, jobState: state, text };
+  shareReason(job: Job): WaitReason | undefined {
+    return shareReason(this, job);
+  }
+
+  dependencyReason(job: Job): WaitReason | undefined {
+    return dependencyReason(this, job);
+  }
+
+  busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
+    return busyBreakdown(this, job);
+  }
+
+  /** Leases held: busy slots, and tasks held in hand. */
+  get busySlots(): number {
+    return this.leases.size;
+  }
+
+  /** Jobs holding at least one lease. */
+  leasedJobs(): ReadonlySet<Job> {
+    return this.leases.leasedJobs;
   }
 
   /** Sets a named limit, or removes it (`max` undefined). */
@@ -349,34 +332,10 @@ export class JobBook {
     return undefined;
   }
 
-  /** The slots running other jobs' tasks, by how their jobs rank against this one. */
-  busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
-    const b = { moreUrgent: 0, samePriority: 0, lessUrgent: 0 };
-    for (const other of this.leases.leasedJobs) {
-      if (other === job) continue;
-      const d = other.prepared.priority - job.prepared.priority;
-      if (d < 0) b.moreUrgent += other.leased;
-      else if (d === 0 && other.seq < job.seq) b.samePriority += other.leased;
-      else b.lessUrgent += other.leased;
-    }
-    return b;
-  }
-
   /** The first job this one waits for (`after`) that is not done yet, if any. */
   blockedBy(job: Job): Job | undefined {
     for (const dep of job.after) if (this.state(dep) !== 'done') return dep;
     return undefined;
-  }
-
-  /** Why a job that waits for others does not start; undefined when it does not wait. */
-  dependencyReason(job: Job): WaitReason | undefined {
-    const dep = this.blockedBy(job);
-    if (!dep) return undefined;
-    const state = this.state(dep);
-    const text = state === 'failed' || state === 'cancelled'
-      ? `job ${dep.id} (${dep.name}), which it runs after, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
-      : `waiting for job ${dep.id} (${dep.name}) to finish (${state})`;
-    return { kind: 'after', job: dep.id, jobState: state, text };
   }
 
   /** Pause (no new frames; running ones finish) or resume a job. */
@@ -579,9 +538,9 @@ export class JobBook {
       job.timedFrames += task.frames.length;
       this.countEnded(job, task.frames.length, 0, wasQueued);
       if (job.spec.taskDuration !== undefined) {
-        const plan = this.planRechunk(job);
+        const plan = planRechunk(job);
         if (plan) {
-          this.rechunk(job, plan);
+          applyRechunk(job, plan);
           task.rechunk = plan;
         }
       }
@@ -732,7 +691,7 @@ export class JobBook {
       job.timedFrames += task.frames.length;
     }
     if (rechunk) {
-      this.rechunk(job, rechunk);
+      applyRechunk(job, rechunk);
       task.rechunk = rechunk;
     }
     task.resolvedAttempt = detail.attempt;
@@ -760,57 +719,21 @@ export class JobBook {
   }
 
   summary(job: Job): JobSummary {
-    const c = job.counts;
-    const s: JobSummary = {
-      jobId: job.id,
-      name: job.name,
-      user: job.user,
-      group: job.group,
-      project: job.project,
-      priority: job.prepared.priority,
-      state: this.state(job),
-      counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
-      submittedAt: job.submittedAt,
-      outputDir: job.prepared.outputDir,
-    };
-    if (job.startedAt !== undefined) s.startedAt = job.startedAt;
-    if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
-    const why = this.isFinished(job) ? undefined : this.whyWaiting(job);
-    if (why) {
-      s.waiting = why.text;
-      s.why = why;
-    }
-    const eta = this.eta(job);
-    if (eta !== undefined) s.etaMs = eta;
-    return s;
+    return jobSummary(this, job);
+  }
+
+  /** The job's frames after frame `after` (all when undefined), ascending (job-views.ts). */
+  frameRecords(job: Job, after?: number): Generator<FrameRecord> {
+    return frameRecords(job, after);
+  }
+
+  failures(job: Job): { frame: number; error: string }[] {
+    return jobFailures(job);
   }
 
   /** The job with every frame (a large job's view is paged instead: frameRecords). */
   detail(job: Job): JobDetail {
     return { ...this.summary(job), spec: job.spec, frames: [...this.frameRecords(job)] };
-  }
-
-  /** The job's frames from after frame `after` on (all when undefined), ascending, each as its task has it. */
-  *frameRecords(job: Job, after?: number): Generator<FrameRecord> {
-    let settled: Task | undefined; // a settled task read back once for all its frames
-    for (const { frame, task } of job.tasks.framesFrom(after)) {
-      let t = job.tasks.peek(task);
-      if (!t && job.tasks.stateOf(task) === TaskState.Done) t = settled?.index === task ? settled : (settled = job.tasks.view(task));
-      if (!t) {
-        yield { frame, state: job.tasks.stateOf(task), taskIndex: task, attempt: 0 };
-        continue;
-      }
-      const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
-      if (t.host !== undefined) r.host = t.host;
-      if (t.slot !== undefined) r.slot = t.slot;
-      if (t.startedAt !== undefined) r.startedAt = t.startedAt;
-      if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
-      const out = t.outputs?.find((o) => o.frame === frame);
-      if (out) r.output = out.path;
-      if (t.error !== undefined) r.error = t.error;
-      if (t.stats) r.stats = t.stats;
-      yield r;
-    }
   }
 
   /**
@@ -838,18 +761,6 @@ export class JobBook {
     return [...active, ...ended];
   }
 
-  failures(job: Job): { frame: number; error: string }[] {
-    const failed = [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.frames[0]! - b.frames[0]!);
-    return failed.flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
-  }
-
-  private eta(job: Job): number | undefined {
-    if (job.timedTasks === 0 || this.isFinished(job)) return undefined;
-    const perTask = job.timedMs / job.timedTasks;
-    const left = job.queuedTasks + job.runningTasks;
-    return Math.round((perTask * left) / Math.max(1, job.runningTasks));
-  }
-
   private finishIfEnded(job: Job, now: number): void {
     if (!this.isFinished(job)) return;
     job.finishedAt ??= now;
@@ -858,25 +769,11 @@ export class JobBook {
     if (this.state(job) === 'done') for (const d of job.dependents) this.enqueue(d);
   }
 
-  /** Whether every frame of the task may start: each job it runs after frame by frame has that frame done (or does not have it). */
-  private framesReady(job: Job, index: number): boolean {
-    if (job.afterFrames.length === 0) return true;
-    const first = job.tasks.firstFrameOf(index);
-    const n = job.tasks.frameCountOf(index);
-    for (const dep of job.afterFrames) {
-      for (let f = first; f < first + n; f++) {
-        const t = dep.tasks.taskOfFrame(f);
-        if (t !== undefined && dep.tasks.stateOf(t) !== TaskState.Done) return false;
-      }
-    }
-    return true;
-  }
-
   /** Frame by frame: the first queued task whose frames may start, taken without skipping the others. */
   private takeReady(job: Job, hostRamMb?: number): Task | undefined {
     const tasks = job.tasks;
     job.requeued = job.requeued.filter((i) => tasks.stateOf(i) === TaskState.Queued);
-    const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb) && this.framesReady(job, i));
+    const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb) && framesReady(job, i));
     if (at >= 0) {
       const [i] = job.requeued.splice(at, 1);
       this.took(job);
@@ -884,7 +781,7 @@ export class JobBook {
     }
     for (let p = job.cursor; p < tasks.length; p++) {
       const i = job.order ? job.order.at(p) : p;
-      if (tasks.stateOf(i) !== TaskState.Queued || !this.framesReady(job, i)) continue;
+      if (tasks.stateOf(i) !== TaskState.Queued || !framesReady(job, i)) continue;
       // the queued tasks it passed over wait in `requeued`, checked first next time
       job.requeued.push(...this.skippedBetween(job, job.cursor, p));
       job.cursor = p + 1;
@@ -980,59 +877,6 @@ export class JobBook {
     // untouched tasks need the job's memory, which every matching host has
     if (least !== Infinity && job.tasks.untouchedQueued()) return undefined;
     return least === Infinity ? undefined : least;
-  }
-
-  /**
-   * taskDuration: from the frame time measured so far, the chunk that makes a task last about
-   * the target; a re-split of the tasks not handed out yet when that chunk is 1.5 times off the
-   * present one or more (either way) and the split would change their number.
-   */
-  private planRechunk(job: Job): Rechunk | undefined {
-    if (job.timedTasks < 2 || job.timedFrames === 0) return undefined;
-    const perFrameMs = job.timedMs / job.timedFrames;
-    const ideal = Math.max(1, Math.min(10_000, Math.round((job.spec.taskDuration! * 1000) / Math.max(perFrameMs, 1))));
-    if (ideal < job.chunkSize * 1.5 && ideal * 1.5 > job.chunkSize) return undefined;
-    const { untouched, keep } = this.untouchedTail(job, job.cursor, []);
-    let frames = 0;
-    for (const i of untouched) frames += job.tasks.frameCountOf(i);
-    if (untouched.length === 0 || Math.ceil(frames / ideal) === untouched.length) return undefined; // nothing would change
-    return { from: job.cursor, keep, size: ideal };
-  }
-
-  /** Tasks at order positions `from` on never handed out (queued, no attempt, not handed back), and the others (`keep`). */
-  private untouchedTail(job: Job, from: number, keepGiven: readonly number[]): { untouched: number[]; keep: number[] } {
-    const kept = new Set(keepGiven);
-    const requeued = new Set(job.requeued);
-    const untouched: number[] = [];
-    const keep: number[] = [];
-    const tasks = job.tasks;
-    const length = job.order ? job.order.length : tasks.length;
-    for (let p = from; p < length; p++) {
-      const i = job.order ? job.order.at(p) : p;
-      if (tasks.frameCountOf(i) === 0) continue; // split before
-      if (kept.has(i) || tasks.stateOf(i) !== TaskState.Queued || (tasks.peek(i)?.attempt ?? 0) > 0 || requeued.has(i)) keep.push(i);
-      else untouched.push(i);
-    }
-    return { untouched, keep };
-  }
-
-  /** Applies a re-split (live, or replayed from the journal): the untouched tasks give their frames to new tasks of `size` frames. */
-  private rechunk(job: Job, plan: Rechunk): void {
-    const { untouched } = this.untouchedTail(job, plan.from, plan.keep);
-    const tasks = job.tasks;
-    // their frames as runs of consecutive frames, cut into tasks of `size` (as chunkFrames cuts)
-    const spans = untouched.map((i) => ({ first: tasks.firstFrameOf(i), count: tasks.frameCountOf(i) })).sort((a, b) => a.first - b.first);
-    const runs: { first: number; count: number }[] = [];
-    for (const sp of spans) {
-      const last = runs.at(-1);
-      if (last && last.first + last.count === sp.first) last.count += sp.count;
-      else runs.push({ ...sp });
-    }
-    const chunks: { first: number; count: number }[] = [];
-    for (const r of runs) for (let k = 0; k < r.count; k += plan.size) chunks.push({ first: r.first + k, count: Math.min(plan.size, r.count - k) });
-    for (const index of tasks.resplit(untouched, chunks)) job.order?.push(index);
-    job.queuedTasks += chunks.length - untouched.length;
-    job.chunkSize = plan.size;
   }
 
   private requeue(job: Job, task: Task): void {

@@ -868,14 +868,16 @@ export class JobBook {
   memoryBlocked(job: Job, maxRamMb: number): number | undefined {
     if (!job.memoryRaised) return undefined;
     let least = Infinity;
+    let touchedQueued = 0;
     for (const t of job.tasks.touchedTasks()) {
       if (t.state !== TaskState.Queued) continue;
+      touchedQueued += 1;
       const need = memoryOf(job, t) ?? 0;
       if (need <= maxRamMb) return undefined;
       least = Math.min(least, need);
     }
-    // untouched tasks need the job's memory, which every matching host has
-    if (least !== Infinity && job.tasks.untouchedQueued()) return undefined;
+    // untouched queued tasks (the rest of the count) need the job's memory, which every matching host has
+    if (job.queuedTasks > touchedQueued) return undefined;
     return least === Infinity ? undefined : least;
   }
 

@@ -282,13 +282,6 @@ export class TaskTable {
     return this.live.values();
   }
 
-  /** Whether some untouched task is still queued. */
-  untouchedQueued(): boolean {
-    if (this.untouchedState !== TaskState.Queued) return false;
-    for (let i = 0; i < this.length; i++) if (!this.live.has(i) && !this.isEmptied(i) && !this.isSettled(i)) return true;
-    return false;
-  }
-
   /** The job was cancelled: untouched tasks are cancelled with it (touched ones are the caller's). */
   cancelUntouched(): void {
     this.untouchedState = TaskState.Cancelled;

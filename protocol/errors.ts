@@ -21,6 +21,7 @@ export const ErrorCodes = {
   RB_TIMEOUT: 'the task ran past its time limit',
   RB_OUT_OF_MEMORY: 'the task used more memory than it was given',
   RB_BAD_ARGUMENT: 'command-line argument is invalid',
+  RB_QUEUE_FULL: 'the farm takes no more frames for now: a queue limit (site, user or job) would be passed',
   RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
   RB_FORBIDDEN: 'the caller\'s credential does not allow this',
   RB_NOT_AUTHENTICATED: 'the farm refused the connection\'s credentials',

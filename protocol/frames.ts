@@ -5,10 +5,28 @@ export const MAX_FRAME = 9_999_999;
 export const MAX_FRAMES_PER_JOB = 1_000_000;
 
 /**
+ * Frames as runs of consecutive numbers, ascending, neither overlapping nor touching: `1-1000000`
+ * is one run, so a job's frame list costs what its ranges cost, not a number per frame.
+ */
+export interface FrameRuns {
+  /** First frame of each run. */
+  starts: Int32Array;
+  /** Frames in each run (at least 1). */
+  lengths: Int32Array;
+  /** Frames in all the runs. */
+  count: number;
+}
+
+/**
  * Parses a frame list: `1-100`, `1-100x5` (every 5th), `1,5,10-12`, or mixes of those.
  * Returns the frames in ascending order without duplicates.
  */
 export function parseFrames(text: string): number[] {
+  return expandRuns(parseFrameRuns(text));
+}
+
+/** Parses a frame list (as parseFrames) into runs, without listing every frame. */
+export function parseFrameRuns(text: string): FrameRuns {
   const src = String(text).trim();
   if (src === '') throw new FarmError('RB_BAD_FRAMES', 'frame range is empty');
   // every part is checked and counted before any is expanded: a list naming too many frames
@@ -31,9 +49,74 @@ export function parseFrames(text: string): number[] {
     if (count > MAX_FRAMES_PER_JOB) throw new FarmError('RB_BAD_FRAMES', `'${src}' names more than ${MAX_FRAMES_PER_JOB} frames`);
     ranges.push([first, last, step]);
   }
-  const out = new Set<number>();
-  for (const [first, last, step] of ranges) for (let f = first; f <= last; f += step) out.add(f);
-  return [...out].sort((a, b) => a - b);
+  // a plain range is one interval; a stepped one is a frame per interval (its frames are apart)
+  const spans: [number, number][] = [];
+  for (const [first, last, step] of ranges) {
+    if (step === 1 || first === last) spans.push([first, last]);
+    else for (let f = first; f <= last; f += step) spans.push([f, f]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (const [a, b] of spans) {
+    const n = ends.length;
+    if (n > 0 && a <= ends[n - 1]! + 1) ends[n - 1] = Math.max(ends[n - 1]!, b);
+    else {
+      starts.push(a);
+      ends.push(b);
+    }
+  }
+  return runsFrom(starts, ends);
+}
+
+/** The runs of a list of ascending frames without duplicates. */
+export function runsOf(frames: readonly number[]): FrameRuns {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (const f of frames) {
+    const n = ends.length;
+    if (n > 0 && f === ends[n - 1]! + 1) ends[n - 1] = f;
+    else {
+      starts.push(f);
+      ends.push(f);
+    }
+  }
+  return runsFrom(starts, ends);
+}
+
+function runsFrom(starts: number[], ends: number[]): FrameRuns {
+  const lengths = Int32Array.from(starts, (s, i) => ends[i]! - s + 1);
+  let count = 0;
+  for (const n of lengths) count += n;
+  return { starts: Int32Array.from(starts), lengths, count };
+}
+
+/** Every frame of the runs, ascending. */
+export function expandRuns(r: FrameRuns): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < r.starts.length; i++) for (let f = r.starts[i]!, end = f + r.lengths[i]!; f < end; f++) out.push(f);
+  return out;
+}
+
+/** The run holding a frame, or -1. */
+export function runOf(r: FrameRuns, frame: number): number {
+  let lo = 0;
+  let hi = r.starts.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (r.starts[mid]! > frame) hi = mid - 1;
+    else if (frame >= r.starts[mid]! + r.lengths[mid]!) lo = mid + 1;
+    else return mid;
+  }
+  return -1;
+}
+
+/** Tasks the runs make in chunks of at most `chunk` frames (a task never spans two runs). */
+export function countTasks(r: FrameRuns, chunk: number): number {
+  const size = Math.max(1, Math.floor(chunk));
+  let n = 0;
+  for (const len of r.lengths) n += Math.ceil(len / size);
+  return n;
 }
 
 /** Compact text form of a frame list, the inverse of parseFrames for display (`1-3,7,9-10`). */

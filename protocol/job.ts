@@ -1,5 +1,5 @@
 import { FarmError } from './errors.ts';
-import { chunkFrames, parseFrames } from './frames.ts';
+import { countTasks, parseFrameRuns, type FrameRuns } from './frames.ts';
 import { frameFileName } from './output-names.ts';
 import { toProfile } from './profile.ts';
 import type { Resolution } from './messages/common.ts';
@@ -13,8 +13,12 @@ export const DEFAULT_MAX_HOST_FAILURES = 3;
 /** A job description checked and expanded: what the scheduler queues. */
 export interface PreparedJob {
   renderer: RendererName;
-  frames: number[];
-  tasks: number[][];
+  /** The frames as runs (a million-frame range is one run, not a million numbers). */
+  frames: FrameRuns;
+  /** Frames per task (at most: a task holds consecutive frames only). */
+  chunk: number;
+  /** How many tasks the frames make in chunks. */
+  taskCount: number;
   resolution: Resolution | undefined;
   priority: number;
   outputDir: string;
@@ -51,9 +55,9 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   const dir = spec.output?.dir;
   if (!dir) throw bad('output.dir', 'is required (where the frames land)');
   if (!dir.startsWith('/')) throw bad('output.dir', `'${dir}' must be an absolute path`);
-  let frames: number[];
+  let frames: FrameRuns;
   try {
-    frames = parseFrames(spec.frames);
+    frames = parseFrameRuns(spec.frames);
   } catch (err) {
     throw bad('frames', (err as Error).message);
   }
@@ -69,7 +73,8 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   return {
     renderer,
     frames,
-    tasks: chunkFrames(frames, spec.chunk ?? 1),
+    chunk: Math.max(1, Math.floor(spec.chunk ?? 1)),
+    taskCount: countTasks(frames, spec.chunk ?? 1),
     resolution: spec.resolution ? parseResolution(spec.resolution) : undefined,
     priority: spec.priority ?? DEFAULT_PRIORITY,
     outputDir: dir,

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { FarmError, hostToken, isToken, Role, type Principal } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
-import { startScheduler } from '../actors/scheduler/index.ts';
+import { startScheduler, type SchedulerOptions } from '../actors/scheduler/index.ts';
 import { startRenderServer } from '../actors/render-server/index.ts';
 import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
 import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
@@ -31,6 +31,8 @@ export interface FarmOptions {
   notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
   /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
   monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
+  /** The scheduler's queue limits and retention of finished jobs. */
+  scheduler?: Pick<SchedulerOptions, 'limits' | 'retention'>;
   log: Logger;
 }
 
@@ -94,7 +96,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(registry.stop);
     const schedNc = await conn('scheduler', Role.Scheduler);
     stops.push(() => schedNc.drain());
-    const scheduler = await startScheduler({ nc: schedNc, site, log });
+    const scheduler = await startScheduler({ nc: schedNc, site, log, ...o.scheduler });
     stops.push(scheduler.stop);
     const notifierNc = await conn('notifier', Role.Notifier);
     stops.push(() => notifierNc.drain());

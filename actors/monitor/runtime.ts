@@ -5,6 +5,7 @@ import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { codecs, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { call } from '../bus/index.ts';
 import { listAllHosts } from '../registry/index.ts';
+import { listAllJobs } from '../scheduler/index.ts';
 import { startHttp, type HttpHandle, type Route } from './http.ts';
 import { monitorMachine, type Snapshot } from './machine.ts';
 import { LATENCY_BUCKETS_S, type FarmModel, type MonitorEvent } from './model.ts';
@@ -81,12 +82,12 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
   const snapshot = fromPromise<Snapshot>(async () => {
     const at = now();
     const [jobs, hosts, sick] = await Promise.allSettled([
-      call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
+      listAllJobs(nc, site, { timeoutMs }), // page after page: thousands of jobs do not fit one reply
       listAllHosts(nc, site, { timeoutMs }),
       call(nc, subjects.schedHosts(site), codecs.hostsRequest, { v: PROTOCOL_MAJOR, action: 'sick' }, codecs.hostsReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
     ]);
     const s: Snapshot = { at, errors: [] };
-    if (jobs.status === 'fulfilled' && 'jobs' in jobs.value) s.jobs = jobs.value.jobs;
+    if (jobs.status === 'fulfilled') s.jobs = jobs.value;
     else s.errors.push({ from: 'scheduler', error: jobs.status === 'rejected' ? errorText(jobs.reason) : 'unexpected reply' });
     if (hosts.status === 'fulfilled') s.hosts = hosts.value.hosts;
     else s.errors.push({ from: 'registry', error: errorText(hosts.reason) });

@@ -3,3 +3,4 @@ export { schedulerMachine } from './machine.ts';
 export { jobMachine } from './job-machine.ts';
 export { JobBook, TaskState, type Job, type Task } from './job-book.ts';
 export { planDispatch, waitingReason } from './dispatch.ts';
+export { listAllJobs, pageAllJobs, pageWholeJob, wholeJob, type JobPageRequest, type JobsPageRequest, type WholeJob } from './query-client.ts';

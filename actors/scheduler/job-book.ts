@@ -1,44 +1,18 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  chunkFrames, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
+  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, type SickHost } from './host-health.ts';
+import { LeaseTable } from './lease-table.ts';
+import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
+import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
+import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
+import { PreviewOrder, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
-export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
-export type TaskState = (typeof TaskState)[keyof typeof TaskState];
-
-export interface Task {
-  index: number;
-  frames: number[];
-  state: TaskState;
-  /** Attempt of the latest dispatch; 0 before the first. */
-  attempt: number;
-  /** Failed attempts so far (a lost host or a hand-back is not a failure). */
-  failures: number;
-  /** The attempt whose result was applied last: the same result again is a duplicate. */
-  resolvedAttempt?: number;
-  host?: string;
-  slot?: number;
-  startedAt?: number;
-  finishedAt?: number;
-  outputs?: { frame: number; path: string }[];
-  error?: string;
-  stats?: TaskStats;
-  /** Memory it may use (MB), when raised above the job's memoryMb after it ran out. */
-  memoryMb?: number;
-  /** taskDuration: the re-split of the job's tasks that this task's result decided (journaled with it). */
-  rechunk?: Rechunk;
-}
-
-/** The job's tasks not handed out yet, from order position `from` on (all but `keep`), split again into tasks of `size` frames. */
-export interface Rechunk {
-  from: number;
-  keep: number[];
-  size: number;
-}
+export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
 
 export interface Job {
   id: string;
@@ -55,11 +29,12 @@ export interface Job {
   submittedAt: number;
   startedAt?: number;
   finishedAt?: number;
-  tasks: Task[];
+  /** Its tasks: untouched ones are computed from its frame runs, not stored. */
+  tasks: TaskTable;
   /** Next never-dispatched task, and tasks handed back (host lost, assignment refused, retry). */
   cursor: number;
   /** previewFirst: the order tasks are first handed out in (first, last, middle, then the rest); else index order. */
-  order: number[] | null;
+  order: PreviewOrder | null;
   requeued: number[];
   queuedTasks: number;
   inPending: boolean;
@@ -90,8 +65,8 @@ export interface Job {
   dependents: Job[];
   /** Frame by frame: frame N of this job waits for frame N of each of these (`afterFrames`). */
   afterFrames: Job[];
-  /** Frame number → its task, built when another job first waits on this one's frames. */
-  frameTasks?: Map<number, Task>;
+  /** Stream sequence of its submit record in the journal: where reading it back starts once it left memory. */
+  journalSeq?: number;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -104,14 +79,11 @@ export type ResultOutcome =
   | { kind: 'returned'; job: Job; task: Task }
   | { kind: 'accepted'; job: Job; task: Task; retried: boolean; sick?: SickHost };
 
-/** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
-interface Lease {
-  job: Job;
-  host: string;
-  slot: number;
-  grantedAt: number;
-  /** Lease reports from its host since the grace period that did not list it. */
-  unconfirmed: number;
+/** A finished job that left memory (retention): where its records start in the journal, and how it ended. */
+export interface ArchivedJob {
+  /** Stream sequence of its submit record. */
+  seq: number;
+  state: JobState;
 }
 
 /** What a host's lease report changed. */
@@ -138,19 +110,12 @@ const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
  */
 export class JobBook {
   readonly jobs = new Map<string, Job>();
+  /** Finished jobs that left memory (retention), read back from the journal when asked for. */
+  readonly archived = new Map<string, ArchivedJob>();
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
-  /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
-  private leases = new Map<Task, Lease>();
-  /** `host/slot` → how many leases that slot holds. */
-  private perSlot = new Map<string, number>();
-  /** Indexes over the leases, so that nothing on the path of a dispatch walks them all. */
-  private hostLeases = new Map<string, Set<Task>>();
-  private leasedJobs = new Set<Job>();
-  private projectLeases = new Map<string, number>();
-  /** Limit name → leases of jobs that name it, and → host → such leases on that host. */
-  private limitLeases = new Map<string, number>();
-  private limitHostLeases = new Map<string, Map<string, number>>();
+  /** Every lease, with the counts dispatch asks for. */
+  private readonly leases = new LeaseTable<Job, Task>();
   /** Something may have made a pending job ineligible: queue() filters on its next call. */
   private pendingDirty = false;
   /** Grows whenever `pending` changes, so views of it can be cached. */
@@ -166,7 +131,7 @@ export class JobBook {
 
   add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
     const machine = createActor(jobMachine).start();
-    const total = prepared.frames.length;
+    const total = prepared.frames.count;
     const job: Job = {
       id,
       seq: this.seq++,
@@ -179,11 +144,11 @@ export class JobBook {
       group: spec.group ?? 'unknown',
       project: spec.project ?? spec.group ?? 'unknown',
       submittedAt: at,
-      tasks: prepared.tasks.map((frames, index) => ({ index, frames, state: TaskState.Queued, attempt: 0, failures: 0 })),
+      tasks: new TaskTable(prepared.frames, prepared.chunk, { dir: prepared.outputDir, pattern: prepared.outputPattern, base: at }),
       cursor: 0,
-      order: spec.previewFirst ? previewOrder(prepared.tasks.length) : null,
+      order: spec.previewFirst ? new PreviewOrder(prepared.taskCount) : null,
       requeued: [],
-      queuedTasks: prepared.tasks.length,
+      queuedTasks: prepared.taskCount,
       inPending: false,
       machine,
       counts: { total, queued: total, running: 0, done: 0, failed: 0 },
@@ -276,7 +241,7 @@ export class JobBook {
 
   /** Fair share: slots a project holds per unit of its weight; the lowest goes first. */
   usage(project: string): number {
-    return (this.projectLeases.get(project) ?? 0) / this.weight(project);
+    return this.leases.ofProject(project) / this.weight(project);
   }
 
   /** Sets a project's fair-share weight, or removes it (`weight` undefined). */
@@ -289,8 +254,8 @@ export class JobBook {
   shareUses(): ShareUse[] {
     const queued = new Map<string, number>();
     for (const j of this.queue()) queued.set(j.project, (queued.get(j.project) ?? 0) + j.queuedTasks);
-    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.projectLeases.keys()]);
-    const busy = (p: string) => (queued.get(p) ?? 0) + (this.projectLeases.get(p) ?? 0) > 0;
+    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.leases.projects()]);
+    const busy = (p: string) => (queued.get(p) ?? 0) + this.leases.ofProject(p) > 0;
     let total = 0;
     for (const p of names) if (busy(p)) total += this.weight(p);
     return [...names].sort().map((project) => ({
@@ -298,56 +263,36 @@ export class JobBook {
       weight: this.weight(project),
       set: this.shares.has(project),
       share: busy(project) ? this.weight(project) / total : 0,
-      running: this.projectLeases.get(project) ?? 0,
+      running: this.leases.ofProject(project),
       queued: queued.get(project) ?? 0,
     }));
   }
 
-  /**
-   * Fair share: why a job that got no slot waits, when its project already holds its share of
-   * the busy slots (or more) while another project with work waits: slots that free go there first.
-   */
-  shareReason(job: Job): WaitReason | undefined {
-    if (this.shares.size === 0) return undefined;
-    const uses = this.shareUses();
-    const mine = uses.find((u) => u.project === job.project);
-    if (!mine || !uses.some((u) => u.project !== job.project && u.share > 0)) return undefined;
-    const entitled = Math.round(mine.share * this.leases.size * 10) / 10;
-    if (mine.running < entitled) return undefined;
-    return {
-      kind: 'share',
-      share: { project: job.project, running: mine.running, entitled },
-      text: `its project ${job.project} holds ${mine.running} slots, at or over its share (${entitled} of the ${this.leases.size} busy slots, weight ${mine.weight}); slots that free go first to projects under their share`,
-    };
-  }
-
-  /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
+  /** Why an unfinished job starts nothing new, most fundamental first (wait-reasons.ts); undefined when nothing holds it back. */
   whyWaiting(job: Job): WaitReason | undefined {
-    if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
-    if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
-    const dep = this.dependencyReason(job) ?? this.frameDependencyReason(job);
-    if (dep) return dep;
-    const limit = job.spec.limits && job.queuedTasks > 0 ? this.limitBlocking(job) : undefined;
-    if (limit) {
-      const text = limit.max === undefined
-        ? `limit ${limit.name} is not set on this farm, so none of its tasks may run (renderbus limit ${limit.name} <max>)`
-        : `limit ${limit.name} at ${limit.inUse}/${limit.max}${this.limits.get(limit.name)?.per === 'host' ? ' hosts' : ''}`;
-      return { kind: 'limit', limit, text };
-    }
-    return job.waiting;
+    return whyWaiting(this, job);
   }
 
-  /** Frame by frame: why none of its queued frames may start, when that is so. */
-  private frameDependencyReason(job: Job): WaitReason | undefined {
-    if (job.afterFrames.length === 0 || job.queuedTasks === 0) return undefined;
-    if (job.tasks.some((t) => t.state === TaskState.Queued && this.framesReady(job, t))) return undefined;
-    const ended = job.afterFrames.find((d) => ['failed', 'cancelled'].includes(this.state(d)));
-    const dep = ended ?? job.afterFrames.find((d) => !this.isFinished(d)) ?? job.afterFrames[0]!;
-    const state = this.state(dep);
-    const text = ended
-      ? `job ${dep.id} (${dep.name}), whose frames it waits for one by one, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
-      : `waiting for frames of job ${dep.id} (${dep.name}) to be done, frame by frame (${state})`;
-    return { kind: 'after', job: dep.id, jobState: state, text };
+  shareReason(job: Job): WaitReason | undefined {
+    return shareReason(this, job);
+  }
+
+  dependencyReason(job: Job): WaitReason | undefined {
+    return dependencyReason(this, job);
+  }
+
+  busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
+    return busyBreakdown(this, job);
+  }
+
+  /** Leases held: busy slots, and tasks held in hand. */
+  get busySlots(): number {
+    return this.leases.size;
+  }
+
+  /** Jobs holding at least one lease. */
+  leasedJobs(): ReadonlySet<Job> {
+    return this.leases.leasedJobs;
   }
 
   /** Sets a named limit, or removes it (`max` undefined). */
@@ -363,14 +308,12 @@ export class JobBook {
     return [...this.limits].map(([name, l]) => ({ name, max: l.max, per: l.per, inUse: this.limitUse(name, l.per) })).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Whether a host already runs (or holds) a task counted against a limit. */
   private hostUses(host: string, name: string): boolean {
-    return (this.limitHostLeases.get(name)?.get(host) ?? 0) > 0;
+    return this.leases.hostUses(host, name);
   }
 
-  /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
   private limitUse(name: string, per: LimitCount): number {
-    return per === 'host' ? (this.limitHostLeases.get(name)?.size ?? 0) : (this.limitLeases.get(name) ?? 0);
+    return this.leases.limitUse(name, per);
   }
 
   /**
@@ -389,34 +332,10 @@ export class JobBook {
     return undefined;
   }
 
-  /** The slots running other jobs' tasks, by how their jobs rank against this one. */
-  busyBreakdown(job: Job): NonNullable<WaitReason['busy']> {
-    const b = { moreUrgent: 0, samePriority: 0, lessUrgent: 0 };
-    for (const other of this.leasedJobs) {
-      if (other === job) continue;
-      const d = other.prepared.priority - job.prepared.priority;
-      if (d < 0) b.moreUrgent += other.leased;
-      else if (d === 0 && other.seq < job.seq) b.samePriority += other.leased;
-      else b.lessUrgent += other.leased;
-    }
-    return b;
-  }
-
   /** The first job this one waits for (`after`) that is not done yet, if any. */
   blockedBy(job: Job): Job | undefined {
     for (const dep of job.after) if (this.state(dep) !== 'done') return dep;
     return undefined;
-  }
-
-  /** Why a job that waits for others does not start; undefined when it does not wait. */
-  dependencyReason(job: Job): WaitReason | undefined {
-    const dep = this.blockedBy(job);
-    if (!dep) return undefined;
-    const state = this.state(dep);
-    const text = state === 'failed' || state === 'cancelled'
-      ? `job ${dep.id} (${dep.name}), which it runs after, ${state === 'failed' ? 'failed' : 'was cancelled'}: retry or cancel one of them`
-      : `waiting for job ${dep.id} (${dep.name}) to finish (${state})`;
-    return { kind: 'after', job: dep.id, jobState: state, text };
   }
 
   /** Pause (no new frames; running ones finish) or resume a job. */
@@ -448,8 +367,14 @@ export class JobBook {
   retry(job: Job, frames?: readonly number[]): Task[] {
     this.flushRestored(job); // replayed: the results before this retry count first
     if (this.state(job) === 'cancelled') return [];
-    const chosen = frames ? new Set(frames) : null;
-    const tasks = job.tasks.filter((t) => (chosen ? t.frames.some((f) => chosen.has(f)) && (t.state === TaskState.Done || t.state === TaskState.Failed) : t.state === TaskState.Failed));
+    // ended tasks were all touched: only stored tasks can be retried
+    const ended = (s: TaskState) => s === TaskState.Done || s === TaskState.Failed;
+    const tasks = frames
+      ? [...new Set(frames.map((f) => job.tasks.taskOfFrame(f)))]
+        .filter((i): i is number => i !== undefined && ended(job.tasks.stateOf(i)))
+        .sort((a, b) => a - b)
+        .map((i) => job.tasks.get(i)!)
+      : [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.index - b.index);
     if (tasks.length === 0) return [];
     let done = 0;
     let failed = 0;
@@ -506,52 +431,22 @@ export class JobBook {
 
   /** The task's lease is still this attempt's, on this slot, and it has not ended. */
   holds(jobId: string, taskIndex: number, attempt: number, host: string, slot: number): boolean {
-    const task = this.jobs.get(jobId)?.tasks[taskIndex];
+    const task = this.jobs.get(jobId)?.tasks.peek(taskIndex);
     const lease = task && this.leases.get(task);
     return lease !== undefined && task!.state === TaskState.Running && task!.attempt === attempt && lease.host === host && lease.slot === slot;
   }
 
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   leasesOn(host: string, slot: number): number {
-    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+    return this.leases.onSlot(host, slot);
   }
 
   private addLease(job: Job, task: Task, host: string, slot: number, now: number): void {
-    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
-    bump(this.perSlot, `${host}/${slot}`, 1);
-    let tasks = this.hostLeases.get(host);
-    if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
-    tasks.add(task);
-    job.leased += 1;
-    this.leasedJobs.add(job);
-    bump(this.projectLeases, job.project, 1);
-    for (const name of job.spec.limits ?? []) {
-      bump(this.limitLeases, name, 1);
-      let hosts = this.limitHostLeases.get(name);
-      if (!hosts) this.limitHostLeases.set(name, (hosts = new Map()));
-      bump(hosts, host, 1);
-    }
+    this.leases.add(job, task, host, slot, now);
   }
 
   private dropLease(task: Task): void {
-    const l = this.leases.get(task);
-    if (!l) return;
-    this.leases.delete(task);
-    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
-    const tasks = this.hostLeases.get(l.host);
-    tasks?.delete(task);
-    if (tasks?.size === 0) this.hostLeases.delete(l.host);
-    l.job.leased -= 1;
-    if (l.job.leased === 0) this.leasedJobs.delete(l.job);
-    bump(this.projectLeases, l.job.project, -1);
-    for (const name of l.job.spec.limits ?? []) {
-      bump(this.limitLeases, name, -1);
-      const hosts = this.limitHostLeases.get(name);
-      if (hosts) {
-        bump(hosts, l.host, -1);
-        if (hosts.size === 0) this.limitHostLeases.delete(name);
-      }
-    }
+    this.leases.drop(task);
   }
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
@@ -594,7 +489,7 @@ export class JobBook {
   /** The assignment never reached the slot (refused, or no answer): the task goes back to the queue. */
   unlease(jobId: string, taskIndex: number, attempt: number): void {
     const job = this.jobs.get(jobId);
-    const task = job?.tasks[taskIndex];
+    const task = job?.tasks.peek(taskIndex);
     if (!job || !task || task.state !== TaskState.Running || task.attempt !== attempt) return;
     this.requeue(job, task);
   }
@@ -608,8 +503,9 @@ export class JobBook {
    */
   result(r: TaskResult, now: number): ResultOutcome {
     const job = this.jobs.get(r.jobId);
-    const task = job?.tasks[r.taskIndex];
-    if (!job || !task) return { kind: 'unknown' };
+    if (!job || !job.tasks.has(r.taskIndex)) return { kind: 'unknown' };
+    // an untouched task was never handed out: its result is stale, and it stays untouched
+    const task = job.tasks.peek(r.taskIndex) ?? job.tasks.view(r.taskIndex)!;
     const lease = this.leases.get(task);
     const fromHolder = lease !== undefined && lease.host === r.host && lease.slot === r.slot;
     if (task.resolvedAttempt === r.attempt && task.host === r.host && r.status !== 'returned') return { kind: 'duplicate', job, task };
@@ -642,12 +538,13 @@ export class JobBook {
       job.timedFrames += task.frames.length;
       this.countEnded(job, task.frames.length, 0, wasQueued);
       if (job.spec.taskDuration !== undefined) {
-        const plan = this.planRechunk(job);
+        const plan = planRechunk(job);
         if (plan) {
-          this.rechunk(job, plan);
+          applyRechunk(job, plan);
           task.rechunk = plan;
         }
       }
+      job.tasks.done(task);
       this.finishIfEnded(job, now);
       return { kind: 'accepted', job, task, retried: false };
     }
@@ -673,7 +570,7 @@ export class JobBook {
   /** A host went away: every task leased there goes back to the queue. */
   releaseHost(host: string): Job[] {
     const touched = new Set<Job>();
-    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+    for (const task of this.leases.onHost(host)) {
       const job = this.leases.get(task)!.job;
       this.dropLease(task);
       if (task.state === TaskState.Running && !this.isFinished(job)) {
@@ -686,7 +583,7 @@ export class JobBook {
 
   /** Hosts that hold at least one lease. */
   leaseholders(): Set<string> {
-    return new Set(this.hostLeases.keys());
+    return this.leases.hosts();
   }
 
   /**
@@ -701,7 +598,7 @@ export class JobBook {
     const listed = new Set<Task>();
     for (const h of held) {
       const job = this.jobs.get(h.jobId);
-      const task = job?.tasks[h.taskIndex];
+      const task = job?.tasks.view(h.taskIndex);
       if (!job || !task) {
         out.foreign.push(h);
         continue;
@@ -711,16 +608,17 @@ export class JobBook {
         lease.unconfirmed = 0;
         listed.add(task);
       } else if (task.state === TaskState.Queued && h.attempt >= task.attempt && task.resolvedAttempt !== h.attempt && !this.isFinished(job)) {
-        this.adopt(job, task, host, h.slot, h.attempt, now);
-        listed.add(task);
-        out.adopted.push(task);
+        const kept = job.tasks.get(h.taskIndex)!;
+        this.adopt(job, kept, host, h.slot, h.attempt, now);
+        listed.add(kept);
+        out.adopted.push(kept);
       } else if (h.state !== 'reporting') {
         // a result on its way is judged when it arrives (it may still be taken)
         out.foreign.push(h);
       }
     }
     const lost = new Set<Job>();
-    for (const task of [...(this.hostLeases.get(host) ?? [])]) {
+    for (const task of this.leases.onHost(host)) {
       const lease = this.leases.get(task)!;
       if (listed.has(task) || now - lease.grantedAt < LEASE_REPORT_GRACE_MS) continue;
       lease.unconfirmed += 1;
@@ -754,10 +652,12 @@ export class JobBook {
   /** Cancels a job: queued tasks are dropped; running ones are returned so their slots can be told. */
   cancel(job: Job, now: number): Task[] {
     this.flushRestored(job); // a replayed cancel comes after the job's replayed results
-    const running = job.tasks.filter((t) => t.state === TaskState.Running);
+    const touched = [...job.tasks.touchedTasks()];
+    const running = touched.filter((t) => t.state === TaskState.Running).sort((a, b) => a.index - b.index);
     job.runningTasks = 0;
-    for (const t of job.tasks) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
-    for (const t of job.tasks) this.dropLease(t);
+    for (const t of touched) if (t.state === TaskState.Queued || t.state === TaskState.Running) t.state = TaskState.Cancelled;
+    job.tasks.cancelUntouched();
+    for (const t of running) this.dropLease(t);
     job.queuedTasks = 0;
     this.pendingDirty = true;
     job.requeued = [];
@@ -770,8 +670,8 @@ export class JobBook {
 
   /** Journal replay: an attempt failed and the task was queued again. */
   restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats): void {
-    const task = job.tasks[taskIndex];
-    if (!task || task.state !== TaskState.Queued || task.resolvedAttempt === attempt) return;
+    if (job.tasks.stateOf(taskIndex) !== TaskState.Queued || job.tasks.peek(taskIndex)?.resolvedAttempt === attempt) return;
+    const task = job.tasks.get(taskIndex)!;
     task.failures += 1;
     if (error?.startsWith('RB_OUT_OF_MEMORY') && stats) this.raiseMemory(job, task, stats);
     task.attempt = Math.max(task.attempt, attempt);
@@ -781,8 +681,8 @@ export class JobBook {
 
   /** Journal replay: a task ended before the restart. */
   restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>, rechunk?: Rechunk): void {
-    const task = job.tasks[taskIndex];
-    if (!task || task.state !== TaskState.Queued) return;
+    if (!job.tasks.has(taskIndex) || job.tasks.stateOf(taskIndex) !== TaskState.Queued) return;
+    const task = job.tasks.get(taskIndex)!;
     this.dropQueued(job, task);
     Object.assign(task, detail);
     if (status === 'done' && detail.stats) {
@@ -791,11 +691,12 @@ export class JobBook {
       job.timedFrames += task.frames.length;
     }
     if (rechunk) {
-      this.rechunk(job, rechunk);
+      applyRechunk(job, rechunk);
       task.rechunk = rechunk;
     }
     task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
+    if (status === 'done') job.tasks.done(task);
     // counted here and told to the job's machine once per job: a transition per record was a
     // third of a long replay (docs/benchmarks.md, scheduler recovery)
     const r = (job.restored ??= { done: 0, failed: 0, at: job.submittedAt });
@@ -818,49 +719,38 @@ export class JobBook {
   }
 
   summary(job: Job): JobSummary {
-    const c = job.counts;
-    const s: JobSummary = {
-      jobId: job.id,
-      name: job.name,
-      user: job.user,
-      group: job.group,
-      project: job.project,
-      priority: job.prepared.priority,
-      state: this.state(job),
-      counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
-      submittedAt: job.submittedAt,
-      outputDir: job.prepared.outputDir,
-    };
-    if (job.startedAt !== undefined) s.startedAt = job.startedAt;
-    if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
-    const why = this.isFinished(job) ? undefined : this.whyWaiting(job);
-    if (why) {
-      s.waiting = why.text;
-      s.why = why;
-    }
-    const eta = this.eta(job);
-    if (eta !== undefined) s.etaMs = eta;
-    return s;
+    return jobSummary(this, job);
   }
 
+  /** The job's frames after frame `after` (all when undefined), ascending (job-views.ts). */
+  frameRecords(job: Job, after?: number): Generator<FrameRecord> {
+    return frameRecords(job, after);
+  }
+
+  failures(job: Job): { frame: number; error: string }[] {
+    return jobFailures(job);
+  }
+
+  /** The job with every frame (a large job's view is paged instead: frameRecords). */
   detail(job: Job): JobDetail {
-    const frames: FrameRecord[] = [];
-    for (const t of job.tasks) {
-      for (const frame of t.frames) {
-        const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
-        if (t.host !== undefined) r.host = t.host;
-        if (t.slot !== undefined) r.slot = t.slot;
-        if (t.startedAt !== undefined) r.startedAt = t.startedAt;
-        if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
-        const out = t.outputs?.find((o) => o.frame === frame);
-        if (out) r.output = out.path;
-        if (t.error !== undefined) r.error = t.error;
-        if (t.stats) r.stats = t.stats;
-        frames.push(r);
-      }
+    return { ...this.summary(job), spec: job.spec, frames: [...this.frameRecords(job)] };
+  }
+
+  /**
+   * A finished job leaves memory (retention): only where its records start in the journal, and
+   * how it ended, are kept. The caller checked that nothing needs it (jobsToEvict).
+   */
+  evict(job: Job): void {
+    if (!this.isFinished(job) || job.journalSeq === undefined) return;
+    this.archived.set(job.id, { seq: job.journalSeq, state: this.state(job) });
+    this.jobs.delete(job.id);
+    for (const dep of job.after) dep.dependents = dep.dependents.filter((d) => d !== job);
+    if (job.inPending) {
+      this.pending = this.pending.filter((j) => j !== job);
+      job.inPending = false;
+      this.pendingVersion += 1;
     }
-    frames.sort((a, b) => a.frame - b.frame); // tasks re-split by taskDuration come after the rest
-    return { ...this.summary(job), spec: job.spec, frames };
+    job.machine.stop();
   }
 
   /** Active jobs in queue order, then ended ones, newest first. */
@@ -871,17 +761,6 @@ export class JobBook {
     return [...active, ...ended];
   }
 
-  failures(job: Job): { frame: number; error: string }[] {
-    return job.tasks.filter((t) => t.state === TaskState.Failed).flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
-  }
-
-  private eta(job: Job): number | undefined {
-    if (job.timedTasks === 0 || this.isFinished(job)) return undefined;
-    const perTask = job.timedMs / job.timedTasks;
-    const left = job.queuedTasks + job.runningTasks;
-    return Math.round((perTask * left) / Math.max(1, job.runningTasks));
-  }
-
   private finishIfEnded(job: Job, now: number): void {
     if (!this.isFinished(job)) return;
     job.finishedAt ??= now;
@@ -890,35 +769,24 @@ export class JobBook {
     if (this.state(job) === 'done') for (const d of job.dependents) this.enqueue(d);
   }
 
-  /** Whether every frame of the task may start: each job it runs after frame by frame has that frame done (or does not have it). */
-  private framesReady(job: Job, task: Task): boolean {
-    for (const dep of job.afterFrames) {
-      dep.frameTasks ??= new Map(dep.tasks.flatMap((t) => t.frames.map((f) => [f, t] as const)));
-      for (const f of task.frames) {
-        const t = dep.frameTasks.get(f);
-        if (t && t.state !== TaskState.Done) return false;
-      }
-    }
-    return true;
-  }
-
   /** Frame by frame: the first queued task whose frames may start, taken without skipping the others. */
   private takeReady(job: Job, hostRamMb?: number): Task | undefined {
-    job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
-    const at = job.requeued.findIndex((i) => job.tasks[i]!.state === TaskState.Queued && fits(job.tasks[i]!, hostRamMb) && this.framesReady(job, job.tasks[i]!));
+    const tasks = job.tasks;
+    job.requeued = job.requeued.filter((i) => tasks.stateOf(i) === TaskState.Queued);
+    const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb) && framesReady(job, i));
     if (at >= 0) {
       const [i] = job.requeued.splice(at, 1);
       this.took(job);
-      return job.tasks[i!];
+      return tasks.get(i!);
     }
-    for (let i = job.cursor; i < job.tasks.length; i++) {
-      const t = job.tasks[job.order ? job.order[i]! : i]!;
-      if (t.state !== TaskState.Queued || !this.framesReady(job, t)) continue;
+    for (let p = job.cursor; p < tasks.length; p++) {
+      const i = job.order ? job.order.at(p) : p;
+      if (tasks.stateOf(i) !== TaskState.Queued || !framesReady(job, i)) continue;
       // the queued tasks it passed over wait in `requeued`, checked first next time
-      job.requeued.push(...this.skippedBetween(job, job.cursor, i));
-      job.cursor = i + 1;
+      job.requeued.push(...this.skippedBetween(job, job.cursor, p));
+      job.cursor = p + 1;
       this.took(job);
-      return t;
+      return tasks.get(i);
     }
     return undefined;
   }
@@ -926,39 +794,40 @@ export class JobBook {
   /** Tasks still queued between two cursor positions (frame by frame: passed over, to be taken later). */
   private skippedBetween(job: Job, from: number, to: number): number[] {
     const out: number[] = [];
-    for (let i = from; i < to; i++) {
-      const index = job.order ? job.order[i]! : i;
-      if (job.tasks[index]!.state === TaskState.Queued) out.push(index);
+    for (let p = from; p < to; p++) {
+      const index = job.order ? job.order.at(p) : p;
+      if (job.tasks.stateOf(index) === TaskState.Queued) out.push(index);
     }
     return out;
   }
 
   private takeQueued(job: Job, hostRamMb?: number): Task | undefined {
     if (job.afterFrames.length > 0) return this.takeReady(job, hostRamMb);
+    const tasks = job.tasks;
     if (job.memoryRaised) {
       // a task whose memory was raised may not fit this host: take the first that does
-      job.requeued = job.requeued.filter((i) => job.tasks[i]!.state === TaskState.Queued);
-      const at = job.requeued.findIndex((i) => fits(job.tasks[i]!, hostRamMb));
+      job.requeued = job.requeued.filter((i) => tasks.stateOf(i) === TaskState.Queued);
+      const at = job.requeued.findIndex((i) => fits(tasks.peek(i), hostRamMb));
       if (at >= 0) {
         const [i] = job.requeued.splice(at, 1);
         this.took(job);
-        return job.tasks[i!];
+        return tasks.get(i!);
       }
     }
     while (job.requeued.length > 0 && !job.memoryRaised) {
-      const t = job.tasks[job.requeued.shift()!]!;
-      if (t.state === TaskState.Queued) {
+      const i = job.requeued.shift()!;
+      if (tasks.stateOf(i) === TaskState.Queued) {
         this.took(job);
-        return t;
+        return tasks.get(i);
       }
     }
-    const length = job.order ? job.order.length : job.tasks.length;
+    const length = job.order ? job.order.length : tasks.length;
     while (job.cursor < length) {
-      const i = job.cursor++;
-      const t = job.tasks[job.order ? job.order[i]! : i]!;
-      if (t.state === TaskState.Queued) {
+      const p = job.cursor++;
+      const i = job.order ? job.order.at(p) : p;
+      if (tasks.stateOf(i) === TaskState.Queued) {
         this.took(job);
-        return t;
+        return tasks.get(i);
       }
     }
     return undefined;
@@ -999,65 +868,17 @@ export class JobBook {
   memoryBlocked(job: Job, maxRamMb: number): number | undefined {
     if (!job.memoryRaised) return undefined;
     let least = Infinity;
-    for (const t of job.tasks) {
+    let touchedQueued = 0;
+    for (const t of job.tasks.touchedTasks()) {
       if (t.state !== TaskState.Queued) continue;
+      touchedQueued += 1;
       const need = memoryOf(job, t) ?? 0;
       if (need <= maxRamMb) return undefined;
       least = Math.min(least, need);
     }
+    // untouched queued tasks (the rest of the count) need the job's memory, which every matching host has
+    if (job.queuedTasks > touchedQueued) return undefined;
     return least === Infinity ? undefined : least;
-  }
-
-  /**
-   * taskDuration: from the frame time measured so far, the chunk that makes a task last about
-   * the target; a re-split of the tasks not handed out yet when that chunk is 1.5 times off the
-   * present one or more (either way) and the split would change their number.
-   */
-  private planRechunk(job: Job): Rechunk | undefined {
-    if (job.timedTasks < 2 || job.timedFrames === 0) return undefined;
-    const perFrameMs = job.timedMs / job.timedFrames;
-    const ideal = Math.max(1, Math.min(10_000, Math.round((job.spec.taskDuration! * 1000) / Math.max(perFrameMs, 1))));
-    if (ideal < job.chunkSize * 1.5 && ideal * 1.5 > job.chunkSize) return undefined;
-    const { untouched, keep } = this.untouchedTail(job, job.cursor, []);
-    let frames = 0;
-    for (const t of untouched) frames += t.frames.length;
-    if (untouched.length === 0 || Math.ceil(frames / ideal) === untouched.length) return undefined; // nothing would change
-    return { from: job.cursor, keep, size: ideal };
-  }
-
-  /** Tasks at order positions `from` on never handed out (queued, no attempt, not handed back), and the others (`keep`). */
-  private untouchedTail(job: Job, from: number, keepGiven: readonly number[]): { untouched: Task[]; keep: number[] } {
-    const kept = new Set(keepGiven);
-    const requeued = new Set(job.requeued);
-    const untouched: Task[] = [];
-    const keep: number[] = [];
-    const length = job.order ? job.order.length : job.tasks.length;
-    for (let p = from; p < length; p++) {
-      const t = job.tasks[job.order ? job.order[p]! : p]!;
-      if (t.frames.length === 0) continue; // split before
-      if (kept.has(t.index) || t.state !== TaskState.Queued || t.attempt > 0 || requeued.has(t.index)) keep.push(t.index);
-      else untouched.push(t);
-    }
-    return { untouched, keep };
-  }
-
-  /** Applies a re-split (live, or replayed from the journal): the untouched tasks give their frames to new tasks of `size` frames. */
-  private rechunk(job: Job, plan: Rechunk): void {
-    const { untouched } = this.untouchedTail(job, plan.from, plan.keep);
-    const frames = untouched.flatMap((t) => t.frames).sort((a, b) => a - b);
-    for (const t of untouched) {
-      t.frames = [];
-      t.state = TaskState.Cancelled; // an empty husk: its frames live on in the new tasks
-    }
-    const chunks = chunkFrames(frames, plan.size);
-    for (const chunk of chunks) {
-      const index = job.tasks.length;
-      job.tasks.push({ index, frames: chunk, state: TaskState.Queued, attempt: 0, failures: 0 });
-      job.order?.push(index);
-    }
-    job.queuedTasks += chunks.length - untouched.length;
-    job.chunkSize = plan.size;
-    job.frameTasks = undefined; // jobs waiting on its frames look them up again
   }
 
   private requeue(job: Job, task: Task): void {
@@ -1097,13 +918,6 @@ export class JobBook {
   }
 }
 
-/** First, last and middle task, then the rest in order: a look at the whole shot before it all renders. */
-export function previewOrder(n: number): number[] {
-  const first = [...new Set([0, n - 1, Math.floor((n - 1) / 2)])].filter((i) => i >= 0 && i < n);
-  const picked = new Set(first);
-  return [...first, ...Array.from({ length: n }, (_, i) => i).filter((i) => !picked.has(i))];
-}
-
 /** Lower priority number first; FIFO within a priority. */
 function queueOrder(a: Job, b: Job): number {
   return a.prepared.priority - b.prepared.priority || a.seq - b.seq;
@@ -1121,7 +935,7 @@ function memoryOf(job: Job, task: Task): number | undefined {
   return task.memoryMb ?? job.spec.memoryMb;
 }
 
-/** Whether a task's memory fits a host's RAM (unknown RAM: yes). */
-function fits(task: Task, hostRamMb: number | undefined): boolean {
-  return hostRamMb === undefined || task.memoryMb === undefined || task.memoryMb <= hostRamMb;
+/** Whether a task's memory fits a host's RAM (unknown RAM, or an untouched task: yes). */
+function fits(task: Task | undefined, hostRamMb: number | undefined): boolean {
+  return hostRamMb === undefined || task?.memoryMb === undefined || task.memoryMb <= hostRamMb;
 }

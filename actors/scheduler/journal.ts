@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { codecs, FarmError, PROTOCOL_MAJOR, streams, subjects, type JournalRecord } from '../../protocol/index.ts';
@@ -7,7 +7,7 @@ type TaskRecord = Extract<JournalRecord, { kind: 'task' }>;
 interface Pending {
   rec: JournalRecord;
   id: string | undefined;
-  done: (err?: unknown) => void;
+  done: (err: unknown, seq?: number) => void;
 }
 
 /** Task records stored in one message at most (well under a NATS message: a record is ~200 bytes). */
@@ -61,8 +61,13 @@ export class Journal {
    * every record idempotently anyway.
    */
   append(rec: JournalRecord, id?: string): Promise<void> {
+    return this.appendAt(rec, id).then(() => {});
+  }
+
+  /** Appends one record (as append); resolves with the stream sequence of the message that holds it. */
+  appendAt(rec: JournalRecord, id?: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ rec, id, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      this.queue.push({ rec, id, done: (err, seq) => (err === undefined ? resolve(seq ?? 0) : reject(err)) });
       if (this.queue.length === 1) setImmediate(() => this.flush());
     });
   }
@@ -83,13 +88,14 @@ export class Journal {
   private async write(group: Pending[]): Promise<void> {
     const first = group[0]!;
     try {
+      let ack;
       if (group.length === 1) {
-        await this.js.publish(subjects.journal(this.site, first.rec.kind), codecs.journalEntry.encode(first.rec), first.id ? { msgID: first.id } : undefined);
+        ack = await this.js.publish(subjects.journal(this.site, first.rec.kind), codecs.journalEntry.encode(first.rec), first.id ? { msgID: first.id } : undefined);
       } else {
         const records = group.map((p) => p.rec as TaskRecord);
-        await this.js.publish(subjects.journal(this.site, 'batch'), codecs.journalEntry.encode({ v: PROTOCOL_MAJOR, kind: 'batch', records }));
+        ack = await this.js.publish(subjects.journal(this.site, 'batch'), codecs.journalEntry.encode({ v: PROTOCOL_MAJOR, kind: 'batch', records }));
       }
-      for (const p of group) p.done();
+      for (const p of group) p.done(undefined, ack.seq);
     } catch (cause) {
       const what = group.length === 1 ? `the ${first.rec.kind} record` : `${group.length} task records`;
       const err = new FarmError('RB_SCHEDULER_UNAVAILABLE', `could not store ${what} durably: ${(cause as Error).message}`, { cause, retryable: true });
@@ -97,12 +103,31 @@ export class Journal {
     }
   }
 
-  /** Replays every record in order (batches record by record); a record that no longer decodes is logged and skipped. Returns how many records. */
-  async replay(apply: (rec: JournalRecord) => void): Promise<number> {
+  /**
+   * Replays every record in order (batches record by record), each with the stream sequence of
+   * its message; a record that no longer decodes is logged and skipped. Returns how many records.
+   */
+  replay(apply: (rec: JournalRecord, seq: number) => void): Promise<number> {
+    return this.readFrom(1, apply);
+  }
+
+  /**
+   * One job's records, read back from the journal from stream sequence `fromSeq` on (its
+   * submit record's): a job that left the scheduler's memory (retention) is rebuilt from them.
+   */
+  async jobRecords(jobId: string, fromSeq: number): Promise<JournalRecord[]> {
+    const out: JournalRecord[] = [];
+    await this.readFrom(fromSeq, (rec) => {
+      if ('jobId' in rec && rec.jobId === jobId) out.push(rec);
+    });
+    return out;
+  }
+
+  private async readFrom(fromSeq: number, apply: (rec: JournalRecord, seq: number) => void): Promise<number> {
     const jsm = await this.js.jetstreamManager();
     const info = await jsm.streams.info(streams.journal(this.site));
-    if (info.state.messages === 0) return 0;
-    const consumer = await this.js.consumers.get(streams.journal(this.site));
+    if (info.state.messages === 0 || info.state.last_seq < fromSeq) return 0;
+    const consumer = await this.js.consumers.get(streams.journal(this.site), fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : undefined);
     const iter = await consumer.consume({ max_messages: 1000 });
     let n = 0;
     for await (const m of iter) {
@@ -116,7 +141,7 @@ export class Journal {
       for (const rec of records) {
         n += 1;
         try {
-          apply(rec);
+          apply(rec, m.seq);
         } catch (err) {
           this.log.warn({ err, seq: m.seq, kind: rec.kind }, 'skipped a journal record that could not be applied');
         }

@@ -2,7 +2,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  aboutFrames, checkNotify, codecs, FarmError, lastToken, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  aboutFrames, checkNotify, codecs, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
   type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
@@ -10,6 +10,10 @@ import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
+import { jobPage, jobsPage } from './query-pages.ts';
+import { checkQueueLimits, queueLimits, type QueueLimits } from './queue-limits.ts';
+import { applyControl as applyControlTo, applyRecord, rebuildJob } from './replay.ts';
+import { jobsToEvict, retention, type Retention } from './retention.ts';
 import { HostLiveness } from './liveness.ts';
 import { schedulerMachine } from './machine.ts';
 
@@ -19,6 +23,10 @@ export interface SchedulerOptions {
   log: Logger;
   /** Clock, for tests. */
   now?: () => number;
+  /** Frames it takes in (site, per user, per job); defaults: DEFAULT_QUEUE_LIMITS. */
+  limits?: Partial<QueueLimits>;
+  /** Finished jobs it keeps in memory; defaults: DEFAULT_RETENTION. */
+  retention?: Partial<Retention>;
 }
 
 export interface SchedulerHandle {
@@ -34,6 +42,13 @@ interface Leased {
 
 /** How many queued jobs one dispatch round looks at (the most urgent ones). */
 const ROUND_JOBS = 500;
+/** Room left in a reply for its envelope, around the page. */
+const REPLY_MARGIN = 1_024;
+/** Jobs read back from the journal kept for the next pages of their view: at most this many, this long. */
+const READ_BACK_KEPT = 4;
+const READ_BACK_MS = 60_000;
+/** How often finished jobs are checked against the retention rule's age, besides when a job ends. */
+const RETENTION_EVERY_MS = 60_000;
 /** A job's progress event goes out at most this often; watchers also poll, and the end always goes out. */
 const PROGRESS_EVERY_MS = 250;
 
@@ -42,6 +57,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const { nc, site } = o;
   const log = o.log.child({ actor: 'scheduler', site });
   const now = o.now ?? Date.now;
+  const queueCaps = queueLimits(o.limits);
+  const keep = retention(o.retention);
   let book = new JobBook();
   let journal: Journal | null = null;
   const schedulerId = newInstanceId();
@@ -83,7 +100,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
   const onLeased = (job: Job, a: TaskAssignment, firstStart: boolean) => {
     if (firstStart) jobEvent(job, 'started');
-    frameEvent(job, a.frames, 'dispatched', { slot: a.slot, attempt: a.attempt, host: job.tasks[a.taskIndex]!.host });
+    frameEvent(job, a.frames, 'dispatched', { slot: a.slot, attempt: a.attempt, host: job.tasks.peek(a.taskIndex)?.host });
   };
   const announcedEnd = new Set<string>();
   /** Announces a job's end (event, log): once per job, whatever path ended it. The notifier actor tells people. */
@@ -96,6 +113,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
     // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
     if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
+    retentionSoon();
   };
   /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
   const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
@@ -132,16 +150,22 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
     const jobId = req.jobId ?? newJobId(now());
-    const counts = { jobId, frames: prepared.frames.length, tasks: prepared.tasks.length };
-    if (book.jobs.has(jobId)) return counts; // a retried submit: already queued
+    const counts = { jobId, frames: prepared.frames.count, tasks: prepared.taskCount };
+    if (book.jobs.has(jobId) || book.archived.has(jobId)) return counts; // a retried submit: already queued
     for (const field of ['after', 'afterFrames'] as const) {
-      const unknown = (req.spec[field] ?? []).filter((id) => !book.jobs.has(id));
+      const unknown = (req.spec[field] ?? []).filter((id) => !book.jobs.has(id) && !book.archived.has(id));
       if (unknown.length > 0) throw new FarmError('RB_BAD_JOB', `${field}: no job ${unknown.map((id) => `'${id}'`).join(', ')} on this farm (a job can only run after jobs already submitted)`);
+      // a job that left memory ended long ago: done, it holds nothing back; otherwise it never will be
+      const ended = (req.spec[field] ?? []).filter((id) => book.archived.has(id) && book.archived.get(id)!.state !== 'done');
+      if (ended.length > 0) throw new FarmError('RB_BAD_JOB', `${field}: job ${ended.map((id) => `'${id}' ${book.archived.get(id)!.state}`).join(', ')} long ago, so this job would never start`);
     }
+    // a flood of submits is refused here, before it costs memory or a journal write
+    checkQueueLimits(book, req.spec.user ?? 'unknown', counts.frames, queueCaps);
     const at = now();
-    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
+    const seq = await journal!.appendAt({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
     if (book.jobs.has(jobId)) return counts;
     const job = book.add(jobId, req.spec, prepared, at);
+    job.journalSeq = seq;
     log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
     jobEvent(job, 'submitted');
     if (book.whyWaiting(job)) jobEvent(job, 'waiting');
@@ -149,12 +173,64 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return counts;
   }
 
-  function query(req: QueryRequest) {
+  /** A reply's room: one message, less its envelope. */
+  const replyBudget = () => Math.min(MAX_PAYLOAD, nc.info?.max_payload ?? MAX_PAYLOAD) - REPLY_MARGIN;
+  const bytes = (v: unknown) => encodeAny(v).length;
+
+  /** Answers a page: `jobs` after a cursor, or a job's view with its frames after one (paged: see QueryRequest). */
+  async function query(req: QueryRequest) {
     requireServing();
-    if (req.what === 'jobs') return { jobs: book.list().map((j) => book.summary(j)) };
-    const job = book.jobs.get(req.jobId);
-    if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
-    return { job: book.detail(job) };
+    const budget = replyBudget();
+    if (req.what === 'jobs') return jobsPage(book, req.after, { budget, fixed: bytes({ jobs: [], more: true, next: 'e'.padEnd(24, '9') }), sizeOf: bytes, ...(req.limit ? { limit: req.limit } : {}) });
+    const live = book.jobs.get(req.jobId);
+    const found = live ? { job: live, from: book } : await readBack(req.jobId);
+    if (!found) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
+    const page = jobPage(found.from, found.job, req.afterFrame, { budget, sizeOf: bytes, sizeOfHead: (head) => bytes({ job: head, more: true, archived: true }), ...(req.limit ? { limit: req.limit } : {}) });
+    return live ? page : { ...page, archived: true };
+  }
+
+  /** Jobs read back from the journal lately: the next pages of a view do not read it again. */
+  const readBackCache = new Map<string, { at: number; found: Promise<{ job: Job; from: JobBook } | undefined> }>();
+  /** A job that left memory (retention), rebuilt on its own from its journal records. */
+  function readBack(jobId: string): Promise<{ job: Job; from: JobBook } | undefined> {
+    const archived = book.archived.get(jobId);
+    if (!archived) return Promise.resolve(undefined);
+    const t = now();
+    for (const [id, c] of readBackCache) if (t - c.at > READ_BACK_MS) readBackCache.delete(id);
+    const had = readBackCache.get(jobId);
+    if (had) return had.found;
+    const found = journal!.jobRecords(jobId, archived.seq).then((records) => {
+      const from = new JobBook();
+      const job = rebuildJob(from, jobId, records, archived.seq);
+      return job ? { job, from } : undefined;
+    });
+    found.catch(() => readBackCache.delete(jobId));
+    readBackCache.set(jobId, { at: t, found });
+    while (readBackCache.size > READ_BACK_KEPT) readBackCache.delete(readBackCache.keys().next().value!);
+    return found;
+  }
+
+  let lastRetention = 0;
+  let retentionDue = false;
+  /** The retention rule, once after whatever ended a job has been answered (jobs ending together: once for all). */
+  const retentionSoon = () => {
+    if (retentionDue) return;
+    retentionDue = true;
+    setImmediate(() => {
+      retentionDue = false;
+      applyRetention();
+    });
+  };
+  /** Finished jobs past the retention rule leave memory (they stay readable from the journal). */
+  function applyRetention(): void {
+    lastRetention = now();
+    const gone = jobsToEvict(book, lastRetention, keep);
+    for (const job of gone) {
+      book.evict(job);
+      announcedEnd.delete(job.id);
+      lastProgress.delete(job.id);
+    }
+    if (gone.length > 0) log.info({ jobs: gone.length, kept: book.jobs.size }, 'finished jobs left memory (retention); they are read back from the journal when asked for');
   }
 
   /**
@@ -164,6 +240,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   async function control(req: CtlRequest, user: string | null) {
     requireServing();
     const job = book.jobs.get(req.jobId);
+    if (!job && book.archived.has(req.jobId)) throw new FarmError('RB_UNKNOWN_JOB', `job '${req.jobId}' ${book.archived.get(req.jobId)!.state} long ago and left the scheduler's memory: it can still be read (renderbus job ${req.jobId}), not changed`);
     if (!job) throw new FarmError('RB_UNKNOWN_JOB', `no job '${req.jobId}'`);
     if (user !== null && job.spec.user !== user) {
       throw new FarmError('RB_FORBIDDEN', `job ${job.id} belongs to '${job.spec.user ?? 'nobody'}': only its owner or an operator may ${req.action} it`);
@@ -184,8 +261,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (req.action === 'release' && !job.held) throw refuse('it is not held');
     if ((req.action === 'pause' || req.action === 'resume') && book.isFinished(job)) throw refuse(`it is ${state}`);
     if (req.action === 'retry' && req.frames) {
-      const known = new Set(job.prepared.frames);
-      const unknown = req.frames.filter((f) => !known.has(f));
+      const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
       if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
     }
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
@@ -196,17 +272,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     return { job: book.summary(job) };
   }
 
-  /** Applies a control action other than cancel (live, or replayed from the journal); returns how many frames were queued again. */
+  /** Applies a control action other than cancel; returns how many frames were queued again. */
   function applyControl(job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
-    if (c.action === 'pause' || c.action === 'resume') book.setPaused(job, c.action === 'pause');
-    else if (c.action === 'release') book.release(job);
-    else if (c.action === 'priority' && c.priority !== undefined) book.setPriority(job, c.priority);
-    else if (c.action === 'retry') {
-      const tasks = book.retry(job, c.frames);
-      if (tasks.length > 0) announcedEnd.delete(job.id); // it may end, and be announced, again
-      return tasks.reduce((n, t) => n + t.frames.length, 0);
-    }
-    return 0;
+    const queued = applyControlTo(book, job, c);
+    if (queued > 0) announcedEnd.delete(job.id); // it may end, and be announced, again
+    return queued;
   }
 
   /** Lists, sets or removes the site's named limits; a change is journaled before it is answered. */
@@ -453,13 +523,14 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   const dropForeign = (host: string, h: HeldLease) => {
-    const task = book.jobs.get(h.jobId)?.tasks[h.taskIndex];
+    const task = book.jobs.get(h.jobId)?.tasks.view(h.taskIndex);
     const why = !task ? 'unknown job' : task.state === 'running' ? `attempt ${task.attempt} runs on ${task.host ?? '?'}` : `task is ${task.state}`;
     killTask(host, h.taskId, why, h.attempt);
   };
 
   /** Leases of hosts whose reports stopped go back to the queue (the machine calls this every second). */
   function expireLeases(): void {
+    if (now() - lastRetention >= RETENTION_EVERY_MS) applyRetention();
     for (const host of liveness.overdue(book.leaseholders(), now())) {
       forgetHost(host, 'its lease reports stopped');
       actor.send({ type: 'dispatch.wanted' });
@@ -487,8 +558,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       }),
       recover: fromPromise(async () => {
         book = new JobBook();
-        const records = await journal!.replay(applyRecord);
+        const records = await journal!.replay((rec, seq) => {
+          const retried = applyRecord(book, rec, seq);
+          if (retried) announcedEnd.delete(retried.id);
+        });
         book.finishReplay();
+        applyRetention();
         return records;
       }),
       dispatchRound: fromPromise(dispatchRound),
@@ -501,28 +576,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       expireLeases,
     },
   });
-
-  function applyRecord(rec: JournalRecord): void {
-    if (rec.kind === 'submit') {
-      if (book.jobs.has(rec.jobId)) return;
-      book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
-      return;
-    }
-    if (rec.kind === 'limit') {
-      book.setLimit(rec.name, rec.max, rec.per);
-      return;
-    }
-    if (rec.kind === 'share') {
-      book.setShare(rec.project, rec.weight);
-      return;
-    }
-    const job = book.jobs.get(rec.jobId);
-    if (!job) return;
-    if (rec.kind === 'cancel') book.cancel(job, rec.at);
-    else if (rec.kind === 'ctl') applyControl(job, rec);
-    else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats);
-    else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) }, rec.rechunk);
-  }
 
   const actor = createActor(machine);
   actor.subscribe({

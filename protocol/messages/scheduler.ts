@@ -101,18 +101,55 @@ export type FrameRecord = Static<typeof FrameRecord>;
 export const JobDetail = Type.Composite([JobSummary, Type.Object({ spec: JobSpec, frames: Type.Array(FrameRecord) })]);
 export type JobDetail = Static<typeof JobDetail>;
 
-/** Anyone → scheduler, request on `sched.query`. */
+/**
+ * Anyone → scheduler, request on `sched.query`. A large answer comes in pages that each fit one
+ * message (5,000 jobs, or the frames of a 60,000-frame job, do not): `{ v, what }` alone asks for
+ * the first page; while a reply says `more`, ask again with the cursor it gives (`after` = its
+ * `next` for jobs, `afterFrame` = its last frame for a job). tools/cli/query-pages.ts does this.
+ */
 export const QueryRequest = Type.Union([
-  Type.Object({ v: V, what: Type.Literal('jobs') }),
-  Type.Object({ v: V, what: Type.Literal('job'), jobId: Type.String() }),
+  Type.Object({
+    v: V,
+    what: Type.Literal('jobs'),
+    /** The `next` cursor of the previous page: jobs that come after it in the listing's order. */
+    after: Type.Optional(Type.String({ maxLength: 200 })),
+    /** At most this many jobs in the page (fewer when they would not fit one message). */
+    limit: Type.Optional(Type.Integer({ minimum: 1 })),
+  }),
+  Type.Object({
+    v: V,
+    what: Type.Literal('job'),
+    jobId: Type.String(),
+    /** Only frames after this one (the last frame of the previous page); frames come in ascending order. */
+    afterFrame: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** At most this many frames in the page (fewer when they would not fit one message). */
+    limit: Type.Optional(Type.Integer({ minimum: 1 })),
+  }),
 ]);
 export type QueryRequest = Static<typeof QueryRequest>;
-export const JobsReply = Reply(Type.Object({ jobs: Type.Array(JobSummary) }));
+/** True: more follow this page; ask again with its cursor. Absent from a scheduler older than paging, which sent everything. */
+const More = Type.Optional(Type.Boolean());
+export const JobsReply = Reply(Type.Object({
+  jobs: Type.Array(JobSummary),
+  more: More,
+  /** With `more`: the cursor to send as `after` for the next page. */
+  next: Type.Optional(Type.String()),
+}));
 export type JobsReply = Static<typeof JobsReply>;
-export const JobReply = Reply(Type.Object({ job: JobDetail }));
+export type JobsBody = Extract<JobsReply, { ok: true }>['body'];
+export const JobReply = Reply(Type.Object({
+  job: JobDetail,
+  more: More,
+  /** The job left the scheduler's memory (retention): read back from the journal. */
+  archived: Type.Optional(Type.Boolean()),
+}));
 export type JobReply = Static<typeof JobReply>;
+export type JobBody = Extract<JobReply, { ok: true }>['body'];
 /** What `sched.query` answers: `{ jobs }` for what 'jobs', `{ job }` for what 'job'. */
-export const QueryReply = Reply(Type.Union([Type.Object({ jobs: Type.Array(JobSummary) }), Type.Object({ job: JobDetail })]));
+export const QueryReply = Reply(Type.Union([
+  Type.Object({ jobs: Type.Array(JobSummary), more: More, next: Type.Optional(Type.String()) }),
+  Type.Object({ job: JobDetail, more: More, archived: Type.Optional(Type.Boolean()) }),
+]));
 export type QueryReply = Static<typeof QueryReply>;
 
 /** Anyone → scheduler, request on `sched.ctl`: steer a job. */

@@ -76,6 +76,17 @@ export class TestFarm {
     return this.nats.credsFile(this.site, role, name);
   }
 
+  private artists = new Map<string, Promise<NatsConnection>>();
+  /** An artist's connection (one per user, closed with the farm). */
+  artist(user: string): Promise<NatsConnection> {
+    let c = this.artists.get(user);
+    if (!c) {
+      c = this.connectAs(Role.Artist, user);
+      this.artists.set(user, c);
+    }
+    return c;
+  }
+
   /** A connection as another principal on this farm. */
   connectAs(role: Role, name?: string): Promise<NatsConnection> {
     return this.nats.connectAs(this.site, role, name);
@@ -159,8 +170,11 @@ export class TestFarm {
     return body.job;
   }
 
+  /** Submits as the spec's user (an artist's credential of that name), or as the test's operator. */
   async submit(spec: JobSpec): Promise<string> {
-    const body = await call(this.nc, subjects.schedSubmit(this.site, TEST_OPERATOR), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+    const user = spec.user ?? TEST_OPERATOR;
+    const nc = user === TEST_OPERATOR ? this.nc : await this.artist(user);
+    const body = await call(nc, subjects.schedSubmit(this.site, user), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
     return body.jobId;
   }
 
@@ -198,6 +212,7 @@ export class TestFarm {
 
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
+    for (const c of this.artists.values()) await (await c).close().catch(() => {});
     await this.nc.close().catch(() => {});
     await this.nats.stop();
     await rm(this.nats.dir, { recursive: true, force: true });

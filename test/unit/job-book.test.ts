@@ -139,8 +139,8 @@ test('job-book - lease reports renew leases; a lease left out of two reports aft
   for (let i = 1; i < LEASE_UNLISTED_LIMIT; i++) assert.deepEqual(book.renew('h1', [held(0, 1)], LEASE_REPORT_GRACE_MS + i).lost, []);
   const out = book.renew('h1', [held(0, 1)], LEASE_REPORT_GRACE_MS + 10);
   assert.deepEqual(out.lost.map((j) => j.id), ['a'], 'task 1 was never listed');
-  assert.equal(job.tasks[1]!.state, 'queued');
-  assert.equal(job.tasks[0]!.state, 'running', 'task 0 was listed every time');
+  assert.equal(job.tasks.view(1)!.state, 'queued');
+  assert.equal(job.tasks.view(0)!.state, 'running', 'task 0 was listed every time');
   assert.deepEqual(book.summary(job).counts, { total: 2, queued: 1, running: 1, done: 0, failed: 0 });
 });
 
@@ -152,7 +152,7 @@ test('job-book - a restarted scheduler re-adopts the running tasks a host report
   const out = book.renew('h1', [held(0, 4, { slot: 1 }), held(1, 2, { state: 'held' }), held(2, 1, { state: 'running' }), { ...held(0, 1), jobId: 'gone', taskId: 'gone.0' }], 10);
   assert.deepEqual(out.adopted.map((t) => t.index), [0, 1]);
   assert.deepEqual(out.foreign.map((h) => h.taskId), ['a.2', 'gone.0'], 'an ended task and an unknown job');
-  assert.equal(job.tasks[0]!.attempt, 4);
+  assert.equal(job.tasks.view(0)!.attempt, 4);
   assert.equal(book.leasesOn('h1', 1), 1);
   assert.equal(book.state(job), 'rendering');
   assert.equal(book.lease(job, 'h2', 0, 11), undefined, 'nothing left to hand out');

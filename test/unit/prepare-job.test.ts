@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { codecs, FarmError, prepareJob } from '../../protocol/index.ts';
+import { codecs, expandRuns, FarmError, prepareJob } from '../../protocol/index.ts';
 import { aJobSpec } from '../helpers/builders.ts';
 
 const refuses = (spec: Parameters<typeof prepareJob>[0], field: RegExp) =>
@@ -9,7 +9,8 @@ const refuses = (spec: Parameters<typeof prepareJob>[0], field: RegExp) =>
 test('prepare-job - expands frames into chunked tasks and implies the renderer package', () => {
   const p = prepareJob(aJobSpec({ frames: '1-5', chunk: 2, resolution: '320x240', priority: 10 }));
   assert.equal(p.renderer, 'povray');
-  assert.deepEqual(p.tasks, [[1, 2], [3, 4], [5]]);
+  assert.deepEqual(expandRuns(p.frames), [1, 2, 3, 4, 5]);
+  assert.deepEqual([p.chunk, p.taskCount], [2, 3]);
   assert.deepEqual(p.resolution, { width: 320, height: 240 });
   assert.equal(p.priority, 10);
   assert.deepEqual(p.requirements.packages, ['povray']);

@@ -5,6 +5,9 @@ import { JobBook, type Job } from '../../actors/scheduler/index.ts';
 import { planDispatch } from '../../actors/scheduler/dispatch.ts';
 import { aJobSpec, aTaskResult, anInventory } from '../helpers/builders.ts';
 
+/** Every task of a (small) job as it stands, untouched ones included. */
+const allTasks = (job: Job) => Array.from({ length: job.tasks.length }, (_, i) => job.tasks.view(i)!);
+
 // Fair share, memory retries and task-duration chunks: the JobBook and one dispatch round, no I/O.
 
 const add = (book: JobBook, id: string, over: Parameters<typeof aJobSpec>[0] = {}, at = 1000) => {
@@ -33,7 +36,7 @@ const leasedBy = (book: JobBook, plan: ReturnType<typeof round>) => {
 };
 /** Ends one running task of the job, done. */
 const finishOne = (book: JobBook, job: Job, now: number) => {
-  const t = job.tasks.find((x) => x.state === 'running')!;
+  const t = allTasks(job).find((x) => x.state === 'running')!;
   return book.result(aTaskResult({ jobId: job.id, taskIndex: t.index, attempt: t.attempt, host: t.host!, slot: t.slot!, wantNext: false }), now);
 };
 
@@ -99,7 +102,7 @@ test('memory - a task that ran out of memory is retried with 1.5 times as much, 
   const first = book.lease(job, 'h1', 0, 1, 2000)!;
   assert.equal(first.memoryLimitMb, 1000);
   book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, status: 'failed', error: { code: 'RB_OUT_OF_MEMORY', message: 'it used 1100 MB' } }), 2);
-  assert.equal(job.tasks[0]!.memoryMb, 1500);
+  assert.equal(job.tasks.view(0)!.memoryMb, 1500);
   const other = book.lease(job, 'small', 0, 3, 1200)!;
   assert.equal(other.taskIndex, 1, 'a 1200 MB host takes the task that still needs 1000 MB, not the one that needs 1500');
   assert.equal(book.lease(job, 'small', 1, 3, 1200), undefined);
@@ -114,11 +117,11 @@ test('memory - a job with no memory set that was killed (kernel OOM) gets 1.5 ti
   book.lease(job, 'h1', 0, 1);
   const stats = { wallMs: 10, cpuMs: 10, peakRssKb: 2048 * 1024, bytesWritten: 0 };
   book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, status: 'failed', error: { code: 'RB_OUT_OF_MEMORY', message: 'killed by SIGKILL' }, stats }), 2);
-  assert.equal(job.tasks[0]!.memoryMb, 3072);
+  assert.equal(job.tasks.view(0)!.memoryMb, 3072);
   const replayed = new JobBook();
   const again = add(replayed, 'a', { frames: '1' });
-  replayed.restoreRetry(again, 0, 1, job.tasks[0]!.error, stats);
-  assert.equal(again.tasks[0]!.memoryMb, 3072);
+  replayed.restoreRetry(again, 0, 1, job.tasks.view(0)!.error, stats);
+  assert.equal(again.tasks.view(0)!.memoryMb, 3072);
   assert.equal(replayed.lease(again, 'h1', 0, 3)!.memoryLimitMb, 3072);
 });
 
@@ -133,7 +136,7 @@ test('task duration - the chunk grows from measured frame times so tasks last ab
   assert.equal(job.tasks.length, 100, 'one measured task is not enough');
   const r = book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, slot: 1, stats }), 3);
   assert.equal(r.kind, 'accepted');
-  const plan = job.tasks[1]!.rechunk!;
+  const plan = job.tasks.view(1)!.rechunk!;
   assert.deepEqual(plan, { from: 3, keep: [], size: 10 }, '1 s a frame, 10 s a task: 10 frames per task, from the first task not handed out');
   const live = book.detail(job);
   assert.deepEqual(live.counts, { total: 100, queued: 97, running: 1, done: 2, failed: 0 });
@@ -145,7 +148,7 @@ test('task duration - the chunk grows from measured frame times so tasks last ab
   const again = add(replayed, 'a', { frames: '1-100', taskDuration: 10 });
   replayed.restoreEnded(again, 0, 'done', { outputs: [], stats, finishedAt: 2, host: 'h1', slot: 0, attempt: 1 });
   replayed.restoreEnded(again, 1, 'done', { outputs: [], stats, finishedAt: 3, host: 'h1', slot: 1, attempt: 1 }, plan);
-  assert.deepEqual(again.tasks.map((t) => t.frames), job.tasks.map((t) => t.frames), 'the same tasks with the same indices');
+  assert.deepEqual(allTasks(again).map((t) => t.frames), allTasks(job).map((t) => t.frames), 'the same tasks with the same indices');
 });
 
 test('task duration - slow frames split big chunks into smaller ones; tasks handed back keep their frames', () => {
@@ -159,8 +162,8 @@ test('task duration - slow frames split big chunks into smaller ones; tasks hand
   book.unlease(back.jobId, back.taskIndex, back.attempt); // handed back: queued with an attempt
   book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, stats }), 2);
   book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, slot: 1, stats }), 3);
-  assert.deepEqual(job.tasks[1]!.rechunk, { from: 3, keep: [], size: 5 });
-  assert.deepEqual(job.tasks.slice(4).map((t) => t.frames), [[31, 32, 33, 34, 35], [36, 37, 38, 39, 40]]);
-  assert.deepEqual(job.tasks[2]!.frames.length, 10, 'the task handed back is not split');
+  assert.deepEqual(job.tasks.view(1)!.rechunk, { from: 3, keep: [], size: 5 });
+  assert.deepEqual(allTasks(job).slice(4).map((t) => t.frames), [[31, 32, 33, 34, 35], [36, 37, 38, 39, 40]]);
+  assert.deepEqual(job.tasks.view(2)!.frames.length, 10, 'the task handed back is not split');
   assert.equal(book.summary(job).counts.queued, 20);
 });

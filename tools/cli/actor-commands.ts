@@ -10,6 +10,7 @@ import type { CommandContext } from './command-context.ts';
 import { checkGlobals, type GlobalOptions } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
+import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
 import { parseCount, parseList, parsePackages, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
@@ -28,10 +29,11 @@ export async function registryCommand(c: CommandContext): Promise<number> {
 }
 
 /** `renderbus scheduler`: the scheduler alone, against the farm's NATS. */
-export async function schedulerCommand(c: CommandContext): Promise<number> {
+export async function schedulerCommand(c: CommandContext<SchedulerFlags>): Promise<number> {
+  const settings = schedulerSettings(c.opts); // bad flags fail before anything connects
   return runActor(c, Role.Scheduler, async (nc, site, log) => {
     const { startScheduler } = await import('../../actors/scheduler/index.ts');
-    return startScheduler({ nc, site, log });
+    return startScheduler({ nc, site, log, ...settings });
   });
 }
 

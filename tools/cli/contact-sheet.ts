@@ -7,6 +7,7 @@ import { imageSize, thumbnailRaw, ThumbnailError, type ImageProblem, type RawThu
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm } from './farm-client.ts';
+import { loadJob } from './job.ts';
 import { dateTime, json, plural } from './format.ts';
 import { parseCount, parseToken } from './option-values.ts';
 
@@ -36,7 +37,7 @@ export async function contactSheetCommand(c: CommandContext<ContactSheetOptions>
   const fc = await openFarm(c.globals, 'renderbus-contact-sheet');
   let job: JobDetail;
   try {
-    ({ job } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply));
+    job = await loadJob(fc, jobId);
   } finally {
     await fc.close();
   }

@@ -9,6 +9,7 @@ import {
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm, type FarmClient } from './farm-client.ts';
+import { loadJob } from './job.ts';
 import { dateTime, duration, json, paint, stateColour } from './format.ts';
 
 export interface FrameOptions {
@@ -86,7 +87,7 @@ export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | 
 }
 
 export async function loadFrame(fc: FarmClient, jobId: string, frame: number): Promise<{ job: JobDetail; record: FrameRecord }> {
-  const { job } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply);
+  const job = await loadJob(fc, jobId);
   const record = job.frames.find((f) => f.frame === frame);
   if (!record) {
     const fs = job.frames.map((f) => f.frame);

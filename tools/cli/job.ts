@@ -1,16 +1,32 @@
-import { PROTOCOL_MAJOR, codecs, subjects, type FrameRecord, type JobDetail } from '../../protocol/index.ts';
+import { pageWholeJob, type WholeJob } from '../../actors/scheduler/index.ts';
+import { codecs, subjects, type FrameRecord, type JobDetail } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, openFarm, type FarmClient } from './farm-client.ts';
 import { ago, dateTime, duration, json, paint, stateColour, table, type Paint } from './format.ts';
 import { parseToken } from './option-values.ts';
+
+/**
+ * One job's whole view, every frame, asking for its frames page after page (a large job's do
+ * not fit one reply); a job that left the scheduler's memory is read back from its journal
+ * (`archived`). The loader of `renderbus job`, `why`, `frame`, `contact-sheet` and the web monitor.
+ */
+export function loadWholeJob(fc: FarmClient, jobId: string, timeoutMs = 5_000): Promise<WholeJob> {
+  return pageWholeJob((req) => ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, req, codecs.jobReply, timeoutMs), jobId);
+}
+
+/** One job's whole view (loadWholeJob without where it came from). */
+export async function loadJob(fc: FarmClient, jobId: string, timeoutMs = 5_000): Promise<JobDetail> {
+  return (await loadWholeJob(fc, jobId, timeoutMs)).job;
+}
 
 /** `renderbus job <id>`: one job's summary and every frame (state, host/slot, attempt, time, error). */
 export async function jobCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
   const jobId = parseToken('job id', c.args[0] ?? '');
   const fc = await openFarm(c.globals, 'renderbus-job');
   try {
-    const { job } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply);
+    const { job, archived } = await loadWholeJob(fc, jobId);
+    if (archived && !c.opts.json) c.io.stderr.write(`job ${jobId} left the scheduler's memory when it finished (retention): read back from the journal\n`);
     c.io.stdout.write(c.opts.json ? json(job) : describeJob(job, paint(c.io.stdout)));
     return ExitCode.Ok;
   } finally {

@@ -1,14 +1,23 @@
-import { PROTOCOL_MAJOR, codecs, subjects } from '../../protocol/index.ts';
+import { pageAllJobs } from '../../actors/scheduler/index.ts';
+import { codecs, subjects, type JobSummary } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { ask, openFarm } from './farm-client.ts';
+import { ask, openFarm, type FarmClient } from './farm-client.ts';
 import { cut, json, paint, stateColour, table } from './format.ts';
+
+/**
+ * Every job the scheduler holds, in its order, page after page of `sched.query` (thousands of
+ * jobs do not fit one reply). The loader of `renderbus jobs`, `queue` and the web monitor's queue.
+ */
+export function loadJobs(fc: FarmClient, timeoutMs = 5_000): Promise<JobSummary[]> {
+  return pageAllJobs((req) => ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, req, codecs.jobsReply, timeoutMs));
+}
 
 /** `renderbus jobs`: the scheduler's queue, most urgent first as the scheduler orders it. */
 export async function jobsCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
   const fc = await openFarm(c.globals, 'renderbus-jobs');
   try {
-    const { jobs } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply);
+    const jobs = await loadJobs(fc);
     if (c.opts.json) {
       c.io.stdout.write(json(jobs));
       return ExitCode.Ok;

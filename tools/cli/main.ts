@@ -11,6 +11,7 @@ import type { FrameOptions } from './frame.ts';
 import type { HostOptions } from './host.ts';
 import { processIo, type Io } from './format.ts';
 import { NOTIFIER_FLAG_HELP, type NotifierFlags } from './notifier.ts';
+import { SCHEDULER_FLAG_HELP, type SchedulerFlags } from './scheduler-flags.ts';
 import { MONITOR_FLAG_HELP, type MonitorFlags } from './monitor.ts';
 import { collect } from './option-values.ts';
 import { addSimFarmCommand } from './sim-farm.ts';
@@ -24,7 +25,7 @@ export type Handlers = Record<CommandName, CommandHandler>;
 export const defaultHandlers: Handlers = {
   up: async (c) => (await import('./up.ts')).upCommand(c as CommandContext<UpOptions>),
   registry: async (c) => (await import('./actor-commands.ts')).registryCommand(c),
-  scheduler: async (c) => (await import('./actor-commands.ts')).schedulerCommand(c),
+  scheduler: async (c) => (await import('./actor-commands.ts')).schedulerCommand(c as CommandContext<SchedulerFlags>),
   notifier: async (c) => (await import('./actor-commands.ts')).notifierCommand(c as CommandContext<NotifierFlags>),
   monitor: async (c) => (await import('./monitor.ts')).monitorCommand(c as CommandContext<MonitorFlags>),
   'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
@@ -131,6 +132,11 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .option('--monitor-port <n>', 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
+    .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
+    .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
+    .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
+    .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
+    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on the address NATS listens on): see the README,\nWeb monitor and Metrics.')
     .action(action('up'));
 
@@ -144,6 +150,12 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .command('scheduler')
     .summary('run the scheduler alone')
     .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
+    .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
+    .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
+    .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
+    .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
+    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
+    .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".')
     .action(action('scheduler'));
 
   program

@@ -5,6 +5,7 @@ import {
 import { listen } from '../../actors/bus/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { ask, type FarmClient } from './farm-client.ts';
+import { loadJob } from './job.ts';
 import { duration, plural, type Io } from './format.ts';
 
 export type Display = 'bar' | 'lines' | 'none';
@@ -114,7 +115,7 @@ export function waitForJob(fc: FarmClient, jobId: string, o: WaitOptions): Promi
       cleanup();
       let detail: JobDetail | undefined;
       try {
-        detail = (await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply)).job;
+        detail = await loadJob(fc, jobId);
       } catch {
         // the event already said how it ended; the detail only adds frame errors
       }

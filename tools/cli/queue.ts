@@ -2,6 +2,7 @@ import { PROTOCOL_MAJOR, codecs, FarmError, subjects } from '../../protocol/inde
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm } from './farm-client.ts';
+import { loadJobs } from './jobs.ts';
 import { json, paint } from './format.ts';
 import { describeQueue, queueEntries } from './manager-format.ts';
 
@@ -13,8 +14,8 @@ import { describeQueue, queueEntries } from './manager-format.ts';
 export async function queueCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
   const fc = await openFarm(c.globals, 'renderbus-queue');
   try {
-    const [{ jobs }, shares] = await Promise.all([
-      ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply),
+    const [jobs, shares] = await Promise.all([
+      loadJobs(fc),
       // the queue stands without the shares: an answer that fails leaves them out
       ask(fc, 'scheduler', subjects.schedShares(fc.site), codecs.sharesRequest, { v: PROTOCOL_MAJOR, action: 'list' }, codecs.sharesReply).catch((err: unknown) => {
         if (err instanceof FarmError) return null;

@@ -8,12 +8,13 @@ import { paint } from './format.ts';
 import { checkGlobals, dataDirOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
+import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
 import { monitorSettings } from './monitor.ts';
 import { hostToken, parseCount, parsePort, parseToken } from './option-values.ts';
 import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
 
-export interface UpOptions extends NotifierFlags {
+export interface UpOptions extends NotifierFlags, SchedulerFlags {
   slots?: string;
   port?: string;
   listen?: string;
@@ -34,6 +35,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const dataDir = dataDirOf(g);
   const notifierOptions = notifierSettings(c.opts);
+  const schedulerOptions = schedulerSettings(c.opts);
   const monitorOptions = monitorSettings({ ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.listen !== undefined ? { listen: c.opts.listen } : {}) });
 
   const running = await readFarmFile(dataDir).catch(() => null);
@@ -47,7 +49,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, log });
+    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, scheduler: schedulerOptions, log });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');

@@ -10,6 +10,8 @@ import {
 import { ask, ctlSubject, type FarmClient } from '../cli/farm-client.ts';
 import { frameLogPath, loadFrame } from '../cli/frame.ts';
 import { loadHosts } from '../cli/hosts.ts';
+import { loadJob } from '../cli/job.ts';
+import { loadJobs } from '../cli/jobs.ts';
 import { queueEntries } from '../cli/manager-format.ts';
 import type { ThumbnailCache } from './thumbnails.ts';
 
@@ -74,7 +76,7 @@ function guarded(route: Route): Route {
 export function apiRoutes(o: ApiOptions): Map<string, Route> {
   // the CLI's loaders take a FarmClient: this one is the monitor's own connection, never closed here
   const fc: FarmClient = { nc: o.nc, url: 'the monitor\'s NATS connection', site: o.site, farm: null, creds: { role: Role.Monitor, name: 'monitor' }, close: async () => {} };
-  const jobDetail = (jobId: string) => ask(fc, 'scheduler', subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply).then((r) => r.job);
+  const jobDetail = (jobId: string) => loadJob(fc, jobId);
   // a frame grid asks for every done frame's thumbnail at once: one job detail serves them all
   const recentDetails = new Map<string, { at: number; job: Promise<JobDetail> }>();
   const thumbnailDetail = (jobId: string, fresh = false): Promise<JobDetail> => {
@@ -92,8 +94,8 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
     ['/api/farm', () => jsonAnswer({ site: o.site, ...o.model.changesSince() })],
     ['/api/hosts', guarded(async () => jsonAnswer((await loadHosts(fc)).views))], // hosts whose sickness is unknown say `sick: null`
     ['/api/queue', guarded(async () => {
-      const [{ jobs }, shares] = await Promise.all([
-        ask(fc, 'scheduler', subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.jobsReply),
+      const [jobs, shares] = await Promise.all([
+        loadJobs(fc),
         ask(fc, 'scheduler', subjects.schedShares(o.site), codecs.sharesRequest, { v: PROTOCOL_MAJOR, action: 'list' }, codecs.sharesReply).catch(() => null),
       ]);
       return jsonAnswer({ shares, jobs: queueEntries(jobs) });

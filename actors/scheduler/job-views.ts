@@ -1,0 +1,70 @@
+import type { FrameRecord, JobSummary } from '../../protocol/index.ts';
+import type { Job, JobBook } from './job-book.ts';
+import { TaskState, type Task } from './task-table.ts';
+
+/* What a job looks like from outside: its summary, its frames one by one, its failures. */
+
+/** One job as `renderbus jobs` lists it. */
+export function jobSummary(book: JobBook, job: Job): JobSummary {
+  const c = job.counts;
+  const s: JobSummary = {
+    jobId: job.id,
+    name: job.name,
+    user: job.user,
+    group: job.group,
+    project: job.project,
+    priority: job.prepared.priority,
+    state: book.state(job),
+    counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
+    submittedAt: job.submittedAt,
+    outputDir: job.prepared.outputDir,
+  };
+  if (job.startedAt !== undefined) s.startedAt = job.startedAt;
+  if (job.finishedAt !== undefined) s.finishedAt = job.finishedAt;
+  const why = book.isFinished(job) ? undefined : book.whyWaiting(job);
+  if (why) {
+    s.waiting = why.text;
+    s.why = why;
+  }
+  const eta = jobEta(book, job);
+  if (eta !== undefined) s.etaMs = eta;
+  return s;
+}
+
+/** The job's frames from after frame `after` on (all when undefined), ascending, each as its task has it. */
+export function* frameRecords(job: Job, after?: number): Generator<FrameRecord> {
+  let settled: Task | undefined; // a settled task read back once for all its frames
+  for (const { frame, task } of job.tasks.framesFrom(after)) {
+    let t = job.tasks.peek(task);
+    if (!t && job.tasks.stateOf(task) === TaskState.Done) t = settled?.index === task ? settled : (settled = job.tasks.view(task));
+    if (!t) {
+      yield { frame, state: job.tasks.stateOf(task), taskIndex: task, attempt: 0 };
+      continue;
+    }
+    const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
+    if (t.host !== undefined) r.host = t.host;
+    if (t.slot !== undefined) r.slot = t.slot;
+    if (t.startedAt !== undefined) r.startedAt = t.startedAt;
+    if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
+    const out = t.outputs?.find((o) => o.frame === frame);
+    if (out) r.output = out.path;
+    if (t.error !== undefined) r.error = t.error;
+    if (t.stats) r.stats = t.stats;
+    yield r;
+  }
+}
+
+/** The frames that failed for good, with their errors, in frame order. */
+export function jobFailures(job: Job): { frame: number; error: string }[] {
+  const failed = [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.frames[0]! - b.frames[0]!);
+  return failed.flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
+}
+
+/** Milliseconds left, from the measured task times and the tasks left over the slots running them. */
+function jobEta(book: JobBook, job: Job): number | undefined {
+  if (job.timedTasks === 0 || book.isFinished(job)) return undefined;
+  const perTask = job.timedMs / job.timedTasks;
+  const left = job.queuedTasks + job.runningTasks;
+  return Math.round((perTask * left) / Math.max(1, job.runningTasks));
+}
+

@@ -1,0 +1,124 @@
+/** What a lease needs of its job: what it counts against, and its count of leases. */
+export interface LeaseHolder {
+  project: string;
+  /** Leases its tasks hold (running, or in hand); kept by the table. */
+  leased: number;
+  spec: { limits?: string[] };
+}
+
+/** One lease: which slot holds the task, and how sure the scheduler is that it still does. */
+export interface Lease<J> {
+  job: J;
+  host: string;
+  slot: number;
+  grantedAt: number;
+  /** Lease reports from its host since the grace period that did not list it. */
+  unconfirmed: number;
+}
+
+/**
+ * Every lease, by task, with the counts dispatch asks for at each step kept up to date (per slot,
+ * per host, per job, per project, per named limit), so nothing on the path of a dispatch walks
+ * them all. Pure data.
+ */
+export class LeaseTable<J extends LeaseHolder, T> {
+  /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
+  private readonly leases = new Map<T, Lease<J>>();
+  /** `host/slot` → how many leases that slot holds. */
+  private readonly perSlot = new Map<string, number>();
+  private readonly hostLeases = new Map<string, Set<T>>();
+  /** Jobs holding at least one lease. */
+  readonly leasedJobs = new Set<J>();
+  private readonly projectLeases = new Map<string, number>();
+  /** Limit name → leases of jobs that name it, and → host → such leases on that host. */
+  private readonly limitLeases = new Map<string, number>();
+  private readonly limitHostLeases = new Map<string, Map<string, number>>();
+
+  get size(): number {
+    return this.leases.size;
+  }
+
+  get(task: T): Lease<J> | undefined {
+    return this.leases.get(task);
+  }
+
+  add(job: J, task: T, host: string, slot: number, now: number): void {
+    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
+    bump(this.perSlot, `${host}/${slot}`, 1);
+    let tasks = this.hostLeases.get(host);
+    if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
+    tasks.add(task);
+    job.leased += 1;
+    this.leasedJobs.add(job);
+    bump(this.projectLeases, job.project, 1);
+    for (const name of job.spec.limits ?? []) {
+      bump(this.limitLeases, name, 1);
+      let hosts = this.limitHostLeases.get(name);
+      if (!hosts) this.limitHostLeases.set(name, (hosts = new Map()));
+      bump(hosts, host, 1);
+    }
+  }
+
+  drop(task: T): void {
+    const l = this.leases.get(task);
+    if (!l) return;
+    this.leases.delete(task);
+    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
+    const tasks = this.hostLeases.get(l.host);
+    tasks?.delete(task);
+    if (tasks?.size === 0) this.hostLeases.delete(l.host);
+    l.job.leased -= 1;
+    if (l.job.leased === 0) this.leasedJobs.delete(l.job);
+    bump(this.projectLeases, l.job.project, -1);
+    for (const name of l.job.spec.limits ?? []) {
+      bump(this.limitLeases, name, -1);
+      const hosts = this.limitHostLeases.get(name);
+      if (hosts) {
+        bump(hosts, l.host, -1);
+        if (hosts.size === 0) this.limitHostLeases.delete(name);
+      }
+    }
+  }
+
+  /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
+  onSlot(host: string, slot: number): number {
+    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+  }
+
+  /** The tasks leased to a host (a copy: the caller may drop them as it goes). */
+  onHost(host: string): T[] {
+    return [...(this.hostLeases.get(host) ?? [])];
+  }
+
+  /** Hosts that hold at least one lease. */
+  hosts(): Set<string> {
+    return new Set(this.hostLeases.keys());
+  }
+
+  /** Leases of a project's jobs. */
+  ofProject(project: string): number {
+    return this.projectLeases.get(project) ?? 0;
+  }
+
+  /** Projects whose jobs hold leases. */
+  projects(): IterableIterator<string> {
+    return this.projectLeases.keys();
+  }
+
+  /** Whether a host already runs (or holds) a task counted against a limit. */
+  hostUses(host: string, name: string): boolean {
+    return (this.limitHostLeases.get(name)?.get(host) ?? 0) > 0;
+  }
+
+  /** Running (and in-hand) tasks that count against a limit, or the hosts running any of them. */
+  limitUse(name: string, per: 'host' | 'task'): number {
+    return per === 'host' ? (this.limitHostLeases.get(name)?.size ?? 0) : (this.limitLeases.get(name) ?? 0);
+  }
+}
+
+/** Adds to a count in a map, deleting it at zero. */
+function bump<K>(m: Map<K, number>, key: K, by: number): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}

@@ -1,0 +1,50 @@
+import { prepareJob, type CtlRequest, type JournalRecord } from '../../protocol/index.ts';
+import type { Job, JobBook } from './job-book.ts';
+
+/**
+ * Applies a control action other than cancel (live, or replayed from the journal) to a job;
+ * returns how many frames were queued again.
+ */
+export function applyControl(book: JobBook, job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
+  if (c.action === 'pause' || c.action === 'resume') book.setPaused(job, c.action === 'pause');
+  else if (c.action === 'release') book.release(job);
+  else if (c.action === 'priority' && c.priority !== undefined) book.setPriority(job, c.priority);
+  else if (c.action === 'retry') return book.retry(job, c.frames).reduce((n, t) => n + t.frames.length, 0);
+  return 0;
+}
+
+/**
+ * Applies one journal record to a book, as a restarted scheduler rebuilds its queue (and as a job
+ * that left memory is read back). `seq` is the stream sequence of the message holding it. Returns
+ * the job a retry queued frames of again, if any.
+ */
+export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job | undefined {
+  if (rec.kind === 'submit') {
+    if (book.jobs.has(rec.jobId) || book.archived.has(rec.jobId)) return undefined;
+    const job = book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
+    job.journalSeq = seq;
+    return undefined;
+  }
+  if (rec.kind === 'limit') {
+    book.setLimit(rec.name, rec.max, rec.per);
+    return undefined;
+  }
+  if (rec.kind === 'share') {
+    book.setShare(rec.project, rec.weight);
+    return undefined;
+  }
+  const job = book.jobs.get(rec.jobId);
+  if (!job) return undefined;
+  if (rec.kind === 'cancel') book.cancel(job, rec.at);
+  else if (rec.kind === 'ctl') return applyControl(book, job, rec) > 0 ? job : undefined;
+  else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats);
+  else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) }, rec.rechunk);
+  return undefined;
+}
+
+/** A job rebuilt on its own from its journal records (read back after it left memory); undefined when they hold no submit. */
+export function rebuildJob(book: JobBook, jobId: string, records: readonly JournalRecord[], seq: number): Job | undefined {
+  for (const rec of records) applyRecord(book, rec, seq);
+  book.finishReplay();
+  return book.jobs.get(jobId);
+}

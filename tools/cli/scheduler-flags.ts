@@ -1,0 +1,41 @@
+import type { SchedulerOptions } from '../../actors/scheduler/index.ts';
+import { DEFAULT_QUEUE_LIMITS } from '../../actors/scheduler/queue-limits.ts';
+import { DEFAULT_RETENTION } from '../../actors/scheduler/retention.ts';
+import { parseCount } from './option-values.ts';
+
+/** The scheduler's flags (`renderbus scheduler`, `renderbus up`) as commander hands them over. */
+export interface SchedulerFlags {
+  maxSiteFrames?: string;
+  maxUserFrames?: string;
+  maxJobFrames?: string;
+  keepJobs?: string;
+  keepHours?: string;
+}
+
+const n = (v: number) => v.toLocaleString('en');
+
+/** The flags' help texts, shared by `scheduler` and `up` so they say the same. */
+export const SCHEDULER_FLAG_HELP = {
+  maxSiteFrames: `frames the site holds queued or running at most; a submit past it is refused (RB_QUEUE_FULL) (default: ${n(DEFAULT_QUEUE_LIMITS.siteFrames)})`,
+  maxUserFrames: `frames one user's jobs hold queued or running at most (default: ${n(DEFAULT_QUEUE_LIMITS.userFrames)})`,
+  maxJobFrames: `frames in one job at most (default: ${n(DEFAULT_QUEUE_LIMITS.jobFrames)})`,
+  keepJobs: `finished jobs kept in the scheduler's memory, the latest ones; older ones are read back from the journal when asked for (default: ${n(DEFAULT_RETENTION.keepJobs)})`,
+  keepHours: `hours a finished job stays in the scheduler's memory at most (default: ${DEFAULT_RETENTION.keepMs / 3_600_000})`,
+} as const;
+
+/** The scheduler's settings from its flags. Throws UsageError naming the flag. */
+export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions, 'limits' | 'retention'> {
+  const frames = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseCount(flag, v, { min: 1, max: 1_000_000_000 }));
+  const limits = {
+    siteFrames: frames('--max-site-frames', flags.maxSiteFrames),
+    userFrames: frames('--max-user-frames', flags.maxUserFrames),
+    // no job has more frames than a frame list may name
+    jobFrames: flags.maxJobFrames === undefined ? undefined : parseCount('--max-job-frames', flags.maxJobFrames, { min: 1, max: DEFAULT_QUEUE_LIMITS.jobFrames }),
+  };
+  const retention = {
+    keepJobs: flags.keepJobs === undefined ? undefined : parseCount('--keep-jobs', flags.keepJobs, { min: 0, max: 1_000_000 }),
+    keepMs: flags.keepHours === undefined ? undefined : parseCount('--keep-hours', flags.keepHours, { min: 0, max: 100_000 }) * 3_600_000,
+  };
+  const set = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+  return { limits: set(limits), retention: set(retention) };
+}

@@ -1,6 +1,7 @@
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
+import { checkRealDir } from '../files/index.ts';
 
 /**
  * Where a task's files live while it renders. The work dir sits inside the output dir, so
@@ -65,25 +66,37 @@ export function forgetLogsDir(outputDir: string): void {
 
 /**
  * Creates the logs dir and, when the task writes into it, an empty work dir (clearing a
- * stale one left by a crash of this very attempt).
+ * stale one left by a crash of this very attempt). Both must be real folders inside the output
+ * dir: a symbolic link an artist planted there (`.rb-logs`, `.rb-partial` or the work dir) fails
+ * the task with RB_UNSAFE_PATH before anything is written through it.
  */
 export async function prepareDirs(p: TaskPaths, outputDir: string, o: { workDir?: boolean } = {}): Promise<void> {
   const logs = join(outputDir, LOGS_DIR);
+  const partial = join(outputDir, PARTIAL_DIR);
   const makeWork = o.workDir ?? true;
-  let created: [string | undefined, unknown];
+  const cannot = (cause: unknown): FarmError =>
+    cause instanceof FarmError ? cause : new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
   try {
-    created = await Promise.all([
-      makeWork ? mkdir(p.workDir, { recursive: true }) : 'skipped',
-      knownLogDirs.has(logs) ? null : mkdir(logs, { recursive: true }),
-    ]);
+    // the top folders first, each checked before anything is made inside it: `mkdir -p` goes
+    // through a link to a folder without a word (and makes nothing when one is there)
+    await Promise.all([makeWork ? mkdir(partial, { recursive: true }) : null, knownLogDirs.has(logs) ? null : mkdir(logs, { recursive: true })]);
+    await Promise.all([checkRealDir(outputDir, logs), makeWork ? checkRealDir(outputDir, partial) : null]);
   } catch (cause) {
-    throw new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
+    knownLogDirs.delete(logs);
+    throw cannot(cause);
   }
   knownLogDirs.add(logs);
-  if (created[0] === undefined) {
-    // it existed: leftovers of an earlier run of this very attempt must not pass for output
-    await rm(p.workDir, { recursive: true, force: true });
-    await mkdir(p.workDir, { recursive: true });
+  if (!makeWork) return;
+  try {
+    if ((await mkdir(p.workDir, { recursive: true })) === undefined) {
+      // it existed: leftovers of an earlier run of this very attempt must not pass for output
+      // (and a link planted under its name goes, not what it points to)
+      await rm(p.workDir, { recursive: true, force: true });
+      await mkdir(p.workDir, { recursive: true });
+    }
+    await checkRealDir(outputDir, p.workDir);
+  } catch (cause) {
+    throw cannot(cause);
   }
 }
 
@@ -130,13 +143,18 @@ export async function moveFrames(
   return { moved, missing };
 }
 
-/** Sizes of frames already in place; a path that is not a regular file is reported as missing. */
+/**
+ * Sizes of frames already in place; a path that is not a regular file is reported as missing. A
+ * symbolic link (a renderer's `ln -s /etc/shadow {output}`) is never delivered: readers of frames
+ * (thumbnails, the notifier) would read through it with the farm's rights.
+ */
 export async function sizeFrames(moved: readonly { frame: number; path: string }[]): Promise<{ stored: StoredFrame[]; missing: MissingFrame[] }> {
-  const sized = await Promise.all(moved.map(async (m) => ({ ...m, st: await stat(m.path).catch(() => null) })));
+  const sized = await Promise.all(moved.map(async (m) => ({ ...m, st: await lstat(m.path).catch(() => null) })));
   const stored: StoredFrame[] = [];
   const missing: MissingFrame[] = [];
   for (const { frame, path, st } of sized) {
     if (st?.isFile()) stored.push({ frame, path, bytes: st.size });
+    else if (st?.isSymbolicLink()) missing.push({ frame, file: path, reason: `${path} is a symbolic link, not a frame file (links are never delivered)` });
     else missing.push({ frame, file: path, reason: `${path} is not a regular file` });
   }
   return { stored, missing };

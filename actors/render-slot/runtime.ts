@@ -69,7 +69,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
   const log = new TaskLog(prepared.logFile, (err) => {
     forgetLogsDir(task.outputDir);
     o.onLogError?.(err);
-  });
+  }, task.outputDir);
   const usage = { wallMs: 0, cpuMs: 0, peakRssKb: 0 };
   const produced: { frame: number; file: string }[] = [];
   let error: { code: string; message: string } | undefined;

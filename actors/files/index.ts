@@ -1,0 +1,1 @@
+export { checkRealDir, openToAppend, openToRead } from './no-follow.ts';

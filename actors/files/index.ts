@@ -1,1 +1,1 @@
-export { checkRealDir, openToAppend, openToRead } from './no-follow.ts';
+export { checkRealDir, ensureRealDir, openToAppend, openToRead } from './no-follow.ts';

@@ -1,5 +1,5 @@
 import { close, constants, fstat, open, readlink, type Stats } from 'node:fs';
-import { lstat, realpath } from 'node:fs/promises';
+import { lstat, mkdir, realpath } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { FarmError } from '../../protocol/index.ts';
@@ -32,11 +32,13 @@ function below(root: string, path: string): string[] | null {
   return parts.map((_, i) => parts.slice(0, i + 1).join(sep));
 }
 
+const linkRefused = (path: string, cause?: unknown) => unsafe(`${path} is a symbolic link; the farm never follows links in an output folder`, cause);
+
 /**
  * Refuses (RB_UNSAFE_PATH) unless `dir` is a real folder below `root`: no part of the path below
- * root is a symbolic link (lstat), and its real path is root's real path plus that part. An
- * artist controls their output folder and could plant a link there to send the farm's writes
- * (or reads) anywhere its user can reach. Root itself may be a link: the job chose it.
+ * root is a symbolic link (lstat of each), so it cannot lead anywhere else. An artist controls
+ * their output folder and could plant a link there to send the farm's writes (or reads) anywhere
+ * its user can reach. Root itself may be a link: the job chose it.
  */
 export async function checkRealDir(root: string, dir: string): Promise<void> {
   const parts = below(root, dir);
@@ -44,11 +46,43 @@ export async function checkRealDir(root: string, dir: string): Promise<void> {
   for (const part of parts) {
     const at = join(root, part);
     const st = await lstat(at);
-    if (st.isSymbolicLink()) throw unsafe(`${at} is a symbolic link; the farm never follows links in an output folder`);
+    if (st.isSymbolicLink()) throw linkRefused(at);
     if (!st.isDirectory()) throw unsafe(`${at} is not a folder`);
   }
-  const [realRoot, realDir] = await Promise.all([realpath(root), realpath(dir)]);
-  if (realDir !== join(realRoot, parts[parts.length - 1]!)) throw unsafe(`${dir} leads to ${realDir}, outside ${root}`);
+}
+
+/**
+ * Makes `dir` when it is missing (with its parents) and refuses (RB_UNSAFE_PATH) unless it is a
+ * real folder then: a link there is never followed, and `mkdir -p`, which goes through a link to
+ * a folder without a word, is only called when nothing is there. The folders above it are the
+ * caller's to check first. Says whether it was made or was there already.
+ */
+export async function ensureRealDir(dir: string): Promise<'made' | 'there'> {
+  let st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  const was = st ? 'there' : 'made';
+  if (!st) {
+    await mkdir(dir, { recursive: true });
+    st = await lstat(dir);
+  }
+  if (st.isSymbolicLink()) throw linkRefused(dir);
+  if (!st.isDirectory()) throw unsafe(`${dir} is not a folder`);
+  return was;
+}
+
+// Real paths of output folders, for checking what was opened; looked up again on a mismatch.
+const realRoots = new Map<string, string>();
+const MAX_REAL_ROOTS = 1_000;
+
+async function realRoot(root: string, fresh: boolean): Promise<string> {
+  const had = realRoots.get(root);
+  if (had !== undefined && !fresh) return had;
+  const real = await realpath(root);
+  if (realRoots.size >= MAX_REAL_ROOTS) realRoots.clear();
+  realRoots.set(root, real);
+  return real;
 }
 
 /**
@@ -61,7 +95,7 @@ export async function openToRead(path: string): Promise<{ fd: number; stats: Sta
   try {
     fd = await openFd(path, READ_FLAGS);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw unsafe(`${path} is a symbolic link; the farm never follows links in an output folder`, err);
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw linkRefused(path, err);
     throw err;
   }
   const stats = await fstatFd(fd).catch(async (err: unknown) => {
@@ -89,15 +123,18 @@ export async function openToAppend(root: string, path: string): Promise<number> 
   try {
     fd = await openFd(path, APPEND_FLAGS, 0o644);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw unsafe(`${path} is a symbolic link; the farm never follows links in an output folder`, err);
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw linkRefused(path, err);
     throw err;
   }
   try {
     const stats = await fstatFd(fd);
     if (!stats.isFile()) throw notRegular(path, stats);
-    const [opened, realRoot] = await Promise.all([readlinkP(`/proc/self/fd/${fd}`), realpath(root)]);
-    const expected = join(realRoot, parts[parts.length - 1]!);
-    if (opened !== expected) throw unsafe(`${path} was opened as ${opened}, outside ${root} (a link was swapped in)`);
+    const rel = parts[parts.length - 1]!;
+    const [opened, real] = await Promise.all([readlinkP(`/proc/self/fd/${fd}`), realRoot(root, false)]);
+    // a mismatch may only be the root moved (its own link re-pointed): ask again before refusing
+    if (opened !== join(real, rel) && opened !== join(await realRoot(root, true), rel)) {
+      throw unsafe(`${path} was opened as ${opened}, outside ${root} (a link was swapped in)`);
+    }
     return fd;
   } catch (err) {
     await closeFd(fd).catch(() => {});

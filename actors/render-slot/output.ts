@@ -1,7 +1,7 @@
 import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
-import { checkRealDir } from '../files/index.ts';
+import { ensureRealDir } from '../files/index.ts';
 
 /**
  * Where a task's files live while it renders. The work dir sits inside the output dir, so
@@ -56,47 +56,35 @@ export async function removeOtherRuns(outputDir: string, taskId: string, attempt
   await Promise.all(others.map((n) => rm(join(partial, n), { recursive: true, force: true }).catch(() => {})));
 }
 
-// Logs dirs known to exist: the hot path skips the mkdir for every task after the first.
-const knownLogDirs = new Set<string>();
-
-/** Forget that a logs dir exists (a log could not be written there), so the next task makes it again. */
-export function forgetLogsDir(outputDir: string): void {
-  knownLogDirs.delete(join(outputDir, LOGS_DIR));
-}
-
 /**
  * Creates the logs dir and, when the task writes into it, an empty work dir (clearing a
- * stale one left by a crash of this very attempt). Both must be real folders inside the output
- * dir: a symbolic link an artist planted there (`.rb-logs`, `.rb-partial` or the work dir) fails
- * the task with RB_UNSAFE_PATH before anything is written through it.
+ * stale one left by a crash of this very attempt). Each must be a real folder inside the output
+ * dir, checked before anything is made inside it: a symbolic link an artist planted at
+ * `.rb-logs` or `.rb-partial` fails the task with RB_UNSAFE_PATH before anything is written
+ * through it; one at the work dir's name is replaced by a real folder. On the hot path that is
+ * one lstat per top folder and one mkdir.
  */
 export async function prepareDirs(p: TaskPaths, outputDir: string, o: { workDir?: boolean } = {}): Promise<void> {
-  const logs = join(outputDir, LOGS_DIR);
-  const partial = join(outputDir, PARTIAL_DIR);
   const makeWork = o.workDir ?? true;
-  const cannot = (cause: unknown): FarmError =>
-    cause instanceof FarmError ? cause : new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
   try {
-    // the top folders first, each checked before anything is made inside it: `mkdir -p` goes
-    // through a link to a folder without a word (and makes nothing when one is there)
-    await Promise.all([makeWork ? mkdir(partial, { recursive: true }) : null, knownLogDirs.has(logs) ? null : mkdir(logs, { recursive: true })]);
-    await Promise.all([checkRealDir(outputDir, logs), makeWork ? checkRealDir(outputDir, partial) : null]);
-  } catch (cause) {
-    knownLogDirs.delete(logs);
-    throw cannot(cause);
-  }
-  knownLogDirs.add(logs);
-  if (!makeWork) return;
-  try {
-    if ((await mkdir(p.workDir, { recursive: true })) === undefined) {
-      // it existed: leftovers of an earlier run of this very attempt must not pass for output
-      // (and a link planted under its name goes, not what it points to)
-      await rm(p.workDir, { recursive: true, force: true });
-      await mkdir(p.workDir, { recursive: true });
+    await Promise.all([ensureRealDir(join(outputDir, LOGS_DIR)), makeWork ? ensureRealDir(join(outputDir, PARTIAL_DIR)) : null]);
+    // a plain mkdir inside the checked .rb-partial makes a real folder or fails: it never goes
+    // through a link at its own name. One that existed holds leftovers of an earlier run of this
+    // very attempt, which must not pass for output; a link planted under its name goes too (rm
+    // removes the link, not what it points to).
+    if (makeWork) {
+      const made = await mkdir(p.workDir).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      });
+      if (!made) {
+        await rm(p.workDir, { recursive: true, force: true });
+        await mkdir(p.workDir);
+      }
     }
-    await checkRealDir(outputDir, p.workDir);
   } catch (cause) {
-    throw cannot(cause);
+    if (cause instanceof FarmError) throw cause;
+    throw new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
   }
 }
 

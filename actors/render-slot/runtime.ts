@@ -11,7 +11,7 @@ import {
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
-import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import { rendererEnv } from './renderer-env.ts';
 import type { Launcher } from './launcher.ts';
@@ -66,10 +66,7 @@ export interface RenderTaskOptions {
  */
 export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o: RenderTaskOptions): Promise<RenderOutcome> {
   const adapter = o.adapters(task.renderer);
-  const log = new TaskLog(prepared.logFile, (err) => {
-    forgetLogsDir(task.outputDir);
-    o.onLogError?.(err);
-  }, task.outputDir);
+  const log = new TaskLog(prepared.logFile, (err) => o.onLogError?.(err), task.outputDir);
   const usage = { wallMs: 0, cpuMs: 0, peakRssKb: 0 };
   const produced: { frame: number; file: string }[] = [];
   let error: { code: string; message: string } | undefined;

@@ -88,6 +88,9 @@ test('job env - --env NAME=VALUE sets variables over the file\'s, and a malforme
   assert.deepEqual(build(['B=flag', 'C=x=y', 'D=']).spec.env, { A: 'file', B: 'flag', C: 'x=y', D: '' });
   assert.throws(() => build(['NOEQUALS']), (e: unknown) => e instanceof UsageError && /^--env: 'NOEQUALS' is not NAME=VALUE/.test(e.message));
   assert.throws(() => build(['LD_PRELOAD=/x.so']), (e: unknown) => e instanceof UsageError && /^--env: LD_PRELOAD is the farm's to set/.test(e.message));
+  // a bad variable of the file is still named as the file's, beside --env flags
+  writeFileSync(join(dir, 'shot.json'), JSON.stringify({ scene: 'shot.pov', frames: '1', env: { 'BAD-NAME': 'file' } }));
+  assert.throws(() => build(['OK=1']), (e: unknown) => e instanceof UsageError && /^job file .*shot\.json: \/env\/BAD-NAME: 'BAD-NAME' is not a variable name/.test(e.message));
 });
 
 test('job env - a renderer gets the farm\'s few variables and the job\'s, nothing else', () => {

@@ -245,10 +245,14 @@ function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, p
     } else if (key === 'env') {
       // each --env sets one variable, over the file's of the same name
       const env: Json = isObject(raw.env) ? { ...raw.env } : {};
+      if (isObject(raw.env)) fromFlag.delete(path); // the file's own variables keep the file's label
       for (const item of value as string[]) {
         const eq = item.indexOf('=');
         if (eq <= 0) problems.push(`${flag}: '${item}' is not NAME=VALUE (e.g. --env OCIO=/studio/aces.ocio)`);
-        else env[item.slice(0, eq)] = item.slice(eq + 1);
+        else {
+          env[item.slice(0, eq)] = item.slice(eq + 1);
+          fromFlag.set(`${path}/${item.slice(0, eq)}`, flag);
+        }
       }
       v = env;
     }

@@ -61,7 +61,8 @@ const MAX_TREE = 256;
 
 /**
  * Starts one renderer invocation in its own process group (so a cancel reaches a whole
- * `sh -c` pipeline) and measures it: through the fork server when one is given (much
+ * `sh -c` pipeline), with an explicit environment (never this process's: it holds the farm's
+ * secrets), and measures it: through the fork server when one is given (much
  * cheaper per process, launcher.ts), else with a direct spawn. Accounting polls /proc over
  * the process tree; a process that ends before the first period costs no /proc reads at all
  * (its CPU and memory then read 0: too small to bill).

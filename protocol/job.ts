@@ -3,7 +3,7 @@ import { countTasks, parseFrameRuns, type FrameRuns } from './frames.ts';
 import { frameFileName } from './output-names.ts';
 import { toProfile } from './profile.ts';
 import type { Resolution } from './messages/common.ts';
-import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
+import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
 
 /** Attempts per task before its frames count as failed. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -61,6 +61,8 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   } catch (err) {
     throw bad('frames', (err as Error).message);
   }
+  const envProblem = spec.env ? jobEnvProblems(spec.env)[0] : undefined;
+  if (envProblem) throw bad(envProblem.name ? `env.${envProblem.name}` : 'env', envProblem.message);
   const outputPattern = spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
   frameFileName(outputPattern, 0); // throws on a bad pattern
   const requirements: Requirements = { ...(spec.requirements ?? {}) };

@@ -24,7 +24,7 @@ export interface NotifierOptions {
   retry?: Partial<RetryPolicy>;
   /** On stop, how long notifications in flight may finish (default 5 s). */
   stopGraceMs?: number;
-  /** Makes an email's thumbnail (default: tools/lib/thumbnail.ts, 320 px JPEG). */
+  /** Makes an email's thumbnail (default: actors/media, a 320 px JPEG). */
   thumbnail?: MakeThumbnail;
   now?: () => number;
 }
@@ -37,7 +37,7 @@ const THUMBNAIL_PX = 320;
 
 /** A 320 px JPEG of a frame, by the shared thumbnail helper (sharp, loaded on first use). */
 const defaultThumbnail: MakeThumbnail = async (path) => {
-  const { thumbnail } = await import('../../tools/lib/thumbnail.ts');
+  const { thumbnail } = await import('../media/index.ts');
   return thumbnail(path, { width: THUMBNAIL_PX, height: THUMBNAIL_PX, format: 'jpeg', quality: 80 });
 };
 

@@ -14,6 +14,7 @@ export { ResultTimeout, RESULT_TIMEOUT_MIN_MS, RESULT_TIMEOUT_MAX_MS } from './r
 export { SimStats, Histogram, type SimStatsSnapshot, type TaskSource } from './sim-stats.ts';
 export { runProcess, sampleTree, type RunOptions, type RunningProcess, type ProcessExit, type ProcessUsage, type LogSink } from './process.ts';
 export { TaskLog } from './task-log.ts';
+export { rendererEnv, PASSED_ENV } from './renderer-env.ts';
 export { Launcher, type LaunchHandlers } from './launcher.ts';
-export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, forgetLogsDir, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame } from './output.ts';
+export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame } from './output.ts';
 export * from './adapters/index.ts';

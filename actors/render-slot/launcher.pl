@@ -5,7 +5,9 @@
 # perl-base modules (Debian: Essential), so it runs on every Debian host.
 #
 # stdin (from the render server), one request at a time:
-#   "R <id> <len>\n" then <len> bytes: cwd, argv[0], argv[1], ... separated by NUL
+#   "R <id> <len> <nenv>\n" then <len> bytes: cwd, <nenv> variables NAME=VALUE, argv[0], argv[1], ...
+#   separated by NUL. The variables are the process's whole environment: the launcher's own
+#   never passes (it may hold nothing of the render server's, and renderers get only theirs).
 # stdout (to the render server):
 #   "S <id> <pid>\n"             started (in a new session: its pid is its process group)
 #   "O <id> <fd> <len>\n<bytes>" output from its stdout (1) or stderr (2)
@@ -72,8 +74,10 @@ sub reap {
 }
 
 sub launch {
-  my ($id, $payload) = @_;
-  my ($cwd, @argv) = split /\0/, $payload, -1;
+  my ($id, $nenv, $payload) = @_;
+  my ($cwd, @rest) = split /\0/, $payload, -1;
+  my @env = splice @rest, 0, $nenv;
+  my @argv = @rest;
   pipe(my $or, my $ow) or return emit("E $id fork " . ($! + 0) . "\n");
   pipe(my $er, my $ew) or return emit("E $id fork " . ($! + 0) . "\n");
   pipe(my $xr, my $xw) or return emit("E $id fork " . ($! + 0) . "\n");    # close-on-exec: EOF means exec worked
@@ -87,6 +91,7 @@ sub launch {
     open(STDOUT, '>&', $ow);
     open(STDERR, '>&', $ew);
     if (!chdir $cwd) { syswrite($xw, "cwd " . ($! + 0)); _exit(127); }
+    %ENV = map { split /=/, $_, 2 } @env;    # exec (and its PATH search) sees only these
     { no warnings 'exec'; exec { $argv[0] } @argv; }
     syswrite($xw, "exec " . ($! + 0));
     _exit(127);
@@ -115,12 +120,12 @@ sub launch {
 }
 
 sub requests {
-  while ($in =~ /\A(R (\d+) (\d+)\n)/) {
-    my ($head, $id, $len) = ($1, $2, $3);
+  while ($in =~ /\A(R (\d+) (\d+) (\d+)\n)/) {
+    my ($head, $id, $len, $nenv) = ($1, $2, $3, $4);
     return if length($in) < length($head) + $len;
     my $payload = substr($in, length $head, $len);
     substr($in, 0, length($head) + $len) = '';
-    launch($id, $payload);
+    launch($id, $nenv, $payload);
   }
   die "launcher: bad request\n" if length $in && $in !~ /\AR/;
 }

@@ -42,16 +42,18 @@ export class Launcher {
     return spawnSync(perl, ['-e', '1'], { stdio: 'ignore' }).status === 0;
   }
 
-  launch(argv: readonly string[], cwd: string, h: LaunchHandlers): void {
-    if ([cwd, ...argv].some((s) => s.includes('\0'))) {
-      queueMicrotask(() => h.onError(Object.assign(new Error('an argument holds a NUL byte'), { code: 'EINVAL' })));
+  /** Starts `argv` in `cwd` with exactly `env` as its environment (the fork server's own never passes). */
+  launch(argv: readonly string[], cwd: string, env: Readonly<Record<string, string>>, h: LaunchHandlers): void {
+    const vars = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+    if ([cwd, ...argv, ...vars].some((s) => s.includes('\0')) || Object.keys(env).some((name) => name === '' || name.includes('='))) {
+      queueMicrotask(() => h.onError(Object.assign(new Error('an argument or variable holds a NUL byte, or a variable name is empty or holds "="'), { code: 'EINVAL' })));
       return;
     }
     const proc = this.ensure();
     const id = this.nextId++;
     this.live.set(id, { h, out: new StringDecoder('utf8'), err: new StringDecoder('utf8') });
-    const payload = Buffer.from([cwd, ...argv].join('\0'));
-    proc.stdin!.write(`R ${id} ${payload.length}\n`);
+    const payload = Buffer.from([cwd, ...vars, ...argv].join('\0'));
+    proc.stdin!.write(`R ${id} ${payload.length} ${vars.length}\n`);
     proc.stdin!.write(payload);
   }
 
@@ -62,7 +64,8 @@ export class Launcher {
 
   private ensure(): ChildProcess {
     if (this.proc) return this.proc;
-    const proc = spawn(this.perl, [SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // the fork server holds nothing of the render server's environment: each launch brings its own
+    const proc = spawn(this.perl, [SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     proc.stdin!.on('error', () => {}); // reported through 'exit'
     proc.stdout!.on('data', (chunk: Buffer) => this.onData(chunk));
     const gone = (why: string) => {

@@ -1,6 +1,7 @@
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
+import { ensureRealDir } from '../files/index.ts';
 
 /**
  * Where a task's files live while it renders. The work dir sits inside the output dir, so
@@ -55,35 +56,35 @@ export async function removeOtherRuns(outputDir: string, taskId: string, attempt
   await Promise.all(others.map((n) => rm(join(partial, n), { recursive: true, force: true }).catch(() => {})));
 }
 
-// Logs dirs known to exist: the hot path skips the mkdir for every task after the first.
-const knownLogDirs = new Set<string>();
-
-/** Forget that a logs dir exists (a log could not be written there), so the next task makes it again. */
-export function forgetLogsDir(outputDir: string): void {
-  knownLogDirs.delete(join(outputDir, LOGS_DIR));
-}
-
 /**
  * Creates the logs dir and, when the task writes into it, an empty work dir (clearing a
- * stale one left by a crash of this very attempt).
+ * stale one left by a crash of this very attempt). Each must be a real folder inside the output
+ * dir, checked before anything is made inside it: a symbolic link an artist planted at
+ * `.rb-logs` or `.rb-partial` fails the task with RB_UNSAFE_PATH before anything is written
+ * through it; one at the work dir's name is replaced by a real folder. On the hot path that is
+ * one lstat per top folder and one mkdir.
  */
 export async function prepareDirs(p: TaskPaths, outputDir: string, o: { workDir?: boolean } = {}): Promise<void> {
-  const logs = join(outputDir, LOGS_DIR);
   const makeWork = o.workDir ?? true;
-  let created: [string | undefined, unknown];
   try {
-    created = await Promise.all([
-      makeWork ? mkdir(p.workDir, { recursive: true }) : 'skipped',
-      knownLogDirs.has(logs) ? null : mkdir(logs, { recursive: true }),
-    ]);
+    await Promise.all([ensureRealDir(join(outputDir, LOGS_DIR)), makeWork ? ensureRealDir(join(outputDir, PARTIAL_DIR)) : null]);
+    // a plain mkdir inside the checked .rb-partial makes a real folder or fails: it never goes
+    // through a link at its own name. One that existed holds leftovers of an earlier run of this
+    // very attempt, which must not pass for output; a link planted under its name goes too (rm
+    // removes the link, not what it points to).
+    if (makeWork) {
+      const made = await mkdir(p.workDir).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      });
+      if (!made) {
+        await rm(p.workDir, { recursive: true, force: true });
+        await mkdir(p.workDir);
+      }
+    }
   } catch (cause) {
+    if (cause instanceof FarmError) throw cause;
     throw new FarmError('RB_OUTPUT_FAILED', `cannot create the work directory ${p.workDir}: ${(cause as Error).message}`, { cause });
-  }
-  knownLogDirs.add(logs);
-  if (created[0] === undefined) {
-    // it existed: leftovers of an earlier run of this very attempt must not pass for output
-    await rm(p.workDir, { recursive: true, force: true });
-    await mkdir(p.workDir, { recursive: true });
   }
 }
 
@@ -130,13 +131,18 @@ export async function moveFrames(
   return { moved, missing };
 }
 
-/** Sizes of frames already in place; a path that is not a regular file is reported as missing. */
+/**
+ * Sizes of frames already in place; a path that is not a regular file is reported as missing. A
+ * symbolic link (a renderer's `ln -s /etc/shadow {output}`) is never delivered: readers of frames
+ * (thumbnails, the notifier) would read through it with the farm's rights.
+ */
 export async function sizeFrames(moved: readonly { frame: number; path: string }[]): Promise<{ stored: StoredFrame[]; missing: MissingFrame[] }> {
-  const sized = await Promise.all(moved.map(async (m) => ({ ...m, st: await stat(m.path).catch(() => null) })));
+  const sized = await Promise.all(moved.map(async (m) => ({ ...m, st: await lstat(m.path).catch(() => null) })));
   const stored: StoredFrame[] = [];
   const missing: MissingFrame[] = [];
   for (const { frame, path, st } of sized) {
     if (st?.isFile()) stored.push({ frame, path, bytes: st.size });
+    else if (st?.isSymbolicLink()) missing.push({ frame, file: path, reason: `${path} is a symbolic link, not a frame file (links are never delivered)` });
     else missing.push({ frame, file: path, reason: `${path} is not a regular file` });
   }
   return { stored, missing };

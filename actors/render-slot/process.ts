@@ -3,6 +3,7 @@ import { access, readdir, readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { FarmError } from '../../protocol/index.ts';
 import type { Launcher, LaunchHandlers } from './launcher.ts';
+import { rendererEnv } from './renderer-env.ts';
 
 /** What one process (with its whole process tree) cost. */
 export interface ProcessUsage {
@@ -28,7 +29,8 @@ export interface LogSink {
 export interface RunOptions {
   argv: string[];
   cwd: string;
-  env?: NodeJS.ProcessEnv;
+  /** The process's whole environment (default: rendererEnv's, renderer-env.ts); the render server's own never passes. */
+  env?: Readonly<Record<string, string>>;
   /** Every chunk of output as it arrives, decoded as UTF-8. */
   onOutput?: (stream: 'stdout' | 'stderr', text: string) => void;
   log?: LogSink | null;
@@ -40,7 +42,7 @@ export interface RunOptions {
   pollMs?: number;
   /** Every /proc sample: the tree's memory now (resident, summed over its processes). */
   onSample?: (s: { rssKb: number }) => void;
-  /** The fork server to start it from; without one (or with `env`) it is spawned directly. */
+  /** The fork server to start it from; without one it is spawned directly. */
   launcher?: Launcher;
 }
 
@@ -59,7 +61,8 @@ const MAX_TREE = 256;
 
 /**
  * Starts one renderer invocation in its own process group (so a cancel reaches a whole
- * `sh -c` pipeline) and measures it: through the fork server when one is given (much
+ * `sh -c` pipeline), with an explicit environment (never this process's: it holds the farm's
+ * secrets), and measures it: through the fork server when one is given (much
  * cheaper per process, launcher.ts), else with a direct spawn. Accounting polls /proc over
  * the process tree; a process that ends before the first period costs no /proc reads at all
  * (its CPU and memory then read 0: too small to bill).
@@ -137,8 +140,9 @@ export function runProcess(o: RunOptions): RunningProcess {
         void startError(o.argv[0]!, o.cwd, err).then(reject);
       },
     };
-    if (o.launcher && !o.env) o.launcher.launch(o.argv, o.cwd, h);
-    else spawnDirect(o, h);
+    const env = o.env ?? rendererEnv(undefined);
+    if (o.launcher) o.launcher.launch(o.argv, o.cwd, env, h);
+    else spawnDirect(o, env, h);
   });
   return {
     get pid() {
@@ -150,8 +154,8 @@ export function runProcess(o: RunOptions): RunningProcess {
 }
 
 /** A plain spawn from this process, reporting through the same handlers as the fork server. */
-function spawnDirect(o: RunOptions, h: LaunchHandlers): void {
-  const child = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, env: o.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+function spawnDirect(o: RunOptions, env: Readonly<Record<string, string>>, h: LaunchHandlers): void {
+  const child = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, env: { ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   if (child.pid !== undefined) h.onStart(child.pid);
   child.stdout!.setEncoding('utf8').on('data', (t: string) => h.onOutput('stdout', t));
   child.stderr!.setEncoding('utf8').on('data', (t: string) => h.onOutput('stderr', t));

@@ -11,8 +11,9 @@ import {
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
-import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
+import { rendererEnv } from './renderer-env.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
 
@@ -65,15 +66,13 @@ export interface RenderTaskOptions {
  */
 export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o: RenderTaskOptions): Promise<RenderOutcome> {
   const adapter = o.adapters(task.renderer);
-  const log = new TaskLog(prepared.logFile, (err) => {
-    forgetLogsDir(task.outputDir);
-    o.onLogError?.(err);
-  });
+  const log = new TaskLog(prepared.logFile, (err) => o.onLogError?.(err), task.outputDir);
   const usage = { wallMs: 0, cpuMs: 0, peakRssKb: 0 };
   const produced: { frame: number; file: string }[] = [];
   let error: { code: string; message: string } | undefined;
   let spoke = false; // whether the renderer printed anything
   const taskStarted = performance.now();
+  const env = rendererEnv(task.env); // never the render server's own: it holds the farm's secrets
   try {
     for (const inv of prepared.invocations) {
       if (o.signal?.aborted) {
@@ -84,6 +83,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
       const proc = runProcess({
         argv: inv.argv,
         cwd: inv.cwd,
+        env,
         onOutput: (stream, text) => {
           spoke = true;
           o.onActivity?.();

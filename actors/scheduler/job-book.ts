@@ -483,6 +483,7 @@ export class JobBook {
       ...(job.spec.timeLimit !== undefined ? { timeLimitMs: Math.round(job.spec.timeLimit * 1000) } : {}),
       ...(job.spec.stallLimit !== undefined ? { stallLimitMs: Math.round(job.spec.stallLimit * 1000) } : {}),
       ...(memoryOf(job, task) !== undefined ? { memoryLimitMb: memoryOf(job, task) } : {}),
+      ...(job.spec.env ? { env: job.spec.env } : {}),
     };
   }
 

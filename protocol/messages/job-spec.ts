@@ -27,6 +27,52 @@ export const Requirements = Type.Object(
 );
 export type Requirements = Static<typeof Requirements>;
 
+/** Limits on a job's `env`: it travels with every task, so it stays small. */
+export const JOB_ENV_LIMITS = { vars: 64, nameChars: 128, valueChars: 4096, totalChars: 16 * 1024 } as const;
+/** POSIX portable variable names (IEEE Std 1003.1, 8.1): letters, digits and '_', not starting with a digit. */
+export const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
+/**
+ * Names a job may not set: they choose which program runs or what it loads before the renderer
+ * starts (a POV-Ray job could otherwise run code of its own choosing).
+ */
+export const RESERVED_ENV = /^(PATH|IFS|ENV|BASH_ENV|LD_.*)$/;
+
+/** A job's own environment variables, given to its renderer on top of the farm's few (README.md, "Jobs"). */
+export const JobEnv = Type.Record(
+  Type.String({ pattern: ENV_NAME, maxLength: JOB_ENV_LIMITS.nameChars }),
+  Type.String({ maxLength: JOB_ENV_LIMITS.valueChars, pattern: '^[^\\u0000]*$' }),
+  { maxProperties: JOB_ENV_LIMITS.vars, additionalProperties: false, description: "variables for the renderer, e.g. { \"OCIO\": \"/studio/aces.ocio\" }" },
+);
+export type JobEnv = Static<typeof JobEnv>;
+
+/**
+ * What the schema cannot say about a job's `env`: a bad or reserved name, a NUL in a value, the
+ * total size. Each problem names the variable. Empty when it is fine.
+ */
+export function jobEnvProblems(env: Record<string, unknown>): { name?: string; message: string }[] {
+  const out: { name?: string; message: string }[] = [];
+  const names = Object.keys(env);
+  if (names.length > JOB_ENV_LIMITS.vars) out.push({ message: `${names.length} variables, at most ${JOB_ENV_LIMITS.vars}` });
+  let total = 0;
+  for (const name of names) {
+    const value = env[name];
+    total += name.length + (typeof value === 'string' ? value.length : 0) + 2;
+    if (!new RegExp(ENV_NAME).test(name) || name.length > JOB_ENV_LIMITS.nameChars) {
+      out.push({ name, message: `'${name.slice(0, 60)}' is not a variable name (letters, digits and '_', not starting with a digit; at most ${JOB_ENV_LIMITS.nameChars})` });
+    } else if (RESERVED_ENV.test(name)) {
+      out.push({ name, message: `${name} is the farm's to set, not a job's (PATH, IFS, ENV, BASH_ENV and LD_* choose what runs)` });
+    } else if (typeof value !== 'string') {
+      out.push({ name, message: `the value must be a string, got ${value === null ? 'null' : typeof value}` });
+    } else if (value.includes('\0')) {
+      out.push({ name, message: 'the value holds a NUL character' });
+    } else if (value.length > JOB_ENV_LIMITS.valueChars) {
+      out.push({ name, message: `the value is ${value.length} characters, at most ${JOB_ENV_LIMITS.valueChars}` });
+    }
+  }
+  if (total > JOB_ENV_LIMITS.totalChars) out.push({ message: `the variables take ${total} characters, at most ${JOB_ENV_LIMITS.totalChars} in all` });
+  return out;
+}
+
 /** The job description a client submits (the job file's schema; README.md, "Jobs"). */
 export const JobSpec = Type.Object(
   {
@@ -55,6 +101,7 @@ export const JobSpec = Type.Object(
     notify: Type.Optional(JobNotify),
     requirements: Type.Optional(Requirements),
     supportFiles: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    env: Type.Optional(JobEnv),
     output: Type.Optional(
       Type.Object(
         {

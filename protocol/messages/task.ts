@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Reply, Resolution, Token, V } from './common.ts';
-import { RendererName } from './job-spec.ts';
+import { JobEnv, RendererName } from './job-spec.ts';
 
 /**
  * One task (a frame or a chunk of consecutive frames) leased to one slot. `attempt`
@@ -25,6 +25,8 @@ export const TaskAssignment = Type.Object({
   stallLimitMs: Type.Optional(Type.Integer({ minimum: 1 })),
   /** The slot stops the task (RB_OUT_OF_MEMORY) when its processes use more memory than this. */
   memoryLimitMb: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** The job's own environment variables; the renderer gets these and the farm's few, nothing else. */
+  env: Type.Optional(JobEnv),
 });
 export type TaskAssignment = Static<typeof TaskAssignment>;
 

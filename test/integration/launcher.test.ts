@@ -7,11 +7,11 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Launcher, runProcess, type LaunchHandlers } from '../../actors/render-slot/index.ts';
+import { Launcher, rendererEnv, runProcess, type LaunchHandlers } from '../../actors/render-slot/index.ts';
 
 interface Seen { pid?: number; out: string; err: string; exit?: [number | null, NodeJS.Signals | null]; error?: NodeJS.ErrnoException }
 
-function run(l: Launcher, argv: string[], cwd = tmpdir()): Promise<Seen> {
+function run(l: Launcher, argv: string[], cwd = tmpdir(), env = rendererEnv(undefined)): Promise<Seen> {
   return new Promise((resolve) => {
     const seen: Seen = { out: '', err: '' };
     const h: LaunchHandlers = {
@@ -20,7 +20,7 @@ function run(l: Launcher, argv: string[], cwd = tmpdir()): Promise<Seen> {
       onExit: (code, signal) => resolve({ ...seen, exit: [code, signal] }),
       onError: (error) => resolve({ ...seen, error }),
     };
-    l.launch(argv, cwd, h);
+    l.launch(argv, cwd, env, h);
   });
 }
 
@@ -49,6 +49,24 @@ test('launcher - says why a process could not start', async (t) => {
   await writeFile(plain, 'text', { mode: 0o644 });
   assert.equal((await run(l, [plain])).error?.code, 'EACCES');
   assert.equal((await run(l, ['echo', 'a\0b'])).error?.code, 'EINVAL');
+  assert.equal((await run(l, ['true'], tmpdir(), { A: 'x\0y' })).error?.code, 'EINVAL');
+  assert.equal((await run(l, ['true'], tmpdir(), { 'A=B': 'x' })).error?.code, 'EINVAL');
+});
+
+test('launcher - a process gets exactly the environment of its launch, never the fork server\'s', async (t) => {
+  // set before the fork server starts: it would inherit these if it inherited anything
+  process.env.RB_SECRET_X = 'launcher-secret';
+  t.after(() => delete process.env.RB_SECRET_X);
+  const l = new Launcher();
+  t.after(() => l.close());
+  const a = await run(l, ['env'], tmpdir(), { PATH: '/usr/bin:/bin', HOME: '/nowhere', SHOT: 'sq010 sh020', EQ: 'a=b', EMPTY: '' });
+  assert.deepEqual(a.exit, [0, null], a.err);
+  assert.deepEqual(a.out.trim().split('\n').sort(), ['EMPTY=', 'EQ=a=b', 'HOME=/nowhere', 'PATH=/usr/bin:/bin', 'SHOT=sq010 sh020']);
+  const b = await run(l, ['env'], tmpdir(), { PATH: '/usr/bin:/bin', OTHER: '1' });
+  assert.deepEqual(b.out.trim().split('\n').sort(), ['OTHER=1', 'PATH=/usr/bin:/bin'], 'nothing stays behind from the launch before');
+  // the program is looked up on the launch's PATH, not the fork server's
+  const c = await run(l, ['env'], tmpdir(), { PATH: '/no/such/dir' });
+  assert.equal(c.error?.code, 'ENOENT');
 });
 
 test('launcher - runs many processes at once and keeps them apart', async (t) => {
@@ -91,8 +109,8 @@ test('launcher - a render server that dies while a renderer is being started tak
   const script = resolve(import.meta.dirname, '../../actors/render-slot/launcher.pl');
   const p = spawn('perl', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
   p.stdout.destroy();
-  const payload = [dir, 'sh', '-c', `sleep 1; touch ${marker}`].join('\0');
-  p.stdin.write(`R 1 ${Buffer.byteLength(payload)}\n${payload}`);
+  const payload = [dir, 'PATH=/usr/bin:/bin', 'sh', '-c', `sleep 1; touch ${marker}`].join('\0');
+  p.stdin.write(`R 1 ${Buffer.byteLength(payload)} 1\n${payload}`);
   const [code] = (await once(p, 'exit')) as [number | null];
   assert.equal(code, 0, 'it stops once its renderer has ended');
   await sleep(1_500);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { FarmError } from '../../protocol/index.ts';
-import { imageSize, thumbnail, thumbnailRaw, ThumbnailError, type ImageProblem } from '../../tools/lib/thumbnail.ts';
+import { imageSize, thumbnail, thumbnailRaw, ThumbnailError, type ImageProblem } from '../../actors/media/index.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-thumb-'));

@@ -3,7 +3,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { DEFAULT_OUTPUT_PATTERN, FarmError, PROTOCOL_MAJOR, codecs, frameFileName, subjects, type JobDetail } from '../../protocol/index.ts';
-import { imageSize, thumbnailRaw, ThumbnailError, type ImageProblem, type RawThumbnail } from '../lib/thumbnail.ts';
+import { imageSize, thumbnailRaw, ThumbnailError, type ImageProblem, type RawThumbnail } from '../../actors/media/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm } from './farm-client.ts';

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, relative, resolve } from 'node:path';
 import { TypeCompiler, ValueErrorType, type ValueError } from '@sinclair/typebox/compiler';
 import {
-  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, NOTIFY_TRIGGERS, NotifySettings, NotifyUrls, RENDERERS, codecs, notifyPlan, parseFrames, parsePattern, toProfile,
+  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, NOTIFY_TRIGGERS, jobEnvProblems, NotifySettings, NotifyUrls, RENDERERS, codecs, notifyPlan, parseFrames, parsePattern, toProfile,
   type JobNotify,
 } from '../../protocol/index.ts';
 import { UsageError } from './cli-error.ts';
@@ -34,6 +34,8 @@ export interface SubmitFlags {
   project?: string;
   memory?: string;
   taskDuration?: string;
+  /** NAME=VALUE, repeatable: the job's own environment variables. */
+  env?: string[];
 }
 
 export interface JobInput {
@@ -86,6 +88,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['project', '/project'],
   ['memory', '/memoryMb'],
   ['taskDuration', '/taskDuration'],
+  ['env', '/env'],
 ];
 
 type Json = Record<string, unknown>;
@@ -139,9 +142,11 @@ export function buildJob(input: JobInput): BuiltJob {
     seen.add(e.path);
     if (e.type === ValueErrorType.ObjectRequiredProperty && (e.path === '/scene' || e.path === '/frames')) continue; // said above
     if (e.path === '/notify') continue; // either of two forms: said below, by the form it has
+    if (e.path === '/env' || e.path.startsWith('/env/')) continue; // said below, by variable name
     problems.push(`${label(e.path)}: ${explain(e)}`);
   }
   checkNotifyField(raw.notify, label, problems);
+  checkEnvField(raw.env, label, problems);
   const typed = (path: string) => ![...seen].some((p) => path === p || path.startsWith(`${p}/`));
 
   if (typeof raw.frames === 'string' && typed('/frames')) {
@@ -238,6 +243,19 @@ function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, p
       v = Number(text);
     } else if (key === 'output') {
       v = resolve(input.cwd, String(value));
+    } else if (key === 'env') {
+      // each --env sets one variable, over the file's of the same name
+      const env: Json = isObject(raw.env) ? { ...raw.env } : {};
+      if (isObject(raw.env)) fromFlag.delete(path); // the file's own variables keep the file's label
+      for (const item of value as string[]) {
+        const eq = item.indexOf('=');
+        if (eq <= 0) problems.push(`${flag}: '${item}' is not NAME=VALUE (e.g. --env OCIO=/studio/aces.ocio)`);
+        else {
+          env[item.slice(0, eq)] = item.slice(eq + 1);
+          fromFlag.set(`${path}/${item.slice(0, eq)}`, flag);
+        }
+      }
+      v = env;
     }
     setPath(raw, path, v);
   }
@@ -338,6 +356,16 @@ function checkNotifyField(notify: unknown, label: (p: string) => string, problem
   }
   if (seen.size > 0) return;
   for (const p of notifyPlan(notify as JobNotify)?.problems ?? []) problems.push(`${label(`/${p.field.replace(/\./g, '/')}`)}: ${p.message}`);
+}
+
+/** The job's `env`: an object of NAME: "value", each problem named by its variable (the checks the scheduler makes too). */
+function checkEnvField(env: unknown, label: (p: string) => string, problems: string[]): void {
+  if (env === undefined) return;
+  if (!isObject(env)) {
+    problems.push(`${label('/env')}: must be an object of variables, { "NAME": "value", ... }, got ${short(env)}`);
+    return;
+  }
+  for (const p of jobEnvProblems(env)) problems.push(`${label(p.name !== undefined ? `/env/${p.name}` : '/env')}: ${p.message}`);
 }
 
 const PATTERN_FIELDS = [

@@ -85,6 +85,7 @@ Job file: one JSON object with the fields
   requirements: { ${Object.keys(Requirements.properties).join(', ')} }
   output: { dir, pattern }
   notify: [URL, ...] or { webhooks: [URL, ...], email: [address, ...], on: [done, failed, cancelled, progress], everyPercent: N }
+  env: { "NAME": "value", ... } (or --env NAME=VALUE): the renderer's own variables; it never sees the farm's
 Paths in a job file are relative to the file. Every wrong field is reported by name.
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
@@ -219,6 +220,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--notify-every <percent>', 'also notify every this many percent of the frames, with a sample frame (a thumbnail by email), e.g. 25')
     .option('--notify-on <events>', "what to notify of, comma-separated: done,failed,cancelled,progress (default: the job's end, and progress with --notify-every)")
     .option('--limit <name>', 'a limit (licence) the job\'s tasks count against, see renderbus limit (repeatable)', collect)
+    .option('--env <NAME=VALUE>', "an environment variable for the renderer, e.g. OCIO=/studio/aces.ocio (repeatable); renderers get only PATH, HOME, LANG, LC_ALL, TZ, TMPDIR and these", collect)
     .option('--after-frames <id>', 'frame by frame: frame N starts once frame N of this job is done (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')

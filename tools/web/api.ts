@@ -1,7 +1,9 @@
-import { open, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { close, read, type Stats } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import type { IncomingMessage } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { checkRealDir, openToRead } from '../../actors/files/index.ts';
 import type { FarmModel, HttpAnswer, Route } from '../../actors/monitor/index.ts';
 import {
   DEFAULT_OUTPUT_PATTERN, FarmError, PROTOCOL_MAJOR, Role, codecs, frameFileName, isToken, subjects,
@@ -14,6 +16,9 @@ import { loadJob } from '../cli/job.ts';
 import { loadJobs } from '../cli/jobs.ts';
 import { queueEntries } from '../cli/manager-format.ts';
 import type { ThumbnailCache } from './thumbnails.ts';
+
+const readFd = promisify(read);
+const closeFd = promisify(close);
 
 /**
  * The web monitor's JSON API. Each view answers what the same CLI command prints with `--json`
@@ -207,21 +212,30 @@ async function readJson(req: IncomingMessage): Promise<{ value: Record<string, u
   return { value: value as Record<string, unknown> };
 }
 
-/** The last `max` bytes of a file (from a line start when cut), or null when it is not there. */
+/**
+ * The last `max` bytes of a task log (`<output>/.rb-logs/<name>.log`, from a line start when
+ * cut), or null when it is not there. The log sits in an artist's output folder: a symbolic link
+ * at it, or at `.rb-logs`, is never read through (files/no-follow.ts) and reads as no log at all.
+ */
 export async function readTail(path: string | null, max: number): Promise<{ text: string; size: number } | null> {
   if (!path) return null;
-  const size = await stat(path).then((s) => (s.isFile() ? s.size : -1), () => -1);
-  if (size < 0) return null;
-  const from = Math.max(0, size - max);
-  const fh = await open(path, 'r');
+  let opened: { fd: number; stats: Stats };
   try {
-    const buf = Buffer.alloc(size - from);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+    await checkRealDir(dirname(dirname(path)), dirname(path));
+    opened = await openToRead(path);
+  } catch {
+    return null;
+  }
+  const { fd, stats } = opened;
+  try {
+    const from = Math.max(0, stats.size - max);
+    const buf = Buffer.alloc(stats.size - from);
+    const { bytesRead } = await readFd(fd, buf, 0, buf.length, from);
     let text = buf.subarray(0, bytesRead).toString('utf8');
     if (from > 0) text = text.slice(text.indexOf('\n') + 1);
-    return { text, size };
+    return { text, size: stats.size };
   } finally {
-    await fh.close();
+    await closeFd(fd).catch(() => {});
   }
 }
 

@@ -1,5 +1,5 @@
-import { stat } from 'node:fs/promises';
-import { thumbnail, ThumbnailError, ImageProblem } from '../lib/thumbnail.ts';
+import { lstat } from 'node:fs/promises';
+import { thumbnail, ThumbnailError, ImageProblem } from '../../actors/media/index.ts';
 
 /**
  * Thumbnails of finished frames for the web monitor's frame grid, kept in memory: a grid of a
@@ -12,9 +12,11 @@ export class ThumbnailCache {
   constructor(private readonly max = 2_000) {}
 
   async get(path: string, width: number): Promise<{ data: Buffer; etag: string }> {
-    const s = await stat(path).catch((cause: unknown) => {
+    const s = await lstat(path).catch((cause: unknown) => {
       throw new ThumbnailError(path, ImageProblem.Missing, 'the frame file is not there (or not reachable from the monitor)', { cause });
     });
+    // a link an artist planted among the frames is never followed (the read below refuses it too)
+    if (s.isSymbolicLink()) throw new ThumbnailError(path, ImageProblem.NotAFile, 'is a symbolic link; the farm never follows links in an output folder');
     const etag = `"${s.size.toString(36)}-${Math.floor(s.mtimeMs).toString(36)}-${width}"`;
     const key = `${width} ${path}`;
     const had = this.entries.get(key);

@@ -1,6 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { close, read } from 'node:fs';
+import { promisify } from 'node:util';
 import sharp, { type Sharp } from 'sharp';
 import { FarmError } from '../../protocol/index.ts';
+import { openToRead } from '../files/index.ts';
+
+const readFd = promisify(read);
+const closeFd = promisify(close);
 
 /** The box a thumbnail fits inside, in pixels; the image keeps its aspect ratio. */
 export interface ThumbnailBox {
@@ -53,15 +58,34 @@ function checkBox(box: ThumbnailBox): void {
   }
 }
 
-/** Reads the file whole; every way it can fail becomes a ThumbnailError naming the file. */
+/**
+ * Reads the file whole; every way it can fail becomes a ThumbnailError naming the file. Frames
+ * sit in artists' output folders: a symbolic link there (to /etc/shadow, say) is never followed,
+ * and a FIFO or device is never read (files/no-follow.ts), since the monitor and the notifier
+ * read with the farm's rights and show what they read.
+ */
 async function readImageFile(path: string): Promise<Buffer> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    const { fd, stats } = await openToRead(path);
+    try {
+      bytes = Buffer.alloc(stats.size);
+      let at = 0;
+      while (at < bytes.length) {
+        const { bytesRead: n } = await readFd(fd, bytes, at, bytes.length - at, at);
+        if (n === 0) break; // it shrank meanwhile
+        at += n;
+      }
+      bytes = bytes.subarray(0, at);
+    } finally {
+      await closeFd(fd).catch(() => {});
+    }
   } catch (cause) {
+    if (cause instanceof FarmError && cause.code === 'RB_UNSAFE_PATH') {
+      throw new ThumbnailError(path, ImageProblem.NotAFile, cause.message.startsWith(`${path} `) ? cause.message.slice(path.length + 1) : cause.message, { cause });
+    }
     const code = (cause as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ThumbnailError(path, ImageProblem.Missing, 'no such file', { cause });
-    if (code === 'EISDIR') throw new ThumbnailError(path, ImageProblem.NotAFile, 'is a directory, not an image file', { cause });
     if (code === 'EACCES' || code === 'EPERM') throw new ThumbnailError(path, ImageProblem.Unreadable, 'permission denied', { cause });
     throw new ThumbnailError(path, ImageProblem.Unreadable, `cannot read: ${(cause as Error).message}`, { cause });
   }

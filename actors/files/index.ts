@@ -1,0 +1,1 @@
+export { checkRealDir, ensureRealDir, openToAppend, openToRead } from './no-follow.ts';

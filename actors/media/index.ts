@@ -1,0 +1,1 @@
+export { thumbnail, thumbnailRaw, imageSize, ThumbnailError, ImageProblem, type ThumbnailBox, type ThumbnailOptions, type RawThumbnail } from './thumbnail.ts';

@@ -35,7 +35,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
       `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
       `server_name: "${o.serverName ?? 'renderbus'}"`,
       `max_payload: 1048576`,
-      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))} }`,
+      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: 1099511627776 }`,
       '',
     ].join('\n'),
   );

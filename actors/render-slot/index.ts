@@ -15,5 +15,5 @@ export { SimStats, Histogram, type SimStatsSnapshot, type TaskSource } from './s
 export { runProcess, sampleTree, type RunOptions, type RunningProcess, type ProcessExit, type ProcessUsage, type LogSink } from './process.ts';
 export { TaskLog } from './task-log.ts';
 export { Launcher, type LaunchHandlers } from './launcher.ts';
-export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, forgetLogsDir, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame } from './output.ts';
+export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, forgetLogsDir, outputDiskFull, diskDeliveryFs, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame, type DeliveryFs } from './output.ts';
 export * from './adapters/index.ts';

@@ -11,7 +11,7 @@ import {
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
-import { forgetLogsDir, moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { forgetLogsDir, moveFrames, outputDiskFull, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
@@ -179,8 +179,11 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
   let outputs: { frame: number; path: string }[] = [];
   let bytes = 0;
   let error = outcome.error;
+  let full: string | undefined;
   if (prepared?.workDirUsed) {
     const { moved, missing: unmoved } = await moveFrames(task.outputDir, task.outputPattern, outcome.produced);
+    // judged before the work dir goes: a half-written frame in it is what filled the disk
+    if (unmoved.length > 0 || storageMayBeToBlame(error)) full = await outputDiskFull(task.outputDir, { errnos: unmoved.map((m) => m.errno), text: error?.message });
     // the frames are out: measuring them and removing the work dir can go together
     const [sized] = await Promise.all([sizeFrames(moved), removeWorkDir(prepared.workDir).catch(() => {})]);
     outputs = sized.stored.map(({ frame, path }) => ({ frame, path }));
@@ -191,6 +194,11 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
       const more = missing.length > 1 ? ` (and ${missing.length - 1} more frames)` : '';
       error = { code: 'RB_OUTPUT_FAILED', message: `frame ${m.frame}: ${m.reason}${more}` };
     }
+  } else if (storageMayBeToBlame(error)) full = await outputDiskFull(task.outputDir, { text: error?.message });
+  // a full output disk is the storage's fault, not the renderer's or the host's: a code of its
+  // own, which the scheduler neither counts against the host nor as a used attempt
+  if (full && error && storageMayBeToBlame(error)) {
+    error = { code: 'RB_OUTPUT_DISK_FULL', message: error.message.includes('no space left on the output disk') ? error.message : `${full}: ${error.message}` };
   }
   return {
     taskId: task.taskId,
@@ -205,6 +213,9 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
     stats: { ...outcome.usage, bytesWritten: bytes },
   };
 }
+
+/** Failures a full output disk can cause (not timeouts, memory, draining). */
+const storageMayBeToBlame = (error: { code: string } | undefined): boolean => error?.code === 'RB_RENDER_FAILED' || error?.code === 'RB_OUTPUT_FAILED';
 
 export interface RenderSlotOptions {
   nc: NatsConnection;

@@ -1,5 +1,6 @@
-import { mkdir, rm } from 'node:fs/promises';
-import { availableParallelism, hostname } from 'node:os';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -12,7 +13,8 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
 import { addWebMonitor } from '../tools/web/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
-import { startNatsServer } from './nats-server.ts';
+import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
+import { DEFAULT_STORE_MIN_FREE_BYTES, freeBytes, guardStore, nextStoreMode, type StoreMode } from './store-guard.ts';
 
 export interface FarmOptions {
   dataDir: string;
@@ -26,6 +28,8 @@ export interface FarmOptions {
   listen?: string;
   /** The notifier's mail server, webhook secret and retries. */
   notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
+  /** Free bytes on the data disk under which nats-server stops storing (store-guard.ts; default 256 MiB). */
+  storeMinFreeBytes?: number;
   /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
   monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
   log: Logger;
@@ -62,9 +66,23 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const outputDir = join(dataDir, 'output');
   await mkdir(outputDir, { recursive: true });
   const log = o.log;
-  const nats = await startNatsServer({ dir: join(dataDir, 'nats'), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}` });
+  // nats-server must not meet a full disk (store-guard.ts): on a nearly full one it starts refusing writes
+  const storeDir = join(dataDir, 'nats');
+  const minFree = o.storeMinFreeBytes ?? DEFAULT_STORE_MIN_FREE_BYTES;
+  await mkdir(storeDir, { recursive: true });
+  let storeMode: StoreMode = nextStoreMode('normal', await freeBytes(storeDir), minFree, false)?.restart ?? 'normal';
+  const startNats = async (mode: StoreMode, port: number): Promise<NatsServerHandle> => {
+    const common = { dir: storeDir, host: o.listen ?? '127.0.0.1', port, serverName: `renderbus-${site}` };
+    if (mode === 'normal') return startNatsServer(common);
+    // its config and ports file go elsewhere: the data disk has no room for them
+    const runDir = await mkdtemp(join(tmpdir(), 'rb-nats-run-'));
+    const h = await startNatsServer({ ...common, maxFileStore: 1, runDir });
+    return { ...h, stop: async () => { await h.stop(); await rm(runDir, { recursive: true, force: true }); } };
+  };
+  let nats = await startNats(storeMode, o.port ?? 4222);
+  if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
   let graceMs = 0;
-  const stops: (() => Promise<void>)[] = [nats.stop];
+  const stops: (() => Promise<void>)[] = [() => nats.stop()];
   const conns: NatsConnection[] = [];
   const conn = async (name: string) => {
     const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, log: log.child({ conn: name }) });
@@ -77,6 +95,25 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   try {
     const nc = await conn('farm');
     stops.push(() => nc.drain());
+    let jsm: JetStreamManager | null = null;
+    const stopGuard = guardStore({
+      dir: storeDir, minFreeBytes: minFree, mode: storeMode, log,
+      probe: async () => {
+        try {
+          jsm ??= await jetstreamManager(nc, { timeout: 2_000 });
+          await jsm.getAccountInfo();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      restart: async (mode) => {
+        await nats.stop();
+        nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
+        storeMode = mode;
+      },
+    });
+    stops.push(stopGuard);
     const regNc = await conn('registry');
     stops.push(() => regNc.drain());
     const registry = await startRegistry({ nc: regNc, site, log });

@@ -126,6 +126,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .option('--monitor-port <n>', 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
+    .option('--store-min-free <MB>', 'free space on the data disk under which nats-server stops storing: submits and results are refused with "storage full" and retried until space is freed (default: 256); see docs/reliability.md')
     .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on the address NATS listens on): see the README,\nWeb monitor and Metrics.')
     .action(action('up'));
 

@@ -116,11 +116,13 @@ test('host health - a full output disk counts against no host and uses up no att
 
 test('host health - a full output disk replayed from the journal is not counted as an attempt either', () => {
   const book = new JobBook();
-  const job = add(book, 'a', { frames: '1', maxAttempts: 1 });
+  const job = add(book, 'a', { frames: '1', maxAttempts: 2 });
   for (let attempt = 1; attempt <= 3; attempt++) book.restoreRetry(job, 0, attempt, 'RB_OUTPUT_DISK_FULL: no space left on the output disk');
   book.finishReplay();
-  const a = book.lease(job, 'h1', 0, 5_000);
-  assert.ok(a && a.attempt === 4, 'still has its one attempt');
+  const a = book.lease(job, 'h1', 0, 5_000)!;
+  assert.equal(a.attempt, 4);
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 4, status: 'failed', error: { code: 'RB_RENDER_FAILED', message: 'Parse Error' } }), 5_001);
+  assert.notEqual(book.state(job), 'failed', 'its first real failure: one attempt of two used');
 });
 
 test('journal - a write the store refused for space is RB_STORAGE_FULL, retryable; anything else is the scheduler unavailable', () => {

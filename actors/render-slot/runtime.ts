@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
-import { call } from '../bus/index.ts';
+import { call, timedOut } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
@@ -300,9 +300,23 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   };
 
   const resultTimeout = o.resultTimeout ?? new ResultTimeout();
-  /** Sends a result once (its `attempt`-th time), waiting as long as the server's ResultTimeout says. */
-  const sendResult = (msg: TaskResult, attempt: number) =>
-    resultTimeout.send(attempt, (timeoutMs) => call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
+  /**
+   * Sends of a result (by the object the slot keeps it in) that got no reply in time. Only those
+   * lengthen the wait of its next send: a refusal is a reply (the scheduler is there, its store is
+   * full), and counting refusals made a send lost in the nats-server restart after a full disk
+   * wait out a whole minute.
+   */
+  const unanswered = new WeakMap<object, number>();
+  /** Sends a result once, waiting as long as the server's ResultTimeout says for its sends that went unanswered. */
+  const sendResult = async (msg: TaskResult, key: object) => {
+    const n = unanswered.get(key) ?? 0;
+    try {
+      return await resultTimeout.send(n, (timeoutMs) => call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
+    } catch (err) {
+      if (timedOut(err)) unanswered.set(key, n + 1);
+      throw err;
+    }
+  };
 
   /** Reports a result while the slot renders its next task; retried with backoff until taken. */
   const reportInBackground = (msg: TaskResult) => {
@@ -310,7 +324,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     const p = (async () => {
       for (let attempt = 0; ; attempt++) {
         try {
-          const reply = await sendResult(msg, attempt);
+          const reply = await sendResult(msg, msg);
           if (reply.next) take(reply.next);
           if (reply.following) take(reply.following);
           return;
@@ -430,7 +444,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         }
         const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 2 : 0 };
         idleSince = performance.now();
-        const reply = await sendResult(msg, input.attempt);
+        const reply = await sendResult(msg, input.result);
         if (reply.next && reply.following) held.push(reply.following);
         return { next: reply.next, waitMs: performance.now() - idleSince };
       }),

@@ -93,3 +93,74 @@ test('full disk - a full output disk fails frames with a clear reason, makes no 
     assert.ok([...(await readLedger(ledger)).values()].some((n) => n >= 2), 'frames were tried again after failing on the full disk');
   }
 });
+
+/** One CLI command against the farm `renderbus up` runs on `data` (it finds it by <data>/farm.json). */
+function rbData(data: string, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, '--data', data, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('full disk - a full data disk (the JetStream store) refuses submits as "storage full", keeps results on the render servers, and the farm goes on once space is back, no frame lost', async (t) => {
+  const data = await smallDisk(t, '64m');
+  if (!data) return;
+  const work = await mkdtemp(join(tmpdir(), 'rb-full-data-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const up = spawn(process.execPath, [CLI, 'up', '--data', data, '--port', '-1', '--slots', '2', '--host', 'site', '--monitor-port', '-1', '--store-min-free', '8'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let said = '';
+  up.stdout.on('data', (d: Buffer) => (said += d.toString()));
+  up.stderr.on('data', (d: Buffer) => (said += d.toString()));
+  const exited = once(up, 'exit');
+  t.after(() => void up.kill('SIGKILL'));
+  await waitUntil('the farm up', () => readFile(join(data, 'farm.json'), 'utf8').then(() => true, () => undefined), 30_000);
+
+  // frames past 4 wait for the gate: they end while the disk is full, so their results must wait
+  const ledger = join(work, 'frames.ledger');
+  const gate = join(work, 'gate');
+  const scene = join(work, 'scene.txt');
+  await writeFile(scene, 'x');
+  const frames = 12;
+  const command = `sh -c 'echo {frame} >> ${ledger}; while [ {frame} -gt 4 ] && [ ! -e ${gate} ]; do sleep 0.1; done; echo frame {frame} > {output}'`;
+  const submit = (name: string) => rbData(data, 'submit', scene, '--renderer', 'command', '--command', command, '--frames', `1-${frames}`, '--name', name, '--output', join(work, name), '--pattern', 'f_####.txt', '--json');
+  const first = submit('before');
+  assert.equal(first.code, 0, `${first.stderr}\n${said}`);
+  const { jobId } = JSON.parse(first.stdout) as { jobId: string };
+  await waitUntil('frames 1-4 done', async () => {
+    const j = rbData(data, 'job', jobId, '--json');
+    return j.code === 0 && (JSON.parse(j.stdout) as { counts: { done: number } }).counts.done >= 4 ? true : undefined;
+  }, 30_000);
+
+  const ballast = fill(data);
+  const refused = await waitUntil('a submit refused for storage', async () => {
+    const r = submit('during');
+    assert.notEqual(r.code, 0, 'nothing may be queued while the store is full');
+    return /data disk is full/.test(r.stderr) ? r : undefined;
+  }, 45_000, 500);
+  assert.match(refused.stderr, /the site's data disk is full: nats-server could not store the submit record \(insufficient resources\); try again once space is freed/);
+  await writeFile(gate, ''); // now the frames running end, and their results meet the full store
+  const out = join(work, 'before');
+  await waitUntil('frames 5 and 6 delivered', async () => {
+    const names = await readdir(out);
+    return names.includes('f_0005.txt') && names.includes('f_0006.txt') ? true : undefined;
+  }, 30_000);
+  const during = rbData(data, 'job', jobId, '--json');
+  assert.equal(during.code, 0, `the scheduler still answers queries while the store is full: ${during.stderr}`);
+
+  await unlink(ballast);
+  const done = await waitUntil('the job done once space is back', async () => {
+    const j = rbData(data, 'job', jobId, '--json');
+    const job = j.code === 0 ? (JSON.parse(j.stdout) as { state: string; frames: { frame: number; state: string }[] }) : undefined;
+    return job?.state === 'done' ? job : undefined;
+  }, 60_000, 500).catch(async (err: unknown) => {
+    const log = await readFile(join(data, 'logs', 'farm.log'), 'utf8').catch(() => '');
+    throw new Error(`${(err as Error).message}\n${rbData(data, 'hosts', '--json').stdout}\n${rbData(data, 'job', jobId).stdout}\n${log.split('\n').filter((l) => /"level":[45]0/.test(l)).slice(-25).join('\n')}`);
+  });
+  assert.deepEqual(done.frames.map((f) => f.state), Array(frames).fill('done'));
+  assert.equal((await readdir(out)).filter((n) => n.endsWith('.txt')).length, frames, 'every frame on disk');
+  const runs = await readLedger(ledger);
+  assert.deepEqual([...runs.keys()].sort((a, b) => a - b), Array.from({ length: frames }, (_, i) => i + 1));
+  const again = submit('after');
+  assert.equal(again.code, 0, `submits are taken again: ${again.stderr}`);
+
+  up.kill('SIGTERM');
+  assert.deepEqual(await exited, [0, null], said);
+});

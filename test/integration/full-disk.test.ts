@@ -6,6 +6,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { codecs, streams, subjects } from '../../protocol/index.ts';
 import { CLI, readLedger, rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 /**
@@ -163,4 +165,31 @@ test('full disk - a full data disk (the JetStream store) refuses submits as "sto
 
   up.kill('SIGTERM');
   assert.deepEqual(await exited, [0, null], said);
+});
+
+test('full disk - a result applied while its journal write failed is announced (the job's end) once a resend stores it', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await farm.registry();
+  await farm.scheduler();
+  await farm.renderServer('resend', 1);
+  const gate = join(farm.dir, 'gate');
+  const { spec } = await farm.ledgerJob('last', '1', 0, { command: `sh -c 'while [ ! -e ${gate} ]; do sleep 0.1; done; echo frame {frame} > {output}'` });
+  const jobId = await farm.submit(spec);
+  const seen: string[] = [];
+  const sub = farm.nc.subscribe(subjects.jobEvents(farm.site, jobId), { callback: (_err, m) => void seen.push(codecs.jobEvent.decode(m.data).event) });
+  t.after(() => sub.unsubscribe());
+  await waitUntil('the frame running', async () => ((await farm.job(jobId)).frames[0]?.state === 'running' ? true : undefined), 20_000);
+
+  // the journal takes no more records, as a full store would not: refused, not lost
+  const jsm = await jetstreamManager(farm.nc);
+  const journal = streams.journal(farm.site);
+  const info = await jsm.streams.info(journal);
+  await jsm.streams.update(journal, { max_msgs: info.state.messages, discard: DiscardPolicy.New });
+  await writeFile(gate, '');
+  await waitUntil('the result applied, its record refused', async () => ((await farm.job(jobId)).state === 'done' ? true : undefined), 20_000);
+  assert.ok(!seen.includes('done'), 'not announced before it is stored');
+  await jsm.streams.update(journal, { max_msgs: -1, discard: DiscardPolicy.Old });
+  await waitUntil(`the job's end announced (events seen: ${seen.join(', ')})`, async () => (seen.includes('done') ? true : undefined), 30_000);
+  assert.equal((await jsm.streams.info(journal)).state.messages, info.state.messages + 1, 'the result stored once');
 });

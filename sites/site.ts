@@ -100,7 +100,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       dir: storeDir, minFreeBytes: minFree, mode: storeMode, log,
       probe: async () => {
         try {
-          jsm ??= await jetstreamManager(nc, { timeout: 2_000 });
+          jsm ??= await jetstreamManager(nc, { timeout: 5_000 }); // a loaded machine is slow, not stuck
           await jsm.getAccountInfo();
           return true;
         } catch {

@@ -167,7 +167,7 @@ test('full disk - a full data disk (the JetStream store) refuses submits as "sto
   assert.deepEqual(await exited, [0, null], said);
 });
 
-test('full disk - a result applied while its journal write failed is announced (the job's end) once a resend stores it', async (t) => {
+test('full disk - a result applied while its journal write failed is announced (the end of its job) once a resend stores it', async (t) => {
   const farm = await TestFarm.start();
   t.after(() => farm.stop());
   await farm.registry();

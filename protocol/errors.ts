@@ -18,6 +18,8 @@ export const ErrorCodes = {
   RB_RENDERER_MISSING: 'the rendering package is not installed',
   RB_OUTPUT_FAILED: 'could not store the output',
   RB_UNSAFE_PATH: 'a file or folder in an output folder is a symbolic link, or leads outside it',
+  RB_OUTPUT_DISK_FULL: 'no space left on the output disk',
+  RB_STORAGE_FULL: "the site's data disk is full: nats-server cannot store the farm's records",
   RB_DRAINING: 'the actor is draining and takes no new work',
   RB_TIMEOUT: 'the task ran past its time limit',
   RB_OUT_OF_MEMORY: 'the task used more memory than it was given',

@@ -10,7 +10,16 @@ export function rootLogger(opts: { name: string; file?: string; level?: string }
   const level = opts.level ?? process.env.RENDERBUS_LOG ?? 'info';
   if (opts.file) {
     mkdirSync(dirname(opts.file), { recursive: true });
-    return pino({ name: opts.name, level }, pino.destination({ dest: opts.file, sync: false, mkdir: true }));
+    const dest = pino.destination({ dest: opts.file, sync: false, mkdir: true });
+    // A full disk must not bring the farm down with its log (an unheard 'error' kills the
+    // process): lines that cannot be written are lost, said once per outage on stderr.
+    let failing = false;
+    dest.on('error', (err: NodeJS.ErrnoException) => {
+      if (!failing) process.stderr.write(`renderbus: cannot write the log ${opts.file} (${err.code ?? err.message}); lines are lost until it can\n`);
+      failing = true;
+    });
+    dest.on('write', () => (failing = false));
+    return pino({ name: opts.name, level }, dest);
   }
   return pino({ name: opts.name, level });
 }

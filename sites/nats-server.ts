@@ -18,7 +18,18 @@ export interface NatsServerOptions {
   bin?: string;
   /** Who may log in: the site's users, each an nkey bound to its role's permissions. */
   auth: { users: readonly AuthUser[] };
+  /**
+   * Bytes JetStream may store (default 1 TiB: the disk is the limit). Without it nats-server
+   * takes 75% of the space free when it starts, and a site started on a nearly full disk could
+   * not even hold its event stream's reservation (docs/reliability.md, "A full disk").
+   */
+  maxFileStore?: number;
+  /** Where the config and the ports file go (default `dir`): elsewhere when `dir` is on a full disk. */
+  runDir?: string;
 }
+
+/** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
+export const DEFAULT_MAX_FILE_STORE = 1024 ** 4;
 
 export interface NatsServerHandle {
   url: string;
@@ -31,21 +42,22 @@ export interface NatsServerHandle {
 export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerHandle> {
   const bin = o.bin ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
   await mkdir(join(o.dir, 'jetstream'), { recursive: true, mode: 0o700 });
-  const conf = join(o.dir, 'nats.conf');
-  await writeAuthConfig(o.dir, o.auth.users);
+  const runDir = o.runDir ?? o.dir;
+  const conf = join(runDir, 'nats.conf');
+  await writeAuthConfig(runDir, o.auth.users);
   await writeFile(
     conf,
     [
       `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
       `server_name: "${o.serverName ?? 'renderbus'}"`,
       `max_payload: 1048576`,
-      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))} }`,
+      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE} }`,
       'include "auth.conf"',
       '',
     ].join('\n'),
     { mode: 0o600 },
   );
-  const args = ['-c', conf, '--ports_file_dir', o.dir];
+  const args = ['-c', conf, '--ports_file_dir', runDir];
   // The kernel stops the server if this process dies, even by SIGKILL: no nats-server is left
   // holding the port and the store. setpriv (util-linux, Essential on Debian) sets that up and
   // execs the server in place, so the pid stays the server's.
@@ -76,7 +88,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     throw new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
   });
   try {
-    const portsFile = join(o.dir, `${basename(bin)}_${proc.pid}.ports`);
+    const portsFile = join(runDir, `${basename(bin)}_${proc.pid}.ports`);
     const ports = await Promise.race([early, readJsonWhenPresent(portsFile, 10_000)]);
     const url = (ports as { nats: string[] }).nats[0]!;
     return { url, pid: proc.pid!, proc, stop: async () => { await stop(); await rm(portsFile, { force: true }); } };

@@ -1,5 +1,6 @@
-import { mkdir, rm } from 'node:fs/promises';
-import { availableParallelism, hostname } from 'node:os';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -12,8 +13,9 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
 import { addWebMonitor } from '../tools/web/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
-import { startNatsServer } from './nats-server.ts';
-import { keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
+import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
+import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
+import { DEFAULT_STORE_MIN_FREE_BYTES, freeBytes, guardStore, nextStoreMode, type StoreMode } from './store-guard.ts';
 
 export interface FarmOptions {
   dataDir: string;
@@ -29,6 +31,8 @@ export interface FarmOptions {
   operator?: string;
   /** The notifier's mail server, webhook secret and retries. */
   notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
+  /** Free bytes on the data disk under which nats-server stops storing (store-guard.ts; default 256 MiB). */
+  storeMinFreeBytes?: number;
   /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
   monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
   /** The scheduler's queue limits and retention of finished jobs. */
@@ -75,9 +79,26 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const operator: Principal = { role: Role.Operator, name: o.operator ?? 'admin' };
   const auth = await prepareSiteAuth(dataDir, site, localPrincipals({ host, operator: operator.name }));
   const credsOf = (role: Role, name: string) => auth.creds.get(keyOf({ role, name }))!;
-  const nats = await startNatsServer({ dir: natsDir(dataDir), host: o.listen ?? '127.0.0.1', port: o.port ?? 4222, serverName: `renderbus-${site}`, auth: { users: auth.users } });
+  // nats-server must not meet a full disk (store-guard.ts): on a nearly full one it starts refusing writes
+  const storeDir = natsDir(dataDir);
+  const minFree = o.storeMinFreeBytes ?? DEFAULT_STORE_MIN_FREE_BYTES;
+  await mkdir(storeDir, { recursive: true });
+  let storeMode: StoreMode = nextStoreMode('normal', await freeBytes(storeDir), minFree, false)?.restart ?? 'normal';
+  const startNats = async (mode: StoreMode, port: number): Promise<NatsServerHandle> => {
+    // the users as the store has them now: credentials issued since the start stay valid
+    const common = { dir: storeDir, host: o.listen ?? '127.0.0.1', port, serverName: `renderbus-${site}`, auth: { users: await authUsers(dataDir) } };
+    if (mode === 'normal') return startNatsServer(common);
+    // its config and ports file go elsewhere: the data disk has no room for them
+    const runDir = await mkdtemp(join(tmpdir(), 'rb-nats-run-'));
+    const h = await startNatsServer({ ...common, maxFileStore: 1, runDir });
+    return { ...h, stop: async () => { await h.stop(); await rm(runDir, { recursive: true, force: true }); } };
+  };
+  let nats = await startNats(storeMode, o.port ?? 4222);
+  if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
+  let farmFileWritten = false;
+  const writeFarm = () => writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator) });
   let graceMs = 0;
-  const stops: (() => Promise<void>)[] = [nats.stop];
+  const stops: (() => Promise<void>)[] = [() => nats.stop()];
   const conns: NatsConnection[] = [];
   const conn = async (name: string, role: Role, as = name) => {
     const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
@@ -90,6 +111,29 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   try {
     const nc = await conn('farm', Role.Operator, operator.name);
     stops.push(() => nc.drain());
+    // the guard asks JetStream with a service credential: only the farm's services may
+    const guardNc = await conn('store-guard', Role.Scheduler, 'scheduler');
+    stops.push(() => guardNc.drain());
+    let jsm: JetStreamManager | null = null;
+    const stopGuard = guardStore({
+      dir: storeDir, minFreeBytes: minFree, mode: storeMode, log,
+      probe: async () => {
+        try {
+          jsm ??= await jetstreamManager(guardNc, { timeout: 5_000 }); // a loaded machine is slow, not stuck
+          await jsm.getAccountInfo();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      restart: async (mode) => {
+        await nats.stop();
+        nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
+        storeMode = mode;
+        if (farmFileWritten) await writeFarm(); // its new pid, for renderbus credentials' reload
+      },
+    });
+    stops.push(stopGuard);
     const regNc = await conn('registry', Role.Registry);
     stops.push(() => regNc.drain());
     const registry = await startRegistry({ nc: regNc, site, log });
@@ -113,7 +157,8 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
       stops.push(() => rs.stop({ graceMs }));
     }
-    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator) });
+    await writeFarm();
+    farmFileWritten = true;
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
     log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
     const stop = (so: { graceMs?: number } = {}) => {

@@ -16,5 +16,5 @@ export { runProcess, sampleTree, type RunOptions, type RunningProcess, type Proc
 export { TaskLog } from './task-log.ts';
 export { rendererEnv, PASSED_ENV } from './renderer-env.ts';
 export { Launcher, type LaunchHandlers } from './launcher.ts';
-export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame } from './output.ts';
+export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, outputDiskFull, diskDeliveryFs, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame, type DeliveryFs } from './output.ts';
 export * from './adapters/index.ts';

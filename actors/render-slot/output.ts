@@ -1,5 +1,5 @@
-import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, statfs } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
 import { ensureRealDir } from '../files/index.ts';
 
@@ -99,33 +99,112 @@ export interface MissingFrame {
   frame: number;
   file: string;
   reason: string;
+  /** The errno code of the failed call (ENOENT, ENOSPC…), when one failed. */
+  errno?: string;
+}
+
+/**
+ * The file-system calls that deliver a frame, in their order: the file's data is flushed to the
+ * disk, the file renamed to its final name, then the directory flushed, so the rename itself is
+ * on the disk. Only then does the slot report the frame done (and the scheduler journal it): a
+ * power cut cannot leave a frame the farm calls done with no data. Tests inject their own.
+ */
+export interface DeliveryFs {
+  syncFile(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  syncDir(path: string): Promise<void>;
+}
+
+const fsyncPath = async (path: string): Promise<void> => {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+};
+
+export const diskDeliveryFs: DeliveryFs = { syncFile: fsyncPath, rename, syncDir: fsyncPath };
+
+/** Errors that mean the disk (or the user's quota on it) is full: the storage's fault, not the host's. */
+const DISK_FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+/** How renderers print those errors (strerror). */
+const DISK_FULL_TEXT = /no space left on device|disk quota exceeded/i;
+/** Less free than this on the output disk and a failed frame is put down to the disk. */
+export const OUTPUT_DISK_LOW_BYTES = 1024 * 1024;
+
+/**
+ * Why a failed task's output disk is to blame, or undefined when it is not: a call failed with
+ * ENOSPC or EDQUOT, the renderer said so, or the disk has under OUTPUT_DISK_LOW_BYTES free (a
+ * renderer's half-written file fills it to the last block). Checked before the work dir is removed.
+ */
+export async function outputDiskFull(
+  outputDir: string,
+  seen: { errnos?: readonly (string | undefined)[]; text?: string },
+  free: (dir: string) => Promise<number | undefined> = freeBytes,
+): Promise<string | undefined> {
+  const avail = await free(outputDir);
+  const said = seen.errnos?.some((e) => e !== undefined && DISK_FULL_ERRNOS.has(e)) || DISK_FULL_TEXT.test(seen.text ?? '');
+  if (!said && (avail === undefined || avail >= OUTPUT_DISK_LOW_BYTES)) return undefined;
+  return `no space left on the output disk (${outputDir}${avail !== undefined ? `: ${Math.floor(avail / 1024)} KB free` : ''})`;
+}
+
+/** Bytes an unprivileged process may still write on the file system holding `dir` (undefined if unknown). */
+async function freeBytes(dir: string): Promise<number | undefined> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Moves each frame's file from the work dir to `<outputDir>/<frameFileName(pattern, frame)>`
- * by rename, all frames at once. A file that is not there is reported, not thrown.
+ * by rename, all frames at once, each flushed to the disk before its rename and the directories
+ * after (DeliveryFs). A file that is not there, or cannot be made durable, is reported, not thrown.
  */
 export async function moveFrames(
   outputDir: string,
   pattern: string,
   produced: readonly { frame: number; file: string }[],
+  fs: DeliveryFs = diskDeliveryFs,
 ): Promise<{ moved: { frame: number; path: string }[]; missing: MissingFrame[] }> {
-  const moved: { frame: number; path: string }[] = [];
+  let moved: { frame: number; path: string }[] = [];
   const missing: MissingFrame[] = [];
+  const failed = (frame: number, file: string, reason: string, cause: unknown) => {
+    const errno = (cause as NodeJS.ErrnoException).code;
+    missing.push({ frame, file, reason: errno !== undefined && DISK_FULL_ERRNOS.has(errno) ? `no space left on the output disk: ${reason}` : reason, ...(errno !== undefined ? { errno } : {}) });
+  };
   await Promise.all(
     produced.map(async ({ frame, file }) => {
       const path = join(outputDir, frameFileName(pattern, frame));
       try {
-        await rename(file, path);
+        await fs.syncFile(file);
+        await fs.rename(file, path);
         moved.push({ frame, path });
       } catch (cause) {
         const reason = (cause as NodeJS.ErrnoException).code === 'ENOENT'
           ? `the renderer exited without writing ${file}`
           : `cannot move ${file} to ${path}: ${(cause as Error).message}`;
-        missing.push({ frame, file, reason });
+        failed(frame, file, reason, cause);
       }
     }),
   );
+  // one flush per directory, after its renames and before anything reports the frames done
+  const dirs = [...new Set(moved.map((m) => dirname(m.path)))];
+  const unsynced = new Set<string>();
+  await Promise.all(
+    dirs.map(async (dir) => {
+      try {
+        await fs.syncDir(dir);
+      } catch (cause) {
+        unsynced.add(dir);
+        for (const m of moved) if (dirname(m.path) === dir) failed(m.frame, m.path, `cannot flush ${dir} to the disk: ${(cause as Error).message}`, cause);
+      }
+    }),
+  );
+  if (unsynced.size > 0) moved = moved.filter((m) => !unsynced.has(dirname(m.path)));
   moved.sort((a, b) => a.frame - b.frame);
   missing.sort((a, b) => a.frame - b.frame);
   return { moved, missing };
@@ -153,8 +232,9 @@ export async function storeFrames(
   outputDir: string,
   pattern: string,
   produced: readonly { frame: number; file: string }[],
+  fs: DeliveryFs = diskDeliveryFs,
 ): Promise<{ stored: StoredFrame[]; missing: MissingFrame[] }> {
-  const { moved, missing } = await moveFrames(outputDir, pattern, produced);
+  const { moved, missing } = await moveFrames(outputDir, pattern, produced, fs);
   const sized = await sizeFrames(moved);
   return { stored: sized.stored, missing: [...missing, ...sized.missing].sort((a, b) => a.frame - b.frame) };
 }

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
-import { call } from '../bus/index.ts';
+import { call, timedOut } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
@@ -11,7 +11,7 @@ import {
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
-import { moveFrames, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
+import { moveFrames, outputDiskFull, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import { rendererEnv } from './renderer-env.ts';
 import type { Launcher } from './launcher.ts';
@@ -179,8 +179,11 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
   let outputs: { frame: number; path: string }[] = [];
   let bytes = 0;
   let error = outcome.error;
+  let full: string | undefined;
   if (prepared?.workDirUsed) {
     const { moved, missing: unmoved } = await moveFrames(task.outputDir, task.outputPattern, outcome.produced);
+    // judged before the work dir goes: a half-written frame in it is what filled the disk
+    if (unmoved.length > 0 || storageMayBeToBlame(error)) full = await outputDiskFull(task.outputDir, { errnos: unmoved.map((m) => m.errno), text: error?.message });
     // the frames are out: measuring them and removing the work dir can go together
     const [sized] = await Promise.all([sizeFrames(moved), removeWorkDir(prepared.workDir).catch(() => {})]);
     outputs = sized.stored.map(({ frame, path }) => ({ frame, path }));
@@ -191,6 +194,11 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
       const more = missing.length > 1 ? ` (and ${missing.length - 1} more frames)` : '';
       error = { code: 'RB_OUTPUT_FAILED', message: `frame ${m.frame}: ${m.reason}${more}` };
     }
+  } else if (storageMayBeToBlame(error)) full = await outputDiskFull(task.outputDir, { text: error?.message });
+  // a full output disk is the storage's fault, not the renderer's or the host's: a code of its
+  // own, which the scheduler neither counts against the host nor as a used attempt
+  if (full && error && storageMayBeToBlame(error)) {
+    error = { code: 'RB_OUTPUT_DISK_FULL', message: error.message.includes('no space left on the output disk') ? error.message : `${full}: ${error.message}` };
   }
   return {
     taskId: task.taskId,
@@ -205,6 +213,9 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
     stats: { ...outcome.usage, bytesWritten: bytes },
   };
 }
+
+/** Failures a full output disk can cause (not timeouts, memory, draining). */
+const storageMayBeToBlame = (error: { code: string } | undefined): boolean => error?.code === 'RB_RENDER_FAILED' || error?.code === 'RB_OUTPUT_FAILED';
 
 export interface RenderSlotOptions {
   nc: NatsConnection;
@@ -289,9 +300,23 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   };
 
   const resultTimeout = o.resultTimeout ?? new ResultTimeout();
-  /** Sends a result once (its `attempt`-th time), waiting as long as the server's ResultTimeout says. */
-  const sendResult = (msg: TaskResult, attempt: number) =>
-    resultTimeout.send(attempt, (timeoutMs) => call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
+  /**
+   * Sends of a result (by the object the slot keeps it in) that got no reply in time. Only those
+   * lengthen the wait of its next send: a refusal is a reply (the scheduler is there, its store is
+   * full), and counting refusals made a send lost in the nats-server restart after a full disk
+   * wait out a whole minute.
+   */
+  const unanswered = new WeakMap<object, number>();
+  /** Sends a result once, waiting as long as the server's ResultTimeout says for its sends that went unanswered. */
+  const sendResult = async (msg: TaskResult, key: object) => {
+    const n = unanswered.get(key) ?? 0;
+    try {
+      return await resultTimeout.send(n, (timeoutMs) => call(o.nc, resultSubject, codecs.taskResult, msg, codecs.taskResultReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }));
+    } catch (err) {
+      if (timedOut(err)) unanswered.set(key, n + 1);
+      throw err;
+    }
+  };
 
   /** Reports a result while the slot renders its next task; retried with backoff until taken. */
   const reportInBackground = (msg: TaskResult) => {
@@ -299,7 +324,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
     const p = (async () => {
       for (let attempt = 0; ; attempt++) {
         try {
-          const reply = await sendResult(msg, attempt);
+          const reply = await sendResult(msg, msg);
           if (reply.next) take(reply.next);
           if (reply.following) take(reply.following);
           return;
@@ -419,7 +444,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         }
         const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 2 : 0 };
         idleSince = performance.now();
-        const reply = await sendResult(msg, input.attempt);
+        const reply = await sendResult(msg, input.result);
         if (reply.next && reply.following) held.push(reply.following);
         return { next: reply.next, waitMs: performance.now() - idleSince };
       }),

@@ -1,3 +1,4 @@
+import { STORAGE_RETRY_MS } from './host-health.ts';
 import type { HostInventory, MatchBody, TaskAssignment, WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 
@@ -124,6 +125,11 @@ class Round {
 /** Why a job got no slot this round. */
 function whyNoSlot(book: JobBook, c: Candidate, now: number): WaitReason {
   const { job, match } = c;
+  if (job.storageFullUntil !== undefined && now < job.storageFullUntil) {
+    // kind no-match, as for memory: no host can take it now, whatever the hosts
+    const why = [...job.tasks.touchedTasks()].find((t) => t.error?.startsWith('RB_OUTPUT_DISK_FULL'))?.error ?? 'RB_OUTPUT_DISK_FULL';
+    return { kind: 'no-match', closest: [], text: `its output disk is full; its frames are tried again every ${STORAGE_RETRY_MS / 1000} s (${why})` };
+  }
   if (job.memoryRaised && match.hosts.length > 0) {
     const biggest = Math.max(...match.hosts.map((h) => h.inventory.ramMb));
     const need = book.memoryBlocked(job, biggest);

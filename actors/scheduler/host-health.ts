@@ -5,6 +5,20 @@ export const SICK_WINDOW_MS = 10 * 60_000;
 /** How long a sick host gets no work unless an operator clears it first. */
 export const SICK_FOR_MS = 30 * 60_000;
 
+/**
+ * Failure codes that are the storage's fault, not the host's: a full output disk fails every host
+ * that writes to it. They count against no host (neither here nor JobBook.isBadHost) and use up no
+ * attempt; the job waits STORAGE_RETRY_MS before its frames are tried again.
+ */
+const STORAGE_FAILURES: readonly string[] = ['RB_OUTPUT_DISK_FULL'];
+/** How long a job whose output disk is full waits before its frames are handed out again. */
+export const STORAGE_RETRY_MS = 10_000;
+
+/** Whether a failure (its code, or a task's `CODE: message` error) is the storage's fault. */
+export function isStorageFailure(codeOrError: string | undefined): boolean {
+  return codeOrError !== undefined && STORAGE_FAILURES.some((c) => codeOrError === c || codeOrError.startsWith(`${c}:`));
+}
+
 export interface SickHost {
   host: string;
   /** When it gets work again by itself. */

@@ -5,7 +5,7 @@ import {
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
-import { HostHealth, type SickHost } from './host-health.ts';
+import { HostHealth, isStorageFailure, STORAGE_RETRY_MS, type SickHost } from './host-health.ts';
 import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
@@ -60,6 +60,8 @@ export interface Job {
   paused: boolean;
   /** Failed tasks of this job by host; a host at the job's maxHostFailures gets no more of them. */
   hostFailures: Map<string, number>;
+  /** A frame failed on a full output disk: no frame of the job is handed out before then (host-health.ts). */
+  storageFullUntil?: number;
   /** Jobs that must be done before this one starts (`after`), and the jobs waiting for this one. */
   after: Job[];
   dependents: Job[];
@@ -452,6 +454,7 @@ export class JobBook {
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
   lease(job: Job, host: string, slot: number, now: number, hostRamMb?: number): TaskAssignment | undefined {
     if (this.health.isSick(host, now)) return undefined;
+    if (job.storageFullUntil !== undefined && now < job.storageFullUntil) return undefined;
     if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
     const task = this.takeQueued(job, hostRamMb);
     if (!task) return undefined;
@@ -550,6 +553,16 @@ export class JobBook {
       return { kind: 'accepted', job, task, retried: false };
     }
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
+    if (isStorageFailure(r.error?.code)) {
+      // the output disk is full: not the host's fault, and not an attempt used; tried again later
+      job.storageFullUntil = now + STORAGE_RETRY_MS;
+      if (wasQueued) this.pushQueued(job, task);
+      else {
+        job.runningTasks += 1; // requeue() moves it from running to queued
+        this.requeue(job, task);
+      }
+      return { kind: 'accepted', job, task, retried: true };
+    }
     task.failures += 1;
     if (r.error?.code === 'RB_OUT_OF_MEMORY') this.raiseMemory(job, task, r.stats);
     job.hostFailures.set(r.host, (job.hostFailures.get(r.host) ?? 0) + 1);
@@ -673,7 +686,7 @@ export class JobBook {
   restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats): void {
     if (job.tasks.stateOf(taskIndex) !== TaskState.Queued || job.tasks.peek(taskIndex)?.resolvedAttempt === attempt) return;
     const task = job.tasks.get(taskIndex)!;
-    task.failures += 1;
+    if (!isStorageFailure(error)) task.failures += 1;
     if (error?.startsWith('RB_OUT_OF_MEMORY') && stats) this.raiseMemory(job, task, stats);
     task.attempt = Math.max(task.attempt, attempt);
     task.resolvedAttempt = attempt;

@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { codecs, FarmError, PROTOCOL_MAJOR, streams, subjects, type JournalRecord } from '../../protocol/index.ts';
@@ -14,6 +14,23 @@ interface Pending {
 const MAX_BATCH = 500;
 
 const DAY_NS = 24 * 3600 * 1e9;
+
+/**
+ * JetStream API errors that mean its store is full: 10023 insufficient resources (over
+ * max_file_store: the site's guard sets it so while the disk is nearly full), 10047 storage
+ * resources exceeded, 10002 account resources exceeded.
+ */
+const STORE_FULL_CODES = new Set([10023, 10047, 10002]);
+
+/** A failed journal write as the farm's error: a full store says so (RB_STORAGE_FULL); both are retryable. */
+export function journalWriteError(what: string, cause: unknown): FarmError {
+  const said = (cause as Error).message;
+  const full = (cause instanceof JetStreamApiError && STORE_FULL_CODES.has(cause.code)) || /no space left on device/i.test(said);
+  if (full) {
+    return new FarmError('RB_STORAGE_FULL', `the site's data disk is full: nats-server could not store ${what} (${said}); try again once space is freed on the disk of its JetStream store (<data>/nats with renderbus up)`, { cause, retryable: true });
+  }
+  return new FarmError('RB_SCHEDULER_UNAVAILABLE', `could not store ${what} durably: ${said}`, { cause, retryable: true });
+}
 
 /**
  * The scheduler's durable state: an append-only journal in JetStream (file store) that is
@@ -97,8 +114,7 @@ export class Journal {
       }
       for (const p of group) p.done(undefined, ack.seq);
     } catch (cause) {
-      const what = group.length === 1 ? `the ${first.rec.kind} record` : `${group.length} task records`;
-      const err = new FarmError('RB_SCHEDULER_UNAVAILABLE', `could not store ${what} durably: ${(cause as Error).message}`, { cause, retryable: true });
+      const err = journalWriteError(group.length === 1 ? `the ${first.rec.kind} record` : `${group.length} task records`, cause);
       for (const p of group) p.done(err);
     }
   }

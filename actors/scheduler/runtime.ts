@@ -75,6 +75,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const handedWith = new WeakMap<Task, { attempt: number; leased: TaskAssignment[] }>();
   /** Each task's journal write of the result last applied: a duplicate of that result waits for it. */
   const journaled = new WeakMap<Task, { attempt: number; write: Promise<void> }>();
+  /** Results applied whose journal write failed: reported once a resend stores them. */
+  const unreported = new WeakMap<Task, () => void>();
 
   // --- events out -------------------------------------------------------------------
   const publish = (subject: string, data: Uint8Array) => {
@@ -354,7 +356,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const retry = outcome.kind === 'accepted' ? outcome.retried : task.state === 'queued';
       const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at));
       journaled.set(task, { attempt: r.attempt, write });
-      await write;
+      try {
+        await write;
+      } catch (err) {
+        // applied but not stored (a full disk): its events and the job's end go out with the resend that stores it
+        if (outcome.kind === 'accepted') unreported.set(task, () => reportResult(r, outcome, [], at, endedJob));
+        throw err;
+      }
+      const report = unreported.get(task);
+      unreported.delete(task);
+      if (report) setImmediate(report);
     }
     if (outcome.kind === 'duplicate') {
       const lost = handedWith.get(outcome.task);

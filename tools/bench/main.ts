@@ -1,14 +1,16 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
+import { fsyncBench } from './delivery-fsync.ts';
 import { throughputBench } from './farm-throughput.ts';
 import { memoryBench } from './scheduler-memory.ts';
 import { recoveryBench } from './scheduler-recovery.ts';
 import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
+ *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -26,7 +28,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -57,6 +59,9 @@ if (runs('memory')) {
     chunks: opt('memory-chunks', '1,10').split(',').map(Number),
     doneTasks: Number(opt('memory-done', '1000000')),
   }, machine));
+}
+if (runs('fsync')) {
+  sections.push(await fsyncBench({ frames: Number(opt('fsync-frames', '1000')), ...(opt('fsync-dir', '') ? { dir: resolve(opt('fsync-dir', '')) } : {}) }, machine));
 }
 if (runs('scale')) {
   const small = argv.includes('--small');
@@ -90,7 +95,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

@@ -138,6 +138,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
     .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
     .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
+    .option('--store-min-free <MB>', 'free space on the data disk under which nats-server stops storing: submits and results are refused with "storage full" and retried until space is freed (default: 256); see docs/reliability.md')
     .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on the address NATS listens on): see the README,\nWeb monitor and Metrics.')
     .action(action('up'));
 

@@ -21,6 +21,7 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   host?: string;
   grace?: string;
   monitorPort?: string;
+  storeMinFree?: string;
 }
 
 /**
@@ -33,6 +34,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const port = c.opts.port !== undefined ? parsePort('--port', c.opts.port) : undefined;
   const host = c.opts.host !== undefined ? parseToken('--host', c.opts.host) : undefined;
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
+  const storeMinFreeMb = c.opts.storeMinFree !== undefined ? parseCount('--store-min-free', c.opts.storeMinFree, { min: 0, max: 1024 * 1024 }) : undefined;
   const dataDir = dataDirOf(g);
   const notifierOptions = notifierSettings(c.opts);
   const schedulerOptions = schedulerSettings(c.opts);
@@ -49,7 +51,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, scheduler: schedulerOptions, log });
+    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, scheduler: schedulerOptions, log, ...(storeMinFreeMb !== undefined ? { storeMinFreeBytes: storeMinFreeMb * 2 ** 20 } : {}) });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');

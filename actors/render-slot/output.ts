@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { FarmError, frameFileName } from '../../protocol/index.ts';
@@ -124,7 +125,26 @@ const fsyncPath = async (path: string): Promise<void> => {
   }
 };
 
-export const diskDeliveryFs: DeliveryFs = { syncFile: fsyncPath, rename, syncDir: fsyncPath };
+/**
+ * A produced frame, flushed without following a link or blocking on a fifo a renderer may have
+ * made instead of a frame: those are refused afterwards (sizeFrames), with nothing to flush here.
+ */
+const fsyncFrame = async (path: string): Promise<void> => {
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') return;
+    throw err;
+  }
+  try {
+    if ((await fh.stat()).isFile()) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+};
+
+export const diskDeliveryFs: DeliveryFs = { syncFile: fsyncFrame, rename, syncDir: fsyncPath };
 
 /** Errors that mean the disk (or the user's quota on it) is full: the storage's fault, not the host's. */
 const DISK_FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);

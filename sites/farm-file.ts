@@ -10,6 +10,8 @@ export interface FarmFile {
   dataDir: string;
   outputDir: string;
   startedAt: number;
+  /** The web monitor: its address, and the access token its actions need (also in <data>/monitor-token). */
+  monitor?: { url: string; token: string };
 }
 
 export const DEFAULT_DATA_DIR = '.renderbus';
@@ -23,7 +25,7 @@ export async function writeFarmFile(f: FarmFile): Promise<void> {
   await mkdir(f.dataDir, { recursive: true });
   const path = farmFilePath(f.dataDir);
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(f, null, 2)}\n`);
+  await writeFile(tmp, `${JSON.stringify(f, null, 2)}\n`, { mode: 0o600 }); // it holds the monitor's token
   await rename(tmp, path); // atomic: readers never see half a file
 }
 

@@ -9,8 +9,7 @@ import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler } from '../actors/scheduler/index.ts';
 import { startRenderServer } from '../actors/render-server/index.ts';
 import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
-import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
-import { addWebMonitor } from '../tools/web/index.ts';
+import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer } from './nats-server.ts';
 
@@ -24,10 +23,12 @@ export interface FarmOptions {
   port?: number;
   /** Address nats-server listens on. Default 127.0.0.1 (only this machine). */
   listen?: string;
-  /** The notifier's mail server, webhook secret and retries. */
-  notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
-  /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
-  monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
+  /** The notifier's mail server, webhook secret, allowed webhook addresses and retries. */
+  notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'webhookAllow' | 'retry'>;
+  /** Where the monitor serves /metrics (default 127.0.0.1, whatever `listen` is; port 8080, a free one when taken) and its access token. */
+  monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs' | 'token' | 'hosts'>;
+  /** Called once the monitor runs, with its own connection: the entry point adds the web monitor here. */
+  onMonitor?: (monitor: MonitorHandle, o: { nc: NatsConnection; site: string }) => void | Promise<void>;
   log: Logger;
 }
 
@@ -38,16 +39,17 @@ export interface FarmHandle {
   outputDir: string;
   host: string | null;
   nc: NatsConnection;
-  /** The monitor's address (`/metrics`), and whether port 8080 was taken. */
-  monitor: { url: string; fellBack: boolean };
+  /** The monitor's address (`/metrics`), the address it is bound to, and whether port 8080 was taken. */
+  monitor: { url: string; bound: string; fellBack: boolean };
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
   stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 /**
  * One whole site on this machine (`renderbus up`): a nats-server child with JetStream under
- * `<data>/nats`, then the registry, the scheduler, the notifier, the monitor and a render server,
- * each an actor with its own connection, talking only over NATS. Writes `<data>/farm.json` so
+ * `<data>/nats`, then the registry, the scheduler, the notifier, the monitor (to which the entry
+ * point adds the web monitor, `onMonitor`) and a render server, each an actor with its own
+ * connection, talking only over NATS. Writes `<data>/farm.json` so
  * other commands find it. They stop in the reverse order: the render server drains first, so
  * jobs that end meanwhile are still told and counted.
  */
@@ -91,9 +93,9 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(notifier.stop);
     const monitorNc = await conn('monitor');
     stops.push(() => monitorNc.drain());
-    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...(o.listen !== undefined ? { listen: o.listen } : {}), ...o.monitor });
-    addWebMonitor(monitor, { nc: monitorNc, site });
+    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...o.monitor });
     stops.push(monitor.stop);
+    await o.onMonitor?.(monitor, { nc: monitorNc, site });
     const slots = o.slots ?? availableParallelism();
     let host: string | null = null;
     if (slots > 0) {
@@ -103,14 +105,15 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
       stops.push(() => rs.stop({ graceMs }));
     }
-    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now() });
+    const token = o.monitor?.token;
+    await writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), ...(token !== undefined ? { monitor: { url: monitor.url, token } } : {}) });
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
     log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
     const stop = (so: { graceMs?: number } = {}) => {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, monitor: { url: monitor.url, fellBack: monitor.fellBack }, stop };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, stop };
   } catch (err) {
     await stopAll();
     throw err;

@@ -9,6 +9,7 @@ import { checkGlobals, dataDirOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { monitorSettings } from './monitor.ts';
+import { loadOrCreateSecret } from '../../sites/secret-file.ts';
 import { parseCount, parsePort, parseToken } from './option-values.ts';
 import { untilSignal } from './signals.ts';
 
@@ -19,6 +20,8 @@ export interface UpOptions extends NotifierFlags {
   host?: string;
   grace?: string;
   monitorPort?: string;
+  monitorListen?: string;
+  monitorHost?: string[];
 }
 
 /**
@@ -33,12 +36,23 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const dataDir = dataDirOf(g);
   const notifierOptions = notifierSettings(c.opts);
-  const monitorOptions = monitorSettings({ ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.listen !== undefined ? { listen: c.opts.listen } : {}) });
+  // the monitor stays on 127.0.0.1 whatever --listen (NATS) says: opening it is its own decision
+  const monitorOptions = monitorSettings(
+    { ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.monitorListen !== undefined ? { listen: c.opts.monitorListen } : {}), ...(c.opts.monitorHost !== undefined ? { monitorHost: c.opts.monitorHost } : {}) },
+    { port: '--monitor-port', listen: '--monitor-listen' },
+  );
 
   const running = await readFarmFile(dataDir).catch(() => null);
   if (running && running.pid !== process.pid && pidAlive(running.pid)) {
     throw new UsageError(`a farm is already running in ${dataDir} (pid ${running.pid}, ${running.url}): stop it first, or give another --data DIR`);
   }
+
+  // secrets of the farm, made on the first `up` and kept in the data directory (mode 0600)
+  const tokenFile = join(dataDir, 'monitor-token');
+  const secretFile = join(dataDir, 'webhook-secret');
+  const token = await loadOrCreateSecret(tokenFile);
+  const generatedSecret = notifierOptions.webhookSecret === undefined;
+  if (generatedSecret) notifierOptions.webhookSecret = await loadOrCreateSecret(secretFile);
 
   const logFile = join(dataDir, 'logs', 'farm.log');
   const log = rootLogger({ name: 'renderbus', file: logFile });
@@ -46,7 +60,11 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, notifier: notifierOptions, monitor: monitorOptions, log });
+    const { addWebMonitor } = await import('../web/index.ts');
+    farm = await startFarm({
+      dataDir, site: g.site, slots, host, port, listen: c.opts.listen, notifier: notifierOptions, monitor: { ...monitorOptions, token }, log,
+      onMonitor: addWebMonitor,
+    });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');
@@ -65,8 +83,9 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
-      `  monitor   ${farm.monitor.url}/ (web monitor; Prometheus at /metrics)${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
-      `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
+      `  monitor   ${farm.monitor.url}/#token=${token}`,
+      `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
+      `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',
       `  renderbus${data} submit scene.pov --frames 1-24 --wait`,
@@ -90,4 +109,10 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   }
   c.io.stdout.write('farm stopped\n');
   return ExitCode.Ok;
+}
+
+/** Where the monitor listens, as the system bound it. */
+function boundText(bound: string): string {
+  if (bound === '0.0.0.0' || bound === '::') return `listening on every address (${bound}): other machines need the token`;
+  return `listening on ${bound} only`;
 }

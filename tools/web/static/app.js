@@ -509,7 +509,7 @@ function TimelineView() {
 
 /** Says what this page may do when it may not do everything, and how to get the token. */
 function AccessNotice({ access, refused }) {
-  const how = html`Open the link <code>renderbus up</code> printed (it ends in <code>#token=…</code>), or add <code>#token=</code> and the token from <code>&lt;data&gt;/monitor-token</code> (<code>renderbus monitor</code>: its <code>--token-file</code>) to this page's address.`;
+  const how = html`Open the link <code>renderbus up</code> printed (it ends in <code>#token=…</code>), or add <code>#token=</code> and the token from <code>${'<data>/monitor-token'}</code> (<code>renderbus monitor</code>: its <code>--token-file</code>) to this page's address.`;
   const wrong = refused ? html`<strong>The token in the link was refused.</strong> ` : '';
   if (access === 'read-only') return html`<p class="notice" data-access="read-only">${wrong}Read-only view: pausing, cancelling and the other actions need the farm's access token. ${how}</p>`;
   if (access === 'needs-token') return html`<p class="notice bad" data-access="needs-token">${wrong}From another machine, this monitor needs the farm's access token. ${how}</p>`;

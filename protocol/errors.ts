@@ -22,6 +22,8 @@ export const ErrorCodes = {
   RB_OUT_OF_MEMORY: 'the task used more memory than it was given',
   RB_BAD_ARGUMENT: 'command-line argument is invalid',
   RB_REMOTE_UNKNOWN: 'the peer answered with an unknown error',
+  RB_HOST_REFUSED: 'the HTTP Host is not one the monitor answers to',
+  RB_TOKEN_REQUIRED: 'the monitor needs its access token for this',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import type { ErrorCode } from '../../protocol/index.ts';
 
 /**
  * Who may ask the monitor's HTTP server what. Three checks, before any route runs:
@@ -41,7 +42,7 @@ export interface AccessRequest {
 /** What the check concluded: the request goes on (and whether its token was good), or is refused. */
 export type AccessVerdict =
   | { ok: true; token: boolean; loopback: boolean }
-  | { ok: false; status: 401 | 421; code: 'RB_HOST_REFUSED' | 'RB_TOKEN_REQUIRED'; message: string };
+  | { ok: false; status: 401 | 421; code: Extract<ErrorCode, 'RB_HOST_REFUSED' | 'RB_TOKEN_REQUIRED'>; message: string };
 
 const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '::1']);
 

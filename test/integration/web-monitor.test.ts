@@ -318,3 +318,16 @@ test('web monitor - without a token the page is a read-only view that says how t
   await page.close();
   assert.equal(rb(farm, 'cancel', jobId).code, 0);
 });
+
+test('web monitor - a browser on another machine: without the token only the notice, with it the live view (its stream and images ride the read cookie)', { skip: OTHER === undefined && 'this machine has no address besides loopback' }, async () => {
+  const remote = `http://${OTHER}:${new URL(base).port}`;
+  const page = await browser.newPage();
+  await page.goto(`${remote}/`);
+  await page.locator('[data-access="needs-token"]').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('table.jobs').count(), 0, 'nothing of the farm');
+  await page.goto(`${remote}/#token=${TOKEN}`);
+  await page.locator('.conn[data-connected="true"]').waitFor({ timeout: 10_000 });
+  await page.locator('[data-access]').waitFor({ state: 'detached', timeout: 10_000 });
+  assert.equal(await page.locator('.site').innerText(), farm.site, 'the live stream came through');
+  await page.close();
+});

@@ -138,6 +138,7 @@ function useStore() {
       });
     };
     store.listeners.add(l);
+    l(); // the store may have changed between the render and this effect (the access check's answer)
     return () => store.listeners.delete(l);
   }, []);
   return store;

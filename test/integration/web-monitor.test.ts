@@ -6,6 +6,8 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
+import { DeliveryError, parseWebhookAllow, postWebhook, webhookRequest } from '../../actors/notifier/index.ts';
+import { PROTOCOL_MAJOR } from '../../protocol/index.ts';
 import { rb, TestFarm, waitUntil, type ActorProcess } from '../helpers/farm.ts';
 
 // The web monitor end to end: a real farm (nats-server, registry, scheduler, a render server
@@ -330,4 +332,20 @@ test('web monitor - a browser on another machine: without the token only the not
   await page.locator('[data-access]').waitFor({ state: 'detached', timeout: 10_000 });
   assert.equal(await page.locator('.site').innerText(), farm.site, 'the live stream came through');
   await page.close();
+});
+
+test('web monitor - a webhook aimed at the monitor cannot cancel a job, even where the site allows webhooks to 127.0.0.1', async () => {
+  const sub = rb(farm, 'submit', await farm.writeScene('victim.pov'), '--frames', '1', '--hold', '--name', 'victim', '--output', join(farm.dir, 'out-victim'), '--json');
+  const jobId = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
+  // what the notifier sends for another job whose author wrote the monitor's cancel URL as its webhook
+  const hook = `${base}/api/jobs/${jobId}/cancel`;
+  const req = webhookRequest({
+    id: 'x.done.1', channel: 'webhook', to: [hook], trigger: 'done',
+    event: { v: PROTOCOL_MAJOR, jobId: 'x', event: 'done', at: 1, job: { jobId: 'x', name: 'x', user: 'eve', group: 'x', project: 'x', priority: 1, state: 'done', submittedAt: 1, outputDir: '/', counts: { total: 1, queued: 0, running: 0, done: 1, failed: 0 } } },
+  }, farm.site, 'k', Date.now());
+  const outcome = async (allow: string[]) => postWebhook(hook, req, { allow: parseWebhookAllow(allow) }).then(() => 'sent', (e: DeliveryError) => e.message);
+  assert.match(await outcome([]), /^refused: 127\.0\.0\.1 is a loopback address/, 'refused by its address');
+  assert.equal(await outcome(['127.0.0.1']), 'HTTP 401: refused', 'allowed there, the monitor still wants its token');
+  assert.equal(cliJob(jobId).state, 'held', 'not cancelled');
+  assert.equal(rb(farm, 'cancel', jobId).code, 0);
 });

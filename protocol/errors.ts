@@ -29,6 +29,8 @@ export const ErrorCodes = {
   RB_FORBIDDEN: 'the caller\'s credential does not allow this',
   RB_NOT_AUTHENTICATED: 'the farm refused the connection\'s credentials',
   RB_BAD_CREDENTIALS: 'a credentials file is invalid',
+  RB_HOST_REFUSED: 'the HTTP Host is not one the monitor answers to',
+  RB_TOKEN_REQUIRED: 'the monitor needs its access token for this',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -14,6 +14,8 @@ export interface FarmFile {
   natsPid?: number;
   /** The operator credential of whoever ran `up` (<data>/auth/local/…, 0600): the CLI's default. */
   credsFile?: string;
+  /** The web monitor: its address, and the access token its actions need (also in <data>/monitor-token). */
+  monitor?: { url: string; token: string };
 }
 
 export const DEFAULT_DATA_DIR = '.renderbus';
@@ -27,7 +29,7 @@ export async function writeFarmFile(f: FarmFile): Promise<void> {
   await mkdir(f.dataDir, { recursive: true });
   const path = farmFilePath(f.dataDir);
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(f, null, 2)}\n`);
+  await writeFile(tmp, `${JSON.stringify(f, null, 2)}\n`, { mode: 0o600 }); // it holds the monitor's token
   await rename(tmp, path); // atomic: readers never see half a file
 }
 

@@ -10,8 +10,7 @@ import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler, type SchedulerOptions } from '../actors/scheduler/index.ts';
 import { startRenderServer } from '../actors/render-server/index.ts';
 import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
-import { startMonitor, type MonitorOptions } from '../actors/monitor/index.ts';
-import { addWebMonitor } from '../tools/web/index.ts';
+import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
@@ -29,12 +28,14 @@ export interface FarmOptions {
   listen?: string;
   /** The operator credential `up` makes for whoever runs it (default 'admin'). */
   operator?: string;
-  /** The notifier's mail server, webhook secret and retries. */
-  notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'retry'>;
+  /** The notifier's mail server, webhook secret, allowed webhook addresses and retries. */
+  notifier?: Pick<NotifierOptions, 'smtp' | 'webhookSecret' | 'webhookAllow' | 'retry'>;
+  /** Where the monitor serves /metrics (default 127.0.0.1, whatever `listen` is; port 8080, a free one when taken) and its access token. */
+  monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs' | 'token' | 'hosts'>;
+  /** Called once the monitor runs, with its own connection: the entry point adds the web monitor here. */
+  onMonitor?: (monitor: MonitorHandle, o: { nc: NatsConnection; site: string }) => void | Promise<void>;
   /** Free bytes on the data disk under which nats-server stops storing (store-guard.ts; default 256 MiB). */
   storeMinFreeBytes?: number;
-  /** Where the monitor serves /metrics (default port 8080, a free one when taken; `listen` as NATS). */
-  monitor?: Pick<MonitorOptions, 'port' | 'listen' | 'portFallback' | 'snapshotMs'>;
   /** The scheduler's queue limits and retention of finished jobs. */
   scheduler?: Pick<SchedulerOptions, 'limits' | 'retention'>;
   log: Logger;
@@ -49,16 +50,17 @@ export interface FarmHandle {
   nc: NatsConnection;
   /** The operator credential of whoever ran the farm (the CLI on this machine finds it in farm.json). */
   creds: string;
-  /** The monitor's address (`/metrics`), and whether port 8080 was taken. */
-  monitor: { url: string; fellBack: boolean };
+  /** The monitor's address (`/metrics`), the address it is bound to, and whether port 8080 was taken. */
+  monitor: { url: string; bound: string; fellBack: boolean };
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
   stop(o?: { graceMs?: number }): Promise<void>;
 }
 
 /**
  * One whole site on this machine (`renderbus up`): a nats-server child with JetStream under
- * `<data>/nats`, then the registry, the scheduler, the notifier, the monitor and a render server,
- * each an actor with its own connection, talking only over NATS. Writes `<data>/farm.json` so
+ * `<data>/nats`, then the registry, the scheduler, the notifier, the monitor (to which the entry
+ * point adds the web monitor, `onMonitor`) and a render server, each an actor with its own
+ * connection, talking only over NATS. Writes `<data>/farm.json` so
  * other commands find it. They stop in the reverse order: the render server drains first, so
  * jobs that end meanwhile are still told and counted.
  */
@@ -96,7 +98,9 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   let nats = await startNats(storeMode, o.port ?? 4222);
   if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
   let farmFileWritten = false;
-  const writeFarm = () => writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator) });
+  let monitorEntry: { url: string; token: string } | undefined; // the web monitor's, once it runs
+  const writeFarm = () =>
+    writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator), ...(monitorEntry ? { monitor: monitorEntry } : {}) });
   let graceMs = 0;
   const stops: (() => Promise<void>)[] = [() => nats.stop()];
   const conns: NatsConnection[] = [];
@@ -148,9 +152,10 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(notifier.stop);
     const monitorNc = await conn('monitor', Role.Monitor);
     stops.push(() => monitorNc.drain());
-    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...(o.listen !== undefined ? { listen: o.listen } : {}), ...o.monitor });
-    addWebMonitor(monitor, { nc: monitorNc, site });
+    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...o.monitor });
     stops.push(monitor.stop);
+    await o.onMonitor?.(monitor, { nc: monitorNc, site });
+    if (o.monitor?.token !== undefined) monitorEntry = { url: monitor.url, token: o.monitor.token };
     if (host !== null) {
       const rsNc = await conn('render-server', Role.RenderServer, host);
       stops.push(() => rsNc.drain());
@@ -165,7 +170,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, fellBack: monitor.fellBack }, stop };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, stop };
   } catch (err) {
     await stopAll();
     throw err;

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkAccess, READ_COOKIE, TOKEN_HEADER, type AccessPolicy } from './http-access.ts';
 
 /** One route's answer: status, content type and body (and more headers, e.g. caching). */
 export interface HttpAnswer {
@@ -14,10 +15,33 @@ export interface RouteContext {
   url: URL;
   params: Record<string, string>;
   res: ServerResponse;
+  /** What the access check found: the request carried the right token; it came from loopback. */
+  access: { token: boolean; loopback: boolean };
 }
 
-/** A route answers, or returns null when it wrote the response itself (a stream). */
-export type Route = (req: IncomingMessage, ctx: RouteContext) => HttpAnswer | null | Promise<HttpAnswer | null>;
+/**
+ * A route answers, or returns null when it wrote the response itself (a stream). A `public`
+ * route (the page's own files) is served to other machines without the token.
+ */
+export type Route = ((req: IncomingMessage, ctx: RouteContext) => HttpAnswer | null | Promise<HttpAnswer | null>) & { readonly public?: boolean };
+
+/** Marks a route as public: it holds nothing of the farm (see Route). */
+export function publicRoute(route: Route): Route {
+  return Object.assign(route, { public: true });
+}
+
+/**
+ * Sent with every answer: no framing (clickjacking of the action buttons), no content sniffing,
+ * no referrer (URLs name jobs), no use of our answers by other sites' pages. A page that needs
+ * more (the web monitor's inline import map) sends its own content-security-policy.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-resource-policy': 'same-origin',
+};
 
 export interface HttpOptions {
   /** Port to listen on; 0 for any free port. */
@@ -33,6 +57,8 @@ export interface HttpOptions {
    * after the server starts.
    */
   routes: Map<string, Route>;
+  /** Who may ask what (http-access.ts); without a token, actions and other machines are refused. */
+  access?: AccessPolicy;
   onError?: (err: unknown, path: string) => void;
 }
 
@@ -40,6 +66,8 @@ export interface HttpHandle {
   /** `http://host:port`, as a browser or Prometheus reaches it. */
   readonly url: string;
   readonly port: number;
+  /** The address the server is bound to, as the system reports it (`127.0.0.1`, `0.0.0.0`, `::`). */
+  readonly bound: string;
   /** The port asked for was taken and another was chosen. */
   readonly fellBack: boolean;
   close(): Promise<void>;
@@ -94,17 +122,34 @@ export async function startHttp(o: HttpOptions): Promise<HttpHandle> {
   // connection as the server closed it failed ("fetch failed"; seen in the web monitor test).
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
+  let port = 0;
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     const url = new URL(req.url ?? '/', 'http://monitor');
     const path = url.pathname;
     const found = findRoute(o.routes, req.method ?? 'GET', path);
+    // before routing: a refused request learns nothing, not even which paths exist
+    const verdict = checkAccess({
+      method: req.method ?? 'GET',
+      host: req.headers.host,
+      remoteAddress: req.socket.remoteAddress,
+      headerToken: headerToken(req),
+      readCookie: cookie(req, READ_COOKIE),
+      isPublic: 'route' in found && found.route.public === true,
+    }, o.access ?? {}, port);
+    if (!verdict.ok) {
+      req.resume();
+      const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+      if (verdict.status === 401) headers['www-authenticate'] = 'Bearer realm="renderbus monitor"';
+      return void res.writeHead(verdict.status, headers).end(`${JSON.stringify({ error: { code: verdict.code, message: verdict.message } })}\n`);
+    }
     if ('allowed' in found) {
       if (found.allowed.length === 0) return void res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}\n`);
       const allow = found.allowed.includes('GET') ? [...found.allowed, 'HEAD'] : found.allowed;
       return void res.writeHead(405, { allow: allow.join(', '), 'content-type': 'text/plain' }).end(`${req.method} is not allowed on ${path}: ${allow.join(', ')}\n`);
     }
     try {
-      const a = await found.route(req, { url, params: found.params, res });
+      const a = await found.route(req, { url, params: found.params, res, access: { token: verdict.token, loopback: verdict.loopback } });
       if (a === null) return; // the route answered itself
       res.writeHead(a.status ?? 200, { 'content-type': a.contentType, 'cache-control': 'no-store', ...a.headers }).end(req.method === 'HEAD' ? undefined : a.body);
     } catch (err) {
@@ -135,15 +180,33 @@ export async function startHttp(o: HttpOptions): Promise<HttpHandle> {
     await listen(0);
   }
   server.on('error', (err) => o.onError?.(err, '(server)')); // after listening, an error must not kill the process
-  const port = (server.address() as AddressInfo).port;
+  const address = server.address() as AddressInfo;
+  port = address.port;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${shown}:${port}`,
     port,
+    bound: address.address,
     fellBack,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** The token a request carries: `x-renderbus-token`, or `Authorization: Bearer` (Prometheus, curl). */
+function headerToken(req: IncomingMessage): string | undefined {
+  const h = req.headers[TOKEN_HEADER];
+  if (typeof h === 'string') return h.trim();
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return m?.[1];
+}
+
+function cookie(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
 }

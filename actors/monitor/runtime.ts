@@ -7,6 +7,7 @@ import { call } from '../bus/index.ts';
 import { listAllHosts } from '../registry/index.ts';
 import { listAllJobs } from '../scheduler/index.ts';
 import { startHttp, type HttpHandle, type Route } from './http.ts';
+import { READ_COOKIE, readKey } from './http-access.ts';
 import { monitorMachine, type Snapshot } from './machine.ts';
 import { LATENCY_BUCKETS_S, type FarmModel, type MonitorEvent } from './model.ts';
 
@@ -19,8 +20,15 @@ export interface MonitorOptions {
   log: Logger;
   /** HTTP port (default 8080; 0: any free port). */
   port?: number;
-  /** Address the HTTP server binds (default 127.0.0.1). */
+  /** Address the HTTP server binds (default 127.0.0.1, whatever address NATS listens on). */
   listen?: string;
+  /**
+   * The access token: actions need it, and so does every request from another machine
+   * (actors/monitor/http-access.ts). Without one the monitor is read-only, and on loopback only.
+   */
+  token?: string;
+  /** More `Host` names the HTTP server answers to besides 127.0.0.1, localhost, [::1] and this machine's addresses. */
+  hosts?: string[];
   /** When the port is taken, take a free one instead of failing (`renderbus up` does). */
   portFallback?: boolean;
   /** Time between snapshots of the scheduler's jobs and the registry's hosts (default 5 s). */
@@ -33,11 +41,13 @@ export interface MonitorOptions {
 export interface MonitorHandle {
   /** Where `/metrics` and `/healthz` are served, `http://host:port`. */
   readonly url: string;
+  /** The address the HTTP server is bound to, as the system reports it (`127.0.0.1`, `0.0.0.0`). */
+  readonly bound: string;
   /** The HTTP port was taken and another was chosen. */
   readonly fellBack: boolean;
   /** The live model (read-only use: the web monitor's routes). */
   readonly model: FarmModel;
-  /** More `GET` routes for the HTTP server (e.g. the web UI). */
+  /** More routes for the HTTP server (e.g. the web UI), behind the same access check. */
   readonly routes: Map<string, Route>;
   stop(): Promise<void>;
 }
@@ -127,20 +137,29 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
       const body = JSON.stringify({ ok: true, site, state: actor.getSnapshot().value, snapshots: ctx.snapshots, failedSnapshots: ctx.failedSnapshots, jobsSnapshotAt: model.jobsSnapshotAt ?? null, hostsSnapshotAt: model.hostsSnapshotAt ?? null });
       return { contentType: 'application/json', body: `${body}\n` };
     }],
+    // what this client may do; shown the token, it gets the cookie that lets a browser on
+    // another machine read (EventSource and images cannot send the header)
+    ['/api/access', (_req, { access }) => {
+      const body = `${JSON.stringify({ site, actions: access.token, loopback: access.loopback })}\n`;
+      const headers: Record<string, string> = {};
+      if (access.token && o.token !== undefined) headers['set-cookie'] = `${READ_COOKIE}=${readKey(o.token)}; Path=/; HttpOnly; SameSite=Strict`;
+      return { contentType: 'application/json', body, headers };
+    }],
   ]);
   let http: HttpHandle;
   try {
-    http = await startHttp({ port: o.port ?? DEFAULT_MONITOR_PORT, host: o.listen, fallback: o.portFallback, routes, onError: (err, path) => log.error({ err, path }, 'HTTP route failed') });
+    http = await startHttp({ port: o.port ?? DEFAULT_MONITOR_PORT, host: o.listen, fallback: o.portFallback, routes, access: { ...(o.token !== undefined ? { token: o.token } : {}), hosts: o.hosts ?? [] }, onError: (err, path) => log.error({ err, path }, 'HTTP route failed') });
   } catch (err) {
     actor.stop();
     throw err;
   }
   await nc.flush().catch((err: unknown) => log.warn({ err }, 'connection dropped while starting; going on'));
-  log.info({ url: http.url, fellBack: http.fellBack }, 'monitor started');
+  log.info({ url: http.url, bound: http.bound, fellBack: http.fellBack, token: o.token !== undefined, hosts: o.hosts ?? [] }, 'monitor started');
 
   let stopping: Promise<void> | null = null;
   return {
     url: http.url,
+    bound: http.bound,
     fellBack: http.fellBack,
     model,
     routes,

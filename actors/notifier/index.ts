@@ -3,7 +3,8 @@ export { notifierMachine, STOPPED_EARLY, type LookupResult, type NotifierInput }
 export { retryingMachine, isRetryable, type RetryReport } from './retry-machine.ts';
 export { DEFAULT_RETRY, backoffMs, backoffSchedule, type RetryPolicy } from './backoff.ts';
 export { SIGNATURE_HEADER, signBody, verifySignature } from './signature.ts';
-export { webhookRequest, postWebhook, webhookOrigin } from './webhook.ts';
+export { webhookRequest, postWebhook, webhookOrigin, webhookTarget, type PostOptions, type Resolve } from './webhook.ts';
+export { parseWebhookAllow, refusedAddress, isAllowed, ownAddresses, type WebhookAllowEntry } from './webhook-address.ts';
 export { EmailSender, smtpFailure, type SmtpSettings } from './email.ts';
 export { emailText } from './email-text.ts';
 export { DeliveryError, type Notification, type Outcome, type DeliveryReceipt, type Sample } from './notification.ts';

@@ -11,6 +11,7 @@ import { notifierMachine, STOPPED_EARLY, type LookupResult } from './machine.ts'
 import { DeliveryError, type DeliveryReceipt, type Notification, type Outcome } from './notification.ts';
 import { retryingMachine } from './retry-machine.ts';
 import { postWebhook, webhookOrigin, webhookRequest } from './webhook.ts';
+import { parseWebhookAllow } from './webhook-address.ts';
 
 export interface NotifierOptions {
   nc: NatsConnection;
@@ -20,6 +21,11 @@ export interface NotifierOptions {
   smtp?: SmtpSettings;
   /** Signs every webhook body (x-renderbus-signature); without it webhooks go out unsigned. */
   webhookSecret?: string;
+  /**
+   * Addresses webhooks may reach although they are refused by default (loopback, link-local,
+   * this machine's own…): `127.0.0.1:9000`, `10.0.0.0/8`, `[::1]` (webhook-address.ts).
+   */
+  webhookAllow?: string[];
   /** How notifications are retried (default: 5 attempts, waits of 1, 2, 4, 8 s). */
   retry?: Partial<RetryPolicy>;
   /** On stop, how long notifications in flight may finish (default 5 s). */
@@ -56,6 +62,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
   const retry: RetryPolicy = { ...DEFAULT_RETRY, ...o.retry };
   const stopGraceMs = o.stopGraceMs ?? 5_000;
   const secret = o.webhookSecret;
+  const allow = parseWebhookAllow(o.webhookAllow ?? []); // a bad entry fails the start
   const email = o.smtp
     ? new EmailSender(o.smtp, site, o.thumbnail ?? defaultThumbnail, (err, path) => log.warn({ err, path }, 'no thumbnail of the sample frame; the email says where it is'))
     : null;
@@ -88,7 +95,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     const note = input as Notification;
     try {
       if (note.channel === 'webhook') {
-        await postWebhook(note.to[0]!, webhookRequest(note, site, secret, now()));
+        await postWebhook(note.to[0]!, webhookRequest(note, site, secret, now()), { allow });
         return {};
       }
       if (!email) throw new DeliveryError('this site has no SMTP server for email (renderbus notifier --smtp URL, or RB_SMTP_URL)', false);
@@ -164,7 +171,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     actor.send({ type: 'job.event', evt });
   });
   if (secret === undefined) log.warn('webhooks go out unsigned: no secret given (RB_WEBHOOK_SECRET or --webhook-secret-file)');
-  log.info({ smtp: o.smtp ? smtpHost(o.smtp.url) : null, signed: secret !== undefined, attempts: retry.attempts }, 'notifier started');
+  log.info({ smtp: o.smtp ? smtpHost(o.smtp.url) : null, signed: secret !== undefined, webhookAllow: o.webhookAllow ?? [], attempts: retry.attempts }, 'notifier started');
 
   let stopping: Promise<void> | null = null;
   return {

@@ -140,10 +140,10 @@ export class TestFarm {
     return p;
   }
 
-  /** `renderbus monitor` on a free port, once its first snapshot is in (it follows the bus from then on). */
-  async monitor(): Promise<{ proc: ActorProcess; base: string }> {
+  /** `renderbus monitor` on a free port (more flags in `extra`), once its first snapshot is in (it follows the bus from then on). */
+  async monitor(extra: string[] = []): Promise<{ proc: ActorProcess; base: string }> {
     const port = await freePort();
-    const proc = await this.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1']);
+    const proc = await this.spawnActor('monitor', ['monitor', '--port', String(port), '--interval', '1', ...extra]);
     const base = `http://127.0.0.1:${port}`;
     await waitUntil('the monitor to serve', async () => {
       if (!proc.running) throw new Error(`the monitor exited:\n${proc.output}`);

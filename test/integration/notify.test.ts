@@ -141,9 +141,13 @@ after(async () => {
   await Promise.all([hooks?.stop(), smtp?.stop()]);
 });
 
-/** A `renderbus notifier` process, stopped when the test ends (two would send everything twice). */
-async function startNotifier(t: { after(fn: () => Promise<void>): void }, args: string[]): Promise<ActorProcess> {
-  const p = await farm.spawnActor('notifier', ['notifier', ...args]);
+/**
+ * A `renderbus notifier` process, stopped when the test ends (two would send everything twice).
+ * The receivers are on 127.0.0.1, which webhooks may reach only when allowed: `allow` (default
+ * all of 127.0.0.1) becomes --webhook-allow.
+ */
+async function startNotifier(t: { after(fn: () => Promise<void>): void }, args: string[], allow: string[] = ['127.0.0.1']): Promise<ActorProcess> {
+  const p = await farm.spawnActor('notifier', ['notifier', ...args, ...allow.flatMap((a) => ['--webhook-allow', a])]);
   t.after(() => p.kill('SIGTERM'));
   await waitUntil('the notifier to start', () => p.output.includes('"msg":"notifier started"') || !p.running, 20_000);
   assert.ok(p.running, p.output);
@@ -297,6 +301,33 @@ test('notify - a job that ends while no notifier runs is told when one starts, a
   await startNotifier(t, ['--webhook-secret-file', secretFile]);
   await new Promise((r) => setTimeout(r, 1_500));
   assert.deepEqual(posts(), [['done', 1], ['done', 2]]);
+});
+
+test('notify - a webhook to this machine is refused unless the site allows it: a failed event says why, nothing is sent, nothing retried', async (t) => {
+  const secretFile = join(farm.dir, 'webhook-secret');
+  await writeFile(secretFile, SECRET);
+  const port = new URL(hooks.url).port;
+  const strict = await startNotifier(t, ['--webhook-secret-file', secretFile], []);
+  const scene = await farm.writeScene();
+  const local = `http://localhost:${port}/renderbus?token=secret`; // a name that resolves to loopback
+  const refusedId = await farm.submit({ name: 'inward', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(farm.dir, 'out-inward') }, notify: [hooks.url, local] });
+  await farm.waitJob(refusedId, 'done', 30_000);
+  const refused = await eventsOf(refusedId, 2);
+  assert.deepEqual(refused.map((e) => [e.channel, e.event, e.attempts]), [['webhook', 'failed', 1], ['webhook', 'failed', 1]], 'given up at the first attempt');
+  const errors = refused.map((e) => e.error!).sort();
+  assert.match(errors[0]!, new RegExp(`^refused: 127\\.0\\.0\\.1 is a loopback address; the site allows such webhooks with --webhook-allow 127\\.0\\.0\\.1:${port} \\(or RB_WEBHOOK_ALLOW\\)$`));
+  assert.match(errors[1]!, /^refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address/);
+  assert.doesNotMatch(JSON.stringify(refused), /token=secret/);
+  assert.equal(hooks.posts.filter((p) => p.body.jobId === refusedId).length, 0, 'nothing reached the listener');
+  await strict.kill('SIGTERM');
+
+  // allowed (that address and port only): the same receiver gets it, signed
+  await startNotifier(t, ['--webhook-secret-file', secretFile], [`127.0.0.1:${port}`]);
+  const allowedId = await farm.submit({ name: 'allowed', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(farm.dir, 'out-allowed') }, notify: [hooks.url] });
+  await farm.waitJob(allowedId, 'done', 30_000);
+  assert.deepEqual((await eventsOf(allowedId, 1)).map((e) => [e.event, e.attempts]), [['sent', 2]]);
+  const posts = hooks.posts.filter((p) => p.body.jobId === allowedId);
+  assert.ok(posts.length === 2 && posts.every((p) => p.signed), 'both attempts signed');
 });
 
 test('notify - renderbus submit refuses a job file with a bad notify, naming the field', async () => {

@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import {
-  backoffMs, backoffSchedule, DEFAULT_RETRY, DeliveryError, emailText, postWebhook, signBody, smtpFailure, verifySignature, webhookOrigin, webhookRequest,
+  backoffMs, backoffSchedule, DEFAULT_RETRY, DeliveryError, emailText, parseWebhookAllow, postWebhook, signBody, smtpFailure, verifySignature, webhookOrigin, webhookRequest,
   type Notification,
 } from '../../actors/notifier/index.ts';
 import { codecs, PROTOCOL_MAJOR, type JobEvent } from '../../protocol/index.ts';
@@ -75,10 +75,11 @@ test('notify delivery - POSTs: 2xx is sent; 5xx, 429 and network errors are retr
   t.after(() => server.close());
   const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const req = webhookRequest(aNotification(), 'studio', 'k', 1);
-  await postWebhook(`${base}/204`, req);
+  const allow = parseWebhookAllow(['127.0.0.1']); // the receiver is on loopback, refused by default
+  await postWebhook(`${base}/204`, req, { allow });
   const failure = async (url: string) => {
     try {
-      await postWebhook(url, req, 2_000);
+      await postWebhook(url, req, { timeoutMs: 2_000, allow });
     } catch (err) {
       assert.ok(err instanceof DeliveryError, String(err));
       return [err.message, err.retryable];

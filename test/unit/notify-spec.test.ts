@@ -118,4 +118,8 @@ test('notify spec - the notifier settings come from flags, else the environment,
   writeFileSync(secretFile, '\n');
   assert.match(usage(() => notifierSettings({ webhookSecretFile: secretFile }, {})), /is empty$/);
   assert.match(usage(() => notifierSettings({ notifyAttempts: '0' }, {})), /^--notify-attempts: 0 is out of range/);
+  assert.deepEqual(notifierSettings({ webhookAllow: ['127.0.0.1:9000,10.0.0.0/8', '[::1]'] }, { RB_WEBHOOK_ALLOW: '192.0.2.1' }).webhookAllow, ['127.0.0.1:9000', '10.0.0.0/8', '[::1]']);
+  assert.deepEqual(notifierSettings({}, { RB_WEBHOOK_ALLOW: '127.0.0.1:9000' }).webhookAllow, ['127.0.0.1:9000']);
+  assert.match(usage(() => notifierSettings({ webhookAllow: ['localhost:9000'] }, {})), /^--webhook-allow: webhook allow entry 'localhost:9000': not an address/);
+  assert.match(usage(() => notifierSettings({}, { RB_WEBHOOK_ALLOW: '10.0.0.0/33' })), /^RB_WEBHOOK_ALLOW: .*\/33 is longer than the address/);
 });

@@ -125,12 +125,13 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .description('start a whole farm on this machine: nats-server, registry, scheduler and a render server; runs until Ctrl-C or SIGTERM')
     .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
     .option('--port <n>', 'NATS client port; -1 picks a free one (default: 4222)')
-    .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1)')
+    .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1); NATS only, the monitor stays on --monitor-listen')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
     .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
     .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)
     .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
-    .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
+    .option('--webhook-secret-file <file>', 'file holding the secret that signs webhooks (x-renderbus-signature; default: $RB_WEBHOOK_SECRET, else <data>/webhook-secret, made on the first up)')
+    .option('--webhook-allow <addresses>', NOTIFIER_FLAG_HELP.webhookAllow, collect)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .option('--monitor-port <n>', 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
     .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
@@ -139,7 +140,9 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
     .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .option('--store-min-free <MB>', 'free space on the data disk under which nats-server stops storing: submits and results are refused with "storage full" and retried until space is freed (default: 256); see docs/reliability.md')
-    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on the address NATS listens on): see the README,\nWeb monitor and Metrics.')
+    .option('--monitor-listen <addr>', 'address the web monitor listens on, e.g. 0.0.0.0 for browsers and Prometheus on other machines, which then need the access token (default: 127.0.0.1, whatever --listen says)')
+    .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
+    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on 127.0.0.1 unless --monitor-listen): see the README,\nWeb monitor and Metrics. The monitor\'s access token (<data>/monitor-token) and the webhook secret\n(<data>/webhook-secret) are made on the first up, mode 0600; `up` prints the monitor\'s URL with the token.')
     .action(action('up'));
 
   program
@@ -167,6 +170,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)
     .option('--smtp-from <address>', NOTIFIER_FLAG_HELP.smtpFrom)
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
+    .option('--webhook-allow <addresses>', NOTIFIER_FLAG_HELP.webhookAllow, collect)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .addHelpText('after', '\nRun one notifier per site (two would send everything twice). `renderbus up` runs one already.\nExample:\n  RB_WEBHOOK_SECRET=s3cret renderbus notifier --smtp smtp://mail.studio.example:25 --smtp-from renderfarm@studio.example')
     .action(action('notifier'));
@@ -178,7 +182,9 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--port <n>', MONITOR_FLAG_HELP.port)
     .option('--listen <addr>', MONITOR_FLAG_HELP.listen)
     .option('--interval <seconds>', MONITOR_FLAG_HELP.interval)
-    .addHelpText('after', '\nThe web monitor and the metrics are in the README (Web monitor, Metrics). `renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464')
+    .option('--token-file <file>', MONITOR_FLAG_HELP.tokenFile)
+    .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
+    .addHelpText('after', '\nThe web monitor and the metrics are in the README (Web monitor, Metrics); access: docs/web-monitor.md.\n`renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464 --token-file ~/.renderbus-token --monitor-host head.studio.example')
     .action(action('monitor'));
 
   program

@@ -10,6 +10,7 @@ import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
 import { monitorSettings } from './monitor.ts';
+import { loadOrCreateSecret } from '../../sites/secret-file.ts';
 import { hostToken, parseCount, parsePort, parseToken } from './option-values.ts';
 import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
@@ -22,6 +23,8 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   grace?: string;
   monitorPort?: string;
   storeMinFree?: string;
+  monitorListen?: string;
+  monitorHost?: string[];
 }
 
 /**
@@ -38,12 +41,23 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const dataDir = dataDirOf(g);
   const notifierOptions = notifierSettings(c.opts);
   const schedulerOptions = schedulerSettings(c.opts);
-  const monitorOptions = monitorSettings({ ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.listen !== undefined ? { listen: c.opts.listen } : {}) });
+  // the monitor stays on 127.0.0.1 whatever --listen (NATS) says: opening it is its own decision
+  const monitorOptions = monitorSettings(
+    { ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.monitorListen !== undefined ? { listen: c.opts.monitorListen } : {}), ...(c.opts.monitorHost !== undefined ? { monitorHost: c.opts.monitorHost } : {}) },
+    { port: '--monitor-port', listen: '--monitor-listen' },
+  );
 
   const running = await readFarmFile(dataDir).catch(() => null);
   if (running && running.pid !== process.pid && pidAlive(running.pid)) {
     throw new UsageError(`a farm is already running in ${dataDir} (pid ${running.pid}, ${running.url}): stop it first, or give another --data DIR`);
   }
+
+  // secrets of the farm, made on the first `up` and kept in the data directory (mode 0600)
+  const tokenFile = join(dataDir, 'monitor-token');
+  const secretFile = join(dataDir, 'webhook-secret');
+  const token = await loadOrCreateSecret(tokenFile);
+  const generatedSecret = notifierOptions.webhookSecret === undefined;
+  if (generatedSecret) notifierOptions.webhookSecret = await loadOrCreateSecret(secretFile);
 
   const logFile = join(dataDir, 'logs', 'farm.log');
   const log = rootLogger({ name: 'renderbus', file: logFile });
@@ -51,7 +65,12 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
   try {
-    farm = await startFarm({ dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: monitorOptions, scheduler: schedulerOptions, log, ...(storeMinFreeMb !== undefined ? { storeMinFreeBytes: storeMinFreeMb * 2 ** 20 } : {}) });
+    const { addWebMonitor } = await import('../web/index.ts');
+    farm = await startFarm({
+      dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: { ...monitorOptions, token }, scheduler: schedulerOptions, log,
+      ...(storeMinFreeMb !== undefined ? { storeMinFreeBytes: storeMinFreeMb * 2 ** 20 } : {}),
+      onMonitor: addWebMonitor,
+    });
   } catch (err) {
     sig.dispose();
     log.error({ err }, 'farm failed to start');
@@ -71,8 +90,9 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
       `  you       ${farm.creds} (operator '${hostToken(currentUser().user)}': the CLI on this machine uses it; never share it)`,
-      `  monitor   ${farm.monitor.url}/ (web monitor; Prometheus at /metrics)${farm.monitor.fellBack ? ' (port 8080 was taken)' : ''}`,
-      `  notify    webhooks ${notifierOptions.webhookSecret !== undefined ? 'signed' : 'unsigned (no secret)'}, ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
+      `  monitor   ${farm.monitor.url}/#token=${token}`,
+      `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
+      `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal:',
       `  renderbus${data} submit scene.pov --frames 1-24 --wait`,
@@ -96,4 +116,10 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   }
   c.io.stdout.write('farm stopped\n');
   return ExitCode.Ok;
+}
+
+/** Where the monitor listens, as the system bound it. */
+function boundText(bound: string): string {
+  if (bound === '0.0.0.0' || bound === '::') return `listening on every address (${bound}): other machines need the token`;
+  return `listening on ${bound} only`;
 }

@@ -23,6 +23,13 @@ const store = {
   epoch: 0,
   /** @type {Set<() => void>} */ listeners: new Set(),
   /** @type {Set<(changes: any[]) => void>} */ frameListeners: new Set(),
+  /**
+   * What this page may do: `checking`, `actions` (it holds the access token), `read-only` (no
+   * token, on the monitor's own machine), `needs-token` (another machine, no token).
+   */
+  access: 'checking',
+  /** The token this page was given was refused (a new one since the link was printed?). */
+  tokenRefused: false,
 };
 const MAX_SPANS = 5000;
 
@@ -51,8 +58,61 @@ function applyDelta(/** @type {any} */ d) {
   changed();
 }
 
+// --- access: the token comes in the URL's fragment (#token=..., never sent to a server), and is
+// kept for this tab; the monitor wants it in a header for actions, and from other machines
+
+const TOKEN_KEY = 'renderbus-token';
+
+function takeToken() {
+  const m = /(?:^#|[&#/])token=([^&]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, '', `${location.pathname}${location.search}#/`); // out of the address bar and the history
+  }
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
+}
+
+let token = takeToken();
+/** @returns {Record<string, string>} */
+const tokenHeader = () => (token ? { 'x-renderbus-token': token } : {});
+
+/** Asks the monitor what this page may do (and, shown the token, gets the cookie that lets EventSource and images read). */
+async function checkAccess() {
+  let r;
+  try {
+    r = await fetch('/api/access', { headers: tokenHeader() });
+  } catch {
+    r = null; // the monitor is not there (yet): ask again
+  }
+  if (r?.status === 401 && token) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    token = '';
+    store.tokenRefused = true;
+    return checkAccess();
+  }
+  if (!r || (!r.ok && r.status !== 401)) {
+    setTimeout(() => void checkAccess(), 2000);
+    return;
+  }
+  store.access = !r.ok ? 'needs-token' : (await r.json()).actions ? 'actions' : 'read-only';
+  changed();
+  if (store.access !== 'needs-token') connect();
+}
+
+addEventListener('hashchange', () => {
+  if (!/token=/.test(location.hash)) return;
+  token = takeToken();
+  store.tokenRefused = false;
+  void checkAccess();
+});
+
+/** @type {EventSource | null} */
+let stream = null;
+
 function connect() {
+  if (stream) return;
   const es = new EventSource('/api/live');
+  stream = es;
   es.addEventListener('delta', (e) => applyDelta(JSON.parse(/** @type {MessageEvent} */ (e).data)));
   es.onopen = () => {
     store.connected = true;
@@ -78,6 +138,7 @@ function useStore() {
       });
     };
     store.listeners.add(l);
+    l(); // the store may have changed between the render and this effect (the access check's answer)
     return () => store.listeners.delete(l);
   }, []);
   return store;
@@ -104,14 +165,14 @@ function useRoute() {
 }
 
 async function getJson(/** @type {string} */ url) {
-  const r = await fetch(url);
+  const r = await fetch(url, { headers: tokenHeader() });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error?.message ?? `${url}: HTTP ${r.status}`);
   return body;
 }
 
 async function act(/** @type {string} */ jobId, /** @type {string} */ action, body = {}) {
-  const r = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/${action}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const r = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/${action}`, { method: 'POST', headers: { 'content-type': 'application/json', ...tokenHeader() }, body: JSON.stringify(body) });
   const answer = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(answer.error?.message ?? `${action}: HTTP ${r.status}`);
   return answer.job;
@@ -177,6 +238,11 @@ function JobsView() {
 }
 
 function Actions({ job, onDone }) {
+  if (store.access !== 'actions') return null; // the banner says how to get the token
+  return html`<${ActionButtons} job=${job} onDone=${onDone} />`;
+}
+
+function ActionButtons({ job, onDone }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
   const [priority, setPriority] = useState(String(job.priority));
@@ -442,6 +508,15 @@ function TimelineView() {
   </div>`;
 }
 
+/** Says what this page may do when it may not do everything, and how to get the token. */
+function AccessNotice({ access, refused }) {
+  const how = html`Open the link <code>renderbus up</code> printed (it ends in <code>#token=…</code>), or add <code>#token=</code> and the token from <code>${'<data>/monitor-token'}</code> (<code>renderbus monitor</code>: its <code>--token-file</code>) to this page's address.`;
+  const wrong = refused ? html`<strong>The token in the link was refused.</strong> ` : '';
+  if (access === 'read-only') return html`<p class="notice" data-access="read-only">${wrong}Read-only view: pausing, cancelling and the other actions need the farm's access token. ${how}</p>`;
+  if (access === 'needs-token') return html`<p class="notice bad" data-access="needs-token">${wrong}From another machine, this monitor needs the farm's access token. ${how}</p>`;
+  return null;
+}
+
 function App() {
   const s = useStore();
   const route = useRoute();
@@ -457,8 +532,9 @@ function App() {
       <span class="slots-count">${busy}/${slots} slots busy</span>
       <span class=${`conn ${s.connected ? 'on' : 'off'}`} data-connected=${String(s.connected)}>${s.connected ? 'live' : 'reconnecting…'}</span>
     </nav>
+    <${AccessNotice} access=${s.access} refused=${s.tokenRefused} />
     <main>
-      ${view === 'job' && arg ? html`<${JobPage} key=${arg} jobId=${decodeURIComponent(arg)} />`
+      ${s.access === 'needs-token' ? '' : view === 'job' && arg ? html`<${JobPage} key=${arg} jobId=${decodeURIComponent(arg)} />`
         : view === 'hosts' ? html`<${HostsView} />`
         : view === 'queue' ? html`<${QueueView} />`
         : view === 'timeline' ? html`<${TimelineView} />`
@@ -467,7 +543,7 @@ function App() {
   </div>`;
 }
 
-connect();
+void checkAccess();
 const root = document.getElementById('app');
 if (root) {
   root.textContent = '';

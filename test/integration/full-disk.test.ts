@@ -7,7 +7,7 @@ import { mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
-import { codecs, streams, subjects } from '../../protocol/index.ts';
+import { codecs, Role, streams, subjects } from '../../protocol/index.ts';
 import { CLI, readLedger, rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 /**
@@ -182,7 +182,9 @@ test('full disk - a result applied while its journal write failed is announced (
   await waitUntil('the frame running', async () => ((await farm.job(jobId)).frames[0]?.state === 'running' ? true : undefined), 20_000);
 
   // the journal takes no more records, as a full store would not: refused, not lost
-  const jsm = await jetstreamManager(farm.nc);
+  const admin = await farm.connectAs(Role.Scheduler); // only the farm's services touch JetStream
+  t.after(() => admin.close());
+  const jsm = await jetstreamManager(admin);
   const journal = streams.journal(farm.site);
   const info = await jsm.streams.info(journal);
   await jsm.streams.update(journal, { max_msgs: info.state.messages, discard: DiscardPolicy.New });

@@ -172,7 +172,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--webhook-secret-file <file>', NOTIFIER_FLAG_HELP.webhookSecretFile)
     .option('--webhook-allow <addresses>', NOTIFIER_FLAG_HELP.webhookAllow, collect)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
-    .addHelpText('after', '\nRun one notifier per site (two would send everything twice). `renderbus up` runs one already.\nExample:\n  RB_WEBHOOK_SECRET=s3cret renderbus notifier --smtp smtp://mail.studio.example:25 --smtp-from renderfarm@studio.example')
+    .addHelpText('after', '\nRun one notifier per site (two would send everything twice). `renderbus up` runs one already.\nExample:\n  RB_WEBHOOK_SECRET=s3cret renderbus notifier --creds notifier.creds --smtp smtp://mail.studio.example:25 --smtp-from renderfarm@studio.example')
     .action(action('notifier'));
 
   program
@@ -184,7 +184,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--interval <seconds>', MONITOR_FLAG_HELP.interval)
     .option('--token-file <file>', MONITOR_FLAG_HELP.tokenFile)
     .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
-    .addHelpText('after', '\nThe web monitor and the metrics are in the README (Web monitor, Metrics); access: docs/web-monitor.md.\n`renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --nats nats://head:4222 --listen 0.0.0.0 --port 9464 --token-file ~/.renderbus-token --monitor-host head.studio.example')
+    .addHelpText('after', '\nThe web monitor and the metrics are in the README (Web monitor, Metrics); access: docs/web-monitor.md.\n`renderbus up` runs a monitor already.\nExample:\n  renderbus monitor --creds monitor.creds --nats nats://head:4222 --listen 0.0.0.0 --port 9464 --token-file ~/.renderbus-token --monitor-host head.studio.example')
     .action(action('monitor'));
 
   program
@@ -192,11 +192,11 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .summary('run a render server on this machine and join the farm')
     .description('run a render server with its render slots and join the farm (JSON logs on stdout)')
     .option('--slots <n>', 'render slots (default: one per CPU)')
-    .option('--host <name>', 'host name on the farm: a-z, 0-9, - and _ (default: this machine\'s name)')
+    .option('--host <name>', 'host name on the farm; must be the one its credential names (default: the credential\'s)')
     .option('--packages <list>', "rendering packages to offer as name@version, comma-separated, e.g. 'povray@3.7.0.10,blender@4.1'")
     .option('--licenses <list>', "licenses this host holds, comma-separated, e.g. 'arnold,nuke'")
     .option('--grace <seconds>', 'on SIGTERM or Ctrl-C the server drains: no new frames, frames in hand go back, running ones may finish this long before they are stopped and handed back (default: 60)')
-    .addHelpText('after', '\nExample, a second render host on another machine:\n  RENDERBUS_NATS=nats://farm-host:4222 renderbus render-server --slots 8')
+    .addHelpText('after', '\nExample, a second render host on another machine (its credential from the head node:\nrenderbus credentials add render-server node-7 --url nats://farm-host:4222):\n  renderbus render-server --creds render-server-node-7.creds --slots 8')
     .action(action('render-server'));
 
   program

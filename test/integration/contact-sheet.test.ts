@@ -20,7 +20,7 @@ const PLACEHOLDER: Rgb = [0x3a, 0x3a, 0x3a];
 /** Runs one CLI command against the test farm, in its directory; its exit code and output. */
 function rb(farm: TestFarm, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const child = execFile(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 30_000, cwd: farm.dir }, (_err, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { encoding: 'utf8', timeout: 30_000, cwd: farm.dir }, (_err, stdout, stderr) => {
       done({ code: child.exitCode, stdout, stderr });
     });
   });

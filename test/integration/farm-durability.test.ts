@@ -47,7 +47,7 @@ test('durability - the scheduler killed outright mid-job: control fails at once 
 
   // job control with the scheduler gone: a clear error at once, not a hang
   const t0 = Date.now();
-  const cancel = spawnSync(process.execPath, [CLI, 'cancel', jobId, '--nats', farm.url, '--site', farm.site], { encoding: 'utf8', timeout: 20_000 });
+  const cancel = spawnSync(process.execPath, [CLI, 'cancel', jobId, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(cancel.status, 1, cancel.stderr);
   assert.match(cancel.stderr, /scheduler/i);
   assert.ok(Date.now() - t0 < 10_000, `cancel answered in ${Date.now() - t0} ms`);

@@ -17,7 +17,7 @@ interface Run {
 /** The CLI against the farm without blocking the test, so several run at once. */
 async function rb(farm: TestFarm, ...args: string[]): Promise<Run> {
   const t0 = Date.now();
-  const proc = spawn(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
   const r: Run = { code: null, stdout: '', stderr: '', chunks: [] };
   proc.stdout.on('data', (d: Buffer) => {
     r.stdout += d.toString();

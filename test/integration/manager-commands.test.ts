@@ -18,7 +18,7 @@ interface Run {
 async function rb(farm: TestFarm, args: string[], nats = farm.url): Promise<Run> {
   const env = { ...process.env };
   delete env.RENDERBUS_NATS;
-  const proc = spawn(process.execPath, [CLI, ...args, '--nats', nats, '--site', farm.site], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, ...args, '--nats', nats, '--site', farm.site, '--creds', farm.operatorCreds], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

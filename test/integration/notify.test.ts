@@ -334,7 +334,7 @@ test('notify - renderbus submit refuses a job file with a bad notify, naming the
   const scene = await farm.writeScene();
   const file = join(farm.dir, 'bad-notify.json');
   await writeFile(file, JSON.stringify({ scene, frames: '1-2', notify: { email: ['ann@studio.example'], on: ['done', 'progress'] } }));
-  const p = spawn(process.execPath, [CLI, 'submit', file, '--nats', farm.url, '--site', farm.site], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [CLI, 'submit', file, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const [code] = (await once(p, 'exit')) as [number];

@@ -36,13 +36,15 @@ export async function startNatsServer(o: { dir?: string; port?: number } = {}): 
   const dir = o.dir ?? (await mkdtemp(join(tmpdir(), 'rb-nats-')));
   const h = await launch({ dir, host: '127.0.0.1', port: o.port ?? -1, auth: { users: await authUsers(dir) } });
   const issued = new Map<string, Promise<Credentials>>();
+  // one issue (and server reload) at a time: fifty at once made the server reload fifty times over
+  let queue: Promise<unknown> = Promise.resolve();
   const files = new Map<string, Promise<string>>();
   const url = h.url;
   const creds = (site: string, role: Role, name: string = role): Promise<Credentials> => {
     const key = `${site}/${role}/${name}`;
     let c = issued.get(key);
     if (!c) {
-      c = (async () => {
+      c = queue.then(async () => {
         const p: Principal = { role, name };
         const made = await issuePrincipal(dir, site, p, { url });
         await writeAuthConfig(dir, await authUsers(dir));
@@ -57,7 +59,8 @@ export async function startNatsServer(o: { dir?: string; port?: number } = {}): 
           if (i > 200) throw new Error(`nats-server did not take the credential of ${role} ${name}`);
           await sleep(20);
         }
-      })();
+      });
+      queue = c.catch(() => {});
       issued.set(key, c);
     }
     return c;

@@ -65,6 +65,7 @@ test('bounds - a flood of million-frame submits is refused past the queue limits
 
   // 5,000 jobs: `renderbus jobs` lists them all, page after page
   const ids = [alice, big];
+  for (let u = 0; u < 50; u++) await farm.artist(`u${u}`); // their credentials first: submits are timed
   for (let i = 0; i < 4_998; i += 100) {
     ids.push(...(await Promise.all(Array.from({ length: Math.min(100, 4_998 - i) }, (_, k) => farm.submit(held(farm, `u${(i + k) % 50}`, '1', { name: `shot-${i + k}-${'x'.repeat(60)}` }))))));
   }

@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
@@ -135,6 +136,17 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
 
   // --- requests ---------------------------------------------------------------------
+  /**
+   * A result's frames must lie in its job's output folder: the monitor and the notifier read them
+   * (thumbnails), so a host's word must not make them read /etc/shadow.
+   */
+  const checkOutputs = (r: TaskResult) => {
+    const dir = book.jobs.get(r.jobId)?.prepared.outputDir;
+    if (dir === undefined) return; // an unknown job: the book says so
+    const root = `${resolvePath(dir)}/`;
+    const outside = r.outputs.find((o) => !resolvePath(o.path).startsWith(root));
+    if (outside) throw new FarmError('RB_FORBIDDEN', `frame ${outside.frame}'s file ${outside.path} is not in its job's output folder ${dir}`);
+  };
   const forOperators = (what: string) => new FarmError('RB_FORBIDDEN', `${what} is for operators: use an operator's credential (renderbus credentials add operator <name>)`);
   const requireServing = () => {
     if (!actor.getSnapshot().matches('serving')) {
@@ -335,6 +347,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   async function result(r: TaskResult, msg: Msg) {
     requireServing();
     callerOf(msg.subject, 'the result', r.host); // only the host that holds the lease can end its task
+    checkOutputs(r);
     const at = now();
     const outcome = book.result(r, at);
     // nothing is handed out while lease reports may still bring back tasks that are running

@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
-import { codecs, decodeAny, eventFrames, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
+import { codecs, decodeAny, eventFrames, FarmError, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
 import { aJobSpec, anInventory } from '../helpers/builders.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 import { waitUntil } from '../helpers/farm.ts';
@@ -61,6 +61,17 @@ test('scheduler - two last results in the same instant end the job once: one don
   await waitUntil('the done event', () => done.length > 0);
   await new Promise((r) => setTimeout(r, 500)); // a second one would have come by now
   assert.deepEqual(done, [jobId]);
+});
+
+test('scheduler - a result whose frame files lie outside the job\'s output folder is refused; the task still ends with a true one', async (t) => {
+  const s = await setup(t, 1);
+  await s.submit({ frames: '1' });
+  await waitUntil('the task', () => s.assigned.length === 1);
+  const a = s.assigned[0]!;
+  for (const path of ['/etc/shadow', `${a.outputDir}/../elsewhere/f.png`]) {
+    await assert.rejects(s.result(a, { outputs: [{ frame: 1, path }] }), (e: FarmError) => e.code === 'RB_FORBIDDEN' && /not in its job's output folder/.test(e.message), path);
+  }
+  await s.result(a, { outputs: [{ frame: 1, path: `${a.outputDir}/f_0001.png` }] });
 });
 
 test('scheduler - a result is answered with the next task and, for a long job, one to hold in hand', async (t) => {

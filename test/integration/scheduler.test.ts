@@ -152,11 +152,11 @@ test('scheduler - a task of several frames is one dispatched and one done event 
   await waitUntil('the first task', () => s.assigned.length === 1);
   const first = s.assigned[0]!;
   assert.deepEqual(first.frames, [1, 2, 3]);
-  await s.result(first, { outputs: [1, 2, 3].map((f) => ({ frame: f, path: `/out/f${f}.exr` })), want: 0, wantNext: false });
+  await s.result(first, { outputs: [1, 2, 3].map((f) => ({ frame: f, path: `/out/shot/f${f}.exr` })), want: 0, wantNext: false });
   await waitUntil('the done event', () => events.some((e) => e.event === 'done'));
   const seen = events.map((e) => [(e as { subject?: string }).subject, e.event, e.frame, e.frames]);
   assert.deepEqual(seen.filter(([, ev]) => ev === 'dispatched')[0], [`rb.${s.site}.evt.frame.${jobId}.1.dispatched`, 'dispatched', 1, [1, 2, 3]]);
   const done = events.filter((e) => e.event === 'done');
   assert.equal(done.length, 1, 'one done event for the task');
-  assert.deepEqual(eventFrames(done[0]!), [1, 2, 3].map((f) => ({ frame: f, output: `/out/f${f}.exr` })));
+  assert.deepEqual(eventFrames(done[0]!), [1, 2, 3].map((f) => ({ frame: f, output: `/out/shot/f${f}.exr` })));
 });

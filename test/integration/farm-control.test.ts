@@ -186,7 +186,8 @@ test('limits - a licence limit of 1 keeps a job to one running task on a 3-slot 
   assert.equal(listed.code, 0, listed.stderr);
   assert.deepEqual(JSON.parse(listed.stdout), [{ name: 'maya', max: 1, per: 'task', inUse: 0 }], 'the limit came back from the journal');
 
-  const { spec } = await farm.ledgerJob('licensed', '1-4', 0.5);
+  // long enough that `why`, a CLI start of a second or more on a loaded machine, finds it waiting
+  const { spec } = await farm.ledgerJob('licensed', '1-10', 0.5);
   const jobId = await farm.submit({ ...spec, limits: ['maya'] });
   const why = await waitUntil('the job to wait on its licence', async () => {
     const r = rb(farm, 'why', jobId, '--json');
@@ -264,11 +265,13 @@ test('control - a comp submitted --after-frames its render runs frame by frame b
   await farm.scheduler();
   await farm.renderServer('box', 2);
   const render = await farm.ledgerJob('render', '1-4', 0.8);
-  const renderId = await farm.submit(render.spec);
+  // held until the comp is in: a CLI that starts slowly on a loaded machine must not find it done
+  const renderId = await farm.submit({ ...render.spec, hold: true });
   const scene = await farm.writeScene('comp.txt', 'x');
   const sub = rb(farm, 'submit', scene, '--frames', '1-4', '--command', 'sh -c "echo {frame} > {output}"', '--pattern', 'c_#.txt', '--output', join(farm.dir, 'comp'), '--after-frames', renderId, '--json');
   assert.equal(sub.code, 0, sub.stderr);
   const compId = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
+  assert.equal(rb(farm, 'release', renderId).code, 0);
   const comp = await farm.waitJob(compId, 'done', 60_000);
   const rendered = await farm.waitJob(renderId, 'done', 60_000);
   for (const f of comp.frames) {

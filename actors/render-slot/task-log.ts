@@ -64,13 +64,8 @@ export class TaskLog implements LogSink {
     }
     const text = this.chunks.join('');
     this.chunks = [];
-    let fd: number;
-    try {
-      fd = await openToAppend(this.root, this.path);
-    } catch (err) {
-      this.fail(err as Error);
-      return;
-    }
+    const fd = await this.open();
+    if (fd === null) return;
     const buf = Buffer.from(text);
     await new Promise<void>((resolve) => {
       const rest = (from: number) =>
@@ -83,14 +78,19 @@ export class TaskLog implements LogSink {
     });
   }
 
-  private async openStream(): Promise<void> {
-    let fd: number;
+  /** The log file, opened without following a link; null (and the log given up) when it cannot be. */
+  private async open(): Promise<number | null> {
     try {
-      fd = await openToAppend(this.root, this.path);
+      return await openToAppend(this.root, this.path);
     } catch (err) {
       this.fail(err as Error);
-      return;
+      return null;
     }
+  }
+
+  private async openStream(): Promise<void> {
+    const fd = await this.open();
+    if (fd === null) return;
     const stream = createWriteStream('', { fd });
     stream.on('error', (err) => this.fail(err));
     stream.write(this.chunks.join(''));

@@ -53,6 +53,16 @@ export const defaultHandlers: Handlers = {
   credentials: async (c) => (await import('./credentials.ts')).credentialsCommand(c as CommandContext<CredentialsOptions>),
 };
 
+/** Adds the scheduler's flags (queue limits, retention), which `up` takes too. */
+function withSchedulerFlags(cmd: Command): Command {
+  return cmd
+    .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
+    .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
+    .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
+    .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
+    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours);
+}
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -119,8 +129,8 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     onResult(code, name);
   };
 
-  program
-    .command('up')
+  withSchedulerFlags(program
+    .command('up'))
     .summary('start a whole farm on this machine, until Ctrl-C')
     .description('start a whole farm on this machine: nats-server, registry, scheduler and a render server; runs until Ctrl-C or SIGTERM')
     .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
@@ -134,11 +144,6 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--webhook-allow <addresses>', NOTIFIER_FLAG_HELP.webhookAllow, collect)
     .option('--notify-attempts <n>', NOTIFIER_FLAG_HELP.notifyAttempts)
     .option('--monitor-port <n>', 'HTTP port of the web monitor, /metrics and /healthz; -1 picks a free one (default: 8080, or a free port if 8080 is taken)')
-    .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
-    .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
-    .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
-    .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
-    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .option('--store-min-free <MB>', 'free space on the data disk under which nats-server stops storing: submits and results are refused with "storage full" and retried until space is freed (default: 256); see docs/reliability.md')
     .option('--monitor-listen <addr>', 'address the web monitor listens on, e.g. 0.0.0.0 for browsers and Prometheus on other machines, which then need the access token (default: 127.0.0.1, whatever --listen says)')
     .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
@@ -151,15 +156,10 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .description('run the resource registry alone against the farm\'s NATS (JSON logs on stdout)')
     .action(action('registry'));
 
-  program
-    .command('scheduler')
+  withSchedulerFlags(program
+    .command('scheduler'))
     .summary('run the scheduler alone')
     .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
-    .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
-    .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
-    .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
-    .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
-    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".')
     .action(action('scheduler'));
 

@@ -11,6 +11,7 @@ import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
 import { Journal } from './journal.ts';
+import { readHostTurns } from './host-turns.ts';
 import { jobPage, jobsPage } from './query-pages.ts';
 import { checkQueueLimits, queueLimits, type QueueLimits } from './queue-limits.ts';
 import { applyControl as applyControlTo, applyRecord, rebuildJob } from './replay.ts';
@@ -327,7 +328,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   /** The sick hosts, or an operator clearing one. */
-  function hostsRequest(req: HostsRequest, operator: boolean) {
+  async function hostsRequest(req: HostsRequest, operator: boolean) {
     requireServing();
     if (req.action === 'clear') {
       if (!operator) throw forOperators('clearing a sick host');
@@ -335,7 +336,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       log.info({ host: req.host }, 'sick host cleared by an operator');
       actor.send({ type: 'dispatch.wanted' });
     }
-    return { sick: book.health.list(now()) };
+    const sick = book.health.list(now());
+    return req.action === 'sick' && req.turns ? { sick, turns: await readHostTurns(nc, site, 3_000) } : { sick };
   }
 
   /**

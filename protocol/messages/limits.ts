@@ -38,11 +38,23 @@ export const LimitRecord = Type.Object({ v: V, kind: Type.Literal('limit'), name
 export const SickHost = Type.Object({ host: Token, until: Millis, jobs: Type.Array(Token) });
 export type SickHost = Static<typeof SickHost>;
 
+/** A host's last `up` or `down` event kept in the site's event stream (the registry publishes them). */
+export const HostTurn = Type.Object({
+  host: Token,
+  event: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  at: Millis,
+  reason: Type.Optional(Type.String()),
+  serverId: Type.Optional(Type.String()),
+});
+export type HostTurn = Static<typeof HostTurn>;
+
 /** Anyone → scheduler, request on `sched.hosts`: `sick` lists the sick hosts, `clear` gives one work again (an operator fixed it). */
 export const HostsRequest = Type.Union([
-  Type.Object({ v: V, action: Type.Literal('sick') }),
+  // `turns`: also each host's last up and down event, read by the scheduler from the event stream
+  // (nobody else reads JetStream), so `renderbus hosts` lists the hosts that left
+  Type.Object({ v: V, action: Type.Literal('sick'), turns: Type.Optional(Type.Boolean()) }),
   Type.Object({ v: V, action: Type.Literal('clear'), host: Token }),
 ]);
 export type HostsRequest = Static<typeof HostsRequest>;
-export const HostsReply = Reply(Type.Object({ sick: Type.Array(SickHost) }));
+export const HostsReply = Reply(Type.Object({ sick: Type.Array(SickHost), turns: Type.Optional(Type.Array(HostTurn)) }));
 export type HostsReply = Static<typeof HostsReply>;

@@ -29,7 +29,7 @@ const FOUND = {
   unprintableMajor: (f: Finding) => f.kind === 'handler-threw' && f.problem.includes('Cannot convert object to primitive value'),
 };
 /** A forged result for a task never handed out; run separately below (it needs its own check of the state). */
-const neverDispatched = (c: CaseInfo) => c.subject === 'rb.<site>.sched.result' && c.label === 'a task never dispatched';
+const neverDispatched = (c: CaseInfo) => c.subject === 'rb.<site>.sched.result.<host>' && c.label === 'a task never dispatched';
 
 let nats: Awaited<ReturnType<typeof startNatsServer>>;
 let farm: InProcessFarm;
@@ -90,7 +90,7 @@ test('fuzz - every malformed request is refused with an RB_ code and a message n
 
 test('fuzz - a message that claims another sender than its credential, or an artist changing what is for operators, is refused as forbidden', () => {
   // the subject names the sender (its credential fixes it): a host or user in the message that differs is refused
-  const identity = ['rb.<site>.reg.register', 'rb.<site>.reg.heartbeat', 'rb.<site>.reg.bye', 'rb.<site>.sched.result', 'rb.<site>.sched.submit'];
+  const identity = ['rb.<site>.reg.register.<host>', 'rb.<site>.reg.heartbeat.<host>', 'rb.<site>.reg.bye.<host>', 'rb.<site>.sched.result.<host>', 'rb.<site>.sched.submit.<user>'];
   const operatorsOnly = ['rb.<site>.sched.limits', 'rb.<site>.sched.shares', 'rb.<site>.sched.hosts'];
   for (const subject of [...identity, ...operatorsOnly]) {
     const s = report.subjects.find((x) => x.subject === subject);

@@ -74,7 +74,7 @@ test('manager-format - sick hosts are named with until when; with no scheduler, 
 
   const unknown = hostViews([aHost()], [], null);
   assert.equal(unknown[0]!.sick, null);
-  assert.match(describeHosts(unknown, plain, NOW, 'scheduler unavailable'), /^sickness unknown: scheduler unavailable$/m);
+  assert.match(describeHosts(unknown, plain, NOW, 'scheduler unavailable'), /^sickness and hosts that left unknown: scheduler unavailable$/m);
 });
 
 test('manager-format - one host: inventory, packages with versions, licenses, and each slot with its task and since when', () => {

@@ -1,17 +1,10 @@
-import type { HostRecord, JobSummary, SharesReply, SickHost, SlotInfo } from '../../protocol/index.ts';
+import type { HostRecord, HostTurn, JobSummary, SharesReply, SickHost, SlotInfo } from '../../protocol/index.ts';
 import { ago, cut, dateTime, megabytes, table, type Paint } from './format.ts';
 
 // The operator's manager views (`renderbus hosts`, `host <name>`, `queue`): pure functions from
 // the registry's and the scheduler's answers to what is printed, so they are tested without a farm.
 
-/** A host's last `up` or `down` event kept in the site's event stream (the registry publishes them). */
-export interface HostTurn {
-  host: string;
-  event: 'up' | 'down';
-  at: number;
-  reason?: string;
-  serverId?: string;
-}
+export type { HostTurn };
 
 /** Sickness as the scheduler reports it; `null` when the scheduler did not answer. */
 export type SickList = SickHost[] | null;
@@ -118,7 +111,7 @@ export function describeHosts(views: HostView[], p: Paint, now = Date.now(), sic
   let out = table(['HOST', 'STATE', 'SLOTS', 'LOAD', 'CPU', 'RAM', 'OS', 'PACKAGES', 'LAST SEEN'], rows);
   const sick = views.filter((h) => h.sick === true);
   for (const h of sick) out += `${h.host} is sick until ${dateTime(h.sickUntil)} (failed frames of ${(h.sickJobs ?? []).join(', ')}): renderbus sick ${h.host} --clear\n`;
-  if (sickUnknown !== undefined) out += p.yellow(`sickness unknown: ${sickUnknown}`) + '\n';
+  if (sickUnknown !== undefined) out += p.yellow(`sickness and hosts that left unknown: ${sickUnknown}`) + '\n';
   return out;
 }
 

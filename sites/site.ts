@@ -134,7 +134,8 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
         await nats.stop();
         nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
         storeMode = mode;
-        if (farmFileWritten) await writeFarm(); // its new pid, for renderbus credentials' reload
+        // its new pid, for renderbus credentials' reload (a full disk may refuse it: the next restart writes it)
+        if (farmFileWritten) await writeFarm().catch((err: unknown) => log.warn({ err }, 'could not record the new nats-server in farm.json'));
       },
     });
     stops.push(stopGuard);

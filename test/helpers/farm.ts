@@ -108,13 +108,13 @@ export class TestFarm {
    * `--host`. Call it through registry(), scheduler(), renderServer()… or with `await` on
    * the promise it returns.
    */
-  async spawnActor(name: string, args: string[], o: { creds?: string } = {}): Promise<ActorProcess> {
+  async spawnActor(name: string, args: string[], o: { creds?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ActorProcess> {
     const kind = args[0] ?? '';
     const host = args[args.indexOf('--host') + 1];
     const creds = o.creds ?? (isRole(kind) ? await this.credsFile(kind, kind === Role.RenderServer ? host : kind) : this.operatorCreds);
     const proc = spawn(process.execPath, [CLI, ...args, '--nats', this.url, '--site', this.site, '--creds', creds], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info' },
+      env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info', ...o.env },
     });
     const a = new ActorProcess(name, proc);
     this.procs.push(a);
@@ -134,8 +134,8 @@ export class TestFarm {
   }
 
   /** Starts a render server and waits until the registry lists it. */
-  async renderServer(host: string, slots: number, extra: string[] = []): Promise<ActorProcess> {
-    const p = await this.spawnActor(`render-server ${host}`, ['render-server', '--host', host, '--slots', String(slots), ...extra]);
+  async renderServer(host: string, slots: number, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<ActorProcess> {
+    const p = await this.spawnActor(`render-server ${host}`, ['render-server', '--host', host, '--slots', String(slots), ...extra], env ? { env } : {});
     await waitUntil(`render server ${host} to register`, async () => (await this.hosts()).some((h) => h.host === host), 20_000);
     return p;
   }

@@ -73,12 +73,8 @@ for (const path of ['fork server', 'direct spawn'] as const) {
     await farm.registry();
     await farm.scheduler();
     if (path === 'direct spawn') {
-      // the render server inherits this PATH (no perl on it): Launcher.available() is false there
-      const saved = process.env.PATH;
-      process.env.PATH = await binWithoutPerl(farm.dir);
-      const started = farm.renderServer('envhost', 1);
-      process.env.PATH = saved;
-      const server = await started;
+      // the render server gets this PATH (no perl on it): Launcher.available() is false there
+      const server = await farm.renderServer('envhost', 1, [], { PATH: await binWithoutPerl(farm.dir) });
       await waitUntil('the render server to say it spawns directly', () => /perl not found/.test(server.output), 10_000);
     } else {
       await farm.renderServer('envhost', 1);

@@ -87,9 +87,12 @@ export class TestFarm {
     return c;
   }
 
-  /** A connection as another principal on this farm. */
-  connectAs(role: Role, name?: string): Promise<NatsConnection> {
-    return this.nats.connectAs(this.site, role, name);
+  private extraConns: NatsConnection[] = [];
+  /** A connection as another principal on this farm (closed with the farm: it reconnects forever). */
+  async connectAs(role: Role, name?: string): Promise<NatsConnection> {
+    const nc = await this.nats.connectAs(this.site, role, name);
+    this.extraConns.push(nc);
+    return nc;
   }
 
   /** nats-server killed outright (kill -9): no goodbye to anyone. */
@@ -212,7 +215,7 @@ export class TestFarm {
 
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
-    for (const c of this.artists.values()) await (await c).close().catch(() => {});
+    for (const c of this.extraConns) await c.close().catch(() => {});
     await this.nc.close().catch(() => {});
     await this.nats.stop();
     await rm(this.nats.dir, { recursive: true, force: true });

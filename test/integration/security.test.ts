@@ -165,7 +165,7 @@ test('security - an artist\'s job is theirs: the user comes from the credential,
   // nor change the farm's settings, which are for operators
   await assert.rejects(call(bob, subjects.schedLimits(farm.site), codecs.limitsRequest, { v: PROTOCOL_MAJOR, action: 'set', limit: { name: 'maya', max: 0, per: 'task' } }, codecs.limitsReply), (e: FarmError) => e.code === 'RB_FORBIDDEN' && /for operators/.test(e.message));
   const job = await farm.job(jobId);
-  assert.equal(job.state, 'queued');
+  assert.equal(job.state, 'held');
   assert.equal(job.priority, 50);
   // the CLI says the same, by name (exit 1)
   const cli = rbAs(farm, await farm.credsFile(Role.Artist, 'bob'), 'cancel', jobId);

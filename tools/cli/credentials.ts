@@ -50,7 +50,7 @@ export async function credentialsCommand(c: CommandContext<CredentialsOptions>):
   if (c.opts.json) c.io.stdout.write(json({ role: creds.role, name: creds.name, site, url: url ?? null, file: out, applied: told }));
   else {
     c.io.stdout.write(`${out}\n`);
-    c.io.stderr.write(`issued a ${principal.role} credential for '${principal.name}' on site ${site} (${url ?? 'no URL: give --nats'}): ${out}, mode 0600. Keep it secret; hand it over by a safe channel.${told ? '' : ' The farm is not running: it takes effect at its next start.'}\n`);
+    c.io.stderr.write(`issued ${/^[aeiou]/.test(principal.role) ? 'an' : 'a'} ${principal.role} credential for '${principal.name}' on site ${site} (${url ?? 'no URL: give --nats'}): ${out}, mode 0600. Keep it secret; hand it over by a safe channel.${told ? '' : ' The farm is not running: it takes effect at its next start.'}\n`);
   }
   return ExitCode.Ok;
 }

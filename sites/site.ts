@@ -99,16 +99,13 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
   let farmFileWritten = false;
   let monitorEntry: { url: string; token: string } | undefined; // the web monitor's, once it runs
+  const startedAt = Date.now();
   const writeFarm = () =>
-    writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt: Date.now(), natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator), ...(monitorEntry ? { monitor: monitorEntry } : {}) });
+    writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt, natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator), ...(monitorEntry ? { monitor: monitorEntry } : {}) });
   let graceMs = 0;
   const stops: (() => Promise<void>)[] = [() => nats.stop()];
-  const conns: NatsConnection[] = [];
-  const conn = async (name: string, role: Role, as = name) => {
-    const c = await connectBus({ servers: nats.url, name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
-    conns.push(c);
-    return c;
-  };
+  const conn = (name: string, role: Role, as = name) =>
+    connectBus({ servers: nats.url, name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
   const stopAll = async () => {
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
   };

@@ -12,7 +12,7 @@ export interface BusOptions {
 }
 
 /** Log-in options for a principal: its nkey, and reply subjects beneath its own inbox prefix. */
-function identity(creds: Credentials): Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'> {
+export function loginOptions(creds: Credentials): Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'> {
   const seed = new TextEncoder().encode(creds.seed);
   return { authenticator: nkeyAuthenticator(seed), inboxPrefix: inboxPrefix(creds) };
 }
@@ -25,7 +25,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
   const nc = await connect({
     servers: opts.servers,
     name: opts.name,
-    ...identity(opts.creds),
+    ...loginOptions(opts.creds),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
@@ -43,7 +43,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
 
 /** A short-lived client's connection (CLI commands): fail fast when no farm is there. */
 export async function connectClient(servers: string, name: string, creds: Credentials): Promise<NatsConnection> {
-  const nc = await connect({ servers, name, ...identity(creds), maxReconnectAttempts: 0, timeout: 3_000 }).catch((err: unknown) => {
+  const nc = await connect({ servers, name, ...loginOptions(creds), maxReconnectAttempts: 0, timeout: 3_000 }).catch((err: unknown) => {
     throw refused(err, servers, creds);
   });
   watchDenials(nc, creds);

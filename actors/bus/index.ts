@@ -1,3 +1,3 @@
-export { connectBus, connectClient, type BusOptions } from './connect.ts';
+export { connectBus, connectClient, loginOptions, type BusOptions } from './connect.ts';
 export { serve, call, listen, timedOut, type ServeOptions } from './rpc.ts';
 export { callerOf } from './identity.ts';

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { nkeyAuthenticator } from '@nats-io/transport-node';
-import { inboxPrefix, type Credentials, type Principal, type Role } from '../../protocol/index.ts';
+import { loginOptions } from '../../actors/bus/index.ts';
+import type { Credentials, Principal, Role } from '../../protocol/index.ts';
 import { authUsers, issuePrincipal, writeCredentials } from '../../sites/auth/index.ts';
 import { reloadNatsServer, startNatsServer as launch, writeAuthConfig, type NatsServerHandle } from '../../sites/nats-server.ts';
 
@@ -22,10 +22,7 @@ export interface TestNats extends NatsServerHandle {
   connectAs(site: string, role: Role, name?: string, o?: Partial<ConnectionOptions>): Promise<NatsConnection>;
 }
 
-/** Connection options that log in with a credential (nkey, and its own inbox prefix). */
-export function loginOptions(c: Credentials): Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'> {
-  return { authenticator: nkeyAuthenticator(new TextEncoder().encode(c.seed)), inboxPrefix: inboxPrefix(c) };
-}
+export { loginOptions };
 
 /**
  * A real nats-server with JetStream on 127.0.0.1, a random port and a fresh temporary directory;

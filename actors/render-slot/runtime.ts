@@ -10,6 +10,7 @@ import {
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
+import { checkProgram, checkScene } from './input-check.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { moveFrames, outputDiskFull, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
@@ -19,7 +20,14 @@ import { TaskLog } from './task-log.ts';
 
 export type AdapterLookup = (renderer: string) => RenderAdapter;
 
-/** Validates a task, creates its private directories and plans its processes. */
+/** How messages name the host: `host node-7`, or `this host` when the caller did not say. */
+const hostWords = (host: string | undefined): string => (host !== undefined ? `host ${host}` : 'this host');
+
+/**
+ * Validates a task, checks that this host can see its scene and has its programs, creates its
+ * private directories and plans its processes. A task this host cannot render fails here, before
+ * any renderer starts and before anything is written: RB_INPUT_NOT_FOUND, RB_RENDERER_MISSING.
+ */
 export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup, host?: string): Promise<PreparedTask> {
   const adapter = adapters(task.renderer);
   const paths = taskPaths(task.outputDir, task.taskId, task.attempt, host !== undefined ? `${host}.${task.slot}` : undefined);
@@ -33,6 +41,11 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
     outputPattern: task.outputPattern,
     workDir: paths.workDir,
   });
+  const where = hostWords(host);
+  await checkScene(task.scene, where);
+  const path = rendererEnv(task.env).PATH!;
+  const programs = new Map(invocations.map((inv) => [`${inv.cwd}\0${inv.argv[0]!}`, inv]));
+  for (const inv of programs.values()) await checkProgram(inv.argv[0]!, { cwd: inv.cwd, path, where });
   // a command that writes no files of ours (`true`, or output elsewhere) needs no work dir
   const workDirUsed = invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
   await prepareDirs(paths, task.outputDir, { workDir: workDirUsed });
@@ -42,6 +55,8 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
 
 export interface RenderTaskOptions {
   adapters: AdapterLookup;
+  /** This host's name, for error messages. */
+  host?: string;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   killGraceMs?: number;
@@ -122,7 +137,8 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         : exit.signal === 'SIGKILL'
           ? // nobody here sent it: on Linux that is, as a rule, the kernel's out-of-memory killer
             { code: 'RB_OUT_OF_MEMORY', message: `${failureText(inv.argv[0]!, exit, parser.errorText())} (most likely by the kernel's out-of-memory killer; peak ${Math.round(exit.usage.peakRssKb / 1024)} MB)` }
-          : { code: 'RB_RENDER_FAILED', message: failureText(inv.argv[0]!, exit, parser.errorText()) };
+          : // the adapter may tell whose fault it was (a broken scene, input this host cannot see)
+            (parser.diagnose?.(hostWords(o.host)) ?? { code: 'RB_RENDER_FAILED', message: failureText(inv.argv[0]!, exit, parser.errorText()) });
       break;
     }
   } finally {
@@ -407,6 +423,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           : undefined;
         running = renderTask(task, input.prepared, {
           adapters: o.adapters,
+          host: o.host,
           signal,
           killGraceMs: o.killGraceMs,
           launcher: o.launcher,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { createAdapters, deliverTask, prepareTask, renderTask, runProcess, type SlotResult } from '../../actors/render-slot/index.ts';
-import type { TaskAssignment } from '../../protocol/index.ts';
+import type { FarmError, TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
 
 async function workspace(t: TestContext) {
@@ -118,9 +118,13 @@ test('render-slot - accounting counts CPU of the whole process tree and its peak
   assert.ok(mem.usage.peakRssKb >= 120 * 1024, `peak ${mem.usage.peakRssKb} KiB`);
 });
 
-test('render-slot - a command that is not installed is RB_RENDERER_MISSING', async (t) => {
+test('render-slot - a command that is not installed is RB_RENDERER_MISSING, found before it starts', async (t) => {
   const w = await workspace(t);
-  const r = await render(aTask({ scene: w.scene, outputDir: w.out, command: 'no-such-renderer-rb {scene}' }));
-  assert.equal(r.status, 'failed');
-  assert.deepEqual(r.error, { code: 'RB_RENDERER_MISSING', message: "'no-such-renderer-rb' is not installed on this host (not found on PATH)" });
+  const task = aTask({ scene: w.scene, outputDir: w.out, command: 'no-such-renderer-rb {scene}' });
+  await assert.rejects(prepareTask(task, adapters), (err: FarmError) => {
+    assert.equal(err.code, 'RB_RENDERER_MISSING');
+    assert.match(err.message, /^program 'no-such-renderer-rb' is not installed on this host: not found on PATH \(.*\/usr\/bin.*\)$/);
+    return true;
+  });
+  await assert.rejects(readdir(w.out), { code: 'ENOENT' }); // nothing made for a task that cannot run
 });

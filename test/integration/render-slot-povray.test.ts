@@ -9,7 +9,7 @@ import {
   createAdapters, deliverTask, prepareTask, renderTask,
   type Progress, type SlotResult,
 } from '../../actors/render-slot/index.ts';
-import type { TaskAssignment } from '../../protocol/index.ts';
+import type { FarmError, TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
 
 // Small, fast, and visibly animated: the sphere moves and changes colour with clock (= frame number).
@@ -109,12 +109,12 @@ test('render-slot - the same frames render the same pixels however they are chun
   assert.ok(!(await pixels(join(whole, 'frame_0003.png'))).data.equals((await pixels(join(whole, 'frame_0004.png'))).data));
 });
 
-test('render-slot - a scene with a parse error fails with POV-Ray\'s error text and leaves no frames', async (t) => {
+test('render-slot - a scene with a parse error fails as the scene\'s, with POV-Ray\'s error line, and leaves no frames', async (t) => {
   const w = await workspace(t);
   const r = await render(aTask({ scene: w.bad, outputDir: w.out, frames: [1, 2] }));
   assert.equal(r.status, 'failed');
-  assert.equal(r.error?.code, 'RB_RENDER_FAILED');
-  assert.match(r.error!.message, /^povray exited with code 1: File '.*bad\.pov' line 3: Parse Error: .*no_such_keyword_here/);
+  assert.equal(r.error?.code, 'RB_SCENE_ERROR');
+  assert.match(r.error!.message, /^povray: File '.*bad\.pov' line 3: Parse Error: .*no_such_keyword_here/);
   assert.deepEqual(r.outputs, []);
   assert.deepEqual((await readdir(w.out)).sort(), ['.rb-logs', '.rb-partial']);
 });
@@ -134,15 +134,16 @@ test('render-slot - cancelling a chunk stops POV-Ray and keeps the frames it had
   assert.deepEqual(await readdir(join(w.out, '.rb-partial')), []);
 });
 
-test('render-slot - a host without POV-Ray fails the task as RB_RENDERER_MISSING', async (t) => {
+test('render-slot - a host without POV-Ray fails the task as RB_RENDERER_MISSING before anything is written', async (t) => {
   const w = await workspace(t);
   const missing = createAdapters({ povrayBin: join(w.dir, 'no-povray-here') });
   const task = aTask({ scene: w.scene, outputDir: w.out, frames: [1] });
-  const prepared = await prepareTask(task, missing);
-  const outcome = await renderTask(task, prepared, { adapters: missing });
-  assert.equal(outcome.status, 'failed');
-  assert.equal(outcome.error?.code, 'RB_RENDERER_MISSING');
-  assert.match(outcome.error!.message, /no-povray-here' is not installed/);
+  await assert.rejects(prepareTask(task, missing, 'node-7'), (err: FarmError) => {
+    assert.equal(err.code, 'RB_RENDERER_MISSING');
+    assert.equal(err.message, `program '${join(w.dir, 'no-povray-here')}' is not installed on host node-7: ${join(w.dir, 'no-povray-here')} does not exist`);
+    return true;
+  });
+  await assert.rejects(stat(w.out), { code: 'ENOENT' });
 });
 
 test('render-slot - the demo scene renders and animates', async (t) => {

@@ -5,18 +5,24 @@ import type { RenderAdapter } from './types.ts';
 
 export * from './types.ts';
 export { createPovrayAdapter, povrayFormat, povrayWorkFile, PovrayParser, type PovrayOptions } from './povray.ts';
+export {
+  povrayLibrary, parseLibraryPath, includeFileName, standardIncludeMissing, POVRAY_STANDARD_INCLUDES, POVRAY_MARKER_INCLUDE,
+  type PovrayLibrary, type LibraryOptions,
+} from './povray-library.ts';
 export { createCommandAdapter, parseTemplate, CommandParser, type CommandTemplate } from './command.ts';
 export { LineSplitter, LineTail } from './lines.ts';
 
 export interface AdapterOptions {
   /** The POV-Ray executable (default `povray` on PATH). */
   povrayBin?: string;
+  /** POV-Ray's include path (tests); read from its povray.ini by default. */
+  povrayLibraryPath?: readonly string[];
 }
 
 /** The adapters of one render host, by renderer name. */
 export function createAdapters(o: AdapterOptions = {}): (renderer: string) => RenderAdapter {
   const table: Record<string, RenderAdapter> = {
-    povray: createPovrayAdapter({ bin: o.povrayBin }),
+    povray: createPovrayAdapter({ bin: o.povrayBin, ...(o.povrayLibraryPath ? { libraryPath: o.povrayLibraryPath } : {}) }),
     command: createCommandAdapter(),
   };
   return (renderer) => {

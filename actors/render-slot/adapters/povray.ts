@@ -1,7 +1,8 @@
 import { dirname, isAbsolute } from 'node:path';
 import { FarmError } from '../../../protocol/index.ts';
 import { LineSplitter, LineTail } from './lines.ts';
-import { DEFAULT_RESOLUTION, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
+import { includeFileName, povrayLibrary, standardIncludeMissing } from './povray-library.ts';
+import { DEFAULT_RESOLUTION, type Diagnosis, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
 
 /**
  * POV-Ray 3.7 (notes/renderers.md). A task's consecutive frames render in ONE process
@@ -32,6 +33,8 @@ const FORMATS: Record<string, { flag: string; ext: string }> = {
 export interface PovrayOptions {
   /** The executable; `povray` on PATH by default. */
   bin?: string;
+  /** POV-Ray's Library_Path (tests); by default read from its povray.ini when an include is missing (povray-library.ts). */
+  libraryPath?: readonly string[];
 }
 
 /** Throws unless frames are non-empty, ascending and consecutive. */
@@ -101,7 +104,9 @@ export function createPovrayAdapter(o: PovrayOptions = {}): RenderAdapter {
       ];
       return [{ argv, cwd: sceneDir, frames, outputs: frames.map((frame) => ({ frame, file: povrayWorkFile(task.workDir, fmt.ext, frame, final) })) }];
     },
-    parser: (inv, onProgress) => new PovrayParser(inv.frames, onProgress),
+    parser: (inv, onProgress) =>
+      // an include search path is only needed to explain a missing include: read then, not per frame
+      new PovrayParser(inv.frames, onProgress, () => [inv.cwd, ...(o.libraryPath ?? povrayLibrary({ cwd: inv.cwd }).dirs)]),
   };
 }
 
@@ -110,6 +115,8 @@ const PIXELS_RE = /^Rendered (\d+) of (\d+) pixels \((\d+)%\)/;
 // Lines that open an error report; continuation lines are appended to it.
 const ERROR_RE = /Parse Error|Error:|Fatal error|Cannot |Unable to|Could not|Render failed|Render cancelled|Possible Parse Error|Out of memory/;
 const NOISE_RE = /^povray: cannot open the user configuration file/;
+// A line that starts a report of its own, even right after a line of full width.
+const REPORT_START_RE = /^(File '|Possible Parse Error|Parse Error|Fatal error|Render failed|Render cancelled)/;
 // POV-Ray wraps messages at 80 columns: a wrapped line is followed by its continuation.
 const WRAP = 79;
 
@@ -125,9 +132,13 @@ export class PovrayParser implements OutputParser {
   private prevLen = 0;
   private index = 0; // 1-based position in the chunk of the frame being rendered; 0 before the first
 
-  constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
+  private readonly includeDirs: () => readonly string[];
+
+  /** `includeDirs`: where POV-Ray looks for include files (the scene's directory, then its Library_Path). */
+  constructor(frames: readonly number[], onProgress: (p: Progress) => void, includeDirs: () => readonly string[] = () => []) {
     this.frames = frames;
     this.onProgress = onProgress;
+    this.includeDirs = includeDirs;
     this.stderr = new LineSplitter((l) => this.line(l));
     this.stdout = new LineSplitter((l) => this.line(l));
   }
@@ -152,6 +163,44 @@ export class PovrayParser implements OutputParser {
     if (specific) return [...new Set(this.errors.filter((e) => e !== 'Render failed'))].join(' ');
     if (this.errors.length > 0) return this.errors.join(' ');
     return this.tail.text();
+  }
+
+  /**
+   * A failure in POV-Ray's parser is the scene's (RB_SCENE_ERROR, with its own `Parse Error`
+   * line: file, line and what is wrong), with two exceptions: a main scene it cannot open is
+   * input this host cannot see (RB_INPUT_NOT_FOUND), and one of POV-Ray's standard includes
+   * (colors.inc...) missing from every directory searched is this host's missing part
+   * (RB_RENDERER_MISSING: povray-includes is not installed). Anything else is left undiagnosed.
+   */
+  diagnose(where: string): Diagnosis | undefined {
+    const parse = this.errors.find((e) => e.includes('Parse Error:') && !e.includes('Possible Parse Error'));
+    if (parse !== undefined) {
+      if (/Parse Error: Cannot open input file/.test(parse)) {
+        const path = this.errors.map((e) => /Cannot find file '([^']*)'/.exec(e)?.[1]).find((x) => x !== undefined);
+        return { code: 'RB_INPUT_NOT_FOUND', message: `povray: ${parse} (${path !== undefined ? `the scene ${path}` : 'the scene'} cannot be read on ${where})` };
+      }
+      const inc = /Parse Error: Cannot open include file (.+?)\.?$/.exec(parse);
+      if (inc) {
+        const name = inc[1]!;
+        const dirs = [...new Set(this.includeDirs())];
+        const searched = `include path searched: ${dirs.length > 0 ? dirs.join(', ') : 'none'}`;
+        if (standardIncludeMissing(name, dirs)) {
+          return {
+            code: 'RB_RENDERER_MISSING',
+            message: `povray: ${parse} ${includeFileName(name)} is one of POV-Ray's standard include files, which are not installed on ${where} (${searched}; Debian/Ubuntu: apt-get install povray-includes)`,
+          };
+        }
+        return { code: 'RB_SCENE_ERROR', message: `povray: ${parse} (${searched})` };
+      }
+      return { code: 'RB_SCENE_ERROR', message: `povray: ${parse}` };
+    }
+    const fatal = this.errors.find((e) => e.startsWith('Fatal error in parser'));
+    if (fatal !== undefined) {
+      // e.g. an image map that is not there: POV-Ray names it only in "Possible Parse Error" lines
+      const cause = this.errors.filter((e) => /Possible Parse Error: Cannot/.test(e));
+      return { code: 'RB_SCENE_ERROR', message: `povray: ${[...cause, fatal].join(' ')}` };
+    }
+    return undefined;
   }
 
   /** The frame being rendered now, if one started. */
@@ -180,7 +229,7 @@ export class PovrayParser implements OutputParser {
       return;
     }
     if (NOISE_RE.test(line)) return;
-    if (this.open && (wrapped || line.startsWith(' '))) {
+    if (this.open && (line.startsWith(' ') || (wrapped && !REPORT_START_RE.test(line)))) {
       this.errors[this.errors.length - 1] += line;
       return;
     }

@@ -1,4 +1,4 @@
-import type { Resolution } from '../../../protocol/index.ts';
+import type { ErrorCode, Resolution } from '../../../protocol/index.ts';
 
 /** Size used when a job names no resolution (POV-Ray's own default, too). */
 export const DEFAULT_RESOLUTION: Resolution = { width: 320, height: 240 };
@@ -52,6 +52,19 @@ export interface OutputParser {
   finishedFrames(): number[];
   /** The renderer's own error text, or a tail of its output when it gave none. */
   errorText(): string;
+  /**
+   * Whose fault a failed run was, when the renderer's output tells: the scene's (RB_SCENE_ERROR),
+   * input this host cannot see (RB_INPUT_NOT_FOUND), a part of the renderer missing here
+   * (RB_RENDERER_MISSING). Undefined: a plain failure (RB_RENDER_FAILED). `where` names the
+   * host in messages (`host node-7`).
+   */
+  diagnose?(where: string): Diagnosis | undefined;
+}
+
+/** A failure the adapter could place, with the renderer's own error line in the message. */
+export interface Diagnosis {
+  code: ErrorCode;
+  message: string;
 }
 
 export interface RenderAdapter {

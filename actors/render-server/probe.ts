@@ -4,6 +4,7 @@ import { access, readFile } from 'node:fs/promises';
 import { arch, cpus, endianness, platform, release, type } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { HostInventory, PackageInfo } from '../../protocol/index.ts';
+import { povrayLibrary, rendererEnv } from '../render-slot/index.ts';
 
 export interface ProbeOptions {
   /** Replaces the probed rendering packages (configuration or tests). */
@@ -109,7 +110,17 @@ export function parseMeminfo(text: string): { ramMb: number; swapMb: number } {
 
 async function probePackages(timeoutMs: number): Promise<PackageInfo[]> {
   const found = await Promise.all(KNOWN_PACKAGES.map((p) => probePackage(p.name, p.bin, p.version, timeoutMs)));
-  return found.filter((p): p is PackageInfo => p !== null);
+  return found.filter((p): p is PackageInfo => p !== null).map((p) => (p.name === 'povray' ? { ...p, ...povrayIncludes() } : p));
+}
+
+/**
+ * POV-Ray's include path as its renderers will see it (their HOME is the render server's:
+ * renderer-env.ts), and where its standard includes are. Without them any ordinary scene
+ * (`#include "colors.inc"`) fails; the render server warns at start.
+ */
+export function povrayIncludes(o: { home?: string; root?: string } = {}): Pick<PackageInfo, 'includePath' | 'includes'> {
+  const lib = povrayLibrary({ home: o.home ?? rendererEnv(undefined).HOME, ...(o.root !== undefined ? { root: o.root } : {}) });
+  return { includePath: lib.dirs, ...(lib.includes !== null ? { includes: lib.includes } : {}) };
 }
 
 /** A package on PATH and its version, or null when it is missing, hangs or says no version. */

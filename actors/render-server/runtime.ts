@@ -8,7 +8,8 @@ import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
   type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
 } from '../../protocol/index.ts';
-import { createAdapters, Launcher, ResultTimeout, startRenderSlot, type SlotFactory, type SlotHandle } from '../render-slot/index.ts';
+import { createAdapters, Launcher, ResultTimeout, startRenderSlot, type SlotFactory, type SlotHandle, type TaskEnd } from '../render-slot/index.ts';
+import { FailureStreak } from './failure-streak.ts';
 import { renderServerMachine, undrainRefusal } from './machine.ts';
 import { probeHost } from './probe.ts';
 
@@ -74,13 +75,25 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const log = o.log.child({ actor: 'render-server', host });
   const serverId = newInstanceId();
   let launcher: Launcher | undefined;
+  // each failed task is a warning line of its slot's; a streak of them gets a summary of its own
+  const streak = new FailureStreak();
+  const taskEnded = (end: TaskEnd) => {
+    if (end.requested || end.status === 'returned') return; // nothing the host did wrong
+    if (end.status === 'done') {
+      const ended = streak.succeeded();
+      if (ended) log.info({ failedInARow: ended.tasks, frames: ended.frames, codes: ended.codes }, 'a task succeeded again after failures in a row');
+      return;
+    }
+    const r = streak.failed({ jobId: end.jobId, code: end.code ?? 'RB_RENDER_FAILED', frames: end.frames }, Date.now());
+    if (r) log.warn({ failedInARow: r.tasks, frames: r.frames, codes: r.codes, jobs: r.jobs, since: new Date(r.since).toISOString() }, 'this host failed every task in a row');
+  };
   let makeSlot = o.slotFactory;
   if (!makeSlot) {
     const adapters = createAdapters();
     // renderers start from a small fork server: far cheaper than forking this process (launcher.ts)
     launcher = Launcher.available() ? new Launcher() : undefined;
     if (!launcher) log.warn('perl not found: renderers start with a direct spawn, which costs more per frame');
-    makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher });
+    makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher, onTaskEnd: taskEnded });
   }
   const slots: SlotHandle[] = [];
   const resultTimeout = new ResultTimeout(); // its slots talk to one scheduler: one estimate of its round trip
@@ -299,5 +312,13 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   }
   const inventory = probed.context.inventory;
   log.info({ serverId, slots: slots.length, packages: inventory.packages.map((p) => `${p.name}@${p.version}`) }, 'render server started');
+  const povray = inventory.packages.find((p) => p.name === 'povray');
+  // probed (not offered by --packages) and without its standard includes: every ordinary scene would fail here
+  if (povray?.includePath !== undefined && povray.includes === undefined) {
+    log.warn(
+      { includePath: povray.includePath, hint: 'Debian/Ubuntu: apt-get install povray-includes' },
+      "POV-Ray is installed but its standard include files (colors.inc...) are not on its include path: scenes that #include them fail on this host",
+    );
+  }
   return { host, inventory, stop, stopped };
 }

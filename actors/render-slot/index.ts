@@ -6,7 +6,7 @@ export {
 } from './machine.ts';
 export {
   startRenderSlot, prepareTask, renderTask, deliverTask,
-  type RenderSlot, type RenderSlotOptions, type RenderTaskOptions, type AdapterLookup, type SlotHandle, type SlotFactory,
+  type RenderSlot, type RenderSlotOptions, type RenderTaskOptions, type TaskEnd, type AdapterLookup, type SlotHandle, type SlotFactory,
 } from './runtime.ts';
 export { simulatedSlots, startSimulatedSlot, type SimulationOptions, type SimulatedSlotOptions } from './simulated.ts';
 export { SimTimers, type SimTimer } from './sim-timers.ts';

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { call, timedOut } from '../bus/index.ts';
 import {
-  aboutFrames, codecs, FarmError, frameFileName, PROTOCOL_MAJOR, subjects,
+  aboutFrames, codecs, FarmError, formatFrames, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
 import type { Progress, RenderAdapter } from './adapters/index.ts';
@@ -248,6 +248,20 @@ export interface RenderSlotOptions {
   launcher?: Launcher;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
   onChange?: (info: SlotInfo) => void;
+  /** Told when a task ended and its files were stored, before its result is reported (the render server counts failures in a row). */
+  onTaskEnd?: (end: TaskEnd) => void;
+}
+
+/** How a task ended on this slot. */
+export interface TaskEnd {
+  jobId: string;
+  taskId: string;
+  status: SlotResult['status'];
+  /** The error code of a failed task. */
+  code?: string;
+  frames: number;
+  /** Killed because someone asked (the job was cancelled, `--kill`): no fault of the host's. */
+  requested: boolean;
 }
 
 /** What a render server needs of a slot: the real one (startRenderSlot) or a simulated one (simulated.ts). */
@@ -307,6 +321,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   /** Results sent in the background and not yet taken, by task id (their leases are still ours). */
   const unacked = new Map<string, TaskResult>();
   let stopped = false;
+  /** The task a kill was asked for (cancel() without a code: a cancelled job, `--kill`). */
+  let killedOnRequest: TaskAssignment | null = null;
 
   /** A task that arrived while the slot was busy is held; an idle slot starts it. */
   const take = (task: TaskAssignment) => {
@@ -451,7 +467,26 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         if (!running) throw new FarmError('RB_RENDER_FAILED', 'no render to reap');
         return running;
       }),
-      deliver: fromPromise(({ input }) => deliverTask(input.task, input.prepared, input.outcome, input.slot)),
+      deliver: fromPromise(async ({ input }) => {
+        const { task } = input;
+        const requested = killedOnRequest === task;
+        let result: SlotResult;
+        try {
+          result = await deliverTask(task, input.prepared, input.outcome, input.slot);
+        } catch (err) {
+          log.warn({ err, jobId: task.jobId, taskId: task.taskId, attempt: task.attempt }, 'task failed: its frames could not be stored');
+          o.onTaskEnd?.({ jobId: task.jobId, taskId: task.taskId, status: 'failed', code: 'RB_OUTPUT_FAILED', frames: task.frames.length, requested });
+          throw err;
+        }
+        if (result.status === 'failed') {
+          // at the default level: a host that fails every frame must say so in its log
+          const fields = { jobId: task.jobId, taskId: task.taskId, attempt: task.attempt, frames: formatFrames(task.frames), code: result.error?.code, error: result.error?.message };
+          if (requested) log.info(fields, 'task killed on request');
+          else log.warn(fields, 'task failed');
+        }
+        o.onTaskEnd?.({ jobId: task.jobId, taskId: task.taskId, status: result.status, ...(result.error ? { code: result.error.code } : {}), frames: task.frames.length, requested });
+        return result;
+      }),
       report: fromPromise(async ({ input }): Promise<ReportOutput> => {
         const next = held.shift();
         if (next) {
@@ -513,6 +548,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       actor.send({ type: 'slot.assign', task, waitMs: Math.max(0, receivedAt - idleSince) });
     },
     cancel(reason, code) {
+      if (code === undefined) killedOnRequest = actor.getSnapshot().context.task;
       actor.send({ type: 'slot.cancel', reason, code });
     },
     drain() {

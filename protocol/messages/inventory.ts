@@ -7,6 +7,10 @@ export const PackageInfo = Type.Object({
   version: Type.String({ minLength: 1 }),
   family: Type.Optional(Type.String()),
   path: Type.Optional(Type.String()),
+  /** Where the renderer looks for `#include` files, in order (POV-Ray: the Library_Path of its povray.ini). */
+  includePath: Type.Optional(Type.Array(Type.String())),
+  /** The directory holding the renderer's standard include files (POV-Ray: colors.inc); absent when none of includePath does. */
+  includes: Type.Optional(Type.String()),
 });
 export type PackageInfo = Static<typeof PackageInfo>;
 

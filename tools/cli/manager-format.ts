@@ -165,9 +165,16 @@ export function describeHost(h: UpHost, p: Paint, now = Date.now(), sickUnknown?
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   let out = `${lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd()).join('\n')}\n\n`;
+  // INCLUDES: where a renderer's standard include files are (POV-Ray's colors.inc...), when the probe looked
+  const includes = inv.packages.some((pk) => pk.includePath !== undefined);
+  const includesOf = (pk: (typeof inv.packages)[number]) =>
+    pk.includes ?? (pk.includePath !== undefined ? p.yellow(`missing (include path: ${pk.includePath.join(':') || 'none'})`) : '-');
   out += inv.packages.length === 0
     ? 'no rendering packages\n'
-    : table(['PACKAGE', 'VERSION', 'FAMILY', 'PATH'], inv.packages.map((pk) => [pk.name, pk.version, pk.family ?? '-', pk.path ?? '-']));
+    : table(
+      ['PACKAGE', 'VERSION', 'FAMILY', 'PATH', ...(includes ? ['INCLUDES'] : [])],
+      inv.packages.map((pk) => [pk.name, pk.version, pk.family ?? '-', pk.path ?? '-', ...(includes ? [includesOf(pk)] : [])]),
+    );
   out += '\n';
   out += h.slots.length === 0 ? 'no slots\n' : table(['SLOT', 'STATE', 'TASK', 'JOB', 'FRAMES', 'SINCE'], h.slots.map((s) => slotRow(s, now)));
   return out;

@@ -1,6 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { FarmError } from '../../protocol/index.ts';
 
 /**
@@ -13,8 +14,29 @@ import { FarmError } from '../../protocol/index.ts';
 const statOf = (path: string): Promise<Stats | NodeJS.ErrnoException> => stat(path).catch((err: NodeJS.ErrnoException) => err);
 const can = (path: string, mode: number): Promise<boolean> => access(path, mode).then(() => true, () => false);
 
+// Scenes seen readable lately: tasks of a job come back to the same scene many times a second,
+// and one that vanishes within this long still fails, in the renderer's words (povray.ts maps
+// its "Cannot open input file" to RB_INPUT_NOT_FOUND too).
+const seen = new Map<string, number>();
+const SEEN_MS = 1_000;
+const MAX_SEEN = 1_000;
+
 /** Throws RB_INPUT_NOT_FOUND unless the scene file and its directory (the renderer's working directory) can be read here. */
 export async function checkScene(scene: string, where: string): Promise<void> {
+  const now = performance.now();
+  if ((seen.get(scene) ?? -Infinity) > now - SEEN_MS) return;
+  // the common case in two calls: a readable file implies a folder it can be reached through
+  const quick = await statOf(scene);
+  if (!(quick instanceof Error) && quick.isFile() && (await can(scene, constants.R_OK))) {
+    if (seen.size >= MAX_SEEN) seen.clear();
+    seen.set(scene, now);
+    return;
+  }
+  await explainScene(scene, where);
+}
+
+/** Finds what keeps the scene from this host, and throws it (RB_INPUT_NOT_FOUND). */
+async function explainScene(scene: string, where: string): Promise<void> {
   const notVisible = (why: string) => new FarmError('RB_INPUT_NOT_FOUND', `scene ${scene} is not visible on ${where}: ${why}`);
   const dir = dirname(scene);
   const d = await statOf(dir);
@@ -29,6 +51,7 @@ export async function checkScene(scene: string, where: string): Promise<void> {
   if (s instanceof Error) throw notVisible(s.code === 'ENOENT' ? `there is no such file in ${dir}` : `it cannot be reached (${s.code ?? s.message})`);
   if (s.isDirectory()) throw notVisible('it is a folder, not a scene file');
   if (!(await can(scene, constants.R_OK))) throw notVisible("it cannot be read by the render server's user");
+  if (!s.isFile()) throw notVisible('it is not a regular file');
 }
 
 /** The shortest leading part of an absolute path that does not exist (`/mnt/proj` of `/mnt/proj/shot/scenes`). */

@@ -76,7 +76,8 @@ const MAX_FOUND = 1_000;
  * a name is looked up on `path` (the renderer's PATH), a path with a `/` taken from `cwd`.
  */
 export async function checkProgram(program: string, o: { cwd: string; path: string; where: string }): Promise<void> {
-  const key = `${o.path}\0${o.cwd}\0${program}`;
+  // a name depends on PATH only, a path on where it runs from
+  const key = program.includes('/') ? resolve(o.cwd, program) : `${o.path}\0${program}`;
   if (found.has(key)) return;
   const missing = (why: string) => new FarmError('RB_RENDERER_MISSING', `program '${program}' is not installed on ${o.where}: ${why}`);
   if (program.includes('/')) {
@@ -100,4 +101,10 @@ export async function checkProgram(program: string, o: { cwd: string; path: stri
   }
   if (found.size >= MAX_FOUND) found.clear();
   found.add(key);
+}
+
+/** Forgets the scenes and programs seen (benchmarks of the cold checks). */
+export function forgetChecks(): void {
+  seen.clear();
+  found.clear();
 }

@@ -196,7 +196,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--packages <list>', "rendering packages to offer as name@version, comma-separated, e.g. 'povray@3.7.0.10,blender@4.1'")
     .option('--licenses <list>', "licenses this host holds, comma-separated, e.g. 'arnold,nuke'")
     .option('--grace <seconds>', 'on SIGTERM or Ctrl-C the server drains: no new frames, frames in hand go back, running ones may finish this long before they are stopped and handed back (default: 60)')
-    .addHelpText('after', '\nExample, a second render host on another machine (its credential from the head node:\nrenderbus credentials add render-server node-7 --url nats://farm-host:4222):\n  renderbus render-server --creds render-server-node-7.creds --slots 8')
+    .addHelpText('after', '\nA render host needs its renderers (POV-Ray with its standard includes, povray-includes: checked at\nstart; each command job\'s program) and the job files at the paths they were submitted with. Each\nfailed frame is logged at warn. See docs/renderers.md.\n\nExample, a second render host on another machine (its credential from the head node:\nrenderbus credentials add render-server node-7 --url nats://farm-host:4222):\n  renderbus render-server --creds render-server-node-7.creds --slots 8')
     .action(action('render-server'));
 
   program

@@ -104,7 +104,7 @@ export function describeHosts(views: HostView[], p: Paint, now = Date.now(), sic
       cut(`${inv.cpu.count}× ${inv.cpu.type}${inv.cpu.speedMhz ? ` ${Math.round(inv.cpu.speedMhz)} MHz` : ''}`, 40),
       megabytes(inv.ramMb),
       `${inv.os.type} ${inv.os.version}`,
-      cut(inv.packages.map((pk) => `${pk.name} ${pk.version}`).join(', ') || '-', 40),
+      cut(inv.packages.map((pk) => `${pk.name} ${pk.version}${pk.includePath !== undefined && pk.includes === undefined ? ' (no includes)' : ''}`).join(', ') || '-', 40),
       ago(h.lastSeenAt, now),
     ];
   });

@@ -176,7 +176,8 @@ async function startError(bin: string, cwd: string, err: NodeJS.ErrnoException):
   if (err.code === 'ENOENT') {
     // spawn says ENOENT for a missing working directory as well as a missing program
     const cwdExists = await access(cwd).then(() => true, () => false);
-    if (!cwdExists) return new FarmError('RB_RENDER_FAILED', `working directory '${cwd}' does not exist (the scene's directory)`, { cause: err });
+    // the scene's folder went away after the check before the start (input-check.ts): the same failure
+    if (!cwdExists) return new FarmError('RB_INPUT_NOT_FOUND', `working directory '${cwd}' does not exist (the scene's directory)`, { cause: err });
     return new FarmError('RB_RENDERER_MISSING', `'${bin}' is not installed on this host (not found on PATH)`, { cause: err });
   }
   if (err.code === 'EACCES') return new FarmError('RB_RENDERER_MISSING', `'${bin}' is not executable`, { cause: err });

@@ -3,7 +3,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { createAdapters, deliverTask, prepareTask, renderTask, type AdapterLookup, type SlotResult } from '../../actors/render-slot/index.ts';
+import { createAdapters, deliverTask, Launcher, prepareTask, renderTask, runProcess, type AdapterLookup, type SlotResult } from '../../actors/render-slot/index.ts';
 import type { FarmError, TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
 
@@ -94,4 +94,16 @@ test('render-slot - a command job whose program is not on this host is RB_RENDER
   // and a program that is there runs as before
   const r = await render(task(`sh -c 'printf {frame} > {output}'`));
   assert.equal(r.status, 'done', r.error?.message);
+});
+
+test('render-slot - a scene folder gone between the check and the start is RB_INPUT_NOT_FOUND too, with or without the fork server', async (t) => {
+  const w = await workspace(t);
+  const gone = join(w.dir, 'gone');
+  const launcher = new Launcher();
+  t.after(() => launcher.close());
+  for (const via of [undefined, launcher]) {
+    const err = await runProcess({ argv: ['true'], cwd: gone, ...(via ? { launcher: via } : {}) }).exited.then(() => assert.fail('started in a folder that is not there'), (e: FarmError) => e);
+    assert.equal(err.code, 'RB_INPUT_NOT_FOUND', err.message);
+    assert.equal(err.message, `working directory '${gone}' does not exist (the scene's directory)`);
+  }
 });

@@ -76,7 +76,7 @@ test('povray diagnosis - other failures and warnings are not placed: they stay R
 
 test('povray library - Library_Path from povray.ini, in POV-Ray\'s order: scene directory, user, system', async (t: TestContext) => {
   assert.deepEqual(
-    parseLibraryPath('; comment\nLibrary_Path="/usr/share/povray-3.7"\nlibrary_path = /opt/pov/include ; mine\n+Lrelative\nLibrary_Path="/usr/share/povray-3.7"\nOutput_File_Type=N\n', '/etc/povray/3.7'),
+    parseLibraryPath('; comment\nLibrary_Path="/usr/share/povray-3.7"\nlibrary_path = /opt/pov/include ; mine\n+Lrelative\nLibrary_Path="/usr/share/povray-3.7"\nOutput_File_Type=N\n[HD]\nLibrary_Path=/only/for/hd\n', '/etc/povray/3.7'),
     ['/usr/share/povray-3.7', '/opt/pov/include', '/etc/povray/3.7/relative'],
   );
   const dir = await mkdtemp(join(tmpdir(), 'rb-povlib-'));

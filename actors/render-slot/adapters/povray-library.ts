@@ -61,13 +61,15 @@ export function povrayLibrary(o: LibraryOptions = {}): PovrayLibrary {
 }
 
 /**
- * The `Library_Path=` entries (also `+L`/`-L` switches) of a povray.ini, in order. Values may be
- * quoted; `;` starts a comment; a relative path is taken from the ini's directory.
+ * The `Library_Path=` entries (also `+L`/`-L` switches) of a povray.ini before its first
+ * `[section]`, in order. Values may be quoted; `;` starts a comment; a relative path is taken
+ * from the ini's directory.
  */
 export function parseLibraryPath(text: string, iniDir: string): string[] {
   const out: string[] = [];
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.replace(/^\s+/, '');
+    if (line.startsWith('[')) break; // a [section] applies only when a render names it
     if (line === '' || line.startsWith(';')) continue;
     const m = /^library_path\s*=\s*(.*)$/i.exec(line) ?? /^[+-]L(.*)$/.exec(line);
     if (!m) continue;

@@ -94,7 +94,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         error = { code: 'RB_RENDER_FAILED', message: 'task cancelled' };
         break;
       }
-      const parser = adapter.parser(inv, o.onProgress ?? (() => {}));
+      const parser = adapter.parser(inv, o.onProgress ?? (() => {}), env);
       const proc = runProcess({
         argv: inv.argv,
         cwd: inv.cwd,

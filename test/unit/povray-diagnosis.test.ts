@@ -96,6 +96,9 @@ test('povray library - Library_Path from povray.ini, in POV-Ray\'s order: scene 
   await mkdir(scene);
   await writeFile(join(scene, 'povray.ini'), `Library_Path="${root}/inc"\n`);
   assert.equal(povrayLibrary({ root, home, cwd: scene }).includes, `${root}/inc`);
+  // a job's POVINI comes before them all (relative: from where POV-Ray runs)
+  await writeFile(join(scene, 'job.ini'), `Library_Path="${root}/nothing"\n`);
+  assert.deepEqual(povrayLibrary({ root, home, cwd: scene, povini: 'job.ini' }).dirs, [`${root}/nothing`]);
   assert.deepEqual(povrayLibrary({ root: join(dir, 'none'), home: join(dir, 'none') }), { ini: null, dirs: [], includes: null });
   assert.equal(standardIncludeMissing('colors', [`${root}/nothing`]), true);
   assert.equal(standardIncludeMissing('colors.inc', [`${root}/inc`]), false);

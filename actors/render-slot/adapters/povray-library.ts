@@ -4,10 +4,11 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 
 /**
  * Where POV-Ray 3.7 (Unix) looks for `#include` files: its `Library_Path`, read from the first
- * povray.ini it finds, in POV-Ray's own order: `./povray.ini` (the working directory, which is
- * the scene's), `~/.povray/3.7/povray.ini`, `/etc/povray/3.7/povray.ini`. The first one found
- * is the only one read (checked with POV-Ray 3.7.0.10: a user's povray.ini hides the
- * system's). `POVINI` is not looked at: renderers never get the render server's environment.
+ * povray.ini it finds, in POV-Ray's own order: `$POVINI`, `./povray.ini` (the working directory,
+ * which is the scene's), `~/.povray/3.7/povray.ini`, `/etc/povray/3.7/povray.ini`. The first one
+ * found is the only one read (checked with POV-Ray 3.7.0.10: a user's povray.ini, or POVINI,
+ * hides the system's). A renderer's POVINI and HOME are its own (renderer-env.ts): a job may set
+ * POVINI, never the render server's.
  */
 
 /** The include files POV-Ray 3.7 ships (Debian: package povray-includes). */
@@ -36,6 +37,8 @@ export interface LibraryOptions {
   cwd?: string;
   /** The renderer's HOME (default this process's). */
   home?: string;
+  /** The renderer's POVINI, when it has one: that file comes first. */
+  povini?: string;
   /** Where /etc is (tests). */
   root?: string;
 }
@@ -43,6 +46,7 @@ export interface LibraryOptions {
 /** POV-Ray's include path as it will see it, read from its povray.ini (reads a few small files). */
 export function povrayLibrary(o: LibraryOptions = {}): PovrayLibrary {
   const candidates = [
+    ...(o.povini !== undefined && o.povini !== '' ? [resolve(o.cwd ?? '/', o.povini)] : []),
     ...(o.cwd !== undefined ? [join(o.cwd, 'povray.ini')] : []),
     join(o.home ?? process.env.HOME ?? homedir(), '.povray', '3.7', 'povray.ini'),
     join(o.root ?? '/', 'etc', 'povray', '3.7', 'povray.ini'),

@@ -104,9 +104,12 @@ export function createPovrayAdapter(o: PovrayOptions = {}): RenderAdapter {
       ];
       return [{ argv, cwd: sceneDir, frames, outputs: frames.map((frame) => ({ frame, file: povrayWorkFile(task.workDir, fmt.ext, frame, final) })) }];
     },
-    parser: (inv, onProgress) =>
+    parser: (inv, onProgress, env) =>
       // an include search path is only needed to explain a missing include: read then, not per frame
-      new PovrayParser(inv.frames, onProgress, () => [inv.cwd, ...(o.libraryPath ?? povrayLibrary({ cwd: inv.cwd }).dirs)]),
+      new PovrayParser(inv.frames, onProgress, () => [
+        inv.cwd,
+        ...(o.libraryPath ?? povrayLibrary({ cwd: inv.cwd, ...(env?.HOME !== undefined ? { home: env.HOME } : {}), ...(env?.POVINI !== undefined ? { povini: env.POVINI } : {}) }).dirs),
+      ]),
   };
 }
 

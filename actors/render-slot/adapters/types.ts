@@ -71,6 +71,6 @@ export interface RenderAdapter {
   readonly name: string;
   /** Turns a task into processes to run in order; throws FarmError RB_BAD_JOB on a bad task. */
   plan(task: RenderTask): Invocation[];
-  /** A fresh parser for one invocation; `onProgress` is called as the renderer reports progress. */
-  parser(inv: Invocation, onProgress: (p: Progress) => void): OutputParser;
+  /** A fresh parser for one invocation; `onProgress` is called as the renderer reports progress; `env` is the renderer's environment. */
+  parser(inv: Invocation, onProgress: (p: Progress) => void, env?: Readonly<Record<string, string>>): OutputParser;
 }

@@ -85,7 +85,9 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   const early = exited.then(([code]) => {
     const said = stderr.trim().split('\n').slice(-3).join(' | ');
     const hint = code === 127 ? ' (is it installed? apt-get install nats-server)' : '';
-    throw new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
+    const err = new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
+    // the same code as Node's own listeners, so a caller can pick another port (sites/port-in-use.ts)
+    throw /address already in use/.test(stderr) ? Object.assign(err, { code: 'EADDRINUSE' }) : err;
   });
   try {
     const portsFile = join(runDir, `${basename(bin)}_${proc.pid}.ports`);

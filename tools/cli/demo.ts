@@ -9,7 +9,7 @@ import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { openFarm } from './farm-client.ts';
 import { plural } from './format.ts';
-import { checkGlobals } from './global-options.ts';
+import { checkGlobals, logFormatOf } from './global-options.ts';
 import { buildJob } from './job-file.ts';
 import { parseCount } from './option-values.ts';
 import { currentUser } from './os-user.ts';
@@ -43,7 +43,7 @@ export async function demoCommand(c: CommandContext<DemoOptions>): Promise<numbe
 
   const ownData = g.data === undefined;
   const dataDir = ownData ? await mkdtemp(join(tmpdir(), 'renderbus-demo-')) : resolve(g.data!);
-  const log = rootLogger({ name: 'renderbus-demo', file: join(dataDir, 'logs', 'farm.log') });
+  const log = rootLogger({ name: 'renderbus-demo', file: join(dataDir, 'logs', 'farm.log'), format: logFormatOf(g) });
   const err = c.io.stderr;
   err.write(`starting a farm with ${slots} slots in ${dataDir}\n`);
 

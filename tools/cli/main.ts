@@ -116,6 +116,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .addOption(new Option('--nats <url>', 'NATS URL of the farm (default: from <data>/farm.json)').env('RENDERBUS_NATS'))
     .option('--site <name>', "site name, the root of every subject (default: the credential's site)")
     .addOption(new Option('--creds <file>', "credentials file issued by the farm's operator (renderbus credentials add; default: the local operator's, from <data>/farm.json)").env('RENDERBUS_CREDS'))
+    .addOption(new Option('--log-format <format>', "logs of the farm's processes: json, one object a line, or pretty, readable lines (default: pretty on a terminal, json in a pipe or a file)").env('RENDERBUS_LOG_FORMAT'))
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')

@@ -7,7 +7,7 @@ import { rootLogger } from '../../sites/logger.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { paint } from './format.ts';
-import { checkGlobals, dataDirOf } from './global-options.ts';
+import { checkGlobals, dataDirOf, logFormatOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
@@ -64,7 +64,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   if (generatedSecret) notifierOptions.webhookSecret = await loadOrCreateSecret(secretFile);
 
   const logFile = join(dataDir, 'logs', 'farm.log');
-  const log = rootLogger({ name: 'renderbus', file: logFile });
+  const log = rootLogger({ name: 'renderbus', file: logFile, format: logFormatOf(g) });
   const { startFarm } = await import('../../sites/site.ts');
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;

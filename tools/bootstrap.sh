@@ -108,8 +108,12 @@ povray_includes_present() {
 }
 
 missing=""
+# Debian puts nats-server in /usr/sbin, on root's PATH only: look there too (renderbus does)
+has_program() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
 for pkg in nats-server povray bubblewrap; do
-  command -v "$(program_of "$pkg")" >/dev/null 2>&1 || missing="$missing $pkg"
+  has_program "$(program_of "$pkg")" || missing="$missing $pkg"
 done
 povray_includes_present || missing="$missing povray-includes"
 if [ "$with_test" = yes ]; then

@@ -12,6 +12,8 @@ export function findProgram(name: string): string | null {
     const path = join(dir, name);
     if (executable(path)) return path;
   }
+  // Debian installs nats-server in /usr/sbin, which is on root's PATH only
+  for (const dir of ['/usr/sbin', '/sbin']) if (executable(join(dir, name))) return join(dir, name);
   return null;
 }
 

@@ -16,7 +16,7 @@ import { loadOrCreateSecret } from '../../sites/secret-file.ts';
 import { hostToken, parseCount, parsePort, parseToken } from './option-values.ts';
 import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
-import { DEMO_FRAMES, DEMO_RESOLUTION, DEMO_SCENE } from './demo.ts';
+import { DEMO_RESOLUTION, DEMO_SCENE } from './demo.ts';
 import { RENDERBUS_BIN, selfCommand, selfCommandLine } from './self-command.ts';
 
 export interface UpOptions extends NotifierFlags, SchedulerFlags {
@@ -104,7 +104,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal, from any folder:',
-      `  ${rb('submit', DEMO_SCENE, '--frames', DEMO_FRAMES, '--resolution', DEMO_RESOLUTION, '--wait')}`,
+      `  ${rb('submit', DEMO_SCENE, '--frames', '1-12', '--resolution', DEMO_RESOLUTION, '--wait')}`,
       `  ${rb('jobs')}`,
       `  ${rb('hosts')}`,
       `  ${rb('tail')}`,

@@ -113,6 +113,8 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
 
 /** Writes the server's `auth.conf` (its accounts and users); a running server reads it on reload. */
 export async function writeAuthConfig(dir: string, users: readonly AuthUser[]): Promise<void> {
+  // `credentials add` on a data directory no `up` has run in yet (a studio's own nats-server): no nats/ there
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'auth.conf');
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, authConfig(users), { mode: 0o600 });

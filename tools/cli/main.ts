@@ -96,7 +96,8 @@ Job file: one JSON object with the fields
   output: { dir, pattern }
   notify: [URL, ...] or { webhooks: [URL, ...], email: [address, ...], on: [done, failed, cancelled, progress], everyPercent: N }
   env: { "NAME": "value", ... } (or --env NAME=VALUE): the renderer's own variables; it never sees the farm's
-Paths in a job file are relative to the file. Every wrong field is reported by name.
+Paths in a job file are relative to the file. Every wrong field is reported by name, and a
+JSON syntax error by its line and column.
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
 terminal, plain lines otherwise; exits 0 when every frame is done, 1 when the job failed or was
@@ -385,7 +386,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('tail')
     .summary('print the messages on a subject filter, decoded, as they flow')
-    .description('print the messages on a subject filter as they flow, decoded, one line each (Ctrl-C stops)')
+    .description('print the messages on a subject filter as they flow, decoded, one line each (Ctrl-C stops); when NATS restarts it says so and reconnects (messages sent meanwhile are not shown)')
     .argument('[filter]', "NATS subject filter (default: 'rb.<site>.evt.>', every event of the site)")
     .option('--json', "one JSON object per message: {subject, data}")
     .addHelpText('after', "\nExamples:\n  renderbus tail\n  renderbus tail 'rb.studio.evt.job.>'\n  renderbus tail 'rb.studio.>' --json")

@@ -1,12 +1,23 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+/** How log lines are written: one JSON object each (for machines), or pino-pretty's lines (for people). */
+export const LogFormat = { Json: 'json', Pretty: 'pretty' } as const;
+export type LogFormat = (typeof LogFormat)[keyof typeof LogFormat];
+
+/** The format asked for (--log-format), else pretty on a terminal and JSON anywhere else (a pipe, a file). */
+export function logFormatFor(asked: LogFormat | undefined, isTTY: boolean): LogFormat {
+  return asked ?? (isTTY ? LogFormat.Pretty : LogFormat.Json);
+}
 
 /**
- * The only root logger of a process. Daemons log JSON to stdout; `renderbus up` and the
- * demo send it to a file so the terminal stays readable. RENDERBUS_LOG sets the level.
+ * The only root logger of a process. Daemons log to stdout; `renderbus up` and the demo send
+ * it to a file so the terminal stays readable. RENDERBUS_LOG sets the level. `format` absent:
+ * pretty when stdout is a terminal, JSON otherwise, and JSON in a file (log shippers read it).
  */
-export function rootLogger(opts: { name: string; file?: string; level?: string }): Logger {
+export function rootLogger(opts: { name: string; file?: string; level?: string; format?: LogFormat }): Logger {
   const level = opts.level ?? process.env.RENDERBUS_LOG ?? 'info';
   if (opts.file) {
     mkdirSync(dirname(opts.file), { recursive: true });
@@ -19,9 +30,16 @@ export function rootLogger(opts: { name: string; file?: string; level?: string }
       failing = true;
     });
     dest.on('write', () => (failing = false));
-    return pino({ name: opts.name, level }, dest);
+    const format = opts.format ?? LogFormat.Json;
+    return pino({ name: opts.name, level }, format === LogFormat.Pretty ? prettyStream(dest, false) : dest);
   }
-  return pino({ name: opts.name, level });
+  const format = logFormatFor(opts.format, process.stdout.isTTY === true);
+  return format === LogFormat.Pretty ? pino({ name: opts.name, level }, prettyStream(1, process.stdout.isTTY === true)) : pino({ name: opts.name, level });
+}
+
+/** pino-pretty in this process (no worker thread): a line a record, the time of day, the bindings after it. */
+function prettyStream(destination: number | DestinationStream, colorize: boolean): DestinationStream {
+  return pretty({ destination, colorize, sync: typeof destination === 'number', translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
 /** A logger that drops everything, for tests and tools that do not want logs. */

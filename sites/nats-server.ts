@@ -2,11 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { authConfig, type AuthUser } from './nats-config.ts';
 
 const SETPRIV = '/usr/bin/setpriv';
+const DEBIAN_NATS_SERVER = '/usr/sbin/nats-server';
 
 export interface NatsServerOptions {
   /** Directory for the config, the ports file and the JetStream store. */
@@ -38,9 +39,19 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
 }
 
+/**
+ * The nats-server program: NATS_SERVER_BIN, else the one on PATH, else Debian's, which the
+ * package puts in /usr/sbin: not on an ordinary user's PATH.
+ */
+export function natsServerBin(): string {
+  if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
+  const onPath = (process.env.PATH ?? '').split(delimiter).some((d) => d !== '' && existsSync(join(d, 'nats-server')));
+  return onPath || !existsSync(DEBIAN_NATS_SERVER) ? 'nats-server' : DEBIAN_NATS_SERVER;
+}
+
 /** Starts a nats-server child with JetStream (file store under `dir/jetstream`) and waits until it listens. */
 export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerHandle> {
-  const bin = o.bin ?? process.env.NATS_SERVER_BIN ?? 'nats-server';
+  const bin = o.bin ?? natsServerBin();
   await mkdir(join(o.dir, 'jetstream'), { recursive: true, mode: 0o700 });
   const runDir = o.runDir ?? o.dir;
   const conf = join(runDir, 'nats.conf');
@@ -85,7 +96,9 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   const early = exited.then(([code]) => {
     const said = stderr.trim().split('\n').slice(-3).join(' | ');
     const hint = code === 127 ? ' (is it installed? apt-get install nats-server)' : '';
-    throw new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
+    const err = new Error(`${bin} exited with ${String(code)} before it was ready: ${said}${hint}`);
+    // the same code as Node's own listeners, so a caller can pick another port (sites/port-in-use.ts)
+    throw /address already in use/.test(stderr) ? Object.assign(err, { code: 'EADDRINUSE' }) : err;
   });
   try {
     const portsFile = join(runDir, `${basename(bin)}_${proc.pid}.ports`);
@@ -100,6 +113,8 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
 
 /** Writes the server's `auth.conf` (its accounts and users); a running server reads it on reload. */
 export async function writeAuthConfig(dir: string, users: readonly AuthUser[]): Promise<void> {
+  // `credentials add` on a data directory no `up` has run in yet (a studio's own nats-server): no nats/ there
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'auth.conf');
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, authConfig(users), { mode: 0o600 });

@@ -13,8 +13,12 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
+import { isAddressInUse, PortInUseError } from './port-in-use.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
 import { DEFAULT_STORE_MIN_FREE_BYTES, freeBytes, guardStore, nextStoreMode, type StoreMode } from './store-guard.ts';
+
+/** NATS's own client port: `up` takes it when it is free. */
+export const DEFAULT_NATS_PORT = 4222;
 
 export interface FarmOptions {
   dataDir: string;
@@ -22,8 +26,10 @@ export interface FarmOptions {
   /** Render slots of the local render server; 0 starts none. Default: one per CPU. */
   slots?: number;
   host?: string;
-  /** NATS port; -1 picks a free one. Default 4222. */
+  /** NATS port; -1 picks a free one. Given and taken: PortInUseError. Absent: `defaultPort`, else a free one when it is taken. */
   port?: number;
+  /** The port tried when `port` is absent (default 4222, NATS's own; tests pass a port they hold). */
+  defaultPort?: number;
   /** Address nats-server listens on. Default 127.0.0.1 (only this machine). */
   listen?: string;
   /** The operator credential `up` makes for whoever runs it (default 'admin'). */
@@ -52,6 +58,8 @@ export interface FarmHandle {
   creds: string;
   /** The monitor's address (`/metrics`), the address it is bound to, and whether port 8080 was taken. */
   monitor: { url: string; bound: string; fellBack: boolean };
+  /** The default NATS port was taken, so NATS listens on a free one (named in `url` and farm.json). */
+  natsFellBack: boolean;
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
   stop(o?: { graceMs?: number }): Promise<void>;
 }
@@ -86,16 +94,28 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const minFree = o.storeMinFreeBytes ?? DEFAULT_STORE_MIN_FREE_BYTES;
   await mkdir(storeDir, { recursive: true });
   let storeMode: StoreMode = nextStoreMode('normal', await freeBytes(storeDir), minFree, false)?.restart ?? 'normal';
+  const listen = o.listen ?? '127.0.0.1';
   const startNats = async (mode: StoreMode, port: number): Promise<NatsServerHandle> => {
     // the users as the store has them now: credentials issued since the start stay valid
-    const common = { dir: storeDir, host: o.listen ?? '127.0.0.1', port, serverName: `renderbus-${site}`, auth: { users: await authUsers(dataDir) } };
+    const common = { dir: storeDir, host: listen, port, serverName: `renderbus-${site}`, auth: { users: await authUsers(dataDir) } };
     if (mode === 'normal') return startNatsServer(common);
     // its config and ports file go elsewhere: the data disk has no room for them
     const runDir = await mkdtemp(join(tmpdir(), 'rb-nats-run-'));
     const h = await startNatsServer({ ...common, maxFileStore: 1, runDir });
     return { ...h, stop: async () => { await h.stop(); await rm(runDir, { recursive: true, force: true }); } };
   };
-  let nats = await startNats(storeMode, o.port ?? 4222);
+  // the default port is a convenience, a port the caller named is a promise: only the first gives way
+  let natsFellBack = false;
+  let nats: NatsServerHandle;
+  try {
+    nats = await startNats(storeMode, o.port ?? o.defaultPort ?? DEFAULT_NATS_PORT);
+  } catch (err) {
+    if (!isAddressInUse(err) || o.port === -1) throw err;
+    if (o.port !== undefined) throw new PortInUseError('nats', o.port, listen, err);
+    log.warn({ port: o.defaultPort ?? DEFAULT_NATS_PORT }, 'the default NATS port is taken: NATS listens on a free one');
+    natsFellBack = true;
+    nats = await startNats(storeMode, -1);
+  }
   if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
   let farmFileWritten = false;
   let monitorEntry: { url: string; token: string } | undefined; // the web monitor's, once it runs
@@ -150,7 +170,10 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(notifier.stop);
     const monitorNc = await conn('monitor', Role.Monitor);
     stops.push(() => monitorNc.drain());
-    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...o.monitor });
+    const monitor = await startMonitor({ nc: monitorNc, site, log, portFallback: true, ...o.monitor }).catch((err: unknown) => {
+      const port = o.monitor?.port;
+      throw isAddressInUse(err) && port !== undefined ? new PortInUseError('monitor', port, o.monitor?.listen ?? '127.0.0.1', err) : err;
+    });
     stops.push(monitor.stop);
     await o.onMonitor?.(monitor, { nc: monitorNc, site });
     if (o.monitor?.token !== undefined) monitorEntry = { url: monitor.url, token: o.monitor.token };
@@ -168,7 +191,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, stop };
+    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, natsFellBack, stop };
   } catch (err) {
     await stopAll();
     throw err;

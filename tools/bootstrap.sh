@@ -1,10 +1,13 @@
 #!/bin/sh
 # Installs what renderbus needs, and says nothing when nothing is missing.
-#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, nats-server povray bubblewrap
+#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, nats-server povray
+#                                  povray-includes bubblewrap; `renderbus` on PATH
 #   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it) and
 #                                  chromium (the web monitor's browser test drives it)
 # As root, missing Debian packages are installed; otherwise the command to run is printed and
-# the script exits 1. Safe to run any number of times.
+# the script exits 1. `renderbus` is linked into /usr/local/bin as root, else into ~/.local/bin
+# when that is on PATH, else the command that does it is printed (RENDERBUS_BIN_DIR=DIR links
+# it there instead). Safe to run any number of times.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -13,7 +16,7 @@ with_test=no
 for arg in "$@"; do
   case "$arg" in
     --test) with_test=yes ;;
-    -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
@@ -47,12 +50,42 @@ if [ "$stale" = yes ]; then
     say "npm is not installed (it comes with Node.js)"
     exit 1
   fi
-  # npm install, not npm ci: it honours package-lock.json as well, and npm ci refuses this lock
-  # (npm leaves msgpackr-extract's optional packages for other platforms out of it, then calls
-  # the lock out of sync)
+  # npm ci installs exactly the committed lock and never rewrites it (npm install may, and a
+  # demo must not leave the checkout modified); a lock out of step with package.json is the
+  # committer's mistake, so it is named rather than papered over
   say "installing npm packages"
-  npm install --no-audit --no-fund --loglevel=error
-  touch "$stamp" # npm keeps the old stamp when nothing changed
+  if ! npm ci --no-audit --no-fund --loglevel=error; then
+    say "npm ci failed: if package-lock.json is out of step with package.json, run 'npm install' and commit the lock"
+    exit 1
+  fi
+  touch "$stamp"
+fi
+
+# --- `renderbus` on PATH ------------------------------------------------------------------
+# npx finds the command only inside the checkout; a link to tools/bin/renderbus.js works from
+# anywhere (the program finds its modules through its real path). A `renderbus` that is
+# another checkout's is left alone.
+bin=$(pwd -P)/tools/bin/renderbus.js
+link_dir=${RENDERBUS_BIN_DIR:-}
+if [ -z "$link_dir" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    link_dir=/usr/local/bin
+  else
+    case ":$PATH:" in *":$HOME/.local/bin:"*) link_dir=$HOME/.local/bin ;; esac
+  fi
+fi
+current=$(command -v renderbus 2>/dev/null || true)
+if [ -n "$current" ] && [ "$(readlink -f "$current")" = "$bin" ]; then
+  : # already this checkout's
+elif [ -n "$current" ] && [ -e "$current" ]; then
+  say "'renderbus' on PATH is $current, not this checkout's: run $bin, or change that link"
+elif [ -n "$link_dir" ] && mkdir -p "$link_dir" && ln -sf "$bin" "$link_dir/renderbus"; then
+  case ":$PATH:" in
+    *":$link_dir:"*) say "linked $link_dir/renderbus to this checkout: 'renderbus' works from any folder" ;;
+    *) say "linked $link_dir/renderbus to this checkout; $link_dir is not on PATH" ;;
+  esac
+else
+  say "to run 'renderbus' from any folder: sudo ln -sf $bin /usr/local/bin/renderbus (or mkdir -p ~/.local/bin && ln -sf $bin ~/.local/bin/renderbus, with ~/.local/bin on PATH)"
 fi
 
 # --- Debian packages ------------------------------------------------------------------------
@@ -65,10 +98,24 @@ program_of() {
   esac
 }
 
+# POV-Ray's include files (colors.inc, textures.inc...) are only a Recommends of povray, which
+# --no-install-recommends leaves out: without them any ordinary scene fails to parse
+povray_includes_present() {
+  for d in /usr/share/povray*/include /usr/local/share/povray*/include; do
+    [ -f "$d/colors.inc" ] && return 0
+  done
+  return 1
+}
+
 missing=""
+# Debian puts nats-server in /usr/sbin, on root's PATH only: look there too (renderbus does)
+has_program() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
 for pkg in nats-server povray bubblewrap; do
-  command -v "$(program_of "$pkg")" >/dev/null 2>&1 || missing="$missing $pkg"
+  has_program "$(program_of "$pkg")" || missing="$missing $pkg"
 done
+povray_includes_present || missing="$missing povray-includes"
 if [ "$with_test" = yes ]; then
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
   # Debian's chromium, driven by playwright-core (which downloads no browser of its own)

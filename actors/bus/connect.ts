@@ -41,9 +41,13 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
   return nc;
 }
 
-/** A short-lived client's connection (CLI commands): fail fast when no farm is there. */
-export async function connectClient(servers: string, name: string, creds: Credentials): Promise<NatsConnection> {
-  const nc = await connect({ servers, name, ...loginOptions(creds), maxReconnectAttempts: 0, timeout: 3_000 }).catch((err: unknown) => {
+/**
+ * A CLI command's connection: fail fast when no farm is there. A short-lived one gives up when
+ * the server goes; `reconnect` (a command that follows the farm, like `tail`) rides out restarts.
+ */
+export async function connectClient(servers: string, name: string, creds: Credentials, o: { reconnect?: boolean } = {}): Promise<NatsConnection> {
+  const again = o.reconnect ? { maxReconnectAttempts: -1, reconnectTimeWait: 500 } : { maxReconnectAttempts: 0 };
+  const nc = await connect({ servers, name, ...loginOptions(creds), ...again, timeout: 3_000 }).catch((err: unknown) => {
     throw refused(err, servers, creds);
   });
   watchDenials(nc, creds);

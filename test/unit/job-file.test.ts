@@ -187,6 +187,24 @@ test('job file - every problem is reported at once', (t) => {
   for (const field of ['/frames', '/priority', '/colour']) assert.ok(msg.includes(field), `${field} in: ${msg}`);
 });
 
+test('job file - bad os and cpu patterns are listed with the file\'s other problems', (t) => {
+  const { build } = workspace(t);
+  const msg = usageError(() => build({ scene: 'shot.pov', frames: '1', priority: -1, requirements: { os: 'linux@6.x!', cpu: 'intel/xeon/gold', machine: 'x86_64@1' } }));
+  assert.match(msg, /^the job has 4 problems:/);
+  assert.match(msg, /\n {2}job file \.\.\/shots\/shot\.json: \/requirements\/os: version '6\.x!' in 'linux@6\.x!' must be dotted parts/);
+  assert.match(msg, /\n {2}job file \.\.\/shots\/shot\.json: \/requirements\/cpu: 'intel\/xeon\/gold' is not a pattern like 'family\/type@version'/);
+  assert.match(msg, /\n {2}job file \.\.\/shots\/shot\.json: \/requirements\/machine: 'x86_64@1' takes no version/);
+  assert.match(msg, /\n {2}job file \.\.\/shots\/shot\.json: \/priority: /);
+});
+
+test('job file - a JSON syntax error names its line and column and shows the line', (t) => {
+  const { build } = workspace(t);
+  const msg = usageError(() => build('{\n  "scene": "shot.pov",\n  "frames": 1-3\n}\n'));
+  assert.equal(msg, `job file ../shots/shot.json: not valid JSON at line 3, column 14: Expected ',' or '}' after property value\n      "frames": 1-3\n                 ^`);
+  assert.match(usageError(() => build('{"scene": ')), /^job file \.\.\/shots\/shot\.json: not valid JSON at line 1, column 11: Unexpected end of JSON input/);
+  assert.match(usageError(() => build('\n')), /not valid JSON: the file is empty/);
+});
+
 test('job file - not JSON, not an object, or not there', (t) => {
   const { dir, build } = workspace(t);
   assert.match(usageError(() => build('{"scene": ')), /job file \.\.\/shots\/shot\.json: not valid JSON/);

@@ -7,7 +7,7 @@ import { ANY_HOST, describePrincipal, FarmError, Role, type Credentials } from '
 import { rootLogger } from '../../sites/logger.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { checkGlobals, type GlobalOptions } from './global-options.ts';
+import { checkGlobals, logFormatOf, type GlobalOptions } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
@@ -94,12 +94,13 @@ export async function runActor(
   start: (nc: NatsConnection, site: string, log: Logger, creds: Credentials) => Promise<Stoppable>,
   stopOptions: { graceMs?: number } = {},
 ): Promise<number> {
-  const where = await locateFarm(checkGlobals(c.globals));
+  const g = checkGlobals(c.globals);
+  const where = await locateFarm(g);
   if (where.creds.role !== kind) {
     throw new FarmError('RB_BAD_CREDENTIALS', `a ${kind} needs a ${kind} credential (--creds FILE from 'renderbus credentials add ${kind} …'); this one is of ${describePrincipal(where.creds)}`);
   }
   if (where.creds.name === ANY_HOST) throw new FarmError('RB_BAD_CREDENTIALS', 'a credential for any host is for simulated farms (renderbus sim-farm) only');
-  const log = rootLogger({ name: `renderbus-${kind}` });
+  const log = rootLogger({ name: `renderbus-${kind}`, format: logFormatOf(g) });
   const nc = await connectBus({ servers: where.url, name: `renderbus-${kind}`, creds: where.creds, log });
   const sig = untilSignal();
   let actor: Stoppable;

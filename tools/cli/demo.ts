@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -9,7 +9,7 @@ import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { openFarm } from './farm-client.ts';
 import { plural } from './format.ts';
-import { checkGlobals } from './global-options.ts';
+import { checkGlobals, logFormatOf } from './global-options.ts';
 import { buildJob } from './job-file.ts';
 import { parseCount } from './option-values.ts';
 import { currentUser } from './os-user.ts';
@@ -39,11 +39,14 @@ export async function demoCommand(c: CommandContext<DemoOptions>): Promise<numbe
   const slots = c.opts.slots !== undefined ? parseCount('--slots', c.opts.slots, { min: 1, max: 1024 }) : availableParallelism();
   const missing = missingPrograms(['povray', 'nats-server']);
   if (missing) throw new FarmError('RB_RENDERER_MISSING', `the demo cannot run: ${missing}`);
+  if (!povrayIncludesPresent()) {
+    throw new FarmError('RB_RENDERER_MISSING', "the demo cannot run: POV-Ray's include files (colors.inc...) are not installed: install with 'sudo apt-get install -y povray-includes' (or run 'npm run demo', which installs what is missing)");
+  }
   if (!existsSync(DEMO_SCENE)) throw new FarmError('RB_BAD_JOB', `the demo scene ${DEMO_SCENE} is missing from this checkout`);
 
   const ownData = g.data === undefined;
   const dataDir = ownData ? await mkdtemp(join(tmpdir(), 'renderbus-demo-')) : resolve(g.data!);
-  const log = rootLogger({ name: 'renderbus-demo', file: join(dataDir, 'logs', 'farm.log') });
+  const log = rootLogger({ name: 'renderbus-demo', file: join(dataDir, 'logs', 'farm.log'), format: logFormatOf(g) });
   const err = c.io.stderr;
   err.write(`starting a farm with ${slots} slots in ${dataDir}\n`);
 
@@ -89,6 +92,15 @@ export async function demoCommand(c: CommandContext<DemoOptions>): Promise<numbe
     else err.write(`farm data kept in ${dataDir} (logs in ${join(dataDir, 'logs', 'farm.log')})\n`);
   }
   return code;
+}
+
+/** POV-Ray's standard include files, where Debian's povray-includes (or a source install) puts them; the demo scene includes colors.inc. */
+function povrayIncludesPresent(): boolean {
+  for (const root of ['/usr/share', '/usr/local/share']) {
+    const dirs = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('povray')) : [];
+    if (dirs.some((d) => existsSync(join(root, d, 'include', 'colors.inc')))) return true;
+  }
+  return false;
 }
 
 /** Copies the finished frames (not hidden or temporary files) and returns how many. */

@@ -19,12 +19,12 @@ export interface FarmClient {
   close(): Promise<void>;
 }
 
-/** Finds the farm (--nats, RENDERBUS_NATS or <data>/farm.json) and connects, failing fast. */
-export async function openFarm(g: GlobalOptions, clientName: string): Promise<FarmClient> {
+/** Finds the farm (--nats, RENDERBUS_NATS or <data>/farm.json) and connects, failing fast; `reconnect`: see connectClient. */
+export async function openFarm(g: GlobalOptions, clientName: string, o: { reconnect?: boolean } = {}): Promise<FarmClient> {
   const where = await locateFarm(checkGlobals(g));
   let nc: NatsConnection;
   try {
-    nc = await connectClient(where.url, clientName, where.creds);
+    nc = await connectClient(where.url, clientName, where.creds, o);
   } catch (cause) {
     if (cause instanceof FarmError) throw cause; // refused credentials say so themselves
     const hint = where.farm ? ` (named by ${where.farm.dataDir}/farm.json)` : '';

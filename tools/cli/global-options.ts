@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../sites/farm-file.ts';
+import { LogFormat } from '../../sites/logger.ts';
+import { UsageError } from './cli-error.ts';
 import { parseToken } from './option-values.ts';
 
 /** Options every command takes (`renderbus --help`). */
@@ -12,7 +14,11 @@ export interface GlobalOptions {
   site?: string;
   /** Credentials file (also RENDERBUS_CREDS); else the local operator's from <data>/farm.json. */
   creds?: string;
+  /** json or pretty (also RENDERBUS_LOG_FORMAT); else pretty on a terminal, JSON otherwise (sites/logger.ts). */
+  logFormat?: string;
 }
+
+const LOG_FORMATS: readonly string[] = Object.values(LogFormat);
 
 /** The global options, checked: a bad --site is a usage error before anything connects. */
 export function checkGlobals(g: GlobalOptions): GlobalOptions {
@@ -21,7 +27,16 @@ export function checkGlobals(g: GlobalOptions): GlobalOptions {
   if (g.nats !== undefined && g.nats !== '') out.nats = g.nats;
   if (g.site !== undefined) out.site = parseToken('--site', g.site);
   if (g.creds !== undefined && g.creds !== '') out.creds = g.creds;
+  if (g.logFormat !== undefined && g.logFormat !== '') {
+    if (!LOG_FORMATS.includes(g.logFormat)) throw new UsageError(`--log-format: '${g.logFormat}' is not a log format (${LOG_FORMATS.join(' or ')})`);
+    out.logFormat = g.logFormat;
+  }
   return out;
+}
+
+/** The log format asked for, if any (checked by checkGlobals). */
+export function logFormatOf(g: GlobalOptions): LogFormat | undefined {
+  return g.logFormat as LogFormat | undefined;
 }
 
 export function dataDirOf(g: GlobalOptions): string {

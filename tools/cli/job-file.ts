@@ -197,12 +197,33 @@ export function readJobFile(path: string, shown = path): Json {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`job file ${shown}: not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`job file ${shown}: ${jsonSyntaxError(text, (err as Error).message)}`, { cause: err });
   }
   if (!isObject(value)) {
     throw new UsageError(`job file ${shown}: must hold one JSON object (the job description), not ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
   }
   return { ...value };
+}
+
+/**
+ * JSON.parse's complaint with the line and column it points at, and that line with a caret
+ * under the spot: V8 gives a character offset ("at position 31"), which no editor shows.
+ */
+export function jsonSyntaxError(text: string, message: string): string {
+  if (text.trim() === '') return 'not valid JSON: the file is empty (it must hold one JSON object, the job description)';
+  const at = /\s*(?:in JSON )?at position (\d+)(?: \(line \d+ column \d+\))?/.exec(message);
+  // "Unexpected end of JSON input" names no position: the end is where it is
+  const offset = at ? Math.min(Number(at[1]), text.length) : /end of JSON input/.test(message) ? text.length : undefined;
+  const what = (at ? message.slice(0, at.index) + message.slice(at.index + at[0].length) : message).trim();
+  if (offset === undefined) return `not valid JSON: ${what}`;
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const lineStart = before.lastIndexOf('\n') + 1;
+  const column = offset - lineStart + 1;
+  const lineText = text.slice(lineStart).split('\n')[0]!.replace(/\r$/, '');
+  const shown = lineText.length > 100 ? lineText.slice(0, 100) : lineText;
+  const caret = column - 1 <= shown.length ? `\n    ${shown.replace(/\t/g, ' ')}\n    ${' '.repeat(column - 1)}^` : '';
+  return `not valid JSON at line ${line}, column ${column}: ${what}${caret}`;
 }
 
 function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, problems: string[]): void {

@@ -96,7 +96,8 @@ Job file: one JSON object with the fields
   output: { dir, pattern }
   notify: [URL, ...] or { webhooks: [URL, ...], email: [address, ...], on: [done, failed, cancelled, progress], everyPercent: N }
   env: { "NAME": "value", ... } (or --env NAME=VALUE): the renderer's own variables; it never sees the farm's
-Paths in a job file are relative to the file. Every wrong field is reported by name.
+Paths in a job file are relative to the file. Every wrong field is reported by name, and a
+JSON syntax error by its line and column.
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
 terminal, plain lines otherwise; exits 0 when every frame is done, 1 when the job failed or was
@@ -116,6 +117,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .addOption(new Option('--nats <url>', 'NATS URL of the farm (default: from <data>/farm.json)').env('RENDERBUS_NATS'))
     .option('--site <name>', "site name, the root of every subject (default: the credential's site)")
     .addOption(new Option('--creds <file>', "credentials file issued by the farm's operator (renderbus credentials add; default: the local operator's, from <data>/farm.json)").env('RENDERBUS_CREDS'))
+    .addOption(new Option('--log-format <format>', "logs of the farm's processes: json, one object a line, or pretty, readable lines (default: pretty on a terminal, json in a pipe or a file)").env('RENDERBUS_LOG_FORMAT'))
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')
@@ -134,7 +136,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .summary('start a whole farm on this machine, until Ctrl-C')
     .description('start a whole farm on this machine: nats-server, registry, scheduler and a render server; runs until Ctrl-C or SIGTERM')
     .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
-    .option('--port <n>', 'NATS client port; -1 picks a free one (default: 4222)')
+    .option('--port <n>', 'NATS client port; -1 picks a free one; a port given here that is taken is an error (default: 4222, or a free port if 4222 is taken)')
     .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1); NATS only, the monitor stays on --monitor-listen')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
     .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
@@ -384,7 +386,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('tail')
     .summary('print the messages on a subject filter, decoded, as they flow')
-    .description('print the messages on a subject filter as they flow, decoded, one line each (Ctrl-C stops)')
+    .description('print the messages on a subject filter as they flow, decoded, one line each (Ctrl-C stops); when NATS restarts it says so and reconnects (messages sent meanwhile are not shown)')
     .argument('[filter]', "NATS subject filter (default: 'rb.<site>.evt.>', every event of the site)")
     .option('--json', "one JSON object per message: {subject, data}")
     .addHelpText('after', "\nExamples:\n  renderbus tail\n  renderbus tail 'rb.studio.evt.job.>'\n  renderbus tail 'rb.studio.>' --json")

@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** Debian package that provides each program the farm drives. */
-const PACKAGE_OF: Record<string, string> = { povray: 'povray', 'nats-server': 'nats-server', bwrap: 'bubblewrap', parallel: 'parallel' };
+const PACKAGE_OF: Record<string, string> = { povray: 'povray povray-includes', 'nats-server': 'nats-server', bwrap: 'bubblewrap', parallel: 'parallel' };
 
 /** Full path of a program on PATH (or NATS_SERVER_BIN for nats-server), or null. */
 export function findProgram(name: string): string | null {
@@ -12,6 +12,8 @@ export function findProgram(name: string): string | null {
     const path = join(dir, name);
     if (executable(path)) return path;
   }
+  // Debian installs nats-server in /usr/sbin, which is on root's PATH only
+  for (const dir of ['/usr/sbin', '/sbin']) if (executable(join(dir, name))) return join(dir, name);
   return null;
 }
 

@@ -1,4 +1,4 @@
-import type { Msg } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { decodeAny, subjects } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
@@ -13,7 +13,8 @@ import { untilSignal } from './signals.ts';
 export async function tailCommand(c: CommandContext<{ json?: boolean }>): Promise<number> {
   const given = c.args[0];
   if (given !== undefined) checkFilter(given);
-  const fc = await openFarm(c.globals, 'renderbus-tail');
+  // a tail watches the farm through its restarts: a nats-server that goes away is waited for
+  const fc = await openFarm(c.globals, 'renderbus-tail', { reconnect: true });
   const filter = given ?? subjects.allEvents(fc.site);
   const p = paint(c.io.stdout);
   fc.nc.subscribe(filter, {
@@ -25,7 +26,9 @@ export async function tailCommand(c: CommandContext<{ json?: boolean }>): Promis
       c.io.stdout.write(c.opts.json ? `${tailJson(msg.subject, msg.data)}\n` : `${tailLine(msg, p)}\n`);
     },
   });
+  await fc.nc.flush(); // the server has the subscription: what is published from now on is shown
   if (!c.opts.json) c.io.stderr.write(`tailing ${filter} on ${fc.url} (Ctrl-C to stop)\n`);
+  void reportOutages(fc.nc, fc.url, c.io.stderr);
   const sig = untilSignal();
   const why = await Promise.race([sig.signal, fc.nc.closed().then(() => 'closed' as const)]);
   sig.dispose();
@@ -35,6 +38,20 @@ export async function tailCommand(c: CommandContext<{ json?: boolean }>): Promis
   }
   await fc.close();
   return ExitCode.Ok;
+}
+
+/** Says on stderr when the connection drops and when it is back (the subscription comes back with it). */
+async function reportOutages(nc: NatsConnection, url: string, err: NodeJS.WritableStream): Promise<void> {
+  let down = false;
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect' && !down) {
+      down = true;
+      err.write(`lost the connection to ${url}: reconnecting (messages sent meanwhile are not shown)\n`);
+    } else if (s.type === 'reconnect' && down) {
+      down = false;
+      err.write(`reconnected to ${url}\n`);
+    }
+  }
 }
 
 /** A NATS subject filter: dot-separated tokens, `*` a whole token, `>` only the last one. */

@@ -1,11 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_DATA_DIR, pidAlive, readFarmFile } from '../../sites/farm-file.ts';
+import { pidAlive, readFarmFile } from '../../sites/farm-file.ts';
+import { PortInUseError } from '../../sites/port-in-use.ts';
+import { DEFAULT_NATS_PORT } from '../../sites/site.ts';
 import { rootLogger } from '../../sites/logger.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { paint } from './format.ts';
-import { checkGlobals, dataDirOf } from './global-options.ts';
+import { checkGlobals, dataDirOf, logFormatOf } from './global-options.ts';
 import { DEFAULT_GRACE_MS } from '../../actors/render-server/runtime.ts';
 import { notifierSettings, type NotifierFlags } from './notifier.ts';
 import { schedulerSettings, type SchedulerFlags } from './scheduler-flags.ts';
@@ -14,6 +16,8 @@ import { loadOrCreateSecret } from '../../sites/secret-file.ts';
 import { hostToken, parseCount, parsePort, parseToken } from './option-values.ts';
 import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
+import { DEMO_RESOLUTION, DEMO_SCENE } from './demo.ts';
+import { RENDERBUS_BIN, selfCommand, selfCommandLine } from './self-command.ts';
 
 export interface UpOptions extends NotifierFlags, SchedulerFlags {
   slots?: string;
@@ -60,7 +64,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   if (generatedSecret) notifierOptions.webhookSecret = await loadOrCreateSecret(secretFile);
 
   const logFile = join(dataDir, 'logs', 'farm.log');
-  const log = rootLogger({ name: 'renderbus', file: logFile });
+  const log = rootLogger({ name: 'renderbus', file: logFile, format: logFormatOf(g) });
   const { startFarm } = await import('../../sites/site.ts');
   const sig = untilSignal();
   let farm: Awaited<ReturnType<typeof startFarm>>;
@@ -75,17 +79,22 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
     sig.dispose();
     log.error({ err }, 'farm failed to start');
     log.flush();
+    if (err instanceof PortInUseError) {
+      const flag = err.listener === 'nats' ? '--port' : '--monitor-port';
+      throw new UsageError(`${err.message}: give another with ${flag} N, or ${flag} -1 for any free port`, { cause: err });
+    }
     throw err;
   }
 
 
   const p = paint(c.io.stdout);
-  const data = g.data !== undefined && g.data !== DEFAULT_DATA_DIR ? ` --data ${g.data}` : '';
+  // commands that work as printed, from any folder: this checkout's CLI, and the data directory in full
+  const rb = (...args: string[]) => selfCommandLine(['--data', farm.dataDir, ...args]);
   const local = /\/\/(127\.|localhost|\[::1\])/.test(farm.url);
   c.io.stdout.write(
     [
       `${p.bold(`renderbus farm '${farm.site}' is up`)} (pid ${process.pid}, ${slots} slots on this machine)`,
-      `  NATS URL  ${farm.url}`,
+      `  NATS URL  ${farm.url}${farm.natsFellBack ? ` (port ${DEFAULT_NATS_PORT} was taken; --port N chooses one)` : ''}`,
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
@@ -94,12 +103,15 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
-      'In another terminal:',
-      `  renderbus${data} submit scene.pov --frames 1-24 --wait`,
-      `  renderbus${data} jobs     renderbus${data} hosts     renderbus${data} tail`,
+      'In another terminal, from any folder:',
+      `  ${rb('submit', DEMO_SCENE, '--frames', '1-12', '--resolution', DEMO_RESOLUTION, '--wait')}`,
+      `  ${rb('jobs')}`,
+      `  ${rb('hosts')}`,
+      `  ${rb('tail')}`,
+      ...(selfCommand() === 'renderbus' ? [] : [`(${RENDERBUS_BIN} is this checkout's renderbus: 'sh tools/bootstrap.sh' puts it on PATH)`]),
       local
         ? `Other machines cannot join: NATS listens on ${farm.url} only (use --listen 0.0.0.0 to change that).`
-        : `Other machines join with a credential each: renderbus${data} credentials add render-server <host> --url ${farm.url}, then on <host>: renderbus render-server --creds <file>`,
+        : `Other machines join with a credential each: ${rb('credentials', 'add', 'render-server', 'HOST', '--url', farm.url)}, then on HOST: renderbus render-server --creds render-server-HOST.creds (docs/running-actors.md)`,
       'Stop with Ctrl-C.',
       '',
     ].join('\n'),

@@ -6,6 +6,8 @@
 // which describe only the chunk a render slot is working on.
 #version 3.7;
 global_settings { assumed_gamma 1.0 max_trace_level 6 }
+// POV-Ray's standard include files (Debian: povray-includes, which bootstrap installs)
+#include "colors.inc"
 
 #declare Frames = 36;
 #declare Turn = clock / Frames;            // 0..1 over the animation
@@ -26,7 +28,7 @@ sky_sphere {
 
 plane {
   y, 0
-  pigment { checker color rgb 0.92 color rgb 0.12 scale 0.8 }
+  pigment { checker color Gray90 color Gray10 scale 0.8 }
   finish { diffuse 0.8 reflection 0.12 }
 }
 

@@ -232,6 +232,8 @@ export interface RenderSlotOptions {
   launcher?: Launcher;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
   onChange?: (info: SlotInfo) => void;
+  /** A task started on the slot: the render server reports its leases soon, so the scheduler times the task from now. */
+  onStarted?: () => void;
 }
 
 /** What a render server needs of a slot: the real one (startRenderSlot) or a simulated one (simulated.ts). */
@@ -253,6 +255,8 @@ export interface SlotHandle {
   heldTasks(): string[];
   /** Drops a held task (its job was cancelled, or its lease is another slot's now); false when it is not held. */
   dropHeld(taskId: string, attempt?: number): boolean;
+  /** Hands a held task back unstarted (a `returned` result: its job was paused); false when it is not held. */
+  returnHeld(taskId: string, attempt?: number): boolean;
   /** Every task this slot holds a lease for: rendering, held in hand, or ended with its result not yet taken. */
   leases(): HeldLease[];
   /** Resolves once the slot is idle (or only holding a result the scheduler has not taken) and results sent in the background are taken, or after timeoutMs. */
@@ -269,7 +273,7 @@ export interface RenderSlot extends SlotHandle {
 }
 
 /** Makes slot `index` of a render server: startRenderServer's `slotFactory` (a simulated farm), instead of startRenderSlot. */
-export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>) => SlotHandle;
+export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout' | 'onStarted'>) => SlotHandle;
 
 const PROGRESS_EVERY_MS = 1_000;
 
@@ -280,6 +284,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   let lastProgressAt = -Infinity;
   let running: Promise<RenderOutcome> | null = null;
   let since = Date.now();
+  /** Date.now() when the current task started (lease reports say it). */
+  let startedWall = 0;
   let draining = false;
   const resultSubject = subjects.schedResult(o.site, o.host);
   // Tasks in hand: leased to this slot, started the moment the current one ends, so the slot
@@ -465,7 +471,9 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         const task = context.task!;
         running = null;
         lastProgressAt = -Infinity;
+        startedWall = Date.now();
         slotChanged(task);
+        o.onStarted?.();
         const logFile = logPathOf(task);
         publishFrames(task, task.frames, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
         log.debug({ taskId: task.taskId, attempt: task.attempt, waitMs: context.waitMs }, 'task started');
@@ -518,13 +526,22 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       held.splice(i, 1);
       return true;
     },
+    returnHeld(taskId, attempt) {
+      const i = held.findIndex((t) => t.taskId === taskId && (attempt === undefined || t.attempt === attempt));
+      if (i < 0) return false;
+      reportInBackground(handBack(held.splice(i, 1)[0]!));
+      return true;
+    },
     leases() {
       const out: HeldLease[] = [];
       const add = (t: { taskId: string; jobId: string; taskIndex: number; attempt: number }, state: LeaseState) =>
         out.push({ taskId: t.taskId, jobId: t.jobId, taskIndex: t.taskIndex, attempt: t.attempt, slot: o.index, state });
       const s = actor.getSnapshot();
       const ending = s.matches({ delivering: 'reporting' }) || s.matches({ delivering: 'retrying' });
-      if (s.status === 'active' && s.context.task) add(s.context.task, ending ? 'reporting' : 'running');
+      if (s.status === 'active' && s.context.task) {
+        add(s.context.task, ending ? 'reporting' : 'running');
+        out[out.length - 1]!.startedAt = startedWall;
+      }
       for (const t of held) add(t, 'held');
       for (const r of unacked.values()) add(r, 'reporting');
       return out;

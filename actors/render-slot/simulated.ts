@@ -37,7 +37,7 @@ export interface SimulationOptions {
 }
 
 /** What a simulated slot is told: the simulation, and the same identity a real slot gets. */
-export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>;
+export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout' | 'onStarted'>;
 
 type Phase = 'idle' | 'rendering' | 'reporting' | 'retrying' | 'stopped';
 type Ended = Omit<TaskResult, 'v' | 'host' | 'wantNext' | 'want'>;
@@ -56,6 +56,7 @@ interface HostShared {
   failRate: number;
   resultTimeout: ResultTimeout;
   timers: SimTimers;
+  onStarted: (() => void) | undefined;
   stats: SimStats;
   random: () => number;
   giveUp: () => boolean;
@@ -71,7 +72,7 @@ export function simulatedSlots(sim: SimulationOptions): SlotFactory {
   let last: HostShared | null = null;
   return (o) => {
     // a render server makes its slots one after another: they share one HostShared
-    if (!last || last.nc !== o.nc || last.host !== o.host || last.serverId !== o.serverId || last.site !== o.site || last.log !== o.log) last = shared({ ...sim, ...o });
+    if (!last || last.nc !== o.nc || last.host !== o.host || last.serverId !== o.serverId || last.site !== o.site || last.log !== o.log || last.onStarted !== o.onStarted) last = shared({ ...sim, ...o });
     return new SimulatedSlot(last, o.index);
   };
 }
@@ -86,7 +87,7 @@ function shared(o: SimulatedSlotOptions): HostShared {
     nc: o.nc, site: o.site, host: o.host, serverId: o.serverId, log: o.log,
     resultSubject: subjects.schedResult(o.site, o.host), slotSubject: subjects.hostEvent(o.site, o.host, 'slot'),
     frameMs: o.frameMs, jitter: o.jitter ?? 0, failRate: o.failRate ?? 0, resultTimeout: o.resultTimeout ?? new ResultTimeout(),
-    timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false),
+    timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false), onStarted: o.onStarted,
   };
 }
 
@@ -114,6 +115,8 @@ class SimulatedSlot implements SlotHandle {
   /** The ended task's result, while it is reported in the foreground. */
   private ended: Ended | null = null;
   private startedAt = 0;
+  /** Date.now() when the current task started (lease reports say it). */
+  private startedWall = 0;
   private renderTimer: SimTimer | null = null;
   private retryTimer: SimTimer | null = null;
   private reportAttempts = 0;
@@ -183,11 +186,21 @@ class SimulatedSlot implements SlotHandle {
     return true;
   }
 
+  returnHeld(taskId: string, attempt?: number): boolean {
+    const i = this.held.findIndex((t) => t.taskId === taskId && (attempt === undefined || t.attempt === attempt));
+    if (i < 0) return false;
+    this.reportInBackground(this.handBack(this.held.splice(i, 1)[0]!));
+    return true;
+  }
+
   leases(): HeldLease[] {
     const out: HeldLease[] = [];
     const add = (t: { taskId: string; jobId: string; taskIndex: number; attempt: number }, state: LeaseState) =>
       out.push({ taskId: t.taskId, jobId: t.jobId, taskIndex: t.taskIndex, attempt: t.attempt, slot: this.index, state });
-    if (this.current && this.phase !== 'idle' && this.phase !== 'stopped') add(this.current, this.phase === 'rendering' ? 'running' : 'reporting');
+    if (this.current && this.phase !== 'idle' && this.phase !== 'stopped') {
+      add(this.current, this.phase === 'rendering' ? 'running' : 'reporting');
+      out[out.length - 1]!.startedAt = this.startedWall;
+    }
     for (const t of this.held) add(t, 'held');
     for (const r of this.unacked?.values() ?? []) add(r, 'reporting');
     return out;
@@ -275,6 +288,7 @@ class SimulatedSlot implements SlotHandle {
     this.current = t;
     this.ended = null;
     this.startedAt = performance.now();
+    this.startedWall = Date.now();
     this.setPhase('rendering');
     stats.started += 1;
     stats.startedFrom[source] += 1;
@@ -283,6 +297,7 @@ class SimulatedSlot implements SlotHandle {
     if (this.reportedOnce) stats.wait.add(waitMs);
     this.slotChanged(t);
     this.publishStarted(t, waitMs);
+    this.h.onStarted?.();
     let ms = this.h.frameMs * t.frames.length * (1 + this.h.jitter * (2 * random() - 1));
     const late = t.timeLimitMs !== undefined && ms > t.timeLimitMs;
     if (late) ms = t.timeLimitMs!;

@@ -3,6 +3,9 @@ export interface LeaseHolder {
   project: string;
   /** Leases its tasks hold (running, or in hand); kept by the table. */
   leased: number;
+  /** Of those, tasks whose slot has not started them yet (held in hand), and their frames; kept by the table. */
+  inHandTasks: number;
+  inHandFrames: number;
   spec: { limits?: string[] };
 }
 
@@ -14,6 +17,10 @@ export interface Lease<J> {
   grantedAt: number;
   /** Lease reports from its host since the grace period that did not list it. */
   unconfirmed: number;
+  /** Its slot started the task (a lease report or its result said so); until then it is in hand. */
+  started: boolean;
+  /** Frames of the task (counted in hand until it starts). */
+  frames: number;
 }
 
 /**
@@ -42,8 +49,11 @@ export class LeaseTable<J extends LeaseHolder, T> {
     return this.leases.get(task);
   }
 
-  add(job: J, task: T, host: string, slot: number, now: number): void {
-    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
+  add(job: J, task: T, host: string, slot: number, now: number, frames: number, started = false): void {
+    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0, started: false, frames });
+    job.inHandTasks += 1;
+    job.inHandFrames += frames;
+    if (started) this.start(task);
     bump(this.perSlot, `${host}/${slot}`, 1);
     let tasks = this.hostLeases.get(host);
     if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
@@ -63,6 +73,10 @@ export class LeaseTable<J extends LeaseHolder, T> {
     const l = this.leases.get(task);
     if (!l) return;
     this.leases.delete(task);
+    if (!l.started) {
+      l.job.inHandTasks -= 1;
+      l.job.inHandFrames -= l.frames;
+    }
     bump(this.perSlot, `${l.host}/${l.slot}`, -1);
     const tasks = this.hostLeases.get(l.host);
     tasks?.delete(task);
@@ -78,6 +92,16 @@ export class LeaseTable<J extends LeaseHolder, T> {
         if (hosts.size === 0) this.limitHostLeases.delete(name);
       }
     }
+  }
+
+  /** The slot started the task: it is no longer in hand. False when it has no lease, or had started. */
+  start(task: T): boolean {
+    const l = this.leases.get(task);
+    if (!l || l.started) return false;
+    l.started = true;
+    l.job.inHandTasks -= 1;
+    l.job.inHandFrames -= l.frames;
+    return true;
   }
 
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */

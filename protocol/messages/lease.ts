@@ -16,12 +16,14 @@ export const HeldLease = Type.Object({
   attempt: Type.Integer({ minimum: 1 }),
   slot: Type.Integer({ minimum: 0 }),
   state: LeaseState,
+  /** Running or reporting: when the slot started it, on the host's clock (as the report's `at`). */
+  startedAt: Type.Optional(Millis),
 });
 export type HeldLease = Static<typeof HeldLease>;
 
 /**
- * Render server → scheduler, on `sched.leases`, every heartbeat period and at once when a
- * scheduler says hello: every task this server holds a lease for. It renews those leases, lets
+ * Render server → scheduler, on `sched.leases`, every heartbeat period, at once when a
+ * scheduler says hello, and soon after a slot starts a task (so the scheduler times it from then): every task this server holds a lease for. It renews those leases, lets
  * a restarted scheduler re-adopt them, and tells the scheduler which leases the server lost.
  */
 export const LeaseReport = Type.Object({

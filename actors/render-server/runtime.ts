@@ -55,8 +55,6 @@ const BYE_TIMEOUT_MS = 1_000;
 /** On stop, how long cancelled tasks get to end and report before the server leaves anyway. */
 const STOP_SETTLE_MS = 8_000;
 const MAX_SLOTS = 1024;
-/** How soon after a task starts the lease report saying so goes out (starts within it share one). */
-const START_REPORT_DELAY_MS = 50;
 /** How long running tasks may finish when a render server is asked to stop (SIGTERM, `stop` request). */
 export const DEFAULT_GRACE_MS = 60_000;
 
@@ -86,17 +84,8 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   }
   const slots: SlotHandle[] = [];
   const resultTimeout = new ResultTimeout(); // its slots talk to one scheduler: one estimate of its round trip
-  // a task that starts is reported soon, so the scheduler counts it running (not in hand) and
-  // times it from its real start; starts close together share one report
-  let reportDue: NodeJS.Timeout | null = null;
-  const reportSoon = () => {
-    reportDue ??= setTimeout(() => {
-      reportDue = null;
-      reportLeases(heartbeatMs);
-    }, START_REPORT_DELAY_MS);
-  };
   for (let index = 0; index < o.slots; index++) {
-    slots.push(makeSlot({ nc, site, host, serverId, index, log, resultTimeout, onStarted: reportSoon }));
+    slots.push(makeSlot({ nc, site, host, serverId, index, log, resultTimeout }));
   }
   const slotInfos = () => slots.map((s) => s.info());
   let everRegistered = false;
@@ -283,7 +272,6 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
   const release = () => {
-    if (reportDue) clearTimeout(reportDue);
     for (const s of subs) s.unsubscribe();
     for (const s of slots) s.stop();
     launcher?.close();

@@ -232,8 +232,6 @@ export interface RenderSlotOptions {
   launcher?: Launcher;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
   onChange?: (info: SlotInfo) => void;
-  /** A task started on the slot: the render server reports its leases soon, so the scheduler times the task from now. */
-  onStarted?: () => void;
 }
 
 /** What a render server needs of a slot: the real one (startRenderSlot) or a simulated one (simulated.ts). */
@@ -273,7 +271,7 @@ export interface RenderSlot extends SlotHandle {
 }
 
 /** Makes slot `index` of a render server: startRenderServer's `slotFactory` (a simulated farm), instead of startRenderSlot. */
-export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout' | 'onStarted'>) => SlotHandle;
+export type SlotFactory = (o: Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>) => SlotHandle;
 
 const PROGRESS_EVERY_MS = 1_000;
 
@@ -473,7 +471,6 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         lastProgressAt = -Infinity;
         startedWall = Date.now();
         slotChanged(task);
-        o.onStarted?.();
         const logFile = logPathOf(task);
         publishFrames(task, task.frames, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
         log.debug({ taskId: task.taskId, attempt: task.attempt, waitMs: context.waitMs }, 'task started');

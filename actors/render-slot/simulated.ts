@@ -37,7 +37,7 @@ export interface SimulationOptions {
 }
 
 /** What a simulated slot is told: the simulation, and the same identity a real slot gets. */
-export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout' | 'onStarted'>;
+export type SimulatedSlotOptions = SimulationOptions & Pick<RenderSlotOptions, 'nc' | 'site' | 'host' | 'serverId' | 'index' | 'log' | 'resultTimeout'>;
 
 type Phase = 'idle' | 'rendering' | 'reporting' | 'retrying' | 'stopped';
 type Ended = Omit<TaskResult, 'v' | 'host' | 'wantNext' | 'want'>;
@@ -56,7 +56,6 @@ interface HostShared {
   failRate: number;
   resultTimeout: ResultTimeout;
   timers: SimTimers;
-  onStarted: (() => void) | undefined;
   stats: SimStats;
   random: () => number;
   giveUp: () => boolean;
@@ -72,7 +71,7 @@ export function simulatedSlots(sim: SimulationOptions): SlotFactory {
   let last: HostShared | null = null;
   return (o) => {
     // a render server makes its slots one after another: they share one HostShared
-    if (!last || last.nc !== o.nc || last.host !== o.host || last.serverId !== o.serverId || last.site !== o.site || last.log !== o.log || last.onStarted !== o.onStarted) last = shared({ ...sim, ...o });
+    if (!last || last.nc !== o.nc || last.host !== o.host || last.serverId !== o.serverId || last.site !== o.site || last.log !== o.log) last = shared({ ...sim, ...o });
     return new SimulatedSlot(last, o.index);
   };
 }
@@ -87,7 +86,7 @@ function shared(o: SimulatedSlotOptions): HostShared {
     nc: o.nc, site: o.site, host: o.host, serverId: o.serverId, log: o.log,
     resultSubject: subjects.schedResult(o.site, o.host), slotSubject: subjects.hostEvent(o.site, o.host, 'slot'),
     frameMs: o.frameMs, jitter: o.jitter ?? 0, failRate: o.failRate ?? 0, resultTimeout: o.resultTimeout ?? new ResultTimeout(),
-    timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false), onStarted: o.onStarted,
+    timers: o.timers, stats: o.stats, random: o.random ?? Math.random, giveUp: o.giveUp ?? (() => false),
   };
 }
 
@@ -297,7 +296,6 @@ class SimulatedSlot implements SlotHandle {
     if (this.reportedOnce) stats.wait.add(waitMs);
     this.slotChanged(t);
     this.publishStarted(t, waitMs);
-    this.h.onStarted?.();
     let ms = this.h.frameMs * t.frames.length * (1 + this.h.jitter * (2 * random() - 1));
     const late = t.timeLimitMs !== undefined && ms > t.timeLimitMs;
     if (late) ms = t.timeLimitMs!;

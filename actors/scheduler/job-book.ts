@@ -462,6 +462,15 @@ export class JobBook {
     return true;
   }
 
+  /**
+   * A slot's result said it had already started the task it held in hand (`want` 1): that task
+   * runs from now. Returns its job, when there was one in hand.
+   */
+  heldStarted(host: string, slot: number, now: number): Job | undefined {
+    for (const task of this.leases.slotTasks(host, slot)) if (this.markStarted(task, now, now)) return this.leases.get(task)!.job;
+    return undefined;
+  }
+
   /** The job's tasks its slots hold in hand, not started yet (a paused job hands them back). */
   inHand(job: Job): Task[] {
     return [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Running && t.startedAt === undefined && this.leases.get(t) !== undefined);
@@ -484,7 +493,9 @@ export class JobBook {
     task.host = host;
     task.slot = slot;
     task.handedAt = now;
-    task.startedAt = undefined; // when its slot says it started (markStarted)
+    // a slot that holds no other lease renders nothing: it starts the task as it arrives; a busy
+    // one holds it in hand until its slot says it started it (heldStarted, renew)
+    task.startedAt = this.leases.onSlot(host, slot) === 0 ? now : undefined;
     task.finishedAt = undefined;
     this.addLease(job, task, host, slot, now);
     job.startedAt ??= now;
@@ -647,6 +658,7 @@ export class JobBook {
         lease.unconfirmed = 0;
         listed.add(task);
         if (h.state !== 'held' && this.markStarted(task, h.startedAt ?? now, now)) out.started.push(job);
+        else if (h.state === 'held' && this.leases.unstart(task)) task.startedAt = undefined;
       } else if (task.state === TaskState.Queued && h.attempt >= task.attempt && task.resolvedAttempt !== h.attempt && !this.isFinished(job)) {
         const kept = job.tasks.get(h.taskIndex)!;
         this.adopt(job, kept, host, h.slot, h.attempt, now, h.state === 'held' ? undefined : (h.startedAt ?? now));

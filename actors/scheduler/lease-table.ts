@@ -104,6 +104,21 @@ export class LeaseTable<J extends LeaseHolder, T> {
     return true;
   }
 
+  /** The slot still holds the task in hand after all (a start was inferred too early). False when it has no lease, or had not started. */
+  unstart(task: T): boolean {
+    const l = this.leases.get(task);
+    if (!l || !l.started) return false;
+    l.started = false;
+    l.job.inHandTasks += 1;
+    l.job.inHandFrames += l.frames;
+    return true;
+  }
+
+  /** The tasks leased to one slot. */
+  slotTasks(host: string, slot: number): T[] {
+    return [...(this.hostLeases.get(host) ?? [])].filter((t) => this.leases.get(t)!.slot === slot);
+  }
+
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   onSlot(host: string, slot: number): number {
     return this.perSlot.get(`${host}/${slot}`) ?? 0;

@@ -367,6 +367,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     checkOutputs(r);
     const at = now();
     const outcome = book.result(r, at);
+    // the slot started the task it held when this one ended (said once: a resend is a duplicate)
+    const startedHeld = r.want === 1 && r.status !== 'returned' && outcome.kind !== 'duplicate' ? book.heldStarted(r.host, r.slot, at) : undefined;
     // nothing is handed out while lease reports may still bring back tasks that are running
     const adopting = actor.getSnapshot().matches({ serving: { dispatch: 'adopting' } });
     if (adopting && outcome.kind === 'stale' && outcome.task.state === 'queued') {
@@ -413,12 +415,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if ((outcome.kind === 'accepted' || outcome.kind === 'duplicate') && leased.length > 0) handedWith.set(outcome.task, { attempt: r.attempt, leased: leased.map((l) => l.assignment) });
     // The slot waits for this reply: answer first, tell the world right after (events and the
     // journal go out on the next turn of the loop, after the reply has been written).
-    setImmediate(() => reportResult(r, outcome, leased, at, endedJob));
+    setImmediate(() => reportResult(r, outcome, leased, at, endedJob, startedHeld));
     return { next: leased[0]?.assignment ?? null, following: leased[1]?.assignment ?? null };
   }
 
-  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean): void {
+  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean, startedHeld?: Job): void {
     for (const l of leased) onLeased(l.job, l.assignment, l.firstStart);
+    if (startedHeld && startedHeld !== (outcome.kind === 'unknown' ? undefined : outcome.job)) progressSoon(startedHeld, at);
     if (outcome.kind === 'unknown') {
       log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
       return;

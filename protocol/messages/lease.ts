@@ -22,8 +22,8 @@ export const HeldLease = Type.Object({
 export type HeldLease = Static<typeof HeldLease>;
 
 /**
- * Render server → scheduler, on `sched.leases`, every heartbeat period, at once when a
- * scheduler says hello, and soon after a slot starts a task (so the scheduler times it from then): every task this server holds a lease for. It renews those leases, lets
+ * Render server → scheduler, on `sched.leases`, every heartbeat period and at once when a
+ * scheduler says hello: every task this server holds a lease for. It renews those leases, lets
  * a restarted scheduler re-adopt them, and tells the scheduler which leases the server lost.
  */
 export const LeaseReport = Type.Object({

@@ -15,46 +15,55 @@ const held = (jobId: string, taskIndex: number, attempt: number, over: Partial<H
 const failed = (jobId: string, taskIndex: number, attempt: number, over: Partial<TaskResult> = {}) =>
   aTaskResult({ jobId, taskIndex, attempt, status: 'failed', outputs: [], error: { code: 'RB_RENDER_FAILED', message: `boom ${attempt}` }, ...over });
 
-test('frame-record - a task handed out is in hand, not running, until its slot says it started; it is timed from then', () => {
+test('frame-record - a task handed to a busy slot is in hand, not running, until its slot says it started it; it is timed from then', () => {
   const book = new JobBook();
-  const job = add(book, 'a', { frames: '1-3' });
-  book.lease(job, 'h1', 0, 2000);
-  book.lease(job, 'h1', 0, 2000); // the second, held in hand behind the first
-  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 0, done: 0, failed: 0, inHand: 2 });
-  // the host's report: the first started at 2300 (on our clock), the second is still held
-  const out = book.renew('h1', [held('a', 0, 1, { startedAt: 2300 }), held('a', 1, 1, { state: 'held' })], 2400);
+  const job = add(book, 'a', { frames: '1-4' });
+  book.lease(job, 'h1', 0, 2000); // an idle slot starts it as it arrives
+  book.lease(job, 'h1', 0, 2000); // held in hand behind the first
+  assert.deepEqual(book.summary(job).counts, { total: 4, queued: 2, running: 1, done: 0, failed: 0, inHand: 1 });
+  let [first, second] = [...book.frameRecords(job)];
+  assert.deepEqual([first!.startedAt, first!.handedAt, first!.inHand], [2000, 2000, undefined]);
+  assert.deepEqual([second!.startedAt, second!.handedAt, second!.inHand], [undefined, 2000, true], 'a task in hand has no start time');
+  // the first ends, and its result says the slot started the one it held (want 1): it runs from now
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, want: 1 }), 3000);
+  assert.equal(book.heldStarted('h1', 0, 3000)?.id, 'a');
+  assert.equal(book.heldStarted('h1', 0, 3100), undefined, 'said once');
+  assert.deepEqual(book.summary(job).counts, { total: 4, queued: 2, running: 1, done: 1, failed: 0 });
+  [, second] = [...book.frameRecords(job)];
+  assert.deepEqual([second!.startedAt, second!.inHand], [3000, undefined]);
+  // a lease report tells the real start of a task its slot started without a result saying so
+  book.lease(job, 'h1', 0, 3200);
+  assert.equal(book.summary(job).counts.inHand, 1);
+  const out = book.renew('h1', [held('a', 1, 1), held('a', 2, 1, { startedAt: 3300 })], 3400);
   assert.deepEqual(out.started.map((j) => j.id), ['a']);
-  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 1, done: 0, failed: 0, inHand: 1 });
-  const [first, second] = [...book.frameRecords(job)];
-  assert.equal(first!.startedAt, 2300);
-  assert.equal(first!.handedAt, 2000);
-  assert.equal(first!.inHand, undefined);
-  assert.equal(second!.startedAt, undefined, 'a task in hand has no start time');
-  assert.equal(second!.inHand, true);
-  // the same report again changes nothing
-  assert.deepEqual(book.renew('h1', [held('a', 0, 1, { startedAt: 2300 })], 2500).started, []);
-  // the first ends; its slot starts the one in hand, whose result comes before any report says so:
-  // it started its wall time before it ended
-  book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, stats: { wallMs: 1000, cpuMs: 1, peakRssKb: 1, bytesWritten: 1 } }), 3300);
-  book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, stats: { wallMs: 600, cpuMs: 1, peakRssKb: 1, bytesWritten: 1 } }), 3900);
-  const records = [...book.frameRecords(job)];
-  assert.deepEqual(records.slice(0, 2).map((r) => [r.startedAt, r.finishedAt]), [[2300, 3300], [3300, 3900]]);
-  assert.deepEqual(book.summary(job).counts, { total: 3, queued: 1, running: 0, done: 2, failed: 0 });
+  assert.equal([...book.frameRecords(job)][2]!.startedAt, 3300);
+  assert.deepEqual(book.renew('h1', [held('a', 1, 1), held('a', 2, 1, { startedAt: 3300 })], 3500).started, [], 'the same report again changes nothing');
+  // a held task whose slot says it still holds it is in hand again (a start inferred too early)
+  book.renew('h1', [held('a', 1, 1), held('a', 2, 1, { state: 'held' })], 3600);
+  assert.deepEqual([...book.frameRecords(job)].slice(2, 3).map((r) => [r.startedAt, r.inHand]), [[undefined, true]]);
+  // a result without any word of its start: it started its wall time before it ended
+  book.result(aTaskResult({ jobId: 'a', taskIndex: 2, attempt: 1, stats: { wallMs: 600, cpuMs: 1, peakRssKb: 1, bytesWritten: 1 } }), 4000);
+  assert.equal([...book.frameRecords(job)][2]!.startedAt, 3400);
 });
 
 test('frame-record - a start time is never before the hand-out nor after now; a lost task in hand leaves the count', () => {
   const book = new JobBook();
-  const job = add(book, 'a', { frames: '1-2' });
+  const job = add(book, 'a', { frames: '1-4' });
+  book.lease(job, 'h1', 0, 1000);
   book.lease(job, 'h1', 0, 2000);
+  book.lease(job, 'h1', 1, 1000);
   book.lease(job, 'h1', 1, 2000);
-  book.renew('h1', [held('a', 0, 1, { startedAt: 1500 }), held('a', 1, 1, { slot: 1, startedAt: 9000 })], 2500);
-  assert.deepEqual([...book.frameRecords(job)].map((r) => r.startedAt), [2000, 2500]);
+  book.renew('h1', [held('a', 1, 1, { startedAt: 1500 })], 2500);
+  book.renew('h1', [held('a', 1, 1, { startedAt: 1500 }), held('a', 3, 1, { slot: 1, startedAt: 9000 })], 2500);
+  const records = [...book.frameRecords(job)];
+  assert.deepEqual([records[1]!.startedAt, records[3]!.startedAt], [2000, 2500]);
   const book2 = new JobBook();
-  const job2 = add(book2, 'b', { frames: '1' });
+  const job2 = add(book2, 'b', { frames: '1-2' });
+  book2.lease(job2, 'h1', 0, 2000);
   book2.lease(job2, 'h1', 0, 2000);
   assert.equal(book2.summary(job2).counts.inHand, 1);
   book2.releaseHost('h1');
-  assert.deepEqual(book2.summary(job2).counts, { total: 1, queued: 1, running: 0, done: 0, failed: 0 });
+  assert.deepEqual(book2.summary(job2).counts, { total: 2, queued: 2, running: 0, done: 0, failed: 0 });
 });
 
 test('frame-record - the tasks a paused job holds in hand are listed to be asked back; a returned one is queued with no attempt used', () => {
@@ -62,7 +71,6 @@ test('frame-record - the tasks a paused job holds in hand are listed to be asked
   const job = add(book, 'a', { frames: '1-2' });
   book.lease(job, 'h1', 0, 2000);
   book.lease(job, 'h1', 0, 2000);
-  book.renew('h1', [held('a', 0, 1), held('a', 1, 1, { state: 'held' })], 2100);
   book.setPaused(job, true);
   assert.deepEqual(book.inHand(job).map((t) => t.index), [1]);
   const back = book.result(aTaskResult({ jobId: 'a', taskIndex: 1, attempt: 1, status: 'returned', outputs: [] }), 2200);
@@ -79,8 +87,7 @@ test('frame-record - each failed attempt stays in the record (host, slot, error,
   const book = new JobBook();
   const job = add(book, 'a', { frames: '1', maxAttempts: MAX_FRAME_ATTEMPTS + 5, maxHostFailures: 100 });
   for (let i = 1; i <= 2; i++) {
-    const a = book.lease(job, `h${i}`, i, 1000 * i)!;
-    book.renew(`h${i}`, [held('a', 0, a.attempt, { slot: i, startedAt: 1000 * i + 100 })], 1000 * i + 200);
+    const a = book.lease(job, `h${i}`, i, 1000 * i + 100)!; // an idle slot: started as it arrives
     assert.equal(book.result(failed('a', 0, a.attempt, { host: `h${i}`, slot: i }), 1000 * i + 500).kind, 'accepted');
   }
   const a3 = book.lease(job, 'h3', 0, 5000)!;
@@ -91,7 +98,7 @@ test('frame-record - each failed attempt stays in the record (host, slot, error,
     { attempt: 1, host: 'h1', slot: 1, error: 'RB_RENDER_FAILED: boom 1', startedAt: 1100, finishedAt: 1500 },
     { attempt: 2, host: 'h2', slot: 2, error: 'RB_RENDER_FAILED: boom 2', startedAt: 2100, finishedAt: 2500 },
   ]);
-  assert.deepEqual([r!.host, r!.startedAt, r!.finishedAt], ['h3', 5100, 5400]);
+  assert.deepEqual([r!.host, r!.startedAt, r!.finishedAt], ['h3', 5000, 5400]);
   // bounded: a frame failing again and again keeps its latest attempts
   const book2 = new JobBook();
   const job2 = add(book2, 'b', { frames: '1', maxAttempts: MAX_FRAME_ATTEMPTS + 5, maxHostFailures: 100 });

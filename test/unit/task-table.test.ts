@@ -78,8 +78,8 @@ test('task-table - a million-frame job stores no task until one is touched', () 
   assert.deepEqual([a.taskIndex, a.frames], [0, [1]]);
   assert.equal(job.tasks.touched, 1);
   const [first, second] = [...book.frameRecords(job, undefined)].slice(0, 2);
-  // handed out, not started yet: its slot holds it in hand
-  assert.deepEqual(first, { frame: 1, state: 'running', taskIndex: 0, attempt: 1, host: 'h1', slot: 0, handedAt: 2000, inHand: true });
+  // handed to an idle slot: started as it arrives
+  assert.deepEqual(first, { frame: 1, state: 'running', taskIndex: 0, attempt: 1, host: 'h1', slot: 0, handedAt: 2000, startedAt: 2000 });
   assert.deepEqual(second, { frame: 2, state: 'queued', taskIndex: 1, attempt: 0 });
   // a result for a task never handed out is stale, and leaves it untouched
   assert.equal(book.result(aTaskResult({ jobId: 'big', taskIndex: 500, attempt: 1 }), 3000).kind, 'stale');
@@ -122,7 +122,7 @@ test('task-table - done tasks settle into columns past the latest ones, and read
   assert.equal(book.state(job), 'rendering');
   const again = book.lease(job, 'h2', 0, 10_000)!;
   assert.deepEqual([again.taskIndex, again.attempt, again.frames], [10, 2, [11]]);
-  assert.deepEqual(book.summary(job).counts, { total: n, queued: 0, running: 0, done: n - 1, failed: 0, inHand: 1 });
+  assert.deepEqual(book.summary(job).counts, { total: n, queued: 0, running: 1, done: n - 1, failed: 0 });
 });
 
 test('task-table - a done task with something of its own stays an object (other outputs, raised memory)', () => {

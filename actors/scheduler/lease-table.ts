@@ -31,8 +31,8 @@ export interface Lease<J> {
 export class LeaseTable<J extends LeaseHolder, T> {
   /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
   private readonly leases = new Map<T, Lease<J>>();
-  /** `host/slot` → how many leases that slot holds. */
-  private readonly perSlot = new Map<string, number>();
+  /** `host/slot` → the tasks leased to that slot (one or two). */
+  private readonly perSlot = new Map<string, T[]>();
   private readonly hostLeases = new Map<string, Set<T>>();
   /** Jobs holding at least one lease. */
   readonly leasedJobs = new Set<J>();
@@ -54,7 +54,10 @@ export class LeaseTable<J extends LeaseHolder, T> {
     job.inHandTasks += 1;
     job.inHandFrames += frames;
     if (started) this.start(task);
-    bump(this.perSlot, `${host}/${slot}`, 1);
+    const key = `${host}/${slot}`;
+    const onSlot = this.perSlot.get(key);
+    if (onSlot) onSlot.push(task);
+    else this.perSlot.set(key, [task]);
     let tasks = this.hostLeases.get(host);
     if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
     tasks.add(task);
@@ -77,7 +80,10 @@ export class LeaseTable<J extends LeaseHolder, T> {
       l.job.inHandTasks -= 1;
       l.job.inHandFrames -= l.frames;
     }
-    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
+    const key = `${l.host}/${l.slot}`;
+    const onSlot = this.perSlot.get(key)?.filter((t) => t !== task);
+    if (onSlot && onSlot.length > 0) this.perSlot.set(key, onSlot);
+    else this.perSlot.delete(key);
     const tasks = this.hostLeases.get(l.host);
     tasks?.delete(task);
     if (tasks?.size === 0) this.hostLeases.delete(l.host);
@@ -115,13 +121,13 @@ export class LeaseTable<J extends LeaseHolder, T> {
   }
 
   /** The tasks leased to one slot. */
-  slotTasks(host: string, slot: number): T[] {
-    return [...(this.hostLeases.get(host) ?? [])].filter((t) => this.leases.get(t)!.slot === slot);
+  slotTasks(host: string, slot: number): readonly T[] {
+    return this.perSlot.get(`${host}/${slot}`) ?? [];
   }
 
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   onSlot(host: string, slot: number): number {
-    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+    return this.perSlot.get(`${host}/${slot}`)?.length ?? 0;
   }
 
   /** The tasks leased to a host (a copy: the caller may drop them as it goes). */

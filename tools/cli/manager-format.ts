@@ -208,7 +208,7 @@ export function describeQueue(entries: QueueEntry[], shares: SharesBody | null, 
     String(j.priority),
     queueState(j.state, p),
     String(j.counts.queued),
-    `${j.counts.running}${j.counts.inHand ? ` +${j.counts.inHand} in hand` : ''}`,
+    String(j.counts.running),
     `${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? p.red(` (${j.counts.failed} failed)`) : ''}`,
     waitText(j) ? p.yellow(waitText(j)) : '',
   ]);

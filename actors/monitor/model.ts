@@ -56,6 +56,8 @@ export interface FrameChange {
   percent?: number;
   output?: string;
   error?: string;
+  /** Running events: true when handed to its slot (dispatched) and not started yet (held in hand), false once started. */
+  inHand?: boolean;
 }
 
 /** A host as the live view shows it: its slots with what runs there, and those tasks' figures summed. */
@@ -358,7 +360,7 @@ export class FarmModel {
         const ms = evt.waitMs;
         if (ms !== undefined && (!Number.isFinite(ms) || ms < 0)) return { used: false }; // a broken event: none of it is trusted
         if (onSlot && this.runs.started(host, slot, evt.jobId, evt.frame, evt.attempt ?? 0, evt.at, v, evt.log)) this.touchHost(host, v);
-        change('running');
+        change('running', { inHand: false });
         if (ms === undefined || !observeWait) return { used: true };
         const s = ms / 1000;
         this.latency.count++;
@@ -369,7 +371,7 @@ export class FarmModel {
         return { used: true, latencyS: s };
       }
       case 'dispatched':
-        change('running');
+        change('running', { inHand: true });
         return { used: true };
       case 'progress':
         change('running', evt.percent !== undefined ? { percent: evt.percent } : {});

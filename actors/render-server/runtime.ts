@@ -264,7 +264,10 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
           if (refused !== null) throw new FarmError('RB_DRAINING', `render server ${host} ${refused}`);
           actor.send({ type: 'server.undrain' });
         } else if (req.action === 'stop') setImmediate(() => void stop({ graceMs: o.graceMs ?? DEFAULT_GRACE_MS }));
-        else {
+        else if (req.action === 'return-task') {
+          // only a task held in hand goes back (as a `returned` result); one that started goes on
+          if (req.taskId !== undefined) slots.some((s) => s.returnHeld(req.taskId!, req.attempt));
+        } else {
           const mine = (t: TaskAssignment | null) => t?.taskId === req.taskId && (req.attempt === undefined || t?.attempt === req.attempt);
           const slot = slots.find((s) => mine(s.task()));
           // a task held in hand is simply dropped: it never started

@@ -283,6 +283,8 @@ export interface SlotHandle {
   heldTasks(): string[];
   /** Drops a held task (its job was cancelled, or its lease is another slot's now); false when it is not held. */
   dropHeld(taskId: string, attempt?: number): boolean;
+  /** Hands a held task back unstarted (a `returned` result: its job was paused); false when it is not held. */
+  returnHeld(taskId: string, attempt?: number): boolean;
   /** Every task this slot holds a lease for: rendering, held in hand, or ended with its result not yet taken. */
   leases(): HeldLease[];
   /** Resolves once the slot is idle (or only holding a result the scheduler has not taken) and results sent in the background are taken, or after timeoutMs. */
@@ -310,6 +312,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
   let lastProgressAt = -Infinity;
   let running: Promise<RenderOutcome> | null = null;
   let since = Date.now();
+  /** Date.now() when the current task started (lease reports say it). */
+  let startedWall = 0;
   let draining = false;
   const resultSubject = subjects.schedResult(o.site, o.host);
   // Tasks in hand: leased to this slot, started the moment the current one ends, so the slot
@@ -517,6 +521,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         const task = context.task!;
         running = null;
         lastProgressAt = -Infinity;
+        startedWall = Date.now();
         slotChanged(task);
         const logFile = logPathOf(task);
         publishFrames(task, task.frames, 'started', { waitMs: context.waitMs, ...(logFile ? { log: logFile } : {}) });
@@ -571,13 +576,22 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       held.splice(i, 1);
       return true;
     },
+    returnHeld(taskId, attempt) {
+      const i = held.findIndex((t) => t.taskId === taskId && (attempt === undefined || t.attempt === attempt));
+      if (i < 0) return false;
+      reportInBackground(handBack(held.splice(i, 1)[0]!));
+      return true;
+    },
     leases() {
       const out: HeldLease[] = [];
       const add = (t: { taskId: string; jobId: string; taskIndex: number; attempt: number }, state: LeaseState) =>
         out.push({ taskId: t.taskId, jobId: t.jobId, taskIndex: t.taskIndex, attempt: t.attempt, slot: o.index, state });
       const s = actor.getSnapshot();
       const ending = s.matches({ delivering: 'reporting' }) || s.matches({ delivering: 'retrying' });
-      if (s.status === 'active' && s.context.task) add(s.context.task, ending ? 'reporting' : 'running');
+      if (s.status === 'active' && s.context.task) {
+        add(s.context.task, ending ? 'reporting' : 'running');
+        out[out.length - 1]!.startedAt = startedWall;
+      }
       for (const t of held) add(t, 'held');
       for (const r of unacked.values()) add(r, 'reporting');
       return out;

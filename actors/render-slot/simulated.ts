@@ -114,6 +114,8 @@ class SimulatedSlot implements SlotHandle {
   /** The ended task's result, while it is reported in the foreground. */
   private ended: Ended | null = null;
   private startedAt = 0;
+  /** Date.now() when the current task started (lease reports say it). */
+  private startedWall = 0;
   private renderTimer: SimTimer | null = null;
   private retryTimer: SimTimer | null = null;
   private reportAttempts = 0;
@@ -183,11 +185,21 @@ class SimulatedSlot implements SlotHandle {
     return true;
   }
 
+  returnHeld(taskId: string, attempt?: number): boolean {
+    const i = this.held.findIndex((t) => t.taskId === taskId && (attempt === undefined || t.attempt === attempt));
+    if (i < 0) return false;
+    this.reportInBackground(this.handBack(this.held.splice(i, 1)[0]!));
+    return true;
+  }
+
   leases(): HeldLease[] {
     const out: HeldLease[] = [];
     const add = (t: { taskId: string; jobId: string; taskIndex: number; attempt: number }, state: LeaseState) =>
       out.push({ taskId: t.taskId, jobId: t.jobId, taskIndex: t.taskIndex, attempt: t.attempt, slot: this.index, state });
-    if (this.current && this.phase !== 'idle' && this.phase !== 'stopped') add(this.current, this.phase === 'rendering' ? 'running' : 'reporting');
+    if (this.current && this.phase !== 'idle' && this.phase !== 'stopped') {
+      add(this.current, this.phase === 'rendering' ? 'running' : 'reporting');
+      out[out.length - 1]!.startedAt = this.startedWall;
+    }
     for (const t of this.held) add(t, 'held');
     for (const r of this.unacked?.values() ?? []) add(r, 'reporting');
     return out;
@@ -275,6 +287,7 @@ class SimulatedSlot implements SlotHandle {
     this.current = t;
     this.ended = null;
     this.startedAt = performance.now();
+    this.startedWall = Date.now();
     this.setPhase('rendering');
     stats.started += 1;
     stats.startedFrom[source] += 1;

@@ -10,7 +10,7 @@ import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
 import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
-import { PreviewOrder, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
+import { PreviewOrder, recordFailure, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
 export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
 
@@ -51,6 +51,9 @@ export interface Job {
   runningTasks: number;
   /** Leases its tasks hold (running, or in hand). */
   leased: number;
+  /** Of those, tasks their slots have not started yet (held in hand), and their frames: not counted running. */
+  inHandTasks: number;
+  inHandFrames: number;
   /** Frames per task for tasks cut from now on (taskDuration changes it). */
   chunkSize: number;
   /** Some task's memory was raised after it ran out: tasks may no longer fit every matching host. */
@@ -96,6 +99,8 @@ export interface RenewOutcome {
   foreign: HeldLease[];
   /** Jobs whose tasks the host lost (unlisted in two reports) went back to the queue. */
   lost: Job[];
+  /** Jobs of tasks the report says started (they were in hand until now), once per task. */
+  started: Job[];
 }
 
 /** A lease granted within this window may not be in the host's next report yet. */
@@ -160,6 +165,8 @@ export class JobBook {
       timedFrames: 0,
       runningTasks: 0,
       leased: 0,
+      inHandTasks: 0,
+      inHandFrames: 0,
       chunkSize: spec.chunk ?? 1,
       memoryRaised: false,
       hostFailures: new Map(),
@@ -444,7 +451,29 @@ export class JobBook {
   }
 
   private addLease(job: Job, task: Task, host: string, slot: number, now: number): void {
-    this.leases.add(job, task, host, slot, now);
+    this.leases.add(job, task, host, slot, now, task.frames.length, task.startedAt !== undefined);
+  }
+
+  /** The slot started a leased task at `at` (no earlier than it was handed out); false when it had already. */
+  private markStarted(task: Task, at: number, now: number): boolean {
+    const lease = this.leases.get(task);
+    if (!lease || !this.leases.start(task)) return false;
+    task.startedAt = Math.min(now, Math.max(lease.grantedAt, Math.round(at)));
+    return true;
+  }
+
+  /**
+   * A slot's result said it had already started the task it held in hand (`want` 1): that task
+   * runs from now. Returns its job, when there was one in hand.
+   */
+  heldStarted(host: string, slot: number, now: number): Job | undefined {
+    for (const task of this.leases.slotTasks(host, slot)) if (this.markStarted(task, now, now)) return this.leases.get(task)!.job;
+    return undefined;
+  }
+
+  /** The job's tasks its slots hold in hand, not started yet (a paused job hands them back). */
+  inHand(job: Job): Task[] {
+    return [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Running && t.startedAt === undefined && this.leases.get(t) !== undefined);
   }
 
   private dropLease(task: Task): void {
@@ -463,7 +492,10 @@ export class JobBook {
     task.attempt += 1;
     task.host = host;
     task.slot = slot;
-    task.startedAt = now;
+    task.handedAt = now;
+    // a slot that holds no other lease renders nothing: it starts the task as it arrives; a busy
+    // one holds it in hand until its slot says it started it (heldStarted, renew)
+    task.startedAt = this.leases.onSlot(host, slot) === 0 ? now : undefined;
     task.finishedAt = undefined;
     this.addLease(job, task, host, slot, now);
     job.startedAt ??= now;
@@ -523,6 +555,9 @@ export class JobBook {
       if (task.state === TaskState.Running) this.requeue(job, task);
       return { kind: 'returned', job, task };
     }
+    // no lease report said it started: it started its wall time before it ended
+    if (lease) this.markStarted(task, now - r.stats.wallMs, now);
+    task.startedAt ??= Math.round(now - r.stats.wallMs);
     if (lease) this.dropLease(task);
     const wasQueued = task.state === TaskState.Queued;
     if (wasQueued) this.dropQueued(job, task);
@@ -553,6 +588,7 @@ export class JobBook {
       return { kind: 'accepted', job, task, retried: false };
     }
     task.error = r.error ? `${r.error.code}: ${r.error.message}` : 'failed';
+    recordFailure(task);
     if (isStorageFailure(r.error?.code)) {
       // the output disk is full: not the host's fault, and not an attempt used; tried again later
       job.storageFullUntil = now + STORAGE_RETRY_MS;
@@ -608,7 +644,7 @@ export class JobBook {
    * never arrived, a server that restarted): its task goes back to the queue.
    */
   renew(host: string, held: readonly HeldLease[], now: number): RenewOutcome {
-    const out: RenewOutcome = { adopted: [], foreign: [], lost: [] };
+    const out: RenewOutcome = { adopted: [], foreign: [], lost: [], started: [] };
     const listed = new Set<Task>();
     for (const h of held) {
       const job = this.jobs.get(h.jobId);
@@ -621,9 +657,11 @@ export class JobBook {
       if (lease && lease.host === host && lease.slot === h.slot && task.attempt === h.attempt) {
         lease.unconfirmed = 0;
         listed.add(task);
+        if (h.state !== 'held' && this.markStarted(task, h.startedAt ?? now, now)) out.started.push(job);
+        else if (h.state === 'held' && this.leases.unstart(task)) task.startedAt = undefined;
       } else if (task.state === TaskState.Queued && h.attempt >= task.attempt && task.resolvedAttempt !== h.attempt && !this.isFinished(job)) {
         const kept = job.tasks.get(h.taskIndex)!;
-        this.adopt(job, kept, host, h.slot, h.attempt, now);
+        this.adopt(job, kept, host, h.slot, h.attempt, now, h.state === 'held' ? undefined : (h.startedAt ?? now));
         listed.add(kept);
         out.adopted.push(kept);
       } else if (h.state !== 'reporting') {
@@ -648,13 +686,14 @@ export class JobBook {
   }
 
   /** A queued task turns out to be running on a slot (reported after a scheduler restart). */
-  private adopt(job: Job, task: Task, host: string, slot: number, attempt: number, now: number): void {
+  private adopt(job: Job, task: Task, host: string, slot: number, attempt: number, now: number, startedAt: number | undefined): void {
     this.dropQueued(job, task);
     task.state = TaskState.Running;
     task.attempt = attempt;
     task.host = host;
     task.slot = slot;
-    task.startedAt = now;
+    task.handedAt = now;
+    task.startedAt = startedAt === undefined ? undefined : Math.min(now, Math.round(startedAt));
     task.finishedAt = undefined;
     job.runningTasks += 1;
     this.addLease(job, task, host, slot, now);
@@ -683,7 +722,7 @@ export class JobBook {
   }
 
   /** Journal replay: an attempt failed and the task was queued again. */
-  restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats): void {
+  restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats, ran?: Pick<Task, 'host' | 'slot' | 'startedAt' | 'finishedAt'>): void {
     if (job.tasks.stateOf(taskIndex) !== TaskState.Queued || job.tasks.peek(taskIndex)?.resolvedAttempt === attempt) return;
     const task = job.tasks.get(taskIndex)!;
     if (!isStorageFailure(error)) task.failures += 1;
@@ -691,10 +730,11 @@ export class JobBook {
     task.attempt = Math.max(task.attempt, attempt);
     task.resolvedAttempt = attempt;
     task.error = error;
+    if (ran) recordFailure(task, { ...ran, attempt, error });
   }
 
   /** Journal replay: a task ended before the restart. */
-  restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt'>, rechunk?: Rechunk): void {
+  restoreEnded(job: Job, taskIndex: number, status: 'done' | 'failed', detail: Pick<Task, 'outputs' | 'error' | 'stats' | 'finishedAt' | 'host' | 'slot' | 'attempt' | 'startedAt'>, rechunk?: Rechunk): void {
     if (!job.tasks.has(taskIndex) || job.tasks.stateOf(taskIndex) !== TaskState.Queued) return;
     const task = job.tasks.get(taskIndex)!;
     this.dropQueued(job, task);
@@ -710,6 +750,7 @@ export class JobBook {
     }
     task.resolvedAttempt = detail.attempt;
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
+    if (status === 'failed') recordFailure(task);
     if (status === 'done') job.tasks.done(task);
     // counted here and told to the job's machine once per job: a transition per record was a
     // third of a long replay (docs/benchmarks.md, scheduler recovery)

@@ -15,7 +15,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
     project: job.project,
     priority: job.prepared.priority,
     state: book.state(job),
-    counts: { total: c.total, queued: c.queued, running: c.running, done: c.done, failed: c.failed },
+    // the book counts every leased frame as running; those their slots hold in hand are shown apart
+    counts: { total: c.total, queued: c.queued, running: Math.max(0, c.running - job.inHandFrames), done: c.done, failed: c.failed, ...(job.inHandFrames > 0 ? { inHand: job.inHandFrames } : {}) },
     submittedAt: job.submittedAt,
     outputDir: job.prepared.outputDir,
   };
@@ -44,12 +45,15 @@ export function* frameRecords(job: Job, after?: number): Generator<FrameRecord> 
     const r: FrameRecord = { frame, state: t.state, taskIndex: t.index, attempt: t.attempt };
     if (t.host !== undefined) r.host = t.host;
     if (t.slot !== undefined) r.slot = t.slot;
+    if (t.handedAt !== undefined) r.handedAt = t.handedAt;
     if (t.startedAt !== undefined) r.startedAt = t.startedAt;
+    else if (t.state === TaskState.Running) r.inHand = true;
     if (t.finishedAt !== undefined) r.finishedAt = t.finishedAt;
     const out = t.outputs?.find((o) => o.frame === frame);
     if (out) r.output = out.path;
     if (t.error !== undefined) r.error = t.error;
     if (t.stats) r.stats = t.stats;
+    if (t.attempts && t.attempts.length > 0) r.attempts = t.attempts.map((a) => ({ ...a }));
     yield r;
   }
 }
@@ -60,11 +64,11 @@ export function jobFailures(job: Job): { frame: number; error: string }[] {
   return failed.flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
 }
 
-/** Milliseconds left, from the measured task times and the tasks left over the slots running them. */
+/** Milliseconds left, from the measured task times and the tasks left over the slots running them (tasks in hand wait on a slot). */
 function jobEta(book: JobBook, job: Job): number | undefined {
   if (job.timedTasks === 0 || book.isFinished(job)) return undefined;
   const perTask = job.timedMs / job.timedTasks;
   const left = job.queuedTasks + job.runningTasks;
-  return Math.round((perTask * left) / Math.max(1, job.runningTasks));
+  return Math.round((perTask * left) / Math.max(1, job.runningTasks - job.inHandTasks));
 }
 

@@ -3,6 +3,9 @@ export interface LeaseHolder {
   project: string;
   /** Leases its tasks hold (running, or in hand); kept by the table. */
   leased: number;
+  /** Of those, tasks whose slot has not started them yet (held in hand), and their frames; kept by the table. */
+  inHandTasks: number;
+  inHandFrames: number;
   spec: { limits?: string[] };
 }
 
@@ -14,6 +17,10 @@ export interface Lease<J> {
   grantedAt: number;
   /** Lease reports from its host since the grace period that did not list it. */
   unconfirmed: number;
+  /** Its slot started the task (a lease report or its result said so); until then it is in hand. */
+  started: boolean;
+  /** Frames of the task (counted in hand until it starts). */
+  frames: number;
 }
 
 /**
@@ -24,8 +31,8 @@ export interface Lease<J> {
 export class LeaseTable<J extends LeaseHolder, T> {
   /** Each running task's lease: where it is. A slot holds up to two: the task it renders and one in hand. */
   private readonly leases = new Map<T, Lease<J>>();
-  /** `host/slot` → how many leases that slot holds. */
-  private readonly perSlot = new Map<string, number>();
+  /** `host/slot` → the tasks leased to that slot (one or two). */
+  private readonly perSlot = new Map<string, T[]>();
   private readonly hostLeases = new Map<string, Set<T>>();
   /** Jobs holding at least one lease. */
   readonly leasedJobs = new Set<J>();
@@ -42,9 +49,15 @@ export class LeaseTable<J extends LeaseHolder, T> {
     return this.leases.get(task);
   }
 
-  add(job: J, task: T, host: string, slot: number, now: number): void {
-    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0 });
-    bump(this.perSlot, `${host}/${slot}`, 1);
+  add(job: J, task: T, host: string, slot: number, now: number, frames: number, started = false): void {
+    this.leases.set(task, { job, host, slot, grantedAt: now, unconfirmed: 0, started: false, frames });
+    job.inHandTasks += 1;
+    job.inHandFrames += frames;
+    if (started) this.start(task);
+    const key = `${host}/${slot}`;
+    const onSlot = this.perSlot.get(key);
+    if (onSlot) onSlot.push(task);
+    else this.perSlot.set(key, [task]);
     let tasks = this.hostLeases.get(host);
     if (!tasks) this.hostLeases.set(host, (tasks = new Set()));
     tasks.add(task);
@@ -63,7 +76,14 @@ export class LeaseTable<J extends LeaseHolder, T> {
     const l = this.leases.get(task);
     if (!l) return;
     this.leases.delete(task);
-    bump(this.perSlot, `${l.host}/${l.slot}`, -1);
+    if (!l.started) {
+      l.job.inHandTasks -= 1;
+      l.job.inHandFrames -= l.frames;
+    }
+    const key = `${l.host}/${l.slot}`;
+    const onSlot = this.perSlot.get(key)?.filter((t) => t !== task);
+    if (onSlot && onSlot.length > 0) this.perSlot.set(key, onSlot);
+    else this.perSlot.delete(key);
     const tasks = this.hostLeases.get(l.host);
     tasks?.delete(task);
     if (tasks?.size === 0) this.hostLeases.delete(l.host);
@@ -80,9 +100,34 @@ export class LeaseTable<J extends LeaseHolder, T> {
     }
   }
 
+  /** The slot started the task: it is no longer in hand. False when it has no lease, or had started. */
+  start(task: T): boolean {
+    const l = this.leases.get(task);
+    if (!l || l.started) return false;
+    l.started = true;
+    l.job.inHandTasks -= 1;
+    l.job.inHandFrames -= l.frames;
+    return true;
+  }
+
+  /** The slot still holds the task in hand after all (a start was inferred too early). False when it has no lease, or had not started. */
+  unstart(task: T): boolean {
+    const l = this.leases.get(task);
+    if (!l || !l.started) return false;
+    l.started = false;
+    l.job.inHandTasks += 1;
+    l.job.inHandFrames += l.frames;
+    return true;
+  }
+
+  /** The tasks leased to one slot. */
+  slotTasks(host: string, slot: number): readonly T[] {
+    return this.perSlot.get(`${host}/${slot}`) ?? [];
+  }
+
   /** Tasks leased to a slot: the one it renders and the one it holds in hand. */
   onSlot(host: string, slot: number): number {
-    return this.perSlot.get(`${host}/${slot}`) ?? 0;
+    return this.perSlot.get(`${host}/${slot}`)?.length ?? 0;
   }
 
   /** The tasks leased to a host (a copy: the caller may drop them as it goes). */

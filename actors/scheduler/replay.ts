@@ -37,8 +37,8 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   if (!job) return undefined;
   if (rec.kind === 'cancel') book.cancel(job, rec.at);
   else if (rec.kind === 'ctl') return applyControl(book, job, rec) > 0 ? job : undefined;
-  else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats);
-  else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}) }, rec.rechunk);
+  else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats, { host: rec.host, slot: rec.slot, startedAt: rec.startedAt, finishedAt: rec.at });
+  else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}), ...(rec.startedAt !== undefined ? { startedAt: rec.startedAt } : {}) }, rec.rechunk);
   return undefined;
 }
 

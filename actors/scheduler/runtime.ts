@@ -3,7 +3,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  aboutFrames, checkNotify, codecs, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
   type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
@@ -123,7 +123,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
     {
       v: PROTOCOL_MAJOR, kind: 'task', jobId: r.jobId, taskIndex: r.taskIndex, status: r.status === 'done' ? 'done' : 'failed', attempt: r.attempt,
-      host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at,
+      host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.startedAt !== undefined ? { startedAt: task.startedAt } : {}),
       ...(task.error && r.status === 'failed' ? { error: task.error } : {}), ...(retry ? { retry } : {}),
       ...(task.rechunk && r.status === 'done' ? { rechunk: task.rechunk } : {}),
     },
@@ -281,11 +281,26 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
     const retried = applyControl(job, req);
+    if (req.action === 'pause') returnInHand(job);
     jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);
     log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried }, 'job control');
     actor.send({ type: 'dispatch.wanted' });
     return { job: book.summary(job) };
   }
+
+  /**
+   * A paused job starts nothing new: the tasks its slots hold in hand are asked back. A slot hands
+   * one back unstarted (a `returned` result: queued again, no attempt used); one it started
+   * meanwhile goes on, as running tasks of a paused job do.
+   */
+  function returnInHand(job: Job): void {
+    for (const t of book.inHand(job)) askBack(t.host!, job.id, t.index, t.attempt);
+  }
+  const askBack = (host: string, jobId: string, taskIndex: number, attempt: number) => {
+    log.info({ host, jobId, taskIndex, attempt }, 'asking a slot to hand back a task of a paused job');
+    const msg = codecs.hostCtl.encode({ v: PROTOCOL_MAJOR, action: 'return-task', taskId: taskId(jobId, taskIndex), attempt });
+    nc.request(subjects.hostCtl(site, host), msg, { timeout: 3_000 }).catch((err: unknown) => log.warn({ err, host, jobId }, 'could not ask for a task in hand back'));
+  };
 
   /** Applies a control action other than cancel; returns how many frames were queued again. */
   function applyControl(job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
@@ -352,6 +367,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     checkOutputs(r);
     const at = now();
     const outcome = book.result(r, at);
+    // the slot started the task it held when this one ended (said once: a resend is a duplicate)
+    const startedHeld = r.want === 1 && r.status !== 'returned' && outcome.kind !== 'duplicate' ? book.heldStarted(r.host, r.slot, at) : undefined;
     // nothing is handed out while lease reports may still bring back tasks that are running
     const adopting = actor.getSnapshot().matches({ serving: { dispatch: 'adopting' } });
     if (adopting && outcome.kind === 'stale' && outcome.task.state === 'queued') {
@@ -398,12 +415,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if ((outcome.kind === 'accepted' || outcome.kind === 'duplicate') && leased.length > 0) handedWith.set(outcome.task, { attempt: r.attempt, leased: leased.map((l) => l.assignment) });
     // The slot waits for this reply: answer first, tell the world right after (events and the
     // journal go out on the next turn of the loop, after the reply has been written).
-    setImmediate(() => reportResult(r, outcome, leased, at, endedJob));
+    setImmediate(() => reportResult(r, outcome, leased, at, endedJob, startedHeld));
     return { next: leased[0]?.assignment ?? null, following: leased[1]?.assignment ?? null };
   }
 
-  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean): void {
+  function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean, startedHeld?: Job): void {
     for (const l of leased) onLeased(l.job, l.assignment, l.firstStart);
+    if (startedHeld && startedHeld !== (outcome.kind === 'unknown' ? undefined : outcome.job)) progressSoon(startedHeld, at);
     if (outcome.kind === 'unknown') {
       log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
       return;
@@ -426,10 +444,14 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason: `failed frames of jobs ${outcome.sick.jobs.join(', ')}` }));
     }
     if (endedJob) finishJob(job);
-    else if (!book.isFinished(job) && at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
-      lastProgress.set(job.id, at);
-      jobEvent(job, 'progress');
-    }
+    else progressSoon(job, at);
+  }
+
+  /** The job's progress event, unless one went out within PROGRESS_EVERY_MS. */
+  function progressSoon(job: Job, at: number): void {
+    if (book.isFinished(job) || at - (lastProgress.get(job.id) ?? 0) < PROGRESS_EVERY_MS) return;
+    lastProgress.set(job.id, at);
+    jobEvent(job, 'progress');
   }
 
   /**
@@ -539,14 +561,25 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       forgetHost(rep.host, 'restarted'); // the leases of its previous instance are gone with it
       liveness.report(rep.host, rep.serverId, rep.everyMs, at);
     }
-    const out = book.renew(rep.host, rep.tasks, at);
+    const out = book.renew(rep.host, onOurClock(rep, at), at);
     if (out.adopted.length > 0) log.info({ host: rep.host, tasks: out.adopted.length }, 'running tasks re-adopted');
+    // tasks that left the hand and started: their jobs' running counts changed
+    for (const job of new Set(out.started)) progressSoon(job, at);
+    // a task of a paused job still in hand (its lease was on its way when the job was paused, or
+    // it was re-adopted after a restart) is asked back again
+    for (const h of rep.tasks) {
+      if (h.state === 'held' && book.jobs.get(h.jobId)?.paused && book.holds(h.jobId, h.taskIndex, h.attempt, rep.host, h.slot)) askBack(rep.host, h.jobId, h.taskIndex, h.attempt);
+    }
     for (const h of out.foreign) dropForeign(rep.host, h);
     if (out.lost.length > 0) {
       log.warn({ host: rep.host, jobs: out.lost.map((j) => j.id) }, 'leases the host no longer holds were requeued');
       actor.send({ type: 'dispatch.wanted' });
     }
   }
+
+  /** A report's start times, from the host's clock to ours (by the report's age: the hosts' clocks may be off). */
+  const onOurClock = (rep: LeaseReport, at: number): HeldLease[] =>
+    rep.tasks.map((h) => (h.startedAt === undefined ? h : { ...h, startedAt: at - Math.max(0, rep.at - h.startedAt) }));
 
   const dropForeign = (host: string, h: HeldLease) => {
     const task = book.jobs.get(h.jobId)?.tasks.view(h.taskIndex);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { frameFileName, runOf, type FrameRuns, type TaskStats } from '../../protocol/index.ts';
+import { frameFileName, MAX_FRAME_ATTEMPTS, runOf, type FrameAttempt, type FrameRuns, type TaskStats } from '../../protocol/index.ts';
 
 export const TaskState = { Queued: 'queued', Running: 'running', Done: 'done', Failed: 'failed', Cancelled: 'cancelled' } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
@@ -16,8 +16,13 @@ export interface Task {
   resolvedAttempt?: number;
   host?: string;
   slot?: number;
+  /** When the latest attempt was handed to its slot. */
+  handedAt?: number;
+  /** When its slot really started the latest attempt; undefined while it holds it in hand. */
   startedAt?: number;
   finishedAt?: number;
+  /** Its failed attempts, oldest first: the last MAX_FRAME_ATTEMPTS (recordFailure). */
+  attempts?: FrameAttempt[];
   outputs?: { frame: number; path: string }[];
   error?: string;
   stats?: TaskStats;
@@ -25,6 +30,21 @@ export interface Task {
   memoryMb?: number;
   /** taskDuration: the re-split of the job's tasks that this task's result decided (journaled with it). */
   rechunk?: Rechunk;
+}
+
+/**
+ * Keeps a failed attempt in the task's record (`ran`, else the task as it is now: attempt, host, slot, error, times),
+ * dropping the oldest beyond MAX_FRAME_ATTEMPTS. The same attempt twice is kept once.
+ */
+export function recordFailure(task: Task, ran: Pick<Task, 'attempt' | 'host' | 'slot' | 'error' | 'startedAt' | 'finishedAt'> = task): void {
+  if (ran.host === undefined || ran.slot === undefined || ran.finishedAt === undefined) return;
+  const list = (task.attempts ??= []);
+  if (list.some((a) => a.attempt === ran.attempt)) return;
+  const a: FrameAttempt = { attempt: ran.attempt, host: ran.host, slot: ran.slot, error: ran.error ?? 'failed', finishedAt: ran.finishedAt };
+  if (ran.startedAt !== undefined) a.startedAt = ran.startedAt;
+  list.push(a);
+  list.sort((x, y) => x.attempt - y.attempt);
+  if (list.length > MAX_FRAME_ATTEMPTS) list.splice(0, list.length - MAX_FRAME_ATTEMPTS);
 }
 
 /** The job's tasks not handed out yet, from order position `from` on (all but `keep`), split again into tasks of `size` frames. */
@@ -212,7 +232,7 @@ export class TaskTable {
     if (!place || t.host === undefined || t.slot === undefined || t.slot > U8_MAX || t.finishedAt === undefined || !t.stats || t.attempt > U8_MAX) return false;
     const counters = [t.stats.cpuMs, t.stats.peakRssKb, t.stats.bytesWritten];
     if (counters.some((v) => !Number.isInteger(v) || v < 0 || v > U32_MAX)) return false;
-    if (t.error !== undefined || t.memoryMb !== undefined || t.rechunk !== undefined) return false;
+    if (t.error !== undefined || t.memoryMb !== undefined || t.rechunk !== undefined || t.attempts !== undefined) return false;
     const finished = t.finishedAt - place.base;
     const started = t.startedAt === undefined ? NO_TIME : t.startedAt - place.base;
     const fitsTime = (v: number) => Number.isInteger(v) && v >= 0 && v < NO_TIME;

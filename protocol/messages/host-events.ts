@@ -25,11 +25,11 @@ export type HostEvent = Static<typeof HostEvent>;
  */
 export const HostCtl = Type.Object({
   v: V,
-  action: Type.Union([Type.Literal('drain'), Type.Literal('undrain'), Type.Literal('stop'), Type.Literal('kill-task')], {
-    description: 'drain: take no new work, finish the running tasks; undrain: take work again (a server that is stopping refuses, RB_DRAINING); stop: drain, then leave; kill-task: kill taskId',
+  action: Type.Union([Type.Literal('drain'), Type.Literal('undrain'), Type.Literal('stop'), Type.Literal('kill-task'), Type.Literal('return-task')], {
+    description: 'drain: take no new work, finish the running tasks; undrain: take work again (a server that is stopping refuses, RB_DRAINING); stop: drain, then leave; kill-task: kill taskId; return-task: hand taskId back unstarted if a slot holds it in hand (a running one goes on)',
   }),
   taskId: Type.Optional(Type.String()),
-  /** With kill-task: only this attempt of the task (a later lease of the same task to this host is left alone). */
+  /** With kill-task or return-task: only this attempt of the task (a later lease of the same task to this host is left alone). */
   attempt: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type HostCtl = Static<typeof HostCtl>;

@@ -26,6 +26,8 @@ export const TaskRecord = Type.Object({
    */
   rechunk: Type.Optional(Type.Object({ from: Type.Integer({ minimum: 0 }), keep: Type.Array(Type.Integer({ minimum: 0 })), size: Type.Integer({ minimum: 1, maximum: 10000 }) })),
   stats: TaskStats,
+  /** When its slot started this attempt, as the scheduler knew it. */
+  startedAt: Type.Optional(Millis),
   at: Millis,
 });
 

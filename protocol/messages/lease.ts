@@ -16,6 +16,8 @@ export const HeldLease = Type.Object({
   attempt: Type.Integer({ minimum: 1 }),
   slot: Type.Integer({ minimum: 0 }),
   state: LeaseState,
+  /** Running or reporting: when the slot started it, on the host's clock (as the report's `at`). */
+  startedAt: Type.Optional(Millis),
 });
 export type HeldLease = Static<typeof HeldLease>;
 

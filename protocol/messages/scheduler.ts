@@ -8,7 +8,7 @@ export const JobState = {
   /** Held at submission: nothing is dispatched until it is released. */
   Held: 'held',
   Rendering: 'rendering',
-  /** Paused: no new frames start; running ones finish. */
+  /** Paused: no new frames start (tasks held in hand go back to the queue); running ones finish. */
   Paused: 'paused',
   Done: 'done',
   Failed: 'failed',
@@ -30,9 +30,15 @@ export type SubmitReply = Static<typeof SubmitReply>;
 export const FrameCounts = Type.Object({
   total: Type.Integer({ minimum: 0 }),
   queued: Type.Integer({ minimum: 0 }),
+  /** Frames a slot is rendering: started on their slot, not merely handed to it. */
   running: Type.Integer({ minimum: 0 }),
   done: Type.Integer({ minimum: 0 }),
   failed: Type.Integer({ minimum: 0 }),
+  /**
+   * Frames handed to a slot that has not started them yet: held in hand behind the task it
+   * renders, or on their way to it. Not in `running`. Absent: none (or a scheduler that counted them as running).
+   */
+  inHand: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type FrameCounts = Static<typeof FrameCounts>;
 
@@ -83,6 +89,19 @@ export const JobSummary = Type.Object({
 });
 export type JobSummary = Static<typeof JobSummary>;
 
+/** One failed attempt of a frame's task, kept in the frame's record. */
+export const FrameAttempt = Type.Object({
+  attempt: Type.Integer({ minimum: 1 }),
+  host: Type.String(),
+  slot: Type.Integer({ minimum: 0 }),
+  /** `<code>: <message>`, as the slot reported it. */
+  error: Type.String(),
+  /** When its slot started it; absent when that is not known (a result older than start times). */
+  startedAt: Type.Optional(Millis),
+  finishedAt: Millis,
+});
+export type FrameAttempt = Static<typeof FrameAttempt>;
+
 export const FrameRecord = Type.Object({
   frame: Type.Integer({ minimum: 0 }),
   state: FrameStateSchema,
@@ -90,13 +109,22 @@ export const FrameRecord = Type.Object({
   attempt: Type.Integer({ minimum: 0 }),
   host: Type.Optional(Type.String()),
   slot: Type.Optional(Type.Integer()),
+  /** When the slot really started the current attempt (not when it was handed the task). */
   startedAt: Type.Optional(Millis),
   finishedAt: Type.Optional(Millis),
+  /** When the current attempt was handed to its slot. */
+  handedAt: Type.Optional(Millis),
+  /** State running, but its slot holds it in hand and has not started it yet. */
+  inHand: Type.Optional(Type.Boolean()),
   output: Type.Optional(Type.String()),
   error: Type.Optional(Type.String()),
   stats: Type.Optional(TaskStats),
+  /** Its task's failed attempts, oldest first: the last MAX_FRAME_ATTEMPTS of them. */
+  attempts: Type.Optional(Type.Array(FrameAttempt)),
 });
 export type FrameRecord = Static<typeof FrameRecord>;
+/** A frame record keeps this many of its task's failed attempts (the latest). */
+export const MAX_FRAME_ATTEMPTS = 10;
 
 export const JobDetail = Type.Composite([JobSummary, Type.Object({ spec: JobSpec, frames: Type.Array(FrameRecord) })]);
 export type JobDetail = Static<typeof JobDetail>;
@@ -154,8 +182,8 @@ export type QueryReply = Static<typeof QueryReply>;
 
 /** Anyone → scheduler, request on `sched.ctl`: steer a job. */
 /**
- * Steer a job: `cancel` (running frames are killed), `pause` (no new frames; running ones
- * finish), `resume`, `release` (a job held at submission), `retry` (failed frames, or the chosen
+ * Steer a job: `cancel` (running frames are killed), `pause` (no new frames start: tasks held
+ * in hand are handed back to the queue, no attempt used; running ones finish), `resume`, `release` (a job held at submission), `retry` (failed frames, or the chosen
  * `frames` whatever their state, are queued again), `priority` (the new `priority`).
  */
 export const CtlRequest = Type.Object({

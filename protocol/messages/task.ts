@@ -69,7 +69,8 @@ export const TaskResult = Type.Object({
   wantNext: Type.Boolean(),
   /**
    * How many tasks the slot would take: 2 when it has nothing to render (one to start, one to
-   * hold in hand), 1 when it already started the task it held. Absent: 1 if wantNext, else 0.
+   * hold in hand), 1 when it already started the task it held (the scheduler counts that one
+   * running, started now, from then on). Absent: 1 if wantNext, else 0.
    */
   want: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 })),
 });

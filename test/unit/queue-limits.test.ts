@@ -84,7 +84,8 @@ test('retention - an evicted job leaves the book, is remembered as archived, and
     const r = book.result(aTaskResult({ jobId: 'j', taskIndex, attempt, slot: taskIndex, status, outputs, stats, ...(status === 'failed' ? { error: { code: 'RB_RENDER_FAILED', message: 'boom' } } : {}) }), at);
     assert.equal(r.kind, 'accepted');
     const retry = r.kind === 'accepted' && r.retried;
-    records.push({ v: PROTOCOL_MAJOR, kind: 'task', jobId: 'j', taskIndex, status, attempt, host: 'h1', slot: taskIndex, outputs, stats, at, ...(status === 'failed' ? { error: 'RB_RENDER_FAILED: boom' } : {}), ...(retry ? { retry } : {}) });
+    const startedAt = r.kind === 'accepted' ? r.task.startedAt : undefined; // journaled with it, as the scheduler does
+    records.push({ v: PROTOCOL_MAJOR, kind: 'task', jobId: 'j', taskIndex, status, attempt, host: 'h1', slot: taskIndex, outputs, stats, at, ...(status === 'failed' ? { error: 'RB_RENDER_FAILED: boom' } : {}), ...(retry ? { retry } : {}), ...(startedAt !== undefined ? { startedAt } : {}) });
   };
   end(leased[0]!.taskIndex, 1, 'done', 3000);
   end(leased[1]!.taskIndex, 1, 'failed', 3001);
@@ -103,7 +104,7 @@ test('retention - an evicted job leaves the book, is remembered as archived, and
   const back = rebuildJob(new JobBook(), 'j', records, 42)!;
   assert.ok(back, 'rebuilt');
   const again = new JobBook().detail(back);
-  // when the job and its frames started is not journaled: a replay never knew it
-  const unstarted = (d: typeof whole) => ({ ...d, startedAt: undefined, frames: d.frames.map((f) => ({ ...f, startedAt: undefined })) });
+  // when the job started, and when its frames were handed out, is not journaled: a replay never knew it
+  const unstarted = (d: typeof whole) => ({ ...d, startedAt: undefined, frames: d.frames.map((f) => ({ ...f, handedAt: undefined })) });
   assert.deepEqual(unstarted(again), unstarted(whole), 'the same view, read back');
 });

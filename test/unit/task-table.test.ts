@@ -78,7 +78,8 @@ test('task-table - a million-frame job stores no task until one is touched', () 
   assert.deepEqual([a.taskIndex, a.frames], [0, [1]]);
   assert.equal(job.tasks.touched, 1);
   const [first, second] = [...book.frameRecords(job, undefined)].slice(0, 2);
-  assert.deepEqual(first, { frame: 1, state: 'running', taskIndex: 0, attempt: 1, host: 'h1', slot: 0, startedAt: 2000 });
+  // handed to an idle slot: started as it arrives
+  assert.deepEqual(first, { frame: 1, state: 'running', taskIndex: 0, attempt: 1, host: 'h1', slot: 0, handedAt: 2000, startedAt: 2000 });
   assert.deepEqual(second, { frame: 2, state: 'queued', taskIndex: 1, attempt: 0 });
   // a result for a task never handed out is stale, and leaves it untouched
   assert.equal(book.result(aTaskResult({ jobId: 'big', taskIndex: 500, attempt: 1 }), 3000).kind, 'stale');

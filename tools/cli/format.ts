@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { FrameCounts } from '../../protocol/index.ts';
 
 /** Where a command writes: stdout for results, stderr for progress, hints and errors. */
 export interface Io {
@@ -92,6 +93,20 @@ export function paint(stream: { isTTY?: boolean }): Paint {
   const on = Boolean(stream.isTTY) && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
   const c = (code: number) => (s: string) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
   return { bold: c(1), dim: c(2), red: c(31), green: c(32), yellow: c(33), cyan: c(36) };
+}
+
+/**
+ * A job's frame counts in words: done of total, running, in hand (handed to a slot that has not
+ * started them: waiting on that slot), queued, failed.
+ */
+export function countsText(c: FrameCounts): string {
+  const inHand = c.inHand ? `, ${c.inHand} in hand` : '';
+  return `${c.done}/${c.total} done, ${c.running} running${inHand}, ${c.queued} queued, ${c.failed} failed`;
+}
+
+/** A frame's state as shown: `in hand` for a running one its slot has not started yet. */
+export function frameStateText(p: Paint, f: { state: string; inHand?: boolean }): string {
+  return f.inHand ? p.yellow('in hand') : stateColour(p, f.state);
 }
 
 /** Colour for a job or frame state. */

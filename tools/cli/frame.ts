@@ -4,13 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from '../../actors/bus/index.ts';
 import {
   PROTOCOL_MAJOR, codecs, eventFrames, FarmError, isToken, subjects, taskId,
-  type FrameRecord, type JobDetail, type LiveStats,
+  type FrameAttempt, type FrameRecord, type JobDetail, type LiveStats,
 } from '../../protocol/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm, type FarmClient } from './farm-client.ts';
 import { loadJob } from './job.ts';
-import { dateTime, duration, json, paint, stateColour } from './format.ts';
+import { dateTime, duration, frameStateText, json, paint } from './format.ts';
 
 export interface FrameOptions {
   log?: boolean;
@@ -61,14 +61,22 @@ export function liveText(s: LiveStats): string {
   return parts.join(', ');
 }
 
-/** The frame's record, live figures and log, as text. */
+/** One failed attempt in a line: where, when, how long, and its error. */
+export function attemptText(a: FrameAttempt): string {
+  const when = a.startedAt !== undefined ? `${dateTime(a.startedAt)}, took ${duration(a.finishedAt - a.startedAt)}` : `ended ${dateTime(a.finishedAt)}`;
+  return `failed on ${a.host}/${a.slot} (${when}): ${a.error.replace(/\s+/g, ' ').trim()}`;
+}
+
+/** The frame's record, live figures and log, as text (failed attempts one a line, the last MAX_FRAME_ATTEMPTS). */
 export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | null, logPath: string | null, log: string | null, colour = paint({})): string {
   const lines: [string, string][] = [
     ['frame', `${job.jobId}:${f.frame}  ${job.name}`],
-    ['state', stateColour(colour, f.state)],
+    ['state', frameStateText(colour, f)],
     ['host/slot', f.host !== undefined ? `${f.host}/${f.slot ?? '-'}` : '-'],
     ['attempt', String(f.attempt)],
   ];
+  if (f.handedAt !== undefined) lines.push(['handed out', dateTime(f.handedAt)]);
+  if (f.inHand) lines.push(['started', 'not yet: its slot holds it in hand, to start when the task it renders ends']);
   if (f.startedAt !== undefined) lines.push(['started', dateTime(f.startedAt)]);
   if (f.finishedAt !== undefined) lines.push(['finished', dateTime(f.finishedAt)]);
   if (f.error) lines.push(['error', colour.red(f.error)]);
@@ -76,6 +84,7 @@ export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | 
     lines.push(['stats', `wall ${duration(f.stats.wallMs)}, cpu ${duration(f.stats.cpuMs)}, peak ${bytes(f.stats.peakRssKb * 1024)}, frames written ${bytes(f.stats.bytesWritten)}`]);
   }
   if (live) lines.push(['live', liveText(live)]);
+  for (const a of f.attempts ?? []) lines.push([`attempt ${a.attempt}`, colour.red(attemptText(a))]);
   lines.push(['log', logPath ?? '-']);
   const width = Math.max(...lines.map(([k]) => k.length));
   let out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';

@@ -3,7 +3,7 @@ import { codecs, subjects, type FrameRecord, type JobDetail } from '../../protoc
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm, type FarmClient } from './farm-client.ts';
-import { ago, dateTime, duration, json, paint, stateColour, table, type Paint } from './format.ts';
+import { ago, countsText, dateTime, duration, frameStateText, json, paint, stateColour, table, type Paint } from './format.ts';
 import { parseToken } from './option-values.ts';
 
 /**
@@ -39,7 +39,7 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   const spec = job.spec;
   const lines: [string, string][] = [
     ['job', `${job.jobId}  ${p.bold(job.name)}`],
-    ['state', `${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running, ${c.queued} queued, ${c.failed} failed`],
+    ['state', `${stateColour(p, job.state)}: ${countsText(c)}`],
   ];
   if (job.waiting) lines.push(['waiting', p.yellow(job.waiting)]);
   if (job.etaMs !== undefined && job.state === 'rendering') lines.push(['eta', duration(job.etaMs)]);
@@ -70,7 +70,9 @@ function frameRow(f: FrameRecord, p: Paint, now: number): string[] {
   if (f.stats) time = duration(f.stats.wallMs);
   else if (f.startedAt !== undefined && f.finishedAt !== undefined) time = duration(f.finishedAt - f.startedAt);
   else if (f.startedAt !== undefined && f.state === 'running') time = `${duration(now - f.startedAt)}…`;
-  return [String(f.frame), stateColour(p, f.state), where, String(f.attempt), time, f.error ? p.red(oneLine(f.error)) : ''];
+  else if (f.inHand) time = 'waiting on its slot';
+  const tries = f.attempts && f.attempts.length > 0 ? `${f.attempt} (${f.attempts.length} failed)` : String(f.attempt);
+  return [String(f.frame), frameStateText(p, f), where, tries, time, f.error ? p.red(oneLine(f.error)) : ''];
 }
 
 function oneLine(s: string): string {

@@ -33,9 +33,11 @@ export async function jobsCommand(c: CommandContext<{ json?: boolean }>): Promis
       stateColour(p, j.state),
       String(j.priority),
       `${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? p.red(` (${j.counts.failed} failed)`) : ''}`,
+      // running: slots rendering it; in hand: handed to slots that have not started them yet
+      `${j.counts.running}${j.counts.inHand ? ` +${j.counts.inHand} in hand` : ''}`,
       j.waiting ?? '',
     ]);
-    c.io.stdout.write(table(['ID', 'NAME', 'STATE', 'PRI', 'DONE/TOTAL', 'WAITING'], rows));
+    c.io.stdout.write(table(['ID', 'NAME', 'STATE', 'PRI', 'DONE/TOTAL', 'RUNNING', 'WAITING'], rows));
     return ExitCode.Ok;
   } finally {
     await fc.close();

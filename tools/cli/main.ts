@@ -242,14 +242,14 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('jobs')
     .summary('list the jobs')
-    .description('list the jobs: id, name, state, priority, frames done/total, why a job waits')
+    .description('list the jobs: id, name, state, priority, frames done/total, frames running (and in hand: handed to a slot that has not started them), why a job waits')
     .option('--json', 'print the job summaries as JSON')
     .action(action('jobs'));
 
   program
     .command('job')
     .summary('show one job and its frames')
-    .description('show one job: its summary and every frame (state, host/slot, attempt, time, error)')
+    .description("show one job: its summary and every frame (state, host/slot, attempt, time, error); a frame 'in hand' is handed to a slot that renders another task and has not started it, and is not counted running")
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--json', 'print the job as JSON')
     .action(action('job'));
@@ -315,7 +315,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   const control = (name: 'pause' | 'resume' | 'release', summary: string, description: string) =>
     program.command(name).summary(summary).description(description).argument('<id>', 'job id (see renderbus jobs)').option('--json', 'print the job summary as JSON').action(action(name));
-  control('pause', 'pause a job', 'pause a job: no new frames start; running ones finish (resume with renderbus resume)');
+  control('pause', 'pause a job', 'pause a job: no new frames start (frames a slot holds in hand, not started yet, go back to the queue); running ones finish (resume with renderbus resume)');
   control('resume', 'resume a paused job', 'resume a paused job: its frames start again');
   control('release', 'release a job submitted with --hold', 'release a job submitted with --hold, so its frames may start');
   program
@@ -358,7 +358,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('frame')
     .summary('show one frame: its process figures and its log; follow or kill it')
-    .description("show one frame: state, host/slot, attempt, times, error, stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written) and the end of its log")
+    .description("show one frame: state, host/slot, attempt, times (handed out, started, finished), error, its earlier failed attempts (host/slot, times, error; the last 10), stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written) and the end of its log")
     .argument('<job:frame>', 'job id and frame number, e.g. j1a2b3c:12')
     .option('--log', 'print the whole log only')
     .option('--follow', 'print the log and follow it while the frame runs; ends when its attempt ends')

@@ -165,6 +165,7 @@ function statusOf(s: ViewState): string {
   // frame events can be ahead of the last summary: what is done is no longer running
   const running = c ? Math.min(c.running, Math.max(0, c.total - s.done - c.failed)) : 0;
   if (running > 0) parts.push(`${running} running`);
+  if (c?.inHand) parts.push(`${c.inHand} in hand`);
   if (c && c.failed > 0) parts.push(`${c.failed} failed`);
   if (s.summary?.waiting) parts.push(`waiting: ${s.summary.waiting}`);
   return parts.join(', ');

@@ -21,7 +21,7 @@ export async function whyCommand(c: CommandContext<{ json?: boolean }>): Promise
 /** The answer in words: the reason, then its details (the nearest hosts and what they lack, who holds the slots). */
 export function explainWhy(job: JobSummary, p: Paint): string {
   const c = job.counts;
-  const head = `job ${job.jobId} (${job.name}) is ${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running, ${c.queued} queued`;
+  const head = `job ${job.jobId} (${job.name}) is ${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running${c.inHand ? `, ${c.inHand} in hand` : ''}, ${c.queued} queued`;
   const w = job.why;
   if (!w) {
     if (['done', 'failed', 'cancelled'].includes(job.state)) return `${head}\nit has ended: nothing waits\n`;

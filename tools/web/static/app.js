@@ -10,7 +10,7 @@ const html = htm.bind(h);
 
 // --- the live store: jobs, hosts and spans from the stream; frame changes go to listeners -----
 
-/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string }} Job */
+/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number, inHand?: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string }} Job */
 /** @typedef {{ id: number, host: string, slot: number, jobId: string, attempt: number, frames: number[], start: number, end?: number, outcome?: string }} Span */
 
 const store = {
@@ -204,11 +204,17 @@ function StateBadge({ state }) {
   return html`<span class=${`state state-${state}`} data-state=${state}>${state}</span>`;
 }
 
+/** A job's counts in words; frames in hand are handed to a slot that has not started them (not running). */
+function countsText(/** @type {Job['counts']} */ c) {
+  return `${c.done} done, ${c.running} running${c.inHand ? `, ${c.inHand} in hand` : ''}, ${c.failed} failed, ${c.queued} queued of ${c.total}`;
+}
+
 function Progress({ counts }) {
   const pct = (/** @type {number} */ n) => (counts.total > 0 ? (100 * n) / counts.total : 0);
-  return html`<div class="progress" title=${`${counts.done} done, ${counts.running} running, ${counts.failed} failed, ${counts.queued} queued of ${counts.total}`}>
+  return html`<div class="progress" title=${countsText(counts)}>
     <div class="bar done" style=${{ width: `${pct(counts.done)}%` }}></div>
     <div class="bar running" style=${{ width: `${pct(counts.running)}%` }}></div>
+    <div class="bar inhand" style=${{ width: `${pct(counts.inHand ?? 0)}%` }}></div>
     <div class="bar failed" style=${{ width: `${pct(counts.failed)}%` }}></div>
   </div>`;
 }
@@ -278,7 +284,8 @@ function ActionButtons({ job, onDone }) {
 
 function FrameCell({ jobId, f, selected, onPick }) {
   const thumb = f.state === 'done' ? `/api/jobs/${jobId}/frames/${f.frame}/thumbnail?w=160&a=${f.attempt}` : null;
-  return html`<button class=${`frame frame-${f.state}${selected ? ' selected' : ''}`} data-frame=${f.frame} data-state=${f.state} title=${`frame ${f.frame}: ${f.state}${f.host ? ` on ${f.host}/${f.slot}` : ''}${f.error ? ` — ${f.error}` : ''}`} onClick=${() => onPick(f.frame)}>
+  const state = f.inHand ? 'in hand' : f.state;
+  return html`<button class=${`frame frame-${f.state}${f.inHand ? ' frame-inhand' : ''}${selected ? ' selected' : ''}`} data-frame=${f.frame} data-state=${f.state} data-in-hand=${f.inHand ? 'yes' : undefined} title=${`frame ${f.frame}: ${state}${f.host ? ` on ${f.host}/${f.slot}` : ''}${f.error ? ` — ${f.error}` : ''}`} onClick=${() => onPick(f.frame)}>
     ${thumb ? html`<img class="thumb" src=${thumb} alt=${`frame ${f.frame}`} loading="lazy" />` : html`<span class="blank"></span>`}
     <span class="n">${f.frame}</span>
     ${f.percent !== undefined && f.state === 'running' ? html`<span class="pct" style=${{ width: `${f.percent}%` }}></span>` : ''}
@@ -318,14 +325,16 @@ function FramePanel({ jobId, frame, onClose }) {
     <header><h3>frame ${frame}</h3><button class="close" onClick=${onClose} aria-label="close">×</button></header>
     ${error ? html`<p class="error">${error}</p>` : ''}
     ${f ? html`<dl>
-      <dt>state</dt><dd><${StateBadge} state=${f.state} /></dd>
+      <dt>state</dt><dd>${f.inHand ? html`<span class="state state-inhand" data-state="in hand">in hand</span> <small>its slot holds it, to start when the task it renders ends</small>` : html`<${StateBadge} state=${f.state} />`}</dd>
       <dt>host/slot</dt><dd>${f.host ? `${f.host}/${f.slot}` : '-'}</dd>
       <dt>attempt</dt><dd>${f.attempt}</dd>
+      ${f.handedAt ? html`<dt>handed out</dt><dd>${clock(f.handedAt)}</dd>` : ''}
       ${f.startedAt ? html`<dt>started</dt><dd>${clock(f.startedAt)}</dd>` : ''}
       ${f.finishedAt ? html`<dt>finished</dt><dd>${clock(f.finishedAt)}</dd>` : ''}
       ${f.error ? html`<dt>error</dt><dd class="bad">${f.error}</dd>` : ''}
       ${f.stats ? html`<dt>stats</dt><dd class="stats">wall ${duration(f.stats.wallMs)}, cpu ${duration(f.stats.cpuMs)}, peak ${mib(f.stats.peakRssKb)}, written ${(f.stats.bytesWritten / 1024).toFixed(0)} KiB</dd>` : ''}
       ${live ? html`<dt>live</dt><dd class="live">cpu ${live.cpuPercent.toFixed(0)}%, memory ${mib(live.rssKb)} (peak ${mib(live.peakRssKb)}), running ${duration(live.wallMs)}</dd>` : ''}
+      ${(f.attempts ?? []).map((/** @type {any} */ a) => html`<dt>attempt ${a.attempt}</dt><dd class="bad attempt" data-attempt=${a.attempt}>failed on ${a.host}/${a.slot}${a.startedAt ? ` at ${clock(a.startedAt)} after ${duration(a.finishedAt - a.startedAt)}` : ` at ${clock(a.finishedAt)}`}: ${a.error}</dd>`)}
     </dl>
     <h4>log ${data.logPath ? html`<small>${data.logPath}</small>` : ''}</h4>
     <pre class="log" ref=${logRef}>${data.log ?? (f.attempt > 0 ? 'no log here (the task printed nothing, or the output directory is not reachable from the monitor)' : 'not started yet')}</pre>` : error ? '' : html`<p>loading…</p>`}
@@ -385,7 +394,7 @@ function JobPage({ jobId }) {
         <${StateBadge} state=${job.state} />
         <span>${job.user} · ${job.project} · priority ${job.priority}</span>
         <${Progress} counts=${job.counts} />
-        <span class="num">${job.counts.done}/${job.counts.total} done${job.counts.failed ? `, ${job.counts.failed} failed` : ''}</span>
+        <span class="num">${job.counts.done}/${job.counts.total} done${job.counts.running ? `, ${job.counts.running} running` : ''}${job.counts.inHand ? `, ${job.counts.inHand} in hand` : ''}${job.counts.failed ? `, ${job.counts.failed} failed` : ''}</span>
         <span>${eta(job)}</span>
       </div>
       ${job.waiting && !ENDED.has(job.state) ? html`<p class="why">waiting: ${job.waiting}</p>` : ''}
@@ -403,6 +412,8 @@ function applyFrameChange(/** @type {Map<number, any>} */ frames, /** @type {any
   const f = frames.get(c.frame);
   if (!f) return;
   if ((f.state === 'done' || f.state === 'failed') && c.state === 'running' && (c.attempt ?? 0) <= f.attempt) return;
+  // a dispatched event can arrive after its slot's started one: a started attempt stays started
+  const started = f.state === 'running' && f.attempt === c.attempt && (f.inHand === false || (f.inHand === undefined && f.startedAt !== undefined));
   f.state = c.state;
   if (c.host !== undefined) f.host = c.host;
   if (c.slot !== undefined) f.slot = c.slot;
@@ -410,6 +421,9 @@ function applyFrameChange(/** @type {Map<number, any>} */ frames, /** @type {any
   if (c.error !== undefined) f.error = c.error;
   if (c.output !== undefined) f.output = c.output;
   f.percent = c.state === 'running' ? c.percent ?? f.percent : undefined;
+  // handed out (dispatched): in hand until its slot's started event
+  if (c.state !== 'running') f.inHand = undefined;
+  else if (c.inHand === false || (c.inHand === true && !started)) f.inHand = c.inHand;
 }
 
 function Meter({ value, max, label }) {
@@ -464,7 +478,7 @@ function QueueView() {
       <thead><tr><th>#</th><th>job</th><th>name</th><th>prio</th><th>project</th><th>state</th><th>queued</th><th>running</th><th>done</th><th>why it waits</th></tr></thead>
       <tbody>${data.jobs.map((/** @type {any} */ j) => html`<tr key=${j.jobId} data-job=${j.jobId}>
         <td>${j.position}</td><td><a href=${`#/job/${j.jobId}`}>${j.jobId}</a></td><td>${j.name}</td><td>${j.priority}</td><td>${j.project}</td>
-        <td><${StateBadge} state=${j.state} /></td><td class="num">${j.counts.queued}</td><td class="num">${j.counts.running}</td><td class="num">${j.counts.done}/${j.counts.total}</td>
+        <td><${StateBadge} state=${j.state} /></td><td class="num">${j.counts.queued}</td><td class="num">${j.counts.running}${j.counts.inHand ? html` <small title="handed to slots that have not started them">+${j.counts.inHand} in hand</small>` : ''}</td><td class="num">${j.counts.done}/${j.counts.total}</td>
         <td class="why">${j.waiting ?? ''}</td>
       </tr>`)}</tbody>
     </table>`}

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 test('control - hold and release, pause and resume, priority: each answered, journaled (it survives a scheduler restart) and obeyed', async (t) => {
@@ -14,7 +13,8 @@ test('control - hold and release, pause and resume, priority: each answered, jou
   // long enough that a CLI starting slowly on a loaded machine still finds it rendering
   const { spec } = await farm.ledgerJob('steered', '1-20', 0.6);
   const jobId = await farm.submit({ ...spec, hold: true });
-  await sleep(1_500);
+  // a job submitted after it got the only slot: the scheduler looked at the held one and passed it over
+  await farm.dispatchRound();
   let job = await farm.job(jobId);
   assert.equal(job.state, 'held');
   assert.equal(job.counts.running + job.counts.done, 0, 'a held job starts nothing');
@@ -35,12 +35,13 @@ test('control - hold and release, pause and resume, priority: each answered, jou
   scheduler = await farm.scheduler();
   await waitUntil('running frames to finish', async () => (await farm.job(jobId)).counts.running === 0, 20_000);
   const doneWhilePaused = (await farm.job(jobId)).counts.done;
-  await sleep(2_000);
+  // a less urgent job gets the slot: the paused one (priority 7) was considered first and passed over
+  await farm.dispatchRound({ priority: 50 });
   job = await farm.job(jobId);
   assert.equal(job.state, 'paused');
   assert.equal(job.priority, 7);
   assert.equal(job.counts.done, doneWhilePaused, 'no new frame started while paused');
-  assert.ok(job.counts.done < 6);
+  assert.ok(job.counts.done < 20, 'paused before its end');
 
   assert.equal(rb(farm, 'resume', jobId).code, 0);
   job = await farm.waitJob(jobId, 'done', 60_000);

@@ -59,8 +59,12 @@ test('scheduler - two last results in the same instant end the job once: one don
   // both results leave in one tick, so the scheduler handles them back to back
   await Promise.all(s.assigned.map((a) => s.result(a)));
   await waitUntil('the done event', () => done.length > 0);
-  await new Promise((r) => setTimeout(r, 500)); // a second one would have come by now
-  assert.deepEqual(done, [jobId]);
+  // a later job's done event on the same stream: a second one of the first would have come before it
+  const later = await s.submit({ frames: '1' });
+  await waitUntil('the later job\'s task', () => s.assigned.length === 3);
+  await s.result(s.assigned[2]!);
+  await waitUntil('the later job\'s done event', () => done.includes(later.jobId));
+  assert.deepEqual(done, [jobId, later.jobId]);
 });
 
 test('scheduler - a result whose frame files lie outside the job\'s output folder is refused; the task still ends with a true one', async (t) => {
@@ -120,11 +124,12 @@ test('scheduler - a result sent again (its reply never reached the slot) is answ
   const first = await s.result(s.assigned[0]!); // as if this reply were lost on its way
   const again = await s.result(s.assigned[0]!);
   assert.deepEqual([again.next?.taskId, again.next?.attempt, again.following?.taskId], [first.next?.taskId, first.next?.attempt, first.following?.taskId]);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(dispatched.sort(), ['1', '2', '3'], 'frames 2 and 3 dispatched once, nothing more leased');
   // and the slot goes on from there as usual
   const next = await s.result(again.next!, { want: 1 });
   assert.deepEqual(next.next?.frames, [4]);
+  // frame 4's dispatched event comes after any the repeated result could have caused
+  await waitUntil('frame 4 dispatched', () => dispatched.includes('4'));
+  assert.deepEqual(dispatched.sort(), ['1', '2', '3', '4'], 'frames 2 and 3 dispatched once, nothing more leased');
 });
 
 test('scheduler - an assignment not answered in time stays leased (the host may have taken it) until the host\'s lease reports say otherwise', async (t) => {

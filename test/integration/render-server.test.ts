@@ -374,8 +374,11 @@ async function drainedThenUndrained(f: Awaited<ReturnType<typeof farm>>, host: s
     assert.ok('job' in b);
     return b.job;
   };
-  await new Promise((r) => setTimeout(r, 2_500)); // past the scheduler's adoption window and a dispatch round
-  const waiting = await job();
+  // a reason why it waits is set by a dispatch round that gave it no slot (none run in the adoption window)
+  const waiting = await waitUntil('a dispatch round to pass the job over', async () => {
+    const j = await job();
+    return j.waiting !== undefined || j.frames.some((fr) => fr.host !== undefined) ? j : undefined;
+  }, 15_000, 100);
   assert.equal(waiting.state, 'queued');
   assert.deepEqual(waiting.frames.filter((fr) => fr.startedAt !== undefined || fr.host !== undefined).map((fr) => fr.frame), [], 'no frame went to the drained host');
 

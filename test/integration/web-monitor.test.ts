@@ -79,7 +79,7 @@ test('web monitor - a job submitted with the CLI appears, progresses, shows thum
   assert.equal(await page.locator('[data-access]').count(), 0, 'no read-only notice: this page may act');
 
   const scene = await farm.writeScene('web.pov');
-  const sub = rb(farm, 'submit', scene, '--frames', '1-20', '--chunk', '1', '--resolution', '160x120', '--name', 'web-shot', '--output', join(farm.dir, 'out-web'), '--json');
+  const sub = rb(farm, 'submit', scene, '--frames', '1-60', '--chunk', '1', '--resolution', '160x120', '--name', 'web-shot', '--output', join(farm.dir, 'out-web'), '--json');
   assert.equal(sub.code, 0, sub.stderr);
   const jobId = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
 
@@ -92,8 +92,8 @@ test('web monitor - a job submitted with the CLI appears, progresses, shows thum
   await row.locator('a').first().click();
   await page.locator(`[data-job-page="${jobId}"]`).waitFor();
   // the header shows at once from the live stream; the grid once the job's frames came from the scheduler
-  await page.locator('.grid .frame').nth(19).waitFor({ timeout: 10_000 });
-  assert.equal(await page.locator('.grid .frame').count(), 20);
+  await page.locator('.grid .frame').nth(59).waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('.grid .frame').count(), 60);
   await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('.grid img.thumb')].filter((i) => i.complete && i.naturalWidth > 0).length >= 2, null, { timeout: 30_000 });
   const thumb = await page.locator('.grid img.thumb').first().evaluate((i: HTMLImageElement) => ({ w: i.naturalWidth, h: i.naturalHeight }));
   assert.deepEqual(thumb, { w: 160, h: 120 }, 'a thumbnail of the 160×120 frame, fitted in 160 px');
@@ -105,12 +105,13 @@ test('web monitor - a job submitted with the CLI appears, progresses, shows thum
   assert.match(await panel.locator('.log').innerText(), /POV-Ray|Render|Parse/i, 'the frame log is the renderer\'s output');
 
   // pause in the page → the scheduler paused it (asked through the CLI)
-  assert.notEqual(cliJob(jobId).state, 'done', 'the job must still run when the test pauses it');
+  // 60 frames of ~0.7 s: it still runs however slowly the CLI calls and the browser went (asked directly, not with one more CLI start)
+  assert.notEqual((await farm.job(jobId)).state, 'done', 'the job must still run when the test pauses it');
   await page.locator('button[data-action="pause"]').click();
   await waitUntil('the job to be paused', async () => cliJob(jobId).state === 'paused', 10_000);
   await page.locator('.job-head .state[data-state="paused"]').waitFor({ timeout: 10_000 });
   const doneAtPause = cliJob(jobId).counts.done;
-  assert.ok(doneAtPause < 20, `paused before the end (${doneAtPause} done)`);
+  assert.ok(doneAtPause < 60, `paused before the end (${doneAtPause} done)`);
 
   // the queue shows it, paused, with why it waits; hosts and the timeline show the slot and what ran on it
   await page.goto(`${base}/#/queue`);

@@ -43,7 +43,8 @@ test('control - hold and release, pause and resume, priority: each answered, jou
   assert.equal(job.counts.done, doneWhilePaused, 'no new frame started while paused');
   assert.ok(job.counts.done < 20, 'paused before its end');
 
-  assert.equal(rb(farm, 'resume', jobId).code, 0);
+  const resumed = rb(farm, 'resume', jobId);
+  assert.equal(resumed.code, 0, resumed.stderr);
   job = await farm.waitJob(jobId, 'done', 60_000);
   assert.equal(job.counts.done, 20);
   assert.match(scheduler.output, /job control|journal replayed/);

@@ -29,7 +29,8 @@ function start(farm: TestFarm, ...args: string[]): { run: Run; exited: Promise<R
     r.chunks.push({ at: Date.now() - t0, text: d.toString() });
   });
   proc.stderr.on('data', (d: Buffer) => (r.stderr += d.toString()));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
+  // a guard against a hang, not a time limit: six at once on a loaded 2-core machine took over 30 s
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
   const exited = once(proc, 'exit').then(([code]) => {
     clearTimeout(timer);
     r.code = code as number | null;

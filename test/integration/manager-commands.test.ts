@@ -46,7 +46,7 @@ interface HostJson {
   inventory?: { packages: { name: string; version: string }[]; licenses: string[]; cpu: { count: number }; ramMb: number; swapMb: number };
 }
 
-test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, undrain, stop), queue (order, why, shares), and the bad cases', { timeout: 90_000 }, async (t) => {
+test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, undrain, stop), queue (order, why, shares), and the bad cases', { timeout: 180_000 }, async (t) => {
   const farm = await TestFarm.start();
   t.after(async () => {
     // the scheduler is killed below: render servers stopped gently would wait out their grace to report results

@@ -188,15 +188,17 @@ test('limits - a licence limit of 1 keeps a job to one running task on a 3-slot 
   assert.equal(listed.code, 0, listed.stderr);
   assert.deepEqual(JSON.parse(listed.stdout), [{ name: 'maya', max: 1, per: 'task', inUse: 0 }], 'the limit came back from the journal');
 
-  // long enough that `why`, a CLI start of a second or more on a loaded machine, finds it waiting
-  const { spec } = await farm.ledgerJob('licensed', '1-10', 0.5);
+  // its first task holds the licence at a gate until `why` (a CLI start of seconds on a loaded machine) saw the rest wait
+  const gate = join(farm.dir, 'licence-gate');
+  const { spec } = await farm.ledgerJob('licensed', '1-10', 0.5, { command: `sh -c 'while [ ! -e ${gate} ]; do sleep 0.05; done; sleep 0.3; echo frame {frame} > {output}'` });
   const jobId = await farm.submit({ ...spec, limits: ['maya'] });
   const why = await waitUntil('the job to wait on its licence', async () => {
     const r = rb(farm, 'why', jobId, '--json');
     const w = (JSON.parse(r.stdout) as { why: { kind: string; text: string } | null }).why;
     return w?.kind === 'limit' ? w.text : undefined;
-  }, 20_000, 300);
+  }, 60_000, 300);
   assert.equal(why, 'limit maya at 1/1');
+  await writeFile(gate, '');
   const job = await farm.waitJob(jobId, 'done', 60_000);
   const spans = job.frames.map((f) => [f.startedAt!, f.finishedAt!] as const).sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1], `frames ran one at a time: ${JSON.stringify(spans)}`);

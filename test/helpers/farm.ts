@@ -208,6 +208,18 @@ export class TestFarm {
     return { ledger, spec: { name, scene, renderer: 'command', command, frames, output: { dir: join(this.dir, `out-${name}`), pattern: 'f_####.txt' }, ...over } };
   }
 
+  /**
+   * Proof that the scheduler looked: submits a one-frame job that does nothing (priority 50
+   * unless `over` says) and waits until it is done. The scheduler gave a slot to it, so a job
+   * it passed over in that dispatch round (held, paused, waiting, more urgent) was considered and
+   * not started. Check "nothing happened" after this, not after a sleep.
+   */
+  async dispatchRound(over: Partial<JobSpec> = {}): Promise<JobDetail> {
+    const scene = await this.writeScene('probe.pov');
+    const jobId = await this.submit({ name: 'probe', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(this.dir, `out-probe-${randomUUID().slice(0, 8)}`) }, ...over });
+    return this.waitJob(jobId, 'done', 30_000);
+  }
+
   /** The actors' recent output, for assertion messages. */
   logs(): string {
     return this.procs.map((p) => `--- ${p.name}\n${p.output.split('\n').slice(-15).join('\n')}`).join('\n');

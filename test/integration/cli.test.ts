@@ -125,9 +125,17 @@ test(
     let tailOut = '';
     tail.stdout.on('data', (d: Buffer) => (tailOut += d.toString()));
     const tailExit = once(tail, 'exit');
-    await sleep(500); // let the subscription reach the server
-
     await writeFile(join(dir, 'in.txt'), 'x');
+    // tail is ready once it prints an event (it may start slowly): a held job's, nudged until it does
+    const probe = await rb(['submit', 'in.txt', '--frames', '1', '--command', 'true', '--hold', '--json', ...g], dir);
+    const probeId = (JSON.parse(probe.stdout) as { jobId: string }).jobId;
+    await until('tail to print events', async () => {
+      if (tailOut.includes(probeId)) return true;
+      await rb(['priority', probeId, '60', ...g], dir);
+      return false;
+    }, tail);
+    assert.equal((await rb(['cancel', probeId, ...g], dir)).code, 0);
+
     const ok = await rb(['submit', 'in.txt', '--frames', '1-6', '--command', 'sh -c "echo {frame} > {output}"', '--pattern', 'f_####.txt', '--wait', ...g], dir, 60_000);
     assert.equal(ok.code, 0, ok.stderr);
     const jobId = ok.stdout.trim();

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 test('control - hold and release, pause and resume, priority: each answered, journaled (it survives a scheduler restart) and obeyed', async (t) => {
@@ -14,7 +13,8 @@ test('control - hold and release, pause and resume, priority: each answered, jou
   // long enough that a CLI starting slowly on a loaded machine still finds it rendering
   const { spec } = await farm.ledgerJob('steered', '1-20', 0.6);
   const jobId = await farm.submit({ ...spec, hold: true });
-  await sleep(1_500);
+  // a job submitted after it got the only slot: the scheduler looked at the held one and passed it over
+  await farm.dispatchRound();
   let job = await farm.job(jobId);
   assert.equal(job.state, 'held');
   assert.equal(job.counts.running + job.counts.done, 0, 'a held job starts nothing');
@@ -35,14 +35,16 @@ test('control - hold and release, pause and resume, priority: each answered, jou
   scheduler = await farm.scheduler();
   await waitUntil('running frames to finish', async () => (await farm.job(jobId)).counts.running === 0, 20_000);
   const doneWhilePaused = (await farm.job(jobId)).counts.done;
-  await sleep(2_000);
+  // a less urgent job gets the slot: the paused one (priority 7) was considered first and passed over
+  await farm.dispatchRound({ priority: 50 });
   job = await farm.job(jobId);
   assert.equal(job.state, 'paused');
   assert.equal(job.priority, 7);
   assert.equal(job.counts.done, doneWhilePaused, 'no new frame started while paused');
-  assert.ok(job.counts.done < 6);
+  assert.ok(job.counts.done < 20, 'paused before its end');
 
-  assert.equal(rb(farm, 'resume', jobId).code, 0);
+  const resumed = rb(farm, 'resume', jobId);
+  assert.equal(resumed.code, 0, resumed.stderr);
   job = await farm.waitJob(jobId, 'done', 60_000);
   assert.equal(job.counts.done, 20);
   assert.match(scheduler.output, /job control|journal replayed/);
@@ -186,15 +188,17 @@ test('limits - a licence limit of 1 keeps a job to one running task on a 3-slot 
   assert.equal(listed.code, 0, listed.stderr);
   assert.deepEqual(JSON.parse(listed.stdout), [{ name: 'maya', max: 1, per: 'task', inUse: 0 }], 'the limit came back from the journal');
 
-  // long enough that `why`, a CLI start of a second or more on a loaded machine, finds it waiting
-  const { spec } = await farm.ledgerJob('licensed', '1-10', 0.5);
+  // its first task holds the licence at a gate until `why` (a CLI start of seconds on a loaded machine) saw the rest wait
+  const gate = join(farm.dir, 'licence-gate');
+  const { spec } = await farm.ledgerJob('licensed', '1-10', 0.5, { command: `sh -c 'while [ ! -e ${gate} ]; do sleep 0.05; done; sleep 0.3; echo frame {frame} > {output}'` });
   const jobId = await farm.submit({ ...spec, limits: ['maya'] });
   const why = await waitUntil('the job to wait on its licence', async () => {
     const r = rb(farm, 'why', jobId, '--json');
     const w = (JSON.parse(r.stdout) as { why: { kind: string; text: string } | null }).why;
     return w?.kind === 'limit' ? w.text : undefined;
-  }, 20_000, 300);
+  }, 60_000, 300);
   assert.equal(why, 'limit maya at 1/1');
+  await writeFile(gate, '');
   const job = await farm.waitJob(jobId, 'done', 60_000);
   const spans = job.frames.map((f) => [f.startedAt!, f.finishedAt!] as const).sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1], `frames ran one at a time: ${JSON.stringify(spans)}`);

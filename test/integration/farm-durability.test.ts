@@ -44,6 +44,7 @@ test('durability - the scheduler killed outright mid-job: control fails at once 
     return count(j, 'done') >= 4 && count(j, 'running') >= 3;
   });
   await scheduler.kill('SIGKILL');
+  const ranBefore = [...(await readLedger(ledger)).values()].reduce((a, b) => a + b, 0);
 
   // job control with the scheduler gone: a clear error at once, not a hang
   const t0 = Date.now();
@@ -52,7 +53,8 @@ test('durability - the scheduler killed outright mid-job: control fails at once 
   assert.match(cancel.stderr, /scheduler/i);
   assert.ok(Date.now() - t0 < 10_000, `cancel answered in ${Date.now() - t0} ms`);
 
-  await sleep(1_500); // frames end while the scheduler is away: their results wait on the render servers
+  // frames end while the scheduler is away: their results wait on the render servers
+  await waitUntil('a frame to end while the scheduler is away', async () => [...(await readLedger(ledger)).values()].reduce((a, b) => a + b, 0) > ranBefore, 20_000);
   scheduler = await farm.scheduler();
   const job = await farm.waitJob(jobId, 'done', 60_000);
   const runs = await checkOutputs(job, ledger);

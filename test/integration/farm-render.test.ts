@@ -5,7 +5,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { codecs, decodeAny, encodeAny, PROTOCOL_MAJOR, Role, subjects } from '../../protocol/index.ts';
-import { TEST_OPERATOR, TestFarm } from '../helpers/farm.ts';
+import { TEST_OPERATOR, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 // One farm for this file: registry, scheduler and a render server as separate processes.
 let farm: TestFarm;
@@ -49,7 +49,9 @@ test('farm - a finished job emits its done event once', async () => {
   const scene = await farm.writeScene();
   const jobId = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1-8', output: { dir: join(farm.dir, 'out-done') } });
   await farm.waitJob(jobId);
-  await new Promise((r) => setTimeout(r, 500)); // a second one would have come by now
+  // a later job's done event on the same stream: a second one of the first would have come before it
+  const later = await farm.submit({ scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(farm.dir, 'out-done-later') } });
+  await waitUntil('the later job\'s done event', () => events.includes(later));
   sub.unsubscribe();
   assert.deepEqual(events.filter((id) => id === jobId), [jobId], 'one done event on the bus');
 });

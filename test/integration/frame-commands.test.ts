@@ -15,7 +15,12 @@ interface Run {
 }
 
 /** The CLI against the farm without blocking the test, so several run at once. */
-async function rb(farm: TestFarm, ...args: string[]): Promise<Run> {
+function rb(farm: TestFarm, ...args: string[]): Promise<Run> {
+  return start(farm, ...args).exited;
+}
+
+/** The same, with what it printed so far readable while it runs. */
+function start(farm: TestFarm, ...args: string[]): { run: Run; exited: Promise<Run> } {
   const t0 = Date.now();
   const proc = spawn(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
   const r: Run = { code: null, stdout: '', stderr: '', chunks: [] };
@@ -24,10 +29,14 @@ async function rb(farm: TestFarm, ...args: string[]): Promise<Run> {
     r.chunks.push({ at: Date.now() - t0, text: d.toString() });
   });
   proc.stderr.on('data', (d: Buffer) => (r.stderr += d.toString()));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  [r.code] = (await once(proc, 'exit')) as [number | null];
-  clearTimeout(timer);
-  return r;
+  // a guard against a hang, not a time limit: six at once on a loaded 2-core machine took over 30 s
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
+  const exited = once(proc, 'exit').then(([code]) => {
+    clearTimeout(timer);
+    r.code = code as number | null;
+    return r;
+  });
+  return { run: r, exited };
 }
 
 function ok(r: Run, what: string): Run {
@@ -35,9 +44,11 @@ function ok(r: Run, what: string): Run {
   return r;
 }
 
-// ~4 s: a line every 0.5 s, ~40 MB held, then the frame's output
+// ~40 MB held and a line every 0.25 s; then, once the gate file is there (the test opens it when the
+// CLI is ready, however slowly it started), a line every 0.5 s for ~4 s and the frame's output
 const SCRIPT = `$| = 1;
 my $mem = "x" x 40_000_000;
+until (-e $ARGV[2]) { print "frame $ARGV[0] waits for its gate\\n"; select(undef, undef, undef, 0.25); }
 for my $i (1 .. 8) { print "line $i of frame $ARGV[0]\\n"; select(undef, undef, undef, 0.5); }
 open(my $f, '>', $ARGV[1]) or die; print $f "ok\\n"; close $f;
 `;
@@ -51,13 +62,16 @@ test('frame and slot commands - live figures, a followed log, kill, bad argument
   const script = join(farm.dir, 'frame.pl');
   await writeFile(script, SCRIPT);
   const scene = await farm.writeScene();
+  const gate = join(farm.dir, 'gate');
   const jobId = await farm.submit({
-    name: 'live', scene, renderer: 'command', command: `perl ${script} {frame} {output}`, frames: '1',
+    name: 'live', scene, renderer: 'command', command: `perl ${script} {frame} {output} ${gate}`, frames: '1',
     output: { dir: join(farm.dir, 'out-live'), pattern: 'f_####.txt' },
   });
   await waitUntil('frame 1 to run', async () => (await farm.job(jobId)).frames[0]?.state === 'running', 10_000, 50);
 
-  const [slot, followed] = await Promise.all([rb(farm, 'slot', 'box/0', '--json'), rb(farm, 'frame', `${jobId}:1`, '--follow')]);
+  // the frame waits at its gate: busy for as long as the CLIs take to start
+  const follow = start(farm, 'frame', `${jobId}:1`, '--follow');
+  const slot = await rb(farm, 'slot', 'box/0', '--json');
   const s = JSON.parse(ok(slot, 'slot').stdout) as { state: string; jobId: string; frames: number[]; live: { cpuPercent: number; rssKb: number; peakRssKb: number; wallMs: number; writtenBytes?: number } | null };
   assert.equal(s.state, 'busy');
   assert.equal(s.jobId, jobId);
@@ -68,7 +82,9 @@ test('frame and slot commands - live figures, a followed log, kill, bad argument
   assert.ok(s.live.cpuPercent >= 0 && s.live.wallMs > 0);
   assert.ok((s.live.writtenBytes ?? 0) > 0, 'bytes written by the tree (its lines)');
 
-  ok(followed, 'frame --follow');
+  await waitUntil('frame --follow to print the first line', () => /waits for its gate/.test(follow.run.stdout) || follow.run.code !== null, 30_000, 50);
+  await writeFile(gate, '');
+  const followed = ok(await follow.exited, 'frame --follow');
   for (let i = 1; i <= 8; i++) assert.match(followed.stdout, new RegExp(`line ${i} of frame 1`));
   // printed as they came: the lines arrived over seconds, not in one piece at the end
   const withLines = followed.chunks.filter((c) => /line \d/.test(c.text));

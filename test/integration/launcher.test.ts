@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from '../helpers/farm.ts';
 import { Launcher, rendererEnv, runProcess, type LaunchHandlers } from '../../actors/render-slot/index.ts';
 
 interface Seen { pid?: number; out: string; err: string; exit?: [number | null, NodeJS.Signals | null]; error?: NodeJS.ErrnoException }
@@ -101,6 +101,18 @@ test('launcher - a process started through it is measured and can be cancelled a
   assert.ok(cancelled.usage.wallMs < 5_000);
 });
 
+/** Pids of processes alive (not zombies) whose command line holds `text`, from /proc. */
+async function liveProcessesWith(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const [cmdline, stat] = await Promise.all([readFile(`/proc/${name}/cmdline`, 'utf8'), readFile(`/proc/${name}/stat`, 'utf8')]).catch(() => ['', '']);
+    // the state follows the command name in parentheses: Z is a zombie, which runs nothing
+    if (cmdline.includes(text) && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z') pids.push(Number(name));
+  }
+  return pids;
+}
+
 test('launcher - a render server that dies while a renderer is being started takes that renderer with it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'rb-launcher-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -113,7 +125,8 @@ test('launcher - a render server that dies while a renderer is being started tak
   p.stdin.write(`R 1 ${Buffer.byteLength(payload)} 1\n${payload}`);
   const [code] = (await once(p, 'exit')) as [number | null];
   assert.equal(code, 0, 'it stops once its renderer has ended');
-  await sleep(1_500);
+  // a renderer left running would touch the marker and end within a second: wait for none to be left, then look
+  await waitUntil('no process of the renderer left', async () => (await liveProcessesWith(marker)).length === 0, 10_000, 50);
   assert.equal(existsSync(marker), false, 'the renderer was stopped, not left to run on its own');
   p.stdin.destroy();
 });

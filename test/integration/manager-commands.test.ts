@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, PROTOCOL_MAJOR, subjects, type HostEvent } from '../../protocol/index.ts';
 import type { QueueEntry } from '../../tools/cli/manager-format.ts';
@@ -47,7 +46,7 @@ interface HostJson {
   inventory?: { packages: { name: string; version: string }[]; licenses: string[]; cpu: { count: number }; ramMb: number; swapMb: number };
 }
 
-test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, undrain, stop), queue (order, why, shares), and the bad cases', { timeout: 90_000 }, async (t) => {
+test('manager commands - hosts (up, draining, down, sick unknown), host (inventory, slots, drain, undrain, stop), queue (order, why, shares), and the bad cases', { timeout: 180_000 }, async (t) => {
   const farm = await TestFarm.start();
   t.after(async () => {
     // the scheduler is killed below: render servers stopped gently would wait out their grace to report results
@@ -134,8 +133,12 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
     const b = (await farm.hosts()).find((h) => h.host === 'beta');
     return b?.draining === true && b.slots.every((s) => s.state === 'draining');
   }, 15_000);
-  await sleep(2_500); // more than two frames' time: a host still taking work would have started one
-  const job = await farm.job(runnerId);
+  // alpha starting two more frames after that proves the scheduler handed out work twice while beta stood drained
+  const betaDoneAt = Date.now();
+  const job = await waitUntil('alpha to start two frames after beta finished', async () => {
+    const j = await farm.job(runnerId);
+    return j.frames.filter((f) => f.host === 'alpha' && f.startedAt !== undefined && f.startedAt > betaDoneAt).length >= 2 ? j : undefined;
+  }, 20_000);
   const lateOnBeta = job.frames.filter((f) => f.host === 'beta' && f.startedAt !== undefined && f.startedAt > drainedAt);
   assert.deepEqual(lateOnBeta.map((f) => f.frame), [], 'no frame started on beta after the drain');
   assert.ok(job.frames.some((f) => f.host === 'alpha' && f.startedAt !== undefined && f.startedAt > drainedAt), 'alpha goes on rendering');

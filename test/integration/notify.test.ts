@@ -161,6 +161,16 @@ const eventsOf = (jobId: string, n: number, timeoutMs = 20_000) =>
     return mine.length >= n ? mine : undefined;
   }, timeoutMs).catch((e: Error) => assert.fail(`${e.message}: ${JSON.stringify(events)}\n${farm.logs()}`));
 
+/**
+ * Proof that the notifier read on: a one-frame job with a webhook at its end, submitted now; resolves
+ * once the notifier told it (its event is in). Whatever came on the stream before was handled.
+ */
+async function laterJob(name: string): Promise<string> {
+  const jobId = await farm.submit({ name, scene: await farm.writeScene(), renderer: 'command', command: 'true', frames: '1', output: { dir: join(farm.dir, `out-${name}`) }, notify: [hooks.url] });
+  await eventsOf(jobId, 1);
+  return jobId;
+}
+
 test('notify - progress and the end go out by signed webhook (retried after a 500) and by email with a thumbnail; each is an event', async (t) => {
   const secretFile = join(farm.dir, 'webhook-secret');
   await writeFile(secretFile, `${SECRET}\n`);
@@ -273,7 +283,7 @@ test(
     const jobId = await farm.submit({ name: 'legacy', scene, renderer: 'command', command: 'true', frames: '1-3', output: { dir: join(farm.dir, 'out-legacy') }, notify: [hooks.url] });
     await farm.waitJob(jobId, 'done', 30_000);
     assert.deepEqual((await eventsOf(jobId, 1)).map((e) => [e.trigger, e.channel, e.event, e.attempts]), [['done', 'webhook', 'sent', 2]]);
-    await new Promise((r) => setTimeout(r, 1_500)); // a POST from anyone else would have come by now
+    await laterJob('legacy-after'); // a second POST of this job, from anyone, would have come before the later job's
     const posts = hooks.posts.filter((p) => p.body.jobId === jobId);
     assert.deepEqual(posts.map((p) => [p.body.event, p.attempt, p.signed]), [['done', 1, true], ['done', 2, true]], 'nobody else posts it');
   },
@@ -288,7 +298,7 @@ test('notify - a job that ends while no notifier runs is told when one starts, a
   const scene = await farm.writeScene();
   const jobId = await farm.submit({ name: 'unattended', scene, renderer: 'command', command: 'true', frames: '1-2', output: { dir: join(farm.dir, 'out-unattended') }, notify: [hooks.url] });
   await farm.waitJob(jobId, 'done', 30_000);
-  await new Promise((r) => setTimeout(r, 500));
+  // (a POST from anyone but a notifier would also show in the exact list checked below)
   assert.equal(hooks.posts.filter((p) => p.body.jobId === jobId).length, 0, 'no notifier ran: nobody posted yet');
 
   const second = await startNotifier(t, ['--webhook-secret-file', secretFile]);
@@ -299,7 +309,8 @@ test('notify - a job that ends while no notifier runs is told when one starts, a
 
   // the event was acknowledged: the next notifier does not tell it again
   await startNotifier(t, ['--webhook-secret-file', secretFile]);
-  await new Promise((r) => setTimeout(r, 1_500));
+  // it reads the stream in order: once it told a later job's end, it has passed this one's
+  await laterJob('unattended-after');
   assert.deepEqual(posts(), [['done', 1], ['done', 2]]);
 });
 

@@ -131,8 +131,6 @@ async function refusal(p: Promise<unknown>): Promise<FarmError> {
   assert.fail('expected the request to be refused');
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 test('registry - lists and matches registered hosts, announcing each as up', async (t) => {
   const { nc, site, registry, req } = await setup(t);
   const ups = await hostEvents(nc, site, 'up');
@@ -190,9 +188,12 @@ test('registry - drops a silent host with a down event, keeps one that heartbeat
   assert.equal(down.serverId, 's1');
   assert.ok(waited >= 150, `dropped after ${waited} ms, before 3 × 60 ms of silence`);
   assert.deepEqual((await req.list()).hosts.map((h) => h.host), ['alive']);
-  await sleep(400); // well past 3 × 100 ms: only its heartbeats keep it
+  // a host of alive's own period that never beats: once it is dropped, the registry has looked past
+  // 3 × 100 ms of alive's life too, and only its heartbeats kept it
+  await req.register(aRegister({ host: 'probe', heartbeatMs: 100 }));
+  await downs.next((e) => e.host === 'probe');
   assert.deepEqual((await req.list()).hosts.map((h) => h.host), ['alive']);
-  assert.deepEqual(downs.seen.map((e) => e.host), ['silent']);
+  assert.deepEqual(downs.seen.map((e) => e.host), ['silent', 'probe']);
   clearInterval(beating);
   assert.equal((await downs.next((e) => e.host === 'alive')).reason, 'missed 3 heartbeats');
   assert.deepEqual((await req.list()).hosts, []);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -262,8 +263,8 @@ test('render-server - holds a result until the scheduler is back', async (t) => 
   t.after(() => rs.stop());
   const task = aTask({ scene: f.scene, outputDir: f.out });
   assert.ok((await assign(f.nc, f.site, 'node-5', [task])).ok);
-  // nobody takes sched.result for a while: the result must not be lost
-  await new Promise((r) => setTimeout(r, 900));
+  // the task ends (its frame is stored) while nobody takes sched.result: the result must not be lost
+  await until('the task to end with no scheduler', () => existsSync(join(f.out, 'f_0001.txt')));
   const sched = fakeScheduler(f.nc, f.site);
   await until('the held result', () => sched.results.length === 1, 6_000);
   assert.equal(sched.results[0]!.taskId, task.taskId);
@@ -374,8 +375,11 @@ async function drainedThenUndrained(f: Awaited<ReturnType<typeof farm>>, host: s
     assert.ok('job' in b);
     return b.job;
   };
-  await new Promise((r) => setTimeout(r, 2_500)); // past the scheduler's adoption window and a dispatch round
-  const waiting = await job();
+  // a reason why it waits is set by a dispatch round that gave it no slot (none run in the adoption window)
+  const waiting = await waitUntil('a dispatch round to pass the job over', async () => {
+    const j = await job();
+    return j.waiting !== undefined || j.frames.some((fr) => fr.host !== undefined) ? j : undefined;
+  }, 15_000, 100);
   assert.equal(waiting.state, 'queued');
   assert.deepEqual(waiting.frames.filter((fr) => fr.startedAt !== undefined || fr.host !== undefined).map((fr) => fr.frame), [], 'no frame went to the drained host');
 

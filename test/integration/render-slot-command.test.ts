@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { createAdapters, deliverTask, prepareTask, renderTask, runProcess, type SlotResult } from '../../actors/render-slot/index.ts';
 import type { FarmError, TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
+import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 async function workspace(t: TestContext) {
   const dir = await mkdtemp(join(tmpdir(), 'rb-cmd-'));
@@ -51,7 +52,9 @@ test('render-slot - a task that succeeds without printing anything leaves no log
   const w = await workspace(t);
   const r = await render(aTask({ scene: w.scene, outputDir: w.out, command: `sh -c 'printf x > {output}'` }));
   assert.equal(r.status, 'done', r.error?.message);
-  await new Promise((res) => setTimeout(res, 200)); // logs are written just after the task
+  // logs reach the disk just after their task: once a later task's log is there, this one's would be too
+  const later = await render(aTask({ scene: w.scene, outputDir: w.out, frames: [1], command: `sh -c 'echo said; printf x > {output}'` }));
+  assert.match(await logOf(join(w.out, '.rb-logs', `${later.taskId}-a1.log`)), /said/);
   await assert.rejects(readFile(join(w.out, '.rb-logs', `${r.taskId}-a1.log`)), { code: 'ENOENT' });
 });
 
@@ -95,8 +98,10 @@ test('render-slot - cancel ends the whole process group, not just the shell', as
 });
 
 test('render-slot - a process that ignores SIGTERM is killed after the grace period', async () => {
-  const p = runProcess({ argv: ['sh', '-c', 'trap "" TERM; sleep 30'], cwd: '/', killGraceMs: 300 });
-  await new Promise((r) => setTimeout(r, 100));
+  let said = '';
+  const p = runProcess({ argv: ['sh', '-c', 'trap "" TERM; echo ready; sleep 30'], cwd: '/', killGraceMs: 300, onOutput: (_s, text) => (said += text) });
+  // cancelled once the trap is set (a fixed 100 ms was not always enough on a loaded machine)
+  await waitUntil('the shell to ignore SIGTERM', () => said.includes('ready'), 10_000, 10);
   const t0 = performance.now();
   p.cancel();
   const exit = await p.exited;

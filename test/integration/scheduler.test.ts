@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { startScheduler } from '../../actors/scheduler/index.ts';
-import { silentLogger } from '../../sites/logger.ts';
+import pino from 'pino';
 import { codecs, decodeAny, eventFrames, FarmError, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent, type TaskAssignment, type TaskResult } from '../../protocol/index.ts';
 import { aJobSpec, anInventory } from '../helpers/builders.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
@@ -33,7 +33,10 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2,
       m.respond(codecs.assignReply.encode({ v, ok: true, body: { accepted: req.assignments.map((a) => a.taskId), rejected: [] } }));
     },
   });
-  const sched = await startScheduler({ nc: schedNc, site, log: silentLogger() });
+  // its log lines, each a JSON object: some say what it decided when no event does
+  const logs: { msg: string }[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string }) });
+  const sched = await startScheduler({ nc: schedNc, site, log });
   t.after(async () => {
     await sched.stop();
     for (const c of [schedNc, nc, regNc, opNc]) await c.close();
@@ -47,7 +50,7 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, slots = 2,
       status: 'done', outputs: [], stats: { wallMs: 5, cpuMs: 1, peakRssKb: 100, bytesWritten: 0 }, wantNext: true, want: 2, ...over,
     }, codecs.taskResultReply);
   await Promise.all([regNc.flush(), nc.flush()]);
-  return { nc: opNc, site, assigned, submit, result };
+  return { nc: opNc, site, assigned, submit, result, logs };
 }
 
 test('scheduler - two last results in the same instant end the job once: one done event', async (t) => {
@@ -59,8 +62,12 @@ test('scheduler - two last results in the same instant end the job once: one don
   // both results leave in one tick, so the scheduler handles them back to back
   await Promise.all(s.assigned.map((a) => s.result(a)));
   await waitUntil('the done event', () => done.length > 0);
-  await new Promise((r) => setTimeout(r, 500)); // a second one would have come by now
-  assert.deepEqual(done, [jobId]);
+  // a later job's done event on the same stream: a second one of the first would have come before it
+  const later = await s.submit({ frames: '1' });
+  await waitUntil('the later job\'s task', () => s.assigned.length === 3);
+  await s.result(s.assigned[2]!);
+  await waitUntil('the later job\'s done event', () => done.includes(later.jobId));
+  assert.deepEqual(done, [jobId, later.jobId]);
 });
 
 test('scheduler - a result whose frame files lie outside the job\'s output folder is refused; the task still ends with a true one', async (t) => {
@@ -120,18 +127,20 @@ test('scheduler - a result sent again (its reply never reached the slot) is answ
   const first = await s.result(s.assigned[0]!); // as if this reply were lost on its way
   const again = await s.result(s.assigned[0]!);
   assert.deepEqual([again.next?.taskId, again.next?.attempt, again.following?.taskId], [first.next?.taskId, first.next?.attempt, first.following?.taskId]);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(dispatched.sort(), ['1', '2', '3'], 'frames 2 and 3 dispatched once, nothing more leased');
   // and the slot goes on from there as usual
   const next = await s.result(again.next!, { want: 1 });
   assert.deepEqual(next.next?.frames, [4]);
+  // frame 4's dispatched event comes after any the repeated result could have caused
+  await waitUntil('frame 4 dispatched', () => dispatched.includes('4'));
+  assert.deepEqual(dispatched.sort(), ['1', '2', '3', '4'], 'frames 2 and 3 dispatched once, nothing more leased');
 });
 
 test('scheduler - an assignment not answered in time stays leased (the host may have taken it) until the host\'s lease reports say otherwise', async (t) => {
   const s = await setup(t, 1, { answerAssign: false });
   const { jobId } = await s.submit({ frames: '1' });
   await waitUntil('the task', () => s.assigned.length === 1);
-  await new Promise((r) => setTimeout(r, 3_500)); // past the 3 s the scheduler waits for an answer
+  // the scheduler's 3 s wait for the answer ended: it says so, and leaves the lease to the lease reports
+  await waitUntil('the scheduler to give up on the answer', () => s.logs.some((l) => l.msg.startsWith('assignment not answered in time')), 10_000);
   const job = async () => {
     const q = await call(s.nc, subjects.schedQuery(s.site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply);
     assert.ok('job' in q);

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { prepareDirs, removeWorkDir, storeFrames, taskPaths, TaskLog } from '../../actors/render-slot/index.ts';
 import { PARTIAL_DIR, removeOtherRuns } from '../../actors/render-slot/output.ts';
 import { FarmError } from '../../protocol/index.ts';
+import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 async function outDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-output-'));
@@ -99,8 +100,8 @@ test('output - a long task log streams to disk before the task ends', async (t) 
   const log = new TaskLog(path);
   const line = `${'x'.repeat(99)}\n`;
   for (let i = 0; i < 700; i++) log.write(line); // 70 000 characters
-  await new Promise((r) => setTimeout(r, 50));
-  assert.ok((await stat(path)).size >= 64 * 1024);
+  // on disk while the task still runs (no close yet): waited for, not given a fixed 50 ms on a loaded machine
+  await waitUntil('the log to stream to disk', async () => (await stat(path)).size >= 64 * 1024, 10_000, 10);
   log.write('end\n');
   await log.close();
   assert.equal((await readFile(path, 'utf8')).length, 700 * 100 + 4);

@@ -1,11 +1,35 @@
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { FarmError } from '../../protocol/index.ts';
 import { imageSize, thumbnail, thumbnailRaw, ThumbnailError, type ImageProblem } from '../../actors/media/index.ts';
+
+/** What `thumbnail()` did with each file in a process run as nobody (uid 65534), for the cases root cannot see. */
+function asNobody(paths: string[]): { ok: boolean; uid: number; name?: string; code?: string; path?: string; problem?: string; message?: string }[] {
+  const media = pathToFileURL(resolve(import.meta.dirname, '../../actors/media/index.ts')).href;
+  const script = `
+    const { thumbnail } = await import(${JSON.stringify(media)});
+    const out = [];
+    for (const path of ${JSON.stringify(paths)}) {
+      try {
+        await thumbnail(path, { width: 5, height: 5 });
+        out.push({ ok: true, uid: process.getuid() });
+      } catch (e) {
+        out.push({ ok: false, uid: process.getuid(), name: e.name, code: e.code, path: e.path, problem: e.problem, message: e.message });
+      }
+    }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8', timeout: 30_000, cwd: resolve(import.meta.dirname, '../..'),
+  });
+  assert.equal(r.status, 0, `setpriv (util-linux) ran node as nobody: ${r.error?.message ?? r.stderr}`);
+  return JSON.parse(r.stdout) as ReturnType<typeof asNobody>;
+}
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-thumb-'));
@@ -88,7 +112,7 @@ test('thumbnail - JPEG, 16-bit and alpha PNGs (POV-Ray +FN16 +UA) come out as 8-
   assert.ok(near(flat.data[0]!, 128, 8), `raw thumbnails are flattened onto the background: ${flat.data[0]}`);
 });
 
-test('thumbnail - a missing, empty, non-image, truncated file or a directory is refused naming the file and what is wrong', async (t) => {
+test('thumbnail - a missing, empty, non-image, truncated or unreadable file or a directory is refused naming the file and what is wrong', async (t) => {
   const dir = await tempDir(t);
   const box = { width: 50, height: 50 };
   const missing = join(dir, 'frame_0007.png');
@@ -115,9 +139,20 @@ test('thumbnail - a missing, empty, non-image, truncated file or a directory is 
   await mkdir(sub);
   await rejectsWith(() => thumbnail(sub, box), sub, 'not-a-file', /is a directory/);
 
+  // a frame the farm's user may not read: root reads anything, so as root (here and in CI) the
+  // reading is done by a child process dropped to nobody, beside a readable frame for contrast
+  const locked = await solid(join(dir, 'locked.png'), 10, 10, { r: 1, g: 2, b: 3 });
+  await chmod(locked, 0o000);
   if (userInfo().uid !== 0) {
-    const locked = await solid(join(dir, 'locked.png'), 10, 10, { r: 1, g: 2, b: 3 });
-    await chmod(locked, 0o000);
     await rejectsWith(() => thumbnail(locked, box), locked, 'unreadable', /permission denied/);
+  } else {
+    const readable = await solid(join(dir, 'readable.png'), 10, 10, { r: 1, g: 2, b: 3 });
+    await chmod(dir, 0o755);
+    const seen = asNobody([readable, locked]);
+    assert.deepEqual(seen[0], { ok: true, uid: 65534 }, 'nobody reads a readable frame there: the folder is open to it');
+    const refused = seen[1]!;
+    assert.equal(refused.uid, 65534);
+    assert.deepEqual([refused.ok, refused.name, refused.code, refused.path, refused.problem], [false, 'ThumbnailError', 'RB_OUTPUT_FAILED', locked, 'unreadable']);
+    assert.equal(refused.message, `${locked}: permission denied`);
   }
 });

@@ -26,6 +26,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
     s.waiting = why.text;
     s.why = why;
   }
+  if (job.errors.failure !== undefined) s.error = job.errors.failure;
+  if (book.retryWouldChange(job)) s.retryable = true;
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
   return s;

@@ -114,18 +114,19 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const state = book.state(job);
     lastProgress.delete(job.id);
     const evt = jobEvent(job, state);
-    log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
+    log.info({ jobId: job.id, state, counts: evt.job.counts, ...(evt.job.error ? { error: evt.job.error } : {}) }, 'job ended');
     // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
     if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
     retentionSoon();
   };
   /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
-  const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
+  const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number, jobFailed?: string): [JournalRecord, string] => [
     {
       v: PROTOCOL_MAJOR, kind: 'task', jobId: r.jobId, taskIndex: r.taskIndex, status: r.status === 'done' ? 'done' : 'failed', attempt: r.attempt,
       host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at,
       ...(task.error && r.status === 'failed' ? { error: task.error } : {}), ...(retry ? { retry } : {}),
       ...(task.rechunk && r.status === 'done' ? { rechunk: task.rechunk } : {}),
+      ...(jobFailed !== undefined ? { jobFailed } : {}),
     },
     `task-${r.jobId}-${r.taskIndex}-${r.attempt}`,
   ];
@@ -279,18 +280,22 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
       if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
     }
+    if (req.action === 'retry' && !book.retryWouldChange(job, req.frames)) {
+      throw refuse(req.frames ? 'none of those frames has ended, and no host is kept away from it' : `no frame failed and no host is kept away from it (it is ${state})`);
+    }
+    const forgiven = req.action === 'retry' ? book.keptAwayHosts(job) : [];
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
     const retried = applyControl(job, req);
     jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);
-    log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried }, 'job control');
+    log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried, ...(forgiven.length > 0 ? { forgiven } : {}) }, 'job control');
     actor.send({ type: 'dispatch.wanted' });
-    return { job: book.summary(job) };
+    return { job: book.summary(job), ...(req.action === 'retry' ? { retried: { frames: retried, hosts: forgiven } } : {}) };
   }
 
   /** Applies a control action other than cancel; returns how many frames were queued again. */
   function applyControl(job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
     const queued = applyControlTo(book, job, c);
-    if (queued > 0) announcedEnd.delete(job.id); // it may end, and be announced, again
+    if (!book.isFinished(job)) announcedEnd.delete(job.id); // it may end, and be announced, again
     return queued;
   }
 
@@ -369,7 +374,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       // writing each again only made it fall further behind. A failed write throws
       // RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, and that one writes it.
       const retry = outcome.kind === 'accepted' ? outcome.retried : task.state === 'queued';
-      const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at));
+      const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at, outcome.kind === 'accepted' ? outcome.jobFailed : undefined));
       journaled.set(task, { attempt: r.attempt, write });
       try {
         await write;
@@ -425,6 +430,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs }, 'host is sick: it failed frames of several jobs and gets no work for a while');
       publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason: `failed frames of jobs ${outcome.sick.jobs.join(', ')}` }));
     }
+    for (const t of outcome.stopped ?? []) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'its job failed', t.attempt);
     if (endedJob) finishJob(job);
     else if (!book.isFinished(job) && at - (lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS) {
       lastProgress.set(job.id, at);

@@ -489,7 +489,7 @@ export class JobBook {
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
   lease(job: Job, host: string, slot: number, now: number, hostRamMb?: number): TaskAssignment | undefined {
-    if (this.health.isSick(host, now)) return undefined;
+    if (this.health.isSick(host, now) || job.errors.failure !== undefined) return undefined;
     if (job.storageFullUntil !== undefined && now < job.storageFullUntil) return undefined;
     if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
     const task = this.takeQueued(job, hostRamMb);

@@ -7,7 +7,7 @@ import { aJobSpec, aTaskResult } from '../helpers/builders.ts';
 
 const stats = { wallMs: 1, cpuMs: 1, peakRssKb: 1, bytesWritten: 0 };
 
-test('scheduler replay - a failed attempt queued again counts after a restart: the next attempt is 2, a late result of attempt 1 is stale, maxAttempts goes on', () => {
+test('scheduler replay - a failed attempt queued again counts after a restart: the next attempt is 2, a late result of attempt 1 is not taken again, maxAttempts goes on', () => {
   const book = new JobBook();
   const records: JournalRecord[] = [
     { v, kind: 'submit', jobId: 'a', spec: aJobSpec({ frames: '1', maxAttempts: 2 }), at: 1000 },

@@ -64,6 +64,14 @@ export class HostHealth {
     return s;
   }
 
+  /** A job's failures turned out to be its own (a broken scene): they count against no host. */
+  acquit(jobId: string): void {
+    for (const [host, byJob] of this.failures) {
+      byJob.delete(jobId);
+      if (byJob.size === 0) this.failures.delete(host);
+    }
+  }
+
   isSick(host: string, now: number): boolean {
     const s = this.sick.get(host);
     if (!s) return false;

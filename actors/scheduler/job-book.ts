@@ -611,13 +611,14 @@ export class JobBook {
     }
     task.failures += 1;
     if (r.error?.code === 'RB_OUT_OF_MEMORY') this.raiseMemory(job, task, r.stats);
-    const sick = blamesHost(r.error?.code) ? this.blameHost(job, r.host, now) : undefined;
-    const jobFailed = job.errors.counted(r.host, task.error, job.spec.maxTaskErrors);
-    if (jobFailed) {
+    const failed = job.errors.counted(r.host, task.error, job.spec.maxTaskErrors);
+    const sick = blamesHost(r.error?.code) && !failed?.scene ? this.blameHost(job, r.host, now) : undefined;
+    if (failed) {
       task.state = TaskState.Failed;
       this.countEnded(job, 0, task.frames.length, wasQueued);
-      const stopped = this.failJob(job, jobFailed, now);
-      return { kind: 'accepted', job, task, retried: false, jobFailed, stopped, ...(sick ? { sick } : {}) };
+      if (failed.scene) this.health.acquit(job.id); // its failures on the hosts were the scene's
+      const stopped = this.failJob(job, failed.reason, now);
+      return { kind: 'accepted', job, task, retried: false, jobFailed: failed.reason, stopped, ...(sick ? { sick } : {}) };
     }
     if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
       if (wasQueued) this.pushQueued(job, task);

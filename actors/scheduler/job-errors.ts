@@ -63,21 +63,22 @@ export class JobErrors {
 
   /**
    * A failed attempt that uses one up (usesAttempt). Returns why the whole job fails now, when it
-   * does: its scene is broken, several hosts failed it the same way, or its error budget is spent.
+   * does: its scene is broken, several hosts failed it the same way (`scene`: the hosts are not to
+   * blame), or its error budget is spent.
    */
-  counted(host: string, error: string, maxTaskErrors = DEFAULT_MAX_TASK_ERRORS): string | undefined {
+  counted(host: string, error: string, maxTaskErrors = DEFAULT_MAX_TASK_ERRORS): { reason: string; scene: boolean } | undefined {
     this.count += 1;
     this.lastByHost.set(host, error);
     const code = codeOf(error);
-    if (code === 'RB_SCENE_ERROR') return `RB_JOB_FAILED: its scene is broken (${host}): ${error}`;
+    if (code === 'RB_SCENE_ERROR') return { reason: `RB_JOB_FAILED: its scene is broken (${host}): ${error}`, scene: true };
     if (code === 'RB_RENDER_FAILED') {
       // a renderer's error text names the scene, not the host: the same text from several hosts is the scene's
       const hosts = this.hostsByText.get(error) ?? new Set<string>();
       hosts.add(host);
       this.hostsByText.set(error, hosts);
-      if (hosts.size >= SAME_ERROR_HOSTS) return `RB_JOB_FAILED: ${hosts.size} hosts failed it the same way (${[...hosts].sort().join(', ')}): ${error}`;
+      if (hosts.size >= SAME_ERROR_HOSTS) return { reason: `RB_JOB_FAILED: ${hosts.size} hosts failed it the same way (${[...hosts].sort().join(', ')}): ${error}`, scene: true };
     }
-    if (this.count >= maxTaskErrors) return `RB_JOB_FAILED: ${this.count} failed attempts spent its error budget (maxTaskErrors ${maxTaskErrors}); the last: ${error}`;
+    if (this.count >= maxTaskErrors) return { reason: `RB_JOB_FAILED: ${this.count} failed attempts spent its error budget (maxTaskErrors ${maxTaskErrors}); the last: ${error}`, scene: false };
     return undefined;
   }
 

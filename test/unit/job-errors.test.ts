@@ -1,5 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildJob } from '../../tools/cli/job-file.ts';
 import { DEFAULT_MAX_TASK_ERRORS, prepareJob, type JournalRecord, type MatchBody, type TaskResult } from '../../protocol/index.ts';
 import { JobBook, type Job } from '../../actors/scheduler/index.ts';
 import { planDispatch } from '../../actors/scheduler/dispatch.ts';
@@ -55,6 +59,20 @@ test('job-errors - the same renderer error from two hosts is the job\'s: it fail
   run(book, job, 'h2', 0, 3, failure('RB_RENDER_FAILED', PARSE));
   assert.equal(book.state(job), 'failed');
   assert.equal(book.summary(job).error, `RB_JOB_FAILED: 2 hosts failed it the same way (h1, h2): RB_RENDER_FAILED: ${PARSE}`);
+});
+
+test('job-errors - broken scenes of three jobs make no host sick: their failures were the scenes\'', () => {
+  const book = new JobBook();
+  for (const id of ['a', 'b', 'c']) {
+    const job = add(book, id, { frames: '1-4' });
+    run(book, job, 'h1', 0, 1, failure('RB_RENDER_FAILED', `${PARSE} (${id})`));
+    run(book, job, 'h2', 0, 1, failure('RB_RENDER_FAILED', `${PARSE} (${id})`));
+    assert.equal(book.state(job), 'failed');
+  }
+  const other = add(book, 'd', { frames: '1', maxTaskErrors: 3 });
+  run(book, other, 'h3', 0, 2, failure('RB_SCENE_ERROR', 'Parse Error'));
+  assert.deepEqual(book.health.list(3), [], 'h1 and h2 failed three jobs, each the scene\'s fault');
+  assert.ok(book.lease(add(book, 'e', { frames: '1' }), 'h1', 0, 3), 'h1 still gets work');
 });
 
 test('job-errors - a job fails once its error budget (maxTaskErrors) is spent, naming the last error; a retry resumes it', () => {
@@ -168,4 +186,17 @@ test('job-errors - replay rebuilds a failed job from the record of the failure t
   assert.equal(again.state(retried), 'rendering');
   assert.equal(again.summary(retried).counts.queued, 2);
   assert.equal(again.queue()[0], retried);
+});
+
+test('job-errors - maxTaskErrors in a job file is checked like the other numbers', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-budget-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'shot.pov'), 'sphere { 0, 1 }\n');
+  const build = (maxTaskErrors: unknown) => {
+    writeFileSync(join(dir, 'shot.json'), JSON.stringify({ scene: 'shot.pov', frames: '1', maxTaskErrors }));
+    return buildJob({ args: ['shot.json'], flags: {}, cwd: dir, defaults: { user: 'a', group: 'g', outputRoot: '/srv/out' }, jobId: 'jtest0001' });
+  };
+  assert.equal(build(7).spec.maxTaskErrors, 7);
+  assert.throws(() => build(0), /\/maxTaskErrors: Expected integer to be greater or equal to 1/);
+  assert.throws(() => build(2.5), /\/maxTaskErrors: Expected integer/);
 });

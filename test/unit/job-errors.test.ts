@@ -73,6 +73,14 @@ test('job-errors - broken scenes of three jobs make no host sick: their failures
   run(book, other, 'h3', 0, 2, failure('RB_SCENE_ERROR', 'Parse Error'));
   assert.deepEqual(book.health.list(3), [], 'h1 and h2 failed three jobs, each the scene\'s fault');
   assert.ok(book.lease(add(book, 'e', { frames: '1' }), 'h1', 0, 3), 'h1 still gets work');
+  // h4 failed frames of two jobs (its own fault, maybe); the scene error of a third is not its
+  for (const id of ['x', 'y']) run(book, add(book, id, { frames: '1-2' }), 'h4', 0, 4, failure('RB_RENDER_FAILED', `h4 trouble ${id}`));
+  const z = add(book, 'z', { frames: '1-2' });
+  run(book, z, 'h5', 0, 5, failure('RB_RENDER_FAILED', PARSE));
+  const { out } = run(book, z, 'h4', 0, 5, failure('RB_RENDER_FAILED', PARSE));
+  assert.equal(book.state(z), 'failed');
+  assert.ok(out.kind === 'accepted' && out.sick === undefined);
+  assert.equal(book.health.isSick('h4', 6), false);
 });
 
 test('job-errors - a job fails once its error budget (maxTaskErrors) is spent, naming the last error; a retry resumes it', () => {

@@ -427,8 +427,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (r.status === 'done') frameEvent(job, task.frames, 'done', { host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats }, r.outputs);
     else frameEvent(job, task.frames, retried ? 'retrying' : 'failed', { host: r.host, slot: r.slot, attempt: r.attempt, ...(task.error !== undefined ? { error: task.error } : {}) });
     if (outcome.sick) {
-      log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs }, 'host is sick: it failed frames of several jobs and gets no work for a while');
-      publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason: `failed frames of jobs ${outcome.sick.jobs.join(', ')}` }));
+      log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs, error: task.error }, 'host is sick: it failed frames of several jobs, or cannot see files other hosts render; it gets no work for a while');
+      const reason = r.error?.code === 'RB_INPUT_NOT_FOUND' ? `cannot see the files of job ${job.id}, which other hosts render (${task.error})` : `failed frames of jobs ${outcome.sick.jobs.join(', ')}`;
+      publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason }));
     }
     for (const t of outcome.stopped ?? []) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'its job failed', t.attempt);
     if (endedJob) finishJob(job);

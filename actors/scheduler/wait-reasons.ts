@@ -93,7 +93,7 @@ export function keptAwayReason(book: JobBook, job: Job, freeHosts: readonly stri
     return {
       kind: 'no-match',
       closest: lacking.slice(0, 3).map((host) => ({ host, missing: [`program ${program}`] })),
-      text: `its program ${program} is missing on ${names(lacking)} (${said}): install it there (or name it in requirements.packages, so only hosts that have it match), then ${retry}`,
+      text: `its program ${program} is missing on ${names(lacking)} (${said}): install it there (or fix the job's command), then ${retry}`,
     };
   }
   const blind = freeHosts.filter((h) => job.errors.cannot.get(h)?.code === 'RB_INPUT_NOT_FOUND');

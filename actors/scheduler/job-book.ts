@@ -6,7 +6,7 @@ import {
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, isStorageFailure, STORAGE_RETRY_MS, type SickHost } from './host-health.ts';
-import { blamesHost, hostCannot, JobErrors, usesAttempt } from './job-errors.ts';
+import { blamesHost, cannotRun, hostCannot, JobErrors, usesAttempt } from './job-errors.ts';
 import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
@@ -429,22 +429,6 @@ export class JobBook {
     return this.isBadHost(job, host) || job.errors.cannot.has(host);
   }
 
-  /** Every host kept away from the job: what a retry forgives. */
-  keptAwayHosts(job: Job): string[] {
-    return [...new Set([...this.badHosts(job), ...job.errors.cannot.keys()])].sort();
-  }
-
-  /** Whether `retry` (of these frames) would change anything: frames to queue again, hosts to forgive, a failed job. */
-  retryWouldChange(job: Job, frames?: readonly number[]): boolean {
-    if (this.state(job) === 'cancelled') return false;
-    if (job.errors.failure !== undefined || (!this.isFinished(job) && this.keptAwayHosts(job).length > 0)) return true;
-    if (!frames) return job.counts.failed > 0;
-    return frames.some((f) => {
-      const s = job.tasks.stateOf(job.tasks.taskOfFrame(f) ?? -1);
-      return s === TaskState.Done || s === TaskState.Failed;
-    });
-  }
-
   matches(job: Job, host: string, inv: HostInventory): boolean {
     if (this.keptAway(job, host)) return false;
     let m = job.matchCache.get(host);
@@ -601,7 +585,7 @@ export class JobBook {
     }
     if (hostCannot(r.error?.code)) {
       // the host cannot run this job at all: it stops matching the job; no attempt is used (job-errors.ts)
-      const sick = this.cannotRun(job, r.host, task.error, now);
+      const sick = cannotRun(this.health, job, r.host, task.error, now);
       if (wasQueued) this.pushQueued(job, task);
       else {
         job.runningTasks += 1;
@@ -637,16 +621,6 @@ export class JobBook {
   private blameHost(job: Job, host: string, now: number): SickHost | undefined {
     job.hostFailures.set(host, (job.hostFailures.get(host) ?? 0) + 1);
     return this.health.failed(host, job.id, now);
-  }
-
-  /**
-   * A host cannot run the job (its program missing, its files out of sight): it gets no more of
-   * it. One that cannot see the files of a job other hosts rendered frames of goes sick.
-   */
-  private cannotRun(job: Job, host: string, error: string, now: number): SickHost | undefined {
-    const code = hostCannot(error)!;
-    job.errors.cannot.set(host, { code, error });
-    return code === 'RB_INPUT_NOT_FOUND' && job.counts.done > 0 ? this.health.cannotSee(host, job.id, now) : undefined;
   }
 
   /**

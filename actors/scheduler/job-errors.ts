@@ -1,5 +1,7 @@
 import { DEFAULT_MAX_TASK_ERRORS, type JobSpec, type RendererName } from '../../protocol/index.ts';
-import { isStorageFailure } from './host-health.ts';
+import { isStorageFailure, type HostHealth, type SickHost } from './host-health.ts';
+import type { Job, JobBook } from './job-book.ts';
+import { TaskState } from './task-table.ts';
 
 /*
  * Whose fault a failed attempt is (docs/scheduling.md, "When a job fails"). The storage's (a full
@@ -92,4 +94,30 @@ export class JobErrors {
     this.hostsByText.clear();
     return hosts;
   }
+}
+
+/**
+ * A host cannot run the job (its program missing, its files out of sight): it gets no more of it.
+ * One that cannot see the files of a job that hosts rendered frames of goes sick (its mount).
+ */
+export function cannotRun(health: HostHealth, job: Job, host: string, error: string, now: number): SickHost | undefined {
+  const code = hostCannot(error)!;
+  job.errors.cannot.set(host, { code, error });
+  return code === 'RB_INPUT_NOT_FOUND' && job.counts.done > 0 ? health.cannotSee(host, job.id, now) : undefined;
+}
+
+/** Every host kept away from the job (bad hosts, hosts that cannot run it): what a retry forgives. */
+export function keptAwayHosts(book: JobBook, job: Job): string[] {
+  return [...new Set([...book.badHosts(job), ...job.errors.cannot.keys()])].sort();
+}
+
+/** Whether `retry` (of these frames) would change anything: frames to queue again, hosts to forgive, a failed job. */
+export function retryWouldChange(book: JobBook, job: Job, frames?: readonly number[]): boolean {
+  if (book.state(job) === 'cancelled') return false;
+  if (job.errors.failure !== undefined || (!book.isFinished(job) && keptAwayHosts(book, job).length > 0)) return true;
+  if (!frames) return job.counts.failed > 0;
+  return frames.some((f) => {
+    const s = job.tasks.stateOf(job.tasks.taskOfFrame(f) ?? -1);
+    return s === TaskState.Done || s === TaskState.Failed;
+  });
 }

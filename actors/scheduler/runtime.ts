@@ -10,6 +10,7 @@ import {
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
+import { keptAwayHosts, retryWouldChange } from './job-errors.ts';
 import { Journal } from './journal.ts';
 import { readHostTurns } from './host-turns.ts';
 import { jobPage, jobsPage } from './query-pages.ts';
@@ -280,10 +281,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
       if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
     }
-    if (req.action === 'retry' && !book.retryWouldChange(job, req.frames)) {
+    if (req.action === 'retry' && !retryWouldChange(book, job, req.frames)) {
       throw refuse(req.frames ? 'none of those frames has ended, and no host is kept away from it' : `no frame failed and no host is kept away from it (it is ${state})`);
     }
-    const forgiven = req.action === 'retry' ? book.keptAwayHosts(job) : [];
+    const forgiven = req.action === 'retry' ? keptAwayHosts(book, job) : [];
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
     const retried = applyControl(job, req);
     jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);

@@ -7,6 +7,7 @@ import { buildJob } from '../../tools/cli/job-file.ts';
 import { DEFAULT_MAX_TASK_ERRORS, prepareJob, type JournalRecord, type MatchBody, type TaskResult } from '../../protocol/index.ts';
 import { JobBook, type Job } from '../../actors/scheduler/index.ts';
 import { planDispatch } from '../../actors/scheduler/dispatch.ts';
+import { keptAwayHosts, retryWouldChange } from '../../actors/scheduler/job-errors.ts';
 import { applyRecord } from '../../actors/scheduler/replay.ts';
 import { aJobSpec, aTaskResult, anInventory } from '../helpers/builders.ts';
 
@@ -91,7 +92,7 @@ test('job-errors - a job fails once its error budget (maxTaskErrors) is spent, n
   run(book, job, 'h1', 0, 4, failure('RB_TIMEOUT', 'task killed: time limit (4)'));
   assert.equal(book.state(job), 'failed');
   assert.equal(book.summary(job).error, 'RB_JOB_FAILED: 4 failed attempts spent its error budget (maxTaskErrors 4); the last: RB_TIMEOUT: task killed: time limit (4)');
-  assert.equal(book.retryWouldChange(job), true);
+  assert.equal(retryWouldChange(book, job), true);
   const retried = book.retry(job);
   assert.deepEqual(retried.map((t) => t.frames), [[1], [2]], 'frame 1 (its 3 attempts spent) and frame 2, whose failure ended the job');
   assert.equal(book.state(job), 'rendering');
@@ -159,12 +160,12 @@ test('job-errors - every free host kept away: the job waits saying which hosts, 
   assert.deepEqual(why.hosts, ['h1', 'h2']);
   assert.match(why.text, /kept away from it: h1, h2 \(last: RB_RENDER_FAILED: h1 is out of fonts\); fix them \(or the job\), then renderbus retry a/);
   assert.equal(book.summary(job).retryable, true);
-  assert.equal(book.retryWouldChange(job), true, 'no frame failed, but hosts are kept away');
-  assert.deepEqual(book.keptAwayHosts(job), ['h1', 'h2']);
+  assert.equal(retryWouldChange(book, job), true, 'no frame failed, but hosts are kept away');
+  assert.deepEqual(keptAwayHosts(book, job), ['h1', 'h2']);
   assert.deepEqual(book.retry(job), [], 'no frame to queue again');
-  assert.deepEqual(book.keptAwayHosts(job), [], 'forgiven');
+  assert.deepEqual(keptAwayHosts(book, job), [], 'forgiven');
   assert.equal(planDispatch(book, [job], () => match('h1', 'h2'), 3).byHost.size, 2, 'both hosts get work again');
-  assert.equal(book.retryWouldChange(job), false, 'now a retry would change nothing');
+  assert.equal(retryWouldChange(book, job), false, 'now a retry would change nothing');
 });
 
 test('job-errors - replay rebuilds a failed job from the record of the failure that ended it, and a retry after it', () => {

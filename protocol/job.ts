@@ -7,6 +7,8 @@ import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, type JobSpec,
 
 /** Attempts per task before its frames count as failed. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Failed attempts of one job, all its tasks together, after which the job fails (maxTaskErrors). */
+export const DEFAULT_MAX_TASK_ERRORS = 50;
 /** Failed tasks of one job after which a host gets no more of that job's tasks. */
 export const DEFAULT_MAX_HOST_FAILURES = 3;
 

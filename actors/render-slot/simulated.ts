@@ -306,7 +306,7 @@ class SimulatedSlot implements SlotHandle {
     this.renderTimer = null;
     if (this.phase !== 'rendering' || this.current !== t) return;
     if (late) this.finish({ code: 'RB_TIMEOUT', message: `task killed: it ran past the job's time limit of ${t.timeLimitMs! / 1000} s` });
-    else if (this.h.failRate > 0 && this.h.random() < this.h.failRate) this.finish({ code: 'RB_RENDER_FAILED', message: 'simulated failure' });
+    else if (this.h.failRate > 0 && this.h.random() < this.h.failRate) this.finish({ code: 'RB_RENDER_FAILED', message: `simulated failure on ${this.h.host}` }); // a host's own: the same text from several hosts would be the job's
     else this.finish();
   }
 

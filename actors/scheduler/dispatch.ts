@@ -1,6 +1,7 @@
 import { STORAGE_RETRY_MS } from './host-health.ts';
 import type { HostInventory, MatchBody, TaskAssignment, WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
+import { keptAwayReason } from './wait-reasons.ts';
 
 /** What the scheduler remembers of a host from the registry's answers. */
 export interface KnownHost {
@@ -92,7 +93,7 @@ class Round {
     while (c.at < match.hosts.length && job.queuedTasks > 0) {
       const h = match.hosts[c.at]!;
       const free = this.freeOn(h);
-      if (free.length === 0 || this.book.isBadHost(job, h.host) || this.book.health.isSick(h.host, this.now)) {
+      if (free.length === 0 || this.book.keptAway(job, h.host) || this.book.health.isSick(h.host, this.now)) {
         c.at += 1;
         continue;
       }
@@ -137,6 +138,8 @@ function whyNoSlot(book: JobBook, c: Candidate, now: number): WaitReason {
       return { kind: 'no-match', closest: [], text: `its frames that ran out of memory now need ${need} MB; the free hosts that match have at most ${biggest} MB` };
     }
   }
+  const away = keptAwayReason(book, job, match.hosts.map((h) => h.host));
+  if (away) return away;
   return waitingReason(match, book.badHosts(job), () => book.busyBreakdown(job), book.health.list(now).map((s) => s.host), () => book.shareReason(job));
 }
 

@@ -52,6 +52,26 @@ export class HostHealth {
     return s;
   }
 
+  /**
+   * `host` cannot see the files of `jobId`, which another host rendered frames of (RB_INPUT_NOT_FOUND):
+   * its mount is missing or wrong, which fails every job it gets. It goes sick at once.
+   */
+  cannotSee(host: string, jobId: string, now: number): SickHost | undefined {
+    if (this.isSick(host, now)) return undefined;
+    const s: SickHost = { host, until: now + SICK_FOR_MS, jobs: [jobId] };
+    this.sick.set(host, s);
+    this.failures.delete(host);
+    return s;
+  }
+
+  /** A job's failures turned out to be its own (a broken scene): they count against no host. */
+  acquit(jobId: string): void {
+    for (const [host, byJob] of this.failures) {
+      byJob.delete(jobId);
+      if (byJob.size === 0) this.failures.delete(host);
+    }
+  }
+
   isSick(host: string, now: number): boolean {
     const s = this.sick.get(host);
     if (!s) return false;

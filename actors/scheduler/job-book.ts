@@ -6,6 +6,7 @@ import {
 } from '../../protocol/index.ts';
 import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, isStorageFailure, STORAGE_RETRY_MS, type SickHost } from './host-health.ts';
+import { blamesHost, cannotRun, hostCannot, JobErrors, usesAttempt } from './job-errors.ts';
 import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
@@ -63,6 +64,8 @@ export interface Job {
   paused: boolean;
   /** Failed tasks of this job by host; a host at the job's maxHostFailures gets no more of them. */
   hostFailures: Map<string, number>;
+  /** Its failures: the error budget, hosts that cannot run it, why it failed (job-errors.ts). */
+  errors: JobErrors;
   /** A frame failed on a full output disk: no frame of the job is handed out before then (host-health.ts). */
   storageFullUntil?: number;
   /** Jobs that must be done before this one starts (`after`), and the jobs waiting for this one. */
@@ -82,7 +85,8 @@ export type ResultOutcome =
   /** The result was applied before (a retry whose acknowledgement was lost). */
   | { kind: 'duplicate'; job: Job; task: Task }
   | { kind: 'returned'; job: Job; task: Task }
-  | { kind: 'accepted'; job: Job; task: Task; retried: boolean; sick?: SickHost };
+  /** `jobFailed`: this failure failed the whole job; its `stopped` tasks (running or in hand) are to be killed. */
+  | { kind: 'accepted'; job: Job; task: Task; retried: boolean; sick?: SickHost; jobFailed?: string; stopped?: Task[] };
 
 /** A finished job that left memory (retention): where its records start in the journal, and how it ended. */
 export interface ArchivedJob {
@@ -170,6 +174,7 @@ export class JobBook {
       chunkSize: spec.chunk ?? 1,
       memoryRaised: false,
       hostFailures: new Map(),
+      errors: new JobErrors(),
       held: spec.hold === true,
       paused: false,
       // the scheduler checked at submission that they exist (jobs can only wait for older jobs: no cycles)
@@ -384,7 +389,14 @@ export class JobBook {
         .sort((a, b) => a - b)
         .map((i) => job.tasks.get(i)!)
       : [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.index - b.index);
-    if (tasks.length === 0) return [];
+    const failedJob = job.errors.failure !== undefined;
+    // a retry is a fresh start for every host too: those kept away from it, or unable to run it
+    job.hostFailures.clear();
+    job.errors.forgive();
+    if (tasks.length === 0 && !failedJob) {
+      this.enqueue(job);
+      return [];
+    }
     let done = 0;
     let failed = 0;
     for (const t of tasks) {
@@ -399,7 +411,6 @@ export class JobBook {
       job.queuedTasks += 1;
     }
     job.finishedAt = undefined;
-    job.hostFailures.clear(); // a retry is a fresh start for every host too
     this.pendingDirty = true; // jobs that run after it wait again
     const c = job.counts;
     c.done -= done;
@@ -420,8 +431,13 @@ export class JobBook {
     return [...job.hostFailures.keys()].filter((h) => this.isBadHost(job, h));
   }
 
+  /** A bad host for the job, or one that cannot run it (its program missing, its files out of sight). */
+  keptAway(job: Job, host: string): boolean {
+    return this.isBadHost(job, host) || job.errors.cannot.has(host);
+  }
+
   matches(job: Job, host: string, inv: HostInventory): boolean {
-    if (this.isBadHost(job, host)) return false;
+    if (this.keptAway(job, host)) return false;
     let m = job.matchCache.get(host);
     if (m === undefined) {
       m = hostMatches(job.profile, inv);
@@ -430,8 +446,12 @@ export class JobBook {
     return m;
   }
 
+  /** A host restarted or left: what the scheduler cached about it goes (it may have the program, the mount, now). */
   forgetHost(host: string): void {
-    for (const job of this.pending) job.matchCache.delete(host);
+    for (const job of this.pending) {
+      job.matchCache.delete(host);
+      job.errors.cannot.delete(host);
+    }
   }
 
   isLeased(host: string, slot: number): boolean {
@@ -482,7 +502,7 @@ export class JobBook {
 
   /** Leases the job's next queued task to a slot; undefined when it has none, or a limit is at its maximum. */
   lease(job: Job, host: string, slot: number, now: number, hostRamMb?: number): TaskAssignment | undefined {
-    if (this.health.isSick(host, now)) return undefined;
+    if (this.health.isSick(host, now) || job.errors.failure !== undefined) return undefined;
     if (job.storageFullUntil !== undefined && now < job.storageFullUntil) return undefined;
     if (job.spec.limits && this.limitBlocking(job, host)) return undefined;
     const task = this.takeQueued(job, hostRamMb);
@@ -599,10 +619,27 @@ export class JobBook {
       }
       return { kind: 'accepted', job, task, retried: true };
     }
+    if (hostCannot(r.error?.code)) {
+      // the host cannot run this job at all: it stops matching the job; no attempt is used (job-errors.ts)
+      const sick = cannotRun(this.health, job, r.host, task.error, now);
+      if (wasQueued) this.pushQueued(job, task);
+      else {
+        job.runningTasks += 1;
+        this.requeue(job, task);
+      }
+      return { kind: 'accepted', job, task, retried: true, ...(sick ? { sick } : {}) };
+    }
     task.failures += 1;
     if (r.error?.code === 'RB_OUT_OF_MEMORY') this.raiseMemory(job, task, r.stats);
-    job.hostFailures.set(r.host, (job.hostFailures.get(r.host) ?? 0) + 1);
-    const sick = this.health.failed(r.host, job.id, now);
+    const failed = job.errors.counted(r.host, task.error, job.spec.maxTaskErrors);
+    const sick = blamesHost(r.error?.code) && !failed?.scene ? this.blameHost(job, r.host, now) : undefined;
+    if (failed) {
+      task.state = TaskState.Failed;
+      this.countEnded(job, 0, task.frames.length, wasQueued);
+      if (failed.scene) this.health.acquit(job.id); // its failures on the hosts were the scene's
+      const stopped = this.failJob(job, failed.reason, now);
+      return { kind: 'accepted', job, task, retried: false, jobFailed: failed.reason, stopped, ...(sick ? { sick } : {}) };
+    }
     if (task.failures < (job.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
       if (wasQueued) this.pushQueued(job, task);
       else {
@@ -615,6 +652,25 @@ export class JobBook {
     this.countEnded(job, 0, task.frames.length, wasQueued);
     this.finishIfEnded(job, now);
     return { kind: 'accepted', job, task, retried: false, ...(sick ? { sick } : {}) };
+  }
+
+  private blameHost(job: Job, host: string, now: number): SickHost | undefined {
+    job.hostFailures.set(host, (job.hostFailures.get(host) ?? 0) + 1);
+    return this.health.failed(host, job.id, now);
+  }
+
+  /**
+   * The whole job failed (job-errors.ts): nothing more of it starts. Its running tasks and those
+   * in hand go back to the queue, to wait for a retry; they are returned, to be killed.
+   */
+  failJob(job: Job, reason: string, now: number): Task[] {
+    this.flushRestored(job); // replayed: the results before the failure count first
+    job.errors.failure = reason;
+    job.machine.send({ type: 'job.ended', failed: true });
+    const stopped = [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Running && this.leases.get(t) !== undefined);
+    for (const t of stopped) this.requeue(job, t); // keeps their host and attempt, for the kill
+    this.finishIfEnded(job, now);
+    return stopped;
   }
 
   /** A host went away: every task leased there goes back to the queue. */
@@ -725,7 +781,10 @@ export class JobBook {
   restoreRetry(job: Job, taskIndex: number, attempt: number, error: string | undefined, stats?: TaskStats, ran?: Pick<Task, 'host' | 'slot' | 'startedAt' | 'finishedAt'>): void {
     if (job.tasks.stateOf(taskIndex) !== TaskState.Queued || job.tasks.peek(taskIndex)?.resolvedAttempt === attempt) return;
     const task = job.tasks.get(taskIndex)!;
-    if (!isStorageFailure(error)) task.failures += 1;
+    if (usesAttempt(error)) {
+      task.failures += 1;
+      if (ran?.host !== undefined && error !== undefined) job.errors.counted(ran.host, error, job.spec.maxTaskErrors); // the budget, as it was
+    }
     if (error?.startsWith('RB_OUT_OF_MEMORY') && stats) this.raiseMemory(job, task, stats);
     task.attempt = Math.max(task.attempt, attempt);
     task.resolvedAttempt = attempt;
@@ -749,6 +808,7 @@ export class JobBook {
       task.rechunk = rechunk;
     }
     task.resolvedAttempt = detail.attempt;
+    if (status === 'failed' && detail.host !== undefined && detail.error !== undefined && usesAttempt(detail.error)) job.errors.counted(detail.host, detail.error, job.spec.maxTaskErrors);
     task.state = status === 'done' ? TaskState.Done : TaskState.Failed;
     if (status === 'failed') recordFailure(task);
     if (status === 'done') job.tasks.done(task);

@@ -1,5 +1,6 @@
 import type { FrameRecord, JobSummary } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
+import { retryWouldChange } from './job-errors.ts';
 import { TaskState, type Task } from './task-table.ts';
 
 /* What a job looks like from outside: its summary, its frames one by one, its failures. */
@@ -27,6 +28,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
     s.waiting = why.text;
     s.why = why;
   }
+  if (job.errors.failure !== undefined) s.error = job.errors.failure;
+  if (retryWouldChange(book, job)) s.retryable = true;
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
   return s;

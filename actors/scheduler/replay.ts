@@ -16,7 +16,7 @@ export function applyControl(book: JobBook, job: Job, c: { action: CtlRequest['a
 /**
  * Applies one journal record to a book, as a restarted scheduler rebuilds its queue (and as a job
  * that left memory is read back). `seq` is the stream sequence of the message holding it. Returns
- * the job a retry queued frames of again, if any.
+ * the job a retry queued frames of again (or made unfinished again), if any.
  */
 export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job | undefined {
   if (rec.kind === 'submit') {
@@ -36,9 +36,15 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   const job = book.jobs.get(rec.jobId);
   if (!job) return undefined;
   if (rec.kind === 'cancel') book.cancel(job, rec.at);
-  else if (rec.kind === 'ctl') return applyControl(book, job, rec) > 0 ? job : undefined;
-  else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats, { host: rec.host, slot: rec.slot, startedAt: rec.startedAt, finishedAt: rec.at });
-  else book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}), ...(rec.startedAt !== undefined ? { startedAt: rec.startedAt } : {}) }, rec.rechunk);
+  else if (rec.kind === 'ctl') {
+    const wasFinished = book.isFinished(job);
+    return applyControl(book, job, rec) > 0 || (wasFinished && !book.isFinished(job)) ? job : undefined;
+  } else if (rec.retry) book.restoreRetry(job, rec.taskIndex, rec.attempt, rec.error, rec.stats, { host: rec.host, slot: rec.slot, startedAt: rec.startedAt, finishedAt: rec.at });
+  else {
+    book.restoreEnded(job, rec.taskIndex, rec.status, { outputs: rec.outputs, stats: rec.stats, finishedAt: rec.at, host: rec.host, slot: rec.slot, attempt: rec.attempt, ...(rec.error ? { error: rec.error } : {}), ...(rec.startedAt !== undefined ? { startedAt: rec.startedAt } : {}) }, rec.rechunk);
+    // this failure failed the whole job (job-errors.ts): so it does again
+    if (rec.jobFailed !== undefined && !book.isFinished(job)) book.failJob(job, rec.jobFailed, rec.at);
+  }
   return undefined;
 }
 

@@ -10,6 +10,7 @@ import {
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
 import { JobBook, type Job, type Task } from './job-book.ts';
+import { keptAwayHosts, retryWouldChange } from './job-errors.ts';
 import { Journal } from './journal.ts';
 import { readHostTurns } from './host-turns.ts';
 import { jobPage, jobsPage } from './query-pages.ts';
@@ -114,18 +115,19 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const state = book.state(job);
     lastProgress.delete(job.id);
     const evt = jobEvent(job, state);
-    log.info({ jobId: job.id, state, counts: evt.job.counts }, 'job ended');
+    log.info({ jobId: job.id, state, counts: evt.job.counts, ...(evt.job.error ? { error: evt.job.error } : {}) }, 'job ended');
     // jobs that run after this one start now (done), or say why they cannot (failed, cancelled)
     if (state !== 'done') for (const d of job.dependents) if (!book.isFinished(d)) jobEvent(d, 'waiting');
     retentionSoon();
   };
   /** A task's ended attempt as a journal record; its id makes a retried write a no-op. */
-  const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number): [JournalRecord, string] => [
+  const taskRecord = (r: TaskResult, task: Task, retry: boolean, at: number, jobFailed?: string): [JournalRecord, string] => [
     {
       v: PROTOCOL_MAJOR, kind: 'task', jobId: r.jobId, taskIndex: r.taskIndex, status: r.status === 'done' ? 'done' : 'failed', attempt: r.attempt,
       host: r.host, slot: r.slot, outputs: r.outputs, stats: r.stats, at, ...(task.startedAt !== undefined ? { startedAt: task.startedAt } : {}),
       ...(task.error && r.status === 'failed' ? { error: task.error } : {}), ...(retry ? { retry } : {}),
       ...(task.rechunk && r.status === 'done' ? { rechunk: task.rechunk } : {}),
+      ...(jobFailed !== undefined ? { jobFailed } : {}),
     },
     `task-${r.jobId}-${r.taskIndex}-${r.attempt}`,
   ];
@@ -279,13 +281,17 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
       if (unknown.length > 0) throw refuse(`it has no frame ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`);
     }
+    if (req.action === 'retry' && !retryWouldChange(book, job, req.frames)) {
+      throw refuse(req.frames ? 'none of those frames has ended, and no host is kept away from it' : `no frame failed and no host is kept away from it (it is ${state})`);
+    }
+    const forgiven = req.action === 'retry' ? keptAwayHosts(book, job) : [];
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
     const retried = applyControl(job, req);
     if (req.action === 'pause') returnInHand(job);
     jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);
-    log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried }, 'job control');
+    log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried, ...(forgiven.length > 0 ? { forgiven } : {}) }, 'job control');
     actor.send({ type: 'dispatch.wanted' });
-    return { job: book.summary(job) };
+    return { job: book.summary(job), ...(req.action === 'retry' ? { retried: { frames: retried, hosts: forgiven } } : {}) };
   }
 
   /**
@@ -305,7 +311,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   /** Applies a control action other than cancel; returns how many frames were queued again. */
   function applyControl(job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
     const queued = applyControlTo(book, job, c);
-    if (queued > 0) announcedEnd.delete(job.id); // it may end, and be announced, again
+    if (!book.isFinished(job)) announcedEnd.delete(job.id); // it may end, and be announced, again
     return queued;
   }
 
@@ -386,7 +392,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       // writing each again only made it fall further behind. A failed write throws
       // RB_SCHEDULER_UNAVAILABLE: the slot sends the result again, and that one writes it.
       const retry = outcome.kind === 'accepted' ? outcome.retried : task.state === 'queued';
-      const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at));
+      const write = (await earlier?.then(() => true, () => false)) ? earlier! : journal!.append(...taskRecord(r, task, retry, at, outcome.kind === 'accepted' ? outcome.jobFailed : undefined));
       journaled.set(task, { attempt: r.attempt, write });
       try {
         await write;
@@ -440,9 +446,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (r.status === 'done') frameEvent(job, task.frames, 'done', { host: r.host, slot: r.slot, attempt: r.attempt, stats: r.stats }, r.outputs);
     else frameEvent(job, task.frames, retried ? 'retrying' : 'failed', { host: r.host, slot: r.slot, attempt: r.attempt, ...(task.error !== undefined ? { error: task.error } : {}) });
     if (outcome.sick) {
-      log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs }, 'host is sick: it failed frames of several jobs and gets no work for a while');
-      publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason: `failed frames of jobs ${outcome.sick.jobs.join(', ')}` }));
+      log.warn({ host: r.host, until: outcome.sick.until, jobs: outcome.sick.jobs, error: task.error }, 'host is sick: it failed frames of several jobs, or cannot see files other hosts render; it gets no work for a while');
+      const reason = r.error?.code === 'RB_INPUT_NOT_FOUND' ? `cannot see the files of job ${job.id}, which other hosts render (${task.error})` : `failed frames of jobs ${outcome.sick.jobs.join(', ')}`;
+      publish(subjects.hostEvent(site, r.host, 'sick'), codecs.hostEvent.encode({ v: PROTOCOL_MAJOR, host: r.host, event: 'sick', at, reason }));
     }
+    for (const t of outcome.stopped ?? []) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'its job failed', t.attempt);
     if (endedJob) finishJob(job);
     else progressSoon(job, at);
   }

@@ -1,5 +1,6 @@
 import type { WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
+import { programOf } from './job-errors.ts';
 import { framesReady } from './rechunk.ts';
 import { TaskState } from './task-table.ts';
 
@@ -76,3 +77,44 @@ export function busyBreakdown(book: JobBook, job: Job): NonNullable<WaitReason['
   return b;
 }
 
+
+/**
+ * Why a job waits when every free host that matches it is kept away from it: hosts that lack its
+ * program, cannot see its files, or failed too many of its frames. Says which, with what the hosts
+ * said, and what to do. Undefined when some free matching host may take it.
+ */
+export function keptAwayReason(book: JobBook, job: Job, freeHosts: readonly string[]): WaitReason | undefined {
+  if (freeHosts.length === 0 || !freeHosts.every((h) => book.keptAway(job, h))) return undefined;
+  const retry = `renderbus retry ${job.id}`;
+  const lacking = freeHosts.filter((h) => job.errors.cannot.get(h)?.code === 'RB_RENDERER_MISSING');
+  if (lacking.length > 0) {
+    const program = programOf(job.spec, job.prepared.renderer);
+    const said = job.errors.cannot.get(lacking[0]!)!.error;
+    return {
+      kind: 'no-match',
+      closest: lacking.slice(0, 3).map((host) => ({ host, missing: [`program ${program}`] })),
+      text: `its program ${program} is missing on ${names(lacking)} (${said}): install it there (or fix the job's command), then ${retry}`,
+    };
+  }
+  const blind = freeHosts.filter((h) => job.errors.cannot.get(h)?.code === 'RB_INPUT_NOT_FOUND');
+  if (blind.length > 0) {
+    const said = job.errors.cannot.get(blind[0]!)!.error;
+    return {
+      kind: 'bad-hosts',
+      hosts: blind,
+      text: `${names(blind)} cannot see its files (${said}): check the scene's path (${job.spec.scene}) and the hosts' mounts, then ${retry}`,
+    };
+  }
+  const bad = freeHosts.filter((h) => book.isBadHost(job, h));
+  const last = job.errors.lastByHost.get(bad[0]!);
+  return {
+    kind: 'bad-hosts',
+    hosts: bad,
+    text: `the free hosts that match failed too many of its frames and are kept away from it: ${names(bad)}${last ? ` (last: ${last})` : ''}; fix them (or the job), then ${retry}, or wait for other hosts`,
+  };
+}
+
+/** Up to three host names, and how many more. */
+function names(hosts: readonly string[]): string {
+  return hosts.length <= 3 ? hosts.join(', ') : `${hosts.slice(0, 3).join(', ')} and ${hosts.length - 3} more`;
+}

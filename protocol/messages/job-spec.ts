@@ -85,6 +85,7 @@ export const JobSpec = Type.Object(
     taskDuration: Type.Optional(Type.Number({ minimum: 1, maximum: 24 * 3600, description: 'seconds each task should last: the scheduler grows or shrinks the chunk from measured frame times' })),
     memoryMb: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: 'MB of memory a task may use: hosts with less RAM do not take it; a task over it is stopped (RB_OUT_OF_MEMORY) and retried with 1.5 times as much' })),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'tries per task before its frames fail; default 3' })),
+    maxTaskErrors: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'failed attempts of the whole job (all its tasks together) after which the job fails (RB_JOB_FAILED); default 50' })),
     maxHostFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'a host that fails this many tasks of the job gets no more of them; default 3' })),
     stallLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may print nothing (no progress) before it is killed and retried' })),
     timeLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 30 * 24 * 3600, description: 'seconds a task may run before it is killed and retried' })),

@@ -19,6 +19,8 @@ export const TaskRecord = Type.Object({
   error: Type.Optional(Type.String()),
   /** A failed attempt that was queued again (counts toward the job's maxAttempts after a restart). */
   retry: Type.Optional(Type.Boolean()),
+  /** This failure ended the whole job (a broken scene, its error budget spent): `RB_JOB_FAILED: ...`, rebuilt on replay. */
+  jobFailed: Type.Optional(Type.String()),
   /**
    * taskDuration: this result made the scheduler split the job's tasks not handed out yet
    * again: those at order positions `from` on (all but `keep`) became tasks of `size` frames,

@@ -84,6 +84,10 @@ export const JobSummary = Type.Object({
   waiting: Type.Optional(Type.String()),
   why: Type.Optional(WaitReason),
   outputDir: Type.String(),
+  /** A failed job: why the whole job failed (`RB_JOB_FAILED: ...`, with the renderer's own error line). */
+  error: Type.Optional(Type.String()),
+  /** `retry` would change something: failed frames to queue again, or hosts kept away from the job to forgive. */
+  retryable: Type.Optional(Type.Boolean()),
   /** Estimated milliseconds to completion, from measured frame times. */
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),
 });
@@ -196,7 +200,11 @@ export const CtlRequest = Type.Object({
   frames: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: 1_000_000 })),
 });
 export type CtlRequest = Static<typeof CtlRequest>;
-export const CtlReply = Reply(Type.Object({ job: JobSummary }));
+export const CtlReply = Reply(Type.Object({
+  job: JobSummary,
+  /** retry: what it did (absent from a scheduler older than this field). */
+  retried: Type.Optional(Type.Object({ frames: Type.Integer({ minimum: 0 }), hosts: Type.Array(Type.String()) })),
+}));
 export type CtlReply = Static<typeof CtlReply>;
 
 /** Scheduler → anyone, on `evt.job.<job>.<event>` (submitted, started, progress, waiting, done, failed, cancelled). */

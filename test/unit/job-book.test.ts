@@ -418,3 +418,28 @@ test('job-book - frame by frame: frame N starts once frame N of the job it follo
   assert.match(book.summary(comp).why!.text, /whose frames it waits for one by one, failed: retry or cancel one of them/);
   assert.equal(book.lease(comp, 'h1', 3, 8), undefined);
 });
+
+test('job-book - a stale attempt\'s result from the same host and slot is ignored, running or queued', () => {
+  const book = new JobBook();
+  const job = add(book, 'a', { frames: '1' });
+  book.lease(job, 'h1', 0, 1);
+  book.releaseHost('h1'); // the host restarted: attempt 1 is lost
+  const again = book.lease(job, 'h1', 0, 2)!; // and the same slot gets the task again
+  assert.equal(again.attempt, 2);
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, host: 'h1', slot: 0 }), 3).kind, 'stale', 'attempt 1 from the slot now running attempt 2');
+  assert.equal(book.state(job), 'rendering');
+  book.unlease('a', 0, 2); // attempt 2 never reached the slot: queued again
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 1, host: 'h1', slot: 0 }), 4).kind, 'stale', 'attempt 1 from the slot, the task queued after attempt 2');
+  assert.equal(book.summary(job).counts.queued, 1);
+  assert.equal(book.result(aTaskResult({ jobId: 'a', taskIndex: 0, attempt: 2, host: 'h1', slot: 0 }), 5).kind, 'accepted', 'the latest attempt\'s late result counts');
+});
+
+test('job-book - "hosts are sick" only when every free matching host not kept away is sick', () => {
+  const hosts = (...names: string[]) => names.map((host) => ({ host, serverId: 's', inventory: anInventory(), slots: [], free: 1 }));
+  const some = waitingReason({ hosts: hosts('h1', 'h2'), closest: [], totalHosts: 2 }, [], undefined, ['h1']);
+  assert.equal(some.kind, 'busy', 'h2 is well: the job waits for a slot, not for a cure');
+  assert.doesNotMatch(some.text, /sick/);
+  const all = waitingReason({ hosts: hosts('h1', 'h2'), closest: [], totalHosts: 2 }, ['h2'], undefined, ['h1']);
+  assert.equal(all.kind, 'sick-hosts', 'h2 is kept away, h1 is sick');
+  assert.deepEqual(all.hosts, ['h1']);
+});

@@ -2,7 +2,7 @@ import { FarmError, PROTOCOL_MAJOR, codecs, parseFrames, subjects, type CtlReque
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, ctlSubject, openFarm } from './farm-client.ts';
-import { json } from './format.ts';
+import { json, plural } from './format.ts';
 import { parseCount, parseToken } from './option-values.ts';
 
 export type ControlAction = CtlRequest['action'];
@@ -36,11 +36,19 @@ export async function controlCommand(action: ControlAction, c: CommandContext<{ 
   }
   const fc = await openFarm(c.globals, `renderbus-${action}`);
   try {
-    const { job } = await ask(fc, 'scheduler', ctlSubject(fc), codecs.ctlRequest, req, codecs.ctlReply);
+    const { job, retried } = await ask(fc, 'scheduler', ctlSubject(fc), codecs.ctlRequest, req, codecs.ctlReply);
     const c2 = job.counts;
-    c.io.stdout.write(c.opts.json ? json(job) : `job ${job.jobId} (${job.name}): ${DONE_TEXT[action]}; now ${job.state}, priority ${job.priority}, ${c2.done}/${c2.total} frames done\n`);
+    const did = action === 'retry' && retried ? retryText(retried) : DONE_TEXT[action];
+    c.io.stdout.write(c.opts.json ? json(job) : `job ${job.jobId} (${job.name}): ${did}; now ${job.state}, priority ${job.priority}, ${c2.done}/${c2.total} frames done\n`);
     return ExitCode.Ok;
   } finally {
     await fc.close();
   }
+}
+
+/** What a retry did, as the scheduler answered: frames queued again, hosts forgiven. */
+function retryText(r: { frames: number; hosts: string[] }): string {
+  const parts = [r.frames > 0 ? `${plural(r.frames, 'frame')} queued again` : 'no frame queued again'];
+  if (r.hosts.length > 0) parts.push(`${plural(r.hosts.length, 'host')} forgiven (${r.hosts.slice(0, 5).join(', ')}${r.hosts.length > 5 ? ', …' : ''})`);
+  return parts.join(', ');
 }

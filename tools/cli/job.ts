@@ -42,6 +42,8 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
     ['state', `${stateColour(p, job.state)}: ${countsText(c)}`],
   ];
   if (job.waiting) lines.push(['waiting', p.yellow(job.waiting)]);
+  if (job.error) lines.push(['failed', p.red(job.error)]);
+  if (job.retryable) lines.push(['retry', `renderbus retry ${job.jobId}`]);
   if (job.etaMs !== undefined && job.state === 'rendering') lines.push(['eta', duration(job.etaMs)]);
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);

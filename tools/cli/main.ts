@@ -320,8 +320,8 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   control('release', 'release a job submitted with --hold', 'release a job submitted with --hold, so its frames may start');
   program
     .command('retry')
-    .summary('render failed frames again')
-    .description('queue a job\'s failed frames again with fresh attempts, or, with --frames, the chosen frames whether they failed or were done')
+    .summary('render failed frames again, forgive kept-away hosts')
+    .description('queue a job\'s failed frames again with fresh attempts, or, with --frames, the chosen frames whether they failed or were done; hosts kept away from the job (failed too many of its frames, lack its program, cannot see its files) are forgiven, and a failed job renders again. Says what it did; refused when it would change nothing')
     .argument('<id>', 'job id (see renderbus jobs)')
     .option('--frames <list>', "the frames to render again, e.g. '12,40-45' (default: every failed frame)")
     .option('--json', 'print the job summary as JSON')

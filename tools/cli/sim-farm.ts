@@ -48,7 +48,7 @@ export function addSimFarmCommand(program: Command, io: Io, onResult: (code: num
     .option('--slots <n>', 'slots per host (default: 16)')
     .option('--frame-ms <ms>', 'how long a frame renders, in ms (default: 8000)')
     .option('--jitter <fraction>', 'each render lasts frame-ms × (1 ± jitter), 0 to 1 (default: 0.1)')
-    .option('--fail-rate <fraction>', 'the fraction of tasks that fail, 0 to 1 (default: 0)')
+    .option('--fail-rate <fraction>', 'the fraction of tasks that fail, 0 to 1 (default: 0); a job fails after its maxTaskErrors failed attempts (default 50): raise it for long runs')
     .option('--heartbeat <seconds>', 'heartbeat and lease-report period of each host (default: 10)')
     .option('--spread <seconds>', 'hosts start spread over this long, so their heartbeats are too (default: the heartbeat period)')
     .option('--host-prefix <prefix>', "host names are <prefix><n> (default: 'sim-')")

@@ -52,7 +52,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
     const outcome = await followJob(fc, sent.jobId, c.io, display, sent.frames);
     if (outcome === 'interrupted') return ExitCode.Interrupted;
     if (c.opts.json) {
-      c.io.stdout.write(json({ ...sent, outputDir, site: fc.site, state: outcome.summary.state, counts: outcome.summary.counts, failures: outcome.failures }));
+      c.io.stdout.write(json({ ...sent, outputDir, site: fc.site, state: outcome.summary.state, counts: outcome.summary.counts, failures: outcome.failures, ...(outcome.summary.error ? { error: outcome.summary.error } : {}) }));
     } else {
       reportOutcome(c.io, outcome);
     }
@@ -105,6 +105,8 @@ export function reportOutcome(io: Io, o: JobOutcome): void {
   const head = s.state === 'failed' ? p.red('failed') : p.yellow(s.state);
   const ran = took ? `, after ${took.slice(4)}` : '';
   io.stderr.write(`${head}: job ${s.jobId}, ${s.counts.done} of ${plural(s.counts.total, 'frame')} done, ${s.counts.failed} failed${ran}\n`);
+  // why the whole job failed (a broken scene, its error budget spent): the renderer's own words
+  if (s.error) io.stderr.write(`${s.error}\n  fix it, then: renderbus retry ${s.jobId}\n`);
   const shown = o.failures.slice(0, 20);
   for (const f of shown) io.stderr.write(`  frame ${f.frame}: ${f.error}\n`);
   if (o.failures.length > shown.length) io.stderr.write(`  ... and ${o.failures.length - shown.length} more (renderbus job ${s.jobId})\n`);

@@ -272,7 +272,7 @@ function ActionButtons({ job, onDone }) {
     ${button('pause', 'Pause', !ended && job.state !== 'paused')}
     ${button('resume', 'Resume', job.state === 'paused')}
     ${job.state === 'held' ? button('release', 'Release', true) : ''}
-    ${button('retry', 'Retry failed', job.counts.failed > 0)}
+    ${button('retry', 'Retry failed', job.counts.failed > 0 || job.retryable === true)}
     ${button('cancel', 'Cancel', !ended)}
     <form class="priority" onSubmit=${(/** @type {Event} */ e) => { e.preventDefault(); void run('priority', { priority: Number(priority) }); }}>
       <label>priority <input name="priority" type="number" min="0" max="1000" value=${priority} onInput=${(/** @type {any} */ e) => setPriority(e.currentTarget.value)} disabled=${busy || ended} /></label>

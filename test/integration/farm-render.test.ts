@@ -35,12 +35,16 @@ test('farm - renders a POV-Ray animation: every frame present, a PNG of the requ
   }
 });
 
-test('farm - a scene that does not parse fails the job, naming the frames and the error', async () => {
+test('farm - a scene that does not parse fails the job at its first failure, naming the frame and POV-Ray\'s error', async () => {
   const scene = await farm.writeScene('broken.pov', 'sphere { <0,0,0> 1 pigment { colour rgb <1,0,0> }\n');
   const jobId = await farm.submit({ name: 'broken', scene, frames: '1-2', maxAttempts: 1, resolution: '32x24', output: { dir: join(farm.dir, 'out-broken') } });
   const job = await farm.waitJob(jobId, 'failed', 60_000);
-  assert.equal(job.counts.failed, 2);
-  for (const f of job.frames) assert.match(f.error ?? '', /Parse Error|Render failed|error/i);
+  // a scene error fails the whole job at its first failure: the other frame is not tried in vain
+  assert.equal(job.counts.failed, 1, JSON.stringify(job.counts));
+  assert.match(job.error ?? '', /^RB_JOB_FAILED: its scene is broken .*RB_SCENE_ERROR: .*Parse Error/);
+  const failed = job.frames.filter((f) => f.state === 'failed');
+  assert.equal(failed.length, 1);
+  assert.match(failed[0]!.error ?? '', /^RB_SCENE_ERROR: .*Parse Error/);
 });
 
 test('farm - a finished job emits its done event once', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -92,9 +92,13 @@ test('up - after bootstrap, the commands the banner prints work as printed from 
   const dir = await tempDir(t);
   const bin = join(dir, 'bin');
   const [startDir, otherDir] = [join(dir, 'start'), join(dir, 'elsewhere')];
-  await Promise.all([mkdir(startDir), mkdir(otherDir)]);
-  // a user's PATH: no checkout on it; bootstrap links renderbus into a folder that is
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: [bin, dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].join(':'), RENDERBUS_BIN_DIR: bin };
+  const nodeBin = join(dir, 'node-bin');
+  await Promise.all([mkdir(startDir), mkdir(otherDir), mkdir(nodeBin)]);
+  // node alone from its folder: the suite's own bootstrap (as root) may have linked a renderbus
+  // into /usr/local/bin, and node's folder may hold one too
+  await symlink(process.execPath, join(nodeBin, 'node'));
+  // a user's PATH: no checkout and no renderbus on it; bootstrap links renderbus into a folder that is
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: [bin, nodeBin, '/usr/bin', '/bin'].join(':'), RENDERBUS_BIN_DIR: bin };
   delete env.RENDERBUS_NATS;
   delete env.RENDERBUS_CREDS;
   const boot = await shell(`sh ${join(ROOT, 'tools/bootstrap.sh')}`, otherDir, env);

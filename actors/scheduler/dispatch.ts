@@ -34,7 +34,7 @@ export function planDispatch(
     const match = matchFor(job);
     if (match) candidates.push({ job, match, at: 0, given: 0 });
   }
-  if (book.shares.size === 0) {
+  if (!book.shares.enabled) {
     for (const c of candidates) while (round.give(c));
   } else {
     const byProject = new Map<string, Candidate[]>();
@@ -49,7 +49,7 @@ export function planDispatch(
       let least = Infinity;
       for (const [project, list] of byProject) {
         if (list.length === 0) continue;
-        const u = book.usage(project);
+        const u = book.shares.usage(project);
         if (u < least) {
           least = u;
           best = list;

@@ -10,6 +10,8 @@ import { blamesHost, cannotRun, hostCannot, JobErrors, usesAttempt } from './job
 import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
+import { FairShare } from './fair-share.ts';
+import { SiteLimits, type LimitBlock } from './site-limits.ts';
 import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
 import { PreviewOrder, recordFailure, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
 
@@ -132,10 +134,10 @@ export class JobBook {
   /** Grows whenever `pending` changes, so views of it can be cached. */
   private pendingVersion = 0;
   private byProject?: { version: number; groups: Map<string, Job[]> };
-  /** Fair share: projects' weights. Off while empty; projects not named weigh 1. */
-  readonly shares = new Map<string, number>();
+  /** Fair share: projects' weights, and the slots each holds per unit of weight. */
+  readonly shares = new FairShare(this.leases);
   /** The site's named limits (licences): a job's tasks count against those it names in `limits`. */
-  readonly limits = new Map<string, { max: number; per: LimitCount }>();
+  readonly limits = new SiteLimits(this.leases);
   /** Hosts that failed frames of several jobs get no work for a while. */
   readonly health = new HostHealth();
   private seq = 0;
@@ -225,12 +227,12 @@ export class JobBook {
    */
   *forSlot(): Generator<Job> {
     const queue = this.queue();
-    if (this.shares.size === 0) {
+    if (!this.shares.enabled) {
       yield* queue;
       return;
     }
     const groups = this.projectGroups();
-    const order = [...groups.keys()].sort((a, b) => this.usage(a) - this.usage(b) || queueOrder(groups.get(a)![0]!, groups.get(b)![0]!));
+    const order = [...groups.keys()].sort((a, b) => this.shares.usage(a) - this.shares.usage(b) || queueOrder(groups.get(a)![0]!, groups.get(b)![0]!));
     for (const p of order) yield* groups.get(p)!;
   }
 
@@ -248,38 +250,11 @@ export class JobBook {
     return groups;
   }
 
-  /** Fair share: a project's weight (1 unless set). */
-  weight(project: string): number {
-    return this.shares.get(project) ?? 1;
-  }
-
-  /** Fair share: slots a project holds per unit of its weight; the lowest goes first. */
-  usage(project: string): number {
-    return this.leases.ofProject(project) / this.weight(project);
-  }
-
-  /** Sets a project's fair-share weight, or removes it (`weight` undefined). */
-  setShare(project: string, weight: number | undefined): void {
-    if (weight === undefined) this.shares.delete(project);
-    else this.shares.set(project, weight);
-  }
-
-  /** Every project that has a share set or work on the farm, with what fair share gives it. */
+  /** Fair share: every project that has a weight set or work on the farm, with what it gets. */
   shareUses(): ShareUse[] {
     const queued = new Map<string, number>();
-    for (const j of this.queue()) queued.set(j.project, (queued.get(j.project) ?? 0) + j.queuedTasks);
-    const names = new Set([...this.shares.keys(), ...queued.keys(), ...this.leases.projects()]);
-    const busy = (p: string) => (queued.get(p) ?? 0) + this.leases.ofProject(p) > 0;
-    let total = 0;
-    for (const p of names) if (busy(p)) total += this.weight(p);
-    return [...names].sort().map((project) => ({
-      project,
-      weight: this.weight(project),
-      set: this.shares.has(project),
-      share: busy(project) ? this.weight(project) / total : 0,
-      running: this.leases.ofProject(project),
-      queued: queued.get(project) ?? 0,
-    }));
+    for (const j of this.queue()) bump(queued, j.project, j.queuedTasks);
+    return this.shares.uses(queued);
   }
 
   /** Why an unfinished job starts nothing new, most fundamental first (wait-reasons.ts); undefined when nothing holds it back. */
@@ -311,39 +286,14 @@ export class JobBook {
 
   /** Sets a named limit, or removes it (`max` undefined). */
   setLimit(name: string, max: number | undefined, per: LimitCount = 'task'): void {
-    if (max === undefined) this.limits.delete(name);
-    else this.limits.set(name, { max, per });
+    this.limits.set(name, max, per);
     // jobs held back by it may start now
     for (const job of this.jobs.values()) if (job.spec.limits?.includes(name)) this.enqueue(job);
   }
 
-  /** Every limit with how much of it is in use. */
-  limitUses(): LimitUse[] {
-    return [...this.limits].map(([name, l]) => ({ name, max: l.max, per: l.per, inUse: this.limitUse(name, l.per) })).sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  private hostUses(host: string, name: string): boolean {
-    return this.leases.hostUses(host, name);
-  }
-
-  private limitUse(name: string, per: LimitCount): number {
-    return this.leases.limitUse(name, per);
-  }
-
-  /**
-   * The first limit that keeps one more task of this job off a host (any host when none is
-   * named): one at its maximum, or one not set on this farm (nothing may use an unknown licence).
-   * A per-host limit already counted for that host costs nothing more there.
-   */
-  limitBlocking(job: Job, host?: string): { name: string; inUse: number; max?: number } | undefined {
-    for (const name of job.spec.limits ?? []) {
-      const l = this.limits.get(name);
-      if (!l) return { name, inUse: 0 };
-      if (l.per === 'host' && host !== undefined && this.hostUses(host, name)) continue;
-      const inUse = this.limitUse(name, l.per);
-      if (inUse >= l.max) return { name, inUse, max: l.max };
-    }
-    return undefined;
+  /** The first limit that keeps one more task of this job off a host (any host when none is named). */
+  limitBlocking(job: Job, host?: string): LimitBlock | undefined {
+    return this.limits.blocking(job.spec.limits ?? [], host);
   }
 
   /** The first job this one waits for (`after`) that is not done yet, if any. */

@@ -30,7 +30,7 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
     return undefined;
   }
   if (rec.kind === 'share') {
-    book.setShare(rec.project, rec.weight);
+    book.shares.set(rec.project, rec.weight);
     return undefined;
   }
   const job = book.jobs.get(rec.jobId);

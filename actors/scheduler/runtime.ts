@@ -328,7 +328,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       log.info({ limit: rec.name, max: rec.max, per: rec.per }, req.action === 'set' ? 'limit set' : 'limit removed');
       actor.send({ type: 'dispatch.wanted' });
     }
-    return { limits: book.limitUses() };
+    return { limits: book.limits.uses() };
   }
 
   /** Lists, sets or removes the projects' fair-share weights; a change is journaled before it is answered. */
@@ -341,11 +341,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         ? { v: PROTOCOL_MAJOR, kind: 'share', project: req.share.project, weight: req.share.weight, at: now() }
         : { v: PROTOCOL_MAJOR, kind: 'share', project: req.project, at: now() };
       await journal!.append(rec);
-      book.setShare(rec.project, rec.weight);
+      book.shares.set(rec.project, rec.weight);
       log.info({ project: rec.project, weight: rec.weight }, req.action === 'set' ? 'share set' : 'share removed');
       actor.send({ type: 'dispatch.wanted' });
     }
-    return { enabled: book.shares.size > 0, projects: book.shareUses() };
+    return { enabled: book.shares.enabled, projects: book.shareUses() };
   }
 
   /** The sick hosts, or an operator clearing one. */

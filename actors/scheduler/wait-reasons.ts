@@ -16,7 +16,7 @@ export function whyWaiting(book: JobBook, job: Job): WaitReason | undefined {
   if (limit) {
     const text = limit.max === undefined
       ? `limit ${limit.name} is not set on this farm, so none of its tasks may run (renderbus limit ${limit.name} <max>)`
-      : `limit ${limit.name} at ${limit.inUse}/${limit.max}${book.limits.get(limit.name)?.per === 'host' ? ' hosts' : ''}`;
+      : `limit ${limit.name} at ${limit.inUse}/${limit.max}${book.limits.per(limit.name) === 'host' ? ' hosts' : ''}`;
     return { kind: 'limit', limit, text };
   }
   return job.waiting;
@@ -27,7 +27,7 @@ export function whyWaiting(book: JobBook, job: Job): WaitReason | undefined {
  * the busy slots (or more) while another project with work waits: slots that free go there first.
  */
 export function shareReason(book: JobBook, job: Job): WaitReason | undefined {
-  if (book.shares.size === 0) return undefined;
+  if (!book.shares.enabled) return undefined;
   const uses = book.shareUses();
   const mine = uses.find((u) => u.project === job.project);
   if (!mine || !uses.some((u) => u.project !== job.project && u.share > 0)) return undefined;

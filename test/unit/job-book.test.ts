@@ -364,9 +364,9 @@ test('job-book - limits: never more running tasks than a limit allows; a per-hos
   assert.ok(book.lease(nuke, 'h1', 0, 1));
   assert.ok(book.lease(nuke, 'h1', 1, 1), 'the same host again: the licence is the machine\'s');
   assert.equal(book.lease(nuke, 'h2', 0, 1), undefined, 'another host would be a second licence');
-  assert.deepEqual(book.limitUses(), [{ name: 'maya', max: 2, per: 'task', inUse: 2 }, { name: 'nuke', max: 1, per: 'host', inUse: 1 }]);
+  assert.deepEqual(book.limits.uses(), [{ name: 'maya', max: 2, per: 'task', inUse: 2 }, { name: 'nuke', max: 1, per: 'host', inUse: 1 }]);
   book.setLimit('nuke', undefined);
-  assert.deepEqual(book.limitUses().map((l) => l.name), ['maya']);
+  assert.deepEqual(book.limits.uses().map((l) => l.name), ['maya']);
 });
 
 test('job-book - preview first: the first, last and middle frames go out before the rest', () => {

@@ -49,7 +49,7 @@ test('fair share - off until a share is set: the queue goes by priority alone, a
 
 test('fair share - free slots are split by weight; one huge urgent job cannot starve another show', () => {
   const book = new JobBook();
-  book.setShare('show-a', 3);
+  book.shares.set('show-a', 3);
   add(book, 'big', { frames: '1-1000', priority: 0, project: 'show-a' });
   add(book, 'small', { frames: '1-100', priority: 90, project: 'show-b' }); // weighs the default 1
   assert.deepEqual(leasedBy(book, round(book, farm(4, 4))), { 'show-a': 12, 'show-b': 4 });
@@ -59,8 +59,8 @@ test('fair share - free slots are split by weight; one huge urgent job cannot st
 
 test('fair share - a project with no work lends its share; when it comes back, slots that free go to it (nothing is killed)', () => {
   const book = new JobBook();
-  book.setShare('show-a', 1);
-  book.setShare('show-b', 1);
+  book.shares.set('show-a', 1);
+  book.shares.set('show-b', 1);
   const a = add(book, 'a', { frames: '1-100', project: 'show-a' });
   assert.deepEqual(leasedBy(book, round(book, farm(2, 4))), { 'show-a': 8 }, 'show-b has no work: show-a borrows every slot');
   const b = add(book, 'b', { frames: '1-100', project: 'show-b' });
@@ -82,7 +82,7 @@ test('fair share - a project with no work lends its share; when it comes back, s
 
 test('fair share - why: a job whose project holds its share waits with kind share, naming the figures', () => {
   const book = new JobBook();
-  book.setShare('show-a', 1);
+  book.shares.set('show-a', 1);
   const a1 = add(book, 'a1', { frames: '1-8', project: 'show-a' });
   round(book, farm(1, 4));
   add(book, 'b1', { frames: '1-8', project: 'show-b' });

@@ -22,7 +22,7 @@ export async function locateFarm(o: { nats?: string; data?: string; site?: strin
   const dataDir = o.data ?? DEFAULT_DATA_DIR;
   const farm = await readFarmFile(dataDir);
   const running = farm !== null && pidAlive(farm.pid);
-  const credsFile = o.creds ?? process.env.RENDERBUS_CREDS ?? (running ? farm.credsFile : undefined);
+  const credsFile = o.creds ?? fromEnv('RENDERBUS_CREDS') ?? (running ? farm.credsFile : undefined);
   if (!credsFile) {
     const how = "pass --creds FILE or set RENDERBUS_CREDS (a farm's operator issues them with 'renderbus credentials add')";
     if (!farm) throw new FarmError('RB_FARM_NOT_FOUND', `no farm at ${resolve(dataDir)} (no farm.json): start one with 'renderbus up', or to reach another farm ${how}`);
@@ -34,7 +34,7 @@ export async function locateFarm(o: { nats?: string; data?: string; site?: strin
     throw new FarmError('RB_BAD_CREDENTIALS', `${credsFile} is a credential of site '${creds.site}', not '${o.site}'`);
   }
   const site = creds.site;
-  const url = o.nats ?? process.env.RENDERBUS_NATS ?? (running ? farm.url : undefined) ?? creds.url;
+  const url = o.nats ?? fromEnv('RENDERBUS_NATS') ?? (running ? farm.url : undefined) ?? creds.url;
   if (url) return { url, site, farm, creds };
   if (!farm) {
     throw new FarmError('RB_FARM_NOT_FOUND', `no farm at ${resolve(dataDir)} (no farm.json): start one with 'renderbus up', or pass --nats URL / set RENDERBUS_NATS`);
@@ -42,3 +42,9 @@ export async function locateFarm(o: { nats?: string; data?: string; site?: strin
   throw new FarmError('RB_FARM_NOT_FOUND', `the farm in ${resolve(dataDir)} is not running (pid ${farm.pid} is gone): start it with 'renderbus up --data ${dataDir}'`);
 }
 
+
+/** An environment variable, unless unset or empty (`RENDERBUS_NATS= renderbus jobs` means "not set", as in a shell). */
+function fromEnv(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}

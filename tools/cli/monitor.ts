@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { splitHost, type MonitorOptions } from '../../actors/monitor/index.ts';
+import { isAddressInUse } from '../../sites/port-in-use.ts';
 import { newSecret } from '../../sites/secret-file.ts';
 import { UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
@@ -61,7 +62,11 @@ export async function monitorCommand(c: CommandContext<MonitorFlags>): Promise<n
   return runActor(c, 'monitor', async (nc, site, log) => {
     const { startMonitor } = await import('../../actors/monitor/index.ts');
     const { addWebMonitor } = await import('../web/index.ts');
-    const m = await startMonitor({ nc, site, log, ...settings, token });
+    const m = await startMonitor({ nc, site, log, ...settings, token }).catch((err: unknown) => {
+      // a port asked for by name is not swapped for another: say which flag changes it (as `up` does)
+      if (!isAddressInUse(err) || settings.port === undefined || settings.portFallback) throw err;
+      throw new UsageError(`the monitor's port ${settings.port} is already in use on ${settings.listen ?? '127.0.0.1'} (another farm, or another program): give another with --port N, or --port -1 for any free port`, { cause: err });
+    });
     addWebMonitor(m, { nc, site });
     const link = given !== undefined ? `${m.url}/ (actions: add #token= and the token in ${c.opts.tokenFile})` : `${m.url}/#token=${token}`;
     c.io.stderr.write(`renderbus monitor: web monitor on ${link} (bound to ${m.bound}; metrics on ${m.url}/metrics)\n`);

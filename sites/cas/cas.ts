@@ -6,6 +6,8 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FarmError } from '../../protocol/index.ts';
 import { blobHash, peerName, refName } from './names.ts';
+import { syncDir } from './sync-dir.ts';
+import { writeTo } from './write-to.ts';
 
 /** What `put` did: `stored` is false when the blob was already there (a second put is a no-op). */
 export interface PutResult {
@@ -30,14 +32,6 @@ const HAS_BATCH = 64;
 
 const errCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /**
  * The content-addressed store of one peer: `<data>/fed/cas/<peer>/sha256/ab/<hex>`, blobs named
@@ -132,7 +126,7 @@ export class PeerCas {
     const fh = await open(tmp, 'wx', 0o444); // read-only: job trees hardlink to it, and must not change it
     try {
       try {
-        await pipeline(input, check, fh.createWriteStream({ autoClose: false }));
+        await pipeline(input, check, writeTo(fh));
       } catch (err) {
         if (err instanceof FarmError) throw err;
         throw new FarmError('RB_BAD_BLOB', `blob ${hash}: reading or writing its bytes failed: ${(err as Error).message}`, { cause: err, retryable: true });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FarmError } from '../../protocol/index.ts';
-import { syncDir } from './sync-dir.ts';
+import { syncDir, writeTo } from '../cas/index.ts';
 
 const BUNDLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.rbb$/;
 
@@ -29,7 +29,7 @@ export async function dropFile(dir: string, name: string, source: Uint8Array | R
     const fh = await open(part, 'w', 0o640); // a .part left by a crashed writer is overwritten
     try {
       const input = source instanceof Uint8Array ? Readable.from([source]) : typeof source === 'string' ? createReadStream(source) : source;
-      await pipeline(input, fh.createWriteStream({ autoClose: false }));
+      await pipeline(input, writeTo(fh));
       await fh.sync();
     } finally {
       await fh.close();

@@ -3,7 +3,7 @@ import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmError } from '../../protocol/index.ts';
-import { syncDir } from './sync-dir.ts';
+import { syncDir } from '../cas/index.ts';
 
 /** One complete bundle, handed to the handler while it still sits in the watched folder. */
 export interface HotFile {

@@ -51,6 +51,8 @@ export class PeerCas {
   private readonly tmpDir: string;
   private readonly refsDir: string;
   private readonly linkFn: (existing: string, dest: string) => Promise<void>;
+  // fan-out folders holding renames not yet fsynced (puts with deferDirSync)
+  private readonly unsynced = new Set<string>();
 
   private constructor(dataDir: string, peer: string, opts: CasOptions) {
     this.peer = peerName(peer);
@@ -95,8 +97,11 @@ export class PeerCas {
    * RB_BAD_BLOB (and nothing kept) when the bytes are more or fewer than `size` or hash to
    * anything else; the stream is cut as soon as it runs past `size`. Safe to call concurrently
    * for the same blob: each writes its own temp file and the renames land the same bytes.
+   * The blob's bytes are always fsynced before the rename; with `deferDirSync` the rename itself
+   * is made durable by the next `flush()` (one fsync per folder for many small blobs: call it
+   * before telling the sender the blobs are stored).
    */
-  async put(source: Readable | string, sha256: string, size: number): Promise<PutResult> {
+  async put(source: Readable | string, sha256: string, size: number, opts: { deferDirSync?: boolean } = {}): Promise<PutResult> {
     const hash = blobHash(sha256);
     if (!Number.isSafeInteger(size) || size < 0) {
       if (source instanceof Readable) source.destroy();
@@ -139,12 +144,20 @@ export class PeerCas {
       await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
       await rename(tmp, dest);
       landed = true;
-      await syncDir(dirname(dest));
+      if (opts.deferDirSync) this.unsynced.add(dirname(dest));
+      else await syncDir(dirname(dest));
       return { stored: true };
     } finally {
       await fh.close().catch(() => {}); // closed already on success
       if (!landed) await rm(tmp, { force: true });
     }
+  }
+
+  /** Makes the renames of deferred puts durable (fsyncs each folder they landed in). */
+  async flush(): Promise<void> {
+    const dirs = [...this.unsynced];
+    this.unsynced.clear();
+    for (const dir of dirs) await syncDir(dir);
   }
 
   /** Re-hashes a stored blob; a blob that no longer matches is removed (the next want-list asks for it again). */

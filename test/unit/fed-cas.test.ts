@@ -59,6 +59,12 @@ test('cas - a put blob lands at sha256/ab/<hex>, read-only; has lists only what 
   assert.deepEqual(await cas.put(Readable.from([]), sha(empty), 0), { stored: true });
   assert.deepEqual(await cas.has([ha, hb, sha(empty)]), []);
   assert.deepEqual(await readdir(join(data, 'fed', 'cas', 'v1', 'tmp')), []);
+  // a deferred put is as whole and verified as any; flush() makes its rename durable
+  const d = randomBytes(70);
+  await assert.rejects(cas.put(Readable.from([randomBytes(70)]), sha(d), 70, { deferDirSync: true }), farmError('RB_BAD_BLOB'));
+  assert.deepEqual(await cas.put(Readable.from([d]), sha(d), 70, { deferDirSync: true }), { stored: true });
+  await cas.flush();
+  assert.deepEqual(await readFile(cas.blobPath(sha(d))), d);
   const chunks: Buffer[] = [];
   for await (const c of await cas.open(ha)) chunks.push(c as Buffer);
   assert.deepEqual(Buffer.concat(chunks), a);

@@ -145,7 +145,7 @@ export class HotFolderWatcher {
       });
       if (!st) continue;
       if (!st.isFile()) {
-        await this.fail(name, new FarmError('RB_BAD_ARGUMENT', `${name} is not a regular file (a symbolic link, a directory or a device): only bundle files are taken`));
+        await this.fail(name, new FarmError('RB_NOT_REGULAR_FILE', `${name} is not a regular file (a symbolic link, a directory or a device): only bundle files are taken`));
         continue;
       }
       await this.handleOne(name, path);
@@ -157,7 +157,7 @@ export class HotFolderWatcher {
     try {
       await this.o.handle({ name, path });
     } catch (err) {
-      error = FarmError.from(err, 'RB_BAD_ARGUMENT');
+      error = FarmError.from(err, 'RB_HANDLER_FAILED');
       this.o.log?.warn({ err, file: name }, 'hot folder handler failed');
     }
     if (!error) {

@@ -119,9 +119,25 @@ test('hot folders - a failing handler sends the file to failed/ with a reason na
   const reason = await readFile(join(h.dirs.failed, 'bad.rbb.reason.txt'), 'utf8');
   assert.match(reason, /^RB_BAD_BLOB: blob 00ff: its 3 bytes hash to abcd\n/);
   assert.match(reason, /file: bad.rbb/);
-  assert.match(await readFile(join(h.dirs.failed, 'boom.rbb.reason.txt'), 'utf8'), /intake crashed/);
+  assert.match(await readFile(join(h.dirs.failed, 'boom.rbb.reason.txt'), 'utf8'), /^RB_HANDLER_FAILED: intake crashed\n/);
   assert.equal(await readFile(join(h.dirs.failed, 'bad.rbb'), 'utf8'), 'bad.rbb');
   assert.deepEqual(await readdir(h.dirs.incoming), []);
+});
+
+test('hot folders - a retryable failure that keeps failing goes to failed/ after maxAttempts, the reason counting them', async (t) => {
+  const h = await harness(t, {
+    scanEveryMs: 20,
+    maxAttempts: 3,
+    handle: async (f) => { h.handled.push(f.name); await Promise.reject(new FarmError('RB_SCHEDULER_UNAVAILABLE', undefined, { retryable: true })); },
+  });
+  await h.watcher.start();
+  await dropFile(h.dirs.incoming, 'busy.rbb', Buffer.from('x'));
+  await h.until(() => h.outcomes.some((o) => o.to === 'failed'), 'busy.rbb failed');
+  assert.deepEqual(h.outcomes.map((o) => o.to), ['retry', 'retry', 'failed']);
+  assert.equal(h.handled.length, 3);
+  const reason = await readFile(join(h.dirs.failed, 'busy.rbb.reason.txt'), 'utf8');
+  assert.match(reason, /^RB_SCHEDULER_UNAVAILABLE: /);
+  assert.match(reason, /attempts: 3/);
 });
 
 test('hot folders - a symbolic link is not followed: it goes to failed/ unhandled, its target untouched', async (t) => {
@@ -133,7 +149,7 @@ test('hot folders - a symbolic link is not followed: it goes to failed/ unhandle
   await h.until(() => h.outcomes.length === 1, 'the link');
   assert.deepEqual(h.handled, []);
   assert.equal(h.outcomes[0]!.to, 'failed');
-  assert.match(await readFile(join(h.dirs.failed, 'link.rbb.reason.txt'), 'utf8'), /not a regular file/);
+  assert.match(await readFile(join(h.dirs.failed, 'link.rbb.reason.txt'), 'utf8'), /^RB_NOT_REGULAR_FILE: link.rbb is not a regular file/);
   assert.equal(await readFile(target, 'utf8'), 'secret');
 });
 

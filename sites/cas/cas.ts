@@ -134,6 +134,7 @@ export class PeerCas {
         await pipeline(input, check, writeTo(fh));
       } catch (err) {
         if (err instanceof FarmError) throw err;
+        if (errCode(err) === 'ENOSPC') throw new FarmError('RB_OUTPUT_DISK_FULL', `blob ${hash}: no space left in the content store of peer ${this.peer}`, { cause: err, retryable: true });
         throw new FarmError('RB_BAD_BLOB', `blob ${hash}: reading or writing its bytes failed: ${(err as Error).message}`, { cause: err, retryable: true });
       }
       if (seen !== size) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: ${seen} bytes where ${size} were expected`);

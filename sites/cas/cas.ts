@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
 import { copyFile, link, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FarmError } from '../../protocol/index.ts';
@@ -151,6 +151,51 @@ export class PeerCas {
     } finally {
       await fh.close().catch(() => {}); // closed already on success
       if (!landed) await rm(tmp, { force: true });
+    }
+  }
+
+  /** A folder on the store's own filesystem for files about to be adopted (a bundle reader's temp blobs). */
+  get tempDir(): string {
+    return this.tmpDir;
+  }
+
+  /**
+   * Takes a file already written in `tempDir` (by a bundle reader) as blob `sha256` without
+   * copying it: re-hashed and sized, fsynced, then renamed in. A file that does not match is
+   * removed and refused (RB_BAD_BLOB); a file outside `tempDir` is refused and left alone.
+   */
+  async adopt(path: string, sha256: string, size: number, opts: { deferDirSync?: boolean } = {}): Promise<PutResult> {
+    const hash = blobHash(sha256);
+    const name = basename(path);
+    if (dirname(path) !== this.tmpDir || name.startsWith('.') || !name.length) {
+      throw new FarmError('RB_BAD_ARGUMENT', `${path} is not a file in the content store's temp folder ${this.tmpDir}`);
+    }
+    const dest = this.blobPath(hash);
+    let landed = false;
+    try {
+      const st = await lstat(path);
+      if (!st.isFile()) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: ${path} is not a regular file`);
+      if (st.size !== size) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: ${st.size} bytes where ${size} were expected`);
+      if (await this.present(dest, size)) return { stored: false };
+      const digest = createHash('sha256');
+      await pipeline(createReadStream(path), digest);
+      const got = digest.digest('hex');
+      if (got !== hash) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: its ${size} bytes hash to ${got}`);
+      const fh = await open(path, 'r');
+      try {
+        await fh.chmod(0o444);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+      await rename(path, dest);
+      landed = true;
+      if (opts.deferDirSync) this.unsynced.add(dirname(dest));
+      else await syncDir(dirname(dest));
+      return { stored: true };
+    } finally {
+      if (!landed) await rm(path, { force: true });
     }
   }
 

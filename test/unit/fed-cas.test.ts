@@ -114,6 +114,32 @@ test('cas - concurrent puts of one blob all succeed and leave one whole blob; a 
   assert.deepEqual(await readdir(join(data, 'fed', 'cas', 'v1', 'sha256', h.slice(0, 2))), [h]);
 });
 
+test('cas - adopt takes a verified file from the temp folder without a copy, and refuses one that does not match', async (t) => {
+  const data = await tempData(t);
+  const cas = await PeerCas.open(data, 'v1');
+  const blob = randomBytes(20_000);
+  const h = sha(blob);
+  const file = join(cas.tempDir, 'reader-1.part');
+  await writeFile(file, blob);
+  const ino = (await stat(file)).ino;
+  assert.deepEqual(await cas.adopt(file, h, blob.length), { stored: true });
+  assert.equal((await stat(cas.blobPath(h))).ino, ino);
+  assert.equal((await stat(cas.blobPath(h))).mode & 0o777, 0o444);
+  const wrong = join(cas.tempDir, 'reader-2.part');
+  const other = randomBytes(20_000);
+  await writeFile(wrong, other);
+  await assert.rejects(cas.adopt(wrong, '1'.repeat(64), other.length), farmError('RB_BAD_BLOB', /hash to/));
+  await writeFile(wrong, other);
+  await assert.rejects(cas.adopt(wrong, sha(other), 19_999), farmError('RB_BAD_BLOB', /20000 bytes where 19999/));
+  assert.deepEqual(await readdir(cas.tempDir), []);
+  assert.deepEqual(await cas.has(['1'.repeat(64), sha(other)]), ['1'.repeat(64), sha(other)]);
+  const outside = join(data, 'mine.bin');
+  await writeFile(outside, other);
+  await assert.rejects(cas.adopt(outside, sha(other), other.length), farmError('RB_BAD_ARGUMENT', /temp folder/));
+  await assert.rejects(cas.adopt(join(cas.tempDir, '..', 'mine.bin'), sha(other), other.length), farmError('RB_BAD_ARGUMENT'));
+  assert.deepEqual(await readFile(outside), other);
+});
+
 test('cas - linkOut hardlinks into a job tree, copies across filesystems, and refuses a different file in the way', async (t) => {
   const data = await tempData(t);
   const cas = await PeerCas.open(data, 'v1');

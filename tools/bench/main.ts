@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
+import { casBench } from './cas-put.ts';
 import { fsyncBench } from './delivery-fsync.ts';
 import { throughputBench } from './farm-throughput.ts';
 import { memoryBench } from './scheduler-memory.ts';
@@ -9,10 +10,11 @@ import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
 import { checksBench } from './slot-checks.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
+ *   cas (tools/bench/cas-put.ts): --cas-mb N (256) --cas-dir DIR (the OS temp dir)
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -30,7 +32,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -68,6 +70,9 @@ if (runs('fsync')) {
 if (runs('checks')) {
   sections.push(await checksBench({ tasks: Number(opt('check-tasks', '5000')) }, machine));
 }
+if (runs('cas')) {
+  sections.push(await casBench({ mb: Number(opt('cas-mb', '256')), ...(opt('cas-dir', '') ? { dir: resolve(opt('cas-dir', '')) } : {}) }, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -100,7 +105,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

@@ -34,6 +34,7 @@ export const ErrorCodes = {
   RB_BAD_CREDENTIALS: 'a credentials file is invalid',
   RB_HOST_REFUSED: 'the HTTP Host is not one the monitor answers to',
   RB_TOKEN_REQUIRED: 'the monitor needs its access token for this',
+  RB_BAD_BUNDLE: 'a bundle (tar or manifest) breaks the bundle format, its path rules or its limits',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -147,7 +147,7 @@ test('bundle - symlink, hardlink, device, fifo and directory entries', async () 
   for (const header of types) {
     await refused(await tarOf([manifestEntry(), blob(A), { header }]), new RegExp(`is a ${header.type}; a bundle holds regular files only`));
   }
-  // a contiguous file ('7') decodes as a file in tar-stream: the raw typeflag is checked too
+  // a contiguous file ('7'): tar-stream names it; the reader also checks the raw typeflag, as a second guard
   const raw = Buffer.concat([await tarOf([manifestEntry(), blob(A)]).then((b) => b.subarray(0, b.length - 1024)), rawHeader(Buffer.from(`blobs/${sha(B)}`), B.length, '7'), padded(B), Buffer.alloc(1024)]);
   await refused(raw, /is a (type '7' entry|contiguous-file)/);
 });

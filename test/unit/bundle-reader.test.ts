@@ -114,7 +114,7 @@ test('bundle - writer → reader round trip with real files, deduplicated, atomi
   assert.deepEqual(r.manifest, m);
   assert.equal(r.blobs.size, 4);
   for (const f of m.files) assert.deepEqual(await readFile(r.blobs.get(f.sha256)!), await readFile(f.path));
-  assert.deepEqual((await readdir(r.dir)).sort(), [...r.blobs.keys()].sort(), 'only verified blobs, no .part');
+  assert.deepEqual((await readdir(r.dir)).sort(), [...r.blobs.keys()].sort(), 'only the verified blobs');
   await rm(r.dir, { recursive: true });
   // the writer applies the path rules too, and leaves nothing behind
   await assert.rejects(writeBundle({ head: { kind: 'job', bundleId: 'b-2', from: 'studio', to: 'vendor', route: [], job: { scene: '/etc/hostname', frames: '1' } }, files: ['/etc/hostname'], out: join(root, 'y.rbb'), dataDir: DATA }), /files\[0\] "\/etc\/hostname" lies under the system directory \/etc/);

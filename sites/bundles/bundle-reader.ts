@@ -71,6 +71,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
   let signature: Buffer | undefined;
   const blobs = new Map<string, string>();
   const seen = new Set<string>();
+  const writes = new Writes();
   try {
     for await (const entry of ex) {
       const h = entry.header;
@@ -97,10 +98,11 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
       const size = wanted.get(sha256);
       if (size === undefined) throw bad(`entry ${quote(name)} is a blob the manifest does not name`);
       if (h.size !== size) throw bad(`entry ${quote(name)}: its tar header says ${h.size} bytes, the manifest ${size}`);
-      blobs.set(sha256, await storeBlob(entry, dir, sha256, size));
+      blobs.set(sha256, await storeBlob(entry, dir, sha256, size, writes));
     }
     const err = await feeding;
     if (err) throw err;
+    await writes.drain();
     if (!manifest) throw bad(`the tar holds no ${BUNDLE_ENTRY.manifest}`);
     for (const [sha256, size] of wanted) {
       if (!blobs.has(sha256)) {
@@ -113,6 +115,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
     ex.destroy();
     o.source.destroy();
     await feeding;
+    await writes.settle(); // a write still in flight would land after the rm
     await rm(dir, { recursive: true, force: true });
     throw asFarmError(err);
   }
@@ -164,7 +167,7 @@ const SMALL_BLOB = 1024 * 1024;
  * and is removed whole on any refusal, and the caller sees a path only once every blob is
  * verified, so no `.part` name and rename are needed (they cost a small-file bundle ~2× on this disk).
  */
-async function storeBlob(entry: AsyncIterable<unknown>, dir: string, sha256: string, size: number): Promise<string> {
+async function storeBlob(entry: AsyncIterable<unknown>, dir: string, sha256: string, size: number, writes: Writes): Promise<string> {
   const path = join(dir, sha256);
   const hash = createHash('sha256');
   let got = 0;
@@ -185,7 +188,7 @@ async function storeBlob(entry: AsyncIterable<unknown>, dir: string, sha256: str
       parts.push(chunk as Buffer);
     }
     verify();
-    await writeFile(path, parts.length === 1 ? parts[0]! : Buffer.concat(parts), { flag: 'wx', mode: 0o600 });
+    await writes.add(writeFile(path, parts.length === 1 ? parts[0]! : Buffer.concat(parts), { flag: 'wx', mode: 0o600 }));
     return path;
   }
   const fh = await open(path, 'wx', 0o600);
@@ -199,6 +202,33 @@ async function storeBlob(entry: AsyncIterable<unknown>, dir: string, sha256: str
   }
   verify();
   return path;
+}
+
+/**
+ * Small blobs' writes, a few at a time: creating a file costs far more than writing 16 KiB on a
+ * busy machine (about 1 ms, docs/benchmarks.md), and libuv has 4 workers to overlap them.
+ */
+class Writes {
+  private readonly pending = new Set<Promise<void>>();
+  private failed: { err: unknown } | null = null;
+  static readonly MAX = 8;
+  async add(write: Promise<void>): Promise<void> {
+    const p: Promise<void> = write.then(
+      () => { this.pending.delete(p); },
+      (err: unknown) => { this.pending.delete(p); this.failed ??= { err }; },
+    );
+    this.pending.add(p);
+    if (this.pending.size >= Writes.MAX) await Promise.race(this.pending);
+    if (this.failed) throw this.failed.err;
+  }
+  /** Waits for every write; throws the first that failed. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.failed) throw this.failed.err;
+  }
+  async settle(): Promise<void> {
+    await Promise.all([...this.pending]);
+  }
 }
 
 /** A system error (no space, no permission) is the receiver's problem; anything else is the bundle's. */

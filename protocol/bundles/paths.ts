@@ -17,12 +17,13 @@ export interface PathRuleOptions {
   dataDir: string;
 }
 
+const utf8 = new TextEncoder();
 const under = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 
 /** Why one original path is refused, or null when it is fine. */
 export function pathProblem(path: string, o: PathRuleOptions): string | null {
   if (path.includes('\0')) return 'holds a NUL character';
-  if (Buffer.byteLength(path, 'utf8') > MAX_BUNDLE_PATH_BYTES) return `is longer than ${MAX_BUNDLE_PATH_BYTES} bytes`;
+  if (path.length > MAX_BUNDLE_PATH_BYTES / 3 && utf8.encode(path).length > MAX_BUNDLE_PATH_BYTES) return `is longer than ${MAX_BUNDLE_PATH_BYTES} bytes`;
   if (!path.startsWith('/')) return 'is not absolute';
   if (path === '/') return 'is the root directory';
   if (path.endsWith('/')) return 'ends with /';

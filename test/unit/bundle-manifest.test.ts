@@ -35,6 +35,10 @@ test('bundle manifest - round trips through msgpack and names a schema violation
   assert.match(refusal(() => decodeManifest(pack({ ...m, files: [{ ...m.files[0], sha256: 'XYZ' }] }))).message, /\/files\/0\/sha256/);
   assert.match(refusal(() => decodeManifest(pack({ ...m, files: [{ ...m.files[0], mode: 0o4755 }] }))).message, /\/files\/0\/mode/);
   assert.match(refusal(() => decodeManifest(pack({ ...m, extra: 1 }))).message, /manifest.msgpack/);
+  // a __proto__ key reaches no prototype (msgpackr renames it) and is an unknown field
+  const proto = Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from('__proto__'), Buffer.from([0x81, 0xa1, 0x78, 0x01])]);
+  assert.match(refusal(() => decodeManifest(proto)).message, /manifest.msgpack/);
+  assert.equal(({} as Record<string, unknown>).x, undefined);
 });
 
 test('bundle manifest - msgpack bombs are refused before decoding', () => {

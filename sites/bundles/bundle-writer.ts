@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { pack as tarPack } from 'tar-stream';
 import {
@@ -70,8 +70,12 @@ export async function writeBundle(o: WriteBundleOptions): Promise<BundleManifest
     }
     pack.finalize();
   };
+  // exclusive: another writer's .part (or a leftover) is never overwritten, nor removed below
+  const fh = await open(part, 'wx', 0o644).catch((cause: unknown) => {
+    throw new FarmError('RB_OUTPUT_FAILED', `cannot create ${part}: ${(cause as Error).message}`, { cause });
+  });
   try {
-    await Promise.all([pipeline(pack, createWriteStream(part, { flags: 'wx' })), fill().catch((e: unknown) => { pack.destroy(e as Error); throw e; })]);
+    await Promise.all([pipeline(pack, fh.createWriteStream()), fill().catch((e: unknown) => { pack.destroy(e as Error); throw e; })]);
     await rename(part, o.out);
   } catch (err) {
     await rm(part, { force: true });

@@ -119,6 +119,15 @@ test('bundle - writer → reader round trip with real files, deduplicated, atomi
   // the writer applies the path rules too, and leaves nothing behind
   await assert.rejects(writeBundle({ head: { kind: 'job', bundleId: 'b-2', from: 'studio', to: 'vendor', route: [], job: { scene: '/etc/hostname', frames: '1' } }, files: ['/etc/hostname'], out: join(root, 'y.rbb'), dataDir: DATA }), /files\[0\] "\/etc\/hostname" lies under the system directory \/etc/);
   assert.ok(!(await readdir(root)).some((n) => n.startsWith('y.rbb')));
+  const head = { kind: 'result' as const, bundleId: 'b-3', from: 'vendor', to: 'studio', route: [] };
+  await assert.rejects(writeBundle({ head, files: [join(src, 'nope.png')], out: join(root, 'z.rbb'), dataDir: DATA }), (e: FarmError) => e.code === 'RB_INPUT_NOT_FOUND' && /nope.png/.test(e.message));
+  await assert.rejects(writeBundle({ head, files: [join(src, 'tex')], out: join(root, 'z.rbb'), dataDir: DATA }), /bundle file .*\/tex is not a regular file/);
+  // an existing bundle is never overwritten (the .part is opened exclusively)
+  await writeFile(join(root, 'w.rbb.part'), 'someone else');
+  await assert.rejects(writeBundle({ head, files: [files[0]!], out: join(root, 'w.rbb'), dataDir: DATA }), (e: FarmError) => e.code === 'RB_OUTPUT_FAILED' && /cannot create .*w.rbb.part: EEXIST/.test(e.message));
+  assert.equal(await readFile(join(root, 'w.rbb.part'), 'utf8'), 'someone else');
+  await rm(join(root, 'w.rbb.part'));
+  assert.ok(!(await readdir(root)).some((n) => n.startsWith('z.rbb')));
 });
 
 test('bundle - a valid hand-built bundle is accepted (the hostile cases below differ from it in one thing)', async () => {

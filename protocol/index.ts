@@ -23,3 +23,4 @@ export * from './messages/notify-payload.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';
 export * from './roles.ts';
+export * from './bundles/index.ts';

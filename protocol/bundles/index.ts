@@ -1,0 +1,3 @@
+export * from './manifest.ts';
+export * from './paths.ts';
+export * from './msgpack-guard.ts';

@@ -1,0 +1,139 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Packr } from 'msgpackr';
+import { FarmError } from '../errors.ts';
+import { JobSpec } from '../messages/job-spec.ts';
+import { guardMsgpack } from './msgpack-guard.ts';
+
+/** Format version of a bundle's manifest; a reader refuses other versions. */
+export const BUNDLE_VERSION = 1;
+
+/** What a bundle carries (docs/federation.md, "Bundles"). */
+export const BundleKind = {
+  Job: 'job',
+  Result: 'result',
+  PartialResult: 'partial-result',
+  Status: 'status',
+  Bill: 'bill',
+} as const;
+export type BundleKind = (typeof BundleKind)[keyof typeof BundleKind];
+
+/** The tar entry names a bundle may hold, and nothing else. */
+export const BUNDLE_ENTRY = { manifest: 'manifest.msgpack', signature: 'manifest.sig', blobPrefix: 'blobs/' } as const;
+export const SHA256_HEX = '^[0-9a-f]{64}$';
+export const BLOB_ENTRY = /^blobs\/([0-9a-f]{64})$/;
+
+const Sha256 = Type.String({ pattern: SHA256_HEX });
+const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+// Paths are checked in full by bundlePathProblems (paths.ts); the schema only bounds them.
+const BundlePath = Type.String({ minLength: 1, maxLength: 4096 });
+const SiteName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 });
+
+/** A piece of a large file (content-defined chunking is a later phase; the field is here so it is no format change). */
+export const BundleChunk = Type.Object({ sha256: Sha256, size: Size }, { additionalProperties: false });
+export type BundleChunk = Static<typeof BundleChunk>;
+
+/**
+ * One file as it was on the sending site: its original absolute path, size, permission bits
+ * (rw/x only: no setuid, setgid or sticky) and sha256. Without `chunks` the file is one blob
+ * named by its sha256; with them, the blobs are the chunks, in order.
+ */
+export const BundleFile = Type.Object(
+  {
+    path: BundlePath,
+    size: Size,
+    mode: Type.Integer({ minimum: 0, maximum: 0o777 }),
+    sha256: Sha256,
+    chunks: Type.Optional(Type.Array(BundleChunk, { maxItems: 1_000_000 })),
+  },
+  { additionalProperties: false },
+);
+export type BundleFile = Static<typeof BundleFile>;
+
+/**
+ * Placeholder for what a vendor charges: minimal on purpose until billing is designed (issue 14,
+ * later phase). Amounts are in the currency's minor unit, so no floats travel.
+ */
+export const BundleBilling = Type.Object(
+  {
+    currency: Type.Optional(Type.String({ pattern: '^[A-Z]{3}$' })),
+    amountMinor: Type.Optional(Type.Integer({ minimum: 0 })),
+    coreSeconds: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type BundleBilling = Static<typeof BundleBilling>;
+
+export const BundleManifest = Type.Object(
+  {
+    version: Type.Literal(BUNDLE_VERSION),
+    kind: Type.Union(Object.values(BundleKind).map((k) => Type.Literal(k))),
+    bundleId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }),
+    from: SiteName,
+    to: SiteName,
+    route: Type.Array(SiteName, { maxItems: 16, description: 'sites the bundle passed through, for chaining' }),
+    createdAt: Type.Integer({ minimum: 0, description: 'ms since the epoch' }),
+    job: Type.Optional(JobSpec),
+    files: Type.Array(BundleFile, { maxItems: 1_000_000 }),
+    outputs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are frames, inside the job\'s output.dir' })),
+    logs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are task logs' })),
+    billing: Type.Optional(BundleBilling),
+  },
+  { additionalProperties: false },
+);
+export type BundleManifest = Static<typeof BundleManifest>;
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+const compiled = TypeCompiler.Compile(BundleManifest);
+
+export function encodeManifest(m: BundleManifest): Uint8Array {
+  return packr.pack(m);
+}
+
+/**
+ * Decodes and schema-checks a manifest. The bytes are walked first (guardMsgpack), so a hostile
+ * manifest cannot make the decoder recurse deep or allocate for a length it does not hold.
+ */
+export function decodeManifest(bytes: Uint8Array): BundleManifest {
+  guardMsgpack(bytes, BUNDLE_ENTRY.manifest);
+  let value: unknown;
+  try {
+    value = packr.unpack(bytes);
+  } catch (cause) {
+    throw new FarmError('RB_BAD_BUNDLE', `${BUNDLE_ENTRY.manifest} is not valid MessagePack`, { cause });
+  }
+  return checkManifest(value);
+}
+
+export function checkManifest(value: unknown): BundleManifest {
+  if (!compiled.Check(value)) {
+    const e = compiled.Errors(value).First();
+    throw new FarmError('RB_BAD_BUNDLE', `${BUNDLE_ENTRY.manifest}: ${e?.path || '/'}: ${e?.message ?? 'invalid'}`);
+  }
+  return value;
+}
+
+/** The blobs a manifest names, each with its size: a file's chunks, or the file itself. */
+export function manifestBlobs(m: BundleManifest): Map<string, number> {
+  const blobs = new Map<string, number>();
+  const add = (sha256: string, size: number, where: string) => {
+    const had = blobs.get(sha256);
+    if (had !== undefined && had !== size) throw new FarmError('RB_BAD_BUNDLE', `${where}: blob ${sha256} is given as ${had} and ${size} bytes`);
+    blobs.set(sha256, size);
+  };
+  for (const f of m.files) {
+    if (f.chunks) {
+      const sum = f.chunks.reduce((a, c) => a + c.size, 0);
+      if (sum !== f.size) throw new FarmError('RB_BAD_BUNDLE', `file ${quote(f.path)}: its chunks add up to ${sum} bytes, the file has ${f.size}`);
+      for (const c of f.chunks) add(c.sha256, c.size, `file ${quote(f.path)}`);
+    } else {
+      add(f.sha256, f.size, `file ${quote(f.path)}`);
+    }
+  }
+  return blobs;
+}
+
+/** A path as an error message shows it: JSON-quoted (NULs and control bytes visible), and cut when long. */
+export function quote(path: string): string {
+  return JSON.stringify(path.length > 120 ? `${path.slice(0, 120)}…` : path);
+}

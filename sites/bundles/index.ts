@@ -1,0 +1,2 @@
+export * from './bundle-writer.ts';
+export * from './bundle-reader.ts';

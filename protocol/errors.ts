@@ -34,6 +34,7 @@ export const ErrorCodes = {
   RB_BAD_CREDENTIALS: 'a credentials file is invalid',
   RB_HOST_REFUSED: 'the HTTP Host is not one the monitor answers to',
   RB_TOKEN_REQUIRED: 'the monitor needs its access token for this',
+  RB_BAD_PEER: 'a linked site (peer) is described wrongly: its name, role, address or leaf password',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -95,10 +95,10 @@ test('fed-isolation - a vendor cannot publish into the studio\'s farm subjects, 
 });
 
 test('fed-isolation - request/reply works both ways through the service imports; v1 cannot call v2\'s or the studio\'s service for v2', async () => {
-  studio.subscribe(subjects.fedSvc('studio', 'v1', 'have'), { callback: (_e, m) => m.respond('have-list for v1') });
-  studio.subscribe(subjects.fedSvc('studio', 'v2', 'have'), { callback: (_e, m) => m.respond('have-list for v2') });
-  v1.subscribe(subjects.fedSvc('v1', 'studio', 'quote'), { callback: (_e, m) => m.respond('quote from v1') });
-  v2.subscribe(subjects.fedSvc('v2', 'studio', 'quote'), { callback: (_e, m) => m.respond('quote from v2') });
+  studio.subscribe(subjects.fedSvc('studio', 'v1', 'have'), { callback: (_e, m) => void m.respond('have-list for v1') });
+  studio.subscribe(subjects.fedSvc('studio', 'v2', 'have'), { callback: (_e, m) => void m.respond('have-list for v2') });
+  v1.subscribe(subjects.fedSvc('v1', 'studio', 'quote'), { callback: (_e, m) => void m.respond('quote from v1') });
+  v2.subscribe(subjects.fedSvc('v2', 'studio', 'quote'), { callback: (_e, m) => void m.respond('quote from v2') });
   for (const nc of [studio, v1, v2]) await nc.flush();
   const ask = (nc: NatsConnection, subject: string, timeout = 1_000) => nc.request(subject, 'q', { timeout }).then((m) => m.string());
   // the service interest crosses the leaf like any other: ask until the first answer
@@ -112,8 +112,8 @@ test('fed-isolation - request/reply works both ways through the service imports;
 });
 
 test('fed-isolation - v2 snooping _INBOX.> reads no replies of the studio and v1', async () => {
-  studio.subscribe(subjects.fedSvc('studio', 'v1', 'ping'), { callback: (_e, m) => m.respond('pong to v1') });
-  v1.subscribe(subjects.fedSvc('v1', 'studio', 'ping'), { callback: (_e, m) => m.respond('pong to studio') });
+  studio.subscribe(subjects.fedSvc('studio', 'v1', 'ping'), { callback: (_e, m) => void m.respond('pong to v1') });
+  v1.subscribe(subjects.fedSvc('v1', 'studio', 'ping'), { callback: (_e, m) => void m.respond('pong to studio') });
   await studio.flush();
   await v1.flush();
   const snooped: string[] = [];

@@ -33,6 +33,12 @@ function record(nc: NatsConnection, subject: string): string[] {
   return seen;
 }
 
+/**
+ * A new subscription's interest crosses the leaf (and the accounts' shadow subscriptions) a little
+ * later: a probe on the same path that arrives, sent after it, proves the earlier one is in place.
+ */
+const primed = (from: NatsConnection, to: NatsConnection, subject: string) => waitDelivered(from, to, subject);
+
 before(async () => {
   f = await startFedSites();
   studio = await c(f.hub.connectAs(Role.SiteLink));
@@ -60,8 +66,8 @@ test('fed-isolation - v1 receives its own traffic and not v2\'s; no vendor sees 
   // a vendor's DMZ account receives everything its leaf carries: the widest view a vendor has
   const atV1 = record(v1Dmz, '>');
   const atV2 = record(v2Dmz, '>');
-  await v1Dmz.flush();
-  await v2Dmz.flush();
+  await primed(studio, v1Dmz, subjects.fed('v1', 'studio', 'ready'));
+  await primed(studio, v2Dmz, subjects.fed('v2', 'studio', 'ready'));
   studioOp.publish(subjects.schedSubmit('studio', 'op'), 'internal submit');
   studioSched.publish(subjects.jobEvent('studio', 'j9', 'done'), 'internal event');
   await studioOp.flush();
@@ -79,7 +85,8 @@ test('fed-isolation - a vendor cannot publish into the studio\'s farm subjects, 
   const farmSaw = record(studioOp, 'rb.studio.>');
   const fedSaw = record(studio, 'rb.fed.studio.*.>');
   await studioOp.flush();
-  await studio.flush();
+  await primed(v1Dmz, studio, subjects.fed('studio', 'v1', 'ready'));
+  await primed(v2, studio, subjects.fed('studio', 'v2', 'ready'));
   // v1 controls its own server: it sends from its DMZ, across the leaf, whatever it likes
   v1Dmz.publish(subjects.schedSubmit('studio', 'ann'), 'forged submit');
   v1Dmz.publish(subjects.schedCtl('studio', 'ann'), 'forged ctl');
@@ -118,7 +125,7 @@ test('fed-isolation - v2 snooping _INBOX.> reads no replies of the studio and v1
   await v1.flush();
   const snooped: string[] = [];
   for (const s of ['_INBOX.>', '_R_.>', '>']) v2Dmz.subscribe(s, { callback: (_e, m) => void snooped.push(m.string()) });
-  await v2Dmz.flush();
+  await primed(studio, v2Dmz, subjects.fed('v2', 'studio', 'ready'));
   const a = await waitUntil('v1 to ping the studio', () => v1.request(subjects.fedSvc('studio', 'v1', 'ping'), 'q', { timeout: 1_000 }).then((m) => m.string()), 15_000);
   const b = await waitUntil('the studio to ping v1', () => studio.request(subjects.fedSvc('v1', 'studio', 'ping'), 'q', { timeout: 1_000 }).then((m) => m.string()), 15_000);
   assert.deepEqual([a, b], ['pong to v1', 'pong to studio']);
@@ -196,7 +203,7 @@ test('fed-isolation - a leaf with no credentials lands in QUARANTINE and sees no
   const saw = record(rogue, '>');
   await rogue.flush();
   const studioSaw = record(studio, 'rb.fed.studio.*.>');
-  await studio.flush();
+  await primed(v1Dmz, studio, subjects.fed('studio', 'v1', 'ready'));
   rogue.publish(subjects.fed('studio', 'v1', 'job.j1.status'), 'rogue as v1');
   rogue.publish(subjects.schedSubmit('studio', 'ann'), 'rogue submit');
   await rogue.flush();

@@ -63,12 +63,21 @@ export function linksConfig(links: SiteLinks): LinksConfig {
     for (const h of hubs) {
       const u = new URL(h.url!);
       const url = `${u.protocol}//${leafUser(site)}:${h.password}@${u.host}`;
-      leafnodes.push(`    { url: ${q(url)}, account: ${dmzAccount(h.name)} }`);
+      // the same protection from the hub's side: what it sends us across the link
+      leafnodes.push(`    { url: ${q(url)}, account: ${dmzAccount(h.name)}, deny_imports: [${adminDeny(site).map(q).join(', ')}] }`);
     }
     leafnodes.push('  ]');
   }
   leafnodes.push('}');
   return { domain: site, farm, accounts, leafnodes: listen || hubs.length > 0 ? leafnodes : [] };
+}
+
+/** What a peer may not ask of our JetStream across the link: create, change or remove anything. */
+function adminDeny(site: string): string[] {
+  const js = `$JS.${site}.API`;
+  return ['STREAM.CREATE.>', 'STREAM.UPDATE.>', 'STREAM.DELETE.>', 'STREAM.PURGE.>', 'STREAM.MSG.DELETE.>', 'STREAM.RESTORE.>', 'CONSUMER.DELETE.>']
+    .map((v) => `${js}.${v}`)
+    .concat('$JS.API.>');
 }
 
 function dmzLines(site: string, p: Peer): string[] {
@@ -78,10 +87,7 @@ function dmzLines(site: string, p: Peer): string[] {
   const users: string[] = (p.linkKeys ?? []).map((k) => `      { nkey: ${q(k)} }   # this site's link to ${p.name}`);
   if (p.role === PeerRole.Leaf) {
     // the leaf may source our outbox and read its own stream info, not remove or rewrite anything
-    const js = `$JS.${site}.API`;
-    const deny = ['STREAM.CREATE.>', 'STREAM.UPDATE.>', 'STREAM.DELETE.>', 'STREAM.PURGE.>', 'STREAM.MSG.DELETE.>', 'STREAM.RESTORE.>', 'CONSUMER.DELETE.>']
-      .map((v) => `${js}.${v}`)
-      .concat('$JS.API.>');
+    const deny = adminDeny(site);
     users.push(`      { user: ${q(leafUser(p.name))}, password: ${q(p.password)}, permissions: { publish: { deny: [${deny.map(q).join(', ')}] } } }`);
   }
   if (users.length > 0) lines.push('    users: [', ...users, '    ]');

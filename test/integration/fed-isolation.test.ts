@@ -232,3 +232,18 @@ test('fed-isolation - a cut of the leaf and its restore bring the link back, thr
   assert.ok(px.connections > before, 'the leaf came back around the proxy');
   console.log(`# link back ${ms} ms after the proxy was restored`);
 });
+
+test('fed-isolation - the studio cannot purge or delete v1\'s outbox either, and sources it across domains', async () => {
+  const v1Jsm = await jetstreamManager(v1Dmz);
+  const out = 'RBFED_OUT_V1';
+  await v1Jsm.streams.add({ name: out, subjects: ['rbq-hardened.v1.studio.>'], storage: 'file' });
+  const js = jetstream(v1Dmz);
+  for (let i = 0; i < 3; i++) await js.publish(`rbq-hardened.v1.studio.${i}`, `m${i}`);
+  const hubToV1 = await jetstreamManager(studioDmzV1, { domain: 'v1', timeout: 2_000 });
+  await assert.rejects(hubToV1.streams.purge(out), 'the studio purged v1\'s outbox');
+  await assert.rejects(hubToV1.streams.delete(out), 'the studio deleted v1\'s outbox');
+  assert.equal((await v1Jsm.streams.info(out)).state.messages, 3, 'v1\'s outbox lost messages');
+  const hubJsm = await jetstreamManager(studioDmzV1);
+  await hubJsm.streams.add({ name: 'RBFED_IN_V1', storage: 'file', sources: [{ name: out, external: { api: '$JS.v1.API', deliver: '' } }] });
+  await waitUntil('the studio\'s inbox to source the 3 messages', async () => (await hubJsm.streams.info('RBFED_IN_V1')).state.messages === 3, 20_000);
+});

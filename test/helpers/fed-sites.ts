@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { loginOptions } from '../../actors/bus/index.ts';
-import { Role, type Credentials } from '../../protocol/index.ts';
+import { Role, subjects, type Credentials } from '../../protocol/index.ts';
 import { authUsers, issuePrincipal } from '../../sites/auth/index.ts';
 import { newUserKey } from '../../sites/auth/principals.ts';
 import { newLeafPassword, PeerRole, type DmzQuota, type Peer, type SiteLinks } from '../../sites/links/index.ts';
@@ -134,6 +134,23 @@ async function startSite(root: string, links: SiteLinks): Promise<FedSite> {
       return connect({ ...base, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)), ...co });
     },
   };
+}
+
+/**
+ * Waits until the link between two sites carries traffic both ways (their site-link principals,
+ * live subjects): the leaf is connected and interest has crossed it. Returns the ms taken.
+ */
+export async function waitLinkUp(a: FedSite, b: FedSite, timeoutMs = 20_000): Promise<number> {
+  const t0 = Date.now();
+  const [ca, cb] = [await a.connectAs(Role.SiteLink), await b.connectAs(Role.SiteLink)];
+  try {
+    await waitDelivered(ca, cb, subjects.fed(b.name, a.name, 'link.probe'), undefined, timeoutMs);
+    await waitDelivered(cb, ca, subjects.fed(a.name, b.name, 'link.probe'), undefined, timeoutMs);
+    return Date.now() - t0;
+  } finally {
+    await ca.close();
+    await cb.close();
+  }
 }
 
 /**

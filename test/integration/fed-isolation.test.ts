@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Role, streams, subjects } from '../../protocol/index.ts';
 import { natsServerBin } from '../../sites/nats-server.ts';
-import { startFedSites, waitDelivered, type FedSites } from '../helpers/fed-sites.ts';
+import { startFedSites, waitDelivered, waitLinkUp, type FedSites } from '../helpers/fed-sites.ts';
 import { freePort, waitUntil } from '../helpers/farm.ts';
 
 // Issue 14, "Linking sites" (docs/federation.md, Topology and accounts): what a vendor behind a
@@ -50,11 +50,7 @@ before(async () => {
   studioDmzV2 = await c(f.hub.connectDmz('v2'));
   v1Dmz = await c(f.site('v1').connectDmz('studio'));
   v2Dmz = await c(f.site('v2').connectDmz('studio'));
-  // both links up, both ways
-  for (const [v, nc] of [['v1', v1], ['v2', v2]] as const) {
-    await waitDelivered(studio, nc, subjects.fed(v, 'studio', 'link.probe'));
-    await waitDelivered(nc, studio, subjects.fed('studio', v, 'link.probe'));
-  }
+  for (const v of f.vendors) await waitLinkUp(f.hub, v);
 });
 
 after(async () => {

@@ -71,6 +71,8 @@ test('links-config - wrong peers are refused with RB_BAD_PEER naming the problem
   refused({ ...studio, listen: undefined }, /has leaf peers but no leaf listener/);
   refused({ ...studio, listen: { host: '0.0.0.0', port: 7422, advertise: '' } }, /advertise '' must be the public host:port/);
   refused({ ...studio, site: 'Studio' }, /site 'Studio' is not a subject token/);
+  refused(withPeer({ name: 'fed' }), /peer name 'fed' is reserved/);
+  refused({ ...studio, site: 'fedsvc' }, /a site named 'fedsvc' cannot be linked/);
 });
 
 test('links-config - federation subjects name the receiver, then the sender, and check every token', () => {

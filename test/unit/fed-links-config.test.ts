@@ -24,6 +24,15 @@ const refused = (l: SiteLinks, what: RegExp) =>
 const withPeer = (p: Partial<Peer>): SiteLinks => ({ ...studio, peers: [{ name: 'v3', role: PeerRole.Leaf, password: PW, ...p } as Peer] });
 
 test('links-config - a site without links gets exactly the config it had', () => {
+  // the text the generator wrote before links existed (checked against that version's code)
+  const ann: AuthUser = { site: 'studio', role: Role.Artist, name: 'ann', publicKey: `U${'B'.repeat(55)}` };
+  assert.equal(
+    authConfig([ann]),
+    'accounts {\n  FARM {\n    jetstream: enabled\n    users: [\n      # artist ann of site studio\n' +
+      `      { nkey: "${ann.publicKey}", permissions: {\n` +
+      '          publish: { allow: ["rb.studio.sched.submit.ann", "rb.studio.sched.ctl.ann", "rb.studio.sched.query", "rb.studio.sched.limits", "rb.studio.sched.shares", "rb.studio.sched.hosts", "rb.studio.reg.list"] }\n' +
+      '          subscribe: { allow: ["rb.studio.evt.>", "_INBOX.artist.ann.>"] }\n      } }\n    ]\n  }\n}\n',
+  );
   assert.equal(authConfig(users), authConfig(users, undefined));
   assert.doesNotMatch(authConfig(users), /FED_|leafnodes|QUARANTINE|exports/);
 });

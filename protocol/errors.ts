@@ -34,7 +34,7 @@ export const ErrorCodes = {
   RB_BAD_CREDENTIALS: 'a credentials file is invalid',
   RB_HOST_REFUSED: 'the HTTP Host is not one the monitor answers to',
   RB_TOKEN_REQUIRED: 'the monitor needs its access token for this',
-  RB_BAD_PEER: 'peer name is not a NATS token (a-z, 0-9, \'-\', \'_\', at most 64)',
+  RB_BAD_PEER: 'a linked site (peer) is described wrongly: its name (a NATS token: a-z, 0-9, \'-\', \'_\', at most 64), role, address or leaf password',
   RB_BAD_BLOB: 'a blob is invalid: its hash is not 64 lowercase hex, or its bytes do not match its hash or size',
   RB_NO_SUCH_BLOB: 'the content store holds no blob with this hash',
   RB_HANDLER_FAILED: 'the handler of a hot folder failed on this bundle',

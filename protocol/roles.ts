@@ -19,6 +19,8 @@ export const Role = {
   Notifier: 'notifier',
   /** The monitor and its web pages: reads everything, steers jobs (its HTTP side checks a token). */
   Monitor: 'monitor',
+  /** A site's link to its peers: the federation subjects only (docs/federation.md). */
+  SiteLink: 'site-link',
 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
 
@@ -170,6 +172,14 @@ export function permissionsFor(site: string, p: Principal): Permissions {
         publish: [`${r}.op.ctl`, ...readFarm],
         subscribe: [`${r}.evt.>`, inbox],
         allowResponses: false,
+      };
+    case Role.SiteLink:
+      // what this site sends and asks, and what it receives and serves; which peer may see which
+      // subjects is the accounts' business (sites/links/nats-config.ts), not this list's
+      return {
+        publish: [`rb.fed.*.${site}.>`, `rb.fedsvc.*.${site}.>`],
+        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, inbox],
+        allowResponses: true,
       };
   }
 }

@@ -96,7 +96,23 @@ export const subjects = {
   // scheduler's durable journal (JetStream)
   journal: (site: string, kind: string) => `${root(site)}.journal.${token('kind', kind)}`,
   allJournal: (site: string) => `${root(site)}.journal.>`,
+  // federation (docs/federation.md): `<to>` receives, `<from>` sends. The sender token is proof of
+  // origin: the receiving server takes `rb.fed.<us>.<peer>.>` only from the peer's DMZ account
+  /** Live (lossy) traffic from site `from` to site `to`: link hellos, job progress. */
+  fed: (to: string, from: string, rest: string) => `rb.fed.${token('site', to)}.${token('site', from)}.${fedRest(rest)}`,
+  /** Everything site `from` sends to site `to` on core NATS. */
+  allFed: (to: string, from: string) => `rb.fed.${token('site', to)}.${token('site', from)}.>`,
+  /** A request served by site `to` and made by site `from` (quote, cancel, ping, have). */
+  fedSvc: (to: string, from: string, verb: string) => `rb.fedsvc.${token('site', to)}.${token('site', from)}.${token('verb', verb)}`,
+  /** Every request site `from` may make of site `to`. */
+  allFedSvc: (to: string, from: string) => `rb.fedsvc.${token('site', to)}.${token('site', from)}.>`,
 };
+
+/** The tail of a federation subject: dot-separated subject tokens. */
+function fedRest(rest: string): string {
+  for (const t of rest.split('.')) token('federation subject token', t);
+  return rest;
+}
 
 /** The last token of a subject: the identity a per-caller subject names (`sched.result.<host>`). */
 export function lastToken(subject: string): string {
@@ -112,4 +128,8 @@ function frameToken(frame: number): string {
 export const streams = {
   events: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_EVT`,
   journal: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_JOURNAL`,
+  /** In the DMZ account of one peer: what this site sends it, sourced by the peer's inbox. */
+  fedOutbox: 'RBFED_OUT',
+  /** In the DMZ account of one peer: what it sent, sourced from its outbox across domains. */
+  fedInbox: 'RBFED_IN',
 };

@@ -5,6 +5,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { authConfig, type AuthUser } from './nats-config.ts';
+import { linksConfig, type LinksConfig, type SiteLinks } from './links/index.ts';
 
 const SETPRIV = '/usr/bin/setpriv';
 const DEBIAN_NATS_SERVER = '/usr/sbin/nats-server';
@@ -27,6 +28,8 @@ export interface NatsServerOptions {
   maxFileStore?: number;
   /** Where the config and the ports file go (default `dir`): elsewhere when `dir` is on a full disk. */
   runDir?: string;
+  /** This site's peers (docs/federation.md): JetStream domain, DMZ accounts, leaf listener and remotes. */
+  links?: SiteLinks;
 }
 
 /** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
@@ -55,14 +58,16 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   await mkdir(join(o.dir, 'jetstream'), { recursive: true, mode: 0o700 });
   const runDir = o.runDir ?? o.dir;
   const conf = join(runDir, 'nats.conf');
-  await writeAuthConfig(runDir, o.auth.users);
+  const links = o.links ? linksConfig(o.links) : undefined; // a wrong peer is refused before anything is written
+  const domain = links ? `, domain: ${links.domain}` : '';
+  await writeAuthConfig(runDir, o.auth.users, links);
   await writeFile(
     conf,
     [
       `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
       `server_name: "${o.serverName ?? 'renderbus'}"`,
       `max_payload: 1048576`,
-      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE} }`,
+      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE}${domain} }`,
       'include "auth.conf"',
       '',
     ].join('\n'),
@@ -112,12 +117,12 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
 }
 
 /** Writes the server's `auth.conf` (its accounts and users); a running server reads it on reload. */
-export async function writeAuthConfig(dir: string, users: readonly AuthUser[]): Promise<void> {
+export async function writeAuthConfig(dir: string, users: readonly AuthUser[], links?: LinksConfig): Promise<void> {
   // `credentials add` on a data directory no `up` has run in yet (a studio's own nats-server): no nats/ there
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'auth.conf');
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, authConfig(users), { mode: 0o600 });
+  await writeFile(tmp, authConfig(users, links), { mode: 0o600 });
   await rename(tmp, path);
 }
 

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { rb, TestFarm, TINY_SCENE, waitUntil } from '../helpers/farm.ts';
@@ -6,13 +6,19 @@ import { rb, TestFarm, TINY_SCENE, waitUntil } from '../helpers/farm.ts';
 /** A scene POV-Ray cannot parse: every host fails it the same way. */
 const BROKEN_SCENE = `${TINY_SCENE}\nsphere { <0, 1, 0>, 0.5 pigment { color rgb <1, 1, 1> }\n`;
 
-test('failures - a broken scene on a 2-host farm fails the job with POV-Ray\'s own error; submit --wait exits 1 printing it; retry after the fix renders it', async (t) => {
+/** A farm of two render hosts, 'a' and 'b', one slot each: a fault of the job shows on both. */
+async function twoHostFarm(t: TestContext): Promise<TestFarm> {
   const farm = await TestFarm.start();
   t.after(() => farm.stop());
   await farm.registry();
   await farm.scheduler();
   await farm.renderServer('a', 1);
   await farm.renderServer('b', 1);
+  return farm;
+}
+
+test('failures - a broken scene on a 2-host farm fails the job with POV-Ray\'s own error; submit --wait exits 1 printing it; retry after the fix renders it', async (t) => {
+  const farm = await twoHostFarm(t);
   const scene = await farm.writeScene('broken.pov', BROKEN_SCENE);
   const out = join(farm.dir, 'out');
   const sub = rb(farm, 'submit', scene, '--frames', '1-6', '--resolution', '32x24', '--output', out, '--wait');
@@ -43,12 +49,7 @@ test('failures - a broken scene on a 2-host farm fails the job with POV-Ray\'s o
 });
 
 test('failures - a command job whose program no host has waits naming the program and the hosts, uses no attempt; retry says it forgave them', async (t) => {
-  const farm = await TestFarm.start();
-  t.after(() => farm.stop());
-  await farm.registry();
-  await farm.scheduler();
-  await farm.renderServer('a', 1);
-  await farm.renderServer('b', 1);
+  const farm = await twoHostFarm(t);
   const scene = await farm.writeScene('in.txt', 'x');
   const jobId = await farm.submit({ name: 'nox', scene, renderer: 'command', command: '/nonexistent/x {frame}', frames: '1-3', maxAttempts: 1, output: { dir: join(farm.dir, 'nox') } });
   const text = await waitUntil('the reason', async () => {

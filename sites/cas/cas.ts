@@ -142,16 +142,24 @@ export class PeerCas {
       if (got !== hash) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: its ${size} bytes hash to ${got}`);
       await fh.sync();
       await fh.close();
-      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-      await rename(tmp, dest);
-      landed = true;
-      if (opts.deferDirSync) this.unsynced.add(dirname(dest));
-      else await syncDir(dirname(dest));
+      landed = await this.moveIn(tmp, dest, opts);
       return { stored: true };
     } finally {
       await fh.close().catch(() => {}); // closed already on success
       if (!landed) await rm(tmp, { force: true });
     }
+  }
+
+  /**
+   * Renames a verified, fsynced file into its blob path, then makes the rename durable (the
+   * folder's fsync, now or at flush()). True once the file is in place: the caller must not remove it.
+   */
+  private async moveIn(from: string, dest: string, opts: { deferDirSync?: boolean }): Promise<true> {
+    await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+    await rename(from, dest);
+    if (opts.deferDirSync) this.unsynced.add(dirname(dest));
+    else await syncDir(dirname(dest));
+    return true;
   }
 
   /** A folder on the store's own filesystem for files about to be adopted (a bundle reader's temp blobs). */
@@ -188,11 +196,7 @@ export class PeerCas {
       } finally {
         await fh.close();
       }
-      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-      await rename(path, dest);
-      landed = true;
-      if (opts.deferDirSync) this.unsynced.add(dirname(dest));
-      else await syncDir(dirname(dest));
+      landed = await this.moveIn(path, dest, opts);
       return { stored: true };
     } finally {
       if (!landed) await rm(path, { force: true });

@@ -21,13 +21,18 @@ export const Role = {
   Monitor: 'monitor',
   /** A site's link to its peers: the federation subjects only (docs/federation.md). */
   SiteLink: 'site-link',
+  /**
+   * A site's intake (sites/intake): submits a peer's job into the queue, reports news of jobs the
+   * site sent to peers, and follows job events to send results back.
+   */
+  Intake: 'intake',
 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
 
 export const ROLES: readonly Role[] = Object.values(Role);
 
 /** The farm's own actors: the only roles that touch JetStream. */
-export const SERVICE_ROLES: readonly Role[] = [Role.Scheduler, Role.Registry, Role.Notifier, Role.Monitor];
+export const SERVICE_ROLES: readonly Role[] = [Role.Scheduler, Role.Registry, Role.Notifier, Role.Monitor, Role.Intake];
 
 /**
  * A render-server principal named `*` may act for any host. Only simulated farms (many simulated
@@ -89,7 +94,7 @@ export function permissionsFor(site: string, p: Principal): Permissions {
   const r = `rb.${site}`;
   const inbox = `${inboxPrefix(p)}.>`;
   // what any credential of the site may read and ask: events, the queue, hosts, limits, shares
-  const readFarm = [`${r}.sched.query`, `${r}.sched.limits`, `${r}.sched.shares`, `${r}.sched.hosts`, `${r}.reg.list`];
+  const readFarm = [`${r}.sched.query`, `${r}.sched.limits`, `${r}.sched.shares`, `${r}.sched.hosts`, `${r}.reg.list`, `${r}.link.status`];
   const evStream = streams.events(site);
   switch (p.role) {
     case Role.Artist:
@@ -178,8 +183,26 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       // subjects is the accounts' business (sites/links/nats-config.ts), not this list's
       return {
         publish: [`rb.fed.*.${site}.>`, `rb.fedsvc.*.${site}.>`],
-        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, inbox],
+        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, `${r}.link.status`, inbox],
         allowResponses: true,
+      };
+    case Role.Intake:
+      // like the notifier, a durable consumer of the event stream; and the two scheduler requests
+      // only it may make: submit a peer's job, report news of a job sent to a peer
+      return {
+        publish: [
+          `${r}.sched.intake.*`,
+          `${r}.sched.remote.*`,
+          `${r}.sched.ctl.${p.name}`,
+          ...readFarm,
+          '$JS.API.INFO',
+          `$JS.API.STREAM.INFO.${evStream}`,
+          `$JS.API.CONSUMER.*.${evStream}.>`,
+          `$JS.API.CONSUMER.*.*.${evStream}.>`,
+          `$JS.ACK.${evStream}.>`,
+        ],
+        subscribe: [`${r}.evt.>`, inbox],
+        allowResponses: false,
       };
   }
 }

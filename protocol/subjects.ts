@@ -96,6 +96,12 @@ export const subjects = {
   // scheduler's durable journal (JetStream)
   journal: (site: string, kind: string) => `${root(site)}.journal.${token('kind', kind)}`,
   allJournal: (site: string) => `${root(site)}.journal.>`,
+  // a site's links (sites/links): the state of every peer's link, asked by `renderbus sites`
+  linkStatus: (site: string) => `${root(site)}.link.status`,
+  // the site's intake (sites/intake): a peer's job submitted for it, and news of a job we sent to a
+  // peer; the last token is the peer, and only the intake's credential may publish these
+  schedIntake: (site: string, peer: string) => `${root(site)}.sched.intake.${token('site', peer)}`,
+  schedRemote: (site: string, peer: string) => `${root(site)}.sched.remote.${token('site', peer)}`,
   // federation (docs/federation.md): `<to>` receives, `<from>` sends. The sender token is proof of
   // origin: the receiving server takes `rb.fed.<us>.<peer>.>` only from the peer's DMZ account
   /** Live (lossy) traffic from site `from` to site `to`: link hellos, job progress. */

@@ -50,19 +50,76 @@ export const BundleFile = Type.Object(
 );
 export type BundleFile = Static<typeof BundleFile>;
 
+const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Minor = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "an amount in the currency's minor unit (cents): no floats travel" });
+
 /**
- * Placeholder for what a vendor charges: minimal on purpose until billing is designed (issue 14,
- * later phase). Amounts are in the currency's minor unit, so no floats travel.
+ * The job a bundle is about, named at the site that owns it (the studio that outsourced it):
+ * `site` is that site and `job` its job id there. Every job, result, status and bill bundle
+ * carries it; a site routes an arriving bundle by it (sites/intake/router.ts): a bundle about
+ * one of our own jobs is news of work we sent out, one about a peer's job is work for us.
  */
-export const BundleBilling = Type.Object(
+export const BundleJobRef = Type.Object({ site: SiteName, job: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 }) }, { additionalProperties: false });
+export type BundleJobRef = Static<typeof BundleJobRef>;
+
+/** Where an outsourced job stands at the site rendering it; `cancel` is the owner asking it to stop. */
+export const RemoteJobState = {
+  Accepted: 'accepted',
+  Rejected: 'rejected',
+  Started: 'started',
+  Progress: 'progress',
+  Done: 'done',
+  Failed: 'failed',
+  Cancel: 'cancel',
+  Cancelled: 'cancelled',
+} as const;
+export type RemoteJobState = (typeof RemoteJobState)[keyof typeof RemoteJobState];
+
+/** A status bundle's news (kind `status`): one step of the job's life at the other site. */
+export const BundleStatus = Type.Object(
   {
-    currency: Type.Optional(Type.String({ pattern: '^[A-Z]{3}$' })),
-    amountMinor: Type.Optional(Type.Integer({ minimum: 0 })),
-    coreSeconds: Type.Optional(Type.Number({ minimum: 0 })),
+    state: Type.Union(Object.values(RemoteJobState).map((k) => Type.Literal(k))),
+    /** Why, for rejected, failed and cancel: a line a person reads. */
+    reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    /** The job's id at the site rendering it (for its operators and logs). */
+    remoteJob: Type.Optional(Type.String({ maxLength: 64 })),
+    frames: Type.Optional(Type.Object({ total: Count, done: Count, failed: Count, running: Count }, { additionalProperties: false })),
+    at: Type.Integer({ minimum: 0, description: 'ms since the epoch, at the sender' }),
   },
   { additionalProperties: false },
 );
-export type BundleBilling = Static<typeof BundleBilling>;
+export type BundleStatus = Static<typeof BundleStatus>;
+
+/** What one rendered frame cost, as the rendering site measured it. */
+export const BillLine = Type.Object(
+  {
+    frame: Type.Integer(),
+    host: Type.String({ maxLength: 200 }),
+    wallMs: Count,
+    cpuMs: Count,
+    peakRssMb: Type.Optional(Count),
+    /** Bytes of output the frame wrote. */
+    bytes: Count,
+  },
+  { additionalProperties: false },
+);
+export type BillLine = Static<typeof BillLine>;
+
+/**
+ * A vendor's bill for one job (kind `bill`, or with a `result`): per frame, the rate card it was
+ * priced by, and the totals. The bundle's manifest is signed by the vendor's site key
+ * (`manifest.sig`), so the studio can show it was issued by that vendor.
+ */
+export const BundleBill = Type.Object(
+  {
+    currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+    rate: Type.Object({ perCoreHourMinor: Minor, perGbMinor: Minor, minimumMinor: Minor }, { additionalProperties: false }),
+    frames: Type.Array(BillLine, { maxItems: 1_000_000 }),
+    totals: Type.Object({ frames: Count, wallMs: Count, cpuMs: Count, bytes: Count, amountMinor: Minor }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+export type BundleBill = Static<typeof BundleBill>;
 
 export const BundleManifest = Type.Object(
   {
@@ -74,10 +131,12 @@ export const BundleManifest = Type.Object(
     route: Type.Array(SiteName, { maxItems: 16, description: 'sites the bundle passed through, for chaining' }),
     createdAt: Type.Integer({ minimum: 0, description: 'ms since the epoch' }),
     job: Type.Optional(JobSpec),
+    jobRef: Type.Optional(BundleJobRef),
+    status: Type.Optional(BundleStatus),
     files: Type.Array(BundleFile, { maxItems: 1_000_000 }),
     outputs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are frames, inside the job\'s output.dir' })),
     logs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are task logs' })),
-    billing: Type.Optional(BundleBilling),
+    bill: Type.Optional(BundleBill),
   },
   { additionalProperties: false },
 );

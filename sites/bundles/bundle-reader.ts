@@ -43,6 +43,8 @@ export interface ReadBundleOptions {
 
 export interface ReadBundleResult {
   manifest: BundleManifest;
+  /** The manifest as it was in the tar: the bytes `manifest.sig` signs. */
+  manifestBytes: Buffer;
   /** The reader's own directory under tempDir; the caller moves the blobs out and removes it. */
   dir: string;
   /** Each verified blob: sha256 → its file in `dir`. */
@@ -67,6 +69,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
   const ex = tarExtract();
   const feeding = pipeline(o.source, tap, ex).then(() => null, (e: unknown) => e);
   let manifest: BundleManifest | undefined;
+  let manifestBytes: Buffer = Buffer.alloc(0);
   let wanted = new Map<string, number>();
   let signature: Buffer | undefined;
   const blobs = new Map<string, string>();
@@ -84,7 +87,8 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
       if (!manifest) {
         if (name !== BUNDLE_ENTRY.manifest) throw bad(`the first entry must be ${BUNDLE_ENTRY.manifest}, not ${quote(name)}`);
         if (h.size > limits.manifestBytes) throw bad(`${BUNDLE_ENTRY.manifest} is ${h.size} bytes, at most ${limits.manifestBytes}`);
-        manifest = decodeManifest(await readSmall(entry, h.size, name));
+        manifestBytes = await readSmall(entry, h.size, name);
+        manifest = decodeManifest(manifestBytes);
         wanted = checkLimits(manifest, limits, o.dataDir);
         continue;
       }
@@ -110,7 +114,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
         throw bad(`blob ${sha256} (${size} bytes, of file ${quote(f?.path ?? '?')}) is missing from the tar`);
       }
     }
-    return { manifest, dir, blobs, ...(signature ? { signature } : {}) };
+    return { manifest, manifestBytes, dir, blobs, ...(signature ? { signature } : {}) };
   } catch (err) {
     ex.destroy();
     o.source.destroy();

@@ -29,12 +29,23 @@ const refusal = (fn: () => unknown): FarmError => {
 };
 
 test('bundle manifest - round trips through msgpack and names a schema violation', () => {
-  const m = aManifest({ billing: { currency: 'EUR', amountMinor: 1200 } });
+  const m = aManifest({
+    jobRef: { site: 'studio', job: 'j-7' },
+    status: { state: 'done', frames: { total: 2, done: 2, failed: 0, running: 0 }, at: 1 },
+    bill: {
+      currency: 'EUR',
+      rate: { perCoreHourMinor: 40, perGbMinor: 5, minimumMinor: 100 },
+      frames: [{ frame: 1, host: 'n1', wallMs: 700, cpuMs: 690, bytes: 12_000 }],
+      totals: { frames: 1, wallMs: 700, cpuMs: 690, bytes: 12_000, amountMinor: 100 },
+    },
+  });
   assert.deepEqual(decodeManifest(encodeManifest(m)), m);
   assert.match(refusal(() => decodeManifest(pack({ ...m, kind: 'zip' }))).message, /manifest.msgpack: \/kind/);
   assert.match(refusal(() => decodeManifest(pack({ ...m, files: [{ ...m.files[0], sha256: 'XYZ' }] }))).message, /\/files\/0\/sha256/);
   assert.match(refusal(() => decodeManifest(pack({ ...m, files: [{ ...m.files[0], mode: 0o4755 }] }))).message, /\/files\/0\/mode/);
   assert.match(refusal(() => decodeManifest(pack({ ...m, extra: 1 }))).message, /manifest.msgpack/);
+  assert.match(refusal(() => decodeManifest(pack({ ...m, status: { state: 'teleported', at: 1 } }))).message, /\/status\/state/);
+  assert.match(refusal(() => decodeManifest(pack({ ...m, jobRef: { site: 'Studio!', job: 'j-7' } }))).message, /\/jobRef\/site/);
   // a __proto__ key reaches no prototype (msgpackr renames it) and is an unknown field
   const proto = Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from('__proto__'), Buffer.from([0x81, 0xa1, 0x78, 0x01])]);
   assert.match(refusal(() => decodeManifest(proto)).message, /manifest.msgpack/);

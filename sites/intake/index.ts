@@ -1,0 +1,2 @@
+export { routeBundle, routeOf, type ArrivedBundle, type IntakeHandlers, type RouterOptions } from './router.ts';
+export { startIntake, type Intake, type IntakeOptions } from './intake.ts';

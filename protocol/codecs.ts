@@ -14,6 +14,7 @@ import { JournalEntry, JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
+import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { WebhookPayload } from './messages/notify-payload.ts';
 import { Type } from '@sinclair/typebox';
@@ -61,4 +62,6 @@ export const codecs = {
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
   notifyEvent: codecFor(NotifyEvent),
   webhookPayload: codecFor(WebhookPayload),
+  remoteUpdate: codecFor(RemoteUpdate),
+  remoteUpdateReply: codecFor(RemoteUpdateReply),
 };

@@ -39,6 +39,7 @@ export const ErrorCodes = {
   RB_NO_SUCH_BLOB: 'the content store holds no blob with this hash',
   RB_HANDLER_FAILED: 'the handler of a hot folder failed on this bundle',
   RB_NOT_REGULAR_FILE: 'a hot folder holds something other than a plain file under a bundle name (a symbolic link, a directory, a device)',
+  RB_REMOTE_FAILED: 'the linked site a job was sent to refused it, failed it, or sent back too few of its frames',
   RB_BAD_BUNDLE: 'a bundle (tar or manifest) breaks the bundle format, its path rules or its limits',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -102,6 +102,7 @@ export const subjects = {
   // peer; the last token is the peer, and only the intake's credential may publish these
   schedIntake: (site: string, peer: string) => `${root(site)}.sched.intake.${token('site', peer)}`,
   schedRemote: (site: string, peer: string) => `${root(site)}.sched.remote.${token('site', peer)}`,
+  allSchedRemote: (site: string) => `${root(site)}.sched.remote.*`,
   // federation (docs/federation.md): `<to>` receives, `<from>` sends. The sender token is proof of
   // origin: the receiving server takes `rb.fed.<us>.<peer>.>` only from the peer's DMZ account
   /** Live (lossy) traffic from site `from` to site `to`: link hellos, job progress. */

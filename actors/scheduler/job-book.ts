@@ -14,6 +14,7 @@ import { FairShare } from './fair-share.ts';
 import { SiteLimits, type LimitBlock } from './site-limits.ts';
 import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
 import { PreviewOrder, recordFailure, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
+import type { Outsourced } from './outsource.ts';
 
 export { previewOrder, TaskState, type Rechunk, type Task } from './task-table.ts';
 
@@ -77,6 +78,8 @@ export interface Job {
   afterFrames: Job[];
   /** Stream sequence of its submit record in the journal: where reading it back starts once it left memory. */
   journalSeq?: number;
+  /** Sent to a linked site (its spec's `site`): the outsourced queue's record of it (outsource.ts). */
+  remote?: Outsourced;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
 }
@@ -215,9 +218,9 @@ export class JobBook {
     return this.pending;
   }
 
-  /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended). */
+  /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && j.spec.site === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**
@@ -826,7 +829,8 @@ export class JobBook {
     return [...active, ...ended];
   }
 
-  private finishIfEnded(job: Job, now: number): void {
+  /** A job that may have ended (here, or at the site it was sent to: outsource.ts) is finished, and frees the jobs after it. */
+  finishIfEnded(job: Job, now: number): void {
     if (!this.isFinished(job)) return;
     job.finishedAt ??= now;
     this.pendingDirty = true;

@@ -1,6 +1,7 @@
 import type { FrameRecord, JobSummary } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { retryWouldChange } from './job-errors.ts';
+import { outsourceSummary } from './outsource.ts';
 import { TaskState, type Task } from './task-table.ts';
 
 /* What a job looks like from outside: its summary, its frames one by one, its failures. */
@@ -29,7 +30,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
     s.why = why;
   }
   if (job.errors.failure !== undefined) s.error = job.errors.failure;
-  if (retryWouldChange(book, job)) s.retryable = true;
+  if (job.remote) s.outsourced = outsourceSummary(job.remote);
+  else if (retryWouldChange(book, job)) s.retryable = true; // an outsourced job is sent again, not retried
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
   return s;
@@ -37,6 +39,10 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
 
 /** The job's frames from after frame `after` on (all when undefined), ascending, each as its task has it. */
 export function* frameRecords(job: Job, after?: number): Generator<FrameRecord> {
+  if (job.remote) {
+    yield* remoteFrameRecords(job, after);
+    return;
+  }
   let settled: Task | undefined; // a settled task read back once for all its frames
   for (const { frame, task } of job.tasks.framesFrom(after)) {
     let t = job.tasks.peek(task);
@@ -61,8 +67,22 @@ export function* frameRecords(job: Job, after?: number): Generator<FrameRecord> 
   }
 }
 
+/** An outsourced job's frames: back (done, with their file), or as the job stands (queued at the vendor, failed, cancelled). */
+function* remoteFrameRecords(job: Job, after?: number): Generator<FrameRecord> {
+  const r = job.remote!;
+  const state = job.machine.getSnapshot().value;
+  const notBack = state === 'failed' ? TaskState.Failed : state === 'cancelled' ? TaskState.Cancelled : TaskState.Queued;
+  for (const { frame, task } of job.tasks.framesFrom(after)) {
+    const output = r.back.get(frame);
+    yield output !== undefined
+      ? { frame, state: TaskState.Done, taskIndex: task, attempt: 1, output, ...(r.heardAt !== undefined ? { finishedAt: r.heardAt } : {}) }
+      : { frame, state: notBack, taskIndex: task, attempt: 0, ...(state === 'failed' && job.errors.failure ? { error: job.errors.failure } : {}) };
+  }
+}
+
 /** The frames that failed for good, with their errors, in frame order. */
 export function jobFailures(job: Job): { frame: number; error: string }[] {
+  if (job.remote) return [...frameRecords(job)].filter((f) => f.state === TaskState.Failed).map((f) => ({ frame: f.frame, error: f.error ?? 'failed' }));
   const failed = [...job.tasks.touchedTasks()].filter((t) => t.state === TaskState.Failed).sort((a, b) => a.frames[0]! - b.frames[0]!);
   return failed.flatMap((t) => t.frames.map((frame) => ({ frame, error: t.error ?? 'failed' })));
 }

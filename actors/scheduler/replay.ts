@@ -1,5 +1,6 @@
 import { prepareJob, type CtlRequest, type JournalRecord } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
+import { applyRemote, outsource, shouldOutsource } from './outsource.ts';
 
 /**
  * Applies a control action other than cancel (live, or replayed from the journal) to a job;
@@ -7,7 +8,11 @@ import type { Job, JobBook } from './job-book.ts';
  */
 export function applyControl(book: JobBook, job: Job, c: { action: CtlRequest['action']; priority?: number; frames?: number[] }): number {
   if (c.action === 'pause' || c.action === 'resume') book.setPaused(job, c.action === 'pause');
-  else if (c.action === 'release') book.release(job);
+  else if (c.action === 'release') {
+    book.release(job);
+    // a held job that names a site goes out once released (there is no outsource record: see outsource.ts)
+    if (shouldOutsource(book, job)) outsource(job);
+  }
   else if (c.action === 'priority' && c.priority !== undefined) book.setPriority(job, c.priority);
   else if (c.action === 'retry') return book.retry(job, c.frames).reduce((n, t) => n + t.frames.length, 0);
   return 0;
@@ -23,6 +28,8 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
     if (book.jobs.has(rec.jobId) || book.archived.has(rec.jobId)) return undefined;
     const job = book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
     job.journalSeq = seq;
+    // the submit record says it all: a job naming a site, not held, went out as it was queued
+    if (shouldOutsource(book, job)) outsource(job);
     return undefined;
   }
   if (rec.kind === 'limit') {
@@ -36,6 +43,9 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   const job = book.jobs.get(rec.jobId);
   if (!job) return undefined;
   if (rec.kind === 'cancel') book.cancel(job, rec.at);
+  else if (rec.kind === 'remote') {
+    if (job.remote?.peer === rec.peer) applyRemote(book, job, rec.update, rec.at);
+  }
   else if (rec.kind === 'ctl') {
     const wasFinished = book.isFinished(job);
     return applyControl(book, job, rec) > 0 || (wasFinished && !book.isFinished(job)) ? job : undefined;

@@ -5,7 +5,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type LimitsRequest, type RemoteUpdate, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -19,6 +19,7 @@ import { applyControl as applyControlTo, applyRecord, rebuildJob } from './repla
 import { jobsToEvict, retention, type Retention } from './retention.ts';
 import { HostLiveness } from './liveness.ts';
 import { schedulerMachine } from './machine.ts';
+import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
 
 export interface SchedulerOptions {
   nc: NatsConnection;
@@ -30,6 +31,8 @@ export interface SchedulerOptions {
   limits?: Partial<QueueLimits>;
   /** Finished jobs it keeps in memory; defaults: DEFAULT_RETENTION. */
   retention?: Partial<Retention>;
+  /** The site's linked peers: a job naming one (`site`) is sent there; naming another site is refused. */
+  peers?: readonly string[];
 }
 
 export interface SchedulerHandle {
@@ -62,6 +65,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const now = o.now ?? Date.now;
   const queueCaps = queueLimits(o.limits);
   const keep = retention(o.retention);
+  const peers = o.peers ?? [];
   let book = new JobBook();
   let journal: Journal | null = null;
   const schedulerId = newInstanceId();
@@ -166,6 +170,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     req = { ...req, spec: { ...req.spec, user } };
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
+    checkOutsource(req.spec, site, peers);
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.count, tasks: prepared.taskCount };
     if (book.jobs.has(jobId) || book.archived.has(jobId)) return counts; // a retried submit: already queued
@@ -185,9 +190,50 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     job.journalSeq = seq;
     log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
     jobEvent(job, 'submitted');
-    if (book.whyWaiting(job)) jobEvent(job, 'waiting');
+    // the submit record is the outsource decision (outsource.ts): no second write, no window between two
+    if (shouldOutsource(book, job)) sendOut(job);
+    else if (book.whyWaiting(job)) jobEvent(job, 'waiting');
     actor.send({ type: 'dispatch.wanted' });
     return counts;
+  }
+
+  /** A job joins the outsourced queue; its `outsourced` event (stored) is what the packer writes its bundle on. */
+  function sendOut(job: Job): void {
+    const r = outsource(job);
+    log.info({ jobId: job.id, peer: r.peer, bundleId: r.bundleId }, 'job outsourced');
+    jobEvent(job, 'outsourced');
+  }
+
+  /**
+   * News of an outsourced job from the intake, on `sched.remote.<peer>`: only the intake's
+   * credential may publish there, and the subject's last token is the peer the bundle came from,
+   * so an update is taken only for a job sent to that same peer. Journaled before it is applied
+   * (once per bundle), then told as the events of a local job: frames done, the job's end.
+   */
+  async function remoteUpdate(u: RemoteUpdate, peer: string) {
+    requireServing();
+    const job = book.jobs.get(u.jobId);
+    if (!job) throw new FarmError('RB_UNKNOWN_JOB', book.archived.has(u.jobId) ? `job '${u.jobId}' ended long ago and left the scheduler's memory` : `no job '${u.jobId}'`);
+    const r = job.remote;
+    if (!r || r.peer !== peer) throw new FarmError('RB_FORBIDDEN', `job ${job.id} was ${r ? `sent to ${r.peer}` : 'not sent to any site'}, not to ${peer}: ${peer} cannot report on it`);
+    const answer = () => ({ applied: false, state: book.state(job), back: r.back.size });
+    if (r.applied.has(u.bundleId)) return answer();
+    const root = `${resolvePath(job.prepared.outputDir)}/`;
+    const outside = (u.outputs ?? []).find((o) => !resolvePath(o.path).startsWith(root));
+    if (outside) throw new FarmError('RB_FORBIDDEN', `frame ${outside.frame}'s file ${outside.path} is not in its job's output folder ${job.prepared.outputDir}`);
+    const at = now();
+    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'remote', jobId: job.id, peer, update: u, at }, `remote-${job.id}-${u.bundleId}`);
+    const change = applyRemote(book, job, u, at);
+    if (!change.applied) return answer();
+    log.info({ jobId: job.id, peer, bundleId: u.bundleId, state: u.state, frames: change.newFrames.length, back: r.back.size, ended: change.ended }, 'news of an outsourced job');
+    if (remoteStarted(job, at)) jobEvent(job, 'started');
+    for (let i = 0; i < change.newFrames.length; i += 1_000) {
+      const part = change.newFrames.slice(i, i + 1_000);
+      frameEvent(job, part.map((f) => f.frame), 'done', {}, part);
+    }
+    if (change.ended) finishJob(job);
+    else jobEvent(job, 'progress');
+    return { applied: true, state: book.state(job), back: r.back.size };
   }
 
   /** A reply's room: one message, less its envelope. */
@@ -274,6 +320,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     const refuse = (why: string) => new FarmError('RB_BAD_ARGUMENT', `cannot ${req.action} job ${job.id}: ${why}`);
     if (state === 'cancelled') throw refuse('it was cancelled');
+    if (job.remote && ['pause', 'resume', 'retry'].includes(req.action)) {
+      throw refuse(`it was sent to ${job.remote.peer}, which renders it: only cancel reaches it there (then submit it again)`);
+    }
     if (req.action === 'priority' && req.priority === undefined) throw new FarmError('RB_BAD_ARGUMENT', 'priority needs the new priority (0 to 1000, lower is more urgent)');
     if (req.action === 'release' && !job.held) throw refuse('it is not held');
     if ((req.action === 'pause' || req.action === 'resume') && book.isFinished(job)) throw refuse(`it is ${state}`);
@@ -286,7 +335,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     const forgiven = req.action === 'retry' ? keptAwayHosts(book, job) : [];
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'ctl', jobId: job.id, action: req.action, at, ...(req.priority !== undefined ? { priority: req.priority } : {}), ...(req.frames ? { frames: req.frames } : {}) });
+    const wentOut = job.remote;
     const retried = applyControl(job, req);
+    if (!wentOut && job.remote) {
+      log.info({ jobId: job.id, peer: job.remote.peer, bundleId: job.remote.bundleId }, 'job outsourced');
+      jobEvent(job, 'outsourced');
+    }
     if (req.action === 'pause') returnInHand(job);
     jobEvent(job, req.action === 'retry' ? 'retried' : req.action === 'priority' ? 'priority' : `${req.action}d`);
     log.info({ jobId: job.id, action: req.action, priority: req.priority, frames: retried, ...(forgiven.length > 0 ? { forgiven } : {}) }, 'job control');
@@ -604,6 +658,18 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
   }
 
+  /**
+   * After a restart, the `outsourced` event of each job nothing was heard of yet goes out again:
+   * it may have been lost with the old process right after the submit's journal write, and the
+   * packer writes each bundle once however often it is told. (A `cancelled` event is not told
+   * again: the notifier would tell the client twice.)
+   */
+  function tellOutsourcedAgain(): void {
+    for (const job of book.jobs.values()) {
+      if (job.remote?.state === 'sent' && book.state(job) === 'outsourced') jobEvent(job, 'outsourced');
+    }
+  }
+
   const announce = () => publish(subjects.schedHello(site), codecs.schedHello.encode({ v: PROTOCOL_MAJOR, schedulerId, at: now() }));
 
   /** While this scheduler is off the bus no report can reach it: lease clocks stop, and restart when it is back. */
@@ -631,6 +697,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         });
         book.finishReplay();
         applyRetention();
+        tellOutsourcedAgain();
         return records;
       }),
       dispatchRound: fromPromise(dispatchRound),
@@ -664,6 +731,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.schedShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, false), log }),
     serve(nc, { subject: subjects.opShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, true), log }),
     serve(nc, { subject: subjects.allSchedResults(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
+    serve(nc, { subject: subjects.allSchedRemote(site), request: codecs.remoteUpdate, reply: codecs.remoteUpdateReply, handle: (u, msg) => remoteUpdate(u, lastToken(msg.subject)), log }),
     listen(nc, subjects.allSchedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
       if (evt.event === 'down') {

@@ -2,12 +2,14 @@ import type { WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { programOf } from './job-errors.ts';
 import { framesReady } from './rechunk.ts';
+import { outsourceReason } from './outsource.ts';
 import { TaskState } from './task-table.ts';
 
 /* Why a job starts nothing new, for people (`text`) and for tools (`kind` and details). */
 
 /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
 export function whyWaiting(book: JobBook, job: Job): WaitReason | undefined {
+  if (job.remote) return outsourceReason(job);
   if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
   if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
   const dep = dependencyReason(book, job) ?? frameDependencyReason(book, job);

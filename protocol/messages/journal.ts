@@ -4,6 +4,7 @@ import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
+import { RemoteRecord } from './outsource.ts';
 
 /** A task's ended attempt (done, or failed: retried or for good). */
 export const TaskRecord = Type.Object({
@@ -35,7 +36,7 @@ export const TaskRecord = Type.Object({
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, remote
  * (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
@@ -44,6 +45,7 @@ export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
   LimitRecord,
   ShareRecord,
+  RemoteRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Millis, Reply, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
+import { OutsourceSummary } from './outsource.ts';
 
 export const JobState = {
   Queued: 'queued',
@@ -10,6 +11,8 @@ export const JobState = {
   Rendering: 'rendering',
   /** Paused: no new frames start (tasks held in hand go back to the queue); running ones finish. */
   Paused: 'paused',
+  /** Sent to a linked site (`site`) and rendering there; frames come back into its output folder. */
+  Outsourced: 'outsourced',
   Done: 'done',
   Failed: 'failed',
   Cancelled: 'cancelled',
@@ -47,7 +50,7 @@ export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
     Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'), Type.Literal('sick-hosts'),
-    Type.Literal('share'),
+    Type.Literal('share'), Type.Literal('outsourced'),
   ]),
   /** share: its project holds its share of the busy slots or more, and other projects wait under theirs. */
   share: Type.Optional(Type.Object({ project: Type.String(), running: Type.Integer({ minimum: 0 }), entitled: Type.Number({ minimum: 0 }) })),
@@ -90,6 +93,8 @@ export const JobSummary = Type.Object({
   retryable: Type.Optional(Type.Boolean()),
   /** Estimated milliseconds to completion, from measured frame times. */
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),
+  /** A job sent to a linked site (its `site`): where it stands there. */
+  outsourced: Type.Optional(OutsourceSummary),
 });
 export type JobSummary = Static<typeof JobSummary>;
 

@@ -1,0 +1,99 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Millis, Reply, Token, V } from './common.ts';
+
+const Count = Type.Integer({ minimum: 0 });
+
+/**
+ * Where an outsourced job stands at the site rendering it, as the studio last heard: `sent` (its
+ * bundle is in outgoing/, nothing heard yet), then the vendor's status states (a `cancel` is the
+ * studio's own request and never a remote state).
+ */
+export const RemoteState = {
+  Sent: 'sent',
+  Accepted: 'accepted',
+  Rejected: 'rejected',
+  Started: 'started',
+  Progress: 'progress',
+  Done: 'done',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+} as const;
+export type RemoteState = (typeof RemoteState)[keyof typeof RemoteState];
+const RemoteStateSchema = Type.Union(Object.values(RemoteState).map((s) => Type.Literal(s)));
+
+/** The vendor's frame counts, as its status said. */
+export const RemoteCounts = Type.Object({ total: Count, done: Count, failed: Count, running: Count });
+export type RemoteCounts = Static<typeof RemoteCounts>;
+
+/** What a vendor's bill came to, as the studio keeps it with the job (the bill itself is in `<data>/fed/bills/<peer>/`). */
+export const BillSummary = Type.Object({
+  currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+  amountMinor: Count,
+  frames: Count,
+  wallMs: Count,
+  cpuMs: Count,
+  /** manifest.sig was present and verified with the vendor's site key. */
+  signed: Type.Boolean(),
+  /** Where the bill was kept. */
+  file: Type.Optional(Type.String()),
+});
+export type BillSummary = Static<typeof BillSummary>;
+
+/**
+ * Intake → scheduler, request on `sched.remote.<peer>` (only the intake credential may publish
+ * it; the subject's last token is the peer the news came from): news of a job this site
+ * outsourced, from one bundle that peer sent. Applied once per `bundleId` (a replayed bundle is a
+ * no-op). Frames in `outputs` are already written in the job's output folder.
+ */
+export const RemoteUpdate = Type.Object({
+  v: V,
+  jobId: Token,
+  /** The bundle the news came in. */
+  bundleId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }),
+  /** A status bundle's state. */
+  state: Type.Optional(RemoteStateSchema),
+  reason: Type.Optional(Type.String({ maxLength: 2000 })),
+  /** The job's id at the vendor. */
+  remoteJob: Type.Optional(Type.String({ maxLength: 64 })),
+  counts: Type.Optional(RemoteCounts),
+  /** Frames written into the job's output folder from this bundle. */
+  outputs: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() }), { maxItems: 1_000_000 })),
+  /** A `result` bundle: the vendor's last word on the frames; frames not back by then failed. */
+  final: Type.Optional(Type.Boolean()),
+  bill: Type.Optional(BillSummary),
+  at: Millis,
+});
+export type RemoteUpdate = Static<typeof RemoteUpdate>;
+
+/** The scheduler's answer: whether the update changed anything (false: that bundle was applied before), and where the job stands. */
+export const RemoteUpdateReply = Reply(Type.Object({ applied: Type.Boolean(), state: Type.String(), back: Count }));
+export type RemoteUpdateReply = Static<typeof RemoteUpdateReply>;
+
+/** An outsourced job, as its summary shows it (`renderbus job`, `jobs`, the monitor). */
+export const OutsourceSummary = Type.Object({
+  /** The peer it was sent to. */
+  site: Token,
+  /** The job bundle's id (`job-<jobId>`). */
+  bundleId: Type.String(),
+  state: RemoteStateSchema,
+  /** Frames back in the output folder. */
+  back: Count,
+  remoteJob: Type.Optional(Type.String()),
+  reason: Type.Optional(Type.String()),
+  counts: Type.Optional(RemoteCounts),
+  bill: Type.Optional(BillSummary),
+  /** When the last news came. */
+  heardAt: Type.Optional(Millis),
+});
+export type OutsourceSummary = Static<typeof OutsourceSummary>;
+
+/** Journal record: one remote update, as accepted (replayed through the same rules). */
+export const RemoteRecord = Type.Object({
+  v: V,
+  kind: Type.Literal('remote'),
+  jobId: Token,
+  peer: Token,
+  update: RemoteUpdate,
+  at: Millis,
+});
+export type RemoteRecord = Static<typeof RemoteRecord>;

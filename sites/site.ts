@@ -42,8 +42,8 @@ export interface FarmOptions {
   onMonitor?: (monitor: MonitorHandle, o: { nc: NatsConnection; site: string }) => void | Promise<void>;
   /** Free bytes on the data disk under which nats-server stops storing (store-guard.ts; default 256 MiB). */
   storeMinFreeBytes?: number;
-  /** The scheduler's queue limits and retention of finished jobs. */
-  scheduler?: Pick<SchedulerOptions, 'limits' | 'retention'>;
+  /** The scheduler's queue limits, retention of finished jobs, and the site's linked peers. */
+  scheduler?: Pick<SchedulerOptions, 'limits' | 'retention' | 'peers'>;
   log: Logger;
 }
 

@@ -53,14 +53,15 @@ export const defaultHandlers: Handlers = {
   credentials: async (c) => (await import('./credentials.ts')).credentialsCommand(c as CommandContext<CredentialsOptions>),
 };
 
-/** Adds the scheduler's flags (queue limits, retention), which `up` takes too. */
+/** Adds the scheduler's flags (queue limits, retention, linked peers), which `up` takes too. */
 function withSchedulerFlags(cmd: Command): Command {
   return cmd
     .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
     .option('--max-user-frames <n>', SCHEDULER_FLAG_HELP.maxUserFrames)
     .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
     .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
-    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours);
+    .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
+    .option('--peers <sites>', SCHEDULER_FLAG_HELP.peers);
 }
 
 function version(): string {

@@ -1,6 +1,7 @@
 import type { SchedulerOptions } from '../../actors/scheduler/index.ts';
 import { DEFAULT_QUEUE_LIMITS } from '../../actors/scheduler/queue-limits.ts';
 import { DEFAULT_RETENTION } from '../../actors/scheduler/retention.ts';
+import { UsageError } from './cli-error.ts';
 import { parseCount } from './option-values.ts';
 
 /** The scheduler's flags (`renderbus scheduler`, `renderbus up`) as commander hands them over. */
@@ -10,6 +11,7 @@ export interface SchedulerFlags {
   maxJobFrames?: string;
   keepJobs?: string;
   keepHours?: string;
+  peers?: string;
 }
 
 const n = (v: number) => v.toLocaleString('en');
@@ -21,10 +23,11 @@ export const SCHEDULER_FLAG_HELP = {
   maxJobFrames: `frames in one job at most (default: ${n(DEFAULT_QUEUE_LIMITS.jobFrames)})`,
   keepJobs: `finished jobs kept in the scheduler's memory, the latest ones; older ones are read back from the journal when asked for (default: ${n(DEFAULT_RETENTION.keepJobs)})`,
   keepHours: `hours a finished job stays in the scheduler's memory at most (default: ${DEFAULT_RETENTION.keepMs / 3_600_000})`,
+  peers: "the site's linked peers, comma-separated (e.g. v1,v2): a job whose `site` names one is sent there (docs/federation.md); a job naming any other site is refused (default: none)",
 } as const;
 
 /** The scheduler's settings from its flags. Throws UsageError naming the flag. */
-export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions, 'limits' | 'retention'> {
+export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers'> {
   const frames = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseCount(flag, v, { min: 1, max: 1_000_000_000 }));
   const limits = {
     siteFrames: frames('--max-site-frames', flags.maxSiteFrames),
@@ -37,5 +40,8 @@ export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions,
     keepMs: flags.keepHours === undefined ? undefined : parseCount('--keep-hours', flags.keepHours, { min: 0, max: 100_000 }) * 3_600_000,
   };
   const set = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
-  return { limits: set(limits), retention: set(retention) };
+  const peers = flags.peers === undefined ? [] : flags.peers.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const badPeer = peers.find((p) => !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(p));
+  if (badPeer !== undefined) throw new UsageError(`--peers: '${badPeer}' is not a site name (a-z, 0-9, '-', '_', at most 64)`);
+  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}) };
 }

@@ -9,6 +9,14 @@ export const NOTIFIER_CONSUMER = 'notifier';
 const ACK_WAIT_NS = 30 * 1e9;
 const STREAM_POLL_MS = 2_000;
 
+/** Another reader of job events (the studio's packer, sites/outsource): its own consumer, and where it starts. */
+export interface JobEventFeedOptions {
+  /** The durable consumer's name (default: the notifier's). */
+  consumer?: string;
+  /** 'all': a new consumer starts with the stream's history; 'new' (default): with what is published from then on. */
+  deliver?: 'all' | 'new';
+}
+
 export interface JobEventFeed {
   /** Stops taking events (those taken stay the caller's to ack or give back). */
   stop(): Promise<void>;
@@ -26,8 +34,10 @@ export async function openJobEventFeed(
   site: string,
   log: Logger,
   onEvent: (evt: JobEvent, msg: JsMsg) => void,
+  o: JobEventFeedOptions = {},
 ): Promise<JobEventFeed> {
   const stream = streams.events(site);
+  const name = o.consumer ?? NOTIFIER_CONSUMER;
   let stopped = false;
   let messages: ConsumerMessages | null = null;
   let wake: () => void = () => {};
@@ -40,20 +50,20 @@ export async function openJobEventFeed(
   const open = async (): Promise<ConsumerMessages | null> => {
     const jsm = await jetstreamManager(nc, { timeout: 5_000 });
     if (!(await jsm.streams.info(stream).then(() => true, () => false))) return null;
-    const exists = await jsm.consumers.info(stream, NOTIFIER_CONSUMER).then(() => true, () => false);
+    const exists = await jsm.consumers.info(stream, name).then(() => true, () => false);
     if (!exists) {
       await jsm.consumers.add(stream, {
-        durable_name: NOTIFIER_CONSUMER,
+        durable_name: name,
         filter_subject: subjects.allJobEvents(site),
         ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.New,
+        deliver_policy: o.deliver === 'all' ? DeliverPolicy.All : DeliverPolicy.New,
         ack_wait: ACK_WAIT_NS,
         max_ack_pending: 10_000,
       });
     }
-    const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(stream, NOTIFIER_CONSUMER);
+    const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(stream, name);
     const m = await consumer.consume({ max_messages: 256 });
-    log.info({ stream, consumer: NOTIFIER_CONSUMER, created: !exists }, 'reading job events from the event stream');
+    log.info({ stream, consumer: name, created: !exists }, 'reading job events from the event stream');
     return m;
   };
 

@@ -1,5 +1,5 @@
 import {
-  FarmError, RemoteState,
+  FarmError, jobBundleId, RemoteState,
   type BillSummary, type JobSpec, type OutsourceSummary, type RemoteCounts, type RemoteUpdate, type WaitReason,
 } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
@@ -39,11 +39,6 @@ export interface RemoteChange {
   ended?: 'done' | 'failed';
 }
 
-/** The job bundle's id of a job: one bundle per job, named by it. */
-export const jobBundleId = (jobId: string): string => `job-${jobId}`;
-/** The id of the status bundle that asks the vendor to cancel the job. */
-export const cancelBundleId = (jobId: string): string => `cancel-${jobId}`;
-
 /** States after which the vendor says nothing more about the job's life (frames may still come). */
 const TERMINAL: ReadonlySet<RemoteState> = new Set([RemoteState.Done, RemoteState.Failed, RemoteState.Rejected, RemoteState.Cancelled]);
 
@@ -81,7 +76,7 @@ export function outsource(job: Job): Outsourced {
 }
 
 /** The reason a failed outsourced job failed, as its summary's `error` shows it. */
-const remoteFailure = (peer: string, what: string) => `RB_REMOTE_FAILED: ${peer} ${what}`;
+const remoteFailure = (peer: string, what: string) => `RB_REMOTE_FAILED: outsourced to ${peer}, ${what}`;
 
 /**
  * Applies one update from the vendor (already checked to come from the job's own peer). Once per
@@ -114,10 +109,11 @@ export function applyRemote(book: JobBook, job: Job, u: RemoteUpdate, at: number
   const total = job.counts.total;
   let failure: string | undefined;
   if (r.back.size >= total) return end(book, job, at, newFrames);
-  if (u.state === RemoteState.Rejected) failure = remoteFailure(r.peer, `refused the job${u.reason ? `: ${u.reason}` : ''}`);
-  else if (u.state === RemoteState.Failed) failure = remoteFailure(r.peer, `failed the job${u.reason ? `: ${u.reason}` : ''}`);
-  else if (u.state === RemoteState.Cancelled) failure = remoteFailure(r.peer, `cancelled the job on its side${u.reason ? `: ${u.reason}` : ''}`);
-  else if (u.final) failure = remoteFailure(r.peer, `sent its final result with ${r.back.size} of ${total} frames back`);
+  const why = u.reason ? `: ${u.reason}` : '';
+  if (u.state === RemoteState.Rejected) failure = remoteFailure(r.peer, `refused there${why}`);
+  else if (u.state === RemoteState.Failed) failure = remoteFailure(r.peer, `failed${why}`);
+  else if (u.state === RemoteState.Cancelled) failure = remoteFailure(r.peer, `cancelled there (not by us)${why}`);
+  else if (u.final) failure = remoteFailure(r.peer, `its final result brought ${r.back.size} of ${total} frames back`);
   if (failure === undefined) return { applied: true, newFrames };
   return end(book, job, at, newFrames, failure);
 }

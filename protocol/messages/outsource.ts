@@ -3,6 +3,11 @@ import { Millis, Reply, Token, V } from './common.ts';
 
 const Count = Type.Integer({ minimum: 0 });
 
+/** The id of an outsourced job's bundle: one per job, named by it, so a replayed event writes nothing twice. */
+export const jobBundleId = (jobId: string): string => `job-${jobId}`;
+/** The id of the status bundle that asks the vendor to stop a job. */
+export const cancelBundleId = (jobId: string): string => `cancel-${jobId}`;
+
 /**
  * Where an outsourced job stands at the site rendering it, as the studio last heard: `sent` (its
  * bundle is in outgoing/, nothing heard yet), then the vendor's status states (a `cancel` is the

@@ -7,9 +7,12 @@ import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
 import { startNatsServer, type TestNats } from './nats-server.ts';
+import { startIntake, type Intake, type IntakeOptions } from '../../sites/intake/index.ts';
+import { startOutsourcing, type Outsourcing } from '../../sites/outsource/index.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 export const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
@@ -43,6 +46,16 @@ plane { y, 0 pigment { checker color rgb 1 color rgb 0.2 } }
 sphere { <-1.5 + clock * 0.1, 0.5, 0>, 0.5 pigment { color rgb <1, 0.3, 0.2> } }
 `;
 
+/** Options of a TestFarm. */
+export interface TestFarmOptions {
+  /** Its site name (default: a fresh `t<random>`; each farm has its own nats-server, so `studio` is fine). */
+  site?: string;
+  /** The site's linked peers: its scheduler is started with `--peers`, and intake() watches their folders. */
+  peers?: string[];
+  /** Where its temp directory is made (default: the OS temp dir). Bundle paths may not lie under /tmp: federation tests use /var/tmp. */
+  tmpBase?: string;
+}
+
 /** The user of a TestFarm's own connection and of `rb()`: an operator. */
 export const TEST_OPERATOR = 'op';
 
@@ -52,6 +65,7 @@ export const TEST_OPERATOR = 'op';
  */
 export class TestFarm {
   readonly procs: ActorProcess[] = [];
+  peers: string[] = [];
   private constructor(
     readonly site: string,
     readonly url: string,
@@ -62,13 +76,46 @@ export class TestFarm {
     private nats: TestNats,
   ) {}
 
-  static async start(): Promise<TestFarm> {
-    const site = `t${randomUUID().slice(0, 8)}`;
+  static async start(o: TestFarmOptions = {}): Promise<TestFarm> {
+    const site = o.site ?? `t${randomUUID().slice(0, 8)}`;
     const nats = await startNatsServer();
-    const dir = await mkdtemp(join(tmpdir(), 'rb-farm-'));
+    const dir = await mkdtemp(join(o.tmpBase ?? tmpdir(), 'rb-farm-'));
     // the test's own connection rides out nats-server restarts, like the actors'
     const nc = await nats.connectAs(site, Role.Operator, TEST_OPERATOR);
-    return new TestFarm(site, nats.url, dir, nc, await nats.credsFile(site, Role.Operator, TEST_OPERATOR), nats);
+    const farm = new TestFarm(site, nats.url, dir, nc, await nats.credsFile(site, Role.Operator, TEST_OPERATOR), nats);
+    farm.peers = o.peers ?? [];
+    return farm;
+  }
+
+  /** The site's data directory (hot folders, the federation's files). */
+  get dataDir(): string {
+    return join(this.dir, 'data');
+  }
+
+  private intakes: { intake: Intake; outsourcing: Outsourcing }[] = [];
+  /**
+   * The site's intake, in this process, with the studio's half (sites/outsource: the packer and
+   * ownJob) on an intake credential; a peer's job (peerJob) is refused. Stopped with the farm.
+   */
+  async intake(o: Partial<IntakeOptions> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
+    const nc = await this.connectAs(Role.Intake, 'intake');
+    const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
+    const outsourcing = await startOutsourcing({ site: this.site, dataDir: this.dataDir, nc, peers: this.peers, log });
+    const intake = await startIntake({
+      site: this.site,
+      dataDir: this.dataDir,
+      peers: this.peers,
+      log,
+      scanEveryMs: 200,
+      handlers: {
+        ownJob: outsourcing.ownJob,
+        peerJob: () => Promise.reject(new Error('this test farm takes no peer jobs')),
+      },
+      ...o,
+    });
+    const pair = { intake, outsourcing };
+    this.intakes.push(pair);
+    return pair;
   }
 
   /** A credentials file of another principal on this farm (issued on first use). */
@@ -130,8 +177,9 @@ export class TestFarm {
     return p;
   }
 
-  async scheduler(): Promise<ActorProcess> {
-    const p = await this.spawnActor('scheduler', ['scheduler']);
+  async scheduler(extra: string[] = []): Promise<ActorProcess> {
+    const peers = this.peers.length > 0 ? ['--peers', this.peers.join(',')] : [];
+    const p = await this.spawnActor('scheduler', ['scheduler', ...peers, ...extra]);
     await waitUntil('the scheduler to serve', () => this.jobs().then(() => true), 20_000);
     return p;
   }
@@ -226,6 +274,10 @@ export class TestFarm {
   }
 
   async stop(): Promise<void> {
+    for (const { intake, outsourcing } of this.intakes) {
+      await intake.stop().catch(() => {});
+      await outsourcing.stop().catch(() => {});
+    }
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
     for (const c of this.extraConns) await c.close().catch(() => {});
     await this.nc.close().catch(() => {});

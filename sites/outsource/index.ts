@@ -1,0 +1,35 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { ArrivedBundle } from '../intake/index.ts';
+import { ownJobHandler } from './own-job.ts';
+import { startPacker, type Packer } from './packer.ts';
+
+export { forVendor, PACKER_CONSUMER, startPacker, type Packer, type PackerOptions } from './packer.ts';
+export { ownJobHandler, type OwnJobOptions } from './own-job.ts';
+
+export interface OutsourcingOptions {
+  site: string;
+  dataDir: string;
+  /** A connection with the intake role (protocol/roles.ts). */
+  nc: NatsConnection;
+  peers: readonly string[];
+  log: Logger;
+  now?: () => number;
+}
+
+export interface Outsourcing {
+  /** The intake's ownJob half (sites/intake/router.ts IntakeHandlers.ownJob). */
+  ownJob(b: ArrivedBundle): Promise<void>;
+  /** What the packer did with each event, for tests. */
+  readonly packer: Packer;
+  stop(): Promise<void>;
+}
+
+/**
+ * The studio side of outsourcing: the packer (job and cancel bundles into `outgoing/<peer>/`) and
+ * the ownJob half of the intake (status, frames, logs and bills of the jobs sent out, back in).
+ */
+export async function startOutsourcing(o: OutsourcingOptions): Promise<Outsourcing> {
+  const packer = await startPacker(o);
+  return { ownJob: ownJobHandler(o), packer, stop: () => packer.stop() };
+}

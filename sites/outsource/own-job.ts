@@ -1,0 +1,157 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, lstat, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { call } from '../../actors/bus/index.ts';
+import {
+  BundleKind, codecs, DEFAULT_OUTPUT_PATTERN, FarmError, frameFileName, parseFrameRuns, PROTOCOL_MAJOR, quote, RemoteJobState, runOf, subjects,
+  type BillSummary, type BundleManifest, type JobDetail, type RemoteUpdate,
+} from '../../protocol/index.ts';
+import { syncDir } from '../cas/index.ts';
+import type { ArrivedBundle } from '../intake/index.ts';
+
+export interface OwnJobOptions {
+  site: string;
+  dataDir: string;
+  /** The intake's connection: `sched.query`, `sched.remote.<peer>`. */
+  nc: NatsConnection;
+  log: Logger;
+  now?: () => number;
+}
+
+/** Where the frames and logs of a bundle go, checked before anything is written. */
+interface Placement {
+  frames: { frame: number; path: string; blob: string; sha256: string }[];
+  logs: { path: string; blob: string; sha256: string }[];
+}
+
+/**
+ * The ownJob half of the intake (sites/intake/router.ts): news of a job this site sent to the
+ * peer. A status becomes a RemoteUpdate; a (partial) result's frames are written into the job's
+ * output folder **as the scheduler knows it** (asked, never taken from the bundle), each `.part`
+ * then renamed, and its logs under `<output>/.rb-logs/remote-<peer>/`; a bill is kept under
+ * `<data>/fed/bills/<peer>/`. Every file is placed and checked before the first is written, so a
+ * refused bundle writes nothing. A file already there with the same content is not written again,
+ * and the scheduler applies each bundle once, so a replayed bundle is a no-op.
+ */
+export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<void> {
+  const log = o.log.child({ actor: 'outsource-intake' });
+  const now = o.now ?? Date.now;
+
+  return async (b: ArrivedBundle) => {
+    const m = b.manifest;
+    const jobId = m.jobRef!.job; // the router let through only bundles that name one of our jobs
+    const job = await askJob(jobId);
+    if (job.outsourced?.site !== b.peer) {
+      throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: job ${jobId} was ${job.outsourced ? `sent to ${job.outsourced.site}` : 'not sent to any site'}, not to ${b.peer}`);
+    }
+    const u: RemoteUpdate = { v: PROTOCOL_MAJOR, jobId, bundleId: m.bundleId, at: now() };
+    if (m.status) {
+      if (m.status.state === RemoteJobState.Cancel) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: a cancel is ours to send, not ${b.peer}'s`);
+      u.state = m.status.state;
+      if (m.status.reason !== undefined) u.reason = m.status.reason;
+      if (m.status.remoteJob !== undefined) u.remoteJob = m.status.remoteJob;
+      if (m.status.frames) u.counts = m.status.frames;
+    }
+    if (m.kind === BundleKind.Result || m.kind === BundleKind.PartialResult) {
+      const place = placement(m, job, b);
+      if (job.state !== 'cancelled') {
+        // the client cancelled it: frames that still come are not wanted in its folder
+        for (const f of place.frames) await land(f.blob, f.path, f.sha256);
+        for (const l of place.logs) await land(l.blob, l.path, l.sha256);
+        u.outputs = place.frames.map((f) => ({ frame: f.frame, path: f.path }));
+      }
+      if (m.kind === BundleKind.Result) u.final = true;
+    }
+    if (m.bill) u.bill = await keepBill(b, jobId);
+    const reply = await call(o.nc, subjects.schedRemote(o.site, b.peer), codecs.remoteUpdate, u, codecs.remoteUpdateReply, { timeoutMs: 10_000, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+    log.info({ jobId, peer: b.peer, bundleId: m.bundleId, kind: m.kind, frames: u.outputs?.length ?? 0, applied: reply.applied, state: reply.state, back: reply.back }, reply.applied ? 'news of an outsourced job taken in' : 'bundle applied before; nothing changed');
+  };
+
+  async function askJob(jobId: string): Promise<JobDetail> {
+    const body = await call(o.nc, subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId, limit: 1 }, codecs.queryReply, { timeoutMs: 5_000, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
+    if (!('job' in body)) throw new FarmError('RB_UNKNOWN_JOB', `the scheduler did not describe job ${jobId}`);
+    return body.job;
+  }
+
+  /**
+   * Where each output and log goes. An output must be the file of one of the job's frames in its
+   * output folder (the scheduler's `outputDir` and pattern), anything else refuses the bundle.
+   */
+  function placement(m: BundleManifest, job: JobDetail, b: ArrivedBundle): Placement {
+    const dir = resolve(job.outputDir);
+    const pattern = job.spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
+    const frames = parseFrameRuns(job.spec.frames);
+    const byPath = new Map(m.files.map((f) => [f.path, f]));
+    const fileOf = (p: string, what: string) => {
+      const f = byPath.get(p);
+      if (!f) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)} is not one of its files`);
+      if (f.chunks) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)} comes in chunks, which this site does not take yet`);
+      const blob = b.blobs.get(f.sha256);
+      if (!blob) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)}: its content is missing`);
+      return { blob, sha256: f.sha256 };
+    };
+    const head = /#+/.exec(pattern)!;
+    const nameRe = new RegExp(`^${escapeRe(pattern.slice(0, head.index))}(\\d+)${escapeRe(pattern.slice(head.index + head[0].length))}$`);
+    const out: Placement = { frames: [], logs: [] };
+    for (const [i, p] of (m.outputs ?? []).entries()) {
+      const path = resolve(p);
+      if (!path.startsWith(`${dir}/`)) {
+        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${dir}: nothing of it was written`);
+      }
+      const match = path.slice(dir.length + 1).match(nameRe);
+      const frame = match ? Number(match[1]) : NaN;
+      if (!match || join(dir, frameFileName(pattern, frame)) !== path || runOf(frames, frame) < 0) {
+        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} is not the file of any frame of job ${job.jobId} (${frameFileName(pattern, frames.starts[0] ?? 0)} …): nothing of it was written`);
+      }
+      out.frames.push({ frame, path, ...fileOf(p, `outputs[${i}]`) });
+    }
+    const logDir = join(dir, '.rb-logs', `remote-${b.peer}`);
+    for (const [i, p] of (m.logs ?? []).entries()) out.logs.push({ path: join(logDir, basename(p)), ...fileOf(p, `logs[${i}]`) });
+    return out;
+  }
+
+  /** Writes a verified blob at `dest`: `.part`, fsync, rename, the folder fsynced; skipped when `dest` already holds it. */
+  async function land(blob: string, dest: string, sha256: string): Promise<void> {
+    const dir = resolve(dest, '..');
+    await mkdir(dir, { recursive: true });
+    const st = await lstat(dest).catch(() => null);
+    if (st && !st.isFile()) throw new FarmError('RB_UNSAFE_PATH', `${dest} exists and is not a plain file (a symbolic link, a directory): nothing written over it`);
+    if (st && st.size > 0 && (await sha256Of(dest)) === sha256) return;
+    const part = `${dest}.${randomBytes(4).toString('hex')}.part`;
+    try {
+      await copyFile(blob, part);
+      const fh = await open(part, 'r');
+      await fh.sync().finally(() => fh.close());
+      await rename(part, dest);
+    } finally {
+      await rm(part, { force: true });
+    }
+    await syncDir(dir);
+  }
+
+  /** Keeps a bill as it came (with whether its signature was verified); returns what the scheduler keeps of it. */
+  async function keepBill(b: ArrivedBundle, jobId: string): Promise<BillSummary> {
+    const m = b.manifest;
+    const bill = m.bill!;
+    const dir = join(o.dataDir, 'fed', 'bills', b.peer);
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    const file = join(dir, `${jobId}.${m.bundleId}.json`);
+    const part = `${file}.part`;
+    await writeFile(part, `${JSON.stringify({ bundleId: m.bundleId, from: m.from, jobRef: m.jobRef, createdAt: m.createdAt, signed: b.signed, receivedAt: now(), bill }, null, 2)}\n`, { mode: 0o640 });
+    await rename(part, file);
+    await syncDir(dir);
+    const t = bill.totals;
+    return { currency: bill.currency, amountMinor: t.amountMinor, frames: t.frames, wallMs: t.wallMs, cpuMs: t.cpuMs, signed: b.signed, file };
+  }
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -99,7 +99,7 @@ export class TestFarm {
    */
   async intake(o: Partial<IntakeOptions> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
     const nc = await this.connectAs(Role.Intake, 'intake');
-    const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
+    const log = pino({ level: process.env.RENDERBUS_LOG ?? 'error' }); // a refused bundle is a warning the tests provoke
     const outsourcing = await startOutsourcing({ site: this.site, dataDir: this.dataDir, nc, peers: this.peers, log });
     const intake = await startIntake({
       site: this.site,

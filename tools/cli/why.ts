@@ -24,6 +24,7 @@ export function explainWhy(job: JobSummary, p: Paint): string {
   const head = `job ${job.jobId} (${job.name}) is ${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running${c.inHand ? `, ${c.inHand} in hand` : ''}, ${c.queued} queued`;
   const w = job.why;
   if (!w) {
+    if (job.error && job.outsourced) return `${head}\nit failed at ${job.outsourced.site}: ${p.red(job.error)}\nan outsourced job is not retried: submit it again\n`;
     if (job.error) return `${head}\nit failed: ${p.red(job.error)}\nfix it, then: renderbus retry ${job.jobId}\n`;
     if (['done', 'failed', 'cancelled'].includes(job.state)) return `${head}\nit has ended: nothing waits${job.retryable ? ` (renderbus retry ${job.jobId} queues its failed frames again)` : ''}\n`;
     return `${head}\nnothing holds it back${c.running > 0 ? ': its frames are rendering' : ': it starts at the next dispatch'}\n`;

@@ -24,7 +24,7 @@ export interface PackerOptions {
 
 export interface Packer {
   /** Handled events, for tests: what the packer did with each. */
-  readonly outcomes: { jobId: string; event: string; did: 'wrote' | 'had' | 'failed' | 'ignored'; file?: string }[];
+  readonly outcomes: { jobId: string; event: string; did: 'wrote' | 'had' | 'failed' | 'ignored'; file?: string; why?: string }[];
   stop(): Promise<void>;
 }
 
@@ -74,12 +74,15 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     return undefined;
   };
 
-  async function packJob(jobId: string, peer: string): Promise<{ did: 'wrote' | 'had'; file: string }> {
+  async function packJob(jobId: string, peer: string): Promise<{ did: 'wrote' | 'had' | 'ignored'; file?: string; why?: string }> {
     const id = jobBundleId(jobId);
     const had = await existing(peer, id);
     if (had) return { did: 'had', file: had };
     const body = await call(o.nc, subjects.schedQuery(o.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId, limit: 1 }, codecs.queryReply, { timeoutMs: 5_000, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
     if (!('job' in body)) throw new FarmError('RB_UNKNOWN_JOB', `the scheduler did not describe job ${jobId}`);
+    // an old event (a new consumer reads the stream's history; a redelivery after a long outage):
+    // a job that ended, or that the vendor already heard of, is not sent (again)
+    if (body.job.state !== 'outsourced' || body.job.outsourced?.state !== 'sent') return { did: 'ignored', why: `job is ${body.job.state}${body.job.outsourced ? `, ${body.job.outsourced.state} at ${peer}` : ''}` };
     const spec = body.job.spec;
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
@@ -94,10 +97,12 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     return { did: 'wrote', file: out };
   }
 
-  async function packCancel(evt: JobEvent, peer: string): Promise<{ did: 'wrote' | 'had'; file: string }> {
+  async function packCancel(evt: JobEvent, peer: string): Promise<{ did: 'wrote' | 'had' | 'ignored'; file?: string; why?: string }> {
     const id = cancelBundleId(evt.jobId);
     const had = await existing(peer, id);
     if (had) return { did: 'had', file: had };
+    // cancelled before its bundle was written: the vendor never hears of it
+    if (!(await existing(peer, jobBundleId(evt.jobId)))) return { did: 'ignored', why: 'its job bundle was never written' };
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true });
     await writeBundle({

@@ -217,6 +217,7 @@ test('fed-outsource - a POV-Ray job goes to v1 with its files, and its frames, l
   assert.equal(job.counts.done, 1);
   assert.equal(job.frames.find((f) => f.frame === 1)?.output, framePath(1));
   assert.match(rb(farm, 'jobs').stdout, /outsourced to v1: 1\/3 frames back/);
+  assert.match(rb(farm, 'job', jobId).stdout, new RegExp(`outsourced to v1: started there as v1-${jobId}, 1/3 frames back; bundle job-${jobId}`));
   assert.ok(frameEvents.some((e) => e.jobId === jobId && e.frame === 1 && e.output === framePath(1)));
 
   // the result: every frame; the job is done, the done event and the webhook go out
@@ -231,6 +232,18 @@ test('fed-outsource - a POV-Ray job goes to v1 with its files, and its frames, l
   assert.ok(jobEvents.some((e) => e.jobId === jobId && e.event === 'done'));
   await waitUntil('the webhook to be told the job is done', () => hooks.posts.some((p) => p.jobId === jobId && p.event === 'done'), 20_000);
   assert.deepEqual(await readdir(outDir).then((l) => l.filter((n) => n.includes('.part'))), [], 'no .part left');
+
+  // the bill: kept under fed/bills/v1 with its signature state, summarised with the job
+  const lines = [1, 2, 3].map((frame) => ({ frame, host: 'v1-node-1', wallMs: 700, cpuMs: 650, bytes: 2_000 }));
+  const bill = { currency: 'EUR', rate: { perCoreHourMinor: 120, perGbMinor: 0, minimumMinor: 0 }, frames: lines, totals: { frames: 3, wallMs: 2_100, cpuMs: 1_950, bytes: 6_000, amountMinor: 7 } };
+  assert.equal((await asVendor({ kind: 'bill', bundleId: `bill-${jobId}`, jobRef: { site: 'studio', job: jobId }, bill }, [])).to, 'processed');
+  const kept = JSON.parse(await readFile(join(farm.dataDir, 'fed', 'bills', 'v1', `${jobId}.bill-${jobId}.json`), 'utf8')) as { signed: boolean; bill: unknown };
+  assert.equal(kept.signed, false, 'dropped by hand: no manifest.sig');
+  assert.deepEqual(kept.bill, bill);
+  job = await farm.job(jobId);
+  assert.equal(job.state, 'done');
+  assert.deepEqual({ ...job.outsourced?.bill, file: undefined }, { currency: 'EUR', amountMinor: 7, frames: 3, wallMs: 2_100, cpuMs: 1_950, signed: false, file: undefined });
+  assert.match(rb(farm, 'job', jobId).stdout, /bill +0\.07 EUR for 3 frames .*NOT signed/);
 
   // the same result again (dropped by hand a second time): a no-op
   const mtimes = await Promise.all(resultFiles.map((p) => stat(p).then((s) => s.mtimeMs)));

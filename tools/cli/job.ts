@@ -45,6 +45,12 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   if (job.error) lines.push(['failed', p.red(job.error)]);
   if (job.retryable) lines.push(['retry', `renderbus retry ${job.jobId}`]);
   if (job.etaMs !== undefined && job.state === 'rendering') lines.push(['eta', duration(job.etaMs)]);
+  const sent = job.outsourced;
+  if (sent) {
+    lines.push(['site', `outsourced to ${sent.site}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
+    const bill = sent.bill;
+    if (bill) lines.push(['bill', `${(bill.amountMinor / 100).toFixed(2)} ${bill.currency} for ${bill.frames} frames (${duration(bill.cpuMs)} CPU)${bill.signed ? `, signed by ${sent.site}` : p.yellow(', NOT signed')}${bill.file ? ` (${bill.file})` : ''}`]);
+  }
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);
   lines.push(['scene', `${spec.scene} (${spec.renderer ?? 'povray'}${spec.resolution ? `, ${spec.resolution}` : ''})`]);

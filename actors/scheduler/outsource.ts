@@ -51,7 +51,7 @@ export function checkOutsource(spec: JobSpec, site: string, peers: readonly stri
   if (spec.site === undefined) return;
   const linked = peers.length === 0 ? 'this site has no linked peers' : `the linked peers are ${peers.join(', ')}`;
   if (spec.site === site) throw new FarmError('RB_BAD_JOB', `site: '${spec.site}' is this site itself; leave site out to render here (${linked})`);
-  if (!peers.includes(spec.site)) throw new FarmError('RB_BAD_JOB', `site: '${spec.site}' is not a linked peer of ${site}: ${linked} (renderbus sites)`);
+  if (!peers.includes(spec.site)) throw new FarmError('RB_BAD_JOB', `site: '${spec.site}' is not a linked peer of ${site}: ${linked}`);
   for (const field of ['after', 'afterFrames'] as const) {
     if (spec[field] !== undefined) throw new FarmError('RB_BAD_JOB', `${field}: a job sent to ${spec.site} cannot wait for jobs of this farm (the vendor cannot see them); submit it once they are done`);
   }

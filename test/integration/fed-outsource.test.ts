@@ -156,6 +156,10 @@ test('fed-outsource - a job naming a site that is not a linked peer is refused a
     submit({ name: 'nowhere', scene, frames: '1', output: { dir: join(farm.dir, 'out-nowhere') }, site: 'nowhere' }),
     (err: FarmError) => err.code === 'RB_BAD_JOB' && /site: 'nowhere' is not a linked peer of studio: the linked peers are v1/.test(err.message),
   );
+  // the same from the command line (`--outsource`: `--site` names the farm itself)
+  const cli = rb(farm, 'submit', scene, '--frames', '1', '--output', join(farm.dir, 'out-nowhere'), '--outsource', 'nowhere');
+  assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /the scheduler refused the job: site: 'nowhere' is not a linked peer of studio: the linked peers are v1/);
   assert.equal((await farm.jobs()).length, 0);
 });
 

@@ -32,6 +32,8 @@ export interface SubmitFlags {
   afterFrames?: string[];
   limit?: string[];
   project?: string;
+  /** The job's `site` (`--site` is the farm's own site name, a global flag). */
+  outsource?: string;
   memory?: string;
   taskDuration?: string;
   /** NAME=VALUE, repeatable: the job's own environment variables. */
@@ -86,6 +88,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['afterFrames', '/afterFrames'],
   ['limit', '/limits'],
   ['project', '/project'],
+  ['outsource', '/site'],
   ['memory', '/memoryMb'],
   ['taskDuration', '/taskDuration'],
   ['env', '/env'],

@@ -9,7 +9,8 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Subscription } from '@nats-io/transport-node';
 import sharp from 'sharp';
-import { codecs, FarmError, subjects, type BundleManifest, type FrameEvent, type JobEvent, type JobSpec } from '../../protocol/index.ts';
+import { call } from '../../actors/bus/index.ts';
+import { codecs, FarmError, PROTOCOL_MAJOR, Role, subjects, type BundleManifest, type FrameEvent, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
 import { readBundle, writeBundle, type BundleHead } from '../../sites/bundles/index.ts';
 import { dropFile, hotFolderDirs, type HotOutcome } from '../../sites/hotfolders/index.ts';
 import type { Outsourcing } from '../../sites/outsource/index.ts';
@@ -310,6 +311,25 @@ test('fed-outsource - cancel at the studio drops a cancel bundle for v1 and the 
   assert.equal(read.manifest.status?.state, 'cancel');
   assert.deepEqual(read.manifest.jobRef, { site: 'studio', job: jobId });
   assert.equal((await farm.job(jobId)).state, 'cancelled');
+});
+
+test('fed-outsource - only the intake reports news of an outsourced job, and only for the peer it went to', async () => {
+  const { jobId, outDir } = await outsourcedJob('spoof');
+  const update: RemoteUpdate = { v: PROTOCOL_MAJOR, jobId, bundleId: `spoof-${jobId}`, state: 'failed', outputs: [{ frame: 1, path: join(outDir, 'f_0001.txt') }], at: Date.now() };
+  // the intake, as if a bundle about it had come through v2's folder
+  const intake = await farm.connectAs(Role.Intake, 'intake-2');
+  await assert.rejects(
+    call(intake, subjects.schedRemote(farm.site, 'v2'), codecs.remoteUpdate, update, codecs.remoteUpdateReply),
+    (err: FarmError) => err.code === 'RB_FORBIDDEN' && err.message === `job ${jobId} was sent to v1, not to v2: v2 cannot report on it`,
+  );
+  // an operator (anyone but the intake) may not publish there at all
+  await assert.rejects(
+    call(farm.nc, subjects.schedRemote(farm.site, 'v1'), codecs.remoteUpdate, update, codecs.remoteUpdateReply, { timeoutMs: 2_000 }),
+    (err: FarmError) => err.code === 'RB_FORBIDDEN' && /the NATS server refused rb\.studio\.sched\.remote\.v1/.test(err.message),
+  );
+  const job = await farm.job(jobId);
+  assert.equal(job.state, 'outsourced');
+  assert.equal(job.outsourced?.state, 'sent');
 });
 
 test('fed-outsource - pause of an outsourced job is refused: only cancel reaches the vendor', async () => {

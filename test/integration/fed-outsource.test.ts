@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subscription } from '@nats-io/transport-node';
 import sharp from 'sharp';
@@ -330,6 +331,19 @@ test('fed-outsource - only the intake reports news of an outsourced job, and onl
   const job = await farm.job(jobId);
   assert.equal(job.state, 'outsourced');
   assert.equal(job.outsourced?.state, 'sent');
+});
+
+test('fed-outsource - a job whose bundle cannot be written fails at once, saying why; nothing is left in outgoing/', async (t) => {
+  const scene = await farm.writeScene('unsendable.pov');
+  // a support file under /tmp: the bundle rules refuse it (the vendor's sandbox has a /tmp of its own)
+  const tmp = await mkdtemp(join(tmpdir(), 'rb-unsendable-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
+  const inc = join(tmp, 'parts.inc');
+  await writeFile(inc, '// nothing\n');
+  const jobId = await submit({ name: 'unsendable', scene, renderer: 'command', command: 'true', frames: '1', supportFiles: [inc], output: { dir: join(farm.dir, 'out-unsendable') }, site: 'v1' });
+  const job = await farm.waitJob(jobId, 'failed', 20_000);
+  assert.equal(job.error, `RB_REMOTE_FAILED: outsourced to v1, failed: never sent: its bundle could not be written at studio (RB_BAD_BUNDLE: files[1] "${inc}" lies under the system directory /tmp)`);
+  assert.deepEqual((await readdir(dirs().outgoing)).filter((n) => n.includes(jobId)), []);
 });
 
 test('fed-outsource - pause of an outsourced job is refused: only cancel reaches the vendor', async () => {

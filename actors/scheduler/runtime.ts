@@ -232,7 +232,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       frameEvent(job, part.map((f) => f.frame), 'done', {}, part);
     }
     if (change.ended) finishJob(job);
-    else jobEvent(job, 'progress');
+    else if (!book.isFinished(job)) jobEvent(job, 'progress'); // a bill after the end is no progress
     return { applied: true, state: book.state(job), back: r.back.size };
   }
 

@@ -242,7 +242,10 @@ test('fed-outsource - a POV-Ray job goes to v1 with its files, and its frames, l
   // the bill: kept under fed/bills/v1 with its signature state, summarised with the job
   const lines = [1, 2, 3].map((frame) => ({ frame, host: 'v1-node-1', wallMs: 700, cpuMs: 650, bytes: 2_000 }));
   const bill = { currency: 'EUR', rate: { perCoreHourMinor: 120, perGbMinor: 0, minimumMinor: 0 }, frames: lines, totals: { frames: 3, wallMs: 2_100, cpuMs: 1_950, bytes: 6_000, amountMinor: 7 } };
+  const eventsBeforeBill = jobEvents.filter((e) => e.jobId === jobId).length;
   assert.equal((await asVendor({ kind: 'bill', bundleId: `bill-${jobId}`, jobRef: { site: 'studio', job: jobId }, bill }, [])).to, 'processed');
+  await farm.job(jobId);
+  assert.equal(jobEvents.filter((e) => e.jobId === jobId).length, eventsBeforeBill, 'a bill after the end is no job event (no progress of a done job)');
   const kept = JSON.parse(await readFile(join(farm.dataDir, 'fed', 'bills', 'v1', `${jobId}.bill-${jobId}.json`), 'utf8')) as { signed: boolean; bill: unknown };
   assert.equal(kept.signed, false, 'dropped by hand: no manifest.sig');
   assert.deepEqual(kept.bill, bill);

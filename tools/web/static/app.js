@@ -269,10 +269,10 @@ function ActionButtons({ job, onDone }) {
   const button = (/** @type {string} */ action, /** @type {string} */ label, /** @type {boolean} */ enabled) =>
     html`<button data-action=${action} disabled=${busy || !enabled} onClick=${() => run(action)}>${label}</button>`;
   return html`<div class="actions">
-    ${button('pause', 'Pause', !ended && job.state !== 'paused')}
+    ${button('pause', 'Pause', !ended && job.state !== 'paused' && !job.outsourced)}
     ${button('resume', 'Resume', job.state === 'paused')}
     ${job.state === 'held' ? button('release', 'Release', true) : ''}
-    ${button('retry', 'Retry failed', job.counts.failed > 0 || job.retryable === true)}
+    ${button('retry', 'Retry failed', !job.outsourced && (job.counts.failed > 0 || job.retryable === true))}
     ${button('cancel', 'Cancel', !ended)}
     <form class="priority" onSubmit=${(/** @type {Event} */ e) => { e.preventDefault(); void run('priority', { priority: Number(priority) }); }}>
       <label>priority <input name="priority" type="number" min="0" max="1000" value=${priority} onInput=${(/** @type {any} */ e) => setPriority(e.currentTarget.value)} disabled=${busy || ended} /></label>

@@ -76,6 +76,7 @@ function ownersTable(site: string): [string, Who[]][] {
     [`${r}.op.hosts`, ['operator/op']],
     [`${r}.sched.query`, ['artist/ann', 'artist/bob', 'operator/op', 'notifier/notifier', 'monitor/monitor']],
     [`${r}.sched.result.node-a`, ['render-server/node-a']],
+    [`${r}.sched.remote.v1`, []], // the intake's alone (news of a job sent to peer v1)
     [`${r}.sched.leases.node-a`, ['render-server/node-a']],
     [`${r}.sched.hello`, ['scheduler/scheduler']],
     [`${r}.host.node-a.assign`, ['scheduler/scheduler']],

@@ -302,6 +302,15 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     { label: 'list the shares', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
     ...HOSTILE_IDS.flatMap((project) => byRole(`remove share '${project}'`, () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), isToken(project) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(project) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
   ],
+  RemoteUpdate: [
+    // news of an outsourced job: an unknown job, and a local job never sent to the peer the subject names, are refused
+    { label: 'an unknown job', make: (_f, r) => ({ v: PROTOCOL_MAJOR, jobId: `fuzz-${r.string(10)}`, bundleId: `fuzz-${r.string(6)}`, state: 'done', at: 1 }), expect: { refuse: 'RB_UNKNOWN_JOB' } },
+    {
+      label: 'a job never sent to that peer',
+      make: (f, r) => (f.jobs.length === 0 ? undefined : { v: PROTOCOL_MAJOR, jobId: r.pick(f.jobs).jobId, bundleId: `fuzz-${r.string(6)}`, state: 'failed', final: true, outputs: [{ frame: 1, path: '/etc/passwd' }], at: 1 }),
+      expect: forbidden,
+    },
+  ],
   TaskResult: [
     // only the host that holds a lease can end its task: a result naming another is refused
     { label: 'another host than the sender', make: (f, r) => ({ ...result(f, r, `fuzz-${r.string(8)}`, 0, 1, 'done'), host: `${ghost}-${r.string(4)}` }), expect: forbidden },

@@ -507,9 +507,9 @@ function requestTargets(names: SenderNames, facts: FarmFacts, note: (line: strin
   return targets;
 }
 
-/** A catalog template filled in: the site, the render server under test, the fuzzer's user. */
+/** A catalog template filled in: the site, the render server under test, the fuzzer's user, a peer site. */
 function fill(template: string, n: SenderNames): string {
-  return template.replaceAll('<site>', n.site).replaceAll('<host>', n.host).replaceAll('<user>', n.user);
+  return template.replaceAll('<site>', n.site).replaceAll('<host>', n.host).replaceAll('<user>', n.user).replaceAll('<peer>', 'fuzz-peer');
 }
 
 /** One subject of an event template that is not kept in the event stream (so garbage does not pile up there). */

@@ -349,6 +349,20 @@ test('fed-outsource - a job whose bundle cannot be written fails at once, saying
   assert.deepEqual((await readdir(dirs().outgoing)).filter((n) => n.includes(jobId)), []);
 });
 
+test('fed-outsource - a held job naming a site goes out when released, not before', async () => {
+  const scene = await farm.writeScene('held.pov');
+  const jobId = await submit({ name: 'held', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(farm.dir, 'out-held') }, site: 'v1', hold: true });
+  assert.equal((await farm.job(jobId)).state, 'held');
+  // proof that the packer has read past the held job's events: a later job's bundle is written
+  await outsourcedJob('after-held');
+  assert.equal(await exists(join(dirs().outgoing, `job-${jobId}.rbb`)), false, 'a held job is not sent');
+  const r = rb(farm, 'release', jobId);
+  assert.equal(r.code, 0, r.stderr);
+  const { manifest } = await jobBundle(jobId);
+  assert.equal(manifest.job?.hold, undefined, 'the vendor gets it without the hold');
+  assert.equal((await farm.job(jobId)).state, 'outsourced');
+});
+
 test('fed-outsource - pause of an outsourced job is refused: only cancel reaches the vendor', async () => {
   const { jobId } = await outsourcedJob('no-pause');
   const p = rb(farm, 'pause', jobId);

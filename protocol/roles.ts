@@ -106,8 +106,9 @@ export function permissionsFor(site: string, p: Principal): Permissions {
     case Role.Operator:
       return {
         publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, ...readFarm],
-        // operators tail the whole site (requests included) but answer nothing
-        subscribe: [`${r}.>`, inbox],
+        // operators tail the whole site (requests included) but answer nothing; `rb.fed.>` in this
+        // account is only what crosses this site's links (FARM imports nothing else of the DMZs)
+        subscribe: [`${r}.>`, 'rb.fed.>', inbox],
         allowResponses: false,
       };
     case Role.RenderServer: {

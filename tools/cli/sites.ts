@@ -82,6 +82,7 @@ export async function sitesCommand(c: CommandContext<{ json?: boolean }>): Promi
   const rows = mergeLinks(store, asked.links);
   if (c.opts.json) {
     c.io.stdout.write(json({ site: store.site, ...(store.listen ? { listen: store.listen } : {}), answered: asked.links !== null, peers: rows }));
+    if (asked.why) c.io.stderr.write(`the link service of site '${store.site}' did not answer: ${asked.why}\n`);
     return ExitCode.Ok;
   }
   if (rows.length === 0) {

@@ -182,4 +182,18 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
   const annNc = await waitUntil('the new credential to get in', () => connect({ servers: studio.farm.url, ...loginOptions(ann), maxReconnectAttempts: 0 }).catch(() => undefined), 10_000, 200);
   conns.push(annNc);
   await waitDelivered(studioLink, v1Link, subjects.fed('v1', 'studio', 'after-credentials'), undefined, 20_000);
+
+  // unlinking: at v1, the remote goes (a restart); at the studio, v1's account goes (a reload)
+  const v1Removed = rb(dir, '--data', v1Data, 'site', 'remove', 'studio');
+  assert.equal(v1Removed.code, 0, v1Removed.stderr);
+  assert.match(v1Removed.stderr, /restarted its NATS server: it no longer dials 'studio'/);
+  assert.doesNotMatch(await readFile(join(v1Data, 'nats', 'auth.conf'), 'utf8'), /remotes|FED_STUDIO/);
+  const studioRemoved = rb(dir, '--data', studioData, 'site', 'remove', 'v1');
+  assert.equal(studioRemoved.code, 0, studioRemoved.stderr);
+  await waitUntil("the studio's config to lose v1's account", async () => !(await readFile(join(studioData, 'nats', 'auth.conf'), 'utf8')).includes('FED_V1'), 10_000);
+  const none = rb(dir, '--data', studioData, 'sites');
+  assert.match(none.stdout, /site 'studio' has no peers yet/);
+  const unknownPeer = rb(dir, '--data', studioData, 'site', 'remove', 'v1');
+  assert.equal(unknownPeer.code, 2);
+  assert.match(unknownPeer.stderr, /'v1' is not a peer of site 'studio'/);
 });

@@ -146,9 +146,17 @@ async function remove(c: CommandContext<SiteOptions>, name: string | undefined):
     throw new UsageError(`'${peer}' is not a peer of site '${store.site}' (peers: ${store.peers.map((p) => p.name).join(', ') || 'none'})`);
   }
   const farm = await running(dataDir);
-  const how = was.role === PeerRole.Hub ? 'restarts its NATS server to hang up on' : 'reloads its NATS server without the account of';
-  const text = farm ? `The running site ${how} '${peer}'.` : 'The site is not running: it starts without it.';
-  if (c.opts.json) c.io.stdout.write(json({ site: store.site, removed: peer, running: farm !== null }));
+  let text = 'The site is not running: it starts without it.';
+  let applied: 'restarted' | 'reloaded' | 'pending' | 'not running' = 'not running';
+  if (farm && was.role === PeerRole.Hub) {
+    // the remote we dial is in the `leafnodes` block: the running site restarts its nats-server
+    applied = (await natsRestarted(dataDir, farm.natsPid)) ? 'restarted' : 'pending';
+    text = applied === 'restarted' ? `The running site restarted its NATS server: it no longer dials '${peer}'.` : `The running site has not restarted its NATS server yet: see ${dataDir}/logs/farm.log.`;
+  } else if (farm) {
+    applied = 'reloaded';
+    text = `The running site reloads its NATS server without ${peer}'s account: nothing crosses that link any more, and ${peer}'s password no longer gets it into it.`;
+  }
+  if (c.opts.json) c.io.stdout.write(json({ site: store.site, removed: peer, applied }));
   else c.io.stderr.write(`removed peer '${peer}' of site '${store.site}'. ${text} Its hot folders and stored content are kept.\n`);
-  return ExitCode.Ok;
+  return applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
 }

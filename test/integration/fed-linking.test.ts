@@ -87,6 +87,10 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
   assert.equal(noAdvertise.code, 2, noAdvertise.stderr);
   assert.match(noAdvertise.stderr, /--leaf-listen needs --advertise HOST:PORT, the address the peers dial/);
 
+  const noSite = rb(dir, '--data', studioData, 'up', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${leafPort}`);
+  assert.equal(noSite.code, 2, noSite.stderr);
+  assert.match(noSite.stderr, /--leaf-listen and --advertise are for a linked site: give --site NAME too/);
+
   const studio = await startUp(dir, studioData, ['--site', 'studio', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${leafPort}`]);
   ups.push(studio);
   const v1 = await startUp(dir, v1Data, ['--site', 'v1']);
@@ -183,6 +187,23 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
   conns.push(annNc);
   await waitDelivered(studioLink, v1Link, subjects.fed('v1', 'studio', 'after-credentials'), undefined, 20_000);
 
+  // a vendor that joins before its farm ever ran: the store takes the invitation's name, and a
+  // plain `up` (no --site) in that data directory runs it linked
+  const v2Data = join(dir, 'v2');
+  const v2Token = rb(dir, '--data', studioData, 'site', 'invite', 'v2').stdout.trim();
+  const v2Joined = rb(dir, '--data', v2Data, 'site', 'join', v2Token);
+  assert.equal(v2Joined.code, 0, v2Joined.stderr);
+  assert.match(v2Joined.stderr, /Start the site to open the link: .*--site v2 up/);
+  assert.equal((await readSiteStore(v2Data))?.site, 'v2');
+  const v2 = await startUp(dir, v2Data, []);
+  ups.push(v2);
+  assert.match(v2.out(), /renderbus farm 'v2' is up/);
+  assert.match(v2.out(), /links +peers: studio/);
+  const v2Link = await connectLocal(v2Data, v2.farm.url, Role.SiteLink, 'link');
+  conns.push(v2Link);
+  await waitDelivered(studioLink, v2Link, subjects.fed('v2', 'studio', 'x'), undefined, 30_000);
+  await stopUp(v2);
+
   // unlinking: at v1, the remote goes (a restart); at the studio, v1's account goes (a reload)
   const v1Removed = rb(dir, '--data', v1Data, 'site', 'remove', 'studio');
   assert.equal(v1Removed.code, 0, v1Removed.stderr);
@@ -191,6 +212,7 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
   const studioRemoved = rb(dir, '--data', studioData, 'site', 'remove', 'v1');
   assert.equal(studioRemoved.code, 0, studioRemoved.stderr);
   await waitUntil("the studio's config to lose v1's account", async () => !(await readFile(join(studioData, 'nats', 'auth.conf'), 'utf8')).includes('FED_V1'), 10_000);
+  assert.equal(rb(dir, '--data', studioData, 'site', 'remove', 'v2').code, 0);
   const none = rb(dir, '--data', studioData, 'sites');
   assert.match(none.stdout, /site 'studio' has no peers yet/);
   const unknownPeer = rb(dir, '--data', studioData, 'site', 'remove', 'v1');

@@ -145,13 +145,19 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const stopAll = async () => {
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
   };
-  async function restartNats(mode: StoreMode): Promise<void> {
-    await nats.stop();
-    nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
-    storeMode = mode;
-    // its new pid, for renderbus credentials' reload (a full disk may refuse it: the next restart writes it)
-    if (farmFileWritten) await writeFarm().catch((err: unknown) => log.warn({ err }, 'could not record the new nats-server in farm.json'));
-  }
+  // the store guard and a change of the site's links both restart nats-server: one at a time
+  let natsOp = Promise.resolve();
+  const restartNats = (mode: StoreMode): Promise<void> => {
+    const next = natsOp.then(async () => {
+      await nats.stop();
+      nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
+      storeMode = mode;
+      // its new pid, for renderbus credentials' reload (a full disk may refuse it: the next restart writes it)
+      if (farmFileWritten) await writeFarm().catch((err: unknown) => log.warn({ err }, 'could not record the new nats-server in farm.json'));
+    });
+    natsOp = next.catch(() => {});
+    return next;
+  };
   try {
     const nc = await conn('farm', Role.Operator, operator.name);
     stops.push(() => nc.drain());
@@ -214,15 +220,19 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
         const before = linksConfig(linksOf(siteStore));
         const after = linksConfig(linksOf(next));
         siteStore = next;
-        if (JSON.stringify(before.leafnodes) !== JSON.stringify(after.leafnodes)) {
-          // nats-server 2.9.10 refuses a reload that touches `leafnodes` (a remote added or removed)
-          log.info({ peers: next.peers.map((p) => p.name) }, 'the site\'s leaf connections changed: restarting nats-server');
+        const peers = next.peers.map((p) => p.name);
+        if (JSON.stringify(before) === JSON.stringify(after)) {
+          // a peer's key recorded, unsigned bundles allowed: nothing for nats-server
+        } else if (JSON.stringify(before.leafnodes) !== JSON.stringify(after.leafnodes) || storeMode !== 'normal') {
+          // nats-server 2.9.10 refuses a reload that touches `leafnodes` (a remote added or removed);
+          // in a full-disk mode its config is in a temp run dir, which only a restart writes
+          log.info({ peers }, 'the site\'s leaf connections changed: restarting nats-server');
           await restartNats(storeMode);
-        } else if (JSON.stringify(before) !== JSON.stringify(after)) {
+        } else {
           // a leaf peer at a hub is a new account and its users: a reload, the other links stay up
           await writeAuthConfig(storeDir, await authUsers(dataDir), after);
           reloadNatsServer(nats.pid);
-          log.info({ peers: next.peers.map((p) => p.name) }, 'the site\'s peers changed: nats-server reloaded');
+          log.info({ peers }, 'the site\'s peers changed: nats-server reloaded');
         }
         await services?.peersChanged(next.peers);
       });

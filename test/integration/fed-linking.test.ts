@@ -130,6 +130,8 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
   const tookMs = await waitDelivered(studioLink, v1Link, subjects.fed('v1', 'studio', 'x'), undefined, 30_000);
   await waitDelivered(v1Link, studioLink, subjects.fed('studio', 'v1', 'x'), undefined, 30_000);
   t.diagnostic(`link up ${tookMs} ms after the join returned`);
+  const studioNow = JSON.parse(await readFile(join(studioData, 'farm.json'), 'utf8')) as { natsPid: number };
+  assert.equal(studioNow.natsPid, studio.farm.natsPid, 'the invitation was a reload at the studio, not a restart');
 
   // sites: the stored peer, its state unknown while no link service answers
   const unknown = rb(dir, '--data', studioData, 'sites', '--json');

@@ -14,7 +14,7 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { reloadNatsServer, startNatsServer, writeAuthConfig, type NatsServerHandle } from './nats-server.ts';
-import { ensureSite, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
+import { ensureSite, LinkChange, linkChange, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
 import { isAddressInUse, PortInUseError } from './port-in-use.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
 import { DEFAULT_STORE_MIN_FREE_BYTES, freeBytes, guardStore, nextStoreMode, type StoreMode } from './store-guard.ts';
@@ -217,20 +217,16 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       const w = watchSiteStore(dataDir, log, async () => {
         const next = await readSiteStore(dataDir);
         if (!next || !siteStore || JSON.stringify(next) === JSON.stringify(siteStore)) return;
-        const before = linksConfig(linksOf(siteStore));
-        const after = linksConfig(linksOf(next));
+        const change = linkChange(siteStore, next);
         siteStore = next;
         const peers = next.peers.map((p) => p.name);
-        if (JSON.stringify(before) === JSON.stringify(after)) {
-          // a peer's key recorded, unsigned bundles allowed: nothing for nats-server
-        } else if (JSON.stringify(before.leafnodes) !== JSON.stringify(after.leafnodes) || storeMode !== 'normal') {
-          // nats-server 2.9.10 refuses a reload that touches `leafnodes` (a remote added or removed);
-          // in a full-disk mode its config is in a temp run dir, which only a restart writes
+        // in a full-disk mode the config lives in a temp run dir, which only a restart writes
+        if (change === LinkChange.Restart || (change === LinkChange.Reload && storeMode !== 'normal')) {
           log.info({ peers }, 'the site\'s leaf connections changed: restarting nats-server');
           await restartNats(storeMode);
-        } else {
+        } else if (change === LinkChange.Reload) {
           // a leaf peer at a hub is a new account and its users: a reload, the other links stay up
-          await writeAuthConfig(storeDir, await authUsers(dataDir), after);
+          await writeAuthConfig(storeDir, await authUsers(dataDir), linksConfig(linksOf(next)));
           reloadNatsServer(nats.pid);
           log.info({ peers }, 'the site\'s peers changed: nats-server reloaded');
         }

@@ -3,3 +3,4 @@ export { checkSiteLinks, newLeafPassword, dmzAccount, leafUser, PeerRole, DEFAUL
 export { readSiteStore, writeSiteStore, updateSiteStore, ensureSite, addPeer, removePeer, setPeerKey, linksOf, checkSiteStore, checkListen, isSiteKey, dmzPublicKey, siteStorePath, type SiteStore, type StoredPeer, type NewPeer } from './peer-store.ts';
 export { encodeInvitation, decodeInvitation, INVITATION_VERSION, type Invitation } from './invitation.ts';
 export { loadSiteKey, verifySiteSignature, siteKeyPath, type SiteKey } from './site-key.ts';
+export { linkChange, LinkChange } from './link-change.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FarmError } from '../../protocol/index.ts';
 import { authConfig } from '../../sites/nats-config.ts';
 import {
-  addPeer, decodeInvitation, dmzPublicKey, encodeInvitation, ensureSite, linksConfig, linksOf, loadSiteKey, newLeafPassword, PeerRole, readSiteStore,
+  addPeer, decodeInvitation, dmzPublicKey, encodeInvitation, ensureSite, LinkChange, linkChange, linksConfig, linksOf, loadSiteKey, newLeafPassword, PeerRole, readSiteStore,
   removePeer, setPeerKey, siteStorePath, writeSiteStore, type Invitation, type SiteStore,
 } from '../../sites/links/index.ts';
 import { mergeLinks, NO_ANSWER } from '../../tools/cli/sites.ts';
@@ -201,4 +201,24 @@ test('fed peers - sites lists the stored peers with their link status, unknown w
   assert.match(rows[1]!.state, /unknown \(the link service does not know this peer yet\)/);
   assert.ok(!JSON.stringify(rows).includes(store.peers[0]!.password), 'no password in what sites shows');
   assert.ok(!JSON.stringify(rows).includes('dmzSeed'), 'no seed in what sites shows');
+});
+
+test('fed peers - how a running site applies a store change: a leaf peer is a reload, a hub or the listener a restart, a key nothing', async (t) => {
+  const hub = await tmp(t);
+  const bare = await ensureSite(hub, 'studio', LISTEN);
+  await addPeer(hub, { name: 'v1', role: PeerRole.Leaf, password: newLeafPassword() });
+  const withV1 = (await readSiteStore(hub))!;
+  assert.equal(linkChange(bare, withV1), LinkChange.Reload, 'invite at a hub');
+  assert.equal(linkChange(withV1, bare), LinkChange.Reload, 'remove a leaf at a hub');
+  await setPeerKey(hub, 'v1', aKey());
+  assert.equal(linkChange(withV1, (await readSiteStore(hub))!), LinkChange.Nothing, 'a key recorded');
+  assert.equal(linkChange(bare, { ...bare, listen: { ...LISTEN, advertise: 'other.example:7422' } }), LinkChange.Restart, 'the listener');
+
+  const vendor = await tmp(t);
+  const v = await ensureSite(vendor, 'v1');
+  await addPeer(vendor, { name: 'studio', role: PeerRole.Hub, url: 'nats-leaf://farm.studio.example:7422', password: newLeafPassword() });
+  const joined = (await readSiteStore(vendor))!;
+  assert.equal(linkChange(v, joined), LinkChange.Restart, 'join: a remote to dial');
+  assert.equal(linkChange(joined, v), LinkChange.Restart, 'remove the hub');
+  assert.equal(linkChange(null, v), LinkChange.Restart, 'a farm that was no site');
 });

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isToken } from '../../protocol/index.ts';
 import { pidAlive, readFarmFile } from '../../sites/farm-file.ts';
 import {
-  addPeer, decodeInvitation, encodeInvitation, ensureSite, loadSiteKey, newLeafPassword, PeerRole, readSiteStore, removePeer, type SiteStore,
+  addPeer, decodeInvitation, encodeInvitation, ensureSite, LinkChange, linkChange, loadSiteKey, newLeafPassword, PeerRole, readSiteStore, removePeer, type SiteStore,
 } from '../../sites/links/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
@@ -62,22 +62,21 @@ async function invite(c: CommandContext<SiteOptions>, name: string | undefined):
     );
   }
   if (peer === store.site) throw new UsageError(`'${peer}' is this site's own name`);
+  const farm = await running(dataDir);
   const added = await addPeer(dataDir, { name: peer, role: PeerRole.Leaf, password: newLeafPassword(), ...(c.opts.allowUnsigned ? { allowUnsigned: true } : {}) });
   const key = await loadSiteKey(dataDir);
   const token = encodeInvitation({ hub: store.site, url: `nats-leaf://${store.listen.advertise}`, peer, password: added.password, hubKey: key.publicKey });
-  const farm = await running(dataDir);
+  const how = await applied(dataDir, farm, store, `${peer}'s account added`);
   const joinCmd = `renderbus --data DIR site join ${token}`;
   if (c.opts.json) {
-    c.io.stdout.write(json({ site: store.site, peer, url: `nats-leaf://${store.listen.advertise}`, token, join: joinCmd, applied: farm ? 'reload' : 'at next start' }));
-    return ExitCode.Ok;
+    c.io.stdout.write(json({ site: store.site, peer, url: `nats-leaf://${store.listen.advertise}`, token, join: joinCmd, applied: how.applied }));
+    return how.applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
   }
   c.io.stdout.write(`${token}\n`);
   c.io.stderr.write(
     [
       `invited '${peer}' to link to site '${store.site}' (it dials nats-leaf://${store.listen.advertise}).`,
-      farm
-        ? `The running site reloads its NATS server with ${peer}'s account now; its other links stay up.`
-        : `The site is not running: the invitation takes effect when it starts ('renderbus up').`,
+      how.text,
       '',
       `The token above holds ${peer}'s leaf password: hand it over by a safe channel, like a credential.`,
       `At ${peer}, on the machine that runs its farm (DIR: its data directory), the operator runs:`,
@@ -85,7 +84,29 @@ async function invite(c: CommandContext<SiteOptions>, name: string | undefined):
       '',
     ].join('\n'),
   );
-  return ExitCode.Ok;
+  return how.applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
+}
+
+/**
+ * How the running site takes the change just written to its store (it applies it itself: see
+ * sites/site.ts), for the operator: a reload, or a restart of its nats-server, which this waits for.
+ * `farm` is read before the store was written: a quick restart must not be mistaken for none.
+ */
+async function applied(
+  dataDir: string,
+  farm: { natsPid?: number } | null,
+  before: SiteStore | null,
+  what: string,
+): Promise<{ applied: 'not running' | 'nothing' | 'reloaded' | 'restarted' | 'pending'; text: string }> {
+  const after = await readSiteStore(dataDir);
+  if (!farm || !after) return { applied: 'not running', text: "The site is not running: this takes effect when it starts ('renderbus up')." };
+  const change = linkChange(before, after);
+  if (change === LinkChange.Nothing) return { applied: 'nothing', text: 'The running site needs no change of its NATS server for it.' };
+  if (change === LinkChange.Reload) return { applied: 'reloaded', text: `The running site reloads its NATS server now (${what}); its other links stay up.` };
+  // a remote we dial is in nats-server's `leafnodes` block, which 2.9.10 cannot reload: the site restarts it
+  return (await natsRestarted(dataDir, farm.natsPid))
+    ? { applied: 'restarted', text: `The running site restarted its NATS server (${what}); its actors reconnected by themselves.` }
+    : { applied: 'pending', text: `The running site has not restarted its NATS server yet, which it must (${what}): see ${dataDir}/logs/farm.log.` };
 }
 
 async function join(c: CommandContext<SiteOptions>, token: string | undefined): Promise<number> {
@@ -106,25 +127,18 @@ async function join(c: CommandContext<SiteOptions>, token: string | undefined): 
   if (existing) throw new UsageError(`'${inv.hub}' is already a peer of site '${inv.peer}': 'renderbus site remove ${inv.hub}' first to join it anew`);
   await addPeer(dataDir, { name: inv.hub, role: PeerRole.Hub, url: inv.url, password: inv.password, publicKey: inv.hubKey, ...(c.opts.allowUnsigned ? { allowUnsigned: true } : {}) });
   const lines = [`site '${inv.peer}' now links to '${inv.hub}' (${inv.url}); its site key is on record.`];
-  let applied: 'restarted' | 'not running' | 'not linked' | 'pending' = 'not running';
+  let how: Awaited<ReturnType<typeof applied>> | { applied: 'not linked'; text: string };
   if (farm && !before) {
-    applied = 'not linked';
-    lines.push(`The farm running in ${dataDir} was not started as a site: stop it and start it again as '${selfCommandLine(['--data', dataDir, '--site', inv.peer, 'up'])}'.`);
+    how = { applied: 'not linked', text: `The farm running in ${dataDir} was not started as a site: stop it and start it again as '${selfCommandLine(['--data', dataDir, '--site', inv.peer, 'up'])}'.` };
   } else if (farm) {
-    // a leaf remote lives in nats-server's `leafnodes` block, which 2.9.10 cannot reload: the site restarts it
-    applied = (await natsRestarted(dataDir, farm.natsPid)) ? 'restarted' : 'pending';
-    lines.push(
-      applied === 'restarted'
-        ? `The running site restarted its NATS server to dial '${inv.hub}' (its actors reconnected by themselves).`
-        : `The running site has not restarted its NATS server yet (it must, to dial '${inv.hub}'): see ${dataDir}/logs/farm.log.`,
-    );
+    how = await applied(dataDir, farm, before, `to dial '${inv.hub}'`);
   } else {
-    lines.push(`Start the site to open the link: ${selfCommandLine(['--data', dataDir, '--site', inv.peer, 'up'])}`);
+    how = { applied: 'not running', text: `Start the site to open the link: ${selfCommandLine(['--data', dataDir, '--site', inv.peer, 'up'])}` };
   }
-  lines.push(`Check the link: ${selfCommandLine(['--data', dataDir, 'sites'])}`);
-  if (c.opts.json) c.io.stdout.write(json({ site: inv.peer, hub: inv.hub, url: inv.url, applied }));
+  lines.push(how.text, `Check the link: ${selfCommandLine(['--data', dataDir, 'sites'])}`);
+  if (c.opts.json) c.io.stdout.write(json({ site: inv.peer, hub: inv.hub, url: inv.url, applied: how.applied }));
   else c.io.stderr.write(`${lines.join('\n')}\n`);
-  return applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
+  return how.applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
 }
 
 /** Waits (up to 20 s) for farm.json to name another nats-server: the running site restarted it. */
@@ -141,22 +155,12 @@ async function remove(c: CommandContext<SiteOptions>, name: string | undefined):
   const dataDir = dataDirOf(c.globals);
   const peer = peerName('peer', name);
   const store = await linkedSite(dataDir);
-  const was = store.peers.find((p) => p.name === peer);
-  if (!was || !(await removePeer(dataDir, peer))) {
+  const farm = await running(dataDir);
+  if (!(await removePeer(dataDir, peer))) {
     throw new UsageError(`'${peer}' is not a peer of site '${store.site}' (peers: ${store.peers.map((p) => p.name).join(', ') || 'none'})`);
   }
-  const farm = await running(dataDir);
-  let text = 'The site is not running: it starts without it.';
-  let applied: 'restarted' | 'reloaded' | 'pending' | 'not running' = 'not running';
-  if (farm && was.role === PeerRole.Hub) {
-    // the remote we dial is in the `leafnodes` block: the running site restarts its nats-server
-    applied = (await natsRestarted(dataDir, farm.natsPid)) ? 'restarted' : 'pending';
-    text = applied === 'restarted' ? `The running site restarted its NATS server: it no longer dials '${peer}'.` : `The running site has not restarted its NATS server yet: see ${dataDir}/logs/farm.log.`;
-  } else if (farm) {
-    applied = 'reloaded';
-    text = `The running site reloads its NATS server without ${peer}'s account: nothing crosses that link any more, and ${peer}'s password no longer gets it into it.`;
-  }
-  if (c.opts.json) c.io.stdout.write(json({ site: store.site, removed: peer, applied }));
-  else c.io.stderr.write(`removed peer '${peer}' of site '${store.site}'. ${text} Its hot folders and stored content are kept.\n`);
-  return applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
+  const how = await applied(dataDir, farm, store, `no link to '${peer}' any more`);
+  if (c.opts.json) c.io.stdout.write(json({ site: store.site, removed: peer, applied: how.applied }));
+  else c.io.stderr.write(`removed peer '${peer}' of site '${store.site}'. ${how.text} Its hot folders and stored content are kept.\n`);
+  return how.applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
 }

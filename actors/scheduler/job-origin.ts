@@ -1,10 +1,7 @@
-import { FarmError, originKey, type IntakeReply, type IntakeRequest, type JobOrigin, type JobSpec, type JobSummary, type SubmitRequest } from '../../protocol/index.ts';
+import { FarmError, originKey, peerPrincipal, type IntakeReply, type IntakeRequest, type JobOrigin, type JobSpec, type JobSummary, type SubmitRequest } from '../../protocol/index.ts';
 import type { JobBook } from './job-book.ts';
 
 type IntakeBody = Extract<IntakeReply, { ok: true }>['body'];
-
-/** The user a peer's jobs run as: not a subject token, so no artist's credential can own (steer) them. */
-export const peerUser = (peer: string) => `peer:${peer}`;
 
 export interface IntakeDeps {
   book: () => JobBook;
@@ -35,7 +32,7 @@ export function intakeRequests(d: IntakeDeps): (req: IntakeRequest, peer: string
   const submit = async (spec: JobSpec, origin: JobOrigin): Promise<IntakeBody> => {
     const had = existing(origin);
     if (had) return had;
-    const user = peerUser(origin.site);
+    const user = peerPrincipal(origin.site);
     const counts = await d.submit({ v: 1, spec: { ...spec, user } }, user, origin);
     const job = d.book().jobs.get(counts.jobId);
     return { ...counts, existing: false, state: job ? d.book().state(job) : 'queued' };

@@ -36,3 +36,6 @@ export type IntakeReply = Static<typeof IntakeReply>;
 
 /** One key per origin, for the scheduler's index of them. */
 export const originKey = (o: JobOrigin): string => `${o.site}/${o.job}`;
+
+/** The user, group and project a peer's jobs run as: not a subject token, so no artist's credential can own (steer) them. */
+export const peerPrincipal = (peer: string): string => `peer:${peer}`;

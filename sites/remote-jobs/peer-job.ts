@@ -26,7 +26,7 @@ export interface PeerJobOptions extends OutboxOptions {
 export function noHostReason(site: string, m: MatchBody): string | null {
   if (m.hosts.length > 0) return null;
   if (m.totalHosts === 0) return `no render host is registered at ${site}`;
-  const closest = m.closest.map((c) => `${c.host} lacks ${c.missing.join(', ')}`).join('; ');
+  const closest = m.closest.map((c) => `${c.host}: ${c.missing.join(', ')}`).join('; ');
   return `no host at ${site} can render it${closest ? ` (closest: ${closest})` : ''}`;
 }
 

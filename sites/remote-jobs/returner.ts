@@ -184,9 +184,12 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     if (!rec) {
       const peers = isJob && (evt as JobEvent).job.origin !== undefined;
       if (peers) pending.add(evt.jobId);
-      // a peer's job whose record the intake is writing right now: look again shortly
-      if (peers || pending.has(evt.jobId)) return m.nak(NOT_YET_MS);
-      return m.ack();
+      if (!peers && !pending.has(evt.jobId)) return m.ack();
+      // a peer's job whose record the intake is writing right now: look again shortly, then less often
+      const deliveries = m.info.deliveryCount;
+      if (deliveries < MAX_DELIVERIES) return m.nak(Math.min(NOT_YET_MS * deliveries, RETRY_MS * 5));
+      log.error({ jobId: evt.jobId, subject: m.subject, deliveries }, 'a peer\'s job has no record here: its news is not sent');
+      return m.term();
     }
     pending.delete(evt.jobId);
     if (rec.theirSpec.output?.dir === undefined) return m.ack();

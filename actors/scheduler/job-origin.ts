@@ -1,4 +1,4 @@
-import { FarmError, originKey, peerPrincipal, type IntakeReply, type IntakeRequest, type JobOrigin, type JobSpec, type JobSummary, type SubmitRequest } from '../../protocol/index.ts';
+import { FarmError, originKey, peerPrincipal, PROTOCOL_MAJOR, type IntakeReply, type IntakeRequest, type JobOrigin, type JobSpec, type JobSummary, type SubmitRequest } from '../../protocol/index.ts';
 import type { JobBook } from './job-book.ts';
 
 type IntakeBody = Extract<IntakeReply, { ok: true }>['body'];
@@ -33,7 +33,7 @@ export function intakeRequests(d: IntakeDeps): (req: IntakeRequest, peer: string
     const had = existing(origin);
     if (had) return had;
     const user = peerPrincipal(origin.site);
-    const counts = await d.submit({ v: 1, spec: { ...spec, user } }, user, origin);
+    const counts = await d.submit({ v: PROTOCOL_MAJOR, spec: { ...spec, user } }, user, origin);
     const job = d.book().jobs.get(counts.jobId);
     return { ...counts, existing: false, state: job ? d.book().state(job) : 'queued' };
   };

@@ -12,7 +12,7 @@ import { readBundle, writeBundle, type ReadBundleResult } from '../../sites/bund
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { loadSiteKey, verifySiteSignature } from '../../sites/links/site-key.ts';
 import { RETURNER_CONSUMER } from '../../sites/remote-jobs/index.ts';
-import { TestFarm, waitUntil } from '../helpers/farm.ts';
+import { TestFarm, rb, waitUntil } from '../helpers/farm.ts';
 
 // a POV-Ray scene that needs its tree: an #include'd texture and an image_map, both by relative path
 const SCENE = `#include "inc/things.inc"
@@ -117,6 +117,8 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
     assert.ok(job, 'the job is queued at v1 with its origin');
     assert.equal(job.state, 'done');
     assert.equal(job.user, 'peer:studio');
+    assert.match(rb(farm, 'job', job.jobId).stdout, /origin\s+from studio, their job j-1\n/);
+    assert.match(rb(farm, 'jobs').stdout, new RegExp(`${job.jobId}.*from studio, their job j-1`));
     const names = await sent(farm);
     for (const n of ['accepted', 'started', 't0-a1', 't1-a1', 't2-a1', 'sample-f1', 'sample-f2', 'sample-f3', 'result', 'bill']) assert.ok(names.includes(`v1.j-1.${n}.rbb`), `v1.j-1.${n}.rbb sent: ${names.join(' ')}`);
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
@@ -80,6 +80,8 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     const match = await call(o.nc, subjects.regMatch(o.site), codecs.matchRequest, { v: PROTOCOL_MAJOR, requirements }, codecs.matchReply, { timeoutMs, unavailable: 'RB_REGISTRY_UNAVAILABLE' });
     const why = noHostReason(o.site, match);
     if (why) return reject(b, theirSpec, why);
+    // the peer's area: the service (and its group: render hosts sharing the disk) read it, nobody else
+    await mkdir(dirname(paths.dir), { recursive: true, mode: 0o750 });
     await buildTree(b, paths.root);
     await mkdir(paths.out, { recursive: true });
     const reply = await intake(b.peer, { v: PROTOCOL_MAJOR, kind: 'submit', originJob, spec });

@@ -32,6 +32,8 @@ export function intakeRequests(d: IntakeDeps): (req: IntakeRequest, peer: string
   const submit = async (spec: JobSpec, origin: JobOrigin): Promise<IntakeBody> => {
     const had = existing(origin);
     if (had) return had;
+    // sending a peer's job on to a third site is chaining, which needs the studio's consent (notes §4.9)
+    if (spec.site !== undefined) throw new FarmError('RB_BAD_JOB', `a job from ${origin.site} is rendered here, not sent on to ${spec.site}`);
     const user = peerPrincipal(origin.site);
     const counts = await d.submit({ v: PROTOCOL_MAJOR, spec: { ...spec, user } }, user, origin);
     const job = d.book().jobs.get(counts.jobId);

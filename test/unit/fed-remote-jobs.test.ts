@@ -127,6 +127,7 @@ test('scheduler intake - one job per origin: concurrent and repeated submits, an
   assert.equal(book.jobs.get(a.jobId)?.user, 'peer:studio', 'the peer owns it, whatever the spec says');
   assert.equal((await handle(req, 'studio')).existing, true);
   assert.equal((await handle(req, 'other')).existing, false, 'another peer\'s j-1 is another job');
+  await assert.rejects(handle({ ...req, originJob: 'j-2', spec: aJobSpec({ site: 'v2' }) }, 'studio'), /rendered here, not sent on to v2/);
   await assert.rejects(handle({ v: PROTOCOL_MAJOR, kind: 'cancel', originJob: 'j-9' }, 'studio'), /RB_UNKNOWN_JOB|no job here came from studio's job 'j-9'/);
   // a restarted scheduler rebuilds the index from the journal's submit records
   const replayed = new JobBook();

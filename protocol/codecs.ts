@@ -15,6 +15,7 @@ import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { NotifyEvent } from './messages/notify.ts';
+import { IntakeReply, IntakeRequest } from './messages/intake.ts';
 import { WebhookPayload } from './messages/notify-payload.ts';
 import { Type } from '@sinclair/typebox';
 
@@ -61,4 +62,6 @@ export const codecs = {
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),
   notifyEvent: codecFor(NotifyEvent),
   webhookPayload: codecFor(WebhookPayload),
+  intakeRequest: codecFor(IntakeRequest),
+  intakeReply: codecFor(IntakeReply),
 };

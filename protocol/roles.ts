@@ -189,10 +189,12 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       };
     case Role.Intake:
       // like the notifier, a durable consumer of the event stream; and the two scheduler requests
-      // only it may make: submit a peer's job, report news of a job sent to a peer
+      // only it may make: submit (or cancel) a peer's job, report news of a job sent to a peer; it
+      // asks the registry whether any host could render a peer's job before accepting it
       return {
         publish: [
           `${r}.sched.intake.*`,
+          `${r}.reg.match`,
           `${r}.sched.remote.*`,
           `${r}.sched.ctl.${p.name}`,
           ...readFarm,

@@ -32,6 +32,7 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
   if (retryWouldChange(book, job)) s.retryable = true;
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
+  if (job.origin) s.origin = job.origin;
   return s;
 }
 

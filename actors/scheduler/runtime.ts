@@ -5,7 +5,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type JobOrigin, type LimitsRequest, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -18,6 +18,7 @@ import { checkQueueLimits, queueLimits, type QueueLimits } from './queue-limits.
 import { applyControl as applyControlTo, applyRecord, rebuildJob } from './replay.ts';
 import { jobsToEvict, retention, type Retention } from './retention.ts';
 import { HostLiveness } from './liveness.ts';
+import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 
 export interface SchedulerOptions {
@@ -157,8 +158,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
   };
 
-  /** A job submitted by `user`: the one its credential names (the subject's last token), never the message's word. */
-  async function submit(req: SubmitRequest, user: string) {
+  /**
+   * A job submitted by `user`: the one its credential names (the subject's last token), never the
+   * message's word. `origin`: a peer's job, from the intake (job-origin.ts).
+   */
+  async function submit(req: SubmitRequest, user: string, origin?: JobOrigin) {
     requireServing();
     if (req.spec.user !== undefined && req.spec.user !== user) {
       throw new FarmError('RB_FORBIDDEN', `the job says user '${req.spec.user}' but was submitted with the credential of '${user}': a job belongs to whoever submits it`);
@@ -179,9 +183,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // a flood of submits is refused here, before it costs memory or a journal write
     checkQueueLimits(book, req.spec.user ?? 'unknown', counts.frames, queueCaps);
     const at = now();
-    const seq = await journal!.appendAt({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
+    const seq = await journal!.appendAt({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at, ...(origin ? { origin } : {}) }, `submit-${jobId}`);
     if (book.jobs.has(jobId)) return counts;
-    const job = book.add(jobId, req.spec, prepared, at);
+    const job = book.add(jobId, req.spec, prepared, at, origin);
     job.journalSeq = seq;
     log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
     jobEvent(job, 'submitted');
@@ -644,6 +648,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     },
   });
 
+  const fromPeers = intakeRequests({
+    book: () => book,
+    submit,
+    cancel: async (jobId) => (await control({ v: PROTOCOL_MAJOR, action: 'cancel', jobId }, null)).job,
+  });
+
   const actor = createActor(machine);
   actor.subscribe({
     next: (s) => log.debug({ state: s.value }, 'scheduler state'),
@@ -657,6 +667,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // operators' credentials may publish (protocol/roles.ts)
     serve(nc, { subject: subjects.allSchedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req, msg) => control(req, callerOf(msg.subject, 'the request')), log }),
     serve(nc, { subject: subjects.opCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req) => control(req, null), log }),
+    // a peer's job, submitted or cancelled by the intake: the subject's last token is the peer
+    serve(nc, { subject: subjects.allSchedIntake(site), request: codecs.intakeRequest, reply: codecs.intakeReply, handle: (req, msg) => fromPeers(req, lastToken(msg.subject)), log }),
     serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, false), log }),
     serve(nc, { subject: subjects.opHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, true), log }),
     serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: (req) => limits(req, false), log }),

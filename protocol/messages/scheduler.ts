@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Millis, Reply, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
+import { JobOrigin } from './intake.ts';
 
 export const JobState = {
   Queued: 'queued',
@@ -90,6 +91,8 @@ export const JobSummary = Type.Object({
   retryable: Type.Optional(Type.Boolean()),
   /** Estimated milliseconds to completion, from measured frame times. */
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),
+  /** A peer's job rendered here (docs/federation.md, "Intake at the vendor"): that site and its job id there. */
+  origin: Type.Optional(JobOrigin),
 });
 export type JobSummary = Static<typeof JobSummary>;
 

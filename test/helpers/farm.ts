@@ -9,6 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
+import pino from 'pino';
+import { startIntake, type IntakeOptions } from '../../sites/intake/index.ts';
+import { startRemoteJobs, type RemoteJobsOptions } from '../../sites/remote-jobs/index.ts';
 import { startNatsServer, type TestNats } from './nats-server.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 
@@ -62,8 +65,9 @@ export class TestFarm {
     private nats: TestNats,
   ) {}
 
-  static async start(): Promise<TestFarm> {
-    const site = `t${randomUUID().slice(0, 8)}`;
+  /** `site`: the farm's site name (a federation test names its farm `v1`); default a random one. */
+  static async start(o: { site?: string } = {}): Promise<TestFarm> {
+    const site = o.site ?? `t${randomUUID().slice(0, 8)}`;
     const nats = await startNatsServer();
     const dir = await mkdtemp(join(tmpdir(), 'rb-farm-'));
     // the test's own connection rides out nats-server restarts, like the actors'
@@ -220,12 +224,39 @@ export class TestFarm {
     return this.waitJob(jobId, 'done', 30_000);
   }
 
+  /**
+   * The site's intake for `peers` in this process, with the vendor's half (sites/remote-jobs) as
+   * its peerJob half, on a connection with the intake role; the farm's dir is the site's data
+   * directory. `ownJob` (news of jobs this farm sent out) is refused: that is the studio's half.
+   * Stop it with its `stop` (the farm's stop does too).
+   */
+  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome'] } = {}): Promise<{ stop(): Promise<void> }> {
+    const nc = await this.connectAs(Role.Intake, 'intake');
+    const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
+    const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}) });
+    const intake = await startIntake({
+      site: this.site, dataDir: this.dir, peers, log, scanEveryMs: o.scanEveryMs ?? 200,
+      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')) },
+      ...(o.onOutcome ? { onOutcome: o.onOutcome } : {}),
+    });
+    const stop = async () => {
+      this.stops.delete(stop);
+      await intake.stop();
+      await remote.stop();
+    };
+    this.stops.add(stop);
+    return { stop };
+  }
+
+  private readonly stops = new Set<() => Promise<void>>();
+
   /** The actors' recent output, for assertion messages. */
   logs(): string {
     return this.procs.map((p) => `--- ${p.name}\n${p.output.split('\n').slice(-15).join('\n')}`).join('\n');
   }
 
   async stop(): Promise<void> {
+    for (const s of [...this.stops]) await s().catch(() => {});
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
     for (const c of this.extraConns) await c.close().catch(() => {});
     await this.nc.close().catch(() => {});

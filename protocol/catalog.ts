@@ -10,6 +10,7 @@ import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messa
 import { Reply } from './messages/common.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
+import { IntakeReply, IntakeRequest } from './messages/intake.ts';
 import { Type } from '@sinclair/typebox';
 
 export interface SubjectEntry {
@@ -28,7 +29,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.reg.register.<host>', kind: 'request', from: 'render server (its own host only)', to: 'registry', what: 'A render server registers its host: inventory and slots.', message: ['HostRegister', HostRegister], reply: ['HostRegisterReply', HostRegisterReply] },
   { subject: 'rb.<site>.reg.heartbeat.<host>', kind: 'request', from: 'render server (its own host only)', to: 'registry', what: 'Periodic slot states; `known: false` in the reply asks the server to register again.', message: ['HostHeartbeat', HostHeartbeat], reply: ['HostHeartbeatReply', HostHeartbeatReply] },
   { subject: 'rb.<site>.reg.bye.<host>', kind: 'request', from: 'render server (its own host only)', to: 'registry', what: 'A render server leaves on purpose.', message: ['HostBye', HostBye], reply: ['HostByeReply', HostByeReply] },
-  { subject: 'rb.<site>.reg.match', kind: 'request', from: 'scheduler, operator', to: 'registry', what: 'The resource list: hosts matching a resource profile, with their free slots; the closest misses when none match.', message: ['MatchRequest', MatchRequest], reply: ['MatchReply', MatchReply] },
+  { subject: 'rb.<site>.reg.match', kind: 'request', from: 'scheduler, operator, intake', to: 'registry', what: 'The resource list: hosts matching a resource profile, with their free slots; the closest misses when none match.', message: ['MatchRequest', MatchRequest], reply: ['MatchReply', MatchReply] },
   { subject: 'rb.<site>.reg.list', kind: 'request', from: 'artist, operator, scheduler, monitor', to: 'registry', what: 'The whole resource database (`renderbus hosts`).', message: ['ListRequest', ListRequest], reply: ['ListReply', ListReply] },
   { subject: 'rb.<site>.sched.submit.<user>', kind: 'request', from: 'artist or operator (its own user only)', to: 'scheduler', what: 'Submit a job as the user the subject names (the job\'s `user`; a job naming another is refused); answered once the job is stored durably.', message: ['SubmitRequest', SubmitRequest], reply: ['SubmitReply', SubmitReply] },
   { subject: 'rb.<site>.sched.query', kind: 'request', from: 'artist, operator, notifier, monitor', to: 'scheduler', what: 'List jobs, or one job with every frame.', message: ['QueryRequest', QueryRequest], reply: ['QueryReply', QueryReply] },
@@ -36,6 +37,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.sched.limits', kind: 'request', from: 'artist, operator, monitor', to: 'scheduler', what: 'List the site\'s named limits (licences); changes only on op.limits.', message: ['LimitsRequest', LimitsRequest], reply: ['LimitsReply', LimitsReply] },
   { subject: 'rb.<site>.sched.shares', kind: 'request', from: 'artist, operator, monitor', to: 'scheduler', what: 'List the projects\' fair-share weights; changes only on op.shares.', message: ['SharesRequest', SharesRequest], reply: ['SharesReply', SharesReply] },
   { subject: 'rb.<site>.sched.hosts', kind: 'request', from: 'artist, operator, monitor', to: 'scheduler', what: 'The sick hosts (failed frames of several jobs: no work for a while); clearing one only on op.hosts.', message: ['HostsRequest', HostsRequest], reply: ['HostsReply', HostsReply] },
+  { subject: 'rb.<site>.sched.intake.<peer>', kind: 'request', from: 'intake (the peer is the subject\'s last token)', to: 'scheduler', what: 'Submit a peer\'s job (outsourced to this site), once per origin: the same origin again answers the job it made (`existing`); or cancel it. The job keeps its `origin` (journaled) and runs as user `peer:<peer>`.', message: ['IntakeRequest', IntakeRequest], reply: ['IntakeReply', IntakeReply] },
   { subject: 'rb.<site>.op.ctl', kind: 'request', from: 'operator, monitor', to: 'scheduler', what: 'Steer any job, as sched.ctl does for its owner.', message: ['CtlRequest', CtlRequest], reply: ['CtlReply', CtlReply] },
   { subject: 'rb.<site>.op.limits', kind: 'request', from: 'operator', to: 'scheduler', what: 'List, set or remove the site\'s named limits; answered once a change is journaled.', message: ['LimitsRequest', LimitsRequest], reply: ['LimitsReply', LimitsReply] },
   { subject: 'rb.<site>.op.shares', kind: 'request', from: 'operator', to: 'scheduler', what: 'List, set or remove the projects\' fair-share weights; answered once a change is journaled.', message: ['SharesRequest', SharesRequest], reply: ['SharesReply', SharesReply] },

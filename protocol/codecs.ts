@@ -16,6 +16,7 @@ import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages
 import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
 import { NotifyEvent } from './messages/notify.ts';
+import { IntakeReply, IntakeRequest } from './messages/intake.ts';
 import { WebhookPayload } from './messages/notify-payload.ts';
 import { Type } from '@sinclair/typebox';
 
@@ -64,4 +65,6 @@ export const codecs = {
   webhookPayload: codecFor(WebhookPayload),
   remoteUpdate: codecFor(RemoteUpdate),
   remoteUpdateReply: codecFor(RemoteUpdateReply),
+  intakeRequest: codecFor(IntakeRequest),
+  intakeReply: codecFor(IntakeReply),
 };

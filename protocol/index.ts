@@ -20,6 +20,7 @@ export * from './messages/limits.ts';
 export * from './messages/shares.ts';
 export * from './messages/link.ts';
 export * from './messages/outsource.ts';
+export * from './messages/intake.ts';
 export * from './messages/notify.ts';
 export * from './messages/notify-payload.ts';
 export * from './codecs.ts';

@@ -106,8 +106,9 @@ export function permissionsFor(site: string, p: Principal): Permissions {
     case Role.Operator:
       return {
         publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, ...readFarm],
-        // operators tail the whole site (requests included) but answer nothing
-        subscribe: [`${r}.>`, inbox],
+        // operators tail the whole site (requests included) but answer nothing; `rb.fed.>` in this
+        // account is only what crosses this site's links (FARM imports nothing else of the DMZs)
+        subscribe: [`${r}.>`, 'rb.fed.>', inbox],
         allowResponses: false,
       };
     case Role.RenderServer: {
@@ -188,10 +189,12 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       };
     case Role.Intake:
       // like the notifier, a durable consumer of the event stream; and the two scheduler requests
-      // only it may make: submit a peer's job, report news of a job sent to a peer
+      // only it may make: submit (or cancel) a peer's job, report news of a job sent to a peer; it
+      // asks the registry whether any host could render a peer's job before accepting it
       return {
         publish: [
           `${r}.sched.intake.*`,
+          `${r}.reg.match`,
           `${r}.sched.remote.*`,
           `${r}.sched.ctl.${p.name}`,
           ...readFarm,

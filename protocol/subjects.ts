@@ -101,6 +101,7 @@ export const subjects = {
   // the site's intake (sites/intake): a peer's job submitted for it, and news of a job we sent to a
   // peer; the last token is the peer, and only the intake's credential may publish these
   schedIntake: (site: string, peer: string) => `${root(site)}.sched.intake.${token('site', peer)}`,
+  allSchedIntake: (site: string) => `${root(site)}.sched.intake.*`,
   schedRemote: (site: string, peer: string) => `${root(site)}.sched.remote.${token('site', peer)}`,
   allSchedRemote: (site: string) => `${root(site)}.sched.remote.*`,
   // federation (docs/federation.md): `<to>` receives, `<from>` sends. The sender token is proof of

@@ -1,10 +1,11 @@
+import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FarmError, hostToken, isToken, Role, type Principal } from '../protocol/index.ts';
+import { FarmError, hostToken, isToken, Role, type Credentials, type Principal } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler, type SchedulerOptions } from '../actors/scheduler/index.ts';
@@ -12,7 +13,8 @@ import { startRenderServer } from '../actors/render-server/index.ts';
 import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts';
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
-import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
+import { reloadNatsServer, startNatsServer, writeAuthConfig, type NatsServerHandle } from './nats-server.ts';
+import { ensureSite, LinkChange, linkChange, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
 import { isAddressInUse, PortInUseError } from './port-in-use.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
 import { DEFAULT_STORE_MIN_FREE_BYTES, freeBytes, guardStore, nextStoreMode, type StoreMode } from './store-guard.ts';
@@ -44,6 +46,12 @@ export interface FarmOptions {
   storeMinFreeBytes?: number;
   /** The scheduler's queue limits, retention of finished jobs, and the site's linked peers. */
   scheduler?: Pick<SchedulerOptions, 'limits' | 'retention' | 'peers'>;
+  /**
+   * Run as a site that links to peers (`renderbus up --site`): `<data>/fed/site.json` is made (or
+   * checked: a site keeps its name), with the leaf listener when one is given. A data directory
+   * that has a store runs linked even without this (its peers' links must not vanish).
+   */
+  federation?: { listen?: SiteStore['listen'] };
   log: Logger;
 }
 
@@ -60,6 +68,8 @@ export interface FarmHandle {
   monitor: { url: string; bound: string; fellBack: boolean };
   /** The default NATS port was taken, so NATS listens on a free one (named in `url` and farm.json). */
   natsFellBack: boolean;
+  /** A linked site: its leaf listener and its peers as it started (null: a farm with no links). */
+  links: { listen?: SiteStore['listen']; peers: string[] } | null;
   /** Stops the farm; the local render server drains first for up to `graceMs` (default 0: stop at once, handing frames back). */
   stop(o?: { graceMs?: number }): Promise<void>;
 }
@@ -74,8 +84,10 @@ export interface FarmHandle {
  */
 export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const dataDir = resolve(o.dataDir);
-  const site = o.site ?? DEFAULT_SITE;
+  const stored = await readSiteStore(dataDir); // a damaged store stops the start: its links must not silently vanish
+  const site = o.site ?? stored?.site ?? DEFAULT_SITE;
   if (!isToken(site)) throw new FarmError('RB_BAD_ARGUMENT', `site '${site}' must be lower-case letters, digits, '-' or '_'`);
+  if (stored && stored.site !== site) throw new FarmError('RB_BAD_ARGUMENT', `${siteStorePath(dataDir)} is site '${stored.site}', not '${site}': a linked site keeps its name (its peers know it by it)`);
   const existing = await readFarmFile(dataDir).catch(() => null);
   if (existing && existing.pid !== process.pid && pidAlive(existing.pid)) {
     throw new FarmError('RB_BAD_ARGUMENT', `a farm is already running on ${dataDir} (pid ${existing.pid}, ${existing.url}); stop it first or use another --data`);
@@ -87,7 +99,10 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const host = slots > 0 ? (o.host ?? hostToken(hostname().split('.')[0] ?? '')) : null;
   // every actor logs in with a credential of its own; the server lets in nobody else
   const operator: Principal = { role: Role.Operator, name: o.operator ?? 'admin' };
-  const auth = await prepareSiteAuth(dataDir, site, localPrincipals({ host, operator: operator.name }));
+  // a linked site: the store made or checked before anything starts; its link and intake get credentials of their own
+  let siteStore = o.federation ? await ensureSite(dataDir, site, o.federation.listen) : stored;
+  const linked = siteStore !== null;
+  const auth = await prepareSiteAuth(dataDir, site, localPrincipals({ host, operator: operator.name, linked }));
   const credsOf = (role: Role, name: string) => auth.creds.get(keyOf({ role, name }))!;
   // nats-server must not meet a full disk (store-guard.ts): on a nearly full one it starts refusing writes
   const storeDir = natsDir(dataDir);
@@ -97,7 +112,8 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const listen = o.listen ?? '127.0.0.1';
   const startNats = async (mode: StoreMode, port: number): Promise<NatsServerHandle> => {
     // the users as the store has them now: credentials issued since the start stay valid
-    const common = { dir: storeDir, host: listen, port, serverName: `renderbus-${site}`, auth: { users: await authUsers(dataDir) } };
+    const links = siteStore ? { links: linksOf(siteStore) } : {};
+    const common = { dir: storeDir, host: listen, port, serverName: `renderbus-${site}`, auth: { users: await authUsers(dataDir) }, ...links };
     if (mode === 'normal') return startNatsServer(common);
     // its config and ports file go elsewhere: the data disk has no room for them
     const runDir = await mkdtemp(join(tmpdir(), 'rb-nats-run-'));
@@ -129,6 +145,19 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const stopAll = async () => {
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
   };
+  // the store guard and a change of the site's links both restart nats-server: one at a time
+  let natsOp = Promise.resolve();
+  const restartNats = (mode: StoreMode): Promise<void> => {
+    const next = natsOp.then(async () => {
+      await nats.stop();
+      nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
+      storeMode = mode;
+      // its new pid, for renderbus credentials' reload (a full disk may refuse it: the next restart writes it)
+      if (farmFileWritten) await writeFarm().catch((err: unknown) => log.warn({ err }, 'could not record the new nats-server in farm.json'));
+    });
+    natsOp = next.catch(() => {});
+    return next;
+  };
   try {
     const nc = await conn('farm', Role.Operator, operator.name);
     stops.push(() => nc.drain());
@@ -147,13 +176,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
           return false;
         }
       },
-      restart: async (mode) => {
-        await nats.stop();
-        nats = await startNats(mode, Number(new URL(nats.url).port)); // the same port: every actor reconnects to it
-        storeMode = mode;
-        // its new pid, for renderbus credentials' reload (a full disk may refuse it: the next restart writes it)
-        if (farmFileWritten) await writeFarm().catch((err: unknown) => log.warn({ err }, 'could not record the new nats-server in farm.json'));
-      },
+      restart: restartNats,
     });
     stops.push(stopGuard);
     const regNc = await conn('registry', Role.Registry);
@@ -183,6 +206,34 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       const rs = await startRenderServer({ nc: rsNc, site, host, slots, log });
       stops.push(() => rs.stop({ graceMs }));
     }
+    let services: SiteServices | null = null;
+    if (siteStore) {
+      services = await startSiteServices({
+        site, dataDir, url: nats.url, log: log.child({ part: 'site-links' }), peers: siteStore.peers,
+        creds: { link: credsOf(Role.SiteLink, 'link'), intake: credsOf(Role.Intake, 'intake') },
+      });
+      stops.push(services.stop);
+      // `renderbus site invite/join/remove` only write the store: the running site applies it
+      const w = watchSiteStore(dataDir, log, async () => {
+        const next = await readSiteStore(dataDir);
+        if (!next || !siteStore || JSON.stringify(next) === JSON.stringify(siteStore)) return;
+        const change = linkChange(siteStore, next);
+        siteStore = next;
+        const peers = next.peers.map((p) => p.name);
+        // in a full-disk mode the config lives in a temp run dir, which only a restart writes
+        if (change === LinkChange.Restart || (change === LinkChange.Reload && storeMode !== 'normal')) {
+          log.info({ peers }, 'the site\'s leaf connections changed: restarting nats-server');
+          await restartNats(storeMode);
+        } else if (change === LinkChange.Reload) {
+          // a leaf peer at a hub is a new account and its users: a reload, the other links stay up
+          await writeAuthConfig(storeDir, await authUsers(dataDir), linksConfig(linksOf(next)));
+          reloadNatsServer(nats.pid);
+          log.info({ peers }, 'the site\'s peers changed: nats-server reloaded');
+        }
+        await services?.peersChanged(next.peers);
+      });
+      stops.push(async () => w.close());
+    }
     await writeFarm();
     farmFileWritten = true;
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
@@ -191,9 +242,59 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
-    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, natsFellBack, stop };
+    const links = siteStore ? { ...(siteStore.listen ? { listen: siteStore.listen } : {}), peers: siteStore.peers.map((p) => p.name) } : null;
+    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, natsFellBack, links, stop };
   } catch (err) {
     await stopAll();
     throw err;
   }
+}
+
+/** What composing a linked site's services needs (`startSiteServices`). */
+export interface SiteServicesInput {
+  site: string;
+  dataDir: string;
+  /** The site's nats-server (FARM account). */
+  url: string;
+  log: Logger;
+  /** The FARM credentials of the site's link service and of its intake (roles site-link, intake). */
+  creds: { link: Credentials; intake: Credentials };
+  /** The peers as stored, each with `dmzSeed`: the seed this site's link logs into that peer's DMZ with. */
+  peers: readonly StoredPeer[];
+}
+
+export interface SiteServices {
+  /** The store changed (`renderbus site invite/join/remove`, a peer's key recorded): the new list. */
+  peersChanged(peers: readonly StoredPeer[]): void | Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The place where a linked site's own services start: the link service (one link per peer over its
+ * DMZ), the intake (sites/intake) and the outsourcing half. Composed here after issue 14's parts
+ * are merged; today it starts nothing. `startFarm` calls it once the farm runs, and tells it when
+ * the peers change.
+ */
+export async function startSiteServices(i: SiteServicesInput): Promise<SiteServices> {
+  i.log.info({ site: i.site, peers: i.peers.map((p) => p.name) }, 'linked site: no link service composed yet');
+  return { peersChanged: () => {}, stop: async () => {} };
+}
+
+/**
+ * Calls `apply` after `<data>/fed/site.json` changed (written by rename, so the folder is watched),
+ * once the writes settle; one apply at a time, and a failure is logged, never thrown.
+ */
+function watchSiteStore(dataDir: string, log: Logger, apply: () => Promise<void>): FSWatcher {
+  let timer: NodeJS.Timeout | undefined;
+  let chain = Promise.resolve();
+  const w = watch(join(dataDir, 'fed'), (_event, name) => {
+    if (name !== null && name !== 'site.json') return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      chain = chain.then(apply).catch((err: unknown) => log.error({ err }, 'could not apply the changed site store'));
+    }, 100);
+  });
+  w.on('error', (err) => log.warn({ err }, 'stopped watching the site store'));
+  w.on('close', () => clearTimeout(timer));
+  return w;
 }

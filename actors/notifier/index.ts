@@ -10,4 +10,4 @@ export { emailText } from './email-text.ts';
 export { DeliveryError, type Notification, type Outcome, type DeliveryReceipt, type Sample } from './notification.ts';
 export { onJobEvent, watchFor, notificationsFor, type JobWatch } from './job-watch.ts';
 export { AckBook, type Ackable } from './ack-book.ts';
-export { openJobEventFeed, NOTIFIER_CONSUMER, type JobEventFeed, type JobEventFeedOptions } from './job-event-feed.ts';
+export { openEventFeed, openJobEventFeed, NOTIFIER_CONSUMER, type EventFeedOptions, type JobEventFeed, type JobEventFeedOptions } from './job-event-feed.ts';

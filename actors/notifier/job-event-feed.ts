@@ -9,14 +9,6 @@ export const NOTIFIER_CONSUMER = 'notifier';
 const ACK_WAIT_NS = 30 * 1e9;
 const STREAM_POLL_MS = 2_000;
 
-/** Another reader of job events (the studio's packer, sites/outsource): its own consumer, and where it starts. */
-export interface JobEventFeedOptions {
-  /** The durable consumer's name (default: the notifier's). */
-  consumer?: string;
-  /** 'all': a new consumer starts with the stream's history; 'new' (default): with what is published from then on. */
-  deliver?: 'all' | 'new';
-}
-
 export interface JobEventFeed {
   /** Stops taking events (those taken stay the caller's to ack or give back). */
   stop(): Promise<void>;
@@ -36,8 +28,48 @@ export async function openJobEventFeed(
   onEvent: (evt: JobEvent, msg: JsMsg) => void,
   o: JobEventFeedOptions = {},
 ): Promise<JobEventFeed> {
+  const feed: EventFeedOptions = { consumer: o.consumer ?? NOTIFIER_CONSUMER, filter: subjects.allJobEvents(site), ...(o.deliver ? { deliver: o.deliver } : {}) };
+  return openEventFeed(nc, site, log, feed, (m) => {
+    let evt: JobEvent;
+    try {
+      evt = codecs.jobEvent.decode(m.data);
+    } catch (err) {
+      log.warn({ err, subject: m.subject, seq: m.seq }, 'dropped a malformed job event');
+      m.term(); // it will not decode next time either
+      return;
+    }
+    onEvent(evt, m);
+  });
+}
+
+export interface EventFeedOptions {
+  /** The durable consumer's name: one per reader (the notifier, the intake's returner, the studio's packer). */
+  consumer: string;
+  /** Which of the stream's subjects it takes (one filter: nats-server 2.9 has no multi-filter consumers). */
+  filter: string;
+  /** 'all': a new consumer starts with the stream's history; 'new' (default): with what is published from then on. */
+  deliver?: 'all' | 'new';
+}
+
+/** A job-event reader other than the notifier (the studio's packer, sites/outsource): its own consumer, and where it starts. */
+export interface JobEventFeedOptions {
+  consumer?: string;
+  deliver?: 'all' | 'new';
+}
+
+/**
+ * The same durable reading of the site's event stream for any reader: its own consumer, made on
+ * first use from the events published from then on, opened again when lost; each message is the
+ * reader's to ack.
+ */
+export async function openEventFeed(
+  nc: NatsConnection,
+  site: string,
+  log: Logger,
+  o: EventFeedOptions,
+  onMessage: (msg: JsMsg) => void,
+): Promise<JobEventFeed> {
   const stream = streams.events(site);
-  const name = o.consumer ?? NOTIFIER_CONSUMER;
   let stopped = false;
   let messages: ConsumerMessages | null = null;
   let wake: () => void = () => {};
@@ -50,20 +82,20 @@ export async function openJobEventFeed(
   const open = async (): Promise<ConsumerMessages | null> => {
     const jsm = await jetstreamManager(nc, { timeout: 5_000 });
     if (!(await jsm.streams.info(stream).then(() => true, () => false))) return null;
-    const exists = await jsm.consumers.info(stream, name).then(() => true, () => false);
+    const exists = await jsm.consumers.info(stream, o.consumer).then(() => true, () => false);
     if (!exists) {
       await jsm.consumers.add(stream, {
-        durable_name: name,
-        filter_subject: subjects.allJobEvents(site),
+        durable_name: o.consumer,
+        filter_subject: o.filter,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: o.deliver === 'all' ? DeliverPolicy.All : DeliverPolicy.New,
         ack_wait: ACK_WAIT_NS,
         max_ack_pending: 10_000,
       });
     }
-    const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(stream, name);
+    const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(stream, o.consumer);
     const m = await consumer.consume({ max_messages: 256 });
-    log.info({ stream, consumer: name, created: !exists }, 'reading job events from the event stream');
+    log.info({ stream, consumer: o.consumer, created: !exists }, 'reading events from the event stream');
     return m;
   };
 
@@ -83,21 +115,11 @@ export async function openJobEventFeed(
           await pause(STREAM_POLL_MS);
           continue;
         }
-        for await (const m of messages) {
-          let evt: JobEvent;
-          try {
-            evt = codecs.jobEvent.decode(m.data);
-          } catch (err) {
-            log.warn({ err, subject: m.subject, seq: m.seq }, 'dropped a malformed job event');
-            m.term(); // it will not decode next time either
-            continue;
-          }
-          onEvent(evt, m);
-        }
+        for await (const m of messages) onMessage(m);
         if (!stopped) await pause(STREAM_POLL_MS); // the consumer went away: open it again
       } catch (err) {
         if (stopped) break;
-        log.warn({ err }, 'the job event feed failed; opening it again');
+        log.warn({ err, consumer: o.consumer }, 'the event feed failed; opening it again');
         await pause(STREAM_POLL_MS);
       }
     }

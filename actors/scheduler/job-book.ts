@@ -1,6 +1,7 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, taskId, toProfile,
+  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, originKey, taskId, toProfile,
+  type JobOrigin,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
@@ -82,6 +83,8 @@ export interface Job {
   remote?: Outsourced;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
+  /** A peer's job the intake submitted (job-origin.ts): that site and its job id there. */
+  origin?: JobOrigin;
 }
 
 export type ResultOutcome =
@@ -128,6 +131,8 @@ export class JobBook {
   readonly jobs = new Map<string, Job>();
   /** Finished jobs that left memory (retention), read back from the journal when asked for. */
   readonly archived = new Map<string, ArchivedJob>();
+  /** `<site>/<job>` of each origin → the job submitted for it; kept when the job leaves memory (job-origin.ts). */
+  readonly origins = new Map<string, string>();
   /** Jobs that have queued tasks, in queue order. */
   private pending: Job[] = [];
   /** Every lease, with the counts dispatch asks for. */
@@ -145,7 +150,7 @@ export class JobBook {
   readonly health = new HostHealth();
   private seq = 0;
 
-  add(id: string, spec: JobSpec, prepared: PreparedJob, at: number): Job {
+  add(id: string, spec: JobSpec, prepared: PreparedJob, at: number, origin?: JobOrigin): Job {
     const machine = createActor(jobMachine).start();
     const total = prepared.frames.count;
     const job: Job = {
@@ -188,6 +193,10 @@ export class JobBook {
       afterFrames: (spec.afterFrames ?? []).map((id) => this.jobs.get(id)).filter((j): j is Job => j !== undefined),
     };
     for (const dep of job.after) dep.dependents.push(job);
+    if (origin) {
+      job.origin = origin;
+      this.origins.set(originKey(origin), id);
+    }
     this.jobs.set(id, job);
     this.enqueue(job);
     return job;

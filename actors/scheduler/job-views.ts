@@ -34,6 +34,7 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
   else if (retryWouldChange(book, job)) s.retryable = true; // an outsourced job is sent again, not retried
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
+  if (job.origin) s.origin = job.origin;
   return s;
 }
 

@@ -26,7 +26,7 @@ export function applyControl(book: JobBook, job: Job, c: { action: CtlRequest['a
 export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job | undefined {
   if (rec.kind === 'submit') {
     if (book.jobs.has(rec.jobId) || book.archived.has(rec.jobId)) return undefined;
-    const job = book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at);
+    const job = book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at, rec.origin);
     job.journalSeq = seq;
     // the submit record says it all: a job naming a site, not held, went out as it was queued
     if (shouldOutsource(book, job)) outsource(job);

@@ -5,7 +5,7 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type LimitsRequest, type RemoteUpdate, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type JobOrigin, type LimitsRequest, type RemoteUpdate, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -18,6 +18,7 @@ import { checkQueueLimits, queueLimits, type QueueLimits } from './queue-limits.
 import { applyControl as applyControlTo, applyRecord, rebuildJob } from './replay.ts';
 import { jobsToEvict, retention, type Retention } from './retention.ts';
 import { HostLiveness } from './liveness.ts';
+import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
 
@@ -31,8 +32,11 @@ export interface SchedulerOptions {
   limits?: Partial<QueueLimits>;
   /** Finished jobs it keeps in memory; defaults: DEFAULT_RETENTION. */
   retention?: Partial<Retention>;
-  /** The site's linked peers: a job naming one (`site`) is sent there; naming another site is refused. */
-  peers?: readonly string[];
+  /**
+   * The site's linked peers: a job naming one (`site`) is sent there; naming another site is
+   * refused. A function is asked at each submit (a linked site's peers change while it runs).
+   */
+  peers?: readonly string[] | (() => readonly string[]);
 }
 
 export interface SchedulerHandle {
@@ -65,7 +69,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const now = o.now ?? Date.now;
   const queueCaps = queueLimits(o.limits);
   const keep = retention(o.retention);
-  const peers = o.peers ?? [];
+  const peers = () => (typeof o.peers === 'function' ? o.peers() : (o.peers ?? []));
   let book = new JobBook();
   let journal: Journal | null = null;
   const schedulerId = newInstanceId();
@@ -161,8 +165,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
   };
 
-  /** A job submitted by `user`: the one its credential names (the subject's last token), never the message's word. */
-  async function submit(req: SubmitRequest, user: string) {
+  /**
+   * A job submitted by `user`: the one its credential names (the subject's last token), never the
+   * message's word. `origin`: a peer's job, from the intake (job-origin.ts).
+   */
+  async function submit(req: SubmitRequest, user: string, origin?: JobOrigin) {
     requireServing();
     if (req.spec.user !== undefined && req.spec.user !== user) {
       throw new FarmError('RB_FORBIDDEN', `the job says user '${req.spec.user}' but was submitted with the credential of '${user}': a job belongs to whoever submits it`);
@@ -170,7 +177,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     req = { ...req, spec: { ...req.spec, user } };
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
-    checkOutsource(req.spec, site, peers);
+    checkOutsource(req.spec, site, peers());
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.count, tasks: prepared.taskCount };
     if (book.jobs.has(jobId) || book.archived.has(jobId)) return counts; // a retried submit: already queued
@@ -184,9 +191,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // a flood of submits is refused here, before it costs memory or a journal write
     checkQueueLimits(book, req.spec.user ?? 'unknown', counts.frames, queueCaps);
     const at = now();
-    const seq = await journal!.appendAt({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at }, `submit-${jobId}`);
+    const seq = await journal!.appendAt({ v: PROTOCOL_MAJOR, kind: 'submit', jobId, spec: req.spec, at, ...(origin ? { origin } : {}) }, `submit-${jobId}`);
     if (book.jobs.has(jobId)) return counts;
-    const job = book.add(jobId, req.spec, prepared, at);
+    const job = book.add(jobId, req.spec, prepared, at, origin);
     job.journalSeq = seq;
     log.info({ jobId, frames: counts.frames, tasks: counts.tasks, priority: prepared.priority }, 'job queued');
     jobEvent(job, 'submitted');
@@ -711,6 +718,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     },
   });
 
+  const fromPeers = intakeRequests({
+    book: () => book,
+    submit,
+    cancel: async (jobId) => (await control({ v: PROTOCOL_MAJOR, action: 'cancel', jobId }, null)).job,
+  });
+
   const actor = createActor(machine);
   actor.subscribe({
     next: (s) => log.debug({ state: s.value }, 'scheduler state'),
@@ -724,6 +737,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // operators' credentials may publish (protocol/roles.ts)
     serve(nc, { subject: subjects.allSchedCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req, msg) => control(req, callerOf(msg.subject, 'the request')), log }),
     serve(nc, { subject: subjects.opCtl(site), request: codecs.ctlRequest, reply: codecs.ctlReply, handle: (req) => control(req, null), log }),
+    // a peer's job, submitted or cancelled by the intake: the subject's last token is the peer
+    serve(nc, { subject: subjects.allSchedIntake(site), request: codecs.intakeRequest, reply: codecs.intakeReply, handle: (req, msg) => fromPeers(req, lastToken(msg.subject)), log }),
     serve(nc, { subject: subjects.schedHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, false), log }),
     serve(nc, { subject: subjects.opHosts(site), request: codecs.hostsRequest, reply: codecs.hostsReply, handle: (req) => hostsRequest(req, true), log }),
     serve(nc, { subject: subjects.schedLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: (req) => limits(req, false), log }),

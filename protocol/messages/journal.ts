@@ -5,6 +5,7 @@ import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
 import { RemoteRecord } from './outsource.ts';
+import { JobOrigin } from './intake.ts';
 
 /** A task's ended attempt (done, or failed: retried or for good). */
 export const TaskRecord = Type.Object({
@@ -40,7 +41,8 @@ export const TaskRecord = Type.Object({
  * (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
-  Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis }),
+  /** `origin`: a peer's job, submitted by the intake (sched.intake). */
+  Type.Object({ v: V, kind: Type.Literal('submit'), jobId: Token, spec: JobSpec, at: Millis, origin: Type.Optional(JobOrigin) }),
   TaskRecord,
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
   LimitRecord,

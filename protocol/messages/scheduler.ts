@@ -3,6 +3,7 @@ import { Millis, Reply, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { OutsourceSummary } from './outsource.ts';
+import { JobOrigin } from './intake.ts';
 
 export const JobState = {
   Queued: 'queued',
@@ -95,6 +96,8 @@ export const JobSummary = Type.Object({
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),
   /** A job sent to a linked site (its `site`): where it stands there. */
   outsourced: Type.Optional(OutsourceSummary),
+  /** A peer's job rendered here (docs/federation.md, "Intake at the vendor"): that site and its job id there. */
+  origin: Type.Optional(JobOrigin),
 });
 export type JobSummary = Static<typeof JobSummary>;
 

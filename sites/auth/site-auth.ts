@@ -4,6 +4,7 @@ import { Role, type Credentials, type Principal } from '../../protocol/index.ts'
 import { pidAlive, readFarmFile } from '../farm-file.ts';
 import type { AuthUser } from '../nats-config.ts';
 import { reloadNatsServer, writeAuthConfig } from '../nats-server.ts';
+import { linksConfig, linksOf, readSiteStore } from '../links/index.ts';
 import { readCredentials, writeCredentials } from './credentials-file.ts';
 import { issuePrincipal, listPrincipals, localCredsPath, publicKeyOf } from './principals.ts';
 
@@ -11,7 +12,7 @@ import { issuePrincipal, listPrincipals, localCredsPath, publicKeyOf } from './p
 export const natsDir = (dataDir: string) => join(dataDir, 'nats');
 
 /** The actors `renderbus up` runs itself, each with a credential of its own. */
-export function localPrincipals(o: { host: string | null; operator: string }): Principal[] {
+export function localPrincipals(o: { host: string | null; operator: string; linked?: boolean }): Principal[] {
   const list: Principal[] = [
     { role: Role.Scheduler, name: 'scheduler' },
     { role: Role.Registry, name: 'registry' },
@@ -21,6 +22,8 @@ export function localPrincipals(o: { host: string | null; operator: string }): P
     { role: Role.Operator, name: o.operator },
   ];
   if (o.host) list.push({ role: Role.RenderServer, name: o.host });
+  // a linked site's link service and intake (docs/federation.md, "Linking sites")
+  if (o.linked) list.push({ role: Role.SiteLink, name: 'link' }, { role: Role.Intake, name: 'intake' });
   return list;
 }
 
@@ -61,7 +64,10 @@ export async function authUsers(dataDir: string): Promise<AuthUser[]> {
  * Says whether a running server was told.
  */
 export async function applySiteAuth(dataDir: string): Promise<boolean> {
-  await writeAuthConfig(natsDir(dataDir), await authUsers(dataDir));
+  // a linked site's links go into every rewrite: without them the leafnodes block would vanish,
+  // nats-server 2.9.10 would refuse the whole reload, and the new credential would not get in
+  const store = await readSiteStore(dataDir);
+  await writeAuthConfig(natsDir(dataDir), await authUsers(dataDir), store ? linksConfig(linksOf(store)) : undefined);
   const farm = await readFarmFile(dataDir).catch(() => null);
   if (!farm?.natsPid || !pidAlive(farm.pid)) return false;
   return reloadNatsServer(farm.natsPid);

@@ -11,14 +11,22 @@ import {
 /** What a bundle says besides its files; the writer fills in version, createdAt and files[]. */
 export type BundleHead = Omit<BundleManifest, 'version' | 'createdAt' | 'files'> & { createdAt?: number };
 
+/**
+ * A file to carry: its absolute path, or `{ path, from }`: the path the manifest gives it (its
+ * original path, e.g. a frame under the studio's output.dir) and the local file holding it.
+ */
+export type BundleSource = string | { path: string; from: string };
+
 export interface WriteBundleOptions {
   head: BundleHead;
-  /** Absolute paths of the files to carry (for a job: its scene and support files). */
-  files: readonly string[];
+  /** The files to carry (for a job: its scene and support files; for a result: its frames and logs). */
+  files: readonly BundleSource[];
   /** The bundle's final path, `X.rbb`; it appears only once complete (written as `X.rbb.part`, then renamed). */
   out: string;
   /** The sending site's data directory, for the path rules (its files never travel). */
   dataDir: string;
+  /** Signs the manifest's exact bytes (`manifest.sig`): the site key (sites/links/site-key.ts loadSiteKey). */
+  sign?: { sign(bytes: Uint8Array): Uint8Array };
 }
 
 async function hashFile(path: string): Promise<string> {
@@ -27,37 +35,61 @@ async function hashFile(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** The manifest for a list of files: each stat'ed and sha256'd, streaming; path rules checked. */
-export async function buildManifest(head: BundleHead, paths: readonly string[], dataDir: string): Promise<BundleManifest> {
-  const files: BundleFile[] = [];
-  for (const path of [...new Set(paths)]) {
-    const st = await stat(path).catch((cause: unknown) => {
-      throw new FarmError('RB_INPUT_NOT_FOUND', `bundle file ${path}: ${(cause as Error).message}`, { cause });
+/** A manifest's file with the local file its bytes are read from. */
+type Sourced = BundleFile & { from: string };
+
+/** The files of a manifest, each stat'ed and sha256'd (streaming); the same path twice is one file. */
+async function describeFiles(sources: readonly BundleSource[]): Promise<Sourced[]> {
+  const files: Sourced[] = [];
+  const seen = new Map<string, string>();
+  for (const src of sources) {
+    const { path, from } = typeof src === 'string' ? { path: src, from: src } : src;
+    const had = seen.get(path);
+    if (had === from) continue;
+    if (had !== undefined) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${path} is given twice, from ${had} and from ${from}`);
+    seen.set(path, from);
+    const st = await stat(from).catch((cause: unknown) => {
+      throw new FarmError('RB_INPUT_NOT_FOUND', `bundle file ${path}${from !== path ? ` (from ${from})` : ''}: ${(cause as Error).message}`, { cause });
     });
-    if (!st.isFile()) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${path} is not a regular file`);
+    if (!st.isFile()) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${from} is not a regular file`);
     // rw/x only: the receiver gets 0644 or 0755, never setuid, setgid or another owner's bits
-    files.push({ path, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, sha256: await hashFile(path) });
+    files.push({ path, from, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, sha256: await hashFile(from) });
   }
+  return files;
+}
+
+/** The manifest for a list of files: each stat'ed and sha256'd, streaming; path rules checked. */
+export async function buildManifest(head: BundleHead, sources: readonly BundleSource[], dataDir: string): Promise<BundleManifest> {
+  return (await build(head, sources, dataDir)).manifest;
+}
+
+async function build(head: BundleHead, sources: readonly BundleSource[], dataDir: string): Promise<{ manifest: BundleManifest; files: Sourced[] }> {
+  const sourced = await describeFiles(sources);
+  const files: BundleFile[] = sourced.map(({ from: _from, ...f }) => f);
   const { createdAt, ...rest } = head;
   const m = checkManifest({ version: BUNDLE_VERSION, createdAt: createdAt ?? Date.now(), ...rest, files });
   checkBundlePaths(m, { dataDir });
-  return m;
+  return { manifest: m, files: sourced };
 }
 
 /**
- * Writes a bundle: a tar of `manifest.msgpack` first (a reader checks it before any blob), then
- * one `blobs/<sha256>` per distinct content. `manifest.sig` is reserved for signing (a later
- * issue). A file that changes while it is written fails the bundle (its hash no longer matches).
+ * Writes a bundle: a tar of `manifest.msgpack` first (a reader checks it before any blob), with
+ * `sign`: `manifest.sig` (Ed25519 over the manifest's exact bytes) right after it, then one
+ * `blobs/<sha256>` per distinct content. A file that changes while it is written fails the bundle
+ * (its hash no longer matches).
  */
 export async function writeBundle(o: WriteBundleOptions): Promise<BundleManifest> {
-  const manifest = await buildManifest(o.head, o.files, o.dataDir);
-  const blobs = new Map<string, BundleFile>();
-  for (const f of manifest.files) if (!blobs.has(f.sha256)) blobs.set(f.sha256, f);
+  const { manifest, files } = await build(o.head, o.files, o.dataDir);
+  const blobs = new Map<string, Sourced>();
+  for (const f of files) if (!blobs.has(f.sha256)) blobs.set(f.sha256, f);
+  const manifestBytes = Buffer.from(encodeManifest(manifest));
+  const signature = o.sign ? Buffer.from(o.sign.sign(manifestBytes)) : null;
   const part = `${o.out}.part`;
   const pack = tarPack();
   const fill = async () => {
     const entry = (name: string, size: number) => pack.entry({ name, size, mode: 0o644, mtime: new Date(manifest.createdAt) });
-    await new Promise<void>((res, rej) => pack.entry({ name: BUNDLE_ENTRY.manifest, mode: 0o644, mtime: new Date(manifest.createdAt) }, Buffer.from(encodeManifest(manifest)), (e) => (e ? rej(e) : res())));
+    await new Promise<void>((res, rej) => pack.entry({ name: BUNDLE_ENTRY.manifest, mode: 0o644, mtime: new Date(manifest.createdAt) }, manifestBytes, (e) => (e ? rej(e) : res())));
+    if (signature) await new Promise<void>((res, rej) => pack.entry({ name: BUNDLE_ENTRY.signature, mode: 0o644, mtime: new Date(manifest.createdAt) }, signature, (e) => (e ? rej(e) : res())));
     for (const [sha256, f] of blobs) {
       if (f.size === 0) {
         await new Promise<void>((res, rej) => pack.entry({ name: `${BUNDLE_ENTRY.blobPrefix}${sha256}`, mode: 0o644 }, Buffer.alloc(0), (e) => (e ? rej(e) : res())));
@@ -65,8 +97,8 @@ export async function writeBundle(o: WriteBundleOptions): Promise<BundleManifest
       }
       const h = createHash('sha256');
       const sink = entry(`${BUNDLE_ENTRY.blobPrefix}${sha256}`, f.size);
-      await pipeline(createReadStream(f.path, { start: 0, end: f.size - 1 }).on('data', (c) => h.update(c as Buffer)), sink);
-      if (h.digest('hex') !== sha256) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${f.path} changed while the bundle was written`);
+      await pipeline(createReadStream(f.from, { start: 0, end: f.size - 1 }).on('data', (c) => h.update(c as Buffer)), sink);
+      if (h.digest('hex') !== sha256) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${f.from} changed while the bundle was written`);
     }
     pack.finalize();
   };

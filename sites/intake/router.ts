@@ -77,12 +77,14 @@ export async function routeBundle(o: RouterOptions, peer: string, file: string):
   try {
     const key = o.peerKey?.(peer);
     let signed = false;
-    if (read.signature) {
-      if (!key) throw bad(`bundle ${read.manifest.bundleId} is signed, but this site holds no key of ${peer} to check it`);
+    // a signature we hold no key for proves nothing: the bundle counts as unsigned (the peer's key
+    // arrives with its first hello); a signature that does not match the key we hold is a forgery
+    if (read.signature && key) {
       signed = verifySiteSignature(key, read.manifestBytes, read.signature);
       if (!signed) throw bad(`bundle ${read.manifest.bundleId}: manifest.sig does not match ${peer}'s key`);
-    } else if (o.requireSignature?.(peer)) {
-      throw bad(`bundle ${read.manifest.bundleId} is not signed, and ${peer}'s bundles must be`);
+    }
+    if (!signed && o.requireSignature?.(peer)) {
+      throw bad(`bundle ${read.manifest.bundleId} is not signed${read.signature ? ` with a key this site holds for ${peer}` : ''}, and ${peer}'s bundles must be`);
     }
     const route = routeOf(o.site, peer, read.manifest);
     await o.handlers[route]({ peer, file, manifest: read.manifest, blobs: read.blobs, signed });

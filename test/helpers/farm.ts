@@ -7,12 +7,13 @@ import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { pino } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
-import { startNatsServer, type TestNats } from './nats-server.ts';
+import pino from 'pino';
 import { startIntake, type Intake, type IntakeOptions } from '../../sites/intake/index.ts';
 import { startOutsourcing, type Outsourcing } from '../../sites/outsource/index.ts';
+import { startRemoteJobs, type RemoteJobsOptions } from '../../sites/remote-jobs/index.ts';
+import { startNatsServer, type TestNats } from './nats-server.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 
 export const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
@@ -92,12 +93,13 @@ export class TestFarm {
     return join(this.dir, 'data');
   }
 
-  private intakes: { intake: Intake; outsourcing: Outsourcing }[] = [];
   /**
-   * The site's intake, in this process, with the studio's half (sites/outsource: the packer and
-   * ownJob) on an intake credential; a peer's job (peerJob) is refused. Stopped with the farm.
+   * The site's intake for its `peers`, in this process, with the studio's half (sites/outsource:
+   * the packer and ownJob) on an intake credential; its data directory is `dataDir` (not the
+   * farm's dir, where the tests' scenes and outputs are: bundle paths may not lie under the data
+   * directory). A peer's job (peerJob) is refused. Stopped with the farm.
    */
-  async intake(o: Partial<IntakeOptions> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
+  async studioIntake(o: Partial<IntakeOptions> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
     const nc = await this.connectAs(Role.Intake, 'intake');
     const log = pino({ level: process.env.RENDERBUS_LOG ?? 'error' }); // a refused bundle is a warning the tests provoke
     const outsourcing = await startOutsourcing({ site: this.site, dataDir: this.dataDir, nc, peers: this.peers, log });
@@ -113,9 +115,13 @@ export class TestFarm {
       },
       ...o,
     });
-    const pair = { intake, outsourcing };
-    this.intakes.push(pair);
-    return pair;
+    const stop = async () => {
+      this.stops.delete(stop);
+      await intake.stop();
+      await outsourcing.stop();
+    };
+    this.stops.add(stop);
+    return { intake, outsourcing };
   }
 
   /** A credentials file of another principal on this farm (issued on first use). */
@@ -268,16 +274,39 @@ export class TestFarm {
     return this.waitJob(jobId, 'done', 30_000);
   }
 
+  /**
+   * The site's intake for `peers` in this process, with the vendor's half (sites/remote-jobs) as
+   * its peerJob half, on a connection with the intake role; the farm's dir is the site's data
+   * directory. `ownJob` (news of jobs this farm sent out) is refused: that is the studio's half.
+   * Stop it with its `stop` (the farm's stop does too).
+   */
+  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome'] } = {}): Promise<{ stop(): Promise<void> }> {
+    const nc = await this.connectAs(Role.Intake, 'intake');
+    const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
+    const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}) });
+    const intake = await startIntake({
+      site: this.site, dataDir: this.dir, peers, log, scanEveryMs: o.scanEveryMs ?? 200,
+      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')) },
+      ...(o.onOutcome ? { onOutcome: o.onOutcome } : {}),
+    });
+    const stop = async () => {
+      this.stops.delete(stop);
+      await intake.stop();
+      await remote.stop();
+    };
+    this.stops.add(stop);
+    return { stop };
+  }
+
+  private readonly stops = new Set<() => Promise<void>>();
+
   /** The actors' recent output, for assertion messages. */
   logs(): string {
     return this.procs.map((p) => `--- ${p.name}\n${p.output.split('\n').slice(-15).join('\n')}`).join('\n');
   }
 
   async stop(): Promise<void> {
-    for (const { intake, outsourcing } of this.intakes) {
-      await intake.stop().catch(() => {});
-      await outsourcing.stop().catch(() => {});
-    }
+    for (const s of [...this.stops]) await s().catch(() => {});
     await Promise.all(this.procs.map((p) => p.kill('SIGTERM').catch(() => {})));
     for (const c of this.extraConns) await c.close().catch(() => {});
     await this.nc.close().catch(() => {});

@@ -35,7 +35,7 @@ before(async () => {
   await waitUntil('the notifier to start', () => notifier.output.includes('"msg":"notifier started"') || !notifier.running, 20_000);
   subs.push(sub(subjects.allJobEvents(farm.site), (d) => jobEvents.push(codecs.jobEvent.decode(d))));
   subs.push(sub(subjects.allFrameEvents(farm.site, 'done'), (d) => frameEvents.push(codecs.frameEvent.decode(d))));
-  const { outsourcing } = await farm.intake({ onOutcome: (peer, o) => outcomes.push({ peer, ...o }) });
+  const { outsourcing } = await farm.studioIntake({ onOutcome: (peer, o) => outcomes.push({ peer, ...o }) });
   packed = outsourcing.packer.outcomes;
 });
 

@@ -26,6 +26,7 @@ const PRINCIPALS = [
   [Role.Registry, 'registry'],
   [Role.Notifier, 'notifier'],
   [Role.Monitor, 'monitor'],
+  [Role.Intake, 'intake'],
 ] as const;
 type Who = `${(typeof PRINCIPALS)[number][0]}/${(typeof PRINCIPALS)[number][1]}` | 'scheduler/scheduler' | 'render-server/node-a';
 
@@ -66,17 +67,19 @@ function ownersTable(site: string): [string, Who[]][] {
     [`${r}.reg.register.node-a`, ['render-server/node-a']],
     [`${r}.reg.heartbeat.node-a`, ['render-server/node-a']],
     [`${r}.reg.bye.node-a`, ['render-server/node-a']],
-    [`${r}.reg.match`, ['scheduler/scheduler', 'operator/op']],
-    [`${r}.reg.list`, ['artist/ann', 'artist/bob', 'operator/op', 'scheduler/scheduler', 'monitor/monitor']],
+    [`${r}.reg.match`, ['scheduler/scheduler', 'operator/op', 'intake/intake']],
+    [`${r}.reg.list`, ['artist/ann', 'artist/bob', 'operator/op', 'scheduler/scheduler', 'monitor/monitor', 'intake/intake']],
     [`${r}.sched.submit.ann`, ['artist/ann']],
     [`${r}.sched.ctl.ann`, ['artist/ann']],
     [`${r}.op.ctl`, ['operator/op', 'monitor/monitor']],
     [`${r}.op.limits`, ['operator/op']],
     [`${r}.op.shares`, ['operator/op']],
     [`${r}.op.hosts`, ['operator/op']],
-    [`${r}.sched.query`, ['artist/ann', 'artist/bob', 'operator/op', 'notifier/notifier', 'monitor/monitor']],
+    [`${r}.sched.query`, ['artist/ann', 'artist/bob', 'operator/op', 'notifier/notifier', 'monitor/monitor', 'intake/intake']],
+    // a peer's job (submit, cancel) and news of a job sent to a peer: the peer is the last token
+    [`${r}.sched.intake.studio`, ['intake/intake']],
+    [`${r}.sched.remote.studio`, ['intake/intake']],
     [`${r}.sched.result.node-a`, ['render-server/node-a']],
-    [`${r}.sched.remote.v1`, []], // the intake's alone (news of a job sent to peer v1)
     [`${r}.sched.leases.node-a`, ['render-server/node-a']],
     [`${r}.sched.hello`, ['scheduler/scheduler']],
     [`${r}.host.node-a.assign`, ['scheduler/scheduler']],

@@ -69,6 +69,11 @@ test('intake router - checks manifest.sig with the peer\'s key, and refuses unsi
     await routeBundle(o(studioKey.publicKey, false), 'studio', unsigned);
     assert.equal(got.length, 2);
     assert.equal(got[1]!.signed, false);
+    // signed, but no key of the peer is held yet: it counts as unsigned
+    const noKey = { ...o(studioKey.publicKey), peerKey: () => undefined };
+    await routeBundle(noKey, 'studio', signed);
+    assert.equal(got[2]!.signed, false);
+    await assert.rejects(routeBundle({ ...noKey, requireSignature: () => true }, 'studio', signed), /is not signed with a key this site holds for studio, and studio's bundles must be/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

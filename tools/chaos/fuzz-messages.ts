@@ -98,6 +98,8 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   }),
   AssignRequest: (f) => ({ v: PROTOCOL_MAJOR, host: ghost, assignments: [assignment(noJob, 0, f.slotCount + 7)] }),
   HostCtl: () => ({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: `${noJob}.0` }),
+  IntakeRequest: () => ({ v: PROTOCOL_MAJOR, kind: 'cancel', originJob: noJob }),
+  RemoteUpdate: () => ({ v: PROTOCOL_MAJOR, jobId: noJob, bundleId: 'fuzz-bundle', state: 'started', at: 1 }),
 };
 
 /** A job no host can take (it needs a license nobody holds): harmless if it were ever queued. */
@@ -301,6 +303,11 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     ...byRole('remove a share that was never set', (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', project: `fuzz-${r.string(8)}` }), { refuse: 'RB_BAD_ARGUMENT' }, forbidden),
     { label: 'list the shares', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
     ...HOSTILE_IDS.flatMap((project) => byRole(`remove share '${project}'`, () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), isToken(project) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(project) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
+  ],
+  IntakeRequest: [
+    // a peer cancels only jobs it sent; a job from a peer never names a site of its own (no chaining)
+    { label: 'cancel an origin never submitted', make: (_f, r) => ({ v: PROTOCOL_MAJOR, kind: 'cancel', originJob: `fuzz-${r.string(10)}` }), expect: { refuse: 'RB_UNKNOWN_JOB' } },
+    { label: 'a job naming a site', make: (_f, r) => ({ v: PROTOCOL_MAJOR, kind: 'submit', originJob: `fuzz-${r.string(10)}`, spec: { ...unrunnableSpec(), site: 'elsewhere' } }), expect: { refuse: 'RB_BAD_JOB' } },
   ],
   RemoteUpdate: [
     // news of an outsourced job: an unknown job, and a local job never sent to the peer the subject names, are refused

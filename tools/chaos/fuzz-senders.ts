@@ -43,6 +43,7 @@ const ROUTES: Record<string, Route> = {
   'rb.<site>.sched.shares': { who: 'artist' },
   'rb.<site>.sched.hosts': { who: 'artist' },
   'rb.<site>.sched.result': { who: 'host', subject: (n) => subjects.schedResult(n.site, n.host) },
+  'rb.<site>.sched.intake.<peer>': { who: Role.Intake },
   'rb.<site>.sched.remote.<peer>': { who: Role.Intake },
   'rb.<site>.host.<host>.assign': { who: Role.Scheduler },
   'rb.<site>.host.<host>.ctl': { who: 'operator' },

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { FrameCounts } from '../../protocol/index.ts';
+import type { FrameCounts, JobOrigin } from '../../protocol/index.ts';
 
 /** Where a command writes: stdout for results, stderr for progress, hints and errors. */
 export interface Io {
@@ -116,4 +116,9 @@ export function stateColour(p: Paint, state: string): string {
   if (state === 'cancelled') return p.yellow(state);
   if (state === 'rendering' || state === 'running') return p.cyan(state);
   return state;
+}
+
+/** Where a peer's job came from, as `renderbus job` and `jobs` show it: `from studio, their job j-12`. */
+export function originText(o: JobOrigin): string {
+  return `from ${o.site}, their job ${o.job}`;
 }

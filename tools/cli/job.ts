@@ -3,7 +3,7 @@ import { codecs, subjects, type FrameRecord, type JobDetail } from '../../protoc
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm, type FarmClient } from './farm-client.ts';
-import { ago, countsText, dateTime, duration, frameStateText, json, paint, stateColour, table, type Paint } from './format.ts';
+import { ago, countsText, dateTime, duration, frameStateText, json, originText, paint, stateColour, table, type Paint } from './format.ts';
 import { parseToken } from './option-values.ts';
 
 /**
@@ -53,6 +53,7 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   }
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);
+  if (job.origin) lines.push(['origin', originText(job.origin)]);
   lines.push(['scene', `${spec.scene} (${spec.renderer ?? 'povray'}${spec.resolution ? `, ${spec.resolution}` : ''})`]);
   if (spec.command) lines.push(['command', spec.command]);
   lines.push(['frames', `${spec.frames}${spec.chunk ? `, chunks of ${spec.chunk}` : ''}`]);

@@ -3,7 +3,7 @@ import { codecs, subjects, type JobSummary } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { ask, openFarm, type FarmClient } from './farm-client.ts';
-import { cut, json, paint, stateColour, table } from './format.ts';
+import { cut, json, originText, paint, stateColour, table } from './format.ts';
 
 /**
  * Every job the scheduler holds, in its order, page after page of `sched.query` (thousands of
@@ -35,7 +35,8 @@ export async function jobsCommand(c: CommandContext<{ json?: boolean }>): Promis
       `${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? p.red(` (${j.counts.failed} failed)`) : ''}`,
       // running: slots rendering it; in hand: handed to slots that have not started them yet
       `${j.counts.running}${j.counts.inHand ? ` +${j.counts.inHand} in hand` : ''}`,
-      j.waiting ?? '',
+      // a peer's job says whose it is: the vendor's operators answer to that studio for it
+      [j.origin ? originText(j.origin) : '', j.waiting ?? ''].filter((t) => t !== '').join('; '),
     ]);
     c.io.stdout.write(table(['ID', 'NAME', 'STATE', 'PRI', 'DONE/TOTAL', 'RUNNING', 'WAITING'], rows));
     return ExitCode.Ok;

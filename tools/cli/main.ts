@@ -6,6 +6,7 @@ import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
 import type { ContactSheetOptions } from './contact-sheet.ts';
 import type { CredentialsOptions } from './credentials.ts';
+import type { SiteOptions } from './site.ts';
 import type { DemoOptions } from './demo.ts';
 import type { FrameOptions } from './frame.ts';
 import type { HostOptions } from './host.ts';
@@ -18,7 +19,7 @@ import { addSimFarmCommand } from './sim-farm.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -51,6 +52,8 @@ export const defaultHandlers: Handlers = {
   tail: async (c) => (await import('./tail.ts')).tailCommand(c),
   demo: async (c) => (await import('./demo.ts')).demoCommand(c as CommandContext<DemoOptions>),
   credentials: async (c) => (await import('./credentials.ts')).credentialsCommand(c as CommandContext<CredentialsOptions>),
+  sites: async (c) => (await import('./sites.ts')).sitesCommand(c as CommandContext<{ json?: boolean }>),
+  site: async (c) => (await import('./site.ts')).siteCommand(c as CommandContext<SiteOptions>),
 };
 
 /** Adds the scheduler's flags (queue limits, retention, linked peers), which `up` takes too. */
@@ -150,7 +153,9 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--store-min-free <MB>', 'free space on the data disk under which nats-server stops storing: submits and results are refused with "storage full" and retried until space is freed (default: 256); see docs/reliability.md')
     .option('--monitor-listen <addr>', 'address the web monitor listens on, e.g. 0.0.0.0 for browsers and Prometheus on other machines, which then need the access token (default: 127.0.0.1, whatever --listen says)')
     .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
-    .addHelpText('after', '\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on 127.0.0.1 unless --monitor-listen): see the README,\nWeb monitor and Metrics. The monitor\'s access token (<data>/monitor-token) and the webhook secret\n(<data>/webhook-secret) are made on the first up, mode 0600; `up` prints the monitor\'s URL with the token.')
+    .option('--leaf-listen <host:port>', 'with --site: the leaf listener other sites dial to link to this one, e.g. 0.0.0.0:7422 (kept in <data>/fed/site.json); needs --advertise')
+    .option('--advertise <host:port>', 'with --leaf-listen: the address the other sites dial, as they reach this machine (behind NAT or a port forward: the public one), e.g. farm.studio.example:7422')
+    .addHelpText('after', '\nLinked sites (README, "Linking sites"; docs/federation.md): with --site NAME the farm runs as site NAME,\nready to link to other sites: its JetStream domain is NAME, its peers come from <data>/fed/site.json\n(renderbus site invite/join), and its link and intake get credentials of their own. A data directory\nthat is a site already runs as one without --site; without it, nothing of this applies.\n  renderbus up --site studio --leaf-listen 0.0.0.0:7422 --advertise farm.studio.example:7422\n  renderbus up --site v1\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on 127.0.0.1 unless --monitor-listen): see the README,\nWeb monitor and Metrics. The monitor\'s access token (<data>/monitor-token) and the webhook secret\n(<data>/webhook-secret) are made on the first up, mode 0600; `up` prints the monitor\'s URL with the token.')
     .action(action('up'));
 
   program
@@ -408,6 +413,28 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--json', 'one JSON document')
     .addHelpText('after', "\nRoles and what each may do: docs/security.md.\nExamples, on the head node:\n  renderbus credentials add render-server node-7 --url nats://head.studio.example:4222\n  renderbus credentials add artist ann\n  renderbus credentials revoke artist ann\n  renderbus credentials list\nThen on node-7: renderbus render-server --creds render-server-node-7.creds")
     .action(action('credentials'));
+
+  program
+    .command('sites')
+    .summary('list the linked sites: link state, round trip, bytes waiting either way')
+    .description("list this site's peers (other renderbus sites linked to it): role, link state and since when, round trip, bundles and bytes waiting to cross either way. Reads the peers from <data>/fed/site.json and asks the site's link service for their links")
+    .option('--json', 'print {site, listen, answered, peers: [{name, role, url, publicKey, allowUnsigned, addedAt, state, link}]} as JSON')
+    .addHelpText('after', `\nWhen the link service does not answer, the stored peers are still listed, with state "unknown (the link service did not answer)".\nWhat crosses the links: renderbus tail 'rb.fed.>'. Linking: README, "Linking sites".`)
+    .action(action('sites'));
+
+  program
+    .command('site')
+    .summary('link to another site (invite, join, remove), or show one peer')
+    .description('link this site to another renderbus site: at the site with a leaf listener (the studio), invite PEER prints an invitation token; at the peer (the vendor), join TOKEN records the link and opens it; remove PEER unlinks; site PEER shows one peer in full. Run it where the site\'s data directory is (--data); a running site applies a change itself')
+    .argument('<what>', 'invite, join, remove, or a peer\'s name')
+    .argument('[arg]', 'the peer (invite, remove) or the token (join)')
+    .option('--allow-unsigned', 'invite, join: take bundles without a signature from this peer (bundles an operator copies by hand)')
+    .option('--json', 'one JSON document')
+    .addHelpText(
+      'after',
+      `\nAt the studio (a site run with --leaf-listen and --advertise):\n  renderbus site invite v1              prints a token: hand it to v1's operator by a safe channel (it holds v1's leaf password)\nAt the vendor v1:\n  renderbus site join rbinv1.eyJ2Ijo…   records the studio and dials it (a running site restarts its NATS server for it)\nThen, at either: renderbus sites, renderbus site v1.\nA new peer at the studio is a reload of its NATS server (other links stay up); joining, or removing\nthe site you dial, restarts the NATS server of the site that dials (actors reconnect by themselves).\nREADME, "Linking sites"; docs/federation.md.`,
+    )
+    .action(action('site'));
 
   program
     .command('demo')

@@ -29,6 +29,8 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   storeMinFree?: string;
   monitorListen?: string;
   monitorHost?: string[];
+  leafListen?: string;
+  advertise?: string;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const graceMs = c.opts.grace !== undefined ? parseCount('--grace', c.opts.grace, { min: 0, max: 86_400 }) * 1000 : DEFAULT_GRACE_MS;
   const storeMinFreeMb = c.opts.storeMinFree !== undefined ? parseCount('--store-min-free', c.opts.storeMinFree, { min: 0, max: 1024 * 1024 }) : undefined;
   const dataDir = dataDirOf(g);
+  const federation = federationOf(g.site, c.opts);
   const notifierOptions = notifierSettings(c.opts);
   const schedulerOptions = schedulerSettings(c.opts);
   // the monitor stays on 127.0.0.1 whatever --listen (NATS) says: opening it is its own decision
@@ -73,6 +76,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
     farm = await startFarm({
       dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: { ...monitorOptions, token }, scheduler: schedulerOptions, log,
       ...(storeMinFreeMb !== undefined ? { storeMinFreeBytes: storeMinFreeMb * 2 ** 20 } : {}),
+      ...(federation ? { federation } : {}),
       onMonitor: addWebMonitor,
     });
   } catch (err) {
@@ -101,6 +105,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  you       ${farm.creds} (operator '${hostToken(currentUser().user)}': the CLI on this machine uses it; never share it)`,
       `  monitor   ${farm.monitor.url}/#token=${token}`,
       `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
+      ...linkLines(farm.links, rb),
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal, from any folder:',
@@ -134,4 +139,39 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
 function boundText(bound: string): string {
   if (bound === '0.0.0.0' || bound === '::') return `listening on every address (${bound}): other machines need the token`;
   return `listening on ${bound} only`;
+}
+
+/**
+ * `--site NAME` runs a site that links to peers; `--leaf-listen` and `--advertise` give it the leaf
+ * listener its peers dial (a hub). Without `--site` nothing of this applies (a data directory
+ * already linked keeps its links: startFarm reads them from its store).
+ */
+function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string } } | undefined {
+  if (site === undefined) {
+    if (o.leafListen !== undefined || o.advertise !== undefined) throw new UsageError('--leaf-listen and --advertise are for a linked site: give --site NAME too');
+    return undefined;
+  }
+  if (o.leafListen === undefined) {
+    if (o.advertise !== undefined) throw new UsageError('--advertise goes with --leaf-listen HOST:PORT');
+    return {};
+  }
+  const m = /^([^\s"/@:]+):(\d{1,5})$/.exec(o.leafListen);
+  if (!m) throw new UsageError(`--leaf-listen: '${o.leafListen}' is not HOST:PORT (e.g. 0.0.0.0:7422)`);
+  const port = parsePort('--leaf-listen', m[2]!);
+  if (o.advertise === undefined) {
+    throw new UsageError(
+      "--leaf-listen needs --advertise HOST:PORT, the address the peers dial (e.g. farm.studio.example:7422): nats-server tells its leafs its own listen address, and a peer behind NAT, a port forward or a proxy would reconnect to the wrong one",
+    );
+  }
+  if (!/^[^\s"/@]+:\d{1,5}$/.test(o.advertise)) throw new UsageError(`--advertise: '${o.advertise}' is not HOST:PORT`);
+  return { listen: { host: m[1]!, port, advertise: o.advertise } };
+}
+
+function linkLines(links: { listen?: { host: string; port: number; advertise: string }; peers: string[] } | null, rb: (...args: string[]) => string): string[] {
+  if (!links) return [];
+  const peers = links.peers.length > 0 ? links.peers.join(', ') : 'none yet';
+  return [
+    `  links     ${links.listen ? `leaf listener ${links.listen.host}:${links.listen.port}, advertised as ${links.listen.advertise}; ` : ''}peers: ${peers}`,
+    `            (${links.listen ? `invite one: ${rb('site', 'invite', 'PEER')}; ` : ''}join one: ${rb('site', 'join', 'TOKEN')}; list: ${rb('sites')})`,
+  ];
 }

@@ -25,7 +25,12 @@ export interface OwnJobOptions {
 interface Placement {
   frames: { frame: number; path: string; blob: string; sha256: string }[];
   logs: { path: string; blob: string; sha256: string }[];
+  /** Thumbnails of sample frames a status bundle carries: `<output>/.rb-samples/<name>`. */
+  samples: { path: string; blob: string; sha256: string }[];
 }
+
+/** Where the vendor's sample thumbnails go, in the job's output folder (sites/remote-jobs/path-map.ts names them the same). */
+const SAMPLES_DIR = '.rb-samples';
 
 /**
  * The ownJob half of the intake (sites/intake/router.ts): news of a job this site sent to the
@@ -55,16 +60,13 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       if (m.status.remoteJob !== undefined) u.remoteJob = m.status.remoteJob;
       if (m.status.frames) u.counts = m.status.frames;
     }
-    if (m.kind === BundleKind.Result || m.kind === BundleKind.PartialResult) {
-      const place = placement(m, job, b);
-      if (job.state !== 'cancelled') {
-        // the client cancelled it: frames that still come are not wanted in its folder
-        for (const f of place.frames) await land(f.blob, f.path, f.sha256);
-        for (const l of place.logs) await land(l.blob, l.path, l.sha256);
-        u.outputs = place.frames.map((f) => ({ frame: f.frame, path: f.path }));
-      }
-      if (m.kind === BundleKind.Result) u.final = true;
+    const place = placement(m, job, b);
+    if (job.state !== 'cancelled') {
+      // the client cancelled it: frames that still come are not wanted in its folder
+      for (const f of [...place.frames, ...place.logs, ...place.samples]) await land(f.blob, f.path, f.sha256);
+      if (place.frames.length > 0) u.outputs = place.frames.map((f) => ({ frame: f.frame, path: f.path }));
     }
+    if (m.kind === BundleKind.Result) u.final = true;
     if (m.bill) u.bill = await keepBill(b, jobId);
     const reply = await call(o.nc, subjects.schedRemote(o.site, b.peer), codecs.remoteUpdate, u, codecs.remoteUpdateReply, { timeoutMs: 10_000, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
     log.info({ jobId, peer: b.peer, bundleId: m.bundleId, kind: m.kind, frames: u.outputs?.length ?? 0, applied: reply.applied, state: reply.state, back: reply.back }, reply.applied ? 'news of an outsourced job taken in' : 'bundle applied before; nothing changed');
@@ -95,7 +97,17 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     };
     const head = /#+/.exec(pattern)!;
     const nameRe = new RegExp(`^${escapeRe(pattern.slice(0, head.index))}(\\d+)${escapeRe(pattern.slice(head.index + head[0].length))}$`);
-    const out: Placement = { frames: [], logs: [] };
+    const out: Placement = { frames: [], logs: [], samples: [] };
+    if (m.kind === BundleKind.Status) {
+      // a status carries at most sample thumbnails, each straight in the job's .rb-samples/
+      for (const [i, f] of m.files.entries()) {
+        const path = resolve(f.path);
+        if (resolve(path, '..') !== join(dir, SAMPLES_DIR)) throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: files[${i}] ${quote(f.path)} is not a sample in ${join(dir, SAMPLES_DIR)}: nothing of it was written`);
+        out.samples.push({ path, ...fileOf(f.path, `files[${i}]`) });
+      }
+      return out;
+    }
+    if (m.kind !== BundleKind.Result && m.kind !== BundleKind.PartialResult) return out;
     for (const [i, p] of (m.outputs ?? []).entries()) {
       const path = resolve(p);
       if (!path.startsWith(`${dir}/`)) {

@@ -1,11 +1,11 @@
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { dropFile, hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { loadSiteKey } from '../../sites/links/site-key.ts';
-import { TestFarm, waitUntil } from '../helpers/farm.ts';
+import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 /*
  * The studio's half against the vendor's real half, without a link: two farms on this machine,
@@ -23,41 +23,55 @@ sphere { <-1.5 + clock * 0.3, 0.5, 0>, 0.5 texture { Ball } }
 /** Raw RGB pixels of a PNG, to compare two renders pixel by pixel. */
 const pixels = async (file: string) => (await sharp(file).raw().toBuffer()).toString('base64');
 
-test('fed-outsource-vendor - a job sent to v1 and carried by hand comes back rendered, pixel for pixel as v1 renders it here, with its bill signed', async (t) => {
-  const studio = await TestFarm.start({ site: 'studio', peers: ['v1'], tmpBase: '/var/tmp' });
-  t.after(() => studio.stop());
-  const vendor = await TestFarm.start({ site: 'v1' });
-  t.after(() => vendor.stop());
+let studio: TestFarm;
+let vendor: TestFarm;
+let proj: string;
+
+before(async () => {
+  studio = await TestFarm.start({ site: 'studio', peers: ['v1'], tmpBase: '/var/tmp' });
+  vendor = await TestFarm.start({ site: 'v1' });
   await Promise.all([studio.scheduler(), vendor.registry().then(() => vendor.scheduler())]);
   await vendor.renderServer('v1-node', 2);
   await vendor.remoteIntake(['studio']);
   const vendorKey = (await loadSiteKey(vendor.dir)).publicKey;
   await studio.studioIntake({ peerKey: (peer) => (peer === 'v1' ? vendorKey : undefined) });
-
-  const proj = join(studio.dir, 'proj');
+  proj = join(studio.dir, 'proj');
   await mkdir(proj, { recursive: true });
   await writeFile(join(proj, 'shot.pov'), SCENE);
   await writeFile(join(proj, 'parts.inc'), '#declare Ball = texture { pigment { color rgb <1, 0.3, 0.2> } finish { phong 0.5 } };\n');
   const px = Buffer.from([255, 255, 255, 30, 60, 200, 30, 60, 200, 255, 255, 255]);
   await sharp(px, { raw: { width: 2, height: 2, channels: 3 } }).resize(64, 64, { kernel: 'nearest' }).png().toFile(join(proj, 'checker.png'));
-  const outDir = join(studio.dir, 'out-shot');
-  const spec = { name: 'shot', scene: join(proj, 'shot.pov'), renderer: 'povray' as const, frames: '1-3', resolution: '64x48', supportFiles: [join(proj, 'parts.inc'), join(proj, 'checker.png')], output: { dir: outDir, pattern: 'shot_####.png' } };
-  const jobId = await studio.submit({ ...spec, site: 'v1' });
+});
 
-  // the carrier: every bundle either side drops in its outgoing folder goes to the other's incoming, once
+after(async () => {
+  await studio?.stop();
+  await vendor?.stop();
+});
+
+const specOf = (name: string, frames: string, resolution = '64x48') => ({
+  name, scene: join(proj, 'shot.pov'), renderer: 'povray' as const, frames, resolution, supportFiles: [join(proj, 'parts.inc'), join(proj, 'checker.png')],
+  output: { dir: join(studio.dir, `out-${name}`), pattern: 'shot_####.png' },
+});
+
+const carried = new Set<string>();
+/** The carrier: every bundle either side drops in its outgoing folder goes to the other's incoming, once. */
+async function carry(): Promise<void> {
   const toVendor = { from: hotFolderDirs(studio.dataDir, 'v1').outgoing, to: hotFolderDirs(vendor.dir, 'studio').incoming };
   const toStudio = { from: hotFolderDirs(vendor.dir, 'studio').outgoing, to: hotFolderDirs(studio.dataDir, 'v1').incoming };
-  const carried = new Set<string>();
-  const carry = async () => {
-    for (const way of [toVendor, toStudio]) {
-      await mkdir(way.to, { recursive: true });
-      for (const name of (await readdir(way.from).catch(() => [] as string[])).filter((n) => n.endsWith('.rbb')).sort()) {
-        if (carried.has(`${way.from}/${name}`)) continue;
-        await dropFile(way.to, name, join(way.from, name));
-        carried.add(`${way.from}/${name}`);
-      }
+  for (const way of [toVendor, toStudio]) {
+    await mkdir(way.to, { recursive: true });
+    for (const name of (await readdir(way.from).catch(() => [] as string[])).filter((n) => n.endsWith('.rbb')).sort()) {
+      if (carried.has(`${way.from}/${name}`)) continue;
+      await dropFile(way.to, name, join(way.from, name));
+      carried.add(`${way.from}/${name}`);
     }
-  };
+  }
+}
+
+test('fed-outsource-vendor - a job sent to v1 and carried by hand comes back rendered, pixel for pixel as v1 renders it here, with its bill signed', async () => {
+  const spec = specOf('shot', '1-3');
+  const outDir = spec.output.dir;
+  const jobId = await studio.submit({ ...spec, site: 'v1' });
   const job = await waitUntil(`job ${jobId} to come back done`, async () => {
     await carry();
     const j = await studio.job(jobId);
@@ -89,4 +103,24 @@ test('fed-outsource-vendor - a job sent to v1 and carried by hand comes back ren
   assert.ok((await readdir(join(outDir, '.rb-samples'))).length > 0);
   // nothing went to failed/ on either side
   assert.deepEqual(await readdir(hotFolderDirs(studio.dataDir, 'v1').failed).then((l) => l.filter((n) => n.endsWith('.reason.txt'))), []);
+});
+
+test('fed-outsource-vendor - cancel at the studio, carried to v1, stops the job there, and v1 says so', async () => {
+  // long enough at v1 that the cancel finds it rendering
+  const jobId = await studio.submit({ ...specOf('long', '1-400', '640x480'), site: 'v1' });
+  await waitUntil('v1 to start it', async () => {
+    await carry();
+    return (await studio.job(jobId)).outsourced?.state === 'started';
+  }, 60_000, 300);
+  assert.equal(rb(studio, 'cancel', jobId).code, 0);
+  assert.equal((await studio.job(jobId)).state, 'cancelled');
+  const theirs = await waitUntil('v1 to say it cancelled the job', async () => {
+    await carry();
+    const j = await studio.job(jobId);
+    return j.outsourced?.state === 'cancelled' ? j : undefined;
+  }, 60_000, 300);
+  assert.equal(theirs.state, 'cancelled');
+  assert.ok(theirs.counts.done < 400, 'it did not render to the end');
+  const atVendor = (await vendor.jobs()).find((j) => j.jobId === theirs.outsourced?.remoteJob);
+  assert.equal(atVendor?.state, 'cancelled');
 });

@@ -36,7 +36,8 @@ const SAMPLES_DIR = '.rb-samples';
  * The ownJob half of the intake (sites/intake/router.ts): news of a job this site sent to the
  * peer. A status becomes a RemoteUpdate; a (partial) result's frames are written into the job's
  * output folder **as the scheduler knows it** (asked, never taken from the bundle), each `.part`
- * then renamed, and its logs under `<output>/.rb-logs/remote-<peer>/`; a bill is kept under
+ * then renamed, its logs under `<output>/.rb-logs/remote-<peer>/`, a status's sample thumbnails
+ * in `<output>/.rb-samples/`; a bill is kept under
  * `<data>/fed/bills/<peer>/`. Every file is placed and checked before the first is written, so a
  * refused bundle writes nothing. A file already there with the same content is not written again,
  * and the scheduler applies each bundle once, so a replayed bundle is a no-op.

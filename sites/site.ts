@@ -5,7 +5,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FarmError, hostToken, isToken, Role, type Credentials, type Principal } from '../protocol/index.ts';
+import { FarmError, hostToken, isToken, Role, type Principal } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { startRegistry } from '../actors/registry/index.ts';
 import { startScheduler, type SchedulerOptions } from '../actors/scheduler/index.ts';
@@ -14,6 +14,7 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { reloadNatsServer, startNatsServer, writeAuthConfig, type NatsServerHandle } from './nats-server.ts';
+import { startSiteServices, type SiteServices } from './site-services.ts';
 import { ensureSite, LinkChange, linkChange, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
 import { isAddressInUse, PortInUseError } from './port-in-use.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
@@ -185,7 +186,9 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     stops.push(registry.stop);
     const schedNc = await conn('scheduler', Role.Scheduler);
     stops.push(() => schedNc.drain());
-    const scheduler = await startScheduler({ nc: schedNc, site, log, ...o.scheduler });
+    // a linked site's jobs may name its peers as they are now (invite and remove change them while it runs)
+    const peers = siteStore ? { peers: () => (siteStore?.peers ?? []).map((p) => p.name) } : {};
+    const scheduler = await startScheduler({ nc: schedNc, site, log, ...peers, ...o.scheduler });
     stops.push(scheduler.stop);
     const notifierNc = await conn('notifier', Role.Notifier);
     stops.push(() => notifierNc.drain());
@@ -248,36 +251,6 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     await stopAll();
     throw err;
   }
-}
-
-/** What composing a linked site's services needs (`startSiteServices`). */
-export interface SiteServicesInput {
-  site: string;
-  dataDir: string;
-  /** The site's nats-server (FARM account). */
-  url: string;
-  log: Logger;
-  /** The FARM credentials of the site's link service and of its intake (roles site-link, intake). */
-  creds: { link: Credentials; intake: Credentials };
-  /** The peers as stored, each with `dmzSeed`: the seed this site's link logs into that peer's DMZ with. */
-  peers: readonly StoredPeer[];
-}
-
-export interface SiteServices {
-  /** The store changed (`renderbus site invite/join/remove`, a peer's key recorded): the new list. */
-  peersChanged(peers: readonly StoredPeer[]): void | Promise<void>;
-  stop(): Promise<void>;
-}
-
-/**
- * The place where a linked site's own services start: the link service (one link per peer over its
- * DMZ), the intake (sites/intake) and the outsourcing half. Composed here after issue 14's parts
- * are merged; today it starts nothing. `startFarm` calls it once the farm runs, and tells it when
- * the peers change.
- */
-export async function startSiteServices(i: SiteServicesInput): Promise<SiteServices> {
-  i.log.info({ site: i.site, peers: i.peers.map((p) => p.name) }, 'linked site: no link service composed yet');
-  return { peersChanged: () => {}, stop: async () => {} };
 }
 
 /**

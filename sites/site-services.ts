@@ -1,0 +1,125 @@
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Credentials } from '../protocol/index.ts';
+import { connectBus } from '../actors/bus/index.ts';
+import { startIntake, type Intake } from './intake/index.ts';
+import { setPeerKey, type StoredPeer } from './links/peer-store.ts';
+import { startSiteLinks, type SiteLinksHandle } from './links/link-service.ts';
+import { startOutsourcing, type Outsourcing } from './outsource/index.ts';
+import { startRemoteJobs, type RemoteJobs } from './remote-jobs/index.ts';
+
+/** What composing a linked site's services needs (`startSiteServices`). */
+export interface SiteServicesInput {
+  site: string;
+  dataDir: string;
+  /** The site's nats-server (FARM account). */
+  url: string;
+  log: Logger;
+  /** The FARM credentials of the site's link service and of its intake (roles site-link, intake). */
+  creds: { link: Credentials; intake: Credentials };
+  /** The peers as stored, each with `dmzSeed`: the seed this site's link logs into that peer's DMZ with. */
+  peers: readonly StoredPeer[];
+  /** Period of the hot folders' backup scans (tests shorten it). */
+  scanEveryMs?: number;
+}
+
+export interface SiteServices {
+  /** The store changed (`renderbus site invite/join/remove`, a peer's key recorded): the new list. */
+  peersChanged(peers: readonly StoredPeer[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A linked site's own services, composed here and nowhere else: the link service (one link per
+ * peer over the peer's DMZ account: bundles in `outgoing/<peer>/` cross to the peer), the intake
+ * (one watcher per `incoming/<peer>/`, each bundle routed to a half), the outsourcing half (our
+ * jobs sent out: packer, results back) and the remote-jobs half (peers' jobs rendered here).
+ * When the peers change, everything is started again with the new list: each part is idempotent
+ * per bundle and resumes from its durable consumer, so a restart loses nothing.
+ */
+export async function startSiteServices(i: SiteServicesInput): Promise<SiteServices> {
+  let running = await startOnce(i, i.peers);
+  let chain = Promise.resolve();
+  let lastNames = names(i.peers);
+  return {
+    peersChanged: (peers) => {
+      const next = chain.then(async () => {
+        // a key recorded (the link's first hello) changes the store but not who the peers are
+        if (names(peers) === lastNames) {
+          running.peers = peers;
+          return;
+        }
+        lastNames = names(peers);
+        await running.stop();
+        running = await startOnce(i, peers);
+      });
+      chain = next.catch((err: unknown) => i.log.error({ err }, 'could not restart the site services for the new peers'));
+      return next.then(() => {});
+    },
+    stop: async () => {
+      await chain;
+      await running.stop();
+    },
+  };
+}
+
+const names = (peers: readonly StoredPeer[]) => peers.map((p) => p.name).sort().join(',');
+
+interface Running {
+  peers: readonly StoredPeer[];
+  stop(): Promise<void>;
+}
+
+async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Promise<Running> {
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => i.log.warn({ err }, 'stop failed'));
+  };
+  const running: Running = { peers, stop };
+  if (peers.length === 0) return running;
+  try {
+    const log = i.log;
+    const names = peers.map((p) => p.name);
+    const linkNc = await connectBus({ servers: i.url, name: `${i.site}-site-link`, creds: i.creds.link, log: log.child({ conn: 'site-link' }) });
+    stops.push(() => linkNc.drain());
+    const dmz: { name: string; dmz: NatsConnection }[] = [];
+    for (const p of peers) {
+      // this site's own user in the peer's DMZ account: the link's streams live there
+      const nc = await connect({
+        servers: i.url, name: `${i.site}-dmz-${p.name}`, authenticator: nkeyAuthenticator(new TextEncoder().encode(p.dmzSeed)),
+        maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, pingInterval: 10_000, maxPingOut: 2,
+      });
+      stops.push(() => nc.drain());
+      dmz.push({ name: p.name, dmz: nc });
+    }
+    const links: SiteLinksHandle = await startSiteLinks({
+      site: i.site, dataDir: i.dataDir, farm: linkNc, peers: dmz, log,
+      ...(i.scanEveryMs !== undefined ? { scanEveryMs: i.scanEveryMs } : {}),
+      onPeerKey: (peer, key) => {
+        setPeerKey(i.dataDir, peer, key).then(
+          (r) => r === 'stored' && log.info({ peer }, 'recorded the peer\'s site key (first seen on its link)'),
+          (err: unknown) => log.error({ err, peer }, 'the peer\'s site key was not recorded'),
+        );
+      },
+    });
+    stops.push(links.stop);
+    const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
+    stops.push(() => intakeNc.drain());
+    const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
+    stops.push(outsourcing.stop);
+    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
+    stops.push(remote.stop);
+    const intake: Intake = await startIntake({
+      site: i.site, dataDir: i.dataDir, peers: names, log,
+      handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob },
+      // the peer's key as stored now (the first hello records it): signatures are checked with it
+      peerKey: (peer) => running.peers.find((p) => p.name === peer)?.publicKey,
+      ...(i.scanEveryMs !== undefined ? { scanEveryMs: i.scanEveryMs } : {}),
+    });
+    stops.push(intake.stop);
+    return running;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -13,8 +13,12 @@ export const SYSTEM_DIRS: readonly string[] = ['/usr', '/etc', '/proc', '/sys', 
 const LIB_DIR = /^\/lib[^/]*(\/|$)/;
 
 export interface PathRuleOptions {
-  /** The receiving site's data directory (absolute): no original path may lie under it. */
-  dataDir: string;
+  /**
+   * The site's data directory (absolute): no input of a job bundle may lie under it (the job's
+   * view binds its inputs at their original paths, notes §4.8). Results and output folders are
+   * not held to it: a studio's frames may well go under its own data directory.
+   */
+  dataDir?: string;
 }
 
 const utf8 = new TextEncoder();
@@ -32,7 +36,7 @@ export function pathProblem(path: string, o: PathRuleOptions): string | null {
   if (parts.some((p) => p === '.' || p === '..')) return 'is not normalised (holds a . or .. component)';
   const sys = SYSTEM_DIRS.find((d) => under(path, d)) ?? (LIB_DIR.test(path) ? '/lib*' : undefined);
   if (sys) return `lies under the system directory ${sys}`;
-  if (under(path, o.dataDir)) return `lies under the site's data directory ${o.dataDir}`;
+  if (o.dataDir !== undefined && under(path, o.dataDir)) return `lies under the site's data directory ${o.dataDir}`;
   return null;
 }
 
@@ -45,8 +49,9 @@ export function pathProblem(path: string, o: PathRuleOptions): string | null {
 export function checkBundlePaths(m: BundleManifest, o: PathRuleOptions): void {
   const bad = (msg: string) => new FarmError('RB_BAD_BUNDLE', msg);
   const seen = new Map<string, string>();
+  const inputs = m.kind === 'job' ? o : {};
   for (const [i, f] of m.files.entries()) {
-    const why = pathProblem(f.path, o);
+    const why = pathProblem(f.path, inputs);
     if (why) throw bad(`files[${i}] ${quote(f.path)} ${why}`);
     const had = seen.get(f.path);
     if (had !== undefined && had !== f.sha256) throw bad(`files[${i}] ${quote(f.path)} appears twice with different hashes`);
@@ -68,7 +73,7 @@ export function checkBundlePaths(m: BundleManifest, o: PathRuleOptions): void {
   }
   const outDir = m.job?.output?.dir;
   if (outDir !== undefined) {
-    const why = pathProblem(outDir, o);
+    const why = pathProblem(outDir, {});
     if (why) throw bad(`job.output.dir ${quote(outDir)} ${why}`);
     if (m.kind === 'job') {
       const input = sorted.find((p) => under(outDir, p));

@@ -91,6 +91,12 @@ test('bundle paths - manifest rules name the entry and the rule', () => {
   const o = { dataDir: DATA };
   checkBundlePaths(aManifest(), o);
   const f = (path: string, sha = 'a') => ({ path, size: 1, mode: 0o644, sha256: H(sha) });
+  // a job's inputs may not lie under the data dir; its output folder and a result's frames may
+  // (a studio's default output folder is under its data dir)
+  assert.match(refusal(() => checkBundlePaths(aManifest({ files: [f(`${DATA}/x.pov`)] }), o)).message, /files\[0\] .* lies under the site's data directory/);
+  const out = `${DATA}/output/shot-j1`;
+  checkBundlePaths(aManifest({ job: { scene: '/proj/shot/a.pov', frames: '1', output: { dir: out } } }), o);
+  checkBundlePaths(aManifest({ kind: 'result', job: { scene: '/proj/shot/a.pov', frames: '1', output: { dir: out } }, files: [f(`${out}/f_0001.png`)], outputs: [`${out}/f_0001.png`] }), o);
   assert.match(refusal(() => checkBundlePaths(aManifest({ files: [f('/etc/passwd')] }), o)).message, /files\[0\] "\/etc\/passwd" lies under the system directory \/etc/);
   assert.match(refusal(() => checkBundlePaths(aManifest({ files: [f('/p/a'), f('/p/a', 'b')] }), o)).message, /files\[1\] "\/p\/a" appears twice with different hashes/);
   checkBundlePaths(aManifest({ files: [f('/p/a'), f('/p/a')] }), o); // the same file twice is harmless

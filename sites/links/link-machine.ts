@@ -86,20 +86,28 @@ export const linkMachine = setup({
   id: 'siteLink',
   type: 'parallel',
   context: ({ input }) => ({ peer: input.peer, since: input.now, peerOutSeq: 0, inboxSeq: 0, peerOutSeqAtMove: undefined, active: 0 }),
-  on: {
-    hello: [
-      { guard: 'keyChanged', actions: [assign(helloFields), { type: 'peerKey', params: ({ event }) => event.hello.publicKey }, assign({ publicKey: ({ event }) => event.hello.publicKey })] },
-      { actions: assign(helloFields) },
-    ],
-    'inbox.seq': {
-      actions: assign(({ context, event }) =>
-        // before any hello there is nothing to compare with: the first hello sets the mark
-        event.seq !== context.inboxSeq ? { inboxSeq: event.seq, peerOutSeqAtMove: context.lastHelloAt === undefined ? undefined : context.peerOutSeq } : {},
-      ),
-    },
-    work: { actions: assign({ active: ({ event }) => event.active }) },
-  },
   states: {
+    // the facts events carry, noted first (regions act in document order); guards elsewhere read the event
+    data: {
+      initial: 'noting',
+      states: {
+        noting: {
+          on: {
+            hello: [
+              { guard: 'keyChanged', actions: [assign(helloFields), { type: 'peerKey', params: ({ event }) => event.hello.publicKey }, assign({ publicKey: ({ event }) => event.hello.publicKey })] },
+              { actions: assign(helloFields) },
+            ],
+            'inbox.seq': {
+              actions: assign(({ context, event }) =>
+                // before any hello there is nothing to compare with: the first hello sets the mark
+                event.seq !== context.inboxSeq ? { inboxSeq: event.seq, peerOutSeqAtMove: context.lastHelloAt === undefined ? undefined : context.peerOutSeq } : {},
+              ),
+            },
+            work: { actions: assign({ active: ({ event }) => event.active }) },
+          },
+        },
+      },
+    },
     conn: {
       initial: 'disconnected',
       states: {

@@ -115,6 +115,8 @@ export type LinkEnd = Static<typeof LinkEnd>;
 export const LinkReceipt = Type.Object({
   v: V,
   bundleId: BundleId,
+  /** The send this answers (its `end`'s attempt); absent when answering a replay of a finished bundle. */
+  attempt: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   ok: Type.Boolean(),
   missing: Type.Array(Sha256Hex, { maxItems: 20_000 }),
   error: Type.Optional(WireErrorSchema),

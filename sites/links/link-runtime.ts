@@ -411,7 +411,7 @@ export class PeerLink {
     const missing = await this.cas.has([...r.blobs.keys()]);
     if (missing.length > 0) {
       this.log.warn({ bundleId: r.msg.bundleId, missing: missing.length }, 'bundle incomplete at its end: asking again');
-      await this.publish(key, 'receipt', this.receipt({ bundleId: r.msg.bundleId, ok: false, missing }));
+      await this.publish(key, 'receipt', this.receipt({ bundleId: r.msg.bundleId, attempt: end.attempt, ok: false, missing }));
       return;
     }
     let receipt: Uint8Array;
@@ -548,6 +548,7 @@ export class PeerLink {
       s.done(new FarmError(FarmError.fromWire(r.error).code, `${this.o.peer} refused the bundle: ${r.error.message}`));
       return;
     }
+    if (r.attempt !== s.attempt) return; // the end of an earlier send (before a restart): its want is being served
     if (++s.resends > MAX_RESENDS) {
       s.done(new FarmError('RB_BAD_BUNDLE', `${this.o.peer} still misses ${r.missing.length} blobs after ${MAX_RESENDS} resends`));
       return;

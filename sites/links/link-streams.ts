@@ -4,6 +4,12 @@ import { streams, subjects } from '../../protocol/index.ts';
 /** The durable consumer that reads one peer's inbox. */
 export const INBOX_CONSUMER = 'link';
 /** Largest message either stream takes: a 256 KiB chunk with headers fits many times over; anything near max_payload does not. */
+/**
+ * How long a taken message may go unacknowledged before the inbox hands it out again: what a
+ * restarted link waits for the messages its predecessor had taken and not finished. Every
+ * message is idempotent, so a redelivery costs time, never correctness.
+ */
+const ACK_WAIT_NS = 10_000_000_000;
 export const MAX_LINK_MESSAGE = 1024 * 1024;
 
 /**
@@ -26,7 +32,7 @@ export async function ensureLinkStreams(jsm: JetStreamManager, site: string, pee
   });
   const exists = await jsm.streams.info(streams.fedInbox).then(() => true, () => false);
   if (!exists) await jsm.streams.add(inboxConfig(peer));
-  await jsm.consumers.add(streams.fedInbox, { durable_name: INBOX_CONSUMER, ack_policy: AckPolicy.Explicit, max_ack_pending: 256, ack_wait: 30_000_000_000 });
+  await jsm.consumers.add(streams.fedInbox, { durable_name: INBOX_CONSUMER, ack_policy: AckPolicy.Explicit, max_ack_pending: 256, ack_wait: ACK_WAIT_NS });
 }
 
 function inboxConfig(peer: string, startSeq?: number): Partial<StreamConfig> & { name: string } {
@@ -54,7 +60,7 @@ async function upsert(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name
 export async function recreateInbox(jsm: JetStreamManager, peer: string, startSeq: number): Promise<void> {
   await jsm.streams.delete(streams.fedInbox).catch(() => false);
   await jsm.streams.add(inboxConfig(peer, startSeq > 0 ? startSeq : undefined));
-  await jsm.consumers.add(streams.fedInbox, { durable_name: INBOX_CONSUMER, ack_policy: AckPolicy.Explicit, max_ack_pending: 256, ack_wait: 30_000_000_000 });
+  await jsm.consumers.add(streams.fedInbox, { durable_name: INBOX_CONSUMER, ack_policy: AckPolicy.Explicit, max_ack_pending: 256, ack_wait: ACK_WAIT_NS });
 }
 
 /** The inbox as the watchdog sees it: its last sequence, and the source's error if it reports one. */

@@ -112,4 +112,170 @@ test('fed-transfer - a bundle of a few MB crosses studio → v1 byte-identical, 
   assert.ok(peerKeys.some((k) => k.site === 'v1' && k.peer === 'studio'));
   assert.ok(peerKeys.some((k) => k.site === 'studio' && k.peer === 'v1'));
 });
-after(() => { if (process.env.RB_DUMP_LOGS) process.stderr.write(logs.map((l) => JSON.stringify(l)).join("\n") + "\n"); });
+
+/** Bytes of the vendor's leaf (both ways) while `fn` runs. */
+async function linkBytes(vendor: string, fn: () => Promise<void>): Promise<number> {
+  const b0 = f.proxy(vendor).bytes;
+  await fn();
+  return f.proxy(vendor).bytes - b0;
+}
+
+async function outboxMessages(s: FedSite, peer: string): Promise<number> {
+  const nc = await s.connectDmz(peer);
+  try {
+    return (await (await jetstreamManager(nc)).streams.info(streams.fedOutbox)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
+const received = (site: string, bundleId: string) => logs.filter((l) => l.msg === 'bundle received' && (l as { site?: string }).site === site && l.bundleId === bundleId).length;
+const idOf = (name: string) => name.replace(/\.rbb$/, '');
+
+test('fed-transfer - a second bundle with the same files re-sends no content; one changed file re-sends about that file', async () => {
+  const files = await project('p2', [1 << 20, 1 << 20, 1 << 20, 1 << 20, 300_000]);
+  const payload = 4 * (1 << 20) + 300_000;
+  const first = await linkBytes('v1', async () => {
+    const b = await drop(f.hub, 'v1', files);
+    await arrived(f.site('v1'), 'studio', b.name);
+    await processedAt(f.hub, 'v1', b.name);
+  });
+  assert.ok(first >= payload, `the first bundle put ${first} bytes on the link, at least its ${payload}`);
+  const again = await linkBytes('v1', async () => {
+    const b = await drop(f.hub, 'v1', files);
+    const p = await arrived(f.site('v1'), 'studio', b.name);
+    assert.equal(await sha(p), await sha(join(hotFolderDirs(f.hub.dir, 'v1').processed, b.name)).catch(async () => sha(b.path)));
+    await processedAt(f.hub, 'v1', b.name);
+  });
+  assert.ok(again < 64 * 1024, `the same files again put ${again} bytes on the link: only the handshake`);
+  await writeFile(files[2]!, randomBytes(1 << 20));
+  const changed = await linkBytes('v1', async () => {
+    const b = await drop(f.hub, 'v1', files);
+    await arrived(f.site('v1'), 'studio', b.name);
+    await processedAt(f.hub, 'v1', b.name);
+  });
+  assert.ok(changed >= 1 << 20 && changed < (1 << 20) * 1.1 + 64 * 1024, `one changed 1 MiB file put ${changed} bytes on the link`);
+});
+
+test('fed-transfer - the link cut at ~30 % of an upload and restored: completes once, byte-identical, the outbox empty after the receipt', async () => {
+  const files = await project('p3', Array.from({ length: 16 }, () => 2 << 20));
+  const payload = 32 << 20;
+  const v1 = services.get('v1')!;
+  let name = '';
+  const bytes = await linkBytes('v1', async () => {
+    const b = await drop(f.hub, 'v1', files);
+    name = b.name;
+    const want = await sha(b.path);
+    await waitUntil('v1 to have ~30 % of the bundle', () => {
+      const s = v1.status().find((l) => l.peer === 'studio');
+      return s !== undefined && s.incoming.bundles === 1 && s.incoming.bytes < payload * 0.7;
+    }, 60_000, 5);
+    f.proxy('v1').cut();
+    const studio = services.get('studio')!;
+    await waitUntil('the studio to see v1 down', () => studio.status().find((l) => l.peer === 'v1')?.state === LinkState.Down, 20_000);
+    f.proxy('v1').restore();
+    const t0 = Date.now();
+    const p = await arrived(f.site('v1'), 'studio', b.name, 60_000);
+    logs.push({ msg: `resumed and completed ${Date.now() - t0} ms after the restore` });
+    assert.equal(await sha(p), want);
+    await processedAt(f.hub, 'v1', b.name);
+  });
+  assert.equal(received('v1', idOf(name)), 1, 'written once');
+  assert.equal(logs.filter((l) => l.msg === 'blob refused').length, 0);
+  assert.equal(await outboxMessages(f.hub, 'v1'), 0, 'the outbox holds nothing of the bundle after its receipt');
+  assert.ok(bytes < payload * 1.05, `${bytes} bytes on the link for ${payload} of payload`);
+});
+
+test('fed-transfer - link down before the drop: the bundle waits in the outbox and crosses after the restore', async () => {
+  const v1 = f.site('v1');
+  f.proxy('v1').cut();
+  await waitUntil('the studio to see v1 down', () => services.get('studio')!.status().find((l) => l.peer === 'v1')?.state === LinkState.Down, 20_000);
+  const b = await drop(f.hub, 'v1', await project('p4', [1 << 20, 12345]));
+  await waitUntil('the studio to offer it', () => logs.some((l) => l.msg === 'bundle offered to peer' && l.bundleId === idOf(b.name)), 20_000);
+  assert.deepEqual(await readdir(hotFolderDirs(v1.dir, 'studio').incoming).then((n) => n.filter((x) => x === b.name)), []);
+  f.proxy('v1').restore();
+  await arrived(v1, 'studio', b.name, 30_000);
+  await processedAt(f.hub, 'v1', b.name);
+});
+
+test('fed-transfer - the sending link service stopped mid-transfer and started again: completes once', async () => {
+  const files = await project('p5', Array.from({ length: 12 }, () => 2 << 20));
+  const b = await drop(f.hub, 'v1', files);
+  const want = await sha(b.path);
+  await waitUntil('v1 to have part of it', () => {
+    const s = services.get('v1')!.status().find((l) => l.peer === 'studio');
+    return s !== undefined && s.incoming.bundles === 1 && s.incoming.bytes < (24 << 20) * 0.8;
+  }, 60_000, 5);
+  await services.get('studio')!.stop();
+  await startLinks(f.hub);
+  const p = await arrived(f.site('v1'), 'studio', b.name, 60_000);
+  assert.equal(await sha(p), want);
+  await processedAt(f.hub, 'v1', b.name);
+  assert.equal(received('v1', idOf(b.name)), 1);
+});
+
+test('fed-transfer - the receiving link service stopped mid-transfer and started again: completes once', async () => {
+  const files = await project('p6', Array.from({ length: 12 }, () => 2 << 20));
+  const b = await drop(f.hub, 'v1', files);
+  const want = await sha(b.path);
+  await waitUntil('v1 to have part of it', () => {
+    const s = services.get('v1')!.status().find((l) => l.peer === 'studio');
+    return s !== undefined && s.incoming.bundles === 1 && s.incoming.bytes < (24 << 20) * 0.7;
+  }, 60_000, 5);
+  await services.get('v1')!.stop();
+  await startLinks(f.site('v1'));
+  const p = await arrived(f.site('v1'), 'studio', b.name, 90_000);
+  assert.equal(await sha(p), want);
+  await processedAt(f.hub, 'v1', b.name, 90_000);
+  assert.equal(received('v1', idOf(b.name)), 1);
+});
+
+test('fed-transfer - v1\'s bundle does not go to v2; a bundle addressed to v2 dropped for v1 is refused', async () => {
+  const b = await drop(f.hub, 'v1', await project('p7', [100_000]));
+  await arrived(f.site('v1'), 'studio', b.name);
+  await processedAt(f.hub, 'v1', b.name);
+  const v2In = hotFolderDirs(f.site('v2').dir, 'studio').incoming;
+  assert.deepEqual((await readdir(v2In)).filter((n) => n.endsWith('.rbb')), []);
+  assert.ok(!logs.some((l) => (l as { site?: string }).site === 'v2' && l.bundleId === idOf(b.name)), 'v2 never heard of it');
+  // a bundle for v2 in v1's outgoing folder: refused before anything crosses
+  const wrong = await drop(f.hub, 'v2', await project('p8', [1000]));
+  const misplaced = join(hotFolderDirs(f.hub.dir, 'v1').outgoing, wrong.name);
+  const { rename } = await import('node:fs/promises');
+  await rename(wrong.path, misplaced).catch(() => {});
+  await waitUntil('the misplaced bundle to go to failed/', () => readdir(hotFolderDirs(f.hub.dir, 'v1').failed).then((n) => n.includes(wrong.name)).catch(() => false), 20_000);
+  const reason = await readFile(join(hotFolderDirs(f.hub.dir, 'v1').failed, `${wrong.name}.reason.txt`), 'utf8');
+  assert.match(reason, /RB_BAD_BUNDLE.*to 'v2'/s);
+});
+
+test('fed-transfer - link.status answers with each peer\'s state, backlog and round trip, and down while cut', async () => {
+  const op = await f.hub.connectAs(Role.Operator);
+  conns.push(op);
+  const ask = async (peer?: string) => {
+    const r = linkCodecs.statusReply.decode((await op.request(subjects.linkStatus('studio'), linkCodecs.statusRequest.encode({ v: PROTOCOL_MAJOR, ...(peer ? { peer } : {}) }), { timeout: 5_000 })).data);
+    assert.ok(r.ok);
+    return r.body;
+  };
+  await waitUntil('a round trip to each vendor', async () => (await ask()).links.every((l) => l.rttMs !== undefined && l.state === LinkState.Up), 20_000);
+  const body = await ask();
+  assert.equal(body.site, 'studio');
+  assert.deepEqual(body.links.map((l) => l.peer).sort(), ['v1', 'v2']);
+  for (const l of body.links) assert.deepEqual(l.outgoing, { bundles: 0, bytes: 0 });
+  assert.deepEqual((await ask('v2')).links.map((l) => l.peer), ['v2']);
+  const bad = linkCodecs.statusReply.decode((await op.request(subjects.linkStatus('studio'), linkCodecs.statusRequest.encode({ v: PROTOCOL_MAJOR, peer: 'v9' }), { timeout: 5_000 })).data);
+  assert.ok(!bad.ok && bad.error.code === 'RB_BAD_PEER');
+  f.proxy('v1').cut();
+  try {
+    await waitUntil('v1 reported down', async () => (await ask('v1')).links[0]?.state === LinkState.Down, 20_000);
+    const b = await drop(f.hub, 'v1', await project('p9', [500_000]));
+    await waitUntil('the waiting bundle in the backlog', async () => (await ask('v1')).links[0]?.outgoing.bundles === 1, 20_000);
+    assert.equal((await ask('v2')).links[0]?.state, LinkState.Up, 'v2 is not affected');
+    f.proxy('v1').restore();
+    await processedAt(f.hub, 'v1', b.name, 30_000);
+  } finally {
+    f.proxy('v1').restore();
+  }
+});
+
+after(() => {
+  if (process.env.RB_DUMP_LOGS) process.stderr.write(logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+});

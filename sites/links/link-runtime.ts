@@ -254,6 +254,8 @@ export class PeerLink {
     const messages = this.messages;
     this.consuming = (async () => {
       for await (const m of messages) {
+        // stopping: what is taken and not handled is handed out again (after the ack wait) to the next start
+        if (this.stopped) break;
         try {
           await this.onMessage(m);
         } catch (err) {

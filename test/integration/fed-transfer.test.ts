@@ -57,10 +57,10 @@ async function project(name: string, sizes: number[]): Promise<string[]> {
 }
 
 /** Writes a bundle of `files` from `from` to `to` straight into from's outgoing/<to>/ (as the writer does: .part, then rename). */
-async function drop(from: FedSite, to: string, files: string[]): Promise<{ name: string; path: string }> {
+async function drop(from: FedSite, to: string, files: string[], folder = to): Promise<{ name: string; path: string }> {
   const bundleId = newBundleId();
   const name = `${bundleId}.rbb`;
-  const dirs = hotFolderDirs(from.dir, to);
+  const dirs = hotFolderDirs(from.dir, folder);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dirs.outgoing, { recursive: true });
   const staged = join(src, name);
@@ -160,30 +160,31 @@ test('fed-transfer - a second bundle with the same files re-sends no content; on
 test('fed-transfer - the link cut at ~30 % of an upload and restored: completes once, byte-identical, the outbox empty after the receipt', async () => {
   const files = await project('p3', Array.from({ length: 16 }, () => 2 << 20));
   const payload = 32 << 20;
-  const v1 = services.get('v1')!;
   let name = '';
+  const b0 = f.proxy('v1').bytes;
   const bytes = await linkBytes('v1', async () => {
     const b = await drop(f.hub, 'v1', files);
     name = b.name;
     const want = await sha(b.path);
-    await waitUntil('v1 to have ~30 % of the bundle', () => {
-      const s = v1.status().find((l) => l.peer === 'studio');
-      return s !== undefined && s.incoming.bundles === 1 && s.incoming.bytes < payload * 0.7;
-    }, 60_000, 5);
+    // the sources pull faster than the receiver stores, so the link's own byte count says how far the upload is
+    await waitUntil('~30 % of the bundle to cross the link', () => f.proxy('v1').bytes - b0 >= payload * 0.3, 60_000, 1);
     f.proxy('v1').cut();
     const studio = services.get('studio')!;
     await waitUntil('the studio to see v1 down', () => studio.status().find((l) => l.peer === 'v1')?.state === LinkState.Down, 20_000);
+    const atCut = f.proxy('v1').bytes - b0;
     f.proxy('v1').restore();
     const t0 = Date.now();
     const p = await arrived(f.site('v1'), 'studio', b.name, 60_000);
-    logs.push({ msg: `resumed and completed ${Date.now() - t0} ms after the restore` });
+    logs.push({ msg: `cut at ${atCut} of ${payload} bytes; completed ${Date.now() - t0} ms after the restore` });
     assert.equal(await sha(p), want);
     await processedAt(f.hub, 'v1', b.name);
   });
   assert.equal(received('v1', idOf(name)), 1, 'written once');
   assert.equal(logs.filter((l) => l.msg === 'blob refused').length, 0);
   assert.equal(await outboxMessages(f.hub, 'v1'), 0, 'the outbox holds nothing of the bundle after its receipt');
-  assert.ok(bytes < payload * 1.05, `${bytes} bytes on the link for ${payload} of payload`);
+  // what was in flight at the cut (the proxy's and the kernel's socket buffers, a few MB on loopback)
+  // crosses again: the source resumes from what the inbox stored. A fixed cost, not a fraction
+  assert.ok(bytes < payload + (8 << 20), `${bytes} bytes on the link for ${payload} of payload`);
 });
 
 test('fed-transfer - link down before the drop: the bundle waits in the outbox and crosses after the restore', async () => {
@@ -238,10 +239,7 @@ test('fed-transfer - v1\'s bundle does not go to v2; a bundle addressed to v2 dr
   assert.deepEqual((await readdir(v2In)).filter((n) => n.endsWith('.rbb')), []);
   assert.ok(!logs.some((l) => (l as { site?: string }).site === 'v2' && l.bundleId === idOf(b.name)), 'v2 never heard of it');
   // a bundle for v2 in v1's outgoing folder: refused before anything crosses
-  const wrong = await drop(f.hub, 'v2', await project('p8', [1000]));
-  const misplaced = join(hotFolderDirs(f.hub.dir, 'v1').outgoing, wrong.name);
-  const { rename } = await import('node:fs/promises');
-  await rename(wrong.path, misplaced).catch(() => {});
+  const wrong = await drop(f.hub, 'v2', await project('p8', [1000]), 'v1');
   await waitUntil('the misplaced bundle to go to failed/', () => readdir(hotFolderDirs(f.hub.dir, 'v1').failed).then((n) => n.includes(wrong.name)).catch(() => false), 20_000);
   const reason = await readFile(join(hotFolderDirs(f.hub.dir, 'v1').failed, `${wrong.name}.reason.txt`), 'utf8');
   assert.match(reason, /RB_BAD_BUNDLE.*to 'v2'/s);

@@ -55,6 +55,8 @@ interface Receiving {
   blobs: Map<string, number>;
   entries: TarEntry[];
   asm: Map<string, BlobAssembly & { fh: FileHandle; path: string }>;
+  /** Whole blobs being verified into the store. */
+  landing: Set<Promise<void>>;
   bytesIn: number;
 }
 
@@ -333,7 +335,10 @@ export class PeerLink {
       return;
     }
     const old = this.receiving.get(key);
-    if (old) r.asm = old.asm; // blobs under way keep their chunks
+    if (old) {
+      r.asm = old.asm; // blobs under way keep their chunks
+      r.landing = old.landing;
+    }
     this.receiving.set(key, r);
     await writeAtomic(join(this.stateDir, `${key}.manifest`), data);
     const want = await this.cas.has([...r.blobs.keys()]);
@@ -359,7 +364,7 @@ export class PeerLink {
     }
     const entries = checkLayout(headers, { manifestSize: msg.manifest.length, ...(msg.signature ? { signatureSize: msg.signature.length } : {}), blobs });
     if (layoutSize(entries, msg.trailer) !== msg.size) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: its layout adds up to ${layoutSize(entries, msg.trailer)} bytes, not ${msg.size}`);
-    return { key, msg, blobs, entries, asm: new Map(), bytesIn: 0 };
+    return { key, msg, blobs, entries, asm: new Map(), landing: new Set(), bytesIn: 0 };
   }
 
   private async receivingOf(key: string): Promise<Receiving | undefined> {
@@ -393,14 +398,19 @@ export class PeerLink {
     if (!v.duplicate && m.data.length > 0) await a.fh.write(m.data, 0, m.data.length, offset);
     if (!v.complete) return;
     r.asm.delete(sha256);
-    await a.fh.sync();
-    await a.fh.close();
-    try {
+    // hashing and fsyncing a large blob takes a while on a busy disk: the inbox keeps being read
+    // meanwhile, and `end` waits for every blob still landing (a crash before it lands only makes
+    // it missing, and the receipt asks for it again)
+    const fh = a.fh;
+    const landing = (async () => {
+      await fh.close();
       await this.cas.adopt(a.path, sha256, size, { deferDirSync: true });
-    } catch (err) {
+    })().catch((err: unknown) => {
       // a hash or size mismatch: refused and removed; the receipt asks for it again
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');
-    }
+    });
+    r.landing.add(landing);
+    void landing.finally(() => r.landing.delete(landing));
   }
 
   private async onEnd(key: string, data: Uint8Array): Promise<void> {
@@ -409,6 +419,7 @@ export class PeerLink {
     if (done) return void (await this.publish(key, 'receipt', done));
     const r = await this.receivingOf(key);
     if (!r) throw new FarmError('RB_BAD_BUNDLE', `end of bundle ${end.bundleId}, which was never offered`);
+    await Promise.all(r.landing);
     await this.cas.flush();
     const missing = await this.cas.has([...r.blobs.keys()]);
     if (missing.length > 0) {
@@ -418,6 +429,7 @@ export class PeerLink {
     }
     let receipt: Uint8Array;
     try {
+      this.log.info({ bundleId: r.msg.bundleId }, 'bundle complete: writing it');
       await this.materialize(r);
       await this.cas.addRef(r.msg.bundleId, [...r.blobs.keys()]);
       receipt = this.receipt({ bundleId: r.msg.bundleId, ok: true, missing: [] });

@@ -98,12 +98,15 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       const t0 = performance.now();
       await rename(staged, join(hotFolderDirs(f.hub.dir, 'v1').outgoing, name));
       const cut = during?.(b0);
+      const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
       await waitUntil(`${name} receipted`, () => readdir(hotFolderDirs(f.hub.dir, 'v1').processed).then((n) => n.includes(name)), 600_000, 20);
       await cut;
+      clearInterval(trace);
       const t1 = performance.now();
       const inc = await readdir(hotFolderDirs(f.site('v1').dir, 'studio').incoming);
       if (!inc.includes(name)) throw new Error(`${name} receipted but not in v1's incoming folder`);
       const offered = times.get(`bundle offered to peer ${bundleId}`) ?? t0;
+      if (process.env.RB_BENCH_TRACE) console.error([...times].filter(([k]) => k.endsWith(bundleId)).map(([k, v]) => `${k.replace(bundleId, '')} +${(v - t0).toFixed(0)} ms`).join('\n'));
       return { ms: t1 - t0, prepareMs: offered - t0, pipeMs: t1 - offered, linkBytes: proxy.bytes - b0 };
     };
 

@@ -18,8 +18,8 @@ export interface PeerHello {
 
 export type LinkEvent =
   | { type: 'hello'; hello: PeerHello; at: number }
-  /** The runtime's look at our inbox: its last sequence (it moves whenever the source brings a message). */
-  | { type: 'inbox.seq'; seq: number; at: number }
+  /** The highest sequence of the peer's outbox our inbox has handed us (from the sourced messages' header). */
+  | { type: 'inbox.taken'; seq: number; at: number }
   /** Bundles in flight either way (0: none). */
   | { type: 'work'; active: number }
   /** The inbox's source reported an error it cannot get past (a poison message). */
@@ -36,9 +36,13 @@ export interface LinkContext {
   publicKey?: string;
   /** The peer's outbox sequence, from its last hello. */
   peerOutSeq: number;
-  inboxSeq: number;
-  /** The peer's outbox sequence when our inbox last moved: more than this since is what we wait for. */
-  peerOutSeqAtMove: number | undefined;
+  /** The highest sequence of the peer's outbox we have taken. */
+  takenSeq: number;
+  /**
+   * What the peer had sent when we first heard it (counted as taken: a restarted link cannot tell
+   * what its predecessor took, and a stall needs new messages that do not come).
+   */
+  baseline: number | undefined;
   active: number;
   reason?: string;
 }
@@ -48,7 +52,7 @@ export interface LinkContext {
  * - `conn`: disconnected → connected (idle ⇄ transferring); a hello connects, and HELLOS_MISSED
  *   periods without one disconnect (what must cross then waits in the outbox);
  * - `beat`: says hello every HELLO_EVERY_MS, up or down (the peer learns we are back at once);
- * - `health`: ok → behind (up, the peer's outbox has grown since our inbox last moved) → stalled
+ * - `health`: ok → behind (up, the peer's outbox holds more than we have taken) → stalled
  *   after STALL_AFTER_MS (the runtime recreates the inbox's source, and again every period while
  *   it stays stalled); a source error quarantines the link until an operator clears it.
  * Effects are injected: the runtime provides every action.
@@ -78,14 +82,14 @@ export const linkMachine = setup({
   guards: {
     keyChanged: ({ context, event }) => event.type === 'hello' && event.hello.publicKey !== context.publicKey,
     // guards see the context before this event's assigns: they read the event itself
-    behind: ({ context, event }) => event.type === 'hello' && context.peerOutSeqAtMove !== undefined && event.hello.outSeq > context.peerOutSeqAtMove,
-    inboxMoved: ({ context, event }) => event.type === 'inbox.seq' && event.seq !== context.inboxSeq,
+    behind: ({ context, event }) => event.type === 'hello' && context.baseline !== undefined && event.hello.outSeq > Math.max(context.takenSeq, context.baseline),
+    inboxMoved: ({ context, event }) => event.type === 'inbox.taken' && event.seq > context.takenSeq,
     busy: ({ context }) => context.active > 0,
   },
 }).createMachine({
   id: 'siteLink',
   type: 'parallel',
-  context: ({ input }) => ({ peer: input.peer, since: input.now, peerOutSeq: 0, inboxSeq: 0, peerOutSeqAtMove: undefined, active: 0 }),
+  context: ({ input }) => ({ peer: input.peer, since: input.now, peerOutSeq: 0, takenSeq: 0, baseline: undefined, active: 0 }),
   states: {
     // the facts events carry, noted first (regions act in document order); guards elsewhere read the event
     data: {
@@ -97,12 +101,7 @@ export const linkMachine = setup({
               { guard: 'keyChanged', actions: [assign(helloFields), { type: 'peerKey', params: ({ event }) => event.hello.publicKey }, assign({ publicKey: ({ event }) => event.hello.publicKey })] },
               { actions: assign(helloFields) },
             ],
-            'inbox.seq': {
-              actions: assign(({ context, event }) =>
-                // before any hello there is nothing to compare with: the first hello sets the mark
-                event.seq !== context.inboxSeq ? { inboxSeq: event.seq, peerOutSeqAtMove: context.lastHelloAt === undefined ? undefined : context.peerOutSeq } : {},
-              ),
-            },
+            'inbox.taken': { actions: assign(({ context, event }) => (event.seq > context.takenSeq ? { takenSeq: event.seq } : {})) },
             work: { actions: assign({ active: ({ event }) => event.active }) },
           },
         },
@@ -149,9 +148,9 @@ export const linkMachine = setup({
           },
         },
         behind: {
-          after: { stallAfter: { target: 'stalled', actions: assign({ reason: ({ context }) => `the inbox has not moved for ${STALL_AFTER_MS / 1000} s while ${context.peer} says its outbox is at ${context.peerOutSeq}` }) } },
+          after: { stallAfter: { target: 'stalled', actions: assign({ reason: ({ context }) => `the inbox has brought nothing for ${STALL_AFTER_MS / 1000} s while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}` }) } },
           on: {
-            'inbox.seq': { guard: 'inboxMoved', target: 'ok' },
+            'inbox.taken': { guard: 'inboxMoved', target: 'ok' },
             'link.lost': 'ok',
           },
         },
@@ -159,7 +158,7 @@ export const linkMachine = setup({
           entry: ['recreateSource', 'stateChanged'],
           after: { stallAfter: { target: 'stalled', reenter: true } },
           on: {
-            'inbox.seq': { guard: 'inboxMoved', target: 'ok', actions: [assign({ reason: undefined }), 'stateChanged'] },
+            'inbox.taken': { guard: 'inboxMoved', target: 'ok', actions: [assign({ reason: undefined }), 'stateChanged'] },
             'link.lost': { target: 'ok', actions: assign({ reason: undefined }) },
           },
         },
@@ -177,9 +176,7 @@ export const linkMachine = setup({
 
 function helloFields({ context, event }: { context: LinkContext; event: LinkEvent | { type: 'link.lost' } }): Partial<LinkContext> {
   if (event.type !== 'hello') return {};
-  // the first hello is the baseline: what the peer had sent before we looked counts as received
-  const mark = context.peerOutSeqAtMove ?? event.hello.outSeq;
-  return { lastHelloAt: event.at, peerInstance: event.hello.instance, peerOutSeq: event.hello.outSeq, peerOutSeqAtMove: mark };
+  return { lastHelloAt: event.at, peerInstance: event.hello.instance, peerOutSeq: event.hello.outSeq, baseline: context.baseline ?? event.hello.outSeq };
 }
 
 /** The state `link.status` reports: quarantine first, then down, stalled, up. */

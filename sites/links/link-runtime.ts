@@ -1,4 +1,5 @@
-import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -57,10 +58,13 @@ interface Receiving {
   asm: Map<string, BlobAssembly & { fh: FileHandle; path: string }>;
   /** Whole blobs being verified into the store. */
   landing: Set<Promise<void>>;
+  landingBlobs: Set<string>;
   bytesIn: number;
 }
 
 const RECEIVER_LIMIT_BLOBS = 20_000;
+/** Suffix of a blob being assembled in the store's temp folder. */
+const ASM = '.asm';
 
 /**
  * One peer's link, bound to NATS, the peer's content store and its hot folders (docs/federation.md,
@@ -103,6 +107,8 @@ export class PeerLink {
     const { site, peer, dataDir } = this.o;
     this.dirs = await ensureHotFolders(dataDir, peer);
     this.cas = await PeerCas.open(dataDir, peer);
+    // blobs half assembled by an earlier run: their chunks are asked for again at `end`
+    for (const n of await readdir(this.cas.tempDir)) if (n.endsWith(ASM)) await rm(join(this.cas.tempDir, n), { force: true });
     this.stateDir = join(dataDir, 'fed', 'links', peer, 'in');
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     this.jsm = await jetstreamManager(this.o.dmz);
@@ -165,7 +171,10 @@ export class PeerLink {
     for (const s of this.subs) s.unsubscribe();
     this.messages?.stop();
     await this.consuming;
-    for (const r of this.receiving.values()) for (const a of r.asm.values()) await a.fh.close().catch(() => {});
+    for (const r of this.receiving.values()) {
+      await Promise.all(r.landing);
+      for (const a of r.asm.values()) await a.fh.close().catch(() => {});
+    }
   }
 
   /** Clears a quarantine (an operator's decision): the inbox is reset past the message it could not take. */
@@ -203,7 +212,7 @@ export class PeerLink {
       const out = await outboxSeq(this.jsm);
       this.outSeq = out.seq;
       const inbox = await inboxHealth(this.jsm);
-      this.actor.send({ type: 'inbox.seq', seq: inbox.seq, at: Date.now() });
+      this.actor.send({ type: 'inbox.taken', seq: this.lastOriginSeq, at: Date.now() });
       if (inbox.error && /payload|size|exceed/i.test(inbox.error)) this.actor.send({ type: 'source.error', reason: `the inbox cannot take a message from ${peer}: ${inbox.error}`, at: Date.now() });
     } catch (err) {
       this.log.debug({ err }, 'stream info failed');
@@ -338,6 +347,7 @@ export class PeerLink {
     if (old) {
       r.asm = old.asm; // blobs under way keep their chunks
       r.landing = old.landing;
+      r.landingBlobs = old.landingBlobs;
     }
     this.receiving.set(key, r);
     await writeAtomic(join(this.stateDir, `${key}.manifest`), data);
@@ -364,7 +374,7 @@ export class PeerLink {
     }
     const entries = checkLayout(headers, { manifestSize: msg.manifest.length, ...(msg.signature ? { signatureSize: msg.signature.length } : {}), blobs });
     if (layoutSize(entries, msg.trailer) !== msg.size) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: its layout adds up to ${layoutSize(entries, msg.trailer)} bytes, not ${msg.size}`);
-    return { key, msg, blobs, entries, asm: new Map(), landing: new Set(), bytesIn: 0 };
+    return { key, msg, blobs, entries, asm: new Map(), landing: new Set(), landingBlobs: new Set(), bytesIn: 0 };
   }
 
   private async receivingOf(key: string): Promise<Receiving | undefined> {
@@ -388,8 +398,9 @@ export class PeerLink {
     r.bytesIn += m.data.length;
     let a = r.asm.get(sha256);
     if (!a) {
-      if ((await this.cas.has([sha256])).length === 0) return; // already stored (a resend crossing a late chunk)
-      const path = join(this.cas.tempDir, `${sha256}.${key}.asm`);
+      // already stored, or being verified into the store: a resend crossing a late chunk
+      if (r.landingBlobs.has(sha256) || (await this.cas.has([sha256])).length === 0) return;
+      const path = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
       a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path };
       r.asm.set(sha256, a);
     }
@@ -410,7 +421,11 @@ export class PeerLink {
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');
     });
     r.landing.add(landing);
-    void landing.finally(() => r.landing.delete(landing));
+    r.landingBlobs.add(sha256);
+    void landing.finally(() => {
+      r.landing.delete(landing);
+      r.landingBlobs.delete(sha256);
+    });
   }
 
   private async onEnd(key: string, data: Uint8Array): Promise<void> {
@@ -564,7 +579,8 @@ export class PeerLink {
     }
     if (r.attempt !== s.attempt) return; // the end of an earlier send (before a restart): its want is being served
     if (++s.resends > MAX_RESENDS) {
-      s.done(new FarmError('RB_BAD_BUNDLE', `${this.o.peer} still misses ${r.missing.length} blobs after ${MAX_RESENDS} resends`));
+      // retryable: the watcher offers it again later (a new attempt), and gives up after its own limit
+      s.done(new FarmError('RB_BAD_BLOB', `${this.o.peer} still misses ${r.missing.length} blobs after ${MAX_RESENDS} resends`, { retryable: true }));
       return;
     }
     this.log.warn({ bundleId: r.bundleId, missing: r.missing.length }, 'peer misses blobs: sending them again');

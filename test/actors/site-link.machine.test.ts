@@ -67,7 +67,7 @@ test('site-link - tells the peer key when first seen and when it changes, not on
 test('site-link - stalled when the peer has sent more and the inbox stands still for 30 s; the source is recreated', () => {
   const { clock, hello, link, state, calls } = start();
   hello({ outSeq: 10 }); // the baseline: what was sent before we looked
-  link.send({ type: 'inbox.seq', seq: 4, at: clock.now() });
+  link.send({ type: 'inbox.taken', seq: 4, at: clock.now() });
   const beat = (outSeq: number) => {
     clock.increment(HELLO_EVERY_MS);
     hello({ outSeq });
@@ -81,7 +81,7 @@ test('site-link - stalled when the peer has sent more and the inbox stands still
   // still stuck: tried again one period later
   for (let t = 0; t < STALL_AFTER_MS; t += HELLO_EVERY_MS) beat(12);
   assert.equal(calls.recreates, 2);
-  link.send({ type: 'inbox.seq', seq: 6, at: clock.now() });
+  link.send({ type: 'inbox.taken', seq: 6, at: clock.now() });
   assert.equal(state(), LinkState.Up);
 });
 
@@ -91,7 +91,7 @@ test('site-link - an inbox that keeps moving is never stalled, nor an idle one',
   for (let i = 1; i <= 40; i++) {
     clock.increment(HELLO_EVERY_MS);
     hello({ outSeq: i * 10 });
-    link.send({ type: 'inbox.seq', seq: i * 10, at: clock.now() });
+    link.send({ type: 'inbox.taken', seq: i * 10, at: clock.now() });
   }
   for (let i = 0; i < 40; i++) {
     clock.increment(HELLO_EVERY_MS);
@@ -113,4 +113,19 @@ test('site-link - a source error quarantines until an operator clears it; the in
   link.send({ type: 'quarantine.clear', at: clock.now() });
   assert.equal(state(), LinkState.Up);
   assert.equal(calls.resets, 1);
+});
+
+test('site-link - a hello ahead of what the inbox has brought for a moment is no stall; a restart is no stall either', () => {
+  const { clock, hello, link, state, calls } = start();
+  hello({ outSeq: 500 }); // a restarted link: what the peer sent before counts as taken
+  clock.increment(HELLO_EVERY_MS);
+  hello({ outSeq: 501 }); // the peer sent one more…
+  link.send({ type: 'inbox.taken', seq: 501, at: clock.now() }); // …and it came
+  for (let t = 0; t < STALL_AFTER_MS * 2; t += HELLO_EVERY_MS) {
+    clock.increment(HELLO_EVERY_MS);
+    hello({ outSeq: 501 });
+    link.send({ type: 'inbox.taken', seq: 501, at: clock.now() });
+  }
+  assert.equal(state(), LinkState.Up);
+  assert.equal(calls.recreates, 0);
 });

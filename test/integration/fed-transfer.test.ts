@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
@@ -275,5 +276,6 @@ test('fed-transfer - link.status answers with each peer\'s state, backlog and ro
 });
 
 after(() => {
-  if (process.env.RB_DUMP_LOGS) process.stderr.write(logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  // RB_DUMP_LOGS=<file>: the links' logs, to see what happened in a failed run
+  if (process.env.RB_DUMP_LOGS) writeFileSync(process.env.RB_DUMP_LOGS, logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
 });

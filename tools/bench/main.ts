@@ -115,7 +115,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

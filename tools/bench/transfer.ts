@@ -98,16 +98,26 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       const t0 = performance.now();
       await rename(staged, join(hotFolderDirs(f.hub.dir, 'v1').outgoing, name));
       const cut = during?.(b0);
+      // the leaf alone: from the first MB across to the payload across, sampled every 20 ms
+      let firstMbAt = 0;
+      let allAt = 0;
+      const sampler = setInterval(() => {
+        const n = proxy.bytes - b0;
+        if (!firstMbAt && n >= 1e6) firstMbAt = performance.now();
+        if (!allAt && n >= payload) allAt = performance.now();
+      }, 20);
       const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
       await waitUntil(`${name} receipted`, () => readdir(hotFolderDirs(f.hub.dir, 'v1').processed).then((n) => n.includes(name)), 600_000, 20);
       await cut;
       clearInterval(trace);
+      clearInterval(sampler);
       const t1 = performance.now();
       const inc = await readdir(hotFolderDirs(f.site('v1').dir, 'studio').incoming);
       if (!inc.includes(name)) throw new Error(`${name} receipted but not in v1's incoming folder`);
       const offered = times.get(`bundle offered to peer ${bundleId}`) ?? t0;
       if (process.env.RB_BENCH_TRACE) console.error([...times].filter(([k]) => k.endsWith(bundleId)).map(([k, v]) => `${k.replace(bundleId, '')} +${(v - t0).toFixed(0)} ms`).join('\n'));
-      return { ms: t1 - t0, prepareMs: offered - t0, pipeMs: t1 - offered, linkBytes: proxy.bytes - b0 };
+      const leafMs = firstMbAt && allAt ? allAt - firstMbAt : 0;
+      return { ms: t1 - t0, prepareMs: offered - t0, pipeMs: t1 - offered, linkBytes: proxy.bytes - b0, leafMs };
     };
 
     const cold = await send(assets);
@@ -143,6 +153,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       `| the same assets again | ${mb(again.linkBytes)} (**${((again.linkBytes / payload) * 100).toFixed(2)} %**) | ${(again.ms / 1000).toFixed(2)} | – | ${(again.prepareMs / 1000).toFixed(2)} | ${(again.pipeMs / 1000).toFixed(2)} |`,
       `| new assets, link cut ${o.cutS} s at ${((cutAtBytes / payload) * 100).toFixed(0)} % | ${mb(cutRound.linkBytes)} | ${(cutRound.ms / 1000).toFixed(2)} | ${rate(payload, cutRound.ms)} | ${(cutRound.prepareMs / 1000).toFixed(2)} | ${(cutRound.pipeMs / 1000).toFixed(2)} |`,
       '',
+      `- the leaf alone in the cold round (from its first MB to the whole payload across the proxy): ${(cold.leafMs / 1000).toFixed(2)} s = ${rate(payload - 1e6, cold.leafMs)} MB/s.`,
       `- rsync -a of the same assets between two folders on the same disk: ${(rsyncMs / 1000).toFixed(2)} s = **${rate(payload, rsyncMs)} MB/s**`,
       `  (again, unchanged: ${(rsyncAgainMs / 1000).toFixed(2)} s); the link did ${(Number(rate(payload, cold.ms)) / Number(rate(payload, rsyncMs))).toFixed(2)}× rsync's rate.`,
       `- the cut: ${mb(cutExtra)} MB more on the link than the cold round (**${((cutExtra / payload) * 100).toFixed(1)} %** of the payload);`,

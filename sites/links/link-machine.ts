@@ -53,8 +53,9 @@ export interface LinkContext {
  *   periods without one disconnect (what must cross then waits in the outbox);
  * - `beat`: says hello every HELLO_EVERY_MS, up or down (the peer learns we are back at once);
  * - `health`: ok → behind (up, the peer's outbox holds more than we have taken) → stalled
- *   after STALL_AFTER_MS (the runtime recreates the inbox's source, and again every period while
- *   it stays stalled); a source error quarantines the link until an operator clears it.
+ *   after STALL_AFTER_MS (the runtime recreates the inbox's source) → quarantined when the new
+ *   source brings nothing either for another STALL_AFTER_MS, or at once on a source error; a
+ *   quarantine lasts until an operator clears it (the inbox is then reset past the bad message).
  * Effects are injected: the runtime provides every action.
  */
 export const linkMachine = setup({
@@ -156,7 +157,16 @@ export const linkMachine = setup({
         },
         stalled: {
           entry: ['recreateSource', 'stateChanged'],
-          after: { stallAfter: { target: 'stalled', reenter: true } },
+          // a new source that brings nothing either: a message the inbox cannot take (a poison
+          // message: nats-server 2.9.10 reports it only in its log, the source's lag stays 0)
+          after: {
+            stallAfter: {
+              target: 'quarantined',
+              actions: assign({
+                reason: ({ context }) => `the inbox has brought nothing from ${context.peer} for ${(2 * STALL_AFTER_MS) / 1000} s, even after its source was recreated, while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}: likely a message it cannot carry (larger than our max_payload)`,
+              }),
+            },
+          },
           on: {
             'inbox.taken': { guard: 'inboxMoved', target: 'ok', actions: [assign({ reason: undefined }), 'stateChanged'] },
             'link.lost': { target: 'ok', actions: assign({ reason: undefined }) },

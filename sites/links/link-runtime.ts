@@ -17,7 +17,7 @@ import type { SiteKey } from './site-key.ts';
 import { prepareOutgoing, type OutgoingBundle } from './bundle-send.ts';
 import { rebuildBundle } from './bundle-rebuild.ts';
 import { linkMachine, reportedState } from './link-machine.ts';
-import { ensureLinkStreams, inboxHealth, originSeq, outboxSeq, recreateInbox } from './link-streams.ts';
+import { ensureLinkStreams, INBOX_CONSUMER, inboxHealth, originSeq, outboxSeq, recreateInbox } from './link-streams.ts';
 import { checkLayout, layoutSize, type TarEntry } from './tar-layout.ts';
 import { acceptChunk, bundleKey, CHUNK, MAX_RESENDS, planChunks, WINDOW, type BlobAssembly } from './transfer-plan.ts';
 
@@ -94,6 +94,7 @@ export class PeerLink {
   private bytesOut = 0;
   private bytesIn = 0;
   private pinging = false;
+  private warnedPayload = false;
   private stateDir!: string;
   /** Serialises inbox resets with the consumer (a reset replaces the stream it reads). */
   private resetting: Promise<void> | undefined;
@@ -253,6 +254,12 @@ export class PeerLink {
       return;
     }
     this.actor.send({ type: 'hello', hello: { instance: h.instance, outSeq: h.outSeq, publicKey: h.publicKey }, at: Date.now() });
+    const ours = this.o.farm.info?.max_payload ?? 0;
+    if (ours > 0 && h.maxPayload > ours && !this.warnedPayload) {
+      // it can store messages our inbox cannot take: one would wedge the inbox (the watchdog quarantines it)
+      this.warnedPayload = true;
+      this.log.warn({ theirs: h.maxPayload, ours }, 'the peer\'s server takes larger messages than ours');
+    }
     // what the peer has taken from its inbox no longer needs to wait in our outbox
     if (h.inSeq > 0 && h.inSeq <= this.outSeq) void this.jsm.streams.purge(streams.fedOutbox, { seq: h.inSeq + 1 }).catch((err: unknown) => this.log.debug({ err }, 'outbox trim failed'));
   }
@@ -260,7 +267,7 @@ export class PeerLink {
   // ---- the inbox
 
   private async startConsumer(): Promise<void> {
-    const consumer = await this.js.consumers.get(streams.fedInbox, 'link');
+    const consumer = await this.js.consumers.get(streams.fedInbox, INBOX_CONSUMER);
     this.messages = await consumer.consume({ max_messages: 128 });
     const messages = this.messages;
     this.consuming = (async () => {
@@ -279,14 +286,31 @@ export class PeerLink {
     })().catch((err: unknown) => this.log.error({ err }, 'inbox consumer ended'));
   }
 
-  private async resetInbox(why: string): Promise<void> {
+  /**
+   * Deletes the inbox and creates it again past what was taken (notes §3.2), once it is drained:
+   * everything it stored is handled first, so deleting it loses nothing. After a stall the source
+   * starts at the next sequence; after a poison message one further, past the message it cannot
+   * take (that message is lost on purpose: a blob of it is asked for again by the receipt).
+   */
+  private async resetInbox(why: 'stalled' | 'quarantine cleared'): Promise<void> {
     if (this.resetting || this.stopped) return;
     this.resetting = (async () => {
-      this.log.warn({ why, startSeq: this.lastOriginSeq + 1 }, 'recreating the inbox');
       try {
+        let drained = false;
+        for (const until = Date.now() + 60_000; !drained && Date.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+          const c = await this.jsm.consumers.info(streams.fedInbox, INBOX_CONSUMER);
+          drained = c.num_pending === 0 && c.num_ack_pending === 0;
+        }
+        if (!drained) {
+          // deleting it now would lose what it holds; a stalled link tries again next period
+          this.log.warn({ why }, 'the inbox does not drain: not recreated');
+          return;
+        }
+        const startSeq = this.lastOriginSeq + (why === 'stalled' ? 1 : 2);
+        this.log.warn({ why, startSeq }, 'recreating the inbox');
         this.messages?.stop();
         await this.consuming;
-        await recreateInbox(this.jsm, this.o.peer, this.lastOriginSeq + 1);
+        await recreateInbox(this.jsm, this.o.peer, startSeq);
         await this.startConsumer();
       } catch (err) {
         this.log.error({ err }, 'inbox reset failed');

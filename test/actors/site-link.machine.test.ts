@@ -78,10 +78,29 @@ test('site-link - stalled when the peer has sent more and the inbox stands still
   beat(12);
   assert.equal(state(), LinkState.Stalled);
   assert.equal(calls.recreates, 1);
-  // still stuck: tried again one period later
-  for (let t = 0; t < STALL_AFTER_MS; t += HELLO_EVERY_MS) beat(12);
-  assert.equal(calls.recreates, 2);
-  link.send({ type: 'inbox.taken', seq: 6, at: clock.now() });
+  link.send({ type: 'inbox.taken', seq: 6, at: clock.now() }); // the new source brings something
+  assert.equal(state(), LinkState.Up);
+});
+
+test('site-link - a recreated source that brings nothing either quarantines the link (a poison message)', () => {
+  const { clock, hello, link, state, calls } = start();
+  hello({ outSeq: 10 });
+  for (let t = 0; t <= STALL_AFTER_MS; t += HELLO_EVERY_MS) {
+    clock.increment(HELLO_EVERY_MS);
+    hello({ outSeq: 11 });
+  }
+  assert.equal(state(), LinkState.Stalled);
+  for (let t = HELLO_EVERY_MS; t < STALL_AFTER_MS; t += HELLO_EVERY_MS) {
+    clock.increment(HELLO_EVERY_MS);
+    hello({ outSeq: 11 });
+  }
+  assert.equal(state(), LinkState.Stalled, 'not before another 30 s');
+  clock.increment(HELLO_EVERY_MS);
+  assert.equal(state(), LinkState.Quarantined);
+  assert.equal(calls.recreates, 1);
+  assert.match(link.getSnapshot().context.reason ?? '', /max_payload/);
+  link.send({ type: 'quarantine.clear', at: clock.now() });
+  assert.equal(calls.resets, 1);
   assert.equal(state(), LinkState.Up);
 });
 

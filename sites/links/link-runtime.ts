@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -502,7 +502,7 @@ export class PeerLink {
 
   private async send(f: HotFile): Promise<void> {
     if (this.stopped) throw new FarmError('RB_DRAINING', 'the link service is stopping', { retryable: true });
-    const bundle = await prepareOutgoing({ path: f.path, name: f.name, site: this.o.site, peer: this.o.peer, dataDir: this.o.dataDir, cas: this.cas });
+    const bundle = await prepareOutgoing({ path: f.path, name: f.name, site: this.o.site, peer: this.o.peer, dataDir: this.o.dataDir });
     const key = bundleKey(bundle.manifest.bundleId);
     const attempt = `${this.o.instance}-${++this.attempts}`;
     const finished = new Promise<void>((resolve, reject) => {
@@ -559,16 +559,19 @@ export class PeerLink {
     s.bytesTotal += plan.bytes;
     const window: Promise<unknown>[] = [];
     let blobs = 0;
-    for (const sha256 of new Set(plan.chunks.map((c) => c.sha256))) {
-      blobs++;
-      const size = s.bundle.blobs.get(sha256)!;
-      const fh = await open(this.cas.blobPath(sha256), 'r');
-      try {
+    const fh = await open(s.bundle.path, 'r');
+    try {
+      for (const sha256 of new Set(plan.chunks.map((c) => c.sha256))) {
+        blobs++;
+        const size = s.bundle.blobs.get(sha256)!;
+        const start = s.bundle.offsets.get(sha256)!;
+        const hash = createHash('sha256');
         for (let offset = 0; offset === 0 || offset < size; offset += CHUNK) {
           if (!this.sending.has(s.key)) return; // stopped or finished meanwhile
           const len = Math.min(CHUNK, size - offset);
           const buf = Buffer.allocUnsafe(len);
-          if (len > 0) await fh.read(buf, 0, len, offset);
+          if (len > 0 && (await fh.read(buf, 0, len, start + offset)).bytesRead !== len) throw new FarmError('RB_BAD_BUNDLE', `${s.bundle.name} ends inside blob ${sha256}`);
+          hash.update(buf);
           const h = natsHeaders();
           h.set(BlobHeader.sha256, sha256);
           h.set(BlobHeader.offset, String(offset));
@@ -579,9 +582,12 @@ export class PeerLink {
           if (window.length >= WINDOW) await window.shift();
           if (size === 0) break;
         }
-      } finally {
-        await fh.close();
+        // the tar changed since it was dropped: the receiver refuses the blob too; fail it here, clearly
+        if (hash.digest('hex') !== sha256) throw new FarmError('RB_BAD_BUNDLE', `${s.bundle.name}: blob ${sha256} does not match its name (the file changed after it was dropped?)`);
       }
+    } finally {
+      await Promise.allSettled(window); // no publish left unobserved, whatever ended the loop
+      await fh.close();
     }
     await Promise.all(window);
     await this.publish(s.key, 'end', linkCodecs.end.encode({ v: PROTOCOL_MAJOR, bundleId: s.bundle.manifest.bundleId, attempt: s.attempt, blobs, bytes: plan.bytes }));

@@ -147,7 +147,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       `leaf between two real nats-servers on loopback, through the counting TCP proxy of test/helpers; the clock runs from the bundle's`,
       `rename into outgoing/v1/ to its receipt (the tar in v1's incoming/studio/, rebuilt from v1's store); tools/bench/transfer.ts.`,
       '',
-      '| round | MB on the link | time s | MB/s of payload | of which: read + store at the sender s | pipe, receiver, receipt s |',
+      '| round | MB on the link | time s | MB/s of payload | of which: the sender checks the tar s | pipe, receiver, receipt s |',
       '|---|---|---|---|---|---|',
       `| new assets (cold) | ${mb(cold.linkBytes)} | ${(cold.ms / 1000).toFixed(2)} | **${rate(payload, cold.ms)}** | ${(cold.prepareMs / 1000).toFixed(2)} | ${(cold.pipeMs / 1000).toFixed(2)} (${rate(payload, cold.pipeMs)} MB/s) |`,
       `| the same assets again | ${mb(again.linkBytes)} (**${((again.linkBytes / payload) * 100).toFixed(2)} %**) | ${(again.ms / 1000).toFixed(2)} | – | ${(again.prepareMs / 1000).toFixed(2)} | ${(again.pipeMs / 1000).toFixed(2)} |`,

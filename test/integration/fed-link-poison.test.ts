@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
-import { LinkState, Role, streams, subjects } from '../../protocol/index.ts';
+import { BUNDLE_VERSION, LinkState, PROTOCOL_MAJOR, Role, encodeManifest, linkCodecs, streams, subjects } from '../../protocol/index.ts';
+import { bundleKey } from '../../sites/links/transfer-plan.ts';
+import { deflateRawSync } from 'node:zlib';
 import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
@@ -22,6 +24,7 @@ let f: FedSites;
 let src: string;
 const conns: NatsConnection[] = [];
 const services = new Map<string, SiteLinksHandle>();
+const logs: { msg: string; site?: string; peer?: string; err?: { message?: string } }[] = [];
 
 async function startLinks(s: FedSite): Promise<SiteLinksHandle> {
   const farm = await s.connectAs(Role.SiteLink);
@@ -32,7 +35,7 @@ async function startLinks(s: FedSite): Promise<SiteLinksHandle> {
     conns.push(dmz);
     peers.push({ name: p.name, dmz });
   }
-  const h = await startSiteLinks({ site: s.name, dataDir: s.dir, farm, peers, log: pino({ level: 'silent' }), scanEveryMs: 200 });
+  const h = await startSiteLinks({ site: s.name, dataDir: s.dir, farm, peers, log: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string }) }), scanEveryMs: 200 });
   services.set(s.name, h);
   return h;
 }
@@ -63,6 +66,35 @@ after(async () => {
   for (const nc of conns) await nc.close().catch(() => {});
   await f?.stop();
   await rm(src, { recursive: true, force: true });
+});
+
+test('fed-link-poison - what a hostile v2 puts in its outbox is refused and logged, and the link goes on', async () => {
+  const studio = services.get('studio')!;
+  await waitUntil('v2 up', () => studio.status().find((l) => l.peer === 'v2')?.state === LinkState.Up, 20_000);
+  const v2Dmz = await f.site('v2').connectDmz('studio');
+  conns.push(v2Dmz);
+  const js = jetstream(v2Dmz);
+  const refusals = () => logs.filter((l) => l.site === 'studio' && l.peer === 'v2' && l.msg === 'link message refused').map((l) => l.err?.message ?? '');
+  // a subject the protocol has no use for; a blob of a bundle never offered; a manifest that is not one
+  await js.publish('rbq.v2.studio.x.y.z', 'hello');
+  await js.publish(subjects.fedQueue('v2', 'studio', 'abcdef', 'blob'), randomBytes(1000));
+  await js.publish(subjects.fedQueue('v2', 'studio', 'abcdef', 'manifest'), randomBytes(1000));
+  // a bundle whose manifest says it comes from v1: refused before anything is written
+  const bundleId = newBundleId();
+  const manifest = encodeManifest({ version: BUNDLE_VERSION, kind: 'status', bundleId, from: 'v1', to: 'studio', route: [], createdAt: Date.now(), files: [] });
+  await js.publish(
+    subjects.fedQueue('v2', 'studio', bundleKey(bundleId), 'manifest'),
+    linkCodecs.manifest.encode({ v: PROTOCOL_MAJOR, bundleId, name: `${bundleId}.rbb`, attempt: 'a1', manifest, layout: deflateRawSync(Buffer.alloc(512)), trailer: 1024, size: 2048 }),
+  );
+  await waitUntil('the lie refused', () => logs.some((l) => l.site === 'studio' && l.msg === 'bundle refused' && /says it is from 'v1'/.test(l.err?.message ?? '')), 20_000);
+  assert.ok(!(await readdir(hotFolderDirs(f.hub.dir, 'v2').incoming)).includes(`${bundleId}.rbb`));
+  await waitUntil('three refusals logged', () => refusals().length >= 3, 20_000);
+  const r = refusals();
+  assert.ok(r.some((m) => /unexpected subject/.test(m)), r.join(' | '));
+  assert.ok(r.some((m) => /never offered/.test(m)), r.join(' | '));
+  assert.ok(r.some((m) => /MessagePack|schema|\//i.test(m)), r.join(' | '));
+  // and the link goes on: v2's next bundle arrives
+  assert.ok(await arrived(f.hub, 'v2', await send(f.site('v2'), 'studio', 30_000)));
 });
 
 test('fed-link-poison - a 3 MB message in v2\'s outbox quarantines v2 at the studio; v1 is unaffected; clearing resets past it', async () => {

@@ -374,6 +374,7 @@ export class PeerLink {
       r.landingBlobs = old.landingBlobs;
     }
     this.receiving.set(key, r);
+    this.updateWork();
     await writeAtomic(join(this.stateDir, `${key}.manifest`), data);
     const want = await this.cas.has([...r.blobs.keys()]);
     this.log.info({ bundleId: msg.bundleId, blobs: r.blobs.size, want: want.length }, 'bundle offered');
@@ -482,6 +483,7 @@ export class PeerLink {
     await writeAtomic(join(this.stateDir, `${key}.done`), receipt);
     await rm(join(this.stateDir, `${key}.manifest`), { force: true });
     this.receiving.delete(key);
+    this.updateWork();
     await this.publish(key, 'receipt', receipt);
   }
 

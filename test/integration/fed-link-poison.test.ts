@@ -6,8 +6,10 @@ import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
-import { BUNDLE_VERSION, LinkState, PROTOCOL_MAJOR, Role, encodeManifest, linkCodecs, streams, subjects } from '../../protocol/index.ts';
-import { bundleKey } from '../../sites/links/transfer-plan.ts';
+import { BUNDLE_VERSION, BlobHeader, LinkState, PROTOCOL_MAJOR, Role, encodeManifest, linkCodecs, streams, subjects } from '../../protocol/index.ts';
+import { bundleKey, CHUNK } from '../../sites/links/transfer-plan.ts';
+import { prepareOutgoing } from '../../sites/links/bundle-send.ts';
+import { headers } from '@nats-io/transport-node';
 import { deflateRawSync } from 'node:zlib';
 import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
@@ -93,6 +95,34 @@ test('fed-link-poison - what a hostile v2 puts in its outbox is refused and logg
   assert.ok(r.some((m) => /unexpected subject/.test(m)), r.join(' | '));
   assert.ok(r.some((m) => /never offered/.test(m)), r.join(' | '));
   assert.ok(r.some((m) => /MessagePack|schema|\//i.test(m)), r.join(' | '));
+  // a real bundle offered by hand, then blobs that lie: one that does not hash to its name, a chunk
+  // longer than its place in the blob; both refused, the bundle never written
+  const dir = join(src, 'lies');
+  await mkdir(dir);
+  await writeFile(join(dir, 'a.bin'), randomBytes(1000));
+  await writeFile(join(dir, 'b.bin'), randomBytes(300_000));
+  const lieId = newBundleId();
+  const tar = join(dir, `${lieId}.rbb`);
+  await writeBundle({ head: { kind: 'status', bundleId: lieId, from: 'v2', to: 'studio', route: [] }, files: [join(dir, 'a.bin'), join(dir, 'b.bin')], out: tar, dataDir: f.site('v2').dir });
+  const b = await prepareOutgoing({ path: tar, name: `${lieId}.rbb`, site: 'v2', peer: 'studio', dataDir: f.site('v2').dir });
+  const key = bundleKey(lieId);
+  await js.publish(subjects.fedQueue('v2', 'studio', key, 'manifest'), linkCodecs.manifest.encode({ v: PROTOCOL_MAJOR, bundleId: lieId, name: b.name, attempt: 'evil', manifest: b.manifestBytes, layout: b.layout, trailer: b.trailer, size: b.size }));
+  const [small, big] = [...b.blobs].sort((x, y) => x[1] - y[1]);
+  const blob = async (sha256: string, size: number, offset: number, data: Uint8Array) => {
+    const h = headers();
+    h.set(BlobHeader.sha256, sha256);
+    h.set(BlobHeader.offset, String(offset));
+    h.set(BlobHeader.size, String(size));
+    await js.publish(subjects.fedQueue('v2', 'studio', key, 'blob'), data, { headers: h });
+  };
+  await blob(small![0], small![1], 0, randomBytes(small![1]));
+  await blob(big![0], big![1], 0, randomBytes(CHUNK + 1));
+  await js.publish(subjects.fedQueue('v2', 'studio', key, 'end'), linkCodecs.end.encode({ v: PROTOCOL_MAJOR, bundleId: lieId, attempt: 'evil', blobs: 2, bytes: 0 }));
+  await waitUntil('the lying blobs refused', () =>
+    logs.some((l) => l.msg === 'blob refused' && /hash/.test(l.err?.message ?? '')) && refusals().some((m) => /should be 262144 bytes/.test(m)), 20_000);
+  await waitUntil('the incomplete end answered', () => logs.some((l) => l.site === 'studio' && l.msg === 'bundle incomplete at its end: asking again'), 20_000);
+  assert.ok(!(await readdir(hotFolderDirs(f.hub.dir, 'v2').incoming)).includes(b.name));
+
   // and the link goes on: v2's next bundle arrives
   assert.ok(await arrived(f.hub, 'v2', await send(f.site('v2'), 'studio', 30_000)));
 });

@@ -114,6 +114,12 @@ export const subjects = {
   fedSvc: (to: string, from: string, verb: string) => `rb.fedsvc.${token('site', to)}.${token('site', from)}.${token('verb', verb)}`,
   /** Every request site `from` may make of site `to`. */
   allFedSvc: (to: string, from: string) => `rb.fedsvc.${token('site', to)}.${token('site', from)}.>`,
+  /** The link's durable pipe (sites/links): one bundle's message `kind` from `from` to `to`, in `from`'s outbox. */
+  fedQueue: (from: string, to: string, key: string, kind: string) => `rbq.${token('site', from)}.${token('site', to)}.b.${token('bundle key', key)}.${token('kind', kind)}`,
+  /** Every message of one bundle in `from`'s outbox to `to` (what a receipt purges). */
+  fedQueueBundle: (from: string, to: string, key: string) => `rbq.${token('site', from)}.${token('site', to)}.b.${token('bundle key', key)}.>`,
+  /** Everything `from`'s outbox to `to` holds. */
+  allFedQueue: (from: string, to: string) => `rbq.${token('site', from)}.${token('site', to)}.>`,
 };
 
 /** The tail of a federation subject: dot-separated subject tokens. */

@@ -30,6 +30,8 @@ export interface NatsServerOptions {
   runDir?: string;
   /** This site's peers (docs/federation.md): JetStream domain, DMZ accounts, leaf listener and remotes. */
   links?: SiteLinks;
+  /** nats-server's max_payload (default 1 MiB, the same on every site; tests give a hostile peer more). */
+  maxPayload?: number;
 }
 
 /** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
@@ -66,7 +68,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     [
       `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
       `server_name: "${o.serverName ?? 'renderbus'}"`,
-      `max_payload: 1048576`,
+      `max_payload: ${o.maxPayload ?? 1048576}`,
       `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE}${domain} }`,
       'include "auth.conf"',
       '',

@@ -118,6 +118,8 @@ done
 povray_includes_present || missing="$missing povray-includes"
 if [ "$with_test" = yes ]; then
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
+  # the transfer benchmark's baseline (npm run bench -- --only transfer)
+  command -v rsync >/dev/null 2>&1 || missing="$missing rsync"
   # Debian's chromium, driven by playwright-core (which downloads no browser of its own)
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$missing chromium"
 fi

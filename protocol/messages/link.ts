@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Millis, Reply, Token, V } from './common.ts';
+import { codecFor } from '../codec.ts';
+import { Millis, Reply, Token, V, WireErrorSchema } from './common.ts';
 
 /** Where one peer's link stands (docs/federation.md, "The site link"). */
 export const LinkState = {
@@ -51,3 +52,94 @@ export const LinkStatusBody = Type.Object({ site: Token, links: Type.Array(LinkS
 export type LinkStatusBody = Static<typeof LinkStatusBody>;
 /** The link service's answer: `{ ok: true, body: { site, links } }` (one entry when `peer` was asked). */
 export const LinkStatusReply = Reply(LinkStatusBody);
+
+// ---- The link's wire (docs/federation.md, "The site link"). Each message travels from the
+// sender's outbox to the receiver's inbox on `rbq.<from>.<to>.b.<key>.<kind>` (subjects.fedQueue);
+// who sent it is proven by the DMZ account it arrived through, never by a field here.
+
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+/** The manifest's bundle id (protocol/bundles): not a subject token, so subjects carry its key. */
+const BundleId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' });
+/** A bundle file name, `<id>.rbb`, kept across the link. */
+const BundleName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\\.rbb$' });
+
+/** Core NATS, every 2 s, `rb.fed.<to>.<from>.link.hello` (lossy): the sender's link is alive. */
+export const LinkHello = Type.Object({
+  v: V,
+  /** Changes on every start of the sender's link service: a peer restart is visible. */
+  instance: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The last sequence in the sender's outbox to us: what it has put on the pipe. */
+  outSeq: Count,
+  /** The highest sequence of *our* outbox the sender has taken from its inbox: we may trim below it. */
+  inSeq: Count,
+  /** The sender server's max_payload (bytes); a peer with a larger one could poison our inbox. */
+  maxPayload: Count,
+  /** The sender's site public key (Ed25519, base64url SPKI, sites/links/site-key.ts). */
+  publicKey: Type.String({ minLength: 1, maxLength: 256 }),
+  at: Millis,
+});
+export type LinkHello = Static<typeof LinkHello>;
+
+/** Sender → receiver: a bundle to carry. The receiver answers `want`. */
+export const LinkManifest = Type.Object({
+  v: V,
+  bundleId: BundleId,
+  name: BundleName,
+  /** Which send of this bundle (a restarted sender sends the manifest again with a new one). */
+  attempt: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The bundle's `manifest.msgpack`, byte for byte (its signature covers these bytes). */
+  manifest: Type.Uint8Array({ maxByteLength: 1024 * 1024 }),
+  signature: Type.Optional(Type.Uint8Array({ maxByteLength: 4096 })),
+  /** The tar's 512-byte entry headers in order, deflated: the receiver rebuilds the tar byte for byte. */
+  layout: Type.Uint8Array({ maxByteLength: 512 * 1024 }),
+  /** Zero bytes after the last entry (the tar's end-of-archive blocks and record padding). */
+  trailer: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 }),
+  /** The tar's size in bytes. */
+  size: Count,
+});
+export type LinkManifest = Static<typeof LinkManifest>;
+
+/** Receiver → sender: the blobs its content store for the sender lacks (maybe none). */
+export const LinkWant = Type.Object({ v: V, bundleId: BundleId, attempt: Type.String({ minLength: 1, maxLength: 64 }), want: Type.Array(Sha256Hex, { maxItems: 20_000 }) });
+export type LinkWant = Static<typeof LinkWant>;
+
+/** Sender → receiver: every wanted blob is on the pipe (they come before this in the pipe's order). */
+export const LinkEnd = Type.Object({ v: V, bundleId: BundleId, attempt: Type.String({ minLength: 1, maxLength: 64 }), blobs: Count, bytes: Count });
+export type LinkEnd = Static<typeof LinkEnd>;
+
+/**
+ * Receiver → sender: the bundle is in its incoming folder (`ok`), or these blobs are still
+ * missing (the sender sends them again, then `end`), or it was refused (`error`: the sender moves
+ * the tar to failed/ with the reason).
+ */
+export const LinkReceipt = Type.Object({
+  v: V,
+  bundleId: BundleId,
+  /** The send this answers (its `end`'s attempt); absent when answering a replay of a finished bundle. */
+  attempt: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  ok: Type.Boolean(),
+  missing: Type.Array(Sha256Hex, { maxItems: 20_000 }),
+  error: Type.Optional(WireErrorSchema),
+});
+export type LinkReceipt = Static<typeof LinkReceipt>;
+
+/** Headers of a `blob` message (its data is the chunk): which blob, where in it, and its size. */
+export const BlobHeader = { sha256: 'Rb-Sha256', offset: 'Rb-Off', size: 'Rb-Size' } as const;
+
+/** `rb.fedsvc.<to>.<from>.ping`: a round trip; the answer carries the answering link's instance. */
+export const LinkPing = Type.Object({ v: V, at: Millis });
+export type LinkPing = Static<typeof LinkPing>;
+export const LinkPingReply = Reply(Type.Object({ instance: Type.String(), at: Millis }));
+
+/** The link's codecs (plain MessagePack, checked on the way in). */
+export const linkCodecs = {
+  hello: codecFor(LinkHello),
+  manifest: codecFor(LinkManifest),
+  want: codecFor(LinkWant),
+  end: codecFor(LinkEnd),
+  receipt: codecFor(LinkReceipt),
+  ping: codecFor(LinkPing),
+  pingReply: codecFor(LinkPingReply),
+  statusRequest: codecFor(LinkStatusRequest),
+  statusReply: codecFor(LinkStatusReply),
+};

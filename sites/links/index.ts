@@ -4,3 +4,4 @@ export { readSiteStore, writeSiteStore, updateSiteStore, ensureSite, addPeer, re
 export { encodeInvitation, decodeInvitation, INVITATION_VERSION, type Invitation } from './invitation.ts';
 export { loadSiteKey, verifySiteSignature, siteKeyPath, type SiteKey } from './site-key.ts';
 export { linkChange, LinkChange } from './link-change.ts';
+export { startSiteLinks, type SiteLinksHandle, type SiteLinksOptions } from './link-service.ts';

@@ -49,6 +49,8 @@ export interface FedSitesOptions {
   hub?: string;
   vendors?: string[];
   quota?: DmzQuota;
+  /** A vendor whose server takes larger messages than the others (a hostile peer: notes §3.2, poison). */
+  maxPayload?: Record<string, number>;
 }
 
 /**
@@ -80,7 +82,7 @@ export async function startFedSites(o: FedSitesOptions = {}): Promise<FedSites> 
     const vendors: FedSite[] = [];
     for (const v of vendorNames) {
       const url = `nats-leaf://127.0.0.1:${proxies.get(v)!.port}`;
-      const s = await startSite(root, { site: v, peers: [{ name: hubName, role: PeerRole.Hub, url, password: passwords.get(v)!, ...quota }] });
+      const s = await startSite(root, { site: v, peers: [{ name: hubName, role: PeerRole.Hub, url, password: passwords.get(v)!, ...quota }] }, o.maxPayload?.[v]);
       started.push(s);
       vendors.push(s);
     }
@@ -103,7 +105,7 @@ const assertNever = (what: string): never => {
   throw new Error(`no site or proxy '${what}' in this federation`);
 };
 
-async function startSite(root: string, links: SiteLinks): Promise<FedSite> {
+async function startSite(root: string, links: SiteLinks, maxPayload?: number): Promise<FedSite> {
   const dir = join(root, links.site);
   await mkdir(dir, { recursive: true });
   const creds = new Map<string, Credentials>();
@@ -116,7 +118,7 @@ async function startSite(root: string, links: SiteLinks): Promise<FedSite> {
     return { ...p, linkKeys: [k.publicKey] };
   });
   const withKeys = { ...links, peers };
-  const nats = await startNatsServer({ dir, host: '127.0.0.1', port: -1, serverName: links.site, auth: { users: await authUsers(dir) }, links: withKeys });
+  const nats = await startNatsServer({ dir, host: '127.0.0.1', port: -1, serverName: links.site, auth: { users: await authUsers(dir) }, links: withKeys, ...(maxPayload ? { maxPayload } : {}) });
   let log = '';
   nats.proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-50_000)));
   const base: Partial<ConnectionOptions> = { servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 };

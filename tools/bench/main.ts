@@ -9,14 +9,16 @@ import { recoveryBench } from './scheduler-recovery.ts';
 import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
 import { checksBench } from './slot-checks.ts';
 import { bundleBench } from './bundle-io.ts';
+import { transferBench } from './transfer.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
  *   cas (tools/bench/cas-put.ts): --cas-mb N (256) --cas-dir DIR (the OS temp dir)
  *   bundles (tools/bench/bundle-io.ts): --bundle-mb N (256) --bundle-dir DIR (/var/tmp; not /tmp, which bundle paths may not use) --bundle-runs N (3)
+ *   transfer (tools/bench/transfer.ts): --transfer-mb N (256) --transfer-dir DIR (/var/tmp) --cut-s N (5); needs rsync
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -34,7 +36,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -78,6 +80,9 @@ if (runs('cas')) {
 if (runs('bundles')) {
   sections.push(await bundleBench({ mb: Number(opt('bundle-mb', '256')), dir: resolve(opt('bundle-dir', '/var/tmp')), runs: Number(opt('bundle-runs', '3')) }, machine));
 }
+if (runs('transfer')) {
+  sections.push(await transferBench({ mb: Number(opt('transfer-mb', '256')), dir: resolve(opt('transfer-dir', '/var/tmp')), cutS: Number(opt('cut-s', '5')) }, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -110,7 +115,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

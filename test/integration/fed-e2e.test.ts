@@ -1,0 +1,190 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { CLI, freePort, waitUntil } from '../helpers/farm.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+
+/*
+ * Issue 14 end to end, every part real: two sites run as `renderbus up --site` (a studio and a
+ * vendor, each its own nats-server, scheduler, registry, render server with POV-Ray, link service
+ * and intake), linked by `site invite` and `site join`, the vendor's leaf going through a TCP proxy
+ * that can cut the link (the studio advertises the proxy, so the leaf comes back through it). A
+ * POV-Ray job with an #include and an image_map texture is submitted at the studio with `site: v1`
+ * and its frames come back into the studio's output folder, pixel-identical to the studio
+ * rendering it itself.
+ */
+
+const SCENE = `#include "parts.inc"
+camera { location <0, 1, -4> look_at <0, 0.5, 0> }
+light_source { <4, 6, -6> color rgb 1 }
+plane { y, 0 pigment { image_map { png "checker.png" } rotate x * 90 scale 2 } }
+sphere { <-1.5 + clock * 0.3, 0.5, 0>, 0.5 texture { Ball } }
+`;
+
+const pixels = async (file: string) => (await sharp(file).raw().toBuffer()).toString('base64');
+
+function rb(cwd: string, ...args: string[]) {
+  const env = { ...process.env };
+  delete env.RENDERBUS_NATS;
+  delete env.RENDERBUS_CREDS;
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Up {
+  proc: ChildProcess;
+  out(): string;
+}
+
+async function startUp(cwd: string, data: string, args: string[]): Promise<Up> {
+  const proc = spawn(process.execPath, [CLI, 'up', '--data', data, '--port', '-1', '--monitor-port', '-1', '--slots', '1', ...args], {
+    cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info' },
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  await waitUntil('the farm up', async () => {
+    if (proc.exitCode !== null) throw new Error(`up exited:\n${out}`);
+    const f = JSON.parse(await readFile(join(data, 'farm.json'), 'utf8').catch(() => 'null')) as { pid: number } | null;
+    return f?.pid === proc.pid;
+  }, 60_000);
+  return { proc, out: () => out };
+}
+
+async function stopUp(u: Up): Promise<void> {
+  if (u.proc.exitCode !== null) return;
+  const exited = once(u.proc, 'exit');
+  u.proc.kill('SIGTERM');
+  await exited;
+}
+
+interface Peer {
+  name: string;
+  state: string;
+  link?: { outgoing: { bundles: number }; bytesOut: number; bytesIn: number };
+}
+const sitesOf = (dir: string, data: string) => JSON.parse(rb(dir, '--data', data, 'sites', '--json').stdout) as { answered: boolean; peers: Peer[] };
+const jobOf = (dir: string, data: string, id: string) => JSON.parse(rb(dir, '--data', data, 'job', id, '--json').stdout) as { state: string; error?: string };
+
+test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf link, through a cut; the frames come back as if rendered at home', { timeout: 600_000 }, async (t) => {
+  // not under /tmp: a job's original paths may not lie under system directories (docs/federation.md)
+  const dir = await mkdtemp('/var/tmp/rb-fed-e2e-');
+  const ups: Up[] = [];
+  const leafPort = await freePort();
+  const proxy = await startTcpProxy(leafPort);
+  t.after(async () => {
+    for (const u of ups.reverse()) await stopUp(u);
+    await proxy.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  // the client's webhook receiver: told of an outsourced job as of a local one
+  const hooks: string[] = [];
+  const receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      hooks.push(body);
+      res.end('ok');
+    });
+  }).listen(0, '127.0.0.1');
+  await once(receiver, 'listening');
+  const hookPort = (receiver.address() as { port: number }).port;
+  t.after(() => void receiver.close());
+  const studioData = join(dir, 'studio');
+  const v1Data = join(dir, 'v1');
+  const studio = await startUp(dir, studioData, ['--site', 'studio', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${proxy.port}`, '--webhook-allow', `127.0.0.1:${hookPort}`]);
+  ups.push(studio);
+  const v1 = await startUp(dir, v1Data, ['--site', 'v1']);
+  ups.push(v1);
+  const token = rb(dir, '--data', studioData, 'site', 'invite', 'v1').stdout.trim();
+  const joined = rb(dir, '--data', v1Data, 'site', 'join', token);
+  assert.equal(joined.code, 0, joined.stderr);
+  await waitUntil('the studio to see v1 up', () => sitesOf(dir, studioData).peers.find((p) => p.name === 'v1')?.state === 'up', 60_000, 500);
+  await waitUntil('v1 to see the studio up', () => sitesOf(dir, v1Data).peers.find((p) => p.name === 'studio')?.state === 'up', 60_000, 500);
+
+  // the project, where an artist keeps it
+  const proj = join(dir, 'proj');
+  await mkdir(proj, { recursive: true });
+  await writeFile(join(proj, 'shot.pov'), SCENE);
+  await writeFile(join(proj, 'parts.inc'), '#declare Ball = texture { pigment { color rgb <1, 0.3, 0.2> } finish { phong 0.5 } };\n');
+  // noise compresses badly: a texture of ~190 KB, so a re-send of it would show in the byte count
+  await sharp(randomBytes(256 * 256 * 3), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(join(proj, 'checker.png'));
+  const textureBytes = (await stat(join(proj, 'checker.png'))).size;
+  const jobFile = async (name: string, over: Record<string, unknown>) => {
+    const f = join(dir, `${name}.json`);
+    await writeFile(f, JSON.stringify({
+      name, scene: join(proj, 'shot.pov'), frames: '1-4', resolution: '96x72', supportFiles: [join(proj, 'parts.inc'), join(proj, 'checker.png')],
+      output: { dir: join(proj, `out-${name}`), pattern: 'shot_####.png' }, ...over,
+    }));
+    return f;
+  };
+  const submit = async (name: string, over: Record<string, unknown>, ...flags: string[]) => {
+    const r = rb(dir, '--data', studioData, 'submit', await jobFile(name, over), ...flags);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const waitDone = (id: string, timeoutMs = 180_000) => waitUntil(`job ${id} done`, () => {
+    const j = jobOf(dir, studioData, id);
+    if (j.state === 'failed' || j.state === 'cancelled') throw new Error(`job ${id} ended ${j.state}: ${j.error}\n${studio.out().slice(-3000)}\n${v1.out().slice(-3000)}`);
+    return j.state === 'done';
+  }, timeoutMs, 500);
+
+  // at home first, for the pixels to compare with
+  const home = await submit('home', {});
+  await waitDone(home);
+
+  // outsourced; the link cut while the bundle is on its way and while v1 renders, then restored
+  const bytes0 = proxy.bytes;
+  const away = await submit('away', { site: 'v1', frames: '1-6' }, '--notify', `http://127.0.0.1:${hookPort}/hook`);
+  await waitUntil('the job to be outsourced', () => jobOf(dir, studioData, away).state === 'outsourced', 30_000, 200);
+  const cut = async (why: string) => {
+    proxy.cut();
+    await waitUntil(`the studio to see the link down (${why})`, () => sitesOf(dir, studioData).peers[0]?.state === 'down', 30_000, 500);
+    proxy.restore();
+  };
+  await cut('the bundle on its way');
+  // and again once v1 renders it: a frame is back
+  await waitUntil('a first frame back', async () => (await readdir(join(proj, 'out-away')).catch(() => [])).some((f) => f.endsWith('.png')), 120_000, 200);
+  await cut('mid-render');
+  await waitDone(away);
+  const shown = rb(dir, '--data', studioData, 'job', away);
+  assert.match(shown.stdout, /v1/, `renderbus job names the site: ${shown.stdout}`);
+  await waitUntil('the webhook to be told', () => hooks.some((h) => h.includes(away)), 30_000, 200);
+  const firstBytes = proxy.bytes - bytes0;
+  assert.deepEqual((await readdir(join(proj, 'out-away'))).filter((f) => f.endsWith('.png')).sort(), ['shot_0001.png', 'shot_0002.png', 'shot_0003.png', 'shot_0004.png', 'shot_0005.png', 'shot_0006.png'], 'every frame back once, none half written');
+  for (const f of ['shot_0001.png', 'shot_0002.png', 'shot_0003.png', 'shot_0004.png']) {
+    assert.equal(await pixels(join(proj, 'out-away', f)), await pixels(join(proj, 'out-home', f)), `${f} is pixel-identical to the one rendered at home`);
+  }
+  // the bill, signed by v1 and checked with the key its link presented
+  const bills = await readdir(join(studioData, 'fed', 'bills', 'v1'));
+  const bill = JSON.parse(await readFile(join(studioData, 'fed', 'bills', 'v1', bills.find((b) => b.includes(away))!), 'utf8')) as { signed: boolean; bill: { totals: { frames: number } } };
+  assert.equal(bill.signed, true, 'the bill is signed with the key v1 presented on its link');
+  assert.equal(bill.bill.totals.frames, 6);
+
+  // the same scene again: only the manifest and protocol cross, no content
+  const sentByStudio = () => sitesOf(dir, studioData).peers[0]?.link?.bytesOut ?? assert.fail('no link figures');
+  const bytes1 = proxy.bytes;
+  const out1 = sentByStudio();
+  const again = await submit('again', { site: 'v1' });
+  await waitDone(again);
+  const againBytes = proxy.bytes - bytes1;
+  const againOut = sentByStudio() - out1;
+  t.diagnostic(`first outsourced job: ${firstBytes} bytes over the leaf both ways (texture ${textureBytes}); the same scene again: ${againBytes} both ways, ${againOut} sent by the studio's link`);
+  assert.ok(firstBytes > textureBytes, 'the texture crossed the first time');
+  // what the studio's link sent for the same scene again: the manifest and the protocol, no file
+  assert.ok(againOut < 16 * 1024, `the same scene again re-sent no content: the studio's link sent ${againOut} bytes, the texture alone is ${textureBytes}`);
+
+  // a cancel at the studio cancels at v1
+  const long = await submit('long', { site: 'v1', frames: '1-200' });
+  const atV1 = () => (JSON.parse(rb(dir, '--data', v1Data, 'jobs', '--json').stdout) as { jobId: string; state: string; origin?: { job: string } }[]).find((j) => j.origin?.job === long);
+  await waitUntil('v1 to render the long job', () => atV1()?.state === 'rendering', 60_000, 300);
+  assert.equal(rb(dir, '--data', studioData, 'cancel', long).code, 0);
+  await waitUntil('v1 to cancel it', () => atV1()?.state === 'cancelled', 60_000, 300);
+  assert.equal(jobOf(dir, studioData, long).state, 'cancelled');
+});

@@ -63,6 +63,8 @@ export async function startSiteServices(i: SiteServicesInput): Promise<SiteServi
   };
 }
 
+const STOP_GRACE_MS = 5_000;
+
 const names = (peers: readonly StoredPeer[]) => peers.map((p) => p.name).sort().join(',');
 
 interface Running {
@@ -72,8 +74,23 @@ interface Running {
 
 async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Promise<Running> {
   const stops: (() => Promise<void>)[] = [];
+  const named = new Map<() => Promise<void>, string>();
+  const push = (name: string, f: () => Promise<void>) => {
+    named.set(f, name);
+    stops.push(f);
+  };
+  // a part talking to a peer's DMZ that is gone (the peer removed, its account reloaded away) may
+  // never finish a drain: each part gets a bounded time, so a stop or a change of peers never hangs
   const stop = async () => {
-    for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => i.log.warn({ err }, 'stop failed'));
+    for (const s of stops.splice(0).reverse()) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((res) => (timer = setTimeout(() => {
+        i.log.warn({ part: named.get(s), afterMs: STOP_GRACE_MS }, 'a site service did not stop in time: left behind');
+        res();
+      }, STOP_GRACE_MS)));
+      await Promise.race([s().catch((err: unknown) => i.log.warn({ err }, 'stop failed')), late]);
+      clearTimeout(timer);
+    }
   };
   const running: Running = { peers, stop };
   if (peers.length === 0) return running;
@@ -81,7 +98,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     const log = i.log;
     const names = peers.map((p) => p.name);
     const linkNc = await connectBus({ servers: i.url, name: `${i.site}-site-link`, creds: i.creds.link, log: log.child({ conn: 'site-link' }) });
-    stops.push(() => linkNc.drain());
+    push('site-link connection', () => linkNc.drain());
     const dmz: { name: string; dmz: NatsConnection }[] = [];
     for (const p of peers) {
       // this site's own user in the peer's DMZ account: the link's streams live there
@@ -89,7 +106,8 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
         servers: i.url, name: `${i.site}-dmz-${p.name}`, authenticator: nkeyAuthenticator(new TextEncoder().encode(p.dmzSeed)),
         maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, pingInterval: 10_000, maxPingOut: 2,
       });
-      stops.push(() => nc.drain());
+      // closed, not drained: after a peer is removed its account is gone and a drain would wait for ever
+      push(`dmz connection ${p.name}`, () => nc.close());
       dmz.push({ name: p.name, dmz: nc });
     }
     const links: SiteLinksHandle = await startSiteLinks({
@@ -102,13 +120,13 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
         );
       },
     });
-    stops.push(links.stop);
+    push('site links', links.stop);
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
-    stops.push(() => intakeNc.drain());
+    push('intake connection', () => intakeNc.drain());
     const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
-    stops.push(outsourcing.stop);
+    push('outsourcing', outsourcing.stop);
     const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
-    stops.push(remote.stop);
+    push('remote jobs', remote.stop);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
       handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob },
@@ -116,7 +134,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
       peerKey: (peer) => running.peers.find((p) => p.name === peer)?.publicKey,
       ...(i.scanEveryMs !== undefined ? { scanEveryMs: i.scanEveryMs } : {}),
     });
-    stops.push(intake.stop);
+    push('intake', intake.stop);
     return running;
   } catch (err) {
     await stop();

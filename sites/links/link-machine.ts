@@ -29,6 +29,8 @@ export type LinkEvent =
 
 export interface LinkContext {
   peer: string;
+  /** How long the inbox may bring nothing while the peer says it sent more (STALL_AFTER_MS unless shortened). */
+  stallAfterMs: number;
   /** When the link entered its reported state (ms since the epoch, from the events' `at`). */
   since: number;
   lastHelloAt?: number;
@@ -61,7 +63,7 @@ export interface LinkContext {
 export const linkMachine = setup({
   types: {
     context: {} as LinkContext,
-    input: {} as { peer: string; now: number },
+    input: {} as { peer: string; now: number; stallAfterMs?: number },
     events: {} as LinkEvent | { type: 'link.lost' },
   },
   actions: {
@@ -78,7 +80,7 @@ export const linkMachine = setup({
   delays: {
     helloEvery: HELLO_EVERY_MS,
     helloTimeout: HELLO_EVERY_MS * HELLOS_MISSED,
-    stallAfter: STALL_AFTER_MS,
+    stallAfter: ({ context }) => context.stallAfterMs,
   },
   guards: {
     keyChanged: ({ context, event }) => event.type === 'hello' && event.hello.publicKey !== context.publicKey,
@@ -90,7 +92,7 @@ export const linkMachine = setup({
 }).createMachine({
   id: 'siteLink',
   type: 'parallel',
-  context: ({ input }) => ({ peer: input.peer, since: input.now, peerOutSeq: 0, takenSeq: 0, baseline: undefined, active: 0 }),
+  context: ({ input }) => ({ peer: input.peer, stallAfterMs: input.stallAfterMs ?? STALL_AFTER_MS, since: input.now, peerOutSeq: 0, takenSeq: 0, baseline: undefined, active: 0 }),
   states: {
     // the facts events carry, noted first (regions act in document order); guards elsewhere read the event
     data: {
@@ -149,7 +151,7 @@ export const linkMachine = setup({
           },
         },
         behind: {
-          after: { stallAfter: { target: 'stalled', actions: assign({ reason: ({ context }) => `the inbox has brought nothing for ${STALL_AFTER_MS / 1000} s while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}` }) } },
+          after: { stallAfter: { target: 'stalled', actions: assign({ reason: ({ context }) => `the inbox has brought nothing for ${context.stallAfterMs / 1000} s while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}` }) } },
           on: {
             'inbox.taken': { guard: 'inboxMoved', target: 'ok' },
             'link.lost': 'ok',
@@ -163,7 +165,7 @@ export const linkMachine = setup({
             stallAfter: {
               target: 'quarantined',
               actions: assign({
-                reason: ({ context }) => `the inbox has brought nothing from ${context.peer} for ${(2 * STALL_AFTER_MS) / 1000} s, even after its source was recreated, while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}: likely a message it cannot carry (larger than our max_payload)`,
+                reason: ({ context }) => `the inbox has brought nothing from ${context.peer} for ${(2 * context.stallAfterMs) / 1000} s, even after its source was recreated, while ${context.peer} says its outbox is at ${context.peerOutSeq} and we have taken ${context.takenSeq}: likely a message it cannot carry (larger than our max_payload)`,
               }),
             },
           },

@@ -36,6 +36,8 @@ export interface PeerLinkOptions {
   onPeerKey?(peer: string, publicKey: string): void;
   /** Scan period of outgoing/<peer>/ (the watcher's default otherwise). */
   scanEveryMs?: number;
+  /** How long the inbox may bring nothing while the peer says it sent more, before the link acts (default STALL_AFTER_MS; tests shorten it). */
+  stallAfterMs?: number;
 }
 
 /** A bundle we are sending, from its manifest to its receipt. */
@@ -130,7 +132,7 @@ export class PeerLink {
           stateChanged: () => {}, // logged from the snapshots below, which show the state after the change
         },
       }),
-      { input: { peer, now: Date.now() } },
+      { input: { peer, now: Date.now(), ...(this.o.stallAfterMs ? { stallAfterMs: this.o.stallAfterMs } : {}) } },
     );
     let last: LinkState | undefined;
     this.actor.subscribe({

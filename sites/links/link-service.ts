@@ -17,6 +17,8 @@ export interface SiteLinksOptions {
   onPeerKey?(peer: string, publicKeyB64: string): void;
   /** Scan period of the outgoing folders (tests shorten it). */
   scanEveryMs?: number;
+  /** How long an inbox may bring nothing while the peer says it sent more, before its link acts (tests shorten it). */
+  stallAfterMs?: number;
 }
 
 export interface SiteLinksHandle {
@@ -43,7 +45,7 @@ export async function startSiteLinks(o: SiteLinksOptions): Promise<SiteLinksHand
   };
   try {
     for (const p of o.peers) {
-      const l = new PeerLink({ site: o.site, peer: p.name, dataDir: o.dataDir, farm: o.farm, dmz: p.dmz, log, key, instance, ...(o.onPeerKey ? { onPeerKey: o.onPeerKey } : {}), ...(o.scanEveryMs ? { scanEveryMs: o.scanEveryMs } : {}) });
+      const l = new PeerLink({ site: o.site, peer: p.name, dataDir: o.dataDir, farm: o.farm, dmz: p.dmz, log, key, instance, ...(o.onPeerKey ? { onPeerKey: o.onPeerKey } : {}), ...(o.scanEveryMs ? { scanEveryMs: o.scanEveryMs } : {}), ...(o.stallAfterMs ? { stallAfterMs: o.stallAfterMs } : {}) });
       links.set(p.name, l);
       await l.start();
     }

@@ -37,7 +37,7 @@ async function startLinks(s: FedSite): Promise<SiteLinksHandle> {
     conns.push(dmz);
     peers.push({ name: p.name, dmz });
   }
-  const h = await startSiteLinks({ site: s.name, dataDir: s.dir, farm, peers, log: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string }) }), scanEveryMs: 200 });
+  const h = await startSiteLinks({ site: s.name, dataDir: s.dir, farm, peers, log: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string }) }), scanEveryMs: 200, stallAfterMs: 10_000 });
   services.set(s.name, h);
   return h;
 }
@@ -145,7 +145,7 @@ test('fed-link-poison - a 3 MB message in v2\'s outbox quarantines v2 at the stu
   const t0 = Date.now();
   // nats-server 2.9.10 reports the refusal only in its log (the source's lag stays 0): the
   // watchdog sees the inbox bring nothing while v2's hellos say its outbox grew, recreates the
-  // source after 30 s, and quarantines when that brings nothing either
+  // source after stallAfterMs (10 s here; 30 s by default), and quarantines when that brings nothing either
   await waitUntil('the studio to see v2 stalled', () => state('v2') === LinkState.Stalled, 45_000, 100);
   await waitUntil('the studio to quarantine v2', () => state('v2') === LinkState.Quarantined, 45_000, 100);
   const took = Date.now() - t0;

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Millis, Reply, Token, V } from './common.ts';
+import { RemoteJobState } from '../bundles/manifest.ts';
 
 const Count = Type.Integer({ minimum: 0 });
 
@@ -13,16 +14,8 @@ export const cancelBundleId = (jobId: string): string => `cancel-${jobId}`;
  * bundle is in outgoing/, nothing heard yet), then the vendor's status states (a `cancel` is the
  * studio's own request and never a remote state).
  */
-export const RemoteState = {
-  Sent: 'sent',
-  Accepted: 'accepted',
-  Rejected: 'rejected',
-  Started: 'started',
-  Progress: 'progress',
-  Done: 'done',
-  Failed: 'failed',
-  Cancelled: 'cancelled',
-} as const;
+const { Cancel: _cancel, ...vendorStates } = RemoteJobState;
+export const RemoteState = { Sent: 'sent', ...vendorStates } as const;
 export type RemoteState = (typeof RemoteState)[keyof typeof RemoteState];
 const RemoteStateSchema = Type.Union(Object.values(RemoteState).map((s) => Type.Literal(s)));
 

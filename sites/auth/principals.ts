@@ -1,9 +1,8 @@
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { open, readFile, rename, writeFile, mkdir, rm, chmod } from 'node:fs/promises';
+import { readFile, rename, writeFile, mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FarmError, checkPrincipal, type Credentials, type Principal, type Role } from '../../protocol/index.ts';
-import { pidAlive } from '../farm-file.ts';
+import { withFileLock } from '../file-lock.ts';
 
 /** One principal the site's nats-server lets in: its public nkey only (the seed went to its holder). */
 export interface IssuedPrincipal extends Principal {
@@ -80,28 +79,11 @@ async function withStore(dataDir: string, change: (list: IssuedPrincipal[]) => I
   const dir = authDir(dataDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
-  const lock = join(dir, 'principals.lock');
-  for (let i = 0; ; i++) {
-    try {
-      const fh = await open(lock, 'wx', 0o600);
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(await readFile(lock, 'utf8').catch(() => '0'));
-      if (holder > 0 && !pidAlive(holder)) await rm(lock, { force: true });
-      else if (i > 200) throw new FarmError('RB_BAD_CREDENTIALS', `${lock} is held by process ${holder}: is another 'renderbus credentials' stuck?`);
-      else await sleep(25);
-    }
-  }
-  try {
+  await withFileLock(join(dir, 'principals.lock'), { code: 'RB_BAD_CREDENTIALS', what: "another 'renderbus credentials'" }, async () => {
     const next = change(await listPrincipals(dataDir));
     const path = storePath(dataDir);
     const tmp = `${path}.${process.pid}.tmp`;
     await writeFile(tmp, `${JSON.stringify({ v: 1, principals: next } satisfies StoreFile, null, 2)}\n`, { mode: 0o600 });
     await rename(tmp, path);
-  } finally {
-    await rm(lock, { force: true });
-  }
+  });
 }

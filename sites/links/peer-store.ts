@@ -1,10 +1,9 @@
 import { createPublicKey } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FarmError, isToken } from '../../protocol/index.ts';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { pidAlive } from '../farm-file.ts';
+import { withFileLock } from '../file-lock.ts';
 import { checkSiteLinks, PeerRole, type Peer, type SiteLinks } from './peer.ts';
 
 /** A peer as the site keeps it: the link's settings, what we know of the peer, and our own key in its DMZ. */
@@ -168,29 +167,12 @@ export async function writeSiteStore(dataDir: string, s: SiteStore): Promise<voi
 export async function updateSiteStore<T>(dataDir: string, change: (s: SiteStore | null) => { store: SiteStore; result: T } | null): Promise<T | null> {
   const path = siteStorePath(dataDir);
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const lock = `${path}.lock`;
-  for (let i = 0; ; i++) {
-    try {
-      const fh = await open(lock, 'wx', 0o600);
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(await readFile(lock, 'utf8').catch(() => '0'));
-      if (holder > 0 && !pidAlive(holder)) await rm(lock, { force: true });
-      else if (i > 200) throw new FarmError('RB_BAD_PEER', `${lock} is held by process ${holder}: is another 'renderbus site' stuck?`);
-      else await sleep(25);
-    }
-  }
-  try {
+  return withFileLock(`${path}.lock`, { code: 'RB_BAD_PEER', what: "another 'renderbus site'" }, async () => {
     const next = change(await readSiteStore(dataDir));
     if (next === null) return null;
     await writeSiteStore(dataDir, next.store);
     return next.result;
-  } finally {
-    await rm(lock, { force: true });
-  }
+  });
 }
 
 /**

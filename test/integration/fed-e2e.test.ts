@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { CLI, freePort, waitUntil } from '../helpers/farm.ts';
+import { freePort, waitUntil } from '../helpers/farm.ts';
+import { rbIn as rb, startUp as startUpOf, stopUp, type UpProcess as Up } from '../helpers/site-process.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 /*
@@ -27,42 +27,9 @@ plane { y, 0 pigment { image_map { png "checker.png" } rotate x * 90 scale 2 } }
 sphere { <-1.5 + clock * 0.3, 0.5, 0>, 0.5 texture { Ball } }
 `;
 
+const startUp = (cwd: string, data: string, args: string[]) => startUpOf(cwd, data, args, { slots: 1 });
 const pixels = async (file: string) => (await sharp(file).raw().toBuffer()).toString('base64');
 
-function rb(cwd: string, ...args: string[]) {
-  const env = { ...process.env };
-  delete env.RENDERBUS_NATS;
-  delete env.RENDERBUS_CREDS;
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-interface Up {
-  proc: ChildProcess;
-  out(): string;
-}
-
-async function startUp(cwd: string, data: string, args: string[]): Promise<Up> {
-  const proc = spawn(process.execPath, [CLI, 'up', '--data', data, '--port', '-1', '--monitor-port', '-1', '--slots', '1', ...args], {
-    cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RENDERBUS_LOG: process.env.RENDERBUS_LOG ?? 'info' },
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
-  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
-  await waitUntil('the farm up', async () => {
-    if (proc.exitCode !== null) throw new Error(`up exited:\n${out}`);
-    const f = JSON.parse(await readFile(join(data, 'farm.json'), 'utf8').catch(() => 'null')) as { pid: number } | null;
-    return f?.pid === proc.pid;
-  }, 60_000);
-  return { proc, out: () => out };
-}
-
-async function stopUp(u: Up): Promise<void> {
-  if (u.proc.exitCode !== null) return;
-  const exited = once(u.proc, 'exit');
-  u.proc.kill('SIGTERM');
-  await exited;
-}
 
 interface Peer {
   name: string;

@@ -1,67 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { codecFor, encodeAny, LinkStatusReply, PROTOCOL_MAJOR, Role, subjects } from '../../protocol/index.ts';
+import { encodeAny, Role, subjects } from '../../protocol/index.ts';
 import { localCredsPath, readCredentials } from '../../sites/auth/index.ts';
 import { loadSiteKey, readSiteStore } from '../../sites/links/index.ts';
 import { CLI, freePort, waitUntil } from '../helpers/farm.ts';
+import { rbIn as rb, startUp, stopUp, type UpProcess as Up } from '../helpers/site-process.ts';
 import { waitDelivered } from '../helpers/fed-sites.ts';
 import { loginOptions } from '../helpers/nats-server.ts';
 
-/** `renderbus …` in `cwd`, with no credential or URL from the environment. */
-function rb(cwd: string, ...args: string[]) {
-  const env = { ...process.env };
-  delete env.RENDERBUS_NATS;
-  delete env.RENDERBUS_CREDS;
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** The same without blocking this process (which may have to answer the command's requests). */
-async function rbAsync(cwd: string, ...args: string[]) {
-  const env = { ...process.env };
-  delete env.RENDERBUS_NATS;
-  delete env.RENDERBUS_CREDS;
-  const p = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(p, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
-
-interface Up {
-  proc: ChildProcess;
-  out(): string;
-  farm: { url: string; natsPid: number };
-}
-
-/** `renderbus up` as a child, until its farm.json names it. */
-async function startUp(cwd: string, data: string, args: string[]): Promise<Up> {
-  const proc = spawn(process.execPath, [CLI, 'up', '--data', data, '--port', '-1', '--monitor-port', '-1', '--slots', '0', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const farm = await waitUntil('the farm up', async () => {
-    if (proc.exitCode !== null) throw new Error(`up exited:\n${out}`);
-    const f = JSON.parse(await readFile(join(data, 'farm.json'), 'utf8').catch(() => 'null')) as { url: string; natsPid: number; pid: number } | null;
-    return f && f.pid === proc.pid ? f : undefined;
-  }, 60_000);
-  return { proc, out: () => out, farm };
-}
-
-async function stopUp(u: Up): Promise<void> {
-  if (u.proc.exitCode !== null) return;
-  const exited = once(u.proc, 'exit');
-  u.proc.kill('SIGTERM');
-  await exited;
-}
 
 /** A connection into a site's FARM account as one of the principals `up --site` made for itself. */
 async function connectLocal(data: string, url: string, role: Role, name: string): Promise<NatsConnection> {

@@ -128,6 +128,9 @@ test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf l
   for (const f of ['shot_0001.png', 'shot_0002.png', 'shot_0003.png', 'shot_0004.png']) {
     assert.equal(await pixels(join(proj, 'out-away', f)), await pixels(join(proj, 'out-home', f)), `${f} is pixel-identical to the one rendered at home`);
   }
+  // the task logs and the sample thumbnails came back beside the frames
+  assert.ok((await readdir(join(proj, 'out-away', '.rb-logs', 'remote-v1'))).some((n) => n.endsWith('.log')), 'the task logs are back');
+  assert.ok((await readdir(join(proj, 'out-away', '.rb-samples'))).length > 0, 'sample thumbnails are back');
   // the bill, signed by v1 and checked with the key its link presented
   const bills = await readdir(join(studioData, 'fed', 'bills', 'v1'));
   const bill = JSON.parse(await readFile(join(studioData, 'fed', 'bills', 'v1', bills.find((b) => b.includes(away))!), 'utf8')) as { signed: boolean; bill: { totals: { frames: number } } };

@@ -1,9 +1,10 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmError } from '../../protocol/index.ts';
 import { syncDir } from '../cas/index.ts';
+import { writeFileAtomically } from '../write-atomically.ts';
 
 /** One complete bundle, handed to the handler while it still sits in the watched folder. */
 export interface HotFile {
@@ -220,17 +221,4 @@ export function reasonText(name: string, error: FarmError, tries: number): strin
   return `${lines.join('\n')}\n`;
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const part = `${path}.part`;
-  const fh = await open(part, 'w', 0o640);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(part, path).catch(async (err: unknown) => {
-    await rm(part, { force: true });
-    throw err;
-  });
-}
+const writeAtomically = (path: string, text: string) => writeFileAtomically(path, text, 0o640);

@@ -1,21 +1,12 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
 import type { ArrivedBundle } from '../intake/index.ts';
 import { ownJobHandler } from './own-job.ts';
-import { startPacker, type Packer } from './packer.ts';
+import { startPacker, type Packer, type PackerOptions } from './packer.ts';
 
 export { forVendor, PACKER_CONSUMER, startPacker, type Packer, type PackerOptions } from './packer.ts';
 export { ownJobHandler, type OwnJobOptions } from './own-job.ts';
 
-export interface OutsourcingOptions {
-  site: string;
-  dataDir: string;
-  /** A connection with the intake role (protocol/roles.ts). */
-  nc: NatsConnection;
-  peers: readonly string[];
-  log: Logger;
-  now?: () => number;
-}
+/** The packer's options are the whole half's: a connection with the intake role (protocol/roles.ts), the site, its peers. */
+export type OutsourcingOptions = PackerOptions;
 
 export interface Outsourcing {
   /** The intake's ownJob half (sites/intake/router.ts IntakeHandlers.ownJob). */

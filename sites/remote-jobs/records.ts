@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FarmError, token, type JobSpec } from '../../protocol/index.ts';
 import { syncDir } from '../cas/index.ts';
+import { writeFileAtomically } from '../write-atomically.ts';
 
 /**
  * What this site knows of a peer's job, kept in `<data>/fed/remote-jobs/<peer>/<their job>.json`
@@ -72,18 +72,7 @@ export class RemoteJobRecords {
     const dir = join(this.dir, token('site', rec.peer));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `${token('job', rec.originJob)}.json`);
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.part`;
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(rec));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file).catch(async (err: unknown) => {
-      await rm(tmp, { force: true });
-      throw err;
-    });
+    await writeFileAtomically(file, JSON.stringify(rec), 0o600);
     await syncDir(dir);
     this.remember(rec);
   }

@@ -1,4 +1,4 @@
-import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -17,6 +17,7 @@ import { sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
 import type { RemoteJobRecord } from './records.ts';
 import type { BundleSource } from '../bundles/index.ts';
+import { writeFileAtomically } from '../write-atomically.ts';
 
 /** The returner's durable consumer of the event stream. */
 export const RETURNER_CONSUMER = 'remote-jobs';
@@ -110,18 +111,7 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     if (await exists(file)) return file;
     await mkdir(dir, { recursive: true });
     const png = await thumbnail(frameFile, { ...SAMPLE_BOX, format: 'png' });
-    const part = `${file}.part`;
-    const fh = await open(part, 'w', 0o644);
-    try {
-      await fh.writeFile(png);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(part, file).catch(async (err: unknown) => {
-      await rm(part, { force: true });
-      throw err;
-    });
+    await writeFileAtomically(file, png, 0o644);
     return file;
   };
 

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import type { Static, TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { FarmError } from './errors.ts';
 import { PROTOCOL_MAJOR } from './version.ts';
 
@@ -19,8 +19,10 @@ export interface Codec<T> {
 
 /** Encoder/decoder for one message schema; nothing inbound is trusted before the check. */
 export function codecFor<S extends TSchema>(schema: S): Codec<Static<S>> {
-  const compiled = TypeCompiler.Compile(schema);
+  // compiled on first use: a process compiles the few schemas it speaks, not all sixty
+  let checker: TypeCheck<S> | undefined;
   const check = (value: unknown): Static<S> => {
+    const compiled = (checker ??= TypeCompiler.Compile(schema));
     if (value !== null && typeof value === 'object' && 'v' in value && (value as { v: unknown }).v !== PROTOCOL_MAJOR) {
       throw new FarmError('RB_PROTOCOL_MISMATCH', `message speaks protocol ${describeVersion((value as { v: unknown }).v)}, this peer speaks ${PROTOCOL_MAJOR}`);
     }

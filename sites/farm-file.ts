@@ -1,6 +1,6 @@
 import { readFile, rename, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { FarmError } from '../protocol/index.ts';
+import { FarmError } from '../protocol/errors.ts';
 
 /** `<data>/farm.json`: how other commands find a running farm. */
 export interface FarmFile {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { FarmError, type Credentials } from '../protocol/index.ts';
-import { readCredentials } from './auth/index.ts';
+import { readCredentials } from './auth/credentials-file.ts';
 import { DEFAULT_DATA_DIR, pidAlive, readFarmFile, type FarmFile } from './farm-file.ts';
 
 export interface FarmLocation {

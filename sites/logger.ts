@@ -3,9 +3,9 @@ import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
-/** How log lines are written: one JSON object each (for machines), or pino-pretty's lines (for people). */
-export const LogFormat = { Json: 'json', Pretty: 'pretty' } as const;
-export type LogFormat = (typeof LogFormat)[keyof typeof LogFormat];
+import { LogFormat } from './log-format.ts';
+
+export { LogFormat };
 
 /** The format asked for (--log-format), else pretty on a terminal and JSON anywhere else (a pipe, a file). */
 export function logFormatFor(asked: LogFormat | undefined, isTTY: boolean): LogFormat {

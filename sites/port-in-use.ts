@@ -1,4 +1,4 @@
-import { FarmError } from '../protocol/index.ts';
+import { FarmError } from '../protocol/errors.ts';
 
 /** Which listener of a site could not have its port: NATS's client port, or the monitor's HTTP port. */
 export type Listener = 'nats' | 'monitor';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { FarmError } from '../protocol/index.ts';
+import { FarmError } from '../protocol/errors.ts';
 
 /** A new random secret: 32 bytes, base64url (43 characters, safe in a URL fragment and a header). */
 export function newSecret(): string {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what renderbus needs, and says nothing when nothing is missing.
-#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, nats-server povray
-#                                  povray-includes bubblewrap; `renderbus` on PATH
+#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, the build (dist/), nats-server
+#                                  povray povray-includes bubblewrap; `renderbus` on PATH
 #   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it) and
 #                                  chromium (the web monitor's browser test drives it)
 # As root, missing Debian packages are installed; otherwise the command to run is printed and
@@ -60,6 +60,9 @@ if [ "$stale" = yes ]; then
   fi
   touch "$stamp"
 fi
+
+# --- the compiled build: renderbus runs JavaScript, no TypeScript loader -------------------
+sh tools/build.sh
 
 # --- `renderbus` on PATH ------------------------------------------------------------------
 # npx finds the command only inside the checkout; a link to tools/bin/renderbus.js works from

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { FarmError } from '../../protocol/index.ts';
+import { FarmError } from '../../protocol/errors.ts';
 
 /**
  * Which addresses a webhook may reach. A job's author picks the URL, so without this a job could

@@ -1,4 +1,4 @@
-import { FarmError } from '../../protocol/index.ts';
+import { FarmError } from '../../protocol/errors.ts';
 import type { JobBook } from './job-book.ts';
 
 /**

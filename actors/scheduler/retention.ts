@@ -1,4 +1,4 @@
-import { FarmError } from '../../protocol/index.ts';
+import { FarmError } from '../../protocol/errors.ts';
 import type { Job, JobBook } from './job-book.ts';
 
 /** Which finished jobs the scheduler keeps in memory; the others are read back from the journal when asked for. */

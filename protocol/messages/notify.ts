@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { FarmError } from '../errors.ts';
 import { Millis, Token, V } from './common.ts';
+import { EMAIL_ADDRESS_PATTERN } from '../patterns.ts';
 
 /** What a job's notifications can be about: its end (done, failed, cancelled) and its progress. */
 export const NotifyTrigger = { Done: 'done', Failed: 'failed', Cancelled: 'cancelled', Progress: 'progress' } as const;
@@ -12,7 +13,7 @@ const TriggerSchema = Type.Union(NOTIFY_TRIGGERS.map((t) => Type.Literal(t)));
 export const DEFAULT_NOTIFY_ON: readonly NotifyTrigger[] = ['done', 'failed', 'cancelled'];
 
 /** A plain address (`artist@studio.example`); display names are not taken. */
-export const EmailAddress = Type.String({ pattern: '^[^\\s@<>(),;:"]+@[^\\s@<>(),;:"]+$', maxLength: 254, description: 'an email address, e.g. artist@studio.example' });
+export const EmailAddress = Type.String({ pattern: EMAIL_ADDRESS_PATTERN, maxLength: 254, description: 'an email address, e.g. artist@studio.example' });
 const WebhookUrl = Type.String({ pattern: '^https?://', maxLength: 2000, description: 'an http:// or https:// URL' });
 
 /** The object form of a job's `notify` (README.md, "Notifications"). */

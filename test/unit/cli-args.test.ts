@@ -11,11 +11,11 @@ import type { CommandContext } from '../../tools/cli/command-context.ts';
 import type { Io } from '../../tools/cli/format.ts';
 import { duration, table } from '../../tools/cli/format.ts';
 import { buildJob } from '../../tools/cli/job-file.ts';
-import { defaultHandlers, run, type CommandName, type Handlers } from '../../tools/cli/main.ts';
+import { defaultHandlers, JOB_FILE_FIELDS, REQUIREMENT_FIELDS, run, type CommandName, type Handlers } from '../../tools/cli/main.ts';
 import { hostToken, parseCount, parsePackages, parsePort } from '../../tools/cli/option-values.ts';
 import { groupName } from '../../tools/cli/os-user.ts';
 import { checkFilter, summarize, tailJson } from '../../tools/cli/tail.ts';
-import { encodeAny } from '../../protocol/index.ts';
+import { encodeAny, JobSpec, Requirements } from '../../protocol/index.ts';
 
 /** An Io that keeps what was written. */
 function captureIo(): Io & { out(): string; err(): string } {
@@ -116,6 +116,11 @@ test('cli - exit codes: 2 for usage errors, 1 for failures, 0 for help', async (
   io = captureIo();
   assert.equal(await run(argv('--version'), io, handlers), 0);
   assert.match(io.out(), /^\d+\.\d+\.\d+\n$/);
+});
+
+test("cli - submit's help names every field of the job schema (written out so that --help loads no schema)", () => {
+  assert.deepEqual(JOB_FILE_FIELDS.split(', '), Object.keys(JobSpec.properties));
+  assert.deepEqual(REQUIREMENT_FIELDS.split(', '), Object.keys(Requirements.properties));
 });
 
 test('cli - flags become a job spec with the defaults filled in', (t) => {

@@ -1,16 +1,50 @@
 #!/usr/bin/env node
-// The `renderbus` command: loads the TypeScript CLI through tsx, so there is no build step.
+// The `renderbus` command. It runs the compiled JavaScript in dist/ (sh tools/build.sh, which
+// the set-up command runs) when that build is current, and the TypeScript sources through tsx
+// otherwise: a checkout edited or pulled since its last build is slow (~0.8 s a command), never
+// out of step. RENDERBUS_FROM_SOURCE=1 always runs the sources.
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 6)) {
   process.stderr.write(`renderbus needs Node.js 20 or later; this is ${process.version}\n`);
   process.exit(1);
 }
 
-// Load the big plain-JS dependencies before tsx hooks the loader: through tsx's hooks,
-// typebox's hundreds of files take ~0.5 s longer to load, on every command.
-await Promise.all([import('@sinclair/typebox'), import('@sinclair/typebox/compiler'), import('msgpackr'), import('commander')]);
-const { register } = await import('tsx/esm/api');
-register();
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+// the folders tsconfig.build.json compiles
+const SOURCES = ['protocol', 'actors', 'sites', 'tools/cli', 'tools/web', 'tools/lib', 'tools/demo'];
+
+/** The build's time stamp when no compiled source is newer than it (~4 ms for 220 files), else null. */
+function currentBuild() {
+  let built;
+  try {
+    built = statSync(join(root, 'dist/.tsbuildinfo')).mtimeMs;
+  } catch {
+    return null;
+  }
+  for (const dir of SOURCES) {
+    for (const entry of readdirSync(join(root, dir), { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
+      if (statSync(join(entry.parentPath ?? entry.path, entry.name)).mtimeMs > built) return null;
+    }
+  }
+  return built;
+}
+
+let main;
+if (process.env.RENDERBUS_FROM_SOURCE !== '1' && currentBuild() !== null) {
+  main = join(root, 'dist/tools/cli/main.js');
+} else {
+  // Load the big plain-JS dependencies before tsx hooks the loader: through tsx's hooks,
+  // typebox's hundreds of files take ~0.5 s longer to load, on every command.
+  await Promise.all([import('@sinclair/typebox'), import('@sinclair/typebox/compiler'), import('msgpackr'), import('commander')]);
+  const { register } = await import('tsx/esm/api');
+  register();
+  main = join(root, 'tools/cli/main.ts');
+}
 
 // `renderbus tail | head` closes stdout early: that is not an error
 process.stdout.on('error', (err) => {
@@ -18,7 +52,7 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 
-const { run } = await import('../cli/main.ts');
+const { run } = await import(pathToFileURL(main).href);
 const code = await run(process.argv);
 process.exitCode = code;
 // a handle left open by a library must not keep a finished command alive

@@ -1,4 +1,4 @@
-import { FarmError } from '../../protocol/index.ts';
+import { FarmError } from '../../protocol/errors.ts';
 
 /**
  * Bad command-line input: a flag, an argument or a job file the user must fix. The CLI

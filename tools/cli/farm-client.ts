@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { call, connectClient } from '../../actors/bus/index.ts';
-import { pageAllHosts, type AllHosts } from '../../actors/registry/index.ts';
+import { pageAllHosts, type AllHosts } from '../../actors/registry/list-client.ts';
 import type { FarmFile } from '../../sites/farm-file.ts';
 import { locateFarm } from '../../sites/locate-farm.ts';
 import { FarmError, Role, codecs, subjects, type Codec, type Principal, type WireError } from '../../protocol/index.ts';

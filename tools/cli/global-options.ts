@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../sites/farm-file.ts';
-import { LogFormat } from '../../sites/logger.ts';
+import { LogFormat } from '../../sites/log-format.ts';
 import { UsageError } from './cli-error.ts';
 import { parseToken } from './option-values.ts';
 

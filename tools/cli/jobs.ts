@@ -1,4 +1,4 @@
-import { pageAllJobs } from '../../actors/scheduler/index.ts';
+import { pageAllJobs } from '../../actors/scheduler/query-client.ts';
 import { codecs, subjects, type JobSummary } from '../../protocol/index.ts';
 import { ExitCode } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';

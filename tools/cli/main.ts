@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { JobSpec, Requirements } from '../../protocol/index.ts';
 import type { RenderServerOptions } from './actor-commands.ts';
 import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
@@ -18,6 +17,11 @@ import { collect } from './option-values.ts';
 import { addSimFarmCommand } from './sim-farm.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
+
+// The job schema's fields, written out so that `--help` does not load the schemas (a unit
+// test holds them to protocol/messages/job-spec.ts)
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, user, group, project, notify, requirements, supportFiles, env, output';
+export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
 export type Handlers = Record<CommandName, CommandHandler>;
@@ -95,8 +99,8 @@ Output: --output DIR (default <farm output>/<name>-<job id>), --pattern with '#'
 The job's user is your credential's (--creds); the group defaults to your OS user's group.
 
 Job file: one JSON object with the fields
-  ${Object.keys(JobSpec.properties).join(', ')}
-  requirements: { ${Object.keys(Requirements.properties).join(', ')} }
+  ${JOB_FILE_FIELDS}
+  requirements: { ${REQUIREMENT_FIELDS} }
   output: { dir, pattern }
   notify: [URL, ...] or { webhooks: [URL, ...], email: [address, ...], on: [done, failed, cancelled, progress], everyPercent: N }
   env: { "NAME": "value", ... } (or --env NAME=VALUE): the renderer's own variables; it never sees the farm's

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { splitHost, type MonitorOptions } from '../../actors/monitor/index.ts';
+import type { MonitorOptions } from '../../actors/monitor/index.ts';
+import { splitHost } from '../../actors/monitor/http-access.ts';
 import { isAddressInUse } from '../../sites/port-in-use.ts';
 import { newSecret } from '../../sites/secret-file.ts';
 import { UsageError } from './cli-error.ts';

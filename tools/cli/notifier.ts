@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { EmailAddress } from '../../protocol/index.ts';
-import { parseWebhookAllow, type NotifierOptions } from '../../actors/notifier/index.ts';
+import { EMAIL_ADDRESS_PATTERN } from '../../protocol/patterns.ts';
+import type { NotifierOptions } from '../../actors/notifier/index.ts';
+import { parseWebhookAllow } from '../../actors/notifier/webhook-address.ts';
 import { UsageError } from './cli-error.ts';
 import { parseCount, parseList } from './option-values.ts';
 
@@ -26,7 +27,7 @@ export const NOTIFIER_FLAG_HELP = {
   notifyAttempts: 'attempts per notification before it is given up, waiting 1, 2, 4, 8 s… between them (default: 5)',
 } as const;
 
-const EMAIL = new RegExp(String(EmailAddress.pattern));
+const EMAIL = new RegExp(EMAIL_ADDRESS_PATTERN);
 
 /**
  * The notifier's settings from its flags and the environment (RB_SMTP_URL, RB_SMTP_FROM,

@@ -1,4 +1,5 @@
-import { hostToken, isToken, type PackageInfo } from '../../protocol/index.ts';
+import type { PackageInfo } from '../../protocol/index.ts';
+import { hostToken, isToken } from '../../protocol/subjects.ts';
 import { UsageError } from './cli-error.ts';
 
 /** Parses the value of a counting flag (`--slots 4`), naming the flag when it is wrong. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { isToken, type PackageInfo } from '../../protocol/index.ts';
+import type { PackageInfo } from '../../protocol/index.ts';
+import { isToken } from '../../protocol/subjects.ts';
 // sim-stats.ts imports nothing: `renderbus --help` stays fast
 import { Histogram, type SimStatsSnapshot } from '../../actors/render-slot/sim-stats.ts';
 import { ExitCode, UsageError } from './cli-error.ts';

@@ -62,7 +62,7 @@ if [ "$stale" = yes ]; then
 fi
 
 # --- the compiled build: renderbus runs JavaScript, no TypeScript loader -------------------
-sh tools/build.sh
+node tools/build.mjs
 
 # --- `renderbus` on PATH ------------------------------------------------------------------
 # npx finds the command only inside the checkout; a link to tools/bin/renderbus.js works from

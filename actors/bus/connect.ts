@@ -1,7 +1,8 @@
-import { connect, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { FarmError, describePrincipal, inboxPrefix, type Credentials } from '../../protocol/index.ts';
 import { watchDenials } from './denials.ts';
+import { nkeyLogin } from './nkey-login.ts';
 
 export interface BusOptions {
   servers: string;
@@ -13,8 +14,7 @@ export interface BusOptions {
 
 /** Log-in options for a principal: its nkey, and reply subjects beneath its own inbox prefix. */
 export function loginOptions(creds: Credentials): Pick<ConnectionOptions, 'authenticator' | 'inboxPrefix'> {
-  const seed = new TextEncoder().encode(creds.seed);
-  return { authenticator: nkeyAuthenticator(seed), inboxPrefix: inboxPrefix(creds) };
+  return { authenticator: nkeyLogin(creds.seed), inboxPrefix: inboxPrefix(creds) };
 }
 
 /**

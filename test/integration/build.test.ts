@@ -20,15 +20,15 @@ function traced(root: string, args: string[], env: NodeJS.ProcessEnv = {}): { ou
   return { out: r.stdout, loaded };
 }
 
-const ranBuild = (loaded: string[]) => loaded.some((u) => u.endsWith('/dist/tools/cli/main.js'));
+const ranBuild = (loaded: string[]) => loaded.some((u) => u.endsWith('/dist/main.js'));
 const ranTsx = (loaded: string[]) => loaded.some((u) => u.includes('/node_modules/tsx/'));
 
 test('build - renderbus runs the compiled dist/ without a TypeScript loader, and the sources when told to', () => {
-  const build = spawnSync('sh', [join(ROOT, 'tools/build.sh')], { encoding: 'utf8', timeout: 120_000 });
+  const build = spawnSync(process.execPath, [join(ROOT, 'tools/build.mjs')], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(build.status, 0, build.stderr);
 
   const compiled = traced(ROOT, ['--version']);
-  assert.ok(ranBuild(compiled.loaded), `dist/tools/cli/main.js loaded:\n${compiled.loaded.join('\n')}`);
+  assert.ok(ranBuild(compiled.loaded), `dist/main.js loaded:\n${compiled.loaded.join('\n')}`);
   assert.ok(!ranTsx(compiled.loaded), 'tsx is not loaded');
   assert.ok(!compiled.loaded.some((u) => u.endsWith('.ts')), 'no TypeScript module is loaded');
 
@@ -41,8 +41,8 @@ test('build - a source newer than the build makes renderbus run the sources, nev
   // a copy of the checkout (sources and build), so that touching a source disturbs no other test
   const copy = mkdtempSync(join(tmpdir(), 'rb-build-'));
   t.after(() => rmSync(copy, { recursive: true, force: true }));
-  for (const part of ['package.json', 'protocol', 'actors', 'sites', 'tools', 'dist']) {
-    cpSync(join(ROOT, part), join(copy, part), { recursive: true, verbatimSymlinks: true });
+  for (const part of ['package.json', 'package-lock.json', 'protocol', 'actors', 'sites', 'tools', 'dist']) {
+    cpSync(join(ROOT, part), join(copy, part), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
   }
   symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
 

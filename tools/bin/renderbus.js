@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The `renderbus` command. It runs the compiled JavaScript in dist/ (sh tools/build.sh, which
+// The `renderbus` command. It runs the bundled JavaScript in dist/ (node tools/build.mjs, which
 // the set-up command runs) when that build is current, and the TypeScript sources through tsx
 // otherwise: a checkout edited or pulled since its last build is slow (~0.8 s a command), never
 // out of step. RENDERBUS_FROM_SOURCE=1 always runs the sources.
-import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildIsCurrent } from '../build-state.mjs';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 6)) {
@@ -14,29 +14,9 @@ if (major < 20 || (major === 20 && minor < 6)) {
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-// the folders tsconfig.build.json compiles
-const SOURCES = ['protocol', 'actors', 'sites', 'tools/cli', 'tools/web', 'tools/lib', 'tools/demo'];
-
-/** The build's time stamp when no compiled source is newer than it (~4 ms for 220 files), else null. */
-function currentBuild() {
-  let built;
-  try {
-    built = statSync(join(root, 'dist/.tsbuildinfo')).mtimeMs;
-  } catch {
-    return null;
-  }
-  for (const dir of SOURCES) {
-    for (const entry of readdirSync(join(root, dir), { recursive: true, withFileTypes: true })) {
-      if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
-      if (statSync(join(entry.parentPath ?? entry.path, entry.name)).mtimeMs > built) return null;
-    }
-  }
-  return built;
-}
-
 let main;
-if (process.env.RENDERBUS_FROM_SOURCE !== '1' && currentBuild() !== null) {
-  main = join(root, 'dist/tools/cli/main.js');
+if (process.env.RENDERBUS_FROM_SOURCE !== '1' && buildIsCurrent(root)) {
+  main = join(root, 'dist/main.js');
 } else {
   // Load the big plain-JS dependencies before tsx hooks the loader: through tsx's hooks,
   // typebox's hundreds of files take ~0.5 s longer to load, on every command.

@@ -26,6 +26,10 @@ if [ "$#" -eq 0 ]; then
   exit 1
 fi
 
+# the processes the tests start (renderbus up, the actors, CLI commands) run the build: bring it
+# up to date (a no-op when it is), or they run the sources through tsx, several times slower
+node tools/build.mjs
+
 status=0
 node --import tsx --test --test-concurrency=2 "$@" || status=$?
 exit "$status"

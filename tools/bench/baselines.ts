@@ -1,19 +1,21 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { resolve } from 'node:path';
 
-/** N runs of `true` through a bare Node loop with `concurrency` in flight: the platform's own limit. */
+const BARE_LOOP = resolve(import.meta.dirname, 'bare-loop.mjs');
+
+/**
+ * N runs of `true` through a bare Node loop with `concurrency` in flight: the platform's own
+ * limit, measured in a plain process of its own (bare-loop.mjs: why).
+ */
 export async function bareNodeLoop(n: number, concurrency: number): Promise<number> {
-  const t0 = performance.now();
-  let started = 0;
-  const worker = async () => {
-    while (started < n) {
-      started += 1;
-      const p = spawn('true', [], { stdio: 'ignore' });
-      await once(p, 'exit');
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return (n / (performance.now() - t0)) * 1000;
+  const p = spawn(process.execPath, [BARE_LOOP, String(n), String(concurrency)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = (await once(p, 'exit')) as [number | null];
+  const rate = Number(out.trim());
+  if (code !== 0 || !(rate > 0)) throw new Error(`bare-loop.mjs exited ${String(code)}: '${out.trim()}'`);
+  return rate;
 }
 
 /** The same N commands through an external runner reading one line per job on stdin. */

@@ -19,6 +19,8 @@ export interface UpProcess {
   /** What it printed so far (the last 200 kB). */
   out(): string;
   farm: { url: string; natsPid: number };
+  /** Starts it again as it was started (same data directory and flags): after killUp. */
+  again(): Promise<UpProcess>;
 }
 
 /** `renderbus up` on `data` (free ports, `slots` render slots), until its farm.json names it. */
@@ -35,12 +37,29 @@ export async function startUp(cwd: string, data: string, args: string[], o: { sl
     const f = JSON.parse(await readFile(join(data, 'farm.json'), 'utf8').catch(() => 'null')) as { url: string; natsPid: number; pid: number } | null;
     return f && f.pid === proc.pid ? f : undefined;
   }, 60_000);
-  return { proc, out: () => out, farm };
+  return { proc, out: () => out, farm, again: () => startUp(cwd, data, args, o) };
+}
+
+/** `kill -9` of the whole site: its `up` process, and with it its nats-server (which setpriv's pdeathsig ends). */
+export async function killUp(u: UpProcess): Promise<void> {
+  if (u.proc.exitCode === null && u.proc.signalCode === null) {
+    const exited = once(u.proc, 'exit');
+    u.proc.kill('SIGKILL');
+    await exited;
+  }
+  await waitUntil(`nats-server ${u.farm.natsPid} gone with its site`, () => {
+    try {
+      process.kill(u.farm.natsPid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }, 20_000);
 }
 
 /** SIGTERM, and wait until it has stopped. */
 export async function stopUp(u: UpProcess): Promise<void> {
-  if (u.proc.exitCode !== null) return;
+  if (u.proc.exitCode !== null || u.proc.signalCode !== null) return;
   const exited = once(u.proc, 'exit');
   u.proc.kill('SIGTERM');
   await exited;

@@ -7,17 +7,18 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { freePort, waitUntil } from '../helpers/farm.ts';
-import { rbIn as rb, startUp as startUpOf, stopUp, type UpProcess as Up } from '../helpers/site-process.ts';
+import { killUp, rbIn as rb, startUp as startUpOf, stopUp, type UpProcess as Up } from '../helpers/site-process.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 /*
- * Issue 14 end to end, every part real: two sites run as `renderbus up --site` (a studio and a
- * vendor, each its own nats-server, scheduler, registry, render server with POV-Ray, link service
- * and intake), linked by `site invite` and `site join`, the vendor's leaf going through a TCP proxy
- * that can cut the link (the studio advertises the proxy, so the leaf comes back through it). A
+ * Issue 14 end to end, every part real: three sites run as `renderbus up --site` (a studio and two
+ * vendors, each its own nats-server, scheduler, registry, render server with POV-Ray, link service
+ * and intake), linked by `site invite` and `site join`, the vendors' leafs going through a TCP proxy
+ * that can cut the links (the studio advertises the proxy, so a leaf comes back through it). A
  * POV-Ray job with an #include and an image_map texture is submitted at the studio with `site: v1`
  * and its frames come back into the studio's output folder, pixel-identical to the studio
- * rendering it itself.
+ * rendering it itself; another goes to v2 while first the studio and then v2 are killed with
+ * kill -9 (each `up` with its nats-server) and started again.
  */
 
 const SCENE = `#include "parts.inc"
@@ -39,7 +40,7 @@ interface Peer {
 const sitesOf = (dir: string, data: string) => JSON.parse(rb(dir, '--data', data, 'sites', '--json').stdout) as { answered: boolean; peers: Peer[] };
 const jobOf = (dir: string, data: string, id: string) => JSON.parse(rb(dir, '--data', data, 'job', id, '--json').stdout) as { state: string; error?: string };
 
-test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf link, through a cut; the frames come back as if rendered at home', { timeout: 600_000 }, async (t) => {
+test('fed e2e - a studio outsources POV-Ray jobs to two vendors over real leaf links, through cuts and kill -9 of either site; the frames come back as if rendered at home', { timeout: 600_000 }, async (t) => {
   // not under /tmp: a job's original paths may not lie under system directories (docs/federation.md)
   const dir = await mkdtemp('/var/tmp/rb-fed-e2e-');
   const ups: Up[] = [];
@@ -65,15 +66,23 @@ test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf l
   t.after(() => void receiver.close());
   const studioData = join(dir, 'studio');
   const v1Data = join(dir, 'v1');
-  const studio = await startUp(dir, studioData, ['--site', 'studio', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${proxy.port}`, '--webhook-allow', `127.0.0.1:${hookPort}`]);
+  const v2Data = join(dir, 'v2');
+  let studio = await startUp(dir, studioData, ['--site', 'studio', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${proxy.port}`, '--webhook-allow', `127.0.0.1:${hookPort}`]);
   ups.push(studio);
   const v1 = await startUp(dir, v1Data, ['--site', 'v1']);
   ups.push(v1);
-  const token = rb(dir, '--data', studioData, 'site', 'invite', 'v1').stdout.trim();
-  const joined = rb(dir, '--data', v1Data, 'site', 'join', token);
-  assert.equal(joined.code, 0, joined.stderr);
-  await waitUntil('the studio to see v1 up', () => sitesOf(dir, studioData).peers.find((p) => p.name === 'v1')?.state === 'up', 60_000, 500);
-  await waitUntil('v1 to see the studio up', () => sitesOf(dir, v1Data).peers.find((p) => p.name === 'studio')?.state === 'up', 60_000, 500);
+  let v2 = await startUp(dir, v2Data, ['--site', 'v2']);
+  ups.push(v2);
+  const linkUp = (data: string, peer: string) => sitesOf(dir, data).peers.find((p) => p.name === peer)?.state === 'up';
+  for (const [vendor, data] of [['v1', v1Data], ['v2', v2Data]] as const) {
+    const token = rb(dir, '--data', studioData, 'site', 'invite', vendor).stdout.trim();
+    const joined = rb(dir, '--data', data, 'site', 'join', token);
+    assert.equal(joined.code, 0, joined.stderr);
+  }
+  for (const [vendor, data] of [['v1', v1Data], ['v2', v2Data]] as const) {
+    await waitUntil(`the studio to see ${vendor} up`, () => linkUp(studioData, vendor), 60_000, 500);
+    await waitUntil(`${vendor} to see the studio up`, () => linkUp(data, 'studio'), 60_000, 500);
+  }
 
   // the project, where an artist keeps it
   const proj = join(dir, 'proj');
@@ -112,7 +121,7 @@ test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf l
   await waitUntil('the job to be outsourced', () => jobOf(dir, studioData, away).state === 'outsourced', 30_000, 200);
   const cut = async (why: string) => {
     proxy.cut();
-    await waitUntil(`the studio to see the link down (${why})`, () => sitesOf(dir, studioData).peers[0]?.state === 'down', 30_000, 500);
+    await waitUntil(`the studio to see the link down (${why})`, () => sitesOf(dir, studioData).peers.find((p) => p.name === 'v1')?.state === 'down', 30_000, 500);
     proxy.restore();
   };
   await cut('the bundle on its way');
@@ -138,7 +147,7 @@ test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf l
   assert.equal(bill.bill.totals.frames, 6);
 
   // the same scene again: only the manifest and protocol cross, no content
-  const sentByStudio = () => sitesOf(dir, studioData).peers[0]?.link?.bytesOut ?? assert.fail('no link figures');
+  const sentByStudio = () => sitesOf(dir, studioData).peers.find((p) => p.name === 'v1')?.link?.bytesOut ?? assert.fail('no link figures');
   const bytes1 = proxy.bytes;
   const out1 = sentByStudio();
   const again = await submit('again', { site: 'v1' });
@@ -149,6 +158,29 @@ test('fed e2e - a studio outsources a POV-Ray job to a vendor over a real leaf l
   assert.ok(firstBytes > textureBytes, 'the texture crossed the first time');
   // what the studio's link sent for the same scene again: the manifest and the protocol, no file
   assert.ok(againOut < 16 * 1024, `the same scene again re-sent no content: the studio's link sent ${againOut} bytes, the texture alone is ${textureBytes}`);
+
+  // kill -9 of a whole site mid-job, the studio's and then v2's (each `up` with its scheduler and its
+  // nats-server), each started again on its data directory: the job completes, every frame once
+  const hard = await submit('hard', { site: 'v2', frames: '1-40' });
+  const atV2 = () => (JSON.parse(rb(dir, '--data', v2Data, 'jobs', '--json').stdout) as { state: string; origin?: { job: string } }[]).find((j) => j.origin?.job === hard);
+  await waitUntil('v2 to render it', () => atV2()?.state === 'rendering', 60_000, 300);
+  await killUp(studio);
+  studio = await studio.again();
+  ups.push(studio);
+  const framesBack = async () => (await readdir(join(proj, 'out-hard')).catch(() => [])).filter((f) => f.endsWith('.png'));
+  await waitUntil('a frame of it back at the restarted studio', async () => (await framesBack()).length > 0, 120_000, 200);
+  const backBeforeKill = (await framesBack()).length;
+  await killUp(v2);
+  v2 = await v2.again();
+  ups.push(v2);
+  await waitDone(hard);
+  t.diagnostic(`kill -9: ${backBeforeKill} of 40 frames were back when v2 was killed`);
+  assert.ok(backBeforeKill < 40, 'v2 was killed mid-job');
+  assert.deepEqual((await framesBack()).sort(), Array.from({ length: 40 }, (_, i) => `shot_${String(i + 1).padStart(4, '0')}.png`), 'every frame back once');
+  for (const f of ['shot_0001.png', 'shot_0004.png']) {
+    assert.equal(await pixels(join(proj, 'out-hard', f)), await pixels(join(proj, 'out-home', f)), `${f} from v2 is pixel-identical to the one rendered at home`);
+  }
+  await waitUntil('the links up again', () => linkUp(studioData, 'v1') && linkUp(studioData, 'v2'), 60_000, 500);
 
   // a cancel at the studio cancels at v1
   const long = await submit('long', { site: 'v1', frames: '1-200' });

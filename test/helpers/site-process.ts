@@ -33,10 +33,11 @@ export async function startUp(cwd: string, data: string, args: string[], o: { sl
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   const farm = await waitUntil('the farm up', async () => {
-    if (proc.exitCode !== null) throw new Error(`up exited:\n${out}`);
+    if (proc.exitCode !== null) return 'exited' as const;
     const f = JSON.parse(await readFile(join(data, 'farm.json'), 'utf8').catch(() => 'null')) as { url: string; natsPid: number; pid: number } | null;
     return f && f.pid === proc.pid ? f : undefined;
   }, 60_000);
+  if (farm === 'exited') throw new Error(`up exited ${String(proc.exitCode)}:\n${out}`);
   return { proc, out: () => out, farm, again: () => startUp(cwd, data, args, o) };
 }
 

@@ -6,6 +6,9 @@ import type { Resolution } from './messages/common.ts';
 import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
 
 /** Attempts per task before its frames count as failed. */
+/** The package a render server advertises when it can run the I/O wrapper (its version is bubblewrap's). */
+export const SANDBOX_PACKAGE = 'sandbox';
+
 export const DEFAULT_MAX_ATTEMPTS = 3;
 /** Failed attempts of one job, all its tasks together, after which the job fails (maxTaskErrors). */
 export const DEFAULT_MAX_TASK_ERRORS = 50;
@@ -70,6 +73,10 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   const requirements: Requirements = { ...(spec.requirements ?? {}) };
   if (renderer === 'povray' && !(requirements.packages ?? []).some((p) => /^povray(@|$)/i.test(p))) {
     requirements.packages = [...(requirements.packages ?? []), 'povray'];
+  }
+  // a sandboxed job goes only to hosts whose render server can sandbox (the probe's `sandbox` package)
+  if (spec.sandbox && !(requirements.packages ?? []).some((p) => /^sandbox(@|$)/i.test(p))) {
+    requirements.packages = [...(requirements.packages ?? []), SANDBOX_PACKAGE];
   }
   // a task's memory is a floor on the host's RAM: smaller hosts never take it
   if (spec.memoryMb !== undefined && (requirements.ramMb ?? 0) < spec.memoryMb) requirements.ramMb = spec.memoryMb;

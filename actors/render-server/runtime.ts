@@ -7,8 +7,9 @@ import { call, listen, serve } from '../bus/index.ts';
 import {
   codecFor, codecs, FarmError, HostInventory, newInstanceId, PROTOCOL_MAJOR, subjects, token,
   type AssignReply, type LeaseReport, type PackageInfo, type TaskAssignment,
+  SANDBOX_PACKAGE,
 } from '../../protocol/index.ts';
-import { createAdapters, Launcher, ResultTimeout, startRenderSlot, type SlotFactory, type SlotHandle, type TaskEnd } from '../render-slot/index.ts';
+import { createAdapters, detectSandbox, Launcher, ResultTimeout, startRenderSlot, type SlotFactory, type SlotHandle, type TaskEnd } from '../render-slot/index.ts';
 import { FailureStreak } from './failure-streak.ts';
 import { renderServerMachine, undrainRefusal } from './machine.ts';
 import { probeHost } from './probe.ts';
@@ -19,8 +20,10 @@ export interface RenderServerOptions {
   host: string;
   slots: number;
   log: Logger;
-  /** Replaces the probed rendering packages. */
+  /** Replaces the probed rendering packages (the `sandbox` package is still added when this host can sandbox). */
   packages?: PackageInfo[];
+  /** False: no sandbox here, even when bubblewrap works (sandboxed jobs then go to other hosts). Default: when it works. */
+  sandbox?: boolean;
   licenses?: string[];
   /** Heartbeat period (default 2000 ms); lease reports go out as often. */
   heartbeatMs?: number;
@@ -88,12 +91,14 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
     if (r) log.warn({ failedInARow: r.tasks, frames: r.frames, codes: r.codes, jobs: r.jobs, since: new Date(r.since).toISOString() }, 'this host failed every task in a row');
   };
   let makeSlot = o.slotFactory;
+  // whether this host can run the I/O wrapper: found once, advertised as the `sandbox` package
+  const sandbox = !o.slotFactory && o.sandbox !== false ? detectSandbox() : Promise.resolve(null);
   if (!makeSlot) {
     const adapters = createAdapters();
     // renderers start from a small fork server: far cheaper than forking this process (launcher.ts)
     launcher = Launcher.available() ? new Launcher() : undefined;
     if (!launcher) log.warn('perl not found: renderers start with a direct spawn, which costs more per frame');
-    makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher, onTaskEnd: taskEnded });
+    makeSlot = (s) => startRenderSlot({ ...s, adapters, launcher, sandbox, onTaskEnd: taskEnded });
   }
   const slots: SlotHandle[] = [];
   const resultTimeout = new ResultTimeout(); // its slots talk to one scheduler: one estimate of its round trip
@@ -124,7 +129,13 @@ export async function startRenderServer(o: RenderServerOptions): Promise<RenderS
   const machine = renderServerMachine.provide({
     actors: {
       // checked like any message: bad `packages`/`licenses` options fail here, not at every registration
-      probe: fromPromise(async () => inventoryCodec.check(o.inventory ?? (await probeHost({ packages: o.packages, licenses: o.licenses })))),
+      probe: fromPromise(async () => {
+        if (o.inventory) return inventoryCodec.check(o.inventory);
+        const [inventory, box] = await Promise.all([probeHost({ packages: o.packages, licenses: o.licenses }), sandbox]);
+        if (box) inventory.packages = [...inventory.packages.filter((p) => p.name !== SANDBOX_PACKAGE), { name: SANDBOX_PACKAGE, version: box.version }];
+        else if (!o.slotFactory && o.sandbox !== false) log.info('this host cannot sandbox (bubblewrap missing, or no user namespaces): sandboxed jobs go to other hosts');
+        return inventoryCodec.check(inventory);
+      }),
       register: fromPromise(async ({ input }) =>
         call(
           nc,

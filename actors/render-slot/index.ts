@@ -16,5 +16,7 @@ export { runProcess, sampleTree, type RunOptions, type RunningProcess, type Proc
 export { TaskLog } from './task-log.ts';
 export { rendererEnv, PASSED_ENV } from './renderer-env.ts';
 export { Launcher, type LaunchHandlers } from './launcher.ts';
+export { detectSandbox, type SandboxHost } from './sandbox-host.ts';
+export { sandboxArgv, inputBinds, type SandboxPlan } from './sandbox.ts';
 export { taskPaths, prepareDirs, storeFrames, moveFrames, sizeFrames, removeWorkDir, outputDiskFull, diskDeliveryFs, PARTIAL_DIR, LOGS_DIR, type TaskPaths, type StoredFrame, type MissingFrame, type DeliveryFs } from './output.ts';
 export * from './adapters/index.ts';

@@ -9,6 +9,8 @@ export interface PreparedTask {
   /** False when no process writes into the work dir, which then was not created. */
   workDirUsed: boolean;
   invocations: Invocation[];
+  /** A sandboxed task's read-only binds (sandbox.ts): its inputs, at the paths it knows them by. */
+  sandboxInputs?: { from: string; to: string }[];
 }
 
 /** What rendering a task came to, before its files are moved into place. */

@@ -1,3 +1,5 @@
+import { chown, mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -8,7 +10,7 @@ import {
   aboutFrames, codecs, FarmError, formatFrames, frameFileName, PROTOCOL_MAJOR, subjects,
   type ErrorCode, type LiveStats, type HeldLease, type LeaseState, type SlotInfo, type TaskAssignment, type TaskResult,
 } from '../../protocol/index.ts';
-import type { Progress, RenderAdapter } from './adapters/index.ts';
+import type { Invocation, Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { checkProgram, checkScene } from './input-check.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
@@ -17,6 +19,8 @@ import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import { rendererEnv } from './renderer-env.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
+import { inputBinds, sandboxArgv } from './sandbox.ts';
+import type { SandboxHost } from './sandbox-host.ts';
 
 export type AdapterLookup = (renderer: string) => RenderAdapter;
 
@@ -28,7 +32,7 @@ const hostWords = (host: string | undefined): string => (host !== undefined ? `h
  * private directories and plans its processes. A task this host cannot render fails here, before
  * any renderer starts and before anything is written: RB_INPUT_NOT_FOUND, RB_RENDERER_MISSING.
  */
-export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup, host?: string): Promise<PreparedTask> {
+export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup, host?: string, sandbox?: Promise<SandboxHost | null>): Promise<PreparedTask> {
   const adapter = adapters(task.renderer);
   const paths = taskPaths(task.outputDir, task.taskId, task.attempt, host !== undefined ? `${host}.${task.slot}` : undefined);
   frameFileName(task.outputPattern, task.frames[0] ?? 0); // a bad pattern fails now, not after rendering
@@ -42,15 +46,27 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
     workDir: paths.workDir,
   });
   const where = hostWords(host);
-  await checkScene(task.scene, where);
+  const box = task.sandbox;
+  const sandboxHost = box ? await sandbox : null;
+  if (box && !sandboxHost) throw new FarmError('RB_RENDERER_MISSING', `the job renders in the sandbox, and ${where} cannot run one (bubblewrap missing, or no user namespaces)`);
+  // a peer's job names its files by their paths at the studio: here they are in its tree
+  const onHost = (p: string) => (box?.root !== undefined ? join(box.root, p) : p);
+  await checkScene(onHost(task.scene), where);
   const path = rendererEnv(task.env).PATH!;
   const programs = new Map(invocations.map((inv) => [`${inv.cwd}\0${inv.argv[0]!}`, inv]));
-  for (const inv of programs.values()) await checkProgram(inv.argv[0]!, { cwd: inv.cwd, path, where });
-  // a command that writes no files of ours (`true`, or output elsewhere) needs no work dir
-  const workDirUsed = invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
+  for (const inv of programs.values()) await checkProgram(inv.argv[0]!, { cwd: onHost(inv.cwd), path, where });
+  // a command that writes no files of ours (`true`, or output elsewhere) needs no work dir; a
+  // sandboxed one does: it is the one place it may write
+  const workDirUsed = box !== undefined || invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
   await prepareDirs(paths, task.outputDir, { workDir: workDirUsed });
   if (workDirUsed) await removeOtherRuns(task.outputDir, task.taskId, task.attempt, paths.workDir);
-  return { ...paths, workDirUsed, invocations };
+  if (!box || !sandboxHost) return { ...paths, workDirUsed, invocations };
+  const tops = box.root !== undefined ? await readdir(box.root) : undefined;
+  const sandboxInputs = inputBinds({ ...(box.root !== undefined ? { root: box.root, tops } : {}), files: box.files ?? [task.scene] });
+  // the work dir's mount point must exist beneath a folder bound read-only over it
+  if (box.root !== undefined && tops!.includes(paths.workDir.split('/')[1]!)) await mkdir(join(box.root, paths.workDir), { recursive: true });
+  if (sandboxHost.runAs) await chown(paths.workDir, sandboxHost.runAs.uid, sandboxHost.runAs.gid);
+  return { ...paths, workDirUsed, invocations, sandboxInputs };
 }
 
 export interface RenderTaskOptions {
@@ -66,6 +82,8 @@ export interface RenderTaskOptions {
   onActivity?: () => void;
   /** The fork server renderers start from (launcher.ts); without it they are spawned directly. */
   launcher?: Launcher;
+  /** How this host sandboxes (sandbox-host.ts), for tasks that ask for it. */
+  sandbox?: Promise<SandboxHost | null>;
   /** Told of the renderer's memory (resident, whole process tree) at every /proc sample. */
   onMemory?: (rssKb: number) => void;
   /** Told of the task's process figures every `statsEveryMs` while a process runs (one timer per running task). */
@@ -95,10 +113,11 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         break;
       }
       const parser = adapter.parser(inv, o.onProgress ?? (() => {}), env);
+      const boxed = prepared.sandboxInputs ? await sandboxed(o, adapter, prepared, inv, env) : null;
       const proc = runProcess({
-        argv: inv.argv,
-        cwd: inv.cwd,
-        env,
+        argv: boxed?.argv ?? inv.argv,
+        cwd: boxed ? '/' : inv.cwd,
+        env: boxed?.env ?? env,
         onOutput: (stream, text) => {
           spoke = true;
           o.onActivity?.();
@@ -148,6 +167,14 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
     void log.close({ discard: !spoke && !error });
   }
   return error ? { status: 'failed', produced, error, usage } : { status: 'done', produced, usage };
+}
+
+/** An invocation's argv and environment inside the sandbox (sandbox.ts): bwrap's, with the renderer's inside. */
+async function sandboxed(o: RenderTaskOptions, adapter: RenderAdapter, prepared: PreparedTask, inv: Invocation, env: Record<string, string>): Promise<{ argv: string[]; env: Record<string, string> }> {
+  const host = await o.sandbox;
+  if (!host) throw new FarmError('RB_RENDERER_MISSING', 'this host cannot run the sandbox the task needs');
+  const plan = { bwrap: host.bwrap, ...(host.runAs ? { runAs: host.runAs } : {}), inputs: prepared.sandboxInputs!, workDir: prepared.workDir, extra: adapter.sandboxPaths ?? [] };
+  return { argv: sandboxArgv(plan, inv.argv, inv.cwd, env), env: { PATH: '/usr/bin:/bin' } };
 }
 
 /**
@@ -246,6 +273,8 @@ export interface RenderSlotOptions {
   resultTimeout?: ResultTimeout;
   killGraceMs?: number;
   launcher?: Launcher;
+  /** How this host sandboxes (sandbox-host.ts); absent or null: sandboxed tasks fail here. */
+  sandbox?: Promise<SandboxHost | null>;
   /** Told on every slot state change (the render server reports slots in heartbeats). */
   onChange?: (info: SlotInfo) => void;
   /** Told when a task ended and its files were stored, before its result is reported (the render server counts failures in a row). */
@@ -419,7 +448,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
 
   const machine = renderSlotMachine.provide({
     actors: {
-      prepare: fromPromise(({ input }) => prepareTask(input, o.adapters, o.host)),
+      prepare: fromPromise(({ input }) => prepareTask(input, o.adapters, o.host, o.sandbox)),
       runTask: fromPromise(({ input, signal }) => {
         const { task } = input;
         // a task that runs past the job's time limit, or prints nothing for its stall limit, is
@@ -447,6 +476,7 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
           signal,
           killGraceMs: o.killGraceMs,
           launcher: o.launcher,
+          ...(o.sandbox ? { sandbox: o.sandbox } : {}),
           onActivity: () => (lastSign = performance.now()),
           ...(onMemory ? { onMemory } : {}),
           onLogError: (err) => log.warn({ err, taskId: task.taskId }, 'could not write the task log'),

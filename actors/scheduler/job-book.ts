@@ -501,6 +501,7 @@ export class JobBook {
       ...(job.spec.stallLimit !== undefined ? { stallLimitMs: Math.round(job.spec.stallLimit * 1000) } : {}),
       ...(memoryOf(job, task) !== undefined ? { memoryLimitMb: memoryOf(job, task) } : {}),
       ...(job.spec.env ? { env: job.spec.env } : {}),
+      ...(job.spec.sandbox ? { sandbox: sandboxOf(job.spec) } : {}),
     };
   }
 
@@ -1016,4 +1017,10 @@ function memoryOf(job: Job, task: Task): number | undefined {
 /** Whether a task's memory fits a host's RAM (unknown RAM, or an untouched task: yes). */
 function fits(task: Task | undefined, hostRamMb: number | undefined): boolean {
   return hostRamMb === undefined || task?.memoryMb === undefined || task.memoryMb <= hostRamMb;
+}
+
+/** What a render server needs to sandbox the job's tasks: its files' folders, or a peer's job's tree. */
+function sandboxOf(spec: JobSpec): { files?: string[]; root?: string } {
+  if (typeof spec.sandbox === 'object') return { root: spec.sandbox.root };
+  return { files: [spec.scene, ...(spec.supportFiles ?? [])] };
 }

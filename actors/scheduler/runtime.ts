@@ -175,6 +175,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       throw new FarmError('RB_FORBIDDEN', `the job says user '${req.spec.user}' but was submitted with the credential of '${user}': a job belongs to whoever submits it`);
     }
     req = { ...req, spec: { ...req.spec, user } };
+    // a tree shown at original paths is where the intake unpacked a peer's job: nobody else names one
+    if (typeof req.spec.sandbox === 'object' && !origin) throw new FarmError('RB_BAD_SPEC', 'sandbox.root is set by the intake for a peer\'s job only; a job of this site says sandbox: true');
     const prepared = prepareJob(req.spec);
     checkNotify(req.spec.notify); // contradictions the schema cannot see (progress without everyPercent)
     checkOutsource(req.spec, site, peers());

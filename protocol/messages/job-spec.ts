@@ -103,6 +103,12 @@ export const JobSpec = Type.Object(
     notify: Type.Optional(JobNotify),
     requirements: Type.Optional(Requirements),
     supportFiles: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    sandbox: Type.Optional(
+      Type.Union([
+        Type.Boolean(),
+        Type.Object({ root: Type.String({ minLength: 1, description: "the folder holding a peer's job's files at their original paths (set by the intake only)" }) }, { additionalProperties: false }),
+      ], { description: 'render inside the I/O wrapper (bubblewrap): the job sees its own files, writes only its frames, has no network (docs/security.md); only hosts that can sandbox take it' }),
+    ),
     env: Type.Optional(JobEnv),
     output: Type.Optional(
       Type.Object(

@@ -27,6 +27,11 @@ export const TaskAssignment = Type.Object({
   memoryLimitMb: Type.Optional(Type.Integer({ minimum: 1 })),
   /** The job's own environment variables; the renderer gets these and the farm's few, nothing else. */
   env: Type.Optional(JobEnv),
+  /**
+   * Render inside the I/O wrapper (actors/render-slot/sandbox.ts): `files`, the scene and support
+   * files, whose folders it sees; or `root`, a peer's job's tree shown at the original paths.
+   */
+  sandbox: Type.Optional(Type.Object({ files: Type.Optional(Type.Array(Type.String({ minLength: 1 }))), root: Type.Optional(Type.String({ minLength: 1 })) })),
 });
 export type TaskAssignment = Static<typeof TaskAssignment>;
 

@@ -72,6 +72,8 @@ export function createPovrayAdapter(o: PovrayOptions = {}): RenderAdapter {
   const bin = o.bin ?? 'povray';
   return {
     name: 'povray',
+    // its configuration (povray.ini names the include library, which lies under /usr)
+    sandboxPaths: ['/etc/povray'],
     plan(task: RenderTask): Invocation[] {
       checkConsecutive('povray', task.frames);
       if (!isAbsolute(task.scene)) throw new FarmError('RB_BAD_JOB', `povray: scene '${task.scene}' must be an absolute path`);

@@ -73,4 +73,6 @@ export interface RenderAdapter {
   plan(task: RenderTask): Invocation[];
   /** A fresh parser for one invocation; `onProgress` is called as the renderer reports progress; `env` is the renderer's environment. */
   parser(inv: Invocation, onProgress: (p: Progress) => void, env?: Readonly<Record<string, string>>): OutputParser;
+  /** Paths outside /usr the renderer reads (its configuration), shown read-only in the sandbox (sandbox.ts). */
+  readonly sandboxPaths?: readonly string[];
 }

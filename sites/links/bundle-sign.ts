@@ -1,7 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { pack as tarPack } from 'tar-stream';
 import { BUNDLE_ENTRY, FarmError, decodeManifest } from '../../protocol/index.ts';
 import { syncDir } from '../cas/index.ts';
@@ -58,9 +56,14 @@ export async function signOutgoing(o: { path: string; site: string; key: SiteKey
   await rm(tmp, { force: true }); // left by a link that died mid-rewrite; this name is only ever ours
   const out = await open(tmp, 'wx', mode & 0o777);
   try {
-    await pipeline(createReadStream(o.path, { start: 0, end: manifestEnd - 1 }), out.createWriteStream({ autoClose: false }));
-    await out.write(await signatureEntry(o.key.sign(manifestBytes)));
-    await pipeline(createReadStream(o.path, { start: rest }), out.createWriteStream({ autoClose: false, start: manifestEnd + BLOCK + 512 }));
+    const src = await open(o.path, 'r');
+    try {
+      await copyRange(src, 0, manifestEnd, out);
+      await out.write(await signatureEntry(o.key.sign(manifestBytes)));
+      await copyRange(src, rest, (await src.stat()).size - rest, out);
+    } finally {
+      await src.close();
+    }
     await out.sync();
   } catch (err) {
     await out.close();
@@ -71,6 +74,17 @@ export async function signOutgoing(o: { path: string; site: string; key: SiteKey
   await rename(tmp, o.path);
   await syncDir(dirname(o.path));
   return 'signed';
+}
+
+/** Appends `len` bytes of `src` from `at` to `out`, a MiB at a time. */
+async function copyRange(src: FileHandle, at: number, len: number, out: FileHandle): Promise<void> {
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  for (let done = 0; done < len; ) {
+    const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, len - done), at + done);
+    if (bytesRead === 0) throw new FarmError('RB_BAD_BUNDLE', 'the bundle shrank while it was being signed');
+    await out.write(buf, 0, bytesRead);
+    done += bytesRead;
+  }
 }
 
 function tryHeader(h: Buffer) {

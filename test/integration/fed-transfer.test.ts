@@ -287,8 +287,8 @@ test('fed-transfer - a bundle dropped by hand, unsigned, leaves the studio signe
   const { createReadStream } = await import('node:fs');
   const v1 = f.site('v1');
   // the key v1 learned from the studio's hello (a vendor has it from the invitation already)
-  const studioKey = peerKeys.find((k) => k.site === 'v1' && k.peer === 'studio')?.key;
-  assert.ok(studioKey, 'v1 saw the studio\'s key');
+  await waitUntil('v1 to see the studio\'s key', () => peerKeys.some((k) => k.site === 'v1' && k.peer === 'studio'), 20_000);
+  const studioKey = peerKeys.find((k) => k.site === 'v1' && k.peer === 'studio')!.key;
   const taken: { bundleId: string; signed: boolean }[] = [];
   const intake = {
     site: 'v1', dataDir: v1.dir, peerKey: () => studioKey,

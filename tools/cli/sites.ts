@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { call } from '../../actors/bus/index.ts';
-import { codecFor, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects, type LinkStatus } from '../../protocol/index.ts';
+import { codecFor, LinkState, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects, type LinkStatus } from '../../protocol/index.ts';
 import { hotFolderDirs, isCompleteBundle } from '../../sites/hotfolders/index.ts';
 import { holdReason } from '../../sites/intake/index.ts';
 import { readSiteStore, type SiteStore, type StoredPeer } from '../../sites/links/index.ts';
@@ -127,7 +127,7 @@ export async function showSite(c: CommandContext<{ json?: boolean }>, name: stri
   const row = mergeLinks(store, asked.links).find((r) => r.name === name)!;
   const waiting = await waitingIn(dataDirOf(c.globals), name);
   // the intake's own rule (holdReason); the link's state is known only when the link service answered
-  const held = holdReason(name, { quarantined: row.link?.state === 'quarantined', keyKnown: row.publicKey !== undefined, allowUnsigned: row.allowUnsigned });
+  const held = holdReason(name, { quarantined: row.link?.state === LinkState.Quarantined, keyKnown: row.publicKey !== undefined, allowUnsigned: row.allowUnsigned });
   if (c.opts.json) {
     c.io.stdout.write(json({ site: store.site, answered: asked.links !== null, ...row, intake: { waiting, ...(held ? { held } : {}) } }));
     return ExitCode.Ok;

@@ -41,6 +41,10 @@ export const ErrorCodes = {
   RB_NOT_REGULAR_FILE: 'a hot folder holds something other than a plain file under a bundle name (a symbolic link, a directory, a device)',
   RB_REMOTE_FAILED: 'the linked site a job was sent to refused it, failed it, or sent back too few of its frames',
   RB_BAD_BUNDLE: 'a bundle (tar or manifest) breaks the bundle format, its path rules or its limits',
+  RB_BUNDLE_UNSIGNED: 'a bundle from a peer carries no signature (manifest.sig), and the peer\'s bundles must be signed by its site key',
+  RB_BAD_SIGNATURE: 'a bundle\'s signature does not verify with its sender\'s site key: its manifest was changed after it was signed, or a key this site does not know signed it',
+  RB_WRONG_SIGNER: 'a bundle is signed by another site\'s key than that of the peer whose folder it came through',
+  RB_PEER_KEY_UNKNOWN: 'the peer\'s site key is not known yet (it comes with the invitation, or the link\'s first hello): its bundles wait',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

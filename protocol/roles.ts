@@ -105,7 +105,7 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       };
     case Role.Operator:
       return {
-        publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, ...readFarm],
+        publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, `${r}.link.release`, ...readFarm],
         // operators tail the whole site (requests included) but answer nothing; `rb.fed.>` in this
         // account is only what crosses this site's links (FARM imports nothing else of the DMZs)
         subscribe: [`${r}.>`, 'rb.fed.>', inbox],
@@ -184,7 +184,7 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       // subjects is the accounts' business (sites/links/nats-config.ts), not this list's
       return {
         publish: [`rb.fed.*.${site}.>`, `rb.fedsvc.*.${site}.>`],
-        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, `${r}.link.status`, inbox],
+        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, `${r}.link.status`, `${r}.link.release`, inbox],
         allowResponses: true,
       };
     case Role.Intake:

@@ -98,6 +98,8 @@ export const subjects = {
   allJournal: (site: string) => `${root(site)}.journal.>`,
   // a site's links (sites/links): the state of every peer's link, asked by `renderbus sites`
   linkStatus: (site: string) => `${root(site)}.link.status`,
+  // an operator lifts a peer's quarantine (`renderbus site release <peer>`): operators only
+  linkRelease: (site: string) => `${root(site)}.link.release`,
   // the site's intake (sites/intake): a peer's job submitted for it, and news of a job we sent to a
   // peer; the last token is the peer, and only the intake's credential may publish these
   schedIntake: (site: string, peer: string) => `${root(site)}.sched.intake.${token('site', peer)}`,

@@ -1,10 +1,12 @@
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Credentials } from '../protocol/index.ts';
+import { LinkState, type Credentials } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
-import { startIntake, type Intake } from './intake/index.ts';
+import { holdReason, startIntake, type Intake } from './intake/index.ts';
 import { setPeerKey, type StoredPeer } from './links/peer-store.ts';
 import { startSiteLinks, type SiteLinksHandle } from './links/link-service.ts';
+import { serveLinkRelease } from './links/link-release.ts';
+import { loadSiteKey } from './links/site-key.ts';
 import { startOutsourcing, type Outsourcing } from './outsource/index.ts';
 import { startRemoteJobs, type RemoteJobs } from './remote-jobs/index.ts';
 
@@ -121,17 +123,29 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
       },
     });
     push('site links', links.stop);
+    const release = await serveLinkRelease({ site: i.site, nc: linkNc, links, log });
+    push('link release', async () => release.unsubscribe());
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
     push('intake connection', () => intakeNc.drain());
     const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
     push('outsourcing', outsourcing.stop);
     const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
     push('remote jobs', remote.stop);
+    const ownKey = await loadSiteKey(i.dataDir);
+    const peerOf = (name: string) => running.peers.find((p) => p.name === name);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
       handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob },
-      // the peer's key as stored now (the first hello records it): signatures are checked with it
-      peerKey: (peer) => running.peers.find((p) => p.name === peer)?.publicKey,
+      // the peer's key as stored now (the first hello records it): every bundle's signature is checked with it
+      peerKey: (peer) => peerOf(peer)?.publicKey,
+      allowUnsigned: (peer) => peerOf(peer)?.allowUnsigned === true,
+      knownKeys: () => [[i.site, ownKey.publicKey] as const, ...running.peers.flatMap((p) => (p.publicKey ? [[p.name, p.publicKey] as const] : []))],
+      // a quarantined peer's bundles, or those of a peer whose key is not known yet, wait in incoming/
+      held: (peer) => holdReason(peer, {
+        quarantined: links.status().find((l) => l.peer === peer)?.state === LinkState.Quarantined,
+        keyKnown: peerOf(peer)?.publicKey !== undefined,
+        allowUnsigned: peerOf(peer)?.allowUnsigned === true,
+      }),
       ...(i.scanEveryMs !== undefined ? { scanEveryMs: i.scanEveryMs } : {}),
     });
     push('intake', intake.stop);

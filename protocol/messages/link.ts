@@ -53,6 +53,19 @@ export type LinkStatusBody = Static<typeof LinkStatusBody>;
 /** The link service's answer: `{ ok: true, body: { site, links } }` (one entry when `peer` was asked). */
 export const LinkStatusReply = Reply(LinkStatusBody);
 
+/**
+ * An operator → the site's link service, request on `link.release`: lift the peer's quarantine
+ * (`renderbus site release <peer>`). The inbox is reset past the message it could not take, and
+ * the intake takes the peer's held bundles again.
+ */
+export const LinkReleaseRequest = Type.Object({ v: V, peer: Token });
+export type LinkReleaseRequest = Static<typeof LinkReleaseRequest>;
+
+/** Whether there was a quarantine to lift, and the link's state before. */
+export const LinkReleaseBody = Type.Object({ peer: Token, released: Type.Boolean(), was: Type.Union(Object.values(LinkState).map((s) => Type.Literal(s))) });
+export type LinkReleaseBody = Static<typeof LinkReleaseBody>;
+export const LinkReleaseReply = Reply(LinkReleaseBody);
+
 // ---- The link's wire (docs/federation.md, "The site link"). Each message travels from the
 // sender's outbox to the receiver's inbox on `rbq.<from>.<to>.b.<key>.<kind>` (subjects.fedQueue);
 // who sent it is proven by the DMZ account it arrived through, never by a field here.
@@ -142,4 +155,6 @@ export const linkCodecs = {
   pingReply: codecFor(LinkPingReply),
   statusRequest: codecFor(LinkStatusRequest),
   statusReply: codecFor(LinkStatusReply),
+  releaseRequest: codecFor(LinkReleaseRequest),
+  releaseReply: codecFor(LinkReleaseReply),
 };

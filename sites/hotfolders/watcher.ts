@@ -40,6 +40,8 @@ export interface HotFolderOptions {
   onOutcome?(outcome: HotOutcome): void;
   /** Told after every scan of the folder (the proof that the watcher looked). */
   onScan?(scans: number): void;
+  /** While true, a scan takes nothing (the files wait in the folder); asked at every scan. */
+  paused?(): boolean;
 }
 
 export const DEFAULT_SCAN_EVERY_MS = 2_000;
@@ -133,6 +135,7 @@ export class HotFolderWatcher {
   }
 
   private async scanOnce(): Promise<void> {
+    if (this.o.paused?.()) return;
     const now = Date.now();
     // a file to retry waits one scan period, however often events wake the loop
     const due = (n: string) => (this.attempts.get(n)?.notBefore ?? 0) <= now;

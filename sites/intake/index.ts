@@ -1,2 +1,3 @@
-export { routeBundle, routeOf, type ArrivedBundle, type IntakeHandlers, type RouterOptions } from './router.ts';
+export { checkSignature, routeBundle, routeOf, type ArrivedBundle, type IntakeHandlers, type RouterOptions } from './router.ts';
 export { startIntake, type Intake, type IntakeOptions } from './intake.ts';
+export { holdReason, type PeerStanding } from './hold.ts';

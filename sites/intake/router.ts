@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BundleKind, FarmError, RemoteJobState, type BundleManifest } from '../../protocol/index.ts';
+import { BUNDLE_ENTRY, BundleKind, FarmError, RemoteJobState, type BundleManifest } from '../../protocol/index.ts';
 import { readBundle, type BundleLimits } from '../bundles/index.ts';
 import { verifySiteSignature } from '../links/site-key.ts';
 
@@ -14,7 +14,7 @@ export interface ArrivedBundle {
   manifest: BundleManifest;
   /** sha256 → a verified file holding that blob; removed after the handler returns. */
   blobs: Map<string, string>;
-  /** Whether manifest.sig is present and verified with the peer's key. */
+  /** Whether manifest.sig verified with the peer's key (false only for a peer allowed unsigned bundles). */
   signed: boolean;
 }
 
@@ -34,10 +34,16 @@ export interface RouterOptions {
   site: string;
   dataDir: string;
   handlers: IntakeHandlers;
-  /** The peer's public key (base64url SPKI, from its record): manifest.sig is checked with it. */
-  peerKey?(peer: string): string | undefined;
-  /** Refuse a bundle without a valid signature (peers may be allowed unsigned bundles dropped by hand). */
-  requireSignature?(peer: string): boolean;
+  /**
+   * The peer's site key as this site holds it (base64url SPKI: from the invitation, or recorded
+   * from the link's first hello); undefined while it is not known. Every bundle's manifest.sig is
+   * checked with it (checkSignature).
+   */
+  peerKey(peer: string): string | undefined;
+  /** Take this peer's bundles without a signature (`site invite|join --allow-unsigned`); a signature present must still verify. */
+  allowUnsigned?(peer: string): boolean;
+  /** Keys of other sites this site knows (its own, its other peers'), to name the signer of a bundle signed by the wrong site. */
+  knownKeys?(): Iterable<readonly [site: string, key: string]>;
   limits?: Partial<BundleLimits>;
 }
 
@@ -66,8 +72,40 @@ export function routeOf(site: string, peer: string, m: BundleManifest): 'peerJob
 }
 
 /**
- * Reads one bundle from incoming/<peer>/ (every blob verified, signature checked), routes it to a
- * half, and removes the reader's temp files afterwards. A handler's error propagates (the hot
+ * Whether a bundle from `peer` proves it was issued by `peer` (docs/federation.md, "Signatures and
+ * quarantine at the intake"): its manifest.sig must verify over the exact manifest bytes with the
+ * peer's key. Resolves to whether it is signed; throws the rule it breaks: no signature
+ * (RB_BUNDLE_UNSIGNED), another known site's signature (RB_WRONG_SIGNER), a signature that verifies
+ * with no key we hold, i.e. a manifest changed after signing or a stranger's key (RB_BAD_SIGNATURE),
+ * or no key of the peer yet (RB_PEER_KEY_UNKNOWN, retryable: the intake holds such a peer's
+ * bundles, so this is only the race of a key being recorded). A peer allowed unsigned bundles
+ * passes without a signature, or with one no key of it checks; never with a bad one.
+ */
+export function checkSignature(o: Pick<RouterOptions, 'peerKey' | 'allowUnsigned' | 'knownKeys'>, peer: string, b: { manifest: BundleManifest; manifestBytes: Uint8Array; signature?: Uint8Array }): boolean {
+  const id = b.manifest.bundleId;
+  const allowed = o.allowUnsigned?.(peer) === true;
+  const key = o.peerKey(peer);
+  if (!b.signature) {
+    if (allowed) return false;
+    throw new FarmError('RB_BUNDLE_UNSIGNED', `bundle ${id} carries no signature (${BUNDLE_ENTRY.signature}): ${peer}'s bundles must be signed with ${peer}'s site key`);
+  }
+  if (!key) {
+    if (allowed) return false;
+    throw new FarmError('RB_PEER_KEY_UNKNOWN', `bundle ${id}: ${peer}'s site key is not known yet (it comes with the link's first hello), so its signature cannot be checked`, { retryable: true });
+  }
+  if (verifySiteSignature(key, b.manifestBytes, b.signature)) return true;
+  for (const [site, other] of o.knownKeys?.() ?? []) {
+    if (other !== key && verifySiteSignature(other, b.manifestBytes, b.signature)) {
+      throw new FarmError('RB_WRONG_SIGNER', `bundle ${id} came through ${peer}'s folder but is signed by ${site}'s site key, not ${peer}'s`);
+    }
+  }
+  throw new FarmError('RB_BAD_SIGNATURE', `bundle ${id}: ${BUNDLE_ENTRY.signature} does not verify with ${peer}'s site key: the manifest was changed after it was signed, or a key this site does not know signed it`);
+}
+
+/**
+ * Reads one bundle from incoming/<peer>/ (every blob verified), checks its signature
+ * (checkSignature) and routes it to a half, and removes the reader's temp files afterwards.
+ * Nothing reaches a handler before every check passed. A handler's error propagates (the hot
  * folder watcher retries or fails the bundle with its reason).
  */
 export async function routeBundle(o: RouterOptions, peer: string, file: string): Promise<void> {
@@ -75,17 +113,7 @@ export async function routeBundle(o: RouterOptions, peer: string, file: string):
   await mkdir(tempDir, { recursive: true, mode: 0o700 });
   const read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, ...(o.limits ? { limits: o.limits } : {}) });
   try {
-    const key = o.peerKey?.(peer);
-    let signed = false;
-    // a signature we hold no key for proves nothing: the bundle counts as unsigned (the peer's key
-    // arrives with its first hello); a signature that does not match the key we hold is a forgery
-    if (read.signature && key) {
-      signed = verifySiteSignature(key, read.manifestBytes, read.signature);
-      if (!signed) throw bad(`bundle ${read.manifest.bundleId}: manifest.sig does not match ${peer}'s key`);
-    }
-    if (!signed && o.requireSignature?.(peer)) {
-      throw bad(`bundle ${read.manifest.bundleId} is not signed${read.signature ? ` with a key this site holds for ${peer}` : ''}, and ${peer}'s bundles must be`);
-    }
+    const signed = checkSignature(o, peer, read);
     const route = routeOf(o.site, peer, read.manifest);
     await o.handlers[route]({ peer, file, manifest: read.manifest, blobs: read.blobs, signed });
   } finally {

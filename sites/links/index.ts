@@ -5,3 +5,5 @@ export { encodeInvitation, decodeInvitation, INVITATION_VERSION, type Invitation
 export { loadSiteKey, verifySiteSignature, siteKeyPath, type SiteKey } from './site-key.ts';
 export { linkChange, LinkChange } from './link-change.ts';
 export { startSiteLinks, type SiteLinksHandle, type SiteLinksOptions } from './link-service.ts';
+export { serveLinkRelease } from './link-release.ts';
+export { signOutgoing } from './bundle-sign.ts';

@@ -15,6 +15,7 @@ import { PeerCas } from '../cas/index.ts';
 import { bundleFileName, dropFile, ensureHotFolders, HotFolderWatcher, type HotFile, type HotFolderDirs } from '../hotfolders/index.ts';
 import type { SiteKey } from './site-key.ts';
 import { prepareOutgoing, type OutgoingBundle } from './bundle-send.ts';
+import { signOutgoing } from './bundle-sign.ts';
 import { rebuildBundle } from './bundle-rebuild.ts';
 import { linkMachine, reportedState } from './link-machine.ts';
 import { ensureLinkStreams, INBOX_CONSUMER, inboxHealth, originSeq, outboxSeq, recreateInbox } from './link-streams.ts';
@@ -506,6 +507,7 @@ export class PeerLink {
 
   private async send(f: HotFile): Promise<void> {
     if (this.stopped) throw new FarmError('RB_DRAINING', 'the link service is stopping', { retryable: true });
+    await signOutgoing({ path: f.path, site: this.o.site, key: this.o.key }); // every bundle leaves signed, a hand-dropped one too
     const bundle = await prepareOutgoing({ path: f.path, name: f.name, site: this.o.site, peer: this.o.peer, dataDir: this.o.dataDir });
     const key = bundleKey(bundle.manifest.bundleId);
     const attempt = `${this.o.instance}-${++this.attempts}`;

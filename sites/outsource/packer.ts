@@ -8,6 +8,7 @@ import { openJobEventFeed, type JobEventFeed } from '../../actors/notifier/index
 import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
 import { writeBundle } from '../bundles/index.ts';
 import { ensureHotFolders, hotFolderDirs } from '../hotfolders/index.ts';
+import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 
 /** The packer's durable consumer of the site's event stream. */
 export const PACKER_CONSUMER = 'outsource-packer';
@@ -42,6 +43,8 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
   const outcomes: Packer['outcomes'] = [];
   for (const peer of o.peers) await ensureHotFolders(o.dataDir, peer);
   let chain = Promise.resolve();
+  let key: Promise<SiteKey> | undefined;
+  const siteKey = () => (key ??= loadSiteKey(o.dataDir)); // every bundle signed: the peer's intake requires it
 
   const handle = async (evt: JobEvent): Promise<void> => {
     const out = evt.job.outsourced;
@@ -92,6 +95,7 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
       files,
       out,
       dataDir: o.dataDir,
+      sign: await siteKey(),
     });
     log.info({ jobId, peer, bundle: out, files: files.length }, 'job bundle written');
     return { did: 'wrote', file: out };
@@ -110,6 +114,7 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
       files: [],
       out,
       dataDir: o.dataDir,
+      sign: await siteKey(),
     });
     log.info({ jobId: evt.jobId, peer, bundle: out }, 'cancel bundle written');
     return { did: 'wrote', file: out };

@@ -28,8 +28,6 @@ export interface OutboxOptions {
 export type OutgoingBundle = Pick<BundleHead, 'kind'> & Partial<Pick<BundleManifest, 'status' | 'outputs' | 'logs' | 'bill' | 'job'>> & {
   what: string;
   files?: readonly BundleSource[];
-  /** Sign the manifest with the site key (bills): a peer holding our public key can check it. */
-  sign?: boolean;
 };
 
 /**
@@ -63,7 +61,7 @@ export async function sendOnce(o: OutboxOptions, rec: Pick<RemoteJobRecord, 'pee
   };
   // a .part left by a crash mid-write is ours (same id): writeBundle refuses to overwrite it
   await rm(join(dirs.outgoing, `${name}.part`), { force: true });
-  await writeBundle({ head, files: b.files ?? [], out: join(dirs.outgoing, name), dataDir: o.dataDir, ...(b.sign ? { sign: await o.key() } : {}) });
+  await writeBundle({ head, files: b.files ?? [], out: join(dirs.outgoing, name), dataDir: o.dataDir, sign: await o.key() }); // every bundle signed: the peer's intake requires it
   await o.records.markSent(rec, bundleId);
   return 'sent';
 }

@@ -135,7 +135,7 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
 
   async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary): Promise<void> {
     const bill = billOf(frames, await o.rates(rec.peer));
-    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job), sign: true });
+    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) });
   }
 
   async function onJobEvent(rec: RemoteJobRecord, evt: JobEvent, m: JsMsg): Promise<void> {

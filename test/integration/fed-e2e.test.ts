@@ -189,4 +189,11 @@ test('fed e2e - a studio outsources POV-Ray jobs to two vendors over real leaf l
   assert.equal(rb(dir, '--data', studioData, 'cancel', long).code, 0);
   await waitUntil('v1 to cancel it', () => atV1()?.state === 'cancelled', 60_000, 300);
   assert.equal(jobOf(dir, studioData, long).state, 'cancelled');
+
+  // the operator's view of the intake, and the release command (link.release, on the CLI's credential)
+  const shownV1 = JSON.parse(rb(dir, '--data', studioData, 'site', 'v1', '--json').stdout) as { intake: { waiting: number; held?: string } };
+  assert.equal(shownV1.intake.held, undefined, 'v1 is not held: its key is known, its link not quarantined');
+  const released = rb(dir, '--data', studioData, 'site', 'release', 'v1');
+  assert.equal(released.code, 0, released.stderr);
+  assert.match(released.stdout, /v1 is not quarantined \(its link is up\): nothing to release/);
 });

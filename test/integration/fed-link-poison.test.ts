@@ -13,7 +13,9 @@ import { headers } from '@nats-io/transport-node';
 import { deflateRawSync } from 'node:zlib';
 import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
-import { startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
+import { loadSiteKey, serveLinkRelease, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
+import { holdReason, startIntake } from '../../sites/intake/index.ts';
+import { waitingIn } from '../../tools/cli/sites.ts';
 import { startFedSites, waitLinkUp, type FedSite, type FedSites } from '../helpers/fed-sites.ts';
 import { waitUntil } from '../helpers/farm.ts';
 
@@ -63,7 +65,10 @@ before(async () => {
   for (const s of [f.hub, ...f.vendors]) await startLinks(s);
 });
 
+const stops: (() => Promise<void>)[] = [];
+
 after(async () => {
+  for (const s of stops) await s();
   for (const s of services.values()) await s.stop();
   for (const nc of conns) await nc.close().catch(() => {});
   await f?.stop();
@@ -153,6 +158,29 @@ test('fed-link-poison - a 3 MB message in v2\'s outbox quarantines v2 at the stu
   assert.match(studio.status().find((l) => l.peer === 'v2')?.reason ?? '', /max_payload/);
   assert.match(f.hub.log(), /maximum payload exceeded/, 'the server log shows why');
 
+  // the studio's intake holds what comes from v2 while it is quarantined: a signed bundle of v2's,
+  // carried into incoming/v2 by hand, waits there while the intake keeps looking
+  const v2Key = await loadSiteKey(f.site('v2').dir);
+  const taken: string[] = [];
+  const looks = { n: 0 };
+  const intake = await startIntake({
+    site: 'studio', dataDir: f.hub.dir, peers: ['v2'], scanEveryMs: 100,
+    handlers: { ownJob: async (b) => void taken.push(b.manifest.bundleId), peerJob: async (b) => void taken.push(b.manifest.bundleId) },
+    peerKey: () => v2Key.publicKey,
+    held: (peer) => holdReason(peer, { quarantined: state(peer) === LinkState.Quarantined, keyKnown: true, allowUnsigned: false }),
+    onScan: () => looks.n++,
+  });
+  stops.push(() => intake.stop());
+  const heldId = newBundleId();
+  const staged = join(src, `${heldId}.rbb`);
+  await writeBundle({ head: { kind: 'status', bundleId: heldId, from: 'v2', to: 'studio', route: [], jobRef: { site: 'studio', job: 'j-held' }, status: { state: 'started', at: Date.now() } }, files: [], out: staged, dataDir: f.site('v2').dir, sign: v2Key });
+  await rename(staged, join(hotFolderDirs(f.hub.dir, 'v2').incoming, `${heldId}.rbb`));
+  const seen = looks.n;
+  await waitUntil('the intake to look three more times', () => looks.n >= seen + 3, 10_000, 20);
+  assert.equal(taken.length, 0, 'nothing of the quarantined peer taken');
+  assert.ok((await readdir(hotFolderDirs(f.hub.dir, 'v2').incoming)).includes(`${heldId}.rbb`));
+  assert.ok(await waitingIn(f.hub.dir, 'v2') >= 1, 'renderbus site v2 counts it');
+
   // v1 is unaffected, both ways
   assert.ok(await arrived(f.site('v1'), 'studio', await send(f.hub, 'v1', 200_000)));
   assert.ok(await arrived(f.hub, 'v1', await send(f.site('v1'), 'studio', 200_000)));
@@ -161,7 +189,21 @@ test('fed-link-poison - a 3 MB message in v2\'s outbox quarantines v2 at the stu
   // v2 behaves again: its bundle waits behind the poison until an operator clears the quarantine
   await jsm.streams.update(streams.fedOutbox, { ...cfg });
   const after = await send(f.site('v2'), 'studio', 50_000);
-  studio.clearQuarantine('v2');
+  // an operator releases v2 (`renderbus site release v2`: link.release, answered beside the link service)
+  const linkNc = await f.hub.connectAs(Role.SiteLink);
+  const op = await f.hub.connectAs(Role.Operator);
+  conns.push(linkNc, op);
+  const release = await serveLinkRelease({ site: 'studio', nc: linkNc, links: studio, log: pino({ level: 'silent' }) });
+  stops.push(async () => release.unsubscribe());
+  const ask = async (peer: string) => linkCodecs.releaseReply.decode((await op.request(subjects.linkRelease('studio'), linkCodecs.releaseRequest.encode({ v: PROTOCOL_MAJOR, peer }), { timeout: 5_000 })).data);
+  const r = await ask('v2');
+  assert.ok(r.ok && r.body.released && r.body.was === LinkState.Quarantined, JSON.stringify(r));
   assert.ok(await arrived(f.hub, 'v2', after));
   await waitUntil('v2 up again', () => state('v2') === LinkState.Up, 20_000);
+  // and the intake takes what waited
+  await waitUntil('the held bundle taken after the release', () => taken.includes(heldId), 10_000, 20);
+  const again = await ask('v2');
+  assert.ok(again.ok && !again.body.released && again.body.was === LinkState.Up, 'nothing to release any more');
+  const unknown = await ask('v9');
+  assert.ok(!unknown.ok && unknown.error.code === 'RB_BAD_PEER');
 });

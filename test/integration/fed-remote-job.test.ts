@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -10,7 +10,7 @@ import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { Role, streams, subjects, type JobSpec } from '../../protocol/index.ts';
 import { readBundle, writeBundle, type ReadBundleResult } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
-import { loadSiteKey, verifySiteSignature } from '../../sites/links/site-key.ts';
+import { loadSiteKey, verifySiteSignature, type SiteKey } from '../../sites/links/site-key.ts';
 import { RETURNER_CONSUMER } from '../../sites/remote-jobs/index.ts';
 import { TestFarm, rb, waitUntil } from '../helpers/farm.ts';
 
@@ -49,7 +49,7 @@ function studioSpec(s: Studio, over: Partial<JobSpec> = {}): JobSpec {
 }
 
 /** Writes a bundle as the studio would, into the vendor's incoming/studio/ (written aside, then renamed in). */
-async function dropFromStudio(farm: TestFarm, s: Studio, head: { bundleId: string; kind: 'job' | 'status'; job: string; spec?: JobSpec; cancel?: boolean }): Promise<string> {
+async function dropFromStudio(farm: TestFarm, s: Studio, head: { bundleId: string; kind: 'job' | 'status'; job: string; spec?: JobSpec; cancel?: boolean; sign?: SiteKey; tamper?: (tar: Buffer) => void }): Promise<string> {
   const incoming = hotFolderDirs(farm.dir, 'studio').incoming;
   const staged = join(s.dataDir, `${head.bundleId}.rbb`);
   await mkdir(s.dataDir, { recursive: true });
@@ -65,8 +65,13 @@ async function dropFromStudio(farm: TestFarm, s: Studio, head: { bundleId: strin
       ...(head.spec ? { job: head.spec } : {}),
       ...(head.cancel ? { status: { state: 'cancel' as const, reason: 'the client changed their mind', at: Date.now() } } : {}),
     },
-    files, out: staged, dataDir: s.dataDir,
+    files, out: staged, dataDir: s.dataDir, ...(head.sign ? { sign: head.sign } : {}),
   });
+  if (head.tamper) {
+    const tar = await readFile(staged);
+    head.tamper(tar);
+    await writeFile(staged, tar);
+  }
   const dest = join(incoming, `${head.bundleId}.rbb`);
   await rename(staged, dest);
   return dest;
@@ -225,6 +230,26 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
       return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq > 0;
     }, 60_000, 200);
     assert.deepEqual(await snapshot(farm, studio), all, 'no bundle written again');
+  });
+  await t.test('with the studio\'s key held, an unsigned or tampered job bundle goes to failed/ with its reason and submits nothing', async () => {
+    await intake.stop();
+    const studioKey = await loadSiteKey(studio.dataDir);
+    const failed: { file: string; error?: string }[] = [];
+    intake = await farm.remoteIntake(['studio'], { peerKey: () => studioKey.publicKey, onOutcome: (_p, o) => o.to === 'failed' && failed.push({ file: o.name, ...(o.error ? { error: `${o.error.code}: ${o.error.message}` } : {}) }) });
+    await dropFromStudio(farm, studio, { bundleId: 'studio-j-7-job', kind: 'job', job: 'j-7', spec: studioSpec(studio) });
+    // signed, then the job's name changed in the manifest (same length: the tar stays well formed)
+    await dropFromStudio(farm, studio, {
+      bundleId: 'studio-j-8-job', kind: 'job', job: 'j-8', spec: studioSpec(studio), sign: studioKey,
+      tamper: (tar) => tar.write('shot 666', tar.indexOf('shot 010')),
+    });
+    await waitUntil('both bundles in failed/', () => failed.length === 2, 30_000, 50);
+    const reasons = Object.fromEntries(await Promise.all(['studio-j-7-job', 'studio-j-8-job'].map(async (id) => [id, await readFile(join(hotFolderDirs(farm.dir, 'studio').failed, `${id}.rbb.reason.txt`), 'utf8')])));
+    assert.match(reasons['studio-j-7-job']!, /^RB_BUNDLE_UNSIGNED: bundle studio-j-7-job carries no signature/);
+    assert.match(reasons['studio-j-8-job']!, /^RB_BAD_SIGNATURE: bundle studio-j-8-job: manifest.sig does not verify with studio's site key/);
+    // nothing of them applied: no job, no record, not even a `rejected` answer
+    assert.deepEqual([...await remoteJobOf(farm, 'j-7'), ...await remoteJobOf(farm, 'j-8')], []);
+    assert.deepEqual((await sent(farm)).filter((n) => n.startsWith('v1.j-7.') || n.startsWith('v1.j-8.')), []);
+    assert.deepEqual((await readdir(join(farm.dir, 'fed', 'remote-jobs', 'studio'))).filter((n) => /j-[78]/.test(n)), []);
   });
 });
 

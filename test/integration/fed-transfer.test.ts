@@ -10,7 +10,7 @@ import pino from 'pino';
 import { LinkState, PROTOCOL_MAJOR, Role, linkCodecs, streams, subjects } from '../../protocol/index.ts';
 import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
-import { startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
+import { loadSiteKey, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
 import { startFedSites, waitLinkUp, type FedSite, type FedSites } from '../helpers/fed-sites.ts';
 import { waitUntil } from '../helpers/farm.ts';
 
@@ -65,7 +65,7 @@ async function drop(from: FedSite, to: string, files: string[], folder = to): Pr
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dirs.outgoing, { recursive: true });
   const staged = join(src, name);
-  await writeBundle({ head: { kind: 'status', bundleId, from: from.name, to, route: [] }, files, out: staged, dataDir: from.dir });
+  await writeBundle({ head: { kind: 'status', bundleId, from: from.name, to, route: [] }, files, out: staged, dataDir: from.dir, sign: await loadSiteKey(from.dir) }); // signed, as the packer and returner write
   const { rename } = await import('node:fs/promises');
   await rename(staged, join(dirs.outgoing, name));
   return { name, path: join(dirs.outgoing, name) };
@@ -278,4 +278,52 @@ test('fed-transfer - link.status answers with each peer\'s state, backlog and ro
 after(() => {
   // RB_DUMP_LOGS=<file>: the links' logs, to see what happened in a failed run
   if (process.env.RB_DUMP_LOGS) writeFileSync(process.env.RB_DUMP_LOGS, logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+});
+
+test('fed-transfer - a bundle dropped by hand, unsigned, leaves the studio signed and v1\'s intake rule accepts it; a copy carried by hand is accepted too', async () => {
+  const { copyFile, rename } = await import('node:fs/promises');
+  const { routeBundle } = await import('../../sites/intake/index.ts');
+  const { readBundle } = await import('../../sites/bundles/index.ts');
+  const { createReadStream } = await import('node:fs');
+  const v1 = f.site('v1');
+  // the key v1 learned from the studio's hello (a vendor has it from the invitation already)
+  await waitUntil('v1 to see the studio\'s key', () => peerKeys.some((k) => k.site === 'v1' && k.peer === 'studio'), 20_000);
+  const studioKey = peerKeys.find((k) => k.site === 'v1' && k.peer === 'studio')!.key;
+  const taken: { bundleId: string; signed: boolean }[] = [];
+  const intake = {
+    site: 'v1', dataDir: v1.dir, peerKey: () => studioKey,
+    handlers: { peerJob: async () => assert.fail('not a job'), ownJob: async () => assert.fail('not news of v1\'s job') },
+  };
+  // a status bundle about one of the studio's jobs, written by an operator's tool without a key
+  const write = async (sign: boolean) => {
+    const bundleId = newBundleId();
+    const staged = join(src, `${bundleId}.rbb`);
+    await writeBundle({
+      head: { kind: 'status', bundleId, from: 'studio', to: 'v1', route: [], jobRef: { site: 'studio', job: 'j-hand' }, status: { state: 'cancel', at: Date.now() } },
+      files: await project(`hand-${bundleId}`, [10_000]), out: staged, dataDir: f.hub.dir, ...(sign ? { sign: await loadSiteKey(f.hub.dir) } : {}),
+    });
+    return { bundleId, staged, name: `${bundleId}.rbb` };
+  };
+  const accept = (file: string) => routeBundle({ ...intake, handlers: { ...intake.handlers, peerJob: async (b) => void taken.push({ bundleId: b.manifest.bundleId, signed: b.signed }) } }, 'studio', file);
+
+  const hand = await write(false);
+  await assert.rejects(accept(hand.staged), /RB_BUNDLE_UNSIGNED|carries no signature/, 'unsigned as written');
+  await rename(hand.staged, join(hotFolderDirs(f.hub.dir, 'v1').outgoing, hand.name));
+  const got = await arrived(v1, 'studio', hand.name);
+  await accept(got);
+  assert.deepEqual(taken, [{ bundleId: hand.bundleId, signed: true }]);
+  // the studio keeps the signed bundle it sent: the file in processed/ is the one v1 received
+  await processedAt(f.hub, 'v1', hand.name);
+  assert.equal(await sha(join(hotFolderDirs(f.hub.dir, 'v1').processed, hand.name)), await sha(got));
+  const sent = await readBundle({ source: createReadStream(got), tempDir: src, dataDir: v1.dir });
+  await rm(sent.dir, { recursive: true, force: true });
+  assert.ok(sent.signature);
+
+  // carried by hand, no link: a bundle the studio's packer wrote (signed) copied into v1's incoming/
+  const carried = await write(true);
+  const there = join(hotFolderDirs(v1.dir, 'studio').incoming, `carried-${carried.name}`);
+  await copyFile(carried.staged, there);
+  await accept(there);
+  assert.deepEqual(taken.at(-1), { bundleId: carried.bundleId, signed: true });
+  await rm(there);
 });

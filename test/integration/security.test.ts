@@ -79,6 +79,8 @@ function ownersTable(site: string): [string, Who[]][] {
     // a peer's job (submit, cancel) and news of a job sent to a peer: the peer is the last token
     [`${r}.sched.intake.studio`, ['intake/intake']],
     [`${r}.sched.remote.studio`, ['intake/intake']],
+    // lifting a peer's quarantine (`renderbus site release`): operators only
+    [`${r}.link.release`, ['operator/op']],
     [`${r}.sched.result.node-a`, ['render-server/node-a']],
     [`${r}.sched.leases.node-a`, ['render-server/node-a']],
     [`${r}.sched.hello`, ['scheduler/scheduler']],

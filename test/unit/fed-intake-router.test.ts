@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { BUNDLE_ENTRY, FarmError, encodeManifest, type BundleManifest } from '../../protocol/index.ts';
-import { routeBundle, routeOf, type ArrivedBundle } from '../../sites/intake/router.ts';
+import { holdReason, routeBundle, routeOf, type ArrivedBundle } from '../../sites/intake/index.ts';
 import { loadSiteKey, verifySiteSignature } from '../../sites/links/site-key.ts';
 
 const base = (over: Partial<BundleManifest>): BundleManifest => ({
@@ -43,38 +43,63 @@ async function tarOf(entries: [string, Uint8Array][]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-test('intake router - checks manifest.sig with the peer\'s key, and refuses unsigned bundles when the peer must sign', async () => {
+test('intake router - a bundle must be signed by the key held for the peer whose folder it came through', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rb-router-'));
   try {
     const studioKey = await loadSiteKey(join(dir, 'studio'));
-    const otherKey = await loadSiteKey(join(dir, 'other'));
+    const v2Key = await loadSiteKey(join(dir, 'v2'));
+    const strangerKey = await loadSiteKey(join(dir, 'stranger'));
     assert.equal((await loadSiteKey(join(dir, 'studio'))).publicKey, studioKey.publicKey, 'the key is kept');
     const bytes = encodeManifest(base({}));
     const got: ArrivedBundle[] = [];
-    const o = (key: string, require = false) => ({
+    const o = (key: string | undefined, allowUnsigned = false) => ({
       site: 'v1', dataDir: join(dir, 'v1'),
       handlers: { peerJob: async (b: ArrivedBundle) => void got.push(b), ownJob: async () => assert.fail('not news') },
-      peerKey: () => key, requireSignature: () => require,
+      peerKey: () => key, allowUnsigned: () => allowUnsigned,
+      knownKeys: () => [['studio', studioKey.publicKey], ['v2', v2Key.publicKey]] as const,
     });
-    const signed = join(dir, 'signed.rbb');
-    await writeFile(signed, await tarOf([[BUNDLE_ENTRY.manifest, bytes], [BUNDLE_ENTRY.signature, studioKey.sign(bytes)]]));
+    const bundle = async (name: string, entries: [string, Uint8Array][]) => {
+      const f = join(dir, name);
+      await writeFile(f, await tarOf(entries));
+      return f;
+    };
+    const refusedWith = (code: string, what: RegExp) => (e: unknown) => e instanceof FarmError && e.code === code && what.test(e.message);
+
+    const signed = await bundle('signed.rbb', [[BUNDLE_ENTRY.manifest, bytes], [BUNDLE_ENTRY.signature, studioKey.sign(bytes)]]);
     await routeBundle(o(studioKey.publicKey), 'studio', signed);
     assert.equal(got.length, 1);
     assert.equal(got[0]!.signed, true);
+
+    const unsigned = await bundle('unsigned.rbb', [[BUNDLE_ENTRY.manifest, bytes]]);
+    await assert.rejects(routeBundle(o(studioKey.publicKey), 'studio', unsigned), refusedWith('RB_BUNDLE_UNSIGNED', /bundle b-1 carries no signature \(manifest.sig\): studio's bundles must be signed with studio's site key/));
+    // the manifest changed after signing (one byte of the job's frames), the signature kept
+    const tampered = await bundle('tampered.rbb', [[BUNDLE_ENTRY.manifest, encodeManifest(base({ job: { scene: '/proj/a.pov', frames: '1-9' } }))], [BUNDLE_ENTRY.signature, studioKey.sign(bytes)]]);
+    await assert.rejects(routeBundle(o(studioKey.publicKey), 'studio', tampered), refusedWith('RB_BAD_SIGNATURE', /manifest.sig does not verify with studio's site key: the manifest was changed after it was signed/));
+    const byStranger = await bundle('stranger.rbb', [[BUNDLE_ENTRY.manifest, bytes], [BUNDLE_ENTRY.signature, strangerKey.sign(bytes)]]);
+    await assert.rejects(routeBundle(o(studioKey.publicKey), 'studio', byStranger), refusedWith('RB_BAD_SIGNATURE', /or a key this site does not know signed it/));
+    // another peer's bundle copied into studio's folder: its signer is named
+    const byV2 = await bundle('v2.rbb', [[BUNDLE_ENTRY.manifest, bytes], [BUNDLE_ENTRY.signature, v2Key.sign(bytes)]]);
+    await assert.rejects(routeBundle(o(studioKey.publicKey), 'studio', byV2), refusedWith('RB_WRONG_SIGNER', /came through studio's folder but is signed by v2's site key, not studio's/));
+    // no key of the peer yet: retryable (the intake holds such a peer's bundles)
+    await assert.rejects(routeBundle(o(undefined), 'studio', signed), (e: unknown) => refusedWith('RB_PEER_KEY_UNKNOWN', /studio's site key is not known yet/)(e) && (e as FarmError).retryable);
+    await assert.rejects(routeBundle(o(undefined), 'studio', unsigned), refusedWith('RB_BUNDLE_UNSIGNED', /carries no signature/));
+    assert.equal(got.length, 1, 'nothing refused reached a handler');
+
+    // a peer allowed unsigned bundles (an operator's decision): unsigned passes, a bad signature never
+    await routeBundle(o(studioKey.publicKey, true), 'studio', unsigned);
+    await routeBundle(o(undefined, true), 'studio', signed);
+    assert.deepEqual(got.slice(1).map((b) => b.signed), [false, false]);
+    await assert.rejects(routeBundle(o(studioKey.publicKey, true), 'studio', tampered), refusedWith('RB_BAD_SIGNATURE', /changed after it was signed/));
     assert.ok(verifySiteSignature(studioKey.publicKey, bytes, studioKey.sign(bytes)));
-    await assert.rejects(routeBundle(o(otherKey.publicKey), 'studio', signed), /manifest.sig does not match studio's key/);
-    const unsigned = join(dir, 'unsigned.rbb');
-    await writeFile(unsigned, await tarOf([[BUNDLE_ENTRY.manifest, bytes]]));
-    await assert.rejects(routeBundle(o(studioKey.publicKey, true), 'studio', unsigned), /is not signed, and studio's bundles must be/);
-    await routeBundle(o(studioKey.publicKey, false), 'studio', unsigned);
-    assert.equal(got.length, 2);
-    assert.equal(got[1]!.signed, false);
-    // signed, but no key of the peer is held yet: it counts as unsigned
-    const noKey = { ...o(studioKey.publicKey), peerKey: () => undefined };
-    await routeBundle(noKey, 'studio', signed);
-    assert.equal(got[2]!.signed, false);
-    await assert.rejects(routeBundle({ ...noKey, requireSignature: () => true }, 'studio', signed), /is not signed with a key this site holds for studio, and studio's bundles must be/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('intake hold - a quarantined peer, or one whose key is not known (unless it may send unsigned), is held', () => {
+  assert.match(holdReason('v2', { quarantined: true, keyKnown: true, allowUnsigned: false }) ?? '', /v2's link is quarantined: its bundles wait until an operator releases it \('renderbus site release v2'\)/);
+  assert.match(holdReason('v2', { quarantined: true, keyKnown: true, allowUnsigned: true }) ?? '', /quarantined/);
+  assert.match(holdReason('v2', { quarantined: false, keyKnown: false, allowUnsigned: false }) ?? '', /v2's site key is not known yet/);
+  assert.equal(holdReason('v2', { quarantined: false, keyKnown: false, allowUnsigned: true }), undefined);
+  assert.equal(holdReason('v2', { quarantined: false, keyKnown: true, allowUnsigned: false }), undefined);
 });

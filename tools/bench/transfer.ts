@@ -8,7 +8,7 @@ import pino from 'pino';
 import { Role } from '../../protocol/index.ts';
 import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
-import { startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
+import { loadSiteKey, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
 import { startFedSites, waitLinkUp, type FedSite } from '../../test/helpers/fed-sites.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 
@@ -93,7 +93,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       const bundleId = newBundleId();
       const name = `${bundleId}.rbb`;
       const staged = join(dir, name);
-      await writeBundle({ head: { kind: 'status', bundleId, from: 'studio', to: 'v1', route: [] }, files, out: staged, dataDir: f.hub.dir });
+      await writeBundle({ head: { kind: 'status', bundleId, from: 'studio', to: 'v1', route: [] }, files, out: staged, dataDir: f.hub.dir, sign: await loadSiteKey(f.hub.dir) }); // signed, as the packer writes (an unsigned one is rewritten by the link)
       const b0 = proxy.bytes;
       const t0 = performance.now();
       await rename(staged, join(hotFolderDirs(f.hub.dir, 'v1').outgoing, name));

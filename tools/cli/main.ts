@@ -428,15 +428,15 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   program
     .command('site')
-    .summary('link to another site (invite, join, remove), or show one peer')
-    .description('link this site to another renderbus site: at the site with a leaf listener (the studio), invite PEER prints an invitation token; at the peer (the vendor), join TOKEN records the link and opens it; remove PEER unlinks; site PEER shows one peer in full. Run it where the site\'s data directory is (--data); a running site applies a change itself')
-    .argument('<what>', 'invite, join, remove, or a peer\'s name')
-    .argument('[arg]', 'the peer (invite, remove) or the token (join)')
+    .summary('link to another site (invite, join, remove), show one peer, or release its quarantine')
+    .description('link this site to another renderbus site: at the site with a leaf listener (the studio), invite PEER prints an invitation token; at the peer (the vendor), join TOKEN records the link and opens it; remove PEER unlinks; site PEER shows one peer in full, with the bundles waiting for the intake; release PEER lifts the quarantine its link\'s watchdog put on it, so the intake takes its held bundles again. Run it where the site\'s data directory is (--data); a running site applies a change itself')
+    .argument('<what>', 'invite, join, remove, release, or a peer\'s name')
+    .argument('[arg]', 'the peer (invite, remove, release) or the token (join)')
     .option('--allow-unsigned', 'invite, join: take bundles without a signature from this peer (bundles an operator copies by hand)')
     .option('--json', 'one JSON document')
     .addHelpText(
       'after',
-      `\nAt the studio (a site run with --leaf-listen and --advertise):\n  renderbus site invite v1              prints a token: hand it to v1's operator by a safe channel (it holds v1's leaf password)\nAt the vendor v1:\n  renderbus site join rbinv1.eyJ2Ijo…   records the studio and dials it (a running site restarts its NATS server for it)\nThen, at either: renderbus sites, renderbus site v1.\nA new peer at the studio is a reload of its NATS server (other links stay up); joining, or removing\nthe site you dial, restarts the NATS server of the site that dials (actors reconnect by themselves).\nREADME, "Linking sites"; docs/federation.md.`,
+      `\nAt the studio (a site run with --leaf-listen and --advertise):\n  renderbus site invite v1              prints a token: hand it to v1's operator by a safe channel (it holds v1's leaf password)\nAt the vendor v1:\n  renderbus site join rbinv1.eyJ2Ijo…   records the studio and dials it (a running site restarts its NATS server for it)\nThen, at either: renderbus sites, renderbus site v1.\nA peer whose traffic wedged the link is quarantined (renderbus sites shows it): its bundles wait in\nincoming/<peer>/ until an operator runs renderbus site release <peer> (docs/federation.md,\n"Signatures and quarantine at the intake").\nA new peer at the studio is a reload of its NATS server (other links stay up); joining, or removing\nthe site you dial, restarts the NATS server of the site that dials (actors reconnect by themselves).\nREADME, "Linking sites"; docs/federation.md.`,
     )
     .action(action('site'));
 

@@ -1,15 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isToken } from '../../protocol/index.ts';
+import { call } from '../../actors/bus/index.ts';
+import { isToken, linkCodecs, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { pidAlive, readFarmFile } from '../../sites/farm-file.ts';
 import {
   addPeer, decodeInvitation, encodeInvitation, ensureSite, LinkChange, linkChange, loadSiteKey, newLeafPassword, PeerRole, readSiteStore, removePeer, type SiteStore,
 } from '../../sites/links/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
-import { json } from './format.ts';
+import { openFarm } from './farm-client.ts';
+import { json, plural } from './format.ts';
 import { dataDirOf } from './global-options.ts';
 import { selfCommandLine } from './self-command.ts';
-import { showSite } from './sites.ts';
+import { showSite, waitingIn } from './sites.ts';
 
 export interface SiteOptions {
   allowUnsigned?: boolean;
@@ -17,7 +19,7 @@ export interface SiteOptions {
 }
 
 /** The verbs of `renderbus site`; anything else is a peer to show. A peer may not be named like one. */
-export const SITE_VERBS = ['invite', 'join', 'remove', 'show'] as const;
+export const SITE_VERBS = ['invite', 'join', 'remove', 'release', 'show'] as const;
 
 /**
  * `renderbus site invite|join|remove|<peer>`: links this site to another. These commands write
@@ -29,6 +31,7 @@ export async function siteCommand(c: CommandContext<SiteOptions>): Promise<numbe
   if (verb === 'invite') return invite(c, arg);
   if (verb === 'join') return join(c, arg);
   if (verb === 'remove') return remove(c, arg);
+  if (verb === 'release') return release(c, arg);
   if (verb === 'show') return showSite(c, arg);
   return showSite(c, verb);
 }
@@ -163,4 +166,36 @@ async function remove(c: CommandContext<SiteOptions>, name: string | undefined):
   if (c.opts.json) c.io.stdout.write(json({ site: store.site, removed: peer, applied: how.applied }));
   else c.io.stderr.write(`removed peer '${peer}' of site '${store.site}'. ${how.text} Its hot folders and stored content are kept.\n`);
   return how.applied === 'pending' ? ExitCode.Failed : ExitCode.Ok;
+}
+
+/**
+ * `renderbus site release <peer>`: lifts the quarantine the link's watchdog put on a peer (asks
+ * the running link service on `link.release`; operators only). The inbox is reset past the
+ * message it could not take, and the intake takes the peer's held bundles at its next look.
+ */
+async function release(c: CommandContext<SiteOptions>, name: string | undefined): Promise<number> {
+  const dataDir = dataDirOf(c.globals);
+  const peer = peerName('peer', name);
+  const store = await linkedSite(dataDir);
+  if (!store.peers.some((p) => p.name === peer)) {
+    throw new UsageError(`'${peer}' is not a peer of site '${store.site}' (peers: ${store.peers.map((p) => p.name).join(', ') || 'none'})`);
+  }
+  const fc = await openFarm(c.globals, 'renderbus-site-release');
+  let body;
+  try {
+    body = await call(fc.nc, subjects.linkRelease(store.site), linkCodecs.releaseRequest, { v: PROTOCOL_MAJOR, peer }, linkCodecs.releaseReply, { timeoutMs: 5_000 });
+  } finally {
+    await fc.close();
+  }
+  const waiting = await waitingIn(dataDir, peer);
+  if (c.opts.json) {
+    c.io.stdout.write(json({ site: store.site, ...body, waiting }));
+    return ExitCode.Ok;
+  }
+  c.io.stdout.write(
+    body.released
+      ? `released ${peer}'s quarantine: its link resets its inbox past the message it could not take, and the intake takes the ${plural(waiting, 'bundle')} waiting in incoming/${peer}/.\n`
+      : `${peer} is not quarantined (its link is ${body.was}): nothing to release.\n`,
+  );
+  return ExitCode.Ok;
 }

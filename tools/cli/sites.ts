@@ -1,5 +1,8 @@
+import { readdir } from 'node:fs/promises';
 import { call } from '../../actors/bus/index.ts';
-import { codecFor, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects, type LinkStatus } from '../../protocol/index.ts';
+import { codecFor, LinkState, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects, type LinkStatus } from '../../protocol/index.ts';
+import { hotFolderDirs, isCompleteBundle } from '../../sites/hotfolders/index.ts';
+import { holdReason } from '../../sites/intake/index.ts';
 import { readSiteStore, type SiteStore, type StoredPeer } from '../../sites/links/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
@@ -65,6 +68,12 @@ async function askLinks(c: CommandContext<{ json?: boolean }>, site: string, pee
   }
 }
 
+/** Bundles waiting in `incoming/<peer>/` for the intake (held, or not taken yet). */
+export async function waitingIn(dataDir: string, peer: string): Promise<number> {
+  const names = await readdir(hotFolderDirs(dataDir, peer).incoming).catch(() => [] as string[]);
+  return names.filter(isCompleteBundle).length;
+}
+
 const backlog = (b: { bundles: number; bytes: number }) => (b.bundles === 0 ? '-' : `${plural(b.bundles, 'bundle')}, ${mib(b.bytes)}`);
 const mib = (bytes: number) => (bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`);
 
@@ -116,8 +125,11 @@ export async function showSite(c: CommandContext<{ json?: boolean }>, name: stri
   }
   const asked = await askLinks(c, store.site, name);
   const row = mergeLinks(store, asked.links).find((r) => r.name === name)!;
+  const waiting = await waitingIn(dataDirOf(c.globals), name);
+  // the intake's own rule (holdReason); the link's state is known only when the link service answered
+  const held = holdReason(name, { quarantined: row.link?.state === LinkState.Quarantined, keyKnown: row.publicKey !== undefined, allowUnsigned: row.allowUnsigned });
   if (c.opts.json) {
-    c.io.stdout.write(json({ site: store.site, answered: asked.links !== null, ...row }));
+    c.io.stdout.write(json({ site: store.site, answered: asked.links !== null, ...row, intake: { waiting, ...(held ? { held } : {}) } }));
     return ExitCode.Ok;
   }
   const l = row.link;
@@ -128,6 +140,7 @@ export async function showSite(c: CommandContext<{ json?: boolean }>, name: stri
     ['site key', row.publicKey ?? 'not known yet (recorded from the link\'s first hello)'],
     ['unsigned bundles', row.allowUnsigned ? 'accepted' : 'refused'],
     ['state', `${row.state}${l ? ` since ${dateTime(l.since)}` : ''}${l?.reason ? `: ${l.reason}` : ''}`],
+    ['waiting intake', `${waiting === 0 ? 'none' : `${plural(waiting, 'bundle')} in incoming/${name}/`}${held ? ` (held: ${held})` : ''}`],
   ];
   if (l) {
     lines.push(

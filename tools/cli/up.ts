@@ -47,7 +47,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const dataDir = dataDirOf(g);
   const federation = federationOf(g.site, c.opts);
   const notifierOptions = notifierSettings(c.opts);
-  const schedulerOptions = schedulerSettings(c.opts);
+  const schedulerOptions = schedulerSettings(c.opts, g.site);
   // the monitor stays on 127.0.0.1 whatever --listen (NATS) says: opening it is its own decision
   const monitorOptions = monitorSettings(
     { ...(c.opts.monitorPort !== undefined ? { port: c.opts.monitorPort } : {}), ...(c.opts.monitorListen !== undefined ? { listen: c.opts.monitorListen } : {}), ...(c.opts.monitorHost !== undefined ? { monitorHost: c.opts.monitorHost } : {}) },

@@ -12,9 +12,9 @@ import { monitorMachine, type Snapshot } from './machine.ts';
 import { LATENCY_BUCKETS_S, type FarmModel, type MonitorEvent } from './model.ts';
 
 export const DEFAULT_MONITOR_PORT = 8080;
+export const DEFAULT_SNAPSHOT_MS = 5_000;
 const linkStatusRequest = codecFor(LinkStatusRequest);
 const linkStatusReply = codecFor(LinkStatusReply);
-export const DEFAULT_SNAPSHOT_MS = 5_000;
 
 export interface MonitorOptions {
   nc: NatsConnection;

@@ -21,7 +21,7 @@ import { HostLiveness } from './liveness.ts';
 import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
-import { checkPolicy, unrenderableVerdict, withPolicyNote, type PolicyVerdict } from './outsource-policy.ts';
+import { checkPolicy, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
 export interface SchedulerOptions {
   nc: NatsConnection;
@@ -578,7 +578,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
 
   async function dispatchRound(): Promise<void> {
-    const jobs = book.queue().slice(0, ROUND_JOBS);
+    let jobs = book.queue().slice(0, ROUND_JOBS);
     if (jobs.length === 0) return;
     const byProfile = new Map<string, Job>();
     for (const j of jobs) if (!byProfile.has(j.profileKey)) byProfile.set(j.profileKey, j);
@@ -601,15 +601,22 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     // the site's policy: jobs no local host can render go to a peer before the round (outsource-policy.ts)
     const kept = new Map<Job, string>();
+    const sends: Promise<void>[] = [];
     if (policy.length > 0) {
-      const verdicts = jobs.map((j) => [j, unrenderableVerdict(j, matches.get(j.profileKey), policy, peers())] as [Job, PolicyVerdict | undefined]);
-      for (const [j, v] of verdicts) {
-        if (v && 'send' in v) await sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round'));
+      for (const j of jobs) {
+        const v = unrenderableVerdict(j, matches.get(j.profileKey), policy, peers());
+        if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
         else if (v) kept.set(j, v.keep);
       }
     }
+    if (sends.length > 0) {
+      await Promise.all(sends);
+      // while the records were written, jobs may have gone out, ended, or been paused: the queue as it is now
+      const queued = new Set(book.queue());
+      jobs = jobs.filter((j) => queued.has(j));
+    }
     const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
-    const plan = planDispatch(book, jobs.filter((j) => !j.remote), (j) => matches.get(j.profileKey), now());
+    const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
     for (const [job, reason] of plan.waiting) {
       const keep = kept.get(job);
       setWaiting(job, keep !== undefined && reason.kind === 'no-match' ? withPolicyNote(reason, keep) : reason);

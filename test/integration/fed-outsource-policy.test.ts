@@ -74,6 +74,8 @@ test('outsource-policy - a job no host here can render waits without the policy;
   const jobs = rb(farm, 'jobs');
   assert.match(jobs.stdout, /outsourced to v1: 0\/2 frames back/);
   assert.match(why(blendJob), /outsourced to v1: .*; sent by the site's policy: no host here can render it/);
+  const shown = rb(farm, 'job', blendJob);
+  assert.match(shown.stdout, /sent by +the site's policy: no host here can render it \(node-a needs blender@\*/);
   // a job a host here can render stays here
   const probe = await farm.dispatchRound();
   assert.equal(probe.outsourced, undefined);

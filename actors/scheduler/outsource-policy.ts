@@ -40,14 +40,23 @@ export function noLocalHost(match: MatchBody | undefined): boolean {
 }
 
 /**
- * The policy's verdict on a queued job, given the registry's answer for its requirements, the
- * peers the policy prefers (in order) and the peers linked now. Undefined when the policy has
- * nothing to say (no policy, a job some local host can render, one already sent). A job that
- * started here (a frame ran, or runs), that waits for jobs of this site (`after`, `afterFrames`:
- * the vendor cannot see them), or that a peer sent us (it would go round) is kept, with why;
- * so is every job when none of the preferred peers is linked.
+ * How long the registry must have said, round after round, that no local host can render a job
+ * before the policy sends it. Sending cannot be undone, and a registry that restarted hears its
+ * hosts again only as they answer its hellos (every 2 s): until then it knows some of them.
  */
-export function unrenderableVerdict(job: Job, match: MatchBody | undefined, prefer: readonly string[], linked: readonly string[]): PolicyVerdict | undefined {
+export const UNRENDERABLE_SETTLE_MS = 5_000;
+
+/**
+ * The policy's verdict on a queued job, given the registry's answer for its requirements, how
+ * long the registry has said that no local host can render it (`seenForMs`, noLocalHost in every
+ * round since), the peers the policy prefers (in order) and the peers linked now. Undefined when
+ * the policy has nothing to say (no policy, a job some local host can render, one already sent).
+ * A job that started here (a frame ran, or runs), that waits for jobs of this site (`after`,
+ * `afterFrames`: the vendor cannot see them), or that a peer sent us (it would go round) is kept,
+ * with why; so is every job when none of the preferred peers is linked, and for a moment a job
+ * that just became unrenderable (UNRENDERABLE_SETTLE_MS).
+ */
+export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seenForMs: number, prefer: readonly string[], linked: readonly string[]): PolicyVerdict | undefined {
   if (prefer.length === 0 || job.spec.site !== undefined || job.remote !== undefined) return undefined;
   if (!noLocalHost(match)) return undefined;
   const first = prefer.length === 1 ? prefer[0]! : `any of ${prefer.join(', ')}`;
@@ -61,6 +70,9 @@ export function unrenderableVerdict(job: Job, match: MatchBody | undefined, pref
   const peer = prefer.find((p) => linked.includes(p));
   if (peer === undefined) {
     return { keep: `${prefer.join(', ')} ${prefer.length === 1 ? 'is' : 'are'} not ${prefer.length === 1 ? 'a linked peer' : 'linked peers'} (${linked.length === 0 ? 'no peers are linked' : `linked: ${linked.join(', ')}`})` };
+  }
+  if (seenForMs < UNRENDERABLE_SETTLE_MS) {
+    return { keep: `it goes to ${peer} in ${Math.ceil((UNRENDERABLE_SETTLE_MS - seenForMs) / 1000)} s unless a host that can render it registers` };
   }
   return { send: peer, why: `no host here can render it (${nearest(match!)})` };
 }

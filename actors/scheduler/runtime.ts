@@ -21,7 +21,7 @@ import { HostLiveness } from './liveness.ts';
 import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
-import { checkPolicy, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
+import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
 export interface SchedulerOptions {
   nc: NatsConnection;
@@ -80,6 +80,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   checkPolicy(policy, site);
   const unlinked = policy.filter((p) => !peers().includes(p));
   if (unlinked.length > 0) log.warn({ policy, unlinked, peers: peers() }, 'the policy for jobs no local host can render names peers that are not linked (yet): it skips them while they are not');
+  /** Since when the registry has said, round after round, that no local host can render a job (the policy's settle time). */
+  const unrenderableSince = new WeakMap<Job, number>();
   let book = new JobBook();
   let journal: Journal | null = null;
   const schedulerId = newInstanceId();
@@ -603,8 +605,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const kept = new Map<Job, string>();
     const sends: Promise<void>[] = [];
     if (policy.length > 0) {
+      const t = now();
       for (const j of jobs) {
-        const v = unrenderableVerdict(j, matches.get(j.profileKey), policy, peers());
+        const m = matches.get(j.profileKey);
+        if (!noLocalHost(m)) unrenderableSince.delete(j);
+        else if (!unrenderableSince.has(j)) unrenderableSince.set(j, t);
+        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers());
         if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
         else if (v) kept.set(j, v.keep);
       }

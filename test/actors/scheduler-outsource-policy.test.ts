@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FarmError, prepareJob, PROTOCOL_MAJOR, type JobSpec, type JournalRecord, type MatchBody } from '../../protocol/index.ts';
 import { JobBook, type Job } from '../../actors/scheduler/index.ts';
 import { outsource } from '../../actors/scheduler/outsource.ts';
-import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from '../../actors/scheduler/outsource-policy.ts';
+import { checkPolicy, noLocalHost, UNRENDERABLE_SETTLE_MS, unrenderableVerdict, withPolicyNote } from '../../actors/scheduler/outsource-policy.ts';
 import { applyRecord } from '../../actors/scheduler/replay.ts';
 import { schedulerSettings } from '../../tools/cli/scheduler-flags.ts';
 import { aJobSpec } from '../helpers/builders.ts';
@@ -15,6 +15,8 @@ const NONE: MatchBody = { hosts: [], closest: [{ host: 'node-a', missing: ['need
 /** …and for a job it can render (its one slot busy: freeOnly leaves it out, and names no closest host). */
 const BUSY: MatchBody = { hosts: [], closest: [], totalHosts: 1 };
 const EMPTY: MatchBody = { hosts: [], closest: [], totalHosts: 0 };
+/** The registry has said so for long enough. */
+const S = UNRENDERABLE_SETTLE_MS;
 
 function bookWith(spec: Partial<JobSpec> = {}, id = 'j1'): { book: JobBook; job: Job } {
   const book = new JobBook();
@@ -31,28 +33,31 @@ test('outsource-policy - only a registry that knows hosts and matches none says 
 
 test('outsource-policy - a job no local host can render goes to the first linked peer of the policy', () => {
   const { job } = bookWith();
-  assert.equal(unrenderableVerdict(job, NONE, [], ['v1']), undefined, 'no policy: nothing changes');
-  assert.equal(unrenderableVerdict(job, BUSY, ['v1'], ['v1']), undefined, 'a local host can render it');
-  assert.deepEqual(unrenderableVerdict(job, NONE, ['v1', 'v2'], ['v1', 'v2']), { send: 'v1', why: 'no host here can render it (node-a needs blender@*, has no blender)' });
-  assert.equal((unrenderableVerdict(job, NONE, ['v1', 'v2'], ['v2']) as { send: string }).send, 'v2', 'v1 is not linked: the next one');
-  const none = unrenderableVerdict(job, NONE, ['v1', 'v3'], ['v2']);
+  assert.equal(unrenderableVerdict(job, NONE, S, [], ['v1']), undefined, 'no policy: nothing changes');
+  assert.equal(unrenderableVerdict(job, BUSY, S, ['v1'], ['v1']), undefined, 'a local host can render it');
+  assert.deepEqual(unrenderableVerdict(job, NONE, S, ['v1', 'v2'], ['v1', 'v2']), { send: 'v1', why: 'no host here can render it (node-a needs blender@*, has no blender)' });
+  assert.equal((unrenderableVerdict(job, NONE, S, ['v1', 'v2'], ['v2']) as { send: string }).send, 'v2', 'v1 is not linked: the next one');
+  const none = unrenderableVerdict(job, NONE, S, ['v1', 'v3'], ['v2']);
   assert.deepEqual(none, { keep: 'v1, v3 are not linked peers (linked: v2)' });
-  assert.deepEqual(unrenderableVerdict(job, NONE, ['v1'], []), { keep: 'v1 is not a linked peer (no peers are linked)' });
+  assert.deepEqual(unrenderableVerdict(job, NONE, S, ['v1'], []), { keep: 'v1 is not a linked peer (no peers are linked)' });
+  // not before the registry said so for a while: one that restarted hears its hosts again over a few seconds
+  assert.deepEqual(unrenderableVerdict(job, NONE, 0, ['v1'], ['v1']), { keep: 'it goes to v1 in 5 s unless a host that can render it registers' });
+  assert.deepEqual(unrenderableVerdict(job, NONE, S - 1, ['v1'], ['v1']), { keep: 'it goes to v1 in 1 s unless a host that can render it registers' });
 });
 
 test('outsource-policy - a job that names a site, came from a peer, started here or waits for local jobs is not sent by it', () => {
-  assert.equal(unrenderableVerdict(bookWith({ site: 'v2' }).job, NONE, ['v1'], ['v1', 'v2']), undefined, 'its own site decides');
+  assert.equal(unrenderableVerdict(bookWith({ site: 'v2' }).job, NONE, S, ['v1'], ['v1', 'v2']), undefined, 'its own site decides');
   const fromPeer = bookWith().job;
   fromPeer.origin = { site: 'v2', job: 'x1' };
-  assert.match((unrenderableVerdict(fromPeer, NONE, ['v1'], ['v1']) as { keep: string }).keep, /came from v2/);
+  assert.match((unrenderableVerdict(fromPeer, NONE, S, ['v1'], ['v1']) as { keep: string }).keep, /came from v2/);
   const started = bookWith().job;
   started.startedAt = T0 + 1;
-  assert.match((unrenderableVerdict(started, NONE, ['v1'], ['v1']) as { keep: string }).keep, /started here/);
+  assert.match((unrenderableVerdict(started, NONE, S, ['v1'], ['v1']) as { keep: string }).keep, /started here/);
   const after = bookWith({ after: ['j0'] }).job;
-  assert.match((unrenderableVerdict(after, NONE, ['v1'], ['v1']) as { keep: string }).keep, /waits for jobs of this site/);
+  assert.match((unrenderableVerdict(after, NONE, S, ['v1'], ['v1']) as { keep: string }).keep, /waits for jobs of this site/);
   const sent = bookWith();
   outsource(sent.book, sent.job, { peer: 'v1', why: 'w' });
-  assert.equal(unrenderableVerdict(sent.job, NONE, ['v1'], ['v1']), undefined, 'once sent, it stays sent');
+  assert.equal(unrenderableVerdict(sent.job, NONE, S, ['v1'], ['v1']), undefined, 'once sent, it stays sent');
   const note = withPolicyNote({ kind: 'no-match', closest: NONE.closest, text: 'no host matches the requirements (node-a …)' }, 'v1 is not a linked peer');
   assert.equal(note.text, "no host matches the requirements (node-a …); not outsourced by the site's policy: v1 is not a linked peer");
 });

@@ -159,6 +159,9 @@ test('web monitor - an outsourced job shows where it went and its remote progres
     const text = await line.innerText();
     assert.match(text, /^outsourced to v1: rendering there \(their job r42\), 1\/2 frames back; last news \d+s ago/);
     assert.match(text, /sent by the site's policy: no host here can render it \(node-a needs blender@\*/);
+    // its grid: frame 1 is back, frame 2 waits at v1
+    await page.locator('.grid .frame[data-frame="1"][data-state="done"]').waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('.grid .frame[data-frame="2"]').getAttribute('data-state'), 'queued');
     assert.deepEqual(pageErrors, []);
   } finally {
     linkService?.sub.unsubscribe();

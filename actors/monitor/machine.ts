@@ -1,5 +1,5 @@
 import { assign, enqueueActions, fromCallback, fromPromise, setup } from 'xstate';
-import type { HostRecord, JobSummary, SickHost } from '../../protocol/index.ts';
+import type { HostRecord, JobSummary, LinkStatus, SickHost } from '../../protocol/index.ts';
 import { FarmModel, type MonitorEvent } from './model.ts';
 
 /** What one round of snapshots brought back; a part that did not answer is absent. */
@@ -10,6 +10,8 @@ export interface Snapshot {
   hosts?: HostRecord[];
   /** The scheduler's sick hosts. */
   sick?: SickHost[];
+  /** The site's links (`link.status`); null when the link service did not answer (a farm that is no linked site has none). */
+  links?: LinkStatus[] | null;
   /** Which parts failed, and why (for the log). */
   errors: { from: 'scheduler' | 'registry'; error: string }[];
 }
@@ -44,6 +46,7 @@ export const monitorMachine = setup({
       if (s.jobs) context.model.applyJobs(s.jobs, s.at);
       if (s.hosts) context.model.applyHosts(s.hosts, s.at);
       if (s.sick) context.model.applySick(s.sick, s.at); // after the hosts: it marks the hosts it knows
+      if (s.links !== undefined) context.model.applyLinks(s.links, s.at);
       enqueue.assign({ snapshots: context.snapshots + 1, failedSnapshots: context.failedSnapshots + (s.errors.length > 0 ? 1 : 0) });
     }),
     snapshotFailed: assign({ failedSnapshots: ({ context }) => context.failedSnapshots + 1 }),

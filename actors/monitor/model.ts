@@ -1,4 +1,4 @@
-import { eventFrames, JobState, type FrameEvent, type HostEvent, type HostRecord, type JobEvent, type JobSummary, type LiveStats, type SickHost, type SlotInfo } from '../../protocol/index.ts';
+import { eventFrames, JobState, type FrameEvent, type HostEvent, type HostRecord, type JobEvent, type JobSummary, type LinkStatus, type LiveStats, type SickHost, type SlotInfo } from '../../protocol/index.ts';
 import { SlotRuns, type Span } from './slot-runs.ts';
 
 /**
@@ -76,6 +76,19 @@ export interface HostLive {
   rssKb: number;
 }
 
+/**
+ * The site's links to its peers, as its link service last answered `link.status` (the web
+ * monitor's Sites panel; `renderbus sites` asks the same). Absent until the service answered once:
+ * a farm that is no linked site has none.
+ */
+export interface SitesLive {
+  /** The link service answered the last time it was asked; false: `links` are as it said before. */
+  answered: boolean;
+  links: LinkStatus[];
+  /** When it was asked (caller's clock). */
+  at: number;
+}
+
 /** What changed after a version: the live stream's message. `full`: the client's base is too old (or none), this is everything and replaces what it held. */
 export interface FarmDelta {
   version: number;
@@ -85,6 +98,8 @@ export interface FarmDelta {
   hosts: HostLive[];
   spans: Omit<Span, 'v'>[];
   frames: Omit<FrameChange, 'v'>[];
+  /** The site's links, when they changed after that version (always in a full answer, once known). */
+  sites?: SitesLive;
 }
 
 /** Frame changes and job removals kept for clients catching up; one further behind gets everything anew. */
@@ -149,6 +164,8 @@ export class FarmModel {
   hostsSnapshotAt: number | undefined;
   /** Bumped by every change; what changed carries the version it was changed in. */
   version = 0;
+  /** The site's links (applyLinks), with the version they last changed in. */
+  sites: (SitesLive & { v: number }) | undefined;
   /** What runs on each slot, and the timeline of task attempts on slots. */
   readonly runs = new SlotRuns();
   private readonly frameChanges: FrameChange[] = [];
@@ -237,6 +254,22 @@ export class FarmModel {
     }
   }
 
+  /**
+   * The link service's answer to `link.status`, asked for at `at`; null: it did not answer (no
+   * service runs: a farm that is no linked site, or it is down). Once it answered, a missing
+   * answer keeps the links it gave, marked unanswered.
+   */
+  applyLinks(links: readonly LinkStatus[] | null, at: number): void {
+    if (links === null) {
+      if (!this.sites?.answered) return;
+      this.sites = { ...this.sites, answered: false, at, v: ++this.version };
+      return;
+    }
+    const next = [...links].sort((a, b) => a.peer.localeCompare(b.peer));
+    if (this.sites?.answered && JSON.stringify(this.sites.links) === JSON.stringify(next)) return;
+    this.sites = { answered: true, links: next, at, v: ++this.version };
+  }
+
   /** What changed after version `since` (everything when `since` is absent or older than what is kept). */
   changesSince(since?: number): FarmDelta {
     const full = since === undefined || since < this.forgotten || since > this.version;
@@ -251,6 +284,7 @@ export class FarmModel {
       spans: this.runs.spansSince(after).map(strip),
       // a full answer has no frame changes: the client asks the scheduler for the frames it shows
       frames: full ? [] : this.frameChanges.filter((c) => c.v > after).map(strip),
+      ...(this.sites && this.sites.v > after ? { sites: strip(this.sites) } : {}),
     };
   }
 

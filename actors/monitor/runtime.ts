@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
-import { codecs, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
+import { codecFor, codecs, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { call } from '../bus/index.ts';
 import { listAllHosts } from '../registry/index.ts';
 import { listAllJobs } from '../scheduler/index.ts';
@@ -13,6 +13,8 @@ import { LATENCY_BUCKETS_S, type FarmModel, type MonitorEvent } from './model.ts
 
 export const DEFAULT_MONITOR_PORT = 8080;
 export const DEFAULT_SNAPSHOT_MS = 5_000;
+const linkStatusRequest = codecFor(LinkStatusRequest);
+const linkStatusReply = codecFor(LinkStatusReply);
 
 export interface MonitorOptions {
   nc: NatsConnection;
@@ -91,10 +93,12 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
 
   const snapshot = fromPromise<Snapshot>(async () => {
     const at = now();
-    const [jobs, hosts, sick] = await Promise.allSettled([
+    const [jobs, hosts, sick, links] = await Promise.allSettled([
       listAllJobs(nc, site, { timeoutMs }), // page after page: thousands of jobs do not fit one reply
       listAllHosts(nc, site, { timeoutMs }),
       call(nc, subjects.schedHosts(site), codecs.hostsRequest, { v: PROTOCOL_MAJOR, action: 'sick' }, codecs.hostsReply, { timeoutMs, unavailable: 'RB_SCHEDULER_UNAVAILABLE' }),
+      // the site's links, for the Sites panel: on a farm that is no linked site nobody answers (no problem)
+      call(nc, subjects.linkStatus(site), linkStatusRequest, { v: PROTOCOL_MAJOR }, linkStatusReply, { timeoutMs }),
     ]);
     const s: Snapshot = { at, errors: [] };
     if (jobs.status === 'fulfilled') s.jobs = jobs.value;
@@ -103,6 +107,7 @@ export async function startMonitor(o: MonitorOptions): Promise<MonitorHandle> {
     else s.errors.push({ from: 'registry', error: errorText(hosts.reason) });
     // the jobs' error already says the scheduler is missing; the sick list adds nothing then
     if (sick.status === 'fulfilled') s.sick = sick.value.sick;
+    s.links = links.status === 'fulfilled' ? links.value.links : null;
     return s;
   });
 

@@ -79,7 +79,7 @@ export interface Job {
   afterFrames: Job[];
   /** Stream sequence of its submit record in the journal: where reading it back starts once it left memory. */
   journalSeq?: number;
-  /** Sent to a linked site (its spec's `site`): the outsourced queue's record of it (outsource.ts). */
+  /** Sent to a linked site (its spec's `site`, or the site's policy): the outsourced queue's record of it (outsource.ts). */
   remote?: Outsourced;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
@@ -229,7 +229,7 @@ export class JobBook {
 
   /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && j.spec.site === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && j.spec.site === undefined && j.remote === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**
@@ -319,6 +319,11 @@ export class JobBook {
     job.paused = paused;
     if (paused) this.pendingDirty = true;
     else this.enqueue(job);
+  }
+
+  /** An outsourced job (outsource.ts) leaves the queue: nothing of it is dispatched here. */
+  leaveQueue(job: Job): void {
+    if (job.inPending) this.pendingDirty = true;
   }
 
   /** A job held at submission may start. */

@@ -27,6 +27,8 @@ export interface Outsourced {
   applied: Set<string>;
   bill?: BillSummary;
   heardAt?: number;
+  /** Sent by the site's policy (outsource-policy.ts), not by its description's `site`: why. */
+  why?: string;
 }
 
 /** What one remote update changed. */
@@ -63,15 +65,17 @@ export function shouldOutsource(book: JobBook, job: Job): boolean {
 }
 
 /**
- * Moves a job to the outsourced queue. Its frames stay queued (counted, not dispatched: the
- * JobBook never dispatches a job that names a site) until the vendor's news moves them.
+ * Moves a job to the outsourced queue: to the site its description names, or to the peer the
+ * site's policy chose (`byPolicy`, outsource-policy.ts). Its frames stay queued (counted, not
+ * dispatched: the JobBook never dispatches an outsourced job) until the vendor's news moves them.
  */
-export function outsource(job: Job): Outsourced {
-  const peer = job.spec.site;
+export function outsource(book: JobBook, job: Job, byPolicy?: { peer: string; why: string }): Outsourced {
+  const peer = job.spec.site ?? byPolicy?.peer;
   if (peer === undefined) throw new FarmError('RB_BAD_ARGUMENT', `job ${job.id} names no site to send it to`);
-  job.remote = { peer, bundleId: jobBundleId(job.id), state: RemoteState.Sent, back: new Map(), applied: new Set() };
+  job.remote = { peer, bundleId: jobBundleId(job.id), state: RemoteState.Sent, back: new Map(), applied: new Set(), ...(job.spec.site === undefined && byPolicy ? { why: byPolicy.why } : {}) };
   job.waiting = undefined;
   job.machine.send({ type: 'job.outsource' });
+  book.leaveQueue(job);
   return job.remote;
 }
 
@@ -158,6 +162,7 @@ export function outsourceSummary(r: Outsourced): OutsourceSummary {
     ...(r.counts ? { counts: r.counts } : {}),
     ...(r.bill ? { bill: r.bill } : {}),
     ...(r.heardAt !== undefined ? { heardAt: r.heardAt } : {}),
+    ...(r.why !== undefined ? { why: r.why } : {}),
   };
 }
 
@@ -176,5 +181,6 @@ export function outsourceReason(job: Job): WaitReason | undefined {
     cancelled: 'cancelled there',
   };
   const running = r.counts && r.counts.running > 0 ? `, ${r.counts.running} rendering` : '';
-  return { kind: 'outsourced', text: `outsourced to ${r.peer}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})` };
+  const policy = r.why !== undefined ? `; sent by the site's policy: ${r.why}` : '';
+  return { kind: 'outsourced', text: `outsourced to ${r.peer}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
 }

@@ -11,7 +11,7 @@ export function applyControl(book: JobBook, job: Job, c: { action: CtlRequest['a
   else if (c.action === 'release') {
     book.release(job);
     // a held job that names a site goes out once released (there is no outsource record: see outsource.ts)
-    if (shouldOutsource(book, job)) outsource(job);
+    if (shouldOutsource(book, job)) outsource(book, job);
   }
   else if (c.action === 'priority' && c.priority !== undefined) book.setPriority(job, c.priority);
   else if (c.action === 'retry') return book.retry(job, c.frames).reduce((n, t) => n + t.frames.length, 0);
@@ -29,7 +29,7 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
     const job = book.add(rec.jobId, rec.spec, prepareJob(rec.spec), rec.at, rec.origin);
     job.journalSeq = seq;
     // the submit record says it all: a job naming a site, not held, went out as it was queued
-    if (shouldOutsource(book, job)) outsource(job);
+    if (shouldOutsource(book, job)) outsource(book, job);
     return undefined;
   }
   if (rec.kind === 'limit') {
@@ -45,6 +45,10 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   if (rec.kind === 'cancel') book.cancel(job, rec.at);
   else if (rec.kind === 'remote') {
     if (job.remote?.peer === rec.peer) applyRemote(book, job, rec.update, rec.at);
+  }
+  // the site's policy sent it (outsource-policy.ts): as live, unless it ended first
+  else if (rec.kind === 'outsource') {
+    if (!job.remote && !book.isFinished(job)) outsource(book, job, { peer: rec.peer, why: rec.why });
   }
   else if (rec.kind === 'ctl') {
     const wasFinished = book.isFinished(job);

@@ -21,6 +21,7 @@ import { HostLiveness } from './liveness.ts';
 import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
+import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
 export interface SchedulerOptions {
   nc: NatsConnection;
@@ -37,6 +38,11 @@ export interface SchedulerOptions {
    * refused. A function is asked at each submit (a linked site's peers change while it runs).
    */
   peers?: readonly string[] | (() => readonly string[]);
+  /**
+   * The site's policy for a job no local host can render (outsource-policy.ts): peers in order of
+   * preference; such a job goes to the first one linked, as if it had said `site`. None: it waits.
+   */
+  outsourceUnrenderable?: readonly string[];
 }
 
 export interface SchedulerHandle {
@@ -70,6 +76,12 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const queueCaps = queueLimits(o.limits);
   const keep = retention(o.retention);
   const peers = () => (typeof o.peers === 'function' ? o.peers() : (o.peers ?? []));
+  const policy = o.outsourceUnrenderable ?? [];
+  checkPolicy(policy, site);
+  const unlinked = policy.filter((p) => !peers().includes(p));
+  if (unlinked.length > 0) log.warn({ policy, unlinked, peers: peers() }, 'the policy for jobs no local host can render names peers that are not linked (yet): it skips them while they are not');
+  /** Since when the registry has said, round after round, that no local host can render a job (the policy's settle time). */
+  const unrenderableSince = new WeakMap<Job, number>();
   let book = new JobBook();
   let journal: Journal | null = null;
   const schedulerId = newInstanceId();
@@ -207,10 +219,21 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   /** A job joins the outsourced queue; its `outsourced` event (stored) is what the packer writes its bundle on. */
-  function sendOut(job: Job): void {
-    const r = outsource(job);
-    log.info({ jobId: job.id, peer: r.peer, bundleId: r.bundleId }, 'job outsourced');
+  function sendOut(job: Job, byPolicy?: { peer: string; why: string }): void {
+    const r = outsource(book, job, byPolicy);
+    log.info({ jobId: job.id, peer: r.peer, bundleId: r.bundleId, ...(r.why !== undefined ? { policy: r.why } : {}) }, 'job outsourced');
     jobEvent(job, 'outsourced');
+  }
+
+  /**
+   * The site's policy sends a job no local host can render to a peer: the `outsource` record
+   * first (a restarted scheduler keeps it sent), then as for a job that named the site. A job
+   * cancelled meanwhile stays here, cancelled.
+   */
+  async function sendByPolicy(job: Job, peer: string, why: string): Promise<void> {
+    await journal!.append({ v: PROTOCOL_MAJOR, kind: 'outsource', jobId: job.id, peer, why, at: now() }, `outsource-${job.id}`);
+    if (job.remote || book.isFinished(job)) return;
+    sendOut(job, { peer, why });
   }
 
   /**
@@ -559,7 +582,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
 
   async function dispatchRound(): Promise<void> {
-    const jobs = book.queue().slice(0, ROUND_JOBS);
+    let jobs = book.queue().slice(0, ROUND_JOBS);
     if (jobs.length === 0) return;
     const byProfile = new Map<string, Job>();
     for (const j of jobs) if (!byProfile.has(j.profileKey)) byProfile.set(j.profileKey, j);
@@ -580,9 +603,32 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (registryDown) {
       for (const j of jobs) if (!matches.has(j.profileKey) && j.runningTasks === 0) setWaiting(j, { kind: 'registry', text: 'the resource registry is not answering' });
     }
+    // the site's policy: jobs no local host can render go to a peer before the round (outsource-policy.ts)
+    const kept = new Map<Job, string>();
+    const sends: Promise<void>[] = [];
+    if (policy.length > 0) {
+      const t = now();
+      for (const j of jobs) {
+        const m = matches.get(j.profileKey);
+        if (!noLocalHost(m)) unrenderableSince.delete(j);
+        else if (!unrenderableSince.has(j)) unrenderableSince.set(j, t);
+        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers());
+        if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
+        else if (v) kept.set(j, v.keep);
+      }
+    }
+    if (sends.length > 0) {
+      await Promise.all(sends);
+      // while the records were written, jobs may have gone out, ended, or been paused: the queue as it is now
+      const queued = new Set(book.queue());
+      jobs = jobs.filter((j) => queued.has(j));
+    }
     const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
     const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
-    for (const [job, reason] of plan.waiting) setWaiting(job, reason);
+    for (const [job, reason] of plan.waiting) {
+      const keep = kept.get(job);
+      setWaiting(job, keep !== undefined && reason.kind === 'no-match' ? withPolicyNote(reason, keep) : reason);
+    }
     // the leases are in the book already: the round does not wait for the hosts' answers (one
     // slow host would hold up every other dispatch for the whole timeout)
     for (const [host, list] of plan.byHost) void sendAssignments(host, list, firstStarts);

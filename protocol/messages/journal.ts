@@ -4,7 +4,7 @@ import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
-import { RemoteRecord } from './outsource.ts';
+import { OutsourceRecord, RemoteRecord } from './outsource.ts';
 import { JobOrigin } from './intake.ts';
 
 /** A task's ended attempt (done, or failed: retried or for good). */
@@ -37,8 +37,8 @@ export const TaskRecord = Type.Object({
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, remote
- * (and batch: several task records in one message, JournalEntry).
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, remote,
+ * outsource (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
   /** `origin`: a peer's job, submitted by the intake (sched.intake). */
@@ -48,6 +48,7 @@ export const JournalRecord = Type.Union([
   LimitRecord,
   ShareRecord,
   RemoteRecord,
+  OutsourceRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

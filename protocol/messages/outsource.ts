@@ -82,6 +82,11 @@ export const OutsourceSummary = Type.Object({
   bill: Type.Optional(BillSummary),
   /** When the last news came. */
   heardAt: Type.Optional(Millis),
+  /**
+   * Why it went there when its description named no site: the site's policy sent it because no
+   * local host could render it (`--outsource-unrenderable`; absent for a job that said `site`).
+   */
+  why: Type.Optional(Type.String()),
 });
 export type OutsourceSummary = Static<typeof OutsourceSummary>;
 
@@ -95,3 +100,19 @@ export const RemoteRecord = Type.Object({
   at: Millis,
 });
 export type RemoteRecord = Static<typeof RemoteRecord>;
+
+/**
+ * Journal record: a job that named no site, sent to `peer` by the site's policy because no local
+ * host could render it (actors/scheduler/outsource-policy.ts). From then on it is outsourced
+ * exactly as if it had said `site: <peer>`; a replay applies it again.
+ */
+export const OutsourceRecord = Type.Object({
+  v: V,
+  kind: Type.Literal('outsource'),
+  jobId: Token,
+  peer: Token,
+  /** Why, for people: what the registry said of the local hosts. */
+  why: Type.String({ maxLength: 2000 }),
+  at: Millis,
+});
+export type OutsourceRecord = Static<typeof OutsourceRecord>;

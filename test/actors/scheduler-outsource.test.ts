@@ -13,7 +13,7 @@ function bookWith(spec: Partial<JobSpec> = {}, id = 'j1'): { book: JobBook; job:
   const book = new JobBook();
   const s = aJobSpec({ site: 'v1', ...spec });
   const job = book.add(id, s, prepareJob(s), T0);
-  if (shouldOutsource(book, job)) outsource(job);
+  if (shouldOutsource(book, job)) outsource(book, job);
   return { book, job };
 }
 

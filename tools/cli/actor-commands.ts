@@ -30,7 +30,7 @@ export async function registryCommand(c: CommandContext): Promise<number> {
 
 /** `renderbus scheduler`: the scheduler alone, against the farm's NATS. */
 export async function schedulerCommand(c: CommandContext<SchedulerFlags>): Promise<number> {
-  const settings = schedulerSettings(c.opts); // bad flags fail before anything connects
+  const settings = schedulerSettings(c.opts, c.globals.site); // bad flags fail before anything connects
   return runActor(c, Role.Scheduler, async (nc, site, log) => {
     const { startScheduler } = await import('../../actors/scheduler/index.ts');
     return startScheduler({ nc, site, log, ...settings });

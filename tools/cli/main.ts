@@ -60,7 +60,7 @@ export const defaultHandlers: Handlers = {
   site: async (c) => (await import('./site.ts')).siteCommand(c as CommandContext<SiteOptions>),
 };
 
-/** Adds the scheduler's flags (queue limits, retention, linked peers), which `up` takes too. */
+/** Adds the scheduler's flags (queue limits, retention, linked peers, the outsourcing policy), which `up` takes too. */
 function withSchedulerFlags(cmd: Command): Command {
   return cmd
     .option('--max-site-frames <n>', SCHEDULER_FLAG_HELP.maxSiteFrames)
@@ -68,7 +68,8 @@ function withSchedulerFlags(cmd: Command): Command {
     .option('--max-job-frames <n>', SCHEDULER_FLAG_HELP.maxJobFrames)
     .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
     .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
-    .option('--peers <sites>', SCHEDULER_FLAG_HELP.peers);
+    .option('--peers <sites>', SCHEDULER_FLAG_HELP.peers)
+    .option('--outsource-unrenderable <peers>', SCHEDULER_FLAG_HELP.outsourceUnrenderable);
 }
 
 function version(): string {

@@ -12,6 +12,7 @@ export interface SchedulerFlags {
   keepJobs?: string;
   keepHours?: string;
   peers?: string;
+  outsourceUnrenderable?: string;
 }
 
 const n = (v: number) => v.toLocaleString('en');
@@ -24,10 +25,27 @@ export const SCHEDULER_FLAG_HELP = {
   keepJobs: `finished jobs kept in the scheduler's memory, the latest ones; older ones are read back from the journal when asked for (default: ${n(DEFAULT_RETENTION.keepJobs)})`,
   keepHours: `hours a finished job stays in the scheduler's memory at most (default: ${DEFAULT_RETENTION.keepMs / 3_600_000})`,
   peers: "the site's linked peers, comma-separated (e.g. v1,v2): a job whose `site` names one is sent there (docs/federation.md); a job naming any other site is refused (default: none)",
+  outsourceUnrenderable: "the site's policy for a job that names no site and that no host here can render (the registry matches none): send it to the first of these linked peers, comma-separated in order of preference (e.g. v1,v2), as if it said `site` (docs/federation.md, \"Outsourcing by policy\"); without it such a job waits (default: none)",
 } as const;
 
-/** The scheduler's settings from its flags. Throws UsageError naming the flag. */
-export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers'> {
+const SITE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** A comma-separated list of site names (`--peers`, `--outsource-unrenderable`). Throws UsageError naming the flag. */
+function siteList(flag: string, value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const bad = names.find((p) => !SITE_NAME.test(p));
+  if (bad !== undefined) throw new UsageError(`${flag}: '${bad}' is not a site name (a-z, 0-9, '-', '_', at most 64)`);
+  const twice = names.find((p, i) => names.indexOf(p) !== i);
+  if (twice !== undefined) throw new UsageError(`${flag}: '${twice}' is named twice`);
+  return names;
+}
+
+/**
+ * The scheduler's settings from its flags. Throws UsageError naming the flag. `site`, when known,
+ * is the site's own name: the policy may not name it.
+ */
+export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable'> {
   const frames = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseCount(flag, v, { min: 1, max: 1_000_000_000 }));
   const limits = {
     siteFrames: frames('--max-site-frames', flags.maxSiteFrames),
@@ -40,8 +58,14 @@ export function schedulerSettings(flags: SchedulerFlags): Pick<SchedulerOptions,
     keepMs: flags.keepHours === undefined ? undefined : parseCount('--keep-hours', flags.keepHours, { min: 0, max: 100_000 }) * 3_600_000,
   };
   const set = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
-  const peers = flags.peers === undefined ? [] : flags.peers.split(',').map((p) => p.trim()).filter((p) => p !== '');
-  const badPeer = peers.find((p) => !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(p));
-  if (badPeer !== undefined) throw new UsageError(`--peers: '${badPeer}' is not a site name (a-z, 0-9, '-', '_', at most 64)`);
-  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}) };
+  const peers = siteList('--peers', flags.peers) ?? [];
+  const policy = siteList('--outsource-unrenderable', flags.outsourceUnrenderable);
+  if (policy !== undefined) {
+    if (policy.length === 0) throw new UsageError('--outsource-unrenderable: name at least one peer (e.g. v1, or v1,v2 in order of preference)');
+    if (site !== undefined && policy.includes(site)) throw new UsageError(`--outsource-unrenderable: '${site}' is this site itself; name the peers to send to`);
+    // with a fixed list of peers, a policy peer outside it is a mistake; a linked site's peers change while it runs
+    const unknown = flags.peers === undefined ? undefined : policy.find((p) => !peers.includes(p));
+    if (unknown !== undefined) throw new UsageError(`--outsource-unrenderable: '${unknown}' is not one of --peers (${peers.join(', ') || 'none'})`);
+  }
+  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}), ...(policy ? { outsourceUnrenderable: policy } : {}) };
 }

@@ -10,7 +10,9 @@ const html = htm.bind(h);
 
 // --- the live store: jobs, hosts and spans from the stream; frame changes go to listeners -----
 
-/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number, inHand?: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string }} Job */
+/** @typedef {{ site: string, state: string, back: number, remoteJob?: string, reason?: string, heardAt?: number, why?: string, counts?: { running: number }, bill?: { currency: string, amountMinor: number, frames: number, signed: boolean } }} Outsourced */
+/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number, inHand?: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string, outsourced?: Outsourced, origin?: { site: string, job: string } }} Job */
+/** @typedef {{ peer: string, state: string, since: number, rttMs?: number, lastHelloAt?: number, outgoing: { bundles: number, bytes: number }, incoming: { bundles: number, bytes: number }, reason?: string }} Link */
 /** @typedef {{ id: number, host: string, slot: number, jobId: string, attempt: number, frames: number[], start: number, end?: number, outcome?: string }} Span */
 
 const store = {
@@ -19,6 +21,7 @@ const store = {
   /** @type {Map<string, Job & { heardAt: number }>} */ jobs: new Map(),
   /** @type {Map<string, any>} */ hosts: new Map(),
   /** @type {Map<number, Span>} */ spans: new Map(),
+  /** The site's links (`link.status`), once its link service answered: `{ answered, links }`. @type {{ answered: boolean, links: Link[] } | null} */ sites: null,
   /** Bumped whenever the stream brought a full state (the job page reloads its frames). */
   epoch: 0,
   /** @type {Set<() => void>} */ listeners: new Set(),
@@ -44,8 +47,10 @@ function applyDelta(/** @type {any} */ d) {
     store.jobs.clear();
     store.hosts.clear();
     store.spans.clear();
+    store.sites = null;
     store.epoch++;
   }
+  if (d.sites) store.sites = d.sites;
   for (const j of d.jobs) store.jobs.set(j.jobId, { ...j, heardAt: now });
   for (const id of d.removedJobs) store.jobs.delete(id);
   for (const host of d.hosts) store.hosts.set(host.host, host);
@@ -198,6 +203,59 @@ function jobColour(/** @type {string} */ jobId) {
   return `hsl(${hash % 360} 55% 55%)`;
 }
 
+const bytes = (/** @type {number} */ n) => (n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+
+// --- federation: jobs sent to a peer, jobs a peer sent us, the links -----------------------------
+
+/** Where an outsourced job stands at the peer, in a few words (the CLI's `outsourceReason`, shorter). */
+const THERE = { sent: 'bundle on its way', accepted: 'queued there', rejected: 'refused there', started: 'rendering there', progress: 'rendering there', done: 'done there, frames coming back', failed: 'failed there', cancelled: 'cancelled there' };
+
+/** "outsourced to v1 · 3/8 frames back · rendering there", or "from v1 · their job X": what `renderbus jobs` says of the job's site. */
+function SiteCell({ job }) {
+  const o = job.outsourced;
+  if (o) {
+    return html`<span class="fed out" data-outsourced=${o.site}>outsourced to <strong>${o.site}</strong> · <span class="num" data-back=${o.back}>${o.back}/${job.counts.total} frames back</span>${ENDED.has(job.state) ? '' : html` · <small>${THERE[o.state] ?? o.state}${o.counts?.running ? `, ${o.counts.running} rendering` : ''}</small>`}</span>`;
+  }
+  if (job.origin) return html`<span class="fed in" data-origin=${job.origin.site}>from <strong>${job.origin.site}</strong> · <small>their job ${job.origin.job}</small></span>`;
+  return '';
+}
+
+/** The job page's line on its site: the peer's state, its job id there, the last news, why it went, the bill. */
+function SiteLine({ job }) {
+  const o = job.outsourced;
+  if (o) {
+    const bill = o.bill ? `; bill ${(o.bill.amountMinor / 100).toFixed(2)} ${o.bill.currency} for ${o.bill.frames} frames, ${o.bill.signed ? `signed by ${o.site}` : 'NOT signed'}` : '';
+    return html`<p class="site-line" data-site-line="outsourced">outsourced to <strong>${o.site}</strong>: ${THERE[o.state] ?? o.state}${o.remoteJob ? ` (their job ${o.remoteJob})` : ''}, ${o.back}/${job.counts.total} frames back${o.reason ? ` (${o.reason})` : ''}${o.heardAt ? `; last news ${duration(Date.now() - o.heardAt)} ago` : '; nothing heard yet'}${bill}${o.why ? html`<br /><span data-why>sent by the site's policy: ${o.why}</span>` : ''}</p>`;
+  }
+  if (job.origin) return html`<p class="site-line" data-site-line="origin">from <strong>${job.origin.site}</strong>, their job ${job.origin.job}: rendered here for them, its frames and bill go back to ${job.origin.site}</p>`;
+  return null;
+}
+
+/** The linked peers (`renderbus sites`): link state, round trip, what waits either way, jobs each way. Only on a site with peers. */
+function SitesPanel() {
+  const s = useStore();
+  const sites = s.sites;
+  if (!sites || sites.links.length === 0) return null;
+  const jobs = [...s.jobs.values()].filter((j) => !ENDED.has(j.state));
+  const backlog = (/** @type {{ bundles: number, bytes: number }} */ b) => (b.bundles === 0 ? '-' : `${b.bundles} bundle${b.bundles === 1 ? '' : 's'}, ${bytes(b.bytes)}`);
+  return html`<section class="sites" data-sites>
+    <h3>Sites ${sites.answered ? '' : html`<small class="bad">the link service did not answer: as it last said</small>`}</h3>
+    <table>
+      <thead><tr><th>peer</th><th>link</th><th>since</th><th>round trip</th><th>waiting out</th><th>waiting in</th><th>jobs sent there</th><th>jobs from there</th></tr></thead>
+      <tbody>${sites.links.map((l) => html`<tr key=${l.peer} data-peer=${l.peer}>
+        <td>${l.peer}</td>
+        <td><span class=${`link link-${l.state}`} data-link-state=${l.state} title=${l.reason ?? ''}>${l.state}</span></td>
+        <td>${duration(Date.now() - l.since)} ago</td>
+        <td class="num" data-rtt>${l.rttMs !== undefined ? `${l.rttMs.toFixed(l.rttMs < 10 ? 1 : 0)} ms` : '-'}</td>
+        <td class="num" data-waiting-out>${backlog(l.outgoing)}</td>
+        <td class="num" data-waiting-in>${backlog(l.incoming)}</td>
+        <td class="num" data-jobs-out>${jobs.filter((j) => j.outsourced?.site === l.peer).length}</td>
+        <td class="num" data-jobs-in>${jobs.filter((j) => j.origin?.site === l.peer).length}</td>
+      </tr>`)}</tbody>
+    </table>
+  </section>`;
+}
+
 // --- components -----------------------------------------------------------------------------
 
 function StateBadge({ state }) {
@@ -229,16 +287,18 @@ function JobsView() {
   const s = useStore();
   useTicker(1000);
   const jobs = [...s.jobs.values()].sort((a, b) => Number(ENDED.has(a.state)) - Number(ENDED.has(b.state)) || b.submittedAt - a.submittedAt);
-  if (jobs.length === 0) return html`<p class="empty">No jobs on site ${s.site}. Submit one: <code>renderbus submit job.json</code></p>`;
-  return html`<table class="jobs">
-    <thead><tr><th>job</th><th>name</th><th>user</th><th>project</th><th>prio</th><th>state</th><th>progress</th><th>frames</th><th></th></tr></thead>
+  if (jobs.length === 0) return html`<${SitesPanel} /><p class="empty">No jobs on site ${s.site}. Submit one: <code>renderbus submit job.json</code></p>`;
+  const fed = jobs.some((j) => j.outsourced || j.origin);
+  return html`<${SitesPanel} /><table class="jobs">
+    <thead><tr><th>job</th><th>name</th><th>user</th><th>project</th><th>prio</th><th>state</th><th>progress</th><th>frames</th>${fed ? html`<th>site</th>` : ''}<th></th></tr></thead>
     <tbody>${jobs.map((j) => html`<tr key=${j.jobId} data-job=${j.jobId}>
       <td><a href=${`#/job/${j.jobId}`}>${j.jobId}</a></td>
       <td>${j.name}</td><td>${j.user}</td><td>${j.project}</td><td>${j.priority}</td>
       <td><${StateBadge} state=${j.state} /></td>
       <td><${Progress} counts=${j.counts} /></td>
       <td class="num" data-done=${j.counts.done}>${j.counts.done}/${j.counts.total}${j.counts.failed > 0 ? html` <span class="bad">${j.counts.failed} failed</span>` : ''}</td>
-      <td class="why">${eta(j)}${j.waiting && !ENDED.has(j.state) ? html`<span title=${j.waiting}>${j.waiting}</span>` : ''}</td>
+      ${fed ? html`<td class="site"><${SiteCell} job=${j} /></td>` : ''}
+      <td class="why">${eta(j)}${j.outsourced ? (j.outsourced.why && !ENDED.has(j.state) ? html`<span title=${j.waiting ?? ''}>sent by the site's policy: ${j.outsourced.why}</span>` : '') : j.waiting && !ENDED.has(j.state) ? html`<span title=${j.waiting}>${j.waiting}</span>` : ''}</td>
     </tr>`)}</tbody>
   </table>`;
 }
@@ -397,7 +457,8 @@ function JobPage({ jobId }) {
         <span class="num">${job.counts.done}/${job.counts.total} done${job.counts.running ? `, ${job.counts.running} running` : ''}${job.counts.inHand ? `, ${job.counts.inHand} in hand` : ''}${job.counts.failed ? `, ${job.counts.failed} failed` : ''}</span>
         <span>${eta(job)}</span>
       </div>
-      ${job.waiting && !ENDED.has(job.state) ? html`<p class="why">waiting: ${job.waiting}</p>` : ''}
+      <${SiteLine} job=${job} />
+      ${job.waiting && !ENDED.has(job.state) && !job.outsourced ? html`<p class="why">waiting: ${job.waiting}</p>` : ''}
       <${Actions} job=${job} onDone=${(/** @type {Job} */ j) => { s.jobs.set(j.jobId, { ...j, heardAt: Date.now() }); changed(); }} />
     </header>
     <div class="job-body">

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -12,13 +12,13 @@ import {
 } from '../../protocol/index.ts';
 import { DEFAULT_BUNDLE_LIMITS } from '../bundles/index.ts';
 import { PeerCas } from '../cas/index.ts';
-import { bundleFileName, dropFile, ensureHotFolders, HotFolderWatcher, type HotFile, type HotFolderDirs } from '../hotfolders/index.ts';
+import { bundleFileName, ensureHotFolders, HotFolderWatcher, type HotFile, type HotFolderDirs } from '../hotfolders/index.ts';
 import type { SiteKey } from './site-key.ts';
 import { prepareOutgoing, type OutgoingBundle } from './bundle-send.ts';
-import { rebuildBundle } from './bundle-rebuild.ts';
 import { linkMachine, reportedState } from './link-machine.ts';
 import { ensureLinkStreams, INBOX_CONSUMER, inboxHealth, originSeq, outboxSeq, recreateInbox } from './link-streams.ts';
 import { checkLayout, layoutSize, type TarEntry } from './tar-layout.ts';
+import { TarUnderWay } from './tar-under-way.ts';
 import { acceptChunk, bundleKey, CHUNK, MAX_RESENDS, planChunks, WINDOW, type BlobAssembly } from './transfer-plan.ts';
 
 export interface PeerLinkOptions {
@@ -57,7 +57,9 @@ interface Receiving {
   msg: LinkManifest;
   blobs: Map<string, number>;
   entries: TarEntry[];
-  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string }>;
+  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string; hash: Hash | undefined; next: number }>;
+  /** The tar being written as the blobs arrive (opened with the first blob or at the end). */
+  tar: Promise<TarUnderWay> | undefined;
   /** Whole blobs being verified into the store. */
   landing: Set<Promise<void>>;
   landingBlobs: Set<string>;
@@ -114,6 +116,9 @@ export class PeerLink {
     for (const n of await readdir(this.cas.tempDir)) if (n.endsWith(ASM)) await rm(join(this.cas.tempDir, n), { force: true });
     this.stateDir = join(dataDir, 'fed', 'links', peer, 'in');
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    // a tar under way whose bundle is no longer being received (done, or refused) is a leftover
+    const state = await readdir(this.stateDir);
+    for (const n of state) if (n.endsWith('.tar') && !state.includes(n.replace(/\.tar$/, '.manifest'))) await rm(join(this.stateDir, n), { force: true });
     this.jsm = await jetstreamManager(this.o.dmz);
     this.js = jetstream(this.o.dmz);
     await ensureLinkStreams(this.jsm, site, peer);
@@ -177,6 +182,7 @@ export class PeerLink {
     for (const r of this.receiving.values()) {
       await Promise.all(r.landing);
       for (const a of r.asm.values()) await a.fh.close().catch(() => {});
+      await r.tar?.then((t) => t.close(), () => {});
     }
   }
 
@@ -374,6 +380,7 @@ export class PeerLink {
       r.asm = old.asm; // blobs under way keep their chunks
       r.landing = old.landing;
       r.landingBlobs = old.landingBlobs;
+      r.tar = old.tar;
     }
     this.receiving.set(key, r);
     this.updateWork();
@@ -401,7 +408,7 @@ export class PeerLink {
     }
     const entries = checkLayout(headers, { manifestSize: msg.manifest.length, ...(msg.signature ? { signatureSize: msg.signature.length } : {}), blobs });
     if (layoutSize(entries, msg.trailer) !== msg.size) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: its layout adds up to ${layoutSize(entries, msg.trailer)} bytes, not ${msg.size}`);
-    return { key, msg, blobs, entries, asm: new Map(), landing: new Set(), landingBlobs: new Set(), bytesIn: 0 };
+    return { key, msg, blobs, entries, asm: new Map(), tar: undefined, landing: new Set(), landingBlobs: new Set(), bytesIn: 0 };
   }
 
   private async receivingOf(key: string): Promise<Receiving | undefined> {
@@ -428,21 +435,35 @@ export class PeerLink {
       // already stored, or being verified into the store: a resend crossing a late chunk
       if (r.landingBlobs.has(sha256) || (await this.cas.has([sha256])).length === 0) return;
       const path = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
-      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path };
+      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path, hash: createHash('sha256'), next: 0 };
       r.asm.set(sha256, a);
     }
     const v = acceptChunk(a, offset, m.data.length);
     if (!v.ok) throw v.error;
-    if (!v.duplicate && m.data.length > 0) await a.fh.write(m.data, 0, m.data.length, offset);
+    if (!v.duplicate && m.data.length > 0) {
+      // chunks come in order (one sender, one stream): hashed as they come, the blob is not read
+      // again to be verified; one out of order (a resend) leaves that to the store
+      if (a.hash && offset === a.next) {
+        a.hash.update(m.data);
+        a.next += m.data.length;
+      } else {
+        a.hash = undefined;
+      }
+      const tar = await this.tarOf(r);
+      await Promise.all([a.fh.write(m.data, 0, m.data.length, offset), tar.write(sha256, offset, m.data)]);
+    }
     if (!v.complete) return;
     r.asm.delete(sha256);
+    const digest = a.hash && a.next === size ? a.hash.digest('hex') : undefined;
     // hashing and fsyncing a large blob takes a while on a busy disk: the inbox keeps being read
     // meanwhile, and `end` waits for every blob still landing (a crash before it lands only makes
     // it missing, and the receipt asks for it again)
     const fh = a.fh;
     const landing = (async () => {
       await fh.close();
-      await this.cas.adopt(a.path, sha256, size, { deferDirSync: true });
+      const { stored } = await this.cas.adopt(a.path, sha256, size, { deferDirSync: true, ...(digest ? { digest } : {}) });
+      // the tar got the same bytes as the file the store verified (a blob already stored was not checked: copied at the end)
+      if (stored) (await this.tarOf(r)).markWhole(sha256);
     })().catch((err: unknown) => {
       // a hash or size mismatch: refused and removed; the receipt asks for it again
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');
@@ -482,6 +503,7 @@ export class PeerLink {
       this.log.warn({ err: e, bundleId: r.msg.bundleId }, 'bundle could not be placed');
       receipt = this.receipt({ bundleId: r.msg.bundleId, ok: false, missing: [], error: e.toWire() });
     }
+    await r.tar?.then((t) => t.discard(), () => {}); // placed (its name removed already) or refused
     await writeAtomic(join(this.stateDir, `${key}.done`), receipt);
     await rm(join(this.stateDir, `${key}.manifest`), { force: true });
     this.receiving.delete(key);
@@ -489,13 +511,23 @@ export class PeerLink {
     await this.publish(key, 'receipt', receipt);
   }
 
-  /** Writes incoming/<peer>/<name> from the store (`.part`, then the name): once, never over another. */
+  /** Writes incoming/<peer>/<name>: the tar under way completed from the store, then linked in; once, never over another. */
   private async materialize(r: Receiving): Promise<void> {
     const final = join(this.dirs.incoming, r.msg.name);
     const there = await stat(final).catch(() => undefined);
     // a restart between the drop and the done mark: the bundle is already in place
     if (there && there.size === r.msg.size) return;
-    await dropFile(this.dirs.incoming, r.msg.name, rebuildBundle({ entries: r.entries, manifestBytes: r.msg.manifest, ...(r.msg.signature ? { signature: r.msg.signature } : {}), trailer: r.msg.trailer, cas: this.cas }));
+    await (await this.tarOf(r)).finish(this.cas, this.dirs.incoming, r.msg.name);
+  }
+
+  /** The tar under way of a bundle being received (`<data>/fed/links/<peer>/in/<key>.tar`), opened once. */
+  private tarOf(r: Receiving): Promise<TarUnderWay> {
+    if (!r.tar) {
+      const opening = TarUnderWay.open(join(this.stateDir, `${r.key}.tar`), { entries: r.entries, manifestBytes: r.msg.manifest, ...(r.msg.signature ? { signature: r.msg.signature } : {}), size: r.msg.size });
+      r.tar = opening;
+      opening.catch(() => { if (r.tar === opening) r.tar = undefined; }); // the next caller tries again
+    }
+    return r.tar;
   }
 
   private async doneReceipt(key: string): Promise<Uint8Array | undefined> {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -57,7 +57,8 @@ interface Receiving {
   msg: LinkManifest;
   blobs: Map<string, number>;
   entries: TarEntry[];
-  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string; hash: Hash | undefined; next: number }>;
+  /** Blobs whose chunks are arriving: their writes into the tar, and their hash while they come in order. */
+  asm: Map<string, BlobAssembly & { writes: Promise<void>[]; failed?: unknown; hash: Hash | undefined; next: number }>;
   /** The tar being written as the blobs arrive (opened with the first blob or at the end). */
   tar: Promise<TarUnderWay> | undefined;
   /** Whole blobs being verified into the store. */
@@ -69,6 +70,8 @@ interface Receiving {
 const RECEIVER_LIMIT_BLOBS = 20_000;
 /** Suffix of a blob being assembled in the store's temp folder. */
 const ASM = '.asm';
+/** Chunk writes into the tar under way not yet finished, at most (each holds its message's bytes). */
+const WRITES_IN_FLIGHT = 32;
 
 /**
  * One peer's link, bound to NATS, the peer's content store and its hot folders (docs/federation.md,
@@ -92,6 +95,7 @@ export class PeerLink {
   private readonly sending = new Map<string, Sending>();
   private readonly receiving = new Map<string, Receiving>();
   private attempts = 0;
+  private readonly writing: Promise<void>[] = [];
   private lastOriginSeq = 0;
   private outSeq = 0;
   private rttMs: number | undefined;
@@ -181,7 +185,7 @@ export class PeerLink {
     await this.consuming;
     for (const r of this.receiving.values()) {
       await Promise.all(r.landing);
-      for (const a of r.asm.values()) await a.fh.close().catch(() => {});
+      for (const a of r.asm.values()) await Promise.all(a.writes);
       await r.tar?.then((t) => t.close(), () => {});
     }
   }
@@ -434,36 +438,47 @@ export class PeerLink {
     if (!a) {
       // already stored, or being verified into the store: a resend crossing a late chunk
       if (r.landingBlobs.has(sha256) || (await this.cas.has([sha256])).length === 0) return;
-      const path = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
-      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path, hash: createHash('sha256'), next: 0 };
+      a = { sha256, size, got: new Set(), writes: [], hash: createHash('sha256'), next: 0 };
       r.asm.set(sha256, a);
     }
     const v = acceptChunk(a, offset, m.data.length);
     if (!v.ok) throw v.error;
     if (!v.duplicate && m.data.length > 0) {
       // chunks come in order (one sender, one stream): hashed as they come, the blob is not read
-      // again to be verified; one out of order (a resend) leaves that to the store
+      // again to be verified; one out of order (a resend) is hashed when it is copied out below
       if (a.hash && offset === a.next) {
         a.hash.update(m.data);
         a.next += m.data.length;
       } else {
         a.hash = undefined;
       }
-      const tar = await this.tarOf(r);
-      await Promise.all([a.fh.write(m.data, 0, m.data.length, offset), tar.write(sha256, offset, m.data)]);
+      // written at its place in the tar, not awaited: the inbox goes on (a crash loses the
+      // blob's chunks, which were never more than a blob under way: the receipt asks for it again)
+      const blob = a;
+      const w = (await this.tarOf(r)).write(sha256, offset, m.data).catch((err: unknown) => { blob.failed ??= err; });
+      a.writes.push(w);
+      this.writing.push(w);
+      if (this.writing.length > WRITES_IN_FLIGHT) await this.writing.shift();
     }
     if (!v.complete) return;
     r.asm.delete(sha256);
     const digest = a.hash && a.next === size ? a.hash.digest('hex') : undefined;
-    // hashing and fsyncing a large blob takes a while on a busy disk: the inbox keeps being read
-    // meanwhile, and `end` waits for every blob still landing (a crash before it lands only makes
-    // it missing, and the receipt asks for it again)
-    const fh = a.fh;
+    // copying it into the store, hashing and fsyncing a large blob takes a while on a busy disk:
+    // the inbox keeps being read meanwhile, and `end` waits for every blob still landing (a crash
+    // before it lands only makes it missing, and the receipt asks for it again)
+    const done = a;
     const landing = (async () => {
-      await fh.close();
-      const { stored } = await this.cas.adopt(a.path, sha256, size, { deferDirSync: true, ...(digest ? { digest } : {}) });
-      // the tar got the same bytes as the file the store verified (a blob already stored was not checked: copied at the end)
-      if (stored) (await this.tarOf(r)).markWhole(sha256);
+      await Promise.all(done.writes);
+      if (done.failed) throw done.failed;
+      const tar = await this.tarOf(r);
+      const tmp = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
+      const got = (await tar.extract(sha256, size, tmp, digest === undefined)) ?? digest;
+      if (got !== sha256) {
+        await rm(tmp, { force: true });
+        throw new FarmError('RB_BAD_BLOB', `blob ${sha256}: its ${size} bytes hash to ${got}`);
+      }
+      await this.cas.adopt(tmp, sha256, size, { deferDirSync: true, digest: got });
+      tar.markWhole(sha256); // the tar's bytes for it are the ones just verified
     })().catch((err: unknown) => {
       // a hash or size mismatch: refused and removed; the receipt asks for it again
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -57,8 +57,8 @@ interface Receiving {
   msg: LinkManifest;
   blobs: Map<string, number>;
   entries: TarEntry[];
-  /** Blobs whose chunks are arriving: their writes into the tar, and their hash while they come in order. */
-  asm: Map<string, BlobAssembly & { writes: Promise<void>[]; failed?: unknown; hash: Hash | undefined; next: number }>;
+  /** Blobs whose chunks are arriving: their file for the store, the writes into it and the tar, their hash while they come in order. */
+  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string; writes: Promise<void>[]; failed?: unknown; hash: Hash | undefined; next: number }>;
   /** The tar being written as the blobs arrive (opened with the first blob or at the end). */
   tar: Promise<TarUnderWay> | undefined;
   /** Whole blobs being verified into the store. */
@@ -185,7 +185,10 @@ export class PeerLink {
     await this.consuming;
     for (const r of this.receiving.values()) {
       await Promise.all(r.landing);
-      for (const a of r.asm.values()) await Promise.all(a.writes);
+      for (const a of r.asm.values()) {
+        await Promise.all(a.writes);
+        await a.fh.close().catch(() => {});
+      }
       await r.tar?.then((t) => t.close(), () => {});
     }
   }
@@ -438,24 +441,27 @@ export class PeerLink {
     if (!a) {
       // already stored, or being verified into the store: a resend crossing a late chunk
       if (r.landingBlobs.has(sha256) || (await this.cas.has([sha256])).length === 0) return;
-      a = { sha256, size, got: new Set(), writes: [], hash: createHash('sha256'), next: 0 };
+      const path = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
+      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path, writes: [], hash: createHash('sha256'), next: 0 };
       r.asm.set(sha256, a);
     }
     const v = acceptChunk(a, offset, m.data.length);
     if (!v.ok) throw v.error;
     if (!v.duplicate && m.data.length > 0) {
       // chunks come in order (one sender, one stream): hashed as they come, the blob is not read
-      // again to be verified; one out of order (a resend) is hashed when it is copied out below
+      // again to be verified; one out of order (a resend) leaves that to the store
       if (a.hash && offset === a.next) {
         a.hash.update(m.data);
         a.next += m.data.length;
       } else {
         a.hash = undefined;
       }
-      // written at its place in the tar, not awaited: the inbox goes on (a crash loses the
-      // blob's chunks, which were never more than a blob under way: the receipt asks for it again)
+      // written into the blob's file and at its place in the tar, not awaited: the inbox goes on
+      // (a crash loses the blob's chunks, which were never more than a blob under way: the
+      // receipt asks for it again)
       const blob = a;
-      const w = (await this.tarOf(r)).write(sha256, offset, m.data).catch((err: unknown) => { blob.failed ??= err; });
+      const tar = await this.tarOf(r);
+      const w = Promise.all([a.fh.write(m.data, 0, m.data.length, offset), tar.write(sha256, offset, m.data)]).then(() => {}, (err: unknown) => { blob.failed ??= err; });
       a.writes.push(w);
       this.writing.push(w);
       if (this.writing.length > WRITES_IN_FLIGHT) await this.writing.shift();
@@ -463,22 +469,20 @@ export class PeerLink {
     if (!v.complete) return;
     r.asm.delete(sha256);
     const digest = a.hash && a.next === size ? a.hash.digest('hex') : undefined;
-    // copying it into the store, hashing and fsyncing a large blob takes a while on a busy disk:
-    // the inbox keeps being read meanwhile, and `end` waits for every blob still landing (a crash
-    // before it lands only makes it missing, and the receipt asks for it again)
+    // fsyncing a large blob (and hashing one that came out of order) takes a while on a busy
+    // disk: the inbox keeps being read meanwhile, and `end` waits for every blob still landing (a
+    // crash before it lands only makes it missing, and the receipt asks for it again)
     const done = a;
     const landing = (async () => {
       await Promise.all(done.writes);
-      if (done.failed) throw done.failed;
-      const tar = await this.tarOf(r);
-      const tmp = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
-      const got = (await tar.extract(sha256, size, tmp, digest === undefined)) ?? digest;
-      if (got !== sha256) {
-        await rm(tmp, { force: true });
-        throw new FarmError('RB_BAD_BLOB', `blob ${sha256}: its ${size} bytes hash to ${got}`);
+      await done.fh.close();
+      if (done.failed) {
+        await rm(done.path, { force: true });
+        throw done.failed;
       }
-      await this.cas.adopt(tmp, sha256, size, { deferDirSync: true, digest: got });
-      tar.markWhole(sha256); // the tar's bytes for it are the ones just verified
+      const { stored } = await this.cas.adopt(done.path, sha256, size, { deferDirSync: true, ...(digest ? { digest } : {}) });
+      // the tar got the same bytes as the file the store just verified (one already stored was not checked: copied at the end)
+      if (stored) (await this.tarOf(r)).markWhole(sha256);
     })().catch((err: unknown) => {
       // a hash or size mismatch: refused and removed; the receipt asks for it again
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');
@@ -609,6 +613,10 @@ export class PeerLink {
     if (plan.refused.length > 0) this.log.warn({ bundleId: s.bundle.manifest.bundleId, refused: plan.refused.length }, 'peer wants blobs the bundle does not hold: refused');
     s.bytesTotal += plan.bytes;
     const window: Promise<unknown>[] = [];
+    // WINDOW + 1 buffers in turn: one is used again only once its publish was acknowledged (the
+    // window awaits all but the last WINDOW - 1), so 256 MB sent allocate 8 MB, not 256 MB to collect
+    const buffers: Buffer[] = [];
+    let sent = 0;
     let blobs = 0;
     const fh = await open(s.bundle.path, 'r');
     try {
@@ -620,7 +628,8 @@ export class PeerLink {
         for (let offset = 0; offset === 0 || offset < size; offset += CHUNK) {
           if (!this.sending.has(s.key)) return; // stopped or finished meanwhile
           const len = Math.min(CHUNK, size - offset);
-          const buf = Buffer.allocUnsafe(len);
+          const slot = sent++ % (WINDOW + 1);
+          const buf = (buffers[slot] ??= Buffer.allocUnsafe(CHUNK)).subarray(0, len);
           if (len > 0 && (await fh.read(buf, 0, len, start + offset)).bytesRead !== len) throw new FarmError('RB_BAD_BUNDLE', `${s.bundle.name} ends inside blob ${sha256}`);
           hash.update(buf);
           const h = natsHeaders();

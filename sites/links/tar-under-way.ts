@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { link, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FarmError } from '../../protocol/index.ts';
@@ -61,32 +60,7 @@ export class TarUnderWay {
     await this.fh.write(data, 0, data.length, start + offset);
   }
 
-  /**
-   * Copies blob `sha256`'s bytes from the tar into a new file `dest` (for the store); with `hash`,
-   * returns their sha256.
-   */
-  async extract(sha256: string, size: number, dest: string, hash: boolean): Promise<string | undefined> {
-    const start = this.starts.get(sha256);
-    if (start === undefined || !this.fh) throw new FarmError('RB_OUTPUT_FAILED', `${this.path}: no blob ${sha256} to copy`);
-    const digest = hash ? createHash('sha256') : undefined;
-    const out = await open(dest, 'wx', 0o600);
-    try {
-      const buf = Buffer.allocUnsafe(Math.min(size, 1 << 20));
-      for (let at = 0; at < size; ) {
-        const { bytesRead } = await this.fh.read(buf, 0, Math.min(buf.length, size - at), start + at);
-        if (bytesRead === 0) throw new FarmError('RB_OUTPUT_FAILED', `${this.path} ends inside blob ${sha256}`);
-        const piece = buf.subarray(0, bytesRead);
-        digest?.update(piece);
-        await out.write(piece, 0, bytesRead, at);
-        at += bytesRead;
-      }
-    } finally {
-      await out.close();
-    }
-    return digest?.digest('hex');
-  }
-
-  /** The blob's bytes in the tar are complete and verified. */
+  /** The blob's bytes in the tar are complete, and the store verified the same bytes. */
   markWhole(sha256: string): void {
     this.whole.add(sha256);
   }

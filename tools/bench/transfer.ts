@@ -106,7 +106,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
         if (!firstMbAt && n >= 1e6) firstMbAt = performance.now();
         if (!allAt && n >= payload) allAt = performance.now();
       }, 20);
-      const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
+      const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} studio put ${mb(services[0]!.status()[0]!.bytesOut)} MB, link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
       await waitUntil(`${name} receipted`, () => readdir(hotFolderDirs(f.hub.dir, 'v1').processed).then((n) => n.includes(name)), 600_000, 20);
       await cut;
       clearInterval(trace);

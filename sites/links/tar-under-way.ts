@@ -2,7 +2,7 @@ import { link, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path';
 import { FarmError } from '../../protocol/index.ts';
 import { syncDir, type PeerCas } from '../cas/index.ts';
-import { bundleFileName } from '../hotfolders/index.ts';
+import { bundleFileName, dropFile } from '../hotfolders/index.ts';
 import { BLOCK, padding, type TarEntry } from './tar-layout.ts';
 
 /**
@@ -90,6 +90,12 @@ export class TarUnderWay {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') throw new FarmError('RB_BAD_ARGUMENT', `${final} already exists: a bundle of that name is waiting`);
+      if (code === 'EXDEV') {
+        // the hot folders on another filesystem than the data folder: copied over, as dropFile does
+        await dropFile(dir, name, this.path);
+        await rm(this.path, { force: true });
+        return;
+      }
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
       // a filesystem without hardlinks: check, then rename (a narrow race, only there), as dropFile does
       if (await stat(final).then(() => true, () => false)) throw new FarmError('RB_BAD_ARGUMENT', `${final} already exists: a bundle of that name is waiting`);

@@ -29,14 +29,15 @@ const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const BundlePath = Type.String({ minLength: 1, maxLength: 4096 });
 const SiteName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 });
 
-/** A piece of a large file (content-defined chunking is a later phase; the field is here so it is no format change). */
+/** A piece of a large file: a file above 4 MiB travels as content-defined chunks (sites/bundles/content-chunker.ts). */
 export const BundleChunk = Type.Object({ sha256: Sha256, size: Size }, { additionalProperties: false });
 export type BundleChunk = Static<typeof BundleChunk>;
 
 /**
  * One file as it was on the sending site: its original absolute path, size, permission bits
  * (rw/x only: no setuid, setgid or sticky) and sha256. Without `chunks` the file is one blob
- * named by its sha256; with them, the blobs are the chunks, in order.
+ * named by its sha256; with them, the blobs are the chunks, in order, and `sha256` is still the
+ * whole file's (the reader checks the joined chunks against it).
  */
 export const BundleFile = Type.Object(
   {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -26,7 +27,8 @@ export const DEFAULT_BUNDLE_LIMITS: BundleLimits = {
   manifestBytes: 1024 * 1024,
   files: 10_000,
   totalBytes: 64 * 1024 ** 3,
-  entries: 10_002,
+  // blobs + 2: with large files in chunks of ~1 MiB, as many as the 1 MiB manifest can list (and the link takes)
+  entries: 20_002,
 };
 
 /** `manifest.sig` is a detached signature (Ed25519, a later issue): small. */
@@ -47,7 +49,10 @@ export interface ReadBundleResult {
   manifestBytes: Buffer;
   /** The reader's own directory under tempDir; the caller moves the blobs out and removes it. */
   dir: string;
-  /** Each verified blob: sha256 → its file in `dir`. */
+  /**
+   * Each verified blob: sha256 → its file in `dir`; and each file that came in chunks, joined and
+   * checked against its sha256, under that sha256 (so `blobs.get(file.sha256)` is every file's content).
+   */
   blobs: Map<string, string>;
   signature?: Buffer;
 }
@@ -114,6 +119,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
         throw bad(`blob ${sha256} (${size} bytes, of file ${quote(f?.path ?? '?')}) is missing from the tar`);
       }
     }
+    await joinChunkedFiles(manifest, wanted, blobs, dir);
     return { manifest, manifestBytes, dir, blobs, ...(signature ? { signature } : {}) };
   } catch (err) {
     ex.destroy();
@@ -206,6 +212,37 @@ async function storeBlob(entry: AsyncIterable<unknown>, dir: string, sha256: str
   }
   verify();
   return path;
+}
+
+/**
+ * Each file that came in chunks, written whole as `<dir>/<its sha256>` from its (verified) chunks
+ * and checked against the manifest's sha256 for it: the chunk list is the sender's word, the
+ * file's hash what the job was built with.
+ */
+async function joinChunkedFiles(m: BundleManifest, wanted: ReadonlyMap<string, number>, blobs: Map<string, string>, dir: string): Promise<void> {
+  for (const f of m.files) {
+    if (!f.chunks || blobs.has(f.sha256)) {
+      const size = f.chunks ? wanted.get(f.sha256) : undefined;
+      if (size !== undefined && size !== f.size) throw bad(`file ${quote(f.path)}: blob ${f.sha256} is ${size} bytes, the file ${f.size}`);
+      continue;
+    }
+    const path = join(dir, f.sha256);
+    const hash = createHash('sha256');
+    const fh = await open(path, 'wx', 0o600);
+    try {
+      for (const c of f.chunks) {
+        for await (const piece of createReadStream(blobs.get(c.sha256)!, { highWaterMark: 1 << 20 })) {
+          hash.update(piece as Buffer);
+          await fh.write(piece as Buffer);
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    const actual = hash.digest('hex');
+    if (actual !== f.sha256) throw bad(`file ${quote(f.path)}: its chunks join to content that hashes to ${actual}, not its sha256 ${f.sha256}`);
+    blobs.set(f.sha256, path);
+  }
 }
 
 /**

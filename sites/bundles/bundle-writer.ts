@@ -5,8 +5,9 @@ import { pipeline } from 'node:stream/promises';
 import { pack as tarPack } from 'tar-stream';
 import {
   BUNDLE_ENTRY, BUNDLE_VERSION, FarmError, checkBundlePaths, checkManifest, encodeManifest,
-  type BundleFile, type BundleManifest,
+  type BundleChunk, type BundleFile, type BundleManifest,
 } from '../../protocol/index.ts';
+import { CHUNK_FILES_ABOVE, ContentChunker } from './content-chunker.ts';
 
 /** What a bundle says besides its files; the writer fills in version, createdAt and files[]. */
 export type BundleHead = Omit<BundleManifest, 'version' | 'createdAt' | 'files'> & { createdAt?: number };
@@ -29,10 +30,36 @@ export interface WriteBundleOptions {
   sign?: { sign(bytes: Uint8Array): Uint8Array };
 }
 
-async function hashFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
+/**
+ * A file's sha256 and, when it is larger than CHUNK_FILES_ABOVE, its content-defined chunks (each
+ * with its own sha256), in one read of the file.
+ */
+async function hashFile(path: string, size: number): Promise<{ sha256: string; chunks?: BundleChunk[] }> {
+  const whole = createHash('sha256');
+  if (size <= CHUNK_FILES_ABOVE) {
+    for await (const piece of createReadStream(path)) whole.update(piece as Buffer);
+    return { sha256: whole.digest('hex') };
+  }
+  const chunker = new ContentChunker();
+  const chunks: BundleChunk[] = [];
+  let part = createHash('sha256');
+  let partSize = 0;
+  for await (const piece of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    const buf = piece as Buffer;
+    whole.update(buf);
+    let at = 0;
+    for (const cut of chunker.push(buf)) {
+      part.update(buf.subarray(at, cut));
+      chunks.push({ sha256: part.digest('hex'), size: partSize + cut - at });
+      part = createHash('sha256');
+      partSize = 0;
+      at = cut;
+    }
+    part.update(buf.subarray(at));
+    partSize += buf.length - at;
+  }
+  if (partSize > 0) chunks.push({ sha256: part.digest('hex'), size: partSize });
+  return { sha256: whole.digest('hex'), chunks };
 }
 
 /** A manifest's file with the local file its bytes are read from. */
@@ -53,7 +80,7 @@ async function describeFiles(sources: readonly BundleSource[]): Promise<Sourced[
     });
     if (!st.isFile()) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${from} is not a regular file`);
     // rw/x only: the receiver gets 0644 or 0755, never setuid, setgid or another owner's bits
-    files.push({ path, from, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, sha256: await hashFile(from) });
+    files.push({ path, from, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, ...(await hashFile(from, st.size)) });
   }
   return files;
 }
@@ -75,13 +102,25 @@ async function build(head: BundleHead, sources: readonly BundleSource[], dataDir
 /**
  * Writes a bundle: a tar of `manifest.msgpack` first (a reader checks it before any blob), with
  * `sign`: `manifest.sig` (Ed25519 over the manifest's exact bytes) right after it, then one
- * `blobs/<sha256>` per distinct content. A file that changes while it is written fails the bundle
+ * `blobs/<sha256>` per distinct content: a file up to CHUNK_FILES_ABOVE whole, a larger one as its
+ * content-defined chunks (content-chunker.ts), so a small edit to it changes one blob, not all. A file that changes while it is written fails the bundle
  * (its hash no longer matches).
  */
 export async function writeBundle(o: WriteBundleOptions): Promise<BundleManifest> {
   const { manifest, files } = await build(o.head, o.files, o.dataDir);
-  const blobs = new Map<string, Sourced>();
-  for (const f of files) if (!blobs.has(f.sha256)) blobs.set(f.sha256, f);
+  // each distinct content once: a small file whole, a large one as its chunks (a range of the file)
+  const blobs = new Map<string, { from: string; start: number; size: number }>();
+  for (const f of files) {
+    if (!f.chunks) {
+      if (!blobs.has(f.sha256)) blobs.set(f.sha256, { from: f.from, start: 0, size: f.size });
+      continue;
+    }
+    let start = 0;
+    for (const c of f.chunks) {
+      if (!blobs.has(c.sha256)) blobs.set(c.sha256, { from: f.from, start, size: c.size });
+      start += c.size;
+    }
+  }
   const manifestBytes = Buffer.from(encodeManifest(manifest));
   const signature = o.sign ? Buffer.from(o.sign.sign(manifestBytes)) : null;
   const part = `${o.out}.part`;
@@ -97,7 +136,7 @@ export async function writeBundle(o: WriteBundleOptions): Promise<BundleManifest
       }
       const h = createHash('sha256');
       const sink = entry(`${BUNDLE_ENTRY.blobPrefix}${sha256}`, f.size);
-      await pipeline(createReadStream(f.from, { start: 0, end: f.size - 1 }).on('data', (c) => h.update(c as Buffer)), sink);
+      await pipeline(createReadStream(f.from, { start: f.start, end: f.start + f.size - 1, highWaterMark: 1 << 20 }).on('data', (c) => h.update(c as Buffer)), sink);
       if (h.digest('hex') !== sha256) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${f.from} changed while the bundle was written`);
     }
     pack.finalize();

@@ -1,2 +1,3 @@
 export * from './bundle-writer.ts';
 export * from './bundle-reader.ts';
+export * from './content-chunker.ts';

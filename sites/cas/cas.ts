@@ -171,8 +171,10 @@ export class PeerCas {
    * Takes a file already written in `tempDir` (by a bundle reader) as blob `sha256` without
    * copying it: re-hashed and sized, fsynced, then renamed in. A file that does not match is
    * removed and refused (RB_BAD_BLOB); a file outside `tempDir` is refused and left alone.
+   * `digest`: the sha256 the caller computed of exactly the bytes it wrote to the file (the link
+   * hashes a blob's chunks as they arrive in order), so the file is not read again.
    */
-  async adopt(path: string, sha256: string, size: number, opts: { deferDirSync?: boolean } = {}): Promise<PutResult> {
+  async adopt(path: string, sha256: string, size: number, opts: { deferDirSync?: boolean; digest?: string } = {}): Promise<PutResult> {
     const hash = blobHash(sha256);
     const name = basename(path);
     if (dirname(path) !== this.tmpDir || name.startsWith('.') || !name.length) {
@@ -185,9 +187,12 @@ export class PeerCas {
       if (!st.isFile()) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: ${path} is not a regular file`);
       if (st.size !== size) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: ${st.size} bytes where ${size} were expected`);
       if (await this.present(dest, size)) return { stored: false };
-      const digest = createHash('sha256');
-      await pipeline(createReadStream(path), digest);
-      const got = digest.digest('hex');
+      let got = opts.digest;
+      if (got === undefined) {
+        const digest = createHash('sha256');
+        await pipeline(createReadStream(path), digest);
+        got = digest.digest('hex');
+      }
       if (got !== hash) throw new FarmError('RB_BAD_BLOB', `blob ${hash}: its ${size} bytes hash to ${got}`);
       const fh = await open(path, 'r');
       try {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -12,14 +12,14 @@ import {
 } from '../../protocol/index.ts';
 import { DEFAULT_BUNDLE_LIMITS } from '../bundles/index.ts';
 import { PeerCas } from '../cas/index.ts';
-import { bundleFileName, dropFile, ensureHotFolders, HotFolderWatcher, type HotFile, type HotFolderDirs } from '../hotfolders/index.ts';
+import { bundleFileName, ensureHotFolders, HotFolderWatcher, type HotFile, type HotFolderDirs } from '../hotfolders/index.ts';
 import type { SiteKey } from './site-key.ts';
 import { prepareOutgoing, type OutgoingBundle } from './bundle-send.ts';
 import { signOutgoing } from './bundle-sign.ts';
-import { rebuildBundle } from './bundle-rebuild.ts';
 import { linkMachine, reportedState } from './link-machine.ts';
 import { ensureLinkStreams, INBOX_CONSUMER, inboxHealth, originSeq, outboxSeq, recreateInbox } from './link-streams.ts';
 import { checkLayout, layoutSize, type TarEntry } from './tar-layout.ts';
+import { TarUnderWay } from './tar-under-way.ts';
 import { acceptChunk, bundleKey, CHUNK, MAX_RESENDS, planChunks, WINDOW, type BlobAssembly } from './transfer-plan.ts';
 
 export interface PeerLinkOptions {
@@ -58,7 +58,10 @@ interface Receiving {
   msg: LinkManifest;
   blobs: Map<string, number>;
   entries: TarEntry[];
-  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string }>;
+  /** Blobs whose chunks are arriving: their file for the store, the writes into it and the tar, their hash while they come in order. */
+  asm: Map<string, BlobAssembly & { fh: FileHandle; path: string; writes: Promise<void>[]; failed?: unknown; hash: Hash | undefined; next: number }>;
+  /** The tar being written as the blobs arrive (opened with the first blob or at the end). */
+  tar: Promise<TarUnderWay> | undefined;
   /** Whole blobs being verified into the store. */
   landing: Set<Promise<void>>;
   landingBlobs: Set<string>;
@@ -68,6 +71,8 @@ interface Receiving {
 const RECEIVER_LIMIT_BLOBS = 20_000;
 /** Suffix of a blob being assembled in the store's temp folder. */
 const ASM = '.asm';
+/** Chunk writes into the tar under way not yet finished, at most (each holds its message's bytes). */
+const WRITES_IN_FLIGHT = 32;
 
 /**
  * One peer's link, bound to NATS, the peer's content store and its hot folders (docs/federation.md,
@@ -91,6 +96,7 @@ export class PeerLink {
   private readonly sending = new Map<string, Sending>();
   private readonly receiving = new Map<string, Receiving>();
   private attempts = 0;
+  private readonly writing: Promise<void>[] = [];
   private lastOriginSeq = 0;
   private outSeq = 0;
   private rttMs: number | undefined;
@@ -115,6 +121,9 @@ export class PeerLink {
     for (const n of await readdir(this.cas.tempDir)) if (n.endsWith(ASM)) await rm(join(this.cas.tempDir, n), { force: true });
     this.stateDir = join(dataDir, 'fed', 'links', peer, 'in');
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    // a tar under way whose bundle is no longer being received (done, or refused) is a leftover
+    const state = await readdir(this.stateDir);
+    for (const n of state) if (n.endsWith('.tar') && !state.includes(n.replace(/\.tar$/, '.manifest'))) await rm(join(this.stateDir, n), { force: true });
     this.jsm = await jetstreamManager(this.o.dmz);
     this.js = jetstream(this.o.dmz);
     await ensureLinkStreams(this.jsm, site, peer);
@@ -177,7 +186,11 @@ export class PeerLink {
     await this.consuming;
     for (const r of this.receiving.values()) {
       await Promise.all(r.landing);
-      for (const a of r.asm.values()) await a.fh.close().catch(() => {});
+      for (const a of r.asm.values()) {
+        await Promise.all(a.writes);
+        await a.fh.close().catch(() => {});
+      }
+      await r.tar?.then((t) => t.close(), () => {});
     }
   }
 
@@ -375,6 +388,7 @@ export class PeerLink {
       r.asm = old.asm; // blobs under way keep their chunks
       r.landing = old.landing;
       r.landingBlobs = old.landingBlobs;
+      r.tar = old.tar;
     }
     this.receiving.set(key, r);
     this.updateWork();
@@ -402,7 +416,7 @@ export class PeerLink {
     }
     const entries = checkLayout(headers, { manifestSize: msg.manifest.length, ...(msg.signature ? { signatureSize: msg.signature.length } : {}), blobs });
     if (layoutSize(entries, msg.trailer) !== msg.size) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: its layout adds up to ${layoutSize(entries, msg.trailer)} bytes, not ${msg.size}`);
-    return { key, msg, blobs, entries, asm: new Map(), landing: new Set(), landingBlobs: new Set(), bytesIn: 0 };
+    return { key, msg, blobs, entries, asm: new Map(), tar: undefined, landing: new Set(), landingBlobs: new Set(), bytesIn: 0 };
   }
 
   private async receivingOf(key: string): Promise<Receiving | undefined> {
@@ -429,21 +443,47 @@ export class PeerLink {
       // already stored, or being verified into the store: a resend crossing a late chunk
       if (r.landingBlobs.has(sha256) || (await this.cas.has([sha256])).length === 0) return;
       const path = join(this.cas.tempDir, `${sha256}.${randomBytes(6).toString('hex')}${ASM}`);
-      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path };
+      a = { sha256, size, got: new Set(), fh: await open(path, 'w', 0o600), path, writes: [], hash: createHash('sha256'), next: 0 };
       r.asm.set(sha256, a);
     }
     const v = acceptChunk(a, offset, m.data.length);
     if (!v.ok) throw v.error;
-    if (!v.duplicate && m.data.length > 0) await a.fh.write(m.data, 0, m.data.length, offset);
+    if (!v.duplicate && m.data.length > 0) {
+      // chunks come in order (one sender, one stream): hashed as they come, the blob is not read
+      // again to be verified; one out of order (a resend) leaves that to the store
+      if (a.hash && offset === a.next) {
+        a.hash.update(m.data);
+        a.next += m.data.length;
+      } else {
+        a.hash = undefined;
+      }
+      // written into the blob's file and at its place in the tar, not awaited: the inbox goes on
+      // (a crash loses the blob's chunks, which were never more than a blob under way: the
+      // receipt asks for it again)
+      const blob = a;
+      const tar = await this.tarOf(r);
+      const w = Promise.all([a.fh.write(m.data, 0, m.data.length, offset), tar.write(sha256, offset, m.data)]).then(() => {}, (err: unknown) => { blob.failed ??= err; });
+      a.writes.push(w);
+      this.writing.push(w);
+      if (this.writing.length > WRITES_IN_FLIGHT) await this.writing.shift();
+    }
     if (!v.complete) return;
     r.asm.delete(sha256);
-    // hashing and fsyncing a large blob takes a while on a busy disk: the inbox keeps being read
-    // meanwhile, and `end` waits for every blob still landing (a crash before it lands only makes
-    // it missing, and the receipt asks for it again)
-    const fh = a.fh;
+    const digest = a.hash && a.next === size ? a.hash.digest('hex') : undefined;
+    // fsyncing a large blob (and hashing one that came out of order) takes a while on a busy
+    // disk: the inbox keeps being read meanwhile, and `end` waits for every blob still landing (a
+    // crash before it lands only makes it missing, and the receipt asks for it again)
+    const done = a;
     const landing = (async () => {
-      await fh.close();
-      await this.cas.adopt(a.path, sha256, size, { deferDirSync: true });
+      await Promise.all(done.writes);
+      await done.fh.close();
+      if (done.failed) {
+        await rm(done.path, { force: true });
+        throw done.failed;
+      }
+      const { stored } = await this.cas.adopt(done.path, sha256, size, { deferDirSync: true, ...(digest ? { digest } : {}) });
+      // the tar got the same bytes as the file the store just verified (one already stored was not checked: copied at the end)
+      if (stored) (await this.tarOf(r)).markWhole(sha256);
     })().catch((err: unknown) => {
       // a hash or size mismatch: refused and removed; the receipt asks for it again
       this.log.warn({ err, bundleId: r.msg.bundleId, sha256 }, 'blob refused');
@@ -483,6 +523,7 @@ export class PeerLink {
       this.log.warn({ err: e, bundleId: r.msg.bundleId }, 'bundle could not be placed');
       receipt = this.receipt({ bundleId: r.msg.bundleId, ok: false, missing: [], error: e.toWire() });
     }
+    await r.tar?.then((t) => t.discard(), () => {}); // placed (its name removed already) or refused
     await writeAtomic(join(this.stateDir, `${key}.done`), receipt);
     await rm(join(this.stateDir, `${key}.manifest`), { force: true });
     this.receiving.delete(key);
@@ -490,13 +531,23 @@ export class PeerLink {
     await this.publish(key, 'receipt', receipt);
   }
 
-  /** Writes incoming/<peer>/<name> from the store (`.part`, then the name): once, never over another. */
+  /** Writes incoming/<peer>/<name>: the tar under way completed from the store, then linked in; once, never over another. */
   private async materialize(r: Receiving): Promise<void> {
     const final = join(this.dirs.incoming, r.msg.name);
     const there = await stat(final).catch(() => undefined);
     // a restart between the drop and the done mark: the bundle is already in place
     if (there && there.size === r.msg.size) return;
-    await dropFile(this.dirs.incoming, r.msg.name, rebuildBundle({ entries: r.entries, manifestBytes: r.msg.manifest, ...(r.msg.signature ? { signature: r.msg.signature } : {}), trailer: r.msg.trailer, cas: this.cas }));
+    await (await this.tarOf(r)).finish(this.cas, this.dirs.incoming, r.msg.name);
+  }
+
+  /** The tar under way of a bundle being received (`<data>/fed/links/<peer>/in/<key>.tar`), opened once. */
+  private tarOf(r: Receiving): Promise<TarUnderWay> {
+    if (!r.tar) {
+      const opening = TarUnderWay.open(join(this.stateDir, `${r.key}.tar`), { entries: r.entries, manifestBytes: r.msg.manifest, ...(r.msg.signature ? { signature: r.msg.signature } : {}), size: r.msg.size });
+      r.tar = opening;
+      opening.catch(() => { if (r.tar === opening) r.tar = undefined; }); // the next caller tries again
+    }
+    return r.tar;
   }
 
   private async doneReceipt(key: string): Promise<Uint8Array | undefined> {
@@ -564,6 +615,10 @@ export class PeerLink {
     if (plan.refused.length > 0) this.log.warn({ bundleId: s.bundle.manifest.bundleId, refused: plan.refused.length }, 'peer wants blobs the bundle does not hold: refused');
     s.bytesTotal += plan.bytes;
     const window: Promise<unknown>[] = [];
+    // WINDOW + 1 buffers in turn: one is used again only once its publish was acknowledged (the
+    // window awaits all but the last WINDOW - 1), so 256 MB sent allocate 8 MB, not 256 MB to collect
+    const buffers: Buffer[] = [];
+    let sent = 0;
     let blobs = 0;
     const fh = await open(s.bundle.path, 'r');
     try {
@@ -575,7 +630,8 @@ export class PeerLink {
         for (let offset = 0; offset === 0 || offset < size; offset += CHUNK) {
           if (!this.sending.has(s.key)) return; // stopped or finished meanwhile
           const len = Math.min(CHUNK, size - offset);
-          const buf = Buffer.allocUnsafe(len);
+          const slot = sent++ % (WINDOW + 1);
+          const buf = (buffers[slot] ??= Buffer.allocUnsafe(CHUNK)).subarray(0, len);
           if (len > 0 && (await fh.read(buf, 0, len, start + offset)).bytesRead !== len) throw new FarmError('RB_BAD_BUNDLE', `${s.bundle.name} ends inside blob ${sha256}`);
           hash.update(buf);
           const h = natsHeaders();

@@ -91,8 +91,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     const fileOf = (p: string, what: string) => {
       const f = byPath.get(p);
       if (!f) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)} is not one of its files`);
-      if (f.chunks) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)} comes in chunks, which this site does not take yet`);
-      const blob = b.blobs.get(f.sha256);
+      const blob = b.blobs.get(f.sha256); // a file that came in chunks too: the reader joined it
       if (!blob) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)}: its content is missing`);
       return { blob, sha256: f.sha256 };
     };

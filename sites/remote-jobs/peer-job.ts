@@ -105,6 +105,8 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
   async function buildTree(b: ArrivedBundle, root: string): Promise<void> {
     const cas = await PeerCas.open(o.dataDir, b.peer);
     const sizes = manifestBlobs(b.manifest);
+    // a file that came in chunks is stored whole as well (the reader joined and checked it): the job's tree links to it
+    for (const f of b.manifest.files) if (f.chunks) sizes.set(f.sha256, f.size);
     for (const [sha256, size] of sizes) {
       const from = b.blobs.get(sha256);
       if (!from) continue; // the reader gives every blob; nothing to take here
@@ -117,7 +119,6 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     await cas.addRef(`job-${b.manifest.jobRef!.job}`, [...sizes.keys()]);
     await mkdir(root, { recursive: true });
     for (const f of b.manifest.files) {
-      if (f.chunks) throw new FarmError('RB_BAD_BUNDLE', `file ${f.path} comes in chunks, which this site does not join yet`);
       await cas.linkOut(f.sha256, treePath(root, f.path));
     }
   }

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import sharp from 'sharp';
 import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { Role, streams, subjects, type JobSpec } from '../../protocol/index.ts';
@@ -31,6 +31,8 @@ interface Studio {
   root: string;
 }
 
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 async function makeStudio(): Promise<Studio> {
   const base = await mkdtemp(join(tmpdir(), 'rb-studio-'));
   const files = join(base, 'files');
@@ -41,11 +43,13 @@ async function makeStudio(): Promise<Studio> {
   // a 2×2 checker, blown up: any change in how it is found changes the pixels
   const px = Buffer.from([255, 255, 255, 30, 60, 200, 30, 60, 200, 255, 255, 255]);
   await sharp(px, { raw: { width: 2, height: 2, channels: 3 } }).resize(64, 64, { kernel: 'nearest' }).png().toFile(join(files, 'tex', 'checker.png'));
+  // a file above 4 MiB travels in content-defined chunks; the vendor joins it into the job's tree
+  await writeFile(join(files, 'tex', 'plate.bin'), randomBytes(6 << 20));
   return { dataDir: join(base, 'data'), files, root: `/projects-${randomUUID().slice(0, 8)}/shot-010` };
 }
 
 function studioSpec(s: Studio, over: Partial<JobSpec> = {}): JobSpec {
-  return { name: 'shot 010', scene: `${s.root}/scene.pov`, frames: '1-3', resolution: '96x72', supportFiles: [`${s.root}/inc/things.inc`, `${s.root}/tex/checker.png`], output: { dir: `${s.root}/out`, pattern: 'shot_####.png' }, site: 'v1', ...over };
+  return { name: 'shot 010', scene: `${s.root}/scene.pov`, frames: '1-3', resolution: '96x72', supportFiles: [`${s.root}/inc/things.inc`, `${s.root}/tex/checker.png`, `${s.root}/tex/plate.bin`], output: { dir: `${s.root}/out`, pattern: 'shot_####.png' }, site: 'v1', ...over };
 }
 
 /** Writes a bundle as the studio would, into the vendor's incoming/studio/ (written aside, then renamed in). */
@@ -57,6 +61,7 @@ async function dropFromStudio(farm: TestFarm, s: Studio, head: { bundleId: strin
     { path: head.spec.scene, from: join(s.files, 'scene.pov') },
     { path: `${s.root}/inc/things.inc`, from: join(s.files, 'inc', 'things.inc') },
     { path: `${s.root}/tex/checker.png`, from: join(s.files, 'tex', 'checker.png') },
+    { path: `${s.root}/tex/plate.bin`, from: join(s.files, 'tex', 'plate.bin') },
   ] : [];
   await rm(staged, { force: true });
   await writeBundle({
@@ -124,6 +129,8 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
     assert.equal(job.user, 'peer:studio');
     assert.match(rb(farm, 'job', job.jobId).stdout, /origin\s+from studio, their job j-1\n/);
     assert.match(rb(farm, 'jobs').stdout, new RegExp(`${job.jobId}.*from studio, their job j-1`));
+    const plate = join(farm.dir, 'fed', 'jobs', 'studio', 'j-1', 'root', studio.root, 'tex', 'plate.bin');
+    assert.equal(sha(await readFile(plate)), sha(await readFile(join(studio.files, 'tex', 'plate.bin'))), 'the file sent in chunks is whole in the job\'s tree');
     const names = await sent(farm);
     for (const n of ['accepted', 'started', 't0-a1', 't1-a1', 't2-a1', 'sample-f1', 'sample-f2', 'sample-f3', 'result', 'bill']) assert.ok(names.includes(`v1.j-1.${n}.rbb`), `v1.j-1.${n}.rbb sent: ${names.join(' ')}`);
 

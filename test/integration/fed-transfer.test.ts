@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { createReadStream, writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
-import { LinkState, PROTOCOL_MAJOR, Role, linkCodecs, streams, subjects } from '../../protocol/index.ts';
-import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
+import { LinkState, PROTOCOL_MAJOR, Role, linkCodecs, manifestBlobs, streams, subjects, type BundleManifest } from '../../protocol/index.ts';
+import { newBundleId, readBundle, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { loadSiteKey, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
 import { startFedSites, waitLinkUp, type FedSite, type FedSites } from '../helpers/fed-sites.ts';
@@ -58,17 +58,17 @@ async function project(name: string, sizes: number[]): Promise<string[]> {
 }
 
 /** Writes a bundle of `files` from `from` to `to` straight into from's outgoing/<to>/ (as the writer does: .part, then rename). */
-async function drop(from: FedSite, to: string, files: string[], folder = to): Promise<{ name: string; path: string }> {
+async function drop(from: FedSite, to: string, files: string[], folder = to): Promise<{ name: string; path: string; manifest: BundleManifest }> {
   const bundleId = newBundleId();
   const name = `${bundleId}.rbb`;
   const dirs = hotFolderDirs(from.dir, folder);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dirs.outgoing, { recursive: true });
   const staged = join(src, name);
-  await writeBundle({ head: { kind: 'status', bundleId, from: from.name, to, route: [] }, files, out: staged, dataDir: from.dir, sign: await loadSiteKey(from.dir) }); // signed, as the packer and returner write
+  const manifest = await writeBundle({ head: { kind: 'status', bundleId, from: from.name, to, route: [] }, files, out: staged, dataDir: from.dir, sign: await loadSiteKey(from.dir) }); // signed, as the packer and returner write
   const { rename } = await import('node:fs/promises');
   await rename(staged, join(dirs.outgoing, name));
-  return { name, path: join(dirs.outgoing, name) };
+  return { name, path: join(dirs.outgoing, name), manifest };
 }
 
 const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
@@ -156,6 +156,55 @@ test('fed-transfer - a second bundle with the same files re-sends no content; on
     await processedAt(f.hub, 'v1', b.name);
   });
   assert.ok(changed >= 1 << 20 && changed < (1 << 20) * 1.1 + 64 * 1024, `one changed 1 MiB file put ${changed} bytes on the link`);
+});
+
+test('fed-transfer - a 24 MB file in content-defined chunks: 100 bytes changed in the middle, or 1 KB inserted near the start, re-send about one chunk', async () => {
+  const [file] = await project('p10', [24 << 20]);
+  const original = await readFile(file!);
+  const seen = new Set<string>();
+  /** Sends the file; returns the bytes on the link, the bytes of chunks not sent before, and how many. */
+  const send = async () => {
+    let fresh = 0;
+    let freshChunks = 0;
+    const bytes = await linkBytes('v1', async () => {
+      const b = await drop(f.hub, 'v1', [file!]);
+      for (const [h, size] of manifestBlobs(b.manifest)) {
+        if (seen.has(h)) continue;
+        seen.add(h);
+        fresh += size;
+        freshChunks++;
+      }
+      const want = await sha(b.path);
+      const p = await arrived(f.site('v1'), 'studio', b.name);
+      assert.equal(await sha(p), want, 'the bundle arrived byte-identical');
+      await processedAt(f.hub, 'v1', b.name);
+      // what intake reads: the chunks joined, the file as it was sent
+      const r = await readBundle({ source: createReadStream(p), tempDir: src, dataDir: f.site('v1').dir });
+      try {
+        const fm = r.manifest.files[0]!;
+        assert.ok(fm.chunks && fm.chunks.length > 10, 'the file travels in chunks');
+        assert.equal(await sha(r.blobs.get(fm.sha256)!), await sha(file!), 'the received file is byte-identical');
+      } finally {
+        await rm(r.dir, { recursive: true, force: true });
+      }
+    });
+    return { bytes, fresh, freshChunks };
+  };
+  const first = await send();
+  assert.ok(first.bytes >= 24 << 20);
+  const avgChunk = (24 << 20) / first.freshChunks;
+  const edited = Buffer.from(original);
+  randomBytes(100).copy(edited, 12 << 20);
+  await writeFile(file!, edited);
+  const middle = await send();
+  await writeFile(file!, Buffer.concat([original.subarray(0, 4096), randomBytes(1024), original.subarray(4096)]));
+  const inserted = await send();
+  for (const [what, r] of [['100 bytes changed in the middle', middle], ['1 KB inserted near the start', inserted]] as const) {
+    logs.push({ msg: `${what}: ${r.bytes} bytes on the link, ${r.freshChunks} new chunks of ${r.fresh} bytes` });
+    assert.ok(r.freshChunks <= 2, `${what}: ${r.freshChunks} chunks changed`);
+    assert.ok(r.bytes < r.fresh + 64 * 1024, `${what}: ${r.bytes} bytes on the link, the new chunks hold ${r.fresh}: only they crossed`);
+    assert.ok(r.bytes < 3 * avgChunk, `${what}: ${r.bytes} bytes on the link, less than 3 chunks (${Math.round(avgChunk)} bytes each on average)`);
+  }
 });
 
 test('fed-transfer - the link cut at ~30 % of an upload and restored: completes once, byte-identical, the outbox empty after the receipt', async () => {

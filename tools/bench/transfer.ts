@@ -106,7 +106,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
         if (!firstMbAt && n >= 1e6) firstMbAt = performance.now();
         if (!allAt && n >= payload) allAt = performance.now();
       }, 20);
-      const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
+      const trace = process.env.RB_BENCH_TRACE ? setInterval(() => console.error(`+${(performance.now() - t0).toFixed(0)} studio put ${mb(services[0]!.status()[0]!.bytesOut)} MB, link ${mb(proxy.bytes - b0)} MB, v1 took ${mb(services[1]!.status()[0]!.bytesIn)} MB`), 500) : undefined;
       await waitUntil(`${name} receipted`, () => readdir(hotFolderDirs(f.hub.dir, 'v1').processed).then((n) => n.includes(name)), 600_000, 20);
       await cut;
       clearInterval(trace);
@@ -117,7 +117,7 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       const offered = times.get(`bundle offered to peer ${bundleId}`) ?? t0;
       if (process.env.RB_BENCH_TRACE) console.error([...times].filter(([k]) => k.endsWith(bundleId)).map(([k, v]) => `${k.replace(bundleId, '')} +${(v - t0).toFixed(0)} ms`).join('\n'));
       const leafMs = firstMbAt && allAt ? allAt - firstMbAt : 0;
-      return { ms: t1 - t0, prepareMs: offered - t0, pipeMs: t1 - offered, linkBytes: proxy.bytes - b0, leafMs };
+      return { ms: t1 - t0, prepareMs: offered - t0, pipeMs: t1 - offered, linkBytes: proxy.bytes - b0, leafMs, tailMs: allAt ? t1 - allAt : 0 };
     };
 
     const cold = await send(assets);
@@ -145,7 +145,8 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       '',
       `${list.length} assets of mixed sizes (64 KiB to 32 MiB), ${mb(payload)} MB, sent studio → v1 by the site link (sites/links) over a`,
       `leaf between two real nats-servers on loopback, through the counting TCP proxy of test/helpers; the clock runs from the bundle's`,
-      `rename into outgoing/v1/ to its receipt (the tar in v1's incoming/studio/, rebuilt from v1's store); tools/bench/transfer.ts.`,
+      `rename into outgoing/v1/ to its receipt (the tar in v1's incoming/studio/, written as the blobs arrive); files above 4 MiB`,
+      `travel in content-defined chunks (~1 MiB); tools/bench/transfer.ts.`,
       '',
       '| round | MB on the link | time s | MB/s of payload | of which: the sender checks the tar s | pipe, receiver, receipt s |',
       '|---|---|---|---|---|---|',
@@ -153,7 +154,8 @@ export async function transferBench(o: TransferBenchOptions, machine: string): P
       `| the same assets again | ${mb(again.linkBytes)} (**${((again.linkBytes / payload) * 100).toFixed(2)} %**) | ${(again.ms / 1000).toFixed(2)} | – | ${(again.prepareMs / 1000).toFixed(2)} | ${(again.pipeMs / 1000).toFixed(2)} |`,
       `| new assets, link cut ${o.cutS} s at ${((cutAtBytes / payload) * 100).toFixed(0)} % | ${mb(cutRound.linkBytes)} | ${(cutRound.ms / 1000).toFixed(2)} | ${rate(payload, cutRound.ms)} | ${(cutRound.prepareMs / 1000).toFixed(2)} | ${(cutRound.pipeMs / 1000).toFixed(2)} |`,
       '',
-      `- the leaf alone in the cold round (from its first MB to the whole payload across the proxy): ${(cold.leafMs / 1000).toFixed(2)} s = ${rate(payload - 1e6, cold.leafMs)} MB/s.`,
+      `- the leaf alone in the cold round (from its first MB to the whole payload across the proxy): ${(cold.leafMs / 1000).toFixed(2)} s = ${rate(payload - 1e6, cold.leafMs)} MB/s;`,
+      `  from the payload's last byte across to the receipt: ${(cold.tailMs / 1000).toFixed(2)} s.`,
       `- rsync -a of the same assets between two folders on the same disk: ${(rsyncMs / 1000).toFixed(2)} s = **${rate(payload, rsyncMs)} MB/s**`,
       `  (again, unchanged: ${(rsyncAgainMs / 1000).toFixed(2)} s); the link did ${(Number(rate(payload, cold.ms)) / Number(rate(payload, rsyncMs))).toFixed(2)}× rsync's rate.`,
       `- the cut: ${mb(cutExtra)} MB more on the link than the cold round (**${((cutExtra / payload) * 100).toFixed(1)} %** of the payload);`,

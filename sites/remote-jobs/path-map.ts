@@ -50,8 +50,9 @@ export function originalSample(theirOutDir: string, fileName: string): string {
 }
 
 /**
- * The job as this site runs it, from the spec a peer sent, or the reason it is refused. Paths
- * are rewritten into the job's tree (scene, support files) and output.dir to `out/`; what only
+ * The job as this site runs it, from the spec a peer sent, or the reason it is refused. It runs
+ * in the sandbox over its tree (scene and support files keep their original paths there) and
+ * output.dir is `out/`; what only
  * means something at the studio is dropped (`site`, `notify`: the studio tells its own people;
  * `after`/`afterFrames`: its job ids; `limits`: its licences; `hold`: a remote job goes straight
  * into the active queue); it runs as `peer:<peer>` and renders its sample frames first.
@@ -66,10 +67,14 @@ export function localSpec(spec: JobSpec, o: { peer: string; paths: RemoteJobPath
   if (!spec.output?.dir) throw refuse('it has no output.dir (where its frames go at the studio)');
   const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, limits: _limits, hold: _hold, ...kept } = spec;
   const who = peerPrincipal(o.peer);
+  for (const f of [spec.scene, ...(spec.supportFiles ?? [])]) treePath(o.paths.root, f); // each a path the tree can hold
   return {
     ...kept,
-    scene: treePath(o.paths.root, spec.scene),
-    ...(spec.supportFiles ? { supportFiles: spec.supportFiles.map((f) => treePath(o.paths.root, f)) } : {}),
+    // the renderer finds its files where the studio keeps them: the sandbox shows the job's tree
+    // at the original paths (actors/render-slot/sandbox.ts), so the scene's own absolute paths work
+    scene: spec.scene,
+    ...(spec.supportFiles ? { supportFiles: spec.supportFiles } : {}),
+    sandbox: { root: o.paths.root },
     output: { ...spec.output, dir: o.paths.out },
     user: who,
     group: who,

@@ -202,7 +202,7 @@ test('fed-link-poison - a 3 MB message in v2\'s outbox quarantines v2 at the stu
   // bundle of no job: to failed/), so it is looked for wherever the intake may have put it
   await waitUntil(`${after} across at the studio`, async () => {
     const d = hotFolderDirs(f.hub.dir, 'v2');
-    for (const dir of [d.incoming, d.processed, d.failed]) if ((await readdir(dir).catch(() => [])).includes(after)) return true;
+    for (const dir of [d.incoming, d.processed, d.failed]) if ((await readdir(dir).catch(() => [] as string[])).includes(after)) return true;
     return false;
   }, 60_000, 50);
   await waitUntil('v2 up again', () => state('v2') === LinkState.Up, 20_000);

@@ -22,15 +22,15 @@ const theirs: JobSpec = {
 };
 const files = new Set(['/proj/shot/scene.pov', '/proj/shot/inc/a.inc']);
 
-test('remote jobs - a peer\'s spec is rewritten into the job\'s tree and loses what only means something at the studio', () => {
+test('remote jobs - a peer\'s spec runs in the sandbox over the job\'s tree, at its original paths, and loses what only means something at the studio', () => {
   assert.deepEqual(paths, { dir: '/srv/rb/fed/jobs/studio/j-12', root: '/srv/rb/fed/jobs/studio/j-12/root', out: '/srv/rb/fed/jobs/studio/j-12/out', samples: '/srv/rb/fed/jobs/studio/j-12/samples' });
   const spec = localSpec(theirs, { peer: 'studio', paths, files });
   assert.deepEqual(spec, {
-    name: 'shot', scene: '/srv/rb/fed/jobs/studio/j-12/root/proj/shot/scene.pov', frames: '1-10', priority: 20,
-    supportFiles: ['/srv/rb/fed/jobs/studio/j-12/root/proj/shot/inc/a.inc'], output: { dir: '/srv/rb/fed/jobs/studio/j-12/out', pattern: 'f_####.png' },
+    name: 'shot', scene: '/proj/shot/scene.pov', frames: '1-10', priority: 20, sandbox: { root: '/srv/rb/fed/jobs/studio/j-12/root' },
+    supportFiles: ['/proj/shot/inc/a.inc'], output: { dir: '/srv/rb/fed/jobs/studio/j-12/out', pattern: 'f_####.png' },
     user: 'peer:studio', group: 'peer:studio', project: 'peer:studio', previewFirst: true,
   });
-  prepareJob(spec); // the scheduler takes it
+  assert.ok(prepareJob(spec).requirements.packages?.includes('sandbox'), 'only a host that can sandbox takes it');
 });
 
 test('remote jobs - refuses a command job, and a scene or support file the bundle does not carry', () => {

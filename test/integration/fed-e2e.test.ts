@@ -141,7 +141,7 @@ test('fed e2e - a studio outsources POV-Ray jobs to two vendors over real leaf l
   const logs = (await readdir(join(proj, 'out-away', '.rb-logs', 'remote-v1'))).filter((n) => n.endsWith('.log'));
   assert.ok(logs.length > 0, 'the task logs are back');
   // and they show where it ran: a peer's job renders in the I/O wrapper, its files at their original paths
-  assert.match(await readFile(join(proj, 'out-away', '.rb-logs', 'remote-v1', logs[0]!), 'utf8'), /^\$ \S*bwrap .* -- .*povray .*\+I\/var\/tmp\/rb-fed-e2e-\S+\/proj\/shot\.pov/m, 'rendered in the sandbox, the scene at its studio path');
+  assert.match(await readFile(join(proj, 'out-away', '.rb-logs', 'remote-v1', logs[0]!), 'utf8'), /^\$ \S*bwrap .* -- .*povray .*\+I"?\/var\/tmp\/rb-fed-e2e-\S+\/proj\/shot\.pov/m, 'rendered in the sandbox, the scene at its studio path');
   assert.ok((await readdir(join(proj, 'out-away', '.rb-samples'))).length > 0, 'sample thumbnails are back');
   // the bill, signed by v1 and checked with the key its link presented
   const bills = await readdir(join(studioData, 'fed', 'bills', 'v1'));

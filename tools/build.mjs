@@ -7,9 +7,10 @@
 // a stale build is slow, never wrong. Tests and benchmarks import the sources through tsx; type
 // checking is tsc's (`npm run lint`), esbuild only strips the types.
 //
-// Measured (2 cores, Node 20.20): `renderbus --version` 0.85 s through tsx, 0.19 s as tsc's
-// output (one file per module), 0.1x s bundled; typebox alone is 833 module files, ~110 ms to load
-// unbundled and ~15 ms bundled. docs/architecture.md, "The build".
+// Measured (2 cores, Node 20.20; docs/benchmarks.md, "CLI start"): `renderbus --version` 0.50 s
+// median through tsx, 0.19 s as tsc's output (one file per module), 0.17 s bundled (Node alone:
+// 0.08 s); typebox alone is 833 module files, ~110 ms to load unbundled and ~15 ms bundled.
+// docs/architecture.md, "The build".
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -43,6 +43,8 @@ export interface SchedulerOptions {
    * preference; such a job goes to the first one linked, as if it had said `site`. None: it waits.
    */
   outsourceUnrenderable?: readonly string[];
+  /** The site's policy: every job renders in the I/O wrapper (docs/security.md, "The sandbox"), whatever it says. */
+  sandboxAll?: boolean;
 }
 
 export interface SchedulerHandle {
@@ -186,7 +188,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (req.spec.user !== undefined && req.spec.user !== user) {
       throw new FarmError('RB_FORBIDDEN', `the job says user '${req.spec.user}' but was submitted with the credential of '${user}': a job belongs to whoever submits it`);
     }
-    req = { ...req, spec: { ...req.spec, user } };
+    req = { ...req, spec: { ...req.spec, user, ...(o.sandboxAll && !req.spec.sandbox ? { sandbox: true } : {}) } };
     // a tree shown at original paths is where the intake unpacked a peer's job: nobody else names one
     if (typeof req.spec.sandbox === 'object' && !origin) throw new FarmError('RB_BAD_SPEC', 'sandbox.root is set by the intake for a peer\'s job only; a job of this site says sandbox: true');
     const prepared = prepareJob(req.spec);

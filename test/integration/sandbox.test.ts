@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { createAdapters, detectSandbox, prepareTask, renderTask } from '../../actors/render-slot/index.ts';
 import type { TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
+import { TestFarm } from '../helpers/farm.ts';
 
 /*
  * Issue 15: the I/O wrapper, from the inside. A sandboxed task runs a script that tries to get
@@ -125,4 +126,25 @@ test('sandbox - POV-Ray renders the same pixels inside and outside', { timeout: 
     return (await sharp(outcome.produced[0]!.file).raw().toBuffer()).toString('base64');
   };
   assert.equal(await frame(true), await frame(false));
+});
+
+test('sandbox - a site whose policy is --sandbox-all renders every job in it, on a host that advertises it', { timeout: 90_000 }, async (t) => {
+  if (!(await sandbox)) return t.skip('this host cannot sandbox');
+  const f = await TestFarm.start({ tmpBase: '/var/tmp' });
+  t.after(() => f.stop());
+  await f.registry();
+  await f.scheduler(['--sandbox-all']);
+  await f.renderServer('box', 1);
+  const box = (await f.hosts()).find((h) => h.host === 'box');
+  assert.ok(box?.inventory?.packages.some((p) => p.name === 'sandbox'), `the render server advertises the sandbox: ${JSON.stringify(box?.inventory?.packages)}`);
+  await chmod(f.dir, 0o755);
+  const scene = join(f.dir, 'in', 'x.txt');
+  await mkdir(join(f.dir, 'in'), { recursive: true, mode: 0o755 });
+  await writeFile(scene, 'x');
+  // the job does not ask for the sandbox: the site's policy puts it there
+  const id = await f.submit({ name: 'boxed', scene, renderer: 'command', frames: '1', command: `sh -c 'echo $(id -u) $(ls /proc | grep -c "^[0-9]") > {output}'`, output: { dir: join(f.dir, 'out'), pattern: 'f_#.txt' } });
+  await f.waitJob(id);
+  const [uid, procs] = (await readFile(join(f.dir, 'out', 'f_1.txt'), 'utf8')).trim().split(' ').map(Number);
+  assert.ok(procs! < 10, `it saw only the sandbox's processes (${procs})`);
+  if (process.getuid?.() === 0) assert.equal(uid, 65534, 'as nobody, the farm being root');
 });

@@ -69,7 +69,8 @@ function withSchedulerFlags(cmd: Command): Command {
     .option('--keep-jobs <n>', SCHEDULER_FLAG_HELP.keepJobs)
     .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .option('--peers <sites>', SCHEDULER_FLAG_HELP.peers)
-    .option('--outsource-unrenderable <peers>', SCHEDULER_FLAG_HELP.outsourceUnrenderable);
+    .option('--outsource-unrenderable <peers>', SCHEDULER_FLAG_HELP.outsourceUnrenderable)
+    .option('--sandbox-all', SCHEDULER_FLAG_HELP.sandboxAll);
 }
 
 function version(): string {

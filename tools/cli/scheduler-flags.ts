@@ -13,6 +13,7 @@ export interface SchedulerFlags {
   keepHours?: string;
   peers?: string;
   outsourceUnrenderable?: string;
+  sandboxAll?: boolean;
 }
 
 const n = (v: number) => v.toLocaleString('en');
@@ -25,6 +26,7 @@ export const SCHEDULER_FLAG_HELP = {
   keepJobs: `finished jobs kept in the scheduler's memory, the latest ones; older ones are read back from the journal when asked for (default: ${n(DEFAULT_RETENTION.keepJobs)})`,
   keepHours: `hours a finished job stays in the scheduler's memory at most (default: ${DEFAULT_RETENTION.keepMs / 3_600_000})`,
   peers: "the site's linked peers, comma-separated (e.g. v1,v2): a job whose `site` names one is sent there (docs/federation.md); a job naming any other site is refused (default: none)",
+  sandboxAll: "the site's policy: every job renders in the I/O wrapper (bubblewrap), as if it said `sandbox: true`; a job cannot opt out (docs/security.md, \"The sandbox\")",
   outsourceUnrenderable: "the site's policy for a job that names no site and that no host here can render (the registry matches none): send it to the first of these linked peers, comma-separated in order of preference (e.g. v1,v2), as if it said `site` (docs/federation.md, \"Outsourcing by policy\"); without it such a job waits (default: none)",
 } as const;
 
@@ -45,7 +47,7 @@ function siteList(flag: string, value: string | undefined): string[] | undefined
  * The scheduler's settings from its flags. Throws UsageError naming the flag. `site`, when known,
  * is the site's own name: the policy may not name it.
  */
-export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable'> {
+export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable' | 'sandboxAll'> {
   const frames = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseCount(flag, v, { min: 1, max: 1_000_000_000 }));
   const limits = {
     siteFrames: frames('--max-site-frames', flags.maxSiteFrames),
@@ -67,5 +69,5 @@ export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<Sc
     const unknown = flags.peers === undefined ? undefined : policy.find((p) => !peers.includes(p));
     if (unknown !== undefined) throw new UsageError(`--outsource-unrenderable: '${unknown}' is not one of --peers (${peers.join(', ') || 'none'})`);
   }
-  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}), ...(policy ? { outsourceUnrenderable: policy } : {}) };
+  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}), ...(policy ? { outsourceUnrenderable: policy } : {}), ...(flags.sandboxAll ? { sandboxAll: true } : {}) };
 }

@@ -1,4 +1,5 @@
 import { chown, mkdir, readdir } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,7 +20,7 @@ import { runProcess, sampleTree, type ProcessExit } from './process.ts';
 import { rendererEnv } from './renderer-env.ts';
 import type { Launcher } from './launcher.ts';
 import { TaskLog } from './task-log.ts';
-import { inputBinds, sandboxArgv } from './sandbox.ts';
+import { inputBinds, sandboxArgv, sandboxLimits } from './sandbox.ts';
 import type { SandboxHost } from './sandbox-host.ts';
 
 export type AdapterLookup = (renderer: string) => RenderAdapter;
@@ -113,7 +114,7 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
         break;
       }
       const parser = adapter.parser(inv, o.onProgress ?? (() => {}), env);
-      const boxed = prepared.sandboxInputs ? await sandboxed(o, adapter, prepared, inv, env) : null;
+      const boxed = prepared.sandboxInputs ? await sandboxed(o, task, adapter, prepared, inv, env) : null;
       const proc = runProcess({
         argv: boxed?.argv ?? inv.argv,
         cwd: boxed ? '/' : inv.cwd,
@@ -170,10 +171,12 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
 }
 
 /** An invocation's argv and environment inside the sandbox (sandbox.ts): bwrap's, with the renderer's inside. */
-async function sandboxed(o: RenderTaskOptions, adapter: RenderAdapter, prepared: PreparedTask, inv: Invocation, env: Record<string, string>): Promise<{ argv: string[]; env: Record<string, string> }> {
+async function sandboxed(o: RenderTaskOptions, task: TaskAssignment, adapter: RenderAdapter, prepared: PreparedTask, inv: Invocation, env: Record<string, string>): Promise<{ argv: string[]; env: Record<string, string> }> {
   const host = await o.sandbox;
   if (!host) throw new FarmError('RB_RENDERER_MISSING', 'this host cannot run the sandbox the task needs');
-  const plan = { bwrap: host.bwrap, ...(host.runAs ? { runAs: host.runAs } : {}), inputs: prepared.sandboxInputs!, workDir: prepared.workDir, extra: adapter.sandboxPaths ?? [] };
+  // the task's memory and time as kernel limits too: a backstop under the slot's own watch
+  const limits = sandboxLimits({ ...(task.memoryLimitMb !== undefined ? { memoryLimitMb: task.memoryLimitMb } : {}), ...(task.timeLimitMs !== undefined ? { timeLimitMs: task.timeLimitMs } : {}), cpus: cpus().length });
+  const plan = { bwrap: host.bwrap, ...(host.runAs ? { runAs: host.runAs } : {}), inputs: prepared.sandboxInputs!, workDir: prepared.workDir, extra: adapter.sandboxPaths ?? [], ...(limits ? { limits } : {}) };
   return { argv: sandboxArgv(plan, inv.argv, inv.cwd, env), env: { PATH: '/usr/bin:/bin' } };
 }
 

@@ -27,8 +27,31 @@ export interface SandboxPlan {
   inputs: { from: string; to: string }[];
   /** The one writable place: the task's work dir, at its own path. */
   workDir: string;
-  /** The renderer's extra read-only paths outside /usr (its config in /etc), bound when present. */
+  /** The renderer's extra read-only paths outside /usr (its configuration in /etc), bound when present. */
   extra: readonly string[];
+  /** Kernel limits on the renderer (prlimit inside the sandbox): a backstop under the slot's own watch. */
+  limits?: SandboxLimits;
+}
+
+export interface SandboxLimits {
+  /** RLIMIT_AS: the address space of each process, in bytes. */
+  addressSpaceBytes?: number;
+  /** RLIMIT_CPU: CPU seconds of each process (the kernel sends SIGXCPU, then SIGKILL). */
+  cpuSeconds?: number;
+}
+
+/**
+ * The kernel limits for a task (pure): its address space at 4× the memory it was given (the
+ * slot's /proc watch stops it at 1× resident, RB_OUT_OF_MEMORY; address space runs well above
+ * resident: thread stacks, mapped files), and its CPU time at its time limit × the host's cores,
+ * with a fifth to spare (the slot's timer stops it first, RB_TIMEOUT). Neither without its figure.
+ */
+export function sandboxLimits(o: { memoryLimitMb?: number; timeLimitMs?: number; cpus: number }): SandboxLimits | undefined {
+  const limits: SandboxLimits = {
+    ...(o.memoryLimitMb !== undefined ? { addressSpaceBytes: o.memoryLimitMb * 4 * 1024 * 1024 } : {}),
+    ...(o.timeLimitMs !== undefined ? { cpuSeconds: Math.ceil((o.timeLimitMs / 1000) * Math.max(1, o.cpus) * 1.2) } : {}),
+  };
+  return Object.keys(limits).length > 0 ? limits : undefined;
 }
 
 /** What of /etc a renderer reads: the dynamic linker's cache, alternatives (Debian's program links), fonts. */
@@ -75,6 +98,10 @@ export function sandboxArgv(plan: SandboxPlan, argv: readonly string[], cwd: str
   out.push('--setenv', 'HOME', '/home', '--setenv', 'TMPDIR', '/tmp', '--chdir', cwd, '--');
   if (plan.runAs) {
     out.push(plan.runAs.setpriv, `--reuid=${plan.runAs.uid}`, `--regid=${plan.runAs.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--');
+  }
+  if (plan.limits) {
+    const l = plan.limits;
+    out.push('/usr/bin/prlimit', ...(l.addressSpaceBytes !== undefined ? [`--as=${l.addressSpaceBytes}`] : []), ...(l.cpuSeconds !== undefined ? [`--cpu=${l.cpuSeconds}`] : []), '--');
   }
   out.push(...argv);
   return out;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import sharp from 'sharp';
@@ -41,11 +42,12 @@ async function logOf(path: string): Promise<string> {
 }
 
 /** Runs `script` (sh) as a task of job-a, sandboxed or not; what it printed. */
-async function runScript(dir: string, script: string, o: { sandboxed: boolean; signal?: AbortSignal; attempt?: number }): Promise<string> {
+async function runScript(dir: string, script: string, o: { sandboxed: boolean; signal?: AbortSignal; attempt?: number; task?: Partial<TaskAssignment> }): Promise<string> {
   const task: TaskAssignment = aTaskAssignment({
     jobId: 'ja', taskId: `ja.${o.sandboxed ? 1 : 2}`, attempt: o.attempt ?? 1, frames: [1], renderer: 'command',
     scene: join(dir, 'job-a', 'scene.txt'), outputDir: join(dir, 'job-a', 'out'), command: `sh -c ${JSON.stringify(script)}`,
     ...(o.sandboxed ? { sandbox: { files: [join(dir, 'job-a', 'scene.txt')] } } : {}),
+    ...o.task,
   });
   const prepared = await prepareTask(task, adapters, 'box', sandbox);
   await renderTask(task, prepared, { adapters, sandbox, ...(o.signal ? { signal: o.signal } : {}), killGraceMs: 500 });
@@ -107,6 +109,17 @@ test('sandbox - a cancel ends the whole tree: nothing the job started outlives i
   await run;
   for (let i = 0; i < 100 && (await alive()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(await alive(), [], 'no process of the job is left');
+});
+
+test("sandbox - the task's memory and time are kernel limits inside (prlimit): address space and CPU seconds", { timeout: 30_000 }, async (t) => {
+  if (!(await sandbox)) return t.skip('this host cannot sandbox');
+  const dir = await workspace(t);
+  const limits = { memoryLimitMb: 300, timeLimitMs: 20_000 };
+  const inside = await runScript(dir, 'echo "AS $(ulimit -v) CPU $(ulimit -t)"', { sandboxed: true, task: limits });
+  const cpuSeconds = Math.ceil(20 * cpus().length * 1.2);
+  assert.match(inside, new RegExp(`AS ${300 * 4 * 1024} CPU ${cpuSeconds}\\b`), inside);
+  const outside = await runScript(dir, 'echo "AS $(ulimit -v) CPU $(ulimit -t)"', { sandboxed: false, task: limits });
+  assert.doesNotMatch(outside, new RegExp(`AS ${300 * 4 * 1024}`), 'outside, the slot watches; the kernel does not limit');
 });
 
 test('sandbox - POV-Ray renders the same pixels inside and outside', { timeout: 60_000 }, async (t) => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inputBinds, sandboxArgv } from '../../actors/render-slot/sandbox.ts';
+import { inputBinds, sandboxArgv, sandboxLimits } from '../../actors/render-slot/sandbox.ts';
 import { FarmError, prepareJob } from '../../protocol/index.ts';
 
 const plan = { bwrap: '/usr/bin/bwrap', inputs: [{ from: '/proj/shot', to: '/proj/shot' }], workDir: '/out/.rb-partial/j.0-a1', extra: ['/etc/povray'] };
@@ -47,4 +47,11 @@ test('sandbox jobs - need a host that can sandbox', () => {
   const job = prepareJob({ name: 'x', scene: '/p/shot.pov', frames: '1', output: { dir: '/out' }, sandbox: true });
   assert.ok(job.requirements.packages?.includes('sandbox'));
   assert.ok(!prepareJob({ name: 'x', scene: '/p/shot.pov', frames: '1', output: { dir: '/out' } }).requirements.packages?.includes('sandbox'));
+});
+
+test('sandbox limits - address space at 4× the memory given, CPU at the time limit × cores with a fifth to spare; prlimit runs the renderer', () => {
+  assert.equal(sandboxLimits({ cpus: 2 }), undefined);
+  assert.deepEqual(sandboxLimits({ memoryLimitMb: 512, timeLimitMs: 10_000, cpus: 2 }), { addressSpaceBytes: 2048 * 1024 * 1024, cpuSeconds: 24 });
+  const argv = sandboxArgv({ ...plan, limits: { addressSpaceBytes: 1 << 30, cpuSeconds: 24 } }, ['povray', 'x'], '/', {});
+  assert.deepEqual(argv.slice(-6), ['/usr/bin/prlimit', `--as=${1 << 30}`, '--cpu=24', '--', 'povray', 'x']);
 });

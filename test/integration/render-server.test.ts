@@ -1,3 +1,4 @@
+import { detectSandbox } from '../../actors/render-slot/index.ts';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -125,7 +126,9 @@ test('render-server - registers, heartbeats, and registers again for a new regis
   });
   t.after(() => rs.stop());
   assert.equal(rs.host, 'node-1');
-  assert.deepEqual(rs.inventory.packages, [{ name: 'povray', version: '3.7.0.10' }]);
+  // the packages given, and the sandbox when this host can run one (probed, not given)
+  const box = await detectSandbox();
+  assert.deepEqual(rs.inventory.packages, [{ name: 'povray', version: '3.7.0.10' }, ...(box ? [{ name: 'sandbox', version: box.version }] : [])]);
   assert.deepEqual(rs.inventory.licenses, ['maya']);
   assert.equal(rs.inventory.os.type, 'linux');
   assert.ok(rs.inventory.cpu.count >= 1 && rs.inventory.ramMb > 0);

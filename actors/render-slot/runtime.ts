@@ -1,6 +1,6 @@
 import { chown, mkdir, readdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -176,7 +176,10 @@ async function sandboxed(o: RenderTaskOptions, task: TaskAssignment, adapter: Re
   if (!host) throw new FarmError('RB_RENDERER_MISSING', 'this host cannot run the sandbox the task needs');
   // the task's memory and time as kernel limits too: a backstop under the slot's own watch
   const limits = sandboxLimits({ ...(task.memoryLimitMb !== undefined ? { memoryLimitMb: task.memoryLimitMb } : {}), ...(task.timeLimitMs !== undefined ? { timeLimitMs: task.timeLimitMs } : {}), cpus: cpus().length });
-  const plan = { bwrap: host.bwrap, ...(host.runAs ? { runAs: host.runAs } : {}), inputs: prepared.sandboxInputs!, workDir: prepared.workDir, extra: adapter.sandboxPaths ?? [], ...(limits ? { limits } : {}) };
+  // a program named by its path outside the system (/opt/tool/bin/x) is shown with its folder
+  const program = inv.argv[0]!;
+  const own = program.startsWith('/') && !/^\/(usr|bin|sbin|lib|lib64)\//.test(program) ? [dirname(program)] : [];
+  const plan = { bwrap: host.bwrap, ...(host.runAs ? { runAs: host.runAs } : {}), inputs: prepared.sandboxInputs!, workDir: prepared.workDir, extra: [...(adapter.sandboxPaths ?? []), ...own], ...(limits ? { limits } : {}) };
   return { argv: sandboxArgv(plan, inv.argv, inv.cwd, env), env: { PATH: '/usr/bin:/bin' } };
 }
 

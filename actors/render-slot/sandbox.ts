@@ -84,9 +84,11 @@ export function sandboxArgv(plan: SandboxPlan, argv: readonly string[], cwd: str
   );
   // bwrap makes the folders it needs for a bind 0700: the unprivileged renderer could not pass them
   out.push('--perms', '0755', '--dir', '/etc');
-  for (const p of [...SYSTEM_ETC, ...plan.extra]) out.push('--ro-bind-try', p, p);
+  for (const p of SYSTEM_ETC) out.push('--ro-bind-try', p, p);
   out.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/home');
-  for (const dir of mountPoints([...plan.inputs.map((b) => b.to), plan.workDir], plan.inputs.map((b) => b.to))) out.push('--perms', '0755', '--dir', dir);
+  const targets = [...plan.inputs.map((b) => b.to), plan.workDir, ...plan.extra];
+  for (const dir of mountPoints(targets, plan.inputs.map((b) => b.to))) out.push('--perms', '0755', '--dir', dir);
+  for (const p of plan.extra) out.push('--ro-bind-try', p, p);
   // parents before children, so that a bind inside another lands on top of it
   for (const b of [...plan.inputs].sort((a, c) => a.to.length - c.to.length)) out.push('--ro-bind', b.from, b.to);
   out.push('--bind', plan.workDir, plan.workDir);
@@ -109,7 +111,8 @@ export function sandboxArgv(plan: SandboxPlan, argv: readonly string[], cwd: str
 
 /**
  * The folders above the bind targets that the sandbox must make (shortest first): not `/`, not
- * /tmp or /home (tmpfs), and none inside a bound input, whose own folders show through the bind.
+ * /etc (made first), /tmp or /home (tmpfs), and none inside a bound input, whose own folders
+ * show through the bind.
  */
 function mountPoints(targets: readonly string[], bound: readonly string[]): string[] {
   const inside = (p: string, d: string) => p === d || p.startsWith(`${d}/`);
@@ -119,7 +122,7 @@ function mountPoints(targets: readonly string[], bound: readonly string[]): stri
     for (let i = 1; i < parts.length; i++) dirs.add(`/${parts.slice(0, i).join('/')}`);
   }
   return [...dirs]
-    .filter((d) => d !== '/tmp' && d !== '/home' && !bound.some((b) => inside(d, b)))
+    .filter((d) => d !== '/tmp' && d !== '/home' && d !== '/etc' && !bound.some((b) => inside(d, b)))
     .sort((a, b) => a.length - b.length);
 }
 

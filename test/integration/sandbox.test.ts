@@ -122,6 +122,24 @@ test("sandbox - the task's memory and time are kernel limits inside (prlimit): a
   assert.doesNotMatch(outside, new RegExp(`AS ${300 * 4 * 1024}`), 'outside, the slot watches; the kernel does not limit');
 });
 
+test('sandbox - a program named by its path outside the system is shown with its folder, read-only', { timeout: 30_000 }, async (t) => {
+  if (!(await sandbox)) return t.skip('this host cannot sandbox');
+  const dir = await workspace(t);
+  await mkdir(join(dir, 'tools'), { mode: 0o755 });
+  const tool = join(dir, 'tools', 'render.sh');
+  await writeFile(tool, '#!/bin/sh\necho TOOL-RAN; echo x > "$(dirname "$0")/changed" || echo TOOL-FOLDER-READ-ONLY\n', { mode: 0o755 });
+  const task: TaskAssignment = aTaskAssignment({
+    jobId: 'jt', taskId: 'jt.1', frames: [1], renderer: 'command', scene: join(dir, 'job-a', 'scene.txt'), outputDir: join(dir, 'job-a', 'out'),
+    command: tool, sandbox: { files: [join(dir, 'job-a', 'scene.txt')] },
+  });
+  const prepared = await prepareTask(task, adapters, 'box', sandbox);
+  const outcome = await renderTask(task, prepared, { adapters, sandbox });
+  const log = await logOf(prepared.logFile);
+  assert.equal(outcome.status, 'done', log);
+  assert.match(log, /^TOOL-RAN$/m);
+  assert.match(log, /^TOOL-FOLDER-READ-ONLY$/m, log);
+});
+
 test('sandbox - POV-Ray renders the same pixels inside and outside', { timeout: 60_000 }, async (t) => {
   if (!(await sandbox)) return t.skip('this host cannot sandbox');
   const dir = await workspace(t);

@@ -8,7 +8,7 @@ import { newBundleId, writeBundle } from '../../sites/bundles/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { serveLinkRelease, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
 import { startFedSites, waitLinkUp, type FedSite } from '../../test/helpers/fed-sites.ts';
-import { runFedFuzz, type FedFuzzReport } from './fuzz-fed.ts';
+import { formatFedReport, runFedFuzz, type FedFuzzReport } from './fuzz-fed.ts';
 
 /**
  * The federation fuzz on sites of its own (what `npm run chaos -- --fed` and
@@ -125,4 +125,50 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+const USAGE = `usage: node --import tsx tools/chaos/fuzz-fed-main.ts [--cases N] [--seed S] [--json]
+
+Starts three nats-servers with leaf links (a studio hub, vendors v1 and v2) and a site link on
+each, fuzzes the studio's federation subjects as a hostile v1 with N cases a subject (default 200),
+tries wrong credentials, checks that the links came through, prints the report and exits 1 on any
+finding. --seed replays a run.`;
+
+async function main(): Promise<number> {
+  const { parseArgs } = await import('node:util');
+  const { values } = parseArgs({ options: { cases: { type: 'string', default: '200' }, seed: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } } });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const cases = Number(values.cases);
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (!Number.isInteger(cases) || cases < 1 || (seed !== undefined && !Number.isInteger(seed))) {
+    console.error(USAGE);
+    return 2;
+  }
+  const run = await fuzzFedSites({ cases, ...(seed !== undefined ? { seed } : {}), log: (l) => console.error(l) });
+  console.log(values.json ? JSON.stringify(run, null, 2) : formatFedRun(run));
+  return fedPassed(run) ? 0 : 1;
+}
+
+export const fedPassed = (run: FedFuzzRun) => run.report.findings.length === 0 && run.after.length === 0;
+
+export function formatFedRun(run: FedFuzzRun): string {
+  return [
+    formatFedReport(run.report),
+    `  one-way messages logged as refused by the studio's link: ${run.refusals}`,
+    ...(run.after.length ? run.after.map((a) => `  AFTER: ${a}`) : ['  after: both links up, a valid bundle crossed each way, nothing thrown']),
+    ...(fedPassed(run) ? [] : [`fed fuzz: findings; replay with node --import tsx tools/chaos/fuzz-fed-main.ts --seed ${run.report.seed}`]),
+  ].join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

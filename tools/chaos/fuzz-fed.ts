@@ -96,11 +96,13 @@ export async function runFedFuzz(o: FedFuzzOptions): Promise<FedFuzzReport> {
   const timeout = o.timeoutMs ?? 3_000;
   const findings: FedFinding[] = [];
   const reports: FedSubjectReport[] = [];
+  // a fixed time in the valid bases, so that a seed replays the same bytes
+  const at = 1_700_000_000_000;
   const limit = Math.min(o.peerLink.info?.max_payload ?? 1 << 20, o.operator.info?.max_payload ?? 1 << 20);
 
   // requests with replies: each malformed one answered ok: false, with an RB_ code and a message
   const requests: { subject: string; nc: NatsConnection; codec: Codec<unknown>; reply: Codec<unknown>; base: Record<string, unknown> }[] = [
-    { subject: subjects.fedSvc(o.to, o.from, 'ping'), nc: o.peerLink, codec: linkCodecs.ping as Codec<unknown>, reply: linkCodecs.pingReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, at: Date.now() } },
+    { subject: subjects.fedSvc(o.to, o.from, 'ping'), nc: o.peerLink, codec: linkCodecs.ping as Codec<unknown>, reply: linkCodecs.pingReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, at } },
     { subject: subjects.linkStatus(o.to), nc: o.operator, codec: linkCodecs.statusRequest as Codec<unknown>, reply: linkCodecs.statusReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from } },
     { subject: subjects.linkRelease(o.to), nc: o.operator, codec: linkCodecs.releaseRequest as Codec<unknown>, reply: linkCodecs.releaseReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from } },
   ];
@@ -133,7 +135,7 @@ export async function runFedFuzz(o: FedFuzzOptions): Promise<FedFuzzReport> {
 
   // one-way: the peer's hellos (core NATS) and its outbox (JetStream, as its link publishes them)
   const oneWay: { subject: (i: number) => string; send: (subject: string, data: Uint8Array) => Promise<unknown>; codec: Codec<unknown>; base: Record<string, unknown>; name: string }[] = [
-    { name: subjects.fed(o.to, o.from, 'link.hello'), subject: () => subjects.fed(o.to, o.from, 'link.hello'), send: async (s, d) => o.peerLink.publish(s, d), codec: linkCodecs.hello as Codec<unknown>, base: { v: PROTOCOL_MAJOR, instance: 'x', outSeq: 0, inSeq: 0, maxPayload: 1 << 20, publicKey: 'k', at: Date.now() } },
+    { name: subjects.fed(o.to, o.from, 'link.hello'), subject: () => subjects.fed(o.to, o.from, 'link.hello'), send: async (s, d) => o.peerLink.publish(s, d), codec: linkCodecs.hello as Codec<unknown>, base: { v: PROTOCOL_MAJOR, instance: 'x', outSeq: 0, inSeq: 0, maxPayload: 1 << 20, publicKey: 'k', at } },
   ];
   const js = jetstream(o.peerDmz);
   for (const kind of ['manifest', 'want', 'end', 'receipt'] as const) {

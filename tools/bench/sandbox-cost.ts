@@ -175,7 +175,7 @@ export async function sandboxBench(o: SandboxCostOptions, machine: string): Prom
       row('POV-Ray, demo scene 320×240, outside', pov.outside!),
       row('POV-Ray, demo scene 320×240, inside', pov.inside!),
       '',
-      `Added a task start: **${f1(s.box - s.bare)} ms** median (p99 ${f1(p99(start.sandbox!) - p99(start.bare!))} ms). The ${o.files} files' tree`,
+      `Added a task start: **${f1(s.box - s.bare)} ms** median (the p99s, ${f1(p99(start.bare!))} and ${f1(p99(start.sandbox!))} ms, follow the machine's load). The ${o.files} files' tree`,
       `(hard links from the peer's store, sites/cas/) took ${(tree.buildMs / 1000).toFixed(2)} s to build once a job; the start over it adds`,
       `${f1(t.tree - t.empty)} ms to an empty sandbox's (one bind a top-level folder, not a file). On a real frame: ${f1(f.in - f.out)} ms,`,
       `**${f1(((f.in - f.out) / f.out) * 100)} %** of ${f1(f.out)} ms.`,

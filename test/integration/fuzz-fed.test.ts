@@ -18,7 +18,12 @@ const explain = (what: string) => `${what}\n${formatFedReport(run.report)}\nafte
 test('fuzz-fed - every malformed request on a federation subject with replies is refused with an RB_ code and a message', () => {
   const withReplies = run.report.subjects.filter((s) => !s.subject.startsWith('rbq.') && !s.subject.startsWith('rb.fed.'));
   assert.equal(withReplies.length, 3, explain('ping, link.status and link.release'));
-  for (const s of withReplies) assert.ok(s.sent >= 10, explain(`${s.subject}: only ${s.sent} sent`));
+  for (const s of withReplies) {
+    assert.ok(s.sent >= 10, explain(`${s.subject}: only ${s.sent} sent`));
+    for (const code of ['RB_DECODE_FAILED', 'RB_SCHEMA_MISMATCH', 'RB_PROTOCOL_MISMATCH', ...(s.subject.includes('.link.') ? ['RB_BAD_PEER'] : [])]) {
+      assert.ok((s.codes[code] ?? 0) > 0, explain(`${s.subject}: no ${code}`));
+    }
+  }
   assert.deepEqual(run.report.findings.filter((f) => f.kind !== 'not-forbidden'), [], explain('requests not refused as they should be'));
 });
 
@@ -27,7 +32,7 @@ test('fuzz-fed - a credential that may not send on a federation subject is refus
   assert.equal(run.report.forbidden.length, 10, explain('every wrong credential tried'));
 });
 
-test('fuzz-fed - the links come through: malformed hellos and outbox messages refused, a valid bundle crosses each way, nothing thrown', () => {
+test('fuzz-fed - the links come through: malformed hellos and outbox messages refused, a manifest naming another sender refused, a valid bundle crosses each way, nothing thrown', () => {
   assert.ok(run.report.subjects.filter((s) => s.subject.startsWith('rbq.')).every((s) => s.sent > 0), explain('an outbox kind not fuzzed'));
   assert.deepEqual(run.after, [], explain('after the fuzzing'));
 });

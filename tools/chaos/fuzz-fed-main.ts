@@ -69,7 +69,7 @@ export async function fuzzFedSites(o: { cases: number; seed?: number; log?: (lin
     o.log?.('fed fuzz: links up, fuzzing');
 
     const report = await runFedFuzz({
-      to: 'studio', from: 'v1', cases: o.cases, ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      to: 'studio', from: 'v1', other: 'v2', cases: o.cases, ...(o.seed !== undefined ? { seed: o.seed } : {}),
       peerLink: await connect(v1.connectAs(Role.SiteLink)),
       peerDmz: await connect(v1.connectDmz('studio')),
       operator: await connect(f.hub.connectAs(Role.Operator)),
@@ -88,6 +88,9 @@ export async function fuzzFedSites(o: { cases: number; seed?: number; log?: (lin
     const refusals = () => logs.filter((l) => l.site === 'studio' && l.peer === 'v1' && /refused/.test(l.msg)).length;
     const after: string[] = [];
     await until('the one-way messages refused', () => refusals() >= oneWay, 30_000).catch(() => after.push(`only ${refusals()} of ${oneWay} one-way messages were logged as refused`));
+    const lie = () => logs.some((l) => l.site === 'studio' && l.msg === 'bundle refused' && new RegExp(`says it is from '${report.lie.claims}'`).test(l.err?.message ?? ''));
+    await until('the lying manifest refused', lie, 30_000).catch(() => after.push(`v1's manifest claiming to be from ${report.lie.claims} was not refused`));
+    if ((await readdir(hotFolderDirs(f.hub.dir, 'v1').incoming)).includes(`${report.lie.bundleId}.rbb`)) after.push('the lying bundle was written into incoming/v1/');
     // and the links go on: a valid bundle crosses each way
     for (const [from, to] of [[v1, f.hub], [f.hub, v1]] as const) {
       const name = await send(src, from, to.name);

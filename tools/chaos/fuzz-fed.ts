@@ -1,6 +1,9 @@
 import { jetstream } from '@nats-io/jetstream';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
-import { encodeAny, linkCodecs, PROTOCOL_MAJOR, subjects, type Codec } from '../../protocol/index.ts';
+import { deflateRawSync } from 'node:zlib';
+import { BUNDLE_VERSION, encodeAny, encodeManifest, linkCodecs, PROTOCOL_MAJOR, subjects, type Codec } from '../../protocol/index.ts';
+import { newBundleId } from '../../sites/bundles/index.ts';
+import { bundleKey } from '../../sites/links/transfer-plan.ts';
 import { caseRng, randomSeed, type Rng } from './fuzz-prng.ts';
 
 /**
@@ -24,6 +27,8 @@ export interface FedFuzzOptions {
   operator: NatsConnection;
   /** Credentials that may not send on the subjects they are tried on. */
   wrong: { name: string; nc: NatsConnection; subjects: string[] }[];
+  /** Another peer of `to`, whose name the lying manifest claims. */
+  other: string;
   cases: number;
   seed?: number;
   timeoutMs?: number;
@@ -32,7 +37,7 @@ export interface FedFuzzOptions {
 export interface FedFinding {
   subject: string;
   index?: number;
-  kind: 'no-reply' | 'not-refused' | 'bad-reply' | 'not-forbidden';
+  kind: 'no-reply' | 'not-refused' | 'bad-reply' | 'wrong-code' | 'not-forbidden';
   problem: string;
 }
 
@@ -46,6 +51,8 @@ export interface FedSubjectReport {
 export interface FedFuzzReport {
   seed: number;
   subjects: FedSubjectReport[];
+  /** The bundle offered in the peer's outbox whose manifest names another sender (the caller checks it was refused). */
+  lie: { bundleId: string; claims: string };
   /** Publishes the server refused to a wrong credential: `<who> <subject>`. */
   forbidden: string[];
   findings: FedFinding[];
@@ -101,14 +108,26 @@ export async function runFedFuzz(o: FedFuzzOptions): Promise<FedFuzzReport> {
   const limit = Math.min(o.peerLink.info?.max_payload ?? 1 << 20, o.operator.info?.max_payload ?? 1 << 20);
 
   // requests with replies: each malformed one answered ok: false, with an RB_ code and a message
-  const requests: { subject: string; nc: NatsConnection; codec: Codec<unknown>; reply: Codec<unknown>; base: Record<string, unknown> }[] = [
+  // and a well-formed one naming a peer `to` has no link to (itself, an unknown name) refused as RB_BAD_PEER
+  const noPeer = [{ v: PROTOCOL_MAJOR, peer: 'nosuchpeer' }, { v: PROTOCOL_MAJOR, peer: o.to }];
+  const requests: { subject: string; nc: NatsConnection; codec: Codec<unknown>; reply: Codec<unknown>; base: Record<string, unknown>; identity?: unknown[] }[] = [
     { subject: subjects.fedSvc(o.to, o.from, 'ping'), nc: o.peerLink, codec: linkCodecs.ping as Codec<unknown>, reply: linkCodecs.pingReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, at } },
-    { subject: subjects.linkStatus(o.to), nc: o.operator, codec: linkCodecs.statusRequest as Codec<unknown>, reply: linkCodecs.statusReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from } },
-    { subject: subjects.linkRelease(o.to), nc: o.operator, codec: linkCodecs.releaseRequest as Codec<unknown>, reply: linkCodecs.releaseReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from } },
+    { subject: subjects.linkStatus(o.to), nc: o.operator, codec: linkCodecs.statusRequest as Codec<unknown>, reply: linkCodecs.statusReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from }, identity: noPeer },
+    { subject: subjects.linkRelease(o.to), nc: o.operator, codec: linkCodecs.releaseRequest as Codec<unknown>, reply: linkCodecs.releaseReply as Codec<unknown>, base: { v: PROTOCOL_MAJOR, peer: o.from }, identity: noPeer },
   ];
   for (const t of requests) {
     const rep: FedSubjectReport = { subject: t.subject, sent: 0, refused: 0, codes: {} };
     reports.push(rep);
+    for (const [k, body] of (t.identity ?? []).entries()) {
+      rep.sent += 1;
+      const a = await t.nc.request(t.subject, t.codec.encode(body), { timeout }).then((m) => t.reply.decode(m.data) as { ok: boolean; error?: { code: string; message: string } }, (err: Error) => err);
+      if (a instanceof Error) findings.push({ subject: t.subject, index: -1 - k, kind: 'no-reply', problem: `wrong peer ${JSON.stringify(body)}: ${a.message}` });
+      else if (a.ok || a.error?.code !== 'RB_BAD_PEER') findings.push({ subject: t.subject, index: -1 - k, kind: 'wrong-code', problem: `wrong peer ${JSON.stringify(body)}: answered ${JSON.stringify(a.ok ? 'ok' : a.error)}, not RB_BAD_PEER` });
+      else {
+        rep.refused += 1;
+        rep.codes.RB_BAD_PEER = (rep.codes.RB_BAD_PEER ?? 0) + 1;
+      }
+    }
     for (let i = 0; i < o.cases; i++) {
       const c = malformedCase(caseRng(seed, t.subject, i), i, t.codec, t.base, limit);
       if (!c || c.data.length > limit) continue;
@@ -157,13 +176,21 @@ export async function runFedFuzz(o: FedFuzzOptions): Promise<FedFuzzReport> {
       rep.sent += 1;
     }
   }
+  // a well-formed offer whose manifest says it comes from another peer: refused before anything is written
+  const lieId = newBundleId();
+  const manifest = encodeManifest({ version: BUNDLE_VERSION, kind: 'status', bundleId: lieId, from: o.other, to: o.to, route: [], createdAt: at, files: [] });
+  await js.publish(
+    subjects.fedQueue(o.from, o.to, bundleKey(lieId), 'manifest'),
+    linkCodecs.manifest.encode({ v: PROTOCOL_MAJOR, bundleId: lieId, name: `${lieId}.rbb`, attempt: 'fuzz', manifest, layout: deflateRawSync(Buffer.alloc(512)), trailer: 1024, size: 2048 }),
+  );
   await o.peerLink.flush();
 
   // wrong credentials: the server refuses each publish (a permissions violation on that connection)
   const forbidden: string[] = [];
   for (const w of o.wrong) {
     const seen = new Set<string>();
-    const watching = (async () => {
+    // the iterator ends when the caller closes the connection
+    void (async () => {
       for await (const s of w.nc.status()) {
         if (s.type === 'error' && s.error instanceof PermissionViolationError && s.error.operation === 'publish') seen.add(s.error.subject);
       }
@@ -176,9 +203,8 @@ export async function runFedFuzz(o: FedFuzzOptions): Promise<FedFuzzReport> {
       if (seen.has(subject)) forbidden.push(`${w.name} ${subject}`);
       else findings.push({ subject, kind: 'not-forbidden', problem: `${w.name} published on ${subject} and the server did not refuse it` });
     }
-    void watching;
   }
-  return { seed, subjects: reports, forbidden, findings };
+  return { seed, subjects: reports, lie: { bundleId: lieId, claims: o.other }, forbidden, findings };
 }
 
 export function formatFedReport(r: FedFuzzReport): string {

@@ -77,6 +77,7 @@ async function main(): Promise<number> {
   if (values.keep) o.keep = true;
 
   const fuzzCases = num('fuzz-cases', values['fuzz-cases'], { min: 0, integer: true }) ?? 1000;
+  const fedCases = num('fed-cases', values['fed-cases'], { min: 1, integer: true }) ?? 500;
 
   let fuzzOk = true;
   if (fuzzCases > 0) {
@@ -85,7 +86,6 @@ async function main(): Promise<number> {
     if (values.json) process.stdout.write(`${JSON.stringify({ fuzz }, null, 2)}\n`);
     else process.stdout.write(`${formatFuzzReport(fuzz)}\n${fuzzOk ? '' : `fuzz: findings; replay with node --import tsx tools/chaos/fuzz-main.ts --seed ${fuzz.seed}\n`}\n`);
   }
-  const fedCases = num('fed-cases', values['fed-cases'], { min: 1, integer: true }) ?? 500;
   if (values.fed) {
     const fed = await fuzzFedSites({ cases: fedCases, ...(seed !== undefined ? { seed } : {}) });
     fuzzOk &&= fedPassed(fed);

@@ -158,7 +158,17 @@ export class PeerLink {
     this.subs.push(this.o.farm.subscribe(subjects.fed(site, peer, 'link.hello'), { callback: (_e, m) => this.onHello(m.data) }));
     this.subs.push(
       this.o.farm.subscribe(subjects.fedSvc(site, peer, 'ping'), {
-        callback: (_e, m) => void m.respond(linkCodecs.pingReply.encode({ v: PROTOCOL_MAJOR, ok: true, body: { instance: this.o.instance, at: Date.now() } })),
+        // a ping that is not one is refused by name, never answered as if it were (the federation fuzz found it)
+        callback: (_e, m) => {
+          let reply: Uint8Array;
+          try {
+            linkCodecs.ping.decode(m.data);
+            reply = linkCodecs.pingReply.encode({ v: PROTOCOL_MAJOR, ok: true, body: { instance: this.o.instance, at: Date.now() } });
+          } catch (err) {
+            reply = linkCodecs.pingReply.encode({ v: PROTOCOL_MAJOR, ok: false, error: FarmError.from(err, 'RB_SCHEMA_MISMATCH').toWire() });
+          }
+          m.respond(reply);
+        },
       }),
     );
     await this.o.farm.flush();

@@ -12,11 +12,12 @@ import { waitUntil } from '../../tools/lib/wait-until.ts';
 import { freePort } from './farm.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
-/** The FARM principals each test site issues: its link, its scheduler (JetStream), an operator (tails everything). */
+/** The FARM principals each test site issues: its link, its scheduler (JetStream), an operator (tails everything), an artist (a credential the federation subjects refuse). */
 const PRINCIPALS = [
   { role: Role.SiteLink, name: 'link' },
   { role: Role.Scheduler, name: 'scheduler' },
   { role: Role.Operator, name: 'op' },
+  { role: Role.Artist, name: 'ann' },
 ] as const;
 type FarmRole = (typeof PRINCIPALS)[number]['role'];
 

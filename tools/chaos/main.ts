@@ -3,17 +3,21 @@ import { runChaos, type ChaosOptions } from './driver.ts';
 import { formatReport } from './report.ts';
 import { fuzzOwnFarm } from './fuzz-main.ts';
 import { formatReport as formatFuzzReport, passed as fuzzPassed } from './fuzz.ts';
+import { fedPassed, formatFedRun, fuzzFedSites } from './fuzz-fed-main.ts';
 
 /*
  * npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
  *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
+ *   [--fed [--fed-cases N]]
  * First fuzzes every request subject (tools/chaos/fuzz.ts, N cases each, default 1000; 0 skips
- * it), then runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints
+ * it); with --fed, a site's federation subjects on three linked nats-servers (tools/chaos/fuzz-fed.ts,
+ * N cases a subject, default 500); then runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints
  * both reports and exits 0 when every check passed, 1 when one failed, 2 on bad usage, 130 when
  * interrupted.
  */
 const USAGE = `usage: npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
-         [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]`;
+         [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
+         [--fed [--fed-cases N]]`;
 
 function num(name: string, v: string | undefined, o: { min: number; integer?: boolean }): number | undefined {
   if (v === undefined) return undefined;
@@ -41,6 +45,8 @@ async function main(): Promise<number> {
         'pov-frames': { type: 'string' },
         'no-site-kill': { type: 'boolean' },
         'fuzz-cases': { type: 'string' },
+        fed: { type: 'boolean' },
+        'fed-cases': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -71,6 +77,7 @@ async function main(): Promise<number> {
   if (values.keep) o.keep = true;
 
   const fuzzCases = num('fuzz-cases', values['fuzz-cases'], { min: 0, integer: true }) ?? 1000;
+  const fedCases = num('fed-cases', values['fed-cases'], { min: 1, integer: true }) ?? 500;
 
   let fuzzOk = true;
   if (fuzzCases > 0) {
@@ -78,6 +85,12 @@ async function main(): Promise<number> {
     fuzzOk = fuzzPassed(fuzz);
     if (values.json) process.stdout.write(`${JSON.stringify({ fuzz }, null, 2)}\n`);
     else process.stdout.write(`${formatFuzzReport(fuzz)}\n${fuzzOk ? '' : `fuzz: findings; replay with node --import tsx tools/chaos/fuzz-main.ts --seed ${fuzz.seed}\n`}\n`);
+  }
+  if (values.fed) {
+    const fed = await fuzzFedSites({ cases: fedCases, ...(seed !== undefined ? { seed } : {}) });
+    fuzzOk &&= fedPassed(fed);
+    if (values.json) process.stdout.write(`${JSON.stringify({ fed }, null, 2)}\n`);
+    else process.stdout.write(`${formatFedRun(fed)}\n\n`);
   }
   const report = await runChaos(o);
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -41,6 +41,11 @@ export interface ReadBundleOptions {
   /** The receiving site's data directory, for the path rules. */
   dataDir: string;
   limits?: Partial<BundleLimits>;
+  /**
+   * Told the manifest once it passed the format, path and limit checks, before any blob is
+   * written: what it throws refuses the bundle (the intake's routing and the peer's quota).
+   */
+  onManifest?(manifest: BundleManifest): void | Promise<void>;
 }
 
 export interface ReadBundleResult {
@@ -95,6 +100,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
         manifestBytes = await readSmall(entry, h.size, name);
         manifest = decodeManifest(manifestBytes);
         wanted = checkLimits(manifest, limits, o.dataDir);
+        await o.onManifest?.(manifest);
         continue;
       }
       if (name === BUNDLE_ENTRY.signature) {

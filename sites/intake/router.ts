@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { BUNDLE_ENTRY, BundleKind, FarmError, RemoteJobState, type BundleManifest } from '../../protocol/index.ts';
 import { readBundle, type BundleLimits } from '../bundles/index.ts';
 import { verifySiteSignature } from '../links/site-key.ts';
+import { checkQuota, peerUse } from './quota.ts';
 
 /** A bundle that arrived from a peer, read and verified (every blob matches its hash). */
 export interface ArrivedBundle {
@@ -45,6 +46,11 @@ export interface RouterOptions {
   /** Keys of other sites this site knows (its own, its other peers'), to name the signer of a bundle signed by the wrong site. */
   knownKeys?(): Iterable<readonly [site: string, key: string]>;
   limits?: Partial<BundleLimits>;
+  /**
+   * Bytes `peer` may store here (its content store and job trees: quota.ts), or undefined for no
+   * limit. Asked for each job bundle, which is refused (RB_QUOTA_EXCEEDED) before any blob is written.
+   */
+  quotaBytes?(peer: string): number | undefined;
 }
 
 const bad = (msg: string) => new FarmError('RB_BAD_BUNDLE', msg);
@@ -111,7 +117,13 @@ export function checkSignature(o: Pick<RouterOptions, 'peerKey' | 'allowUnsigned
 export async function routeBundle(o: RouterOptions, peer: string, file: string): Promise<void> {
   const tempDir = join(o.dataDir, 'fed', 'tmp');
   await mkdir(tempDir, { recursive: true, mode: 0o700 });
-  const read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, ...(o.limits ? { limits: o.limits } : {}) });
+  // the peer's quota is checked on the manifest, before the reader writes any blob
+  const onManifest = async (m: BundleManifest) => {
+    const quota = o.quotaBytes?.(peer);
+    if (quota === undefined || m.kind !== BundleKind.Job || m.from !== peer) return;
+    checkQuota(peer, m.bundleId, await peerUse(o.dataDir, peer, m), quota);
+  };
+  const read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, onManifest, ...(o.limits ? { limits: o.limits } : {}) });
   try {
     const signed = checkSignature(o, peer, read);
     const route = routeOf(o.site, peer, read.manifest);

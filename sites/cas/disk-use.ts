@@ -1,6 +1,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
+const BATCH = 64;
+
 /**
  * Bytes the regular files under `paths` take, each inode counted once: a job's tree is hard links
  * into its peer's content store, so the store and the trees together count each blob once. A path
@@ -17,7 +19,8 @@ export async function diskUse(paths: readonly string[]): Promise<number> {
     if (!st) return;
     if (st.isDirectory()) {
       const names = await readdir(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
-      for (const n of names) await walk(join(path, n));
+      // a few at a time: one lstat after another takes ~1 s for 20 000 files here
+      for (let i = 0; i < names.length; i += BATCH) await Promise.all(names.slice(i, i + BATCH).map((n) => walk(join(path, n))));
       return;
     }
     if (!st.isFile()) return;

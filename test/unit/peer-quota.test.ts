@@ -116,4 +116,8 @@ test('peer quota - renderbus site <peer> --quota sets it and shows what the peer
   io = captureIo();
   assert.equal(await run(['node', 'renderbus', '--data', data, 'site', 'studio', '--quota', 'lots'], io), 2);
   assert.match(io.err(), /--quota 'lots' is not a size/);
+  io = captureIo();
+  assert.equal(await run(['node', 'renderbus', '--data', data, 'site', 'remove', 'studio', '--quota', '1G'], io), 2);
+  assert.match(io.err(), /--quota goes with a peer: 'renderbus site PEER --quota SIZE', not with 'remove'/);
+  assert.equal((await readSiteStore(data))!.peers.length, 1, 'nothing removed');
 });

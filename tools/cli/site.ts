@@ -34,7 +34,10 @@ export async function siteCommand(c: CommandContext<SiteOptions>): Promise<numbe
   if (verb === 'join') return join(c, arg);
   if (verb === 'remove') return remove(c, arg);
   if (verb === 'release') return release(c, arg);
-  if (c.opts.quota !== undefined) return setQuota(c, verb === 'show' ? arg : verb, c.opts.quota);
+  if (c.opts.quota !== undefined) {
+    if (verb !== undefined && verb !== 'show' && (SITE_VERBS as readonly string[]).includes(verb)) throw new UsageError(`--quota goes with a peer: 'renderbus site PEER --quota SIZE', not with '${verb}'`);
+    return setQuota(c, verb === 'show' ? arg : verb, c.opts.quota);
+  }
   if (verb === 'show') return showSite(c, arg);
   return showSite(c, verb);
 }

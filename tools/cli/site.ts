@@ -30,14 +30,14 @@ export const SITE_VERBS = ['invite', 'join', 'remove', 'release', 'show'] as con
  */
 export async function siteCommand(c: CommandContext<SiteOptions>): Promise<number> {
   const [verb, arg] = c.args;
-  if (verb === 'invite') return invite(c, arg);
-  if (verb === 'join') return join(c, arg);
-  if (verb === 'remove') return remove(c, arg);
-  if (verb === 'release') return release(c, arg);
   if (c.opts.quota !== undefined) {
     if (verb !== undefined && verb !== 'show' && (SITE_VERBS as readonly string[]).includes(verb)) throw new UsageError(`--quota goes with a peer: 'renderbus site PEER --quota SIZE', not with '${verb}'`);
     return setQuota(c, verb === 'show' ? arg : verb, c.opts.quota);
   }
+  if (verb === 'invite') return invite(c, arg);
+  if (verb === 'join') return join(c, arg);
+  if (verb === 'remove') return remove(c, arg);
+  if (verb === 'release') return release(c, arg);
   if (verb === 'show') return showSite(c, arg);
   return showSite(c, verb);
 }

@@ -43,7 +43,7 @@ export interface ReadBundleOptions {
   limits?: Partial<BundleLimits>;
   /**
    * Told the manifest once it passed the format, path and limit checks, before any blob is
-   * written: what it throws refuses the bundle (the intake's routing and the peer's quota).
+   * written: what it throws refuses the bundle (the intake checks the peer's quota here).
    */
   onManifest?(manifest: BundleManifest): void | Promise<void>;
 }

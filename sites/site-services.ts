@@ -136,7 +136,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
-      handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob },
+      handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob, refused: remote.refused },
       // the peer's key as stored now (the first hello records it): every bundle's signature is checked with it
       peerKey: (peer) => peerOf(peer)?.publicKey,
       allowUnsigned: (peer) => peerOf(peer)?.allowUnsigned === true,

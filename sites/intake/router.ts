@@ -29,6 +29,11 @@ export interface IntakeHandlers {
   peerJob(b: ArrivedBundle): Promise<void>;
   /** News of a job we sent to the peer: `status`, `partial-result`, `result`, `bill`. */
   ownJob(b: ArrivedBundle): Promise<void>;
+  /**
+   * Told of a signed job bundle refused for the peer's quota (RB_QUOTA_EXCEEDED) before it goes to
+   * failed/, so the sender can be answered; no blob of it was read (`blobs` is empty).
+   */
+  refused?(b: ArrivedBundle, err: FarmError): Promise<void>;
 }
 
 export interface RouterOptions {
@@ -117,13 +122,28 @@ export function checkSignature(o: Pick<RouterOptions, 'peerKey' | 'allowUnsigned
 export async function routeBundle(o: RouterOptions, peer: string, file: string): Promise<void> {
   const tempDir = join(o.dataDir, 'fed', 'tmp');
   await mkdir(tempDir, { recursive: true, mode: 0o700 });
-  // the peer's quota is checked on the manifest, before the reader writes any blob
-  const onManifest = async (m: BundleManifest) => {
+  // the peer's quota is checked on the manifest, before the reader writes any blob; a refusal of
+  // a bundle the peer signed is told to the peerJob half, which answers it
+  let overQuota: { b: ArrivedBundle; err: FarmError } | undefined;
+  const onManifest = async (r: { manifest: BundleManifest; manifestBytes: Buffer; signature?: Buffer }) => {
+    const m = r.manifest;
     const quota = o.quotaBytes?.(peer);
     if (quota === undefined || m.kind !== BundleKind.Job || m.from !== peer) return;
-    checkQuota(peer, m.bundleId, await peerUse(o.dataDir, peer, m), quota);
+    try {
+      checkQuota(peer, m.bundleId, await peerUse(o.dataDir, peer, m), quota);
+    } catch (err) {
+      const signed = checkSignature(o, peer, r); // a bundle not the peer's own is refused for that, and never answered
+      if (routeOf(o.site, peer, m) === 'peerJob') overQuota = { b: { peer, file, manifest: m, blobs: new Map(), signed }, err: err as FarmError };
+      throw err;
+    }
   };
-  const read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, onManifest, ...(o.limits ? { limits: o.limits } : {}) });
+  let read;
+  try {
+    read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, onManifest, ...(o.limits ? { limits: o.limits } : {}) });
+  } catch (err) {
+    if (overQuota && o.handlers.refused) await o.handlers.refused(overQuota.b, overQuota.err);
+    throw err;
+  }
   try {
     const signed = checkSignature(o, peer, read);
     const route = routeOf(o.site, peer, read.manifest);

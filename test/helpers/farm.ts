@@ -289,7 +289,7 @@ export class TestFarm {
     const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}) });
     const intake = await startIntake({
       site: this.site, dataDir: this.dir, peers, log, scanEveryMs: o.scanEveryMs ?? 200,
-      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')) },
+      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')), refused: remote.refused },
       ...(o.onOutcome ? { onOutcome: o.onOutcome } : {}),
       ...(o.quotaBytes ? { quotaBytes: o.quotaBytes } : {}),
       // the tests write the studio's bundles themselves, unsigned: taken unless a test gives the studio's key

@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { encodeManifest, type BundleManifest } from '../../protocol/index.ts';
+import { readBundle } from '../../sites/bundles/index.ts';
 import { dropFile, hotFolderDirs, type HotOutcome } from '../../sites/hotfolders/index.ts';
 import { peerUse } from '../../sites/intake/index.ts';
 import { DEFAULT_PEER_QUOTA_BYTES } from '../../sites/links/index.ts';
@@ -101,6 +103,7 @@ test('fed-hostile - hostile bundles in a real incoming/<peer>/ end in failed/ wi
   const studioDir = await mkdtemp(join(tmpdir(), 'rb-hostile-studio-'));
   t.after(() => rm(studioDir, { recursive: true, force: true }));
   const key = await loadSiteKey(studioDir);
+  await loadSiteKey(farm.dir); // v1's own key, as a running site has it: its answers are signed with it
   const outcomes: HotOutcome[] = [];
   let quota: number | undefined;
   await farm.remoteIntake(['studio'], {
@@ -114,8 +117,12 @@ test('fed-hostile - hostile bundles in a real incoming/<peer>/ end in failed/ wi
   const outside = async () => new Map([...(await files(farm.dir))].filter(([p]) => !p.startsWith(relative(farm.dir, dirs.failed) + '/') && !p.startsWith(relative(farm.dir, dirs.incoming) + '/')));
   const studioJobs = async () => (await farm.jobs()).filter((j) => j.origin?.site === 'studio');
 
-  /** Drops a bundle, waits for the intake's verdict on it, and asserts it failed with `reason` and nothing else changed. */
-  const refused = async (name: string, tar: Buffer, reason: RegExp) => {
+  /**
+   * Drops a bundle, waits for the intake's verdict on it, and asserts it failed with `reason` and
+   * nothing else changed; `answer`: a job refused for the quota is answered, which writes the
+   * answer's bundle in outgoing/studio/ and its sent-marker under fed/remote-jobs/, and nothing else.
+   */
+  const refused = async (name: string, tar: Buffer, reason: RegExp, answer?: string) => {
     const before = await outside();
     await dropFile(dirs.incoming, `${name}.rbb`, tar);
     const o = await waitUntil(`the intake's verdict on ${name}`, () => outcomes.find((x) => x.name === `${name}.rbb`), 20_000, 50);
@@ -123,7 +130,13 @@ test('fed-hostile - hostile bundles in a real incoming/<peer>/ end in failed/ wi
     const text = await readFile(join(dirs.failed, `${name}.rbb.reason.txt`), 'utf8');
     assert.match(text, reason, text);
     assert.deepEqual(await readdir(dirs.incoming), [], 'the bundle left incoming/');
-    assert.deepEqual(await outside(), before, `${name}: nothing written or removed outside failed/`);
+    const after = await outside();
+    if (answer) {
+      const added = [...after.keys()].filter((p) => !before.has(p)).sort();
+      assert.deepEqual(added.map((p) => p.replace(/^fed\/remote-jobs\/.*\//, 'fed/remote-jobs/…/')), [`fed/remote-jobs/…/${answer}`, relative(farm.dir, join(dirs.outgoing, `${answer}.rbb`))].sort(), added.join(' '));
+      for (const p of added) after.delete(p);
+    }
+    assert.deepEqual(after, before, `${name}: nothing written or removed outside failed/`);
     return text;
   };
 
@@ -172,7 +185,7 @@ test('fed-hostile - hostile bundles in a real incoming/<peer>/ end in failed/ wi
     await refused('huge', tar, /^RB_BAD_BUNDLE\b[\s\S]*(the tar is malformed|ends after)/);
     // with a quota below it: refused from the manifest, before a byte of the blob is written
     quota = 10 * 1024 ** 3;
-    await refused('huge-quota', tar, /^RB_QUOTA_EXCEEDED: bundle studio-j-huge-job would store 50 GiB \(53687091200 bytes\) for studio, which already uses .* of its quota of 10 GiB/);
+    await refused('huge-quota', tar, /^RB_QUOTA_EXCEEDED: bundle studio-j-huge-job would store 50 GiB \(53687091200 bytes\) for studio, which already uses .* of its quota of 10 GiB/, 'v1.j-huge.rejected');
     quota = undefined;
   });
 
@@ -207,12 +220,22 @@ test('fed-hostile - hostile bundles in a real incoming/<peer>/ end in failed/ wi
   await t.test('the peer\'s quota: a bundle past it is refused before its blobs are stored; raised, the same bundle is taken', async () => {
     const { used } = await peerUse(farm.dir, 'studio');
     quota = used + SCENE.length; // room for one of its two blobs, not both
-    const tar = await tarOf([...head(key, manifestOf('j-good')), ...good()]);
-    const text = await refused('over-quota', tar, new RegExp(`^RB_QUOTA_EXCEEDED: bundle studio-j-good-job would store ${SCENE.length + TEX.length} bytes \\(${SCENE.length + TEX.length} bytes\\) for studio, which already uses ${used} bytes \\(${used} bytes\\) of its quota of ${quota} bytes`));
+    const big = await tarOf([...head(key, manifestOf('j-big')), ...good()]);
+    const text = await refused('over-quota', big, new RegExp(`^RB_QUOTA_EXCEEDED: bundle studio-j-big-job would store ${SCENE.length + TEX.length} bytes \\(${SCENE.length + TEX.length} bytes\\) for studio, which already uses ${used} bytes \\(${used} bytes\\) of its quota of ${quota} bytes`), 'v1.j-big.rejected');
     assert.match(text, /nothing of it was stored/);
+    // the studio is answered, so that its job does not wait for ever
+    const answer = await readBundle({ source: createReadStream(join(dirs.outgoing, 'v1.j-big.rejected.rbb')), tempDir: studioDir, dataDir: studioDir });
+    await rm(answer.dir, { recursive: true, force: true });
+    assert.equal(answer.manifest.status?.state, 'rejected');
+    assert.deepEqual(answer.manifest.jobRef, { site: 'studio', job: 'j-big' });
+    assert.match(answer.manifest.status?.reason ?? '', /^RB_QUOTA_EXCEEDED: bundle studio-j-big-job would store/);
     assert.deepEqual(await studioJobs(), [], 'no job was submitted for any hostile bundle');
+    // a forged bundle past the quota (not signed by the studio) is refused for its signature, and never answered
+    const stranger = await loadSiteKey(join(studioDir, 'stranger'));
+    await refused('over-quota-forged', await tarOf([...head(stranger, manifestOf('j-forged')), ...good()]), /^RB_BAD_SIGNATURE\b/);
 
     quota = undefined;
+    const tar = await tarOf([...head(key, manifestOf('j-good')), ...good()]);
     await dropFile(dirs.incoming, 'good.rbb', tar);
     const o = await waitUntil('the good bundle taken', () => outcomes.find((x) => x.name === 'good.rbb'), 30_000, 50);
     assert.equal(o.to, 'processed', o.error?.message);

@@ -4,6 +4,7 @@ import { LinkState, type Credentials } from '../protocol/index.ts';
 import { connectBus } from '../actors/bus/index.ts';
 import { holdReason, startIntake, type Intake } from './intake/index.ts';
 import { setPeerKey, type StoredPeer } from './links/peer-store.ts';
+import { DEFAULT_PEER_QUOTA_BYTES } from './links/peer.ts';
 import { startSiteLinks, type SiteLinksHandle } from './links/link-service.ts';
 import { serveLinkRelease } from './links/link-release.ts';
 import { loadSiteKey } from './links/site-key.ts';
@@ -135,10 +136,12 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
-      handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob },
+      handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob, refused: remote.refused },
       // the peer's key as stored now (the first hello records it): every bundle's signature is checked with it
       peerKey: (peer) => peerOf(peer)?.publicKey,
       allowUnsigned: (peer) => peerOf(peer)?.allowUnsigned === true,
+      // what the peer may store here, as stored now ('renderbus site <peer> --quota')
+      quotaBytes: (peer) => peerOf(peer)?.quotaBytes ?? DEFAULT_PEER_QUOTA_BYTES,
       knownKeys: () => [[i.site, ownKey.publicKey] as const, ...running.peers.flatMap((p) => (p.publicKey ? [[p.name, p.publicKey] as const] : []))],
       // a quarantined peer's bundles, or those of a peer whose key is not known yet, wait in incoming/
       held: (peer) => holdReason(peer, {

@@ -41,6 +41,12 @@ export interface ReadBundleOptions {
   /** The receiving site's data directory, for the path rules. */
   dataDir: string;
   limits?: Partial<BundleLimits>;
+  /**
+   * Told the manifest once it passed the format, path and limit checks, before the first blob
+   * is written (so after the signature, which the writers put right after the manifest): what it
+   * throws refuses the bundle (the intake checks the peer's quota here).
+   */
+  onManifest?(m: { manifest: BundleManifest; manifestBytes: Buffer; signature?: Buffer }): void | Promise<void>;
 }
 
 export interface ReadBundleResult {
@@ -80,6 +86,12 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
   const blobs = new Map<string, string>();
   const seen = new Set<string>();
   const writes = new Writes();
+  let told = false;
+  const tell = async (m: BundleManifest) => {
+    if (told) return;
+    told = true;
+    await o.onManifest?.({ manifest: m, manifestBytes, ...(signature ? { signature } : {}) });
+  };
   try {
     for await (const entry of ex) {
       const h = entry.header;
@@ -102,6 +114,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
         signature = await readSmall(entry, h.size, name);
         continue;
       }
+      await tell(manifest);
       const sha256 = BLOB_ENTRY.exec(name)?.[1];
       if (!sha256) throw bad(`entry ${quote(name)} is not one a bundle may hold (${BUNDLE_ENTRY.manifest}, ${BUNDLE_ENTRY.signature}, ${BUNDLE_ENTRY.blobPrefix}<sha256>)`);
       const size = wanted.get(sha256);
@@ -113,6 +126,7 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
     if (err) throw err;
     await writes.drain();
     if (!manifest) throw bad(`the tar holds no ${BUNDLE_ENTRY.manifest}`);
+    await tell(manifest); // a bundle without blobs
     for (const [sha256, size] of wanted) {
       if (!blobs.has(sha256)) {
         const f = manifest.files.find((x) => x.sha256 === sha256 || x.chunks?.some((c) => c.sha256 === sha256));

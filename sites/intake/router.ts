@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { BUNDLE_ENTRY, BundleKind, FarmError, RemoteJobState, type BundleManifest } from '../../protocol/index.ts';
 import { readBundle, type BundleLimits } from '../bundles/index.ts';
 import { verifySiteSignature } from '../links/site-key.ts';
+import { checkQuota, peerUse } from './quota.ts';
 
 /** A bundle that arrived from a peer, read and verified (every blob matches its hash). */
 export interface ArrivedBundle {
@@ -28,6 +29,11 @@ export interface IntakeHandlers {
   peerJob(b: ArrivedBundle): Promise<void>;
   /** News of a job we sent to the peer: `status`, `partial-result`, `result`, `bill`. */
   ownJob(b: ArrivedBundle): Promise<void>;
+  /**
+   * Told of a signed job bundle refused for the peer's quota (RB_QUOTA_EXCEEDED) before it goes to
+   * failed/, so the sender can be answered; no blob of it was read (`blobs` is empty).
+   */
+  refused?(b: ArrivedBundle, err: FarmError): Promise<void>;
 }
 
 export interface RouterOptions {
@@ -45,6 +51,11 @@ export interface RouterOptions {
   /** Keys of other sites this site knows (its own, its other peers'), to name the signer of a bundle signed by the wrong site. */
   knownKeys?(): Iterable<readonly [site: string, key: string]>;
   limits?: Partial<BundleLimits>;
+  /**
+   * Bytes `peer` may store here (its content store and job trees: quota.ts), or undefined for no
+   * limit. Asked for each job bundle, which is refused (RB_QUOTA_EXCEEDED) before any blob is written.
+   */
+  quotaBytes?(peer: string): number | undefined;
 }
 
 const bad = (msg: string) => new FarmError('RB_BAD_BUNDLE', msg);
@@ -111,7 +122,28 @@ export function checkSignature(o: Pick<RouterOptions, 'peerKey' | 'allowUnsigned
 export async function routeBundle(o: RouterOptions, peer: string, file: string): Promise<void> {
   const tempDir = join(o.dataDir, 'fed', 'tmp');
   await mkdir(tempDir, { recursive: true, mode: 0o700 });
-  const read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, ...(o.limits ? { limits: o.limits } : {}) });
+  // the peer's quota is checked on the manifest, before the reader writes any blob; a refusal of
+  // a bundle the peer signed is told to the peerJob half, which answers it
+  let overQuota: { b: ArrivedBundle; err: FarmError } | undefined;
+  const onManifest = async (r: { manifest: BundleManifest; manifestBytes: Buffer; signature?: Buffer }) => {
+    const m = r.manifest;
+    const quota = o.quotaBytes?.(peer);
+    if (quota === undefined || m.kind !== BundleKind.Job || m.from !== peer) return;
+    try {
+      checkQuota(peer, m.bundleId, await peerUse(o.dataDir, peer, m), quota);
+    } catch (err) {
+      const signed = checkSignature(o, peer, r); // a bundle not the peer's own is refused for that, and never answered
+      if (routeOf(o.site, peer, m) === 'peerJob') overQuota = { b: { peer, file, manifest: m, blobs: new Map(), signed }, err: err as FarmError };
+      throw err;
+    }
+  };
+  let read;
+  try {
+    read = await readBundle({ source: createReadStream(file), tempDir, dataDir: o.dataDir, onManifest, ...(o.limits ? { limits: o.limits } : {}) });
+  } catch (err) {
+    if (overQuota && o.handlers.refused) await o.handlers.refused(overQuota.b, overQuota.err);
+    throw err;
+  }
   try {
     const signed = checkSignature(o, peer, read);
     const route = routeOf(o.site, peer, read.manifest);

@@ -12,6 +12,8 @@ export interface StoredPeer extends Peer {
   publicKey?: string;
   /** Take bundles from this peer that carry no signature (dropped by hand by an operator without a link). */
   allowUnsigned?: boolean;
+  /** Bytes this peer may store here (its content store and job trees); DEFAULT_PEER_QUOTA_BYTES when unset. */
+  quotaBytes?: number;
   /** The seed of this site's own nkey user in the peer's DMZ account: what the link service connects with (a secret). */
   dmzSeed: string;
   /** When the peer was recorded (ms since the epoch). */
@@ -95,6 +97,7 @@ export function checkSiteStore(doc: unknown, where: string): SiteStore {
     if (!SEED.test(dmzSeed)) throw bad(where, `${at}.dmzSeed is not a user nkey seed (SU…)`);
     if (p.publicKey !== undefined && (typeof p.publicKey !== 'string' || !isSiteKey(p.publicKey))) throw bad(where, `${at}.publicKey is not an ed25519 public key (base64url SPKI)`);
     if (p.allowUnsigned !== undefined && typeof p.allowUnsigned !== 'boolean') throw bad(where, `${at}.allowUnsigned must be true or false`);
+    if (p.quotaBytes !== undefined && !(Number.isSafeInteger(p.quotaBytes) && (p.quotaBytes as number) >= 0)) throw bad(where, `${at}.quotaBytes must be a whole number of bytes (0 or more)`);
     if (p.url !== undefined && typeof p.url !== 'string') throw bad(where, `${at}.url must be a string`);
     if (!Number.isInteger(p.addedAt)) throw bad(where, `${at}.addedAt must be a time in ms`);
     const q = p.quota as Record<string, unknown> | undefined;
@@ -107,6 +110,7 @@ export function checkSiteStore(doc: unknown, where: string): SiteStore {
       ...(q ? { quota: { maxMemory: q.maxMemory as number, maxFile: q.maxFile as number, maxStreams: q.maxStreams as number, maxConsumers: q.maxConsumers as number } } : {}),
       ...(typeof p.publicKey === 'string' ? { publicKey: p.publicKey } : {}),
       ...(p.allowUnsigned === true ? { allowUnsigned: true } : {}),
+      ...(typeof p.quotaBytes === 'number' ? { quotaBytes: p.quotaBytes } : {}),
       dmzSeed,
       addedAt: p.addedAt as number,
     };
@@ -212,6 +216,15 @@ export async function removePeer(dataDir: string, name: string): Promise<boolean
     return { store: { ...s, peers: s.peers.filter((p) => p.name !== name) }, result: true };
   });
   return r === true;
+}
+
+/** Sets the bytes a peer may store here (`renderbus site <peer> --quota`); the running intake reads it at the next bundle. */
+export async function setPeerQuota(dataDir: string, peer: string, bytes: number): Promise<void> {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new FarmError('RB_BAD_ARGUMENT', `a quota must be a whole number of bytes, 0 or more (got ${bytes})`);
+  await updateSiteStore(dataDir, (s) => {
+    if (!s || !s.peers.some((x) => x.name === peer)) throw new FarmError('RB_BAD_PEER', `'${peer}' is not a peer of this site`);
+    return { store: { ...s, peers: s.peers.map((x) => (x.name === peer ? { ...x, quotaBytes: bytes } : x)) }, result: true };
+  });
 }
 
 /**

@@ -13,6 +13,12 @@ export interface DmzQuota {
   maxConsumers: number;
 }
 
+/**
+ * What one peer may store at this site by default (bytes of its content store and its job trees,
+ * `StoredPeer.quotaBytes`): a vendor sets its own per customer (`renderbus site <peer> --quota`).
+ */
+export const DEFAULT_PEER_QUOTA_BYTES = 200 * 1024 ** 3;
+
 export const DEFAULT_DMZ_QUOTA: DmzQuota = { maxMemory: 64 * 1024 ** 2, maxFile: 200 * 1024 ** 3, maxStreams: 8, maxConsumers: 64 };
 
 /** Another renderbus site linked to this one by a NATS leaf connection. */

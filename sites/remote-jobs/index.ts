@@ -4,7 +4,7 @@ import { FarmError } from '../../protocol/index.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
 import type { RateCard } from './bill.ts';
-import { peerJobHandler } from './peer-job.ts';
+import { peerJobHandler, refusedHandler } from './peer-job.ts';
 import { loadRateCard } from './rate-card.ts';
 import { RemoteJobRecords } from './records.ts';
 import { startReturner } from './returner.ts';
@@ -34,6 +34,8 @@ export interface RemoteJobsOptions {
 export interface RemoteJobs {
   /** The peerJob half of the intake (sites/intake IntakeHandlers.peerJob). */
   peerJob(b: ArrivedBundle): Promise<void>;
+  /** Answers a job bundle the intake refused unread (IntakeHandlers.refused: the peer's quota). */
+  refused(b: ArrivedBundle, err: FarmError): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -51,11 +53,16 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
   const outbox = { site: o.site, dataDir: o.dataDir, records, key: siteKey };
   const returner = await startReturner({ ...outbox, nc: o.nc, log, rates: o.rates ?? ((peer) => loadRateCard(o.dataDir, peer)), ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
   const peers = new Set(o.peers);
-  const handler = peerJobHandler({ ...outbox, nc: o.nc, log, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
+  const jobOptions = { ...outbox, nc: o.nc, log, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) };
+  const handler = peerJobHandler(jobOptions);
+  const refused = refusedHandler(jobOptions);
   return {
     peerJob: async (b) => {
       if (!peers.has(b.peer)) throw new FarmError('RB_BAD_PEER', `${b.peer} is not a peer whose jobs this site takes`);
       return handler(b);
+    },
+    refused: async (b, err) => {
+      if (peers.has(b.peer)) await refused(b, err);
     },
     stop: () => returner.stop(),
   };

@@ -142,3 +142,18 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId} (${m.kind}) is not work this site takes`);
   };
 }
+
+/**
+ * Answers a job bundle the intake refused before reading it (the peer's quota: sites/intake
+ * quota.ts), so the studio's job does not wait for ever: `rejected` with the reason, sent once. It
+ * is not recorded as a rejected job: the same job sent again once there is room is taken.
+ */
+export function refusedHandler(o: PeerJobOptions): (b: ArrivedBundle, err: FarmError) => Promise<void> {
+  return async (b, err) => {
+    const originJob = b.manifest.jobRef!.job;
+    if (b.manifest.kind !== BundleKind.Job || o.records.get(b.peer, originJob)) return; // a job taken already has its answer
+    const reason = `${err.code}: ${err.message}`;
+    await sendOnce(o, { peer: b.peer, originJob }, { kind: BundleKind.Status, what: 'rejected', status: { state: RemoteJobState.Rejected, reason, at: Date.now() } });
+    o.log.warn({ peer: b.peer, originJob, reason }, 'peer job refused before it was read');
+  };
+}

@@ -283,14 +283,15 @@ export class TestFarm {
    * directory. `ownJob` (news of jobs this farm sent out) is refused: that is the studio's half.
    * Stop it with its `stop` (the farm's stop does too).
    */
-  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome']; peerKey?: IntakeOptions['peerKey'] } = {}): Promise<{ stop(): Promise<void> }> {
+  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome']; peerKey?: IntakeOptions['peerKey']; quotaBytes?: IntakeOptions['quotaBytes'] } = {}): Promise<{ stop(): Promise<void> }> {
     const nc = await this.connectAs(Role.Intake, 'intake');
     const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
     const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}) });
     const intake = await startIntake({
       site: this.site, dataDir: this.dir, peers, log, scanEveryMs: o.scanEveryMs ?? 200,
-      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')) },
+      handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')), refused: remote.refused },
       ...(o.onOutcome ? { onOutcome: o.onOutcome } : {}),
+      ...(o.quotaBytes ? { quotaBytes: o.quotaBytes } : {}),
       // the tests write the studio's bundles themselves, unsigned: taken unless a test gives the studio's key
       peerKey: o.peerKey ?? (() => undefined),
       allowUnsigned: () => o.peerKey === undefined,

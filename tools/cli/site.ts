@@ -3,7 +3,7 @@ import { call } from '../../actors/bus/index.ts';
 import { isToken, linkCodecs, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { pidAlive, readFarmFile } from '../../sites/farm-file.ts';
 import {
-  addPeer, decodeInvitation, encodeInvitation, ensureSite, LinkChange, linkChange, loadSiteKey, newLeafPassword, PeerRole, readSiteStore, removePeer, type SiteStore,
+  addPeer, decodeInvitation, encodeInvitation, ensureSite, LinkChange, linkChange, loadSiteKey, newLeafPassword, PeerRole, readSiteStore, removePeer, setPeerQuota, type SiteStore,
 } from '../../sites/links/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
@@ -15,6 +15,8 @@ import { showSite, waitingIn } from './sites.ts';
 
 export interface SiteOptions {
   allowUnsigned?: boolean;
+  /** `site <peer> --quota SIZE`: the bytes the peer may store here. */
+  quota?: string;
   json?: boolean;
 }
 
@@ -28,12 +30,39 @@ export const SITE_VERBS = ['invite', 'join', 'remove', 'release', 'show'] as con
  */
 export async function siteCommand(c: CommandContext<SiteOptions>): Promise<number> {
   const [verb, arg] = c.args;
+  if (c.opts.quota !== undefined) {
+    if (verb !== undefined && verb !== 'show' && (SITE_VERBS as readonly string[]).includes(verb)) throw new UsageError(`--quota goes with a peer: 'renderbus site PEER --quota SIZE', not with '${verb}'`);
+    return setQuota(c, verb === 'show' ? arg : verb, c.opts.quota);
+  }
   if (verb === 'invite') return invite(c, arg);
   if (verb === 'join') return join(c, arg);
   if (verb === 'remove') return remove(c, arg);
   if (verb === 'release') return release(c, arg);
   if (verb === 'show') return showSite(c, arg);
   return showSite(c, verb);
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A size as an operator writes it: `500G`, `1.5T`, `200MiB`, `1048576` (units are binary: G = GiB). */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  const bytes = m ? Math.round(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!) : NaN;
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`--quota '${text}' is not a size: a number of bytes, or with K, M, G or T (binary: 500G is 500 GiB)`);
+  return bytes;
+}
+
+/** `renderbus site <peer> --quota SIZE`: what the peer may store here; the running intake applies it at its next bundle. */
+async function setQuota(c: CommandContext<SiteOptions>, name: string | undefined, text: string): Promise<number> {
+  const dataDir = dataDirOf(c.globals);
+  const peer = peerName('peer', name);
+  const bytes = parseSize(text);
+  const store = await linkedSite(dataDir);
+  if (!store.peers.some((p) => p.name === peer)) {
+    throw new UsageError(`'${peer}' is not a peer of site '${store.site}' (peers: ${store.peers.map((p) => p.name).join(', ') || 'none'})`);
+  }
+  await setPeerQuota(dataDir, peer, bytes);
+  return showSite(c, peer);
 }
 
 /** The store of a linked site, or a usage error saying how to make one. */

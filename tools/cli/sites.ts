@@ -2,8 +2,8 @@ import { readdir } from 'node:fs/promises';
 import { call } from '../../actors/bus/index.ts';
 import { codecFor, LinkState, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, subjects, type LinkStatus } from '../../protocol/index.ts';
 import { hotFolderDirs, isCompleteBundle } from '../../sites/hotfolders/index.ts';
-import { holdReason } from '../../sites/intake/index.ts';
-import { readSiteStore, type SiteStore, type StoredPeer } from '../../sites/links/index.ts';
+import { holdReason, humanBytes, peerUse } from '../../sites/intake/index.ts';
+import { DEFAULT_PEER_QUOTA_BYTES, readSiteStore, type SiteStore, type StoredPeer } from '../../sites/links/index.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
 import type { CommandContext } from './command-context.ts';
 import { openFarm } from './farm-client.ts';
@@ -128,8 +128,11 @@ export async function showSite(c: CommandContext<{ json?: boolean }>, name: stri
   const waiting = await waitingIn(dataDirOf(c.globals), name);
   // the intake's own rule (holdReason); the link's state is known only when the link service answered
   const held = holdReason(name, { quarantined: row.link?.state === LinkState.Quarantined, keyKnown: row.publicKey !== undefined, allowUnsigned: row.allowUnsigned });
+  // what the peer stores here (its content store and job trees) against its quota
+  const quotaBytes = store.peers.find((p) => p.name === name)?.quotaBytes ?? DEFAULT_PEER_QUOTA_BYTES;
+  const { used } = await peerUse(dataDirOf(c.globals), name);
   if (c.opts.json) {
-    c.io.stdout.write(json({ site: store.site, answered: asked.links !== null, ...row, intake: { waiting, ...(held ? { held } : {}) } }));
+    c.io.stdout.write(json({ site: store.site, answered: asked.links !== null, ...row, storage: { used, quota: quotaBytes }, intake: { waiting, ...(held ? { held } : {}) } }));
     return ExitCode.Ok;
   }
   const l = row.link;
@@ -140,6 +143,7 @@ export async function showSite(c: CommandContext<{ json?: boolean }>, name: stri
     ['site key', row.publicKey ?? 'not known yet (recorded from the link\'s first hello)'],
     ['unsigned bundles', row.allowUnsigned ? 'accepted' : 'refused'],
     ['state', `${row.state}${l ? ` since ${dateTime(l.since)}` : ''}${l?.reason ? `: ${l.reason}` : ''}`],
+    ['stored here', `${humanBytes(used)} of its quota of ${humanBytes(quotaBytes)} (${quotaBytes === 0 ? 'it may store nothing' : `${((used / quotaBytes) * 100).toFixed(1)} %`})`],
     ['waiting intake', `${waiting === 0 ? 'none' : `${plural(waiting, 'bundle')} in incoming/${name}/`}${held ? ` (held: ${held})` : ''}`],
   ];
   if (l) {

@@ -14,6 +14,7 @@ import { peerUse } from '../../sites/intake/index.ts';
 import { DEFAULT_PEER_QUOTA_BYTES } from '../../sites/links/index.ts';
 import { loadSiteKey, type SiteKey } from '../../sites/links/site-key.ts';
 import { TestFarm, TINY_SCENE, waitUntil } from '../helpers/farm.ts';
+import { rawHeader } from '../helpers/tar-header.ts';
 
 // Hostile bundles dropped into a real incoming/studio/ of site v1 with its intake running (issue 15,
 // item 3): each ends in failed/ with a reason naming the problem, nothing is written outside
@@ -58,24 +59,6 @@ async function tarOf(entries: Entry[], end = true): Promise<Buffer> {
   return end ? tar : tar.subarray(0, tar.length - 1024); // without the end blocks, to append raw headers
 }
 
-/** A ustar header by hand, for what tar-stream will not write (a NUL in a name, a base-256 size). */
-function rawHeader(name: Buffer, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  name.copy(h, 0, 0, 100);
-  h.write('0000644\0', 100, 'latin1');
-  h.write('0000000\0', 108, 'latin1');
-  h.write('0000000\0', 116, 'latin1');
-  if (size < 8 ** 11) h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-  else { h[124] = 0x80; let n = size; for (let i = 135; i > 124; i--) { h[i] = n % 256; n = Math.floor(n / 256); } }
-  h.write('00000000000\0', 136, 'latin1');
-  h.write('0', 156, 'latin1');
-  h.write('ustar\x0000', 257, 'latin1');
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const x of h) sum += x;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return h;
-}
 const padded = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
 
 /** Every file under `dir` with its size, as paths relative to it. */

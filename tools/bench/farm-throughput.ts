@@ -112,7 +112,7 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
   return [
     `## Farm throughput: ${machine}`,
     '',
-    `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency.`,
+    `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency; the bare Node loop in a plain \`node\` process of its own (tools/bench/bare-loop.mjs: in the tsx-loaded bench process every spawn cost several times more, and sections before 2026-12-03 overstate the farm's ratio to it, 0.64–0.87×).`,
     '',
     '| frames | slots | farm frames/s | bare Node loop | GNU parallel | xargs | farm ÷ Node | farm ÷ parallel | farm ÷ xargs |',
     '|---|---|---|---|---|---|---|---|---|',

@@ -11,7 +11,7 @@
 // median through tsx, 0.19 s as tsc's output (one file per module), 0.17 s bundled (Node alone:
 // 0.08 s); typebox alone is 833 module files, ~110 ms to load unbundled and ~15 ms bundled.
 // docs/architecture.md, "The build".
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildIsCurrent, STAMP } from './build-state.mjs';
@@ -54,7 +54,7 @@ async function build() {
   const external = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies })
     .filter((name) => !BUNDLED.has(name))
     .flatMap((name) => [name, `${name}/*`]);
-  await esbuild({
+  const result = await esbuild({
     absWorkingDir: ROOT,
     entryPoints: { main: 'tools/cli/main.ts' },
     outdir: OUT,
@@ -69,8 +69,23 @@ async function build() {
     // names in stack traces and logs stay the sources' (the xstate machines' names, errors)
     keepNames: true,
     sourcemap: 'linked',
+    metafile: true,
   });
   writeFileSync(join(ROOT, STAMP), `${new Date().toISOString()}\n`);
+  pruneOldChunks(new Set(Object.keys(result.metafile.outputs).map((p) => join(ROOT, p))));
+}
+
+/**
+ * Chunk names carry content hashes, so each build leaves the last one's chunks behind. They go
+ * once a day old: a farm started before a rebuild still loads its commands' chunks lazily.
+ */
+function pruneOldChunks(current) {
+  const dayAgo = Date.now() - 24 * 3600 * 1000;
+  for (const name of readdirSync(OUT)) {
+    const path = join(OUT, name);
+    if (current.has(path) || !/\.js(\.map)?$/.test(name)) continue;
+    if (statSync(path).mtimeMs < dayAgo) rmSync(path, { force: true });
+  }
 }
 
 const args = process.argv.slice(2);

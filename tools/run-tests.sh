@@ -31,5 +31,7 @@ fi
 node tools/build.mjs
 
 status=0
-node --import tsx --test --test-concurrency=2 "$@" || status=$?
+# --test-force-exit: a file whose tests are done ends even if a failed test left a handle open
+# (a render server it never got to stop): one failure must not hang the whole suite
+node --import tsx --test --test-concurrency=2 --test-force-exit "$@" || status=$?
 exit "$status"

@@ -9,6 +9,8 @@ import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import { serveLinkRelease, startSiteLinks, type SiteLinksHandle } from '../../sites/links/index.ts';
 import { startFedSites, waitLinkUp, type FedSite } from '../../test/helpers/fed-sites.ts';
 import { formatFedReport, runFedFuzz, type FedFuzzReport } from './fuzz-fed.ts';
+import { casesAndSeed } from './fuzz-args.ts';
+
 
 /**
  * The federation fuzz on sites of its own (what `npm run chaos -- --fed` and
@@ -144,12 +146,12 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const cases = Number(values.cases);
-  const seed = values.seed === undefined ? undefined : Number(values.seed);
-  if (!Number.isInteger(cases) || cases < 1 || (seed !== undefined && !Number.isInteger(seed))) {
+  const numbers = casesAndSeed(values);
+  if (!numbers) {
     console.error(USAGE);
     return 2;
   }
+  const { cases, seed } = numbers;
   const run = await fuzzFedSites({ cases, ...(seed !== undefined ? { seed } : {}), log: (l) => console.error(l) });
   console.log(values.json ? JSON.stringify(run, null, 2) : formatFedRun(run));
   return fedPassed(run) ? 0 : 1;

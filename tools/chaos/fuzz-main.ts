@@ -10,6 +10,8 @@ import { silentLogger } from '../../sites/logger.ts';
 import { formatReport, passed, runFuzz, type FuzzReport } from './fuzz.ts';
 import { FARM_OPERATOR, inProcessFarmPrincipals, seedFarmState, startInProcessFarm } from './fuzz-farm.ts';
 import { fuzzPrincipals } from './fuzz-senders.ts';
+import { casesAndSeed } from './fuzz-args.ts';
+
 
 const USAGE = `usage: node --import tsx tools/chaos/fuzz-main.ts [--cases N] [--seed S] [--only SUBJECT#CASE]... [--json]
 
@@ -69,12 +71,12 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const cases = Number(values.cases);
-  const seed = values.seed === undefined ? undefined : Number(values.seed);
-  if (!Number.isInteger(cases) || cases < 1 || (seed !== undefined && !Number.isInteger(seed))) {
+  const numbers = casesAndSeed(values);
+  if (!numbers) {
     console.error(USAGE);
     return 2;
   }
+  const { cases, seed } = numbers;
   const only = values.only?.map((s) => {
     const at = s.lastIndexOf('#');
     return { subject: s.slice(0, at), index: Number(s.slice(at + 1)) };

@@ -137,6 +137,8 @@ export class JobBook {
   private pending: Job[] = [];
   /** Every lease, with the counts dispatch asks for. */
   private readonly leases = new LeaseTable<Job, Task>();
+  /** Jobs whose first task started since the runtime last asked (takeFirstStarts). */
+  private firstStarts: Job[] = [];
   /** Something may have made a pending job ineligible: queue() filters on its next call. */
   private pendingDirty = false;
   /** Grows whenever `pending` changes, so views of it can be cached. */
@@ -446,7 +448,25 @@ export class JobBook {
     const lease = this.leases.get(task);
     if (!lease || !this.leases.start(task)) return false;
     task.startedAt = Math.min(now, Math.max(lease.grantedAt, Math.round(at)));
+    this.jobStarted(lease.job, task.startedAt);
     return true;
+  }
+
+  /**
+   * A job starts when its first task starts rendering, not when a slot takes one in hand: a job
+   * held behind another's frame has not started (its start time orders jobs and times them).
+   */
+  private jobStarted(job: Job, at: number): void {
+    if (job.startedAt !== undefined) return;
+    job.startedAt = at;
+    this.firstStarts.push(job);
+  }
+
+  /** The jobs that started since the last call, each once: the runtime announces them. */
+  takeFirstStarts(): Job[] {
+    const started = this.firstStarts;
+    this.firstStarts = [];
+    return started;
   }
 
   /**
@@ -485,7 +505,7 @@ export class JobBook {
     task.startedAt = this.leases.onSlot(host, slot) === 0 ? now : undefined;
     task.finishedAt = undefined;
     this.addLease(job, task, host, slot, now);
-    job.startedAt ??= now;
+    if (task.startedAt !== undefined) this.jobStarted(job, task.startedAt);
     job.waiting = undefined;
     this.countDispatched(job, task.frames.length);
     const p = job.prepared;
@@ -721,7 +741,7 @@ export class JobBook {
     task.finishedAt = undefined;
     job.runningTasks += 1;
     this.addLease(job, task, host, slot, now);
-    job.startedAt ??= now;
+    if (task.startedAt !== undefined) this.jobStarted(job, task.startedAt);
     job.waiting = undefined;
     this.countDispatched(job, task.frames.length);
   }

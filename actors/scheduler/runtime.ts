@@ -54,8 +54,6 @@ export interface SchedulerHandle {
 interface Leased {
   job: Job;
   assignment: TaskAssignment;
-  /** This lease started the job. */
-  firstStart: boolean;
 }
 
 /** How many queued jobs one dispatch round looks at (the most urgent ones). */
@@ -125,8 +123,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const about = aboutFrames(frames, outputs);
     publish(subjects.frameEvent(site, job.id, about.frame, event), codecs.frameEvent.encode({ v: PROTOCOL_MAJOR, jobId: job.id, ...about, event, at: now(), ...extra }));
   };
-  const onLeased = (job: Job, a: TaskAssignment, firstStart: boolean) => {
-    if (firstStart) jobEvent(job, 'started');
+  /** Jobs whose first task started (taken in hand does not count): each is announced once. */
+  const announceStarts = () => {
+    for (const job of book.takeFirstStarts()) jobEvent(job, 'started');
+  };
+  const onLeased = (job: Job, a: TaskAssignment) => {
     frameEvent(job, a.frames, 'dispatched', { slot: a.slot, attempt: a.attempt, host: job.tasks.peek(a.taskIndex)?.host });
   };
   const announcedEnd = new Set<string>();
@@ -514,7 +515,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   function reportResult(r: TaskResult, outcome: ReturnType<JobBook['result']>, leased: Leased[], at: number, endedJob: boolean, startedHeld?: Job): void {
-    for (const l of leased) onLeased(l.job, l.assignment, l.firstStart);
+    announceStarts();
+    for (const l of leased) onLeased(l.job, l.assignment);
     if (startedHeld && startedHeld !== (outcome.kind === 'unknown' ? undefined : outcome.job)) progressSoon(startedHeld, at);
     if (outcome.kind === 'unknown') {
       log.warn({ jobId: r.jobId, taskIndex: r.taskIndex, host: r.host }, 'result for an unknown task acknowledged and dropped');
@@ -562,9 +564,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     for (const job of book.forSlot()) {
       if (!book.matches(job, host, known.inventory)) continue;
       if (inHand && job.queuedTasks <= job.runningTasks) return null;
-      const firstStart = job.startedAt === undefined;
       const assignment = book.lease(job, host, slot, at, known.inventory.ramMb);
-      if (assignment) return { job, assignment, firstStart };
+      if (assignment) return { job, assignment };
     }
     return null;
   }
@@ -625,7 +626,6 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const queued = new Set(book.queue());
       jobs = jobs.filter((j) => queued.has(j));
     }
-    const firstStarts = new Set(jobs.filter((j) => j.startedAt === undefined));
     const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
     for (const [job, reason] of plan.waiting) {
       const keep = kept.get(job);
@@ -633,7 +633,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     // the leases are in the book already: the round does not wait for the hosts' answers (one
     // slow host would hold up every other dispatch for the whole timeout)
-    for (const [host, list] of plan.byHost) void sendAssignments(host, list, firstStarts);
+    for (const [host, list] of plan.byHost) void sendAssignments(host, list);
   }
 
   const setWaiting = (job: Job, reason: WaitReason) => {
@@ -642,11 +642,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     jobEvent(job, 'waiting');
   };
 
-  async function sendAssignments(host: string, list: TaskAssignment[], firstStarts: Set<Job>): Promise<void> {
-    for (const a of list) {
-      const job = book.jobs.get(a.jobId)!;
-      onLeased(job, a, firstStarts.delete(job));
-    }
+  async function sendAssignments(host: string, list: TaskAssignment[]): Promise<void> {
+    announceStarts();
+    for (const a of list) onLeased(book.jobs.get(a.jobId)!, a);
     try {
       const body = await call(nc, subjects.hostAssign(site, host), codecs.assignRequest, { v: PROTOCOL_MAJOR, host, assignments: list }, codecs.assignReply, { timeoutMs: 3_000 });
       for (const r of body.rejected) {
@@ -681,6 +679,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       liveness.report(rep.host, rep.serverId, rep.everyMs, at);
     }
     const out = book.renew(rep.host, onOurClock(rep, at), at);
+    announceStarts();
     if (out.adopted.length > 0) log.info({ host: rep.host, tasks: out.adopted.length }, 'running tasks re-adopted');
     // tasks that left the hand and started: their jobs' running counts changed
     for (const job of new Set(out.started)) progressSoon(job, at);

@@ -127,6 +127,23 @@ test('job-book - a slot may hold a second lease (a task in hand); each result re
   assert.equal(book.lease(job, 'h2', 0, 3)!.taskIndex, b.taskIndex, 'the held task is queued again first');
 });
 
+test('job-book - a job taken in hand behind another job\'s frame has not started: it starts, and is announced once, when its slot starts it', () => {
+  const book = new JobBook();
+  const first = add(book, 'first', { frames: '1' });
+  const second = add(book, 'second', { frames: '1-2' });
+  const a = book.lease(first, 'h1', 0, 100)!;
+  assert.deepEqual(book.takeFirstStarts(), [first]);
+  book.lease(second, 'h1', 0, 100); // in hand: the slot renders first's frame
+  assert.equal(second.startedAt, undefined);
+  assert.deepEqual(book.takeFirstStarts(), []);
+  book.result(aTaskResult({ jobId: 'first', taskIndex: a.taskIndex, attempt: 1 }), 400);
+  assert.equal(book.heldStarted('h1', 0, 400), second);
+  assert.equal(second.startedAt, 400);
+  book.lease(second, 'h1', 1, 500);
+  assert.deepEqual(book.takeFirstStarts(), [second], 'announced once, though two of its tasks started');
+  assert.equal(second.startedAt, 400);
+});
+
 const held = (taskIndex: number, attempt: number, over: Partial<HeldLease> = {}): HeldLease => ({ taskId: `a.${taskIndex}`, jobId: 'a', taskIndex, attempt, slot: 0, state: 'running', ...over });
 
 test('job-book - lease reports renew leases; a lease left out of two reports after its grace goes back to the queue', () => {

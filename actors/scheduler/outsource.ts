@@ -26,6 +26,8 @@ export interface Outsourced {
   /** Bundles already applied (an update is applied once per bundle). */
   applied: Set<string>;
   bill?: BillSummary;
+  /** Sample thumbnails back (early looks): frame → file in the job's `.rb-samples/`. */
+  samples?: Map<number, string>;
   heardAt?: number;
   /** Sent by the site's policy (outsource-policy.ts), not by its description's `site`: why. */
   why?: string;
@@ -102,6 +104,7 @@ export function applyRemote(book: JobBook, job: Job, u: RemoteUpdate, at: number
   const cancelled = book.state(job) === 'cancelled';
   const newFrames: RemoteChange['newFrames'] = [];
   if (!cancelled) {
+    for (const s of u.samples ?? []) if (job.tasks.hasFrame(s.frame)) (r.samples ??= new Map()).set(s.frame, s.path);
     for (const o of u.outputs ?? []) {
       if (!job.tasks.hasFrame(o.frame) || r.back.get(o.frame) === o.path) continue;
       if (!r.back.has(o.frame)) newFrames.push(o);
@@ -161,6 +164,7 @@ export function outsourceSummary(r: Outsourced): OutsourceSummary {
     ...(r.reason !== undefined ? { reason: r.reason } : {}),
     ...(r.counts ? { counts: r.counts } : {}),
     ...(r.bill ? { bill: r.bill } : {}),
+    ...(r.samples ? { samples: [...r.samples].sort(([a], [b]) => a - b).map(([frame, path]) => ({ frame, path })) } : {}),
     ...(r.heardAt !== undefined ? { heardAt: r.heardAt } : {}),
     ...(r.why !== undefined ? { why: r.why } : {}),
   };

@@ -38,6 +38,13 @@ export const BillSummary = Type.Object({
 export type BillSummary = Static<typeof BillSummary>;
 
 /**
+ * An early look: the thumbnail of a sample frame (the first, last and middle frames render first
+ * at the vendor) written in the job's output folder under `.rb-samples/`, before the frame itself.
+ */
+export const SampleLook = Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String({ maxLength: 4096 }) });
+export type SampleLook = Static<typeof SampleLook>;
+
+/**
  * Intake → scheduler, request on `sched.remote.<peer>` (only the intake credential may publish
  * it; the subject's last token is the peer the news came from): news of a job this site
  * outsourced, from one bundle that peer sent. Applied once per `bundleId` (a replayed bundle is a
@@ -56,6 +63,8 @@ export const RemoteUpdate = Type.Object({
   counts: Type.Optional(RemoteCounts),
   /** Frames written into the job's output folder from this bundle. */
   outputs: Type.Optional(Type.Array(Type.Object({ frame: Type.Integer({ minimum: 0 }), path: Type.String() }), { maxItems: 1_000_000 })),
+  /** Sample thumbnails written into the job's `.rb-samples/` from this bundle. */
+  samples: Type.Optional(Type.Array(SampleLook, { maxItems: 64 })),
   /** A `result` bundle: the vendor's last word on the frames; frames not back by then failed. */
   final: Type.Optional(Type.Boolean()),
   bill: Type.Optional(BillSummary),
@@ -80,6 +89,8 @@ export const OutsourceSummary = Type.Object({
   reason: Type.Optional(Type.String()),
   counts: Type.Optional(RemoteCounts),
   bill: Type.Optional(BillSummary),
+  /** Early looks: the sample thumbnails back so far, by frame. */
+  samples: Type.Optional(Type.Array(SampleLook)),
   /** When the last news came. */
   heardAt: Type.Optional(Millis),
   /**

@@ -25,8 +25,8 @@ export interface OwnJobOptions {
 interface Placement {
   frames: { frame: number; path: string; blob: string; sha256: string }[];
   logs: { path: string; blob: string; sha256: string }[];
-  /** Thumbnails of sample frames a status bundle carries: `<output>/.rb-samples/<name>`. */
-  samples: { path: string; blob: string; sha256: string }[];
+  /** Thumbnails of sample frames a status bundle carries: `<output>/.rb-samples/<frame file>.png`. */
+  samples: { frame: number; path: string; blob: string; sha256: string }[];
 }
 
 /** Where the vendor's sample thumbnails go, in the job's output folder (sites/remote-jobs/path-map.ts names them the same). */
@@ -66,6 +66,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       // the client cancelled it: frames that still come are not wanted in its folder
       for (const f of [...place.frames, ...place.logs, ...place.samples]) await land(f.blob, f.path, f.sha256);
       if (place.frames.length > 0) u.outputs = place.frames.map((f) => ({ frame: f.frame, path: f.path }));
+      if (place.samples.length > 0) u.samples = place.samples.map((f) => ({ frame: f.frame, path: f.path }));
     }
     if (m.kind === BundleKind.Result) u.final = true;
     if (m.bill) u.bill = await keepBill(b, jobId);
@@ -98,12 +99,20 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     const head = /#+/.exec(pattern)!;
     const nameRe = new RegExp(`^${escapeRe(pattern.slice(0, head.index))}(\\d+)${escapeRe(pattern.slice(head.index + head[0].length))}$`);
     const out: Placement = { frames: [], logs: [], samples: [] };
+    const frameOf = (name: string): number => {
+      const match = name.match(nameRe);
+      const frame = match ? Number(match[1]) : NaN;
+      return match && frameFileName(pattern, frame) === name && runOf(frames, frame) >= 0 ? frame : NaN;
+    };
     if (m.kind === BundleKind.Status) {
-      // a status carries at most sample thumbnails, each straight in the job's .rb-samples/
+      // a status carries at most sample thumbnails, each straight in the job's .rb-samples/ and
+      // named after a frame of the job (`<frame file>.png`), so that it can be shown as that frame's early look
       for (const [i, f] of m.files.entries()) {
         const path = resolve(f.path);
         if (resolve(path, '..') !== join(dir, SAMPLES_DIR)) throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: files[${i}] ${quote(f.path)} is not a sample in ${join(dir, SAMPLES_DIR)}: nothing of it was written`);
-        out.samples.push({ path, ...fileOf(f.path, `files[${i}]`) });
+        const frame = basename(path).endsWith('.png') ? frameOf(basename(path).slice(0, -'.png'.length)) : NaN;
+        if (Number.isNaN(frame)) throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: files[${i}] ${quote(f.path)} is not the sample of any frame of job ${job.jobId} (${frameFileName(pattern, frames.starts[0] ?? 0)}.png …): nothing of it was written`);
+        out.samples.push({ frame, path, ...fileOf(f.path, `files[${i}]`) });
       }
       return out;
     }
@@ -113,9 +122,8 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       if (!path.startsWith(`${dir}/`)) {
         throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${dir}: nothing of it was written`);
       }
-      const match = path.slice(dir.length + 1).match(nameRe);
-      const frame = match ? Number(match[1]) : NaN;
-      if (!match || join(dir, frameFileName(pattern, frame)) !== path || runOf(frames, frame) < 0) {
+      const frame = frameOf(path.slice(dir.length + 1));
+      if (Number.isNaN(frame)) {
         throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} is not the file of any frame of job ${job.jobId} (${frameFileName(pattern, frames.starts[0] ?? 0)} …): nothing of it was written`);
       }
       out.frames.push({ frame, path, ...fileOf(p, `outputs[${i}]`) });

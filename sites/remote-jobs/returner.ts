@@ -124,13 +124,14 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     if (records.length === 0) return; // retried or cancelled since: nothing of it to send
     const { files, outputs, logs } = await filesOf(rec, records);
     const task = records[0]!;
-    await send(rec, { kind: BundleKind.PartialResult, what: `t${task.taskIndex}-a${task.attempt}`, job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Progress, body.job) });
+    // an early look first: a thumbnail of a few tens of KiB crosses ahead of its frame, which may be large
     for (const f of records) {
       if (!rec.samples.includes(f.frame) || f.output === undefined) continue;
       const thumb = await sampleFile(rec, f.output);
       const path = originalSample(theirOut(rec), basename(thumb));
       await send(rec, { kind: BundleKind.Status, what: `sample-f${f.frame}`, files: [{ path, from: thumb }], status: statusOf(RemoteJobState.Progress, body.job) });
     }
+    await send(rec, { kind: BundleKind.PartialResult, what: `t${task.taskIndex}-a${task.attempt}`, job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Progress, body.job) });
   }
 
   async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary): Promise<void> {

@@ -1,11 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import pino from 'pino';
 import { chromium, type Browser } from 'playwright-core';
+import sharp from 'sharp';
 import { call, serve } from '../../actors/bus/index.ts';
 import { codecFor, codecs, LinkStatusReply, LinkStatusRequest, PROTOCOL_MAJOR, Role, subjects, type LinkStatus } from '../../protocol/index.ts';
 import { hotFolderDirs } from '../../sites/hotfolders/index.ts';
@@ -105,10 +106,14 @@ test('web monitor - an outsourced job shows where it went and its remote progres
   assert.ok(blendJob, 'the first test outsourced a job');
   assert.ok(existsSync(CHROMIUM), `no chromium at ${CHROMIUM}: run 'sh tools/bootstrap.sh --test', or set CHROMIUM_PATH`);
   // v1 started rendering it and sent frame 1 back (what the intake tells the scheduler of a status bundle)
+  // and an early look at frame 2: its sample thumbnail, written in .rb-samples/ as the intake writes it
   const intake = await farm.connectAs(Role.Intake, 'intake');
+  const sample = join(outDir, '.rb-samples', 'frame_0002.png.png');
+  await mkdir(join(outDir, '.rb-samples'), { recursive: true });
+  await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 40, b: 40 } } }).png().toFile(sample);
   await call(intake, subjects.schedRemote(farm.site, 'v1'), codecs.remoteUpdate, {
     v: PROTOCOL_MAJOR, jobId: blendJob, bundleId: 'status-1', state: 'started', remoteJob: 'r42', counts: { total: 2, done: 1, failed: 0, running: 1 },
-    outputs: [{ frame: 1, path: join(outDir, 'frame_0001.png') }], at: Date.now(),
+    outputs: [{ frame: 1, path: join(outDir, 'frame_0001.png') }], samples: [{ frame: 2, path: sample }], at: Date.now(),
   }, codecs.remoteUpdateReply, { timeoutMs: 5_000 });
   // a job v1 sent us (it renders here)
   const scene = await farm.writeScene('theirs.pov');
@@ -162,6 +167,13 @@ test('web monitor - an outsourced job shows where it went and its remote progres
     // its grid: frame 1 is back, frame 2 waits at v1
     await page.locator('.grid .frame[data-frame="1"][data-state="done"]').waitFor({ timeout: 10_000 });
     assert.equal(await page.locator('.grid .frame[data-frame="2"]').getAttribute('data-state'), 'queued');
+    // the early look at frame 2, served by the monitor from the file the scheduler lists
+    const look = page.locator('[data-samples] img');
+    await look.waitFor({ timeout: 10_000 });
+    assert.equal(await look.getAttribute('alt'), 'sample of frame 2');
+    await waitUntil('the sample thumbnail to load', () => look.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0), 10_000);
+    const none = await fetch(`${base}/api/jobs/${blendJob}/samples/1`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(none.status, 404, 'frame 1 has no sample');
     assert.deepEqual(pageErrors, []);
   } finally {
     linkService?.sub.unsubscribe();

@@ -12,7 +12,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import sharp from 'sharp';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, FarmError, PROTOCOL_MAJOR, Role, subjects, type BundleManifest, type FrameEvent, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
-import { readBundle, writeBundle, type BundleHead } from '../../sites/bundles/index.ts';
+import { readBundle, writeBundle, type BundleHead, type BundleSource } from '../../sites/bundles/index.ts';
 import { dropFile, hotFolderDirs, type HotOutcome } from '../../sites/hotfolders/index.ts';
 import type { Outsourcing } from '../../sites/outsource/index.ts';
 import { rb, TestFarm, waitUntil, type ActorProcess } from '../helpers/farm.ts';
@@ -100,7 +100,7 @@ async function jobBundle(jobId: string): Promise<{ file: string; manifest: Bundl
  * they are now), then drops it into incoming/v1 the way an operator would, and waits for the
  * intake's outcome of it.
  */
-async function asVendor(head: Omit<BundleHead, 'from' | 'to' | 'route'>, files: string[], o: { keep?: string; before?: () => Promise<void> } = {}): Promise<HotOutcome> {
+async function asVendor(head: Omit<BundleHead, 'from' | 'to' | 'route'>, files: BundleSource[], o: { keep?: string; before?: () => Promise<void> } = {}): Promise<HotOutcome> {
   const staging = join(farm.dir, 'vendor-out');
   await mkdir(staging, { recursive: true });
   const out = join(staging, `${head.bundleId}.rbb`);
@@ -209,6 +209,22 @@ test('fed-outsource - a POV-Ray job goes to v1 with its files, and its frames, l
     renderFrame(scene, n, framePath(n));
     await copyFile(framePath(n), join(rendered, `frame_000${n}.png`));
   }
+  // an early look: v1's thumbnail of sample frame 2 comes ahead of the frame, in a status bundle
+  const samplesDir = join(outDir, '.rb-samples');
+  const samplePath = join(samplesDir, 'frame_0002.png.png');
+  const thumbs = join(farm.dir, 'v1-samples');
+  await mkdir(thumbs, { recursive: true });
+  await copyFile(join(rendered, 'frame_0002.png'), join(thumbs, 'frame_0002.png.png'));
+  const sample = (bundleId: string, path: string) => asVendor({ ...status(jobId, bundleId, 'started'), status: { state: 'progress', at: Date.now() } }, [{ path, from: join(thumbs, 'frame_0002.png.png') }]);
+  // a thumbnail named after no frame of the job is refused, nothing written
+  const stray = await sample(`sx-${jobId}`, join(samplesDir, 'frame_0009.png.png'));
+  assert.equal(stray.to, 'failed');
+  assert.match(stray.error?.message ?? '', /is not the sample of any frame of job/);
+  assert.equal(await exists(samplesDir), false);
+  assert.equal((await sample(`s3-${jobId}`, samplePath)).to, 'processed');
+  assert.deepEqual(await readFile(samplePath), await readFile(join(rendered, 'frame_0002.png')));
+  assert.deepEqual((await farm.job(jobId)).outsourced?.samples, [{ frame: 2, path: samplePath }]);
+  assert.match(rb(farm, 'job', jobId).stdout, new RegExp(`samples +frame 2: ${samplePath.replace(/[.]/g, '\\.')}`));
   const logFile = join(farm.dir, 'v1-logs', 'task-1.log');
   await mkdir(join(farm.dir, 'v1-logs'), { recursive: true });
   await writeFile(logFile, 'POV-Ray rendered frame 1 at v1\n');
@@ -223,7 +239,7 @@ test('fed-outsource - a POV-Ray job goes to v1 with its files, and its frames, l
   assert.equal(job.counts.done, 1);
   assert.equal(job.frames.find((f) => f.frame === 1)?.output, framePath(1));
   assert.match(rb(farm, 'jobs').stdout, /outsourced to v1: 1\/3 frames back/);
-  assert.match(rb(farm, 'job', jobId).stdout, new RegExp(`outsourced to v1: started there as v1-${jobId}, 1/3 frames back; bundle job-${jobId}`));
+  assert.match(rb(farm, 'job', jobId).stdout, new RegExp(`outsourced to v1: progress there as v1-${jobId}, 1/3 frames back; bundle job-${jobId}`));
   assert.ok(frameEvents.some((e) => e.jobId === jobId && e.frame === 1 && e.output === framePath(1)));
 
   // the result: every frame; the job is done, the done event and the webhook go out

@@ -37,7 +37,10 @@ async function farm(t: TestContext) {
   const nats = await startNatsServer();
   const site = `t${randomUUID().slice(0, 8)}`;
   // the test plays the scheduler (nc), the registry (regNc) and an operator watching (opNc); the
-  // render server under test holds a credential for any host, as each test names its own
+  // render server under test holds a credential for any host, as each test names its own.
+  // Each new credential reloads the server: all are issued before the first connection, so no
+  // reload happens under a live one (a render-server test once got an Authorization Violation)
+  await Promise.all([nats.creds(site, Role.Scheduler), nats.creds(site, Role.Registry), nats.creds(site, Role.Operator, 'op'), nats.creds(site, Role.RenderServer, ANY_HOST)]);
   const nc = await nats.connectAs(site, Role.Scheduler);
   const regNc = await nats.connectAs(site, Role.Registry);
   const opNc = await nats.connectAs(site, Role.Operator, 'op');

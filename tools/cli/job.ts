@@ -49,6 +49,8 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   if (sent) {
     lines.push(['site', `outsourced to ${sent.site}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
     if (sent.why !== undefined) lines.push(['sent by', `the site's policy: ${sent.why}`]);
+    // early looks: the vendor's sample frames as thumbnails, before (or without) the frames
+    if (sent.samples?.length) lines.push(['samples', `${sent.samples.length === 1 ? 'frame' : 'frames'} ${sent.samples.map((x) => x.frame).join(', ')}: ${sent.samples.map((x) => x.path).join('  ')}`]);
     const bill = sent.bill;
     if (bill) lines.push(['bill', `${(bill.amountMinor / 100).toFixed(2)} ${bill.currency} for ${bill.frames} frames (${duration(bill.cpuMs)} CPU)${bill.signed ? `, signed by ${sent.site}` : p.yellow(', NOT signed')}${bill.file ? ` (${bill.file})` : ''}`]);
   }

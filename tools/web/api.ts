@@ -138,6 +138,16 @@ export function apiRoutes(o: ApiOptions): Map<string, Route> {
       // a done frame's file changes only when it is rendered again: the etag (size and mtime) says so
       return { contentType: 'image/jpeg', body: data, headers: { etag, 'cache-control': 'private, max-age=5' } };
     })],
+    ['/api/jobs/:job/samples/:frame', guarded(async (req, { params }) => {
+      const ref = frameRef(params);
+      if ('contentType' in ref) return ref;
+      // only a file the scheduler lists as the job's sample (the intake wrote it in .rb-samples/)
+      const sample = (await jobDetail(ref.jobId)).outsourced?.samples?.find((x) => x.frame === ref.frame);
+      if (!sample) return jsonAnswer({ error: { code: 'RB_BAD_ARGUMENT', message: `job ${ref.jobId} has no sample of frame ${ref.frame}` } }, 404);
+      const { data, etag } = await o.thumbnails.get(sample.path, 160);
+      if (req.headers['if-none-match'] === etag) return { status: 304, contentType: 'image/jpeg', body: '', headers: { etag } };
+      return { contentType: 'image/jpeg', body: data, headers: { etag, 'cache-control': 'private, max-age=5' } };
+    })],
     ['POST /api/jobs/:job/:action', guarded(async (req, { params }) => {
       const action = params.action as CtlRequest['action'];
       if (!ACTIONS.has(action)) return badRequest(`'${params.action}' is not an action (${[...ACTIONS].join(', ')})`);

@@ -225,7 +225,8 @@ function SiteLine({ job }) {
   const o = job.outsourced;
   if (o) {
     const bill = o.bill ? `; bill ${(o.bill.amountMinor / 100).toFixed(2)} ${o.bill.currency} for ${o.bill.frames} frames, ${o.bill.signed ? `signed by ${o.site}` : 'NOT signed'}` : '';
-    return html`<p class="site-line" data-site-line="outsourced">outsourced to <strong>${o.site}</strong>: ${THERE[o.state] ?? o.state}${o.remoteJob ? ` (their job ${o.remoteJob})` : ''}, ${o.back}/${job.counts.total} frames back${o.reason ? ` (${o.reason})` : ''}${o.heardAt ? `; last news ${duration(Date.now() - o.heardAt)} ago` : '; nothing heard yet'}${bill}${o.why ? html`<br /><span data-why>sent by the site's policy: ${o.why}</span>` : ''}</p>`;
+    return html`<p class="site-line" data-site-line="outsourced">outsourced to <strong>${o.site}</strong>: ${THERE[o.state] ?? o.state}${o.remoteJob ? ` (their job ${o.remoteJob})` : ''}, ${o.back}/${job.counts.total} frames back${o.reason ? ` (${o.reason})` : ''}${o.heardAt ? `; last news ${duration(Date.now() - o.heardAt)} ago` : '; nothing heard yet'}${bill}${o.why ? html`<br /><span data-why>sent by the site's policy: ${o.why}</span>` : ''}</p>
+      ${o.samples?.length ? html`<div class="samples" data-samples>${o.samples.map((x) => html`<figure><img src=${`/api/jobs/${job.jobId}/samples/${x.frame}`} alt=${`sample of frame ${x.frame}`} loading="lazy" /><figcaption>frame ${x.frame}</figcaption></figure>`)}</div>` : ''}`;
   }
   if (job.origin) return html`<p class="site-line" data-site-line="origin">from <strong>${job.origin.site}</strong>, their job ${job.origin.job}: rendered here for them, its frames and bill go back to ${job.origin.site}</p>`;
   return null;

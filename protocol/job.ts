@@ -3,7 +3,7 @@ import { countTasks, parseFrameRuns, type FrameRuns } from './frames.ts';
 import { frameFileName } from './output-names.ts';
 import { toProfile } from './profile.ts';
 import type { Resolution } from './messages/common.ts';
-import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
+import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, RENDERERS, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
 
 /** Attempts per task before its frames count as failed. */
 /** The package a render server advertises when it can run the I/O wrapper (its version is bubblewrap's). */
@@ -45,7 +45,8 @@ export function rendererFor(spec: Pick<JobSpec, 'renderer' | 'scene' | 'command'
   if (spec.renderer) return spec.renderer;
   if (spec.command) return 'command';
   if (/\.pov$/i.test(spec.scene)) return 'povray';
-  throw bad('renderer', `cannot tell the renderer of '${spec.scene}': name one (povray, command)`);
+  if (/\.blend$/i.test(spec.scene)) return 'blender';
+  throw bad('renderer', `cannot tell the renderer of '${spec.scene}': name one (${RENDERERS.join(', ')})`);
 }
 
 /**
@@ -71,9 +72,11 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   const outputPattern = spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
   frameFileName(outputPattern, 0); // throws on a bad pattern
   const requirements: Requirements = { ...(spec.requirements ?? {}) };
-  if (renderer === 'povray' && !(requirements.packages ?? []).some((p) => /^povray(@|$)/i.test(p))) {
-    requirements.packages = [...(requirements.packages ?? []), 'povray'];
+  // a POV-Ray or Blender job goes only to hosts whose probe found that program
+  if (renderer !== 'command' && !(requirements.packages ?? []).some((p) => new RegExp(`^${renderer}(@|$)`, 'i').test(p))) {
+    requirements.packages = [...(requirements.packages ?? []), renderer];
   }
+  if (spec.blender && renderer !== 'blender') throw bad('blender', `Blender settings only go with renderer 'blender', not '${renderer}'`);
   // a sandboxed job goes only to hosts whose render server can sandbox (the probe's `sandbox` package)
   if (spec.sandbox && !(requirements.packages ?? []).some((p) => /^sandbox(@|$)/i.test(p))) {
     requirements.packages = [...(requirements.packages ?? []), SANDBOX_PACKAGE];

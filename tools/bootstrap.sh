@@ -2,8 +2,9 @@
 # Installs what renderbus needs, and says nothing when nothing is missing.
 #   sh tools/bootstrap.sh          Node >= 20.18, npm packages, the build (dist/), nats-server
 #                                  povray povray-includes bubblewrap; `renderbus` on PATH
-#   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it) and
-#                                  chromium (the web monitor's browser test drives it)
+#   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it),
+#                                  chromium (the web monitor's browser test drives it) and
+#                                  blender (the Blender adapter's tests render with it)
 # As root, missing Debian packages are installed; otherwise the command to run is printed and
 # the script exits 1. `renderbus` is linked into /usr/local/bin as root, else into ~/.local/bin
 # when that is on PATH, else the command that does it is printed (RENDERBUS_BIN_DIR=DIR links
@@ -125,6 +126,8 @@ if [ "$with_test" = yes ]; then
   command -v rsync >/dev/null 2>&1 || missing="$missing rsync"
   # Debian's chromium, driven by playwright-core (which downloads no browser of its own)
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$missing chromium"
+  # Debian's Blender 3.4.1 (about 630 MB): test/integration/farm-blender.test.ts renders with it
+  command -v blender >/dev/null 2>&1 || missing="$missing blender"
 fi
 [ -z "$missing" ] && exit 0
 

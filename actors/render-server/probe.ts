@@ -5,6 +5,7 @@ import { arch, cpus, endianness, platform, release, type } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { HostInventory, PackageInfo } from '../../protocol/index.ts';
 import { povrayLibrary, rendererEnv } from '../render-slot/index.ts';
+import { cachedVersion } from './version-cache.ts';
 
 export interface ProbeOptions {
   /** Replaces the probed rendering packages (configuration or tests). */
@@ -127,12 +128,14 @@ export function povrayIncludes(o: { home?: string; root?: string } = {}): Pick<P
 export async function probePackage(name: string, bin: string, version: RegExp, timeoutMs: number): Promise<PackageInfo | null> {
   const path = await which(bin);
   if (!path) return null;
-  const out = await new Promise<string>((resolve) => {
-    execFile(path, ['--version'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 }, (_err, stdout, stderr) => {
-      resolve(`${stdout}\n${stderr}`); // POV-Ray prints its version on stderr
+  const v = await cachedVersion(path, async () => {
+    const out = await new Promise<string>((resolve) => {
+      execFile(path, ['--version'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 }, (_err, stdout, stderr) => {
+        resolve(`${stdout}\n${stderr}`); // POV-Ray prints its version on stderr
+      });
     });
+    return version.exec(out)?.[1];
   });
-  const v = version.exec(out)?.[1];
   return v ? { name, version: v, path } : null;
 }
 

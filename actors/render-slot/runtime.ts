@@ -43,6 +43,7 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
     command: task.command,
     frames: task.frames,
     resolution: task.resolution,
+    ...(task.blender ? { blender: task.blender } : {}),
     outputPattern: task.outputPattern,
     workDir: paths.workDir,
   });
@@ -146,9 +147,14 @@ export async function renderTask(task: TaskAssignment, prepared: PreparedTask, o
       usage.wallMs += exit.usage.wallMs;
       usage.cpuMs += exit.usage.cpuMs;
       usage.peakRssKb = Math.max(usage.peakRssKb, exit.usage.peakRssKb);
-      if (exit.code === 0 && !exit.cancelled) {
+      const failedAnyway = exit.code === 0 && !exit.cancelled ? parser.failureDespiteExit0?.(hostWords(o.host)) : undefined;
+      if (exit.code === 0 && !exit.cancelled && !failedAnyway) {
         produced.push(...inv.outputs);
         continue;
+      }
+      if (failedAnyway) {
+        error = failedAnyway;
+        break;
       }
       const finished = new Set(parser.finishedFrames());
       produced.push(...inv.outputs.filter((out) => finished.has(out.frame)));

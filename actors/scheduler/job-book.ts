@@ -519,6 +519,7 @@ export class JobBook {
       renderer: p.renderer,
       scene: job.spec.scene,
       ...(job.spec.command ? { command: job.spec.command } : {}),
+      ...(job.spec.blender ? { blender: job.spec.blender } : {}),
       ...(p.resolution ? { resolution: p.resolution } : {}),
       outputDir: p.outputDir,
       outputPattern: p.outputPattern,

@@ -3,9 +3,22 @@ import { Token } from './common.ts';
 import { JobNotify } from './notify.ts';
 
 /** Renderers the farm can drive; `command` runs any command template (README.md, "Jobs"). */
-export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('command')]);
+export const RendererName = Type.Union([Type.Literal('povray'), Type.Literal('blender'), Type.Literal('command')]);
 export type RendererName = Static<typeof RendererName>;
-export const RENDERERS: readonly RendererName[] = ['povray', 'command'];
+export const RENDERERS: readonly RendererName[] = ['povray', 'blender', 'command'];
+
+/** A Blender job's render settings over the scene's own (actors/render-slot/adapters/blender.ts). */
+export const BlenderOptions = Type.Object(
+  {
+    engine: Type.Optional(Type.Union([Type.Literal('cycles'), Type.Literal('eevee'), Type.Literal('workbench')], { description: "render engine; default: the scene's" })),
+    device: Type.Optional(Type.Union(['CPU', 'CUDA', 'OPTIX', 'HIP', 'ONEAPI', 'METAL'].map((d) => Type.Literal(d)), { description: "Cycles' device; default CPU" })),
+    samples: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "samples per pixel (Cycles, Eevee); default: the scene's" })),
+    denoise: Type.Optional(Type.Boolean({ description: "Cycles' denoising on or off; default: the scene's (Debian's Blender has no OpenImageDenoise: say false there)" })),
+    scripts: Type.Optional(Type.Boolean({ description: "run the scene's own Python (rigs' drivers, registered scripts; Blender's -y); default false: Blender skips them. A script that fails then fails the task" })),
+  },
+  { additionalProperties: false },
+);
+export type BlenderOptions = Static<typeof BlenderOptions>;
 
 /**
  * Hardware and software a job needs. Every field is optional ("don't care"); patterns
@@ -80,6 +93,7 @@ export const JobSpec = Type.Object(
     scene: Type.String({ minLength: 1, description: 'scene file; absolute once submitted' }),
     renderer: Type.Optional(RendererName),
     command: Type.Optional(Type.String({ minLength: 1, description: 'command template for renderer "command"' })),
+    blender: Type.Optional(BlenderOptions),
     frames: Type.String({ minLength: 1, description: "frames: '1-100', '1-100x5', '1,5,10-12'" }),
     chunk: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'frames per task (with taskDuration: the first tasks\' size)' })),
     taskDuration: Type.Optional(Type.Number({ minimum: 1, maximum: 24 * 3600, description: 'seconds each task should last: the scheduler grows or shrinks the chunk from measured frame times' })),

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Reply, Resolution, Token, V } from './common.ts';
-import { JobEnv, RendererName } from './job-spec.ts';
+import { BlenderOptions, JobEnv, RendererName } from './job-spec.ts';
 
 /**
  * One task (a frame or a chunk of consecutive frames) leased to one slot. `attempt`
@@ -16,6 +16,8 @@ export const TaskAssignment = Type.Object({
   renderer: RendererName,
   scene: Type.String({ minLength: 1 }),
   command: Type.Optional(Type.String()),
+  /** A Blender job's settings over its scene's. */
+  blender: Type.Optional(BlenderOptions),
   resolution: Type.Optional(Resolution),
   outputDir: Type.String({ minLength: 1 }),
   outputPattern: Type.String({ minLength: 1 }),

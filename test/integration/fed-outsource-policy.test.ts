@@ -47,7 +47,7 @@ const why = (jobId: string) => {
 test('outsource-policy - a job no host here can render waits without the policy; with it, it goes to v1, and stays there after a restart', async () => {
   const scene = await farm.writeScene('blend.pov');
   outDir = join(farm.dir, 'out-blend');
-  const sub = rb(farm, 'submit', scene, '--frames', '1-2', '--require', 'blender@*', '--name', 'blend', '--output', outDir, '--json');
+  const sub = rb(farm, 'submit', scene, '--frames', '1-2', '--require', 'houdini@*', '--name', 'blend', '--output', outDir, '--json');
   assert.equal(sub.code, 0, sub.stderr);
   blendJob = (JSON.parse(sub.stdout) as { jobId: string }).jobId;
 
@@ -58,7 +58,7 @@ test('outsource-policy - a job no host here can render waits without the policy;
   }, 20_000);
   assert.equal(waiting.state, 'queued');
   assert.equal(waiting.outsourced, undefined);
-  assert.match(why(blendJob), /no host matches the requirements \(node-a needs blender@\*/);
+  assert.match(why(blendJob), /no host matches the requirements \(node-a needs houdini@\*/);
   const bundle = join(hotFolderDirs(farm.dataDir, 'v1').outgoing, `job-${blendJob}.rbb`);
   assert.equal(existsSync(bundle), false);
 
@@ -70,13 +70,13 @@ test('outsource-policy - a job no host here can render waits without the policy;
     return j.state === 'outsourced' ? j : undefined;
   }, 20_000);
   assert.equal(sent.outsourced?.site, 'v1');
-  assert.match(sent.outsourced?.why ?? '', /^no host here can render it \(node-a needs blender@\*/);
+  assert.match(sent.outsourced?.why ?? '', /^no host here can render it \(node-a needs houdini@\*/);
   await waitUntil('its bundle in outgoing/v1/', () => existsSync(bundle), 20_000);
   const jobs = rb(farm, 'jobs');
   assert.match(jobs.stdout, /outsourced to v1: 0\/2 frames back/);
   assert.match(why(blendJob), /outsourced to v1: .*; sent by the site's policy: no host here can render it/);
   const shown = rb(farm, 'job', blendJob);
-  assert.match(shown.stdout, /sent by +the site's policy: no host here can render it \(node-a needs blender@\*/);
+  assert.match(shown.stdout, /sent by +the site's policy: no host here can render it \(node-a needs houdini@\*/);
   // a job a host here can render stays here
   const probe = await farm.dispatchRound();
   assert.equal(probe.outsourced, undefined);
@@ -137,7 +137,7 @@ test('web monitor - an outsourced job shows where it went and its remote progres
     const out = page.locator(`tr[data-job="${blendJob}"] [data-outsourced="v1"]`);
     await out.waitFor({ timeout: 10_000 });
     assert.equal(await out.innerText(), 'outsourced to v1 · 1/2 frames back · rendering there, 1 rendering');
-    assert.match(await page.locator(`tr[data-job="${blendJob}"] td.why`).innerText(), /sent by the site's policy: no host here can render it \(node-a needs blender@\*/);
+    assert.match(await page.locator(`tr[data-job="${blendJob}"] td.why`).innerText(), /sent by the site's policy: no host here can render it \(node-a needs houdini@\*/);
     const from = page.locator(`tr[data-job="${theirs.jobId}"] [data-origin="v1"]`);
     await from.waitFor({ timeout: 10_000 });
     assert.equal(await from.innerText(), 'from v1 · their job x7');
@@ -163,7 +163,7 @@ test('web monitor - an outsourced job shows where it went and its remote progres
     await line.waitFor({ timeout: 10_000 });
     const text = await line.innerText();
     assert.match(text, /^outsourced to v1: rendering there \(their job r42\), 1\/2 frames back; last news \d+s ago/);
-    assert.match(text, /sent by the site's policy: no host here can render it \(node-a needs blender@\*/);
+    assert.match(text, /sent by the site's policy: no host here can render it \(node-a needs houdini@\*/);
     // its grid: frame 1 is back, frame 2 waits at v1
     await page.locator('.grid .frame[data-frame="1"][data-state="done"]').waitFor({ timeout: 10_000 });
     assert.equal(await page.locator('.grid .frame[data-frame="2"]').getAttribute('data-state'), 'queued');

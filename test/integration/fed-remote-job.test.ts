@@ -182,11 +182,11 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
   });
 
   await t.test('a job no host here can render is rejected with the registry\'s reason, nothing queued', async () => {
-    await dropFromStudio(farm, studio, { bundleId: 'studio-j-2-job', kind: 'job', job: 'j-2', spec: studioSpec(studio, { requirements: { packages: ['blender'] } }) });
+    await dropFromStudio(farm, studio, { bundleId: 'studio-j-2-job', kind: 'job', job: 'j-2', spec: studioSpec(studio, { requirements: { packages: ['houdini'] } }) });
     await waitSent(farm, 'v1.j-2.rejected.rbb', 30_000);
     const st = await openBundle(farm, 'v1.j-2.rejected.rbb', studio);
     assert.equal(st.manifest.status?.state, 'rejected');
-    assert.match(st.manifest.status?.reason ?? '', /no host at v1 can render it \(closest: rs1: needs blender/);
+    assert.match(st.manifest.status?.reason ?? '', /no host at v1 can render it \(closest: rs1: needs houdini/);
     assert.equal((await remoteJobOf(farm, 'j-2')).length, 0);
   });
 

@@ -174,7 +174,7 @@ test('adapters - an unknown renderer is a clear error', () => {
   const lookup = createAdapters();
   assert.equal(lookup('povray').name, 'povray');
   assert.equal(lookup('command').name, 'command');
-  rejects(() => lookup('maya'), 'RB_BAD_JOB', /renderer 'maya' is unknown.*povray, command/);
+  rejects(() => lookup('maya'), 'RB_BAD_JOB', /renderer 'maya' is unknown.*povray, blender, command/);
   rejects(() => lookup('toString'), 'RB_BAD_JOB', /unknown/);
 });
 

@@ -149,7 +149,7 @@ test('job file - frames that end before they start, or are not frames, are refus
 
 test('job file - an unknown renderer is refused, naming the ones there are', (t) => {
   const { build } = workspace(t);
-  assert.match(usageError(() => build({ scene: 'shot.pov', frames: '1', renderer: 'blender' })), /\/renderer: "blender" is not a renderer this farm drives \(povray, command\)/);
+  assert.match(usageError(() => build({ scene: 'shot.pov', frames: '1', renderer: 'maya' })), /\/renderer: "maya" is not a renderer this farm drives \(povray, blender, command\)/);
 });
 
 test('job file - the command renderer needs a command, and povray takes none', (t) => {

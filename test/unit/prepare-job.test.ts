@@ -28,7 +28,7 @@ test('prepare-job - refuses bad fields, naming each', () => {
   refuses(aJobSpec({ scene: 'rel/shot.pov' }), /^scene: .*absolute/);
   refuses(aJobSpec({ output: {} }), /^output\.dir: is required/);
   refuses(aJobSpec({ renderer: 'command' }), /^command: renderer 'command' needs a command template/);
-  refuses(aJobSpec({ scene: '/s/x.blend' }), /^renderer: cannot tell/);
+  refuses(aJobSpec({ scene: '/s/x.max' }), /^renderer: cannot tell the renderer of '\/s\/x\.max': name one \(povray, blender, command\)/);
   refuses(aJobSpec({ requirements: { packages: ['povray@3.x.*y'] } }), /requirements\.packages\[0\]/);
   refuses(aJobSpec({ output: { dir: '/o', pattern: 'nohash.png' } }), /needs a run of '#'/);
 });

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { kernelVersion, parseCpuinfo, parseMeminfo, parseOsRelease, probeHost, probePackage } from '../../actors/render-server/index.ts';
+import { cachedVersion } from '../../actors/render-server/version-cache.ts';
 
 async function scratch(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-probe-'));
@@ -60,4 +62,27 @@ test('probe - a package that hangs on --version counts as missing, quickly', asy
   assert.ok(performance.now() - t0 < 2_000);
   assert.deepEqual(await probePackage('fakeray', 'fakeray', /FakeRay (\d+(?:\.\d+)+)/, 2_000), { name: 'fakeray', version: '2.1.7', path: join(dir, 'bin', 'fakeray') });
   assert.equal(await probePackage('nothing', 'no-such-binary-rb', /x/, 300), null);
+});
+
+test('probe - a program\'s version is asked once per program file: the same file answers from the cache, a changed one is asked again', async (t) => {
+  const dir = await scratch(t);
+  const prog = join(dir, 'prog');
+  await writeFile(prog, 'v1');
+  const file = join(dir, 'cache', 'versions.json');
+  let asked = 0;
+  const ask = (v: string) => async () => {
+    asked++;
+    return v;
+  };
+  assert.equal(await cachedVersion(prog, ask('1.0'), file), '1.0');
+  assert.equal(await cachedVersion(prog, ask('9.9'), file), '1.0');
+  assert.equal(asked, 1);
+  await writeFile(prog, 'v2 longer'); // a new build: another size
+  assert.equal(await cachedVersion(prog, ask('2.0'), file), '2.0');
+  assert.equal(asked, 2);
+  // a cache that does not parse is asked past, not fatal; no version found is not kept
+  await writeFile(file, '{not json');
+  assert.equal(await cachedVersion(prog, ask('2.0'), file), '2.0');
+  assert.equal(await cachedVersion(prog, async () => undefined, join(dir, 'other.json')), undefined);
+  assert.equal(existsSync(join(dir, 'other.json')), false);
 });

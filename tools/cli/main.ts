@@ -20,7 +20,7 @@ import type { UpOptions } from './up.ts';
 
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
-export const JOB_FILE_FIELDS = 'name, scene, renderer, command, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
@@ -210,7 +210,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--packages <list>', "rendering packages to offer as name@version, comma-separated, e.g. 'povray@3.7.0.10,blender@4.1'")
     .option('--licenses <list>', "licenses this host holds, comma-separated, e.g. 'arnold,nuke'")
     .option('--grace <seconds>', 'on SIGTERM or Ctrl-C the server drains: no new frames, frames in hand go back, running ones may finish this long before they are stopped and handed back (default: 60)')
-    .addHelpText('after', '\nA render host needs its renderers (POV-Ray with its standard includes, povray-includes: checked at\nstart; each command job\'s program) and the job files at the paths they were submitted with. Each\nfailed frame is logged at warn. See docs/renderers.md.\n\nExample, a second render host on another machine (its credential from the head node:\nrenderbus credentials add render-server node-7 --url nats://farm-host:4222):\n  renderbus render-server --creds render-server-node-7.creds --slots 8')
+    .addHelpText('after', '\nA render host needs its renderers (POV-Ray with its standard includes, povray-includes: checked at\nstart; Blender for .blend jobs; each command job\'s program) and the job files at the paths they were submitted with. Each\nfailed frame is logged at warn. See docs/renderers.md.\n\nExample, a second render host on another machine (its credential from the head node:\nrenderbus credentials add render-server node-7 --url nats://farm-host:4222):\n  renderbus render-server --creds render-server-node-7.creds --slots 8')
     .action(action('render-server'));
 
   program
@@ -220,7 +220,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('[file]', 'a job file (*.json), or else the scene file')
     .argument('[scene]', 'the scene, when a job file comes first (overrides its "scene")')
     .option('--frames <list>', "frames to render: '1-24', '1-100x5', '1,5,10-12'")
-    .option('--renderer <name>', 'povray or command (default: povray for .pov scenes)')
+    .option('--renderer <name>', 'povray, blender or command (default: povray for .pov scenes, blender for .blend)')
     .option('--command <template>', 'command template for --renderer command')
     .option('--resolution <WxH>', 'image size, e.g. 320x240')
     .option('--priority <n>', 'priority 0-1000, lower is more urgent (default: 50)')

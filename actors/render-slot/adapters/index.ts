@@ -1,4 +1,5 @@
 import { FarmError, RENDERERS } from '../../../protocol/index.ts';
+import { createBlenderAdapter } from './blender.ts';
 import { createCommandAdapter } from './command.ts';
 import { createPovrayAdapter } from './povray.ts';
 import type { RenderAdapter } from './types.ts';
@@ -9,6 +10,7 @@ export {
   povrayLibrary, parseLibraryPath, includeFileName, standardIncludeMissing, POVRAY_STANDARD_INCLUDES, POVRAY_MARKER_INCLUDE,
   type PovrayLibrary, type LibraryOptions,
 } from './povray-library.ts';
+export { createBlenderAdapter, blenderFormat, blenderPrelude, blenderWorkFile, BlenderParser, BLENDER_ENGINES, type BlenderAdapterOptions } from './blender.ts';
 export { createCommandAdapter, parseTemplate, CommandParser, type CommandTemplate } from './command.ts';
 export { LineSplitter, LineTail } from './lines.ts';
 
@@ -17,12 +19,15 @@ export interface AdapterOptions {
   povrayBin?: string;
   /** POV-Ray's include path (tests); read from its povray.ini by default. */
   povrayLibraryPath?: readonly string[];
+  /** The Blender executable (default `blender` on PATH). */
+  blenderBin?: string;
 }
 
 /** The adapters of one render host, by renderer name. */
 export function createAdapters(o: AdapterOptions = {}): (renderer: string) => RenderAdapter {
   const table: Record<string, RenderAdapter> = {
     povray: createPovrayAdapter({ bin: o.povrayBin, ...(o.povrayLibraryPath ? { libraryPath: o.povrayLibraryPath } : {}) }),
+    blender: createBlenderAdapter({ ...(o.blenderBin !== undefined ? { bin: o.blenderBin } : {}) }),
     command: createCommandAdapter(),
   };
   return (renderer) => {

@@ -1,4 +1,4 @@
-import type { ErrorCode, Resolution } from '../../../protocol/index.ts';
+import type { BlenderOptions, ErrorCode, Resolution } from '../../../protocol/index.ts';
 
 /** Size used when a job names no resolution (POV-Ray's own default, too). */
 export const DEFAULT_RESOLUTION: Resolution = { width: 320, height: 240 };
@@ -13,6 +13,8 @@ export interface RenderTask {
   /** Consecutive frames, ascending. */
   frames: readonly number[];
   resolution?: Resolution;
+  /** A Blender job's settings over its scene's. */
+  blender?: BlenderOptions;
   /** The job's output file pattern (`frame_####.png`); gives the extension. */
   outputPattern: string;
   /** Private, empty, writable directory for this attempt (absolute). */
@@ -59,6 +61,11 @@ export interface OutputParser {
    * host in messages (`host node-7`).
    */
   diagnose?(where: string): Diagnosis | undefined;
+  /**
+   * A run that exited 0 but whose output says it went wrong (Blender goes on rendering after a
+   * scene's own script failed): the task fails with this. Undefined: the run succeeded.
+   */
+  failureDespiteExit0?(where: string): Diagnosis | undefined;
 }
 
 /** A failure the adapter could place, with the renderer's own error line in the message. */

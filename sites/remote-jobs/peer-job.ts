@@ -85,7 +85,10 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     await buildTree(b, paths.root);
     await mkdir(paths.out, { recursive: true });
     const reply = await intake(b.peer, { v: PROTOCOL_MAJOR, kind: 'submit', originJob, spec });
-    const rec: RemoteJobRecord = { v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), at: Date.now() };
+    const rec: RemoteJobRecord = {
+      v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), at: Date.now(),
+      ...(m.encryptResults ? { encryptResults: m.encryptResults } : {}),
+    };
     // the answer goes out before the record: the returner waits for the record, so `accepted`
     // is always dropped before `started`
     await answer(rec);

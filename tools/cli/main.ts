@@ -20,7 +20,7 @@ import type { UpOptions } from './up.ts';
 
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
-export const JOB_FILE_FIELDS = 'name, scene, renderer, command, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, encryptResults, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
@@ -161,6 +161,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--monitor-host <name>', MONITOR_FLAG_HELP.monitorHost, collect)
     .option('--leaf-listen <host:port>', 'with --site: the leaf listener other sites dial to link to this one, e.g. 0.0.0.0:7422 (kept in <data>/fed/site.json); needs --advertise')
     .option('--advertise <host:port>', 'with --leaf-listen: the address the other sites dial, as they reach this machine (behind NAT or a port forward: the public one), e.g. farm.studio.example:7422')
+    .option('--encrypt-results [mode]', "with --site: every outsourced job's files (frames, logs, sample thumbnails) come back encrypted to this site's result key (<data>/fed/result-key.txt, age format), as if each job said `encryptResults`; mode 'purge' (the default): the vendor then removes its clear copies once the result is sent; 'keep': it may keep them (docs/federation.md, \"Encrypted results\")")
     .addHelpText('after', '\nLinked sites (README, "Linking sites"; docs/federation.md): with --site NAME the farm runs as site NAME,\nready to link to other sites: its JetStream domain is NAME, its peers come from <data>/fed/site.json\n(renderbus site invite/join), and its link and intake get credentials of their own. A data directory\nthat is a site already runs as one without --site; without it, nothing of this applies.\n  renderbus up --site studio --leaf-listen 0.0.0.0:7422 --advertise farm.studio.example:7422\n  renderbus up --site v1\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on 127.0.0.1 unless --monitor-listen): see the README,\nWeb monitor and Metrics. The monitor\'s access token (<data>/monitor-token) and the webhook secret\n(<data>/webhook-secret) are made on the first up, mode 0600; `up` prints the monitor\'s URL with the token.')
     .action(action('up'));
 

@@ -108,6 +108,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  monitor   ${farm.monitor.url}/#token=${token}`,
       `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
       ...linkLines(farm.links, rb, schedulerOptions.outsourceUnrenderable),
+      ...(federation?.encryptResults ? [`  results   outsourced jobs' files come back encrypted to ${join(farm.dataDir, 'fed', 'result-key.txt')} (back it up); the vendor ${federation.encryptResults.purge ? 'purges' : 'may keep'} its clear copies`] : []),
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal, from any folder:',

@@ -24,6 +24,15 @@ export interface PlainFile {
   size: number;
 }
 
+/** Refuses what is not an age X25519 recipient (its bech32 checksum, its length), RB_BAD_JOB naming `what`. */
+export function checkRecipient(recipient: string, what: string): void {
+  try {
+    new Encrypter().addRecipient(recipient);
+  } catch (cause) {
+    throw new FarmError('RB_BAD_JOB', `${what} ${JSON.stringify(recipient.slice(0, 80))} is not an age recipient (age1…): ${(cause as Error).message}`, { cause });
+  }
+}
+
 /** Counts and hashes what passes through, unchanged. */
 function tap(h: Hash, seen: { size: number }): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({

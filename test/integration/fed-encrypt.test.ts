@@ -205,3 +205,23 @@ test('fed-encrypt - a clear file, a changed byte, another key or the wrong clear
   assert.equal(ok.to, 'processed', ok.error?.message);
   assert.equal(await readFile(target, 'utf8'), '1\n');
 });
+
+test('fed-encrypt - a job whose encryptResults.to is no age key is rejected by v1 at once, naming it', async () => {
+  const scene = join(studio.dir, 'proj-bad', 'shot.pov');
+  await mkdir(join(studio.dir, 'proj-bad'), { recursive: true });
+  await writeFile(scene, TINY_SCENE);
+  const broken = `${key.recipient.slice(0, -1)}${key.recipient.endsWith('q') ? 'p' : 'q'}`; // its bech32 checksum no longer matches
+  const out = join(studio.dir, 'staged', 'studio-j-bad-job.rbb');
+  await mkdir(join(studio.dir, 'staged'), { recursive: true });
+  await writeBundle({
+    head: { kind: 'job', bundleId: 'studio-j-bad-job', from: 'studio', to: 'v1', route: ['studio'], jobRef: { site: 'studio', job: 'j-bad' }, job: { name: 'bad', scene, frames: '1', output: { dir: join(studio.dir, 'out-bad') } }, encryptResults: { to: broken, purge: true } },
+    files: [scene], out, dataDir: studio.dataDir,
+  });
+  assert.equal((await carry(out, 'vendor')).to, 'processed');
+  const rejected = join(vendorDirs().outgoing, 'v1.j-bad.rejected.rbb');
+  await waitUntil('v1 to reject it', () => stat(rejected).then(() => true, () => false), 20_000);
+  const st = (await open(rejected)).manifest.status!;
+  assert.equal(st.state, 'rejected');
+  assert.match(st.reason ?? '', /^RB_BAD_JOB: its encryptResults.to "age1[a-z0-9]+" is not an age recipient \(age1…\): /);
+  assert.equal((await vendor.jobs()).filter((j) => j.origin?.job === 'j-bad').length, 0, 'nothing queued');
+});

@@ -2,11 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FarmError } from '../../protocol/index.ts';
-import { AGE_HEADER, openSealed, sealFile } from '../../sites/bundles/index.ts';
+import { createReadStream } from 'node:fs';
+import { AGE_HEADER, checkRecipient, openSealed, readBundle, sealFile, writeBundle } from '../../sites/bundles/index.ts';
 import { loadResultKey, resultKeyPath } from '../../sites/links/index.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -91,4 +92,32 @@ test('result crypto - the age tool decrypts a sealed file with the key file as i
   assert.equal(e.status, 0, e.stderr.toString());
   await openSealed(join(dir, 'by-age'), join(dir, 'back'), key.identity, { sha256: sha(clear), size: clear.length }, 'by-age');
   assert.ok((await readFile(join(dir, 'back'))).equals(clear));
+});
+
+test('result crypto - a sealed frame above the chunking size travels in a bundle as content-defined chunks and opens from the joined blob', async (t) => {
+  const dir = await mkdtemp('/var/tmp/rb-crypt-'); // bundle paths may not lie under /tmp
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const key = await loadResultKey(join(dir, 'studio'));
+  const clear = randomBytes(6 << 20);
+  await writeFile(join(dir, 'f_0001.exr'), clear);
+  const plain = await sealFile(join(dir, 'f_0001.exr'), join(dir, 'sealed'), key.recipient);
+  const out = join(dir, 'r.rbb');
+  const m = await writeBundle({ head: { kind: 'result', bundleId: 'r', from: 'v1', to: 'studio', route: [] }, files: [{ path: '/show/out/f_0001.exr', from: join(dir, 'sealed'), plain }], out, dataDir: join(dir, 'v1') });
+  const f = m.files[0]!;
+  assert.deepEqual(f.plain, plain);
+  assert.ok((f.chunks?.length ?? 0) > 1, 'the ciphertext is chunked');
+  assert.equal(f.size, (await stat(join(dir, 'sealed'))).size);
+  await mkdir(join(dir, 'read'));
+  const read = await readBundle({ source: createReadStream(out), tempDir: join(dir, 'read'), dataDir: join(dir, 'studio') });
+  assert.deepEqual(read.manifest.files[0]!.plain, plain, 'plain survives the manifest round trip');
+  await openSealed(read.blobs.get(f.sha256)!, join(dir, 'back'), key.identity, plain, 'outputs[0]');
+  assert.ok((await readFile(join(dir, 'back'))).equals(clear));
+});
+
+test('result crypto - a recipient that is not an age X25519 key is refused by name', async () => {
+  const key = await loadResultKey(await mkdtemp(join(tmpdir(), 'rb-crypt-')));
+  checkRecipient(key.recipient, 'encryptResults.to');
+  const broken = `${key.recipient.slice(0, -1)}${key.recipient.endsWith('q') ? 'p' : 'q'}`; // the bech32 checksum no longer matches
+  assert.throws(() => checkRecipient(broken, 'its encryptResults.to'), (err: FarmError) => err.code === 'RB_BAD_JOB' && /^its encryptResults.to "age1[a-z0-9]+" is not an age recipient \(age1…\): /.test(err.message));
+  assert.throws(() => checkRecipient('AGE-SECRET-KEY-1XYZ', 'to'), (err: FarmError) => err.code === 'RB_BAD_JOB');
 });

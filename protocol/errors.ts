@@ -45,6 +45,7 @@ export const ErrorCodes = {
   RB_BAD_SIGNATURE: 'a bundle\'s signature does not verify with its sender\'s site key: its manifest was changed after it was signed, or a key this site does not know signed it',
   RB_WRONG_SIGNER: 'a bundle is signed by another site\'s key than that of the peer whose folder it came through',
   RB_PEER_KEY_UNKNOWN: 'the peer\'s site key is not known yet (it comes with the invitation, or the link\'s first hello): its bundles wait',
+  RB_DECRYPT_FAILED: "a returned file does not decrypt with this site's result key (encrypted to another key, changed, or cut short), or decrypts to other content than its manifest names",
   RB_QUOTA_EXCEEDED: 'a bundle would take its peer past the bytes this site lets it store (its quota: `renderbus site <peer> --quota`)',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -8,7 +8,7 @@ import { DEFAULT_PEER_QUOTA_BYTES } from './links/peer.ts';
 import { startSiteLinks, type SiteLinksHandle } from './links/link-service.ts';
 import { serveLinkRelease } from './links/link-release.ts';
 import { loadSiteKey } from './links/site-key.ts';
-import { startOutsourcing, type Outsourcing } from './outsource/index.ts';
+import { startOutsourcing, type Outsourcing, type OutsourcingOptions } from './outsource/index.ts';
 import { startRemoteJobs, type RemoteJobs } from './remote-jobs/index.ts';
 
 /** What composing a linked site's services needs (`startSiteServices`). */
@@ -24,6 +24,8 @@ export interface SiteServicesInput {
   peers: readonly StoredPeer[];
   /** Period of the hot folders' backup scans (tests shorten it). */
   scanEveryMs?: number;
+  /** The site's policy for outsourced jobs' results (`renderbus up --encrypt-results`; PackerOptions.encryptResults). */
+  encryptResults?: OutsourcingOptions['encryptResults'];
 }
 
 export interface SiteServices {
@@ -128,7 +130,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('link release', async () => release.unsubscribe());
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
     push('intake connection', () => intakeNc.drain());
-    const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
+    const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.encryptResults !== undefined ? { encryptResults: i.encryptResults } : {}) });
     push('outsourcing', outsourcing.stop);
     const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
     push('remote jobs', remote.stop);

@@ -14,7 +14,7 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { reloadNatsServer, startNatsServer, writeAuthConfig, type NatsServerHandle } from './nats-server.ts';
-import { startSiteServices, type SiteServices } from './site-services.ts';
+import { startSiteServices, type SiteServices, type SiteServicesInput } from './site-services.ts';
 import { ensureSite, LinkChange, linkChange, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
 import { isAddressInUse, PortInUseError } from './port-in-use.ts';
 import { authUsers, keyOf, localCredsPath, localPrincipals, natsDir, prepareSiteAuth } from './auth/index.ts';
@@ -52,7 +52,7 @@ export interface FarmOptions {
    * checked: a site keeps its name), with the leaf listener when one is given. A data directory
    * that has a store runs linked even without this (its peers' links must not vanish).
    */
-  federation?: { listen?: SiteStore['listen'] };
+  federation?: { listen?: SiteStore['listen']; encryptResults?: SiteServicesInput['encryptResults'] };
   log: Logger;
 }
 
@@ -213,6 +213,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     if (siteStore) {
       services = await startSiteServices({
         site, dataDir, url: nats.url, log: log.child({ part: 'site-links' }), peers: siteStore.peers,
+        ...(o.federation?.encryptResults !== undefined ? { encryptResults: o.federation.encryptResults } : {}),
         creds: { link: credsOf(Role.SiteLink, 'link'), intake: credsOf(Role.Intake, 'intake') },
       });
       stops.push(services.stop);

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Installs what renderbus needs, and says nothing when nothing is missing.
-#   sh tools/bootstrap.sh          Node >= 20.18, npm packages, the build (dist/), nats-server
+#   sh tools/bootstrap.sh          Node >= 20.19, npm packages, the build (dist/), nats-server
 #                                  povray povray-includes bubblewrap; `renderbus` on PATH
 #   sh tools/bootstrap.sh --test   also GNU parallel (the benchmark compares against it),
-#                                  chromium (the web monitor's browser test drives it) and
-#                                  blender (the Blender adapter's tests render with it)
+#                                  chromium (the web monitor's browser test drives it), age
+#                                  and blender (the Blender adapter's tests render with it)
 # As root, missing Debian packages are installed; otherwise the command to run is printed and
 # the script exits 1. `renderbus` is linked into /usr/local/bin as root, else into ~/.local/bin
 # when that is on PATH, else the command that does it is printed (RENDERBUS_BIN_DIR=DIR links
@@ -26,14 +26,14 @@ say() { echo "bootstrap: $*" >&2; }
 
 # --- Node.js --------------------------------------------------------------------------------
 if ! command -v node >/dev/null 2>&1; then
-  say "Node.js is not installed: renderbus needs Node.js 20.18 or later (https://nodejs.org/, or 'sudo apt-get install nodejs npm' on Debian 13+)"
+  say "Node.js is not installed: renderbus needs Node.js 20.19 or later (https://nodejs.org/, or 'sudo apt-get install nodejs npm' on Debian 13+)"
   exit 1
 fi
 node_version=$(node -p 'process.versions.node')
 node_major=${node_version%%.*}
 node_minor=${node_version#*.}; node_minor=${node_minor%%.*}
-if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt 18 ]; }; then
-  say "Node.js $node_version is too old: renderbus needs 20.18 or later (package.json engines)"
+if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt 19 ]; }; then
+  say "Node.js $node_version is too old: renderbus needs 20.19 or later (package.json engines; the age-encryption package's @noble libraries need it)"
   exit 1
 fi
 
@@ -124,6 +124,8 @@ if [ "$with_test" = yes ]; then
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
   # the transfer benchmark's baseline (npm run bench -- --only transfer)
   command -v rsync >/dev/null 2>&1 || missing="$missing rsync"
+  # the age tool: the encrypted-results tests check that it decrypts what the farm encrypts
+  command -v age >/dev/null 2>&1 || missing="$missing age"
   # Debian's chromium, driven by playwright-core (which downloads no browser of its own)
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing="$missing chromium"
   # Debian's Blender 3.4.1 (about 630 MB): test/integration/farm-blender.test.ts renders with it

@@ -29,6 +29,9 @@ const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const BundlePath = Type.String({ minLength: 1, maxLength: 4096 });
 const SiteName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 });
 
+/** An age X25519 recipient (`age1…`, bech32): the public key returned files are encrypted to. */
+export const AGE_RECIPIENT = '^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$';
+
 /** A piece of a large file: a file above 4 MiB travels as content-defined chunks (sites/bundles/content-chunker.ts). */
 export const BundleChunk = Type.Object({ sha256: Sha256, size: Size }, { additionalProperties: false });
 export type BundleChunk = Static<typeof BundleChunk>;
@@ -46,6 +49,12 @@ export const BundleFile = Type.Object(
     mode: Type.Integer({ minimum: 0, maximum: 0o777 }),
     sha256: Sha256,
     chunks: Type.Optional(Type.Array(BundleChunk, { maxItems: 1_000_000 })),
+    /**
+     * An encrypted file (docs/federation.md, "Encrypted results"): the blob is an age file, so
+     * `size`, `sha256` and `chunks` are the ciphertext's; these are the plaintext's, which the
+     * receiver checks once it decrypted it.
+     */
+    plain: Type.Optional(Type.Object({ sha256: Sha256, size: Size }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -138,6 +147,12 @@ export const BundleManifest = Type.Object(
     outputs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are frames, inside the job\'s output.dir' })),
     logs: Type.Optional(Type.Array(BundlePath, { maxItems: 1_000_000, description: 'result bundles: the files in files[] that are task logs' })),
     bill: Type.Optional(BundleBill),
+    /**
+     * Job bundles: every file the vendor returns (frames, logs, sample thumbnails) must be
+     * encrypted to `to`, the studio's result key; with `purge`, the vendor removes its clear
+     * copies once the result and bill are sent (docs/federation.md, "Encrypted results").
+     */
+    encryptResults: Type.Optional(Type.Object({ to: Type.String({ pattern: AGE_RECIPIENT }), purge: Type.Boolean() }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

@@ -14,9 +14,10 @@ export type BundleHead = Omit<BundleManifest, 'version' | 'createdAt' | 'files'>
 
 /**
  * A file to carry: its absolute path, or `{ path, from }`: the path the manifest gives it (its
- * original path, e.g. a frame under the studio's output.dir) and the local file holding it.
+ * original path, e.g. a frame under the studio's output.dir) and the local file holding it; with
+ * `plain`, `from` is that file encrypted (result-crypto.ts) and `plain` its plaintext's hash and size.
  */
-export type BundleSource = string | { path: string; from: string };
+export type BundleSource = string | { path: string; from: string; plain?: BundleFile['plain'] };
 
 export interface WriteBundleOptions {
   head: BundleHead;
@@ -70,7 +71,7 @@ async function describeFiles(sources: readonly BundleSource[]): Promise<Sourced[
   const files: Sourced[] = [];
   const seen = new Map<string, string>();
   for (const src of sources) {
-    const { path, from } = typeof src === 'string' ? { path: src, from: src } : src;
+    const { path, from, plain } = typeof src === 'string' ? { path: src, from: src, plain: undefined } : src;
     const had = seen.get(path);
     if (had === from) continue;
     if (had !== undefined) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${path} is given twice, from ${had} and from ${from}`);
@@ -80,7 +81,7 @@ async function describeFiles(sources: readonly BundleSource[]): Promise<Sourced[
     });
     if (!st.isFile()) throw new FarmError('RB_BAD_BUNDLE', `bundle file ${from} is not a regular file`);
     // rw/x only: the receiver gets 0644 or 0755, never setuid, setgid or another owner's bits
-    files.push({ path, from, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, ...(await hashFile(from, st.size)) });
+    files.push({ path, from, size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644, ...(await hashFile(from, st.size)), ...(plain ? { plain } : {}) });
   }
   return files;
 }

@@ -1,3 +1,4 @@
 export * from './bundle-writer.ts';
 export * from './bundle-reader.ts';
 export * from './content-chunker.ts';
+export * from './result-crypto.ts';

@@ -3,6 +3,7 @@ export { checkSiteLinks, newLeafPassword, dmzAccount, leafUser, PeerRole, DEFAUL
 export { readSiteStore, writeSiteStore, updateSiteStore, ensureSite, addPeer, removePeer, setPeerKey, setPeerQuota, linksOf, checkSiteStore, checkListen, isSiteKey, dmzPublicKey, siteStorePath, type SiteStore, type StoredPeer, type NewPeer } from './peer-store.ts';
 export { encodeInvitation, decodeInvitation, INVITATION_VERSION, type Invitation } from './invitation.ts';
 export { loadSiteKey, verifySiteSignature, siteKeyPath, type SiteKey } from './site-key.ts';
+export { loadResultKey, resultKeyPath, type ResultKey } from './result-key.ts';
 export { linkChange, LinkChange } from './link-change.ts';
 export { startSiteLinks, type SiteLinksHandle, type SiteLinksOptions } from './link-service.ts';
 export { serveLinkRelease } from './link-release.ts';

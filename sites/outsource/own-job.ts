@@ -7,10 +7,13 @@ import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import {
   BundleKind, codecs, DEFAULT_OUTPUT_PATTERN, FarmError, frameFileName, parseFrameRuns, PROTOCOL_MAJOR, quote, RemoteJobState, runOf, subjects,
-  type BillSummary, type BundleManifest, type JobDetail, type RemoteUpdate,
+  type BillSummary, type BundleFile, type BundleManifest, type JobDetail, type JobSpec, type RemoteUpdate,
 } from '../../protocol/index.ts';
+import { openSealed } from '../bundles/index.ts';
 import { syncDir } from '../cas/index.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
+import { loadResultKey, type ResultKey } from '../links/result-key.ts';
+import { resultEncryption } from './packer.ts';
 
 export interface OwnJobOptions {
   site: string;
@@ -18,15 +21,28 @@ export interface OwnJobOptions {
   /** The intake's connection: `sched.query`, `sched.remote.<peer>`. */
   nc: NatsConnection;
   log: Logger;
+  /** The site's policy: every outsourced job's results must come back encrypted (PackerOptions.encryptResults). */
+  encryptResults?: JobSpec['encryptResults'];
   now?: () => number;
+}
+
+/** One file of a bundle, placed: where it goes, its verified blob, and what the manifest says of it. */
+interface Placed {
+  path: string;
+  blob: string;
+  sha256: string;
+  /** Set when the blob is encrypted (BundleFile.plain): the plaintext's hash and size. */
+  plain?: BundleFile['plain'];
+  /** How an error names it: `bundle X: outputs[0] "/path"`. */
+  what: string;
 }
 
 /** Where the frames and logs of a bundle go, checked before anything is written. */
 interface Placement {
-  frames: { frame: number; path: string; blob: string; sha256: string }[];
-  logs: { path: string; blob: string; sha256: string }[];
+  frames: (Placed & { frame: number })[];
+  logs: Placed[];
   /** Thumbnails of sample frames a status bundle carries: `<output>/.rb-samples/<frame file>.png`. */
-  samples: { frame: number; path: string; blob: string; sha256: string }[];
+  samples: (Placed & { frame: number })[];
 }
 
 /** Where the vendor's sample thumbnails go, in the job's output folder (sites/remote-jobs/path-map.ts names them the same). */
@@ -45,6 +61,8 @@ const SAMPLES_DIR = '.rb-samples';
 export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<void> {
   const log = o.log.child({ actor: 'outsource-intake' });
   const now = o.now ?? Date.now;
+  let rkey: Promise<ResultKey> | undefined;
+  const resultKey = () => (rkey ??= loadResultKey(o.dataDir));
 
   return async (b: ArrivedBundle) => {
     const m = b.manifest;
@@ -62,6 +80,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       if (m.status.frames) u.counts = m.status.frames;
     }
     const place = placement(m, job, b);
+    await unseal(place, job);
     if (job.state !== 'cancelled') {
       // the client cancelled it: frames that still come are not wanted in its folder
       for (const f of [...place.frames, ...place.logs, ...place.samples]) await land(f.blob, f.path, f.sha256);
@@ -94,7 +113,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       if (!f) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)} is not one of its files`);
       const blob = b.blobs.get(f.sha256); // a file that came in chunks too: the reader joined it
       if (!blob) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: ${what} ${quote(p)}: its content is missing`);
-      return { blob, sha256: f.sha256 };
+      return { blob, sha256: f.sha256, what: `bundle ${m.bundleId}: ${what} ${quote(p)}`, ...(f.plain ? { plain: f.plain } : {}) };
     };
     const head = /#+/.exec(pattern)!;
     const nameRe = new RegExp(`^${escapeRe(pattern.slice(0, head.index))}(\\d+)${escapeRe(pattern.slice(head.index + head[0].length))}$`);
@@ -131,6 +150,32 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     const logDir = join(dir, '.rb-logs', `remote-${b.peer}`);
     for (const [i, p] of (m.logs ?? []).entries()) out.logs.push({ path: join(logDir, basename(p)), ...fileOf(p, `logs[${i}]`) });
     return out;
+  }
+
+  /**
+   * Encrypted files (docs/federation.md, "Encrypted results"): each is decrypted with the site's
+   * result key beside its blob (in the reader's own folder, removed after the bundle) and checked
+   * against the plaintext hash its manifest names; from then on its clear copy is what lands. A
+   * clear file for a job whose results had to come encrypted is refused. Done for every file
+   * before the first is written, so a bundle refused here writes nothing.
+   */
+  async function unseal(place: Placement, job: JobDetail): Promise<void> {
+    const required = resultEncryption(job.spec.encryptResults, o.encryptResults) !== null;
+    for (const [i, f] of [...place.frames, ...place.logs, ...place.samples].entries()) {
+      if (!f.plain) {
+        if (required) throw new FarmError('RB_FORBIDDEN', `${f.what} came in clear, but job ${job.jobId}'s results must come encrypted to ${o.site}'s result key: nothing of it was written`);
+        continue;
+      }
+      const clear = `${f.blob}.${i}.clear`;
+      try {
+        await openSealed(f.blob, clear, (await resultKey()).identity, f.plain, f.what);
+      } catch (err) {
+        const e = FarmError.from(err);
+        throw e.code === 'RB_DECRYPT_FAILED' ? new FarmError(e.code, `${e.message}: nothing of it was written`, { cause: e }) : e;
+      }
+      f.blob = clear;
+      f.sha256 = f.plain.sha256;
+    }
   }
 
   /** Writes a verified blob at `dest`: `.part`, fsync, rename, the folder fsynced; skipped when `dest` already holds it. */

@@ -8,6 +8,7 @@ import { openJobEventFeed, type JobEventFeed } from '../../actors/notifier/index
 import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
 import { writeBundle } from '../bundles/index.ts';
 import { ensureHotFolders, hotFolderDirs } from '../hotfolders/index.ts';
+import { loadResultKey, type ResultKey } from '../links/result-key.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 
 /** The packer's durable consumer of the site's event stream. */
@@ -20,7 +21,26 @@ export interface PackerOptions {
   nc: NatsConnection;
   peers: readonly string[];
   log: Logger;
+  /**
+   * The site's policy (`renderbus up --encrypt-results`): every outsourced job's files come back
+   * encrypted to the site's result key, as if it said `encryptResults` (docs/federation.md,
+   * "Encrypted results"); `{ purge: false }` lets the vendor keep its clear copies.
+   */
+  encryptResults?: JobSpec['encryptResults'];
   now?: () => number;
+}
+
+/**
+ * Whether a job's results come back encrypted, and whether the vendor must purge its clear
+ * copies: the stricter of the job's `encryptResults` and the site's policy (a job cannot opt out
+ * of the site's; `true` means purge). Null: results come back in clear.
+ */
+export function resultEncryption(job: JobSpec['encryptResults'], site: JobSpec['encryptResults']): { purge: boolean } | null {
+  const of = (v: JobSpec['encryptResults']) => (v === undefined || v === false ? null : v === true ? { purge: true } : v);
+  const j = of(job);
+  const s = of(site);
+  if (!j && !s) return null;
+  return { purge: (j?.purge ?? false) || (s?.purge ?? false) };
 }
 
 export interface Packer {
@@ -45,6 +65,8 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
   let chain = Promise.resolve();
   let key: Promise<SiteKey> | undefined;
   const siteKey = () => (key ??= loadSiteKey(o.dataDir)); // every bundle signed: the peer's intake requires it
+  let rkey: Promise<ResultKey> | undefined;
+  const resultKey = () => (rkey ??= loadResultKey(o.dataDir));
 
   const handle = async (evt: JobEvent): Promise<void> => {
     const out = evt.job.outsourced;
@@ -90,14 +112,17 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
     const files = [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
+    // the public half of our result key, in the signed manifest: the vendor knows it is ours
+    const enc = resultEncryption(spec.encryptResults, o.encryptResults);
+    const encryptResults = enc ? { encryptResults: { to: (await resultKey()).recipient, purge: enc.purge } } : {};
     await writeBundle({
-      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job: forVendor(spec, body.job.outputDir) },
+      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job: forVendor(spec, body.job.outputDir), ...encryptResults },
       files,
       out,
       dataDir: o.dataDir,
       sign: await siteKey(),
     });
-    log.info({ jobId, peer, bundle: out, files: files.length }, 'job bundle written');
+    log.info({ jobId, peer, bundle: out, files: files.length, encryptResults: enc ?? false }, 'job bundle written');
     return { did: 'wrote', file: out };
   }
 
@@ -153,9 +178,10 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
 /**
  * The job description as the vendor gets it: where its frames land (`output`, so the vendor writes
  * the same paths), without what only means something here: the site it names (the vendor
- * itself), the client's notifications, waiting for local jobs, being held.
+ * itself), the client's notifications, waiting for local jobs, being held, and `encryptResults`
+ * (the manifest's own field says it, with the key).
  */
 export function forVendor(spec: JobSpec, outputDir: string): JobSpec {
-  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, ...rest } = spec;
+  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, encryptResults: _enc, ...rest } = spec;
   return { ...rest, output: { ...spec.output, dir: outputDir } };
 }

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { FarmError } from '../../protocol/index.ts';
@@ -8,6 +9,7 @@ import { peerJobHandler, refusedHandler } from './peer-job.ts';
 import { loadRateCard } from './rate-card.ts';
 import { RemoteJobRecords } from './records.ts';
 import { startReturner } from './returner.ts';
+import { sealingDir } from './seal.ts';
 
 export { billOf, NO_RATES, type RateCard } from './bill.ts';
 export { loadRateCard, rateCardOf, ratesPath } from './rate-card.ts';
@@ -48,6 +50,8 @@ export interface RemoteJobs {
 export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs> {
   const log = o.log.child({ actor: 'remote-jobs', site: o.site });
   const records = await RemoteJobRecords.open(o.dataDir);
+  // ciphertext a returner stopped mid-bundle left aside (seal.ts): no bundle uses it any more
+  await rm(sealingDir(o.dataDir), { recursive: true, force: true });
   let key: Promise<SiteKey> | undefined;
   const siteKey = () => (key ??= loadSiteKey(o.dataDir));
   const outbox = { site: o.site, dataDir: o.dataDir, records, key: siteKey };

@@ -6,6 +6,7 @@ import { writeBundle, type BundleHead, type BundleSource } from '../bundles/inde
 import { ensureHotFolders } from '../hotfolders/index.ts';
 import type { SiteKey } from '../links/site-key.ts';
 import type { RemoteJobRecord, RemoteJobRecords } from './records.ts';
+import { sealSources } from './seal.ts';
 
 /**
  * A bundle's id, the same every time for the same news of the same job, so a replayed event or
@@ -33,9 +34,10 @@ export type OutgoingBundle = Pick<BundleHead, 'kind'> & Partial<Pick<BundleManif
 /**
  * Drops one bundle about a peer's job into `outgoing/<peer>/`, at most once per id: a bundle
  * recorded as sent, or whose file is still in outgoing/ or already in processed/ or failed/
- * (a crash between the drop and the record), is not written again.
+ * (a crash between the drop and the record), is not written again. When the job asked for
+ * encrypted results, its files go in encrypted to the studio's key (seal.ts).
  */
-export async function sendOnce(o: OutboxOptions, rec: Pick<RemoteJobRecord, 'peer' | 'originJob'>, b: OutgoingBundle): Promise<'sent' | 'already'> {
+export async function sendOnce(o: OutboxOptions, rec: Pick<RemoteJobRecord, 'peer' | 'originJob'> & Partial<Pick<RemoteJobRecord, 'encryptResults'>>, b: OutgoingBundle): Promise<'sent' | 'already'> {
   const bundleId = bundleIdFor(o.site, rec.originJob, b.what);
   if (await o.records.wasSent(rec, bundleId)) return 'already';
   const dirs = await ensureHotFolders(o.dataDir, rec.peer);
@@ -61,7 +63,12 @@ export async function sendOnce(o: OutboxOptions, rec: Pick<RemoteJobRecord, 'pee
   };
   // a .part left by a crash mid-write is ours (same id): writeBundle refuses to overwrite it
   await rm(join(dirs.outgoing, `${name}.part`), { force: true });
-  await writeBundle({ head, files: b.files ?? [], out: join(dirs.outgoing, name), dataDir: o.dataDir, sign: await o.key() }); // every bundle signed: the peer's intake requires it
+  const sealed = rec.encryptResults && b.files?.length ? await sealSources(o.dataDir, rec.encryptResults.to, b.files) : null;
+  try {
+    await writeBundle({ head, files: sealed?.files ?? b.files ?? [], out: join(dirs.outgoing, name), dataDir: o.dataDir, sign: await o.key() }); // every bundle signed: the peer's intake requires it
+  } finally {
+    await sealed?.cleanup();
+  }
   await o.records.markSent(rec, bundleId);
   return 'sent';
 }

@@ -8,6 +8,7 @@ import {
   BundleKind, FarmError, PROTOCOL_MAJOR, RemoteJobState, codecs, manifestBlobs, prepareJob, subjects,
   type BundleManifest, type JobSpec, type MatchBody,
 } from '../../protocol/index.ts';
+import { checkRecipient } from '../bundles/index.ts';
 import { PeerCas } from '../cas/index.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
 import { sendOnce, type OutboxOptions } from './outbox.ts';
@@ -70,6 +71,8 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     let spec: JobSpec;
     let requirements;
     try {
+      // results we could not encrypt would never go back: refused now, not after the render
+      if (m.encryptResults) checkRecipient(m.encryptResults.to, 'its encryptResults.to');
       spec = localSpec(theirSpec, { peer: b.peer, paths, files: new Set(m.files.map((f) => f.path)) });
       requirements = prepareJob(spec).requirements;
     } catch (err) {
@@ -85,7 +88,10 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     await buildTree(b, paths.root);
     await mkdir(paths.out, { recursive: true });
     const reply = await intake(b.peer, { v: PROTOCOL_MAJOR, kind: 'submit', originJob, spec });
-    const rec: RemoteJobRecord = { v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), at: Date.now() };
+    const rec: RemoteJobRecord = {
+      v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), at: Date.now(),
+      ...(m.encryptResults ? { encryptResults: m.encryptResults } : {}),
+    };
     // the answer goes out before the record: the returner waits for the record, so `accepted`
     // is always dropped before `started`
     await answer(rec);

@@ -23,6 +23,8 @@ export interface RemoteJobRecord {
   theirSpec: JobSpec;
   /** Frames whose thumbnails go back (first, last, middle). */
   samples: number[];
+  /** The job bundle asked for encrypted results (its manifest's `encryptResults`): every file goes back encrypted to `to`. */
+  encryptResults?: { to: string; purge: boolean };
   at: number;
 }
 

@@ -13,9 +13,10 @@ import {
 } from '../../protocol/index.ts';
 import { call } from '../../actors/bus/index.ts';
 import { billOf, type RateCard } from './bill.ts';
-import { sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
+import { bundleIdFor, sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
 import type { RemoteJobRecord } from './records.ts';
+import { purgeClear } from './seal.ts';
 import type { BundleSource } from '../bundles/index.ts';
 import { writeFileAtomically } from '../write-atomically.ts';
 
@@ -116,6 +117,8 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
   };
 
   async function onFramesDone(rec: RemoteJobRecord, evt: FrameEvent): Promise<void> {
+    // a frame event come again after the job's clear files were purged: the result carried it
+    if (rec.encryptResults?.purge && (await o.records.wasSent(rec, bundleIdFor(o.site, rec.originJob, 'bill')))) return;
     const frames = eventFrames(evt).map((f) => f.frame);
     const first = Math.min(...frames);
     const body = await jobPage(rec.jobId!, first > 0 ? first - 1 : undefined, frames.length);
@@ -157,6 +160,7 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
       await send(rec, { kind: BundleKind.Status, what: evt.event, status: statusOf(state, whole, whole.error ?? (state === RemoteJobState.Cancelled ? 'cancelled' : undefined)) });
     }
     await billBundle(rec, whole.frames, whole);
+    if (rec.encryptResults?.purge) await purgeClear(paths(rec), log.child({ jobId: rec.jobId, peer: rec.peer, originJob: rec.originJob }));
   }
 
   /** One event: handled and acked, put off (nak with a delay), or dropped when it is not about a peer's job. */

@@ -11,7 +11,7 @@ import { call } from '../../actors/bus/index.ts';
 import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type JobSpec, type HostRecord } from '../../protocol/index.ts';
 import pino from 'pino';
 import { startIntake, type Intake, type IntakeOptions } from '../../sites/intake/index.ts';
-import { startOutsourcing, type Outsourcing } from '../../sites/outsource/index.ts';
+import { startOutsourcing, type Outsourcing, type OutsourcingOptions } from '../../sites/outsource/index.ts';
 import { startRemoteJobs, type RemoteJobsOptions } from '../../sites/remote-jobs/index.ts';
 import { startNatsServer, type TestNats } from './nats-server.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
@@ -99,10 +99,11 @@ export class TestFarm {
    * farm's dir, where the tests' scenes and outputs are: bundle paths may not lie under the data
    * directory). A peer's job (peerJob) is refused. Stopped with the farm.
    */
-  async studioIntake(o: Partial<IntakeOptions> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
+  async studioIntake(options: Partial<IntakeOptions> & Pick<OutsourcingOptions, 'encryptResults'> = {}): Promise<{ intake: Intake; outsourcing: Outsourcing }> {
+    const { encryptResults, ...o } = options;
     const nc = await this.connectAs(Role.Intake, 'intake');
     const log = pino({ level: process.env.RENDERBUS_LOG ?? 'error' }); // a refused bundle is a warning the tests provoke
-    const outsourcing = await startOutsourcing({ site: this.site, dataDir: this.dataDir, nc, peers: this.peers, log });
+    const outsourcing = await startOutsourcing({ site: this.site, dataDir: this.dataDir, nc, peers: this.peers, log, ...(encryptResults !== undefined ? { encryptResults } : {}) });
     const intake = await startIntake({
       site: this.site,
       dataDir: this.dataDir,

@@ -13,9 +13,10 @@ import { transferBench } from './transfer.ts';
 import { startBench } from './cli-start.ts';
 import { outsourceBench } from './outsource-e2e.ts';
 import { sandboxBench } from './sandbox-cost.ts';
+import { cryptoBench } from './result-crypto.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
@@ -25,6 +26,7 @@ import { sandboxBench } from './sandbox-cost.ts';
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
  *   start (tools/bench/cli-start.ts): --start-runs N (20)
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
+ *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
  *   sandbox (tools/bench/sandbox-cost.ts): --sandbox-runs N (300) --sandbox-files N (10000) --sandbox-frames N (10) --sandbox-dir DIR (/var/tmp)
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -42,7 +44,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -103,6 +105,9 @@ if (runs('sandbox')) {
     dir: resolve(opt('sandbox-dir', '/var/tmp')),
   }, machine));
 }
+if (runs('crypto')) {
+  sections.push(await cryptoBench({ mb: Number(opt('crypto-mb', '64')), runs: Number(opt('crypto-runs', '3')), dir: resolve(opt('crypto-dir', '/var/tmp')) }, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -135,7 +140,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

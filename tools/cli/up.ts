@@ -31,6 +31,8 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   monitorHost?: string[];
   leafListen?: string;
   advertise?: string;
+  /** `--encrypt-results [mode]`: true without a mode. */
+  encryptResults?: boolean | string;
 }
 
 /**
@@ -106,6 +108,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  monitor   ${farm.monitor.url}/#token=${token}`,
       `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
       ...linkLines(farm.links, rb, schedulerOptions.outsourceUnrenderable),
+      ...(federation?.encryptResults ? [`  results   outsourced jobs' files come back encrypted to ${join(farm.dataDir, 'fed', 'result-key.txt')} (back it up); the vendor ${federation.encryptResults.purge ? 'purges' : 'may keep'} its clear copies`] : []),
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
       'In another terminal, from any folder:',
@@ -146,14 +149,17 @@ function boundText(bound: string): string {
  * listener its peers dial (a hub). Without `--site` nothing of this applies (a data directory
  * already linked keeps its links: startFarm reads them from its store).
  */
-function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string } } | undefined {
+function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string }; encryptResults?: { purge: boolean } } | undefined {
   if (site === undefined) {
     if (o.leafListen !== undefined || o.advertise !== undefined) throw new UsageError('--leaf-listen and --advertise are for a linked site: give --site NAME too');
+    if (o.encryptResults !== undefined) throw new UsageError('--encrypt-results is for a linked site: give --site NAME too');
     return undefined;
   }
+  const enc = encryptResultsOf(o.encryptResults);
+  const encryptResults = enc ? { encryptResults: enc } : {};
   if (o.leafListen === undefined) {
     if (o.advertise !== undefined) throw new UsageError('--advertise goes with --leaf-listen HOST:PORT');
-    return {};
+    return { ...encryptResults };
   }
   const m = /^([^\s"/@:]+):(\d{1,5})$/.exec(o.leafListen);
   if (!m) throw new UsageError(`--leaf-listen: '${o.leafListen}' is not HOST:PORT (e.g. 0.0.0.0:7422)`);
@@ -164,7 +170,15 @@ function federationOf(site: string | undefined, o: UpOptions): { listen?: { host
     );
   }
   if (!/^[^\s"/@]+:\d{1,5}$/.test(o.advertise)) throw new UsageError(`--advertise: '${o.advertise}' is not HOST:PORT`);
-  return { listen: { host: m[1]!, port, advertise: o.advertise } };
+  return { listen: { host: m[1]!, port, advertise: o.advertise }, ...encryptResults };
+}
+
+/** `--encrypt-results [purge|keep]`: whether the vendors must purge their clear copies. */
+function encryptResultsOf(v: boolean | string | undefined): { purge: boolean } | undefined {
+  if (v === undefined || v === false) return undefined;
+  if (v === true || v === 'purge') return { purge: true };
+  if (v === 'keep') return { purge: false };
+  throw new UsageError(`--encrypt-results: '${v}' is not a mode: 'purge' (the default: the vendor removes its clear copies once the result is sent) or 'keep'`);
 }
 
 function linkLines(links: { listen?: { host: string; port: number; advertise: string }; peers: string[] } | null, rb: (...args: string[]) => string, policy?: readonly string[]): string[] {

@@ -13,7 +13,8 @@ import {
 } from '../../protocol/index.ts';
 import { call } from '../../actors/bus/index.ts';
 import { billOf, type RateCard } from './bill.ts';
-import { sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
+import { bundleIdFor, sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
+import { keepIssuedBill } from '../bills/index.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
 import type { RemoteJobRecord } from './records.ts';
 import type { BundleSource } from '../bundles/index.ts';
@@ -135,6 +136,12 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
 
   async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary): Promise<void> {
     const bill = billOf(frames, await o.rates(rec.peer));
+    // a copy for `renderbus bills --issued`: sent bundles leave outgoing/ (docs/federation.md, "Bills and budgets")
+    const spec = rec.theirSpec;
+    await keepIssuedBill(o.dataDir, rec.peer, {
+      bundleId: bundleIdFor(o.site, rec.originJob, 'bill'), from: o.site, to: rec.peer, jobRef: { site: rec.peer, job: rec.originJob }, createdAt: Date.now(), signed: true,
+      project: spec.project ?? spec.group ?? 'unknown', ...(spec.name !== undefined ? { jobName: spec.name } : {}), ...(spec.user !== undefined ? { user: spec.user } : {}), localJob: job.jobId, bill,
+    });
     await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) });
   }
 

@@ -636,11 +636,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         const m = matches.get(j.profileKey);
         if (!noLocalHost(m)) unrenderableSince.delete(j);
         else if (!unrenderableSince.has(j)) unrenderableSince.set(j, t);
-        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers());
         // a project whose budget is spent sends nothing out: the job waits here, saying why
-        const spent = v && 'send' in v ? book.budgets.spentWhy(j.project) : undefined;
-        if (spent !== undefined) kept.set(j, `${spent}, so it is not sent to ${(v as { send: string }).send}`);
-        else if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
+        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers(), book.budgets.spentWhy(j.project));
+        if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
         else if (v) kept.set(j, v.keep);
       }
     }

@@ -71,7 +71,7 @@ test('bills-report - CSV is RFC 4180 (header row, CRLF, quoted fields) and JSON 
     { project: 'show-a', currency: 'JPY', bills: 1, frames: 2, cpuMs: 1_800_000, bytes: 2_500_000_000, amountMinor: 1200, amount: '1200' },
   ]);
   assert.deepEqual((doc.perVendor as { vendor: string }[]).map((s) => s.vendor), ['v1', 'v1']);
-  assert.equal((doc.bills[0] as { jobName: string }).jobName, 'shot 10, "final"');
+  assert.equal((doc.bills![0] as { jobName: string }).jobName, 'shot 10, "final"');
   assert.deepEqual(doc.problems, [{ file: '/d/v1/bad.json', error: 'not JSON' }]);
 });
 

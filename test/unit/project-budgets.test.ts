@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FarmError, formatMinor, parseAmount, prepareJob, PROTOCOL_MAJOR, type BillSummary, type JournalRecord } from '../../protocol/index.ts';
+import { FarmError, formatMinor, parseAmount, prepareJob, PROTOCOL_MAJOR, type BillSummary, type JournalRecord, type MatchBody } from '../../protocol/index.ts';
 import { JobBook } from '../../actors/scheduler/index.ts';
 import { ProjectBudgets } from '../../actors/scheduler/project-budgets.ts';
 import { applyRecord } from '../../actors/scheduler/replay.ts';
+import { UNRENDERABLE_SETTLE_MS, unrenderableVerdict } from '../../actors/scheduler/outsource-policy.ts';
 import { aJobSpec } from '../helpers/builders.ts';
 
 const T0 = 1_700_000_000_000;
@@ -92,4 +93,19 @@ test('money - amounts in the currency\'s minor unit, parsed and shown without fl
   assert.equal(formatMinor(-250, 'EUR'), '-2.50');
   assert.equal(formatMinor(1_000, 'JPY'), '1000');
   assert.equal(formatMinor(1_005, 'KWD'), '1.005');
+});
+
+test('project-budgets - the site\'s policy keeps a job of a project whose budget is spent here, saying why, from the first round', () => {
+  const none: MatchBody = { hosts: [], closest: [{ host: 'node-a', missing: ['needs blender@*, has no blender'] }], totalHosts: 1 };
+  const book = new JobBook();
+  const s = aJobSpec({ project: 'show-a', requirements: { packages: ['blender@*'] } });
+  const job = book.add('j1', s, prepareJob(s), T0);
+  book.budgets.set('show-a', { currency: 'EUR', amountMinor: 100 });
+  book.budgets.spend('show-a', { currency: 'EUR', amountMinor: 120 });
+  for (const seen of [0, UNRENDERABLE_SETTLE_MS]) {
+    assert.deepEqual(unrenderableVerdict(job, none, seen, ['v1'], ['v1'], book.budgets.spentWhy(job.project)), { keep: 'project \'show-a\' has spent 1.20 EUR of its budget of 1.00 EUR, so it is not sent to v1' });
+  }
+  // within budget: sent as before
+  book.budgets.set('show-a', { currency: 'EUR', amountMinor: 500 });
+  assert.deepEqual(unrenderableVerdict(job, none, UNRENDERABLE_SETTLE_MS, ['v1'], ['v1'], book.budgets.spentWhy(job.project)), { send: 'v1', why: 'no host here can render it (node-a needs blender@*, has no blender)' });
 });

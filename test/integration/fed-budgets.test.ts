@@ -127,7 +127,7 @@ test('fed-budgets - renderbus bills lists and sums the vendors\' bills; a budget
   assert.match(read.stdout, /show-a +3\.00 EUR/);
   const denied = rbAs(farm, ann, 'budget', 'show-a', '1000', 'EUR');
   assert.equal(denied.code, 1);
-  assert.match(denied.stderr, /permission|not allowed|refused/i);
+  assert.match(denied.stderr, /the NATS server refused rb\.studio\.op\.budgets to this credential \(artist ann\)/);
   assert.match(rb(farm, 'budget').stdout, /show-a +3\.00 EUR/, 'unchanged');
 });
 

@@ -233,7 +233,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--chunk <n>', 'frames per task: consecutive frames rendered in one process')
     .option('--task-duration <seconds>', 'how long each task should last: the scheduler grows or shrinks the chunk from measured frame times')
     .option('--memory <MB>', 'memory a task may use: smaller hosts do not take it; a task over it is stopped and retried with 1.5 times as much')
-    .option('--project <name>', 'project (show) the job counts against in fair share (default: its group)')
+    .option('--project <name>', 'project (show) the job counts against in fair share and outsourcing budgets (default: its group)')
     .option('--outsource <peer>', "the job's site: render it at this linked site instead of here: the job is bundled with its scene and supportFiles into hotfolders/outgoing/<peer>/ and its frames come back into its output folder (docs/federation.md)")
     .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
     .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")

@@ -83,7 +83,7 @@ const isoDate = (at: number) => new Date(at).toISOString();
 export function describeBills(rows: readonly BillRow[], problems: readonly BillProblem[], o: { issued: boolean }): string {
   const who = o.issued ? 'customer' : 'vendor';
   let out = '';
-  if (rows.length === 0) out += o.issued ? 'no bills issued to peers (match)\n' : 'no bills from vendors (match)\n';
+  if (rows.length === 0) out += o.issued ? 'no bills issued to peers to list\n' : 'no bills from vendors to list\n';
   else {
     out += table([who, 'job', 'project', 'frames', 'CPU h', 'GB', 'amount', 'signature', 'date'], rows.map((r) => [
       r.peer, r.job, r.project, String(r.frames), cpuHours(r.cpuMs), gb(r.bytes), `${formatMinor(r.amountMinor, r.currency)} ${r.currency}`, r.signed ? 'signed' : 'NOT signed', dateTime(r.at),

@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { thumbnail } from '../../actors/media/index.ts';
 import { openEventFeed, type JobEventFeed } from '../../actors/notifier/index.ts';
-import { wholeJob } from '../../actors/scheduler/index.ts';
+import { projectOf, wholeJob } from '../../actors/scheduler/index.ts';
 import { taskPaths } from '../../actors/render-slot/index.ts';
 import {
   BundleKind, FarmError, PROTOCOL_MAJOR, RemoteJobState, codecs, eventFrames, subjects, taskId,
@@ -140,7 +140,7 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     const spec = rec.theirSpec;
     await keepIssuedBill(o.dataDir, rec.peer, {
       bundleId: bundleIdFor(o.site, rec.originJob, 'bill'), from: o.site, to: rec.peer, jobRef: { site: rec.peer, job: rec.originJob }, createdAt: Date.now(), signed: true,
-      project: spec.project ?? spec.group ?? 'unknown', ...(spec.name !== undefined ? { jobName: spec.name } : {}), ...(spec.user !== undefined ? { user: spec.user } : {}), localJob: job.jobId, bill,
+      project: projectOf(spec), ...(spec.name !== undefined ? { jobName: spec.name } : {}), ...(spec.user !== undefined ? { user: spec.user } : {}), localJob: job.jobId, bill,
     });
     await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) });
   }

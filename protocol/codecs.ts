@@ -14,6 +14,7 @@ import { JournalEntry, JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
+import { BudgetsReply, BudgetsRequest } from './messages/budgets.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { IntakeReply, IntakeRequest } from './messages/intake.ts';
@@ -58,6 +59,8 @@ export const codecs = {
   limitsReply: codecFor(LimitsReply),
   sharesRequest: codecFor(SharesRequest),
   sharesReply: codecFor(SharesReply),
+  budgetsRequest: codecFor(BudgetsRequest),
+  budgetsReply: codecFor(BudgetsReply),
   hostsRequest: codecFor(HostsRequest),
   hostsReply: codecFor(HostsReply),
   hostCtlReply: codecFor(Reply(Type.Object({ host: Type.String(), action: Type.String() }))),

@@ -18,6 +18,8 @@ export * from './messages/journal.ts';
 export * from './messages/lease.ts';
 export * from './messages/limits.ts';
 export * from './messages/shares.ts';
+export * from './messages/budgets.ts';
+export * from './money.ts';
 export * from './messages/link.ts';
 export * from './messages/outsource.ts';
 export * from './messages/intake.ts';

@@ -10,7 +10,7 @@ import { isToken, streams } from './subjects.ts';
 export const Role = {
   /** Submits and steers its own jobs; reads the farm. */
   Artist: 'artist',
-  /** Everything an artist does, for every job; steers hosts; changes limits, shares, sick hosts. */
+  /** Everything an artist does, for every job; steers hosts; changes limits, shares, budgets, sick hosts. */
   Operator: 'operator',
   /** One render host: its own registration, results, lease reports and events. */
   RenderServer: 'render-server',
@@ -93,8 +93,8 @@ export interface Permissions {
 export function permissionsFor(site: string, p: Principal): Permissions {
   const r = `rb.${site}`;
   const inbox = `${inboxPrefix(p)}.>`;
-  // what any credential of the site may read and ask: events, the queue, hosts, limits, shares
-  const readFarm = [`${r}.sched.query`, `${r}.sched.limits`, `${r}.sched.shares`, `${r}.sched.hosts`, `${r}.reg.list`, `${r}.link.status`];
+  // what any credential of the site may read and ask: events, the queue, hosts, limits, shares, budgets
+  const readFarm = [`${r}.sched.query`, `${r}.sched.limits`, `${r}.sched.shares`, `${r}.sched.budgets`, `${r}.sched.hosts`, `${r}.reg.list`, `${r}.link.status`];
   const evStream = streams.events(site);
   switch (p.role) {
     case Role.Artist:

@@ -53,6 +53,7 @@ export const subjects = {
   schedLimits: (site: string) => `${root(site)}.sched.limits`,
   schedHosts: (site: string) => `${root(site)}.sched.hosts`,
   schedShares: (site: string) => `${root(site)}.sched.shares`,
+  schedBudgets: (site: string) => `${root(site)}.sched.budgets`,
   // leases: render servers report theirs; a scheduler asks for reports when it (re)starts
   schedLeases: (site: string, host: string) => `${root(site)}.sched.leases.${token('host', host)}`,
   allSchedLeases: (site: string) => `${root(site)}.sched.leases.*`,
@@ -62,6 +63,7 @@ export const subjects = {
   opCtl: (site: string) => `${root(site)}.op.ctl`,
   opLimits: (site: string) => `${root(site)}.op.limits`,
   opShares: (site: string) => `${root(site)}.op.shares`,
+  opBudgets: (site: string) => `${root(site)}.op.budgets`,
   opHosts: (site: string) => `${root(site)}.op.hosts`,
   // one render server
   hostAssign: (site: string, host: string) => `${root(site)}.host.${token('host', host)}.assign`,

@@ -12,6 +12,7 @@ import { LeaseTable } from './lease-table.ts';
 import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
 import { FairShare } from './fair-share.ts';
+import { ProjectBudgets } from './project-budgets.ts';
 import { SiteLimits, type LimitBlock } from './site-limits.ts';
 import { busyBreakdown, dependencyReason, shareReason, whyWaiting } from './wait-reasons.ts';
 import { PreviewOrder, recordFailure, TaskState, TaskTable, type Rechunk, type Task } from './task-table.ts';
@@ -122,6 +123,9 @@ export const LEASE_UNLISTED_LIMIT = 2;
 
 const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 
+/** What a job counts against in fair share and budgets: its project, else its group. */
+export const projectOf = (spec: Pick<JobSpec, 'project' | 'group'>): string => spec.project ?? spec.group ?? 'unknown';
+
 /**
  * The scheduler's queue and leases: pure data, no I/O. Jobs wait in priority order (lower
  * number first, FIFO within a priority); each task is leased to one host slot at a time
@@ -146,6 +150,8 @@ export class JobBook {
   private byProject?: { version: number; groups: Map<string, Job[]> };
   /** Fair share: projects' weights, and the slots each holds per unit of weight. */
   readonly shares = new FairShare(this.leases);
+  /** Projects' outsourcing budgets and the bills' spend (kept here, not with the jobs: retention forgets none of it). */
+  readonly budgets = new ProjectBudgets();
   /** The site's named limits (licences): a job's tasks count against those it names in `limits`. */
   readonly limits = new SiteLimits(this.leases);
   /** Hosts that failed frames of several jobs get no work for a while. */
@@ -165,7 +171,7 @@ export class JobBook {
       name: spec.name ?? id,
       user: spec.user ?? 'unknown',
       group: spec.group ?? 'unknown',
-      project: spec.project ?? spec.group ?? 'unknown',
+      project: projectOf(spec),
       submittedAt: at,
       tasks: new TaskTable(prepared.frames, prepared.chunk, { dir: prepared.outputDir, pattern: prepared.outputPattern, base: at }),
       cursor: 0,

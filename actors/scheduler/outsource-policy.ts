@@ -54,9 +54,10 @@ export const UNRENDERABLE_SETTLE_MS = 5_000;
  * A job that started here (a frame ran, or runs), that waits for jobs of this site (`after`,
  * `afterFrames`: the vendor cannot see them), or that a peer sent us (it would go round) is kept,
  * with why; so is every job when none of the preferred peers is linked, and for a moment a job
- * that just became unrenderable (UNRENDERABLE_SETTLE_MS).
+ * that just became unrenderable (UNRENDERABLE_SETTLE_MS). `budgetSpent`: why the job's project may
+ * send nothing out (project-budgets.ts spentWhy): the job is kept, saying so.
  */
-export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seenForMs: number, prefer: readonly string[], linked: readonly string[]): PolicyVerdict | undefined {
+export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seenForMs: number, prefer: readonly string[], linked: readonly string[], budgetSpent?: string): PolicyVerdict | undefined {
   if (prefer.length === 0 || job.spec.site !== undefined || job.remote !== undefined) return undefined;
   if (!noLocalHost(match)) return undefined;
   const first = prefer.length === 1 ? prefer[0]! : `any of ${prefer.join(', ')}`;
@@ -71,6 +72,7 @@ export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seen
   if (peer === undefined) {
     return { keep: `${prefer.join(', ')} ${prefer.length === 1 ? 'is' : 'are'} not ${prefer.length === 1 ? 'a linked peer' : 'linked peers'} (${linked.length === 0 ? 'no peers are linked' : `linked: ${linked.join(', ')}`})` };
   }
+  if (budgetSpent !== undefined) return { keep: `${budgetSpent}, so it is not sent to ${peer}` };
   if (seenForMs < UNRENDERABLE_SETTLE_MS) {
     return { keep: `it goes to ${peer} in ${Math.ceil((UNRENDERABLE_SETTLE_MS - seenForMs) / 1000)} s unless a host that can render it registers` };
   }

@@ -100,7 +100,10 @@ export function applyRemote(book: JobBook, job: Job, u: RemoteUpdate, at: number
   if (u.reason !== undefined) r.reason = u.reason;
   if (u.remoteJob !== undefined) r.remoteJob = u.remoteJob;
   if (u.counts) r.counts = u.counts;
-  if (u.bill) r.bill = u.bill;
+  if (u.bill) {
+    r.bill = u.bill;
+    book.budgets.spend(job.project, u.bill); // once: the bundle is applied once (live, or on replay)
+  }
   const cancelled = book.state(job) === 'cancelled';
   const newFrames: RemoteChange['newFrames'] = [];
   if (!cancelled) {

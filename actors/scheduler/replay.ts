@@ -40,6 +40,10 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
     book.shares.set(rec.project, rec.weight);
     return undefined;
   }
+  if (rec.kind === 'budget') {
+    book.budgets.set(rec.project, rec.currency !== undefined && rec.amountMinor !== undefined ? { currency: rec.currency, amountMinor: rec.amountMinor } : undefined);
+    return undefined;
+  }
   const job = book.jobs.get(rec.jobId);
   if (!job) return undefined;
   if (rec.kind === 'cancel') book.cancel(job, rec.at);

@@ -5,11 +5,11 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import {
   aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type JobOrigin, type LimitsRequest, type RemoteUpdate, type SharesRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type JobOrigin, type LimitsRequest, type RemoteUpdate, type SharesRequest, type BudgetsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
-import { JobBook, type Job, type Task } from './job-book.ts';
+import { JobBook, projectOf, type Job, type Task } from './job-book.ts';
 import { keptAwayHosts, retryWouldChange } from './job-errors.ts';
 import { Journal } from './journal.ts';
 import { readHostTurns } from './host-turns.ts';
@@ -198,6 +198,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const jobId = req.jobId ?? newJobId(now());
     const counts = { jobId, frames: prepared.frames.count, tasks: prepared.taskCount };
     if (book.jobs.has(jobId) || book.archived.has(jobId)) return counts; // a retried submit: already queued
+    // a spent budget stops new outsourcing (docs/federation.md, "Bills and budgets"); local rendering never
+    if (req.spec.site !== undefined) book.budgets.check(projectOf(req.spec), `job not sent to ${req.spec.site}`);
     for (const field of ['after', 'afterFrames'] as const) {
       const unknown = (req.spec[field] ?? []).filter((id) => !book.jobs.has(id) && !book.archived.has(id));
       if (unknown.length > 0) throw new FarmError('RB_BAD_JOB', `${field}: no job ${unknown.map((id) => `'${id}'`).join(', ')} on this farm (a job can only run after jobs already submitted)`);
@@ -360,6 +362,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     }
     if (req.action === 'priority' && req.priority === undefined) throw new FarmError('RB_BAD_ARGUMENT', 'priority needs the new priority (0 to 1000, lower is more urgent)');
     if (req.action === 'release' && !job.held) throw refuse('it is not held');
+    // a held job naming a site goes out when released: that is new outsourcing, which a spent budget stops
+    if (req.action === 'release' && job.spec.site !== undefined && !job.remote) book.budgets.check(job.project, `cannot release job ${job.id} to ${job.spec.site}`);
     if ((req.action === 'pause' || req.action === 'resume') && book.isFinished(job)) throw refuse(`it is ${state}`);
     if (req.action === 'retry' && req.frames) {
       const unknown = req.frames.filter((f) => !job.tasks.hasFrame(f));
@@ -435,6 +439,23 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       actor.send({ type: 'dispatch.wanted' });
     }
     return { enabled: book.shares.enabled, projects: book.shareUses() };
+  }
+
+  /** Lists, sets or clears the projects' outsourcing budgets; a change is journaled before it is answered. */
+  async function budgets(req: BudgetsRequest, operator: boolean) {
+    requireServing();
+    if (req.action !== 'list') {
+      if (!operator) throw forOperators('changing budgets');
+      if (req.action === 'clear' && !book.budgets.has(req.project)) throw new FarmError('RB_BAD_ARGUMENT', `no budget set for project '${req.project}'`);
+      const rec: Extract<JournalRecord, { kind: 'budget' }> = req.action === 'set'
+        ? { v: PROTOCOL_MAJOR, kind: 'budget', project: req.budget.project, currency: req.budget.currency, amountMinor: req.budget.amountMinor, at: now() }
+        : { v: PROTOCOL_MAJOR, kind: 'budget', project: req.project, at: now() };
+      await journal!.append(rec);
+      book.budgets.set(rec.project, rec.currency !== undefined && rec.amountMinor !== undefined ? { currency: rec.currency, amountMinor: rec.amountMinor } : undefined);
+      log.info({ project: rec.project, currency: rec.currency, amountMinor: rec.amountMinor }, req.action === 'set' ? 'budget set' : 'budget cleared');
+      actor.send({ type: 'dispatch.wanted' });
+    }
+    return { projects: book.budgets.uses() };
   }
 
   /** The sick hosts, or an operator clearing one. */
@@ -615,7 +636,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         const m = matches.get(j.profileKey);
         if (!noLocalHost(m)) unrenderableSince.delete(j);
         else if (!unrenderableSince.has(j)) unrenderableSince.set(j, t);
-        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers());
+        // a project whose budget is spent sends nothing out: the job waits here, saying why
+        const v = unrenderableVerdict(j, m, t - (unrenderableSince.get(j) ?? t), policy, peers(), book.budgets.spentWhy(j.project));
         if (v && 'send' in v) sends.push(sendByPolicy(j, v.send, v.why).catch((err: unknown) => log.warn({ err, jobId: j.id, peer: v.send }, 'could not journal sending a job by policy; tried again next round')));
         else if (v) kept.set(j, v.keep);
       }
@@ -794,6 +816,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.opLimits(site), request: codecs.limitsRequest, reply: codecs.limitsReply, handle: (req) => limits(req, true), log }),
     serve(nc, { subject: subjects.schedShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, false), log }),
     serve(nc, { subject: subjects.opShares(site), request: codecs.sharesRequest, reply: codecs.sharesReply, handle: (req) => shares(req, true), log }),
+    serve(nc, { subject: subjects.schedBudgets(site), request: codecs.budgetsRequest, reply: codecs.budgetsReply, handle: (req) => budgets(req, false), log }),
+    serve(nc, { subject: subjects.opBudgets(site), request: codecs.budgetsRequest, reply: codecs.budgetsReply, handle: (req) => budgets(req, true), log }),
     serve(nc, { subject: subjects.allSchedResults(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
     serve(nc, { subject: subjects.allSchedRemote(site), request: codecs.remoteUpdate, reply: codecs.remoteUpdateReply, handle: (u, msg) => remoteUpdate(u, lastToken(msg.subject)), log }),
     listen(nc, subjects.allSchedLeases(site), codecs.leaseReport, log, onLeaseReport),

@@ -4,6 +4,7 @@ import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
+import { BudgetRecord } from './budgets.ts';
 import { OutsourceRecord, RemoteRecord } from './outsource.ts';
 import { JobOrigin } from './intake.ts';
 
@@ -37,7 +38,7 @@ export const TaskRecord = Type.Object({
 
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
- * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, remote,
+ * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, budget, remote,
  * outsource (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
@@ -47,6 +48,7 @@ export const JournalRecord = Type.Union([
   Type.Object({ v: V, kind: Type.Literal('cancel'), jobId: Token, at: Millis }),
   LimitRecord,
   ShareRecord,
+  BudgetRecord,
   RemoteRecord,
   OutsourceRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */

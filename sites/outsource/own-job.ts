@@ -88,7 +88,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       if (place.samples.length > 0) u.samples = place.samples.map((f) => ({ frame: f.frame, path: f.path }));
     }
     if (m.kind === BundleKind.Result) u.final = true;
-    if (m.bill) u.bill = await keepBill(b, jobId);
+    if (m.bill) u.bill = await keepBill(b, job);
     const reply = await call(o.nc, subjects.schedRemote(o.site, b.peer), codecs.remoteUpdate, u, codecs.remoteUpdateReply, { timeoutMs: 10_000, unavailable: 'RB_SCHEDULER_UNAVAILABLE' });
     log.info({ jobId, peer: b.peer, bundleId: m.bundleId, kind: m.kind, frames: u.outputs?.length ?? 0, applied: reply.applied, state: reply.state, back: reply.back }, reply.applied ? 'news of an outsourced job taken in' : 'bundle applied before; nothing changed');
   };
@@ -197,15 +197,20 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     await syncDir(dir);
   }
 
-  /** Keeps a bill as it came (with whether its signature was verified); returns what the scheduler keeps of it. */
-  async function keepBill(b: ArrivedBundle, jobId: string): Promise<BillSummary> {
+  /**
+   * Keeps a bill as it came (with whether its signature was verified), and what `renderbus bills`
+   * sums it by: the job's project, name and user as the scheduler knows them (the vendor never saw
+   * them). Returns what the scheduler keeps of it.
+   */
+  async function keepBill(b: ArrivedBundle, job: JobDetail): Promise<BillSummary> {
     const m = b.manifest;
+    const jobId = job.jobId;
     const bill = m.bill!;
     const dir = join(o.dataDir, 'fed', 'bills', b.peer);
     await mkdir(dir, { recursive: true, mode: 0o750 });
     const file = join(dir, `${jobId}.${m.bundleId}.json`);
     const part = `${file}.part`;
-    await writeFile(part, `${JSON.stringify({ bundleId: m.bundleId, from: m.from, jobRef: m.jobRef, createdAt: m.createdAt, signed: b.signed, receivedAt: now(), bill }, null, 2)}\n`, { mode: 0o640 });
+    await writeFile(part, `${JSON.stringify({ bundleId: m.bundleId, from: m.from, jobRef: m.jobRef, createdAt: m.createdAt, signed: b.signed, receivedAt: now(), project: job.project, jobName: job.name, user: job.user, bill }, null, 2)}\n`, { mode: 0o640 });
     await rename(part, file);
     await syncDir(dir);
     const t = bill.totals;

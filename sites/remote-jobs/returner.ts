@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { thumbnail } from '../../actors/media/index.ts';
 import { openEventFeed, type JobEventFeed } from '../../actors/notifier/index.ts';
-import { wholeJob } from '../../actors/scheduler/index.ts';
+import { projectOf, wholeJob } from '../../actors/scheduler/index.ts';
 import { taskPaths } from '../../actors/render-slot/index.ts';
 import {
   BundleKind, FarmError, PROTOCOL_MAJOR, RemoteJobState, codecs, eventFrames, subjects, taskId,
@@ -14,6 +14,7 @@ import {
 import { call } from '../../actors/bus/index.ts';
 import { billOf, type RateCard } from './bill.ts';
 import { bundleIdFor, sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
+import { keepIssuedBill } from '../bills/index.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
 import type { RemoteJobRecord } from './records.ts';
 import { purgeClear } from './seal.ts';
@@ -139,6 +140,12 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
 
   async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary): Promise<void> {
     const bill = billOf(frames, await o.rates(rec.peer));
+    // a copy for `renderbus bills --issued`: sent bundles leave outgoing/ (docs/federation.md, "Bills and budgets")
+    const spec = rec.theirSpec;
+    await keepIssuedBill(o.dataDir, rec.peer, {
+      bundleId: bundleIdFor(o.site, rec.originJob, 'bill'), from: o.site, to: rec.peer, jobRef: { site: rec.peer, job: rec.originJob }, createdAt: Date.now(), signed: true,
+      project: projectOf(spec), ...(spec.name !== undefined ? { jobName: spec.name } : {}), ...(spec.user !== undefined ? { user: spec.user } : {}), localJob: job.jobId, bill,
+    });
     await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) });
   }
 

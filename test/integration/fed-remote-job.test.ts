@@ -170,6 +170,10 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
     assert.equal(b.currency, 'XXX', 'no rate card: nothing invented');
     assert.ok(bill.signature, 'the bill is signed');
     assert.ok(verifySiteSignature((await loadSiteKey(farm.dir)).publicKey, bill.manifestBytes, bill.signature!));
+    // v1 keeps a copy of each bill it issues: `renderbus bills --issued` lists it (sent bundles leave outgoing/)
+    const issued = rb(farm, 'bills', '--issued', '--data', farm.dir);
+    assert.equal(issued.code, 0, issued.stderr);
+    assert.match(issued.stdout, /^customer +job .*\nstudio +j-1 +\S+ +3 +\S+ +\S+ +0 XXX +signed /);
   });
 
   await t.test('the same job bundle again queues nothing and sends nothing', async () => {

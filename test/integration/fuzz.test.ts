@@ -91,13 +91,13 @@ test('fuzz - every malformed request is refused with an RB_ code and a message n
 test('fuzz - a message that claims another sender than its credential, or an artist changing what is for operators, is refused as forbidden', () => {
   // the subject names the sender (its credential fixes it): a host or user in the message that differs is refused
   const identity = ['rb.<site>.reg.register.<host>', 'rb.<site>.reg.heartbeat.<host>', 'rb.<site>.reg.bye.<host>', 'rb.<site>.sched.result.<host>', 'rb.<site>.sched.submit.<user>'];
-  const operatorsOnly = ['rb.<site>.sched.limits', 'rb.<site>.sched.shares', 'rb.<site>.sched.hosts'];
+  const operatorsOnly = ['rb.<site>.sched.limits', 'rb.<site>.sched.shares', 'rb.<site>.sched.budgets', 'rb.<site>.sched.hosts'];
   for (const subject of [...identity, ...operatorsOnly]) {
     const s = report.subjects.find((x) => x.subject === subject);
     assert.ok(s && (s.codes.RB_FORBIDDEN ?? 0) > 0, explain(`${subject}: no request refused with RB_FORBIDDEN`));
   }
   // the operators' twins take the same changes past that check, to the lookups behind it
-  for (const subject of ['rb.<site>.op.limits', 'rb.<site>.op.shares']) {
+  for (const subject of ['rb.<site>.op.limits', 'rb.<site>.op.shares', 'rb.<site>.op.budgets']) {
     const s = report.subjects.find((x) => x.subject === subject);
     assert.ok(s && (s.codes.RB_BAD_ARGUMENT ?? 0) > 0 && !s.codes.RB_FORBIDDEN, explain(`${subject}: an operator's change did not reach the lookup`));
   }

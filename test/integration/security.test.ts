@@ -74,6 +74,7 @@ function ownersTable(site: string): [string, Who[]][] {
     [`${r}.op.ctl`, ['operator/op', 'monitor/monitor']],
     [`${r}.op.limits`, ['operator/op']],
     [`${r}.op.shares`, ['operator/op']],
+    [`${r}.op.budgets`, ['operator/op']],
     [`${r}.op.hosts`, ['operator/op']],
     [`${r}.sched.query`, ['artist/ann', 'artist/bob', 'operator/op', 'notifier/notifier', 'monitor/monitor', 'intake/intake']],
     // a peer's job (submit, cancel) and news of a job sent to a peer: the peer is the last token

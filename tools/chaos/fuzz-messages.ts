@@ -92,6 +92,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   LimitsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', name: 'fuzz-no-such-limit' }),
   HostsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'clear', host: ghost }),
   SharesRequest: () => ({ v: PROTOCOL_MAJOR, action: 'remove', project: 'fuzz-no-such-project' }),
+  BudgetsRequest: () => ({ v: PROTOCOL_MAJOR, action: 'clear', project: 'fuzz-no-such-project' }),
   TaskResult: () => ({
     v: PROTOCOL_MAJOR, host: ghost, slot: 0, taskId: `${noJob}.0`, jobId: noJob, taskIndex: 0, attempt: 1, status: 'done',
     outputs: [{ frame: 1, path: '/nonexistent/fuzz/f_0001.png' }], stats, wantNext: false, want: 0,
@@ -303,6 +304,11 @@ export const semanticCases: Record<string, SemanticCase[]> = {
     ...byRole('remove a share that was never set', (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'remove', project: `fuzz-${r.string(8)}` }), { refuse: 'RB_BAD_ARGUMENT' }, forbidden),
     { label: 'list the shares', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
     ...HOSTILE_IDS.flatMap((project) => byRole(`remove share '${project}'`, () => ({ v: PROTOCOL_MAJOR, action: 'remove', project }), isToken(project) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(project) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
+  ],
+  BudgetsRequest: [
+    ...byRole('clear a budget that was never set', (_f, r) => ({ v: PROTOCOL_MAJOR, action: 'clear', project: `fuzz-${r.string(8)}` }), { refuse: 'RB_BAD_ARGUMENT' }, forbidden),
+    { label: 'list the budgets', make: () => ({ v: PROTOCOL_MAJOR, action: 'list' }), expect: { answer: true } },
+    ...HOSTILE_IDS.flatMap((project) => byRole(`clear budget '${project}'`, () => ({ v: PROTOCOL_MAJOR, action: 'clear', project }), isToken(project) ? { refuse: 'RB_BAD_ARGUMENT' } : { refuse: 'RB_SCHEMA_MISMATCH' }, isToken(project) ? forbidden : { refuse: 'RB_SCHEMA_MISMATCH' })),
   ],
   IntakeRequest: [
     // a peer cancels only jobs it sent; a job from a peer never names a site of its own (no chaining)

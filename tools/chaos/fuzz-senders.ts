@@ -41,6 +41,7 @@ const ROUTES: Record<string, Route> = {
   'rb.<site>.sched.ctl': { who: 'artist', subject: (n) => subjects.schedCtl(n.site, n.user) },
   'rb.<site>.sched.limits': { who: 'artist' },
   'rb.<site>.sched.shares': { who: 'artist' },
+  'rb.<site>.sched.budgets': { who: 'artist' },
   'rb.<site>.sched.hosts': { who: 'artist' },
   'rb.<site>.sched.result': { who: 'host', subject: (n) => subjects.schedResult(n.site, n.host) },
   'rb.<site>.sched.intake.<peer>': { who: Role.Intake },
@@ -50,6 +51,7 @@ const ROUTES: Record<string, Route> = {
   'rb.<site>.op.ctl': { who: 'operator' },
   'rb.<site>.op.limits': { who: 'operator' },
   'rb.<site>.op.shares': { who: 'operator' },
+  'rb.<site>.op.budgets': { who: 'operator' },
   'rb.<site>.op.hosts': { who: 'operator' },
   // events
   'rb.<site>.reg.hello': { who: Role.Registry },
@@ -70,6 +72,7 @@ export const OPERATOR_TWINS: Record<string, string> = {
   'rb.<site>.op.ctl': 'rb.<site>.sched.ctl',
   'rb.<site>.op.limits': 'rb.<site>.sched.limits',
   'rb.<site>.op.shares': 'rb.<site>.sched.shares',
+  'rb.<site>.op.budgets': 'rb.<site>.sched.budgets',
   'rb.<site>.op.hosts': 'rb.<site>.sched.hosts',
 };
 

@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import type { RenderServerOptions } from './actor-commands.ts';
 import { describeError, exitCodeFor, ExitCode } from './cli-error.ts';
 import type { CommandContext, CommandHandler } from './command-context.ts';
+import type { BillsOptions } from './bills.ts';
+import type { BudgetOptions } from './budget.ts';
 import type { ContactSheetOptions } from './contact-sheet.ts';
 import type { CredentialsOptions } from './credentials.ts';
 import type { SiteOptions } from './site.ts';
@@ -23,7 +25,7 @@ import type { UpOptions } from './up.ts';
 export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, encryptResults, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -58,6 +60,8 @@ export const defaultHandlers: Handlers = {
   credentials: async (c) => (await import('./credentials.ts')).credentialsCommand(c as CommandContext<CredentialsOptions>),
   sites: async (c) => (await import('./sites.ts')).sitesCommand(c as CommandContext<{ json?: boolean }>),
   site: async (c) => (await import('./site.ts')).siteCommand(c as CommandContext<SiteOptions>),
+  bills: async (c) => (await import('./bills.ts')).billsCommand(c as CommandContext<BillsOptions>),
+  budget: async (c) => (await import('./budget.ts')).budgetCommand(c as CommandContext<BudgetOptions>),
 };
 
 /** Adds the scheduler's flags (queue limits, retention, linked peers, the outsourcing policy), which `up` takes too. */
@@ -230,7 +234,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--chunk <n>', 'frames per task: consecutive frames rendered in one process')
     .option('--task-duration <seconds>', 'how long each task should last: the scheduler grows or shrinks the chunk from measured frame times')
     .option('--memory <MB>', 'memory a task may use: smaller hosts do not take it; a task over it is stopped and retried with 1.5 times as much')
-    .option('--project <name>', 'project (show) the job counts against in fair share (default: its group)')
+    .option('--project <name>', 'project (show) the job counts against in fair share and outsourcing budgets (default: its group)')
     .option('--outsource <peer>', "the job's site: render it at this linked site instead of here: the job is bundled with its scene and supportFiles into hotfolders/outgoing/<peer>/ and its frames come back into its output folder (docs/federation.md)")
     .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
     .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")
@@ -289,6 +293,18 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--json', 'print the shares as JSON')
     .addHelpText('after', '\nShares are restored at frame boundaries: a project under its share gets the slots that free next; nothing is killed.\nExample: renderbus share feature 3 && renderbus share commercials 1')
     .action(action('share'));
+
+  program
+    .command('budget')
+    .summary('list or set the projects\' outsourcing budgets')
+    .description('budgets for outsourcing, per project: no arguments lists every project with a budget or a bill (budget, spent, left); PROJECT AMOUNT CURRENCY sets one (operators only); PROJECT --clear removes it. A project whose budget is spent (left 0 or less) sends no new job to a vendor: a job with "site" is refused at submit (RB_BUDGET_EXCEEDED), and --outsource-unrenderable keeps its jobs here, saying why. Jobs already sent go on; local rendering is never stopped')
+    .argument('[project]', 'project name, as jobs give it in "project" (default: their group)')
+    .argument('[amount]', 'the budget in the currency\'s major unit, e.g. 500 or 499.90')
+    .argument('[currency]', 'ISO 4217 code, e.g. EUR: only bills in this currency count against it')
+    .option('--clear', 'remove the project\'s budget')
+    .option('--json', 'print the budgets as JSON (amounts in minor units: cents)')
+    .addHelpText('after', '\nThe spend is the sum of the vendors\' bills for the project\'s jobs, as the scheduler took them in (journaled: a restart keeps it).\nBills in another currency than the budget\'s are listed beside it and never converted.\nExample: renderbus budget feature 5000 EUR && renderbus budget')
+    .action(action('budget'));
 
   program
     .command('sick')
@@ -428,6 +444,19 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--json', 'print {site, listen, answered, peers: [{name, role, url, publicKey, allowUnsigned, addedAt, state, link}]} as JSON')
     .addHelpText('after', `\nWhen the link service does not answer, the stored peers are still listed, with state "unknown (the link service did not answer)".\nWhat crosses the links: renderbus tail 'rb.fed.>'. Linking: README, "Linking sites".`)
     .action(action('sites'));
+
+  program
+    .command('bills')
+    .summary('list the vendors\' bills, summed per project and per vendor; CSV/JSON export')
+    .description("list every bill this site's vendors sent for the jobs it outsourced (kept by the intake in <data>/fed/bills/<vendor>/), one line each: vendor, job, project, frames, CPU hours, GB, amount, whether its signature was verified, date; then the sums per project and per vendor, per currency (amounts in different currencies are never added). Reads the site's data folder (--data), so it works whether the farm runs or not. A bill file that cannot be read is named and left out of the sums")
+    .option('--project <project>', 'only the bills of this project')
+    .option('--vendor <site>', 'only the bills of this vendor (with --issued: this customer)')
+    .option('--since <date>', 'only bills from this date on: YYYY-MM-DD (UTC) or an ISO 8601 time')
+    .option('--issued', 'the bills this site sent to the peers whose jobs it rendered (<data>/fed/bills-issued/<peer>/)')
+    .option('--csv', 'print the bills as CSV (RFC 4180, a header row; amounts in the major unit and in minor units)')
+    .option('--json', 'print {bills, perProject, perVendor, problems} as JSON')
+    .addHelpText('after', '\nExamples:\n  renderbus bills --project feature --since 2026-12-01\n  renderbus bills --csv > bills.csv\n  renderbus bills --issued --vendor studio\nBudgets that stop outsourcing once spent: renderbus budget --help.')
+    .action(action('bills'));
 
   program
     .command('site')

@@ -24,6 +24,8 @@ export interface SiteServicesInput {
   peers: readonly StoredPeer[];
   /** Period of the hot folders' backup scans (tests shorten it). */
   scanEveryMs?: number;
+  /** How long a peer's ended job's inputs are kept (`up --keep-inputs`; sites/remote-jobs/retention.ts). */
+  keepInputsMs?: number;
 }
 
 export interface SiteServices {
@@ -130,7 +132,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('intake connection', () => intakeNc.drain());
     const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
     push('outsourcing', outsourcing.stop);
-    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
+    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.keepInputsMs !== undefined ? { keepInputsMs: i.keepInputsMs } : {}) });
     push('remote jobs', remote.stop);
     const ownKey = await loadSiteKey(i.dataDir);
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);

@@ -97,6 +97,7 @@ export const JobSpec = Type.Object(
     afterFrames: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs whose frame N must be done before frame N of this one starts (frames they do not have do not wait)' })),
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
     site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: "render at this linked site (a peer's name, `renderbus sites`) instead of on the local farm; docs/federation.md" })),
+    rerenderOf: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: 'the ended job whose frames this one renders again (`renderbus rerender`); sent to a site, the vendor renders from the inputs it kept of that job and no file is sent; docs/federation.md, "Retention and re-renders"' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
     project: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'project (show) the job counts against in fair share; default: its group' })),

@@ -89,7 +89,8 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     const spec = body.job.spec;
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
-    const files = [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
+    // a re-render names the job whose inputs the vendor kept: no file travels (docs/federation.md, "Retention and re-renders")
+    const files = spec.rerenderOf !== undefined ? [] : [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
     await writeBundle({
       head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job: forVendor(spec, body.job.outputDir) },
       files,

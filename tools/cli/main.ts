@@ -15,6 +15,7 @@ import { SCHEDULER_FLAG_HELP, type SchedulerFlags } from './scheduler-flags.ts';
 import { MONITOR_FLAG_HELP, type MonitorFlags } from './monitor.ts';
 import { collect } from './option-values.ts';
 import { addSimFarmCommand } from './sim-farm.ts';
+import type { RerenderOptions } from './rerender.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
@@ -23,7 +24,7 @@ import type { UpOptions } from './up.ts';
 export const JOB_FILE_FIELDS = 'name, scene, renderer, command, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -42,6 +43,7 @@ export const defaultHandlers: Handlers = {
   resume: async (c) => (await import('./control.ts')).controlCommand('resume', c),
   release: async (c) => (await import('./control.ts')).controlCommand('release', c),
   retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
+  rerender: async (c) => (await import('./rerender.ts')).rerenderCommand(c as CommandContext<RerenderOptions>),
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   why: async (c) => (await import('./why.ts')).whyCommand(c),
   'contact-sheet': async (c) => (await import('./contact-sheet.ts')).contactSheetCommand(c as CommandContext<ContactSheetOptions>),
@@ -340,6 +342,15 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--frames <list>', "the frames to render again, e.g. '12,40-45' (default: every failed frame)")
     .option('--json', 'print the job summary as JSON')
     .action(action('retry'));
+  program
+    .command('rerender')
+    .summary('render frames of an ended job again, as a new job')
+    .description("render frames of a job that ended (done, failed or cancelled) again as a new job: the same description, those frames, the same output folder, the new job naming the old one (rerenderOf). A job that was outsourced goes to the same site, which renders it from the inputs it kept (no file is sent again, and the files here, changed or gone since, play no part); the site refuses it once it no longer keeps them (renderbus up --keep-inputs) and the new job fails with its reason. A local job's renders here from its files as they are now. Unlike retry, which renders frames again within the same job (also while it runs; not for an outsourced job), rerender leaves the old job as it ended and gives the new one its own id, history and bill. A job still running or unknown is refused")
+    .argument('<id>', 'job id of the ended job (see renderbus jobs)')
+    .requiredOption('--frames <list>', "the frames to render again, each a frame of the job, e.g. '3,7-9'")
+    .option('--wait', 'follow the new job until it ends (exit 0 when done)')
+    .option('--json', 'print the new job as JSON')
+    .action(action('rerender'));
   program
     .command('priority')
     .summary('change a job\'s priority')

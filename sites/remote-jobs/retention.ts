@@ -31,7 +31,7 @@ export function parseKeepDuration(text: string): number {
 
 /** A duration as a person reads it: '7 days', '36 hours', '90 seconds'. */
 export function formatKeep(ms: number): string {
-  for (const [unit, size] of [['week', UNITS.w!], ['day', UNITS.d!], ['hour', UNITS.h!], ['minute', UNITS.m!], ['second', UNITS.s!]] as const) {
+  for (const [unit, size] of [['day', UNITS.d!], ['hour', UNITS.h!], ['minute', UNITS.m!], ['second', UNITS.s!]] as const) {
     if (ms >= size && ms % size === 0) return `${ms / size} ${unit}${ms === size ? '' : 's'}`;
   }
   return `${ms} ms`;

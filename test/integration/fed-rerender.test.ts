@@ -85,7 +85,7 @@ test('fed rerender - frames of a done outsourced job render again at v1 from its
   });
 
   let again = '';
-  await t.test('a re-render of 2 frames sends no file, renders at v1 from its kept tree, and the frames come back pixel-identical', async () => {
+  await t.test('a re-render of 2 frames sends no file, renders at v1 from its kept tree, and the frames come back pixel-identical', async (t) => {
     // the studio's files change and go: the vendor must not need them
     await writeFile(scene, 'sphere { 0, 1 pigment { color rgb <0, 1, 0> } }\n');
     await rm(inc);
@@ -111,6 +111,7 @@ test('fed rerender - frames of a done outsourced job render again at v1 from its
     assert.equal(read.manifest.job?.frames, '2-3');
     const size = (await stat(file)).size;
     assert.ok(size < 8 * 1024, `the re-render bundle is ${size} bytes`);
+    t.diagnostic(`the re-render bundle: ${size} bytes`);
 
     // a job that has not ended is refused: it may still be rendering
     const running = rb(studio, 'rerender', again, '--frames', '2');

@@ -84,6 +84,26 @@ test('fed rerender - frames of a done outsourced job render again at v1 from its
     assert.match(noFrames.stderr, /--frames/);
   });
 
+  await t.test('a job rendered here is re-rendered here, as a new job; the ended one stays as it was', async () => {
+    const scene = await v1.writeScene('local.pov');
+    const out = join(v1.dir, 'out-local');
+    const local = await v1.submit({ name: 'local', scene, renderer: 'povray', frames: '1-2', resolution: '32x24', output: { dir: out } });
+    await waitUntil('the local job done', async () => (await v1.job(local)).state === 'done', 30_000, 100);
+    await rm(join(out, 'frame_0002.png'));
+    const cli = rb(v1, 'rerender', local, '--frames', '2', '--wait');
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stderr, new RegExp(`1 frame of ${local} rendered again here, from ${scene}`));
+    const job = await v1.job(cli.stdout.trim());
+    assert.equal(job.state, 'done');
+    assert.equal(job.spec.rerenderOf, local);
+    assert.equal(job.spec.site, undefined);
+    assert.equal(job.name, 're-render of ' + local + ': local');
+    assert.ok(await exists(join(out, 'frame_0002.png')), 'the frame is in the same output folder again');
+    const before = await v1.job(local);
+    assert.equal(before.state, 'done');
+    assert.equal(before.counts.total, 2);
+  });
+
   let again = '';
   await t.test('a re-render of 2 frames sends no file, renders at v1 from its kept tree, and the frames come back pixel-identical', async (t) => {
     // the studio's files change and go: the vendor must not need them

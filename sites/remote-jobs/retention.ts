@@ -123,6 +123,7 @@ export async function sweepRemoteJobs(o: SweepOptions): Promise<SweepResult> {
       continue;
     }
     if (choice.do === 'remove' && rec.state === 'accepted') await o.records.put({ ...rec, inputsGone: { at: now, keptMs: o.keepMs } });
+    o.log.debug({ peer: rec.peer, originJob: rec.originJob, finishing: choice.do === 'finish' }, 'removing a peer job\'s kept inputs');
     await cas.removeRef(ref);
     await rm(paths.dir, { recursive: true, force: true });
     result.removed.push(key);

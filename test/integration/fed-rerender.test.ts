@@ -119,6 +119,7 @@ test('fed rerender - frames of a done outsourced job render again at v1 from its
     assert.equal(job.state, 'outsourced');
     assert.equal(job.spec.rerenderOf, original);
     assert.equal(job.outputDir, outDir);
+    assert.match(rb(studio, 'job', again).stdout, new RegExp(`re-render\\s+of job ${original}, from the inputs v1 kept of it`));
 
     // its bundle: no file, no blob, a few KB
     const file = join(toVendor.from, `job-${again}.rbb`);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { BundleManifest, JobDetail, JobSpec } from '../../protocol/index.ts';
 import { PeerCas } from '../../sites/cas/index.ts';
+import { jobBundleOf } from '../../sites/outsource/index.ts';
 import {
   bundleIdFor, formatKeep, inputsGoneReason, parseKeepDuration, planRerender, remoteJobPaths, RemoteJobRecords, RerenderRefused, sweepChoice, sweepRemoteJobs,
   type RemoteJobRecord, type SweepFacts,
@@ -69,6 +70,20 @@ test('rerender - the command makes a new job of the ended one: those frames, its
   assert.throws(() => rerenderSpec({ ...job, state: 'rendering' }, '3'), /job j-12 is rendering: only a job that ended \(done, failed or cancelled\).*renderbus retry j-12 --frames 3/);
   assert.throws(() => rerenderSpec(job, '9-12'), /--frames: 2 frames \(11, 12\) are not of job j-12, whose frames are 1-10/);
   assert.throws(() => rerenderSpec(job, 'x'), /--frames: /);
+});
+
+test('rerender - the packer sends a re-render to its site with no file; a local job\'s re-render sent by the policy goes with its files, as a job of its own', () => {
+  const spec: JobSpec = { ...theirs, supportFiles: ['/proj/shot/inc/a.inc', 'tex/b.png'], rerenderOf: 'j-12', site: 'v1' };
+  const sent = jobBundleOf(spec, '/proj/shot/out');
+  assert.deepEqual(sent.files, []);
+  assert.equal(sent.job.rerenderOf, 'j-12');
+  assert.equal(sent.job.site, undefined);
+  const { site: _site, ...local } = spec;
+  const policy = jobBundleOf(local, '/proj/shot/out');
+  assert.deepEqual(policy.files, ['/proj/shot/scene.pov', '/proj/shot/inc/a.inc', '/proj/shot/tex/b.png']);
+  assert.equal(policy.job.rerenderOf, undefined);
+  const { rerenderOf: _r, ...plain } = local;
+  assert.deepEqual(jobBundleOf(plain, '/proj/shot/out').files, policy.files);
 });
 
 async function vendorDir(t: { after(f: () => Promise<void>): void }): Promise<string> {

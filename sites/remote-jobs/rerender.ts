@@ -58,7 +58,9 @@ export function planRerender(o: { site: string; dataDir: string; records: Remote
   const files = new Set([kept.scene, ...(kept.supportFiles ?? [])]);
   let spec: JobSpec;
   try {
-    spec = localSpec(theirSpec, { peer: o.peer, paths, files });
+    // `rerenderOf` names the studio's job: here the job's origin says whose it is
+    const { rerenderOf: _of, ...asHere } = theirSpec;
+    spec = localSpec(asHere, { peer: o.peer, paths, files });
   } catch (err) {
     const fe = FarmError.from(err);
     throw refuse(`${fe.code}: ${fe.message}`);

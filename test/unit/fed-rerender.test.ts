@@ -112,6 +112,7 @@ test('rerender - the vendor plans a re-render from the kept spec and tree, or re
   assert.equal(p.spec.output?.dir, own.out);
   assert.equal(p.spec.frames, '3,7');
   assert.equal(p.spec.user, 'peer:studio');
+  assert.equal(p.spec.rerenderOf, undefined, 'the studio\'s job id means nothing in the vendor\'s queue');
   assert.deepEqual(p.theirSpec.output, { dir: '/proj/shot/out', pattern: 'f_####.png' });
   assert.equal(p.theirSpec.rerenderOf, 'j-12');
   // what the bundle says of the files plays no part: the kept spec's scene is rendered

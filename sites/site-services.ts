@@ -26,6 +26,8 @@ export interface SiteServicesInput {
   scanEveryMs?: number;
   /** The site's policy for outsourced jobs' results (`renderbus up --encrypt-results`; PackerOptions.encryptResults). */
   encryptResults?: OutsourcingOptions['encryptResults'];
+  /** How long a peer's ended job's inputs are kept (`up --keep-inputs`; sites/remote-jobs/retention.ts). */
+  keepInputsMs?: number;
 }
 
 export interface SiteServices {
@@ -132,7 +134,7 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('intake connection', () => intakeNc.drain());
     const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.encryptResults !== undefined ? { encryptResults: i.encryptResults } : {}) });
     push('outsourcing', outsourcing.stop);
-    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
+    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.keepInputsMs !== undefined ? { keepInputsMs: i.keepInputsMs } : {}) });
     push('remote jobs', remote.stop);
     const ownKey = await loadSiteKey(i.dataDir);
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);

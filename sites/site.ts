@@ -52,7 +52,7 @@ export interface FarmOptions {
    * checked: a site keeps its name), with the leaf listener when one is given. A data directory
    * that has a store runs linked even without this (its peers' links must not vanish).
    */
-  federation?: { listen?: SiteStore['listen']; encryptResults?: SiteServicesInput['encryptResults'] };
+  federation?: { listen?: SiteStore['listen']; encryptResults?: SiteServicesInput['encryptResults']; keepInputsMs?: number };
   log: Logger;
 }
 
@@ -215,6 +215,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
         site, dataDir, url: nats.url, log: log.child({ part: 'site-links' }), peers: siteStore.peers,
         ...(o.federation?.encryptResults !== undefined ? { encryptResults: o.federation.encryptResults } : {}),
         creds: { link: credsOf(Role.SiteLink, 'link'), intake: credsOf(Role.Intake, 'intake') },
+        ...(o.federation?.keepInputsMs !== undefined ? { keepInputsMs: o.federation.keepInputsMs } : {}),
       });
       stops.push(services.stop);
       // `renderbus site invite/join/remove` only write the store: the running site applies it

@@ -116,6 +116,7 @@ export const JobSpec = Type.Object(
         description: "when outsourced: the vendor returns every file encrypted to this site's result key, and (unless `{purge: false}`) removes its clear copies once the result is sent; docs/federation.md, \"Encrypted results\"",
       }),
     ),
+    rerenderOf: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: 'the ended job whose frames this one renders again (`renderbus rerender`); sent to a site, the vendor renders from the inputs it kept of that job and no file is sent; docs/federation.md, "Retention and re-renders"' })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
     project: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'project (show) the job counts against in fair share; default: its group' })),

@@ -111,12 +111,12 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     const spec = body.job.spec;
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
-    const files = [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
+    const { files, job } = jobBundleOf(spec, body.job.outputDir);
     // the public half of our result key, in the signed manifest: the vendor knows it is ours
     const enc = resultEncryption(spec.encryptResults, o.encryptResults);
     const encryptResults = enc ? { encryptResults: { to: (await resultKey()).recipient, purge: enc.purge } } : {};
     await writeBundle({
-      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job: forVendor(spec, body.job.outputDir), ...encryptResults },
+      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job, ...encryptResults },
       files,
       out,
       dataDir: o.dataDir,
@@ -173,6 +173,19 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
       await chain;
     },
   };
+}
+
+/**
+ * What a job's bundle carries (pure): its scene and support files (relative ones resolved against
+ * the scene's folder) and its description for the vendor. A re-render sent to a site names the
+ * job whose inputs that site kept, and carries no file (docs/federation.md, "Retention and
+ * re-renders"); a local job's re-render that the site's policy sends out names no site, so it goes
+ * with its files as a job of its own, without `rerenderOf` (the vendor never saw the job it names).
+ */
+export function jobBundleOf(spec: JobSpec, outputDir: string): { files: string[]; job: JobSpec } {
+  const { rerenderOf, ...plain } = spec;
+  if (rerenderOf !== undefined && spec.site !== undefined) return { files: [], job: forVendor(spec, outputDir) };
+  return { files: [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))], job: forVendor(plain, outputDir) };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { RateCard } from './bill.ts';
 import { peerJobHandler, refusedHandler } from './peer-job.ts';
 import { loadRateCard } from './rate-card.ts';
 import { RemoteJobRecords } from './records.ts';
+import { DEFAULT_KEEP_INPUTS_MS, sweepRemoteJobs, type SweepResult } from './retention.ts';
 import { startReturner } from './returner.ts';
 import { sealingDir } from './seal.ts';
 
@@ -18,6 +19,8 @@ export { RemoteJobRecords, remoteJobsDir, type RemoteJobRecord } from './records
 export { bundleIdFor } from './outbox.ts';
 export { noHostReason } from './peer-job.ts';
 export { RETURNER_CONSUMER, SAMPLE_BOX } from './returner.ts';
+export { DEFAULT_KEEP_INPUTS_MS, DURATION_FORMS, formatKeep, inputsGoneReason, parseKeepDuration, sweepChoice, sweepRemoteJobs, type SweepChoice, type SweepFacts, type SweepResult } from './retention.ts';
+export { planRerender, RerenderRefused } from './rerender.ts';
 
 export interface RemoteJobsOptions {
   site: string;
@@ -31,6 +34,10 @@ export interface RemoteJobsOptions {
   rates?(peer: string): Promise<RateCard>;
   /** How long the scheduler and registry get to answer (ms). */
   timeoutMs?: number;
+  /** How long an ended job's inputs are kept (`renderbus up --keep-inputs`; default 7 days). */
+  keepInputsMs?: number;
+  /** How often the retention sweep runs (default hourly; the first a minute after the start). */
+  sweepEveryMs?: number;
 }
 
 export interface RemoteJobs {
@@ -38,6 +45,8 @@ export interface RemoteJobs {
   peerJob(b: ArrivedBundle): Promise<void>;
   /** Answers a job bundle the intake refused unread (IntakeHandlers.refused: the peer's quota). */
   refused(b: ArrivedBundle, err: FarmError): Promise<void>;
+  /** One retention sweep now (retention.ts); `now` stands in for the clock (tests). */
+  sweep(o?: { now?: number }): Promise<SweepResult>;
   stop(): Promise<void>;
 }
 
@@ -57,9 +66,32 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
   const outbox = { site: o.site, dataDir: o.dataDir, records, key: siteKey };
   const returner = await startReturner({ ...outbox, nc: o.nc, log, rates: o.rates ?? ((peer) => loadRateCard(o.dataDir, peer)), ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
   const peers = new Set(o.peers);
-  const jobOptions = { ...outbox, nc: o.nc, log, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) };
+  // a re-render's intake and the sweep, one at a time: a tree is never removed under a re-render being taken
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(f: () => Promise<T>): Promise<T> => {
+    const run = turn.then(f, f);
+    turn = run.catch(() => {});
+    return run;
+  };
+  const jobOptions = { ...outbox, nc: o.nc, log, exclusive, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) };
   const handler = peerJobHandler(jobOptions);
   const refused = refusedHandler(jobOptions);
+  const keepMs = o.keepInputsMs ?? DEFAULT_KEEP_INPUTS_MS;
+  const sweep = (s: { now?: number } = {}) => exclusive(() => sweepRemoteJobs({ site: o.site, dataDir: o.dataDir, records, keepMs, log, ...s }));
+  let timer: NodeJS.Timeout | undefined;
+  let sweeping: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+  const every = o.sweepEveryMs ?? 3_600_000;
+  const schedule = (ms: number) => {
+    timer = setTimeout(() => {
+      sweeping = sweep().then(
+        (r) => r.removed.length + r.blobsRemoved > 0 && log.info({ removed: r.removed.length, blobsRemoved: r.blobsRemoved, bytesFreed: r.bytesFreed }, 'retention sweep'),
+        (err: unknown) => log.error({ err }, 'retention sweep failed; tried again at the next'),
+      ).finally(() => !stopped && schedule(every));
+    }, ms);
+    timer.unref();
+  };
+  schedule(Math.min(60_000, every));
   return {
     peerJob: async (b) => {
       if (!peers.has(b.peer)) throw new FarmError('RB_BAD_PEER', `${b.peer} is not a peer whose jobs this site takes`);
@@ -68,6 +100,12 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
     refused: async (b, err) => {
       if (peers.has(b.peer)) await refused(b, err);
     },
-    stop: () => returner.stop(),
+    sweep,
+    stop: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await sweeping;
+      await returner.stop();
+    },
   };
 }

@@ -14,6 +14,7 @@ import type { ArrivedBundle } from '../intake/index.ts';
 import { sendOnce, type OutboxOptions } from './outbox.ts';
 import { localSpec, remoteJobPaths, sampleFrames, treePath } from './path-map.ts';
 import type { RemoteJobRecord, RemoteJobRecords } from './records.ts';
+import { planRerender, RerenderRefused, treeIsWhole } from './rerender.ts';
 
 export interface PeerJobOptions extends OutboxOptions {
   nc: NatsConnection;
@@ -21,6 +22,8 @@ export interface PeerJobOptions extends OutboxOptions {
   log: Logger;
   /** How long the scheduler and registry get to answer. */
   timeoutMs?: number;
+  /** Runs a re-render's intake apart from the retention sweep (index.ts), so a tree is never removed under it. */
+  exclusive?: <T>(f: () => Promise<T>) => Promise<T>;
 }
 
 /** Why no host here can render a job, from the registry's answer; null when some host can. */
@@ -67,6 +70,7 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
       await answer(known);
       return;
     }
+    if (theirSpec.rerenderOf !== undefined) return (o.exclusive ?? ((f) => f()))(() => rerender(b));
     const paths = remoteJobPaths(o.dataDir, b.peer, originJob);
     let spec: JobSpec;
     let requirements;
@@ -97,6 +101,29 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     await answer(rec);
     await o.records.put(rec);
     log.info({ peer: b.peer, originJob, jobId: reply.jobId, existing: reply.existing }, 'peer job accepted');
+  }
+
+  /** A re-render (rerender.ts): no files came; the kept tree of the job it names is rendered again. */
+  async function rerender(b: ArrivedBundle): Promise<void> {
+    const m = b.manifest;
+    const originJob = m.jobRef!.job;
+    let plan;
+    try {
+      plan = planRerender({ site: o.site, dataDir: o.dataDir, records: o.records, peer: b.peer, manifest: m });
+      if (!(await treeIsWhole(plan))) throw new RerenderRefused(`inputs of ${plan.original.originJob} are no longer kept at ${o.site}`);
+    } catch (err) {
+      if (err instanceof RerenderRefused) return reject(b, m.job!, err.message);
+      throw err;
+    }
+    const match = await call(o.nc, subjects.regMatch(o.site), codecs.matchRequest, { v: PROTOCOL_MAJOR, requirements: prepareJob(plan.spec).requirements }, codecs.matchReply, { timeoutMs, unavailable: 'RB_REGISTRY_UNAVAILABLE' });
+    const why = noHostReason(o.site, match);
+    if (why) return reject(b, m.job!, why);
+    await mkdir(plan.paths.out, { recursive: true });
+    const reply = await intake(b.peer, { v: PROTOCOL_MAJOR, kind: 'submit', originJob, spec: plan.spec });
+    const rec: RemoteJobRecord = { v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec: plan.theirSpec, samples: sampleFrames(plan.theirSpec.frames), at: Date.now(), rerenderOf: plan.original.originJob };
+    await answer(rec);
+    await o.records.put(rec);
+    log.info({ peer: b.peer, originJob, rerenderOf: rec.rerenderOf, jobId: reply.jobId, existing: reply.existing }, 'peer re-render accepted');
   }
 
   const answer = async (rec: RemoteJobRecord) => {

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FarmError, token, type JobSpec } from '../../protocol/index.ts';
 import { syncDir } from '../cas/index.ts';
@@ -26,6 +26,10 @@ export interface RemoteJobRecord {
   /** The job bundle asked for encrypted results (its manifest's `encryptResults`): every file goes back encrypted to `to`. */
   encryptResults?: { to: string; purge: boolean };
   at: number;
+  /** A re-render: the peer's job whose kept inputs it renders from (rerender.ts). */
+  rerenderOf?: string;
+  /** The retention sweep removed its tree (and CAS reference) at `at`, `keptMs` after it ended (retention.ts). */
+  inputsGone?: { at: number; keptMs: number };
 }
 
 export const remoteJobsDir = (dataDir: string) => join(dataDir, 'fed', 'remote-jobs');
@@ -69,6 +73,11 @@ export class RemoteJobRecords {
     return this.byJob.get(jobId);
   }
 
+  /** Every record held (the retention sweep walks them). */
+  all(): RemoteJobRecord[] {
+    return [...this.byOrigin.values()];
+  }
+
   /** Writes a record (temp file, fsync, rename, folder fsync) and keeps it. */
   async put(rec: RemoteJobRecord): Promise<void> {
     const dir = join(this.dir, token('site', rec.peer));
@@ -90,6 +99,11 @@ export class RemoteJobRecords {
 
   async wasSent(rec: Pick<RemoteJobRecord, 'peer' | 'originJob'>, bundleId: string): Promise<boolean> {
     return readFile(join(this.sentDir(rec), bundleId)).then(() => true, () => false);
+  }
+
+  /** When the bundle was marked sent (its marker's mtime), or undefined when it was not. */
+  async sentAt(rec: Pick<RemoteJobRecord, 'peer' | 'originJob'>, bundleId: string): Promise<number | undefined> {
+    return stat(join(this.sentDir(rec), bundleId)).then((st) => st.mtimeMs, () => undefined);
   }
 
   async markSent(rec: Pick<RemoteJobRecord, 'peer' | 'originJob'>, bundleId: string): Promise<void> {

@@ -12,7 +12,7 @@ import { codecs, isRole, PROTOCOL_MAJOR, Role, subjects, type JobDetail, type Jo
 import pino from 'pino';
 import { startIntake, type Intake, type IntakeOptions } from '../../sites/intake/index.ts';
 import { startOutsourcing, type Outsourcing, type OutsourcingOptions } from '../../sites/outsource/index.ts';
-import { startRemoteJobs, type RemoteJobsOptions } from '../../sites/remote-jobs/index.ts';
+import { startRemoteJobs, type RemoteJobs, type RemoteJobsOptions } from '../../sites/remote-jobs/index.ts';
 import { startNatsServer, type TestNats } from './nats-server.ts';
 import { waitUntil } from '../../tools/lib/wait-until.ts';
 
@@ -284,10 +284,10 @@ export class TestFarm {
    * directory. `ownJob` (news of jobs this farm sent out) is refused: that is the studio's half.
    * Stop it with its `stop` (the farm's stop does too).
    */
-  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome']; peerKey?: IntakeOptions['peerKey']; quotaBytes?: IntakeOptions['quotaBytes'] } = {}): Promise<{ stop(): Promise<void> }> {
+  async remoteIntake(peers: readonly string[], o: { scanEveryMs?: number; rates?: RemoteJobsOptions['rates']; onOutcome?: IntakeOptions['onOutcome']; peerKey?: IntakeOptions['peerKey']; quotaBytes?: IntakeOptions['quotaBytes']; keepInputsMs?: number } = {}): Promise<{ stop(): Promise<void>; sweep: RemoteJobs['sweep'] }> {
     const nc = await this.connectAs(Role.Intake, 'intake');
     const log = pino({ level: process.env.RENDERBUS_LOG ?? 'warn' });
-    const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}) });
+    const remote = await startRemoteJobs({ site: this.site, dataDir: this.dir, nc, peers, log, ...(o.rates ? { rates: o.rates } : {}), ...(o.keepInputsMs !== undefined ? { keepInputsMs: o.keepInputsMs } : {}) });
     const intake = await startIntake({
       site: this.site, dataDir: this.dir, peers, log, scanEveryMs: o.scanEveryMs ?? 200,
       handlers: { peerJob: remote.peerJob, ownJob: () => Promise.reject(new Error('this test farm sends no jobs out')), refused: remote.refused },
@@ -303,7 +303,7 @@ export class TestFarm {
       await remote.stop();
     };
     this.stops.add(stop);
-    return { stop };
+    return { stop, sweep: remote.sweep };
   }
 
   private readonly stops = new Set<() => Promise<void>>();

@@ -57,6 +57,7 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);
   if (job.origin) lines.push(['origin', originText(job.origin)]);
+  if (spec.rerenderOf) lines.push(['re-render', `of job ${spec.rerenderOf}${sent ? `, from the inputs ${sent.site} kept of it` : ''}`]);
   lines.push(['scene', `${spec.scene} (${spec.renderer ?? 'povray'}${spec.resolution ? `, ${spec.resolution}` : ''})`]);
   if (spec.command) lines.push(['command', spec.command]);
   lines.push(['frames', `${spec.frames}${spec.chunk ? `, chunks of ${spec.chunk}` : ''}`]);

@@ -17,15 +17,16 @@ import { SCHEDULER_FLAG_HELP, type SchedulerFlags } from './scheduler-flags.ts';
 import { MONITOR_FLAG_HELP, type MonitorFlags } from './monitor.ts';
 import { collect } from './option-values.ts';
 import { addSimFarmCommand } from './sim-farm.ts';
+import type { RerenderOptions } from './rerender.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { UpOptions } from './up.ts';
 
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
-export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, encryptResults, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, encryptResults, rerenderOf, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -44,6 +45,7 @@ export const defaultHandlers: Handlers = {
   resume: async (c) => (await import('./control.ts')).controlCommand('resume', c),
   release: async (c) => (await import('./control.ts')).controlCommand('release', c),
   retry: async (c) => (await import('./control.ts')).controlCommand('retry', c as CommandContext<{ frames?: string }>),
+  rerender: async (c) => (await import('./rerender.ts')).rerenderCommand(c as CommandContext<RerenderOptions>),
   priority: async (c) => (await import('./control.ts')).controlCommand('priority', c),
   why: async (c) => (await import('./why.ts')).whyCommand(c),
   'contact-sheet': async (c) => (await import('./contact-sheet.ts')).contactSheetCommand(c as CommandContext<ContactSheetOptions>),
@@ -166,6 +168,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--leaf-listen <host:port>', 'with --site: the leaf listener other sites dial to link to this one, e.g. 0.0.0.0:7422 (kept in <data>/fed/site.json); needs --advertise')
     .option('--advertise <host:port>', 'with --leaf-listen: the address the other sites dial, as they reach this machine (behind NAT or a port forward: the public one), e.g. farm.studio.example:7422')
     .option('--encrypt-results [mode]', "with --site: every outsourced job's files (frames, logs, sample thumbnails) come back encrypted to this site's result key (<data>/fed/result-key.txt, age format), as if each job said `encryptResults`; mode 'purge' (the default): the vendor then removes its clear copies once the result is sent; 'keep': it may keep them (docs/federation.md, \"Encrypted results\")")
+    .option('--keep-inputs <duration>', "with --site: how long the inputs of a peer's job (its files, its CAS blobs) are kept once it ended, so the peer can re-render frames of it without sending them again (renderbus rerender), e.g. 7d, 36h, 90m, 1d12h; then a periodic sweep removes them and a re-render is refused naming the retention (default: 7d)")
     .addHelpText('after', '\nLinked sites (README, "Linking sites"; docs/federation.md): with --site NAME the farm runs as site NAME,\nready to link to other sites: its JetStream domain is NAME, its peers come from <data>/fed/site.json\n(renderbus site invite/join), and its link and intake get credentials of their own. A data directory\nthat is a site already runs as one without --site; without it, nothing of this applies.\n  renderbus up --site studio --leaf-listen 0.0.0.0:7422 --advertise farm.studio.example:7422\n  renderbus up --site v1\nWrites <data>/farm.json so other commands find the farm, and logs to <data>/logs/farm.log.\nThe notifier (webhooks, email) runs in it too: see docs/notifications.md. So does the monitor\n(the web monitor at /, Prometheus /metrics, on 127.0.0.1 unless --monitor-listen): see the README,\nWeb monitor and Metrics. The monitor\'s access token (<data>/monitor-token) and the webhook secret\n(<data>/webhook-secret) are made on the first up, mode 0600; `up` prints the monitor\'s URL with the token.')
     .action(action('up'));
 
@@ -356,6 +359,15 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--frames <list>', "the frames to render again, e.g. '12,40-45' (default: every failed frame)")
     .option('--json', 'print the job summary as JSON')
     .action(action('retry'));
+  program
+    .command('rerender')
+    .summary('render frames of an ended job again, as a new job')
+    .description("render frames of a job that ended (done, failed or cancelled) again as a new job: the same description, those frames, the same output folder, the new job naming the old one (rerenderOf). A job that was outsourced goes to the same site, which renders it from the inputs it kept (no file is sent again, and the files here, changed or gone since, play no part); the site refuses it once it no longer keeps them (renderbus up --keep-inputs) and the new job fails with its reason. A local job's renders here from its files as they are now. Unlike retry, which renders frames again within the same job (also while it runs; not for an outsourced job), rerender leaves the old job as it ended and gives the new one its own id, history and bill. A job still running or unknown is refused")
+    .argument('<id>', 'job id of the ended job (see renderbus jobs)')
+    .requiredOption('--frames <list>', "the frames to render again, each a frame of the job, e.g. '3,7-9'")
+    .option('--wait', 'follow the new job until it ends (exit 0 when done)')
+    .option('--json', 'print the new job as JSON')
+    .action(action('rerender'));
   program
     .command('priority')
     .summary('change a job\'s priority')

@@ -18,6 +18,7 @@ import { currentUser } from './os-user.ts';
 import { untilSignal } from './signals.ts';
 import { DEMO_RESOLUTION, DEMO_SCENE } from './demo.ts';
 import { RENDERBUS_BIN, selfCommand, selfCommandLine } from './self-command.ts';
+import { parseKeepDuration } from '../../sites/remote-jobs/index.ts';
 
 export interface UpOptions extends NotifierFlags, SchedulerFlags {
   slots?: string;
@@ -33,6 +34,7 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   advertise?: string;
   /** `--encrypt-results [mode]`: true without a mode. */
   encryptResults?: boolean | string;
+  keepInputs?: string;
 }
 
 /**
@@ -149,17 +151,17 @@ function boundText(bound: string): string {
  * listener its peers dial (a hub). Without `--site` nothing of this applies (a data directory
  * already linked keeps its links: startFarm reads them from its store).
  */
-function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string }; encryptResults?: { purge: boolean } } | undefined {
+function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string }; encryptResults?: { purge: boolean }; keepInputsMs?: number } | undefined {
   if (site === undefined) {
-    if (o.leafListen !== undefined || o.advertise !== undefined) throw new UsageError('--leaf-listen and --advertise are for a linked site: give --site NAME too');
+    if (o.leafListen !== undefined || o.advertise !== undefined || o.keepInputs !== undefined) throw new UsageError('--leaf-listen, --advertise and --keep-inputs are for a linked site: give --site NAME too');
     if (o.encryptResults !== undefined) throw new UsageError('--encrypt-results is for a linked site: give --site NAME too');
     return undefined;
   }
   const enc = encryptResultsOf(o.encryptResults);
-  const encryptResults = enc ? { encryptResults: enc } : {};
+  const extra = { ...(enc ? { encryptResults: enc } : {}), ...(o.keepInputs !== undefined ? { keepInputsMs: keepInputsOf(o.keepInputs) } : {}) };
   if (o.leafListen === undefined) {
     if (o.advertise !== undefined) throw new UsageError('--advertise goes with --leaf-listen HOST:PORT');
-    return { ...encryptResults };
+    return extra;
   }
   const m = /^([^\s"/@:]+):(\d{1,5})$/.exec(o.leafListen);
   if (!m) throw new UsageError(`--leaf-listen: '${o.leafListen}' is not HOST:PORT (e.g. 0.0.0.0:7422)`);
@@ -170,7 +172,7 @@ function federationOf(site: string | undefined, o: UpOptions): { listen?: { host
     );
   }
   if (!/^[^\s"/@]+:\d{1,5}$/.test(o.advertise)) throw new UsageError(`--advertise: '${o.advertise}' is not HOST:PORT`);
-  return { listen: { host: m[1]!, port, advertise: o.advertise }, ...encryptResults };
+  return { listen: { host: m[1]!, port, advertise: o.advertise }, ...extra };
 }
 
 /** `--encrypt-results [purge|keep]`: whether the vendors must purge their clear copies. */
@@ -179,6 +181,15 @@ function encryptResultsOf(v: boolean | string | undefined): { purge: boolean } |
   if (v === true || v === 'purge') return { purge: true };
   if (v === 'keep') return { purge: false };
   throw new UsageError(`--encrypt-results: '${v}' is not a mode: 'purge' (the default: the vendor removes its clear copies once the result is sent) or 'keep'`);
+}
+
+/** `--keep-inputs 7d`: how long a peer's ended job's inputs are kept (sites/remote-jobs/retention.ts). */
+function keepInputsOf(value: string): number {
+  try {
+    return parseKeepDuration(value);
+  } catch (err) {
+    throw new UsageError(`--keep-inputs: ${(err as Error).message}`);
+  }
 }
 
 function linkLines(links: { listen?: { host: string; port: number; advertise: string }; peers: string[] } | null, rb: (...args: string[]) => string, policy?: readonly string[]): string[] {

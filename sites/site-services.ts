@@ -24,6 +24,8 @@ export interface SiteServicesInput {
   peers: readonly StoredPeer[];
   /** Period of the hot folders' backup scans (tests shorten it). */
   scanEveryMs?: number;
+  /** The scheduler's `--outsource-unrenderable` peers: a peer's job that consents to chaining and no host here can render is passed on to them. */
+  outsourceUnrenderable?: readonly string[];
 }
 
 export interface SiteServices {
@@ -128,12 +130,21 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('link release', async () => release.unsubscribe());
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
     push('intake connection', () => intakeNc.drain());
-    const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
-    push('outsourcing', outsourcing.stop);
-    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log });
-    push('remote jobs', remote.stop);
-    const ownKey = await loadSiteKey(i.dataDir);
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);
+    const remote: RemoteJobs = await startRemoteJobs({
+      site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log,
+      forwardTo: () => (i.outsourceUnrenderable ?? []).filter((p) => names.includes(p)),
+    });
+    push('remote jobs', remote.stop);
+    // peers' jobs passed on (chaining) are packed from their tree, and their news lands in their folder here
+    const outsourcing: Outsourcing = await startOutsourcing({
+      site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log,
+      forward: (job) => remote.forward.jobFor(job),
+      outputDirFor: (job) => remote.forward.outputDirFor(job),
+      keyOf: (site) => peerOf(site)?.publicKey,
+    });
+    push('outsourcing', outsourcing.stop);
+    const ownKey = await loadSiteKey(i.dataDir);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
       handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob, refused: remote.refused },

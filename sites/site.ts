@@ -214,6 +214,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
       services = await startSiteServices({
         site, dataDir, url: nats.url, log: log.child({ part: 'site-links' }), peers: siteStore.peers,
         creds: { link: credsOf(Role.SiteLink, 'link'), intake: credsOf(Role.Intake, 'intake') },
+        ...(o.scheduler?.outsourceUnrenderable ? { outsourceUnrenderable: o.scheduler.outsourceUnrenderable } : {}),
       });
       stops.push(services.stop);
       // `renderbus site invite/join/remove` only write the store: the running site applies it

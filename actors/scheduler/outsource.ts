@@ -29,6 +29,8 @@ export interface Outsourced {
   heardAt?: number;
   /** Sent by the site's policy (outsource-policy.ts), not by its description's `site`: why. */
   why?: string;
+  /** A chained job: the sites beyond the peer it went through, as the peer's news said. */
+  via?: string[];
 }
 
 /** What one remote update changed. */
@@ -99,6 +101,7 @@ export function applyRemote(book: JobBook, job: Job, u: RemoteUpdate, at: number
   if (u.remoteJob !== undefined) r.remoteJob = u.remoteJob;
   if (u.counts) r.counts = u.counts;
   if (u.bill) r.bill = u.bill;
+  if (u.via && u.via.length > 0) r.via = u.via;
   const cancelled = book.state(job) === 'cancelled';
   const newFrames: RemoteChange['newFrames'] = [];
   if (!cancelled) {
@@ -163,6 +166,7 @@ export function outsourceSummary(r: Outsourced): OutsourceSummary {
     ...(r.bill ? { bill: r.bill } : {}),
     ...(r.heardAt !== undefined ? { heardAt: r.heardAt } : {}),
     ...(r.why !== undefined ? { why: r.why } : {}),
+    ...(r.via ? { via: r.via } : {}),
   };
 }
 
@@ -182,5 +186,5 @@ export function outsourceReason(job: Job): WaitReason | undefined {
   };
   const running = r.counts && r.counts.running > 0 ? `, ${r.counts.running} rendering` : '';
   const policy = r.why !== undefined ? `; sent by the site's policy: ${r.why}` : '';
-  return { kind: 'outsourced', text: `outsourced to ${r.peer}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
+  return { kind: 'outsourced', text: `outsourced to ${[r.peer, ...(r.via ?? [])].join(' → ')}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
 }

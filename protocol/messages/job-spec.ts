@@ -97,6 +97,7 @@ export const JobSpec = Type.Object(
     afterFrames: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs whose frame N must be done before frame N of this one starts (frames they do not have do not wait)' })),
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
     site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: "render at this linked site (a peer's name, `renderbus sites`) instead of on the local farm; docs/federation.md" })),
+    chain: Type.Optional(Type.Boolean({ description: "with site (or the site's policy): the site it goes to may pass it on to its own peers (chaining; docs/federation.md \"Chaining\"); default false: the job goes only where this site sends it" })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),
     project: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'project (show) the job counts against in fair share; default: its group' })),

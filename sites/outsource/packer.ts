@@ -5,8 +5,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import { openJobEventFeed, type JobEventFeed } from '../../actors/notifier/index.ts';
-import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
-import { writeBundle } from '../bundles/index.ts';
+import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobDetail, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
+import { writeBundle, type BundleSource } from '../bundles/index.ts';
 import { ensureHotFolders, hotFolderDirs } from '../hotfolders/index.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 
@@ -21,6 +21,11 @@ export interface PackerOptions {
   peers: readonly string[];
   log: Logger;
   now?: () => number;
+  /**
+   * A peer's job this site passes on (chaining: sites/remote-jobs/forward.ts): the owner's
+   * description, its files from the intake's tree and its path; undefined for our own jobs.
+   */
+  forward?(job: JobDetail): Promise<{ spec: JobSpec; files: BundleSource[]; route: string[] } | undefined>;
 }
 
 export interface Packer {
@@ -89,9 +94,10 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     const spec = body.job.spec;
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
-    const files = [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
+    const fwd = await o.forward?.(body.job);
+    const files = fwd?.files ?? [spec.scene, ...(spec.supportFiles ?? []).map((f) => resolve(dirname(spec.scene), f))];
     await writeBundle({
-      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job: forVendor(spec, body.job.outputDir) },
+      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: fwd?.route ?? [o.site], jobRef: { site: o.site, job: jobId }, job: fwd?.spec ?? forVendor(spec, body.job.outputDir) },
       files,
       out,
       dataDir: o.dataDir,

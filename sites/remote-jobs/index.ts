@@ -4,6 +4,7 @@ import { FarmError } from '../../protocol/index.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
 import type { RateCard } from './bill.ts';
+import { forwarder, type Forwarder } from './forward.ts';
 import { peerJobHandler, refusedHandler } from './peer-job.ts';
 import { loadRateCard } from './rate-card.ts';
 import { RemoteJobRecords } from './records.ts';
@@ -14,6 +15,7 @@ export { loadRateCard, rateCardOf, ratesPath } from './rate-card.ts';
 export { localSpec, originalOutput, originalSample, remoteJobPaths, sampleFrames, treePath, type RemoteJobPaths } from './path-map.ts';
 export { RemoteJobRecords, remoteJobsDir, type RemoteJobRecord } from './records.ts';
 export { bundleIdFor } from './outbox.ts';
+export { chainedBill, forwarder, keptBills, newsRoute, type ForwardedJob, type Forwarder, type KeptBill } from './forward.ts';
 export { noHostReason } from './peer-job.ts';
 export { RETURNER_CONSUMER, SAMPLE_BOX } from './returner.ts';
 
@@ -29,6 +31,8 @@ export interface RemoteJobsOptions {
   rates?(peer: string): Promise<RateCard>;
   /** How long the scheduler and registry get to answer (ms). */
   timeoutMs?: number;
+  /** The peers the site's policy sends jobs no host here can render to, linked now: a consenting peer's job is passed on (chaining). */
+  forwardTo?(): readonly string[];
 }
 
 export interface RemoteJobs {
@@ -36,6 +40,8 @@ export interface RemoteJobs {
   peerJob(b: ArrivedBundle): Promise<void>;
   /** Answers a job bundle the intake refused unread (IntakeHandlers.refused: the peer's quota). */
   refused(b: ArrivedBundle, err: FarmError): Promise<void>;
+  /** Peers' jobs passed on (chaining): for the packer (`forward`) and the ownJob half (`outputDirFor`) of sites/outsource. */
+  readonly forward: Forwarder;
   stop(): Promise<void>;
 }
 
@@ -53,7 +59,7 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
   const outbox = { site: o.site, dataDir: o.dataDir, records, key: siteKey };
   const returner = await startReturner({ ...outbox, nc: o.nc, log, rates: o.rates ?? ((peer) => loadRateCard(o.dataDir, peer)), ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
   const peers = new Set(o.peers);
-  const jobOptions = { ...outbox, nc: o.nc, log, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) };
+  const jobOptions = { ...outbox, nc: o.nc, log, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), ...(o.forwardTo ? { forwardTo: o.forwardTo } : {}) };
   const handler = peerJobHandler(jobOptions);
   const refused = refusedHandler(jobOptions);
   return {
@@ -64,6 +70,7 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
     refused: async (b, err) => {
       if (peers.has(b.peer)) await refused(b, err);
     },
+    forward: forwarder({ site: o.site, dataDir: o.dataDir, records }),
     stop: () => returner.stop(),
   };
 }

@@ -23,6 +23,10 @@ export interface RemoteJobRecord {
   theirSpec: JobSpec;
   /** Frames whose thumbnails go back (first, last, middle). */
   samples: number[];
+  /** The path the job came along, ending with the peer (protocol/bundles/chain.ts); absent: just the peer. */
+  route?: string[];
+  /** Accepted though no host here can render it: it is passed on to this peer (chaining). */
+  forwardTo?: string;
   at: number;
 }
 

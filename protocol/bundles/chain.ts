@@ -32,7 +32,7 @@ const shown = (path: readonly string[]) => path.join(' → ');
  */
 export function chainProblem(site: string, m: JobHead): FarmError | undefined {
   const path = jobPath(m);
-  const what = m.jobRef ? `job ${m.jobRef.job} of ${path[0]}` : `bundle ${m.bundleId}`;
+  const what = m.jobRef ? `${m.jobRef.site}'s job ${m.jobRef.job}` : `bundle ${m.bundleId}`;
   if (path[path.length - 1] !== m.from) return new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: its path ${shown(path)} does not end with its sender ${m.from}`);
   if (path.includes(site) || new Set(path).size !== path.length) {
     return new FarmError('RB_CHAIN_LOOP', `${what} came along ${shown(path)}, which ${path.includes(site) ? `already passed this site (${site})` : 'names a site twice'}: refused, it would go round`);

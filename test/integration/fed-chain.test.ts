@@ -132,7 +132,9 @@ test('fed chain - studio → v1 → v2: frames, news and both bills come back al
       assert.equal(sha(await at(join(v2.dataDir, 'fed', 'jobs', 'v1', mid.jobId, 'out'))), s, `frame ${f} at v2`);
     }
     // samples went on too: v1 made them from the frames as they came
-    assert.deepEqual((await readdir(join(studio.dir, 'out-chained', '.rb-samples'))).sort(), ['f_0001.png.png', 'f_0002.png.png', 'f_0003.png.png']);
+    const samples = join(studio.dir, 'out-chained', '.rb-samples');
+    await waitUntil('the three samples at the studio', async () => (await readdir(samples).catch(() => [])).length === 3, 30_000, 100);
+    assert.deepEqual((await readdir(samples)).sort(), ['f_0001.png.png', 'f_0002.png.png', 'f_0003.png.png']);
     // both bills at the studio: v1's (signed by v1) carrying v2's as it came (verified with v2's key)
     const bill = await waitUntil('the bill at the studio', async () => (await studio.job(jobId)).outsourced?.bill, 90_000, 200);
     assert.equal(bill.signed, true);

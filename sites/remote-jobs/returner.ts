@@ -147,10 +147,12 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     if (next) {
       // a job we passed on: our bill carries the next site's as it came, so we wait for it a while
       const kept = await keptBills(o.dataDir, next.site, rec.jobId!);
-      if (kept.length === 0 && Date.now() - endedAt < CHAIN_BILL_WAIT_MS) {
+      // one that refused it, or never answered, sends no bill
+      const billed = next.state !== 'rejected' && next.state !== 'sent';
+      if (kept.length === 0 && billed && Date.now() - endedAt < CHAIN_BILL_WAIT_MS) {
         throw new FarmError('RB_REMOTE_FAILED', `job ${rec.jobId} ended; its bill waits for ${next.site}'s`, { retryable: true });
       }
-      if (kept.length === 0) log.warn({ jobId: rec.jobId, peer: next.site }, 'the site a job was passed on to sent no bill in time: ours goes without it');
+      if (kept.length === 0 && billed) log.warn({ jobId: rec.jobId, peer: next.site }, 'the site a job was passed on to sent no bill in time: ours goes without it');
       bill = chainedBill(bill, rates.forwardMinor ?? 0, kept);
     }
     await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) }, job);

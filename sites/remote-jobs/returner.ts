@@ -155,7 +155,8 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
       if (kept.length === 0 && billed) log.warn({ jobId: rec.jobId, peer: next.site }, 'the site a job was passed on to sent no bill in time: ours goes without it');
       bill = chainedBill(bill, rates.forwardMinor ?? 0, kept);
     }
-    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) }, job);
+    // the bill's status says why too: the owner may read it before the `failed` bundle (their names sort so)
+    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job, job.state === 'failed' ? job.error : undefined) }, job);
   }
 
   async function onJobEvent(rec: RemoteJobRecord, evt: JobEvent, m: JsMsg): Promise<void> {

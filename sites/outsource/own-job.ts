@@ -127,7 +127,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     for (const [i, p] of (m.outputs ?? []).entries()) {
       const path = here(p);
       if (path === undefined) {
-        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${dir}: nothing of it was written`);
+        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${theirs}: nothing of it was written`);
       }
       const match = path.slice(dir.length + 1).match(nameRe);
       const frame = match ? Number(match[1]) : NaN;

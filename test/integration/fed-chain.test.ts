@@ -109,6 +109,9 @@ test('fed chain - studio → v1 → v2: frames, news and both bills come back al
   });
 
   await t.test('a consenting job goes studio → v1 → v2; frames identical, both bills and the path at the studio', async () => {
+    // v2 charges for its CPU (at least 1.00); v1 adds 0.25 per job it passes on (its rate card's forwardMinor)
+    await writeFile(join(v2.dataDir, 'fed', 'rates.json'), JSON.stringify({ currency: 'EUR', perCoreHourMinor: 4, perGbMinor: 0, minimumMinor: 100 }));
+    await writeFile(join(v1.dataDir, 'fed', 'rates.json'), JSON.stringify({ currency: 'EUR', perCoreHourMinor: 4, perGbMinor: 0, minimumMinor: 100, forwardMinor: 25 }));
     const jobId = await studio.submit(spec('chained', { chain: true }));
     const done = await studio.waitJob(jobId, 'done', 120_000);
     assert.deepEqual(done.outsourced?.via, ['v2'], 'the studio knows where its job went');
@@ -138,12 +141,14 @@ test('fed chain - studio → v1 → v2: frames, news and both bills come back al
     // both bills at the studio: v1's (signed by v1) carrying v2's as it came (verified with v2's key)
     const bill = await waitUntil('the bill at the studio', async () => (await studio.job(jobId)).outsourced?.bill, 90_000, 200);
     assert.equal(bill.signed, true);
-    assert.deepEqual(bill.via?.map((v) => [v.site, v.frames, v.verified]), [['v2', 3, true]]);
+    assert.deepEqual(bill.via?.map((v) => [v.site, v.frames, v.verified, v.currency, v.amountMinor]), [['v2', 3, true, 'EUR', 100]]);
+    assert.deepEqual([bill.amountMinor, bill.marginMinor, bill.frames], [25, 25, 0], "v1's own part: no frames rendered there, its margin");
     const kept = JSON.parse(await readFile(bill.file!, 'utf8')) as { via: { site: string; verified: boolean; bill: { frames: { host: string }[] } }[] };
     assert.deepEqual(kept.via[0]!.bill.frames.map((l) => l.host), ['rs2', 'rs2', 'rs2'], "v2's lines, measured at v2");
     const view = rb(studio, 'job', jobId).stdout;
     assert.match(view, /outsourced to v1 → v2: done there/);
-    assert.match(view, /v2's bill: 0\.00 XXX for 3 frames, signed by v2, verified here/);
+    assert.match(view, /bill\s+0\.25 EUR for 0 frames .*, signed by v1/);
+    assert.match(view, /of which v2's bill: 1\.00 EUR for 3 frames, signed by v2, verified here; v1's margin 0\.25 EUR/);
   });
 
   await t.test('a job without consent is refused at v1 as before', async () => {

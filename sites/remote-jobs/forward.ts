@@ -98,6 +98,13 @@ export function chainedBill(own: BundleBill, marginMinor: number, via: readonly 
   };
 }
 
+/** The task logs the site we passed a job on to sent back, as our ownJob half wrote them (`<out>/.rb-logs/remote-<peer>/`). */
+export async function forwardedLogs(out: string, peer: string): Promise<string[]> {
+  const dir = join(out, '.rb-logs', `remote-${token('site', peer)}`);
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile() && !e.name.endsWith('.part')).map((e) => join(dir, e.name)).sort();
+}
+
 /** The route of our news about a job we passed on: us, then where it went (`[v1, v2]`). */
 export function newsRoute(site: string, job: Pick<JobSummary, 'outsourced'>): string[] | undefined {
   const out = job.outsourced;

@@ -13,7 +13,7 @@ import {
 } from '../../protocol/index.ts';
 import { call } from '../../actors/bus/index.ts';
 import { billOf, type RateCard } from './bill.ts';
-import { chainedBill, keptBills, newsRoute } from './forward.ts';
+import { chainedBill, forwardedLogs, keptBills, newsRoute } from './forward.ts';
 import { sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
 import type { RemoteJobRecord } from './records.ts';
@@ -170,6 +170,14 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     m.working();
     if (evt.event === 'done') {
       const { files, outputs, logs } = await filesOf(rec, whole.frames);
+      if (whole.outsourced) {
+        // a job we passed on: the logs of the site that rendered it, as they landed here
+        for (const log of await forwardedLogs(paths(rec).out, whole.outsourced.site)) {
+          const path = originalOutput(paths(rec), theirOut(rec), log);
+          files.push({ path, from: log });
+          logs.push(path);
+        }
+      }
       m.working();
       await send(rec, { kind: BundleKind.Result, what: 'result', job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Done, whole) }, whole);
     } else {

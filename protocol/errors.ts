@@ -47,6 +47,8 @@ export const ErrorCodes = {
   RB_WRONG_SIGNER: 'a bundle is signed by another site\'s key than that of the peer whose folder it came through',
   RB_PEER_KEY_UNKNOWN: 'the peer\'s site key is not known yet (it comes with the invitation, or the link\'s first hello): its bundles wait',
   RB_DECRYPT_FAILED: "a returned file does not decrypt with this site's result key (encrypted to another key, changed, or cut short), or decrypts to other content than its manifest names",
+  RB_CHAIN_LOOP: 'a chained job came back to a site it already passed through (its path names this site, or a site twice): refused, it would go round',
+  RB_CHAIN_REFUSED: 'a job was passed on without its owner\'s consent (chain), or its path is longer than the chain limit',
   RB_QUOTA_EXCEEDED: 'a bundle would take its peer past the bytes this site lets it store (its quota: `renderbus site <peer> --quota`)',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -28,6 +28,8 @@ export interface SiteServicesInput {
   encryptResults?: OutsourcingOptions['encryptResults'];
   /** How long a peer's ended job's inputs are kept (`up --keep-inputs`; sites/remote-jobs/retention.ts). */
   keepInputsMs?: number;
+  /** The scheduler's `--outsource-unrenderable` peers: a peer's job that consents to chaining and no host here can render is passed on to them. */
+  outsourceUnrenderable?: readonly string[];
 }
 
 export interface SiteServices {
@@ -132,12 +134,23 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('link release', async () => release.unsubscribe());
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
     push('intake connection', () => intakeNc.drain());
-    const outsourcing: Outsourcing = await startOutsourcing({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.encryptResults !== undefined ? { encryptResults: i.encryptResults } : {}) });
-    push('outsourcing', outsourcing.stop);
-    const remote: RemoteJobs = await startRemoteJobs({ site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log, ...(i.keepInputsMs !== undefined ? { keepInputsMs: i.keepInputsMs } : {}) });
-    push('remote jobs', remote.stop);
-    const ownKey = await loadSiteKey(i.dataDir);
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);
+    const remote: RemoteJobs = await startRemoteJobs({
+      site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log,
+      forwardTo: () => (i.outsourceUnrenderable ?? []).filter((p) => names.includes(p)),
+      ...(i.keepInputsMs !== undefined ? { keepInputsMs: i.keepInputsMs } : {}),
+    });
+    push('remote jobs', remote.stop);
+    // peers' jobs passed on (chaining) are packed from their tree, and their news lands in their folder here
+    const outsourcing: Outsourcing = await startOutsourcing({
+      site: i.site, dataDir: i.dataDir, nc: intakeNc, peers: names, log,
+      forward: (job) => remote.forward.jobFor(job),
+      outputDirFor: (job) => remote.forward.outputDirFor(job),
+      keyOf: (site) => peerOf(site)?.publicKey,
+      ...(i.encryptResults !== undefined ? { encryptResults: i.encryptResults } : {}),
+    });
+    push('outsourcing', outsourcing.stop);
+    const ownKey = await loadSiteKey(i.dataDir);
     const intake: Intake = await startIntake({
       site: i.site, dataDir: i.dataDir, peers: names, log,
       handlers: { peerJob: remote.peerJob, ownJob: outsourcing.ownJob, refused: remote.refused },

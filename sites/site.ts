@@ -216,6 +216,7 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
         ...(o.federation?.encryptResults !== undefined ? { encryptResults: o.federation.encryptResults } : {}),
         creds: { link: credsOf(Role.SiteLink, 'link'), intake: credsOf(Role.Intake, 'intake') },
         ...(o.federation?.keepInputsMs !== undefined ? { keepInputsMs: o.federation.keepInputsMs } : {}),
+        ...(o.scheduler?.outsourceUnrenderable ? { outsourceUnrenderable: o.scheduler.outsourceUnrenderable } : {}),
       });
       stops.push(services.stop);
       // `renderbus site invite/join/remove` only write the store: the running site applies it

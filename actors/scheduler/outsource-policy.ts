@@ -61,7 +61,10 @@ export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seen
   if (prefer.length === 0 || job.spec.site !== undefined || job.remote !== undefined) return undefined;
   if (!noLocalHost(match)) return undefined;
   const first = prefer.length === 1 ? prefer[0]! : `any of ${prefer.join(', ')}`;
-  if (job.origin) return { keep: `it came from ${job.origin.site}, and a peer's job is never sent on` };
+  // a peer's job goes on only with its owner's consent, and never back to the peer it came from
+  // (the intake checked the whole path before taking it: protocol/bundles/chain.ts)
+  if (job.origin && job.spec.chain !== true) return { keep: `it came from ${job.origin.site}, and a peer's job is sent on only with its owner's consent (chain: true)` };
+  if (job.origin) prefer = prefer.filter((p) => p !== job.origin!.site);
   if (job.startedAt !== undefined || job.runningTasks > 0 || job.counts.done > 0 || job.counts.failed > 0) {
     return { keep: 'it started here, so it waits for a host here that can render it' };
   }
@@ -70,6 +73,7 @@ export function unrenderableVerdict(job: Job, match: MatchBody | undefined, seen
   }
   const peer = prefer.find((p) => linked.includes(p));
   if (peer === undefined) {
+    if (prefer.length === 0) return { keep: `the site's policy names only ${job.origin!.site}, where it came from` };
     return { keep: `${prefer.join(', ')} ${prefer.length === 1 ? 'is' : 'are'} not ${prefer.length === 1 ? 'a linked peer' : 'linked peers'} (${linked.length === 0 ? 'no peers are linked' : `linked: ${linked.join(', ')}`})` };
   }
   if (budgetSpent !== undefined) return { keep: `${budgetSpent}, so it is not sent to ${peer}` };

@@ -31,6 +31,8 @@ export interface Outsourced {
   heardAt?: number;
   /** Sent by the site's policy (outsource-policy.ts), not by its description's `site`: why. */
   why?: string;
+  /** A chained job: the sites beyond the peer it went through, as the peer's news said. */
+  via?: string[];
 }
 
 /** What one remote update changed. */
@@ -104,6 +106,7 @@ export function applyRemote(book: JobBook, job: Job, u: RemoteUpdate, at: number
     r.bill = u.bill;
     book.budgets.spend(job.project, u.bill); // once: the bundle is applied once (live, or on replay)
   }
+  if (u.via && u.via.length > 0) r.via = u.via;
   const cancelled = book.state(job) === 'cancelled';
   const newFrames: RemoteChange['newFrames'] = [];
   if (!cancelled) {
@@ -170,6 +173,7 @@ export function outsourceSummary(r: Outsourced): OutsourceSummary {
     ...(r.samples ? { samples: [...r.samples].sort(([a], [b]) => a - b).map(([frame, path]) => ({ frame, path })) } : {}),
     ...(r.heardAt !== undefined ? { heardAt: r.heardAt } : {}),
     ...(r.why !== undefined ? { why: r.why } : {}),
+    ...(r.via ? { via: r.via } : {}),
   };
 }
 
@@ -189,5 +193,5 @@ export function outsourceReason(job: Job): WaitReason | undefined {
   };
   const running = r.counts && r.counts.running > 0 ? `, ${r.counts.running} rendering` : '';
   const policy = r.why !== undefined ? `; sent by the site's policy: ${r.why}` : '';
-  return { kind: 'outsourced', text: `outsourced to ${r.peer}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
+  return { kind: 'outsourced', text: `outsourced to ${[r.peer, ...(r.via ?? [])].join(' → ')}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
 }

@@ -126,6 +126,17 @@ export const BundleBill = Type.Object(
     rate: Type.Object({ perCoreHourMinor: Minor, perGbMinor: Minor, minimumMinor: Minor }, { additionalProperties: false }),
     frames: Type.Array(BillLine, { maxItems: 1_000_000 }),
     totals: Type.Object({ frames: Count, wallMs: Count, cpuMs: Count, bytes: Count, amountMinor: Minor }, { additionalProperties: false }),
+    /** A chained job: what this site adds to the bills of the sites it passed the job to (its rate card's `forwardMinor`), in `amountMinor`. */
+    marginMinor: Type.Optional(Minor),
+    /**
+     * A chained job: the bills of the sites this one passed it to, each as it came (the bill
+     * bundle's exact manifest bytes and its signature), so the owner can verify the signer itself.
+     */
+    via: Type.Optional(Type.Array(Type.Object({
+      site: SiteName,
+      manifest: Type.Uint8Array({ maxByteLength: 256 * 1024 }),
+      signature: Type.Optional(Type.Uint8Array({ maxByteLength: 4096 })),
+    }, { additionalProperties: false }), { maxItems: 4 })),
   },
   { additionalProperties: false },
 );

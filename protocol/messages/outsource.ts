@@ -34,6 +34,16 @@ export const BillSummary = Type.Object({
   signed: Type.Boolean(),
   /** Where the bill was kept. */
   file: Type.Optional(Type.String()),
+  /** A chained job: the peer's own share (its margin), and the bills of the sites it passed the job to, as it forwarded them. */
+  marginMinor: Type.Optional(Count),
+  via: Type.Optional(Type.Array(Type.Object({
+    site: Token,
+    currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+    amountMinor: Count,
+    frames: Count,
+    /** true: its signature verified with that site's key as this site holds it; false: it did not; absent: that key is not known here. */
+    verified: Type.Optional(Type.Boolean()),
+  }), { maxItems: 4 })),
 });
 export type BillSummary = Static<typeof BillSummary>;
 
@@ -68,6 +78,8 @@ export const RemoteUpdate = Type.Object({
   /** A `result` bundle: the vendor's last word on the frames; frames not back by then failed. */
   final: Type.Optional(Type.Boolean()),
   bill: Type.Optional(BillSummary),
+  /** A chained job: the sites beyond the peer that it went through, in order (`[v2]`: the peer passed it to v2). */
+  via: Type.Optional(Type.Array(Token, { maxItems: 4 })),
   at: Millis,
 });
 export type RemoteUpdate = Static<typeof RemoteUpdate>;
@@ -98,6 +110,8 @@ export const OutsourceSummary = Type.Object({
    * local host could render it (`--outsource-unrenderable`; absent for a job that said `site`).
    */
   why: Type.Optional(Type.String()),
+  /** A chained job: the sites beyond `site` that it went through (`outsourced to v1 → v2`). */
+  via: Type.Optional(Type.Array(Token)),
 });
 export type OutsourceSummary = Static<typeof OutsourceSummary>;
 

@@ -17,6 +17,9 @@ export interface ArrivedBundle {
   blobs: Map<string, string>;
   /** Whether manifest.sig verified with the peer's key (false only for a peer allowed unsigned bundles). */
   signed: boolean;
+  /** The manifest's exact bytes and its signature, as they came (a chained job's bill is forwarded so). */
+  manifestBytes?: Uint8Array;
+  signature?: Uint8Array;
 }
 
 /**
@@ -147,7 +150,7 @@ export async function routeBundle(o: RouterOptions, peer: string, file: string):
   try {
     const signed = checkSignature(o, peer, read);
     const route = routeOf(o.site, peer, read.manifest);
-    await o.handlers[route]({ peer, file, manifest: read.manifest, blobs: read.blobs, signed });
+    await o.handlers[route]({ peer, file, manifest: read.manifest, blobs: read.blobs, signed, manifestBytes: read.manifestBytes, ...(read.signature ? { signature: read.signature } : {}) });
   } finally {
     await rm(read.dir, { recursive: true, force: true });
   }

@@ -1,12 +1,12 @@
 import type { ArrivedBundle } from '../intake/index.ts';
-import { ownJobHandler } from './own-job.ts';
+import { ownJobHandler, type OwnJobOptions } from './own-job.ts';
 import { startPacker, type Packer, type PackerOptions } from './packer.ts';
 
 export { forVendor, jobBundleOf, PACKER_CONSUMER, resultEncryption, startPacker, type Packer, type PackerOptions } from './packer.ts';
 export { ownJobHandler, type OwnJobOptions } from './own-job.ts';
 
 /** The packer's options are the whole half's: a connection with the intake role (protocol/roles.ts), the site, its peers. */
-export type OutsourcingOptions = PackerOptions;
+export type OutsourcingOptions = PackerOptions & Pick<OwnJobOptions, 'outputDirFor' | 'keyOf'>;
 
 export interface Outsourcing {
   /** The intake's ownJob half (sites/intake/router.ts IntakeHandlers.ownJob). */

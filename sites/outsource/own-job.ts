@@ -6,11 +6,12 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import {
-  BundleKind, codecs, DEFAULT_OUTPUT_PATTERN, FarmError, frameFileName, parseFrameRuns, PROTOCOL_MAJOR, quote, RemoteJobState, runOf, subjects,
-  type BillSummary, type BundleFile, type BundleManifest, type JobDetail, type JobSpec, type RemoteUpdate,
+  BundleKind, codecs, decodeManifest, DEFAULT_OUTPUT_PATTERN, FarmError, frameFileName, newsVia, parseFrameRuns, PROTOCOL_MAJOR, quote, RemoteJobState, runOf, subjects,
+  type BillSummary, type BundleBill, type BundleFile, type BundleManifest, type JobDetail, type JobSpec, type RemoteUpdate,
 } from '../../protocol/index.ts';
 import { openSealed } from '../bundles/index.ts';
 import { syncDir } from '../cas/index.ts';
+import { verifySiteSignature } from '../links/site-key.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
 import { loadResultKey, type ResultKey } from '../links/result-key.ts';
 import { resultEncryption } from './packer.ts';
@@ -24,6 +25,13 @@ export interface OwnJobOptions {
   /** The site's policy: every outsourced job's results must come back encrypted (PackerOptions.encryptResults). */
   encryptResults?: JobSpec['encryptResults'];
   now?: () => number;
+  /**
+   * The output folder the peer was given for a job, when it is not the job's own here: a peer's job
+   * this site passed on (chaining) keeps its owner's folder (sites/remote-jobs/forward.ts).
+   */
+  outputDirFor?(job: JobDetail): string | undefined;
+  /** Another site's key as this site holds it, to verify the bills a chained job's peer forwards. */
+  keyOf?(site: string): string | undefined;
 }
 
 /** One file of a bundle, placed: where it goes, its verified blob, and what the manifest says of it. */
@@ -72,6 +80,8 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: job ${jobId} was ${job.outsourced ? `sent to ${job.outsourced.site}` : 'not sent to any site'}, not to ${b.peer}`);
     }
     const u: RemoteUpdate = { v: PROTOCOL_MAJOR, jobId, bundleId: m.bundleId, at: now() };
+    const via = newsVia(o.site, b.peer, m); // a chained job: where the peer passed it on
+    if (via.length > 0) u.via = via;
     if (m.status) {
       if (m.status.state === RemoteJobState.Cancel) throw new FarmError('RB_BAD_BUNDLE', `bundle ${m.bundleId}: a cancel is ours to send, not ${b.peer}'s`);
       u.state = m.status.state;
@@ -105,6 +115,12 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
    */
   function placement(m: BundleManifest, job: JobDetail, b: ArrivedBundle): Placement {
     const dir = resolve(job.outputDir);
+    // the folder the peer names: the job's own, or its owner's for a job passed on (chaining)
+    const theirs = resolve(o.outputDirFor?.(job) ?? dir);
+    const here = (p: string): string | undefined => {
+      const r = resolve(p);
+      return r.startsWith(`${theirs}/`) ? join(dir, r.slice(theirs.length + 1)) : undefined;
+    };
     const pattern = job.spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
     const frames = parseFrameRuns(job.spec.frames);
     const byPath = new Map(m.files.map((f) => [f.path, f]));
@@ -127,7 +143,7 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
       // a status carries at most sample thumbnails, each straight in the job's .rb-samples/ and
       // named after a frame of the job (`<frame file>.png`), so that it can be shown as that frame's early look
       for (const [i, f] of m.files.entries()) {
-        const path = resolve(f.path);
+        const path = here(f.path) ?? resolve(f.path);
         if (resolve(path, '..') !== join(dir, SAMPLES_DIR)) throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: files[${i}] ${quote(f.path)} is not a sample in ${join(dir, SAMPLES_DIR)}: nothing of it was written`);
         const frame = basename(path).endsWith('.png') ? frameOf(basename(path).slice(0, -'.png'.length)) : NaN;
         if (Number.isNaN(frame)) throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: files[${i}] ${quote(f.path)} is not the sample of any frame of job ${job.jobId} (${frameFileName(pattern, frames.starts[0] ?? 0)}.png …): nothing of it was written`);
@@ -137,9 +153,9 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     }
     if (m.kind !== BundleKind.Result && m.kind !== BundleKind.PartialResult) return out;
     for (const [i, p] of (m.outputs ?? []).entries()) {
-      const path = resolve(p);
-      if (!path.startsWith(`${dir}/`)) {
-        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${dir}: nothing of it was written`);
+      const path = here(p);
+      if (path === undefined) {
+        throw new FarmError('RB_FORBIDDEN', `bundle ${m.bundleId}: outputs[${i}] ${quote(p)} lies outside job ${job.jobId}'s output folder ${theirs}: nothing of it was written`);
       }
       const frame = frameOf(path.slice(dir.length + 1));
       if (Number.isNaN(frame)) {
@@ -210,11 +226,32 @@ export function ownJobHandler(o: OwnJobOptions): (b: ArrivedBundle) => Promise<v
     await mkdir(dir, { recursive: true, mode: 0o750 });
     const file = join(dir, `${jobId}.${m.bundleId}.json`);
     const part = `${file}.part`;
-    await writeFile(part, `${JSON.stringify({ bundleId: m.bundleId, from: m.from, jobRef: m.jobRef, createdAt: m.createdAt, signed: b.signed, receivedAt: now(), project: job.project, jobName: job.name, user: job.user, bill }, null, 2)}\n`, { mode: 0o640 });
+    const via = (bill.via ?? []).map((v) => subBill(v));
+    // the manifest's bytes and signature as they came: a site this job came from gets them forwarded (chaining)
+    const raw = b.manifestBytes ? { manifest: Buffer.from(b.manifestBytes).toString('base64'), ...(b.signature ? { signature: Buffer.from(b.signature).toString('base64') } : {}) } : undefined;
+    const kept = { bundleId: m.bundleId, from: m.from, jobRef: m.jobRef, createdAt: m.createdAt, signed: b.signed, receivedAt: now(), project: job.project, jobName: job.name, user: job.user, bill: { ...bill, via: undefined }, ...(via.length > 0 ? { via } : {}), ...(raw ? { raw } : {}) };
+    await writeFile(part, `${JSON.stringify(kept, null, 2)}\n`, { mode: 0o640 });
     await rename(part, file);
     await syncDir(dir);
     const t = bill.totals;
-    return { currency: bill.currency, amountMinor: t.amountMinor, frames: t.frames, wallMs: t.wallMs, cpuMs: t.cpuMs, signed: b.signed, file };
+    return {
+      currency: bill.currency, amountMinor: t.amountMinor, frames: t.frames, wallMs: t.wallMs, cpuMs: t.cpuMs, signed: b.signed, file,
+      ...(bill.marginMinor !== undefined ? { marginMinor: bill.marginMinor } : {}),
+      ...(via.length > 0 ? { via: via.map((v) => ({ site: v.site, currency: v.bill.currency, amountMinor: v.bill.totals.amountMinor, frames: v.bill.totals.frames, ...(v.verified !== undefined ? { verified: v.verified } : {}) })) } : {}),
+    };
+  }
+
+  /**
+   * A bill a chained job's peer forwarded from the site it passed the job to, as it came: decoded
+   * (a bill bundle's manifest from that site), and verified with that site's key when this site
+   * holds it (`verified` absent when it does not).
+   */
+  function subBill(v: NonNullable<BundleBill['via']>[number]) {
+    const m = decodeManifest(v.manifest);
+    if (m.kind !== BundleKind.Bill || !m.bill || m.from !== v.site) throw new FarmError('RB_BAD_BUNDLE', `a forwarded bill said to be ${v.site}'s is ${m.kind === BundleKind.Bill ? `from ${m.from}` : `a ${m.kind} bundle`}`);
+    const key = o.keyOf?.(v.site);
+    const verified = key === undefined || !v.signature ? (v.signature ? undefined : false) : verifySiteSignature(key, v.manifest, v.signature);
+    return { site: v.site, bundleId: m.bundleId, jobRef: m.jobRef, ...(verified !== undefined ? { verified } : {}), bill: { ...m.bill, via: undefined } };
   }
 }
 

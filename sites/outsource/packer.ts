@@ -5,8 +5,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import { openJobEventFeed, type JobEventFeed } from '../../actors/notifier/index.ts';
-import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
-import { writeBundle } from '../bundles/index.ts';
+import { cancelBundleId, codecs, FarmError, jobBundleId, PROTOCOL_MAJOR, subjects, type JobDetail, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
+import { writeBundle, type BundleSource } from '../bundles/index.ts';
 import { ensureHotFolders, hotFolderDirs } from '../hotfolders/index.ts';
 import { loadResultKey, type ResultKey } from '../links/result-key.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
@@ -28,6 +28,11 @@ export interface PackerOptions {
    */
   encryptResults?: JobSpec['encryptResults'];
   now?: () => number;
+  /**
+   * A peer's job this site passes on (chaining: sites/remote-jobs/forward.ts): the owner's
+   * description, its files from the intake's tree and its path; undefined for our own jobs.
+   */
+  forward?(job: JobDetail): Promise<{ spec: JobSpec; files: BundleSource[]; route: string[] } | undefined>;
 }
 
 /**
@@ -111,12 +116,15 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
     const spec = body.job.spec;
     const out = join(hotFolderDirs(o.dataDir, peer).outgoing, `${id}.rbb`);
     await rm(`${out}.part`, { force: true }); // ours, left by a packer that died mid-write: this id is only ever written here
-    const { files, job } = jobBundleOf(spec, body.job.outputDir);
+    // a peer's job passed on (chaining) goes from its tree, with its owner's description and path
+    const fwd = await o.forward?.(body.job);
+    const own = fwd ? undefined : jobBundleOf(spec, body.job.outputDir);
+    const files = fwd?.files ?? own!.files;
     // the public half of our result key, in the signed manifest: the vendor knows it is ours
     const enc = resultEncryption(spec.encryptResults, o.encryptResults);
     const encryptResults = enc ? { encryptResults: { to: (await resultKey()).recipient, purge: enc.purge } } : {};
     await writeBundle({
-      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: [o.site], jobRef: { site: o.site, job: jobId }, job, ...encryptResults },
+      head: { kind: 'job', bundleId: id, from: o.site, to: peer, route: fwd?.route ?? [o.site], jobRef: { site: o.site, job: jobId }, job: fwd?.spec ?? own!.job, ...encryptResults },
       files,
       out,
       dataDir: o.dataDir,

@@ -11,6 +11,8 @@ export interface RateCard {
   perCoreHourMinor: number;
   perGbMinor: number;
   minimumMinor: number;
+  /** What this site adds to the bills of the sites it passes a job on to (chaining), per job; default 0. */
+  forwardMinor?: number;
 }
 
 export const NO_RATES: RateCard = { currency: 'XXX', perCoreHourMinor: 0, perGbMinor: 0, minimumMinor: 0 };

@@ -5,6 +5,7 @@ import { FarmError } from '../../protocol/index.ts';
 import { loadSiteKey, type SiteKey } from '../links/site-key.ts';
 import type { ArrivedBundle } from '../intake/index.ts';
 import type { RateCard } from './bill.ts';
+import { forwarder, type Forwarder } from './forward.ts';
 import { peerJobHandler, refusedHandler } from './peer-job.ts';
 import { loadRateCard } from './rate-card.ts';
 import { RemoteJobRecords } from './records.ts';
@@ -17,6 +18,7 @@ export { loadRateCard, rateCardOf, ratesPath } from './rate-card.ts';
 export { localSpec, originalOutput, originalSample, remoteJobPaths, sampleFrames, treePath, type RemoteJobPaths } from './path-map.ts';
 export { RemoteJobRecords, remoteJobsDir, type RemoteJobRecord } from './records.ts';
 export { bundleIdFor } from './outbox.ts';
+export { chainedBill, forwarder, keptBills, newsRoute, type ForwardedJob, type Forwarder, type KeptBill } from './forward.ts';
 export { noHostReason } from './peer-job.ts';
 export { RETURNER_CONSUMER, SAMPLE_BOX } from './returner.ts';
 export { DEFAULT_KEEP_INPUTS_MS, DURATION_FORMS, formatKeep, inputsGoneReason, parseKeepDuration, sweepChoice, sweepRemoteJobs, type SweepChoice, type SweepFacts, type SweepResult } from './retention.ts';
@@ -38,6 +40,8 @@ export interface RemoteJobsOptions {
   keepInputsMs?: number;
   /** How often the retention sweep runs (default hourly; the first a minute after the start). */
   sweepEveryMs?: number;
+  /** The peers the site's policy sends jobs no host here can render to, linked now: a consenting peer's job is passed on (chaining). */
+  forwardTo?(): readonly string[];
 }
 
 export interface RemoteJobs {
@@ -47,6 +51,8 @@ export interface RemoteJobs {
   refused(b: ArrivedBundle, err: FarmError): Promise<void>;
   /** One retention sweep now (retention.ts); `now` stands in for the clock (tests). */
   sweep(o?: { now?: number }): Promise<SweepResult>;
+  /** Peers' jobs passed on (chaining): for the packer (`forward`) and the ownJob half (`outputDirFor`) of sites/outsource. */
+  readonly forward: Forwarder;
   stop(): Promise<void>;
 }
 
@@ -73,7 +79,7 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
     turn = run.catch(() => {});
     return run;
   };
-  const jobOptions = { ...outbox, nc: o.nc, log, exclusive, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) };
+  const jobOptions = { ...outbox, nc: o.nc, log, exclusive, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), ...(o.forwardTo ? { forwardTo: o.forwardTo } : {}) };
   const handler = peerJobHandler(jobOptions);
   const refused = refusedHandler(jobOptions);
   const keepMs = o.keepInputsMs ?? DEFAULT_KEEP_INPUTS_MS;
@@ -101,6 +107,7 @@ export async function startRemoteJobs(o: RemoteJobsOptions): Promise<RemoteJobs>
       if (peers.has(b.peer)) await refused(b, err);
     },
     sweep,
+    forward: forwarder({ site: o.site, dataDir: o.dataDir, records }),
     stop: async () => {
       stopped = true;
       clearTimeout(timer);

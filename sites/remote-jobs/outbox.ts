@@ -26,7 +26,7 @@ export interface OutboxOptions {
   key: () => Promise<SiteKey>;
 }
 
-export type OutgoingBundle = Pick<BundleHead, 'kind'> & Partial<Pick<BundleManifest, 'status' | 'outputs' | 'logs' | 'bill' | 'job'>> & {
+export type OutgoingBundle = Pick<BundleHead, 'kind'> & Partial<Pick<BundleManifest, 'status' | 'outputs' | 'logs' | 'bill' | 'job' | 'route'>> & {
   what: string;
   files?: readonly BundleSource[];
 };
@@ -53,7 +53,7 @@ export async function sendOnce(o: OutboxOptions, rec: Pick<RemoteJobRecord, 'pee
     bundleId,
     from: o.site,
     to: rec.peer,
-    route: [],
+    route: b.route ?? [], // a job passed on: [us, the peer we passed it to, …] (protocol/bundles/chain.ts)
     jobRef: { site: rec.peer, job: rec.originJob },
     ...(b.status ? { status: b.status } : {}),
     ...(b.job ? { job: b.job } : {}),

@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call } from '../../actors/bus/index.ts';
 import {
-  BundleKind, FarmError, PROTOCOL_MAJOR, RemoteJobState, codecs, manifestBlobs, prepareJob, subjects,
+  BundleKind, FarmError, PROTOCOL_MAJOR, RemoteJobState, chainProblem, codecs, forwardChoice, jobPath, manifestBlobs, prepareJob, subjects,
   type BundleManifest, type JobSpec, type MatchBody,
 } from '../../protocol/index.ts';
 import { checkRecipient } from '../bundles/index.ts';
@@ -24,6 +24,11 @@ export interface PeerJobOptions extends OutboxOptions {
   timeoutMs?: number;
   /** Runs a re-render's intake apart from the retention sweep (index.ts), so a tree is never removed under it. */
   exclusive?: <T>(f: () => Promise<T>) => Promise<T>;
+  /**
+   * The peers this site's policy sends jobs no host here can render to, in order, linked now
+   * (`--outsource-unrenderable`): a peer's job that consents to chaining is passed on to them.
+   */
+  forwardTo?(): readonly string[];
 }
 
 /** Why no host here can render a job, from the registry's answer; null when some host can. */
@@ -51,7 +56,7 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
   const log = o.log;
 
   const reject = async (b: ArrivedBundle, theirSpec: JobSpec, reason: string) => {
-    const rec: RemoteJobRecord = { v: 1, peer: b.peer, originJob: b.manifest.jobRef!.job, bundleId: b.manifest.bundleId, state: 'rejected', reason, theirSpec, samples: [], at: Date.now() };
+    const rec: RemoteJobRecord = { v: 1, peer: b.peer, originJob: b.manifest.jobRef!.job, bundleId: b.manifest.bundleId, state: 'rejected', reason, theirSpec, samples: [], route: jobPath(b.manifest), at: Date.now() };
     await sendOnce(o, rec, { kind: BundleKind.Status, what: 'rejected', status: { state: RemoteJobState.Rejected, reason, at: rec.at } });
     await o.records.put(rec);
     log.info({ peer: b.peer, originJob: rec.originJob, reason }, 'peer job rejected');
@@ -70,6 +75,12 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
       await answer(known);
       return;
     }
+    // the path it came along: a loop, a job passed on without consent, a path too long (chain.ts)
+    const chained = chainProblem(o.site, { ...m, job: theirSpec });
+    if (chained) {
+      if (chained.code === 'RB_BAD_BUNDLE') throw chained;
+      return reject(b, theirSpec, `${chained.code}: ${chained.message}`);
+    }
     if (theirSpec.rerenderOf !== undefined) return (o.exclusive ?? ((f) => f()))(() => rerender(b));
     const paths = remoteJobPaths(o.dataDir, b.peer, originJob);
     let spec: JobSpec;
@@ -86,21 +97,28 @@ export function peerJobHandler(o: PeerJobOptions): (b: ArrivedBundle) => Promise
     }
     const match = await call(o.nc, subjects.regMatch(o.site), codecs.matchRequest, { v: PROTOCOL_MAJOR, requirements }, codecs.matchReply, { timeoutMs, unavailable: 'RB_REGISTRY_UNAVAILABLE' });
     const why = noHostReason(o.site, match);
-    if (why) return reject(b, theirSpec, why);
+    let forwardTo: string | undefined;
+    if (why) {
+      // no host here: a job whose owner consented goes on where our policy sends such jobs (chaining)
+      const fwd = forwardChoice(theirSpec, jobPath(m), o.site, o.forwardTo?.() ?? []);
+      if ('why' in fwd) return reject(b, theirSpec, theirSpec.chain === true ? `${why}; not passed on: ${fwd.why}` : why);
+      forwardTo = fwd.to;
+    }
     // the peer's area: the service (and its group: render hosts sharing the disk) read it, nobody else
     await mkdir(dirname(paths.dir), { recursive: true, mode: 0o750 });
     await buildTree(b, paths.root);
     await mkdir(paths.out, { recursive: true });
     const reply = await intake(b.peer, { v: PROTOCOL_MAJOR, kind: 'submit', originJob, spec });
     const rec: RemoteJobRecord = {
-      v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), at: Date.now(),
+      v: 1, peer: b.peer, originJob, bundleId: m.bundleId, state: 'accepted', jobId: reply.jobId, theirSpec, samples: sampleFrames(theirSpec.frames), route: jobPath(m),
+      ...(forwardTo ? { forwardTo } : {}), at: Date.now(),
       ...(m.encryptResults ? { encryptResults: m.encryptResults } : {}),
     };
     // the answer goes out before the record: the returner waits for the record, so `accepted`
     // is always dropped before `started`
     await answer(rec);
     await o.records.put(rec);
-    log.info({ peer: b.peer, originJob, jobId: reply.jobId, existing: reply.existing }, 'peer job accepted');
+    log.info({ peer: b.peer, originJob, jobId: reply.jobId, existing: reply.existing, ...(forwardTo ? { forwardTo } : {}) }, 'peer job accepted');
   }
 
   /** A re-render (rerender.ts): no files came; the kept tree of the job it names is rendered again. */

@@ -43,8 +43,9 @@ export function rateCardOf(doc: unknown, peer: string, where = 'rates.json'): Ra
   if (typeof own !== 'object' || own === null) throw bad(`peers.${peer} must be an object`);
   const merged = { ...NO_RATES, ...pick(top), ...pick(own as Record<string, unknown>) };
   if (typeof merged.currency !== 'string' || !/^[A-Z]{3}$/.test(merged.currency)) throw bad(`currency ${JSON.stringify(merged.currency)} is not an ISO 4217 code (three capital letters)`);
-  for (const k of ['perCoreHourMinor', 'perGbMinor', 'minimumMinor'] as const) {
+  for (const k of ['perCoreHourMinor', 'perGbMinor', 'minimumMinor', 'forwardMinor'] as const) {
     const v = merged[k];
+    if (k === 'forwardMinor' && v === undefined) continue;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`${k} must be a whole number ≥ 0 of the currency's minor unit (cents), not ${JSON.stringify(v)}`);
   }
   return merged as RateCard;
@@ -52,6 +53,6 @@ export function rateCardOf(doc: unknown, peer: string, where = 'rates.json'): Ra
 
 function pick(o: Record<string, unknown>): Partial<Record<keyof RateCard, unknown>> {
   const out: Partial<Record<keyof RateCard, unknown>> = {};
-  for (const k of ['currency', 'perCoreHourMinor', 'perGbMinor', 'minimumMinor'] as const) if (k in o) out[k] = o[k];
+  for (const k of ['currency', 'perCoreHourMinor', 'perGbMinor', 'minimumMinor', 'forwardMinor'] as const) if (k in o) out[k] = o[k];
   return out;
 }

@@ -25,6 +25,10 @@ export interface RemoteJobRecord {
   samples: number[];
   /** The job bundle asked for encrypted results (its manifest's `encryptResults`): every file goes back encrypted to `to`. */
   encryptResults?: { to: string; purge: boolean };
+  /** The path the job came along, ending with the peer (protocol/bundles/chain.ts); absent: just the peer. */
+  route?: string[];
+  /** Accepted though no host here can render it: it is passed on to this peer (chaining). */
+  forwardTo?: string;
   at: number;
   /** A re-render: the peer's job whose kept inputs it renders from (rerender.ts). */
   rerenderOf?: string;

@@ -13,6 +13,7 @@ import {
 } from '../../protocol/index.ts';
 import { call } from '../../actors/bus/index.ts';
 import { billOf, type RateCard } from './bill.ts';
+import { chainedBill, forwardedLogs, keptBills, newsRoute } from './forward.ts';
 import { bundleIdFor, sendOnce, type OutboxOptions, type OutgoingBundle } from './outbox.ts';
 import { keepIssuedBill } from '../bills/index.ts';
 import { originalOutput, originalSample, remoteJobPaths } from './path-map.ts';
@@ -31,6 +32,8 @@ const NOT_YET_MS = 250;
 const RETRY_MS = 2_000;
 /** … and given up after this many deliveries (logged: an operator re-sends by hand). */
 const MAX_DELIVERIES = 200;
+/** A job passed on (chaining): how long after it ended our bill waits for the next site's, then goes without it. */
+export const CHAIN_BILL_WAIT_MS = 60_000;
 
 export interface ReturnerOptions extends OutboxOptions {
   nc: NatsConnection;
@@ -70,7 +73,11 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
   let chain = Promise.resolve();
   let stopped = false;
 
-  const send = (rec: RemoteJobRecord, b: OutgoingBundle) => sendOnce(o, rec, b);
+  /** Drops a bundle about `job`; a job we passed on says where it went (its route: [us, v2, …]). */
+  const send = (rec: RemoteJobRecord, b: OutgoingBundle, job: Pick<JobSummary, 'outsourced'>) => {
+    const route = newsRoute(o.site, job);
+    return sendOnce(o, rec, route ? { ...b, route } : b);
+  };
   const paths = (rec: RemoteJobRecord) => remoteJobPaths(o.dataDir, rec.peer, rec.originJob);
   const theirOut = (rec: RemoteJobRecord) => rec.theirSpec.output!.dir!;
 
@@ -133,26 +140,40 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
       if (!rec.samples.includes(f.frame) || f.output === undefined) continue;
       const thumb = await sampleFile(rec, f.output);
       const path = originalSample(theirOut(rec), basename(thumb));
-      await send(rec, { kind: BundleKind.Status, what: `sample-f${f.frame}`, files: [{ path, from: thumb }], status: statusOf(RemoteJobState.Progress, body.job) });
+      await send(rec, { kind: BundleKind.Status, what: `sample-f${f.frame}`, files: [{ path, from: thumb }], status: statusOf(RemoteJobState.Progress, body.job) }, body.job);
     }
-    await send(rec, { kind: BundleKind.PartialResult, what: `t${task.taskIndex}-a${task.attempt}`, job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Progress, body.job) });
+    await send(rec, { kind: BundleKind.PartialResult, what: `t${task.taskIndex}-a${task.attempt}`, job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Progress, body.job) }, body.job);
   }
 
-  async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary): Promise<void> {
-    const bill = billOf(frames, await o.rates(rec.peer));
+  async function billBundle(rec: RemoteJobRecord, frames: readonly FrameRecord[], job: JobSummary, endedAt: number): Promise<void> {
+    const rates = await o.rates(rec.peer);
+    let bill = billOf(frames, rates);
+    const next = job.outsourced;
+    if (next) {
+      // a job we passed on: our bill carries the next site's as it came, so we wait for it a while
+      const kept = await keptBills(o.dataDir, next.site, rec.jobId!);
+      // one that refused it, or never answered, sends no bill
+      const billed = next.state !== 'rejected' && next.state !== 'sent';
+      if (kept.length === 0 && billed && Date.now() - endedAt < CHAIN_BILL_WAIT_MS) {
+        throw new FarmError('RB_REMOTE_FAILED', `job ${rec.jobId} ended; its bill waits for ${next.site}'s`, { retryable: true });
+      }
+      if (kept.length === 0 && billed) log.warn({ jobId: rec.jobId, peer: next.site }, 'the site a job was passed on to sent no bill in time: ours goes without it');
+      bill = chainedBill(bill, rates.forwardMinor ?? 0, kept);
+    }
     // a copy for `renderbus bills --issued`: sent bundles leave outgoing/ (docs/federation.md, "Bills and budgets")
     const spec = rec.theirSpec;
     await keepIssuedBill(o.dataDir, rec.peer, {
       bundleId: bundleIdFor(o.site, rec.originJob, 'bill'), from: o.site, to: rec.peer, jobRef: { site: rec.peer, job: rec.originJob }, createdAt: Date.now(), signed: true,
       project: projectOf(spec), ...(spec.name !== undefined ? { jobName: spec.name } : {}), ...(spec.user !== undefined ? { user: spec.user } : {}), localJob: job.jobId, bill,
     });
-    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job) });
+    // the bill's status says why too: the owner may read it before the `failed` bundle (their names sort so)
+    await send(rec, { kind: BundleKind.Bill, what: 'bill', bill, status: statusOf(job.state === 'done' ? RemoteJobState.Done : job.state === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled, job, job.state === 'failed' ? job.error : undefined) }, job);
   }
 
   async function onJobEvent(rec: RemoteJobRecord, evt: JobEvent, m: JsMsg): Promise<void> {
     const job = evt.job;
     if (evt.event === 'started') {
-      await send(rec, { kind: BundleKind.Status, what: 'started', status: statusOf(RemoteJobState.Started, job) });
+      await send(rec, { kind: BundleKind.Status, what: 'started', status: statusOf(RemoteJobState.Started, job) }, job);
       return;
     }
     if (evt.event !== 'done' && evt.event !== 'failed' && evt.event !== 'cancelled') return;
@@ -160,13 +181,21 @@ export async function startReturner(o: ReturnerOptions): Promise<Returner> {
     m.working();
     if (evt.event === 'done') {
       const { files, outputs, logs } = await filesOf(rec, whole.frames);
+      if (whole.outsourced) {
+        // a job we passed on: the logs of the site that rendered it, as they landed here
+        for (const log of await forwardedLogs(paths(rec).out, whole.outsourced.site)) {
+          const path = originalOutput(paths(rec), theirOut(rec), log);
+          files.push({ path, from: log });
+          logs.push(path);
+        }
+      }
       m.working();
-      await send(rec, { kind: BundleKind.Result, what: 'result', job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Done, whole) });
+      await send(rec, { kind: BundleKind.Result, what: 'result', job: rec.theirSpec, files, outputs, logs, status: statusOf(RemoteJobState.Done, whole) }, whole);
     } else {
       const state = evt.event === 'failed' ? RemoteJobState.Failed : RemoteJobState.Cancelled;
-      await send(rec, { kind: BundleKind.Status, what: evt.event, status: statusOf(state, whole, whole.error ?? (state === RemoteJobState.Cancelled ? 'cancelled' : undefined)) });
+      await send(rec, { kind: BundleKind.Status, what: evt.event, status: statusOf(state, whole, whole.error ?? (state === RemoteJobState.Cancelled ? 'cancelled' : undefined)) }, whole);
     }
-    await billBundle(rec, whole.frames, whole);
+    await billBundle(rec, whole.frames, whole, evt.at);
     if (rec.encryptResults?.purge) await purgeClear(paths(rec), log.child({ jobId: rec.jobId, peer: rec.peer, originJob: rec.originJob }));
   }
 

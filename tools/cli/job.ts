@@ -47,12 +47,16 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   if (job.etaMs !== undefined && job.state === 'rendering') lines.push(['eta', duration(job.etaMs)]);
   const sent = job.outsourced;
   if (sent) {
-    lines.push(['site', `outsourced to ${sent.site}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
+    lines.push(['site', `outsourced to ${[sent.site, ...(sent.via ?? [])].join(' → ')}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
     if (sent.why !== undefined) lines.push(['sent by', `the site's policy: ${sent.why}`]);
     // early looks: the vendor's sample frames as thumbnails, before (or without) the frames
     if (sent.samples?.length) lines.push(['samples', `${sent.samples.length === 1 ? 'frame' : 'frames'} ${sent.samples.map((x) => x.frame).join(', ')}: ${sent.samples.map((x) => x.path).join('  ')}`]);
     const bill = sent.bill;
     if (bill) lines.push(['bill', `${(bill.amountMinor / 100).toFixed(2)} ${bill.currency} for ${bill.frames} frames (${duration(bill.cpuMs)} CPU)${bill.signed ? `, signed by ${sent.site}` : p.yellow(', NOT signed')}${bill.file ? ` (${bill.file})` : ''}`]);
+    for (const v of bill?.via ?? []) {
+      const proof = v.verified === true ? `signed by ${v.site}, verified here` : v.verified === false ? p.red(`its signature does NOT verify with ${v.site}'s key`) : `signed by ${v.site}; its key is not known here`;
+      lines.push(['', `of which ${v.site}'s bill: ${(v.amountMinor / 100).toFixed(2)} ${v.currency} for ${v.frames} frames, ${proof}${bill?.marginMinor ? `; ${sent.site}'s margin ${(bill.marginMinor / 100).toFixed(2)} ${bill.currency}` : ''}`]);
+    }
   }
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);

@@ -15,6 +15,7 @@ export interface SubmitOptions extends SubmitFlags {
   wait?: boolean;
   hold?: boolean;
   previewFirst?: boolean;
+  chain?: boolean;
   json?: boolean;
 }
 
@@ -33,6 +34,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
   });
   if (c.opts.hold) spec.hold = true; // a job file may say so too
   if (c.opts.previewFirst) spec.previewFirst = true;
+  if (c.opts.chain) spec.chain = true;
 
   const fc = await openFarm(g, 'renderbus-submit');
   try {

@@ -15,6 +15,7 @@ import { LeaseReport, SchedulerHello } from './messages/lease.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
+import { LoadReply, LoadRequest, QuoteReply, QuoteRequest, QuotesReply, QuotesRequest } from './messages/quote.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { IntakeReply, IntakeRequest } from './messages/intake.ts';
 import { WebhookPayload } from './messages/notify-payload.ts';
@@ -67,4 +68,10 @@ export const codecs = {
   remoteUpdateReply: codecFor(RemoteUpdateReply),
   intakeRequest: codecFor(IntakeRequest),
   intakeReply: codecFor(IntakeReply),
+  quoteRequest: codecFor(QuoteRequest),
+  quoteReply: codecFor(QuoteReply),
+  quotesRequest: codecFor(QuotesRequest),
+  quotesReply: codecFor(QuotesReply),
+  loadRequest: codecFor(LoadRequest),
+  loadReply: codecFor(LoadReply),
 };

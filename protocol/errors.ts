@@ -13,6 +13,7 @@ export const ErrorCodes = {
   RB_NO_SUCH_SLOT: 'no such slot',
   RB_SCHEDULER_UNAVAILABLE: 'the scheduler did not answer',
   RB_REGISTRY_UNAVAILABLE: 'the registry did not answer',
+  RB_QUOTES_UNAVAILABLE: 'the site\'s quote service (its site services) did not answer',
   RB_FARM_NOT_FOUND: 'no farm found',
   RB_RENDER_FAILED: 'the renderer failed',
   RB_RENDERER_MISSING: 'the rendering package (or a command job\'s program) is not installed on this host',

@@ -6,6 +6,7 @@ import { LimitRecord } from './limits.ts';
 import { ShareRecord } from './shares.ts';
 import { OutsourceRecord, RemoteRecord } from './outsource.ts';
 import { JobOrigin } from './intake.ts';
+import { PlaceRecord } from './quote.ts';
 
 /** A task's ended attempt (done, or failed: retried or for good). */
 export const TaskRecord = Type.Object({
@@ -38,7 +39,7 @@ export const TaskRecord = Type.Object({
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
  * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, remote,
- * outsource (and batch: several task records in one message, JournalEntry).
+ * outsource, place (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
   /** `origin`: a peer's job, submitted by the intake (sched.intake). */
@@ -49,6 +50,7 @@ export const JournalRecord = Type.Union([
   ShareRecord,
   RemoteRecord,
   OutsourceRecord,
+  PlaceRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

@@ -19,6 +19,7 @@ export const MoneySchema = Type.Object({ currency: Type.String({ pattern: '^[A-Z
 
 /** A file of the job as a content store holds it. */
 export const QuoteFile = Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), size: Count });
+export type QuoteFile = Static<typeof QuoteFile>;
 
 /** What a site is asked to price: the job's shape, without its files. */
 export const QuoteJob = Type.Object({

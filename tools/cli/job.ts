@@ -48,10 +48,13 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   const sent = job.outsourced;
   if (sent) {
     lines.push(['site', `outsourced to ${sent.site}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
-    if (sent.why !== undefined) lines.push(['sent by', `the site's policy: ${sent.why}`]);
+    if (sent.why !== undefined && !job.placement) lines.push(['sent by', `the site's policy: ${sent.why}`]);
     const bill = sent.bill;
     if (bill) lines.push(['bill', `${(bill.amountMinor / 100).toFixed(2)} ${bill.currency} for ${bill.frames} frames (${duration(bill.cpuMs)} CPU)${bill.signed ? `, signed by ${sent.site}` : p.yellow(', NOT signed')}${bill.file ? ` (${bill.file})` : ''}`]);
   }
+  // site: auto: where it was placed, every quote, and why (docs/federation.md, "Choosing where to render: quotes")
+  if (job.placement) lines.push(['placed', job.placement.text]);
+  if (spec.budget !== undefined) lines.push(['budget', spec.budget]);
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);
   if (job.origin) lines.push(['origin', originText(job.origin)]);

@@ -62,7 +62,7 @@ export function localSide(site: string, match: MatchBody | undefined, load: Load
   const side: LocalSide = { site, slots, freeSlots, framesAhead: load.framesAhead, frameMs };
   if (slots === 0) {
     side.cannot = match.closest.length > 0
-      ? `no host here can render it (${match.closest.slice(0, 2).map((c) => `${c.host} lacks ${c.missing.join(', ')}`).join('; ')})`
+      ? `no host here can render it (${match.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ')})`
       : 'no host here can render it (no hosts registered)';
   }
   return side;
@@ -99,7 +99,7 @@ export function chooseSite(i: ChoiceInput): Omit<PlacementSummary, 'at'> {
     }
     const o: PlaceOption = { site: a.peer, finishMs: q.finishMs, price: q.price, slots: q.slots, framesAhead: q.framesAhead, missingBytes: q.missingBytes };
     const skipped = !q.canRender || q.slots === 0
-      ? `cannot render it${q.closest && q.closest.length > 0 ? ` (${q.closest.slice(0, 2).map((c) => `${c.host} lacks ${c.missing.join(', ')}`).join('; ')})` : ''}`
+      ? `cannot render it${q.closest && q.closest.length > 0 ? ` (${q.closest.slice(0, 2).map((c) => `${c.host} ${c.missing.join(', ')}`).join('; ')})` : ''}`
       : overBudget(q.price, i.budget, 'the budget') ?? overBudget(q.price, left, `what is left of project ${i.project}'s budget`);
     if (skipped !== undefined) {
       delete o.finishMs;

@@ -44,7 +44,7 @@ test('site-choice - a peer that cannot render it, did not answer, or is over the
     local: here(),
     answers: [
       answer('v1', { finishMs: 90_000, price: { currency: 'EUR', amountMinor: 8 } }),
-      answer('v2', { canRender: false, slots: 0, finishMs: 0, closest: [{ host: 'n1', missing: ['povray@*'] }] }),
+      answer('v2', { canRender: false, slots: 0, finishMs: 0, closest: [{ host: 'n1', missing: ['needs povray, has no povray'] }] }),
       { peer: 'v3', error: 'did not answer in 5 s', ms: 5_000 },
       answer('v4', { finishMs: 1_000, price: { currency: 'EUR', amountMinor: 11 } }),
       answer('v5', { finishMs: 1_000, price: { currency: 'USD', amountMinor: 1 } }),
@@ -54,7 +54,7 @@ test('site-choice - a peer that cannot render it, did not answer, or is over the
   assert.equal(c.text, [
     'placed at v1: finishes in ~1 min 30 s for 0.08 EUR',
     'here: ~8 min 20 s (1 slot, 40 frames ahead)',
-    'v2: cannot render it (n1 lacks povray@*)',
+    'v2: cannot render it (n1 needs povray, has no povray)',
     'v3: did not answer in 5 s',
     'v4: 0.11 EUR is over the budget of 0.10 EUR',
     'v5: priced in USD, the budget is in EUR',
@@ -81,9 +81,9 @@ test('site-choice - a project budget passed in is kept to as the job\'s is', () 
 });
 
 test('site-choice - nothing can render it: it stays here and says so; no host here but a peer can: the peer', () => {
-  const none = chooseSite({ frames: 4, project: 'p', local: here({ slots: 0, cannot: 'no host here can render it (n1 lacks blender@*)' }), answers: [{ peer: 'v1', error: 'did not answer in 5 s', ms: 5_000 }] });
+  const none = chooseSite({ frames: 4, project: 'p', local: here({ slots: 0, cannot: 'no host here can render it (n1 needs blender)' }), answers: [{ peer: 'v1', error: 'did not answer in 5 s', ms: 5_000 }] });
   assert.equal(none.peer, undefined);
-  assert.equal(none.text, 'placed here: no site can render it now, so it waits here; here: no host here can render it (n1 lacks blender@*); v1: did not answer in 5 s');
+  assert.equal(none.text, 'placed here: no site can render it now, so it waits here; here: no host here can render it (n1 needs blender); v1: did not answer in 5 s');
   const peer = chooseSite({ frames: 4, project: 'p', local: here({ slots: 0, cannot: 'x' }), answers: [answer('v1')] });
   assert.equal(peer.peer, 'v1');
 });
@@ -91,7 +91,7 @@ test('site-choice - nothing can render it: it stays here and says so; no host he
 test('site-choice - the local side: slots from the registry\'s matching hosts, the measured frame time, or why none', () => {
   const host = (name: string, slots: number, free: number) => ({ host: name, serverId: 's', inventory: {} as never, slots: Array.from({ length: slots }, () => ({}) as never), free });
   assert.deepEqual(localSide('studio', { hosts: [host('a', 2, 1), host('b', 4, 0)], closest: [], totalHosts: 2 }, { framesAhead: 7, frameMs: 1234, measuredFrames: 3 }), { site: 'studio', slots: 6, freeSlots: 1, framesAhead: 7, frameMs: 1234 });
-  assert.equal(localSide('studio', { hosts: [], closest: [{ host: 'a', missing: ['blender@*'] }], totalHosts: 1 }, { framesAhead: 0, measuredFrames: 0 }).cannot, 'no host here can render it (a lacks blender@*)');
+  assert.equal(localSide('studio', { hosts: [], closest: [{ host: 'a', missing: ['needs blender, has no blender'] }], totalHosts: 1 }, { framesAhead: 0, measuredFrames: 0 }).cannot, 'no host here can render it (a needs blender, has no blender)');
   assert.equal(localSide('studio', undefined, { framesAhead: 0, measuredFrames: 0 }).cannot, 'the registry did not answer');
 });
 

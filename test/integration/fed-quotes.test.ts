@@ -32,6 +32,7 @@ let fed: FedSites;
 let artist: NatsConnection;
 const stops: (() => Promise<unknown>)[] = [];
 const quoteServices = new Map<string, { stop(): void }>();
+const schedulers = new Map<string, SchedulerHandle>();
 let scene: string;
 let outRoot: string;
 
@@ -40,6 +41,7 @@ async function startSite(name: string, peers: string[], slots: number, packages:
   const [regNc, schedNc, hostsNc, linkNc] = await Promise.all([s.connectAs(Role.Registry), s.connectAs(Role.Scheduler), s.connectAs(Role.RenderServer), s.connectAs(Role.SiteLink)]);
   const registry = await startRegistry({ nc: regNc, site: name, log, announceMs: 500 });
   const scheduler: SchedulerHandle = await startScheduler({ nc: schedNc, site: name, log, peers, quoteTimeoutMs: QUOTE_WAIT_MS });
+  schedulers.set(name, scheduler);
   const hosts: SimulatedFarm = startSimulatedFarm({ nc: hostsNc, site: name, log, hosts: 1, slots, frameMs: 100, jitter: 0, heartbeatMs: 1_000, spreadMs: 0, hostPrefix: `${name}-`, packages });
   await hosts.ready;
   if (name === 'studio') {
@@ -48,7 +50,7 @@ async function startSite(name: string, peers: string[], slots: number, packages:
   } else {
     quoteServices.set(name, serveQuotes({ site: name, dataDir: s.dir, nc: linkNc, peers, log }));
   }
-  stops.push(() => scheduler.stop(), () => hosts.stop({ abandon: true }), () => registry.stop(), ...[regNc, schedNc, hostsNc, linkNc].map((c) => () => c.close()));
+  stops.push(() => schedulers.get(name)!.stop(), () => hosts.stop({ abandon: true }), () => registry.stop(), ...[regNc, schedNc, hostsNc, linkNc].map((c) => () => c.close()));
   const op = await s.connectAs(Role.Operator);
   stops.push(() => op.close());
   await waitUntil(`${name}'s simulated host registered`, async () => {
@@ -91,11 +93,16 @@ async function submit(over: Partial<JobSpec>): Promise<string> {
 
 const jobOf = async (jobId: string): Promise<JobDetail> => (await call(artist, subjects.schedQuery('studio'), codecs.queryRequest, { v, what: 'job', jobId }, codecs.jobReply, { timeoutMs: 5_000 })).job;
 
+/** Jobs placed so far (the restart test checks they stay where they were placed). */
+const placedJobs: string[] = [];
+
 async function placed(jobId: string): Promise<JobDetail> {
-  return waitUntil(`job ${jobId} placed`, async () => {
-    const j = await jobOf(jobId);
-    return j.placement ? j : undefined;
+  const j = await waitUntil(`job ${jobId} placed`, async () => {
+    const x = await jobOf(jobId);
+    return x.placement ? x : undefined;
   }, 20_000, 50);
+  placedJobs.push(jobId);
+  return j;
 }
 
 const plain = paint({ isTTY: false } as NodeJS.WriteStream);
@@ -150,6 +157,20 @@ test('fed-quotes - a vendor that does not answer in time, and one whose link is 
   assert.equal(j.placement!.peer, undefined, j.placement!.text);
   assert.match(j.placement!.text, /^placed here: finishes in ~[^;]+; v1: did not answer[^;]*; v2: did not answer in 2 s$/);
   assert.ok(Date.now() - t0 < QUOTE_WAIT_MS + 5_000, 'the wait is bounded by the quote timeout');
+});
+
+test('fed-quotes - a restarted scheduler keeps every placement (the place records), and asks nobody again', async () => {
+  const before = new Map((await Promise.all(placedJobs.map(jobOf))).map((j) => [j.jobId, j]));
+  await schedulers.get('studio')!.stop();
+  const nc = await fed.site('studio').connectAs(Role.Scheduler);
+  stops.push(() => nc.close());
+  // v1's link is cut and v2 is silent since the test before: a placement asked again would come out here
+  schedulers.set('studio', await startScheduler({ nc, site: 'studio', log, peers: ['v1', 'v2'], quoteTimeoutMs: QUOTE_WAIT_MS }));
+  for (const jobId of placedJobs) {
+    const j = await waitUntil(`job ${jobId} back after the restart`, () => jobOf(jobId).catch(() => undefined), 10_000, 100);
+    const was = before.get(jobId)!;
+    assert.deepEqual([j.state, j.placement?.peer, j.placement?.text, j.outsourced?.site], [was.state, was.placement?.peer, was.placement?.text, was.outsourced?.site], jobId);
+  }
 });
 
 test('fed-quotes - the quote subjects are refused by the server to roles that may not ask', async () => {

@@ -83,6 +83,8 @@ export interface Job {
   remote?: Outsourced;
   /** A job that said `site: auto`: where it was placed and why (site-choice.ts); until then it waits for quotes. */
   placement?: PlacementSummary;
+  /** The overflow policy asks the peers for quotes (site-choice.ts): nothing of it is dispatched meanwhile. */
+  quoting?: string;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
   /** A peer's job the intake submitted (job-origin.ts): that site and its job id there. */
@@ -233,7 +235,7 @@ export class JobBook {
 
   /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**
@@ -328,6 +330,13 @@ export class JobBook {
   /** An outsourced job (outsource.ts) leaves the queue: nothing of it is dispatched here. */
   leaveQueue(job: Job): void {
     if (job.inPending) this.pendingDirty = true;
+  }
+
+  /** The overflow policy asks for quotes (`why`: its wait reason), or has its answer (undefined): held out of the queue meanwhile. */
+  setQuoting(job: Job, why: string | undefined): void {
+    job.quoting = why;
+    if (why !== undefined) this.pendingDirty = true;
+    else this.enqueue(job);
   }
 
   /** An `auto` job was placed (site-choice.ts): placed here, it joins the queue. */

@@ -22,7 +22,7 @@ import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyPlacement, applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
 import { queueLoad } from './queue-load.ts';
-import { chooseSite, localSide, staysHere } from './site-choice.ts';
+import { chooseSite, localSide, mayOverflow, roomHere, staysHere } from './site-choice.ts';
 import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
 export interface SchedulerOptions {
@@ -47,6 +47,11 @@ export interface SchedulerOptions {
   outsourceUnrenderable?: readonly string[];
   /** The site's policy: every job renders in the I/O wrapper (docs/security.md, "The sandbox"), whatever it says. */
   sandboxAll?: boolean;
+  /**
+   * The site's overflow policy (site-choice.ts): a job that names no site is quoted by these
+   * linked peers when the farm here is busy, and sent to one that finishes it first. None: off.
+   */
+  outsourceOverflow?: readonly string[];
   /** How long a `site: auto` job's quotes are awaited from each peer (default QUOTE_TIMEOUT_MS). */
   quoteTimeoutMs?: number;
   /**
@@ -91,6 +96,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const peers = () => (typeof o.peers === 'function' ? o.peers() : (o.peers ?? []));
   const policy = o.outsourceUnrenderable ?? [];
   checkPolicy(policy, site);
+  const overflow = o.outsourceOverflow ?? [];
+  checkPolicy(overflow, site, 'outsource-overflow');
   const unlinked = policy.filter((p) => !peers().includes(p));
   if (unlinked.length > 0) log.warn({ policy, unlinked, peers: peers() }, 'the policy for jobs no local host can render names peers that are not linked (yet): it skips them while they are not');
   /** Since when the registry has said, round after round, that no local host can render a job (the policy's settle time). */
@@ -233,7 +240,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     if (job.spec.site === AUTO_SITE) {
       unplaced.add(job);
       placeWaiting();
-    }
+    } else if (overflow.length > 0 && mayOverflow(job)) void placeOverflow(job);
     actor.send({ type: 'dispatch.wanted' });
     return counts;
   }
@@ -303,6 +310,48 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       actor.send({ type: 'dispatch.wanted' });
     } catch (err) {
       log.warn({ err, jobId: job.id }, 'could not place an auto job; tried again next round');
+    } finally {
+      placing.delete(job);
+    }
+  }
+
+  /**
+   * The site's overflow policy for a job that names no site: when the farm here has no room for it
+   * now, the policy's linked peers are asked for quotes (the job held out of the queue meanwhile:
+   * its frames must not start here and go there too) and it goes where it finishes first, here
+   * included; the choice is journaled as an `auto` job's (a `place` record). A restart while the
+   * quotes are awaited leaves it here.
+   */
+  async function placeOverflow(job: Job): Promise<void> {
+    const linked = overflow.filter((p) => peers().includes(p));
+    if (linked.length === 0 || placing.has(job)) return;
+    placing.add(job);
+    try {
+      const load = queueLoad(book, job.prepared.renderer, job.prepared.priority, job);
+      const local = localSide(site, await matchAll(job), load);
+      if (roomHere(local) || !mayOverflow(job)) return;
+      book.setQuoting(job, `the farm here is busy: asking ${linked.join(', ')} for quotes (the site's overflow policy, up to ${Math.round(quoteTimeoutMs / 1000)} s)`);
+      jobEvent(job, 'waiting');
+      let choice: Omit<PlacementSummary, 'at'>;
+      try {
+        const answers = await askQuotes(job, linked, load.frameMs);
+        choice = chooseSite({
+          frames: job.counts.total, project: job.project, local, answers,
+          ...(job.spec.budget !== undefined ? { budget: parseBudget(job.spec.budget) } : {}),
+          ...(o.projectLeft ? { projectLeft: o.projectLeft } : {}),
+        });
+        if (book.isFinished(job) || job.placement !== undefined || job.remote) return;
+        const at = now();
+        await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, at }, `place-${job.id}`);
+        const sent = applyPlacement(book, job, { ...choice, at });
+        log.info({ jobId: job.id, peer: choice.peer ?? null, placement: choice.text }, 'job weighed by the overflow policy');
+        if (sent) jobEvent(job, 'outsourced');
+      } finally {
+        book.setQuoting(job, undefined);
+        actor.send({ type: 'dispatch.wanted' });
+      }
+    } catch (err) {
+      log.warn({ err, jobId: job.id }, 'the overflow policy could not weigh a job; it renders here');
     } finally {
       placing.delete(job);
     }

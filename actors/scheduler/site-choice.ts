@@ -51,6 +51,22 @@ export function staysHere(job: Job, peers: readonly string[]): string | undefine
 }
 
 /**
+ * Whether the site's overflow policy (`--outsource-overflow`) may weigh a job: one that names no
+ * site, was not placed or sent yet, came from no peer, waits for no job of this site, is neither
+ * held nor paused, and has not started here (a frame ran or runs: its frames would render twice).
+ */
+export function mayOverflow(job: Job): boolean {
+  return job.spec.site === undefined && job.placement === undefined && job.remote === undefined && !job.origin
+    && (job.spec.after?.length ?? 0) === 0 && (job.spec.afterFrames?.length ?? 0) === 0 && !job.held && !job.paused
+    && job.startedAt === undefined && job.runningTasks === 0 && job.counts.done === 0 && job.counts.failed === 0;
+}
+
+/** Whether the farm here has room for a job now: a matching slot idle and nothing ahead of it. Then the overflow policy asks nobody. */
+export function roomHere(local: LocalSide): boolean {
+  return local.cannot === undefined && local.freeSlots > 0 && local.framesAhead === 0;
+}
+
+/**
  * The local side from the registry's answer (all matching hosts, busy or not) and the queue's load.
  * The frame time: measured here, else DEFAULT_FRAME_MS.
  */

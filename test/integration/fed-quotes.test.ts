@@ -36,11 +36,14 @@ const schedulers = new Map<string, SchedulerHandle>();
 let scene: string;
 let outRoot: string;
 
+/** The studio's scheduler: peers v1 and v2, and the overflow policy naming v2. */
+const studioOptions = { peers: ['v1', 'v2'], outsourceOverflow: ['v2'], quoteTimeoutMs: QUOTE_WAIT_MS };
+
 async function startSite(name: string, peers: string[], slots: number, packages: PackageInfo[]): Promise<void> {
   const s = fed.site(name);
   const [regNc, schedNc, hostsNc, linkNc] = await Promise.all([s.connectAs(Role.Registry), s.connectAs(Role.Scheduler), s.connectAs(Role.RenderServer), s.connectAs(Role.SiteLink)]);
   const registry = await startRegistry({ nc: regNc, site: name, log, announceMs: 500 });
-  const scheduler: SchedulerHandle = await startScheduler({ nc: schedNc, site: name, log, peers, quoteTimeoutMs: QUOTE_WAIT_MS });
+  const scheduler: SchedulerHandle = await startScheduler({ nc: schedNc, site: name, log, ...(name === 'studio' ? studioOptions : { peers, quoteTimeoutMs: QUOTE_WAIT_MS }) });
   schedulers.set(name, scheduler);
   const hosts: SimulatedFarm = startSimulatedFarm({ nc: hostsNc, site: name, log, hosts: 1, slots, frameMs: 100, jitter: 0, heartbeatMs: 1_000, spreadMs: 0, hostPrefix: `${name}-`, packages });
   await hosts.ready;
@@ -143,6 +146,23 @@ test('fed-quotes - with a budget too small for either vendor it stays here, is q
   assert.match(explainWhy(done, plain), /where: placed here: finishes in ~4 min/);
 });
 
+test('fed-quotes - the overflow policy: a job without site renders here while the farm has room; submitted while it is busy, it goes to v2', async () => {
+  const busy = await submit({ site: undefined, frames: '1-60', name: 'busy' });
+  const running = await waitUntil('the first job rendering here', async () => {
+    const j = await jobOf(busy);
+    return j.counts.running > 0 || j.counts.done > 0 ? j : undefined;
+  }, 10_000, 50);
+  assert.equal(running.placement, undefined, 'room here: nobody was asked');
+  const jobId = await submit({ site: undefined });
+  const j = await placed(jobId);
+  // measured here by now: 100 ms a frame; ~50 frames ahead on 1 slot, against v2's 4 slots at the studio's frame time
+  assert.equal(j.placement!.peer, 'v2', j.placement!.text);
+  assert.match(j.placement!.text, /^placed at v2: finishes in ~1 s for 0\.00 EUR; here: ~\d+ s \(1 slot, \d+ frames ahead\)$/);
+  assert.equal(j.state, 'outsourced');
+  assert.match(j.why!.text, /^outsourced to v2: 0\/8 frames back .*; sent by the site's policy: placed at v2: /);
+  await call(artist, subjects.schedCtl('studio', 'ann'), codecs.ctlRequest, { v, action: 'cancel', jobId: busy }, codecs.ctlReply, { timeoutMs: 5_000 });
+});
+
 test('fed-quotes - a vendor that does not answer in time, and one whose link is cut, are skipped with the reason', async () => {
   // v2's quote service hangs: its subject is still served, but nothing answers
   quoteServices.get('v2')!.stop();
@@ -165,7 +185,7 @@ test('fed-quotes - a restarted scheduler keeps every placement (the place record
   const nc = await fed.site('studio').connectAs(Role.Scheduler);
   stops.push(() => nc.close());
   // v1's link is cut and v2 is silent since the test before: a placement asked again would come out here
-  schedulers.set('studio', await startScheduler({ nc, site: 'studio', log, peers: ['v1', 'v2'], quoteTimeoutMs: QUOTE_WAIT_MS }));
+  schedulers.set('studio', await startScheduler({ nc, site: 'studio', log, ...studioOptions }));
   for (const jobId of placedJobs) {
     const j = await waitUntil(`job ${jobId} back after the restart`, () => jobOf(jobId).catch(() => undefined), 10_000, 100);
     const was = before.get(jobId)!;

@@ -70,6 +70,7 @@ function withSchedulerFlags(cmd: Command): Command {
     .option('--keep-hours <n>', SCHEDULER_FLAG_HELP.keepHours)
     .option('--peers <sites>', SCHEDULER_FLAG_HELP.peers)
     .option('--outsource-unrenderable <peers>', SCHEDULER_FLAG_HELP.outsourceUnrenderable)
+    .option('--outsource-overflow <peers>', SCHEDULER_FLAG_HELP.outsourceOverflow)
     .option('--sandbox-all', SCHEDULER_FLAG_HELP.sandboxAll);
 }
 

@@ -8,7 +8,8 @@ import { JobBook, type Job } from '../../actors/scheduler/index.ts';
 import { applyPlacement } from '../../actors/scheduler/outsource.ts';
 import { queueLoad } from '../../actors/scheduler/queue-load.ts';
 import { applyRecord } from '../../actors/scheduler/replay.ts';
-import { chooseSite, localSide, staysHere, type LocalSide } from '../../actors/scheduler/site-choice.ts';
+import { chooseSite, localSide, mayOverflow, roomHere, staysHere, type LocalSide } from '../../actors/scheduler/site-choice.ts';
+import { schedulerSettings } from '../../tools/cli/scheduler-flags.ts';
 import { checkSiteLinks, PeerRole, newLeafPassword } from '../../sites/links/index.ts';
 import { aJobSpec, aTaskResult } from '../helpers/builders.ts';
 
@@ -166,4 +167,32 @@ test('budget - parsed into minor units; malformed ones refused by name', () => {
 test('site-choice - a peer may not be named auto (a job\'s site: auto means every peer)', () => {
   assert.throws(() => checkSiteLinks({ site: 'studio', peers: [{ name: 'auto', role: PeerRole.Leaf, password: newLeafPassword() }] }), /peer name 'auto' is reserved: a job's `site: auto` means: ask every linked peer for a quote/);
   assert.throws(() => checkSiteLinks({ site: 'auto', peers: [] }), /a site named 'auto' cannot be linked/);
+});
+
+test('site-choice - the overflow policy weighs only a job that could go: no site, not started, not held, from no peer, waiting for nothing here', () => {
+  const book = new JobBook();
+  const plainJob = add(book, 'p', { frames: '1-4' });
+  assert.equal(mayOverflow(plainJob), true);
+  assert.equal(mayOverflow(add(book, 's', { site: 'v1' })), false);
+  assert.equal(mayOverflow(add(book, 'h', { hold: true })), false);
+  assert.equal(mayOverflow(add(book, 'a', { after: ['p'] })), false);
+  const started = add(book, 'r', { frames: '1-4' });
+  book.lease(started, 'h1', 0, 2000);
+  assert.equal(mayOverflow(started), false, 'a frame runs here');
+  assert.equal(roomHere(here({ freeSlots: 1, framesAhead: 0 })), true);
+  assert.equal(roomHere(here({ freeSlots: 1, framesAhead: 3 })), false);
+  assert.equal(roomHere(here({ freeSlots: 0, framesAhead: 0 })), false);
+  // while quoted, nothing of it is dispatched, and why says so; then it queues again
+  book.setQuoting(plainJob, 'the farm here is busy: asking v1 for quotes');
+  assert.ok(!book.queue().includes(plainJob));
+  assert.deepEqual(book.whyWaiting(plainJob), { kind: 'quotes', text: 'the farm here is busy: asking v1 for quotes' });
+  book.setQuoting(plainJob, undefined);
+  assert.ok(book.queue().includes(plainJob));
+});
+
+test('site-choice - --outsource-overflow is checked as --outsource-unrenderable is, naming its flag', () => {
+  assert.deepEqual(schedulerSettings({ outsourceOverflow: 'v1,v2' }, 'studio').outsourceOverflow, ['v1', 'v2']);
+  assert.throws(() => schedulerSettings({ outsourceOverflow: 'studio' }, 'studio'), /--outsource-overflow: 'studio' is this site itself/);
+  assert.throws(() => schedulerSettings({ outsourceOverflow: 'V1' }), /--outsource-overflow: 'V1' is not a site name/);
+  assert.throws(() => schedulerSettings({ peers: 'v1', outsourceOverflow: 'v2' }), /--outsource-overflow: 'v2' is not one of --peers \(v1\)/);
 });

@@ -84,9 +84,12 @@ export function localSide(site: string, match: MatchBody | undefined, load: Load
   return side;
 }
 
-/** Why a price does not fit a budget, or undefined when it does. */
+/**
+ * Why a price does not fit a budget, or undefined when it does. Nothing to pay fits any budget: a
+ * vendor without a rate card quotes 0 in `XXX` (no currency), as its bills say.
+ */
 function overBudget(price: Money, budget: Money | undefined, what: string): string | undefined {
-  if (!budget) return undefined;
+  if (!budget || price.amountMinor === 0) return undefined;
   if (price.currency !== budget.currency) return `priced in ${price.currency}, ${what} is in ${budget.currency}`;
   if (price.amountMinor > budget.amountMinor) return `${formatMoney(price)} is over ${what} of ${formatMoney(budget)}`;
   return undefined;

@@ -66,6 +66,8 @@ test('site-choice - a budget too small keeps it here; so does a tie (nothing cro
   const small = chooseSite({ frames: 10, project: 'show', budget: parseBudget('0.01 EUR'), local: here(), answers: [answer('v2', { finishMs: 1_000 })] });
   assert.equal(small.peer, undefined);
   assert.match(small.text, /^placed here: finishes in ~8 min 20 s \(1 slot, 40 frames ahead\); v2: 0\.10 EUR is over the budget of 0\.01 EUR$/);
+  const free = chooseSite({ frames: 10, project: 'show', budget: parseBudget('0.01 EUR'), local: here(), answers: [answer('v2', { finishMs: 1_000, price: { currency: 'XXX', amountMinor: 0 } })] });
+  assert.equal(free.peer, 'v2', 'nothing to pay (a vendor without a rate card) fits any budget');
   const tie = chooseSite({ frames: 10, project: 'show', local: here({ framesAhead: 0 }), answers: [answer('v1', { finishMs: 100_000 })] });
   assert.equal(tie.peer, undefined);
 });

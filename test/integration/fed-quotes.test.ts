@@ -110,9 +110,11 @@ async function placed(jobId: string): Promise<JobDetail> {
 
 const plain = paint({ isTTY: false } as NodeJS.WriteStream);
 
-test('fed-quotes - site: auto asks both vendors: the fast one (4 slots) wins, and why shows every quote', async () => {
+test('fed-quotes - site: auto asks both vendors: the fast one (4 slots) wins, and why shows every quote', async (t) => {
+  const t0 = performance.now();
   const jobId = await submit({});
   const j = await placed(jobId);
+  t.diagnostic(`submit to placement (files hashed, two vendors quoted over their links, the place record written): ${Math.round(performance.now() - t0)} ms`);
   assert.equal(j.placement!.peer, 'v2', j.placement!.text);
   assert.equal(j.state, 'outsourced');
   assert.equal(j.outsourced?.site, 'v2');
@@ -126,9 +128,11 @@ test('fed-quotes - site: auto asks both vendors: the fast one (4 slots) wins, an
   assert.match(why, /outsourced to v2: 0\/8 frames back .*; placed at v2: finishes in ~1 min for 0\.20 EUR; here: .*; v1: ~4 min, 0\.07 EUR/, why);
 });
 
-test('fed-quotes - a job needing Blender goes to v1: v2 and here cannot render it, and why says what they lack', async () => {
+test('fed-quotes - a job needing Blender goes to v1: v2 and here cannot render it, and why says what they lack', async (t) => {
+  const t0 = performance.now();
   const jobId = await submit({ requirements: { packages: ['blender'] } });
   const j = await placed(jobId);
+  t.diagnostic(`submit to placement, the scene hashed before: ${Math.round(performance.now() - t0)} ms`);
   assert.equal(j.placement!.peer, 'v1', j.placement!.text);
   assert.match(j.placement!.text, /^placed at v1: finishes in ~4 min for 0\.07 EUR; here: no host here can render it \(studio-0 needs blender, has no blender\); v2: cannot render it \(v2-0 needs blender, has no blender\)$/);
 });

@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { call, serve } from '../../actors/bus/index.ts';
 import {
-  codecs, DEFAULT_FRAME_MS, estimateFinish, FrameTimeSource, PROTOCOL_MAJOR, quotePrice, subjects,
+  codecs, DEFAULT_FRAME_MS, estimateFinish, FarmError, FrameTimeSource, PROTOCOL_MAJOR, quotePrice, subjects,
   type Quote, type QuoteRequest,
 } from '../../protocol/index.ts';
 import { PeerCas } from '../cas/index.ts';
@@ -19,6 +19,11 @@ export interface QuoteServiceOptions {
 
 /** How long the registry and the scheduler are given: a quote is answered well within the studio's wait. */
 const ASK_MS = 2_000;
+/**
+ * Quotes of one peer answered at once; more are refused (RB_TOO_MANY_REQUESTS, retryable). Each
+ * costs the registry and the scheduler a request: a peer flooding quotes must not load them.
+ */
+export const MAX_QUOTES_IN_FLIGHT = 4;
 
 /**
  * The vendor's half of a quote (docs/federation.md, "Choosing where to render: quotes"): a peer
@@ -36,8 +41,19 @@ export function serveQuotes(o: QuoteServiceOptions): { stop(): void } {
     if (!s) stores.set(peer, (s = PeerCas.open(o.dataDir, peer)));
     return s;
   };
+  const inFlight = new Map<string, number>();
+  const limited = async (peer: string, req: QuoteRequest): Promise<Quote> => {
+    const n = inFlight.get(peer) ?? 0;
+    if (n >= MAX_QUOTES_IN_FLIGHT) throw new FarmError('RB_TOO_MANY_REQUESTS', `${peer} has ${n} quotes being answered here; at most ${MAX_QUOTES_IN_FLIGHT} at once`, { retryable: true });
+    inFlight.set(peer, n + 1);
+    try {
+      return await quote(peer, req);
+    } finally {
+      inFlight.set(peer, (inFlight.get(peer) ?? 1) - 1);
+    }
+  };
   const subs: Subscription[] = o.peers.map((peer) =>
-    serve(o.nc, { subject: subjects.fedSvc(o.site, peer, 'quote'), request: codecs.quoteRequest, reply: codecs.quoteReply, log, handle: (req) => quote(peer, req) }),
+    serve(o.nc, { subject: subjects.fedSvc(o.site, peer, 'quote'), request: codecs.quoteRequest, reply: codecs.quoteReply, log, handle: (req) => limited(peer, req) }),
   );
 
   async function quote(peer: string, req: QuoteRequest): Promise<Quote> {

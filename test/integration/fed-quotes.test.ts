@@ -9,7 +9,7 @@ import { startSimulatedFarm, type SimulatedFarm } from '../../actors/render-serv
 import { startScheduler, type SchedulerHandle } from '../../actors/scheduler/index.ts';
 import { codecs, FarmError, PROTOCOL_MAJOR as v, Role, subjects, type JobDetail, type JobSpec, type PackageInfo } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
-import { serveQuoteAsker, serveQuotes } from '../../sites/quotes/index.ts';
+import { MAX_QUOTES_IN_FLIGHT, serveQuoteAsker, serveQuotes } from '../../sites/quotes/index.ts';
 import { explainWhy } from '../../tools/cli/why.ts';
 import { paint } from '../../tools/cli/format.ts';
 import { startFedSites, waitLinkUp, type FedSites } from '../helpers/fed-sites.ts';
@@ -135,6 +135,17 @@ test('fed-quotes - a job needing Blender goes to v1: v2 and here cannot render i
   t.diagnostic(`submit to placement, the scene hashed before: ${Math.round(performance.now() - t0)} ms`);
   assert.equal(j.placement!.peer, 'v1', j.placement!.text);
   assert.match(j.placement!.text, /^placed at v1: finishes in ~4 min for 0\.07 EUR; here: no host here can render it \(studio-0 needs blender, has no blender\); v2: cannot render it \(v2-0 needs blender, has no blender\)$/);
+});
+
+test('fed-quotes - a studio asking v1 for many quotes at once gets at most four answered at a time; the rest are refused, retryable', async () => {
+  const link = await fed.site('studio').connectAs(Role.SiteLink);
+  stops.push(() => link.close());
+  const req = codecs.quoteRequest.encode({ v, jobId: 'flood', job: { frames: 1, renderer: 'povray', priority: 50, requirements: { packages: ['povray'] } }, files: [], at: Date.now() });
+  const replies = await Promise.all(Array.from({ length: 12 }, async () => codecs.quoteReply.decode((await link.request(subjects.fedSvc('v1', 'studio', 'quote'), req, { timeout: 5_000 })).data)));
+  const answered = replies.filter((r) => r.ok).length;
+  const refused = replies.filter((r) => !r.ok && r.error.code === 'RB_TOO_MANY_REQUESTS' && r.error.retryable);
+  assert.ok(answered >= MAX_QUOTES_IN_FLIGHT && answered < 12, `answered ${answered}`);
+  assert.equal(answered + refused.length, 12);
 });
 
 test('fed-quotes - with a budget too small for either vendor it stays here, is queued normally and renders here', async () => {

@@ -153,9 +153,10 @@ export async function startPacker(o: PackerOptions): Promise<Packer> {
 /**
  * The job description as the vendor gets it: where its frames land (`output`, so the vendor writes
  * the same paths), without what only means something here: the site it names (the vendor
- * itself), the client's notifications, waiting for local jobs, being held.
+ * itself, or `auto`), the client's notifications, waiting for local jobs, being held, and the
+ * budget (what the studio would pay is its own business, not the vendor's).
  */
 export function forVendor(spec: JobSpec, outputDir: string): JobSpec {
-  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, ...rest } = spec;
+  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, budget: _budget, ...rest } = spec;
   return { ...rest, output: { ...spec.output, dir: outputDir } };
 }

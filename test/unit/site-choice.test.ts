@@ -10,6 +10,7 @@ import { queueLoad } from '../../actors/scheduler/queue-load.ts';
 import { applyRecord } from '../../actors/scheduler/replay.ts';
 import { chooseSite, localSide, mayOverflow, roomHere, staysHere, type LocalSide } from '../../actors/scheduler/site-choice.ts';
 import { schedulerSettings } from '../../tools/cli/scheduler-flags.ts';
+import { forVendor } from '../../sites/outsource/packer.ts';
 import { checkSiteLinks, PeerRole, newLeafPassword } from '../../sites/links/index.ts';
 import { aJobSpec, aTaskResult } from '../helpers/builders.ts';
 
@@ -197,4 +198,10 @@ test('site-choice - --outsource-overflow is checked as --outsource-unrenderable 
   assert.throws(() => schedulerSettings({ outsourceOverflow: 'studio' }, 'studio'), /--outsource-overflow: 'studio' is this site itself/);
   assert.throws(() => schedulerSettings({ outsourceOverflow: 'V1' }), /--outsource-overflow: 'V1' is not a site name/);
   assert.throws(() => schedulerSettings({ peers: 'v1', outsourceOverflow: 'v2' }), /--outsource-overflow: 'v2' is not one of --peers \(v1\)/);
+});
+
+test('site-choice - the vendor never sees the budget of a job placed there (nor its site: auto)', () => {
+  const sent = forVendor(aJobSpec({ site: 'auto', budget: '12.50 EUR' }), '/out/shot');
+  assert.equal(sent.budget, undefined);
+  assert.equal(sent.site, undefined);
 });

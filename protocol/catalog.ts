@@ -12,6 +12,7 @@ import { Reply } from './messages/common.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
 import { IntakeReply, IntakeRequest } from './messages/intake.ts';
+import { LoadReply, LoadRequest } from './messages/quote.ts';
 import { Type } from '@sinclair/typebox';
 
 export interface SubjectEntry {
@@ -48,6 +49,7 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.sched.result.<host>', kind: 'request', from: 'render server (its own host only; the scheduler takes it only from the host holding the lease)', to: 'scheduler', what: 'A task ended (outputs already in storage); the reply may hand the slot its next task.', message: ['TaskResult', TaskResult], reply: ['TaskResultReply', TaskResultReply] },
   { subject: 'rb.<site>.sched.leases.<host>', kind: 'event', from: 'render server (its own host only)', to: 'scheduler', what: 'Every heartbeat period (and at once after a scheduler hello): the tasks the server holds leases for. Renews them; a restarted scheduler re-adopts them.', message: ['LeaseReport', LeaseReport] },
   { subject: 'rb.<site>.sched.remote.<peer>', kind: 'request', from: 'intake (only it may publish here)', to: 'scheduler', what: 'News of a job this site outsourced to <peer>, from one bundle that peer sent (status, frames already written into the output folder, the bill\'s totals); taken only for a job sent to that same peer, once per bundle, journaled before it is answered.', message: ['RemoteUpdate', RemoteUpdate], reply: ['RemoteUpdateReply', RemoteUpdateReply] },
+  { subject: 'rb.<site>.sched.load', kind: 'request', from: 'site-link (only it may publish here)', to: 'scheduler', what: 'How loaded the queue is for a job of a renderer and a priority: frames queued or running at that priority or more urgent, and the renderer\'s measured ms per frame; what the site\'s quote to a peer starts from (docs/federation.md, "Choosing where to render: quotes").', message: ['LoadRequest', LoadRequest], reply: ['LoadReply', LoadReply] },
   { subject: 'rb.<site>.sched.hello', kind: 'event', from: 'scheduler', to: 'render servers', what: 'A scheduler started serving, or its connection came back: render servers report their leases at once.', message: ['SchedulerHello', SchedulerHello] },
   { subject: 'rb.<site>.host.<host>.assign', kind: 'request', from: 'scheduler', to: 'render server', what: 'Lease tasks to idle slots of one host.', message: ['AssignRequest', AssignRequest], reply: ['AssignReply', AssignReply] },
   { subject: 'rb.<site>.host.<host>.ctl', kind: 'request', from: 'operator, scheduler', to: 'render server', what: 'Steer a render server (kill a task, drain, undrain, stop).', message: ['HostCtl', HostCtl], reply: ['HostCtlReply', Reply(Type.Object({ host: Type.String(), action: Type.String() }))] },

@@ -16,6 +16,7 @@ import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages
 import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { BudgetsReply, BudgetsRequest } from './messages/budgets.ts';
 import { RemoteUpdate, RemoteUpdateReply } from './messages/outsource.ts';
+import { LoadReply, LoadRequest, QuoteReply, QuoteRequest, QuotesReply, QuotesRequest } from './messages/quote.ts';
 import { NotifyEvent } from './messages/notify.ts';
 import { IntakeReply, IntakeRequest } from './messages/intake.ts';
 import { WebhookPayload } from './messages/notify-payload.ts';
@@ -70,4 +71,10 @@ export const codecs = {
   remoteUpdateReply: codecFor(RemoteUpdateReply),
   intakeRequest: codecFor(IntakeRequest),
   intakeReply: codecFor(IntakeReply),
+  quoteRequest: codecFor(QuoteRequest),
+  quoteReply: codecFor(QuoteReply),
+  quotesRequest: codecFor(QuotesRequest),
+  quotesReply: codecFor(QuotesReply),
+  loadRequest: codecFor(LoadRequest),
+  loadReply: codecFor(LoadReply),
 };

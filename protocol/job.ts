@@ -1,4 +1,5 @@
 import { FarmError } from './errors.ts';
+import { parseBudget } from './budget.ts';
 import { countTasks, parseFrameRuns, type FrameRuns } from './frames.ts';
 import { frameFileName } from './output-names.ts';
 import { toProfile } from './profile.ts';
@@ -69,6 +70,7 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   }
   const envProblem = spec.env ? jobEnvProblems(spec.env)[0] : undefined;
   if (envProblem) throw bad(envProblem.name ? `env.${envProblem.name}` : 'env', envProblem.message);
+  if (spec.budget !== undefined) parseBudget(spec.budget); // refused by name (RB_BAD_JOB: budget: …)
   const outputPattern = spec.output?.pattern ?? DEFAULT_OUTPUT_PATTERN;
   frameFileName(outputPattern, 0); // throws on a bad pattern
   const requirements: Requirements = { ...(spec.requirements ?? {}) };

@@ -143,6 +143,8 @@ export function permissionsFor(site: string, p: Principal): Permissions {
           `${r}.sched.hello`,
           `${r}.reg.match`,
           `${r}.reg.list`,
+          // a `site: auto` job: its site's services ask the linked peers for quotes
+          `${r}.link.quotes`,
           `${r}.journal.>`,
           '$JS.API.>',
           '$JS.ACK.>',
@@ -183,8 +185,9 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       // what this site sends and asks, and what it receives and serves; which peer may see which
       // subjects is the accounts' business (sites/links/nats-config.ts), not this list's
       return {
-        publish: [`rb.fed.*.${site}.>`, `rb.fedsvc.*.${site}.>`],
-        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, `${r}.link.status`, `${r}.link.release`, inbox],
+        // a peer's quote asks the registry for matching hosts and the scheduler for its load
+        publish: [`rb.fed.*.${site}.>`, `rb.fedsvc.*.${site}.>`, `${r}.reg.match`, `${r}.sched.load`],
+        subscribe: [`rb.fed.${site}.*.>`, `rb.fedsvc.${site}.*.>`, `${r}.link.status`, `${r}.link.release`, `${r}.link.quotes`, inbox],
         allowResponses: true,
       };
     case Role.Intake:

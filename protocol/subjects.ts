@@ -102,6 +102,10 @@ export const subjects = {
   linkStatus: (site: string) => `${root(site)}.link.status`,
   // an operator lifts a peer's quarantine (`renderbus site release <peer>`): operators only
   linkRelease: (site: string) => `${root(site)}.link.release`,
+  // the scheduler asks its site's services to quote a `site: auto` job at every linked peer (sites/quotes)
+  linkQuotes: (site: string) => `${root(site)}.link.quotes`,
+  // a site's quote service asks its scheduler how loaded the queue is (frames ahead, measured frame time)
+  schedLoad: (site: string) => `${root(site)}.sched.load`,
   // the site's intake (sites/intake): a peer's job submitted for it, and news of a job we sent to a
   // peer; the last token is the peer, and only the intake's credential may publish these
   schedIntake: (site: string, peer: string) => `${root(site)}.sched.intake.${token('site', peer)}`,

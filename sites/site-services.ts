@@ -9,6 +9,7 @@ import { startSiteLinks, type SiteLinksHandle } from './links/link-service.ts';
 import { serveLinkRelease } from './links/link-release.ts';
 import { loadSiteKey } from './links/site-key.ts';
 import { startOutsourcing, type Outsourcing, type OutsourcingOptions } from './outsource/index.ts';
+import { serveQuoteAsker, serveQuotes } from './quotes/index.ts';
 import { startRemoteJobs, type RemoteJobs } from './remote-jobs/index.ts';
 
 /** What composing a linked site's services needs (`startSiteServices`). */
@@ -42,7 +43,8 @@ export interface SiteServices {
  * A linked site's own services, composed here and nowhere else: the link service (one link per
  * peer over the peer's DMZ account: bundles in `outgoing/<peer>/` cross to the peer), the intake
  * (one watcher per `incoming/<peer>/`, each bundle routed to a half), the outsourcing half (our
- * jobs sent out: packer, results back) and the remote-jobs half (peers' jobs rendered here).
+ * jobs sent out: packer, results back), the remote-jobs half (peers' jobs rendered here), and
+ * quotes (asked of the peers for a `site: auto` job, and given to them).
  * When the peers change, everything is started again with the new list: each part is idempotent
  * per bundle and resumes from its durable consumer, so a restart loses nothing.
  */
@@ -132,6 +134,11 @@ async function startOnce(i: SiteServicesInput, peers: readonly StoredPeer[]): Pr
     push('site links', links.stop);
     const release = await serveLinkRelease({ site: i.site, nc: linkNc, links, log });
     push('link release', async () => release.unsubscribe());
+    // quotes (a `site: auto` job): ours asked of the peers for the scheduler, theirs answered here
+    const quotes = serveQuotes({ site: i.site, dataDir: i.dataDir, nc: linkNc, peers: names, log });
+    push('quotes', async () => quotes.stop());
+    const asker = serveQuoteAsker({ site: i.site, nc: linkNc, peers: () => running.peers.map((p) => p.name), log });
+    push('quote asker', async () => asker.stop());
     const intakeNc = await connectBus({ servers: i.url, name: `${i.site}-intake`, creds: i.creds.intake, log: log.child({ conn: 'intake' }) });
     push('intake connection', () => intakeNc.drain());
     const peerOf = (name: string) => running.peers.find((p) => p.name === name);

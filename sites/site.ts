@@ -46,7 +46,7 @@ export interface FarmOptions {
   /** Free bytes on the data disk under which nats-server stops storing (store-guard.ts; default 256 MiB). */
   storeMinFreeBytes?: number;
   /** The scheduler's queue limits, retention of finished jobs, the site's linked peers and its outsourcing policy. */
-  scheduler?: Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable' | 'sandboxAll'>;
+  scheduler?: Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable' | 'outsourceOverflow' | 'sandboxAll'>;
   /**
    * Run as a site that links to peers (`renderbus up --site`): `<data>/fed/site.json` is made (or
    * checked: a site keeps its name), with the leaf listener when one is given. A data directory

@@ -1,7 +1,7 @@
 import { createActor, type Actor } from 'xstate';
 import {
-  DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, originKey, taskId, toProfile,
-  type JobOrigin,
+  AUTO_SITE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HOST_FAILURES, hostMatches, originKey, taskId, toProfile,
+  type JobOrigin, type PlacementSummary,
   type FrameRecord, type HostInventory, type JobDetail, type JobSpec, type JobState, type JobSummary,
   type HeldLease, type LimitCount, type LimitUse, type WaitReason, type PreparedJob, type ResourceProfile, type ShareUse, type TaskAssignment, type TaskResult, type TaskStats,
 } from '../../protocol/index.ts';
@@ -82,6 +82,10 @@ export interface Job {
   journalSeq?: number;
   /** Sent to a linked site (its spec's `site`, or the site's policy): the outsourced queue's record of it (outsource.ts). */
   remote?: Outsourced;
+  /** A job that said `site: auto`: where it was placed and why (site-choice.ts); until then it waits for quotes. */
+  placement?: PlacementSummary;
+  /** The overflow policy asks the peers for quotes (site-choice.ts): nothing of it is dispatched meanwhile. */
+  quoting?: string;
   /** Frames ended by journal replay, told to the job's machine once at the end (finishReplay). */
   restored?: { done: number; failed: number; at: number };
   /** A peer's job the intake submitted (job-origin.ts): that site and its job id there. */
@@ -237,7 +241,7 @@ export class JobBook {
 
   /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && j.spec.site === undefined && j.remote === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**
@@ -332,6 +336,20 @@ export class JobBook {
   /** An outsourced job (outsource.ts) leaves the queue: nothing of it is dispatched here. */
   leaveQueue(job: Job): void {
     if (job.inPending) this.pendingDirty = true;
+  }
+
+  /** The overflow policy asks for quotes (`why`: its wait reason), or has its answer (undefined): held out of the queue meanwhile. */
+  setQuoting(job: Job, why: string | undefined): void {
+    job.quoting = why;
+    if (why !== undefined) this.pendingDirty = true;
+    else this.enqueue(job);
+  }
+
+  /** An `auto` job was placed (site-choice.ts): placed here, it joins the queue. */
+  placed(job: Job, placement: PlacementSummary): void {
+    job.placement = placement;
+    job.waiting = undefined; // "asking for quotes" is over; the next round says what it waits for
+    this.enqueue(job);
   }
 
   /** A job held at submission may start. */
@@ -1055,4 +1073,9 @@ function fits(task: Task | undefined, hostRamMb: number | undefined): boolean {
 function sandboxOf(spec: JobSpec): { files?: string[]; root?: string } {
   if (typeof spec.sandbox === 'object') return { root: spec.sandbox.root };
   return { files: [spec.scene, ...(spec.supportFiles ?? [])] };
+}
+
+/** A job that said `site: auto` and was placed here: it renders as if it had named no site. */
+export function placedHere(j: Job): boolean {
+  return j.spec.site === AUTO_SITE && j.placement !== undefined && j.placement.peer === undefined;
 }

@@ -35,6 +35,7 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
   const eta = jobEta(book, job);
   if (eta !== undefined) s.etaMs = eta;
   if (job.origin) s.origin = job.origin;
+  if (job.placement) s.placement = job.placement;
   return s;
 }
 

@@ -17,14 +17,15 @@ export type PolicyVerdict =
 
 /**
  * Checks the policy's peers (in order of preference) against the site's own name: RB_BAD_ARGUMENT
- * for a name that is no site name, named twice, or the site itself.
+ * for a name that is no site name, named twice, or the site itself. `flag`: the policy's name in
+ * the message (the overflow policy is checked the same way).
  */
-export function checkPolicy(prefer: readonly string[], site: string): void {
+export function checkPolicy(prefer: readonly string[], site: string, flag = 'outsource-unrenderable'): void {
   const seen = new Set<string>();
   for (const p of prefer) {
-    if (!isToken(p)) throw new FarmError('RB_BAD_ARGUMENT', `outsource-unrenderable: '${p}' is not a site name`);
-    if (p === site) throw new FarmError('RB_BAD_ARGUMENT', `outsource-unrenderable: '${p}' is this site itself; name the peers to send to`);
-    if (seen.has(p)) throw new FarmError('RB_BAD_ARGUMENT', `outsource-unrenderable: '${p}' is named twice`);
+    if (!isToken(p)) throw new FarmError('RB_BAD_ARGUMENT', `${flag}: '${p}' is not a site name`);
+    if (p === site) throw new FarmError('RB_BAD_ARGUMENT', `${flag}: '${p}' is this site itself; name the peers to send to`);
+    if (seen.has(p)) throw new FarmError('RB_BAD_ARGUMENT', `${flag}: '${p}' is named twice`);
     seen.add(p);
   }
 }

@@ -1,6 +1,6 @@
 import {
-  FarmError, jobBundleId, RemoteState,
-  type BillSummary, type JobSpec, type OutsourceSummary, type RemoteCounts, type RemoteUpdate, type WaitReason,
+  AUTO_SITE, FarmError, jobBundleId, RemoteState,
+  type BillSummary, type PlacementSummary, type JobSpec, type OutsourceSummary, type RemoteCounts, type RemoteUpdate, type WaitReason,
 } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 
@@ -54,7 +54,8 @@ const TERMINAL: ReadonlySet<RemoteState> = new Set([RemoteState.Done, RemoteStat
  * the vendor cannot see them.
  */
 export function checkOutsource(spec: JobSpec, site: string, peers: readonly string[]): void {
-  if (spec.site === undefined) return;
+  // `auto` is placed once quoted (site-choice.ts): with no peers, or waiting for local jobs, it stays here
+  if (spec.site === undefined || spec.site === AUTO_SITE) return;
   const linked = peers.length === 0 ? 'this site has no linked peers' : `the linked peers are ${peers.join(', ')}`;
   if (spec.site === site) throw new FarmError('RB_BAD_JOB', `site: '${spec.site}' is this site itself; leave site out to render here (${linked})`);
   if (!peers.includes(spec.site)) throw new FarmError('RB_BAD_JOB', `site: '${spec.site}' is not a linked peer of ${site}: ${linked}`);
@@ -65,7 +66,7 @@ export function checkOutsource(spec: JobSpec, site: string, peers: readonly stri
 
 /** Whether a job should go out now: it names a site, has not gone, is not held, and has not ended. */
 export function shouldOutsource(book: JobBook, job: Job): boolean {
-  return job.spec.site !== undefined && job.remote === undefined && !job.held && !book.isFinished(job);
+  return job.spec.site !== undefined && job.spec.site !== AUTO_SITE && job.remote === undefined && !job.held && !book.isFinished(job);
 }
 
 /**
@@ -74,9 +75,10 @@ export function shouldOutsource(book: JobBook, job: Job): boolean {
  * dispatched: the JobBook never dispatches an outsourced job) until the vendor's news moves them.
  */
 export function outsource(book: JobBook, job: Job, byPolicy?: { peer: string; why: string }): Outsourced {
-  const peer = job.spec.site ?? byPolicy?.peer;
+  const named = job.spec.site !== undefined && job.spec.site !== AUTO_SITE;
+  const peer = named ? job.spec.site : byPolicy?.peer;
   if (peer === undefined) throw new FarmError('RB_BAD_ARGUMENT', `job ${job.id} names no site to send it to`);
-  job.remote = { peer, bundleId: jobBundleId(job.id), state: RemoteState.Sent, back: new Map(), applied: new Set(), ...(job.spec.site === undefined && byPolicy ? { why: byPolicy.why } : {}) };
+  job.remote = { peer, bundleId: jobBundleId(job.id), state: RemoteState.Sent, back: new Map(), applied: new Set(), ...(!named && byPolicy ? { why: byPolicy.why } : {}) };
   job.waiting = undefined;
   job.machine.send({ type: 'job.outsource' });
   book.leaveQueue(job);
@@ -192,6 +194,26 @@ export function outsourceReason(job: Job): WaitReason | undefined {
     cancelled: 'cancelled there',
   };
   const running = r.counts && r.counts.running > 0 ? `, ${r.counts.running} rendering` : '';
-  const policy = r.why !== undefined ? `; sent by the site's policy: ${r.why}` : '';
+  // an `auto` job's why is its placement ("placed at v2: …"); otherwise the site's policy sent it
+  const policy = r.why === undefined ? '' : job.spec.site === AUTO_SITE ? `; ${r.why}` : `; sent by the site's policy: ${r.why}`;
   return { kind: 'outsourced', text: `outsourced to ${[r.peer, ...(r.via ?? [])].join(' → ')}: ${r.back.size}/${job.counts.total} frames back${running} (${there[r.state]})${policy}` };
+}
+
+/**
+ * Applies where an `auto` job renders (a `place` record, live or replayed): placed at a peer, it
+ * is outsourced as if it had said `site: <peer>`; placed here, it joins the queue. A job that
+ * ended meanwhile (cancelled while quotes were awaited) only keeps the placement for its views.
+ */
+export function applyPlacement(book: JobBook, job: Job, p: PlacementSummary): Outsourced | undefined {
+  if (job.placement !== undefined) return undefined;
+  if (book.isFinished(job) || job.remote) {
+    job.placement = p;
+    return undefined;
+  }
+  if (p.peer === undefined) {
+    book.placed(job, p);
+    return undefined;
+  }
+  job.placement = p;
+  return outsource(book, job, { peer: p.peer, why: p.text });
 }

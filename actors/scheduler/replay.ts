@@ -1,6 +1,6 @@
 import { prepareJob, type CtlRequest, type JournalRecord } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
-import { applyRemote, outsource, shouldOutsource } from './outsource.ts';
+import { applyPlacement, applyRemote, outsource, shouldOutsource } from './outsource.ts';
 
 /**
  * Applies a control action other than cancel (live, or replayed from the journal) to a job;
@@ -53,6 +53,10 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   // the site's policy sent it (outsource-policy.ts): as live, unless it ended first
   else if (rec.kind === 'outsource') {
     if (!job.remote && !book.isFinished(job)) outsource(book, job, { peer: rec.peer, why: rec.why });
+  }
+  // an `auto` job's placement (site-choice.ts): as live
+  else if (rec.kind === 'place') {
+    applyPlacement(book, job, { ...(rec.peer !== undefined ? { peer: rec.peer } : {}), text: rec.text, options: rec.options, at: rec.at });
   }
   else if (rec.kind === 'ctl') {
     const wasFinished = book.isFinished(job);

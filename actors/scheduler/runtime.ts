@@ -1,11 +1,11 @@
-import { resolve as resolvePath } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import {
-  aboutFrames, checkNotify, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
+  aboutFrames, AUTO_SITE, checkNotify, parseBudget, codecs, taskId, encodeAny, FarmError, lastToken, MAX_PAYLOAD, newInstanceId, newJobId, prepareJob, PROTOCOL_MAJOR, subjects,
   type CtlRequest, type FrameEvent, type HeldLease, type JobEvent, type JournalRecord, type LeaseReport, type MatchBody, type QueryRequest,
-  type HostsRequest, type JobOrigin, type LimitsRequest, type RemoteUpdate, type SharesRequest, type BudgetsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
+  type HostsRequest, type JobOrigin, type Money, type PeerQuote, type PlacementSummary, type LimitsRequest, type RemoteUpdate, type SharesRequest, type BudgetsRequest, type SubmitRequest, type TaskAssignment, type TaskResult, type WaitReason,
 } from '../../protocol/index.ts';
 import { call, callerOf, listen, serve, timedOut } from '../bus/index.ts';
 import { planDispatch, type KnownHost } from './dispatch.ts';
@@ -20,7 +20,9 @@ import { jobsToEvict, retention, type Retention } from './retention.ts';
 import { HostLiveness } from './liveness.ts';
 import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
-import { applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
+import { applyPlacement, applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
+import { queueLoad } from './queue-load.ts';
+import { chooseSite, localSide, mayOverflow, roomHere, staysHere } from './site-choice.ts';
 import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
 export interface SchedulerOptions {
@@ -45,6 +47,18 @@ export interface SchedulerOptions {
   outsourceUnrenderable?: readonly string[];
   /** The site's policy: every job renders in the I/O wrapper (docs/security.md, "The sandbox"), whatever it says. */
   sandboxAll?: boolean;
+  /**
+   * The site's overflow policy (site-choice.ts): a job that names no site is quoted by these
+   * linked peers when the farm here is busy, and sent to one that finishes it first. None: off.
+   */
+  outsourceOverflow?: readonly string[];
+  /** How long a `site: auto` job's quotes are awaited from each peer (default QUOTE_TIMEOUT_MS). */
+  quoteTimeoutMs?: number;
+  /**
+   * What is left of a project's budget: a peer's quote over it is skipped as one over the job's
+   * own budget (site-choice.ts). Default: the scheduler's own (`renderbus budget`, project-budgets.ts).
+   */
+  projectLeft?: (project: string) => Money | undefined;
 }
 
 export interface SchedulerHandle {
@@ -67,6 +81,10 @@ const READ_BACK_MS = 60_000;
 const RETENTION_EVERY_MS = 60_000;
 /** A job's progress event goes out at most this often; watchers also poll, and the end always goes out. */
 const PROGRESS_EVERY_MS = 250;
+/** How long each peer's quote is awaited (docs/federation.md: no answer means no offer). */
+export const QUOTE_TIMEOUT_MS = 5_000;
+/** Beyond the peers' wait: the site's services hash the job's files first. */
+const QUOTES_MARGIN_MS = 10_000;
 
 /** Binds the scheduler machine to NATS: the queue in a JobBook, its journal in JetStream. */
 export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHandle> {
@@ -78,6 +96,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   const peers = () => (typeof o.peers === 'function' ? o.peers() : (o.peers ?? []));
   const policy = o.outsourceUnrenderable ?? [];
   checkPolicy(policy, site);
+  const overflow = o.outsourceOverflow ?? [];
+  checkPolicy(overflow, site, 'outsource-overflow');
   const unlinked = policy.filter((p) => !peers().includes(p));
   if (unlinked.length > 0) log.warn({ policy, unlinked, peers: peers() }, 'the policy for jobs no local host can render names peers that are not linked (yet): it skips them while they are not');
   /** Since when the registry has said, round after round, that no local host can render a job (the policy's settle time). */
@@ -219,6 +239,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     // the submit record is the outsource decision (outsource.ts): no second write, no window between two
     if (shouldOutsource(book, job)) sendOut(job);
     else if (book.whyWaiting(job)) jobEvent(job, 'waiting');
+    if (job.spec.site === AUTO_SITE) {
+      unplaced.add(job);
+      placeWaiting();
+    } else if (overflow.length > 0 && mayOverflow(job)) void placeOverflow(job);
     actor.send({ type: 'dispatch.wanted' });
     return counts;
   }
@@ -239,6 +263,128 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     await journal!.append({ v: PROTOCOL_MAJOR, kind: 'outsource', jobId: job.id, peer, why, at: now() }, `outsource-${job.id}`);
     if (job.remote || book.isFinished(job)) return;
     sendOut(job, { peer, why });
+  }
+
+  /** `auto` jobs not placed yet (site-choice.ts); those being placed now. */
+  const unplaced = new Set<Job>();
+  const placing = new Set<Job>();
+  const quoteTimeoutMs = o.quoteTimeoutMs ?? QUOTE_TIMEOUT_MS;
+
+  /** Places every `auto` job that waits for it (not held, not ended): called at submit, and each dispatch round. */
+  function placeWaiting(): void {
+    for (const job of unplaced) {
+      if (job.placement !== undefined || book.isFinished(job)) unplaced.delete(job);
+      else if (!job.held && !placing.has(job)) void place(job);
+    }
+  }
+
+  /**
+   * Where a `site: auto` job renders: here, or at the linked peer that finishes it first within
+   * its budget (site-choice.ts). The quotes come from the site's services (`link.quotes`, which
+   * ask every peer in parallel); the choice is journaled (a `place` record) before it is applied,
+   * so a restarted scheduler keeps it. A failed write leaves it unplaced: the next round tries again.
+   */
+  async function place(job: Job): Promise<void> {
+    placing.add(job);
+    try {
+      const linked = peers();
+      const keep = staysHere(job, linked);
+      let choice: Omit<PlacementSummary, 'at'>;
+      if (keep !== undefined) choice = { text: `placed here: ${keep}`, options: [] };
+      else {
+        setWaiting(job, { kind: 'quotes', text: `site: auto: asking ${linked.join(', ')} for quotes (up to ${Math.round(quoteTimeoutMs / 1000)} s)` });
+        const load = queueLoad(book, job.prepared.renderer, job.prepared.priority, job);
+        const [match, answers] = await Promise.all([matchAll(job), askQuotes(job, linked, load.frameMs)]);
+        choice = chooseSite({
+          frames: job.counts.total, project: job.project, local: localSide(site, match, load), answers,
+          ...(job.spec.budget !== undefined ? { budget: parseBudget(job.spec.budget) } : {}),
+          projectLeft,
+        });
+      }
+      if (job.placement !== undefined || book.isFinished(job)) return;
+      const at = now();
+      await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, at }, `place-${job.id}`);
+      const sent = applyPlacement(book, job, { ...choice, at });
+      unplaced.delete(job);
+      log.info({ jobId: job.id, peer: choice.peer ?? null, placement: choice.text }, 'auto job placed');
+      if (sent) jobEvent(job, 'outsourced');
+      else jobEvent(job, 'progress');
+      actor.send({ type: 'dispatch.wanted' });
+    } catch (err) {
+      log.warn({ err, jobId: job.id }, 'could not place an auto job; tried again next round');
+    } finally {
+      placing.delete(job);
+    }
+  }
+
+  // what is left of a project's budget (renderbus budget; the bills' spend): a quote over it is skipped
+  const projectLeft = o.projectLeft ?? ((project: string) => book.budgets.left(project));
+
+  /**
+   * The site's overflow policy for a job that names no site: when the farm here has no room for it
+   * now, the policy's linked peers are asked for quotes (the job held out of the queue meanwhile:
+   * its frames must not start here and go there too) and it goes where it finishes first, here
+   * included; the choice is journaled as an `auto` job's (a `place` record). A restart while the
+   * quotes are awaited leaves it here.
+   */
+  async function placeOverflow(job: Job): Promise<void> {
+    const linked = overflow.filter((p) => peers().includes(p));
+    if (linked.length === 0 || placing.has(job)) return;
+    placing.add(job);
+    try {
+      const load = queueLoad(book, job.prepared.renderer, job.prepared.priority, job);
+      const local = localSide(site, await matchAll(job), load);
+      if (roomHere(local) || !mayOverflow(job)) return;
+      book.setQuoting(job, `the farm here is busy: asking ${linked.join(', ')} for quotes (the site's overflow policy, up to ${Math.round(quoteTimeoutMs / 1000)} s)`);
+      jobEvent(job, 'waiting');
+      let choice: Omit<PlacementSummary, 'at'>;
+      try {
+        const answers = await askQuotes(job, linked, load.frameMs);
+        choice = chooseSite({
+          frames: job.counts.total, project: job.project, local, answers,
+          ...(job.spec.budget !== undefined ? { budget: parseBudget(job.spec.budget) } : {}),
+          projectLeft,
+        });
+        if (book.isFinished(job) || job.placement !== undefined || job.remote) return;
+        const at = now();
+        await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, at }, `place-${job.id}`);
+        const sent = applyPlacement(book, job, { ...choice, at });
+        log.info({ jobId: job.id, peer: choice.peer ?? null, placement: choice.text }, 'job weighed by the overflow policy');
+        if (sent) jobEvent(job, 'outsourced');
+      } finally {
+        book.setQuoting(job, undefined);
+        actor.send({ type: 'dispatch.wanted' });
+      }
+    } catch (err) {
+      log.warn({ err, jobId: job.id }, 'the overflow policy could not weigh a job; it renders here');
+    } finally {
+      placing.delete(job);
+    }
+  }
+
+  /** Every host matching the job's requirements, busy or not (the local side of a quote); undefined when the registry does not answer. */
+  async function matchAll(job: Job): Promise<MatchBody | undefined> {
+    try {
+      return await call(nc, subjects.regMatch(site), codecs.matchRequest, { v: PROTOCOL_MAJOR, requirements: job.prepared.requirements }, codecs.matchReply, { timeoutMs: 3_000, unavailable: 'RB_REGISTRY_UNAVAILABLE' });
+    } catch (err) {
+      log.debug({ err }, 'registry match failed');
+      return undefined;
+    }
+  }
+
+  /** The peers' quotes through the site's services; when those do not answer, every peer "did not answer". */
+  async function askQuotes(job: Job, linked: readonly string[], frameMs: number | undefined): Promise<PeerQuote[]> {
+    const scene = job.spec.scene;
+    const paths = [scene, ...(job.spec.supportFiles ?? []).map((f) => resolvePath(dirname(scene), f))];
+    const quoteJob = { frames: job.counts.total, renderer: job.prepared.renderer, priority: job.prepared.priority, requirements: job.prepared.requirements, ...(frameMs !== undefined ? { frameMs } : {}) };
+    try {
+      const body = await call(nc, subjects.linkQuotes(site), codecs.quotesRequest, { v: PROTOCOL_MAJOR, jobId: job.id, job: quoteJob, paths, timeoutMs: quoteTimeoutMs }, codecs.quotesReply, { timeoutMs: quoteTimeoutMs + QUOTES_MARGIN_MS, unavailable: 'RB_QUOTES_UNAVAILABLE' });
+      // a peer the services do not know (linked since they started) did not answer either
+      return linked.map((p) => body.answers.find((a) => a.peer === p) ?? { peer: p, error: 'not asked: the site\'s services do not know it yet', ms: 0 });
+    } catch (err) {
+      log.warn({ err, jobId: job.id }, 'the site\'s quote service did not answer');
+      return linked.map((p) => ({ peer: p, error: `not asked: the site's quote service did not answer (${FarmError.from(err).code})`, ms: 0 }));
+    }
   }
 
   /**
@@ -606,6 +752,7 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   };
 
   async function dispatchRound(): Promise<void> {
+    placeWaiting(); // auto jobs released, or whose placement could not be journaled
     let jobs = book.queue().slice(0, ROUND_JOBS);
     if (jobs.length === 0) return;
     const byProfile = new Map<string, Job>();
@@ -776,6 +923,9 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         book.finishReplay();
         applyRetention();
         tellOutsourcedAgain();
+        // auto jobs the old process had not placed yet are asked about again
+        unplaced.clear();
+        for (const job of book.jobs.values()) if (job.spec.site === AUTO_SITE && job.placement === undefined && !book.isFinished(job)) unplaced.add(job);
         return records;
       }),
       dispatchRound: fromPromise(dispatchRound),
@@ -820,6 +970,11 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     serve(nc, { subject: subjects.opBudgets(site), request: codecs.budgetsRequest, reply: codecs.budgetsReply, handle: (req) => budgets(req, true), log }),
     serve(nc, { subject: subjects.allSchedResults(site), request: codecs.taskResult, reply: codecs.taskResultReply, handle: result, log }),
     serve(nc, { subject: subjects.allSchedRemote(site), request: codecs.remoteUpdate, reply: codecs.remoteUpdateReply, handle: (u, msg) => remoteUpdate(u, lastToken(msg.subject)), log }),
+    // the queue's load, for the quote this site gives a peer (sites/quotes): only its site-link may ask
+    serve(nc, { subject: subjects.schedLoad(site), request: codecs.loadRequest, reply: codecs.loadReply, handle: (req) => {
+      requireServing();
+      return Promise.resolve(queueLoad(book, req.renderer, req.priority));
+    }, log }),
     listen(nc, subjects.allSchedLeases(site), codecs.leaseReport, log, onLeaseReport),
     listen(nc, subjects.allHostEvents(site), codecs.hostEvent, log, (evt) => {
       if (evt.event === 'down') {

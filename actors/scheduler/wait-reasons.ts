@@ -1,4 +1,4 @@
-import type { WaitReason } from '../../protocol/index.ts';
+import { AUTO_SITE, type WaitReason } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { programOf } from './job-errors.ts';
 import { framesReady } from './rechunk.ts';
@@ -12,6 +12,8 @@ export function whyWaiting(book: JobBook, job: Job): WaitReason | undefined {
   if (job.remote) return outsourceReason(job);
   if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
   if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
+  if (job.quoting !== undefined) return { kind: 'quotes', text: job.quoting };
+  if (job.spec.site === AUTO_SITE && job.placement === undefined) return job.waiting?.kind === 'quotes' ? job.waiting : { kind: 'quotes', text: 'site: auto: waiting to ask the linked peers for quotes' };
   const dep = dependencyReason(book, job) ?? frameDependencyReason(book, job);
   if (dep) return dep;
   const limit = job.spec.limits && job.queuedTasks > 0 ? book.limitBlocking(job) : undefined;

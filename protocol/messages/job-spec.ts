@@ -110,7 +110,8 @@ export const JobSpec = Type.Object(
     limits: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 20, description: "named limits the job's tasks count against, e.g. ['maya'] (renderbus limit)" })),
     afterFrames: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs whose frame N must be done before frame N of this one starts (frames they do not have do not wait)' })),
     after: Type.Optional(Type.Array(Token, { minItems: 1, maxItems: 100, description: 'ids of jobs that must be done before this one starts (e.g. comp after render)' })),
-    site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: "render at this linked site (a peer's name, `renderbus sites`) instead of on the local farm; docs/federation.md" })),
+    site: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: "render at this linked site (a peer's name, `renderbus sites`) instead of on the local farm; 'auto': ask every linked peer for a quote and render where it finishes first within the budget; docs/federation.md" })),
+    budget: Type.Optional(Type.String({ minLength: 1, maxLength: 40, description: "the most the job may cost at a peer, e.g. '12.50 EUR' (with site: auto: a quote over it, or in another currency, is skipped)" })),
     encryptResults: Type.Optional(
       Type.Union([Type.Boolean(), Type.Object({ purge: Type.Boolean() }, { additionalProperties: false })], {
         description: "when outsourced: the vendor returns every file encrypted to this site's result key, and (unless `{purge: false}`) removes its clear copies once the result is sent; docs/federation.md, \"Encrypted results\"",

@@ -7,6 +7,7 @@ import { ShareRecord } from './shares.ts';
 import { BudgetRecord } from './budgets.ts';
 import { OutsourceRecord, RemoteRecord } from './outsource.ts';
 import { JobOrigin } from './intake.ts';
+import { PlaceRecord } from './quote.ts';
 
 /** A task's ended attempt (done, or failed: retried or for good). */
 export const TaskRecord = Type.Object({
@@ -39,7 +40,7 @@ export const TaskRecord = Type.Object({
 /**
  * The scheduler's durable journal (JetStream stream, subjects `rb.<site>.journal.<kind>`):
  * replayed in order after a restart to rebuild the queue. Kinds: submit, task, cancel, ctl, limit, share, budget, remote,
- * outsource (and batch: several task records in one message, JournalEntry).
+ * outsource, place (and batch: several task records in one message, JournalEntry).
  */
 export const JournalRecord = Type.Union([
   /** `origin`: a peer's job, submitted by the intake (sched.intake). */
@@ -51,6 +52,7 @@ export const JournalRecord = Type.Union([
   BudgetRecord,
   RemoteRecord,
   OutsourceRecord,
+  PlaceRecord,
   /** A control action other than cancel, as accepted (CtlRequest's fields). */
   Type.Object({
     v: V,

@@ -3,6 +3,7 @@ import { Millis, Reply, Token, V } from './common.ts';
 import { JobSpec } from './job-spec.ts';
 import { TaskStats } from './task.ts';
 import { OutsourceSummary } from './outsource.ts';
+import { PlacementSummary } from './quote.ts';
 import { JobOrigin } from './intake.ts';
 
 export const JobState = {
@@ -51,7 +52,7 @@ export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
     Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'), Type.Literal('sick-hosts'),
-    Type.Literal('share'), Type.Literal('outsourced'),
+    Type.Literal('share'), Type.Literal('outsourced'), Type.Literal('quotes'),
   ]),
   /** share: its project holds its share of the busy slots or more, and other projects wait under theirs. */
   share: Type.Optional(Type.Object({ project: Type.String(), running: Type.Integer({ minimum: 0 }), entitled: Type.Number({ minimum: 0 }) })),
@@ -96,6 +97,8 @@ export const JobSummary = Type.Object({
   etaMs: Type.Optional(Type.Number({ minimum: 0 })),
   /** A job sent to a linked site (its `site`): where it stands there. */
   outsourced: Type.Optional(OutsourceSummary),
+  /** A job that said `site: auto`: where it was placed, every quote, and why (docs/federation.md, "Choosing where to render: quotes"). */
+  placement: Type.Optional(PlacementSummary),
   /** A peer's job rendered here (docs/federation.md, "Intake at the vendor"): that site and its job id there. */
   origin: Type.Optional(JobOrigin),
 });

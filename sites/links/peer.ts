@@ -64,18 +64,22 @@ const PUBLIC_KEY = /^U[A-Z2-7]{55}$/;
 
 const bad = (message: string) => new FarmError('RB_BAD_PEER', message);
 
-/** Site names that would make `rb.<site>.…` collide with the federation subjects `rb.fed.…`, `rb.fedsvc.…`. */
-const RESERVED = ['fed', 'fedsvc'];
+/**
+ * Site names that would collide: `fed`, `fedsvc` with the federation subjects `rb.fed.…`,
+ * `rb.fedsvc.…`; `auto` with a job's `site: auto` (ask every peer for a quote).
+ */
+const RESERVED = ['fed', 'fedsvc', 'auto'];
+const whyReserved = (name: string) => (name === 'auto' ? "a job's `site: auto` means: ask every linked peer for a quote" : `rb.${name}.… is where federation subjects live`);
 
 /** Checks a site's links; every mistake is an RB_BAD_PEER naming the peer and what is wrong. */
 export function checkSiteLinks(l: SiteLinks): SiteLinks {
   if (!isToken(l.site)) throw bad(`site '${l.site}' is not a subject token (a-z, 0-9, '-', '_', at most 64)`);
-  if (RESERVED.includes(l.site)) throw bad(`a site named '${l.site}' cannot be linked: rb.${l.site}.… is where federation subjects live`);
+  if (RESERVED.includes(l.site)) throw bad(`a site named '${l.site}' cannot be linked: ${whyReserved(l.site)}`);
   const accounts = new Map<string, string>();
   for (const p of l.peers) {
     if (!isToken(p.name)) throw bad(`peer name '${p.name}' is not a subject token (a-z, 0-9, '-', '_', at most 64)`);
     if (p.name === l.site) throw bad(`peer '${p.name}' is this site itself`);
-    if (RESERVED.includes(p.name)) throw bad(`peer name '${p.name}' is reserved: rb.${p.name}.… is where federation subjects live`);
+    if (RESERVED.includes(p.name)) throw bad(`peer name '${p.name}' is reserved: ${whyReserved(p.name)}`);
     const other = accounts.get(dmzAccount(p.name));
     if (other !== undefined) {
       throw bad(other === p.name ? `peer '${p.name}' is listed twice` : `peers '${other}' and '${p.name}' would share the account ${dmzAccount(p.name)}`);

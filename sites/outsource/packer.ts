@@ -199,10 +199,11 @@ export function jobBundleOf(spec: JobSpec, outputDir: string): { files: string[]
 /**
  * The job description as the vendor gets it: where its frames land (`output`, so the vendor writes
  * the same paths), without what only means something here: the site it names (the vendor
- * itself), the client's notifications, waiting for local jobs, being held, and `encryptResults`
- * (the manifest's own field says it, with the key).
+ * itself, or `auto`), the client's notifications, waiting for local jobs, being held, the budget
+ * (what the studio would pay is its own business, not the vendor's) and `encryptResults` (the
+ * manifest's own field says it, with the key).
  */
 export function forVendor(spec: JobSpec, outputDir: string): JobSpec {
-  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, encryptResults: _enc, ...rest } = spec;
+  const { site: _site, notify: _notify, after: _after, afterFrames: _afterFrames, hold: _hold, budget: _budget, encryptResults: _enc, ...rest } = spec;
   return { ...rest, output: { ...spec.output, dir: outputDir } };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { loginOptions } from '../../actors/bus/index.ts';
-import { Role, subjects, type Credentials } from '../../protocol/index.ts';
+import { ANY_HOST, Role, subjects, type Credentials } from '../../protocol/index.ts';
 import { authUsers, issuePrincipal } from '../../sites/auth/index.ts';
 import { newUserKey } from '../../sites/auth/principals.ts';
 import { newLeafPassword, PeerRole, type DmzQuota, type Peer, type SiteLinks } from '../../sites/links/index.ts';
@@ -12,12 +12,18 @@ import { waitUntil } from '../../tools/lib/wait-until.ts';
 import { freePort } from './farm.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
-/** The FARM principals each test site issues: its link, its scheduler (JetStream), an operator (tails everything), an artist (a credential the federation subjects refuse). */
+/**
+ * The FARM principals each test site issues: its link, its scheduler (JetStream), an operator
+ * (tails everything), an artist (a credential the federation subjects refuse), and a registry and
+ * a render server for any host (a simulated farm, for tests that need slots at each site).
+ */
 const PRINCIPALS = [
   { role: Role.SiteLink, name: 'link' },
   { role: Role.Scheduler, name: 'scheduler' },
   { role: Role.Operator, name: 'op' },
   { role: Role.Artist, name: 'ann' },
+  { role: Role.Registry, name: 'registry' },
+  { role: Role.RenderServer, name: ANY_HOST },
 ] as const;
 type FarmRole = (typeof PRINCIPALS)[number]['role'];
 

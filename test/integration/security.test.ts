@@ -82,6 +82,10 @@ function ownersTable(site: string): [string, Who[]][] {
     [`${r}.sched.remote.studio`, ['intake/intake']],
     // lifting a peer's quarantine (`renderbus site release`): operators only
     [`${r}.link.release`, ['operator/op']],
+    // a `site: auto` job's quotes, asked of the site's services (its site-link answers); the queue's
+    // load, asked by the site-link for a peer's quote: no role of this table may ask either
+    [`${r}.link.quotes`, ['scheduler/scheduler']],
+    [`${r}.sched.load`, []],
     [`${r}.sched.result.node-a`, ['render-server/node-a']],
     [`${r}.sched.leases.node-a`, ['render-server/node-a']],
     [`${r}.sched.hello`, ['scheduler/scheduler']],

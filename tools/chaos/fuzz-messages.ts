@@ -101,6 +101,7 @@ export const baseMessages: Record<string, (f: FarmFacts) => unknown> = {
   HostCtl: () => ({ v: PROTOCOL_MAJOR, action: 'kill-task', taskId: `${noJob}.0` }),
   IntakeRequest: () => ({ v: PROTOCOL_MAJOR, kind: 'cancel', originJob: noJob }),
   RemoteUpdate: () => ({ v: PROTOCOL_MAJOR, jobId: noJob, bundleId: 'fuzz-bundle', state: 'started', at: 1 }),
+  LoadRequest: () => ({ v: PROTOCOL_MAJOR, renderer: 'povray', priority: 50 }),
 };
 
 /** A job no host can take (it needs a license nobody holds): harmless if it were ever queued. */
@@ -323,6 +324,11 @@ export const semanticCases: Record<string, SemanticCase[]> = {
       make: (f, r) => (f.jobs.length === 0 ? undefined : { v: PROTOCOL_MAJOR, jobId: r.pick(f.jobs).jobId, bundleId: `fuzz-${r.string(6)}`, state: 'failed', final: true, outputs: [{ frame: 1, path: '/etc/passwd' }], at: 1 }),
       expect: forbidden,
     },
+  ],
+  LoadRequest: [
+    // the queue's load for a peer's quote: any renderer and priority is answered, and changes nothing
+    { label: 'a renderer nobody uses', make: (_f, r) => ({ v: PROTOCOL_MAJOR, renderer: `fuzz-${r.string(8)}`, priority: r.int(0, 1000) }), expect: { answer: true } },
+    { label: 'the most urgent priority', make: () => ({ v: PROTOCOL_MAJOR, renderer: 'povray', priority: 0 }), expect: { answer: true } },
   ],
   TaskResult: [
     // only the host that holds a lease can end its task: a result naming another is refused

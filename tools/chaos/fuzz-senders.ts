@@ -17,7 +17,7 @@ export interface SenderNames {
   user: string;
 }
 
-type Who = 'host' | 'artist' | 'operator' | typeof Role.Scheduler | typeof Role.Registry | typeof Role.Notifier | typeof Role.Intake;
+type Who = 'host' | 'artist' | 'operator' | typeof Role.Scheduler | typeof Role.Registry | typeof Role.Notifier | typeof Role.Intake | typeof Role.SiteLink;
 
 interface Route {
   who: Who;
@@ -46,6 +46,7 @@ const ROUTES: Record<string, Route> = {
   'rb.<site>.sched.result': { who: 'host', subject: (n) => subjects.schedResult(n.site, n.host) },
   'rb.<site>.sched.intake.<peer>': { who: Role.Intake },
   'rb.<site>.sched.remote.<peer>': { who: Role.Intake },
+  'rb.<site>.sched.load': { who: Role.SiteLink },
   'rb.<site>.host.<host>.assign': { who: Role.Scheduler },
   'rb.<site>.host.<host>.ctl': { who: 'operator' },
   'rb.<site>.op.ctl': { who: 'operator' },

@@ -34,6 +34,8 @@ export interface SubmitFlags {
   project?: string;
   /** The job's `site` (`--site` is the farm's own site name, a global flag). */
   outsource?: string;
+  /** The job's `budget` ("12.50 EUR"). */
+  budget?: string;
   memory?: string;
   taskDuration?: string;
   /** NAME=VALUE, repeatable: the job's own environment variables. */
@@ -89,6 +91,7 @@ const FLAG_PATHS: ReadonlyArray<[keyof SubmitFlags, string]> = [
   ['limit', '/limits'],
   ['project', '/project'],
   ['outsource', '/site'],
+  ['budget', '/budget'],
   ['memory', '/memoryMb'],
   ['taskDuration', '/taskDuration'],
   ['env', '/env'],

@@ -48,7 +48,7 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   const sent = job.outsourced;
   if (sent) {
     lines.push(['site', `outsourced to ${[sent.site, ...(sent.via ?? [])].join(' → ')}: ${sent.state} there${sent.remoteJob ? ` as ${sent.remoteJob}` : ''}, ${sent.back}/${c.total} frames back; bundle ${sent.bundleId}${sent.heardAt !== undefined ? `; last news ${ago(sent.heardAt, now)}` : ''}`]);
-    if (sent.why !== undefined) lines.push(['sent by', `the site's policy: ${sent.why}`]);
+    if (sent.why !== undefined && !job.placement) lines.push(['sent by', `the site's policy: ${sent.why}`]);
     // early looks: the vendor's sample frames as thumbnails, before (or without) the frames
     if (sent.samples?.length) lines.push(['samples', `${sent.samples.length === 1 ? 'frame' : 'frames'} ${sent.samples.map((x) => x.frame).join(', ')}: ${sent.samples.map((x) => x.path).join('  ')}`]);
     const bill = sent.bill;
@@ -58,6 +58,9 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
       lines.push(['', `of which ${v.site}'s bill: ${(v.amountMinor / 100).toFixed(2)} ${v.currency} for ${v.frames} frames, ${proof}${bill?.marginMinor ? `; ${sent.site}'s margin ${(bill.marginMinor / 100).toFixed(2)} ${bill.currency}` : ''}`]);
     }
   }
+  // site: auto: where it was placed, every quote, and why (docs/federation.md, "Choosing where to render: quotes")
+  if (job.placement) lines.push(['placed', job.placement.text]);
+  if (spec.budget !== undefined) lines.push(['budget', spec.budget]);
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);
   if (job.origin) lines.push(['origin', originText(job.origin)]);

@@ -13,6 +13,7 @@ export interface SchedulerFlags {
   keepHours?: string;
   peers?: string;
   outsourceUnrenderable?: string;
+  outsourceOverflow?: string;
   sandboxAll?: boolean;
 }
 
@@ -27,6 +28,7 @@ export const SCHEDULER_FLAG_HELP = {
   keepHours: `hours a finished job stays in the scheduler's memory at most (default: ${DEFAULT_RETENTION.keepMs / 3_600_000})`,
   peers: "the site's linked peers, comma-separated (e.g. v1,v2): a job whose `site` names one is sent there (docs/federation.md); a job naming any other site is refused (default: none)",
   sandboxAll: "the site's policy: every job renders in the I/O wrapper (bubblewrap), as if it said `sandbox: true`; a job cannot opt out (docs/security.md, \"The sandbox\")",
+  outsourceOverflow: "the site's policy for a busy farm: a job that names no site, submitted while no matching slot here is idle or other frames are ahead of it, is quoted by these linked peers, comma-separated (e.g. v1,v2), and goes where it finishes first, here included, within its budget (docs/federation.md, \"Choosing where to render: quotes\"); without it such a job waits here (default: none)",
   outsourceUnrenderable: "the site's policy for a job that names no site and that no host here can render (the registry matches none): send it to the first of these linked peers, comma-separated in order of preference (e.g. v1,v2), as if it said `site` (docs/federation.md, \"Outsourcing by policy\"); without it such a job waits (default: none)",
 } as const;
 
@@ -47,7 +49,7 @@ function siteList(flag: string, value: string | undefined): string[] | undefined
  * The scheduler's settings from its flags. Throws UsageError naming the flag. `site`, when known,
  * is the site's own name: the policy may not name it.
  */
-export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable' | 'sandboxAll'> {
+export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<SchedulerOptions, 'limits' | 'retention' | 'peers' | 'outsourceUnrenderable' | 'outsourceOverflow' | 'sandboxAll'> {
   const frames = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseCount(flag, v, { min: 1, max: 1_000_000_000 }));
   const limits = {
     siteFrames: frames('--max-site-frames', flags.maxSiteFrames),
@@ -61,13 +63,20 @@ export function schedulerSettings(flags: SchedulerFlags, site?: string): Pick<Sc
   };
   const set = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
   const peers = siteList('--peers', flags.peers) ?? [];
-  const policy = siteList('--outsource-unrenderable', flags.outsourceUnrenderable);
-  if (policy !== undefined) {
-    if (policy.length === 0) throw new UsageError('--outsource-unrenderable: name at least one peer (e.g. v1, or v1,v2 in order of preference)');
-    if (site !== undefined && policy.includes(site)) throw new UsageError(`--outsource-unrenderable: '${site}' is this site itself; name the peers to send to`);
+  const policyList = (flag: string, value: string | undefined) => {
+    const policy = siteList(flag, value);
+    if (policy === undefined) return undefined;
+    if (policy.length === 0) throw new UsageError(`${flag}: name at least one peer (e.g. v1, or v1,v2 in order of preference)`);
+    if (site !== undefined && policy.includes(site)) throw new UsageError(`${flag}: '${site}' is this site itself; name the peers to send to`);
     // with a fixed list of peers, a policy peer outside it is a mistake; a linked site's peers change while it runs
     const unknown = flags.peers === undefined ? undefined : policy.find((p) => !peers.includes(p));
-    if (unknown !== undefined) throw new UsageError(`--outsource-unrenderable: '${unknown}' is not one of --peers (${peers.join(', ') || 'none'})`);
-  }
-  return { limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}), ...(policy ? { outsourceUnrenderable: policy } : {}), ...(flags.sandboxAll ? { sandboxAll: true } : {}) };
+    if (unknown !== undefined) throw new UsageError(`${flag}: '${unknown}' is not one of --peers (${peers.join(', ') || 'none'})`);
+    return policy;
+  };
+  const policy = policyList('--outsource-unrenderable', flags.outsourceUnrenderable);
+  const overflow = policyList('--outsource-overflow', flags.outsourceOverflow);
+  return {
+    limits: set(limits), retention: set(retention), ...(peers.length > 0 ? { peers } : {}), ...(policy ? { outsourceUnrenderable: policy } : {}),
+    ...(overflow ? { outsourceOverflow: overflow } : {}), ...(flags.sandboxAll ? { sandboxAll: true } : {}),
+  };
 }

@@ -109,7 +109,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  you       ${farm.creds} (operator '${hostToken(currentUser().user)}': the CLI on this machine uses it; never share it)`,
       `  monitor   ${farm.monitor.url}/#token=${token}`,
       `            (web monitor, Prometheus at /metrics; ${boundText(farm.monitor.bound)}${farm.monitor.fellBack ? '; port 8080 was taken' : ''}; token in ${tokenFile})`,
-      ...linkLines(farm.links, rb, schedulerOptions.outsourceUnrenderable),
+      ...linkLines(farm.links, rb, schedulerOptions.outsourceUnrenderable, schedulerOptions.outsourceOverflow),
       ...(federation?.encryptResults ? [`  results   outsourced jobs' files come back encrypted to ${join(farm.dataDir, 'fed', 'result-key.txt')} (back it up); the vendor ${federation.encryptResults.purge ? 'purges' : 'may keep'} its clear copies`] : []),
       `  notify    webhooks signed (secret ${generatedSecret ? `in ${secretFile}` : 'given'}), ${notifierOptions.smtp ? `email via ${new URL(notifierOptions.smtp.url).host}` : 'no email (no --smtp)'}`,
       '',
@@ -192,13 +192,19 @@ function keepInputsOf(value: string): number {
   }
 }
 
-function linkLines(links: { listen?: { host: string; port: number; advertise: string }; peers: string[] } | null, rb: (...args: string[]) => string, policy?: readonly string[]): string[] {
-  if (!links) return policy ? [`  policy    --outsource-unrenderable has no effect: this farm is no linked site (run it with --site NAME)`] : [];
+function linkLines(links: { listen?: { host: string; port: number; advertise: string }; peers: string[] } | null, rb: (...args: string[]) => string, policy?: readonly string[], overflow?: readonly string[]): string[] {
+  if (!links) {
+    return [
+      ...(policy ? [`  policy    --outsource-unrenderable has no effect: this farm is no linked site (run it with --site NAME)`] : []),
+      ...(overflow ? [`  policy    --outsource-overflow has no effect: this farm is no linked site (run it with --site NAME)`] : []),
+    ];
+  }
   const peers = links.peers.length > 0 ? links.peers.join(', ') : 'none yet';
   const unlinked = (policy ?? []).filter((p) => !links.peers.includes(p));
   return [
     `  links     ${links.listen ? `leaf listener ${links.listen.host}:${links.listen.port}, advertised as ${links.listen.advertise}; ` : ''}peers: ${peers}`,
     `            (${links.listen ? `invite one: ${rb('site', 'invite', 'PEER')}; ` : ''}join one: ${rb('site', 'join', 'TOKEN')}; list: ${rb('sites')})`,
     ...(policy ? [`  policy    a job no host here can render goes to the first linked of: ${policy.join(', ')}${unlinked.length > 0 ? ` (not linked yet: ${unlinked.join(', ')})` : ''}`] : []),
+    ...(overflow ? [`  policy    a job submitted while the farm here is busy is quoted by: ${overflow.join(', ')} (overflow)`] : []),
   ];
 }

@@ -11,7 +11,7 @@ export async function whyCommand(c: CommandContext<{ json?: boolean }>): Promise
   const fc = await openFarm(c.globals, 'renderbus-why');
   try {
     const { job } = await ask(fc, 'scheduler', subjects.schedQuery(fc.site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId }, codecs.jobReply);
-    c.io.stdout.write(c.opts.json ? json({ jobId: job.jobId, state: job.state, counts: job.counts, why: job.why ?? null, ...(job.error ? { error: job.error } : {}) }) : explainWhy(job, paint(c.io.stdout)));
+    c.io.stdout.write(c.opts.json ? json({ jobId: job.jobId, state: job.state, counts: job.counts, why: job.why ?? null, ...(job.error ? { error: job.error } : {}), ...(job.placement ? { placement: job.placement } : {}) }) : explainWhy(job, paint(c.io.stdout)));
     return ExitCode.Ok;
   } finally {
     await fc.close();
@@ -20,6 +20,13 @@ export async function whyCommand(c: CommandContext<{ json?: boolean }>): Promise
 
 /** The answer in words: the reason, then its details (the nearest hosts and what they lack, who holds the slots). */
 export function explainWhy(job: JobSummary, p: Paint): string {
+  const text = whyText(job, p);
+  // site: auto: every quote and why the choice, unless the reason already says it (an outsourced job's does)
+  const placed = job.placement && !(job.why?.text.includes(job.placement.text) ?? false) ? `where: ${job.placement.text}\n` : '';
+  return `${text}${placed}`;
+}
+
+function whyText(job: JobSummary, p: Paint): string {
   const c = job.counts;
   const head = `job ${job.jobId} (${job.name}) is ${stateColour(p, job.state)}: ${c.done}/${c.total} done, ${c.running} running${c.inHand ? `, ${c.inHand} in hand` : ''}, ${c.queued} queued`;
   const w = job.why;

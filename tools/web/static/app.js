@@ -11,7 +11,7 @@ const html = htm.bind(h);
 // --- the live store: jobs, hosts and spans from the stream; frame changes go to listeners -----
 
 /** @typedef {{ site: string, state: string, back: number, remoteJob?: string, reason?: string, heardAt?: number, why?: string, counts?: { running: number }, bill?: { currency: string, amountMinor: number, frames: number, signed: boolean } }} Outsourced */
-/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number, inHand?: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string, outsourced?: Outsourced, origin?: { site: string, job: string } }} Job */
+/** @typedef {{ jobId: string, name: string, user: string, project: string, priority: number, state: string, counts: { total: number, queued: number, running: number, done: number, failed: number, inHand?: number }, submittedAt: number, startedAt?: number, finishedAt?: number, waiting?: string, etaMs?: number, outputDir: string, outsourced?: Outsourced, origin?: { site: string, job: string }, placement?: { peer?: string, text: string } }} Job */
 /** @typedef {{ peer: string, state: string, since: number, rttMs?: number, lastHelloAt?: number, outgoing: { bundles: number, bytes: number }, incoming: { bundles: number, bytes: number }, reason?: string }} Link */
 /** @typedef {{ id: number, host: string, slot: number, jobId: string, attempt: number, frames: number[], start: number, end?: number, outcome?: string }} Span */
 
@@ -225,9 +225,11 @@ function SiteLine({ job }) {
   const o = job.outsourced;
   if (o) {
     const bill = o.bill ? `; bill ${(o.bill.amountMinor / 100).toFixed(2)} ${o.bill.currency} for ${o.bill.frames} frames, ${o.bill.signed ? `signed by ${o.site}` : 'NOT signed'}` : '';
-    return html`<p class="site-line" data-site-line="outsourced">outsourced to <strong>${o.site}</strong>: ${THERE[o.state] ?? o.state}${o.remoteJob ? ` (their job ${o.remoteJob})` : ''}, ${o.back}/${job.counts.total} frames back${o.reason ? ` (${o.reason})` : ''}${o.heardAt ? `; last news ${duration(Date.now() - o.heardAt)} ago` : '; nothing heard yet'}${bill}${o.why ? html`<br /><span data-why>sent by the site's policy: ${o.why}</span>` : ''}</p>
+    return html`<p class="site-line" data-site-line="outsourced">outsourced to <strong>${o.site}</strong>: ${THERE[o.state] ?? o.state}${o.remoteJob ? ` (their job ${o.remoteJob})` : ''}, ${o.back}/${job.counts.total} frames back${o.reason ? ` (${o.reason})` : ''}${o.heardAt ? `; last news ${duration(Date.now() - o.heardAt)} ago` : '; nothing heard yet'}${bill}${o.why ? html`<br /><span data-why>${job.placement ? o.why : `sent by the site's policy: ${o.why}`}</span>` : ''}</p>
       ${o.samples?.length ? html`<div class="samples" data-samples>${o.samples.map((x) => html`<figure><img src=${`/api/jobs/${job.jobId}/samples/${x.frame}`} alt=${`sample of frame ${x.frame}`} loading="lazy" /><figcaption>frame ${x.frame}</figcaption></figure>`)}</div>` : ''}`;
   }
+  // site: auto (or the overflow policy) kept it here: every quote and why
+  if (job.placement) return html`<p class="site-line" data-site-line="placed">${job.placement.text}</p>`;
   if (job.origin) return html`<p class="site-line" data-site-line="origin">from <strong>${job.origin.site}</strong>, their job ${job.origin.job}: rendered here for them, its frames and bill go back to ${job.origin.site}</p>`;
   return null;
 }

@@ -143,7 +143,7 @@ test('fed-budgets - a restarted scheduler keeps budgets and spend; its policy ke
   assert.equal((await refusal(outsourced('a6', 'show-a'))).code, 'RB_BUDGET_EXCEEDED');
 
   // a job no host here can render: show-a's stays here with the budget's reason, show-b's goes to v1
-  const blend = (name: string, project: string) => farm.submit({ name, scene: join(farm.dir, 'a1.pov'), frames: '1', project, requirements: { packages: ['blender@*'] }, output: { dir: join(farm.dir, `out-${name}`) } });
+  const blend = (name: string, project: string) => farm.submit({ name, scene: join(farm.dir, 'a1.pov'), frames: '1', project, requirements: { packages: ['houdini@*'] }, output: { dir: join(farm.dir, `out-${name}`) } });
   const kept = await blend('blend-a', 'show-a');
   const sent = await blend('blend-b', 'show-b');
   const waiting = await waitUntil('show-a\'s job to wait with the budget\'s reason', async () => {

@@ -1,5 +1,5 @@
 import { assign, fromPromise, setup } from 'xstate';
-import type { TaskAssignment, TaskStats } from '../../protocol/index.ts';
+import type { Resolution, TaskAssignment, TaskStats } from '../../protocol/index.ts';
 import type { Invocation } from './adapters/types.ts';
 
 /** A task made ready to run: its private directories and the processes to run. */
@@ -11,6 +11,8 @@ export interface PreparedTask {
   invocations: Invocation[];
   /** A sandboxed task's read-only binds (sandbox.ts): its inputs, at the paths it knows them by. */
   sandboxInputs?: { from: string; to: string }[];
+  /** How its frames are checked (RenderAdapter.frameCheck): decoded, and of this size when given. Absent: non-empty files. */
+  frameCheck?: { size?: Resolution };
 }
 
 /** What rendering a task came to, before its files are moved into place. */

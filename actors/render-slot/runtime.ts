@@ -14,6 +14,7 @@ import {
 import type { Invocation, Progress, RenderAdapter } from './adapters/index.ts';
 import { ResultTimeout } from './result-timeout.ts';
 import { checkProgram, checkScene } from './input-check.ts';
+import { checkFrames } from './frame-check.ts';
 import { renderSlotMachine, SLOT_RESULT_RETRY_BASE_MS, SLOT_RESULT_RETRY_MAX_MS, type PreparedTask, type RenderOutcome, type ReportOutput, type SlotResult } from './machine.ts';
 import { moveFrames, outputDiskFull, prepareDirs, removeOtherRuns, removeWorkDir, sizeFrames, taskPaths } from './output.ts';
 import { runProcess, sampleTree, type ProcessExit } from './process.ts';
@@ -37,7 +38,7 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
   const adapter = adapters(task.renderer);
   const paths = taskPaths(task.outputDir, task.taskId, task.attempt, host !== undefined ? `${host}.${task.slot}` : undefined);
   frameFileName(task.outputPattern, task.frames[0] ?? 0); // a bad pattern fails now, not after rendering
-  const invocations = adapter.plan({
+  const renderTask = {
     renderer: task.renderer,
     scene: task.scene,
     command: task.command,
@@ -46,7 +47,10 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
     ...(task.blender ? { blender: task.blender } : {}),
     outputPattern: task.outputPattern,
     workDir: paths.workDir,
-  });
+  };
+  const invocations = adapter.plan(renderTask);
+  const check = adapter.frameCheck?.(renderTask);
+  const frameSize = check ? { frameCheck: check } : {};
   const where = hostWords(host);
   const box = task.sandbox;
   const sandboxHost = box ? await sandbox : null;
@@ -62,13 +66,13 @@ export async function prepareTask(task: TaskAssignment, adapters: AdapterLookup,
   const workDirUsed = box !== undefined || invocations.some((inv) => inv.outputs.length > 0 || inv.argv.some((a) => a.includes(paths.workDir)));
   await prepareDirs(paths, task.outputDir, { workDir: workDirUsed });
   if (workDirUsed) await removeOtherRuns(task.outputDir, task.taskId, task.attempt, paths.workDir);
-  if (!box || !sandboxHost) return { ...paths, workDirUsed, invocations };
+  if (!box || !sandboxHost) return { ...paths, workDirUsed, invocations, ...frameSize };
   const tops = box.root !== undefined ? await readdir(box.root) : undefined;
   const sandboxInputs = inputBinds({ ...(box.root !== undefined ? { root: box.root, tops } : {}), files: box.files ?? [task.scene] });
   // the work dir's mount point must exist beneath a folder bound read-only over it
   if (box.root !== undefined && tops!.includes(paths.workDir.split('/')[1]!)) await mkdir(join(box.root, paths.workDir), { recursive: true });
   if (sandboxHost.runAs) await chown(paths.workDir, sandboxHost.runAs.uid, sandboxHost.runAs.gid);
-  return { ...paths, workDirUsed, invocations, sandboxInputs };
+  return { ...paths, workDirUsed, invocations, sandboxInputs, ...frameSize };
 }
 
 export interface RenderTaskOptions {
@@ -236,7 +240,10 @@ export async function deliverTask(task: TaskAssignment, prepared: PreparedTask |
   let error = outcome.error;
   let full: string | undefined;
   if (prepared?.workDirUsed) {
-    const { moved, missing: unmoved } = await moveFrames(task.outputDir, task.outputPattern, outcome.produced);
+    // a frame must be one (it decodes, of the size asked) before it takes its place over another
+    const checked = await checkFrames(outcome.produced, prepared.frameCheck);
+    const { moved, missing: moveFailed } = await moveFrames(task.outputDir, task.outputPattern, checked.good);
+    const unmoved: { frame: number; file: string; reason: string; errno?: string }[] = [...moveFailed, ...checked.bad];
     // judged before the work dir goes: a half-written frame in it is what filled the disk
     if (unmoved.length > 0 || storageMayBeToBlame(error)) full = await outputDiskFull(task.outputDir, { errnos: unmoved.map((m) => m.errno), text: error?.message });
     // the frames are out: measuring them and removing the work dir can go together

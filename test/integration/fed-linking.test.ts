@@ -40,7 +40,7 @@ test('fed linking - up --site at a studio and a vendor, invite and join: the lea
 
   const noSite = rb(dir, '--data', studioData, 'up', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${leafPort}`);
   assert.equal(noSite.code, 2, noSite.stderr);
-  assert.match(noSite.stderr, /--leaf-listen and --advertise are for a linked site: give --site NAME too/);
+  assert.match(noSite.stderr, /--leaf-listen, --advertise and --keep-inputs are for a linked site: give --site NAME too/);
 
   const studio = await startUp(dir, studioData, ['--site', 'studio', '--leaf-listen', `127.0.0.1:${leafPort}`, '--advertise', `127.0.0.1:${leafPort}`]);
   ups.push(studio);

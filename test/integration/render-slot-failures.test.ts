@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import sharp from 'sharp';
 import { createAdapters, deliverTask, Launcher, prepareTask, renderTask, runProcess, type AdapterLookup, type SlotResult } from '../../actors/render-slot/index.ts';
 import type { FarmError, TaskAssignment } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
@@ -106,4 +107,41 @@ test('render-slot - a scene folder gone between the check and the start is RB_IN
     assert.equal(err.code, 'RB_INPUT_NOT_FOUND', err.message);
     assert.equal(err.message, `working directory '${gone}' does not exist (the scene's directory)`);
   }
+});
+
+test('render-slot - a renderer that exits 0 leaving a frame that is empty, no image, or of another size fails the task naming it; the good frame is delivered, nothing bad replaces a frame', async (t) => {
+  const w = await workspace(t);
+  // a "povray" that exits 0: frame 1 a real 32×24 PNG, frame 2 as the test says
+  const good = join(w.dir, 'good.png');
+  await writeFile(good, await sharp({ create: { width: 32, height: 24, channels: 3, background: '#336699' } }).png().toBuffer());
+  const fake = async (second: string) => {
+    const bin = join(w.dir, 'povray');
+    // POV-Ray's work files: f<frame>.png, numbered by the animation's final frame (3: one digit)
+    await writeFile(bin, `#!/bin/sh\nfor a in "$@"; do case "$a" in +O*) out=$(dirname "$(echo "$a" | sed 's/^+O"//; s/"$//')");; esac; done\ncp '${good}' "$out/f1.png"\n${second}\nexit 0\n`);
+    await chmod(bin, 0o755);
+    return createAdapters({ povrayBin: bin });
+  };
+  const cases: [string, RegExp][] = [
+    [': > "$out/f2.png"', /^frame 2: the renderer wrote \S+\/f2\.png empty \(0 bytes\)$/],
+    ['echo "frame 2" > "$out/f2.png"', /^frame 2: \S+\/f2\.png does not decode as a PNG image: .*unsupported image format/],
+    // cut short: the header and the start of its pixels (a renderer killed mid-write that still exits 0)
+    [`head -c 60 '${good}' > "$out/f2.png"`, /^frame 2: \S+\/f2\.png does not decode as a PNG image/],
+  ];
+  const framePath = (n: number) => join(w.out, `frame_000${n}.png`);
+  for (const [second, reason] of cases) {
+    await rm(w.out, { recursive: true, force: true });
+    const r = await render(aPovTask({ scene: join(w.scenes, 'parse-error.pov'), outputDir: w.out }), await fake(second));
+    assert.equal(r.status, 'failed', second);
+    assert.equal(r.error?.code, 'RB_OUTPUT_FAILED');
+    assert.match(r.error!.message, reason);
+    assert.deepEqual(r.outputs.map((o) => o.frame), [1], 'the good frame is delivered');
+    await assert.rejects(stat(framePath(2)), { code: 'ENOENT' }, 'no bad frame in the output folder');
+  }
+  // a good frame 2 already there is not replaced by a bad one of another size
+  await writeFile(framePath(2), await readFile(good));
+  const big = join(w.dir, 'big.png');
+  await writeFile(big, await sharp({ create: { width: 320, height: 240, channels: 3, background: '#000' } }).png().toBuffer());
+  const r = await render(aPovTask({ scene: join(w.scenes, 'parse-error.pov'), outputDir: w.out }), await fake(`cp '${big}' "$out/f2.png"`));
+  assert.match(r.error!.message, /^frame 2: \S+\/f2\.png is 320×240, the job asks for 32×24$/);
+  assert.deepEqual(await readFile(framePath(2)), await readFile(good));
 });

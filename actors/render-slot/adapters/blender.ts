@@ -85,6 +85,8 @@ export function createBlenderAdapter(o: BlenderAdapterOptions = {}): RenderAdapt
   const bin = o.bin ?? 'blender';
   return {
     name: 'blender',
+    // the job's resolution overrides the scene's; without one the scene's own size is right
+    frameCheck: (task) => (task.resolution ? { size: task.resolution } : {}),
     plan(task: RenderTask): Invocation[] {
       checkConsecutive('blender', task.frames);
       if (!isAbsolute(task.scene)) throw new FarmError('RB_BAD_JOB', `blender: scene '${task.scene}' must be an absolute path`);

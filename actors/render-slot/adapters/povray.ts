@@ -74,6 +74,8 @@ export function createPovrayAdapter(o: PovrayOptions = {}): RenderAdapter {
     name: 'povray',
     // its configuration (povray.ini names the include library, which lies under /usr)
     sandboxPaths: ['/etc/povray'],
+    // POV-Ray is always told a size: the job's, or its default
+    frameCheck: (task) => ({ size: task.resolution ?? DEFAULT_RESOLUTION }),
     plan(task: RenderTask): Invocation[] {
       checkConsecutive('povray', task.frames);
       if (!isAbsolute(task.scene)) throw new FarmError('RB_BAD_JOB', `povray: scene '${task.scene}' must be an absolute path`);

@@ -1,6 +1,6 @@
 import { dirname, isAbsolute } from 'node:path';
 import { FarmError, type BlenderOptions } from '../../../protocol/index.ts';
-import { LineSplitter, LineTail } from './lines.ts';
+import { LineTail, StreamLines } from './lines.ts';
 import { checkConsecutive } from './povray.ts';
 import type { Diagnosis, Invocation, OutputParser, Progress, RenderAdapter, RenderTask } from './types.ts';
 
@@ -119,8 +119,7 @@ const SAVED_RE = /^Saved: '(.*)'$/;
 export class BlenderParser implements OutputParser {
   private readonly frames: readonly number[];
   private readonly onProgress: (p: Progress) => void;
-  private readonly out: LineSplitter;
-  private readonly err: LineSplitter;
+  private readonly lines = new StreamLines((l) => this.line(l));
   private readonly tail = new LineTail(8);
   private readonly errors: string[] = [];
   private readonly missing: string[] = [];
@@ -136,17 +135,14 @@ export class BlenderParser implements OutputParser {
   constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
     this.frames = frames;
     this.onProgress = onProgress;
-    this.out = new LineSplitter((l) => this.line(l));
-    this.err = new LineSplitter((l) => this.line(l));
   }
 
   push(stream: 'stdout' | 'stderr', text: string): void {
-    (stream === 'stderr' ? this.err : this.out).push(text);
+    this.lines.push(stream, text);
   }
 
   end(): void {
-    this.out.end();
-    this.err.end();
+    this.lines.end();
   }
 
   finishedFrames(): number[] {

@@ -12,7 +12,7 @@ export {
 } from './povray-library.ts';
 export { createBlenderAdapter, blenderFormat, blenderPrelude, blenderWorkFile, BlenderParser, BLENDER_ENGINES, type BlenderAdapterOptions } from './blender.ts';
 export { createCommandAdapter, parseTemplate, CommandParser, type CommandTemplate } from './command.ts';
-export { LineSplitter, LineTail } from './lines.ts';
+export { LineSplitter, LineTail, StreamLines } from './lines.ts';
 
 export interface AdapterOptions {
   /** The POV-Ray executable (default `povray` on PATH). */

@@ -33,6 +33,26 @@ export class LineSplitter {
   }
 }
 
+/** A renderer's two streams, each split into lines (LineSplitter), every line handed on with its stream. */
+export class StreamLines {
+  private readonly out: LineSplitter;
+  private readonly err: LineSplitter;
+
+  constructor(onLine: (line: string, stream: 'stdout' | 'stderr') => void) {
+    this.out = new LineSplitter((l) => onLine(l, 'stdout'));
+    this.err = new LineSplitter((l) => onLine(l, 'stderr'));
+  }
+
+  push(stream: 'stdout' | 'stderr', text: string): void {
+    (stream === 'stderr' ? this.err : this.out).push(text);
+  }
+
+  end(): void {
+    this.out.end();
+    this.err.end();
+  }
+}
+
 /** The last `max` lines seen, for error messages. */
 export class LineTail {
   private readonly lines: string[] = [];

@@ -1,6 +1,6 @@
 import { dirname, isAbsolute } from 'node:path';
 import { FarmError } from '../../../protocol/index.ts';
-import { LineSplitter, LineTail } from './lines.ts';
+import { LineTail, StreamLines } from './lines.ts';
 import { includeFileName, povrayLibrary, standardIncludeMissing } from './povray-library.ts';
 import { DEFAULT_RESOLUTION, type Diagnosis, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
 
@@ -131,8 +131,7 @@ const WRAP = 79;
 export class PovrayParser implements OutputParser {
   private readonly frames: readonly number[];
   private readonly onProgress: (p: Progress) => void;
-  private readonly stderr: LineSplitter;
-  private readonly stdout: LineSplitter;
+  private readonly lines = new StreamLines((l) => this.line(l));
   private readonly tail = new LineTail(8);
   private readonly errors: string[] = [];
   private open = false; // the last line belongs to an error report still being continued
@@ -146,17 +145,14 @@ export class PovrayParser implements OutputParser {
     this.frames = frames;
     this.onProgress = onProgress;
     this.includeDirs = includeDirs;
-    this.stderr = new LineSplitter((l) => this.line(l));
-    this.stdout = new LineSplitter((l) => this.line(l));
   }
 
   push(stream: 'stdout' | 'stderr', text: string): void {
-    (stream === 'stderr' ? this.stderr : this.stdout).push(text);
+    this.lines.push(stream, text);
   }
 
   end(): void {
-    this.stderr.end();
-    this.stdout.end();
+    this.lines.end();
   }
 
   finishedFrames(): number[] {

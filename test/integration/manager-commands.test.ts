@@ -68,7 +68,8 @@ test('manager commands - hosts (up, draining, down, sick unknown), host (invento
   const goneId = await farm.submit({ ...gone.spec, hold: true });
   await call(farm.nc, subjects.opCtl(farm.site), codecs.ctlRequest, { v: PROTOCOL_MAJOR, action: 'cancel', jobId: goneId }, codecs.ctlReply);
   await call(farm.nc, subjects.opShares(farm.site), codecs.sharesRequest, { v: PROTOCOL_MAJOR, action: 'set', share: { project: 'feature', weight: 3 } }, codecs.sharesReply);
-  await waitUntil('every slot to render', async () => (await farm.hosts()).every((h) => h.slots.every((s) => s.state === 'busy')), 20_000);
+  // and a heartbeat with each host's load after that (slot events can come before it on a loaded machine)
+  await waitUntil('every slot to render', async () => (await farm.hosts()).every((h) => h.load !== undefined && h.slots.every((s) => s.state === 'busy')), 20_000);
 
   // the schedule manager: the queue in order, why each waits, the shares above it
   const [queue, queueJson, hostsJson] = await Promise.all([rb(farm, ['queue']), rb(farm, ['queue', '--json']), rb(farm, ['hosts', '--json'])]);

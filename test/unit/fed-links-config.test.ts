@@ -30,7 +30,7 @@ test('links-config - a site without links gets exactly the config it had', () =>
     authConfig([ann]),
     'accounts {\n  FARM {\n    jetstream: enabled\n    users: [\n      # artist ann of site studio\n' +
       `      { nkey: "${ann.publicKey}", permissions: {\n` +
-      '          publish: { allow: ["rb.studio.sched.submit.ann", "rb.studio.sched.ctl.ann", "rb.studio.sched.query", "rb.studio.sched.limits", "rb.studio.sched.shares", "rb.studio.sched.hosts", "rb.studio.reg.list", "rb.studio.link.status"] }\n' +
+      '          publish: { allow: ["rb.studio.sched.submit.ann", "rb.studio.sched.ctl.ann", "rb.studio.sched.query", "rb.studio.sched.limits", "rb.studio.sched.shares", "rb.studio.sched.budgets", "rb.studio.sched.hosts", "rb.studio.reg.list", "rb.studio.link.status"] }\n' +
       '          subscribe: { allow: ["rb.studio.evt.>", "_INBOX.artist.ann.>"] }\n      } }\n    ]\n  }\n}\n',
   );
   assert.equal(authConfig(users), authConfig(users, undefined));

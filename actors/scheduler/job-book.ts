@@ -90,6 +90,10 @@ export interface Job {
   restored?: { done: number; failed: number; at: number };
   /** A peer's job the intake submitted (job-origin.ts): that site and its job id there. */
   origin?: JobOrigin;
+  /** A split job (split-jobs.ts): its parts' ids; it renders nothing itself. */
+  parts?: string[];
+  /** A part of a split job: the parent's id. */
+  partOf?: string;
 }
 
 export type ResultOutcome =
@@ -241,7 +245,7 @@ export class JobBook {
 
   /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.parts === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**

@@ -2,6 +2,7 @@ import type { FrameRecord, JobSummary } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { retryWouldChange } from './job-errors.ts';
 import { outsourceSummary } from './outsource.ts';
+import { partsSummary } from './split-jobs.ts';
 import { TaskState, type Task } from './task-table.ts';
 
 /* What a job looks like from outside: its summary, its frames one by one, its failures. */
@@ -36,6 +37,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
   if (eta !== undefined) s.etaMs = eta;
   if (job.origin) s.origin = job.origin;
   if (job.placement) s.placement = job.placement;
+  if (job.parts) s.parts = partsSummary(book, job);
+  if (job.partOf !== undefined) s.partOf = job.partOf;
   return s;
 }
 

@@ -10,6 +10,7 @@ import { startScheduler, type SchedulerHandle } from '../../actors/scheduler/ind
 import { codecs, FarmError, parseFrames, PROTOCOL_MAJOR as v, Role, subjects, type JobDetail, type JobSpec, type PackageInfo } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { MAX_QUOTES_IN_FLIGHT, serveQuoteAsker, serveQuotes } from '../../sites/quotes/index.ts';
+import { describeJob } from '../../tools/cli/job.ts';
 import { explainWhy } from '../../tools/cli/why.ts';
 import { paint } from '../../tools/cli/format.ts';
 import { startFedSites, waitLinkUp, type FedSites } from '../helpers/fed-sites.ts';
@@ -207,6 +208,10 @@ test('fed-quotes - a 40-frame auto + split job is divided between here and the v
   }, 20_000, 100);
   assert.equal(both.state, 'rendering', 'one part still out: not done');
   assert.deepEqual(both.parts!.map((p) => p.state), ['done', 'outsourced', 'done']);
+  // renderbus job lists the parts; a part says whose part it is
+  const shown = describeJob(both, plain);
+  assert.match(shown, new RegExp(`parts +${jobId}-p1  frames 1-${sizes[0]} here: done, ${sizes[0]}/${sizes[0]} done\n +${jobId}-p2  frames \\S+ at v1: outsourced, 0/${sizes[1]} done\n`), shown);
+  assert.match(describeJob(await jobOf(atV1!.jobId), plain), new RegExp(`part of +job ${jobId} \\(split`));
   assert.match(explainWhy(both, plain), new RegExp(`split into 3 parts: ${jobId}-p1 ${sizes[0]}/${sizes[0]} here \\(done\\), ${jobId}-p2 0/${sizes[1]} at v1 \\(outsourced\\), ${jobId}-p3 ${sizes[2]}/${sizes[2]} at v2 \\(done\\)`));
   // cancel the parent: v1's part is cancelled too (its vendor told by the packer, as for any job)
   await call(artist, subjects.schedCtl('studio', 'ann'), codecs.ctlRequest, { v, action: 'cancel', jobId }, codecs.ctlReply, { timeoutMs: 5_000 });

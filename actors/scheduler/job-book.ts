@@ -9,7 +9,7 @@ import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, isStorageFailure, STORAGE_RETRY_MS, type SickHost } from './host-health.ts';
 import { blamesHost, cannotRun, hostCannot, JobErrors, usesAttempt } from './job-errors.ts';
 import { LeaseTable } from './lease-table.ts';
-import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
+import { bookFailures, bookFrameRecords, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
 import { FairShare } from './fair-share.ts';
 import { ProjectBudgets } from './project-budgets.ts';
@@ -856,11 +856,11 @@ export class JobBook {
 
   /** The job's frames after frame `after` (all when undefined), ascending (job-views.ts). */
   frameRecords(job: Job, after?: number): Generator<FrameRecord> {
-    return frameRecords(job, after);
+    return bookFrameRecords(this, job, after);
   }
 
   failures(job: Job): { frame: number; error: string }[] {
-    return jobFailures(job);
+    return bookFailures(this, job);
   }
 
   /** The job with every frame (a large job's view is paged instead: frameRecords). */

@@ -207,6 +207,10 @@ test('fed-quotes - a 40-frame auto + split job is divided between here and the v
     return x.counts.done === sizes[0]! + sizes[2]! ? x : undefined;
   }, 20_000, 100);
   assert.equal(both.state, 'rendering', 'one part still out: not done');
+  // its frames are its parts': the local ones rendered here, v2's back, v1's queued there
+  assert.deepEqual(both.frames.map((f) => f.frame), parseFrames('1-40'));
+  assert.deepEqual(both.frames.filter((f) => f.state === 'done').length, sizes[0]! + sizes[2]!);
+  assert.equal(both.frames[39]!.output, outputs.at(-1)!.path);
   assert.deepEqual(both.parts!.map((p) => p.state), ['done', 'outsourced', 'done']);
   // renderbus job lists the parts; a part says whose part it is
   const shown = describeJob(both, plain);

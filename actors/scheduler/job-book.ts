@@ -9,7 +9,7 @@ import { jobMachine, type JobCounts } from './job-machine.ts';
 import { HostHealth, isStorageFailure, STORAGE_RETRY_MS, type SickHost } from './host-health.ts';
 import { blamesHost, cannotRun, hostCannot, JobErrors, usesAttempt } from './job-errors.ts';
 import { LeaseTable } from './lease-table.ts';
-import { frameRecords, jobFailures, jobSummary } from './job-views.ts';
+import { bookFailures, bookFrameRecords, jobSummary } from './job-views.ts';
 import { applyRechunk, framesReady, planRechunk } from './rechunk.ts';
 import { FairShare } from './fair-share.ts';
 import { ProjectBudgets } from './project-budgets.ts';
@@ -90,6 +90,10 @@ export interface Job {
   restored?: { done: number; failed: number; at: number };
   /** A peer's job the intake submitted (job-origin.ts): that site and its job id there. */
   origin?: JobOrigin;
+  /** A split job (split-jobs.ts): its parts' ids; it renders nothing itself. */
+  parts?: string[];
+  /** A part of a split job: the parent's id. */
+  partOf?: string;
 }
 
 export type ResultOutcome =
@@ -241,7 +245,7 @@ export class JobBook {
 
   /** Whether a job has queued tasks and nothing holds them all back (held, paused, after, ended, rendered at another site). */
   private mayStart(j: Job): boolean {
-    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
+    return j.queuedTasks > 0 && (j.spec.site === undefined || placedHere(j)) && j.remote === undefined && j.parts === undefined && j.quoting === undefined && !j.held && !j.paused && !this.blockedBy(j) && !this.isFinished(j);
   }
 
   /**
@@ -852,11 +856,11 @@ export class JobBook {
 
   /** The job's frames after frame `after` (all when undefined), ascending (job-views.ts). */
   frameRecords(job: Job, after?: number): Generator<FrameRecord> {
-    return frameRecords(job, after);
+    return bookFrameRecords(this, job, after);
   }
 
   failures(job: Job): { frame: number; error: string }[] {
-    return jobFailures(job);
+    return bookFailures(this, job);
   }
 
   /** The job with every frame (a large job's view is paged instead: frameRecords). */

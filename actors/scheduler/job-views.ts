@@ -2,6 +2,7 @@ import type { FrameRecord, JobSummary } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { retryWouldChange } from './job-errors.ts';
 import { outsourceSummary } from './outsource.ts';
+import { partsOf, partsSummary } from './split-jobs.ts';
 import { TaskState, type Task } from './task-table.ts';
 
 /* What a job looks like from outside: its summary, its frames one by one, its failures. */
@@ -36,6 +37,8 @@ export function jobSummary(book: JobBook, job: Job): JobSummary {
   if (eta !== undefined) s.etaMs = eta;
   if (job.origin) s.origin = job.origin;
   if (job.placement) s.placement = job.placement;
+  if (job.parts) s.parts = partsSummary(book, job);
+  if (job.partOf !== undefined) s.partOf = job.partOf;
   return s;
 }
 
@@ -67,6 +70,20 @@ export function* frameRecords(job: Job, after?: number): Generator<FrameRecord> 
     if (t.attempts && t.attempts.length > 0) r.attempts = t.attempts.map((a) => ({ ...a }));
     yield r;
   }
+}
+
+/** A job's frames as the book shows them: a split job's are its parts' (contiguous runs of its frames, in order). */
+export function* bookFrameRecords(book: JobBook, job: Job, after?: number): Generator<FrameRecord> {
+  if (!job.parts) {
+    yield* frameRecords(job, after);
+    return;
+  }
+  for (const part of partsOf(book, job)) yield* frameRecords(part, after);
+}
+
+/** A job's failed frames; a split job's are its parts'. */
+export function bookFailures(book: JobBook, job: Job): { frame: number; error: string }[] {
+  return job.parts ? partsOf(book, job).flatMap((part) => jobFailures(part)) : jobFailures(job);
 }
 
 /** An outsourced job's frames: back (done, with their file), or as the job stands (queued at the vendor, failed, cancelled). */

@@ -1,6 +1,7 @@
 import { prepareJob, type CtlRequest, type JournalRecord } from '../../protocol/index.ts';
 import type { Job, JobBook } from './job-book.ts';
 import { applyPlacement, applyRemote, outsource, shouldOutsource } from './outsource.ts';
+import { applySplit } from './split-jobs.ts';
 
 /**
  * Applies a control action other than cancel (live, or replayed from the journal) to a job;
@@ -56,7 +57,10 @@ export function applyRecord(book: JobBook, rec: JournalRecord, seq: number): Job
   }
   // an `auto` job's placement (site-choice.ts): as live
   else if (rec.kind === 'place') {
-    applyPlacement(book, job, { ...(rec.peer !== undefined ? { peer: rec.peer } : {}), text: rec.text, options: rec.options, at: rec.at });
+    const p = { ...(rec.peer !== undefined ? { peer: rec.peer } : {}), text: rec.text, options: rec.options, ...(rec.parts ? { parts: rec.parts } : {}), at: rec.at };
+    // a split job's parts are made again from the record, each once (split-jobs.ts)
+    if (p.parts && job.placement === undefined) applySplit(book, job, p);
+    else applyPlacement(book, job, p);
   }
   else if (rec.kind === 'ctl') {
     const wasFinished = book.isFinished(job);

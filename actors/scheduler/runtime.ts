@@ -22,6 +22,7 @@ import { intakeRequests } from './job-origin.ts';
 import { schedulerMachine } from './machine.ts';
 import { applyPlacement, applyRemote, checkOutsource, outsource, remoteStarted, shouldOutsource } from './outsource.ts';
 import { queueLoad } from './queue-load.ts';
+import { applySplit, partsOf, splitChoice, syncParent } from './split-jobs.ts';
 import { chooseSite, localSide, mayOverflow, roomHere, staysHere } from './site-choice.ts';
 import { checkPolicy, noLocalHost, unrenderableVerdict, withPolicyNote } from './outsource-policy.ts';
 
@@ -133,7 +134,16 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     const evt: JobEvent = { v: PROTOCOL_MAJOR, jobId: job.id, event, at: now(), job: book.summary(job) };
     if (event === 'failed') evt.failures = book.failures(job);
     publish(subjects.jobEvent(site, job.id, event), codecs.jobEvent.encode(evt));
+    if (job.partOf !== undefined) partMoved(job);
     return evt;
+  };
+  /** A part of a split job was told about: its parent is brought up to date, and told when it started or ended (split-jobs.ts). */
+  const partMoved = (part: Job) => {
+    const parent = book.jobs.get(part.partOf!);
+    if (!parent) return;
+    const change = syncParent(book, parent, now());
+    if (change === 'started') jobEvent(parent, 'started');
+    else if (change !== undefined) finishJob(parent);
   };
   /**
    * One event for a task's frames, not one per frame: at 20,000 frames a second, events per frame
@@ -295,16 +305,17 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
         setWaiting(job, { kind: 'quotes', text: `site: auto: asking ${linked.join(', ')} for quotes (up to ${Math.round(quoteTimeoutMs / 1000)} s)` });
         const load = queueLoad(book, job.prepared.renderer, job.prepared.priority, job);
         const [match, answers] = await Promise.all([matchAll(job), askQuotes(job, linked, load.frameMs)]);
-        choice = chooseSite({
-          frames: job.counts.total, project: job.project, local: localSide(site, match, load), answers,
+        const local = localSide(site, match, load);
+        choice = splitChoice(job, chooseSite({
+          frames: job.counts.total, project: job.project, local, answers,
           ...(job.spec.budget !== undefined ? { budget: parseBudget(job.spec.budget) } : {}),
           projectLeft,
-        });
+        }), local, answers);
       }
       if (job.placement !== undefined || book.isFinished(job)) return;
       const at = now();
-      await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, at }, `place-${job.id}`);
-      const sent = applyPlacement(book, job, { ...choice, at });
+      await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, ...(choice.parts ? { parts: choice.parts } : {}), at }, `place-${job.id}`);
+      const sent = choice.parts ? startParts(job, { ...choice, at }) : applyPlacement(book, job, { ...choice, at });
       unplaced.delete(job);
       log.info({ jobId: job.id, peer: choice.peer ?? null, placement: choice.text }, 'auto job placed');
       if (sent) jobEvent(job, 'outsourced');
@@ -315,6 +326,21 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     } finally {
       placing.delete(job);
     }
+  }
+
+  /**
+   * A split job's parts are made (split-jobs.ts), after its `place` record: each told as a submitted
+   * job, the peers' ones as outsourced (the packer's trigger). Returns nothing: the parent itself
+   * goes nowhere.
+   */
+  function startParts(parent: Job, p: PlacementSummary): undefined {
+    const { made } = applySplit(book, parent, p);
+    for (const part of made) {
+      log.info({ jobId: part.id, partOf: parent.id, frames: part.spec.frames, peer: part.remote?.peer ?? null }, 'split part queued');
+      jobEvent(part, 'submitted');
+      if (part.remote) jobEvent(part, 'outsourced');
+    }
+    return undefined;
   }
 
   // what is left of a project's budget (renderbus budget; the bills' spend): a quote over it is skipped
@@ -340,15 +366,15 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       let choice: Omit<PlacementSummary, 'at'>;
       try {
         const answers = await askQuotes(job, linked, load.frameMs);
-        choice = chooseSite({
+        choice = splitChoice(job, chooseSite({
           frames: job.counts.total, project: job.project, local, answers,
           ...(job.spec.budget !== undefined ? { budget: parseBudget(job.spec.budget) } : {}),
           projectLeft,
-        });
+        }), local, answers);
         if (book.isFinished(job) || job.placement !== undefined || job.remote) return;
         const at = now();
-        await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, at }, `place-${job.id}`);
-        const sent = applyPlacement(book, job, { ...choice, at });
+        await journal!.append({ v: PROTOCOL_MAJOR, kind: 'place', jobId: job.id, ...(choice.peer !== undefined ? { peer: choice.peer } : {}), text: choice.text, options: choice.options, ...(choice.parts ? { parts: choice.parts } : {}), at }, `place-${job.id}`);
+        const sent = choice.parts ? startParts(job, { ...choice, at }) : applyPlacement(book, job, { ...choice, at });
         log.info({ jobId: job.id, peer: choice.peer ?? null, placement: choice.text }, 'job weighed by the overflow policy');
         if (sent) jobEvent(job, 'outsourced');
       } finally {
@@ -499,10 +525,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       const running = book.cancel(job, at);
       for (const t of running) if (t.host) killTask(t.host, `${job.id}.${t.index}`, 'job cancelled');
       finishJob(job);
+      // a split job's cancel cancels its parts, each journaled and told as any job's (an outsourced one's vendor too)
+      for (const part of partsOf(book, job)) if (!book.isFinished(part)) await control({ v: PROTOCOL_MAJOR, action: 'cancel', jobId: part.id }, null);
       return { job: book.summary(job) };
     }
     const refuse = (why: string) => new FarmError('RB_BAD_ARGUMENT', `cannot ${req.action} job ${job.id}: ${why}`);
     if (state === 'cancelled') throw refuse('it was cancelled');
+    if (job.parts && ['pause', 'resume', 'retry', 'release'].includes(req.action)) throw refuse(`it is split into parts (${job.parts.join(', ')}): ${req.action} them`);
     if (job.remote && ['pause', 'resume', 'retry'].includes(req.action)) {
       throw refuse(`it was sent to ${job.remote.peer}, which renders it: only cancel reaches it there (then submit it again)`);
     }
@@ -921,6 +950,8 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
           if (retried) announcedEnd.delete(retried.id);
         });
         book.finishReplay();
+        // a split job's state is its parts' (not journaled of its own): an end found now was told before the restart
+        for (const job of book.jobs.values()) if (job.parts && syncParent(book, job, now()) !== undefined && book.isFinished(job)) announcedEnd.add(job.id);
         applyRetention();
         tellOutsourcedAgain();
         // auto jobs the old process had not placed yet are asked about again

@@ -3,6 +3,7 @@ import type { Job, JobBook } from './job-book.ts';
 import { programOf } from './job-errors.ts';
 import { framesReady } from './rechunk.ts';
 import { outsourceReason } from './outsource.ts';
+import { splitReason } from './split-jobs.ts';
 import { TaskState } from './task-table.ts';
 
 /* Why a job starts nothing new, for people (`text`) and for tools (`kind` and details). */
@@ -10,6 +11,7 @@ import { TaskState } from './task-table.ts';
 /** Why an unfinished job starts nothing new, most fundamental first; undefined when nothing holds it back. */
 export function whyWaiting(book: JobBook, job: Job): WaitReason | undefined {
   if (job.remote) return outsourceReason(job);
+  if (job.parts) return splitReason(book, job);
   if (job.held) return { kind: 'held', text: `held: it starts once released (renderbus release ${job.id})` };
   if (job.paused) return { kind: 'paused', text: `paused: running frames finish, no new ones start (renderbus resume ${job.id})` };
   if (job.quoting !== undefined) return { kind: 'quotes', text: job.quoting };

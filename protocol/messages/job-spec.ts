@@ -118,6 +118,7 @@ export const JobSpec = Type.Object(
       }),
     ),
     rerenderOf: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64, description: 'the ended job whose frames this one renders again (`renderbus rerender`); sent to a site, the vendor renders from the inputs it kept of that job and no file is sent; docs/federation.md, "Retention and re-renders"' })),
+    split: Type.Optional(Type.Boolean({ description: "with site: auto (or the site's overflow policy): its frames may be divided between here and one or more peers so that every part finishes at about the same time; docs/federation.md, \"Split jobs\"" })),
     chain: Type.Optional(Type.Boolean({ description: "with site (or the site's policy): the site it goes to may pass it on to its own peers (chaining; docs/federation.md \"Chaining\"); default false: the job goes only where this site sends it" })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     group: Type.Optional(Type.String({ minLength: 1 })),

@@ -132,6 +132,17 @@ export const PlaceOption = Type.Object({
 });
 export type PlaceOption = Static<typeof PlaceOption>;
 
+/** One part of a split job (docs/federation.md, "Split jobs"): an ordinary job rendering a subset of its frames, here or at a peer. */
+export const SplitPartRef = Type.Object({
+  jobId: Token,
+  site: Token,
+  /** Rendered here (no site); otherwise outsourced to `site`. */
+  here: Type.Optional(Type.Boolean()),
+  frames: Type.String({ minLength: 1, maxLength: 4000 }),
+});
+export type SplitPartRef = Static<typeof SplitPartRef>;
+export const MAX_SPLIT_PARTS = 20;
+
 /** Where an `auto` job was placed and why, as its summary shows it (`renderbus job`, `why`, the monitor). */
 export const PlacementSummary = Type.Object({
   /** The peer it was sent to; absent: it renders here. */
@@ -139,6 +150,8 @@ export const PlacementSummary = Type.Object({
   /** The choice in words: `placed at v2: finishes in ~40 s for 0.12 EUR; v1: …; here: …`. */
   text: Type.String({ maxLength: 8000 }),
   options: Type.Array(PlaceOption, { maxItems: 1000 }),
+  /** A split job (`split: true`): its parts, each an ordinary job; the job itself renders nothing. */
+  parts: Type.Optional(Type.Array(SplitPartRef, { minItems: 2, maxItems: MAX_SPLIT_PARTS })),
   at: Millis,
 });
 export type PlacementSummary = Static<typeof PlacementSummary>;
@@ -155,6 +168,8 @@ export const PlaceRecord = Type.Object({
   peer: Type.Optional(Token),
   text: Type.String({ maxLength: 8000 }),
   options: Type.Array(PlaceOption, { maxItems: 1000 }),
+  /** Split: the parts made (split-jobs.ts); a replay makes the same ones, each once. */
+  parts: Type.Optional(Type.Array(SplitPartRef, { minItems: 2, maxItems: MAX_SPLIT_PARTS })),
   at: Millis,
 });
 export type PlaceRecord = Static<typeof PlaceRecord>;

@@ -52,7 +52,7 @@ export const WaitReason = Type.Object({
   kind: Type.Union([
     Type.Literal('held'), Type.Literal('paused'), Type.Literal('after'), Type.Literal('no-hosts'),
     Type.Literal('no-match'), Type.Literal('busy'), Type.Literal('bad-hosts'), Type.Literal('registry'), Type.Literal('limit'), Type.Literal('sick-hosts'),
-    Type.Literal('share'), Type.Literal('outsourced'), Type.Literal('quotes'),
+    Type.Literal('share'), Type.Literal('outsourced'), Type.Literal('quotes'), Type.Literal('split'),
   ]),
   /** share: its project holds its share of the busy slots or more, and other projects wait under theirs. */
   share: Type.Optional(Type.Object({ project: Type.String(), running: Type.Integer({ minimum: 0 }), entitled: Type.Number({ minimum: 0 }) })),
@@ -99,6 +99,10 @@ export const JobSummary = Type.Object({
   outsourced: Type.Optional(OutsourceSummary),
   /** A job that said `site: auto`: where it was placed, every quote, and why (docs/federation.md, "Choosing where to render: quotes"). */
   placement: Type.Optional(PlacementSummary),
+  /** A split job (docs/federation.md, "Split jobs"): its parts, where each renders and how far it is. */
+  parts: Type.Optional(Type.Array(Type.Object({ jobId: Token, site: Token, here: Type.Optional(Type.Boolean()), frames: Type.String(), state: JobStateSchema, counts: FrameCounts }))),
+  /** A part of a split job: that job's id. */
+  partOf: Type.Optional(Token),
   /** A peer's job rendered here (docs/federation.md, "Intake at the vendor"): that site and its job id there. */
   origin: Type.Optional(JobOrigin),
 });

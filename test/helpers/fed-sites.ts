@@ -15,7 +15,8 @@ import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 /**
  * The FARM principals each test site issues: its link, its scheduler (JetStream), an operator
  * (tails everything), an artist (a credential the federation subjects refuse), and a registry and
- * a render server for any host (a simulated farm, for tests that need slots at each site).
+ * a render server for any host (a simulated farm, for tests that need slots at each site), and the
+ * intake (a test plays a vendor's news on `sched.remote.<peer>`).
  */
 const PRINCIPALS = [
   { role: Role.SiteLink, name: 'link' },
@@ -24,6 +25,7 @@ const PRINCIPALS = [
   { role: Role.Artist, name: 'ann' },
   { role: Role.Registry, name: 'registry' },
   { role: Role.RenderServer, name: ANY_HOST },
+  { role: Role.Intake, name: 'intake' },
 ] as const;
 type FarmRole = (typeof PRINCIPALS)[number]['role'];
 

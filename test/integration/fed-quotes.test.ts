@@ -7,9 +7,10 @@ import { call } from '../../actors/bus/index.ts';
 import { startRegistry } from '../../actors/registry/index.ts';
 import { startSimulatedFarm, type SimulatedFarm } from '../../actors/render-server/index.ts';
 import { startScheduler, type SchedulerHandle } from '../../actors/scheduler/index.ts';
-import { codecs, FarmError, PROTOCOL_MAJOR as v, Role, subjects, type JobDetail, type JobSpec, type PackageInfo } from '../../protocol/index.ts';
+import { codecs, FarmError, parseFrames, PROTOCOL_MAJOR as v, Role, subjects, type JobDetail, type JobSpec, type PackageInfo } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { MAX_QUOTES_IN_FLIGHT, serveQuoteAsker, serveQuotes } from '../../sites/quotes/index.ts';
+import { describeJob } from '../../tools/cli/job.ts';
 import { explainWhy } from '../../tools/cli/why.ts';
 import { paint } from '../../tools/cli/format.ts';
 import { startFedSites, waitLinkUp, type FedSites } from '../helpers/fed-sites.ts';
@@ -178,6 +179,51 @@ test('fed-quotes - the overflow policy: a job without site renders here while th
   await call(artist, subjects.schedCtl('studio', 'ann'), codecs.ctlRequest, { v, action: 'cancel', jobId: busy }, codecs.ctlReply, { timeoutMs: 5_000 });
 });
 
+test('fed-quotes - a 40-frame auto + split job is divided between here and the vendors; the parent counts its parts\' frames; a cancel cascades', async (t) => {
+  const t0 = performance.now();
+  const jobId = await submit({ frames: '1-40', split: true, name: 'split' });
+  const j = await placed(jobId);
+  t.diagnostic(`submit to split: ${Math.round(performance.now() - t0)} ms; ${j.placement!.text}`);
+  // the studio measured ~100 ms a frame here, which v1 and v2 quote too: 1, 1 and 4 slots, nothing ahead
+  assert.match(j.placement!.text, new RegExp(`^split: frames 1-(\\d+) here \\(job ${jobId}-p1\\), \\d+-\\d+ at v1 \\(job ${jobId}-p2\\), \\d+-40 at v2 \\(job ${jobId}-p3\\); all finish in [^;]+; weighed whole: placed at v2: `), j.placement!.text);
+  assert.equal(j.placement!.peer, undefined, 'the parent goes nowhere itself');
+  const parts = j.parts!;
+  assert.deepEqual(parts.map((p) => [p.jobId, p.site, p.here ?? false]), [[`${jobId}-p1`, 'studio', true], [`${jobId}-p2`, 'v1', false], [`${jobId}-p3`, 'v2', false]]);
+  const sizes = parts.map((p) => p.counts.total);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 40);
+  assert.ok(sizes[2]! > sizes[0]! && sizes[2]! > sizes[1]! && sizes.every((x) => x >= 5), `v2 (4 slots) takes most: ${sizes}`);
+  for (const p of parts) placedJobs.push(p.jobId); // the restart test checks them too
+  const [here, atV1, atV2] = await Promise.all(parts.map((p) => jobOf(p.jobId)));
+  assert.equal(here!.outputDir, j.outputDir);
+  assert.equal(here!.partOf, jobId);
+  assert.deepEqual([atV1!.state, atV1!.outsourced?.site, atV2!.state, atV2!.outsourced?.site], ['outsourced', 'v1', 'outsourced', 'v2']);
+  // the local part renders here; v2's part comes back as the intake would tell it
+  const intake = await fed.site('studio').connectAs(Role.Intake);
+  stops.push(() => intake.close());
+  const outputs = parseFrames(atV2!.spec.frames).map((frame) => ({ frame, path: join(j.outputDir, `frame_${String(frame).padStart(4, '0')}.png`) }));
+  await call(intake, subjects.schedRemote('studio', 'v2'), codecs.remoteUpdate, { v, jobId: atV2!.jobId, bundleId: 'result-1', state: 'done', outputs, final: true, at: Date.now() }, codecs.remoteUpdateReply, { timeoutMs: 5_000 });
+  const both = await waitUntil('the local part done and v2\'s back', async () => {
+    const x = await jobOf(jobId);
+    return x.counts.done === sizes[0]! + sizes[2]! ? x : undefined;
+  }, 20_000, 100);
+  assert.equal(both.state, 'rendering', 'one part still out: not done');
+  // its frames are its parts': the local ones rendered here, v2's back, v1's queued there
+  assert.deepEqual(both.frames.map((f) => f.frame), parseFrames('1-40'));
+  assert.deepEqual(both.frames.filter((f) => f.state === 'done').length, sizes[0]! + sizes[2]!);
+  assert.equal(both.frames[39]!.output, outputs.at(-1)!.path);
+  assert.deepEqual(both.parts!.map((p) => p.state), ['done', 'outsourced', 'done']);
+  // renderbus job lists the parts; a part says whose part it is
+  const shown = describeJob(both, plain);
+  assert.match(shown, new RegExp(`parts +${jobId}-p1  frames 1-${sizes[0]} here: done, ${sizes[0]}/${sizes[0]} done\n +${jobId}-p2  frames \\S+ at v1: outsourced, 0/${sizes[1]} done\n`), shown);
+  assert.match(describeJob(await jobOf(atV1!.jobId), plain), new RegExp(`part of +job ${jobId} \\(split`));
+  assert.match(explainWhy(both, plain), new RegExp(`split into 3 parts: ${jobId}-p1 ${sizes[0]}/${sizes[0]} here \\(done\\), ${jobId}-p2 0/${sizes[1]} at v1 \\(outsourced\\), ${jobId}-p3 ${sizes[2]}/${sizes[2]} at v2 \\(done\\)`));
+  // cancel the parent: v1's part is cancelled too (its vendor told by the packer, as for any job)
+  await call(artist, subjects.schedCtl('studio', 'ann'), codecs.ctlRequest, { v, action: 'cancel', jobId }, codecs.ctlReply, { timeoutMs: 5_000 });
+  const [parent, v1Part] = await Promise.all([jobOf(jobId), jobOf(atV1!.jobId)]);
+  assert.equal(parent.state, 'cancelled');
+  assert.equal(v1Part.state, 'cancelled');
+});
+
 test('fed-quotes - a vendor that does not answer in time, and one whose link is cut, are skipped with the reason', async () => {
   // v2's quote service hangs: its subject is still served, but nothing answers
   quoteServices.get('v2')!.stop();
@@ -204,7 +250,9 @@ test('fed-quotes - a restarted scheduler keeps every placement (the place record
   for (const jobId of placedJobs) {
     const j = await waitUntil(`job ${jobId} back after the restart`, () => jobOf(jobId).catch(() => undefined), 10_000, 100);
     const was = before.get(jobId)!;
-    assert.deepEqual([j.state, j.placement?.peer, j.placement?.text, j.outsourced?.site], [was.state, was.placement?.peer, was.placement?.text, was.outsourced?.site], jobId);
+    // a split job: the same parts, in the same states, each made once (from its place record)
+    const parts = (x: JobDetail) => x.parts?.map((p) => [p.jobId, p.state, p.counts.done]);
+    assert.deepEqual([j.state, j.placement?.peer, j.placement?.text, j.outsourced?.site, parts(j), j.partOf], [was.state, was.placement?.peer, was.placement?.text, was.outsourced?.site, parts(was), was.partOf], jobId);
   }
 });
 

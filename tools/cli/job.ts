@@ -60,6 +60,9 @@ export function describeJob(job: JobDetail, p: Paint, now = Date.now()): string 
   }
   // site: auto: where it was placed, every quote, and why (docs/federation.md, "Choosing where to render: quotes")
   if (job.placement) lines.push(['placed', job.placement.text]);
+  // a split job: its parts, each an ordinary job (docs/federation.md, "Split jobs")
+  for (const [i, part] of (job.parts ?? []).entries()) lines.push([i === 0 ? 'parts' : '', `${part.jobId}  frames ${part.frames} ${part.here ? 'here' : `at ${part.site}`}: ${stateColour(p, part.state)}, ${part.counts.done}/${part.counts.total} done`]);
+  if (job.partOf !== undefined) lines.push(['part of', `job ${job.partOf} (split; renderbus job ${job.partOf})`]);
   if (spec.budget !== undefined) lines.push(['budget', spec.budget]);
   lines.push(['priority', `${job.priority} (lower is more urgent)`]);
   lines.push(['user', `${job.user} / ${job.group}`]);

@@ -36,7 +36,8 @@ export async function jobsCommand(c: CommandContext<{ json?: boolean }>): Promis
       // running: slots rendering it; in hand: handed to slots that have not started them yet
       `${j.counts.running}${j.counts.inHand ? ` +${j.counts.inHand} in hand` : ''}`,
       // a peer's job says whose it is: the vendor's operators answer to that studio for it
-      [j.origin ? originText(j.origin) : '', j.waiting ?? ''].filter((t) => t !== '').join('; '),
+      // a split job's part says whose part it is
+      [j.partOf !== undefined ? `part of ${j.partOf}` : '', j.origin ? originText(j.origin) : '', j.waiting ?? ''].filter((t) => t !== '').join('; '),
     ]);
     c.io.stdout.write(table(['ID', 'NAME', 'STATE', 'PRI', 'DONE/TOTAL', 'RUNNING', 'WAITING'], rows));
     return ExitCode.Ok;

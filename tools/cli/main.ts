@@ -23,7 +23,7 @@ import type { UpOptions } from './up.ts';
 
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
-export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
@@ -242,6 +242,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--outsource <peer>', "the job's site: render it at this linked site instead of here: the job is bundled with its scene and supportFiles into hotfolders/outgoing/<peer>/ and its frames come back into its output folder; 'auto': ask every linked peer for a quote and render where it finishes first within --budget, here or there (docs/federation.md)")
     .option('--chain', "with --outsource (or the site's policy): the site it goes to may pass it on to one of its own peers when none of its hosts can render it; frames and bills come back along the chain (docs/federation.md, \"Chaining\"); without it the job goes only where this site sends it")
     .option('--budget <amount>', "the most the job may cost at a peer, e.g. '12.50 EUR': with --outsource auto, a quote over it (or in another currency) is skipped")
+    .option('--split', "with --outsource auto (or the site's overflow policy): its frames may be divided between here and the peers whose quotes fit the budget, so that every part finishes at about the same time; each part (at least 5 frames) is a job of its own, and the frames come together in the job's output folder (docs/federation.md, \"Split jobs\")")
     .option('--output <dir>', 'where the frames land (default: <farm output>/<name>-<job id>)')
     .option('--pattern <name>', "frame file name, '#' for the frame number (default: frame_####.png)")
     .option('--name <name>', 'job name (default: the scene file name)')

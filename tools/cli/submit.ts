@@ -16,6 +16,7 @@ export interface SubmitOptions extends SubmitFlags {
   hold?: boolean;
   previewFirst?: boolean;
   chain?: boolean;
+  split?: boolean;
   json?: boolean;
 }
 
@@ -35,6 +36,7 @@ export async function submitCommand(c: CommandContext<SubmitOptions>): Promise<n
   if (c.opts.hold) spec.hold = true; // a job file may say so too
   if (c.opts.previewFirst) spec.previewFirst = true;
   if (c.opts.chain) spec.chain = true;
+  if (c.opts.split) spec.split = true;
 
   const fc = await openFarm(g, 'renderbus-submit');
   try {

@@ -1,8 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { decodeAny } from '../../protocol/index.ts';
 import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
@@ -14,63 +15,18 @@ import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
  * chunks of one and of three are pixel-identical.
  */
 
-const MAKE_SCENE = `
-import bpy, sys
-argv = sys.argv[sys.argv.index('--') + 1:]
-out, rig = argv[0], argv[1] == 'rig'
-bpy.ops.wm.read_factory_settings(use_empty=True)
-s = bpy.context.scene
-s.render.engine = 'CYCLES'
-s.cycles.samples = 4
-s.cycles.use_denoising = False
-s.cycles.seed = 7
-s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = 640, 480, 50
-s.frame_start, s.frame_end = 1, 6
-bpy.ops.mesh.primitive_plane_add(size=4)
-plane = bpy.context.object
-mat = bpy.data.materials.new('checker')
-mat.use_nodes = True
-nodes = mat.node_tree.nodes
-img = nodes.new('ShaderNodeTexImage')
-img.image = bpy.data.images.load('//tex/checker.png')
-mat.node_tree.links.new(img.outputs['Color'], nodes['Principled BSDF'].inputs['Base Color'])
-plane.data.materials.append(mat)
-bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5)
-ball = bpy.context.object
-ball.location = (-1.2, 0, 0.5); ball.keyframe_insert('location', frame=1)
-ball.location = (1.2, 0, 0.5); ball.keyframe_insert('location', frame=6)
-bpy.ops.object.camera_add(location=(0, -5, 3), rotation=(1.1, 0, 0))
-s.camera = bpy.context.object
-bpy.ops.object.light_add(type='SUN', location=(0, 0, 5))
-if rig:
-    t = bpy.data.texts.new('rig.py')
-    t.write("raise ValueError('the rig script is broken')\\n")
-    t.use_module = True
-bpy.ops.wm.save_as_mainfile(filepath=out, relative_remap=True)
-`;
-
-/** A 16×16 checker PNG, made here (pngjs). */
-function checkerPng(): Buffer {
-  const png = new PNG({ width: 16, height: 16 });
-  for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) {
-    const i = (y * 16 + x) * 4;
-    const on = ((x >> 2) + (y >> 2)) % 2 === 0;
-    png.data.set(on ? [230, 40, 40, 255] : [30, 30, 200, 255], i);
-  }
-  return PNG.sync.write(png);
-}
+/** The scene's maker (Blender's own Python): a sphere over a plane with a `//tex/checker.png` texture. */
+const MAKE_SCENE = fileURLToPath(new URL('../../tools/demo/blender-scene.py', import.meta.url));
 
 let farm: TestFarm;
 let proj: string;
 before(async () => {
   farm = await TestFarm.start();
   proj = join(farm.dir, 'proj');
-  await mkdir(join(proj, 'tex'), { recursive: true });
-  await writeFile(join(proj, 'tex', 'checker.png'), checkerPng());
-  await writeFile(join(proj, 'make.py'), MAKE_SCENE);
-  for (const [name, rig] of [['shot.blend', 'plain'], ['rig.blend', 'rig']] as const) {
-    // saved in the project's folder, so that the texture's `//tex/checker.png` resolves from it
-    const r = spawnSync('blender', ['-b', '--factory-startup', '--python', join(proj, 'make.py'), '--', join(proj, name), rig], { cwd: proj, encoding: 'utf8' });
+  await mkdir(proj, { recursive: true });
+  for (const [name, extra] of [['shot.blend', []], ['rig.blend', ['--rig']]] as const) {
+    // the texture is written beside the scene (tex/checker.png) and read back by a `//` relative path
+    const r = spawnSync('blender', ['-b', '--factory-startup', '--python', MAKE_SCENE, '--', join(proj, name), '--frames', '6', '--size', '640x480', '--samples', '4', ...extra], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   }
   await farm.registry();

@@ -1,12 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from '../../actors/bus/index.ts';
-import { listAllHosts } from '../../actors/registry/index.ts';
-import { codecs, decodeAny, PROTOCOL_MAJOR, Role, subjects } from '../../protocol/index.ts';
-import { startBenchNats } from './bench-nats.ts';
+import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
+import { startBenchFarm } from './bench-farm.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 
@@ -17,10 +14,6 @@ import { waitUntil } from '../lib/wait-until.ts';
  * latency: how long a slot stands idle between tasks (the render server's `waitMs`).
  * Run from tools/bench/main.ts (`npm run bench`), which writes docs/benchmarks.md.
  */
-const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
-/** The operator the benchmark submits as. */
-const USER = 'bench';
-
 export interface ThroughputOptions {
   /** Frames per run. */
   frames: number;
@@ -32,31 +25,9 @@ interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
 
 
 async function farmRun(n: number, slots: number): Promise<FarmRun> {
-  const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
-  const site = 'bench';
-  const host = 'bench';
-  // each actor with its own credential, the benchmark as an operator (it submits and follows events)
-  const nats = await startBenchNats(dir, site, [
-    { role: Role.Registry, name: Role.Registry },
-    { role: Role.Scheduler, name: Role.Scheduler },
-    { role: Role.RenderServer, name: host },
-    { role: Role.Operator, name: USER },
-  ]);
-  const procs: ChildProcess[] = [];
-  const actor = (creds: string, ...args: string[]) => {
-    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
-    procs.push(p);
-  };
-  const nc = await nats.connectAs(Role.Operator, USER);
+  const farm = await startBenchFarm({ slots });
+  const { nc, site, dir } = farm;
   try {
-    actor(nats.credsFile(Role.Registry), 'registry');
-    actor(nats.credsFile(Role.Scheduler), 'scheduler');
-    actor(nats.credsFile(Role.RenderServer, host), 'render-server', '--host', host, '--slots', String(slots));
-    await waitUntil('the render server to register', async () => {
-      const b = await listAllHosts(nc, site, { timeoutMs: 500 });
-      return b.hosts.length === 1 ? true : undefined;
-    });
-    await waitUntil('the scheduler', async () => (await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'jobs' }, codecs.queryReply, { timeoutMs: 500 })) && true);
     const waits: number[] = [];
     nc.subscribe(subjects.allFrameEvents(site, 'started'), {
       callback: (_e, m) => {
@@ -68,15 +39,15 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     await writeFile(scene, '');
     // a one-frame job first: a starting scheduler dispatches nothing during its adoption window
     // (docs/architecture.md, "Re-adoption"), which is start-up, not throughput
-    const warm = await call(nc, subjects.schedSubmit(site, USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } } }, codecs.submitReply);
+    const warm = await farm.submit({ name: 'warm-up', scene, renderer: 'command', command: 'true', frames: '1', output: { dir: join(dir, 'warm') } });
     await waitUntil('the warm-up job', async () => {
-      const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm.jobId }, codecs.queryReply, { timeoutMs: 500 });
+      const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm }, codecs.queryReply, { timeoutMs: 500 });
       return 'job' in b && b.job.state === 'done' ? true : undefined;
     });
     waits.length = 0;
     const t0 = performance.now();
-    const { jobId } = await call(nc, subjects.schedSubmit(site, USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec: { name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } } }, codecs.submitReply);
-    const done = new Promise<void>((res) => nc.subscribe(subjects.jobEvent(site, jobId, 'done'), { max: 1, callback: () => res() }));
+    const jobId = await farm.submit({ name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } });
+    const done = farm.done(jobId);
     await Promise.race([done, sleep(600_000)]);
     const wall = performance.now() - t0;
     await sleep(200); // the last started events
@@ -85,11 +56,7 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
     const q = (p: number) => gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))] ?? NaN;
     return { fps: (n / wall) * 1000, p50: q(0.5), p99: q(0.99), wallS: wall / 1000 };
   } finally {
-    for (const p of procs) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
-    await nc.close();
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
+    await farm.stop();
   }
 }
 

@@ -27,22 +27,23 @@ test('day-plan - jobs arrive in order within the window, sizes in range, each ur
   assert.throws(() => planDay({ ...PLAN, minFrames: 0 }), /frames: 0-70/);
 });
 
-test('day-plan - figures in day time: makespan to the last job, mean turnaround, bills per currency, frames per site, jobs over budget', () => {
+test('day-plan - figures in day time: makespan to the last job, mean turnaround (and the rush jobs\'), bills per currency, frames per site, jobs over budget', () => {
   const out: JobOutcome[] = [
-    { index: 0, site: 'studio', frames: 10, arrivedAt: 1_000, doneAt: 3_000, budgetMinor: 100 },
-    { index: 1, site: 'v1', frames: 20, arrivedAt: 1_500, doneAt: 5_000, budgetMinor: 300, bill: { currency: 'EUR', amountMinor: 250 } },
-    { index: 2, site: 'v2', frames: 5, arrivedAt: 2_000, doneAt: 4_000, budgetMinor: 100, bill: { currency: 'EUR', amountMinor: 101 } },
+    { index: 0, site: 'studio', urgency: 'rush', frames: 10, arrivedAt: 1_000, doneAt: 3_000, budgetMinor: 100 },
+    { index: 1, site: 'v1', urgency: 'normal', frames: 20, arrivedAt: 1_500, doneAt: 5_000, budgetMinor: 300, bill: { currency: 'EUR', amountMinor: 250 } },
+    { index: 2, site: 'v2', urgency: 'rush', frames: 5, arrivedAt: 2_000, doneAt: 4_000, budgetMinor: 100, bill: { currency: 'EUR', amountMinor: 101 } },
   ];
   const f = figuresOf(DayPolicy.Auto, 1_000, 600, out);
   assert.equal(f.makespanMs, 4_000 * 600);
   assert.equal(f.meanTurnaroundMs, ((2_000 + 3_500 + 2_000) / 3) * 600);
+  assert.equal(f.rushTurnaroundMs, 2_000 * 600);
   assert.deepEqual(f.cost, { EUR: 351 });
   assert.deepEqual(f.framesBySite, { studio: 10, v1: 20, v2: 5 });
   assert.equal(f.overBudget, 1);
 });
 
 test('day-plan - auto meets the goal only with the shortest makespan among the policies within budget', () => {
-  const fig = (policy: DayPolicy, makespanMs: number, overBudget = 0): PolicyFigures => ({ policy, makespanMs, meanTurnaroundMs: 0, cost: {}, framesBySite: {}, overBudget });
+  const fig = (policy: DayPolicy, makespanMs: number, overBudget = 0): PolicyFigures => ({ policy, makespanMs, meanTurnaroundMs: 0, rushTurnaroundMs: 0, cost: {}, framesBySite: {}, overBudget });
   const met = autoMetGoal([fig(DayPolicy.Auto, 10), fig(DayPolicy.Here, 20), fig(DayPolicy.Vendor1, 5, 3)]);
   assert.equal(met.met, true, 'v1 is faster but over budget: no rival');
   assert.match(met.why, /within budget \(here\); not a rival: v1 \(3 job\(s\) over budget\)/);

@@ -67,6 +67,8 @@ export interface JobOutcome {
   index: number;
   site: string;
   frames: number;
+  /** DayJob.urgency. */
+  urgency: string;
   arrivedAt: number;
   doneAt: number;
   budgetMinor: number;
@@ -78,6 +80,8 @@ export interface PolicyFigures {
   /** Day ms from the day's start to the last job done. */
   makespanMs: number;
   meanTurnaroundMs: number;
+  /** The mean turnaround of the rush jobs alone (NaN when there were none). */
+  rushTurnaroundMs: number;
   /** The vendors' bills summed, minor units per currency. */
   cost: Record<string, number>;
   framesBySite: Record<string, number>;
@@ -98,8 +102,9 @@ export function figuresOf(policy: DayPolicy, dayStart: number, scale: number, ou
     }
   }
   const last = outcomes.reduce((m, o) => Math.max(m, o.doneAt), dayStart);
-  const turnaround = outcomes.reduce((n, o) => n + (o.doneAt - o.arrivedAt), 0) / Math.max(1, outcomes.length);
-  return { policy, makespanMs: (last - dayStart) * scale, meanTurnaroundMs: turnaround * scale, cost, framesBySite, overBudget };
+  const mean = (of: readonly JobOutcome[]) => (of.length === 0 ? NaN : of.reduce((n, o) => n + (o.doneAt - o.arrivedAt), 0) / of.length);
+  const rush = outcomes.filter((o) => o.urgency === 'rush');
+  return { policy, makespanMs: (last - dayStart) * scale, meanTurnaroundMs: (outcomes.length === 0 ? 0 : mean(outcomes)) * scale, rushTurnaroundMs: mean(rush) * scale, cost, framesBySite, overBudget };
 }
 
 /**

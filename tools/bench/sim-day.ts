@@ -145,13 +145,13 @@ async function runDay(policy: DayPolicy, plan: readonly DayJob[], scale: number)
       placedBy[placed.at] = (placedBy[placed.at] ?? 0) + 1;
       if (placed.at === 'studio') {
         const done = await finished('studio', jobId, 250);
-        return { index: job.index, site: 'studio', frames: job.frames, arrivedAt, doneAt: done.finishedAt!, budgetMinor: job.budgetMinor };
+        return { index: job.index, site: 'studio', urgency: job.urgency, frames: job.frames, arrivedAt, doneAt: done.finishedAt!, budgetMinor: job.budgetMinor };
       }
       // the shortcut: the vendor's intake would submit it there; its returner would bill it
       const there = await submit(placed.at, spec);
       const done = await finished(placed.at, there, 250);
       const bill = billOf(done.frames, rates.get(placed.at)!);
-      return { index: job.index, site: placed.at, frames: job.frames, arrivedAt, doneAt: done.finishedAt!, budgetMinor: job.budgetMinor, bill: { currency: bill.currency, amountMinor: bill.totals.amountMinor } };
+      return { index: job.index, site: placed.at, urgency: job.urgency, frames: job.frames, arrivedAt, doneAt: done.finishedAt!, budgetMinor: job.budgetMinor, bill: { currency: bill.currency, amountMinor: bill.totals.amountMinor } };
     }));
     return { figures: figuresOf(policy, dayStart, scale, outcomes), wallS: (performance.now() - t0) / 1000, placedBy };
   } finally {
@@ -186,9 +186,9 @@ export async function dayBench(o: DayBenchOptions, machine: string): Promise<str
     '',
     `The shortcut: a job the studio's scheduler sent to a vendor (\`outsourced\`, by its quotes or its \`site\`) is submitted by the bench to that vendor's scheduler with the same frames and priority, as its intake would, and billed from the frames' measured times with the vendor's rate card (\`billOf\`, as its returner does). The bundles over the link, the vendor's intake and the returner are not run (simulated slots write no frames to carry); transfers count as nil (the \`outsource\` section measures them: seconds, against the hours of a day's job). A job is done when its frames are done where it rendered.`,
     '',
-    '| policy | makespan (h) | mean turnaround (h) | cost (vendors\' bills) | jobs over budget | frames studio / v1 / v2 | wall (s) |',
-    '|---|---|---|---|---|---|---|',
-    ...runs.map((r) => `| ${label[r.figures.policy]} | ${hours(r.figures.makespanMs)} | ${hours(r.figures.meanTurnaroundMs)} | ${money(r.figures.cost)} | ${r.figures.overBudget} | ${sitesCol(r.figures)} | ${r.wallS.toFixed(0)} |`),
+    '| policy | makespan (h) | mean turnaround (h) | rush jobs\' turnaround (h) | cost (vendors\' bills) | jobs over budget | frames studio / v1 / v2 | wall (s) |',
+    '|---|---|---|---|---|---|---|---|',
+    ...runs.map((r) => `| ${label[r.figures.policy]} | ${hours(r.figures.makespanMs)} | ${hours(r.figures.meanTurnaroundMs)} | ${hours(r.figures.rushTurnaroundMs)} | ${money(r.figures.cost)} | ${r.figures.overBudget} | ${sitesCol(r.figures)} | ${r.wallS.toFixed(0)} |`),
     '',
     `Did \`auto\` meet the goal (the shortest makespan within budget)? **${goal.met ? 'yes' : 'no'}**: ${goal.why}. Where \`auto\` placed the jobs: ${Object.entries(runs[0]!.placedBy).map(([s, n]) => `${s} ${n}`).join(', ')}.`,
     '',

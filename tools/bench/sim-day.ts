@@ -12,7 +12,7 @@ import { serveQuoteAsker, serveQuotes } from '../../sites/quotes/index.ts';
 import { billOf, type RateCard } from '../../sites/remote-jobs/bill.ts';
 import { startFedSites, waitLinkUp, type FedSites } from '../../test/helpers/fed-sites.ts';
 import { waitUntil } from '../../test/helpers/farm.ts';
-import { autoMetGoal, DayPolicy, figuresOf, planDay, type DayJob, type JobOutcome, type PolicyFigures } from './day-plan.ts';
+import { autoMetGoal, DAY_CLASSES, DayPolicy, figuresOf, planDay, type DayJob, type JobOutcome, type PolicyFigures } from './day-plan.ts';
 
 /*
  * `--only day`: a simulated day of work for a studio with two vendors (issue 16's benchmark).
@@ -174,15 +174,18 @@ export async function dayBench(o: DayBenchOptions, machine: string): Promise<str
   const frames = plan.reduce((n, j) => n + j.frames, 0);
   const budget = plan.reduce((n, j) => n + j.budgetMinor, 0);
   const byUrgency = (u: string) => plan.filter((j) => j.urgency === u).length;
+  const slotsOf = (s: { hosts: number; slots: number }) => s.hosts * s.slots;
+  const perFrame = (minor: number) => `${(minor / 100).toFixed(2)} ${CURRENCY}`;
+  const vendorFrameMinor = (s: { frameDayMs: number; perCoreHourMinor: number }) => (s.frameDayMs * s.perCoreHourMinor) / HOUR;
   const label = { auto: '`site: auto`, with budgets', here: 'every job here', v1: 'every job at v1' } as const;
   const money = (c: Record<string, number>) => Object.keys(c).length === 0 ? '0' : Object.entries(c).map(([cur, m]) => formatMoney({ currency: cur, amountMinor: m })).join(', ');
   const sitesCol = (f: PolicyFigures) => ['studio', 'v1', 'v2'].map((s) => f.framesBySite[s] ?? 0).join(' / ');
   return [
     `## A simulated day: auto against always here and always vendor 1 (${machine})`,
     '',
-    `\`npm run bench -- --only day\` (tools/bench/sim-day.ts): three real nats-servers on this machine linked by leaf nodes, at each site a real registry and scheduler and simulated render hosts (real render servers whose slots render by waiting), and the real quote services. The studio has 4 slots at ${SITES[0].frameDayMs / MIN} min a frame; v1 (slow, cheap) 8 slots at ${SITES[1].frameDayMs / MIN} min, ${formatMoney({ currency: CURRENCY, amountMinor: SITES[1].perCoreHourMinor })} a core-hour; v2 (fast, dearer) 8 slots at ${SITES[2].frameDayMs / MIN} min, ${formatMoney({ currency: CURRENCY, amountMinor: SITES[2].perCoreHourMinor })} a core-hour (frames ±20 %). Time is compressed ${o.scale}×: a wall second is ${o.scale / 60} min of the day (frames of ${SITES.map((s) => `${Math.round(s.frameDayMs / o.scale)} ms`).join(', ')}); the rate cards are multiplied by ${o.scale}, so quotes and bills are in the day's money.`,
+    `\`npm run bench -- --only day\` (tools/bench/sim-day.ts): three real nats-servers on this machine linked by leaf nodes, at each site a real registry and scheduler and simulated render hosts (real render servers whose slots render by waiting), and the real quote services. The studio has ${slotsOf(SITES[0])} slots at ${SITES[0].frameDayMs / MIN} min a frame; v1 (slow, cheap) ${slotsOf(SITES[1])} slots at ${SITES[1].frameDayMs / MIN} min, ${formatMoney({ currency: CURRENCY, amountMinor: SITES[1].perCoreHourMinor })} a core-hour; v2 (fast, dearer) ${slotsOf(SITES[2])} slots at ${SITES[2].frameDayMs / MIN} min, ${formatMoney({ currency: CURRENCY, amountMinor: SITES[2].perCoreHourMinor })} a core-hour (frames ±20 %). Time is compressed ${o.scale}×: a wall second is ${o.scale / 60} min of the day (frames of ${SITES.map((s) => `${Math.round(s.frameDayMs / o.scale)} ms`).join(', ')}); the rate cards are multiplied by ${o.scale}, so quotes and bills are in the day's money.`,
     '',
-    `The day (seed ${o.seed}): ${o.jobs} jobs arriving over ${hours(ARRIVALS_DAY_MS)} h, ${FRAMES.min}-${FRAMES.max} frames each (${frames} frames in all), ${byUrgency('rush')} rush (priority 20, a budget of 0.30 EUR a frame), ${byUrgency('normal')} normal (50, 0.15 EUR) and ${byUrgency('low')} low (80, 0.10 EUR): ${formatMoney({ currency: CURRENCY, amountMinor: budget })} of budgets in all. v1 quotes ~0.13 EUR a frame, v2 ~0.20 EUR, so a rush job may go to either, a normal one to v1, a low one to neither. The same day runs three times, each on fresh sites after one warm-up job per site (its frame time measured). Load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
+    `The day (seed ${o.seed}): ${o.jobs} jobs arriving over ${hours(ARRIVALS_DAY_MS)} h, ${FRAMES.min}-${FRAMES.max} frames each (${frames} frames in all), ${DAY_CLASSES.map((c) => `${byUrgency(c.name)} ${c.name} (priority ${c.priority}, a budget of ${perFrame(c.budgetPerFrameMinor)} a frame)`).join(', ')}: ${formatMoney({ currency: CURRENCY, amountMinor: budget })} of budgets in all. v1 quotes ~${perFrame(vendorFrameMinor(SITES[1]))} a frame, v2 ~${perFrame(vendorFrameMinor(SITES[2]))}: each job's budget decides which vendors it may go to. The same day runs three times, each on fresh sites after one warm-up job per site (its frame time measured). Load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
     '',
     `The shortcut: a job the studio's scheduler sent to a vendor (\`outsourced\`, by its quotes or its \`site\`) is submitted by the bench to that vendor's scheduler with the same frames and priority, as its intake would, and billed from the frames' measured times with the vendor's rate card (\`billOf\`, as its returner does). The bundles over the link, the vendor's intake and the returner are not run (simulated slots write no frames to carry); transfers count as nil (the \`outsource\` section measures them: seconds, against the hours of a day's job). A job is done when its frames are done where it rendered.`,
     '',

@@ -14,9 +14,10 @@ import { startBench } from './cli-start.ts';
 import { outsourceBench } from './outsource-e2e.ts';
 import { sandboxBench } from './sandbox-cost.ts';
 import { cryptoBench } from './result-crypto.ts';
+import { dayBench } from './sim-day.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
@@ -28,6 +29,7 @@ import { cryptoBench } from './result-crypto.ts';
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
  *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
  *   sandbox (tools/bench/sandbox-cost.ts): --sandbox-runs N (300) --sandbox-files N (10000) --sandbox-frames N (10) --sandbox-dir DIR (/var/tmp)
+ *   day (tools/bench/sim-day.ts): --day-seed N (16) --day-jobs N (16) --day-scale N (600: a wall second is 10 min of the day); ~4 min
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
  *   scale (tools/bench/scheduler-scale.ts), only with --only scale (minutes, and GBs of memory):
@@ -44,7 +46,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -108,6 +110,14 @@ if (runs('sandbox')) {
 if (runs('crypto')) {
   sections.push(await cryptoBench({ mb: Number(opt('crypto-mb', '64')), runs: Number(opt('crypto-runs', '3')), dir: resolve(opt('crypto-dir', '/var/tmp')) }, machine));
 }
+if (runs('day')) {
+  const d = { seed: Number(opt('day-seed', '16')), jobs: Number(opt('day-jobs', '16')), scale: Number(opt('day-scale', '600')) };
+  if (!Object.values(d).every((x) => Number.isInteger(x) && x >= 1)) {
+    console.error(`day: --day-seed, --day-jobs and --day-scale must be whole numbers of at least 1 (${JSON.stringify(d)})`);
+    process.exit(2);
+  }
+  sections.push(await dayBench(d, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -140,7 +150,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

@@ -15,9 +15,10 @@ import { outsourceBench } from './outsource-e2e.ts';
 import { sandboxBench } from './sandbox-cost.ts';
 import { cryptoBench } from './result-crypto.ts';
 import { dayBench } from './sim-day.ts';
+import { blenderBench } from './blender-makespan.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
@@ -29,6 +30,8 @@ import { dayBench } from './sim-day.ts';
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
  *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
  *   sandbox (tools/bench/sandbox-cost.ts): --sandbox-runs N (300) --sandbox-files N (10000) --sandbox-frames N (10) --sandbox-dir DIR (/var/tmp)
+ *   blender (tools/bench/blender-makespan.ts): --blender-frames N (24) --blender-slots N (2) --blender-chunk N (12)
+ *     --blender-size WxH (320x240) --blender-samples N (16); needs blender and GNU parallel; ~3 min
  *   day (tools/bench/sim-day.ts): --day-seed N (16) --day-jobs N (16) --day-scale N (600: a wall second is 10 min of the day); ~4 min
  *   recovery (tools/bench/scheduler-recovery.ts): --jobs N (100) --job-frames N (1000)
  *     --done-frames N (1000; 0 skips the "with history" row) --runs N (3) --cpu-prof DIR
@@ -46,7 +49,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day', 'blender'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -118,6 +121,14 @@ if (runs('day')) {
   }
   sections.push(await dayBench(d, machine));
 }
+if (runs('blender')) {
+  const b = { frames: Number(opt('blender-frames', '24')), slots: Number(opt('blender-slots', '2')), chunk: Number(opt('blender-chunk', '12')), size: opt('blender-size', '320x240'), samples: Number(opt('blender-samples', '16')) };
+  if (![b.frames, b.slots, b.chunk, b.samples].every((n) => Number.isInteger(n) && n >= 1) || !/^[1-9]\d*x[1-9]\d*$/.test(b.size)) {
+    console.error(`blender: --blender-frames, --blender-slots, --blender-chunk and --blender-samples must be whole numbers of at least 1, --blender-size WIDTHxHEIGHT (${JSON.stringify(b)})`);
+    process.exit(2);
+  }
+  sections.push(await blenderBench(b, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -150,7 +161,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

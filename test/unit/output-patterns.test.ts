@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { backtrackingRisk, compileOutputPatterns, FarmError, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type JobSpec } from '../../protocol/index.ts';
+
+const refused = (fn: () => unknown, message: RegExp) =>
+  assert.throws(fn, (err: unknown) => err instanceof FarmError && err.code === 'RB_BAD_JOB' && message.test(err.message));
+
+test('output patterns - a progress regex gives percent, done of total, and the frame it names', () => {
+  const kick = compileOutputPatterns({ progress: String.raw`\|\s+(?<percent>\d+)% done` }).progress!;
+  assert.deepEqual(readProgress(kick, '00:00:02   380MB         |    45% done - 12 rays/pixel'), { percent: 45 });
+  assert.equal(readProgress(kick, '00:00:00   380MB         | [ass] loading scene.ass'), undefined);
+  const tiles = compileOutputPatterns({ progress: String.raw`frame (?<frame>\d+): tile (?<done>\d+)/(?<total>\d+)` }).progress!;
+  assert.deepEqual(readProgress(tiles, 'frame 7: tile 3/12'), { frame: 7, percent: 25 });
+  assert.equal(readProgress(tiles, 'frame 7: tile 3/0'), undefined, 'a total of 0 is no progress');
+  const nuke = compileOutputPatterns({ progress: String.raw`^Frame (?<frame>\d+) \(\d+ of \d+\)` }).progress!;
+  assert.deepEqual(readProgress(nuke, 'Frame 12 (3 of 10)'), { frame: 12, percent: 100 }, 'a frame alone: finished');
+  const over = compileOutputPatterns({ progress: String.raw`(?<percent>\d+)%` }).progress!;
+  assert.deepEqual(readProgress(over, '250%'), { percent: 100 });
+});
+
+test('output patterns - a bad regex is refused naming its field and what the regex engine said', () => {
+  refused(() => compileOutputPatterns({ progress: '(?<percent>\\d+' }), /^progress: Invalid regular expression: .*Unterminated group/);
+  refused(() => compileOutputPatterns({ errors: ['ERROR', '[unclosed'] }), /^errors\[1\]: Invalid regular expression/);
+  refused(() => compileOutputPatterns({ sceneErrors: ['x'.repeat(PATTERN_LIMITS.chars + 1)] }), /^sceneErrors\[0\]: the regex is 201 characters, at most 200/);
+  refused(() => compileOutputPatterns({ progress: String.raw`(?<pct>\d+)%` }), /^progress: .*\(\?<pct>…\); known: percent, done, total, frame/);
+  refused(() => compileOutputPatterns({ progress: String.raw`(?<done>\d+) samples` }), /needs both \(\?<done>…\) and \(\?<total>…\)/);
+  refused(() => compileOutputPatterns({ progress: String.raw`\d+% done` }), /names no progress/);
+  refused(() => compileOutputPatterns({ errors: Array.from({ length: 9 }, () => 'E') }), /^errors: 9 regexes, at most 8/);
+});
+
+test('output patterns - regexes that can backtrack without bound are refused, ordinary ones pass', () => {
+  for (const risky of ['(a+)+$', '(?:.*x)*y', '(a|aa)*b', String.raw`(\w+\s?)+$`, String.raw`(a)\1`, String.raw`(?<x>a)\k<x>`, '.*.*.*.*x']) {
+    assert.notEqual(backtrackingRisk(risky), undefined, risky);
+    refused(() => compileOutputPatterns({ errors: [risky] }), /^errors\[0\]: \/.*\/: /);
+  }
+  for (const fine of [String.raw`\|\s+(?<percent>\d+)% done`, String.raw`^R90000\s+(?<percent>\d+)%`, String.raw`(?:ERROR|FATAL) \|`, String.raw`[(|]+x`, String.raw`(ab){2,3}`, String.raw`(\d+\.)?\d+`, String.raw`\(a+\)+`]) {
+    assert.equal(backtrackingRisk(fine), undefined, fine);
+  }
+});
+
+test('output patterns - lines are tested on their head only, so a huge line costs no more than a short one', () => {
+  const [re] = compileOutputPatterns({ errors: ['ERROR'] }).errors;
+  assert.equal(matchesAny([re!], `${'x'.repeat(PATTERN_LIMITS.lineChars)}ERROR`), false);
+  assert.equal(matchesAny([re!], 'ERROR: the scene'), true);
+});
+
+test('output patterns - a job gives them with renderer command only, checked at submit', () => {
+  const job = (o: Partial<JobSpec>): JobSpec => ({ scene: '/s/a.pov', frames: '1', output: { dir: '/out' }, ...o });
+  refused(() => prepareJob(job({ progress: String.raw`(?<percent>\d+)%` })), /^progress: output patterns only go with renderer 'command', not 'povray'/);
+  refused(() => prepareJob(job({ command: 'kick -i {scene}', sceneErrors: ['(x+)*'] })), /^sceneErrors\[0\]: .*backtrack/);
+  assert.equal(prepareJob(job({ command: 'kick -i {scene}', progress: String.raw`(?<percent>\d+)% done`, errors: ['ERROR'] })).renderer, 'command');
+});

@@ -3,8 +3,10 @@ import { FarmError } from './errors.ts';
 /**
  * A command job's own reading of its renderer's output (renderer `command` only; docs/renderers.md,
  * "Templates for other renderers"): `progress` with named groups `percent`, or `done` and `total`
- * (samples, buckets, tiles), or `frame` alone (that frame is finished), plus `frame` (which frame
- * of the task the line is about); `errors`, lines that are the task's error text when it fails;
+ * (samples, buckets, tiles), plus optionally `frame` (which frame of the task the line is about;
+ * else the current one). A match that sets `frame` alone says that frame starts (0%), so one
+ * regex with an alternation can read a renderer that names the frame on one line and its
+ * percentage on others: `at frame (?<frame>\d+)|(?<percent>\d+)% done`; `errors`, lines that are the task's error text when it fails;
  * `sceneErrors`, lines that make a failure RB_SCENE_ERROR (the scene's fault: the job fails at once).
  *
  * The regexes run on every line a renderer prints, on the render server, so they are held to
@@ -139,7 +141,7 @@ export function compileOutputPatterns(spec: OutputPatternSpec): OutputPatterns {
     if (has('done') !== has('total')) throw bad('progress', `/${spec.progress}/ needs both (?<done>…) and (?<total>…), not one of them`);
     if (has('percent') && has('done')) throw bad('progress', `/${spec.progress}/ gives progress twice: (?<percent>…) or (?<done>…) with (?<total>…), not both`);
     if (!has('percent') && !has('done') && !has('frame')) {
-      throw bad('progress', `/${spec.progress}/ names no progress: give (?<percent>…), or (?<done>…) and (?<total>…), or (?<frame>…) alone (that frame is finished)`);
+      throw bad('progress', `/${spec.progress}/ names no progress: give (?<percent>…), or (?<done>…) and (?<total>…), or (?<frame>…) (that frame starts)`);
     }
     out.progress = re;
   }
@@ -157,7 +159,7 @@ export function readProgress(re: RegExp, line: string): { frame?: number; percen
   let percent: number;
   if (g.percent !== undefined) percent = Number(g.percent);
   else if (g.done !== undefined && g.total !== undefined) percent = (Number(g.done) / Number(g.total)) * 100;
-  else if (frame !== undefined) percent = 100;
+  else if (frame !== undefined) percent = 0; // the line names the frame the renderer starts
   else return undefined;
   if (!Number.isFinite(percent)) return undefined; // '1.2.3', or a total of 0
   percent = Math.max(0, Math.min(100, percent));

@@ -94,7 +94,7 @@ export const JobSpec = Type.Object(
     renderer: Type.Optional(RendererName),
     command: Type.Optional(Type.String({ minLength: 1, description: 'command template for renderer "command"' })),
     blender: Type.Optional(BlenderOptions),
-    progress: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: "renderer 'command': a regex whose named groups give progress: (?<percent>…), or (?<done>…) and (?<total>…), or (?<frame>…) alone (that frame is finished), optionally (?<frame>…) naming the frame; docs/renderers.md, \"Templates for other renderers\"" })),
+    progress: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: "renderer 'command': a regex whose named groups give progress: (?<percent>…), or (?<done>…) and (?<total>…), plus optionally (?<frame>…) naming the frame (alone: that frame starts); docs/renderers.md, \"Templates for other renderers\"" })),
     errors: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 8, description: "renderer 'command': regexes; the lines they match are the task's error text when it fails (instead of the output's last lines)" })),
     sceneErrors: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 8, description: "renderer 'command': regexes; a failed task whose output has a line they match failed by its scene's fault (RB_SCENE_ERROR): the job fails at once instead of retrying" })),
     frames: Type.String({ minLength: 1, description: "frames: '1-100', '1-100x5', '1,5,10-12'" }),

@@ -13,7 +13,10 @@ test('output patterns - a progress regex gives percent, done of total, and the f
   assert.deepEqual(readProgress(tiles, 'frame 7: tile 3/12'), { frame: 7, percent: 25 });
   assert.equal(readProgress(tiles, 'frame 7: tile 3/0'), undefined, 'a total of 0 is no progress');
   const nuke = compileOutputPatterns({ progress: String.raw`^Frame (?<frame>\d+) \(\d+ of \d+\)` }).progress!;
-  assert.deepEqual(readProgress(nuke, 'Frame 12 (3 of 10)'), { frame: 12, percent: 100 }, 'a frame alone: finished');
+  assert.deepEqual(readProgress(nuke, 'Frame 12 (3 of 10)'), { frame: 12, percent: 0 }, 'a frame alone: it starts');
+  const maya = compileOutputPatterns({ progress: String.raw`Initializing at frame (?<frame>\d+)|\|\s+(?<percent>\d+)% done` }).progress!;
+  assert.deepEqual(readProgress(maya, '00:00:00   773MB         | [mtoa.session]     Initializing at frame 2.000000'), { frame: 2, percent: 0 });
+  assert.deepEqual(readProgress(maya, '00:00:03   801MB         |    40% done - 5 rays/pixel'), { percent: 40 });
   const over = compileOutputPatterns({ progress: String.raw`(?<percent>\d+)%` }).progress!;
   assert.deepEqual(readProgress(over, '250%'), { percent: 100 });
 });

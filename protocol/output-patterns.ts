@@ -44,14 +44,16 @@ export function backtrackingRisk(source: string): string | undefined {
   const groups: { unbounded: boolean; alternation: boolean }[] = [{ unbounded: false, alternation: false }];
   let unbounded = 0;
   let i = 0;
-  // the quantifier at i, if any: whether it is unbounded and its length
-  const quantifierAt = (at: number): { unbounded: boolean; length: number } | undefined => {
+  // the quantifier at i, if any: whether it is unbounded, whether it repeats (more than once), its length
+  const quantifierAt = (at: number): { unbounded: boolean; repeats: boolean; length: number } | undefined => {
     const c = source[at];
-    if (c === '*' || c === '+') return { unbounded: true, length: source[at + 1] === '?' ? 2 : 1 };
-    if (c === '?') return { unbounded: false, length: source[at + 1] === '?' ? 2 : 1 };
-    const m = /^\{(\d+)(,(\d*))?\}\??/.exec(source.slice(at));
-    if (m) return { unbounded: m[2] !== undefined && (m[3] === '' || Number(m[3]) > 1000), length: m[0].length };
-    return undefined;
+    const lazy = (n: number) => (source[at + n] === '?' ? n + 1 : n);
+    if (c === '*' || c === '+') return { unbounded: true, repeats: true, length: lazy(1) };
+    if (c === '?') return { unbounded: false, repeats: false, length: lazy(1) };
+    const m = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(at));
+    if (!m) return undefined;
+    const max = m[2] === undefined ? Number(m[1]) : m[3] === '' ? Infinity : Number(m[3]);
+    return { unbounded: max > 1000, repeats: max > 1, length: lazy(m[0].length) };
   };
   while (i < source.length) {
     const c = source[i]!;
@@ -85,16 +87,20 @@ export function backtrackingRisk(source: string): string | undefined {
         // an unquantified group passes what it holds to its parent
         const parent = groups[groups.length - 1]!;
         parent.unbounded ||= closed.unbounded;
+        parent.alternation ||= closed.alternation;
       }
       continue;
     }
     i += q.length;
-    if (closed && q.unbounded && closed.unbounded) return 'a repeated group that itself repeats ((a+)+, (.*x)*) can backtrack without bound';
-    if (closed && q.unbounded && closed.alternation) return 'a repeated alternation ((a|b)*) can backtrack without bound: repeat a character class instead ([ab]*)';
+    if (closed && q.repeats && closed.unbounded) return 'a repeated group that itself repeats ((a+)+, (.*x)*) can backtrack without bound';
+    if (closed && q.repeats && closed.alternation) return 'a repeated alternation ((a|b)*) can backtrack without bound: repeat a character class instead ([ab]*)';
     if (q.unbounded) {
       unbounded += 1;
       groups[groups.length - 1]!.unbounded = true;
-    } else if (closed) groups[groups.length - 1]!.unbounded ||= closed.unbounded;
+    } else if (closed) {
+      groups[groups.length - 1]!.unbounded ||= closed.unbounded;
+      groups[groups.length - 1]!.alternation ||= closed.alternation;
+    }
   }
   if (unbounded > PATTERN_LIMITS.unbounded) return `${unbounded} unbounded quantifiers (*, +, {n,}), at most ${PATTERN_LIMITS.unbounded}`;
   return undefined;

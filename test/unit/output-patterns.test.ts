@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { backtrackingRisk, compileOutputPatterns, FarmError, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type JobSpec } from '../../protocol/index.ts';
+import { UsageError } from '../../tools/cli/cli-error.ts';
+import { buildJob } from '../../tools/cli/job-file.ts';
 
 const refused = (fn: () => unknown, message: RegExp) =>
   assert.throws(fn, (err: unknown) => err instanceof FarmError && err.code === 'RB_BAD_JOB' && message.test(err.message));
@@ -52,4 +57,22 @@ test('output patterns - a job gives them with renderer command only, checked at 
   refused(() => prepareJob(job({ progress: String.raw`(?<percent>\d+)%` })), /^progress: output patterns only go with renderer 'command', not 'povray'/);
   refused(() => prepareJob(job({ command: 'kick -i {scene}', sceneErrors: ['(x+)*'] })), /^sceneErrors\[0\]: .*backtrack/);
   assert.equal(prepareJob(job({ command: 'kick -i {scene}', progress: String.raw`(?<percent>\d+)% done`, errors: ['ERROR'] })).renderer, 'command');
+});
+
+test('output patterns - a job file\'s bad regexes are each named by their place in the file', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-patterns-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'shot.ass'), 'ass');
+  const job = { scene: 'shot.ass', frames: '1', command: 'kick -i {scene} -o {output}', progress: '(?<percent>\\d+', errors: ['ERROR', '(a+)+$'] };
+  writeFileSync(join(dir, 'job.json'), JSON.stringify(job));
+  const input = { args: ['job.json'], flags: {}, cwd: dir, defaults: { user: 'alice', group: 'artists', outputRoot: '/srv/out' }, jobId: 'jtest0001' };
+  assert.throws(() => buildJob(input), (err: unknown) => {
+    assert.ok(err instanceof UsageError);
+    assert.match(err.message, /the job has 2 problems/);
+    assert.match(err.message, /progress: Invalid regular expression: .*Unterminated group/);
+    assert.match(err.message, /errors\/1: \/\(a\+\)\+\$\/: a repeated group/);
+    return true;
+  });
+  writeFileSync(join(dir, 'job.json'), JSON.stringify({ ...job, progress: '(?<percent>\\d+)%', errors: ['ERROR'] }));
+  assert.equal(buildJob(input).spec.progress, '(?<percent>\\d+)%');
 });

@@ -440,12 +440,14 @@ function checkRenderer(raw: Json, label: (p: string) => string, typed: (p: strin
     problems.push(`${label(`/${field}`)}: output patterns only go with renderer 'command' (this job's renderer is '${String(raw.renderer)}')`);
     return;
   }
-  try {
-    compileOutputPatterns(spec);
-  } catch (err) {
-    const msg = (err as Error).message.replace(/^RB_BAD_JOB: /, '');
-    const m = /^(progress|errors|sceneErrors)(?:\[(\d+)\])?: (.*)$/s.exec(msg);
-    problems.push(m ? `${label(`/${m[1]}${m[2] !== undefined ? `/${m[2]}` : ''}`)}: ${m[3]}` : msg);
+  for (const field of fields) {
+    try {
+      compileOutputPatterns({ [field]: spec[field] });
+    } catch (err) {
+      const msg = (err as Error).message;
+      const m = /^(progress|errors|sceneErrors)(?:\[(\d+)\])?: (.*)$/s.exec(msg);
+      problems.push(m ? `${label(`/${m[1]}${m[2] !== undefined ? `/${m[2]}` : ''}`)}: ${m[3]}` : msg);
+    }
   }
 }
 

@@ -132,10 +132,10 @@ const FRAME_RE = /\b(?:Fra:|frame[ :#]?)\s*(\d+)/i;
  * Generic output reading: an `NN%` on a line is progress; `Fra:N` or `frame N` names the
  * frame in a whole-task run. The error text is the tail of stderr (else of stdout).
  *
- * A job that gives its own patterns (protocol/output-patterns.ts) is read by them instead:
- * its `progress` regex alone gives progress and frames (without one, the generic reading stays),
- * its `errors` lines are the error text,
- * and a `sceneErrors` line makes a failure the scene's (RB_SCENE_ERROR).
+ * A job that gives its own patterns (protocol/output-patterns.ts) is read by them: its `progress`
+ * regex alone then gives progress and frames (without one the generic reading stays), its
+ * `errors` lines are the error text, and a `sceneErrors` line makes a failure the scene's
+ * (RB_SCENE_ERROR).
  */
 export class CommandParser implements OutputParser {
   private readonly frames: readonly number[];

@@ -102,7 +102,9 @@ Examples:
 
 Frames: '1-100', '1-100x5' (every 5th), '1,5,10-12'. Priority: lower is more urgent (default 50).
 Renderer: povray for .pov scenes; anything else needs --command TEMPLATE with the tokens
-{frame} {first} {last} {output} {scene} (--renderer command is then implied).
+{frame} {first} {last} {output} {scene} (--renderer command is then implied). A command job file
+may add 'progress', 'errors' and 'sceneErrors' regexes; job files for Arnold kick, RenderMan prman,
+Houdini husk, nuke -x and Maya Render are in tools/templates/ (docs/renderers.md).
 Requirements are patterns with "don't care" parts: 'povray@3.7.*', 'blender@*', 'linux@6.*'.
 Output: --output DIR (default <farm output>/<name>-<job id>), --pattern with '#' for the frame number.
 The job's user is your credential's (--creds); the group defaults to your OS user's group.

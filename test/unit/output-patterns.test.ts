@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { backtrackingRisk, compileOutputPatterns, FarmError, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type JobSpec } from '../../protocol/index.ts';
+import { backtrackingRisk, codecs, compileOutputPatterns, FarmError, PROTOCOL_MAJOR, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type JobSpec } from '../../protocol/index.ts';
+import { JobBook } from '../../actors/scheduler/index.ts';
+import { aJobSpec } from '../helpers/builders.ts';
 import { UsageError } from '../../tools/cli/cli-error.ts';
 import { buildJob } from '../../tools/cli/job-file.ts';
 
@@ -75,4 +77,14 @@ test('output patterns - a job file\'s bad regexes are each named by their place 
   });
   writeFileSync(join(dir, 'job.json'), JSON.stringify({ ...job, progress: '(?<percent>\\d+)%', errors: ['ERROR'] }));
   assert.equal(buildJob(input).spec.progress, '(?<percent>\\d+)%');
+});
+
+test('output patterns - a leased task carries the job\'s patterns to the render server', () => {
+  const spec = aJobSpec({ scene: '/s/shot.ass', command: 'kick -i {scene} -o {output}', progress: String.raw`(?<percent>\d+)% done`, errors: ['ERROR'], sceneErrors: [String.raw`\[ass\]`] });
+  const book = new JobBook();
+  const job = book.add('k', spec, prepareJob(spec), 1000);
+  const a = book.lease(job, 'h1', 0, 2000)!;
+  assert.deepEqual([a.progress, a.errors, a.sceneErrors], [spec.progress, spec.errors, spec.sceneErrors]);
+  const wire = codecs.assignRequest.decode(codecs.assignRequest.encode({ v: PROTOCOL_MAJOR, host: 'h1', assignments: [a] }));
+  assert.equal(wire.assignments[0]!.progress, spec.progress);
 });

@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, test } from 'node:test';
 import { createAdapters, deliverTask, prepareTask, renderTask, type Progress, type SlotResult } from '../../actors/render-slot/index.ts';
 import { prepareJob, type JobSpec } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
+import { CLI, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 /**
  * The documented templates (tools/templates/*.json, docs/renderers.md "Templates for other
@@ -27,6 +30,10 @@ if [ "$STANDIN_FAIL" = scene ]; then
   echo "00:00:00    52MB         | [ass] aborting"; echo "00:00:00    52MB         | Arnold shutdown"; exit 1
 fi
 echo "00:00:00    60MB         | scene creation time 0:00.02, machine utilization (45.12%)"
+p=1
+while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do
+  printf '00:00:01   130MB         |   %3d%% done - 12 rays/pixel\n' $p; p=$(( p % 98 + 1 )); sleep 0.2
+done
 for p in 0 25 50 75 100; do printf '00:00:01   130MB         |   %3d%% done - 12 rays/pixel\n' $p; done
 echo "00:00:01   131MB         | [driver_exr] writing file \`$out'"
 printf EXR > "$out"
@@ -189,4 +196,24 @@ test('command templates - a failed render\'s error is the line the errors regex 
   const maya = await render(await template('maya-render.json', 'Render'), [1], { STANDIN_FAIL: 'scene' });
   assert.equal(maya.result.error?.code, 'RB_SCENE_ERROR');
   assert.match(maya.result.error!.message, /^\/\/ Error: file: .*sh010\.ma line 1234: Cannot find procedure "rigSetup"\./);
+});
+
+test('command templates - on a farm, a running frame\'s progress from the template\'s regex shows in renderbus frame', async (t) => {
+  const farm = await TestFarm.start();
+  t.after(() => farm.stop());
+  await Promise.all([farm.registry(), farm.scheduler(), farm.renderServer('box', 1)]);
+  const gate = join(root, 'gate');
+  const spec = await template('arnold-kick.json', 'kick');
+  const jobId = await farm.submit({ ...spec, frames: '1', output: { ...spec.output, dir: join(root, 'out/farm') }, env: { STANDIN_GATE: gate } });
+  await waitUntil('frame 1 to run', async () => (await farm.job(jobId)).frames[0]?.state === 'running', 10_000, 50);
+  const proc = spawn(process.execPath, [CLI, 'frame', `${jobId}:1`, '--json', '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const [code] = await once(proc, 'exit');
+  await writeFile(gate, '');
+  assert.equal(code, 0, out);
+  const shown = JSON.parse(out) as { percent?: number; live: unknown };
+  // the stand-in counts 1..98 in "% done" lines; "machine utilization (45.12%)" is said once, before them
+  assert.ok(shown.percent !== undefined && Number.isInteger(shown.percent) && shown.percent >= 1 && shown.percent <= 98, `percent ${shown.percent}`);
+  await waitUntil('the job to end', async () => (await farm.job(jobId)).state === 'done', 15_000, 100);
 });

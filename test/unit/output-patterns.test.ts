@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { backtrackingRisk, codecs, compileOutputPatterns, FarmError, PROTOCOL_MAJOR, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type JobSpec } from '../../protocol/index.ts';
+import { backtrackingRisk, codecs, compileOutputPatterns, FarmError, PROTOCOL_MAJOR, matchesAny, PATTERN_LIMITS, prepareJob, readProgress, type FrameRecord, type JobDetail, type JobSpec } from '../../protocol/index.ts';
 import { JobBook } from '../../actors/scheduler/index.ts';
 import { aJobSpec } from '../helpers/builders.ts';
 import { UsageError } from '../../tools/cli/cli-error.ts';
+import { describeFrame } from '../../tools/cli/frame.ts';
 import { buildJob } from '../../tools/cli/job-file.ts';
 
 const refused = (fn: () => unknown, message: RegExp) =>
@@ -87,4 +88,11 @@ test('output patterns - a leased task carries the job\'s patterns to the render 
   assert.deepEqual([a.progress, a.errors, a.sceneErrors], [spec.progress, spec.errors, spec.sceneErrors]);
   const wire = codecs.assignRequest.decode(codecs.assignRequest.encode({ v: PROTOCOL_MAJOR, host: 'h1', assignments: [a] }));
   assert.equal(wire.assignments[0]!.progress, spec.progress);
+});
+
+test('output patterns - renderbus frame shows a running frame\'s last percentage', () => {
+  const f = { frame: 3, state: 'running', taskIndex: 0, attempt: 1, host: 'box', slot: 0 } as FrameRecord;
+  const job = { jobId: 'j1', name: 'sh010', outputDir: '/out' } as JobDetail;
+  assert.match(describeFrame(job, f, null, null, null, undefined, 45.4), /^progress +45% \(as its renderer last said\)$/m);
+  assert.doesNotMatch(describeFrame(job, f, null, null, null), /^progress/m);
 });

@@ -405,12 +405,12 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('frame')
     .summary('show one frame: its process figures and its log; follow or kill it')
-    .description("show one frame: state, host/slot, attempt, times (handed out, started, finished), error, its earlier failed attempts (host/slot, times, error; the last 10), stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written) and the end of its log")
+    .description("show one frame: state, host/slot, attempt, times (handed out, started, finished), error, its earlier failed attempts (host/slot, times, error; the last 10), stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written), its renderer's last progress percentage when it says one meanwhile, and the end of its log")
     .argument('<job:frame>', 'job id and frame number, e.g. j1a2b3c:12')
     .option('--log', 'print the whole log only')
     .option('--follow', 'print the log and follow it while the frame runs; ends when its attempt ends')
     .option('--kill', 'kill the running frame; the scheduler retries it like a failure (up to maxAttempts)')
-    .option('--json', 'print {jobId, frame, live, logPath, log} as JSON (--follow: one {log} object per chunk)')
+    .option('--json', 'print {jobId, frame, live, percent?, logPath, log} as JSON (--follow: one {log} object per chunk)')
     .addHelpText('after', "\nThe log is <output dir>/.rb-logs/<job>.<task>-a<attempt>.log, read from where the CLI runs (the shared filesystem).\nExamples:\n  renderbus frame j1a2b3c:12\n  renderbus frame j1a2b3c:12 --follow")
     .action(action('frame'));
 

@@ -32,3 +32,4 @@ export * from './codecs.ts';
 export * from './catalog.ts';
 export * from './roles.ts';
 export * from './bundles/index.ts';
+export * from './output-patterns.ts';

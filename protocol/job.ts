@@ -2,6 +2,7 @@ import { FarmError } from './errors.ts';
 import { parseBudget } from './budget.ts';
 import { countTasks, parseFrameRuns, type FrameRuns } from './frames.ts';
 import { frameFileName } from './output-names.ts';
+import { compileOutputPatterns, hasOutputPatterns } from './output-patterns.ts';
 import { toProfile } from './profile.ts';
 import type { Resolution } from './messages/common.ts';
 import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, RENDERERS, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
@@ -77,6 +78,14 @@ export function prepareJob(spec: JobSpec): PreparedJob {
   // a POV-Ray or Blender job goes only to hosts whose probe found that program
   if (renderer !== 'command' && !(requirements.packages ?? []).some((p) => new RegExp(`^${renderer}(@|$)`, 'i').test(p))) {
     requirements.packages = [...(requirements.packages ?? []), renderer];
+  }
+  // a command job's output patterns: checked and compiled now, so a bad regex never reaches a slot
+  if (hasOutputPatterns(spec)) {
+    if (renderer !== 'command') {
+      const field = spec.progress !== undefined ? 'progress' : spec.errors !== undefined ? 'errors' : 'sceneErrors';
+      throw bad(field, `output patterns only go with renderer 'command', not '${renderer}' (renderbus reads ${renderer}'s output itself)`);
+    }
+    compileOutputPatterns(spec);
   }
   if (spec.blender && renderer !== 'blender') throw bad('blender', `Blender settings only go with renderer 'blender', not '${renderer}'`);
   // a sandboxed job goes only to hosts whose render server can sandbox (the probe's `sandbox` package)

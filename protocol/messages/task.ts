@@ -18,6 +18,12 @@ export const TaskAssignment = Type.Object({
   command: Type.Optional(Type.String()),
   /** A Blender job's settings over its scene's. */
   blender: Type.Optional(BlenderOptions),
+  /** A command job's progress regex (protocol/output-patterns.ts); the slot compiles it once per task. */
+  progress: Type.Optional(Type.String()),
+  /** A command job's error-line regexes. */
+  errors: Type.Optional(Type.Array(Type.String())),
+  /** A command job's scene-error regexes: a match makes a failure RB_SCENE_ERROR. */
+  sceneErrors: Type.Optional(Type.Array(Type.String())),
   resolution: Type.Optional(Resolution),
   outputDir: Type.String({ minLength: 1 }),
   outputPattern: Type.String({ minLength: 1 }),

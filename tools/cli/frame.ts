@@ -68,7 +68,7 @@ export function attemptText(a: FrameAttempt): string {
 }
 
 /** The frame's record, live figures and log, as text (failed attempts one a line, the last MAX_FRAME_ATTEMPTS). */
-export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | null, logPath: string | null, log: string | null, colour = paint({})): string {
+export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | null, logPath: string | null, log: string | null, colour = paint({}), percent?: number): string {
   const lines: [string, string][] = [
     ['frame', `${job.jobId}:${f.frame}  ${job.name}`],
     ['state', frameStateText(colour, f)],
@@ -83,6 +83,7 @@ export function describeFrame(job: JobDetail, f: FrameRecord, live: LiveStats | 
   if (f.stats) {
     lines.push(['stats', `wall ${duration(f.stats.wallMs)}, cpu ${duration(f.stats.cpuMs)}, peak ${bytes(f.stats.peakRssKb * 1024)}, frames written ${bytes(f.stats.bytesWritten)}`]);
   }
+  if (percent !== undefined) lines.push(['progress', `${Math.round(percent)}% (as its renderer last said)`]);
   if (live) lines.push(['live', liveText(live)]);
   for (const a of f.attempts ?? []) lines.push([`attempt ${a.attempt}`, colour.red(attemptText(a))]);
   lines.push(['log', logPath ?? '-']);
@@ -104,6 +105,32 @@ export async function loadFrame(fc: FarmClient, jobId: string, frame: number): P
     throw new FarmError('RB_BAD_ARGUMENT', `job ${jobId} has no frame ${frame} (its frames: ${range})`);
   }
   return { job, record };
+}
+
+/**
+ * The frame's latest `progress` percentage while `during` runs (its renderer's own count, from
+ * the adapter or a command job's `progress` regex), or undefined when it said none meanwhile.
+ */
+export async function progressDuring<T>(fc: FarmClient, jobId: string, frame: number, during: () => Promise<T>): Promise<{ result: T; percent?: number }> {
+  const sub = fc.nc.subscribe(subjects.jobFrameEventsOf(fc.site, jobId, 'progress'));
+  let percent: number | undefined;
+  const reading = (async () => {
+    for await (const m of sub) {
+      try {
+        const ev = codecs.frameEvent.decode(m.data);
+        if (ev.percent !== undefined && eventFrames(ev).some((f) => f.frame === frame)) percent = ev.percent;
+      } catch {
+        // not a frame event we can read: no progress
+      }
+    }
+  })();
+  try {
+    const result = await during();
+    return percent !== undefined ? { result, percent } : { result };
+  } finally {
+    sub.unsubscribe();
+    await reading;
+  }
 }
 
 /** The next `stats` event of a frame, or null when none comes within `timeoutMs`. */
@@ -174,9 +201,10 @@ export async function frameCommand(c: CommandContext<FrameOptions>): Promise<num
       c.io.stdout.write(c.opts.json ? json({ jobId, frame, logPath, log: text }) : text);
       return ExitCode.Ok;
     }
-    const live = record.state === 'running' ? await nextLiveStats(fc, jobId, frame, 3_000) : null;
+    // while it waits for the process's figures, it listens for the renderer's own progress
+    const { result: live, percent } = record.state === 'running' ? await progressDuring(fc, jobId, frame, () => nextLiveStats(fc, jobId, frame, 3_000)) : { result: null, percent: undefined };
     const log = await readLog(logPath);
-    c.io.stdout.write(c.opts.json ? json({ jobId, frame: record, live, logPath, log }) : describeFrame(job, record, live, logPath, log, paint(c.io.stdout)));
+    c.io.stdout.write(c.opts.json ? json({ jobId, frame: record, live, ...(percent !== undefined ? { percent } : {}), logPath, log }) : describeFrame(job, record, live, logPath, log, paint(c.io.stdout), percent));
     return ExitCode.Ok;
   } finally {
     await fc.close();

@@ -2,8 +2,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, relative, resolve } from 'node:path';
 import { TypeCompiler, ValueErrorType, type ValueError } from '@sinclair/typebox/compiler';
 import {
-  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, NOTIFY_TRIGGERS, jobEnvProblems, NotifySettings, NotifyUrls, RENDERERS, codecs, notifyPlan, parseFrames, parsePattern, toProfile,
-  type JobNotify,
+  DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, JobSpec, NOTIFY_TRIGGERS, jobEnvProblems, NotifySettings, NotifyUrls, RENDERERS, codecs, compileOutputPatterns, hasOutputPatterns, notifyPlan, parseFrames, parsePattern, toProfile,
+  type JobNotify, type OutputPatternSpec,
 } from '../../protocol/index.ts';
 import { UsageError } from './cli-error.ts';
 
@@ -429,6 +429,25 @@ function checkRenderer(raw: Json, label: (p: string) => string, typed: (p: strin
   }
   if (raw.renderer === 'povray' && raw.command !== undefined) {
     problems.push(`${label('/command')}: a command template is only used with renderer 'command' (this job's renderer is 'povray')`);
+  }
+  // the output patterns, each regex named by its place in the file (protocol/output-patterns.ts)
+  const fields = ['progress', 'errors', 'sceneErrors'] as const;
+  if (!fields.every((f) => typed(`/${f}`))) return;
+  const spec = { progress: raw.progress, errors: raw.errors, sceneErrors: raw.sceneErrors } as OutputPatternSpec;
+  if (!hasOutputPatterns(spec)) return;
+  if (raw.renderer !== undefined && raw.renderer !== 'command') {
+    const field = fields.find((f) => raw[f] !== undefined)!;
+    problems.push(`${label(`/${field}`)}: output patterns only go with renderer 'command' (this job's renderer is '${String(raw.renderer)}')`);
+    return;
+  }
+  for (const field of fields) {
+    try {
+      compileOutputPatterns({ [field]: spec[field] });
+    } catch (err) {
+      const msg = (err as Error).message;
+      const m = /^(progress|errors|sceneErrors)(?:\[(\d+)\])?: (.*)$/s.exec(msg);
+      problems.push(m ? `${label(`/${m[1]}${m[2] !== undefined ? `/${m[2]}` : ''}`)}: ${m[3]}` : msg);
+    }
   }
 }
 

@@ -23,7 +23,7 @@ import type { UpOptions } from './up.ts';
 
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
-export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
+export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, progress, errors, sceneErrors, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
@@ -102,7 +102,9 @@ Examples:
 
 Frames: '1-100', '1-100x5' (every 5th), '1,5,10-12'. Priority: lower is more urgent (default 50).
 Renderer: povray for .pov scenes; anything else needs --command TEMPLATE with the tokens
-{frame} {first} {last} {output} {scene} (--renderer command is then implied).
+{frame} {first} {last} {output} {scene} (--renderer command is then implied). A command job file
+may add 'progress', 'errors' and 'sceneErrors' regexes; job files for Arnold kick, RenderMan prman,
+Houdini husk, nuke -x and Maya Render are in tools/templates/ (docs/renderers.md).
 Requirements are patterns with "don't care" parts: 'povray@3.7.*', 'blender@*', 'linux@6.*'.
 Output: --output DIR (default <farm output>/<name>-<job id>), --pattern with '#' for the frame number.
 The job's user is your credential's (--creds); the group defaults to your OS user's group.
@@ -404,12 +406,12 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('frame')
     .summary('show one frame: its process figures and its log; follow or kill it')
-    .description("show one frame: state, host/slot, attempt, times (handed out, started, finished), error, its earlier failed attempts (host/slot, times, error; the last 10), stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written) and the end of its log")
+    .description("show one frame: state, host/slot, attempt, times (handed out, started, finished), error, its earlier failed attempts (host/slot, times, error; the last 10), stats (wall, CPU, peak memory, bytes), the live figures of its process while it runs (CPU %, memory now and peak, bytes read/written), its renderer's last progress percentage when it says one meanwhile, and the end of its log")
     .argument('<job:frame>', 'job id and frame number, e.g. j1a2b3c:12')
     .option('--log', 'print the whole log only')
     .option('--follow', 'print the log and follow it while the frame runs; ends when its attempt ends')
     .option('--kill', 'kill the running frame; the scheduler retries it like a failure (up to maxAttempts)')
-    .option('--json', 'print {jobId, frame, live, logPath, log} as JSON (--follow: one {log} object per chunk)')
+    .option('--json', 'print {jobId, frame, live, percent?, logPath, log} as JSON (--follow: one {log} object per chunk)')
     .addHelpText('after', "\nThe log is <output dir>/.rb-logs/<job>.<task>-a<attempt>.log, read from where the CLI runs (the shared filesystem).\nExamples:\n  renderbus frame j1a2b3c:12\n  renderbus frame j1a2b3c:12 --follow")
     .action(action('frame'));
 

@@ -1,8 +1,8 @@
 import { basename, dirname } from 'node:path';
 import { parse, quote } from 'shell-quote';
-import { FarmError, frameFileName } from '../../../protocol/index.ts';
+import { compileOutputPatterns, FarmError, frameFileName, matchesAny, readProgress, type OutputPatterns } from '../../../protocol/index.ts';
 import { LineSplitter, LineTail } from './lines.ts';
-import { DEFAULT_RESOLUTION, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
+import { DEFAULT_RESOLUTION, type Diagnosis, type Invocation, type OutputParser, type Progress, type RenderAdapter, type RenderTask } from './types.ts';
 
 /**
  * The generic command adapter: any renderer driven by a template such as
@@ -86,6 +86,8 @@ export function createCommandAdapter(): RenderAdapter {
       if (!task.command) throw new FarmError('RB_BAD_JOB', "renderer 'command' needs a command template (the job's 'command' field)");
       if (task.frames.length === 0) throw new FarmError('RB_BAD_JOB', 'command: the task has no frames');
       const t = parseTemplate(task.command);
+      // the job's own output patterns, compiled once for all of the task's processes
+      const own = task.progress !== undefined || task.errors || task.sceneErrors ? { patterns: compileOutputPatterns(task) } : {};
       const { width, height } = task.resolution ?? DEFAULT_RESOLUTION;
       const first = task.frames[0]!;
       const last = task.frames[task.frames.length - 1]!;
@@ -106,6 +108,7 @@ export function createCommandAdapter(): RenderAdapter {
           cwd,
           frames: [frame],
           outputs: tracked ? [{ frame, file: fileOf(frame) }] : [],
+          ...own,
         }));
       }
       return [
@@ -114,10 +117,11 @@ export function createCommandAdapter(): RenderAdapter {
           cwd,
           frames: [...task.frames],
           outputs: tracked ? task.frames.map((frame) => ({ frame, file: fileOf(frame) })) : [],
+          ...own,
         },
       ];
     },
-    parser: (inv, onProgress) => new CommandParser(inv.frames, onProgress),
+    parser: (inv, onProgress) => new CommandParser(inv.frames, onProgress, inv.patterns),
   };
 }
 
@@ -127,6 +131,11 @@ const FRAME_RE = /\b(?:Fra:|frame[ :#]?)\s*(\d+)/i;
 /**
  * Generic output reading: an `NN%` on a line is progress; `Fra:N` or `frame N` names the
  * frame in a whole-task run. The error text is the tail of stderr (else of stdout).
+ *
+ * A job that gives its own patterns (protocol/output-patterns.ts) is read by them: its `progress`
+ * regex alone then gives progress and frames (without one the generic reading stays), its
+ * `errors` lines are the error text, and a `sceneErrors` line makes a failure the scene's
+ * (RB_SCENE_ERROR).
  */
 export class CommandParser implements OutputParser {
   private readonly frames: readonly number[];
@@ -135,11 +144,16 @@ export class CommandParser implements OutputParser {
   private readonly err: LineSplitter;
   private readonly outTail = new LineTail(8);
   private readonly errTail = new LineTail(8);
+  private readonly patterns: OutputPatterns | undefined;
+  /** Lines the job's `errors` or `sceneErrors` matched: the first few, the cause is usually first. */
+  private readonly errorLines: string[] = [];
+  private sceneError: string | undefined;
   private frame: number;
 
-  constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
+  constructor(frames: readonly number[], onProgress: (p: Progress) => void, patterns?: OutputPatterns) {
     this.frames = frames;
     this.onProgress = onProgress;
+    this.patterns = patterns;
     this.frame = frames[0]!;
     this.out = new LineSplitter((l) => this.line(l, this.outTail));
     this.err = new LineSplitter((l) => this.line(l, this.errTail));
@@ -159,16 +173,43 @@ export class CommandParser implements OutputParser {
   }
 
   errorText(): string {
+    if (this.errorLines.length > 0) return this.errorLines.join('\n');
     return this.errTail.size > 0 ? this.errTail.text() : this.outTail.text();
+  }
+
+  diagnose(where: string): Diagnosis | undefined {
+    if (this.sceneError === undefined) return undefined;
+    return { code: 'RB_SCENE_ERROR', message: `${this.sceneError} (the job's sceneErrors matched on ${where}: the scene fails the same way on every host)` };
   }
 
   private line(line: string, tail: LineTail): void {
     tail.add(line);
+    const p = this.patterns;
+    if (p) this.errorLine(line, p);
+    if (p?.progress) return this.patternedProgress(line, p.progress);
     if (this.frames.length > 1) {
       const f = FRAME_RE.exec(line);
       if (f && this.frames.includes(Number(f[1]))) this.frame = Number(f[1]);
     }
-    const p = PERCENT_RE.exec(line);
-    if (p) this.onProgress({ frame: this.frame, percent: Math.min(100, Number(p[1])) });
+    const m = PERCENT_RE.exec(line);
+    if (m) this.onProgress({ frame: this.frame, percent: Math.min(100, Number(m[1])) });
+  }
+
+  private errorLine(line: string, p: OutputPatterns): void {
+    const scene = matchesAny(p.sceneErrors, line);
+    if (scene) this.sceneError ??= line.trim();
+    if ((scene || matchesAny(p.errors, line)) && this.errorLines.length < 8) this.errorLines.push(line.trim());
+  }
+
+  /** The job's progress regex replaces the generic reading: other percentages on other lines are not progress. */
+  private patternedProgress(line: string, re: RegExp): void {
+    const got = readProgress(re, line);
+    if (!got) return;
+    // a frame the task does not hold (a renderer counting from 0, say) is not ours to report
+    if (got.frame !== undefined) {
+      if (!this.frames.includes(got.frame)) return;
+      this.frame = got.frame;
+    }
+    this.onProgress({ frame: this.frame, percent: got.percent });
   }
 }

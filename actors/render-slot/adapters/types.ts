@@ -1,4 +1,4 @@
-import type { BlenderOptions, ErrorCode, Resolution } from '../../../protocol/index.ts';
+import type { BlenderOptions, ErrorCode, OutputPatterns, Resolution } from '../../../protocol/index.ts';
 
 /** Size used when a job names no resolution (POV-Ray's own default, too). */
 export const DEFAULT_RESOLUTION: Resolution = { width: 320, height: 240 };
@@ -15,6 +15,10 @@ export interface RenderTask {
   resolution?: Resolution;
   /** A Blender job's settings over its scene's. */
   blender?: BlenderOptions;
+  /** A command job's output patterns (protocol/output-patterns.ts), as regex sources. */
+  progress?: string;
+  errors?: readonly string[];
+  sceneErrors?: readonly string[];
   /** The job's output file pattern (`frame_####.png`); gives the extension. */
   outputPattern: string;
   /** Private, empty, writable directory for this attempt (absolute). */
@@ -36,6 +40,8 @@ export interface Invocation {
   frames: number[];
   /** Files this process must leave behind when it exits 0 (empty: it writes none we track). */
   outputs: ExpectedOutput[];
+  /** How to read this process's output, when the job said (renderer `command`): compiled once per task. */
+  patterns?: OutputPatterns;
 }
 
 /** Progress the renderer reported: the frame it works on and how far along it is. */

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { autoMetGoal, DayPolicy, figuresOf, planDay, seeded, type JobOutcome, type PolicyFigures } from '../../tools/bench/day-plan.ts';
+import { autoMetGoal, DayPolicy, figuresOf, planDay, type JobOutcome, type PolicyFigures } from '../../tools/bench/day-plan.ts';
+import { mulberry32 as seeded } from '../../tools/lib/prng.ts';
 
 const PLAN = { seed: 16, jobs: 40, arrivalsMs: 6 * 3_600_000, minFrames: 10, maxFrames: 70 };
 

@@ -2,6 +2,7 @@
  * The pure parts of the simulated-day bench (sim-day.ts): the day's jobs drawn from a seeded
  * generator, and each policy's figures and the verdict from what happened. No I/O, no clock.
  */
+import { mulberry32 } from '../lib/prng.ts';
 
 /** A policy of the day: every job `site: auto` (with its budget), every job here, every job at v1. */
 export const DayPolicy = { Auto: 'auto', Here: 'here', Vendor1: 'v1' } as const;
@@ -33,23 +34,11 @@ export interface DayJob {
   budgetMinor: number;
 }
 
-/** mulberry32: a small seeded generator, the same sequence for a seed on every machine. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** The day's jobs, in the order they arrive: times uniform over the arrivals window, sizes uniform, urgencies by their shares. */
 export function planDay(o: DayPlanOptions): DayJob[] {
   if (!(Number.isInteger(o.jobs) && o.jobs >= 1)) throw new Error(`jobs must be a whole number of at least 1, not ${o.jobs}`);
   if (!(Number.isInteger(o.minFrames) && o.minFrames >= 1 && o.maxFrames >= o.minFrames)) throw new Error(`frames: ${o.minFrames}-${o.maxFrames} is not a range of whole numbers from 1`);
-  const rnd = seeded(o.seed);
+  const rnd = mulberry32(o.seed);
   const jobs = Array.from({ length: o.jobs }, () => {
     const atMs = Math.round(rnd() * o.arrivalsMs);
     const frames = o.minFrames + Math.floor(rnd() * (o.maxFrames - o.minFrames + 1));

@@ -12,6 +12,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import sharp from 'sharp';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, FarmError, PROTOCOL_MAJOR, Role, subjects, type BundleManifest, type FrameEvent, type JobEvent, type JobSpec, type RemoteUpdate } from '../../protocol/index.ts';
+import { writePovProject } from '../helpers/pov-project.ts';
 import { readBundle, writeBundle, type BundleHead, type BundleSource } from '../../sites/bundles/index.ts';
 import { dropFile, hotFolderDirs, type HotOutcome } from '../../sites/hotfolders/index.ts';
 import type { Outsourcing } from '../../sites/outsource/index.ts';
@@ -123,23 +124,7 @@ const status = (jobId: string, bundleId: string, state: 'accepted' | 'started' |
 });
 
 /** A POV-Ray scene that #includes a file and maps a PNG texture, with both as support files. */
-async function povrayProject(): Promise<{ scene: string; inc: string; tex: string }> {
-  const proj = join(farm.dir, 'proj');
-  await mkdir(proj, { recursive: true });
-  const tex = join(proj, 'tex.png');
-  await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 40, b: 40 } } }).composite([{ input: { create: { width: 8, height: 8, channels: 3, background: { r: 20, g: 20, b: 220 } } }, left: 0, top: 0 }]).png().toFile(tex);
-  const inc = join(proj, 'parts.inc');
-  await writeFile(inc, '#declare Ball = sphere { <0, 0.5, 0>, 0.5 pigment { image_map { png "tex.png" } } }\n');
-  const scene = join(proj, 'shot.pov');
-  await writeFile(scene, [
-    '#include "parts.inc"',
-    'camera { location <0, 1, -4> look_at <0, 0.5, 0> }',
-    'light_source { <4, 6, -6> color rgb 1 }',
-    'plane { y, 0 pigment { checker color rgb 1 color rgb 0.2 } }',
-    'object { Ball translate <-1 + clock * 0.2, 0, 0> }',
-  ].join('\n'));
-  return { scene, inc, tex };
-}
+const povrayProject = () => writePovProject(farm.dir);
 
 /** Renders one frame as the vendor's render server would, with POV-Ray, to `out`. */
 function renderFrame(scene: string, frame: number, out: string): void {

@@ -8,6 +8,7 @@ import { readBundle } from '../../sites/bundles/index.ts';
 import { dropFile, hotFolderDirs } from '../../sites/hotfolders/index.ts';
 import type { RemoteJobRecord } from '../../sites/remote-jobs/index.ts';
 import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
+import { writePovProject } from '../helpers/pov-project.ts';
 
 // Two farms and no link: the bundles are carried between their hot folders by hand, as the link
 // would. The studio works in /var/tmp (bundle paths may not lie under /tmp).
@@ -49,14 +50,7 @@ test('fed rerender - frames of a done outsourced job render again at v1 from its
   };
 
   // the studio's project: a scene with an #include and an image_map texture
-  const proj = join(studio.dir, 'proj');
-  await mkdir(proj, { recursive: true });
-  const tex = join(proj, 'tex.png');
-  await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 40, b: 40 } } }).composite([{ input: { create: { width: 8, height: 8, channels: 3, background: { r: 20, g: 20, b: 220 } } }, left: 0, top: 0 }]).png().toFile(tex);
-  const inc = join(proj, 'parts.inc');
-  await writeFile(inc, '#declare Ball = sphere { <0, 0.5, 0>, 0.5 pigment { image_map { png "tex.png" } } }\n');
-  const scene = join(proj, 'shot.pov');
-  await writeFile(scene, '#include "parts.inc"\ncamera { location <0, 1, -4> look_at <0, 0.5, 0> }\nlight_source { <4, 6, -6> color rgb 1 }\nplane { y, 0 pigment { checker color rgb 1 color rgb 0.2 } }\nobject { Ball translate <-1 + clock * 0.2, 0, 0> }\n');
+  const { proj, scene, inc, tex } = await writePovProject(studio.dir);
   const outDir = join(studio.dir, 'out');
   const frame = (n: number) => join(outDir, `frame_000${n}.png`);
 

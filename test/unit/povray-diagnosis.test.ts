@@ -68,10 +68,11 @@ test('povray diagnosis - other failures and warnings are not placed: they stay R
   p.push('stderr', 'Possible Parse Error: assumed_gamma not specified in this POV-Ray 3.7 or later\n scene. Future versions of POV-Ray may consider this a fatal error.\nRendering frame 1 of 1\nCannot create render state output file.\nRender failed\n');
   p.end();
   assert.equal(p.diagnose!('host node-7'), undefined);
-  // the command adapter cannot know whose a failure is
+  // the command adapter cannot know whose a failure is, unless the job's sceneErrors say so
   const c = createCommandAdapter().parser({ argv: ['sh'], cwd: '/', frames: [1], outputs: [] }, () => {});
   c.push('stderr', "File 'x.pov' line 3: Parse Error: whatever\n");
-  assert.equal(c.diagnose, undefined);
+  c.end();
+  assert.equal(c.diagnose?.('host node-7'), undefined);
 });
 
 test('povray library - Library_Path from povray.ini, in POV-Ray\'s order: scene directory, user, system', async (t: TestContext) => {

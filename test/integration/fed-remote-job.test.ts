@@ -194,9 +194,10 @@ test('fed remote job - a studio job bundle renders at v1 and its frames, samples
     assert.equal((await remoteJobOf(farm, 'j-2')).length, 0);
   });
 
-  await t.test('a cancel bundle mid-render cancels the job; cancelled and a partial bill go back', async () => {
+  await t.test('a cancel bundle after the first early look cancels the job; cancelled and a partial bill go back', async () => {
     await dropFromStudio(farm, studio, { bundleId: 'studio-j-3-job', kind: 'job', job: 'j-3', spec: studioSpec(studio, { frames: '1-200' }) });
-    await waitSent(farm, 'v1.j-3.t0-a1.rbb');
+    // the client sees the first sample frame's thumbnail (it crosses ahead of the frame) and cancels
+    await waitUntil('the first early look', async () => (await sent(farm)).some((n) => /^v1\.j-3\.sample-f\d+\.rbb$/.test(n)), 60_000, 100);
     await dropFromStudio(farm, studio, { bundleId: 'studio-j-3-cancel', kind: 'status', job: 'j-3', cancel: true });
     await waitSent(farm, 'v1.j-3.bill.rbb');
     const [job] = await remoteJobOf(farm, 'j-3');

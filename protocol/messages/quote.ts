@@ -165,11 +165,7 @@ export const PlaceRecord = Type.Object({
   v: V,
   kind: Type.Literal('place'),
   jobId: Token,
-  peer: Type.Optional(Token),
-  text: Type.String({ maxLength: 8000 }),
-  options: Type.Array(PlaceOption, { maxItems: 1000 }),
-  /** Split: the parts made (split-jobs.ts); a replay makes the same ones, each once. */
-  parts: Type.Optional(Type.Array(SplitPartRef, { minItems: 2, maxItems: MAX_SPLIT_PARTS })),
-  at: Millis,
+  // the placement as the job's summary shows it: a replay makes the same (split: the same parts, each once)
+  ...PlacementSummary.properties,
 });
 export type PlaceRecord = Static<typeof PlaceRecord>;

@@ -1,6 +1,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { HostCtl, HostEvent } from './messages/host-events.ts';
 import { JournalEntry } from './messages/journal.ts';
+import { Leadership } from './messages/leadership.ts';
 import { HostBye, HostByeReply, HostHeartbeat, HostHeartbeatReply, HostRegister, HostRegisterReply, ListReply, ListRequest, MatchReply, MatchRequest, RegistryHello } from './messages/registry.ts';
 import { CtlReply, CtlRequest, FrameEvent, JobEvent, QueryReply, QueryRequest, SubmitReply, SubmitRequest } from './messages/scheduler.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
@@ -58,4 +59,5 @@ export const catalog: SubjectEntry[] = [
   { subject: 'rb.<site>.evt.notify.<job>.<event>', kind: 'event', from: 'notifier', to: 'anyone', what: 'Notifications of a job (its end, its progress every N%): sent (a webhook answered 2xx, or the SMTP server took the email) or failed (given up, with the error). One per webhook URL, and one per email, each time. The notifier learns what a job asks for from the journal\'s submit records (live) or from `sched.query`.', message: ['NotifyEvent', NotifyEvent] },
   { subject: 'rb.<site>.evt.host.<host>.<event>', kind: 'event', from: 'render server, registry', to: 'anyone', what: 'Host events: slot, draining and undrained (render server), up and down (registry).', message: ['HostEvent', HostEvent] },
   { subject: 'rb.<site>.journal.<kind>', kind: 'journal', from: 'scheduler', to: 'scheduler (replay)', what: 'The durable journal in JetStream stream RB_<SITE>_JOURNAL: submit, task, cancel, ctl, limit, share, remote and outsource records (a job the policy of the site sent to a peer); task records appended together go in one batch message.', message: ['JournalEntry', JournalEntry] },
+  { subject: '$KV.RB_<SITE>_LEADERS.<role>', kind: 'journal', from: 'the leading scheduler or registry (each its own key: scheduler, registry)', to: 'its standbys (read every 250 ms)', what: 'The leadership lease of a role in the JetStream KV bucket RB_<SITE>_LEADERS: rewritten every 500 ms by the leader with a write that expects its last revision; a standby claims it once the revision has not changed for 3 s on its own clock, or at once when the leader deleted it on stopping (docs/architecture.md, "Leadership").', message: ['Leadership', Leadership] },
 ];

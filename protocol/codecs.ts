@@ -12,6 +12,7 @@ import { AssignReply, AssignRequest, TaskResult, TaskResultReply } from './messa
 import { Reply } from './messages/common.ts';
 import { JournalEntry, JournalRecord } from './messages/journal.ts';
 import { LeaseReport, SchedulerHello } from './messages/lease.ts';
+import { Leadership } from './messages/leadership.ts';
 import { HostsReply, HostsRequest, LimitsReply, LimitsRequest } from './messages/limits.ts';
 import { SharesReply, SharesRequest } from './messages/shares.ts';
 import { BudgetsReply, BudgetsRequest } from './messages/budgets.ts';
@@ -56,6 +57,7 @@ export const codecs = {
   journalEntry: codecFor(JournalEntry),
   leaseReport: codecFor(LeaseReport),
   schedHello: codecFor(SchedulerHello),
+  leadership: codecFor(Leadership),
   limitsRequest: codecFor(LimitsRequest),
   limitsReply: codecFor(LimitsReply),
   sharesRequest: codecFor(SharesRequest),

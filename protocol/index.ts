@@ -16,6 +16,7 @@ export * from './messages/scheduler.ts';
 export * from './messages/host-events.ts';
 export * from './messages/journal.ts';
 export * from './messages/lease.ts';
+export * from './messages/leadership.ts';
 export * from './messages/limits.ts';
 export * from './messages/shares.ts';
 export * from './messages/budgets.ts';

@@ -1,5 +1,5 @@
 import { FarmError } from './errors.ts';
-import { isToken, streams } from './subjects.ts';
+import { isToken, leaderKeySubject, streams } from './subjects.ts';
 
 /**
  * Who may do what on a site's bus. Each connection logs in with an nkey that the site's
@@ -146,6 +146,8 @@ export function permissionsFor(site: string, p: Principal): Permissions {
           // a `site: auto` job: its site's services ask the linked peers for quotes
           `${r}.link.quotes`,
           `${r}.journal.>`,
+          // its leadership key only: a standby takes over when it lapses (actors/leadership)
+          leaderKeySubject(site, 'scheduler'),
           '$JS.API.>',
           '$JS.ACK.>',
           '$JS.FC.>',
@@ -155,7 +157,14 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       };
     case Role.Registry:
       return {
-        publish: [`${r}.reg.hello`, `${r}.evt.host.*.up`, `${r}.evt.host.*.down`],
+        publish: [
+          `${r}.reg.hello`,
+          `${r}.evt.host.*.up`,
+          `${r}.evt.host.*.down`,
+          // its leadership key in the leaders bucket, and of JetStream only what that bucket needs
+          leaderKeySubject(site, 'registry'),
+          ...leadersBucketApi(site),
+        ],
         subscribe: [`${r}.reg.>`, `${r}.evt.host.*.slot`, inbox],
         allowResponses: true,
       };
@@ -211,6 +220,19 @@ export function permissionsFor(site: string, p: Principal): Permissions {
         allowResponses: false,
       };
   }
+}
+
+/** The JetStream requests a standby-capable service makes on the leaders bucket: make it, read a key. */
+function leadersBucketApi(site: string): string[] {
+  const stream = `KV_${streams.leaders(site)}`;
+  return [
+    '$JS.API.INFO',
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.CREATE.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+  ];
 }
 
 /** How a principal is named in messages and logs: `artist ann`, `render-server node-7`. */

@@ -150,8 +150,15 @@ function frameToken(frame: number): string {
 export const streams = {
   events: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_EVT`,
   journal: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_JOURNAL`,
+  /** The KV bucket of the site's leadership leases (actors/leadership): its stream is `KV_<bucket>`. */
+  leaders: (site: string) => `RB_${token('site', site).toUpperCase().replace(/-/g, '_')}_LEADERS`,
   /** In the DMZ account of one peer: what this site sends it, sourced by the peer's inbox. */
   fedOutbox: 'RBFED_OUT',
   /** In the DMZ account of one peer: what it sent, sourced from its outbox across domains. */
   fedInbox: 'RBFED_IN',
 };
+
+/** The subject a leadership key of the site's leaders bucket is written on (roles.ts allows each role its own). */
+export function leaderKeySubject(site: string, role: string): string {
+  return `$KV.${streams.leaders(site)}.${token('leader role', role)}`;
+}

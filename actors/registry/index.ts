@@ -1,2 +1,3 @@
-export { startRegistry, type RegistryOptions } from './runtime.ts';
+export { startRegistry, type RegistryLeaderHandle, type RegistryLeaderOptions } from './leader.ts';
+export { startRegistryTerm, type RegistryOptions } from './runtime.ts';
 export { listAllHosts, pageAllHosts, type AllHosts, type ListPageRequest } from './list-client.ts';

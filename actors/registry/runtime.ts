@@ -36,11 +36,12 @@ export interface RegistryOptions {
 const REPLY_MARGIN = 1_024;
 
 /**
- * Starts a resource registry for one site: binds the registry machine to the `reg.*` request
- * subjects and the render servers' slot events. The database starts empty and rebuilds itself
- * as render servers see the new registryId and register again.
+ * One term of the site's resource registry as its leader (leader.ts runs it while this process
+ * holds the lease): binds the registry machine to the `reg.*` request subjects and the render
+ * servers' slot events. The database starts empty and rebuilds itself as render servers see the
+ * new registryId and register again.
  */
-export async function startRegistry(
+export async function startRegistryTerm(
   o: RegistryOptions,
 ): Promise<{ registryId: string; stop(): Promise<void> }> {
   const announceMs = o.announceMs ?? 2_000;

@@ -1,4 +1,5 @@
-export { startScheduler, type SchedulerOptions, type SchedulerHandle } from './runtime.ts';
+export { startScheduler, type SchedulerLeaderHandle, type SchedulerLeaderOptions } from './leader.ts';
+export { startSchedulerTerm, type SchedulerOptions, type SchedulerHandle } from './runtime.ts';
 export { schedulerMachine } from './machine.ts';
 export { jobMachine } from './job-machine.ts';
 export { JobBook, projectOf, TaskState, type Job, type Task } from './job-book.ts';

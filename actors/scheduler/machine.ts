@@ -2,6 +2,8 @@ import { assign, fromPromise, setup } from 'xstate';
 
 export type SchedulerEvent =
   | { type: 'dispatch.wanted' }
+  /** Every render server known to be alive has reported since serving began (a standby's takeover). */
+  | { type: 'adopt.done' }
   | { type: 'scheduler.stop' };
 
 /**
@@ -19,7 +21,9 @@ export const LEASE_CHECK_MS = 1_000;
  * adopting: render servers, asked by a hello, report the tasks they hold, and nothing is
  * dispatched until they had the time to, so no running frame is given out twice. Then a
  * dispatch round runs whenever work or slots change, one at a time, and again at once if
- * something changed during the round; a slow tick catches anything missed. Alongside, leases
+ * something changed during the round; a slow tick catches anything missed. A standby that takes
+ * over knows which render servers are alive (it heard their reports while it stood by): it stops
+ * adopting as soon as each of them has reported (`adopt.done`). Alongside, leases
  * of hosts that went silent are taken back every LEASE_CHECK_MS.
  */
 export const schedulerMachine = setup({
@@ -85,7 +89,7 @@ export const schedulerMachine = setup({
         dispatch: {
           initial: 'adopting',
           states: {
-            adopting: { after: { adoptWindow: 'dispatching' } },
+            adopting: { after: { adoptWindow: 'dispatching' }, on: { 'adopt.done': 'dispatching' } },
             idle: {
               on: { 'dispatch.wanted': 'dispatching' },
               after: { dispatchTick: 'dispatching' },

@@ -60,6 +60,17 @@ export interface SchedulerOptions {
    * own budget (site-choice.ts). Default: the scheduler's own (`renderbus budget`, project-budgets.ts).
    */
   projectLeft?: (project: string) => Money | undefined;
+  /** Replicas of the journal, the event stream and the leaders bucket (3 on a three-node cluster; default 1). */
+  replicas?: number;
+}
+
+export interface SchedulerTermOptions extends SchedulerOptions {
+  /**
+   * The render servers alive when this term began, known by a standby that heard their lease
+   * reports: adopting ends once each has reported, rather than after the whole window. Absent:
+   * the whole window (a scheduler that just started knows no host).
+   */
+  adoptHosts?: ReadonlySet<string>;
 }
 
 export interface SchedulerHandle {
@@ -87,8 +98,11 @@ export const QUOTE_TIMEOUT_MS = 5_000;
 /** Beyond the peers' wait: the site's services hash the job's files first. */
 const QUOTES_MARGIN_MS = 10_000;
 
-/** Binds the scheduler machine to NATS: the queue in a JobBook, its journal in JetStream. */
-export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHandle> {
+/**
+ * One term of the scheduler as the site's leader (leader.ts runs it while this process holds the
+ * lease): binds the scheduler machine to NATS, the queue in a JobBook, its journal in JetStream.
+ */
+export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<SchedulerHandle> {
   const { nc, site } = o;
   const log = o.log.child({ actor: 'scheduler', site });
   const now = o.now ?? Date.now;
@@ -871,6 +885,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
       log.warn({ subject, host: rep.host }, 'ignored a lease report sent for another host');
       return;
     }
+    if (yetToReport !== null) {
+      yetToReport.delete(rep.host);
+      if (yetToReport.size === 0) adoptDone();
+    }
     const at = now();
     if (liveness.report(rep.host, rep.serverId, rep.everyMs, at)) {
       forgetHost(rep.host, 'restarted'); // the leases of its previous instance are gone with it
@@ -925,6 +943,13 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
   }
 
   const announce = () => publish(subjects.schedHello(site), codecs.schedHello.encode({ v: PROTOCOL_MAJOR, schedulerId, at: now() }));
+  /** The render servers alive at a takeover that have not reported to this term yet (null: adopt for the whole window). */
+  let yetToReport: Set<string> | null = o.adoptHosts ? new Set(o.adoptHosts) : null;
+  const adoptDone = () => {
+    yetToReport = null;
+    log.info({ hosts: o.adoptHosts?.size ?? 0 }, 'every render server alive has reported: dispatching');
+    actor.send({ type: 'adopt.done' });
+  };
 
   /** While this scheduler is off the bus no report can reach it: lease clocks stop, and restart when it is back. */
   async function watchBus(): Promise<void> {
@@ -963,7 +988,10 @@ export async function startScheduler(o: SchedulerOptions): Promise<SchedulerHand
     },
     actions: {
       reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'durable store unavailable; retrying'),
-      reportRecovered: ({ event }) => log.info({ records: (event as { output?: number }).output, jobs: book.jobs.size }, 'journal replayed; serving'),
+      reportRecovered: ({ event }) => {
+        log.info({ records: (event as { output?: number }).output, jobs: book.jobs.size }, 'journal replayed; serving');
+        if (yetToReport?.size === 0) queueMicrotask(adoptDone); // no render server was alive to report
+      },
       reportDispatchFailure: ({ event }) => log.error({ err: (event as { error?: unknown }).error }, 'dispatch round failed'),
       announce,
       expireLeases,

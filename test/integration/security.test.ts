@@ -104,6 +104,12 @@ function ownersTable(site: string): [string, Who[]][] {
     [`$JS.API.STREAM.PURGE.${streams.events(site)}`, ['scheduler/scheduler']],
     [`$JS.API.STREAM.DELETE.${streams.events(site)}`, ['scheduler/scheduler']],
     [`$JS.API.CONSUMER.CREATE.${streams.journal(site)}`, ['scheduler/scheduler']],
+    // the leadership leases (a standby takes over when one lapses): each service writes its own key only
+    [`$KV.${streams.leaders(site)}.scheduler`, ['scheduler/scheduler']],
+    [`$KV.${streams.leaders(site)}.registry`, ['registry/registry']],
+    [`$JS.API.STREAM.CREATE.KV_${streams.leaders(site)}`, ['scheduler/scheduler', 'registry/registry']],
+    [`$JS.API.STREAM.DELETE.KV_${streams.leaders(site)}`, ['scheduler/scheduler']],
+    [`$JS.API.STREAM.PURGE.KV_${streams.leaders(site)}`, ['scheduler/scheduler']],
   ];
 }
 

@@ -1,0 +1,185 @@
+import { hostname } from 'node:os';
+import { jetstream, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { createActor, fromPromise, waitFor } from 'xstate';
+import { codecs, newInstanceId, PROTOCOL_MAJOR, streams, type LeaderRole, type Leadership } from '../../protocol/index.ts';
+import { DEFAULT_LEADERSHIP_TIMING, LeaseTakenError, leadershipMachine, type KeyState, type LeadershipTiming } from './machine.ts';
+
+/** A leader's term: what this process runs while it leads. Stopped when the lease is lost or the process stops. */
+export interface LeaderTerm {
+  stop(): Promise<void>;
+}
+
+export interface LeadershipOptions {
+  nc: NatsConnection;
+  site: string;
+  role: LeaderRole;
+  /** The candidate's name on the bus (its credential's), shown to operators. */
+  name?: string;
+  log: Logger;
+  /** Replicas of the leaders bucket (3 on a three-node cluster; default 1). */
+  replicas?: number;
+  timing?: Partial<LeadershipTiming>;
+  /** Starts this process's term as the leader. */
+  lead: () => Promise<LeaderTerm>;
+}
+
+export interface LeadershipHandle {
+  /** Settles once this candidate leads (its term started) or knows another does; rejects when its term could not start. */
+  readonly settled: Promise<'leading' | 'standby'>;
+  /** As `settled`, or 'unsettled' after `ms` (the bus or its store is away: the candidate keeps trying). */
+  settledWithin(ms: number): Promise<'leading' | 'standby' | 'unsettled'>;
+  leading(): boolean;
+  /** Ends the term if one runs and gives the lease up, so a standby takes over at once. */
+  stop(): Promise<void>;
+}
+
+const STOPPING = 'the process stops';
+
+/** KV requests give up after this: a renewal slower than the fence is worth nothing anyway. */
+const KV_TIMEOUT_MS = 1_000;
+
+/**
+ * Runs for a site's leadership (scheduler or registry) through a key of the site's leaders
+ * bucket in JetStream, and runs `lead` while it holds the lease (actors/leadership/machine.ts).
+ * nats-server 2.9.10 has no per-key TTL: a lease lapses when its revision stops changing.
+ */
+export async function runForLeadership(o: LeadershipOptions): Promise<LeadershipHandle> {
+  const timing = { ...DEFAULT_LEADERSHIP_TIMING, ...o.timing };
+  const log = o.log.child({ leadership: o.role });
+  const holder = newInstanceId();
+  const since = Date.now();
+  const key = o.role;
+  let kv: KV | null = null;
+  const value = (): Uint8Array => {
+    const lease: Leadership = { v: PROTOCOL_MAJOR, role: o.role, holder, host: hostname(), pid: process.pid, since, renewedAt: Date.now(), ...(o.name ? { name: o.name } : {}) };
+    return codecs.leadership.encode(lease);
+  };
+  const taken = (err: unknown): unknown =>
+    err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+      ? new LeaseTakenError(`the ${o.role} lease was taken by another candidate`, { cause: err })
+      : err;
+  const write = async (expect: number) => {
+    const sentAt = Date.now();
+    try {
+      const revision = expect === 0 ? await kv!.create(key, value()) : await kv!.update(key, value(), expect);
+      return { revision, sentAt };
+    } catch (err) {
+      throw taken(err);
+    }
+  };
+
+  let term: Promise<LeaderTerm | null> | null = null;
+  let settle: (s: 'leading' | 'standby') => void = () => {};
+  let fail: (err: unknown) => void = () => {};
+  const settled = new Promise<'leading' | 'standby'>((resolve, reject) => {
+    settle = resolve;
+    fail = reject;
+  });
+  const endTerm = async (why: string) => {
+    const t = term;
+    term = null;
+    const running = await t;
+    if (!running) return;
+    log[why === STOPPING ? 'info' : 'warn']({ why }, `stepping down as ${o.role}`);
+    await running.stop().catch((err: unknown) => log.error({ err }, 'the term did not stop cleanly'));
+  };
+
+  const machine = leadershipMachine.provide({
+    actors: {
+      open: fromPromise(async () => {
+        const js = jetstream(o.nc, { timeout: KV_TIMEOUT_MS * 5 });
+        kv = await new Kvm(js).create(streams.leaders(o.site), { history: 1, replicas: o.replicas ?? 1 });
+      }),
+      read: fromPromise(async (): Promise<KeyState> => {
+        const e = await kv!.get(key);
+        if (!e) return { revision: 0, lease: null };
+        if (e.operation !== 'PUT') return { revision: e.revision, lease: null };
+        try {
+          return { revision: e.revision, lease: codecs.leadership.decode(e.value) };
+        } catch {
+          return { revision: e.revision, lease: null, unreadable: true };
+        }
+      }),
+      claim: fromPromise(({ input }) => write(input.expect)),
+      renew: fromPromise(({ input }) => write(input.revision)),
+      release: fromPromise(async ({ input }) => {
+        await kv!.delete(key, { previousSeq: input.revision });
+      }),
+    },
+    actions: {
+      won: () => {
+        log.info({ holder }, `leading as ${o.role}`);
+        term = o.lead().then(
+          (t) => {
+            settle('leading');
+            return t;
+          },
+          (err: unknown) => {
+            // a term that cannot start gives the lease up: another candidate may do better
+            log.error({ err }, `could not start as ${o.role}; giving the lease up`);
+            fail(err);
+            actor.send({ type: 'leadership.release' });
+            return null;
+          },
+        );
+      },
+      lost: () => {
+        void endTerm('the lease was lost (taken by another candidate, or not renewed in time)');
+      },
+      reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'the leaders bucket is unavailable; retrying'),
+    },
+  });
+  const actor = createActor(machine, {
+    input: {
+      timing,
+      now: Date.now,
+      deadHere: (l) => l.host === hostname() && l.pid !== process.pid && !processExists(l.pid),
+    },
+  });
+  actor.subscribe({
+    next: (s) => {
+      if (s.matches('following') && s.context.seen !== null) settle('standby');
+    },
+    error: (err) => log.error({ err }, 'leadership machine failed'),
+  });
+  actor.start();
+
+  let stopping: Promise<void> | null = null;
+  settled.catch(() => {}); // a caller that stopped waiting is not told by an unhandled rejection
+  return {
+    settled,
+    settledWithin: (ms) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'unsettled'>((resolve) => (timer = setTimeout(() => resolve('unsettled'), ms)));
+      return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+    },
+    leading: () => actor.getSnapshot().matches('leading') && term !== null,
+    stop() {
+      stopping ??= (async () => {
+        const wasLeading = actor.getSnapshot().matches('leading');
+        await endTerm(STOPPING);
+        if (wasLeading) {
+          actor.send({ type: 'leadership.release' });
+          await waitFor(actor, (s) => s.status === 'done', { timeout: KV_TIMEOUT_MS * 2 }).catch(() => {});
+        }
+        actor.send({ type: 'leadership.stop' });
+        actor.stop();
+        settle('standby');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Whether a process of this machine exists (EPERM: it does, as another user's). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

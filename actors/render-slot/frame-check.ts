@@ -6,12 +6,12 @@ import type { Resolution } from '../../protocol/index.ts';
 
 /**
  * What a renderer left in the work dir is a frame before it is delivered: a regular file, not
- * empty, and for the renderers renderbus drives itself (POV-Ray, Blender: RenderAdapter.frameCheck)
- * one that decodes as the image its name says, of the size the job asked for when the renderer
- * was told that size. A command template's files are only checked to be non-empty: it may write
- * any format (a text file named .png in a test, an EXR of its own size). A renderer that exits 0 having written an empty file, a text
- * file, half a PNG, or a frame of the scene's own size where the job overrode it fails the
- * task (RB_OUTPUT_FAILED) instead of delivering it over a good frame.
+ * empty, and, when its name says it is an image, one that decodes as that image, of the size the
+ * job asked for when the renderer was told that size (RenderAdapter.frameCheck: every adapter has
+ * one; a command template is told the size only through `{width}`/`{height}`). A renderer that
+ * exits 0 having written an empty file, a text file named .png, half a PNG, or a frame of the
+ * scene's own size where the job overrode it fails the task (RB_OUTPUT_FAILED) instead of
+ * delivering it over a good frame.
  *
  * PNG, JPEG, TIFF and WebP are decoded whole (sharp, failing on truncated data); OpenEXR, Radiance
  * HDR, Targa, BMP and PPM have their headers read for their size (no decoder here reads them).

@@ -1,5 +1,5 @@
 import { dirname, isAbsolute } from 'node:path';
-import { FarmError, type BlenderOptions } from '../../../protocol/index.ts';
+import { BLENDER_ENGINES, FarmError } from '../../../protocol/index.ts';
 import { LineTail, StreamLines } from './lines.ts';
 import { checkConsecutive } from './povray.ts';
 import type { Diagnosis, Invocation, OutputParser, Progress, RenderAdapter, RenderTask } from './types.ts';
@@ -34,8 +34,6 @@ const FORMATS: Record<string, { format: string; ext: string }> = {
   hdr: { format: 'HDR', ext: 'hdr' },
 };
 
-/** The engine names a job writes, and Blender's. */
-export const BLENDER_ENGINES: Record<NonNullable<BlenderOptions['engine']>, string> = { cycles: 'CYCLES', eevee: 'BLENDER_EEVEE', workbench: 'BLENDER_WORKBENCH' };
 
 /** A line the adapter's own Python prints for each missing input: `renderbus: missing file <path>`. */
 const MISSING_PREFIX = 'renderbus: missing file ';

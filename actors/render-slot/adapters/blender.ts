@@ -110,10 +110,35 @@ export function createBlenderAdapter(o: BlenderAdapterOptions = {}): RenderAdapt
 
 const FRA_RE = /^Fra:(\d+) /;
 const CYCLES_SAMPLE_RE = /\| Sample (\d+)\/(\d+)/;
+/** Cycles rendering in tiles (images over its tile size): `Rendered 5/8 Tiles, Sample 1/4`, the samples those of the tile being rendered. */
+const CYCLES_TILE_RE = /\| Rendered (\d+)\/(\d+) Tiles, Sample (\d+)\/(\d+)/;
 const EEVEE_SAMPLE_RE = /\| Rendering (\d+) \/ (\d+) samples/;
+/** Cycles' own estimate: `Time:00:01.20 | Remaining:00:03.45` (hours when long: `01:02:03.45`). */
+const REMAINING_RE = /\| Time:([\d:.]+) \| Remaining:([\d:.]+)/;
+
+const seconds = (clock: string): number => clock.split(':').reduce((sum, part) => sum * 60 + Number(part), 0);
+
+/** How far along a `Fra:` line says its frame is, 0–100, or undefined when it does not say. */
+export function blenderPercent(line: string): number | undefined {
+  const clamp = (x: number) => Math.max(0, Math.min(100, Math.floor(x)));
+  const tile = CYCLES_TILE_RE.exec(line);
+  if (tile) {
+    const [done, tiles, sample, samples] = tile.slice(1).map(Number) as [number, number, number, number];
+    return clamp(((done + Math.min(1, sample / Math.max(1, samples))) * 100) / Math.max(1, tiles));
+  }
+  const m = CYCLES_SAMPLE_RE.exec(line) ?? EEVEE_SAMPLE_RE.exec(line);
+  if (m) return clamp((Number(m[1]) * 100) / Math.max(1, Number(m[2])));
+  // no count on the line (a stage between samples): the time spent against Cycles' estimate of what remains
+  const r = REMAINING_RE.exec(line);
+  if (r) {
+    const [spent, left] = [seconds(r[1]!), seconds(r[2]!)];
+    if (Number.isFinite(spent) && Number.isFinite(left) && spent + left > 0) return clamp((spent * 100) / (spent + left));
+  }
+  return undefined;
+}
 const SAVED_RE = /^Saved: '(.*)'$/;
 
-/** Reads Blender's stdout and stderr: `Fra:` progress lines, `Saved:` per frame, its `Error:` lines and Python tracebacks. */
+/** Reads Blender's stdout and stderr: `Fra:` progress lines (samples, tiles, `Remaining`: blenderPercent), `Saved:` per frame, its `Error:` lines and Python tracebacks. */
 export class BlenderParser implements OutputParser {
   private readonly frames: readonly number[];
   private readonly onProgress: (p: Progress) => void;
@@ -190,8 +215,7 @@ export class BlenderParser implements OutputParser {
     if (fra) {
       this.inTraceback = false;
       const frame = Number(fra[1]);
-      const m = CYCLES_SAMPLE_RE.exec(line) ?? EEVEE_SAMPLE_RE.exec(line);
-      const percent = m ? Math.min(100, Math.floor((Number(m[1]) * 100) / Math.max(1, Number(m[2])))) : frame !== this.lastFrame ? 0 : -1;
+      const percent = blenderPercent(line) ?? (frame !== this.lastFrame ? 0 : -1);
       if (percent >= 0 && (frame !== this.lastFrame || percent !== this.lastPercent) && this.frames.includes(frame)) {
         this.lastFrame = frame;
         this.lastPercent = percent;

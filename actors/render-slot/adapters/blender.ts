@@ -21,7 +21,7 @@ import type { Diagnosis, Invocation, OutputParser, Progress, RenderAdapter, Rend
  * - Frames are written as `f_<frame>.<ext>` in the work dir (`-o …/f_#### -x 1 -F <format>`).
  */
 
-/** Output formats by the extension of the job's output pattern: Blender's `-F` and the extension it writes. */
+/** Output formats by the extension of the job's output pattern: Blender's `-F` (its command-line names: `TGA`, not the UI's `TARGA`, which it refuses and writes a PNG) and the extension it writes. */
 const FORMATS: Record<string, { format: string; ext: string }> = {
   png: { format: 'PNG', ext: 'png' },
   jpg: { format: 'JPEG', ext: 'jpg' },
@@ -29,7 +29,7 @@ const FORMATS: Record<string, { format: string; ext: string }> = {
   exr: { format: 'OPEN_EXR', ext: 'exr' },
   tif: { format: 'TIFF', ext: 'tif' },
   tiff: { format: 'TIFF', ext: 'tif' },
-  tga: { format: 'TARGA', ext: 'tga' },
+  tga: { format: 'TGA', ext: 'tga' },
   bmp: { format: 'BMP', ext: 'bmp' },
   hdr: { format: 'HDR', ext: 'hdr' },
 };

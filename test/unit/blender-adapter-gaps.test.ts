@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BlenderParser, blenderPercent, type Progress } from '../../actors/render-slot/index.ts';
+import { BlenderParser, blenderPercent, createBlenderAdapter, type Progress } from '../../actors/render-slot/index.ts';
 
 // Captured from Debian's Blender 3.4.1: Cycles, 4 samples, 256×128 in tiles of 64 (`use_auto_tile`)
 const TILED = [
@@ -22,4 +22,14 @@ test('blender progress - a tiled Cycles render counts its tiles; a line with onl
   p.push('stdout', `${TILED.join('\n')}\n`);
   p.end();
   assert.deepEqual(seen.map((e) => e.percent), [62, 65, 100]);
+});
+
+test('blender formats - each output extension is a format name Blender\'s -F takes (TGA: with TARGA it writes a PNG)', () => {
+  const a = createBlenderAdapter();
+  const format = (pattern: string) => {
+    const argv = a.plan({ renderer: 'blender', scene: '/p/s.blend', frames: [1], outputPattern: pattern, workDir: '/o/w' })[0]!.argv;
+    return argv[argv.indexOf('-F') + 1];
+  };
+  // Blender 3.4's list (`blender --help`, -F): TGA RAWTGA JPEG IRIS IRIZ AVIRAW AVIJPEG PNG BMP HDR TIFF OPEN_EXR…
+  assert.deepEqual(['f.png', 'f.jpg', 'f.exr', 'f.tif', 'f.tga', 'f.bmp', 'f.hdr'].map(format), ['PNG', 'JPEG', 'OPEN_EXR', 'TIFF', 'TGA', 'BMP', 'HDR']);
 });

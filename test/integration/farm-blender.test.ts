@@ -91,7 +91,8 @@ test('blender - the probe reports the engines: a host whose Blender cannot make 
   // this host's Blender, as on a host without EGL: it aborts making the context (the probe's 1×1 Workbench render)
   const noGl = join(farm.dir, 'no-gl');
   await mkdir(noGl);
-  await writeFile(join(noGl, 'blender'), '#!/bin/sh\n__EGL_VENDOR_LIBRARY_DIRS=/nonexistent exec /usr/bin/blender "$@"\n', { mode: 0o755 });
+  const real = spawnSync('sh', ['-c', 'command -v blender'], { encoding: 'utf8' }).stdout.trim();
+  await writeFile(join(noGl, 'blender'), `#!/bin/sh\n__EGL_VENDOR_LIBRARY_DIRS=/nonexistent exec ${real} "$@"\n`, { mode: 0o755 });
   await farm.renderServer('flat', 1, ['--licenses', 'flat,flat-only'], { PATH: `${noGl}:${process.env.PATH}` });
   const hosts = await farm.hosts();
   const engines = (h: string) => hosts.find((r) => r.host === h)?.inventory.packages.find((p) => p.name === 'blender')?.engines;

@@ -33,3 +33,13 @@ test('blender formats - each output extension is a format name Blender\'s -F tak
   // Blender 3.4's list (`blender --help`, -F): TGA RAWTGA JPEG IRIS IRIZ AVIRAW AVIJPEG PNG BMP HDR TIFF OPEN_EXR…
   assert.deepEqual(['f.png', 'f.jpg', 'f.exr', 'f.tif', 'f.tga', 'f.bmp', 'f.hdr'].map(format), ['PNG', 'JPEG', 'OPEN_EXR', 'TIFF', 'TGA', 'BMP', 'HDR']);
 });
+
+test('blender device - a host without the job\'s Cycles device is its missing part (RB_RENDERER_MISSING, the device named), not a failed render', () => {
+  const [inv] = createBlenderAdapter().plan({ renderer: 'blender', scene: '/p/s.blend', frames: [1, 2], outputPattern: 'f_####.png', workDir: '/o/w', blender: { device: 'CUDA' } });
+  const p = createBlenderAdapter().parser(inv!, () => {});
+  // Debian's 3.4.1 on a host without CUDA (`-s 1 -e 2 -a -- --cycles-device CUDA`): exit 1
+  p.push('stdout', 'Blender 3.4.1\nFra:1 Mem:9.34M (Peak 9.42M) | Time:00:00.00 | Mem:0.00M, Peak:0.00M | Scene | Initializing\n');
+  p.push('stderr', 'Error: Found no Cycles device of the specified type\n\nBlender quit\n');
+  p.end();
+  assert.deepEqual(p.diagnose!('host node-3'), { code: 'RB_RENDERER_MISSING', message: 'blender: Cycles found no CUDA device on host node-3 (the job\'s "blender": {"device": "CUDA"}): a host with one renders it' });
+});

@@ -104,7 +104,8 @@ export function createBlenderAdapter(o: BlenderAdapterOptions = {}): RenderAdapt
       // Blender resolves `//` paths against the .blend's folder whatever the cwd; run there anyway
       return [{ argv, cwd: dirname(task.scene), frames, outputs: frames.map((frame) => ({ frame, file: blenderWorkFile(task.workDir, fmt.ext, frame) })) }];
     },
-    parser: (inv, onProgress) => new BlenderParser(inv.frames, onProgress),
+    // the device is the last argument (`--cycles-device X`): a host without it is named in the error
+    parser: (inv, onProgress) => new BlenderParser(inv.frames, onProgress, inv.argv[inv.argv.length - 1]),
   };
 }
 
@@ -155,9 +156,13 @@ export class BlenderParser implements OutputParser {
   private lastPercent = -1;
   private lastFrame = -1;
 
-  constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
+  /** Cycles' device the task asked for (`CPU`, `CUDA`…). */
+  private readonly device: string;
+
+  constructor(frames: readonly number[], onProgress: (p: Progress) => void, device = 'CPU') {
     this.frames = frames;
     this.onProgress = onProgress;
+    this.device = device;
   }
 
   push(stream: 'stdout' | 'stderr', text: string): void {
@@ -182,8 +187,9 @@ export class BlenderParser implements OutputParser {
   /**
    * A .blend that is not there is input this host cannot see (RB_INPUT_NOT_FOUND), and so is a
    * file the scene reads (the prelude names them); one that is no .blend, or a Python error, is
-   * the scene's (RB_SCENE_ERROR); a Blender built without the denoiser the scene asks for is this
-   * host's missing part (RB_RENDERER_MISSING: another host may have it).
+   * the scene's (RB_SCENE_ERROR); a Blender built without the denoiser the scene asks for, or a
+   * host without the job's Cycles device (a GPU), is this host's missing part (RB_RENDERER_MISSING:
+   * another host may have it).
    */
   diagnose(where: string): Diagnosis | undefined {
     if (this.missing.length > 0) {
@@ -193,6 +199,10 @@ export class BlenderParser implements OutputParser {
     if (unread !== undefined) return { code: 'RB_INPUT_NOT_FOUND', message: `blender: ${unread} (the scene cannot be read on ${where})` };
     const format = this.errors.find((e) => /^Error: File format is not supported/.test(e));
     if (format !== undefined) return { code: 'RB_SCENE_ERROR', message: `blender: ${format} (it is not a .blend file Blender can read)` };
+    // Blender 3.4 with `--cycles-device CUDA` and no such GPU: this line, exit 1, nothing rendered
+    if (this.errors.some((e) => /^Error: Found no Cycles device of the specified type/.test(e))) {
+      return { code: 'RB_RENDERER_MISSING', message: `blender: Cycles found no ${this.device} device on ${where} (the job's "blender": {"device": "${this.device}"}): a host with one renders it` };
+    }
     if (this.errors.some((e) => /Build without OpenImageDenoiser/.test(e))) {
       return { code: 'RB_RENDERER_MISSING', message: `blender: the scene denoises with OpenImageDenoise, which the Blender on ${where} is built without (Debian's is); turn denoising off in the scene or with the job's "blender": {"denoise": false}` };
     }

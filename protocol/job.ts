@@ -5,7 +5,7 @@ import { frameFileName } from './output-names.ts';
 import { compileOutputPatterns, hasOutputPatterns } from './output-patterns.ts';
 import { toProfile } from './profile.ts';
 import type { Resolution } from './messages/common.ts';
-import { DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, RENDERERS, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
+import { BLENDER_ENGINES, DEFAULT_OUTPUT_PATTERN, DEFAULT_PRIORITY, jobEnvProblems, RENDERERS, type JobSpec, type RendererName, type Requirements } from './messages/job-spec.ts';
 
 /** Attempts per task before its frames count as failed. */
 /** The package a render server advertises when it can run the I/O wrapper (its version is bubblewrap's). */
@@ -88,6 +88,9 @@ export function prepareJob(spec: JobSpec): PreparedJob {
     compileOutputPatterns(spec);
   }
   if (spec.blender && renderer !== 'blender') throw bad('blender', `Blender settings only go with renderer 'blender', not '${renderer}'`);
+  // a Blender job that names its engine goes only to hosts whose Blender offers it (the probe's `engines`)
+  const engine = spec.blender?.engine !== undefined ? `blender:${BLENDER_ENGINES[spec.blender.engine]}` : undefined;
+  if (engine !== undefined && !(requirements.engines ?? []).includes(engine)) requirements.engines = [...(requirements.engines ?? []), engine];
   // a sandboxed job goes only to hosts whose render server can sandbox (the probe's `sandbox` package)
   if (spec.sandbox && !(requirements.packages ?? []).some((p) => /^sandbox(@|$)/i.test(p))) {
     requirements.packages = [...(requirements.packages ?? []), SANDBOX_PACKAGE];

@@ -27,6 +27,23 @@ export interface ResourceProfile {
   swapMb: number;
   packages: NamePattern[];
   licenses: string[];
+  /** Render engines a package must offer: `blender:BLENDER_EEVEE` is package `blender`, engine `BLENDER_EEVEE`. */
+  engines: EngineNeed[];
+}
+
+export interface EngineNeed {
+  pkg: string;
+  engine: string;
+  text: string;
+}
+
+const ENGINE = /^([A-Za-z0-9_.+-]+):([A-Za-z0-9_]+)$/;
+
+/** `blender:BLENDER_EEVEE` → the package and the engine it must offer. */
+export function parseEngineNeed(field: string, text: string): EngineNeed {
+  const m = ENGINE.exec(String(text).trim());
+  if (!m) throw new FarmError('RB_BAD_SPEC', `${field}: '${text}' is not 'package:ENGINE' (e.g. 'blender:BLENDER_EEVEE')`);
+  return { pkg: m[1]!, engine: m[2]!, text: `${m[1]}:${m[2]}` };
 }
 
 const PART = /^[A-Za-z0-9_.+\-*() ]+$/;
@@ -69,6 +86,7 @@ export function toProfile(req: Requirements | undefined): ResourceProfile {
     swapMb: r.swapMb ?? 0,
     packages: (r.packages ?? []).map((p, i) => parsePattern(`requirements.packages[${i}]`, p)),
     licenses: [...(r.licenses ?? [])],
+    engines: (r.engines ?? []).map((e, i) => parseEngineNeed(`requirements.engines[${i}]`, e)),
   };
 }
 
@@ -133,6 +151,15 @@ export function missingOn(profile: ResourceProfile, inv: HostInventory): string[
       miss.push(same.length === 0
         ? `needs ${want.text}, has no ${want.type}`
         : `needs ${want.text}, has ${same.map((p) => `${p.name} ${p.version}`).join(', ')}`);
+    }
+  }
+  for (const need of profile.engines) {
+    // a package that reports no engines was not asked (an older render server, --packages): any will do
+    const same = inv.packages.filter((p) => p.name.toLowerCase() === need.pkg.toLowerCase());
+    if (same.length === 0) {
+      if (!profile.packages.some((want) => globMatch(want.type, need.pkg))) miss.push(`needs ${need.pkg} with engine ${need.engine}, has no ${need.pkg}`);
+    } else if (!same.some((p) => p.engines === undefined || p.engines.includes(need.engine))) {
+      miss.push(`needs the ${need.pkg} engine ${need.engine}, ${same.map((p) => `${p.name} ${p.version} has ${p.engines!.join(', ') || 'none'}`).join('; ')}`);
     }
   }
   for (const lic of profile.licenses) {

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { arch, cpus, endianness, platform, release, type } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { HostInventory, PackageInfo } from '../../protocol/index.ts';
 import { povrayLibrary, rendererEnv } from '../render-slot/index.ts';
-import { cachedVersion } from './version-cache.ts';
+import { BLENDER_PROBE_PY, blenderPackage, isBlenderAnswer, parseBlenderProbe } from './blender-probe.ts';
+import { cachedAnswer, cachedVersion } from './version-cache.ts';
 
 export interface ProbeOptions {
   /** Replaces the probed rendering packages (configuration or tests). */
@@ -14,6 +15,8 @@ export interface ProbeOptions {
   licenses?: string[];
   /** Longest a `--version` call may take before the package counts as missing (default 3000 ms). */
   versionTimeoutMs?: number;
+  /** Longest Blender's probe may take (default 20 s; once per program file: version-cache.ts). */
+  blenderTimeoutMs?: number;
   /** Where /proc, /sys and /etc are (tests). */
   root?: string;
 }
@@ -31,10 +34,9 @@ const ARCH: Record<string, string> = {
   loong64: 'loongarch64',
 };
 
-/** Packages the render server looks for: binary, and how to read the version from `--version`. */
+/** Packages the render server reads the version of from `--version`: binary, and how. Blender says more: blender-probe.ts. */
 const KNOWN_PACKAGES: { name: string; bin: string; version: RegExp }[] = [
   { name: 'povray', bin: 'povray', version: /POV-Ray\s+(\d+(?:\.\d+)+)/ },
-  { name: 'blender', bin: 'blender', version: /Blender\s+(\d+(?:\.\d+)+)/ },
 ];
 
 /** What this host is (DESIGN §1.4): machine, OS, CPU, memory, rendering packages, licenses. */
@@ -46,7 +48,7 @@ export async function probeHost(o: ProbeOptions = {}): Promise<HostInventory> {
     text('etc/os-release'),
     text('proc/cpuinfo'),
     text('proc/meminfo'),
-    o.packages ? Promise.resolve(o.packages) : probePackages(o.versionTimeoutMs ?? 3_000),
+    o.packages ? Promise.resolve(o.packages) : probePackages(o.versionTimeoutMs ?? 3_000, o.blenderTimeoutMs ?? 20_000),
   ]);
   const a = arch();
   const cores = cpus();
@@ -109,9 +111,36 @@ export function parseMeminfo(text: string): { ramMb: number; swapMb: number } {
   return { ramMb: Math.floor(kb('MemTotal') / 1024), swapMb: Math.floor(kb('SwapTotal') / 1024) };
 }
 
-async function probePackages(timeoutMs: number): Promise<PackageInfo[]> {
-  const found = await Promise.all(KNOWN_PACKAGES.map((p) => probePackage(p.name, p.bin, p.version, timeoutMs)));
+async function probePackages(timeoutMs: number, blenderTimeoutMs: number): Promise<PackageInfo[]> {
+  const found = await Promise.all([...KNOWN_PACKAGES.map((p) => probePackage(p.name, p.bin, p.version, timeoutMs)), probeBlender(blenderTimeoutMs)]);
   return found.filter((p): p is PackageInfo => p !== null).map((p) => (p.name === 'povray' ? { ...p, ...povrayIncludes() } : p));
+}
+
+/**
+ * Blender on PATH (`bin`), its version, engines and add-ons (blender-probe.ts), asked once per
+ * program file and GL set-up (glFingerprint), run in the environment its renders get
+ * (renderer-env.ts). Null when it is missing or says no version.
+ */
+export async function probeBlender(timeoutMs: number, o: { bin?: string; cacheFile?: string } = {}): Promise<PackageInfo | null> {
+  const path = await which(o.bin ?? 'blender');
+  if (!path) return null;
+  const answer = await cachedAnswer(path, async () => {
+    const { out, killed } = await new Promise<{ out: string; killed: boolean }>((resolve) => {
+      const args = ['-b', '--factory-startup', '--python-expr', BLENDER_PROBE_PY];
+      execFile(path, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024, env: rendererEnv(undefined) }, (err, stdout, stderr) => {
+        resolve({ out: `${stdout}\n${stderr}`, killed: (err as { killed?: boolean } | null)?.killed === true });
+      });
+    });
+    const { answer, whole } = parseBlenderProbe(out, !killed);
+    return answer ? { value: answer, keep: whole } : undefined;
+  }, { salt: await glFingerprint(), valid: isBlenderAnswer, ...(o.cacheFile !== undefined ? { file: o.cacheFile } : {}) });
+  return answer ? blenderPackage(path, answer) : null;
+}
+
+/** What decides whether a GL context can be made here: GPU devices and EGL vendors. A change asks Blender again. */
+async function glFingerprint(): Promise<string> {
+  const names = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).sort().join(',');
+  return `gl:${await names('/dev/dri')};${await names('/usr/share/glvnd/egl_vendor.d')}`;
 }
 
 /**

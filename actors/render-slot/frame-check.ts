@@ -1,20 +1,21 @@
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp from 'sharp';
 import type { Resolution } from '../../protocol/index.ts';
 
 /**
  * What a renderer left in the work dir is a frame before it is delivered: a regular file, not
- * empty, and for the renderers renderbus drives itself (POV-Ray, Blender: RenderAdapter.frameCheck)
- * one that decodes as the image its name says, of the size the job asked for when the renderer
- * was told that size. A command template's files are only checked to be non-empty: it may write
- * any format (a text file named .png in a test, an EXR of its own size). A renderer that exits 0 having written an empty file, a text
- * file, half a PNG, or a frame of the scene's own size where the job overrode it fails the
- * task (RB_OUTPUT_FAILED) instead of delivering it over a good frame.
+ * empty, and, when its name says it is an image, one that decodes as that image, of the size the
+ * job asked for when the renderer was told that size (RenderAdapter.frameCheck: every adapter has
+ * one; a command template is told the size only through `{width}`/`{height}`). A renderer that
+ * exits 0 having written an empty file, a text file named .png, half a PNG, or a frame of the
+ * scene's own size where the job overrode it fails the task (RB_OUTPUT_FAILED) instead of
+ * delivering it over a good frame.
  *
  * PNG, JPEG, TIFF and WebP are decoded whole (sharp, failing on truncated data); OpenEXR, Radiance
- * HDR, Targa, BMP and PPM have their headers read for their size (no decoder here reads them).
+ * HDR, Targa, BMP and PPM have their headers read for their size (no decoder here reads them),
+ * and a file shorter than its header says is cut short (dataEnd).
  * Other extensions are only checked to be non-empty files.
  */
 
@@ -50,6 +51,8 @@ export async function frameProblem(file: string, check?: { size?: Resolution }):
   }
   let head: Buffer;
   let size: number;
+  let got: Size | string;
+  const ext = extname(file).toLowerCase();
   try {
     const st = await fh.stat();
     if (!st.isFile()) return undefined;
@@ -57,17 +60,18 @@ export async function frameProblem(file: string, check?: { size?: Resolution }):
     if (size === 0) return `the renderer wrote ${file} empty (0 bytes)`;
     head = Buffer.alloc(Math.min(size, HEAD_BYTES));
     await fh.read(head, 0, head.length, 0);
+    if (!check) return undefined;
+    if (DECODED.has(ext)) got = await decoded(file, ext);
+    else {
+      const read = HEADERS[ext];
+      if (!read) return undefined;
+      got = read(head) ?? `${file} is not ${FORMAT_NAMES[ext]} image (it starts ${JSON.stringify(head.subarray(0, 8).toString('latin1'))})`;
+      // these are not decoded: a file cut short is told by where its header says its data ends
+      const end = typeof got === 'string' ? undefined : await dataEnd(ext, head, fh);
+      if (end !== undefined && end > size) return `${file} is cut short: its header says ${end} bytes, it has ${size}`;
+    }
   } finally {
     await fh.close();
-  }
-  if (!check) return undefined;
-  const ext = extname(file).toLowerCase();
-  let got: Size | string;
-  if (DECODED.has(ext)) got = await decoded(file, ext);
-  else {
-    const read = HEADERS[ext];
-    if (!read) return undefined;
-    got = read(head) ?? `${file} is not ${FORMAT_NAMES[ext]} image (it starts ${JSON.stringify(head.subarray(0, 8).toString('latin1'))})`;
   }
   if (typeof got === 'string') return got.startsWith(file) ? got : `${file} does not decode as ${FORMAT_NAMES[ext]} image: ${got}`;
   if (expected && (got.width !== expected.width || got.height !== expected.height)) {
@@ -107,8 +111,21 @@ const HEADERS: Record<string, (b: Buffer) => Size | undefined> = {
 
 /** OpenEXR: magic 76 2f 31 01, a version, then attributes (name\0 type\0 size value) until an empty name; size from `dataWindow` (box2i). */
 export function exrSize(b: Buffer): Size | undefined {
+  return exrHeader(b)?.size;
+}
+
+/** Scanlines per block by OpenEXR compression (NONE, RLE, ZIPS: 1; ZIP, PXR24: 16; PIZ, B44, B44A, DWAA: 32; DWAB: 256). */
+const EXR_LINES: readonly number[] = [1, 1, 1, 16, 32, 16, 32, 32, 32, 256];
+
+/**
+ * An OpenEXR header read: its size, and for a single-part scanline file whose whole header is
+ * in `b`, its compression and where its offset table starts.
+ */
+function exrHeader(b: Buffer): { size: Size; compression?: number; tableAt?: number } | undefined {
   if (b.length < 8 || b.readUInt32LE(0) !== 20000630) return undefined;
   let at = 8;
+  let size: Size | undefined;
+  let compression: number | undefined;
   const str = () => {
     const end = b.indexOf(0, at);
     if (end < 0) return undefined;
@@ -116,19 +133,60 @@ export function exrSize(b: Buffer): Size | undefined {
     at = end + 1;
     return s;
   };
+  // tiled (0x200), deep (0x800) and multi-part (0x1000) files lay their blocks out otherwise
+  const scanlines = (b.readUInt32LE(4) & 0x1a00) === 0;
   for (let n = 0; n < 1000 && at < b.length; n++) {
     const name = str();
-    if (name === undefined || name === '') return undefined;
+    if (name === undefined) return size ? { size } : undefined;
+    if (name === '') return size ? { size, ...(scanlines && compression !== undefined ? { compression, tableAt: at } : {}) } : undefined;
     const type = str();
-    if (type === undefined || at + 4 > b.length) return undefined;
+    if (type === undefined || at + 4 > b.length) return size ? { size } : undefined;
     const len = b.readInt32LE(at);
     at += 4;
-    if (len < 0 || at + len > b.length) return undefined;
+    if (len < 0 || at + len > b.length) return size ? { size } : undefined;
     if (name === 'dataWindow' && type === 'box2i' && len === 16) {
       const [xMin, yMin, xMax, yMax] = [0, 4, 8, 12].map((o) => b.readInt32LE(at + o)) as [number, number, number, number];
-      return xMax >= xMin && yMax >= yMin ? { width: xMax - xMin + 1, height: yMax - yMin + 1 } : undefined;
+      if (xMax < xMin || yMax < yMin) return undefined;
+      size = { width: xMax - xMin + 1, height: yMax - yMin + 1 };
     }
+    if (name === 'compression' && type === 'compression' && len === 1) compression = b[at];
     at += len;
+  }
+  return size ? { size } : undefined;
+}
+
+/**
+ * Where a header-read image's data ends, by its header, or undefined when it does not say
+ * (compressed Targa and HDR, ASCII PPM, tiled OpenEXR): OpenEXR by its offset table's last block
+ * (its 8-byte block header read from the file), BMP, PPM/PGM and uncompressed Targa by their size.
+ */
+async function dataEnd(ext: string, b: Buffer, fh: FileHandle): Promise<number | undefined> {
+  if (ext === '.exr') {
+    const h = exrHeader(b);
+    const lines = h?.compression !== undefined ? EXR_LINES[h.compression] : undefined;
+    if (!h || h.tableAt === undefined || lines === undefined) return undefined;
+    const blocks = Math.ceil(h.size.height / lines);
+    if (h.tableAt + blocks * 8 > b.length) return h.tableAt + blocks * 8 > HEAD_BYTES ? undefined : h.tableAt + blocks * 8;
+    let last = 0;
+    for (let i = 0; i < blocks; i++) last = Math.max(last, Number(b.readBigUInt64LE(h.tableAt + i * 8)));
+    const block = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(block, 0, 8, last);
+    return bytesRead < 8 ? last + 8 : last + 8 + block.readInt32LE(4);
+  }
+  if (ext === '.bmp' && b.length >= 34 && b.readUInt32LE(30) === 0) {
+    // BI_RGB: rows of bits × width, padded to 4 bytes
+    const row = Math.ceil((b.readUInt16LE(28) * b.readInt32LE(18)) / 32) * 4;
+    return b.readUInt32LE(10) + row * Math.abs(b.readInt32LE(22));
+  }
+  if (ext === '.ppm' || ext === '.pgm') {
+    const m = /^P([56])(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)\s/.exec(b.toString('latin1', 0, Math.min(b.length, 1024)));
+    if (!m) return undefined;
+    const [channels, w, h, max] = [m[1] === '6' ? 3 : 1, Number(m[2]), Number(m[3]), Number(m[4])];
+    return m[0].length + w * h * channels * (max < 256 ? 1 : 2);
+  }
+  if (ext === '.tga' && b.length >= 18 && [1, 2, 3].includes(b[2]!)) {
+    const map = b[1] === 1 ? b.readUInt16LE(5) * Math.ceil(b[7]! / 8) : 0;
+    return 18 + b[0]! + map + b.readUInt16LE(12) * b.readUInt16LE(14) * Math.ceil(b[16]! / 8);
   }
   return undefined;
 }

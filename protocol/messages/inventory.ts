@@ -11,6 +11,10 @@ export const PackageInfo = Type.Object({
   includePath: Type.Optional(Type.Array(Type.String())),
   /** The directory holding the renderer's standard include files (POV-Ray: colors.inc); absent when none of includePath does. */
   includes: Type.Optional(Type.String()),
+  /** Render engines it can render with here (Blender: `CYCLES`, `BLENDER_EEVEE`…; the GPU ones only where a GL context can be made). Absent: not probed, any. */
+  engines: Type.Optional(Type.Array(Type.String())),
+  /** Add-ons: those enabled when it renders and those installed beyond the ones it ships (Blender: the factory set, `--factory-startup`, is what renders use). */
+  addons: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), enabled: Type.Boolean() }))),
 });
 export type PackageInfo = Static<typeof PackageInfo>;
 

@@ -20,6 +20,9 @@ export const BlenderOptions = Type.Object(
 );
 export type BlenderOptions = Static<typeof BlenderOptions>;
 
+/** A Blender job's `engine` as Blender names it (`scene.render.engine`), and as a host's probe reports it. */
+export const BLENDER_ENGINES: Record<NonNullable<BlenderOptions['engine']>, string> = { cycles: 'CYCLES', eevee: 'BLENDER_EEVEE', workbench: 'BLENDER_WORKBENCH' };
+
 /**
  * Hardware and software a job needs. Every field is optional ("don't care"); patterns
  * are `[family/]type[@version]` with `*` wildcards (protocol/profile.ts). Numbers are minimums.
@@ -35,6 +38,7 @@ export const Requirements = Type.Object(
     swapMb: Type.Optional(Type.Integer({ minimum: 0, description: 'minimum swap in MB' })),
     packages: Type.Optional(Type.Array(Type.String(), { description: "rendering packages, e.g. 'povray@3.7.*'" })),
     licenses: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'named licenses the host must hold' })),
+    engines: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: "render engines as 'package:ENGINE', e.g. 'blender:BLENDER_EEVEE' (a Blender job's `engine` adds its own)" })),
   },
   { additionalProperties: false },
 );

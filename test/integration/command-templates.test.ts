@@ -9,6 +9,7 @@ import { createAdapters, deliverTask, prepareTask, renderTask, type Progress, ty
 import { prepareJob, type JobSpec } from '../../protocol/index.ts';
 import { aTaskAssignment } from '../helpers/builders.ts';
 import { CLI, TestFarm, waitUntil } from '../helpers/farm.ts';
+import { tinyExr } from '../helpers/tiny-image.ts';
 
 /**
  * The documented templates (tools/templates/*.json, docs/renderers.md "Templates for other
@@ -36,7 +37,7 @@ while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do
 done
 for p in 0 25 50 75 100; do printf '00:00:01   130MB         |   %3d%% done - 12 rays/pixel\n' $p; done
 echo "00:00:01   131MB         | [driver_exr] writing file \`$out'"
-printf EXR > "$out"
+cp "$(dirname "$0")/../hd.exr" "$out"
 echo "00:00:01   131MB         | render done in 0:01.512"
 `,
   // RenderMan: a message code, then the text; -Progress prints message R90000 with the percentage
@@ -49,7 +50,7 @@ if [ "$STANDIN_FAIL" = scene ]; then
   echo "R50004 {INFO} rendering stopped" >&2; exit 1
 fi
 for p in 0 33 67 100; do printf 'R90000  %3d%%\n' $p; done
-printf EXR > "$cwd/sh010_$frame.exr"
+cp "$(dirname "$0")/../tiny.exr" "$cwd/sh010_$frame.exr"
 `,
   // husk with 'a' in its verbosity prints Alfred-style progress, ALF_PROGRESS n% (Houdini's ROP samples print the same)
   husk: String.raw`
@@ -61,7 +62,7 @@ if [ "$STANDIN_FAIL" = render ]; then
   echo "[16:00:01] Shutting down render delegate"; echo "[16:00:01] Render statistics: 0 of 1 frames"; exit 1
 fi
 for p in 0 20 40 60 80 100; do echo "ALF_PROGRESS $p%"; done
-printf EXR > "$out"
+cp "$(dirname "$0")/../hd.exr" "$out"
 `,
   // nuke -x names each frame as it starts: "Frame 12 (3 of 10)"; the Write node's file is [getenv RB_OUTDIR]/...
   nuke: String.raw`
@@ -72,7 +73,7 @@ f=$first
 while [ $f -le $last ]; do
   echo "Frame $f ($i of $n)"
   file=$(printf '%s/sh010_comp.%04d.exr' "$RB_OUTDIR" $f)
-  printf EXR > "$file"; echo "Writing $file took 0.12 seconds"
+  cp "$(dirname "$0")/../tiny.exr" "$file"; echo "Writing $file took 0.12 seconds"
   f=$((f + 1)); i=$((i + 1))
 done
 echo "Total render time: 0.36 seconds"
@@ -90,7 +91,7 @@ f=$s
 while [ $f -le $e ]; do
   echo "00:00:00   773MB         | [mtoa.session]     Initializing at frame $f.000000"
   for p in 0 50 100; do printf '00:00:01   801MB         |   %3d%% done - 5 rays/pixel\n' $p; done
-  printf EXR > "$(printf '%s/%s.%04d.%s' "$rd" "$im" $f "$ext")"
+  cp "$(dirname "$0")/../hd.exr" "$(printf '%s/%s.%04d.%s' "$rd" "$im" $f "$ext")"
   f=$((f + 1))
 done
 echo "Scene completed."
@@ -105,6 +106,8 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), 'rb-templates-'));
   bin = join(root, 'bin');
   await mkdir(bin);
+  // real frames (frame-check.ts decodes them): the job's 1920×1080 for those told it, else 2×2
+  await Promise.all([writeFile(join(root, 'hd.exr'), tinyExr(1920, 1080)), writeFile(join(root, 'tiny.exr'), tinyExr())]);
   for (const [name, body] of Object.entries(STANDINS)) {
     await writeFile(join(bin, name), `#!/bin/sh\n${body}`);
     await chmod(join(bin, name), 0o755);

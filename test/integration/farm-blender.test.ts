@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readFile, readdir, rename } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
@@ -85,4 +85,22 @@ test('blender - a texture that is not there keeps the job waiting, naming it (as
   // without `scripts` Blender skips the script and the scene renders
   const skipped = await farm.submit({ name: 'rig-off', scene: join(proj, 'rig.blend'), frames: '1', resolution: '32x24', blender: { denoise: false }, output: { dir: join(farm.dir, 'out-rig-off') } });
   await farm.waitJob(skipped, 'done', 120_000);
+});
+
+test('blender - the probe reports the engines: a host whose Blender cannot make a GL context offers Cycles alone, and an Eevee job waits naming it', async () => {
+  // this host's Blender, as on a host without EGL: it aborts making the context (the probe's 1×1 Workbench render)
+  const noGl = join(farm.dir, 'no-gl');
+  await mkdir(noGl);
+  const real = spawnSync('sh', ['-c', 'command -v blender'], { encoding: 'utf8' }).stdout.trim();
+  await writeFile(join(noGl, 'blender'), `#!/bin/sh\n__EGL_VENDOR_LIBRARY_DIRS=/nonexistent exec ${real} "$@"\n`, { mode: 0o755 });
+  await farm.renderServer('flat', 1, ['--licenses', 'flat,flat-only'], { PATH: `${noGl}:${process.env.PATH}` });
+  const hosts = await farm.hosts();
+  const engines = (h: string) => hosts.find((r) => r.host === h)?.inventory.packages.find((p) => p.name === 'blender')?.engines;
+  assert.deepEqual(engines('flat'), ['CYCLES']);
+  assert.ok(engines('left')?.includes('CYCLES'), `left: ${JSON.stringify(engines('left'))}`);
+  // only 'flat' holds both licenses: the others miss more, so the reason names 'flat' and the engine
+  const id = await farm.submit({ name: 'eevee', scene: join(proj, 'shot.blend'), frames: '1', resolution: '32x24', blender: { engine: 'eevee' }, requirements: { licenses: ['flat', 'flat-only'] }, output: { dir: join(farm.dir, 'out-eevee') } });
+  const waiting = await waitUntil('the Eevee job to say why it waits', async () => (await farm.job(id)).waiting, 20_000);
+  assert.match(waiting, /no host matches the requirements \(flat needs the blender engine BLENDER_EEVEE, blender 3\.4\.1 has CYCLES/);
+  assert.equal(rb(farm, 'cancel', id).code, 0);
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
+import { WRITE_PNG } from '../helpers/tiny-image.ts';
 
 test('control - hold and release, pause and resume, priority: each answered, journaled (it survives a scheduler restart) and obeyed', async (t) => {
   const farm = await TestFarm.start();
@@ -131,7 +132,7 @@ test('retries - a frame past the time limit is killed and retried; a host that k
   const t0 = Date.now();
   const slowId = await farm.submit({
     name: 'hangs', scene, renderer: 'command', frames: '1', timeLimit: 1,
-    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; echo 1 > {output}'`,
+    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; ${WRITE_PNG}'`,
     output: { dir: join(farm.dir, 'slow') },
   });
   const slow = await farm.waitJob(slowId, 'done', 30_000);
@@ -141,7 +142,7 @@ test('retries - a frame past the time limit is killed and retried; a host that k
   // every run on host 'bad' fails (its work dir names the host); after one failure it is kept away
   const jobId = await farm.submit({
     name: 'picky', scene, renderer: 'command', frames: '1-6', maxHostFailures: 1, maxAttempts: 3,
-    command: `sh -c 'case {outdir} in *-bad.*) exit 1;; esac; sleep 0.3; echo {frame} > {output}'`,
+    command: `sh -c 'case {outdir} in *-bad.*) exit 1;; esac; sleep 0.3; ${WRITE_PNG}'`,
     output: { dir: join(farm.dir, 'picky') },
   });
   const job = await farm.waitJob(jobId, 'done', 60_000);
@@ -217,12 +218,12 @@ test('retries - a frame that prints nothing for its stall limit is killed and re
   const flag = join(farm.dir, 'stalled-once');
   const stuckId = await farm.submit({
     name: 'stuck', scene, renderer: 'command', frames: '1', stallLimit: 1,
-    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; echo 1 > {output}'`,
+    command: `sh -c 'if [ ! -e ${flag} ]; then touch ${flag}; sleep 60; fi; ${WRITE_PNG}'`,
     output: { dir: join(farm.dir, 'stuck') },
   });
   const chattyId = await farm.submit({
     name: 'chatty', scene, renderer: 'command', frames: '1', stallLimit: 1.5,
-    command: `sh -c 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.5; done; echo 1 > {output}'`,
+    command: `sh -c 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.5; done; ${WRITE_PNG}'`,
     output: { dir: join(farm.dir, 'chatty') },
   });
   const stuck = await farm.waitJob(stuckId, 'done', 30_000);
@@ -244,7 +245,7 @@ test('sick hosts - a host that fails frames of three jobs gets no more work; ren
   for (const name of ['a', 'b', 'c', 'd']) {
     ids.push(await farm.submit({
       name, scene, renderer: 'command', frames: '1-3', maxAttempts: 5, maxHostFailures: 2,
-      command: `sh -c 'case {outdir} in *-flaky.*) exit 1;; esac; sleep 0.2; echo {frame} > {output}'`,
+      command: `sh -c 'case {outdir} in *-flaky.*) exit 1;; esac; sleep 0.2; ${WRITE_PNG}'`,
       output: { dir: join(farm.dir, name) },
     }));
   }

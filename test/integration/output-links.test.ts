@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestFarm, waitUntil } from '../helpers/farm.ts';
+import { WRITE_PNG } from '../helpers/tiny-image.ts';
 
 const SECRET = 'root:$6$farm-only-hash:19000:0:99999:7:::\n';
 
@@ -34,7 +35,7 @@ async function assertVictimUntouched(): Promise<void> {
 /** A one-frame command job into `out`, which the artist prepared beforehand. */
 async function submitInto(name: string, out: string): Promise<string> {
   const scene = await farm.writeScene(`${name}.txt`, 'scene');
-  return farm.submit({ name, scene, renderer: 'command', command: "sh -c 'echo rendering {frame}; echo image > {output}'", frames: '1', maxAttempts: 1, output: { dir: out, pattern: 'f_####.png' } });
+  return farm.submit({ name, scene, renderer: 'command', command: `sh -c 'echo rendering {frame}; ${WRITE_PNG}'`, frames: '1', maxAttempts: 1, output: { dir: out, pattern: 'f_####.png' } });
 }
 
 for (const planted of ['.rb-logs', '.rb-partial'] as const) {

@@ -24,7 +24,7 @@ import type { UpOptions } from './up.ts';
 // The job schema's fields, written out so that `--help` does not load the schemas (a unit
 // test holds them to protocol/messages/job-spec.ts)
 export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, progress, errors, sceneErrors, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
-export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses';
+export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses, engines';
 
 export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
 export type Handlers = Record<CommandName, CommandHandler>;

@@ -175,6 +175,11 @@ export function describeHost(h: UpHost, p: Paint, now = Date.now(), sickUnknown?
       ['PACKAGE', 'VERSION', 'FAMILY', 'PATH', ...(includes ? ['INCLUDES'] : [])],
       inv.packages.map((pk) => [pk.name, pk.version, pk.family ?? '-', pk.path ?? '-', ...(includes ? [includesOf(pk)] : [])]),
     );
+  // what a package said it renders with (Blender's probe): engines, and add-ons (those installed but off in renders marked)
+  for (const pk of inv.packages) {
+    if (pk.engines) out += `${pk.name} engines: ${pk.engines.join(', ') || 'none'}\n`;
+    if (pk.addons) out += `${pk.name} add-ons: ${pk.addons.map((a) => (a.enabled ? a.name : `${a.name} (installed, off)`)).join(', ') || 'none'}\n`;
+  }
   out += '\n';
   out += h.slots.length === 0 ? 'no slots\n' : table(['SLOT', 'STATE', 'TASK', 'JOB', 'FRAMES', 'SINCE'], h.slots.map((s) => slotRow(s, now)));
   return out;

@@ -1,5 +1,5 @@
 import { dirname, isAbsolute } from 'node:path';
-import { FarmError, type BlenderOptions } from '../../../protocol/index.ts';
+import { BLENDER_ENGINES, FarmError } from '../../../protocol/index.ts';
 import { LineTail, StreamLines } from './lines.ts';
 import { checkConsecutive } from './povray.ts';
 import type { Diagnosis, Invocation, OutputParser, Progress, RenderAdapter, RenderTask } from './types.ts';
@@ -21,7 +21,7 @@ import type { Diagnosis, Invocation, OutputParser, Progress, RenderAdapter, Rend
  * - Frames are written as `f_<frame>.<ext>` in the work dir (`-o …/f_#### -x 1 -F <format>`).
  */
 
-/** Output formats by the extension of the job's output pattern: Blender's `-F` and the extension it writes. */
+/** Output formats by the extension of the job's output pattern: Blender's `-F` (its command-line names: `TGA`, not the UI's `TARGA`, which it refuses and writes a PNG) and the extension it writes. */
 const FORMATS: Record<string, { format: string; ext: string }> = {
   png: { format: 'PNG', ext: 'png' },
   jpg: { format: 'JPEG', ext: 'jpg' },
@@ -29,13 +29,11 @@ const FORMATS: Record<string, { format: string; ext: string }> = {
   exr: { format: 'OPEN_EXR', ext: 'exr' },
   tif: { format: 'TIFF', ext: 'tif' },
   tiff: { format: 'TIFF', ext: 'tif' },
-  tga: { format: 'TARGA', ext: 'tga' },
+  tga: { format: 'TGA', ext: 'tga' },
   bmp: { format: 'BMP', ext: 'bmp' },
   hdr: { format: 'HDR', ext: 'hdr' },
 };
 
-/** The engine names a job writes, and Blender's. */
-export const BLENDER_ENGINES: Record<NonNullable<BlenderOptions['engine']>, string> = { cycles: 'CYCLES', eevee: 'BLENDER_EEVEE', workbench: 'BLENDER_WORKBENCH' };
 
 /** A line the adapter's own Python prints for each missing input: `renderbus: missing file <path>`. */
 const MISSING_PREFIX = 'renderbus: missing file ';
@@ -106,16 +104,42 @@ export function createBlenderAdapter(o: BlenderAdapterOptions = {}): RenderAdapt
       // Blender resolves `//` paths against the .blend's folder whatever the cwd; run there anyway
       return [{ argv, cwd: dirname(task.scene), frames, outputs: frames.map((frame) => ({ frame, file: blenderWorkFile(task.workDir, fmt.ext, frame) })) }];
     },
-    parser: (inv, onProgress) => new BlenderParser(inv.frames, onProgress),
+    // the device is the last argument (`--cycles-device X`): a host without it is named in the error
+    parser: (inv, onProgress) => new BlenderParser(inv.frames, onProgress, inv.argv[inv.argv.length - 1]),
   };
 }
 
 const FRA_RE = /^Fra:(\d+) /;
 const CYCLES_SAMPLE_RE = /\| Sample (\d+)\/(\d+)/;
+/** Cycles rendering in tiles (images over its tile size): `Rendered 5/8 Tiles, Sample 1/4`, the samples those of the tile being rendered. */
+const CYCLES_TILE_RE = /\| Rendered (\d+)\/(\d+) Tiles, Sample (\d+)\/(\d+)/;
 const EEVEE_SAMPLE_RE = /\| Rendering (\d+) \/ (\d+) samples/;
+/** Cycles' own estimate: `Time:00:01.20 | Remaining:00:03.45` (hours when long: `01:02:03.45`). */
+const REMAINING_RE = /\| Time:([\d:.]+) \| Remaining:([\d:.]+)/;
+
+const seconds = (clock: string): number => clock.split(':').reduce((sum, part) => sum * 60 + Number(part), 0);
+
+/** How far along a `Fra:` line says its frame is, 0–100, or undefined when it does not say. */
+export function blenderPercent(line: string): number | undefined {
+  const clamp = (x: number) => Math.max(0, Math.min(100, Math.floor(x)));
+  const tile = CYCLES_TILE_RE.exec(line);
+  if (tile) {
+    const [done, tiles, sample, samples] = tile.slice(1).map(Number) as [number, number, number, number];
+    return clamp(((done + Math.min(1, sample / Math.max(1, samples))) * 100) / Math.max(1, tiles));
+  }
+  const m = CYCLES_SAMPLE_RE.exec(line) ?? EEVEE_SAMPLE_RE.exec(line);
+  if (m) return clamp((Number(m[1]) * 100) / Math.max(1, Number(m[2])));
+  // no count on the line (a stage between samples): the time spent against Cycles' estimate of what remains
+  const r = REMAINING_RE.exec(line);
+  if (r) {
+    const [spent, left] = [seconds(r[1]!), seconds(r[2]!)];
+    if (Number.isFinite(spent) && Number.isFinite(left) && spent + left > 0) return clamp((spent * 100) / (spent + left));
+  }
+  return undefined;
+}
 const SAVED_RE = /^Saved: '(.*)'$/;
 
-/** Reads Blender's stdout and stderr: `Fra:` progress lines, `Saved:` per frame, its `Error:` lines and Python tracebacks. */
+/** Reads Blender's stdout and stderr: `Fra:` progress lines (samples, tiles, `Remaining`: blenderPercent), `Saved:` per frame, its `Error:` lines and Python tracebacks. */
 export class BlenderParser implements OutputParser {
   private readonly frames: readonly number[];
   private readonly onProgress: (p: Progress) => void;
@@ -132,9 +156,13 @@ export class BlenderParser implements OutputParser {
   private lastPercent = -1;
   private lastFrame = -1;
 
-  constructor(frames: readonly number[], onProgress: (p: Progress) => void) {
+  /** Cycles' device the task asked for (`CPU`, `CUDA`…). */
+  private readonly device: string;
+
+  constructor(frames: readonly number[], onProgress: (p: Progress) => void, device = 'CPU') {
     this.frames = frames;
     this.onProgress = onProgress;
+    this.device = device;
   }
 
   push(stream: 'stdout' | 'stderr', text: string): void {
@@ -159,8 +187,9 @@ export class BlenderParser implements OutputParser {
   /**
    * A .blend that is not there is input this host cannot see (RB_INPUT_NOT_FOUND), and so is a
    * file the scene reads (the prelude names them); one that is no .blend, or a Python error, is
-   * the scene's (RB_SCENE_ERROR); a Blender built without the denoiser the scene asks for is this
-   * host's missing part (RB_RENDERER_MISSING: another host may have it).
+   * the scene's (RB_SCENE_ERROR); a Blender built without the denoiser the scene asks for, or a
+   * host without the job's Cycles device (a GPU), is this host's missing part (RB_RENDERER_MISSING:
+   * another host may have it).
    */
   diagnose(where: string): Diagnosis | undefined {
     if (this.missing.length > 0) {
@@ -170,6 +199,10 @@ export class BlenderParser implements OutputParser {
     if (unread !== undefined) return { code: 'RB_INPUT_NOT_FOUND', message: `blender: ${unread} (the scene cannot be read on ${where})` };
     const format = this.errors.find((e) => /^Error: File format is not supported/.test(e));
     if (format !== undefined) return { code: 'RB_SCENE_ERROR', message: `blender: ${format} (it is not a .blend file Blender can read)` };
+    // Blender 3.4 with `--cycles-device CUDA` and no such GPU: this line, exit 1, nothing rendered
+    if (this.errors.some((e) => /^Error: Found no Cycles device of the specified type/.test(e))) {
+      return { code: 'RB_RENDERER_MISSING', message: `blender: Cycles found no ${this.device} device on ${where} (the job's "blender": {"device": "${this.device}"}): a host with one renders it` };
+    }
     if (this.errors.some((e) => /Build without OpenImageDenoiser/.test(e))) {
       return { code: 'RB_RENDERER_MISSING', message: `blender: the scene denoises with OpenImageDenoise, which the Blender on ${where} is built without (Debian's is); turn denoising off in the scene or with the job's "blender": {"denoise": false}` };
     }
@@ -192,8 +225,7 @@ export class BlenderParser implements OutputParser {
     if (fra) {
       this.inTraceback = false;
       const frame = Number(fra[1]);
-      const m = CYCLES_SAMPLE_RE.exec(line) ?? EEVEE_SAMPLE_RE.exec(line);
-      const percent = m ? Math.min(100, Math.floor((Number(m[1]) * 100) / Math.max(1, Number(m[2])))) : frame !== this.lastFrame ? 0 : -1;
+      const percent = blenderPercent(line) ?? (frame !== this.lastFrame ? 0 : -1);
       if (percent >= 0 && (frame !== this.lastFrame || percent !== this.lastPercent) && this.frames.includes(frame)) {
         this.lastFrame = frame;
         this.lastPercent = percent;

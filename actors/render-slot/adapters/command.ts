@@ -18,6 +18,10 @@ import { DEFAULT_RESOLUTION, type Diagnosis, type Invocation, type OutputParser,
  *   tokens there yourself.
  * - With `{frame}` or `{output}` the command runs once per frame, in order; otherwise once
  *   for the whole task.
+ * - A frame file named as an image (`.png`, `.exr`…: frame-check.ts) must decode as that image,
+ *   and be of the job's resolution when the job gives one and the template passes it on
+ *   (`{width}`/`{height}`): a renderer not told the size renders the scene's own. Files of other
+ *   names need only be non-empty.
  * - `{output}` is the frame's file in the private work dir, named by the job's output pattern.
  *   `{outdir}` is the work dir itself: the command must write files named by the output
  *   pattern there. Either way a frame whose file is missing after exit 0 fails. A template
@@ -82,6 +86,7 @@ function fill(t: CommandTemplate, values: Record<TokenName, string>): string[] {
 export function createCommandAdapter(): RenderAdapter {
   return {
     name: 'command',
+    frameCheck: (task) => (task.resolution && task.command !== undefined && /\{(width|height)\}/.test(task.command) ? { size: task.resolution } : {}),
     plan(task: RenderTask): Invocation[] {
       if (!task.command) throw new FarmError('RB_BAD_JOB', "renderer 'command' needs a command template (the job's 'command' field)");
       if (task.frames.length === 0) throw new FarmError('RB_BAD_JOB', 'command: the task has no frames');

@@ -10,7 +10,7 @@ export {
   povrayLibrary, parseLibraryPath, includeFileName, standardIncludeMissing, POVRAY_STANDARD_INCLUDES, POVRAY_MARKER_INCLUDE,
   type PovrayLibrary, type LibraryOptions,
 } from './povray-library.ts';
-export { createBlenderAdapter, blenderFormat, blenderPrelude, blenderWorkFile, BlenderParser, BLENDER_ENGINES, type BlenderAdapterOptions } from './blender.ts';
+export { createBlenderAdapter, blenderFormat, blenderPercent, blenderPrelude, blenderWorkFile, BlenderParser, type BlenderAdapterOptions } from './blender.ts';
 export { createCommandAdapter, parseTemplate, CommandParser, type CommandTemplate } from './command.ts';
 export { LineSplitter, LineTail, StreamLines } from './lines.ts';
 

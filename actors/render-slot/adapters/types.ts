@@ -87,9 +87,9 @@ export interface RenderAdapter {
   /** A fresh parser for one invocation; `onProgress` is called as the renderer reports progress; `env` is the renderer's environment. */
   parser(inv: Invocation, onProgress: (p: Progress) => void, env?: Readonly<Record<string, string>>): OutputParser;
   /**
-   * How a frame is checked before it is delivered (frame-check.ts): `size`, the resolution the
-   * renderer was told (absent: the scene's own is right). Without `frameCheck` a frame need only
-   * be a non-empty file: a command template may write any format, of any size.
+   * How a frame is checked before it is delivered (frame-check.ts): a file named as an image
+   * must decode as one, and be of `size` when given, the resolution the renderer was told
+   * (absent: the scene's own is right). Without `frameCheck` a frame need only be a non-empty file.
    */
   frameCheck?(task: RenderTask): { size?: Resolution };
   /** Paths outside /usr the renderer reads (its configuration), shown read-only in the sandbox (sandbox.ts). */

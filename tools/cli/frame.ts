@@ -107,18 +107,27 @@ export async function loadFrame(fc: FarmClient, jobId: string, frame: number): P
   return { job, record };
 }
 
+/** How long a running frame's view waits for its renderer's progress after its figures came (a slot sends it at most once a second). */
+const PROGRESS_GRACE_MS = 1_200;
+
 /**
- * The frame's latest `progress` percentage while `during` runs (its renderer's own count, from
- * the adapter or a command job's `progress` regex), or undefined when it said none meanwhile.
+ * The frame's latest `progress` percentage while `during` runs, or within PROGRESS_GRACE_MS after
+ * (its renderer's own count, from the adapter or a command job's `progress` regex), or undefined
+ * when it said none meanwhile.
  */
+
 export async function progressDuring<T>(fc: FarmClient, jobId: string, frame: number, during: () => Promise<T>): Promise<{ result: T; percent?: number }> {
   const sub = fc.nc.subscribe(subjects.jobFrameEventsOf(fc.site, jobId, 'progress'));
   let percent: number | undefined;
+  let heard = () => {};
   const reading = (async () => {
     for await (const m of sub) {
       try {
         const ev = codecs.frameEvent.decode(m.data);
-        if (ev.percent !== undefined && eventFrames(ev).some((f) => f.frame === frame)) percent = ev.percent;
+        if (ev.percent !== undefined && eventFrames(ev).some((f) => f.frame === frame)) {
+          percent = ev.percent;
+          heard();
+        }
       } catch {
         // not a frame event we can read: no progress
       }
@@ -126,6 +135,16 @@ export async function progressDuring<T>(fc: FarmClient, jobId: string, frame: nu
   })();
   try {
     const result = await during();
+    // a slot sends progress at most once a second, stats as often: give the renderer's count that second
+    if (percent === undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, PROGRESS_GRACE_MS);
+        heard = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     return percent !== undefined ? { result, percent } : { result };
   } finally {
     sub.unsubscribe();

@@ -1,0 +1,6 @@
+export * from './format-string.ts';
+export * from './parameters.ts';
+export * from './parse.ts';
+export * from './problems.ts';
+export * from './range-expr.ts';
+export * from './to-jobs.ts';

@@ -4,7 +4,7 @@
  * `{frame}` that the render slot fills in per task.
  */
 
-/** What a reference stands for; `refuse` says why this farm cannot give it (the field is named by the caller). */
+/** What a reference stands for; `refuse` says why this farm cannot give it (the field is named by the caller; '' when already reported). */
 export type Resolved = { text: string } | { token: string } | { refuse: string };
 /** Looks a dotted reference up; undefined: no such value in this field's scope. */
 export type Scope = (ref: string) => Resolved | undefined;
@@ -30,7 +30,7 @@ export function resolveFormat(src: string, scope: Scope): { pieces: Piece[] } | 
     const ref = m[1]!;
     const value = scope(ref);
     if (value === undefined) return { problem: `{{${ref}}} names no value available here` };
-    if ('refuse' in value) return { problem: `{{${ref}}}: ${value.refuse}` };
+    if ('refuse' in value) return { problem: value.refuse === '' ? '' : `{{${ref}}}: ${value.refuse}` }; // '': reported already
     pieces.push(value);
     at = close + 2;
   }

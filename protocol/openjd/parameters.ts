@@ -10,6 +10,8 @@ export interface ParamValue {
   raw: string;
   /** For PATH, the path made absolute (renderbus's only "path mapping"); else `raw`. */
   value: string;
+  /** Refused (and reported): references to it say nothing more. */
+  broken?: true;
 }
 
 /** Where the values come from: overrides given at submit (`--param Name=Value`) win over the template's defaults. */
@@ -53,16 +55,26 @@ export function applyParameters(defs: unknown, input: ParamInput, problems: Prob
     if (defined.has(name)) return problems.add(`${path}.name`, `'${name}' is defined twice`);
     defined.add(name);
     const type = def.type;
-    if (typeof type !== 'string' || !(type in KNOWN)) return problems.add(`${path}.type`, `${shown(type)} is not a job parameter type (STRING, PATH, INT, FLOAT)`);
+    if (typeof type !== 'string' || !(type in KNOWN)) {
+      out.set(name, { type: 'STRING', raw: '', value: '', broken: true });
+      return problems.add(`${path}.type`, `${shown(type)} is not a job parameter type (STRING, PATH, INT, FLOAT)`);
+    }
     const t = type as ParamType;
     unknownFields(def, KNOWN[t], path, problems);
     const override = input.overrides.get(name);
     const given = override !== undefined ? override : def.default;
     const where = override !== undefined ? `--param ${name}` : `${path}.default`;
-    if (given === undefined) return problems.add(path, `parameter '${name}' has no default: give it with --param ${name}=VALUE`);
+    const broken = () => out.set(name, { type: t, raw: '', value: '', broken: true });
+    if (given === undefined) {
+      broken();
+      return problems.add(path, `parameter '${name}' has no default: give it with --param ${name}=VALUE`);
+    }
     const checked = checkValue(t, def, given, path, problems);
-    if (checked === undefined) return;
-    if (typeof checked === 'object') return problems.add(where, checked.problem);
+    if (checked === undefined) return void broken();
+    if (typeof checked === 'object') {
+      broken();
+      return problems.add(where, checked.problem);
+    }
     const value = t === 'PATH' && checked !== '' && !checked.startsWith('/') ? posix.resolve(override !== undefined ? input.cwd : input.templateDir, checked) : checked;
     out.set(name, { type: t, raw: checked, value });
   });

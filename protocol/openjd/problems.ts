@@ -6,7 +6,9 @@ import { FarmError } from '../errors.ts';
  */
 export class Problems {
   readonly list: string[] = [];
+  /** An empty message: a consequence of a problem already reported (a reference to a parameter that was refused). */
   add(path: string, message: string): void {
+    if (message === '') return;
     this.list.push(path === '' ? message : `${path}: ${message}`);
   }
   /** Throws RB_BAD_TEMPLATE listing them all, if there are any. */

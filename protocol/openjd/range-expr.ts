@@ -5,6 +5,9 @@ interface Run {
   first: number;
   last: number;
   step: number;
+  /** The bounds as written (x-y): ranges overlap by these, as the specification's "1-10:4,10-15" does. */
+  lo: number;
+  hi: number;
 }
 
 const ELEMENT = /^(-?\d+)(?:\s*-\s*(-?\d+)(?:\s*:\s*(-?\d+))?)?$/;
@@ -27,13 +30,13 @@ export function rangeExprToFrames(expr: string): { frames: string; count: number
     // values x, x+n, … while on y's side of x (n < 0 counts down); only x when y lies the other way
     const k = (n > 0 ? y >= x : y <= x) ? Math.floor((y - x) / n) : 0;
     const end = x + k * n;
-    runs.push({ first: Math.min(x, end), last: Math.max(x, end), step: Math.abs(n) });
+    runs.push({ first: Math.min(x, end), last: Math.max(x, end), step: Math.abs(n), lo: Math.min(x, y), hi: Math.max(x, y) });
   }
-  runs.sort((a, b) => a.first - b.first);
+  runs.sort((a, b) => a.lo - b.lo);
   let count = 0;
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i]!;
-    if (i > 0 && r.first <= runs[i - 1]!.last) throw new Error(`its ranges overlap (in '${expr}')`);
+    if (i > 0 && r.lo <= runs[i - 1]!.hi) throw new Error(`its ranges overlap (in '${expr}')`);
     if (r.first < 0) throw new Error(`${r.first} is not a frame number: renderbus frames are 0 to ${MAX_FRAME} (in '${expr}')`);
     if (r.last > MAX_FRAME) throw new Error(`${r.last} is over ${MAX_FRAME}, the largest frame number (in '${expr}')`);
     count += (r.last - r.first) / r.step + 1;

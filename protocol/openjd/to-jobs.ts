@@ -139,6 +139,7 @@ function paramScope(params: Map<string, ParamValue>, inScript: boolean): Scope {
     const m = /^(Param|RawParam)\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(ref);
     const p = m ? params.get(m[2]!) : undefined;
     if (!m || !p) return undefined;
+    if (p.broken) return { refuse: '' };
     if (m[1] === 'Param' && p.type === 'PATH' && !inScript) return { refuse: `PATH parameters are available as Param only in scripts and environments; use {{RawParam.${m[2]}}} here` };
     return { text: m[1] === 'Param' ? p.value : p.raw };
   };
@@ -516,7 +517,8 @@ function stepScript(sc: unknown, path: string, stepName: string, space: Space | 
     return undefined;
   }
   unknownFields(sc, ['actions', 'embeddedFiles'], path, problems);
-  const taskScope = space?.scope ?? (() => undefined);
+  // a parameter space that was refused: its parameters' references say nothing more
+  const taskScope: Scope = space?.scope ?? ((ref) => (/^Task\.(Raw)?Param\./.test(ref) ? { refuse: '' } : undefined));
   // a folder per step, named by its place (step names may hold any printable character)
   const dir = `${ctx.filesDir.replace(/\/+$/, '')}/step-${[...ctx.stepNames.keys()].indexOf(stepName) + 1}`;
   const files: EmbeddedFileOut[] = [];

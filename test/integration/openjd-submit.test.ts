@@ -36,6 +36,10 @@ test('openjd submit - the sample renders every frame in chunks, and its second s
   assert.equal(render.state, 'done');
   assert.equal(listing.state, 'done');
   assert.equal(render.name, 'Orbit 1-7 / Render');
+  assert.equal(render.spec.chunk, 3);
+  assert.equal(render.spec.hold, true); // queued held, then released with the other
+  assert.deepEqual(listing.spec.after, [ids[0]]);
+  assert.ok(listing.startedAt! >= render.finishedAt!, `listing started at ${listing.startedAt}, render finished at ${render.finishedAt}`);
   // chunks of three consecutive frames: 1-3, 4-6, 7 (each task one POV-Ray loop over its range)
   assert.deepEqual(render.frames.map((f) => f.frame), [1, 2, 3, 4, 5, 6, 7]);
   const frames = (await readdir(out)).filter((f) => f.endsWith('.png')).sort();

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { rb, TestFarm } from '../helpers/farm.ts';
+import { rb, TestFarm, type ActorProcess } from '../helpers/farm.ts';
 
 /**
  * `renderbus submit` of the shipped Open Job Description sample (tools/templates/openjd/
@@ -15,9 +15,10 @@ const SAMPLE = join(import.meta.dirname, '../../tools/templates/openjd/povray-ch
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 
 let farm: TestFarm;
+let scheduler: ActorProcess;
 before(async () => {
   farm = await TestFarm.start();
-  await Promise.all([farm.registry(), farm.scheduler(), farm.renderServer('box', 2)]);
+  [, scheduler] = await Promise.all([farm.registry(), farm.scheduler(), farm.renderServer('box', 2)]);
 });
 after(() => farm.stop());
 
@@ -86,4 +87,24 @@ steps:
   assert.equal(param.code, 2);
   assert.match(param.stderr, /template .*povray-chunks\.yaml: --param Frame: the template has no parameter 'Frame' \(its parameters: SceneFile, OutputDir, Frames, ChunkSize, Width, Height\)/);
   assert.equal((await farm.jobs()).length, before);
+});
+
+test('openjd submit - all or none: a step the scheduler refuses cancels the held jobs queued before it', async () => {
+  // a scheduler that holds at most 7 of a user's frames: the 7-frame render fits, its listing step does not
+  await scheduler.kill('SIGTERM');
+  scheduler = await farm.scheduler(['--max-user-frames', '7']);
+  const out = join(farm.dir, 'refused');
+  const jobsDir = join(farm.dir, 'refused-jobs');
+  const r = rb(farm, 'submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=11-17', '--output', jobsDir);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stdout, '');
+  const id = /^renderbus submit: step 'Listing': the scheduler refused the job: .*; the 1 job queued before it \((j[a-z0-9]+)\) was cancelled while held: nothing ran$/m.exec(r.stderr)?.[1];
+  assert.ok(id, r.stderr);
+  assert.match(r.stderr, /user op has 7 frames queued or running; 1 more would pass the limit of 7 frames per user/); // the scheduler's own reason
+  const render = await farm.job(id);
+  assert.equal(render.state, 'cancelled');
+  assert.equal(render.name, 'Orbit 11-17 / Render');
+  assert.equal(render.startedAt, undefined); // held from the start: no frame ran
+  assert.equal(existsSync(out), false);
+  assert.equal(existsSync(join(jobsDir, `openjd-${id}`)), false); // its embedded files removed
 });

@@ -125,7 +125,11 @@ export async function submitTemplateCommand(c: CommandContext<SubmitOptions>): P
       const left = await undo(fc, sent.map((s) => s.jobId));
       rmSync(filesDir, { recursive: true, force: true });
       const step = mapped.jobs[sent.length]!.step;
-      const note = left.length > 0 ? `; could not cancel ${left.join(', ')}: renderbus cancel them` : sent.length > 0 ? `; the ${plural(sent.length, 'step')} queued before it ${sent.length === 1 ? 'was' : 'were'} cancelled, held (nothing ran)` : '';
+      const cancelled = sent.map((x) => x.jobId).filter((id) => !left.includes(id));
+      const note = [
+        cancelled.length > 0 ? `; the ${plural(cancelled.length, 'job')} queued before it (${cancelled.join(', ')}) ${cancelled.length === 1 ? 'was' : 'were'} cancelled while held: nothing ran` : '',
+        left.length > 0 ? `; could not cancel ${left.join(', ')}: renderbus cancel them` : '',
+      ].join('');
       throw new FarmError(err instanceof FarmError ? err.code : 'RB_BAD_TEMPLATE', `step '${step}': ${(err as Error).message}${note}`, { cause: err });
     }
     if (!c.opts.hold && specs.length > 1) {

@@ -92,8 +92,11 @@ export function templateToJobs(doc: unknown, input: TemplateInput): TemplateJobs
 
   let name = '';
   if (typeof t.name !== 'string') problems.add('name', `missing or not a string (${shown(t.name)})`);
-  else name = text(t.name, 'name', jobScope, problems) ?? '';
-  if (name.length > 128 || CONTROL.test(name)) problems.add('name', `'${name.slice(0, 40)}' must be 1 to 128 printable characters once resolved`);
+  else {
+    const resolved = text(t.name, 'name', jobScope, problems);
+    if (resolved !== undefined && (resolved.length === 0 || resolved.length > 128 || CONTROL.test(resolved))) problems.add('name', `'${resolved.slice(0, 40)}' must be 1 to 128 printable characters once resolved`);
+    name = resolved ?? '';
+  }
 
   const envNames = new Set<string>();
   const jobEnv = environments(t.jobEnvironments, 'jobEnvironments', params, envNames, problems);

@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTemplate } from '../../actors/render-slot/adapters/command.ts';
+import { buildJob } from '../../tools/cli/job-file.ts';
 import { FarmError, prepareJob } from '../../protocol/index.ts';
 import { parseTemplateText, rangeExprToFrames, templateToJobs, type TemplateJobs } from '../../protocol/openjd/index.ts';
 
@@ -66,6 +68,24 @@ test('openjd - the shipped sample maps to a chunked render job and a job after i
   assert.equal(listing!.spec.chunk, undefined);
   // and each is a job the farm takes
   for (const j of t.jobs) prepareJob({ ...j.spec, scene: '/studio/tpl/povray-chunks.yaml', output: { dir: '/farm/out/x' } });
+});
+
+test('openjd - the Blender sample: one Blender process per chunk, chunks sized toward a target runtime; its scene must be given', () => {
+  const src = readFileSync(join(SAMPLES, 'blender-chunks.yaml'), 'utf8');
+  assert.equal(refusal(src), "parameterDefinitions[1]: parameter 'BlendFile' has no default: give it with --param BlendFile=VALUE");
+  const [render] = map(src, { BlendFile: 'sh010.blend', Frames: '1-240' }).jobs;
+  assert.deepEqual(render!.spec, {
+    name: 'Blender render / Render',
+    renderer: 'command',
+    command: 'sh /farm/out/openjd-j1/step-1/render.sh \\{first\\}-\\{last\\}',
+    frames: '1-240',
+    chunk: 6,
+    taskDuration: 300,
+    requirements: { os: 'linux' },
+    supportFiles: ['/farm/out/openjd-j1/step-1/render.sh'],
+  });
+  assert.match(render!.files[0]!.data, /exec blender --background '\/home\/ann\/sh010\.blend' \\\n {2}--render-output '\/studio\/tpl\/output\/frame_####'/);
+  prepareJob({ ...render!.spec, scene: '/studio/tpl/blender-chunks.yaml', output: { dir: '/farm/out/x' } });
 });
 
 test('openjd - a spec-style two-step template: embedded script, INT frames, PATH params from --param, steps in dependency order', () => {
@@ -201,6 +221,18 @@ test('openjd - arguments reach the command exactly: quotes, spaces, $ and empty 
   const args = ["it's", 'a "b"', '$HOME and ${USER}', '', 'back\\slash', '*.png', 'a;b|c'];
   const t = map(oneStep(`  script:\n    actions: { onRun: { command: printf, args: ${JSON.stringify(args)} } }`));
   assert.deepEqual(parseTemplate(t.jobs[0]!.spec.command).args, ['printf', ...args]);
+});
+
+test('openjd - a job file takes no --param; a template name must resolve to 1-128 characters', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-openjd-'));
+  try {
+    writeFileSync(join(dir, 'shot.json'), JSON.stringify({ scene: 'shot.pov', frames: '1' }));
+    writeFileSync(join(dir, 'shot.pov'), 'sphere { 0, 1 }\n');
+    assert.throws(() => buildJob({ args: ['shot.json'], flags: { param: ['A=1'] }, cwd: dir, defaults: { group: 'g', outputRoot: '/o' }, jobId: 'j1' }), /^UsageError: --param: only an Open Job Description template/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(refusal(oneStep(ONCE).replace('name: T', "name: '{{Param.N}}'") + '\nparameterDefinitions: [{ name: N, type: STRING, default: "" }]\n'), "name: '' must be 1 to 128 printable characters once resolved");
 });
 
 test('openjd - syntax errors name their line; JSON templates read too', () => {

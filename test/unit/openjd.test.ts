@@ -215,6 +215,11 @@ steps:
   assert.equal(spec.taskDuration, 120);
   assert.equal(spec.timeLimit, 3600);
   assert.deepEqual(parseTemplate(spec.command).args, ['render', '-l', 'beauty', '-f', '{first}-{last}']);
+
+  // two steps may each have an environment of the same name; a job environment's name is the job's alone
+  const twoSteps = (jobEnv: string) => `specificationVersion: jobtemplate-2023-09\nname: T\n${jobEnv}steps:\n- name: A\n  stepEnvironments: [{ name: Look, variables: { X: a } }]\n${ONCE}\n- name: B\n  stepEnvironments: [{ name: Look, variables: { X: b } }]\n${ONCE}\n`;
+  assert.deepEqual(map(twoSteps('')).jobs.map((j) => j.spec.env), [{ X: 'a' }, { X: 'b' }]);
+  assert.equal(refusal(twoSteps('jobEnvironments: [{ name: Look, variables: { Y: j } }]\n')), "2 problems:\n  steps[0].stepEnvironments[0].name: 'Look' names another environment of this template too\n  steps[1].stepEnvironments[0].name: 'Look' names another environment of this template too");
 });
 
 test('openjd - arguments reach the command exactly: quotes, spaces, $ and empty ones survive the template', () => {

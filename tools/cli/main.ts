@@ -38,8 +38,11 @@ export const defaultHandlers: Handlers = {
   monitor: async (c) => (await import('./monitor.ts')).monitorCommand(c as CommandContext<MonitorFlags>),
   'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
   submit: async (c) => {
-    const openjd = await import('./openjd-submit.ts'); // an Open Job Description template: a job per step
-    if (openjd.isTemplateArg(c.args, process.cwd())) return openjd.submitTemplateCommand(c as CommandContext<SubmitOptions>);
+    // an Open Job Description template (YAML, or JSON that says so) becomes a job per step
+    if (/\.(ya?ml|json)$/i.test(c.args[0] ?? '')) {
+      const openjd = await import('./openjd-submit.ts');
+      if (openjd.isTemplateArg(c.args, process.cwd())) return openjd.submitTemplateCommand(c as CommandContext<SubmitOptions>);
+    }
     return (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>);
   },
   jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),

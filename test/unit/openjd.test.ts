@@ -243,6 +243,9 @@ test('openjd - a job file takes no --param; a template name must resolve to 1-12
 test('openjd - syntax errors name their line; JSON templates read too', () => {
   assert.throws(() => parseTemplateText('steps:\n  - name: a\n   bad: [\n'), (err: FarmError) => err.code === 'RB_BAD_TEMPLATE' && /^line \d+, column \d+: /.test(err.message));
   assert.throws(() => parseTemplateText('a: 1\na: 2\n'), /Map keys must be unique/);
+  // aliases that multiply (each list nine of the one before): refused, not expanded
+  const laughs = ['l0: &l0 [x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+  assert.throws(() => parseTemplateText(laughs.join('\n')), (err: FarmError) => err.code === 'RB_BAD_TEMPLATE' && /Excessive alias count/.test(err.message));
   const t = map(JSON.stringify({ specificationVersion: 'jobtemplate-2023-09', name: 'J', steps: [{ name: 'S', script: { actions: { onRun: { command: 'true' } } } }] }));
   assert.equal(t.jobs[0]!.spec.command, 'true');
 });

@@ -43,8 +43,6 @@ export interface StepJob {
     supportFiles?: string[];
   };
   files: EmbeddedFileOut[];
-  /** How many tasks the template itself makes of this step (frames, or chunks of them). */
-  frameCount: number;
 }
 
 export interface TemplateJobs {
@@ -180,7 +178,6 @@ function mapStep(s: unknown, index: number, ctx: StepContext, problems: Problems
   if (problems.list.length > before || !space || !script) return undefined;
   const job: Omit<StepJob, 'after'> = {
       step: stepName,
-      frameCount: space.count,
       files: script.files,
       spec: {
         name: `${ctx.jobName} / ${stepName}`.slice(0, 200),

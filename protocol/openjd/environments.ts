@@ -1,18 +1,34 @@
+import { readAction } from './action.ts';
+import { embeddedFiles, type EmbeddedFileOut } from './embedded-files.ts';
+import type { EnvActions } from './env-wrapper.ts';
 import type { ParamValue } from './parameters.ts';
 import { isObject, shown, unknownFields, type Json, type Problems } from './problems.ts';
 import { CONTROL, paramScope, resolveField, scopes, sessionScope } from './scopes.ts';
+
+/** What a list of environments gives the steps it applies to. */
+export interface EnvironmentsOut {
+  /** Their variables, in order (a later environment's win). */
+  env: Record<string, string>;
+  /** The script actions of those that have one, in order (docs: a wrapper enters them around each task). */
+  actions: EnvActions[];
+  files: EmbeddedFileOut[];
+}
 
 const ENV_FIELDS = ['name', 'description', 'script', 'variables'];
 /** OpenJD's variable names (4.4.1); renderbus's own limits are checked after (jobEnvProblems). */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 
-/** jobEnvironments or a step's stepEnvironments: their variables, in order (a later one wins); scripts are refused. */
-export function environments(list: unknown, path: string, params: Map<string, ParamValue>, names: Set<string>, problems: Problems): Record<string, string> {
+/**
+ * jobEnvironments or a step's stepEnvironments: their variables, and their scripts' actions and
+ * embedded files (written into `dir`-N, N the environment's place in the list).
+ */
+export function environments(list: unknown, path: string, params: Map<string, ParamValue>, names: Set<string>, dir: string, problems: Problems): EnvironmentsOut {
   const env: Record<string, string> = {};
-  if (list === undefined) return env;
+  const out: EnvironmentsOut = { env, actions: [], files: [] };
+  if (list === undefined) return out;
   if (!Array.isArray(list) || list.length === 0) {
     problems.add(path, 'must be a non-empty list of environments');
-    return env;
+    return out;
   }
   const scope = scopes(paramScope(params, true), sessionScope);
   list.forEach((e, i) => {
@@ -22,11 +38,9 @@ export function environments(list: unknown, path: string, params: Map<string, Pa
     if (typeof e.name !== 'string' || e.name.length === 0 || e.name.length > 64 || CONTROL.test(e.name)) problems.add(`${p}.name`, `${shown(e.name)} is not an environment name (1 to 64 printable characters)`);
     else if (names.has(e.name)) problems.add(`${p}.name`, `'${e.name}' names another environment of this template too`);
     else names.add(e.name);
-    if (e.script !== undefined) {
-      problems.add(`${p}.script`, "environment actions (onEnter/onExit) are not run by renderbus: give the environment's variables under 'variables', and do set-up work in the step's own command");
-    }
+    if (e.script !== undefined) script(e.script, `${p}.script`, typeof e.name === 'string' ? e.name : '', `${dir}-${i + 1}`);
     if (e.variables === undefined) {
-      if (e.script === undefined) problems.add(p, "an environment needs 'variables' (or a 'script', which this farm does not run)");
+      if (e.script === undefined) problems.add(p, "an environment needs 'variables' or a 'script'");
       return;
     }
     if (!isObject(e.variables) || Object.keys(e.variables).length === 0) return problems.add(`${p}.variables`, 'must be a non-empty map of NAME: value');
@@ -46,7 +60,20 @@ export function environments(list: unknown, path: string, params: Map<string, Pa
       else env[name] = value;
     }
   });
-  return env;
+  return out;
+
+  function script(sc: unknown, p: string, name: string, filesDir: string): void {
+    if (!isObject(sc)) return problems.add(p, 'must be { actions: { onEnter, onExit }, embeddedFiles }');
+    unknownFields(sc, ['actions', 'embeddedFiles'], p, problems);
+    const files = embeddedFiles(sc.embeddedFiles, `${p}.embeddedFiles`, filesDir, 'Env.File', scope, problems);
+    out.files.push(...files.files);
+    if (!isObject(sc.actions)) return problems.add(`${p}.actions`, 'missing: { onEnter, onExit }');
+    unknownFields(sc.actions, ['onEnter', 'onExit'], `${p}.actions`, problems);
+    const actionScope = scopes(scope, files.scope);
+    const onEnter = readAction(sc.actions.onEnter, `${p}.actions.onEnter`, actionScope, false, problems);
+    const onExit = sc.actions.onExit === undefined ? undefined : readAction(sc.actions.onExit, `${p}.actions.onExit`, actionScope, false, problems);
+    if (onEnter) out.actions.push({ name, onEnter, ...(onExit ? { onExit } : {}) });
+  }
 }
 
 /** Where a variable came from: the last environment that sets it (the step's win over the job's). */

@@ -3,5 +3,5 @@ export * from './parameters.ts';
 export * from './parse.ts';
 export * from './problems.ts';
 export * from './range-expr.ts';
-export type { EmbeddedFileOut } from './step-script.ts';
+export type { EmbeddedFileOut } from './embedded-files.ts';
 export * from './to-jobs.ts';

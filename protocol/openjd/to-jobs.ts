@@ -1,10 +1,11 @@
 import { jobEnvProblems, type Requirements } from '../messages/job-spec.ts';
-import { envPath, environments } from './environments.ts';
+import { envPath, environments, type EnvironmentsOut } from './environments.ts';
 import { hostRequirements } from './host-requirements.ts';
 import { applyParameters, type ParamInput, type ParamValue } from './parameters.ts';
 import { isObject, Problems, shown, unknownFields, type Json } from './problems.ts';
 import { CONTROL, paramScope, resolveField } from './scopes.ts';
-import { stepScript, type EmbeddedFileOut } from './step-script.ts';
+import type { EmbeddedFileOut } from './embedded-files.ts';
+import { stepScript } from './step-script.ts';
 import { parameterSpace } from './task-space.ts';
 
 /**
@@ -83,7 +84,7 @@ export function templateToJobs(doc: unknown, input: TemplateInput): TemplateJobs
   }
 
   const envNames = new Set<string>();
-  const jobEnv = environments(t.jobEnvironments, 'jobEnvironments', params, envNames, problems);
+  const jobEnv = environments(t.jobEnvironments, 'jobEnvironments', params, envNames, `${input.filesDir.replace(/\/+$/, '')}/job-env`, problems);
 
   const steps = Array.isArray(t.steps) ? t.steps : [];
   if (!Array.isArray(t.steps) || steps.length === 0) problems.add('steps', 'must be a list of at least one step');
@@ -124,7 +125,7 @@ function checkExtensions(ext: unknown, problems: Problems): Set<string> {
 interface StepContext {
   params: Map<string, ParamValue>;
   extensions: Set<string>;
-  jobEnv: Record<string, string>;
+  jobEnv: EnvironmentsOut;
   /** The template's jobEnvironments as written, to name where a variable came from. */
   jobEnvironments: unknown;
   envNames: Set<string>;
@@ -167,18 +168,21 @@ function mapStep(s: unknown, index: number, ctx: StepContext, problems: Problems
     }
   }
 
-  const env = { ...ctx.jobEnv, ...environments(s.stepEnvironments, `${path}.stepEnvironments`, ctx.params, ctx.envNames, problems) };
+  const stepEnv = environments(s.stepEnvironments, `${path}.stepEnvironments`, ctx.params, ctx.envNames, `${ctx.filesDir.replace(/\/+$/, '')}/step-${index + 1}/env`, problems);
+  const env = { ...ctx.jobEnv.env, ...stepEnv.env };
   for (const p of jobEnvProblems(env)) {
     // renderbus's own rules for a job's variables (reserved names such as PATH and LD_*, sizes)
     problems.add(p.name !== undefined ? envPath(s, ctx.jobEnvironments, p.name, path) : `${path}.stepEnvironments`, p.message);
   }
   const requirements = hostRequirements(s.hostRequirements, `${path}.hostRequirements`, ctx.params, problems);
   const space = parameterSpace(s.parameterSpace, `${path}.parameterSpace`, ctx.params, ctx.extensions, problems);
-  const script = stepScript(s.script, `${path}.script`, index, space, ctx, problems);
+  // the job's environments are entered first and exited last, around the step's own
+  const script = stepScript(s.script, `${path}.script`, index, space, { ...ctx, envActions: [...ctx.jobEnv.actions, ...stepEnv.actions] }, problems);
   if (problems.list.length > before || !space || !script) return undefined;
+  const files = [...ctx.jobEnv.files, ...stepEnv.files, ...script.files];
   const job: Omit<StepJob, 'after'> = {
       step: stepName,
-      files: script.files,
+      files,
       spec: {
         name: `${ctx.jobName} / ${stepName}`.slice(0, 200),
         renderer: 'command',
@@ -189,7 +193,7 @@ function mapStep(s: unknown, index: number, ctx: StepContext, problems: Problems
         ...(script.timeLimit !== undefined ? { timeLimit: script.timeLimit } : {}),
         ...(Object.keys(env).length > 0 ? { env } : {}),
         ...(requirements ? { requirements } : {}),
-        ...(script.files.length > 0 ? { supportFiles: script.files.map((f) => f.path) } : {}),
+        ...(files.length > 0 ? { supportFiles: files.map((f) => f.path) } : {}),
       },
   };
   return { deps, job };

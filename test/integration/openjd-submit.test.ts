@@ -35,7 +35,7 @@ before(async () => {
 });
 after(() => farm.stop());
 
-test('openjd submit - the sample renders every frame in chunks, and its second step runs after them', async () => {
+test('openjd submit - the sample renders every frame in chunks inside its scratch environment, and its second step runs after them', async () => {
   const out = join(farm.dir, 'orbit');
   const jobsDir = join(farm.dir, 'jobs');
   const r = await rbAsync('submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=1-5', '--param', 'ChunkSize=2',
@@ -69,14 +69,9 @@ test('openjd submit - a template the farm cannot run is refused by field, and no
   const dir = join(farm.dir, 'bad');
   await mkdir(dir, { recursive: true });
   const before = (await farm.jobs()).length;
-  const file = join(dir, 'env-script.yaml');
+  const file = join(dir, 'two-layers.yaml');
   await writeFile(file, `specificationVersion: jobtemplate-2023-09
-name: Setup
-jobEnvironments:
-- name: Conda
-  script:
-    actions:
-      onEnter: { command: conda, args: [activate, render] }
+name: Layers
 steps:
 - name: A
   script:
@@ -84,12 +79,16 @@ steps:
     actions: { onRun: { command: sh, args: ['{{Task.File.Run}}'] } }
 - name: B
   dependencies: [{ dependsOn: A }]
+  parameterSpace:
+    taskParameterDefinitions:
+    - { name: Frame, type: INT, range: '1-3' }
+    - { name: Layer, type: STRING, range: [beauty, shadow] }
   script:
-    actions: { onRun: { command: 'true' } }
+    actions: { onRun: { command: comp, args: ['{{Task.Param.Layer}}', '{{Task.Param.Frame}}'] } }
 `);
   const r = rb(farm, 'submit', file, '--output', join(dir, 'jobs'));
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /renderbus submit: template .*env-script\.yaml: jobEnvironments\[0\]\.script: environment actions \(onEnter\/onExit\) are not run by renderbus/);
+  assert.match(r.stderr, /renderbus submit: template .*two-layers\.yaml: steps\[1\]\.parameterSpace\.taskParameterDefinitions\[1\]\.range: renderbus maps one task parameter to frames \(here 'Frame'\); 'Layer' takes 2 values too/);
   assert.equal(existsSync(join(dir, 'jobs')), false); // no embedded file written
 
   // flags the template says itself

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseTemplate } from '../../actors/render-slot/adapters/command.ts';
 import { buildJob } from '../../tools/cli/job-file.ts';
 import { FarmError, prepareJob } from '../../protocol/index.ts';
@@ -55,13 +56,16 @@ test('openjd - the shipped sample maps to a chunked render job and a job after i
   assert.equal(render!.spec.chunk, 3);
   assert.equal(render!.spec.timeLimit, 600);
   assert.deepEqual(render!.spec.env, { ORBIT_QUALITY: '9' });
-  // the chunk's range expression, as the specification gives it ("1-3"), from the slot's tokens
-  assert.equal(render!.spec.command, 'sh /farm/out/openjd-j1/step-1/render.sh \\{first\\}-\\{last\\}');
-  assert.deepEqual(parseTemplate(render!.spec.command).args, ['sh', '/farm/out/openjd-j1/step-1/render.sh', '{first}-{last}']);
-  assert.deepEqual(render!.spec.supportFiles, ['/farm/out/openjd-j1/step-1/render.sh']);
+  // the chunk's range expression, as the specification gives it ("1-3"), from the slot's tokens,
+  // inside the wrapper that enters the job's Scratch environment
+  const wrapper = '/farm/out/openjd-j1/step-1/openjd-environments.sh';
+  assert.equal(render!.spec.command, `sh ${wrapper} sh /farm/out/openjd-j1/step-1/render.sh \\{first\\}-\\{last\\}`);
+  assert.deepEqual(parseTemplate(render!.spec.command).args, ['sh', wrapper, 'sh', '/farm/out/openjd-j1/step-1/render.sh', '{first}-{last}']);
+  assert.deepEqual(render!.spec.supportFiles, ['/farm/out/openjd-j1/step-1/render.sh', wrapper]);
+  assert.deepEqual(render!.files.map((f) => f.path), render!.spec.supportFiles);
   // PATH defaults are taken from the template's folder; Param values resolved in the file
   assert.match(render!.files[0]!.data, /povray \+I'\/studio\/tpl\/orbit\.pov'/);
-  assert.match(render!.files[0]!.data, /mkdir -p '\/studio\/tpl\/output'/);
+  assert.match(render!.files[0]!.data, /mv "\$ORBIT_SCRATCH\/\$name" '\/studio\/tpl\/output'/);
   assert.equal(listing!.step, 'Listing');
   assert.deepEqual(listing!.after, [0]);
   assert.equal(listing!.spec.frames, '1'); // no parameter space: runs once
@@ -157,7 +161,8 @@ test('openjd - job parameters: overrides, types and constraints, each refusal na
 
 test('openjd - what this farm cannot run is refused, naming its field', () => {
   const cases: [string, string | RegExp][] = [
-    [oneStep(ONCE, 'jobEnvironments:\n- name: E\n  script: { actions: { onEnter: { command: setup } } }'), /^jobEnvironments\[0\]\.script: environment actions \(onEnter\/onExit\) are not run by renderbus/],
+    [oneStep(ONCE, 'jobEnvironments:\n- name: E\n  script: { actions: { onExit: { command: teardown } } }'), /^jobEnvironments\[0\]\.script\.actions\.onEnter: missing: the command to run/],
+    [oneStep(ONCE, 'jobEnvironments:\n- name: E\n  script: { actions: { onEnter: { command: setup, cancelation: { mode: NOTIFY_THEN_TERMINATE } } } }'), /^jobEnvironments\[0\]\.script\.actions\.onEnter\.cancelation: NOTIFY_THEN_TERMINATE is not offered/],
     [oneStep(ONCE, 'jobEnvironments:\n- name: E\n  variables: { LD_PRELOAD: /x.so }'), /^jobEnvironments\[0\]\.variables\.LD_PRELOAD: LD_PRELOAD is the farm's to set/],
     [oneStep(`  parameterSpace:\n    taskParameterDefinitions:\n    - { name: Frame, type: INT, range: '1-10' }\n    - { name: Cam, type: STRING, range: [a, b] }\n${RUN}`), /^steps\[0\]\.parameterSpace\.taskParameterDefinitions\[1\]\.range: renderbus maps one task parameter to frames \(here 'Frame'\); 'Cam' takes 2 values too/],
     [oneStep(`  parameterSpace:\n    taskParameterDefinitions: [{ name: Frame, type: INT, range: '1-10' }, { name: B, type: INT, range: '1' }]\n    combination: '(Frame, B)'\n${RUN}`), /^steps\[0\]\.parameterSpace\.combination: the association '\(Frame, B\)' pairs parameters with different numbers of values$/],
@@ -184,7 +189,7 @@ test('openjd - what this farm cannot run is refused, naming its field', () => {
   }
   // every problem at once, each with its field
   const many = refusal(oneStep(`  hostRequirements: { amounts: [{ name: amount.worker.gpu, min: 1 }] }\n  script:\n    actions: { onRun: { command: echo, timeout: 0 } }`, 'jobEnvironments:\n- name: E\n  script: {}'));
-  assert.match(many, /^3 problems:\n {2}jobEnvironments\[0\]\.script: .*\n {2}steps\[0\]\.hostRequirements\.amounts\[0\]\.name: .*\n {2}steps\[0\]\.script\.actions\.onRun\.timeout: must be whole seconds/);
+  assert.match(many, /^3 problems:\n {2}jobEnvironments\[0\]\.script\.actions: missing: .*\n {2}steps\[0\]\.hostRequirements\.amounts\[0\]\.name: .*\n {2}steps\[0\]\.script\.actions\.onRun\.timeout: must be whole seconds/);
 });
 
 test('openjd - what maps: host requirements, environments in order, single-valued task parameters, CHUNK targetRuntimeSeconds', () => {
@@ -220,6 +225,45 @@ steps:
   const twoSteps = (jobEnv: string) => `specificationVersion: jobtemplate-2023-09\nname: T\n${jobEnv}steps:\n- name: A\n  stepEnvironments: [{ name: Look, variables: { X: a } }]\n${ONCE}\n- name: B\n  stepEnvironments: [{ name: Look, variables: { X: b } }]\n${ONCE}\n`;
   assert.deepEqual(map(twoSteps('')).jobs.map((j) => j.spec.env), [{ X: 'a' }, { X: 'b' }]);
   assert.equal(refusal(twoSteps('jobEnvironments: [{ name: Look, variables: { Y: j } }]\n')), "2 problems:\n  steps[0].stepEnvironments[0].name: 'Look' names another environment of this template too\n  steps[1].stepEnvironments[0].name: 'Look' names another environment of this template too");
+});
+
+test('openjd - environment scripts run around each task: in order, openjd_env sets variables, exits in reverse; a failed onEnter runs nothing', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-openjd-env-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const doc = parseTemplateText(`specificationVersion: jobtemplate-2023-09
+name: T
+jobEnvironments:
+- name: Outer
+  script:
+    actions:
+      onEnter: { command: sh, args: ['-c', 'echo enter-outer; echo "openjd_env: A=1"; echo "openjd_env: B=2"; echo "openjd_unset_env: B"'] }
+      onExit: { command: sh, args: ['-c', 'echo "exit-outer A=$A"'] }
+steps:
+- name: S
+  stepEnvironments:
+  - name: Inner
+    script:
+      actions:
+        onEnter: { command: sh, args: ['{{Env.File.Check}}'] }
+        onExit: { command: echo, args: [exit-inner] }
+      embeddedFiles: [{ name: Check, type: TEXT, data: 'echo "enter-inner A=$A"; test -z "$FAIL_INNER"' }]
+  script:
+    actions: { onRun: { command: sh, args: ['-c', 'echo "run A=$A B=\${B-unset}"'] } }
+`);
+  const [job] = templateToJobs(doc, { overrides: new Map(), templateDir: dir, cwd: dir, filesDir: dir }).jobs;
+  for (const f of job!.files) {
+    mkdirSync(dirname(f.path), { recursive: true });
+    writeFileSync(f.path, f.data);
+  }
+  assert.deepEqual(job!.files.map((f) => f.path.slice(dir.length)), ['/step-1/env-1/Check', '/step-1/openjd-environments.sh']);
+  const [cmd, ...args] = parseTemplate(job!.spec.command).args;
+  const ok = spawnSync(cmd!, args, { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.deepEqual(ok.stdout.trim().split('\n').filter((l) => !l.startsWith('openjd_')), ['enter-outer', 'enter-inner A=1', 'run A=1 B=unset', 'exit-inner', 'exit-outer A=1']);
+  const failed = spawnSync(cmd!, args, { encoding: 'utf8', env: { ...process.env, FAIL_INNER: '1' } });
+  assert.equal(failed.status, 1);
+  assert.deepEqual(failed.stdout.trim().split('\n').filter((l) => !l.startsWith('openjd_')), ['enter-outer', 'enter-inner A=1', 'exit-outer A=1']); // the task did not run; Outer, entered, exits
+  assert.equal(failed.stderr, "renderbus: environment 'Inner' failed to enter\n");
 });
 
 test('openjd - arguments reach the command exactly: quotes, spaces, $ and empty ones survive the template', () => {

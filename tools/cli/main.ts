@@ -131,9 +131,10 @@ Open Job Description: a job template (specificationVersion: jobtemplate-2023-09,
 becomes one job of the command renderer per step, its dependencies the jobs' order; --param
 NAME=VALUE sets its job parameters (relative PATH values: from the template's folder, or from
 here for --param). An INT task parameter gives the frames, a CHUNK[INT] one (extension
-TASK_CHUNKING) the chunks; embedded files are written under the output folder (openjd-<id>/).
-All the steps are queued or none; their ids print one a line. What the farm cannot run
-(environment scripts, several varying task parameters, ...) is refused naming the field:
+TASK_CHUNKING) the chunks; embedded files are written under the output folder (openjd-<id>/);
+environments' variables are the jobs' env, their scripts run around each task. All the steps
+are queued or none; their ids print one a line. What the farm cannot run (several varying task
+parameters, session working directories, ...) is refused naming the field:
 docs/renderers.md, "Open Job Description templates".
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a

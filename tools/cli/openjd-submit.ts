@@ -95,7 +95,8 @@ export async function submitTemplateCommand(c: CommandContext<SubmitOptions>): P
 
   const specs: JobSpec[] = [];
   try {
-    for (const f of mapped.jobs.flatMap((j) => j.files)) {
+    // a job environment's files are every step's: written once
+    for (const f of new Map(mapped.jobs.flatMap((j) => j.files).map((x) => [x.path, x])).values()) {
       mkdirSync(dirname(f.path), { recursive: true });
       writeFileSync(f.path, f.data);
       chmodSync(f.path, f.runnable ? 0o755 : 0o644);

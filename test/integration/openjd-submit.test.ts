@@ -38,28 +38,28 @@ after(() => farm.stop());
 test('openjd submit - the sample renders every frame in chunks inside its scratch environment, and its second step runs after them', async () => {
   const out = join(farm.dir, 'orbit');
   const jobsDir = join(farm.dir, 'jobs');
-  const r = await rbAsync('submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=1-5', '--param', 'ChunkSize=2',
+  const r = await rbAsync('submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=1-4', '--param', 'ChunkSize=2',
     '--param', 'Width=32', '--param', 'Height=24', '--output', jobsDir, '--wait');
   assert.equal(r.code, 0, r.stderr);
   const ids = r.stdout.trim().split('\n');
   assert.equal(ids.length, 2, r.stdout);
-  assert.match(r.stderr, new RegExp(`submitted template 'Orbit 1-5' to site ${farm.site} as 2 jobs:\\n  ${ids[0]} Render: 5 frames in 3 tasks\\n  ${ids[1]} Listing: 1 frame in 1 task, after ${ids[0]}\\n`));
+  assert.match(r.stderr, new RegExp(`submitted template 'Orbit 1-4' to site ${farm.site} as 2 jobs:\\n  ${ids[0]} Render: 4 frames in 2 tasks\\n  ${ids[1]} Listing: 1 frame in 1 task, after ${ids[0]}\\n`));
 
   const render = await farm.job(ids[0]!);
   const listing = await farm.job(ids[1]!);
   assert.equal(render.state, 'done');
   assert.equal(listing.state, 'done');
-  assert.equal(render.name, 'Orbit 1-5 / Render');
+  assert.equal(render.name, 'Orbit 1-4 / Render');
   assert.equal(render.spec.chunk, 2);
   assert.equal(render.spec.hold, true); // queued held, then released with the other
   assert.deepEqual(listing.spec.after, [ids[0]]);
   assert.ok(listing.startedAt! >= render.finishedAt!, `listing started at ${listing.startedAt}, render finished at ${render.finishedAt}`);
-  // chunks of two consecutive frames: 1-2, 3-4, 5 (each task one loop over its range)
-  assert.deepEqual(render.frames.map((f) => f.frame), [1, 2, 3, 4, 5]);
+  // chunks of two consecutive frames, 1-2 and 3-4, side by side on the two slots (each task one loop over its range)
+  assert.deepEqual(render.frames.map((f) => f.frame), [1, 2, 3, 4]);
   const frames = (await readdir(out)).filter((f) => f.endsWith('.png')).sort();
-  assert.deepEqual(frames, [1, 2, 3, 4, 5].map((f) => `orbit_000${f}.png`));
+  assert.deepEqual(frames, [1, 2, 3, 4].map((f) => `orbit_000${f}.png`));
   for (const f of frames) assert.deepEqual((await readFile(join(out, f))).subarray(0, 4), PNG, f);
-  // the listing ran once every frame was there: it lists all five
+  // the listing ran once every frame was there: it lists all four
   assert.deepEqual((await readFile(join(out, 'frames.txt'), 'utf8')).trim().split('\n'), frames);
   // the embedded script was written where the render host read it: beside the jobs' output
   assert.equal(existsSync(join(jobsDir, `openjd-${ids[0]}`, 'step-1', 'render.sh')), true);

@@ -7,6 +7,7 @@ export const ErrorCodes = {
   RB_BAD_FRAMES: 'frame range is invalid',
   RB_BAD_SPEC: 'requirement pattern is invalid',
   RB_BAD_JOB: 'job description is invalid',
+  RB_BAD_TEMPLATE: 'job template (Open Job Description) is invalid, or asks what this farm cannot run',
   RB_BUDGET_EXCEEDED: 'the project\'s outsourcing budget is spent',
   RB_UNKNOWN_JOB: 'no such job',
   RB_UNKNOWN_HOST: 'no such host',

@@ -40,6 +40,8 @@ export interface SubmitFlags {
   taskDuration?: string;
   /** NAME=VALUE, repeatable: the job's own environment variables. */
   env?: string[];
+  /** NAME=VALUE, repeatable: an Open Job Description template's job parameters. */
+  param?: string[];
 }
 
 export interface JobInput {
@@ -111,13 +113,25 @@ export function buildJob(input: JobInput): BuiltJob {
   const { jobFile, sceneArg } = splitArgs(input.args);
   const raw: Json = jobFile ? readJobFile(resolve(input.cwd, jobFile), jobFile) : {};
   const fileDir = jobFile ? dirname(resolve(input.cwd, jobFile)) : input.cwd;
-  const fromFlag = new Map<string, string>(); // JSON path → label
-  const problems: string[] = [];
 
   // Paths in a job file are relative to the file, so it can travel with its scene.
   if (typeof raw.scene === 'string') raw.scene = resolve(fileDir, raw.scene);
   if (isObject(raw.output) && typeof raw.output.dir === 'string') raw.output = { ...raw.output, dir: resolve(fileDir, raw.output.dir) };
   if (Array.isArray(raw.supportFiles)) raw.supportFiles = raw.supportFiles.map((f) => (typeof f === 'string' ? resolve(fileDir, f) : f));
+  if (input.flags.param !== undefined && input.flags.param.length > 0) {
+    throw new UsageError('--param: only an Open Job Description template (a .yaml file, or JSON with specificationVersion) takes job parameters');
+  }
+  return buildJobFrom(raw, input, jobFile ? { source: `job file ${jobFile}`, jobFile } : {}, sceneArg);
+}
+
+/**
+ * buildJob for a job description already in hand (an Open Job Description step's job: its paths
+ * absolute), with the flags applied over it. `source` prefixes the field in its messages.
+ */
+export function buildJobFrom(raw: Json, input: Omit<JobInput, 'args'>, from: { source?: string; jobFile?: string }, sceneArg?: string): BuiltJob {
+  const jobFile = from.jobFile;
+  const fromFlag = new Map<string, string>(); // JSON path → label
+  const problems: string[] = [];
 
   if (sceneArg !== undefined) {
     raw.scene = resolve(input.cwd, sceneArg);
@@ -129,7 +143,7 @@ export function buildJob(input: JobInput): BuiltJob {
     let best: [string, string] | undefined;
     for (const [p, l] of fromFlag) if ((path === p || path.startsWith(`${p}/`)) && (!best || p.length > best[0].length)) best = [p, l];
     if (best) return best[1]; // the message itself quotes the value when it is one of several
-    return jobFile ? `job file ${jobFile}: ${path}` : path.slice(1);
+    return from.source ? `${from.source}: ${path}` : path.slice(1);
   };
 
   // Missing essentials get a sentence saying how to give them.
@@ -232,7 +246,7 @@ export function jsonSyntaxError(text: string, message: string): string {
   return `not valid JSON at line ${line}, column ${column}: ${what}${caret}`;
 }
 
-function applyFlags(raw: Json, input: JobInput, fromFlag: Map<string, string>, problems: string[]): void {
+function applyFlags(raw: Json, input: Omit<JobInput, 'args'>, fromFlag: Map<string, string>, problems: string[]): void {
   const f = input.flags;
   for (const [key, path] of FLAG_PATHS) {
     const value = f[key];
@@ -300,7 +314,7 @@ function setPath(raw: Json, path: string, value: unknown): void {
   if (isObject(raw[head])) raw[head] = { ...raw[head], [leaf]: value };
 }
 
-function applyDefaults(raw: Json, input: JobInput, problems: string[]): void {
+function applyDefaults(raw: Json, input: Omit<JobInput, 'args'>, problems: string[]): void {
   const scene = typeof raw.scene === 'string' ? raw.scene : undefined;
   if (raw.name === undefined && scene) raw.name = basename(scene, extname(scene)).slice(0, 200) || 'job';
   if (raw.user === undefined && input.defaults.user !== undefined) raw.user = input.defaults.user;

@@ -37,7 +37,14 @@ export const defaultHandlers: Handlers = {
   notifier: async (c) => (await import('./actor-commands.ts')).notifierCommand(c as CommandContext<NotifierFlags>),
   monitor: async (c) => (await import('./monitor.ts')).monitorCommand(c as CommandContext<MonitorFlags>),
   'render-server': async (c) => (await import('./actor-commands.ts')).renderServerCommand(c as CommandContext<RenderServerOptions>),
-  submit: async (c) => (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>),
+  submit: async (c) => {
+    // an Open Job Description template (YAML, or JSON that says so) becomes a job per step
+    if (/\.(ya?ml|json)$/i.test(c.args[0] ?? '')) {
+      const openjd = await import('./openjd-submit.ts');
+      if (openjd.isTemplateArg(c.args, process.cwd())) return openjd.submitTemplateCommand(c as CommandContext<SubmitOptions>);
+    }
+    return (await import('./submit.ts')).submitCommand(c as CommandContext<SubmitOptions>);
+  },
   jobs: async (c) => (await import('./jobs.ts')).jobsCommand(c),
   job: async (c) => (await import('./job.ts')).jobCommand(c),
   cancel: async (c) => (await import('./control.ts')).controlCommand('cancel', c),
@@ -99,6 +106,8 @@ Examples:
   renderbus submit shot.json                    a job file
   renderbus submit shot.json --priority 5       flags override the file's fields
   renderbus submit notes.txt --frames 1-10 --command 'sh -c "echo {frame} > {output}"' --pattern 'out_####.txt'
+  renderbus submit job.yaml --param Frames=1-48 --param OutputDir=/srv/renders/sh010
+                                                an Open Job Description template
 
 Frames: '1-100', '1-100x5' (every 5th), '1,5,10-12'. Priority: lower is more urgent (default 50).
 Renderer: povray for .pov scenes; anything else needs --command TEMPLATE with the tokens
@@ -117,6 +126,16 @@ Job file: one JSON object with the fields
   env: { "NAME": "value", ... } (or --env NAME=VALUE): the renderer's own variables; it never sees the farm's
 Paths in a job file are relative to the file. Every wrong field is reported by name, and a
 JSON syntax error by its line and column.
+
+Open Job Description: a job template (specificationVersion: jobtemplate-2023-09, YAML or JSON)
+becomes one job of the command renderer per step, its dependencies the jobs' order; --param
+NAME=VALUE sets its job parameters (relative PATH values: from the template's folder, or from
+here for --param). An INT task parameter gives the frames, a CHUNK[INT] one (extension
+TASK_CHUNKING) the chunks; embedded files are written under the output folder (openjd-<id>/);
+environments' variables are the jobs' env, their scripts run around each task. All the steps
+are queued or none; their ids print one a line. What the farm cannot run (several varying task
+parameters, session working directories, ...) is refused naming the field:
+docs/renderers.md, "Open Job Description templates".
 
 Prints the job id alone on stdout (--json: the whole reply). With --wait: a progress bar on a
 terminal, plain lines otherwise; exits 0 when every frame is done, 1 when the job failed or was
@@ -226,9 +245,9 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
 
   program
     .command('submit')
-    .summary('submit a render job: a scene and flags, or a job file')
-    .description('submit a render job: a scene file with flags, or a job file (JSON) whose fields the flags override')
-    .argument('[file]', 'a job file (*.json), or else the scene file')
+    .summary('submit a render job: a scene and flags, a job file, or an Open Job Description template')
+    .description('submit a render job: a scene file with flags, a job file (JSON) whose fields the flags override, or an Open Job Description job template (one job per step)')
+    .argument('[file]', 'a job file (*.json), an Open Job Description template (*.yaml, or JSON with specificationVersion), or else the scene file')
     .argument('[scene]', 'the scene, when a job file comes first (overrides its "scene")')
     .option('--frames <list>', "frames to render: '1-24', '1-100x5', '1,5,10-12'")
     .option('--renderer <name>', 'povray, blender or command (default: povray for .pov scenes, blender for .blend)')
@@ -259,6 +278,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--env <NAME=VALUE>', "an environment variable for the renderer, e.g. OCIO=/studio/aces.ocio (repeatable); renderers get only PATH, HOME, LANG, LC_ALL, TZ, TMPDIR and these", collect)
     .option('--after-frames <id>', 'frame by frame: frame N starts once frame N of this job is done (repeatable)', collect)
     .option('--after <id>', 'start only once this job is done, e.g. a comp after its render (repeatable)', collect)
+    .option('--param <NAME=VALUE>', 'an Open Job Description template\'s job parameter, e.g. Frames=1-100 (repeatable)', collect)
     .option('--hold', 'queue the job held: nothing starts until renderbus release <id>')
     .option('--preview-first', 'render the first, last and middle frames first, then the rest')
     .option('--wait', 'follow the job until it ends, with progress')

@@ -16,9 +16,10 @@ import { sandboxBench } from './sandbox-cost.ts';
 import { cryptoBench } from './result-crypto.ts';
 import { dayBench } from './sim-day.ts';
 import { blenderBench } from './blender-makespan.ts';
+import { failoverBench } from './failover.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender] [--no-write]
+ * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
@@ -30,6 +31,7 @@ import { blenderBench } from './blender-makespan.ts';
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
  *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
  *   sandbox (tools/bench/sandbox-cost.ts): --sandbox-runs N (300) --sandbox-files N (10000) --sandbox-frames N (10) --sandbox-dir DIR (/var/tmp)
+ *   failover (tools/bench/failover.ts): --failover-kills N (10); ~1 min
  *   blender (tools/bench/blender-makespan.ts): --blender-frames N (24) --blender-slots N (2) --blender-chunk N (12)
  *     --blender-size WxH (320x240) --blender-samples N (16); needs blender and GNU parallel; ~3 min
  *   day (tools/bench/sim-day.ts): --day-seed N (16) --day-jobs N (16) --day-scale N (600: a wall second is 10 min of the day); ~4 min
@@ -49,7 +51,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day', 'blender'] as const;
+const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day', 'blender', 'failover'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -129,6 +131,14 @@ if (runs('blender')) {
   }
   sections.push(await blenderBench(b, machine));
 }
+if (runs('failover')) {
+  const kills = Number(opt('failover-kills', '10'));
+  if (!Number.isInteger(kills) || kills < 1) {
+    console.error(`failover: --failover-kills must be a whole number of at least 1 (${String(kills)})`);
+    process.exit(2);
+  }
+  sections.push(await failoverBench({ kills }, machine));
+}
 if (runs('scale')) {
   const small = argv.includes('--small');
   const num = (name: string, dflt: number, smallDflt: number) => Number(opt(name, String(small ? smallDflt : dflt)));
@@ -161,7 +171,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

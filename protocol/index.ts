@@ -31,5 +31,6 @@ export * from './messages/notify-payload.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';
 export * from './roles.ts';
+export * from './cluster.ts';
 export * from './bundles/index.ts';
 export * from './output-patterns.ts';

@@ -25,7 +25,7 @@ export interface ClusterOptions {
   name?: string;
   /** Who may log in: the same users on every member. */
   auth: { users: readonly AuthUser[] };
-  /** A credential to ask JetStream with: the cluster is ready once its meta leader answers. */
+  /** A credential allowed JetStream's API (a scheduler's): the cluster is ready once its meta leader answers. */
   probe: Credentials;
   maxFileStore?: number;
   /** How long the members may take to elect a JetStream meta leader (default 30 s). */
@@ -73,7 +73,7 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
   const name = o.name ?? 'renderbus';
   const cluster = { name, user: 'route', password, routes: routePorts.map((p) => `${host}:${p}`) };
   const clientPorts = o.ports ? [...o.ports] : Array.from({ length: o.size }, () => -1);
-  const handles: (NatsServerHandle | null)[] = [];
+  const handles: (NatsServerHandle | null)[] = Array.from({ length: o.size }, () => null);
   const startNode = async (i: number): Promise<NatsServerHandle> => {
     const dir = join(o.dir, `n${i + 1}`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -87,16 +87,18 @@ export async function startCluster(o: ClusterOptions): Promise<ClusterHandle> {
     await Promise.all(handles.map((h) => h?.stop()));
   };
   const t0 = Date.now();
-  try {
-    // one at a time: a member is up once it listens, and the routes form as the next ones come
-    for (let i = 0; i < o.size; i++) {
-      const h = await startNode(i);
-      handles.push(h);
-      clientPorts[i] = Number(new URL(h.url).port);
+  // all at once: a member that starts alone waits out an election timeout before it campaigns
+  const started = await Promise.allSettled(Array.from({ length: o.size }, (_, i) => startNode(i)));
+  started.forEach((r, i) => {
+    if (r.status === 'fulfilled') {
+      handles[i] = r.value;
+      clientPorts[i] = Number(new URL(r.value.url).port);
     }
-  } catch (err) {
+  });
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
     await stopAll();
-    throw err;
+    throw failed.reason;
   }
   const servers = handles.map((h) => h!.url);
   try {
@@ -150,6 +152,7 @@ async function untilMetaLeader(servers: string[], probe: Credentials, timeoutMs:
         await jsm.getAccountInfo();
         return;
       } catch (err) {
+        if (/permissions violation/i.test((err as Error).message)) throw err; // the probe's credential may not ask: waiting will not help
         last = err;
         await sleep(50);
       }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -130,7 +131,7 @@ export async function writeAuthConfig(dir: string, users: readonly AuthUser[], l
   // `credentials add` on a data directory no `up` has run in yet (a studio's own nats-server): no nats/ there
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'auth.conf');
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`; // a cluster's members start at once, sharing it
   await writeFile(tmp, authConfig(users, links), { mode: 0o600 });
   await rename(tmp, path);
 }

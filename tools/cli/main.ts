@@ -157,6 +157,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
     .option('--port <n>', 'NATS client port; -1 picks a free one; a port given here that is taken is an error (default: 4222, or a free port if 4222 is taken)')
     .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1); NATS only, the monitor stays on --monitor-listen')
+    .option('--cluster <n>', 'NATS servers on this machine: 1, or 3 clustered, with the journal and event streams kept on all three (R3) and every actor given the three URLs; with --port N they take N, N+1, N+2, else free ports (default: 1; docs/cluster.md)')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
     .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
     .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)

@@ -167,7 +167,8 @@ async function untilMetaLeader(servers: string[], probe: Credentials, timeoutMs:
  * The password the members' routes share (`<dir>/cluster.secret`, 0600): made once, so a
  * member restarted later still gets in. Hex: it goes into route URLs unescaped.
  */
-async function routeSecret(dir: string): Promise<string> {
+export async function routeSecret(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'cluster.secret');
   const had = await readFile(path, 'utf8').then((s) => s.trim(), () => '');
   if (/^[0-9a-f]{32,}$/.test(had)) return had;

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
@@ -123,6 +123,12 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   // nats-server must not meet a full disk (store-guard.ts): on a nearly full one it starts refusing writes
   const storeDir = natsDir(dataDir);
   const minFree = o.storeMinFreeBytes ?? DEFAULT_STORE_MIN_FREE_BYTES;
+  // the queue lives in the store of the shape the farm ran with: starting the other shape would not see it
+  const other = clusterSize > 1 ? join(storeDir, 'jetstream') : join(storeDir, 'n1', 'jetstream');
+  if (await readdir(other).then((l) => l.length > 0, () => false)) {
+    const was = clusterSize > 1 ? 'one nats-server' : 'a NATS cluster (renderbus up --cluster 3)';
+    throw new FarmError('RB_BAD_ARGUMENT', `${dataDir} holds the JetStream store of a farm that ran on ${was} (${other}): start it as it was, or move ${storeDir} away to start afresh (its jobs would not be seen; docs/cluster.md, "Limits")`);
+  }
   await mkdir(storeDir, { recursive: true });
   let storeMode: StoreMode = nextStoreMode('normal', await freeBytes(storeDir), minFree, false)?.restart ?? 'normal';
   const listen = o.listen ?? '127.0.0.1';

@@ -166,4 +166,8 @@ test('cluster - renderbus up --cluster 3: jobs answers with every URL in farm.js
   assert.match(after.stdout, /no jobs/);
   up.proc.kill('SIGTERM');
   await once(up.proc, 'exit');
+  // its queue is in the cluster's stores: a one-server start would not see it, so it is refused
+  const single = spawnSync(process.execPath, [CLI, 'up', '--data', dir, '--slots', '0', '--monitor-port', '-1'], { encoding: 'utf8', timeout: 20_000 });
+  assert.notEqual(single.status, 0);
+  assert.match(single.stderr, /holds the JetStream store of a farm that ran on a NATS cluster/);
 });

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
-import { call, connectBus } from '../../actors/bus/index.ts';
+import { connect } from '@nats-io/transport-node';
+import { call, connectBus, loginOptions } from '../../actors/bus/index.ts';
+import { readCredentials } from '../../sites/auth/credentials-file.ts';
 import { startRenderServer } from '../../actors/render-server/index.ts';
 import { Journal } from '../../actors/scheduler/journal.ts';
 import { codecs, PROTOCOL_MAJOR, Role, streams, subjects, type JobSpec } from '../../protocol/index.ts';
@@ -139,6 +141,16 @@ test('cluster - a job survives kill -9 of its render server\'s NATS member, then
   });
 });
 
+test('cluster - renderbus up --cluster takes 3 or 1, and not with --site', () => {
+  const up = (...args: string[]) => spawnSync(process.execPath, [CLI, 'up', '--data', join(tmpdir(), `rb-never-${randomUUID()}`), ...args], { encoding: 'utf8', timeout: 20_000 });
+  const two = up('--cluster', '2');
+  assert.equal(two.status, 2);
+  assert.match(two.stderr, /--cluster 2: give 3 \(a cluster of three NATS servers on this machine\) or 1/);
+  const linked = up('--cluster', '3', '--site', 'studio');
+  assert.equal(linked.status, 2);
+  assert.match(linked.stderr, /--cluster 3 with --site: a linked site runs on one NATS server/);
+});
+
 test('cluster - renderbus up --cluster 3: jobs answers with every URL in farm.json, and with the first member down', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'rb-cluster-up-'));
   const up = new ActorProcess('up', spawn(process.execPath, [CLI, 'up', '--data', dir, '--cluster', '3', '--slots', '0', '--monitor-port', '-1'], { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -147,11 +159,13 @@ test('cluster - renderbus up --cluster 3: jobs answers with every URL in farm.js
     await rm(dir, { recursive: true, force: true });
   });
   const t0 = Date.now();
-  const farm = await waitUntil('the farm to be up', async () => {
-    if (!up.running) throw new Error(`up exited:\n${up.output}`);
+  const ready = await waitUntil('the farm to be up', async () => {
+    if (!up.running) return { exited: true } as const; // fails below, at once
     const f = await readFile(join(dir, 'farm.json'), 'utf8').then((s) => JSON.parse(s) as { url: string; servers?: string[]; natsPids?: number[] }, () => undefined);
-    return f && /is up/.test(up.output) ? f : undefined;
+    return f && /is up/.test(up.output) ? { exited: false, farm: f } as const : undefined;
   }, 30_000, 100);
+  assert.ok(!ready.exited, `up exited:\n${up.output}`);
+  const farm = ready.farm;
   t.diagnostic(`renderbus up --cluster 3 was up in ${Date.now() - t0} ms`);
   assert.equal(farm.servers?.length, 3);
   assert.equal(farm.url, farm.servers?.[0]);
@@ -159,6 +173,20 @@ test('cluster - renderbus up --cluster 3: jobs answers with every URL in farm.js
   const rbJobs = () => spawnSync(process.execPath, [CLI, '--data', dir, 'jobs'], { encoding: 'utf8', timeout: 20_000 });
   const before = rbJobs();
   assert.equal(before.status, 0, before.stderr);
+  // a credential issued while it runs gets in at every member (each one reloads the shared auth.conf)
+  const file = join(dir, 'ann.creds');
+  const add = spawnSync(process.execPath, [CLI, '--data', dir, 'credentials', 'add', 'artist', 'ann', '--out', file], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(add.status, 0, add.stderr);
+  const ann = await readCredentials(file);
+  assert.equal(ann.url, farm.servers!.join(','), 'the credential names every member');
+  for (const url of farm.servers!) {
+    await waitUntil(`ann to get in at ${url}`, async () => {
+      // that member itself: no moving on to the others it names in INFO
+      const nc = await connect({ servers: url, ...loginOptions(ann), maxReconnectAttempts: 0, ignoreClusterUpdates: true, timeout: 2_000 });
+      await nc.close();
+      return true;
+    }, 10_000, 50);
+  }
   // the first URL's member: a command given farm.url alone would find nobody there
   process.kill(farm.natsPids![0]!, 'SIGKILL');
   const after = rbJobs();

@@ -24,7 +24,10 @@ export async function startTestCluster(site: string): Promise<TestCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-cluster-'));
   // the probe's credential is in auth.conf from the start
   const probe = await issuePrincipal(dir, site, { role: Role.Scheduler, name: 'probe' });
-  const cluster = await startCluster({ dir: join(dir, 'nats'), size: 3, auth: { users: await authUsers(dir) }, probe });
+  const cluster = await startCluster({ dir: join(dir, 'nats'), size: 3, auth: { users: await authUsers(dir) }, probe }).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
   const issued = new Map<string, Promise<Credentials>>();
   const files = new Map<string, Promise<string>>();
   let queue: Promise<unknown> = Promise.resolve();

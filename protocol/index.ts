@@ -32,5 +32,6 @@ export * from './messages/notify-payload.ts';
 export * from './codecs.ts';
 export * from './catalog.ts';
 export * from './roles.ts';
+export * from './cluster.ts';
 export * from './bundles/index.ts';
 export * from './output-patterns.ts';

@@ -5,13 +5,18 @@ import { FarmError } from '../protocol/errors.ts';
 /** `<data>/farm.json`: how other commands find a running farm. */
 export interface FarmFile {
   site: string;
+  /** The first NATS server's URL (readers older than clusters know only this one). */
   url: string;
+  /** Every NATS server of the farm: one, or each member of its cluster (`up --cluster 3`). */
+  servers?: string[];
   pid: number;
   dataDir: string;
   outputDir: string;
   startedAt: number;
   /** The nats-server's pid: `renderbus credentials` has it reload its users. */
   natsPid?: number;
+  /** Every member's pid on a cluster (`natsPid` is the first): a reload signals each. */
+  natsPids?: number[];
   /** The operator credential of whoever ran `up` (<data>/auth/local/…, 0600): the CLI's default. */
   credsFile?: string;
   /** The web monitor: its address, and the access token its actions need (also in <data>/monitor-token). */

@@ -1,10 +1,13 @@
 import { resolve } from 'node:path';
-import { FarmError, type Credentials } from '../protocol/index.ts';
+import { FarmError, parseServerList, type Credentials } from '../protocol/index.ts';
 import { readCredentials } from './auth/credentials-file.ts';
 import { DEFAULT_DATA_DIR, pidAlive, readFarmFile, type FarmFile } from './farm-file.ts';
 
 export interface FarmLocation {
+  /** The servers as one line, for messages (`nats://a:4222,nats://b:4222`). */
   url: string;
+  /** Every NATS server to try: one, or each member of a cluster. */
+  servers: string[];
   site: string;
   farm: FarmFile | null;
   creds: Credentials;
@@ -14,8 +17,9 @@ export interface FarmLocation {
  * Where a command finds the farm and who it is there.
  * - The credential: `--creds FILE`, else RENDERBUS_CREDS, else the operator credential that
  *   `renderbus up` wrote for whoever ran it (named in `<data>/farm.json`).
- * - The URL: `--nats URL`, else RENDERBUS_NATS, else the running farm's farm.json, else the URL
- *   the credential was issued with.
+ * - The servers: `--nats URL[,URL…]`, else RENDERBUS_NATS (the same list), else the running
+ *   farm's farm.json (`servers`, else its `url`), else the URL(s) the credential was issued with.
+ *   A bad URL in a list is named in the error.
  * - The site: `--site`, else the credential's (a credential works only on its own site).
  */
 export async function locateFarm(o: { nats?: string; data?: string; site?: string; creds?: string }): Promise<FarmLocation> {
@@ -34,14 +38,21 @@ export async function locateFarm(o: { nats?: string; data?: string; site?: strin
     throw new FarmError('RB_BAD_CREDENTIALS', `${credsFile} is a credential of site '${creds.site}', not '${o.site}'`);
   }
   const site = creds.site;
-  const url = o.nats ?? fromEnv('RENDERBUS_NATS') ?? (running ? farm.url : undefined) ?? creds.url;
-  if (url) return { url, site, farm, creds };
+  const servers = serversOf(o.nats, credsFile, creds, running ? farm : null);
+  if (servers) return { url: servers.join(','), servers, site, farm, creds };
   if (!farm) {
     throw new FarmError('RB_FARM_NOT_FOUND', `no farm at ${resolve(dataDir)} (no farm.json): start one with 'renderbus up', or pass --nats URL / set RENDERBUS_NATS`);
   }
   throw new FarmError('RB_FARM_NOT_FOUND', `the farm in ${resolve(dataDir)} is not running (pid ${farm.pid} is gone): start it with 'renderbus up --data ${dataDir}'`);
 }
 
+function serversOf(nats: string | undefined, credsFile: string, creds: Credentials, farm: FarmFile | null): string[] | undefined {
+  if (nats !== undefined) return parseServerList(nats, '--nats');
+  const env = fromEnv('RENDERBUS_NATS');
+  if (env !== undefined) return parseServerList(env, 'RENDERBUS_NATS');
+  if (farm) return farm.servers && farm.servers.length > 0 ? farm.servers : [farm.url];
+  return creds.url ? parseServerList(creds.url, `the url in ${credsFile}`) : undefined;
+}
 
 /** An environment variable, unless unset or empty (`RENDERBUS_NATS= renderbus jobs` means "not set", as in a shell). */
 function fromEnv(name: string): string | undefined {

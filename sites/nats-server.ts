@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, delimiter, join } from 'node:path';
+import { basename, delimiter, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { authConfig, type AuthUser } from './nats-config.ts';
 import { linksConfig, type LinksConfig, type SiteLinks } from './links/index.ts';
+import { serverConfig, type ClusterBlock } from './server-config.ts';
 
 const SETPRIV = '/usr/bin/setpriv';
 const DEBIAN_NATS_SERVER = '/usr/sbin/nats-server';
@@ -32,6 +34,13 @@ export interface NatsServerOptions {
   links?: SiteLinks;
   /** nats-server's max_payload (default 1 MiB, the same on every site; tests give a hostile peer more). */
   maxPayload?: number;
+  /** Membership of a NATS cluster (sites/cluster.ts): its name, this member's route port and the routes to all. */
+  cluster?: ClusterBlock;
+  /**
+   * Where `auth.conf` is written (default the run dir): a cluster's members share one in the
+   * folder above theirs, so a reload rewrites one file and signals each member.
+   */
+  authDir?: string;
 }
 
 /** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
@@ -61,20 +70,19 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
   const runDir = o.runDir ?? o.dir;
   const conf = join(runDir, 'nats.conf');
   const links = o.links ? linksConfig(o.links) : undefined; // a wrong peer is refused before anything is written
-  const domain = links ? `, domain: ${links.domain}` : '';
-  await writeAuthConfig(runDir, o.auth.users, links);
-  await writeFile(
-    conf,
-    [
-      `listen: "${o.host ?? '127.0.0.1'}:${o.port ?? -1}"`,
-      `server_name: "${o.serverName ?? 'renderbus'}"`,
-      `max_payload: ${o.maxPayload ?? 1048576}`,
-      `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE}${domain} }`,
-      'include "auth.conf"',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  const authDir = o.authDir ?? runDir;
+  await writeAuthConfig(authDir, o.auth.users, links);
+  const text = serverConfig({
+    listen: `${o.host ?? '127.0.0.1'}:${o.port ?? -1}`,
+    serverName: o.serverName ?? 'renderbus',
+    maxPayload: o.maxPayload ?? 1048576,
+    storeDir: join(o.dir, 'jetstream'),
+    maxFileStore: o.maxFileStore ?? DEFAULT_MAX_FILE_STORE,
+    ...(links ? { domain: links.domain } : {}),
+    ...(o.cluster ? { cluster: o.cluster } : {}),
+    authInclude: relative(runDir, join(authDir, 'auth.conf')),
+  });
+  await writeFile(conf, text, { mode: 0o600 });
   const args = ['-c', conf, '--ports_file_dir', runDir];
   // The kernel stops the server if this process dies, even by SIGKILL: no nats-server is left
   // holding the port and the store. setpriv (util-linux, Essential on Debian) sets that up and
@@ -123,7 +131,7 @@ export async function writeAuthConfig(dir: string, users: readonly AuthUser[], l
   // `credentials add` on a data directory no `up` has run in yet (a studio's own nats-server): no nats/ there
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'auth.conf');
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`; // a cluster's members start at once, sharing it
   await writeFile(tmp, authConfig(users, links), { mode: 0o600 });
   await rename(tmp, path);
 }

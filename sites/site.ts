@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import { startNotifier, type NotifierOptions } from '../actors/notifier/index.ts
 import { startMonitor, type MonitorHandle, type MonitorOptions } from '../actors/monitor/index.ts';
 import { DEFAULT_SITE, farmFilePath, pidAlive, readFarmFile, writeFarmFile } from './farm-file.ts';
 import { reloadNatsServer, startNatsServer, writeAuthConfig, type NatsServerHandle } from './nats-server.ts';
+import { CLUSTER_SIZES, startCluster, type ClusterHandle } from './cluster.ts';
 import { startSiteServices, type SiteServices, type SiteServicesInput } from './site-services.ts';
 import { ensureSite, LinkChange, linkChange, linksConfig, linksOf, readSiteStore, siteStorePath, type SiteStore, type StoredPeer } from './links/index.ts';
 import { isAddressInUse, PortInUseError } from './port-in-use.ts';
@@ -53,11 +54,21 @@ export interface FarmOptions {
    * that has a store runs linked even without this (its peers' links must not vanish).
    */
   federation?: { listen?: SiteStore['listen']; encryptResults?: SiteServicesInput['encryptResults']; keepInputsMs?: number };
+  /**
+   * NATS servers (`renderbus up --cluster 3`): 1, one nats-server; 3, a cluster of three on this
+   * machine (sites/cluster.ts), streams R3, every actor given all three URLs. Not with links.
+   */
+  cluster?: number;
   log: Logger;
 }
 
 export interface FarmHandle {
+  /** The first NATS server's URL. */
   url: string;
+  /** Every NATS server: one, or each member of the cluster. */
+  servers: string[];
+  /** The cluster's members, to kill and restart one (tests, the chaos driver); null with one server. */
+  cluster: ClusterHandle | null;
   site: string;
   dataDir: string;
   outputDir: string;
@@ -89,6 +100,10 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   const site = o.site ?? stored?.site ?? DEFAULT_SITE;
   if (!isToken(site)) throw new FarmError('RB_BAD_ARGUMENT', `site '${site}' must be lower-case letters, digits, '-' or '_'`);
   if (stored && stored.site !== site) throw new FarmError('RB_BAD_ARGUMENT', `${siteStorePath(dataDir)} is site '${stored.site}', not '${site}': a linked site keeps its name (its peers know it by it)`);
+  const clusterSize = o.cluster ?? 1;
+  if (!CLUSTER_SIZES.includes(clusterSize)) throw new FarmError('RB_BAD_ARGUMENT', `--cluster ${clusterSize}: a farm runs on 1 NATS server or a cluster of 3 (R3 keeps every stream through the loss of one)`);
+  // a cluster's members would each need the site's leaf listener and remotes: not built (docs/cluster.md)
+  if (clusterSize > 1 && (o.federation || stored)) throw new FarmError('RB_BAD_ARGUMENT', `--cluster ${clusterSize} with linked sites (--site, or the site store in ${siteStorePath(dataDir)}) is not supported: run the site on one NATS server`);
   const existing = await readFarmFile(dataDir).catch(() => null);
   if (existing && existing.pid !== process.pid && pidAlive(existing.pid)) {
     throw new FarmError('RB_BAD_ARGUMENT', `a farm is already running on ${dataDir} (pid ${existing.pid}, ${existing.url}); stop it first or use another --data`);
@@ -108,6 +123,12 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   // nats-server must not meet a full disk (store-guard.ts): on a nearly full one it starts refusing writes
   const storeDir = natsDir(dataDir);
   const minFree = o.storeMinFreeBytes ?? DEFAULT_STORE_MIN_FREE_BYTES;
+  // the queue lives in the store of the shape the farm ran with: starting the other shape would not see it
+  const other = clusterSize > 1 ? join(storeDir, 'jetstream') : join(storeDir, 'n1', 'jetstream');
+  if (await readdir(other).then((l) => l.length > 0, () => false)) {
+    const was = clusterSize > 1 ? 'one nats-server' : 'a NATS cluster (renderbus up --cluster 3)';
+    throw new FarmError('RB_BAD_ARGUMENT', `${dataDir} holds the JetStream store of a farm that ran on ${was} (${other}): start it as it was, or move ${storeDir} away to start afresh (its jobs would not be seen; docs/cluster.md, "Limits")`);
+  }
   await mkdir(storeDir, { recursive: true });
   let storeMode: StoreMode = nextStoreMode('normal', await freeBytes(storeDir), minFree, false)?.restart ?? 'normal';
   const listen = o.listen ?? '127.0.0.1';
@@ -123,8 +144,18 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   };
   // the default port is a convenience, a port the caller named is a promise: only the first gives way
   let natsFellBack = false;
-  let nats: NatsServerHandle;
-  try {
+  let nats: Pick<NatsServerHandle, 'url' | 'pid' | 'stop'>;
+  let cluster: ClusterHandle | null = null;
+  if (clusterSize > 1) {
+    // ports named: port, port+1, port+2; else free ones (4222 is one server's convention)
+    const ports = o.port !== undefined && o.port !== -1 ? Array.from({ length: clusterSize }, (_, i) => o.port! + i) : undefined;
+    cluster = await startCluster({
+      dir: storeDir, size: clusterSize, host: listen, name: `renderbus-${site}`, auth: { users: await authUsers(dataDir) },
+      probe: credsOf(Role.Scheduler, 'scheduler'), ...(ports ? { ports } : {}),
+    });
+    log.info({ servers: cluster.servers, readyMs: cluster.readyMs }, 'NATS cluster up: JetStream has a meta leader');
+    nats = { url: cluster.servers[0]!, pid: cluster.nodes()[0]!.pid, stop: cluster.stop };
+  } else try {
     nats = await startNats(storeMode, o.port ?? o.defaultPort ?? DEFAULT_NATS_PORT);
   } catch (err) {
     if (!isAddressInUse(err) || o.port === -1) throw err;
@@ -133,16 +164,18 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     natsFellBack = true;
     nats = await startNats(storeMode, -1);
   }
-  if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
+  const servers = () => cluster?.servers ?? [nats.url];
+  if (storeMode === 'full' && cluster) log.error({ dir: storeDir }, 'the data disk is nearly full: the store guard does not watch a cluster (docs/cluster.md); free space on it');
+  else if (storeMode === 'full') log.error({ dir: storeDir, minFreeMb: Math.floor(minFree / 2 ** 20) }, 'the data disk is nearly full: nats-server refuses writes until space is freed');
   let farmFileWritten = false;
   let monitorEntry: { url: string; token: string } | undefined; // the web monitor's, once it runs
   const startedAt = Date.now();
   const writeFarm = () =>
-    writeFarmFile({ site, url: nats.url, pid: process.pid, dataDir, outputDir, startedAt, natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator), ...(monitorEntry ? { monitor: monitorEntry } : {}) });
+    writeFarmFile({ site, url: nats.url, ...(cluster ? { servers: servers(), natsPids: cluster.nodes().map((n) => n.pid) } : {}), pid: process.pid, dataDir, outputDir, startedAt, natsPid: nats.pid, credsFile: localCredsPath(dataDir, operator), ...(monitorEntry ? { monitor: monitorEntry } : {}) });
   let graceMs = 0;
   const stops: (() => Promise<void>)[] = [() => nats.stop()];
   const conn = (name: string, role: Role, as = name) =>
-    connectBus({ servers: nats.url, name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
+    connectBus({ servers: servers(), name: `${site}-${name}`, creds: credsOf(role, as), log: log.child({ conn: name }) });
   const stopAll = async () => {
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn({ err }, 'stop failed'));
   };
@@ -162,24 +195,27 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
   try {
     const nc = await conn('farm', Role.Operator, operator.name);
     stops.push(() => nc.drain());
-    // the guard asks JetStream with a service credential: only the farm's services may
-    const guardNc = await conn('store-guard', Role.Scheduler, 'scheduler');
-    stops.push(() => guardNc.drain());
-    let jsm: JetStreamManager | null = null;
-    const stopGuard = guardStore({
-      dir: storeDir, minFreeBytes: minFree, mode: storeMode, log,
-      probe: async () => {
-        try {
-          jsm ??= await jetstreamManager(guardNc, { timeout: 5_000 }); // a loaded machine is slow, not stuck
-          await jsm.getAccountInfo();
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      restart: restartNats,
-    });
-    stops.push(stopGuard);
+    // the guard asks JetStream with a service credential: only the farm's services may. One server
+    // only: restarting a cluster member refusing writes would not stop the others (docs/cluster.md)
+    if (!cluster) {
+      const guardNc = await conn('store-guard', Role.Scheduler, 'scheduler');
+      stops.push(() => guardNc.drain());
+      let jsm: JetStreamManager | null = null;
+      const stopGuard = guardStore({
+        dir: storeDir, minFreeBytes: minFree, mode: storeMode, log,
+        probe: async () => {
+          try {
+            jsm ??= await jetstreamManager(guardNc, { timeout: 5_000 }); // a loaded machine is slow, not stuck
+            await jsm.getAccountInfo();
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        restart: restartNats,
+      });
+      stops.push(stopGuard);
+    }
     const regNc = await conn('registry', Role.Registry);
     stops.push(() => regNc.drain());
     const registry = await startRegistry({ nc: regNc, site, log });
@@ -243,13 +279,13 @@ export async function startFarm(o: FarmOptions): Promise<FarmHandle> {
     await writeFarm();
     farmFileWritten = true;
     stops.push(() => rm(farmFilePath(dataDir), { force: true }));
-    log.info({ url: nats.url, dataDir, slots, host }, 'farm up');
+    log.info({ servers: servers(), dataDir, slots, host }, 'farm up');
     const stop = (so: { graceMs?: number } = {}) => {
       graceMs = so.graceMs ?? 0;
       return stopAll();
     };
     const links = siteStore ? { ...(siteStore.listen ? { listen: siteStore.listen } : {}), peers: siteStore.peers.map((p) => p.name) } : null;
-    return { url: nats.url, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, natsFellBack, links, stop };
+    return { url: nats.url, servers: servers(), cluster, site, dataDir, outputDir, host, nc, creds: localCredsPath(dataDir, operator), monitor: { url: monitor.url, bound: monitor.bound, fellBack: monitor.fellBack }, natsFellBack, links, stop };
   } catch (err) {
     await stopAll();
     throw err;

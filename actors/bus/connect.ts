@@ -5,7 +5,8 @@ import { watchDenials } from './denials.ts';
 import { nkeyLogin } from './nkey-login.ts';
 
 export interface BusOptions {
-  servers: string;
+  /** One server's URL, or every member of a NATS cluster: the connection fails over between them. */
+  servers: string | readonly string[];
   name: string;
   /** Who this connection is: the site's nats-server refuses a connection without them. */
   creds: Credentials;
@@ -23,7 +24,7 @@ export function loginOptions(creds: Credentials): Pick<ConnectionOptions, 'authe
  */
 export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
   const nc = await connect({
-    servers: opts.servers,
+    servers: [...serverList(opts.servers)],
     name: opts.name,
     ...loginOptions(opts.creds),
     maxReconnectAttempts: -1,
@@ -45,20 +46,28 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
  * A CLI command's connection: fail fast when no farm is there. A short-lived one gives up when
  * the server goes; `reconnect` (a command that follows the farm, like `tail`) rides out restarts.
  */
-export async function connectClient(servers: string, name: string, creds: Credentials, o: { reconnect?: boolean } = {}): Promise<NatsConnection> {
+export async function connectClient(servers: string | readonly string[], name: string, creds: Credentials, o: { reconnect?: boolean } = {}): Promise<NatsConnection> {
   const again = o.reconnect ? { maxReconnectAttempts: -1, reconnectTimeWait: 500 } : { maxReconnectAttempts: 0 };
-  const nc = await connect({ servers, name, ...loginOptions(creds), ...again, timeout: 3_000 }).catch((err: unknown) => {
+  const nc = await connect({ servers: [...serverList(servers)], name, ...loginOptions(creds), ...again, timeout: 3_000 }).catch((err: unknown) => {
     throw refused(err, servers, creds);
   });
   watchDenials(nc, creds);
   return nc;
 }
 
+/**
+ * The servers as nats.js takes them. It shuffles the list (no `noRandomize`), so a cluster's
+ * clients spread over its members, and tries the next one when a connect or a connection fails.
+ */
+function serverList(servers: string | readonly string[]): readonly string[] {
+  return typeof servers === 'string' ? [servers] : servers;
+}
+
 /** An authorization failure named as such (anything else passes through). */
-function refused(err: unknown, servers: string, creds: Credentials): unknown {
+function refused(err: unknown, servers: string | readonly string[], creds: Credentials): unknown {
   const text = String((err as Error)?.message ?? err);
   if (/authorization|authentication/i.test(text)) {
-    return new FarmError('RB_NOT_AUTHENTICATED', `the NATS server at ${servers} refused the credential of ${describePrincipal(creds)} (site ${creds.site}): revoked, or issued by another farm`, { cause: err });
+    return new FarmError('RB_NOT_AUTHENTICATED', `the NATS server at ${serverList(servers).join(', ')} refused the credential of ${describePrincipal(creds)} (site ${creds.site}): revoked, or issued by another farm`, { cause: err });
   }
   return err;
 }

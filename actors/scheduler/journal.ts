@@ -1,6 +1,7 @@
 import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { replicasOf } from '../bus/index.ts';
 import { codecs, FarmError, PROTOCOL_MAJOR, streams, subjects, type JournalRecord } from '../../protocol/index.ts';
 
 type TaskRecord = Extract<JournalRecord, { kind: 'task' }>;
@@ -47,9 +48,16 @@ export class Journal {
     private readonly log: Logger,
   ) {}
 
-  static async open(nc: NatsConnection, site: string, log: Logger): Promise<Journal> {
+  /**
+   * Opens (makes, or brings up to date) the journal and event streams. `replicas`: copies of
+   * each; by default what the server says of itself (replicasOf: 3 on a cluster, 1 alone), so
+   * every scheduler agrees without a flag. A stream made on one server grows to R3 when the
+   * farm moves onto a cluster (nats-server 2.9.10 takes that update and copies it over).
+   */
+  static async open(nc: NatsConnection, site: string, log: Logger, o: { replicas?: number } = {}): Promise<Journal> {
     const jsm = await jetstreamManager(nc, { timeout: 5_000 });
-    await ensureStream(jsm, {
+    const num_replicas = o.replicas ?? replicasOf(nc);
+    await ensureStream(jsm, log, {
       name: streams.journal(site),
       subjects: [subjects.allJournal(site)],
       storage: StorageType.File,
@@ -57,8 +65,9 @@ export class Journal {
       discard: DiscardPolicy.Old,
       max_age: 0,
       duplicate_window: 120 * 1e9,
+      num_replicas,
     });
-    await ensureStream(jsm, {
+    await ensureStream(jsm, log, {
       name: streams.events(site),
       subjects: subjects.storedEvents(site),
       storage: StorageType.File,
@@ -66,6 +75,7 @@ export class Journal {
       discard: DiscardPolicy.Old,
       max_age: 7 * DAY_NS,
       max_bytes: 1024 * 1024 * 1024,
+      num_replicas,
     });
     return new Journal(jetstream(nc, { timeout: 5_000 }), site, log);
   }
@@ -169,12 +179,22 @@ export class Journal {
   }
 }
 
-async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, log: Logger, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  let had: StreamConfig;
   try {
-    await jsm.streams.info(cfg.name);
-    await jsm.streams.update(cfg.name, cfg);
+    had = (await jsm.streams.info(cfg.name)).config;
   } catch (err) {
     if (!/stream not found/i.test((err as Error).message)) throw err;
     await jsm.streams.add(cfg);
+    return;
+  }
+  try {
+    await jsm.streams.update(cfg.name, cfg);
+  } catch (err) {
+    // a change of copies needs every member it lands on: with one down, keep the stream as it is
+    // (the next start tries again) rather than leave the farm without its journal
+    if (cfg.num_replicas === undefined || cfg.num_replicas === had.num_replicas) throw err;
+    log.warn({ err, stream: cfg.name, replicas: had.num_replicas, wanted: cfg.num_replicas }, 'could not change the stream\'s number of copies: kept as it is');
+    await jsm.streams.update(cfg.name, { ...cfg, num_replicas: had.num_replicas });
   }
 }

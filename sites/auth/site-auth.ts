@@ -70,5 +70,7 @@ export async function applySiteAuth(dataDir: string): Promise<boolean> {
   await writeAuthConfig(natsDir(dataDir), await authUsers(dataDir), store ? linksConfig(linksOf(store)) : undefined);
   const farm = await readFarmFile(dataDir).catch(() => null);
   if (!farm?.natsPid || !pidAlive(farm.pid)) return false;
-  return reloadNatsServer(farm.natsPid);
+  // a cluster's members share this auth.conf (sites/cluster.ts): each reads it again
+  const pids = farm.natsPids ?? [farm.natsPid];
+  return pids.map((pid) => reloadNatsServer(pid)).some(Boolean);
 }

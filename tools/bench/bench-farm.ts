@@ -24,7 +24,7 @@ export interface BenchFarm {
   stop(): Promise<void>;
 }
 
-export async function startBenchFarm(o: { slots: number; host?: string; extraServerArgs?: string[] }): Promise<BenchFarm> {
+export async function startBenchFarm(o: { slots: number; host?: string; extraServerArgs?: string[]; cluster?: number }): Promise<BenchFarm> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
   const site = 'bench';
   const host = o.host ?? 'bench';
@@ -33,10 +33,10 @@ export async function startBenchFarm(o: { slots: number; host?: string; extraSer
     { role: Role.Scheduler, name: Role.Scheduler },
     { role: Role.RenderServer, name: host },
     { role: Role.Operator, name: BENCH_USER },
-  ]);
+  ], o.cluster !== undefined ? { cluster: o.cluster } : {});
   const procs: ChildProcess[] = [];
   const actor = (creds: string, ...args: string[]) => {
-    procs.push(spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } }));
+    procs.push(spawn(process.execPath, [CLI, ...args, '--nats', nats.servers.join(','), '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } }));
   };
   const nc = await nats.connectAs(Role.Operator, BENCH_USER);
   const stop = async () => {

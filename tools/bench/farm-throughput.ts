@@ -24,8 +24,9 @@ export interface ThroughputOptions {
 interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
 
 
-async function farmRun(n: number, slots: number): Promise<FarmRun> {
-  const farm = await startBenchFarm({ slots });
+/** One run of n frames on a farm of its own: one nats-server, or a cluster of `cluster`. */
+export async function farmRun(n: number, slots: number, o: { cluster?: number } = {}): Promise<FarmRun> {
+  const farm = await startBenchFarm({ slots, ...o });
   const { nc, site, dir } = farm;
   try {
     const waits: number[] = [];

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { casBench } from './cas-put.ts';
 import { fsyncBench } from './delivery-fsync.ts';
 import { throughputBench } from './farm-throughput.ts';
+import { clusterBench } from './cluster-throughput.ts';
 import { memoryBench } from './scheduler-memory.ts';
 import { recoveryBench } from './scheduler-recovery.ts';
 import { scaleBench, type ScaleOptions } from './scheduler-scale.ts';
@@ -19,7 +20,7 @@ import { blenderBench } from './blender-makespan.ts';
 import { failoverBench } from './failover.ts';
 
 /*
- * npm run bench [-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover] [--no-write]
+ * npm run bench [-- --only throughput|cluster|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover] [--no-write]
  *   memory (tools/bench/scheduler-memory.ts): --memory-frames N (1000000) --memory-chunks 1,10 --memory-done N (1000000: every task)
  *   fsync (tools/bench/delivery-fsync.ts): --fsync-frames N (1000) --fsync-dir DIR (the OS temp dir)
  *   checks (tools/bench/slot-checks.ts): --check-tasks N (5000)
@@ -27,6 +28,8 @@ import { failoverBench } from './failover.ts';
  *   bundles (tools/bench/bundle-io.ts): --bundle-mb N (256) --bundle-dir DIR (/var/tmp; not /tmp, which bundle paths may not use) --bundle-runs N (3)
  *   transfer (tools/bench/transfer.ts): --transfer-mb N (256) --transfer-dir DIR (/var/tmp) --cut-s N (5); needs rsync
  *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
+ *   cluster (tools/bench/cluster-throughput.ts): --frames N (1000) --slots S (2) --runs N (2): the
+ *     throughput farm on a NATS cluster of three against one server; the cluster's start time
  *   start (tools/bench/cli-start.ts): --start-runs N (20)
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
  *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
@@ -51,7 +54,7 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
-const PARTS = ['throughput', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day', 'blender', 'failover'] as const;
+const PARTS = ['throughput', 'cluster', 'recovery', 'memory', 'scale', 'fsync', 'checks', 'cas', 'bundles', 'transfer', 'start', 'outsource', 'sandbox', 'crypto', 'day', 'blender', 'failover'] as const;
 const only = opt('only', '');
 if (only && !(PARTS as readonly string[]).includes(only)) {
   console.error(`--only takes one of: ${PARTS.join(', ')}`);
@@ -66,6 +69,9 @@ const machine = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × $
 const sections: string[] = [];
 if (runs('throughput')) {
   sections.push(await throughputBench({ frames: Number(opt('frames', '1000')), slots: opt('slots', '2,4').split(',').map(Number) }, machine));
+}
+if (runs('cluster')) {
+  sections.push(await clusterBench({ frames: Number(opt('frames', '1000')), slots: Number(opt('slots', '2').split(',')[0]), runs: Number(opt('runs', '2')) }, machine));
 }
 if (runs('recovery')) {
   sections.push(await recoveryBench({
@@ -171,7 +177,7 @@ if (runs('scale')) {
 
 if (write) {
   const path = resolve(import.meta.dirname, '../../docs/benchmarks.md');
-  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover`); the newest is first.\n\n';
+  const head = '# renderbus benchmarks\n\nEach section is one run of `npm run bench` (or of one part of it, `-- --only throughput|cluster|recovery|memory|scale|fsync|checks|cas|bundles|transfer|start|outsource|sandbox|crypto|day|blender|failover`); the newest is first.\n\n';
   const old = await readFile(path, 'utf8').catch(() => '');
   // whatever the head said, the sections start at the first '## '
   const at = old.indexOf('\n## ');

@@ -37,6 +37,11 @@ export interface ChaosOptions {
   stallTimeoutMs?: number;
   /** Keep the run's directory (logs, outputs) even when every check passed. */
   keep?: boolean;
+  /** Three clustered nats-servers instead of one, killed one at a time (`--cluster`). */
+  cluster?: boolean;
+  /** Scheduler and registry processes (default 1 each). */
+  schedulers?: number;
+  registries?: number;
 }
 
 export type VictimKind = MemberKind | 'site';
@@ -203,7 +208,10 @@ class ChaosRun {
     const started = Date.now();
     this.log = (line) => (o.log ?? ((l: string) => void process.stderr.write(`${l}\n`)))(`[chaos ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
     const site = `chaos-${this.seed.toString(36)}-${randomBytes(2).toString('hex')}`;
-    this.farm = new ChaosFarm({ dir, site, renderServers: this.renderServers, slots: this.slots });
+    this.farm = new ChaosFarm({
+      dir, site, renderServers: this.renderServers, slots: this.slots, natsServers: o.cluster ? 3 : 1,
+      ...(o.schedulers !== undefined ? { schedulers: o.schedulers } : {}), ...(o.registries !== undefined ? { registries: o.registries } : {}),
+    });
   }
 
   private stopping(): boolean {
@@ -260,7 +268,9 @@ class ChaosRun {
     });
     const frames = this.jobs.reduce((n, j) => n + j.frames.length, 0);
     this.log(`seed ${this.seed}, ${(this.chaosMs / 1000).toFixed(0)} s of chaos, site ${farm.site}, directory ${dir}`);
-    this.log(`${this.jobs.length} jobs, ${frames} frames; farm: nats-server, registry, scheduler, ${this.renderServers} render servers × ${this.slots} slots`);
+    const count = (n: number, one: string, many: string) => (n === 1 ? one : `${n} ${many}`);
+    const nats = count(farm.nats.length, 'nats-server', 'clustered nats-servers');
+    this.log(`${this.jobs.length} jobs, ${frames} frames; farm: ${nats}, ${count(farm.registries.length, 'registry', 'registries')}, ${count(farm.schedulers.length, 'scheduler', 'schedulers')}, ${this.renderServers} render servers × ${this.slots} slots`);
     for (const m of farm.members()) m.onUnexpectedExit = (mem, e) => this.onCrash(mem, e.code, e.signal);
 
     let subs: Subscription[] = [];
@@ -436,7 +446,9 @@ class ChaosRun {
         next = Date.now() + uniform(this.rnd, 2_000, 5_000);
         continue;
       }
-      const candidates = this.farm.members().filter((m) => m.running && !this.restarting.has(m));
+      // a cluster keeps its quorum: one nats-server down at a time
+      const natsDown = this.farm.nats.some((m) => !m.running || this.restarting.has(m));
+      const candidates = this.farm.members().filter((m) => m.running && !this.restarting.has(m) && !(m.kind === 'nats-server' && natsDown));
       const victim = candidates[Math.floor(this.rnd() * candidates.length)];
       if (victim) await this.killMember(victim);
       next += uniform(this.rnd, 2_000, 6_000);

@@ -9,7 +9,10 @@ import { listAllHosts } from '../../actors/registry/index.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 import { codecs, inboxPrefix, PROTOCOL_MAJOR, Role, subjects, type HostRecord, type JobDetail, type JobSpec, type JobSummary, type Principal } from '../../protocol/index.ts';
 import { keyOf, localCredsPath, prepareSiteAuth } from '../../sites/auth/index.ts';
-import { writeAuthConfig } from '../../sites/nats-server.ts';
+import { DEFAULT_MAX_FILE_STORE, writeAuthConfig } from '../../sites/nats-server.ts';
+import { serverConfig, type ClusterBlock } from '../../sites/server-config.ts';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 
 /*
  * A real farm for the chaos driver, every part a separate process that can be killed with
@@ -20,6 +23,8 @@ import { writeAuthConfig } from '../../sites/nats-server.ts';
  * outlives the driver, even when the driver itself is killed outright. Like a real site's, the
  * bus is authenticated: each actor logs in with a credential of its own, the driver as an
  * operator (the credentials live in <dir>/auth, nats-server's user list in <dir>/nats/auth.conf).
+ * In cluster mode (`natsServers: 3`) there are three nats-servers, `nats-1`… under <dir>/nats/n1…,
+ * clustered and sharing that auth.conf; each actor is given all three URLs.
  */
 
 export const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
@@ -125,7 +130,11 @@ export abstract class Member {
   }
 }
 
-/** The nats-server: the first start picks a free port; every restart reuses it and the same store. */
+/**
+ * A nats-server: the first start picks a free port (unless one is set); every restart reuses it
+ * and the same store. A cluster member has its server name and cluster block, and reads the
+ * auth.conf of the folder above its own.
+ */
 export class NatsMember extends Member {
   port = -1;
   url = '';
@@ -133,8 +142,9 @@ export class NatsMember extends Member {
   constructor(
     readonly dir: string,
     logFile: string,
+    private readonly member: { name: string; serverName: string; cluster: () => ClusterBlock } | null = null,
   ) {
-    super('nats-server', 'nats-server', logFile);
+    super(member?.name ?? 'nats-server', 'nats-server', logFile);
   }
 
   protected command() {
@@ -143,19 +153,13 @@ export class NatsMember extends Member {
 
   override async start(): Promise<void> {
     await mkdir(join(this.dir, 'jetstream'), { recursive: true });
-    await writeFile(
-      join(this.dir, 'nats.conf'),
-      [
-        `listen: "127.0.0.1:${this.port}"`,
-        'server_name: "chaos"',
-        'max_payload: 1048576',
-        `jetstream { store_dir: ${JSON.stringify(join(this.dir, 'jetstream'))} }`,
-        // the users and their permissions (sites/nats-server.ts writeAuthConfig): no anonymous way in
-        'include "auth.conf"',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    // the users and their permissions (sites/nats-server.ts writeAuthConfig): no anonymous way in
+    const conf = serverConfig({
+      listen: `127.0.0.1:${this.port}`, serverName: this.member?.serverName ?? 'chaos', maxPayload: 1048576,
+      storeDir: join(this.dir, 'jetstream'), maxFileStore: DEFAULT_MAX_FILE_STORE,
+      ...(this.member ? { cluster: this.member.cluster(), authInclude: '../auth.conf' } : {}),
+    });
+    await writeFile(join(this.dir, 'nats.conf'), conf, { mode: 0o600 });
     await super.start();
     const portsFile = join(this.dir, `nats-server_${this.proc!.pid!}.ports`);
     const until = Date.now() + 20_000;
@@ -203,6 +207,11 @@ export interface ChaosFarmOptions {
   site: string;
   renderServers: number;
   slots: number;
+  /** nats-servers: 1 (default), or 3 clustered (the journal R3). */
+  natsServers?: number;
+  /** Scheduler and registry processes (default 1 each; more once the lease lets standbys wait). */
+  schedulers?: number;
+  registries?: number;
 }
 
 /** The operator the driver acts as: it submits the jobs and follows the farm. */
@@ -210,19 +219,35 @@ export const CHAOS_OPERATOR = 'chaos';
 
 /** The whole farm: its members, and a monitoring NATS connection that reconnects forever. */
 export class ChaosFarm {
-  readonly nats: NatsMember;
-  readonly registry: ActorMember;
-  readonly scheduler: ActorMember;
+  readonly nats: NatsMember[] = [];
+  readonly registries: ActorMember[] = [];
+  readonly schedulers: ActorMember[] = [];
   readonly renderServers: ActorMember[] = [];
   readonly logsDir: string;
   nc: NatsConnection | null = null;
 
   constructor(readonly o: ChaosFarmOptions) {
     this.logsDir = join(o.dir, 'logs');
-    this.nats = new NatsMember(join(o.dir, 'nats'), join(this.logsDir, 'nats-server.log'));
-    const global = (p: Principal) => ['--nats', this.nats.url, '--site', o.site, '--creds', localCredsPath(o.dir, p)];
-    this.registry = new ActorMember('registry', 'registry', join(this.logsDir, 'registry.log'), () => ['registry', ...global({ role: Role.Registry, name: Role.Registry })]);
-    this.scheduler = new ActorMember('scheduler', 'scheduler', join(this.logsDir, 'scheduler.log'), () => ['scheduler', ...global({ role: Role.Scheduler, name: Role.Scheduler })]);
+    const natsDir = join(o.dir, 'nats');
+    const size = o.natsServers ?? 1;
+    if (size === 1) this.nats.push(new NatsMember(natsDir, join(this.logsDir, 'nats-server.log')));
+    else {
+      // the route ports are chosen in start(); the block is read when a member starts
+      for (let i = 1; i <= size; i++) {
+        const cluster = () => ({ name: 'chaos', routes: this.routes, user: 'route', password: this.secret, listen: this.routes[i - 1]! });
+        this.nats.push(new NatsMember(join(natsDir, `n${i}`), join(this.logsDir, `nats-${i}.log`), { name: `nats-${i}`, serverName: `n${i}`, cluster }));
+      }
+    }
+    const global = (p: Principal) => ['--nats', this.servers().join(','), '--site', o.site, '--creds', localCredsPath(o.dir, p)];
+    const numbered = (kind: string, n: number, i: number) => (n === 1 ? kind : `${kind}-${i}`);
+    for (let i = 1; i <= (o.registries ?? 1); i++) {
+      const name = numbered('registry', o.registries ?? 1, i);
+      this.registries.push(new ActorMember(name, 'registry', join(this.logsDir, `${name}.log`), () => ['registry', ...global({ role: Role.Registry, name: Role.Registry })]));
+    }
+    for (let i = 1; i <= (o.schedulers ?? 1); i++) {
+      const name = numbered('scheduler', o.schedulers ?? 1, i);
+      this.schedulers.push(new ActorMember(name, 'scheduler', join(this.logsDir, `${name}.log`), () => ['scheduler', ...global({ role: Role.Scheduler, name: Role.Scheduler })]));
+    }
     for (let i = 1; i <= o.renderServers; i++) {
       const host = `rs-${i}`;
       const args = () => ['render-server', '--host', host, '--slots', String(o.slots), ...global({ role: Role.RenderServer, name: host })];
@@ -246,19 +271,40 @@ export class ChaosFarm {
   }
 
   members(): Member[] {
-    return [this.nats, this.registry, this.scheduler, ...this.renderServers];
+    return [...this.nats, ...this.actors()];
   }
+
+  actors(): ActorMember[] {
+    return [...this.registries, ...this.schedulers, ...this.renderServers];
+  }
+
+  /** Every nats-server's client URL (known once each started: they keep their ports). */
+  servers(): string[] {
+    return this.nats.map((m) => m.url);
+  }
+
+  /** A cluster's route listeners, host:port in member order (chosen in start()), and their shared password. */
+  private readonly routes: string[] = [];
+  private readonly secret = randomBytes(16).toString('hex');
 
   /** Starts nats-server, the monitoring connection and every actor; waits until the farm serves. */
   async start(timeoutMs = 60_000): Promise<void> {
     await mkdir(this.logsDir, { recursive: true });
     const auth = await prepareSiteAuth(this.o.dir, this.site, this.principals());
-    await mkdir(this.nats.dir, { recursive: true, mode: 0o700 });
-    await writeAuthConfig(this.nats.dir, auth.users);
+    const natsDir = join(this.o.dir, 'nats');
+    await mkdir(natsDir, { recursive: true, mode: 0o700 });
+    await writeAuthConfig(natsDir, auth.users);
     const operator = auth.creds.get(keyOf({ role: Role.Operator, name: CHAOS_OPERATOR }))!;
-    await this.nats.start();
+    if (this.nats.length > 1) {
+      // ports fixed up front: each member's routes name the others', and actors get every client URL
+      for (const m of this.nats) {
+        this.routes.push(`127.0.0.1:${await freePort()}`);
+        m.port = await freePort();
+      }
+    }
+    await Promise.all(this.nats.map((m) => m.start()));
     this.nc = await connect({
-      servers: this.nats.url,
+      servers: this.servers(),
       name: 'renderbus-chaos',
       authenticator: nkeyAuthenticator(new TextEncoder().encode(operator.seed)),
       inboxPrefix: inboxPrefix(operator),
@@ -268,7 +314,7 @@ export class ChaosFarm {
       pingInterval: 5_000,
       maxPingOut: 2,
     });
-    await Promise.all([this.registry, this.scheduler, ...this.renderServers].map((m) => m.start()));
+    await Promise.all(this.actors().map((m) => m.start()));
     await this.waitServing(timeoutMs);
   }
 
@@ -292,23 +338,20 @@ export class ChaosFarm {
 
   /** Starts every member that is not running: nats-server first, then the actors together. */
   async startMissing(): Promise<Member[]> {
-    const started: Member[] = [];
-    if (!this.nats.running) {
-      await this.nats.start();
-      started.push(this.nats);
-    }
-    const actors = [this.registry, this.scheduler, ...this.renderServers].filter((m) => !m.running);
+    // a cluster's members together: one alone cannot elect a leader
+    const started: Member[] = this.nats.filter((m) => !m.running);
+    await Promise.all(started.map((m) => m.start()));
+    const actors = this.actors().filter((m) => !m.running);
     await Promise.all(actors.map((m) => m.start()));
     return [...started, ...actors];
   }
 
   /** Stops everything: actors with SIGTERM (SIGKILL after a grace), then nats-server. */
   async stop(): Promise<void> {
-    const actors = [this.registry, this.scheduler, ...this.renderServers];
-    await Promise.all(actors.map((m) => m.kill('SIGTERM', 10_000)));
+    await Promise.all(this.actors().map((m) => m.kill('SIGTERM', 10_000)));
     await this.nc?.close().catch(() => {});
     this.nc = null;
-    await this.nats.kill('SIGTERM', 5_000);
+    await Promise.all(this.nats.map((m) => m.kill('SIGTERM', 5_000)));
   }
 
   /** SIGKILL every child now, synchronously: for exit and signal handlers. */
@@ -348,3 +391,14 @@ export class ChaosFarm {
   }
 }
 
+/** A port free on 127.0.0.1 now. */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}

@@ -8,7 +8,9 @@ import { fedPassed, formatFedRun, fuzzFedSites } from './fuzz-fed-main.ts';
 /*
  * npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
  *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
- *   [--fed [--fed-cases N]]
+ *   [--fed [--fed-cases N]] [--cluster] [--schedulers N] [--registries N]
+ * --cluster runs three clustered nats-servers (killed one at a time, same ports and store), every
+ * actor given the three URLs; --schedulers/--registries start more of each (default 1).
  * First fuzzes every request subject (tools/chaos/fuzz.ts, N cases each, default 1000; 0 skips
  * it); with --fed, a site's federation subjects on three linked nats-servers (tools/chaos/fuzz-fed.ts,
  * N cases a subject, default 500); then runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints
@@ -17,7 +19,7 @@ import { fedPassed, formatFedRun, fuzzFedSites } from './fuzz-fed-main.ts';
  */
 const USAGE = `usage: npm run chaos -- [--minutes N | --seconds N] [--seed N] [--json] [--keep]
          [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
-         [--fed [--fed-cases N]]`;
+         [--fed [--fed-cases N]] [--cluster] [--schedulers N] [--registries N]`;
 
 function num(name: string, v: string | undefined, o: { min: number; integer?: boolean }): number | undefined {
   if (v === undefined) return undefined;
@@ -47,6 +49,9 @@ async function main(): Promise<number> {
         'fuzz-cases': { type: 'string' },
         fed: { type: 'boolean' },
         'fed-cases': { type: 'string' },
+        cluster: { type: 'boolean' },
+        schedulers: { type: 'string' },
+        registries: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -75,6 +80,11 @@ async function main(): Promise<number> {
   if (pov !== undefined) o.povFrames = pov;
   if (values['no-site-kill']) o.siteKill = false;
   if (values.keep) o.keep = true;
+  if (values.cluster) o.cluster = true;
+  const schedulers = num('schedulers', values.schedulers, { min: 1, integer: true });
+  const registries = num('registries', values.registries, { min: 1, integer: true });
+  if (schedulers !== undefined) o.schedulers = schedulers;
+  if (registries !== undefined) o.registries = registries;
 
   const fuzzCases = num('fuzz-cases', values['fuzz-cases'], { min: 0, integer: true }) ?? 1000;
   const fedCases = num('fed-cases', values['fed-cases'], { min: 1, integer: true }) ?? 500;

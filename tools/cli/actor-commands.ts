@@ -101,7 +101,7 @@ export async function runActor(
   }
   if (where.creds.name === ANY_HOST) throw new FarmError('RB_BAD_CREDENTIALS', 'a credential for any host is for simulated farms (renderbus sim-farm) only');
   const log = rootLogger({ name: `renderbus-${kind}`, format: logFormatOf(g) });
-  const nc = await connectBus({ servers: where.url, name: `renderbus-${kind}`, creds: where.creds, log });
+  const nc = await connectBus({ servers: where.servers, name: `renderbus-${kind}`, creds: where.creds, log });
   const sig = untilSignal();
   let actor: Stoppable;
   try {
@@ -111,7 +111,7 @@ export async function runActor(
     await nc.close();
     throw err;
   }
-  log.info({ url: where.url, site: where.site }, 'actor running');
+  log.info({ servers: where.servers, site: where.site }, 'actor running');
   // a signal, or the actor stopping by itself: either way the process ends
   const signal = await Promise.race([sig.signal, actor.stopped?.then(() => 'stopped over the bus' as const) ?? new Promise<never>(() => {})]);
   log.info({ signal }, 'stopping');

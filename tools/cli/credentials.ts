@@ -1,6 +1,6 @@
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ANY_HOST, ROLES, checkPrincipal, isRole, isToken, type Principal } from '../../protocol/index.ts';
+import { ANY_HOST, ROLES, checkPrincipal, isRole, isToken, parseServerList, type Principal } from '../../protocol/index.ts';
 import { applySiteAuth, issuePrincipal, listPrincipals, revokePrincipal, writeCredentials } from '../../sites/auth/index.ts';
 import { DEFAULT_SITE, readFarmFile } from '../../sites/farm-file.ts';
 import { ExitCode, UsageError } from './cli-error.ts';
@@ -43,7 +43,8 @@ export async function credentialsCommand(c: CommandContext<CredentialsOptions>):
   }
   const out = resolve(c.opts.out ?? `${principal.role}-${principal.name === ANY_HOST ? 'any-host' : principal.name}.creds`);
   if (!c.opts.force && (await access(out).then(() => true, () => false))) throw new UsageError(`${out} exists: give --out another file, or --force`);
-  const url = c.opts.url ?? farm?.url;
+  if (c.opts.url !== undefined) parseServerList(c.opts.url, '--url'); // a bad one named now, not when the holder connects
+  const url = c.opts.url ?? (farm?.servers ? farm.servers.join(',') : farm?.url); // every member of a cluster
   const creds = await issuePrincipal(dataDir, site, principal, url ? { url } : {});
   await writeCredentials(out, creds);
   const told = await applySiteAuth(dataDir);

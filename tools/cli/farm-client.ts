@@ -24,11 +24,11 @@ export async function openFarm(g: GlobalOptions, clientName: string, o: { reconn
   const where = await locateFarm(checkGlobals(g));
   let nc: NatsConnection;
   try {
-    nc = await connectClient(where.url, clientName, where.creds, o);
+    nc = await connectClient(where.servers, clientName, where.creds, o);
   } catch (cause) {
     if (cause instanceof FarmError) throw cause; // refused credentials say so themselves
     const hint = where.farm ? ` (named by ${where.farm.dataDir}/farm.json)` : '';
-    throw new FarmError('RB_FARM_NOT_FOUND', `cannot reach the farm's NATS server at ${where.url}${hint}: ${(cause as Error).message}`, { cause });
+    throw new FarmError('RB_FARM_NOT_FOUND', `cannot reach the farm's NATS ${where.servers.length > 1 ? 'servers' : 'server'} at ${where.url}${hint}: ${(cause as Error).message}`, { cause });
   }
   return {
     nc,

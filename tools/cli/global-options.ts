@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../sites/farm-file.ts';
 import { LogFormat } from '../../sites/log-format.ts';
 import { UsageError } from './cli-error.ts';
+import { parseServerList } from '../../protocol/cluster.ts';
 import { parseToken } from './option-values.ts';
 
 /** Options every command takes (`renderbus --help`). */
@@ -24,7 +25,14 @@ const LOG_FORMATS: readonly string[] = Object.values(LogFormat);
 export function checkGlobals(g: GlobalOptions): GlobalOptions {
   const out: GlobalOptions = {};
   if (g.data !== undefined) out.data = g.data;
-  if (g.nats !== undefined && g.nats !== '') out.nats = g.nats;
+  if (g.nats !== undefined && g.nats !== '') {
+    try {
+      parseServerList(g.nats); // a bad URL in the list is named before anything connects
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    out.nats = g.nats;
+  }
   if (g.site !== undefined) out.site = parseToken('--site', g.site);
   if (g.creds !== undefined && g.creds !== '') out.creds = g.creds;
   if (g.logFormat !== undefined && g.logFormat !== '') {

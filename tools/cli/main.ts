@@ -7,6 +7,7 @@ import type { BillsOptions } from './bills.ts';
 import type { BudgetOptions } from './budget.ts';
 import type { ContactSheetOptions } from './contact-sheet.ts';
 import type { CredentialsOptions } from './credentials.ts';
+import type { ClusterConfigOptions } from './cluster.ts';
 import type { SiteOptions } from './site.ts';
 import type { DemoOptions } from './demo.ts';
 import type { FrameOptions } from './frame.ts';
@@ -26,7 +27,7 @@ import type { UpOptions } from './up.ts';
 export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, progress, errors, sceneErrors, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses, engines';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget' | 'cluster';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -71,6 +72,7 @@ export const defaultHandlers: Handlers = {
   site: async (c) => (await import('./site.ts')).siteCommand(c as CommandContext<SiteOptions>),
   bills: async (c) => (await import('./bills.ts')).billsCommand(c as CommandContext<BillsOptions>),
   budget: async (c) => (await import('./budget.ts')).budgetCommand(c as CommandContext<BudgetOptions>),
+  cluster: async (c) => (await import('./cluster.ts')).clusterCommand(c as CommandContext<ClusterConfigOptions>),
 };
 
 /** Adds the scheduler's flags (queue limits, retention, linked peers, the outsourcing policy), which `up` takes too. */
@@ -152,7 +154,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .version(version(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .option('--data <dir>', 'farm data directory (default: ./.renderbus)')
-    .addOption(new Option('--nats <url>', 'NATS URL of the farm (default: from <data>/farm.json)').env('RENDERBUS_NATS'))
+    .addOption(new Option('--nats <urls>', "NATS URL of the farm; a cluster's members comma-separated, nats://a:4222,nats://b:4222 (default: from <data>/farm.json)").env('RENDERBUS_NATS'))
     .option('--site <name>', "site name, the root of every subject (default: the credential's site)")
     .addOption(new Option('--creds <file>', "credentials file issued by the farm's operator (renderbus credentials add; default: the local operator's, from <data>/farm.json)").env('RENDERBUS_CREDS'))
     .addOption(new Option('--log-format <format>', "logs of the farm's processes: json, one object a line, or pretty, readable lines (default: pretty on a terminal, json in a pipe or a file)").env('RENDERBUS_LOG_FORMAT'))
@@ -176,6 +178,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--slots <n>', 'render slots of the local render server; 0 starts none (default: one per CPU)')
     .option('--port <n>', 'NATS client port; -1 picks a free one; a port given here that is taken is an error (default: 4222, or a free port if 4222 is taken)')
     .option('--listen <addr>', 'address NATS listens on, e.g. 0.0.0.0 so other machines can join (default: 127.0.0.1); NATS only, the monitor stays on --monitor-listen')
+    .option('--cluster <n>', 'NATS servers on this machine: 1, or 3 clustered, with the journal and event streams kept on all three (R3) and every actor given the three URLs; with --port N they take N, N+1, N+2, else free ports (default: 1; docs/cluster.md)')
     .option('--host <name>', 'host name of the local render server (default: this machine\'s name)')
     .option('--grace <seconds>', 'on Ctrl-C or SIGTERM, how long running frames may finish before they are stopped and handed back (default: 60)')
     .option('--smtp <url>', NOTIFIER_FLAG_HELP.smtp)
@@ -468,12 +471,25 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .argument('[role]', 'artist, operator, render-server, scheduler, registry, notifier or monitor')
     .argument('[name]', 'the user (artist, operator), the render host, or the service')
     .option('--out <file>', 'where add writes the credential (default: ./<role>-<name>.creds; mode 0600)')
-    .option('--url <url>', "the farm's NATS URL as the holder reaches it, written into the file (default: the running farm's)")
+    .option('--url <url>', "the farm's NATS URL as the holder reaches it, written into the file; a cluster's, comma-separated (default: the running farm's, every member)")
     .option('--any-host', 'a render-server credential for any host: simulated farms only (renderbus sim-farm)')
     .option('--force', 'overwrite --out')
     .option('--json', 'one JSON document')
     .addHelpText('after', "\nRoles and what each may do: docs/security.md.\nExamples, on the head node:\n  renderbus credentials add render-server node-7 --url nats://head.studio.example:4222\n  renderbus credentials add artist ann\n  renderbus credentials revoke artist ann\n  renderbus credentials list\nThen on node-7: renderbus render-server --creds render-server-node-7.creds")
     .action(action('credentials'));
+
+  program
+    .command('cluster')
+    .summary("print the nats.conf of one member of a studio's own NATS cluster")
+    .description("print the nats.conf of member N of a NATS cluster on the studio's own machines: its client listener, JetStream with its store, the cluster block with the routes to every member and the farm's route password (<data>/nats/cluster.secret, made on first use), and the include of auth.conf. Run it on the head node once per member and copy each file, with <data>/nats/auth.conf, to its machine")
+    .argument('<verb>', 'config')
+    .option('--node <n>', 'which member, 1 to the number of routes; it is server_name n<N>')
+    .option('--routes <list>', "every member's route address as the others reach it, host:port comma-separated, in member order, e.g. a:6222,b:6222,c:6222")
+    .option('--listen <host:port>', 'the client listener (default: 0.0.0.0:4222)')
+    .option('--store <dir>', "the member's JetStream store (default: /var/lib/renderbus/nats)")
+    .option('--name <name>', 'the cluster name, the same on every member (default: renderbus)')
+    .addHelpText('after', '\nExample, three machines a, b and c:\n  renderbus cluster config --node 1 --routes a:6222,b:6222,c:6222 > n1.conf\nthen on a: nats-server -c n1.conf (auth.conf beside it); actors: --nats nats://a:4222,nats://b:4222,nats://c:4222. docs/cluster.md')
+    .action(action('cluster'));
 
   program
     .command('sites')

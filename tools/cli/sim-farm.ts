@@ -118,7 +118,7 @@ export async function simFarmCommand(c: CommandContext<SimFarmOptions>): Promise
   const where = await locateFarm(checkGlobals(c.globals));
   // stdout carries the figures; the root logger of this command writes to stderr
   const log = pino({ name: 'renderbus-sim-farm', level: process.env.RENDERBUS_LOG ?? 'warn' }, pino.destination({ dest: 2, sync: false }));
-  const nc = await connectBus({ servers: where.url, name: 'renderbus-sim-farm', creds: where.creds, log });
+  const nc = await connectBus({ servers: where.servers, name: 'renderbus-sim-farm', creds: where.creds, log });
   const sig = untilSignal();
   const farm = startSimulatedFarm({
     nc, site: where.site, log, hosts: o.hosts, slots: o.slots, frameMs: o.frameMs, jitter: o.jitter, failRate: o.failRate,

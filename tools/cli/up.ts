@@ -35,6 +35,7 @@ export interface UpOptions extends NotifierFlags, SchedulerFlags {
   /** `--encrypt-results [mode]`: true without a mode. */
   encryptResults?: boolean | string;
   keepInputs?: string;
+  cluster?: string;
 }
 
 /**
@@ -50,6 +51,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   const storeMinFreeMb = c.opts.storeMinFree !== undefined ? parseCount('--store-min-free', c.opts.storeMinFree, { min: 0, max: 1024 * 1024 }) : undefined;
   const dataDir = dataDirOf(g);
   const federation = federationOf(g.site, c.opts);
+  const cluster = clusterOf(c.opts.cluster, federation !== undefined);
   const notifierOptions = notifierSettings(c.opts);
   const schedulerOptions = schedulerSettings(c.opts, g.site);
   // the monitor stays on 127.0.0.1 whatever --listen (NATS) says: opening it is its own decision
@@ -81,6 +83,7 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       dataDir, site: g.site, slots, host, port, listen: c.opts.listen, operator: hostToken(currentUser().user), notifier: notifierOptions, monitor: { ...monitorOptions, token }, scheduler: schedulerOptions, log,
       ...(storeMinFreeMb !== undefined ? { storeMinFreeBytes: storeMinFreeMb * 2 ** 20 } : {}),
       ...(federation ? { federation } : {}),
+      ...(cluster > 1 ? { cluster } : {}),
       onMonitor: addWebMonitor,
     });
   } catch (err) {
@@ -102,7 +105,9 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
   c.io.stdout.write(
     [
       `${p.bold(`renderbus farm '${farm.site}' is up`)} (pid ${process.pid}, ${slots} slots on this machine)`,
-      `  NATS URL  ${farm.url}${farm.natsFellBack ? ` (port ${DEFAULT_NATS_PORT} was taken; --port N chooses one)` : ''}`,
+      farm.cluster
+        ? `  NATS      ${farm.servers.join(',')} (a cluster of ${farm.servers.length}, ready in ${farm.cluster.readyMs} ms; docs/cluster.md)`
+        : `  NATS URL  ${farm.url}${farm.natsFellBack ? ` (port ${DEFAULT_NATS_PORT} was taken; --port N chooses one)` : ''}`,
       `  data      ${farm.dataDir}`,
       `  output    ${farm.outputDir}`,
       `  log       ${logFile}`,
@@ -120,8 +125,8 @@ export async function upCommand(c: CommandContext<UpOptions>): Promise<number> {
       `  ${rb('tail')}`,
       ...(selfCommand() === 'renderbus' ? [] : [`(${RENDERBUS_BIN} is this checkout's renderbus: 'sh tools/bootstrap.sh' puts it on PATH)`]),
       local
-        ? `Other machines cannot join: NATS listens on ${farm.url} only (use --listen 0.0.0.0 to change that).`
-        : `Other machines join with a credential each: ${rb('credentials', 'add', 'render-server', 'HOST', '--url', farm.url)}, then on HOST: renderbus render-server --creds render-server-HOST.creds (docs/running-actors.md)`,
+        ? `Other machines cannot join: NATS listens on ${farm.servers.join(',')} only (use --listen 0.0.0.0 to change that).`
+        : `Other machines join with a credential each: ${rb('credentials', 'add', 'render-server', 'HOST', '--url', farm.servers.join(','))}, then on HOST: renderbus render-server --creds render-server-HOST.creds (docs/running-actors.md)`,
       'Stop with Ctrl-C.',
       '',
     ].join('\n'),
@@ -151,6 +156,18 @@ function boundText(bound: string): string {
  * listener its peers dial (a hub). Without `--site` nothing of this applies (a data directory
  * already linked keeps its links: startFarm reads them from its store).
  */
+/**
+ * `--cluster N`: 1 (one nats-server) or 3. Not with --site: every member would need the site's
+ * leaf listener and its remotes, and a peer would have to dial all three (not built).
+ */
+function clusterOf(value: string | undefined, linked: boolean): number {
+  if (value === undefined) return 1;
+  const n = parseCount('--cluster', value, { min: 1, max: 99 });
+  if (n !== 1 && n !== 3) throw new UsageError(`--cluster ${n}: give 3 (a cluster of three NATS servers on this machine) or 1; a cluster of ${n} is not supported`);
+  if (n > 1 && linked) throw new UsageError('--cluster 3 with --site: a linked site runs on one NATS server (docs/cluster.md, "Limits")');
+  return n;
+}
+
 function federationOf(site: string | undefined, o: UpOptions): { listen?: { host: string; port: number; advertise: string }; encryptResults?: { purge: boolean }; keepInputsMs?: number } | undefined {
   if (site === undefined) {
     if (o.leafListen !== undefined || o.advertise !== undefined || o.keepInputs !== undefined) throw new UsageError('--leaf-listen, --advertise and --keep-inputs are for a linked site: give --site NAME too');

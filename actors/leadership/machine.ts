@@ -15,7 +15,7 @@ export interface LeadershipTiming {
   pollMs: number;
 }
 
-export const DEFAULT_LEADERSHIP_TIMING: LeadershipTiming = { renewMs: 500, fenceMs: 2_000, lapseMs: 3_000, pollMs: 250 };
+export const DEFAULT_LEADERSHIP_TIMING: LeadershipTiming = { renewMs: 250, fenceMs: 3_000, lapseMs: 4_000, pollMs: 250 };
 
 /** A read of the key: its revision (0: never written) and the lease it holds (none: never taken, or released). */
 export interface KeyState {

@@ -4,6 +4,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
+import { replicasOf } from '../bus/index.ts';
 import { codecs, newInstanceId, PROTOCOL_MAJOR, streams, type LeaderRole, type Leadership } from '../../protocol/index.ts';
 import { DEFAULT_LEADERSHIP_TIMING, LeaseTakenError, leadershipMachine, type KeyState, type LeadershipTiming } from './machine.ts';
 
@@ -19,7 +20,7 @@ export interface LeadershipOptions {
   /** The candidate's name on the bus (its credential's), shown to operators. */
   name?: string;
   log: Logger;
-  /** Replicas of the leaders bucket (3 on a three-node cluster; default 1). */
+  /** Replicas of the leaders bucket (default: as the server says, replicasOf: 3 on a cluster of three, else 1). */
   replicas?: number;
   timing?: Partial<LeadershipTiming>;
   /** Starts this process's term as the leader. */
@@ -91,7 +92,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
     actors: {
       open: fromPromise(async () => {
         const js = jetstream(o.nc, { timeout: KV_TIMEOUT_MS * 5 });
-        kv = await new Kvm(js).create(streams.leaders(o.site), { history: 1, replicas: o.replicas ?? 1 });
+        kv = await new Kvm(js).create(streams.leaders(o.site), { history: 1, replicas: o.replicas ?? replicasOf(o.nc) });
       }),
       read: fromPromise(async (): Promise<KeyState> => {
         const e = await kv!.get(key);

@@ -5,7 +5,7 @@ import { startRegistryTerm, type RegistryOptions } from './runtime.ts';
 const SETTLE_MS = 2_000;
 
 export interface RegistryLeaderOptions extends RegistryOptions {
-  /** Replicas of the leaders bucket (3 on a three-node cluster; default 1). */
+  /** Replicas of the leaders bucket (default: as the server says, replicasOf). */
   replicas?: number;
   /** The leadership lease's clock (tests shorten it); default DEFAULT_LEADERSHIP_TIMING. */
   leadership?: Partial<LeadershipTiming>;

@@ -55,7 +55,9 @@ export class Journal {
    * farm moves onto a cluster (nats-server 2.9.10 takes that update and copies it over).
    */
   static async open(nc: NatsConnection, site: string, log: Logger, o: { replicas?: number } = {}): Promise<Journal> {
-    const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+    // no $JS.API.INFO probe: on a cluster that has just lost a member it timed out for tens of
+    // seconds while the streams' own requests were answered (a standby could not take over)
+    const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
     const num_replicas = o.replicas ?? replicasOf(nc);
     await ensureStream(jsm, log, {
       name: streams.journal(site),
@@ -150,7 +152,7 @@ export class Journal {
   }
 
   private async readFrom(fromSeq: number, apply: (rec: JournalRecord, seq: number) => void): Promise<number> {
-    const jsm = await this.js.jetstreamManager();
+    const jsm = await this.js.jetstreamManager(false); // no $JS.API.INFO probe: see open()
     const info = await jsm.streams.info(streams.journal(this.site));
     if (info.state.messages === 0 || info.state.last_seq < fromSeq) return 0;
     const consumer = await this.js.consumers.get(streams.journal(this.site), fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : undefined);
@@ -184,16 +186,23 @@ async function ensureStream(jsm: JetStreamManager, log: Logger, cfg: Partial<Str
   try {
     had = (await jsm.streams.info(cfg.name)).config;
   } catch (err) {
-    if (!/stream not found/i.test((err as Error).message)) throw err;
+    if (!/stream not found/i.test((err as Error).message)) throw new Error(`stream ${cfg.name}: info failed (${(err as Error).message})`, { cause: err });
     await jsm.streams.add(cfg);
     return;
   }
+  // unchanged: no update, which needs the cluster's meta leader (a takeover while a member is down
+  // found updates timing out for as long as it stayed down, and could not open its journal)
+  const same = Object.entries(cfg).every(([k, v]) => JSON.stringify(had[k as keyof StreamConfig]) === JSON.stringify(v));
+  if (same) return;
   try {
     await jsm.streams.update(cfg.name, cfg);
   } catch (err) {
     // a change of copies needs every member it lands on: with one down, keep the stream as it is
     // (the next start tries again) rather than leave the farm without its journal
-    if (cfg.num_replicas === undefined || cfg.num_replicas === had.num_replicas) throw err;
+    if (cfg.num_replicas === undefined || cfg.num_replicas === had.num_replicas) {
+      const differs = Object.keys(cfg).filter((k) => JSON.stringify(had[k as keyof StreamConfig]) !== JSON.stringify(cfg[k as keyof StreamConfig]));
+      throw new Error(`stream ${cfg.name}: update of ${differs.join(', ')} failed (${(err as Error).message})`, { cause: err });
+    }
     log.warn({ err, stream: cfg.name, replicas: had.num_replicas, wanted: cfg.num_replicas }, 'could not change the stream\'s number of copies: kept as it is');
     await jsm.streams.update(cfg.name, { ...cfg, num_replicas: had.num_replicas });
   }

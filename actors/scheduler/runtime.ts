@@ -60,7 +60,7 @@ export interface SchedulerOptions {
    * own budget (site-choice.ts). Default: the scheduler's own (`renderbus budget`, project-budgets.ts).
    */
   projectLeft?: (project: string) => Money | undefined;
-  /** Replicas of the journal, the event stream and the leaders bucket (3 on a three-node cluster; default 1). */
+  /** Replicas of the journal, the event stream and the leaders bucket (default: as the server says, replicasOf). */
   replicas?: number;
 }
 
@@ -966,7 +966,7 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
   const machine = schedulerMachine.provide({
     actors: {
       openStore: fromPromise(async () => {
-        journal = await Journal.open(nc, site, log);
+        journal = await Journal.open(nc, site, log, o.replicas !== undefined ? { replicas: o.replicas } : {});
       }),
       recover: fromPromise(async () => {
         book = new JobBook();

@@ -32,6 +32,8 @@ export interface NatsServerOptions {
   links?: SiteLinks;
   /** nats-server's max_payload (default 1 MiB, the same on every site; tests give a hostile peer more). */
   maxPayload?: number;
+  /** Serve nats-server's monitoring endpoints (/varz: message counters) on a free loopback port (benchmarks). */
+  monitor?: boolean;
 }
 
 /** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
@@ -41,6 +43,8 @@ export interface NatsServerHandle {
   url: string;
   pid: number;
   proc: ChildProcess;
+  /** The monitoring endpoint's base URL, when started with `monitor`. */
+  monitorUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -70,6 +74,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
       `server_name: "${o.serverName ?? 'renderbus'}"`,
       `max_payload: ${o.maxPayload ?? 1048576}`,
       `jetstream { store_dir: ${JSON.stringify(join(o.dir, 'jetstream'))}, max_file_store: ${o.maxFileStore ?? DEFAULT_MAX_FILE_STORE}${domain} }`,
+      ...(o.monitor ? ['http: "127.0.0.1:-1"'] : []),
       'include "auth.conf"',
       '',
     ].join('\n'),
@@ -111,7 +116,8 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     const portsFile = join(runDir, `${basename(bin)}_${proc.pid}.ports`);
     const ports = await Promise.race([early, readJsonWhenPresent(portsFile, 10_000)]);
     const url = (ports as { nats: string[] }).nats[0]!;
-    return { url, pid: proc.pid!, proc, stop: async () => { await stop(); await rm(portsFile, { force: true }); } };
+    const monitorUrl = (ports as { monitoring?: string[] }).monitoring?.[0];
+    return { url, pid: proc.pid!, proc, ...(monitorUrl ? { monitorUrl } : {}), stop: async () => { await stop(); await rm(portsFile, { force: true }); } };
   } catch (err) {
     await stop();
     throw err;

@@ -19,9 +19,9 @@ export interface BenchNats extends NatsServerHandle {
 }
 
 /** Issues a credential for each principal under `dir` (the data directory), then starts the server in `dir/nats`. */
-export async function startBenchNats(dir: string, site: string, principals: Principal[]): Promise<BenchNats> {
+export async function startBenchNats(dir: string, site: string, principals: Principal[], o: { monitor?: boolean } = {}): Promise<BenchNats> {
   const auth = await prepareSiteAuth(dir, site, principals);
-  const nats = await startNatsServer({ dir: natsDir(dir), port: -1, auth: { users: auth.users } });
+  const nats = await startNatsServer({ dir: natsDir(dir), port: -1, auth: { users: auth.users }, ...(o.monitor ? { monitor: true } : {}) });
   const creds = (role: Role, name: string = role): Credentials => {
     const c = auth.creds.get(keyOf({ role, name }));
     if (!c) throw new Error(`the benchmark's nats-server was not started with a credential for ${role} ${name}`);

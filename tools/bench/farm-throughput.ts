@@ -1,17 +1,23 @@
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from '../../actors/bus/index.ts';
 import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/index.ts';
 import { startBenchFarm } from './bench-farm.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
 import { waitUntil } from '../lib/wait-until.ts';
+import { costsBetween, type Costs } from './farm-costs.ts';
+// @ts-expect-error: a plain .mjs module, shared with tools/bin/renderbus.js
+import { buildIsCurrent } from '../build-state.mjs';
 
 /*
  * N trivial frames (`true` through the command adapter) through the whole farm, the
  * registry, scheduler and one render server each a separate process, against a bare
  * Node spawn loop, GNU parallel and xargs at the same concurrency. Also the dispatch
- * latency: how long a slot stands idle between tasks (the render server's `waitMs`).
+ * latency: how long a slot stands idle between tasks (the render server's `waitMs`), and where the
+ * time goes: CPU per task of each process, and the messages the nats-server carried per task.
  * Run from tools/bench/main.ts (`npm run bench`), which writes docs/benchmarks.md.
  */
 export interface ThroughputOptions {
@@ -19,13 +25,22 @@ export interface ThroughputOptions {
   frames: number;
   /** One run per slot count. */
   slots: number[];
+  /** Write a CPU profile of each actor process here (the profiler slows them: figures not for the docs). */
+  cpuProfDir?: string;
 }
 
-interface FarmRun { fps: number; p50: number; p99: number; wallS: number }
+interface FarmRun { fps: number; p50: number; p99: number; wallS: number; costs: Costs }
 
+const ROOT = resolve(import.meta.dirname, '../..');
 
-async function farmRun(n: number, slots: number): Promise<FarmRun> {
-  const farm = await startBenchFarm({ slots });
+/** The actor processes must run the build (dist/), as a farm does, not the sources through tsx. */
+function ensureBuild(): void {
+  const r = spawnSync(process.execPath, [join(ROOT, 'tools/build.mjs')], { stdio: 'inherit' });
+  if (r.status !== 0 || !(buildIsCurrent(ROOT) as boolean)) throw new Error('tools/build.mjs failed: the farm would run through tsx, and measure that');
+}
+
+async function farmRun(n: number, slots: number, cpuProfDir?: string): Promise<FarmRun> {
+  const farm = await startBenchFarm({ slots, ...(cpuProfDir ? { cpuProfDir } : {}) });
   const { nc, site, dir } = farm;
   try {
     const waits: number[] = [];
@@ -45,16 +60,18 @@ async function farmRun(n: number, slots: number): Promise<FarmRun> {
       return 'job' in b && b.job.state === 'done' ? true : undefined;
     });
     waits.length = 0;
+    const before = await farm.costs();
     const t0 = performance.now();
     const jobId = await farm.submit({ name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } });
     const done = farm.done(jobId);
     await Promise.race([done, sleep(600_000)]);
     const wall = performance.now() - t0;
+    const after = await farm.costs();
     await sleep(200); // the last started events
     // the first task of each slot waited for the submit itself: count only slot-to-slot gaps
     const gaps = waits.slice(slots).sort((a, b) => a - b);
     const q = (p: number) => gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))] ?? NaN;
-    return { fps: (n / wall) * 1000, p50: q(0.5), p99: q(0.99), wallS: wall / 1000 };
+    return { fps: (n / wall) * 1000, p50: q(0.5), p99: q(0.99), wallS: wall / 1000, costs: costsBetween(before, after, n) };
   } finally {
     await farm.stop();
   }
@@ -65,8 +82,11 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
   const N = o.frames;
   const rows: string[] = [];
   const latency: string[] = [];
+  const costs: { slots: number; fps: number; costs: Costs }[] = [];
+  ensureBuild();
   for (const s of o.slots) {
-    const farm = await farmRun(N, s);
+    const farm = await farmRun(N, s, o.cpuProfDir);
+    costs.push({ slots: s, fps: farm.fps, costs: farm.costs });
     const node = await bareNodeLoop(N, s);
     const parallel = await externalRunner('parallel', ['-j', String(s), 'true'], N).catch(() => NaN);
     const xargs = await externalRunner('xargs', ['-P', String(s), '-n', '1', 'true'], N);
@@ -75,7 +95,11 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
     rows.push(`| ${N} | ${s} | ${f(farm.fps)} | ${f(node)} | ${f(parallel)} | ${f(xargs)} | ${r(node)}× | ${r(parallel)}× | ${r(xargs)}× |`);
     latency.push(`| ${s} | ${farm.p50.toFixed(2)} | ${farm.p99.toFixed(2)} |`);
     console.log(`S=${s}: farm ${f(farm.fps)}/s (${farm.wallS.toFixed(1)} s), node loop ${f(node)}/s, parallel ${f(parallel)}/s, xargs ${f(xargs)}/s; dispatch p50 ${farm.p50.toFixed(2)} ms p99 ${farm.p99.toFixed(2)} ms`);
+    console.log(`S=${s}: ${costLine(farm.costs)}`);
   }
+  const names = [...new Set(costs.flatMap((c) => [...c.costs.cpuMsPerTask.keys()]))];
+  const cpuOf = (c: Costs, name: string) => c.cpuMsPerTask.get(name) ?? NaN;
+  const total = (c: Costs) => [...c.cpuMsPerTask.values()].reduce((a, b) => a + b, 0);
   return [
     `## Farm throughput: ${machine}`,
     '',
@@ -91,5 +115,17 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
     '|---|---|---|',
     ...latency,
     '',
+    'Where the time goes: CPU ms per task (one frame) of each process over the timed job (/proc: user + system; the renderers are the `true` processes the fork server reaped), and the messages per task the nats-server took in (published) and sent out (delivered), from its /varz counters. The CPU a task may use is 1000 × cores ÷ (frames/s) ms: with 2 cores and the bare loop\'s rate, about 2.7 ms.',
+    '',
+    `| slots | ${names.join(' | ')} | all | CPU-ms a task at the farm's rate (cores × 1000 ÷ frames/s) | messages in | messages out |`,
+    `|---|${names.map(() => '---|').join('')}---|---|---|---|`,
+    ...costs.map(({ slots, fps, costs: c }) => `| ${slots} | ${names.map((n) => cpuOf(c, n).toFixed(2)).join(' | ')} | ${total(c).toFixed(2)} | ${((cpus().length * 1000) / fps).toFixed(2)} | ${c.msgsPerTask?.in.toFixed(1) ?? 'n/a'} | ${c.msgsPerTask?.out.toFixed(1) ?? 'n/a'} |`),
+    '',
   ].join('\n');
+}
+
+function costLine(c: Costs): string {
+  const cpu = [...c.cpuMsPerTask].map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', ');
+  const msgs = c.msgsPerTask ? `; messages a task: ${c.msgsPerTask.in.toFixed(1)} in, ${c.msgsPerTask.out.toFixed(1)} out` : '';
+  return `CPU ms a task: ${cpu}${msgs}`;
 }

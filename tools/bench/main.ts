@@ -25,7 +25,7 @@ import { blenderBench } from './blender-makespan.ts';
  *   cas (tools/bench/cas-put.ts): --cas-mb N (256) --cas-dir DIR (the OS temp dir)
  *   bundles (tools/bench/bundle-io.ts): --bundle-mb N (256) --bundle-dir DIR (/var/tmp; not /tmp, which bundle paths may not use) --bundle-runs N (3)
  *   transfer (tools/bench/transfer.ts): --transfer-mb N (256) --transfer-dir DIR (/var/tmp) --cut-s N (5); needs rsync
- *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
+ *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4 --cpu-prof DIR (each actor process)
  *   start (tools/bench/cli-start.ts): --start-runs N (20)
  *   outsource (tools/bench/outsource-e2e.ts): --outsource-runs N (5) --outsource-dir DIR (/var/tmp)
  *   crypto (tools/bench/result-crypto.ts): --crypto-mb N (64) --crypto-runs N (3) --crypto-dir DIR (/var/tmp)
@@ -63,7 +63,7 @@ const write = !argv.includes('--no-write') && !cpuProfDir;
 const machine = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
 const sections: string[] = [];
 if (runs('throughput')) {
-  sections.push(await throughputBench({ frames: Number(opt('frames', '1000')), slots: opt('slots', '2,4').split(',').map(Number) }, machine));
+  sections.push(await throughputBench({ frames: Number(opt('frames', '1000')), slots: opt('slots', '2,4').split(',').map(Number), ...(cpuProfDir ? { cpuProfDir: resolve(cpuProfDir) } : {}) }, machine));
 }
 if (runs('recovery')) {
   sections.push(await recoveryBench({

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
+import { assign, createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { call, timedOut } from '../bus/index.ts';
 import {
   aboutFrames, codecs, FarmError, formatFrames, frameFileName, PROTOCOL_MAJOR, subjects,
@@ -582,6 +582,13 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
       resultDropped: ({ context }, params) => {
         log.error({ err: params.error, taskId: context.result?.taskId }, 'scheduler refused the task result');
       },
+      reportInBackground: (_, { result, wantNext }) => {
+        reportInBackground({ v: PROTOCOL_MAJOR, host: o.host, ...result, wantNext, want: wantNext ? 1 : 0 });
+      },
+      takeHeld: assign({ task: () => held.shift()!, waitMs: 0 }),
+    },
+    guards: {
+      taskInHand: () => held.length > 0 && !stopped,
     },
   });
 

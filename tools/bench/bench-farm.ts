@@ -52,6 +52,8 @@ export async function startBenchFarm(o: BenchFarmOptions): Promise<BenchFarm> {
     const p = spawn(process.execPath, [...prof, CLI, ...args, '--nats', nats.url, '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
     procs.push(p);
     watched.push({ name: args[0]!, pid: p.pid! });
+    // renderers spawned by the actor itself (no fork server: no perl) are reaped by it
+    if (args[0] === 'render-server') watched.push({ name: 'renderers', pid: p.pid!, part: 'reaped children' });
   };
   const nc = await nats.connectAs(Role.Operator, BENCH_USER);
   const stop = async () => {

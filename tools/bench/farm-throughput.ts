@@ -43,13 +43,9 @@ async function farmRun(n: number, slots: number, cpuProfDir?: string): Promise<F
   const farm = await startBenchFarm({ slots, ...(cpuProfDir ? { cpuProfDir } : {}) });
   const { nc, site, dir } = farm;
   try {
-    const waits: number[] = [];
-    nc.subscribe(subjects.allFrameEvents(site, 'started'), {
-      callback: (_e, m) => {
-        const w = (decodeAny(m.data) as { waitMs?: number }).waitMs;
-        if (typeof w === 'number') waits.push(w);
-      },
-    });
+    // kept as they come and decoded after the run: the bench's own work competes with the farm's for the cores
+    let started: Uint8Array[] = [];
+    nc.subscribe(subjects.allFrameEvents(site, 'started'), { callback: (_e, m) => void started.push(m.data) });
     const scene = join(dir, 'none.scene');
     await writeFile(scene, '');
     // a one-frame job first: a starting scheduler dispatches nothing during its adoption window
@@ -59,7 +55,7 @@ async function farmRun(n: number, slots: number, cpuProfDir?: string): Promise<F
       const b = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: warm }, codecs.queryReply, { timeoutMs: 500 });
       return 'job' in b && b.job.state === 'done' ? true : undefined;
     });
-    waits.length = 0;
+    started = [];
     const before = await farm.costs();
     const t0 = performance.now();
     const jobId = await farm.submit({ name: 'bench', scene, renderer: 'command', command: 'true', frames: `1-${n}`, output: { dir: join(dir, 'out') } });
@@ -68,6 +64,11 @@ async function farmRun(n: number, slots: number, cpuProfDir?: string): Promise<F
     const wall = performance.now() - t0;
     const after = await farm.costs();
     await sleep(200); // the last started events
+    const waits: number[] = [];
+    for (const data of started) {
+      const w = (decodeAny(data) as { waitMs?: number }).waitMs;
+      if (typeof w === 'number') waits.push(w);
+    }
     // the first task of each slot waited for the submit itself: count only slot-to-slot gaps
     const gaps = waits.slice(slots).sort((a, b) => a - b);
     const q = (p: number) => gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))] ?? NaN;

@@ -7,7 +7,7 @@ import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
 import { codecs, PROTOCOL_MAJOR, Role, subjects, type JobSpec } from '../../protocol/index.ts';
 import { startBenchNats } from './bench-nats.ts';
-import { childPids, snapshot, type CostSnapshot, type Watched } from './farm-costs.ts';
+import { BENCH_PROCESS, childPids, snapshot, type CostSnapshot, type Watched } from './farm-costs.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
@@ -46,7 +46,7 @@ export async function startBenchFarm(o: BenchFarmOptions): Promise<BenchFarm> {
     { role: Role.Operator, name: BENCH_USER },
   ], { monitor: true });
   const procs: ChildProcess[] = [];
-  const watched: Watched[] = [{ name: 'nats-server', pid: nats.pid }, { name: 'bench (operator)', pid: process.pid }];
+  const watched: Watched[] = [{ name: 'nats-server', pid: nats.pid }, { name: BENCH_PROCESS, pid: process.pid }];
   const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   const actor = (creds: string, ...args: string[]) => {
     const p = spawn(process.execPath, [...prof, CLI, ...args, '--nats', nats.url, '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });

@@ -9,6 +9,9 @@ import { readFile } from 'node:fs/promises';
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ: 100 on Linux). */
 const TICKS_PER_S = 100;
 
+/** The name the benchmark's own process goes by (bench-farm.ts). */
+export const BENCH_PROCESS = 'bench (operator)';
+
 /** A process to watch: its own CPU, or that of the children it reaped (the fork server's renderers). */
 export interface Watched {
   name: string;

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpus } from 'node:os';
+import { loadavg } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,7 @@ import { codecs, decodeAny, PROTOCOL_MAJOR, subjects } from '../../protocol/inde
 import { startBenchFarm } from './bench-farm.ts';
 import { bareNodeLoop, externalRunner } from './baselines.ts';
 import { waitUntil } from '../lib/wait-until.ts';
-import { costsBetween, type Costs } from './farm-costs.ts';
+import { BENCH_PROCESS, costsBetween, type Costs } from './farm-costs.ts';
 // @ts-expect-error: a plain .mjs module, shared with tools/bin/renderbus.js
 import { buildIsCurrent } from '../build-state.mjs';
 
@@ -83,12 +83,13 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
   const N = o.frames;
   const rows: string[] = [];
   const latency: string[] = [];
-  const costs: { slots: number; fps: number; costs: Costs }[] = [];
+  const costs: { slots: number; costs: Costs; loopCpuMs: number }[] = [];
   ensureBuild();
+  const loadAtStart = loadavg()[0]!;
   for (const s of o.slots) {
     const farm = await farmRun(N, s, o.cpuProfDir);
-    costs.push({ slots: s, fps: farm.fps, costs: farm.costs });
-    const node = await bareNodeLoop(N, s);
+    const { rate: node, cpuMsPerRun: loopCpuMs } = await bareNodeLoop(N, s);
+    costs.push({ slots: s, costs: farm.costs, loopCpuMs });
     const parallel = await externalRunner('parallel', ['-j', String(s), 'true'], N).catch(() => NaN);
     const xargs = await externalRunner('xargs', ['-P', String(s), '-n', '1', 'true'], N);
     const r = (x: number) => (Number.isFinite(x) ? (farm.fps / x).toFixed(2) : 'n/a');
@@ -96,15 +97,17 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
     rows.push(`| ${N} | ${s} | ${f(farm.fps)} | ${f(node)} | ${f(parallel)} | ${f(xargs)} | ${r(node)}× | ${r(parallel)}× | ${r(xargs)}× |`);
     latency.push(`| ${s} | ${farm.p50.toFixed(2)} | ${farm.p99.toFixed(2)} |`);
     console.log(`S=${s}: farm ${f(farm.fps)}/s (${farm.wallS.toFixed(1)} s), node loop ${f(node)}/s, parallel ${f(parallel)}/s, xargs ${f(xargs)}/s; dispatch p50 ${farm.p50.toFixed(2)} ms p99 ${farm.p99.toFixed(2)} ms`);
-    console.log(`S=${s}: ${costLine(farm.costs)}`);
+    console.log(`S=${s}: ${costLine(farm.costs)}; bare loop ${loopCpuMs.toFixed(2)} CPU ms a run`);
   }
+  const loadAtEnd = loadavg()[0]!;
   const names = [...new Set(costs.flatMap((c) => [...c.costs.cpuMsPerTask.keys()]))];
   const cpuOf = (c: Costs, name: string) => c.cpuMsPerTask.get(name) ?? NaN;
-  const total = (c: Costs) => [...c.cpuMsPerTask.values()].reduce((a, b) => a + b, 0);
+  // the bench's own listener is not the farm's: it stands for a monitor, and is shown apart
+  const farmCpu = (c: Costs) => [...c.cpuMsPerTask].filter(([n]) => n !== BENCH_PROCESS).reduce((a, [, ms]) => a + ms, 0);
   return [
     `## Farm throughput: ${machine}`,
     '',
-    `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency; the bare Node loop in a plain \`node\` process of its own (tools/bench/bare-loop.mjs: in the tsx-loaded bench process every spawn cost several times more, and sections before 2026-12-03 overstate the farm's ratio to it, 0.64–0.87×).`,
+    `\`npm run bench\`: ${N} frames of \`true\` through the command adapter; registry, scheduler and one render server as separate processes (the build in dist/, as \`renderbus\` runs it) with a nats-server on loopback. Baselines run the same ${N} commands at the same concurrency; the bare Node loop in a plain \`node\` process of its own (tools/bench/bare-loop.mjs: in the tsx-loaded bench process every spawn cost several times more, and sections before 2026-12-03 overstate the farm's ratio to it, 0.64–0.87×). Load average (1 min) ${loadAtStart.toFixed(1)} at the start, ${loadAtEnd.toFixed(1)} at the end: frames/s follow the machine's load, the CPU per task below much less.`,
     '',
     '| frames | slots | farm frames/s | bare Node loop | GNU parallel | xargs | farm ÷ Node | farm ÷ parallel | farm ÷ xargs |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -116,11 +119,11 @@ export async function throughputBench(o: ThroughputOptions, machine: string): Pr
     '|---|---|---|',
     ...latency,
     '',
-    'Where the time goes: CPU ms per task (one frame) of each process over the timed job (/proc: user + system; the renderers are the `true` processes the fork server reaped), and the messages per task the nats-server took in (published) and sent out (delivered), from its /varz counters. The CPU a task may use is 1000 × cores ÷ (frames/s) ms: with 2 cores and the bare loop\'s rate, about 2.7 ms.',
+    'Where the time goes: CPU ms per task (one frame) of each process over the timed job (/proc: user + system; the renderers are the `true` processes the fork server reaped; the bench is the operator listening to every `started` event, as a monitor would), against the bare loop\'s CPU per run (the loop and its `true`s). With the cores busy, frames/s can be at most cores × 1000 ÷ CPU ms a task, so "loop ÷ farm" is the ratio the farm could reach where the CPU is the limit. Messages per task: what the nats-server took in (published) and sent out (delivered), from its /varz counters.',
     '',
-    `| slots | ${names.join(' | ')} | all | CPU-ms a task at the farm's rate (cores × 1000 ÷ frames/s) | messages in | messages out |`,
-    `|---|${names.map(() => '---|').join('')}---|---|---|---|`,
-    ...costs.map(({ slots, fps, costs: c }) => `| ${slots} | ${names.map((n) => cpuOf(c, n).toFixed(2)).join(' | ')} | ${total(c).toFixed(2)} | ${((cpus().length * 1000) / fps).toFixed(2)} | ${c.msgsPerTask?.in.toFixed(1) ?? 'n/a'} | ${c.msgsPerTask?.out.toFixed(1) ?? 'n/a'} |`),
+    `| slots | ${names.join(' | ')} | farm (without the bench) | bare loop | loop ÷ farm | messages in | messages out |`,
+    `|---|${names.map(() => '---|').join('')}---|---|---|---|---|`,
+    ...costs.map(({ slots, costs: c, loopCpuMs }) => `| ${slots} | ${names.map((n) => cpuOf(c, n).toFixed(2)).join(' | ')} | ${farmCpu(c).toFixed(2)} | ${loopCpuMs.toFixed(2)} | ${(loopCpuMs / farmCpu(c)).toFixed(2)}× | ${c.msgsPerTask?.in.toFixed(1) ?? 'n/a'} | ${c.msgsPerTask?.out.toFixed(1) ?? 'n/a'} |`),
     '',
   ].join('\n');
 }

@@ -78,7 +78,7 @@ export async function startBenchFarm(o: BenchFarmOptions): Promise<BenchFarm> {
     costs: async () => {
       // the render server's fork server (launcher.pl, started with its first task) reaps the renderers: its CPU, and theirs
       if (!watched.some((w) => w.name === 'fork server')) {
-        for (const pid of await childPids(procs[2]!.pid!)) {
+        for (const pid of await childPids(watched.find((w) => w.name === 'render-server')!.pid)) {
           const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
           if (cmd.includes('launcher.pl')) watched.push({ name: 'fork server', pid }, { name: 'renderers', pid, part: 'reaped children' });
         }

@@ -41,6 +41,8 @@ export interface NatsServerOptions {
    * folder above theirs, so a reload rewrites one file and signals each member.
    */
   authDir?: string;
+  /** Serve nats-server's monitoring endpoints (/varz: message counters) on a free loopback port (benchmarks). */
+  monitor?: boolean;
 }
 
 /** JetStream's file store limit when none is given: 1 TiB, nats-server's own default when it cannot tell. */
@@ -50,6 +52,8 @@ export interface NatsServerHandle {
   url: string;
   pid: number;
   proc: ChildProcess;
+  /** The monitoring endpoint's base URL, when started with `monitor`. */
+  monitorUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -82,7 +86,8 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     ...(o.cluster ? { cluster: o.cluster } : {}),
     authInclude: relative(runDir, join(authDir, 'auth.conf')),
   });
-  await writeFile(conf, text, { mode: 0o600 });
+  // benchmarks read nats-server's counters (/varz) on a free loopback port
+  await writeFile(conf, o.monitor ? `${text}http: "127.0.0.1:-1"\n` : text, { mode: 0o600 });
   const args = ['-c', conf, '--ports_file_dir', runDir];
   // The kernel stops the server if this process dies, even by SIGKILL: no nats-server is left
   // holding the port and the store. setpriv (util-linux, Essential on Debian) sets that up and
@@ -119,7 +124,8 @@ export async function startNatsServer(o: NatsServerOptions): Promise<NatsServerH
     const portsFile = join(runDir, `${basename(bin)}_${proc.pid}.ports`);
     const ports = await Promise.race([early, readJsonWhenPresent(portsFile, 10_000)]);
     const url = (ports as { nats: string[] }).nats[0]!;
-    return { url, pid: proc.pid!, proc, stop: async () => { await stop(); await rm(portsFile, { force: true }); } };
+    const monitorUrl = (ports as { monitoring?: string[] }).monitoring?.[0];
+    return { url, pid: proc.pid!, proc, ...(monitorUrl ? { monitorUrl } : {}), stop: async () => { await stop(); await rm(portsFile, { force: true }); } };
   } catch (err) {
     await stop();
     throw err;

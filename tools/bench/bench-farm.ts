@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -7,6 +7,7 @@ import { call } from '../../actors/bus/index.ts';
 import { listAllHosts } from '../../actors/registry/index.ts';
 import { codecs, PROTOCOL_MAJOR, Role, subjects, type JobSpec } from '../../protocol/index.ts';
 import { startBenchNats } from './bench-nats.ts';
+import { BENCH_PROCESS, childPids, snapshot, type CostSnapshot, type Watched } from './farm-costs.ts';
 import { waitUntil } from '../lib/wait-until.ts';
 
 const CLI = resolve(import.meta.dirname, '../bin/renderbus.js');
@@ -21,10 +22,22 @@ export interface BenchFarm {
   submit(spec: JobSpec): Promise<string>;
   /** Resolves when the job's `done` event comes (subscribe before the job can end: call right after submit). */
   done(jobId: string): Promise<void>;
+  /** CPU so far of each process (and the nats-server's message counters): two of them give a run's costs (farm-costs.ts). */
+  costs(): Promise<CostSnapshot>;
   stop(): Promise<void>;
 }
 
-export async function startBenchFarm(o: { slots: number; host?: string; extraServerArgs?: string[]; cluster?: number }): Promise<BenchFarm> {
+export interface BenchFarmOptions {
+  slots: number;
+  host?: string;
+  extraServerArgs?: string[];
+  /** Write a V8 CPU profile of each actor process into this folder (node --cpu-prof) when it stops. */
+  cpuProfDir?: string;
+  /** A NATS cluster of this many members instead of one server (cluster-throughput.ts). */
+  cluster?: number;
+}
+
+export async function startBenchFarm(o: BenchFarmOptions): Promise<BenchFarm> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-bench-'));
   const site = 'bench';
   const host = o.host ?? 'bench';
@@ -33,10 +46,16 @@ export async function startBenchFarm(o: { slots: number; host?: string; extraSer
     { role: Role.Scheduler, name: Role.Scheduler },
     { role: Role.RenderServer, name: host },
     { role: Role.Operator, name: BENCH_USER },
-  ], o.cluster !== undefined ? { cluster: o.cluster } : {});
+  ], o.cluster !== undefined ? { cluster: o.cluster } : { monitor: true });
   const procs: ChildProcess[] = [];
+  const watched: Watched[] = [{ name: 'nats-server', pid: nats.pid }, { name: BENCH_PROCESS, pid: process.pid }];
+  const prof = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   const actor = (creds: string, ...args: string[]) => {
-    procs.push(spawn(process.execPath, [CLI, ...args, '--nats', nats.servers.join(','), '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } }));
+    const p = spawn(process.execPath, [...prof, CLI, ...args, '--nats', nats.servers.join(','), '--site', site, '--creds', creds], { stdio: 'ignore', env: { ...process.env, RENDERBUS_LOG: 'warn' } });
+    procs.push(p);
+    watched.push({ name: args[0]!, pid: p.pid! });
+    // renderers spawned by the actor itself (no fork server: no perl) are reaped by it
+    if (args[0] === 'render-server') watched.push({ name: 'renderers', pid: p.pid!, part: 'reaped children' });
   };
   const nc = await nats.connectAs(Role.Operator, BENCH_USER);
   const stop = async () => {
@@ -58,6 +77,16 @@ export async function startBenchFarm(o: { slots: number; host?: string; extraSer
   }
   return {
     site, dir, nc, stop,
+    costs: async () => {
+      // the render server's fork server (launcher.pl, started with its first task) reaps the renderers: its CPU, and theirs
+      if (!watched.some((w) => w.name === 'fork server')) {
+        for (const pid of await childPids(watched.find((w) => w.name === 'render-server')!.pid)) {
+          const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          if (cmd.includes('launcher.pl')) watched.push({ name: 'fork server', pid }, { name: 'renderers', pid, part: 'reaped children' });
+        }
+      }
+      return snapshot(watched, nats.monitorUrl);
+    },
     submit: async (spec) => (await call(nc, subjects.schedSubmit(site, BENCH_USER), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply)).jobId,
     done: (jobId) => new Promise<void>((res) => nc.subscribe(subjects.jobEvent(site, jobId, 'done'), { max: 1, callback: () => res() })),
   };

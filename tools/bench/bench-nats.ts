@@ -10,7 +10,7 @@ import { startCluster, type ClusterHandle } from '../../sites/cluster.ts';
  * principals it was started with, each with a credential kept in `<dir>/auth/local/`, so the
  * benchmark pays for the permission checks a real farm pays for.
  */
-export interface BenchNats extends Pick<NatsServerHandle, 'url' | 'pid' | 'stop'> {
+export interface BenchNats extends Pick<NatsServerHandle, 'url' | 'pid' | 'stop' | 'monitorUrl'> {
   /** Every server's URL: one, or each member of the cluster. */
   servers: string[];
   /** The cluster's members (null: one server). */
@@ -27,12 +27,12 @@ export interface BenchNats extends Pick<NatsServerHandle, 'url' | 'pid' | 'stop'
  * Issues a credential for each principal under `dir` (the data directory), then starts the server
  * in `dir/nats`, or with `cluster: 3` a cluster of three there (a scheduler principal is needed: it asks for the meta leader).
  */
-export async function startBenchNats(dir: string, site: string, principals: Principal[], o: { cluster?: number } = {}): Promise<BenchNats> {
+export async function startBenchNats(dir: string, site: string, principals: Principal[], o: { cluster?: number; monitor?: boolean } = {}): Promise<BenchNats> {
   const auth = await prepareSiteAuth(dir, site, principals);
   const cluster = (o.cluster ?? 1) > 1
     ? await startCluster({ dir: natsDir(dir), size: o.cluster!, auth: { users: auth.users }, probe: auth.creds.get(keyOf({ role: Role.Scheduler, name: Role.Scheduler }))! })
     : null;
-  const nats = cluster ? { url: cluster.servers[0]!, pid: cluster.nodes()[0]!.pid, stop: cluster.stop } : await startNatsServer({ dir: natsDir(dir), port: -1, auth: { users: auth.users } });
+  const nats = cluster ? { url: cluster.servers[0]!, pid: cluster.nodes()[0]!.pid, stop: cluster.stop } : await startNatsServer({ dir: natsDir(dir), port: -1, auth: { users: auth.users }, ...(o.monitor ? { monitor: true } : {}) });
   const servers = cluster?.servers ?? [nats.url];
   const creds = (role: Role, name: string = role): Credentials => {
     const c = auth.creds.get(keyOf({ role, name }));
@@ -43,6 +43,7 @@ export async function startBenchNats(dir: string, site: string, principals: Prin
     url: nats.url,
     pid: nats.pid,
     stop: nats.stop,
+    ...('monitorUrl' in nats && nats.monitorUrl ? { monitorUrl: nats.monitorUrl } : {}),
     servers,
     cluster,
     creds,

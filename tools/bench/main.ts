@@ -27,7 +27,7 @@ import { failoverBench } from './failover.ts';
  *   cas (tools/bench/cas-put.ts): --cas-mb N (256) --cas-dir DIR (the OS temp dir)
  *   bundles (tools/bench/bundle-io.ts): --bundle-mb N (256) --bundle-dir DIR (/var/tmp; not /tmp, which bundle paths may not use) --bundle-runs N (3)
  *   transfer (tools/bench/transfer.ts): --transfer-mb N (256) --transfer-dir DIR (/var/tmp) --cut-s N (5); needs rsync
- *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4
+ *   throughput (tools/bench/farm-throughput.ts): --frames N (1000) --slots 2,4 --cpu-prof DIR (each actor process)
  *   cluster (tools/bench/cluster-throughput.ts): --frames N (1000) --slots S (2) --runs N (2): the
  *     throughput farm on a NATS cluster of three against one server; the cluster's start time
  *   start (tools/bench/cli-start.ts): --start-runs N (20)
@@ -68,7 +68,7 @@ const write = !argv.includes('--no-write') && !cpuProfDir;
 const machine = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
 const sections: string[] = [];
 if (runs('throughput')) {
-  sections.push(await throughputBench({ frames: Number(opt('frames', '1000')), slots: opt('slots', '2,4').split(',').map(Number) }, machine));
+  sections.push(await throughputBench({ frames: Number(opt('frames', '1000')), slots: opt('slots', '2,4').split(',').map(Number), ...(cpuProfDir ? { cpuProfDir: resolve(cpuProfDir) } : {}) }, machine));
 }
 if (runs('cluster')) {
   sections.push(await clusterBench({ frames: Number(opt('frames', '1000')), slots: Number(opt('slots', '2').split(',')[0]), runs: Number(opt('runs', '2')) }, machine));

@@ -107,7 +107,7 @@ export async function failoverBench(o: FailoverBenchOptions, machine: string): P
     `| kill -9 of the leader → next dispatch | ${kills.length} | ${p50} | ${sorted.at(-1) ?? 0} | ${kills.join(', ')} |`,
     `| SIGTERM of the leader → the standby leads | ${handovers.length} | ${[...handovers].sort((a, b) => a - b)[1] ?? 0} | ${Math.max(...handovers)} | ${handovers.join(', ')} |`,
     '',
-    'The lease lapses after 3 s without a renewal (read every 250 ms); the new term replays the journal and dispatches once every render server alive has reported (docs/architecture.md, "Leadership"). Goal: within 5 s.',
+    'The lease lapses after 4 s without a renewal (read every 250 ms); the new term replays the journal and dispatches once every render server alive has reported (docs/architecture.md, "Leadership"). Goal: within 5 s.',
     '',
   ].join('\n');
 }

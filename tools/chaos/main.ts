@@ -10,7 +10,8 @@ import { fedPassed, formatFedRun, fuzzFedSites } from './fuzz-fed-main.ts';
  *   [--render-servers N] [--slots N] [--load F] [--pov-frames N] [--no-site-kill] [--fuzz-cases N]
  *   [--fed [--fed-cases N]] [--cluster] [--schedulers N] [--registries N]
  * --cluster runs three clustered nats-servers (killed one at a time, same ports and store), every
- * actor given the three URLs; --schedulers/--registries start more of each (default 1).
+ * actor given the three URLs; --schedulers/--registries start more of each (one leads, the others
+ * stand by; default 2 each with --cluster, else 1).
  * First fuzzes every request subject (tools/chaos/fuzz.ts, N cases each, default 1000; 0 skips
  * it); with --fed, a site's federation subjects on three linked nats-servers (tools/chaos/fuzz-fed.ts,
  * N cases a subject, default 500); then runs a real farm as separate processes under chaos (tools/chaos/driver.ts), prints
@@ -83,8 +84,10 @@ async function main(): Promise<number> {
   if (values.cluster) o.cluster = true;
   const schedulers = num('schedulers', values.schedulers, { min: 1, integer: true });
   const registries = num('registries', values.registries, { min: 1, integer: true });
-  if (schedulers !== undefined) o.schedulers = schedulers;
-  if (registries !== undefined) o.registries = registries;
+  // a cluster is for a farm that must not stop: its scheduler and registry have a standby each
+  const standbys = values.cluster ? 2 : undefined;
+  if ((schedulers ?? standbys) !== undefined) o.schedulers = (schedulers ?? standbys)!;
+  if ((registries ?? standbys) !== undefined) o.registries = (registries ?? standbys)!;
 
   const fuzzCases = num('fuzz-cases', values['fuzz-cases'], { min: 0, integer: true }) ?? 1000;
   const fedCases = num('fed-cases', values['fed-cases'], { min: 1, integer: true }) ?? 500;

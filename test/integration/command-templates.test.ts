@@ -49,6 +49,7 @@ if [ "$STANDIN_FAIL" = scene ]; then
   echo "P79015 {SEVERE} syntax error at line 12 of $rib: unexpected 'WorldEndd'" >&2
   echo "R50004 {INFO} rendering stopped" >&2; exit 1
 fi
+while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do printf 'R90000  %3d%%\n' 10; sleep 0.2; done
 for p in 0 33 67 100; do printf 'R90000  %3d%%\n' $p; done
 cp "$(dirname "$0")/../tiny.exr" "$cwd/sh010_$frame.exr"
 `,
@@ -61,6 +62,7 @@ if [ "$STANDIN_FAIL" = render ]; then
   echo "[16:00:01] Error: Karma XPU: no GPU device could be initialised"
   echo "[16:00:01] Shutting down render delegate"; echo "[16:00:01] Render statistics: 0 of 1 frames"; exit 1
 fi
+while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do echo "ALF_PROGRESS 10%"; sleep 0.2; done
 for p in 0 20 40 60 80 100; do echo "ALF_PROGRESS $p%"; done
 cp "$(dirname "$0")/../hd.exr" "$out"
 `,
@@ -72,6 +74,7 @@ first=$(echo "$range" | cut -d- -f1); last=$(echo "$range" | cut -d- -f2); n=$((
 f=$first
 while [ $f -le $last ]; do
   echo "Frame $f ($i of $n)"
+  while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do echo "Frame $f ($i of $n)"; sleep 0.2; done
   file=$(printf '%s/sh010_comp.%04d.exr' "$RB_OUTDIR" $f)
   cp "$(dirname "$0")/../tiny.exr" "$file"; echo "Writing $file took 0.12 seconds"
   f=$((f + 1)); i=$((i + 1))
@@ -90,6 +93,7 @@ fi
 f=$s
 while [ $f -le $e ]; do
   echo "00:00:00   773MB         | [mtoa.session]     Initializing at frame $f.000000"
+  while [ -n "$STANDIN_GATE" ] && [ ! -e "$STANDIN_GATE" ]; do printf '00:00:01   801MB         |   %3d%% done - 5 rays/pixel\n' 10; sleep 0.2; done
   for p in 0 50 100; do printf '00:00:01   801MB         |   %3d%% done - 5 rays/pixel\n' $p; done
   cp "$(dirname "$0")/../hd.exr" "$(printf '%s/%s.%04d.%s' "$rd" "$im" $f "$ext")"
   f=$((f + 1))
@@ -201,22 +205,32 @@ test('command templates - a failed render\'s error is the line the errors regex 
   assert.match(maya.result.error!.message, /^\/\/ Error: file: .*sh010\.ma line 1234: Cannot find procedure "rigSetup"\./);
 });
 
-test('command templates - on a farm, a running frame\'s progress from the template\'s regex shows in renderbus frame', async (t) => {
+test('command templates - on a farm, each stand-in\'s running frame shows its progress, from the template\'s regex, in renderbus frame', async (t) => {
   const farm = await TestFarm.start();
   t.after(() => farm.stop());
   await Promise.all([farm.registry(), farm.scheduler(), farm.renderServer('box', 1)]);
-  const gate = join(root, 'gate');
-  const spec = await template('arnold-kick.json', 'kick');
-  const jobId = await farm.submit({ ...spec, frames: '1', output: { ...spec.output, dir: join(root, 'out/farm') }, env: { STANDIN_GATE: gate } });
-  await waitUntil('frame 1 to run', async () => (await farm.job(jobId)).frames[0]?.state === 'running', 10_000, 50);
-  const proc = spawn(process.execPath, [CLI, 'frame', `${jobId}:1`, '--json', '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const [code] = await once(proc, 'exit');
-  await writeFile(gate, '');
-  assert.equal(code, 0, out);
-  const shown = JSON.parse(out) as { percent?: number; live: unknown };
-  // the stand-in counts 1..98 in "% done" lines; "machine utilization (45.12%)" is said once, before them
-  assert.ok(shown.percent !== undefined && Number.isInteger(shown.percent) && shown.percent >= 1 && shown.percent <= 98, `percent ${shown.percent}`);
-  await waitUntil('the job to end', async () => (await farm.job(jobId)).state === 'done', 15_000, 100);
+  // each stand-in repeats a progress line until its gate file appears: kick counts 1..98, prman,
+  // husk and Render say 10 %, nuke names the frame it starts (0 %)
+  const cases: [string, string, (p: number) => boolean][] = [
+    ['arnold-kick.json', 'kick', (p) => Number.isInteger(p) && p >= 1 && p <= 98],
+    ['renderman-prman.json', 'prman', (p) => p === 10],
+    ['houdini-husk.json', 'husk', (p) => p === 10],
+    ['nuke.json', 'nuke', (p) => p === 0],
+    ['maya-render.json', 'Render', (p) => p === 10],
+  ];
+  for (const [file, program, expected] of cases) {
+    const gate = join(root, `gate-${program}`);
+    const spec = await template(file, program);
+    const jobId = await farm.submit({ ...spec, frames: '1', output: { ...spec.output, dir: join(root, `out/farm-${program}`) }, env: { ...spec.env, STANDIN_GATE: gate } });
+    await waitUntil(`${program}'s frame 1 to run`, async () => (await farm.job(jobId)).frames[0]?.state === 'running', 10_000, 50);
+    const proc = spawn(process.execPath, [CLI, 'frame', `${jobId}:1`, '--json', '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const [code] = await once(proc, 'exit');
+    await writeFile(gate, '');
+    assert.equal(code, 0, out);
+    const shown = JSON.parse(out) as { percent?: number };
+    assert.ok(shown.percent !== undefined && expected(shown.percent), `${program}: percent ${shown.percent}`);
+    await waitUntil(`${program}'s job to end`, async () => (await farm.job(jobId)).state === 'done', 15_000, 100);
+  }
 });

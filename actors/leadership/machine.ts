@@ -35,6 +35,8 @@ export function isLeaseTaken(err: unknown): boolean {
 }
 
 export interface LeadershipInput {
+  /** This candidate's instance id, as its lease records it. */
+  holder: string;
   timing: LeadershipTiming;
   now: () => number;
   /** The holder is a process of this machine that is gone: a restart takes over at once. */
@@ -97,6 +99,12 @@ export const leadershipMachine = setup({
       const k = (event as unknown as { output: KeyState }).output;
       return context.first && k.lease !== null && context.deadHere(k.lease);
     },
+    // its own lease, still in the key after it stepped down (renewals held up, nobody claimed): it
+    // takes it back at once, the write expecting what it read, rather than wait out its own lapse
+    ours: ({ context, event }) => {
+      const k = (event as unknown as { output: KeyState }).output;
+      return k.lease !== null && k.lease.holder === context.holder;
+    },
     lapsed: ({ context, event }) => {
       const k = (event as unknown as { output: KeyState }).output;
       return context.seen !== null && context.seen.revision === k.revision && context.now() - context.seen.since >= context.timing.lapseMs;
@@ -126,6 +134,7 @@ export const leadershipMachine = setup({
             onDone: [
               { guard: 'free', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
               { guard: 'predecessorDead', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
+              { guard: 'ours', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
               { guard: 'lapsed', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
               {
                 target: 'waiting',

@@ -73,19 +73,24 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
   };
 
   let term: Promise<LeaderTerm | null> | null = null;
+  /** The last term's stop: a new term starts only after it (never two terms in one process). */
+  let stopped: Promise<void> = Promise.resolve();
   let settle: (s: 'leading' | 'standby') => void = () => {};
   let fail: (err: unknown) => void = () => {};
   const settled = new Promise<'leading' | 'standby'>((resolve, reject) => {
     settle = resolve;
     fail = reject;
   });
-  const endTerm = async (why: string) => {
+  const endTerm = (why: string): Promise<void> => {
     const t = term;
     term = null;
-    const running = await t;
-    if (!running) return;
-    log[why === STOPPING ? 'info' : 'warn']({ why }, `stepping down as ${o.role}`);
-    await running.stop().catch((err: unknown) => log.error({ err }, 'the term did not stop cleanly'));
+    stopped = (async () => {
+      const running = await t;
+      if (!running) return;
+      log[why === STOPPING ? 'info' : 'warn']({ why }, `stepping down as ${o.role}`);
+      await running.stop().catch((err: unknown) => log.error({ err }, 'the term did not stop cleanly'));
+    })();
+    return stopped;
   };
 
   const machine = leadershipMachine.provide({
@@ -113,7 +118,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
     actions: {
       won: () => {
         log.info({ holder }, `leading as ${o.role}`);
-        term = o.lead().then(
+        term = stopped.then(() => o.lead()).then(
           (t) => {
             settle('leading');
             return t;
@@ -135,6 +140,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
   });
   const actor = createActor(machine, {
     input: {
+      holder,
       timing,
       now: Date.now,
       deadHere: (l) => l.host === hostname() && l.pid !== process.pid && !processExists(l.pid),

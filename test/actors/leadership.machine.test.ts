@@ -38,7 +38,7 @@ function candidate(o: { key: KeyState; deadHere?: (l: Leadership) => boolean; cl
       lost: () => void (rec.lost += 1),
     },
   });
-  const a = createActor(m, { clock, input: { timing, now: () => clock.now(), deadHere: o.deadHere ?? (() => false) } }).start();
+  const a = createActor(m, { clock, input: { holder: 'me', timing, now: () => clock.now(), deadHere: o.deadHere ?? (() => false) } }).start();
   const advance = async (ms: number, step = 50) => {
     for (let t = 0; t < ms; t += step) {
       clock.increment(step);
@@ -130,7 +130,7 @@ test('leadership - a leader that cannot store a renewal steps down once fenceMs 
   await flush(); // claimed at 0
   await advance(1_000); // renewals sent at 500 and 1000 stored
   rec.renewFails = new Error('timeout: the bus is away');
-  rec.key = { revision: 2, lease: lease({ holder: 'me' }) }; // its own last renewal, as a read would find it
+  rec.key = { revision: 3, lease: lease({ holder: 'standby' }) }; // a standby's, whose claim this one cannot see yet
   await advance(1_900);
   assert.equal(rec.lost, 0, 'still within the fence');
   await advance(200);
@@ -153,4 +153,18 @@ test('leadership - release deletes the key at the revision it holds; a stop whil
   await flush();
   assert.deepEqual(standby.rec.releases, []);
   assert.equal(standby.a.getSnapshot().status, 'done');
+});
+
+test('leadership - a leader that stepped down takes its own lease back at once when nobody claimed it; a lease of another holder waits for the lapse', async () => {
+  const { a, rec, advance } = candidate({ key: { revision: 0, lease: null } });
+  await flush();
+  rec.renewFails = new Error('timeout: the bucket elects a new leader');
+  rec.key = { revision: 1, lease: lease({ holder: 'me' }) };
+  await advance(3_100);
+  assert.equal(rec.lost, 1);
+  rec.renewFails = null;
+  await advance(300);
+  assert.deepEqual(rec.claims, [0, 1], 'claimed back at its next read, expecting the revision it read');
+  assert.equal(rec.won, 2);
+  assert.ok(a.getSnapshot().matches('leading'));
 });

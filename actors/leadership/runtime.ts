@@ -39,7 +39,7 @@ export interface LeadershipHandle {
 
 const STOPPING = 'the process stops';
 
-/** KV requests give up after this: a renewal slower than the fence is worth nothing anyway. */
+/** The unit of the bucket's request timeouts (5× for a KV request; a stop waits 2× for its release): the fence does not wait for a slow renewal. */
 const KV_TIMEOUT_MS = 1_000;
 
 /**

@@ -200,14 +200,14 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
   program
     .command('registry')
     .summary('run the resource registry alone')
-    .description('run the resource registry alone against the farm\'s NATS (JSON logs on stdout)')
+    .description('run the resource registry alone against the farm\'s NATS (JSON logs on stdout); a second one, e.g. on another machine, stands by and takes over when the leading one dies or stops')
     .action(action('registry'));
 
   withSchedulerFlags(program
     .command('scheduler'))
     .summary('run the scheduler alone')
     .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
-    .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".')
+    .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".\nStart a second scheduler (e.g. on another machine) and it stands by: it takes over when the leading\none\'s lease lapses (about 4.5 s after it died) or at once when it is stopped. The `up` of the site\ncounts as one. docs/running-actors.md, "A standby scheduler and registry".')
     .action(action('scheduler'));
 
   program

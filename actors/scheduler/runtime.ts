@@ -712,8 +712,11 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
     // a slot holds at most two leases: the task it renders and one in hand
     const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];
+    // the clock read again: while this result was being written, another may have ended a job
+    // and freed the jobs after it, which must not start before that end
+    const leasedAt = now();
     for (let i = 0; i < want; i++) {
-      const l = leaseNext(r.host, r.slot, at, i > 0 || book.leasesOn(r.host, r.slot) > 0);
+      const l = leaseNext(r.host, r.slot, leasedAt, i > 0 || book.leasesOn(r.host, r.slot) > 0);
       if (!l) break;
       leased.push(l);
     }

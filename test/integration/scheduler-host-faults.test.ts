@@ -11,7 +11,7 @@ import { startNatsServer } from '../helpers/nats-server.ts';
 import { waitUntil } from '../helpers/farm.ts';
 
 /** The real scheduler against a registry and two one-slot hosts, a and b, answered by hand. */
-async function setup(t: { after: (fn: () => Promise<void>) => void }) {
+async function setup(t: { after: (fn: () => Promise<void>) => void }, now?: () => number) {
   const nats = await startNatsServer();
   const site = `s${randomUUID().slice(0, 8)}`;
   const regNc = await nats.connectAs(site, Role.Registry);
@@ -48,7 +48,7 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }) {
   const events: { subject: string; data: Uint8Array }[] = [];
   opNc.subscribe(`rb.${site}.evt.>`, { callback: (_e, m) => void events.push({ subject: m.subject, data: m.data }) });
   await Promise.all([regNc.flush(), opNc.flush()]);
-  const sched = await startScheduler({ nc: schedNc, site, log: silentLogger() });
+  const sched = await startScheduler({ nc: schedNc, site, log: silentLogger(), ...(now ? { now } : {}) });
   t.after(async () => {
     await sched.stop();
     for (const c of [schedNc, regNc, opNc, ...[...hosts.values()].map((h) => h.nc)]) await c.close();
@@ -108,4 +108,26 @@ test('scheduler - a host that cannot see the files of a job the other host rende
   await waitUntil('the job done', () => s.events.some((x) => x.subject === subjects.jobEvent(s.site, jobId, 'done')));
   const done = codecs.jobEvent.decode(s.events.find((x) => x.subject === subjects.jobEvent(s.site, jobId, 'done'))!.data) as JobEvent;
   assert.equal(done.job.counts.done, 2);
+});
+
+test('scheduler - a job after another starts after its end, even when the slot that takes it reported its result before the one that ended the first', async (t) => {
+  // a clock that moves on at every reading, so two results are never read in the same millisecond
+  let last = 0;
+  const s = await setup(t, () => (last = Math.max(Date.now(), last + 1)));
+  const first = await s.submit({ frames: '1-2' });
+  const a = s.hosts.get('a')!;
+  const b = s.hosts.get('b')!;
+  await waitUntil('a task on each host', () => a.assigned.length === 1 && b.assigned.length === 1);
+  const second = await s.submit({ frames: '9', after: [first] });
+  // both slots report together and ask for their next task: the first result is written while the
+  // second ends the job; the job after it goes to one of them
+  const replies = await Promise.all([s.result('a', a.assigned[0]!, { want: 1 }), s.result('b', b.assigned[0]!, { want: 1 })]);
+  const event = (jobId: string, kind: string) => waitUntil(`${jobId} ${kind}`, () => {
+    const e = s.events.find((x) => x.subject === subjects.jobEvent(s.site, jobId, kind));
+    return e ? codecs.jobEvent.decode(e.data).job : undefined;
+  });
+  const done = await event(first, 'done');
+  const started = await event(second, 'started');
+  assert.deepEqual(replies.flatMap((r) => (r.next ? [r.next.jobId] : [])), [second]); // handed in a result's reply
+  assert.ok(started.startedAt! >= done.finishedAt!, `${second} started at ${started.startedAt}, before ${first} ended at ${done.finishedAt}`);
 });

@@ -41,6 +41,12 @@ export interface LeadershipInput {
   now: () => number;
   /** The holder is a process of this machine that is gone: a restart takes over at once. */
   deadHere: (lease: Leadership) => boolean;
+  /**
+   * At the fence, hold the term (`held`) instead of ending it, until a renewal is stored again
+   * (`resumed`) or finds the key taken (`lost`). For a term whose state is costly to rebuild (the
+   * scheduler replays its journal); a term without state steps down as before.
+   */
+  holdAtFence?: boolean;
 }
 
 interface LeadershipContext extends LeadershipInput {
@@ -61,7 +67,8 @@ export type LeadershipEvent = { type: 'leadership.release' } | { type: 'leadersh
  * One candidate for a site's leadership (scheduler or registry): opening the bucket →
  * following (reading the key until it is free or has lapsed) → claiming (a write that expects
  * the revision it read, so of two standbys one wins) → leading (renewing; stepping down when a
- * renewal finds the key taken, or when none was stored for `fenceMs`) → back to following.
+ * renewal finds the key taken, or when none was stored for `fenceMs`: with `holdAtFence` it holds
+ * its term there instead, until a renewal is stored or finds the key taken) → back to following.
  * `won` and `lost` tell the runtime to start and stop its term. Released (the process stops):
  * the key is deleted, so a standby takes over at its next read rather than after the lapse.
  */
@@ -81,6 +88,10 @@ export const leadershipMachine = setup({
   actions: {
     won: () => {},
     lost: () => {},
+    /** No renewal stored for fenceMs: the term must stop acting (it may resume). */
+    held: () => {},
+    /** A renewal was stored again while held: nobody claimed the key meanwhile, the term goes on. */
+    resumed: () => {},
     reportOpenFailure: () => {},
   },
   delays: {
@@ -110,6 +121,7 @@ export const leadershipMachine = setup({
       return context.seen !== null && context.seen.revision === k.revision && context.now() - context.seen.since >= context.timing.lapseMs;
     },
     taken: ({ event }) => isLeaseTaken((event as { error?: unknown }).error),
+    holdAtFence: ({ context }) => context.holdAtFence === true,
   },
 }).createMachine({
   id: 'leadership',
@@ -186,8 +198,14 @@ export const leadershipMachine = setup({
           initial: 'armed',
           states: {
             armed: {
-              after: { fence: '#leadership.steppingDown' },
+              after: { fence: [{ guard: 'holdAtFence', target: 'held' }, { target: '#leadership.steppingDown' }] },
               on: { renewed: { target: 'armed', reenter: true } },
+            },
+            // A renewal stored now expected the revision this leader wrote last, so nobody claimed
+            // the key in between: no other term ran, and this one may go on where it stopped.
+            held: {
+              entry: 'held',
+              on: { renewed: { target: 'armed', actions: 'resumed' } },
             },
           },
         },

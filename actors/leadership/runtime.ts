@@ -11,6 +11,10 @@ import { DEFAULT_LEADERSHIP_TIMING, LeaseTakenError, leadershipMachine, type Key
 /** A leader's term: what this process runs while it leads. Stopped when the lease is lost or the process stops. */
 export interface LeaderTerm {
   stop(): Promise<void>;
+  /** No renewal was stored for the fence: stop acting until `resume` (with `holdAtFence`). */
+  hold?(): void;
+  /** A renewal was stored again and nobody claimed the lease meanwhile: act again. */
+  resume?(): void;
 }
 
 export interface LeadershipOptions {
@@ -23,6 +27,8 @@ export interface LeadershipOptions {
   /** Replicas of the leaders bucket (default: as the server says, replicasOf: 3 on a cluster of three, else 1). */
   replicas?: number;
   timing?: Partial<LeadershipTiming>;
+  /** Hold the term at the fence instead of ending it (machine.ts, `holdAtFence`): the scheduler's, whose restart replays its journal. */
+  holdAtFence?: boolean;
   /** Starts this process's term as the leader. */
   lead: () => Promise<LeaderTerm>;
 }
@@ -73,6 +79,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
   };
 
   let term: Promise<LeaderTerm | null> | null = null;
+  let heldSince = 0;
   /** The last term's stop: a new term starts only after it (never two terms in one process). */
   let stopped: Promise<void> = Promise.resolve();
   let settle: (s: 'leading' | 'standby') => void = () => {};
@@ -135,6 +142,15 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
       lost: () => {
         void endTerm('the lease was lost (taken by another candidate, or not renewed in time)');
       },
+      held: () => {
+        heldSince = Date.now();
+        log.warn({ fenceMs: timing.fenceMs }, `no lease renewal stored for the fence: the ${o.role} holds still until one is (or steps down if another took the lease)`);
+        void term?.then((t) => t?.hold?.());
+      },
+      resumed: () => {
+        log.info({ heldMs: Date.now() - heldSince }, `lease renewed again, nobody claimed it meanwhile: the ${o.role} goes on`);
+        void term?.then((t) => t?.resume?.());
+      },
       reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'the leaders bucket is unavailable; retrying'),
     },
   });
@@ -143,6 +159,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
       holder,
       timing,
       now: Date.now,
+      holdAtFence: o.holdAtFence === true,
       deadHere: (l) => l.host === hostname() && l.pid !== process.pid && !processExists(l.pid),
     },
   });

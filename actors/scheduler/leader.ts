@@ -44,7 +44,7 @@ export async function startScheduler(o: SchedulerLeaderOptions): Promise<Schedul
     return hosts;
   };
   const leadership = await runForLeadership({
-    nc, site, role: 'scheduler', log, replicas: o.replicas, ...(o.leadership ? { timing: o.leadership } : {}),
+    nc, site, role: 'scheduler', log, replicas: o.replicas, holdAtFence: true, ...(o.leadership ? { timing: o.leadership } : {}),
     lead: () => {
       const adoptHosts = alive();
       return startSchedulerTerm({ ...o, ...(adoptHosts ? { adoptHosts } : {}) });

@@ -4,6 +4,10 @@ export type SchedulerEvent =
   | { type: 'dispatch.wanted' }
   /** Every render server known to be alive has reported since serving began (a standby's takeover). */
   | { type: 'adopt.done' }
+  /** The lease was not renewed for its fence (actors/leadership): stop acting until it is. */
+  | { type: 'lease.held' }
+  /** A renewal was stored again, nobody having claimed the lease: act again. */
+  | { type: 'lease.resumed' }
   | { type: 'scheduler.stop' };
 
 /**
@@ -25,10 +29,16 @@ export const LEASE_CHECK_MS = 1_000;
  * over knows which render servers are alive (it heard their reports while it stood by): it stops
  * adopting as soon as each of them has reported (`adopt.done`). Alongside, leases
  * of hosts that went silent are taken back every LEASE_CHECK_MS.
+ *
+ * A leader whose lease renewals are held up (a cluster member died and the leaders bucket elects
+ * a new leader) is `held`: it dispatches nothing, writes nothing and answers requests with a
+ * retryable refusal, keeping its whole state. When a renewal is stored again nobody else led in
+ * between, so it goes back to dispatching at once, with nothing to replay or adopt; when the
+ * renewal finds the lease taken, the leadership ends the term instead.
  */
 export const schedulerMachine = setup({
   types: {
-    context: {} as { again: boolean; openFailures: number },
+    context: {} as { again: boolean; openFailures: number; leaseHeld: boolean },
     events: {} as SchedulerEvent,
   },
   actors: {
@@ -45,6 +55,9 @@ export const schedulerMachine = setup({
     announce: () => {},
     /** Take back the leases of hosts whose reports stopped. */
     expireLeases: () => {},
+    /** Stop the hosts' report clocks while held (no report is read), and restart them after. */
+    pauseClocks: () => {},
+    resumeClocks: () => {},
   },
   delays: {
     retryOpen: ({ context }) => Math.min(10_000, 500 * 2 ** Math.min(context.openFailures, 5)),
@@ -54,12 +67,18 @@ export const schedulerMachine = setup({
   },
   guards: {
     again: ({ context }) => context.again,
+    leaseHeld: ({ context }) => context.leaseHeld,
   },
 }).createMachine({
   id: 'scheduler',
-  context: { again: false, openFailures: 0 },
+  context: { again: false, openFailures: 0, leaseHeld: false },
   initial: 'starting',
-  on: { 'scheduler.stop': '.stopped' },
+  on: {
+    'scheduler.stop': '.stopped',
+    // before serving (the term is still replaying) it is only remembered
+    'lease.held': { actions: assign({ leaseHeld: true }) },
+    'lease.resumed': { actions: assign({ leaseHeld: false }) },
+  },
   states: {
     starting: {
       invoke: {
@@ -75,7 +94,7 @@ export const schedulerMachine = setup({
     recovering: {
       invoke: {
         src: 'recover',
-        onDone: { target: 'serving', actions: 'reportRecovered' },
+        onDone: [{ guard: 'leaseHeld', target: 'held', actions: 'reportRecovered' }, { target: 'serving', actions: 'reportRecovered' }],
         onError: {
           target: 'waitingForStore',
           actions: ['reportOpenFailure', assign({ openFailures: ({ context }) => context.openFailures + 1 })],
@@ -85,6 +104,7 @@ export const schedulerMachine = setup({
     serving: {
       type: 'parallel',
       entry: 'announce',
+      on: { 'lease.held': { target: 'held', actions: assign({ leaseHeld: true }) } },
       states: {
         dispatch: {
           initial: 'adopting',
@@ -112,6 +132,11 @@ export const schedulerMachine = setup({
           },
         },
       },
+    },
+    held: {
+      entry: 'pauseClocks',
+      // the book is whole and every lease in it still stands: no adoption window
+      on: { 'lease.resumed': { target: '#scheduler.serving.dispatch.dispatching', actions: [assign({ leaseHeld: false }), 'resumeClocks'] } },
     },
     stopped: { type: 'final' },
   },

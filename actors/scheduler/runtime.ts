@@ -77,6 +77,14 @@ export interface SchedulerHandle {
   stop(): Promise<void>;
 }
 
+/** A term of the leading scheduler, which the lease holds and resumes (leader.ts). */
+export interface SchedulerTermHandle extends SchedulerHandle {
+  /** The lease went unrenewed for its fence: hold still (machine.ts, `held`). */
+  hold(): void;
+  /** The lease was renewed again: dispatch again. */
+  resume(): void;
+}
+
 interface Leased {
   job: Job;
   assignment: TaskAssignment;
@@ -102,7 +110,7 @@ const QUOTES_MARGIN_MS = 10_000;
  * One term of the scheduler as the site's leader (leader.ts runs it while this process holds the
  * lease): binds the scheduler machine to NATS, the queue in a JobBook, its journal in JetStream.
  */
-export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<SchedulerHandle> {
+export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<SchedulerTermHandle> {
   const { nc, site } = o;
   const log = o.log.child({ actor: 'scheduler', site });
   const now = o.now ?? Date.now;
@@ -218,10 +226,13 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
     if (outside) throw new FarmError('RB_FORBIDDEN', `frame ${outside.frame}'s file ${outside.path} is not in its job's output folder ${dir}`);
   };
   const forOperators = (what: string) => new FarmError('RB_FORBIDDEN', `${what} is for operators: use an operator's credential (renderbus credentials add operator <name>)`);
+  const serving = () => actor.getSnapshot().matches('serving');
   const requireServing = () => {
-    if (!actor.getSnapshot().matches('serving')) {
-      throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is still recovering its queue; try again shortly', { retryable: true });
+    if (serving()) return;
+    if (actor.getSnapshot().matches('held')) {
+      throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler cannot renew its lease right now (the bus is electing a new leader for it) and holds still; try again shortly', { retryable: true });
     }
+    throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is still recovering its queue; try again shortly', { retryable: true });
   };
 
   /**
@@ -709,8 +720,9 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
       const again = lost?.attempt === r.attempt ? lost.leased.filter((a) => book.holds(a.jobId, a.taskIndex, a.attempt, r.host, r.slot)) : [];
       if (again.length > 0) return { next: again[0]!, following: again[1] ?? null };
     }
-    // a slot holds at most two leases: the task it renders and one in hand
-    const want = adopting ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
+    // a slot holds at most two leases: the task it renders and one in hand (none while held: the
+    // lease may have been lost during the write)
+    const want = adopting || !serving() ? 0 : Math.min(r.want ?? (r.wantNext ? 1 : 0), 2 - book.leasesOn(r.host, r.slot));
     const leased: Leased[] = [];
     // the clock read again: while this result was being written, another may have ended a job
     // and freed the jobs after it, which must not start before that end
@@ -841,6 +853,7 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
       const queued = new Set(book.queue());
       jobs = jobs.filter((j) => queued.has(j));
     }
+    if (!serving()) return; // held while the registry answered: nothing is leased without the lease
     const plan = planDispatch(book, jobs, (j) => matches.get(j.profileKey), now());
     for (const [job, reason] of plan.waiting) {
       const keep = kept.get(job);
@@ -998,6 +1011,8 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
       reportDispatchFailure: ({ event }) => log.error({ err: (event as { error?: unknown }).error }, 'dispatch round failed'),
       announce,
       expireLeases,
+      pauseClocks: () => liveness.pause(),
+      resumeClocks: () => liveness.resume(now()),
     },
   });
 
@@ -1054,12 +1069,14 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
   void watchBus();
   actor.start();
   try {
-    await waitFor(actor, (s) => s.matches('serving'), { timeout: 30_000 });
+    await waitFor(actor, (s) => s.matches('serving') || s.matches('held'), { timeout: 30_000 });
   } catch {
     log.warn('scheduler not serving after 30 s; it keeps trying');
   }
 
   return {
+    hold: () => actor.send({ type: 'lease.held' }),
+    resume: () => actor.send({ type: 'lease.resumed' }),
     async stop() {
       actor.send({ type: 'scheduler.stop' });
       for (const s of subs) s.unsubscribe();

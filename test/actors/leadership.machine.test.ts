@@ -14,9 +14,9 @@ const lease = (o: Partial<Leadership> = {}): Leadership => ({ v: PROTOCOL_MAJOR,
  * A candidate against a fake key: `key` is what a read finds, `claims` and `renewals` what it
  * wrote; `renewFails` makes renewals throw (a lost bus: Error, a lost race: LeaseTakenError).
  */
-function candidate(o: { key: KeyState; deadHere?: (l: Leadership) => boolean; claimFails?: boolean }) {
+function candidate(o: { key: KeyState; deadHere?: (l: Leadership) => boolean; claimFails?: boolean; holdAtFence?: boolean }) {
   const clock = new SimulatedClock();
-  const rec = { key: o.key, claims: [] as number[], renewals: [] as number[], releases: [] as number[], won: 0, lost: 0, renewFails: null as Error | null };
+  const rec = { key: o.key, claims: [] as number[], renewals: [] as number[], releases: [] as number[], won: 0, lost: 0, held: 0, resumed: 0, renewFails: null as Error | null };
   const m = leadershipMachine.provide({
     actors: {
       open: fromPromise<void>(async () => {}),
@@ -36,9 +36,11 @@ function candidate(o: { key: KeyState; deadHere?: (l: Leadership) => boolean; cl
     actions: {
       won: () => void (rec.won += 1),
       lost: () => void (rec.lost += 1),
+      held: () => void (rec.held += 1),
+      resumed: () => void (rec.resumed += 1),
     },
   });
-  const a = createActor(m, { clock, input: { holder: 'me', timing, now: () => clock.now(), deadHere: o.deadHere ?? (() => false) } }).start();
+  const a = createActor(m, { clock, input: { holder: 'me', timing, now: () => clock.now(), deadHere: o.deadHere ?? (() => false), holdAtFence: o.holdAtFence } }).start();
   const advance = async (ms: number, step = 50) => {
     for (let t = 0; t < ms; t += step) {
       clock.increment(step);
@@ -167,4 +169,42 @@ test('leadership - a leader that stepped down takes its own lease back at once w
   assert.deepEqual(rec.claims, [0, 1], 'claimed back at its next read, expecting the revision it read');
   assert.equal(rec.won, 2);
   assert.ok(a.getSnapshot().matches('leading'));
+});
+
+test('leadership - with holdAtFence, a leader whose renewals are held up holds its term at the fence and goes on when one is stored: no new term', async () => {
+  const { a, rec, advance } = candidate({ key: { revision: 0, lease: null }, holdAtFence: true });
+  await flush(); // claimed at 0
+  await advance(1_000);
+  rec.renewFails = new Error('timeout: the bucket elects a new leader');
+  await advance(1_900);
+  assert.equal(rec.held, 0, 'still within the fence');
+  await advance(200);
+  assert.equal(rec.held, 1, 'held 2 s after the send of its last stored renewal');
+  assert.equal(rec.lost, 0, 'held, not ended');
+  await advance(3_000);
+  assert.equal(rec.held, 1, 'held once, however long');
+  const tried = rec.renewals.length;
+  assert.ok(tried >= 8, `it keeps renewing while held (${tried} renewals sent)`);
+  rec.renewFails = null;
+  await advance(600);
+  assert.equal(rec.resumed, 1);
+  assert.deepEqual([rec.won, rec.lost, rec.claims.length], [1, 0, 1], 'the same term goes on: no step-down, no claim');
+  assert.ok(a.getSnapshot().matches({ leading: { fence: 'armed' } }));
+  // and the fence is armed again from the renewal that was stored
+  rec.renewFails = new Error('timeout');
+  await advance(2_200);
+  assert.equal(rec.held, 2);
+});
+
+test('leadership - with holdAtFence, a held leader whose renewal then finds the key taken steps down', async () => {
+  const { a, rec, advance } = candidate({ key: { revision: 0, lease: null }, holdAtFence: true });
+  await flush();
+  rec.renewFails = new Error('timeout: the bus is away');
+  await advance(2_500);
+  assert.equal(rec.held, 1);
+  rec.renewFails = new LeaseTakenError('taken');
+  rec.key = { revision: 9, lease: lease({ holder: 'standby' }) };
+  await advance(600);
+  assert.deepEqual([rec.lost, rec.resumed], [1, 0]);
+  assert.ok(a.getSnapshot().matches('following'));
 });

@@ -112,3 +112,55 @@ test('scheduler - says hello when it starts serving, and looks for expired lease
   assert.equal(checks, 4, 'a stopped scheduler checks nothing');
   assert.equal(hellos, 1);
 });
+
+test('scheduler - held (its lease unrenewed): no dispatch, no lease check, clocks paused; resumed, it dispatches at once without adopting again', async () => {
+  const calls = { dispatch: 0, expire: 0, pause: 0, resume: 0, announce: 0 };
+  const m = schedulerMachine.provide({
+    actors: { openStore: done(), recover: ok(0), dispatchRound: fromPromise<void>(async () => void (calls.dispatch += 1)) },
+    actions: {
+      expireLeases: () => void (calls.expire += 1),
+      pauseClocks: () => void (calls.pause += 1),
+      resumeClocks: () => void (calls.resume += 1),
+      announce: () => void (calls.announce += 1),
+    },
+  });
+  const clock = new SimulatedClock();
+  const a = createActor(m, { clock }).start();
+  await flush();
+  clock.increment(ADOPT_WINDOW_MS);
+  await flush();
+  assert.equal(calls.dispatch, 1);
+  a.send({ type: 'lease.held' });
+  assert.ok(a.getSnapshot().matches('held'));
+  assert.equal(calls.pause, 1);
+  const expired = calls.expire;
+  a.send({ type: 'dispatch.wanted' });
+  for (let i = 0; i < 5; i++) {
+    clock.increment(LEASE_CHECK_MS);
+    await flush();
+  }
+  assert.deepEqual([calls.dispatch, calls.expire], [1, expired], 'nothing dispatched and no lease taken back while held');
+  a.send({ type: 'lease.resumed' });
+  await flush();
+  assert.equal(calls.resume, 1);
+  assert.equal(calls.dispatch, 2, 'a round at once: the book and its leases are whole');
+  assert.equal(calls.announce, 2, 'the render servers are asked to report again');
+  assert.ok(a.getSnapshot().matches({ serving: { dispatch: 'idle' } }));
+});
+
+test('scheduler - held while it still replays its journal: it holds once the replay ends instead of serving', async () => {
+  let replayed: () => void = () => {};
+  const m = schedulerMachine.provide({
+    actors: { openStore: done(), recover: fromPromise(() => new Promise<number>((r) => (replayed = () => r(0)))), dispatchRound: done() },
+  });
+  const a = createActor(m, { clock: new SimulatedClock() }).start();
+  await flush();
+  assert.ok(a.getSnapshot().matches('recovering'));
+  a.send({ type: 'lease.held' });
+  replayed();
+  await flush();
+  assert.ok(a.getSnapshot().matches('held'));
+  a.send({ type: 'lease.resumed' });
+  await flush();
+  assert.ok(a.getSnapshot().matches('serving'));
+});

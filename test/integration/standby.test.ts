@@ -17,14 +17,8 @@ const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
 const FRAMES = 60;
 const FRAME_MS = 250;
 
-/**
- * Issue 18, item 2: two `renderbus scheduler` processes; one leads, the other stands by. The
- * leader is killed with SIGKILL mid-job: the standby takes over when the lease lapses, and the
- * job completes with every frame rendered once (no render host died, so none is rendered twice).
- * Then the new leader is stopped with SIGTERM while the restarted first process stands by: it
- * gives the lease up and the standby takes over at its next read.
- */
-test('standby - a standby scheduler takes over when the leader is killed, and at once when it stops; every frame rendered once', async (t) => {
+/** A site on one nats-server: a registry, 3 simulated hosts of 2 slots, and `renderbus scheduler` processes started by name. */
+async function standbySite(t: { after: (fn: () => Promise<void>) => void }) {
   const nats = await startNatsServer();
   const site = `t${randomUUID().slice(0, 8)}`;
   const [nc, regNc, farmNc] = await Promise.all([
@@ -57,11 +51,6 @@ test('standby - a standby scheduler takes over when the leader is killed, and at
     await nats.stop();
   });
   await farm.ready;
-  const a = await startScheduler('a');
-  await waitUntil('scheduler a to lead', () => /journal replayed; serving/.test(a.said()), 30_000);
-  const b = await startScheduler('b');
-  await waitUntil('scheduler b to stand by', () => /standing by/.test(b.said()), 30_000);
-
   const ended = new Map<number, FrameEvent[]>();
   const dispatchedAt: number[] = [];
   nc.subscribe(`rb.${site}.evt.frame.>`, {
@@ -72,9 +61,31 @@ test('standby - a standby scheduler takes over when the leader is killed, and at
     },
   });
   await nc.flush();
-  const { jobId } = await call(nc, subjects.schedSubmit(site, TEST_OPERATOR), codecs.submitRequest, {
+  const submit = async () => (await call(nc, subjects.schedSubmit(site, TEST_OPERATOR), codecs.submitRequest, {
     v, spec: { name: 'standby', scene: '/scenes/s.pov', renderer: 'command', command: 'true', frames: `1-${FRAMES}`, output: { dir: '/renders/standby', pattern: 's_####.exr' } },
-  }, codecs.submitReply);
+  }, codecs.submitReply)).jobId;
+  const jobEnded = (jobId: string) => waitUntil('the job to be done', async () => {
+    const r = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 }).catch(() => undefined);
+    return r && 'job' in r && ['done', 'failed', 'cancelled'].includes(r.job.state) ? r.job : undefined;
+  }, 60_000, 100);
+  return { nats, site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded };
+}
+
+/**
+ * Issue 18, item 2: two `renderbus scheduler` processes; one leads, the other stands by. The
+ * leader is killed with SIGKILL mid-job: the standby takes over when the lease lapses, and the
+ * job completes with every frame rendered once (no render host died, so none is rendered twice).
+ * Then the new leader is stopped with SIGTERM while the restarted first process stands by: it
+ * gives the lease up and the standby takes over at its next read.
+ */
+test('standby - a standby scheduler takes over when the leader is killed, and at once when it stops; every frame rendered once', async (t) => {
+  const { site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded } = await standbySite(t);
+  const a = await startScheduler('a');
+  await waitUntil('scheduler a to lead', () => /journal replayed; serving/.test(a.said()), 30_000);
+  const b = await startScheduler('b');
+  await waitUntil('scheduler b to stand by', () => /standing by/.test(b.said()), 30_000);
+
+  const jobId = await submit();
 
   await waitUntil('a sixth of the frames done', () => ended.size >= FRAMES / 6, 30_000, 20);
   const killedAt = Date.now();
@@ -90,10 +101,7 @@ test('standby - a standby scheduler takes over when the leader is killed, and at
   // the first process again: it finds b's live lease and stands by
   const a2 = await startScheduler('a2');
   await waitUntil('a again to stand by', () => /standing by/.test(a2.said()), 30_000);
-  const job = await waitUntil('the job to be done', async () => {
-    const r = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 }).catch(() => undefined);
-    return r && 'job' in r && ['done', 'failed', 'cancelled'].includes(r.job.state) ? r.job : undefined;
-  }, 60_000, 100);
+  const job = await jobEnded(jobId);
   await waitUntil('the last frame events', () => ended.size === FRAMES, 5_000, 20).catch(() => {});
   assert.equal(job.state, 'done');
   assert.deepEqual(job.counts, { total: FRAMES, queued: 0, running: 0, done: FRAMES, failed: 0 });
@@ -109,4 +117,31 @@ test('standby - a standby scheduler takes over when the leader is killed, and at
   assert.ok(handoverMs < 2_500, `a released lease is taken before it could lapse (${handoverMs} ms)`);
   const r = await waitUntil('the new leader to answer', () => call(nc, subjects.schedQuery(site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 1_000 }).catch(() => undefined), 15_000);
   assert.ok('job' in r && r.job.state === 'done', 'the journal carried the job over');
+});
+
+/**
+ * A leader whose lease renewals are held up (here the whole server stops for 4 s, as JetStream
+ * stalls while a cluster elects a new leader for the leaders bucket) holds still past the fence
+ * instead of ending its term: when its renewal is stored it goes on with its book as it was, with
+ * no second replay or adoption, and every frame is rendered once.
+ */
+test('standby - a leader whose renewals are held up past the fence holds still, then goes on without replaying; every frame rendered once', async (t) => {
+  const { nats, farm, startScheduler, ended, submit, jobEnded } = await standbySite(t);
+  const a = await startScheduler('a');
+  await waitUntil('scheduler a to lead', () => /journal replayed; serving/.test(a.said()), 30_000);
+  const jobId = await submit();
+  await waitUntil('a sixth of the frames done', () => ended.size >= FRAMES / 6, 30_000, 20);
+  process.kill(nats.pid, 'SIGSTOP');
+  await new Promise((r) => setTimeout(r, 4_000)); // past the 3 s fence
+  process.kill(nats.pid, 'SIGCONT');
+  const job = await jobEnded(jobId);
+  await waitUntil('the last frame events', () => ended.size === FRAMES, 5_000, 20).catch(() => {});
+  assert.match(a.said(), /holds still/, 'the fence passed: it held');
+  assert.match(a.said(), /goes on/, 'and went on once a renewal was stored');
+  assert.doesNotMatch(a.said(), /stepping down/);
+  assert.equal(a.said().match(/journal replayed; serving/g)?.length, 1, 'the journal was replayed once, at the start');
+  assert.equal(job.state, 'done');
+  assert.deepEqual(job.counts, { total: FRAMES, queued: 0, running: 0, done: FRAMES, failed: 0 });
+  for (const [frame, evts] of ended) assert.equal(evts.length, 1, `frame ${frame} ended ${evts.length} times`);
+  assert.equal(farm.stats.framesDone, FRAMES, 'no frame rendered twice');
 });

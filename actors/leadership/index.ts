@@ -1,2 +1,2 @@
-export { runForLeadership, type LeaderTerm, type LeadershipHandle, type LeadershipOptions } from './runtime.ts';
+export { runForLeadership, type LeaderTerm, type LeaseCheck, type LeadershipHandle, type LeadershipOptions } from './runtime.ts';
 export { DEFAULT_LEADERSHIP_TIMING, leadershipMachine, type LeadershipTiming } from './machine.ts';

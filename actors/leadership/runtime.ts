@@ -8,6 +8,15 @@ import { replicasOf } from '../bus/index.ts';
 import { codecs, newInstanceId, PROTOCOL_MAJOR, streams, type LeaderRole, type Leadership } from '../../protocol/index.ts';
 import { DEFAULT_LEADERSHIP_TIMING, LeaseTakenError, leadershipMachine, type KeyState, type LeadershipTiming } from './machine.ts';
 
+/**
+ * Whether the lease still holds right now: a renewal sent less than fenceMs ago was stored. A term
+ * asks before it acts, so a process that was frozen (SIGSTOP, a VM paused) does not act on a lease
+ * another candidate may have taken meanwhile, in the moment before its fence timer fires.
+ */
+export interface LeaseCheck {
+  valid(): boolean;
+}
+
 /** A leader's term: what this process runs while it leads. Stopped when the lease is lost or the process stops. */
 export interface LeaderTerm {
   stop(): Promise<void>;
@@ -29,8 +38,8 @@ export interface LeadershipOptions {
   timing?: Partial<LeadershipTiming>;
   /** Hold the term at the fence instead of ending it (machine.ts, `holdAtFence`): the scheduler's, whose restart replays its journal. */
   holdAtFence?: boolean;
-  /** Starts this process's term as the leader. */
-  lead: () => Promise<LeaderTerm>;
+  /** Starts this process's term as the leader; `lease.valid()` says, at the moment of acting, whether the lease still holds. */
+  lead: (lease: LeaseCheck) => Promise<LeaderTerm>;
 }
 
 export interface LeadershipHandle {
@@ -125,7 +134,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
     actions: {
       won: () => {
         log.info({ holder }, `leading as ${o.role}`);
-        term = stopped.then(() => o.lead()).then(
+        term = stopped.then(() => o.lead(check)).then(
           (t) => {
             settle('leading');
             return t;
@@ -154,6 +163,12 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
       reportOpenFailure: ({ event }) => log.warn({ err: (event as { error?: unknown }).error }, 'the leaders bucket is unavailable; retrying'),
     },
   });
+  const check: LeaseCheck = {
+    valid: () => {
+      const s = actor.getSnapshot();
+      return s.matches('leading') && Date.now() - s.context.renewedSentAt < timing.fenceMs;
+    },
+  };
   const actor = createActor(machine, {
     input: {
       holder,

@@ -45,9 +45,9 @@ export async function startScheduler(o: SchedulerLeaderOptions): Promise<Schedul
   };
   const leadership = await runForLeadership({
     nc, site, role: 'scheduler', log, replicas: o.replicas, holdAtFence: true, ...(o.leadership ? { timing: o.leadership } : {}),
-    lead: () => {
+    lead: (lease) => {
       const adoptHosts = alive();
-      return startSchedulerTerm({ ...o, ...(adoptHosts ? { adoptHosts } : {}) });
+      return startSchedulerTerm({ ...o, leaseValid: lease.valid, ...(adoptHosts ? { adoptHosts } : {}) });
     },
   });
   try {

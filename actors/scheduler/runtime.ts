@@ -71,6 +71,8 @@ export interface SchedulerTermOptions extends SchedulerOptions {
    * the whole window (a scheduler that just started knows no host).
    */
   adoptHosts?: ReadonlySet<string>;
+  /** Whether the lease still holds at this moment (actors/leadership, LeaseCheck): nothing is accepted or leased without it. */
+  leaseValid?: () => boolean;
 }
 
 export interface SchedulerHandle {
@@ -226,10 +228,11 @@ export async function startSchedulerTerm(o: SchedulerTermOptions): Promise<Sched
     if (outside) throw new FarmError('RB_FORBIDDEN', `frame ${outside.frame}'s file ${outside.path} is not in its job's output folder ${dir}`);
   };
   const forOperators = (what: string) => new FarmError('RB_FORBIDDEN', `${what} is for operators: use an operator's credential (renderbus credentials add operator <name>)`);
-  const serving = () => actor.getSnapshot().matches('serving');
+  const leaseValid = o.leaseValid ?? (() => true);
+  const serving = () => actor.getSnapshot().matches('serving') && leaseValid();
   const requireServing = () => {
     if (serving()) return;
-    if (actor.getSnapshot().matches('held')) {
+    if (actor.getSnapshot().matches('held') || !leaseValid()) {
       throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler cannot renew its lease right now (the bus is electing a new leader for it) and holds still; try again shortly', { retryable: true });
     }
     throw new FarmError('RB_SCHEDULER_UNAVAILABLE', 'the scheduler is still recovering its queue; try again shortly', { retryable: true });

@@ -145,3 +145,31 @@ test('standby - a leader whose renewals are held up past the fence holds still, 
   for (const [frame, evts] of ended) assert.equal(evts.length, 1, `frame ${frame} ended ${evts.length} times`);
   assert.equal(farm.stats.framesDone, FRAMES, 'no frame rendered twice');
 });
+
+/**
+ * A leader that froze (SIGSTOP) long enough for the standby to take its lease finds it taken when
+ * it wakes, and steps down to stand by; when the new leader then dies, the first process leads
+ * again in a second term of its own (a replay in the same process), and the job completes.
+ */
+test('standby - a frozen leader finds its lease taken and stands by; it leads again in a second term when the new leader dies', async (t) => {
+  const { farm, startScheduler, ended, submit, jobEnded } = await standbySite(t);
+  const a = await startScheduler('a');
+  await waitUntil('scheduler a to lead', () => /journal replayed; serving/.test(a.said()), 30_000);
+  const b = await startScheduler('b');
+  await waitUntil('scheduler b to stand by', () => /standing by/.test(b.said()), 30_000);
+  const jobId = await submit();
+  await waitUntil('a sixth of the frames done', () => ended.size >= FRAMES / 6, 30_000, 20);
+  a.p.kill('SIGSTOP');
+  await waitUntil('b to take over from the frozen leader', () => /leading as scheduler/.test(b.said()), 15_000, 20);
+  a.p.kill('SIGCONT');
+  await waitUntil('a to step down', () => /stepping down as scheduler/.test(a.said()), 15_000, 20);
+  await waitUntil('more frames done by b', () => ended.size >= FRAMES / 3, 30_000, 20);
+  b.p.kill('SIGKILL');
+  await waitUntil('a to lead again', () => a.said().match(/journal replayed; serving/g)?.length === 2, 20_000, 20);
+  const job = await jobEnded(jobId);
+  await waitUntil('the last frame events', () => ended.size === FRAMES, 5_000, 20).catch(() => {});
+  assert.equal(job.state, 'done');
+  assert.deepEqual(job.counts, { total: FRAMES, queued: 0, running: 0, done: FRAMES, failed: 0 });
+  for (const [frame, evts] of ended) assert.equal(evts.length, 1, `frame ${frame} ended ${evts.length} times`);
+  assert.equal(farm.stats.framesDone, FRAMES, 'no frame rendered twice');
+});

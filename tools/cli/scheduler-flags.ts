@@ -1,5 +1,5 @@
 import type { SchedulerOptions } from '../../actors/scheduler/index.ts';
-import { DEFAULT_QUEUE_LIMITS } from '../../actors/scheduler/queue-limits.ts';
+import { DEFAULT_QUEUE_LIMITS, formatCount as n } from '../../actors/scheduler/queue-limits.ts';
 import { DEFAULT_RETENTION } from '../../actors/scheduler/retention.ts';
 import { UsageError } from './cli-error.ts';
 import { parseCount } from './option-values.ts';
@@ -16,8 +16,6 @@ export interface SchedulerFlags {
   outsourceOverflow?: string;
   sandboxAll?: boolean;
 }
-
-const n = (v: number) => v.toLocaleString('en');
 
 /** The flags' help texts, shared by `scheduler` and `up` so they say the same. */
 export const SCHEDULER_FLAG_HELP = {

@@ -120,6 +120,13 @@ export const leadershipMachine = setup({
       const k = (event as unknown as { output: KeyState }).output;
       return context.seen !== null && context.seen.revision === k.revision && context.now() - context.seen.since >= context.timing.lapseMs;
     },
+    // A revision below one already seen comes from a copy of the bucket that lags (a direct get is
+    // answered by any replica, e.g. a member catching up after a restart): it tells nothing, and
+    // must not restart the lapse clock, or reads alternating between copies would never let it lapse.
+    stale: ({ context, event }) => {
+      const k = (event as unknown as { output: KeyState }).output;
+      return context.seen !== null && k.revision < context.seen.revision;
+    },
     taken: ({ event }) => isLeaseTaken((event as { error?: unknown }).error),
     holdAtFence: ({ context }) => context.holdAtFence === true,
   },
@@ -144,6 +151,7 @@ export const leadershipMachine = setup({
           invoke: {
             src: 'read',
             onDone: [
+              { guard: 'stale', target: 'waiting', actions: assign({ first: false }) },
               { guard: 'free', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
               { guard: 'predecessorDead', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },
               { guard: 'ours', target: '#leadership.claiming', actions: assign({ claimFrom: ({ event }) => event.output.revision, first: false }) },

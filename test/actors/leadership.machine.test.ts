@@ -208,3 +208,14 @@ test('leadership - with holdAtFence, a held leader whose renewal then finds the 
   assert.deepEqual([rec.lost, rec.resumed], [1, 0]);
   assert.ok(a.getSnapshot().matches('following'));
 });
+
+test('leadership - reads from a lagging copy (a lower revision) neither restart the lapse clock nor make a claim expect a stale revision', async () => {
+  const { rec, advance } = candidate({ key: { revision: 20, lease: lease() } });
+  await flush();
+  // the leader is dead at revision 20; every other read comes from a copy stuck at revision 12
+  for (let i = 0; i < 14; i++) {
+    rec.key = i % 2 === 0 ? { revision: 12, lease: lease() } : { revision: 20, lease: lease() };
+    await advance(250);
+  }
+  assert.deepEqual(rec.claims, [20], 'lapsed after 3 s on the freshest revision, and claimed expecting it');
+});

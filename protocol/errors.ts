@@ -15,6 +15,7 @@ export const ErrorCodes = {
   RB_NO_SUCH_SLOT: 'no such slot',
   RB_SCHEDULER_UNAVAILABLE: 'the scheduler did not answer',
   RB_REGISTRY_UNAVAILABLE: 'the registry did not answer',
+  RB_STORE_UNAVAILABLE: "the site's JetStream store did not answer (a NATS cluster electing a leader, or JetStream off)",
   RB_QUOTES_UNAVAILABLE: 'the site\'s quote service (its site services) did not answer',
   RB_TOO_MANY_REQUESTS: 'a peer asked more at once than this site answers (quotes: MAX_QUOTES_IN_FLIGHT per peer); ask again once those are answered',
   RB_FARM_NOT_FOUND: 'no farm found',

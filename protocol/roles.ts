@@ -105,7 +105,11 @@ export function permissionsFor(site: string, p: Principal): Permissions {
       };
     case Role.Operator:
       return {
-        publish: [`${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, `${r}.link.release`, ...readFarm],
+        publish: [
+          `${r}.sched.submit.${p.name}`, `${r}.sched.ctl.${p.name}`, `${r}.op.>`, `${r}.host.*.ctl`, `${r}.reg.match`, `${r}.link.release`, ...readFarm,
+          // who leads (`renderbus leaders`): a read of the leaders bucket, from its stream's leader
+          `$JS.API.STREAM.MSG.GET.KV_${streams.leaders(site)}`,
+        ],
         // operators tail the whole site (requests included) but answer nothing; `rb.fed.>` in this
         // account is only what crosses this site's links (FARM imports nothing else of the DMZs)
         subscribe: [`${r}.>`, 'rb.fed.>', inbox],

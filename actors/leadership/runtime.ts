@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import { replicasOf } from '../bus/index.ts';
 import { codecs, newInstanceId, PROTOCOL_MAJOR, streams, type LeaderRole, type Leadership } from '../../protocol/index.ts';
+import { readKey } from './leases.ts';
 import { DEFAULT_LEADERSHIP_TIMING, LeaseTakenError, leadershipMachine, type KeyState, type LeadershipTiming } from './machine.ts';
 
 /**
@@ -115,16 +116,7 @@ export async function runForLeadership(o: LeadershipOptions): Promise<Leadership
         const js = jetstream(o.nc, { timeout: KV_TIMEOUT_MS * 5 });
         kv = await new Kvm(js).create(streams.leaders(o.site), { history: 1, replicas: o.replicas ?? replicasOf(o.nc) });
       }),
-      read: fromPromise(async (): Promise<KeyState> => {
-        const e = await kv!.get(key);
-        if (!e) return { revision: 0, lease: null };
-        if (e.operation !== 'PUT') return { revision: e.revision, lease: null };
-        try {
-          return { revision: e.revision, lease: codecs.leadership.decode(e.value) };
-        } catch {
-          return { revision: e.revision, lease: null, unreadable: true };
-        }
-      }),
+      read: fromPromise((): Promise<KeyState> => readKey(kv!, key)),
       claim: fromPromise(({ input }) => write(input.expect)),
       renew: fromPromise(({ input }) => write(input.revision)),
       release: fromPromise(async ({ input }) => {

@@ -110,6 +110,8 @@ function ownersTable(site: string): [string, Who[]][] {
     [`$JS.API.STREAM.CREATE.KV_${streams.leaders(site)}`, ['scheduler/scheduler', 'registry/registry']],
     [`$JS.API.STREAM.DELETE.KV_${streams.leaders(site)}`, ['scheduler/scheduler']],
     [`$JS.API.STREAM.PURGE.KV_${streams.leaders(site)}`, ['scheduler/scheduler']],
+    // reading who leads (`renderbus leaders`): the services and operators
+    [`$JS.API.STREAM.MSG.GET.KV_${streams.leaders(site)}`, ['scheduler/scheduler', 'registry/registry', 'operator/op']],
   ];
 }
 

@@ -68,7 +68,17 @@ async function standbySite(t: { after: (fn: () => Promise<void>) => void }) {
     const r = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 }).catch(() => undefined);
     return r && 'job' in r && ['done', 'failed', 'cancelled'].includes(r.job.state) ? r.job : undefined;
   }, 60_000, 100);
-  return { nats, site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded };
+  /** `renderbus ARGS` on this site as `role` (not blocking this process, whose registry and hosts must go on). */
+  const cli = async (role: Role, ...args: string[]) => {
+    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', await nats.credsFile(site, role, role === Role.Operator ? TEST_OPERATOR : role)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code] = (await once(p, 'close')) as [number | null];
+    return { code, stdout, stderr };
+  };
+  return { nats, site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded, cli };
 }
 
 /**
@@ -79,11 +89,22 @@ async function standbySite(t: { after: (fn: () => Promise<void>) => void }) {
  * gives the lease up and the standby takes over at its next read.
  */
 test('standby - a standby scheduler takes over when the leader is killed, and at once when it stops; every frame rendered once', async (t) => {
-  const { site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded } = await standbySite(t);
+  const { site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded, cli } = await standbySite(t);
   const a = await startScheduler('a');
   await waitUntil('scheduler a to lead', () => /journal replayed; serving/.test(a.said()), 30_000);
   const b = await startScheduler('b');
   await waitUntil('scheduler b to stand by', () => /standing by/.test(b.said()), 30_000);
+
+  // an operator sees who leads: a's process, and the registry of this test's process
+  const leaders = await cli(Role.Operator, 'leaders', '--json');
+  assert.equal(leaders.code, 0, leaders.stderr);
+  const shown = JSON.parse(leaders.stdout) as { leases: { role: string; lease: { pid: number; host: string } | null }[] };
+  assert.deepEqual(shown.leases.map((l) => [l.role, l.lease?.pid]), [['scheduler', a.p.pid], ['registry', process.pid]]);
+  const text = await cli(Role.Operator, 'leaders');
+  assert.match(text.stdout, new RegExp(`^scheduler +\\S+ +${a.p.pid} +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\d+ms ago`, 'm'));
+  const artist = await cli(Role.Artist, 'leaders');
+  assert.equal(artist.code === 0, false, 'an artist is refused');
+  assert.match(artist.stderr, /leaders is for operators/);
 
   const jobId = await submit();
 
@@ -172,4 +193,16 @@ test('standby - a frozen leader finds its lease taken and stands by; it leads ag
   assert.deepEqual(job.counts, { total: FRAMES, queued: 0, running: 0, done: FRAMES, failed: 0 });
   for (const [frame, evts] of ended) assert.equal(evts.length, 1, `frame ${frame} ended ${evts.length} times`);
   assert.equal(farm.stats.framesDone, FRAMES, 'no frame rendered twice');
+});
+
+test('standby - renderbus leaders on a site where no scheduler or registry has run yet says so', async (t) => {
+  const nats = await startNatsServer();
+  t.after(() => nats.stop());
+  const site = `t${randomUUID().slice(0, 8)}`;
+  const p = spawn(process.execPath, [CLI, 'leaders', '--nats', nats.url, '--site', site, '--creds', await nats.credsFile(site, Role.Operator, TEST_OPERATOR)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  const [code] = (await once(p, 'close')) as [number | null];
+  assert.equal(code, 0);
+  assert.equal(stdout, `no scheduler or registry has run on site ${site} yet (it has no leaders bucket)\n`);
 });

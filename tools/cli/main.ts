@@ -27,7 +27,7 @@ import type { UpOptions } from './up.ts';
 export const JOB_FILE_FIELDS = 'name, scene, renderer, command, blender, progress, errors, sceneErrors, frames, chunk, taskDuration, memoryMb, maxAttempts, maxTaskErrors, maxHostFailures, stallLimit, timeLimit, resolution, priority, previewFirst, hold, limits, afterFrames, after, site, budget, encryptResults, rerenderOf, split, chain, user, group, project, notify, requirements, supportFiles, sandbox, env, output';
 export const REQUIREMENT_FIELDS = 'machine, os, cpu, cpuCount, cpuMhz, ramMb, swapMb, packages, licenses, engines';
 
-export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget' | 'cluster';
+export type CommandName = 'up' | 'registry' | 'scheduler' | 'notifier' | 'monitor' | 'render-server' | 'submit' | 'jobs' | 'job' | 'cancel' | 'pause' | 'resume' | 'release' | 'retry' | 'rerender' | 'priority' | 'why' | 'contact-sheet' | 'limit' | 'share' | 'sick' | 'hosts' | 'host' | 'frame' | 'slot' | 'queue' | 'tail' | 'demo' | 'credentials' | 'sites' | 'site' | 'bills' | 'budget' | 'cluster' | 'leaders';
 export type Handlers = Record<CommandName, CommandHandler>;
 
 // Each command loads its module only when it runs: `--help` stays fast and needs no NATS.
@@ -73,6 +73,7 @@ export const defaultHandlers: Handlers = {
   bills: async (c) => (await import('./bills.ts')).billsCommand(c as CommandContext<BillsOptions>),
   budget: async (c) => (await import('./budget.ts')).budgetCommand(c as CommandContext<BudgetOptions>),
   cluster: async (c) => (await import('./cluster.ts')).clusterCommand(c as CommandContext<ClusterConfigOptions>),
+  leaders: async (c) => (await import('./leaders.ts')).leadersCommand(c),
 };
 
 /** Adds the scheduler's flags (queue limits, retention, linked peers, the outsourcing policy), which `up` takes too. */
@@ -490,6 +491,14 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .option('--name <name>', 'the cluster name, the same on every member (default: renderbus)')
     .addHelpText('after', '\nExample, three machines a, b and c:\n  renderbus cluster config --node 1 --routes a:6222,b:6222,c:6222 > n1.conf\nthen on a: nats-server -c n1.conf (auth.conf beside it); actors: --nats nats://a:4222,nats://b:4222,nats://c:4222. docs/cluster.md')
     .action(action('cluster'));
+
+  program
+    .command('leaders')
+    .summary('show which scheduler and registry lead the site, since when, last renewal')
+    .description("show which process leads the site's scheduler and which its registry: host, pid, since when, and how long ago it renewed its lease (read from the site's leaders bucket, RB_<SITE>_LEADERS). Standbys write nothing there: they are the other processes of the same role. For operators")
+    .option('--json', 'print {site, leases: [{role, revision, lease: {holder, host, pid, name, since, renewedAt} | null}]} as JSON')
+    .addHelpText('after', "\nA lease not renewed for 4 s is taken over by a standby; one renewed seconds ago belongs to a leader whose renewals are held up (it holds still meanwhile). 'renewed' compares the leader's clock with this machine's. docs/running-actors.md, \"A standby scheduler and registry\".")
+    .action(action('leaders'));
 
   program
     .command('sites')

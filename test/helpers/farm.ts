@@ -344,6 +344,20 @@ export function rbAs(farm: TestFarm, creds: string, ...args: string[]): { code: 
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * `rb()` without blocking this process's event loop, for a command that waits (`submit --wait`):
+ * the farm's actors write to pipes this process reads, and would stall on full pipes meanwhile.
+ */
+export async function rbAsync(farm: TestFarm, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(proc, 'close')) as [number | null]; // 'close': after the pipes are drained
+  return { code, stdout, stderr };
+}
+
 /** How often each frame ran to the end, from a ledger file (see TestFarm.ledgerJob). */
 export async function readLedger(path: string): Promise<Map<number, number>> {
   const text = await readFile(path, 'utf8').catch(() => '');

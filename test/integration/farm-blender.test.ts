@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { decodeAny } from '../../protocol/index.ts';
-import { rb, TestFarm, waitUntil } from '../helpers/farm.ts';
+import { rb, rbAsync, TestFarm, waitUntil } from '../helpers/farm.ts';
 
 /*
  * Issue 17: Blender renders on the farm. The scene is made at test time by Blender's own Python
@@ -24,9 +24,10 @@ before(async () => {
   farm = await TestFarm.start();
   proj = join(farm.dir, 'proj');
   await mkdir(proj, { recursive: true });
-  for (const [name, extra] of [['shot.blend', []], ['rig.blend', ['--rig']]] as const) {
+  const scenes = [['shot.blend', '640x480', []], ['rig.blend', '640x480', ['--rig']], ['small.blend', '64x48', []]] as const;
+  for (const [name, size, extra] of scenes) {
     // the texture is written beside the scene (tex/checker.png) and read back by a `//` relative path
-    const r = spawnSync('blender', ['-b', '--factory-startup', '--python', MAKE_SCENE, '--', join(proj, name), '--frames', '6', '--size', '640x480', '--samples', '4', ...extra], { encoding: 'utf8' });
+    const r = spawnSync('blender', ['-b', '--factory-startup', '--python', MAKE_SCENE, '--', join(proj, name), '--frames', '6', '--size', size, '--samples', '4', ...extra], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   }
   await farm.registry();
@@ -103,4 +104,21 @@ test('blender - the probe reports the engines: a host whose Blender cannot make 
   const waiting = await waitUntil('the Eevee job to say why it waits', async () => (await farm.job(id)).waiting, 20_000);
   assert.match(waiting, /no host matches the requirements \(flat needs the blender engine BLENDER_EEVEE, blender 3\.4\.1 has CYCLES/);
   assert.equal(rb(farm, 'cancel', id).code, 0);
+});
+
+test('blender - the Open Job Description sample (tools/templates/openjd/blender-chunks.yaml) renders its chunk in one Blender process, at the scene\'s own settings', async () => {
+  const out = join(farm.dir, 'out-openjd');
+  const sample = fileURLToPath(new URL('../../tools/templates/openjd/blender-chunks.yaml', import.meta.url));
+  const r = await rbAsync(farm, 'submit', sample, '--param', `BlendFile=${join(proj, 'small.blend')}`, '--param', `OutputDir=${out}`,
+    '--param', 'Frames=1-3', '--param', 'ChunkSize=3', '--output', join(farm.dir, 'openjd-jobs'), '--wait');
+  assert.equal(r.code, 0, r.stderr);
+  const job = await farm.job(r.stdout.trim());
+  assert.equal(job.state, 'done');
+  assert.equal(new Set(job.frames.map((f) => f.taskIndex)).size, 1, 'frames 1-3 in one task: one Blender process');
+  const files = (await readdir(out)).sort();
+  assert.deepEqual(files, ['frame_0001.png', 'frame_0002.png', 'frame_0003.png']);
+  for (const f of files) {
+    const png = await pixels(join(out, f));
+    assert.deepEqual([png.width, png.height], [64, 48], `${f}: the scene's own resolution`);
+  }
 });

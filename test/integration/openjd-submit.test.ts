@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CLI, rb, TestFarm, type ActorProcess } from '../helpers/farm.ts';
+import { rb, rbAsync, TestFarm, type ActorProcess } from '../helpers/farm.ts';
 
 /**
  * `renderbus submit` of the shipped Open Job Description sample (tools/templates/openjd/
@@ -15,17 +13,6 @@ import { CLI, rb, TestFarm, type ActorProcess } from '../helpers/farm.ts';
 
 const SAMPLE = join(import.meta.dirname, '../../tools/templates/openjd/povray-chunks.yaml');
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
-
-/** `rb()` without blocking this process's event loop (the farm's actors write to pipes it reads) for a command that waits. */
-async function rbAsync(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, [CLI, ...args, '--nats', farm.url, '--site', farm.site, '--creds', farm.operatorCreds], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(proc, 'close')) as [number | null]; // 'close': after the pipes are drained
-  return { code, stdout, stderr };
-}
 
 let farm: TestFarm;
 let scheduler: ActorProcess;
@@ -38,7 +25,7 @@ after(() => farm.stop());
 test('openjd submit - the sample renders every frame in chunks inside its scratch environment, and its second step runs after them', async () => {
   const out = join(farm.dir, 'orbit');
   const jobsDir = join(farm.dir, 'jobs');
-  const r = await rbAsync('submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=1-4', '--param', 'ChunkSize=2',
+  const r = await rbAsync(farm, 'submit', SAMPLE, '--param', `OutputDir=${out}`, '--param', 'Frames=1-4', '--param', 'ChunkSize=2',
     '--param', 'Width=32', '--param', 'Height=24', '--output', jobsDir, '--wait');
   assert.equal(r.code, 0, r.stderr);
   const ids = r.stdout.trim().split('\n');

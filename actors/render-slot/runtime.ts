@@ -420,6 +420,8 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
             log.error({ err, taskId: msg.taskId }, 'scheduler refused the task result');
             return;
           }
+          // said once per result (info), then at debug: a scheduler's restart makes every slot retry
+          log[attempt === 0 ? 'info' : 'debug']({ taskId: msg.taskId, attempt, error: (err as Error).message }, 'task result not taken yet; sending it again');
           await Promise.race([sleep(Math.min(SLOT_RESULT_RETRY_MAX_MS, SLOT_RESULT_RETRY_BASE_MS * 2 ** attempt)), wake.promise]);
         }
       }
@@ -552,7 +554,10 @@ export function startRenderSlot(o: RenderSlotOptions): RenderSlot {
         }
         const msg: TaskResult = { v: PROTOCOL_MAJOR, host: o.host, ...input.result, wantNext: input.wantNext, want: input.wantNext ? 2 : 0 };
         idleSince = performance.now();
-        const reply = await sendResult(msg, input.result);
+        const reply = await sendResult(msg, input.result).catch((err: unknown) => {
+          if (err instanceof FarmError && err.retryable) log[input.attempt === 0 ? 'info' : 'debug']({ taskId: msg.taskId, attempt: input.attempt, error: err.message }, 'task result not taken yet; sending it again');
+          throw err;
+        });
         if (reply.next && reply.following) held.push(reply.following);
         return { next: reply.next, waitMs: performance.now() - idleSince };
       }),

@@ -22,6 +22,8 @@ const DAY_NS = 24 * 3600 * 1e9;
  * resources exceeded, 10002 account resources exceeded.
  */
 const STORE_FULL_CODES = new Set([10023, 10047, 10002]);
+/** How often failing journal writes are logged as a warning. */
+const WARN_EVERY_MS = 10_000;
 
 /** A failed journal write as the farm's error: a full store says so (RB_STORAGE_FULL); both are retryable. */
 export function journalWriteError(what: string, cause: unknown): FarmError {
@@ -41,6 +43,8 @@ export function journalWriteError(what: string, cause: unknown): FarmError {
 export class Journal {
   /** Appends not written yet: written together at the end of this turn of the loop. */
   private queue: Pending[] = [];
+  /** When a failed write was last logged as a warning: once every WARN_EVERY_MS while they fail. */
+  private warnedAt = -Infinity;
 
   private constructor(
     private readonly js: JetStreamClient,
@@ -127,6 +131,14 @@ export class Journal {
       for (const p of group) p.done(undefined, ack.seq);
     } catch (cause) {
       const err = journalWriteError(group.length === 1 ? `the ${first.rec.kind} record` : `${group.length} task records`, cause);
+      // each request that waited on it is refused at debug level; an operator must see the farm stall
+      if (performance.now() - this.warnedAt >= WARN_EVERY_MS) {
+        this.warnedAt = performance.now();
+        const hint = /no responders|not enabled/i.test((cause as Error).message)
+          ? `: nats-server has no leader for the journal stream ${streams.journal(this.site)} (on a cluster: docs/cluster.md, "Limits")`
+          : '';
+        this.log.warn({ err: (cause as Error).message }, `journal writes are failing; the farm waits, results are held by the render servers${hint}`);
+      }
       for (const p of group) p.done(err);
     }
   }
@@ -181,15 +193,19 @@ export class Journal {
   }
 }
 
-async function ensureStream(jsm: JetStreamManager, log: Logger, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, log: Logger, wanted: Partial<StreamConfig> & { name: string }): Promise<void> {
   let had: StreamConfig;
   try {
-    had = (await jsm.streams.info(cfg.name)).config;
+    had = (await jsm.streams.info(wanted.name)).config;
   } catch (err) {
-    if (!/stream not found/i.test((err as Error).message)) throw new Error(`stream ${cfg.name}: info failed (${(err as Error).message})`, { cause: err });
-    await jsm.streams.add(cfg);
+    if (!/stream not found/i.test((err as Error).message)) throw new Error(`stream ${wanted.name}: info failed (${(err as Error).message})`, { cause: err });
+    await jsm.streams.add(wanted);
     return;
   }
+  // Copies only grow (a farm moving onto a cluster), never shrink: a server lists fewer members
+  // while one is down, and shrinking a stream then dropped a live copy and kept the dead one's
+  // place, leaving the journal with no leader until that member came back (docs/cluster.md).
+  const cfg = wanted.num_replicas !== undefined && wanted.num_replicas < had.num_replicas ? { ...wanted, num_replicas: had.num_replicas } : wanted;
   // unchanged: no update, which needs the cluster's meta leader (a takeover while a member is down
   // found updates timing out for as long as it stayed down, and could not open its journal)
   const same = Object.entries(cfg).every(([k, v]) => JSON.stringify(had[k as keyof StreamConfig]) === JSON.stringify(v));

@@ -208,7 +208,7 @@ export function buildProgram(io: Io, handlers: Handlers, onResult: (code: number
     .command('scheduler'))
     .summary('run the scheduler alone')
     .description('run the scheduler alone against the farm\'s NATS (JSON logs on stdout)')
-    .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".\nStart a second scheduler (e.g. on another machine) and it stands by: it takes over when the leading\none\'s lease lapses (about 4.5 s after it died) or at once when it is stopped. The `up` of the site\ncounts as one. docs/running-actors.md, "A standby scheduler and registry".')
+    .addHelpText('after', '\nQueue limits and the retention of finished jobs: docs/scheduling.md, "Queue limits" and "Finished jobs".\nStart a second scheduler (e.g. on another machine) and it stands by: it takes over when the leading\none\'s lease lapses (about 4.5 s after it died) or at once when it is stopped. The `up` of the site\ncounts as one. `renderbus leaders` shows which leads. docs/running-actors.md, "A standby scheduler and registry".')
     .action(action('scheduler'));
 
   program

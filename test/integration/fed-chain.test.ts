@@ -134,9 +134,15 @@ test('fed chain - studio → v1 → v2: frames, news and both bills come back al
       assert.equal(sha(await at(join(v1.dataDir, 'fed', 'jobs', 'studio', jobId, 'out'))), s, `frame ${f} at v1`);
       assert.equal(sha(await at(join(v2.dataDir, 'fed', 'jobs', 'v1', mid.jobId, 'out'))), s, `frame ${f} at v2`);
     }
-    // v2's task logs came on with v1's result
-    const logs = await readdir(join(studio.dir, 'out-chained', '.rb-logs', 'remote-v1'));
+    // v2's task logs came on with v1's result (the last may still be landing, as a .part, when the
+    // job's end is applied: the intake writes each file atomically)
+    const logsDir = join(studio.dir, 'out-chained', '.rb-logs', 'remote-v1');
+    const logs = await waitUntil('the three logs at the studio', async () => {
+      const files = await readdir(logsDir).catch(() => []);
+      return files.length === 3 && !files.some((f) => f.endsWith('.part')) ? files : undefined;
+    }, 30_000, 100).catch(async () => readdir(logsDir));
     assert.equal(logs.length, 3, `a log per task, rendered at v2: ${logs.join(' ')}`);
+    assert.deepEqual(logs.filter((f) => f.endsWith('.part')), [], 'every log landed whole');
     // samples went on too: v1 made them from the frames as they came
     const samples = join(studio.dir, 'out-chained', '.rb-samples');
     await waitUntil('the three samples at the studio', async () => (await readdir(samples).catch(() => [])).length === 3, 30_000, 100);

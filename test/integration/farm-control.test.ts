@@ -268,7 +268,10 @@ test('control - a comp submitted --after-frames its render runs frame by frame b
   t.after(() => farm.stop());
   await farm.registry();
   await farm.scheduler();
-  await farm.renderServer('box', 2);
+  // three slots: while the render's last frame still runs (0.8 s), a slot is free for the comp's
+  // first frames (with two, the comp could only start as the render's last two frames ended
+  // together, and whether it started first came down to milliseconds)
+  await farm.renderServer('box', 3);
   const render = await farm.ledgerJob('render', '1-4', 0.8);
   // held until the comp is in: a CLI that starts slowly on a loaded machine must not find it done
   const renderId = await farm.submit({ ...render.spec, hold: true });

@@ -11,11 +11,22 @@ import { startSimulatedFarm } from '../../actors/render-server/index.ts';
 import { ANY_HOST, codecs, decodeAny, PROTOCOL_MAJOR as v, Role, subjects, type FrameEvent } from '../../protocol/index.ts';
 import { silentLogger } from '../../sites/logger.ts';
 import { TEST_OPERATOR, waitUntil } from '../helpers/farm.ts';
-import { startNatsServer } from '../helpers/nats-server.ts';
+import { startNatsServer, type TestNats } from '../helpers/nats-server.ts';
 
 const CLI = resolve(import.meta.dirname, '../../tools/bin/renderbus.js');
 const FRAMES = 60;
 const FRAME_MS = 250;
+
+/** `renderbus ARGS` on a site as `role`, without blocking this process (whose registry and hosts must go on meanwhile). */
+async function runCli(nats: TestNats, site: string, role: Role, ...args: string[]) {
+  const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', await nats.credsFile(site, role, role === Role.Operator ? TEST_OPERATOR : role)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(p, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
 
 /** A site on one nats-server: a registry, 3 simulated hosts of 2 slots, and `renderbus scheduler` processes started by name. */
 async function standbySite(t: { after: (fn: () => Promise<void>) => void }) {
@@ -68,16 +79,7 @@ async function standbySite(t: { after: (fn: () => Promise<void>) => void }) {
     const r = await call(nc, subjects.schedQuery(site), codecs.queryRequest, { v, what: 'job', jobId }, codecs.queryReply, { timeoutMs: 2_000 }).catch(() => undefined);
     return r && 'job' in r && ['done', 'failed', 'cancelled'].includes(r.job.state) ? r.job : undefined;
   }, 60_000, 100);
-  /** `renderbus ARGS` on this site as `role` (not blocking this process, whose registry and hosts must go on). */
-  const cli = async (role: Role, ...args: string[]) => {
-    const p = spawn(process.execPath, [CLI, ...args, '--nats', nats.url, '--site', site, '--creds', await nats.credsFile(site, role, role === Role.Operator ? TEST_OPERATOR : role)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [code] = (await once(p, 'close')) as [number | null];
-    return { code, stdout, stderr };
-  };
+  const cli = (role: Role, ...args: string[]) => runCli(nats, site, role, ...args);
   return { nats, site, nc, farm, startScheduler, ended, dispatchedAt, submit, jobEnded, cli };
 }
 
@@ -199,10 +201,7 @@ test('standby - renderbus leaders on a site where no scheduler or registry has r
   const nats = await startNatsServer();
   t.after(() => nats.stop());
   const site = `t${randomUUID().slice(0, 8)}`;
-  const p = spawn(process.execPath, [CLI, 'leaders', '--nats', nats.url, '--site', site, '--creds', await nats.credsFile(site, Role.Operator, TEST_OPERATOR)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const [code] = (await once(p, 'close')) as [number | null];
-  assert.equal(code, 0);
-  assert.equal(stdout, `no scheduler or registry has run on site ${site} yet (it has no leaders bucket)\n`);
+  const r = await runCli(nats, site, Role.Operator, 'leaders');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `no scheduler or registry has run on site ${site} yet (it has no leaders bucket)\n`);
 });
